@@ -1,0 +1,10 @@
+"""Schema migrations: ordered, each with SQL for both engines, applied once and recorded in
+`market_migrations`. `MIGRATIONS[-1].version` is the migration head (backups record it)."""
+
+from __future__ import annotations
+
+from . import m0001_initial
+from .runner import Migration
+
+MIGRATIONS: tuple[Migration, ...] = (m0001_initial.MIGRATION,)
+HEAD = MIGRATIONS[-1].version

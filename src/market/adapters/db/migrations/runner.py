@@ -1,0 +1,70 @@
+"""Applies pending migrations, once, even when several workers start at the same moment."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from piccolo.engine.base import Engine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.querystring import QueryString
+
+log = logging.getLogger(__name__)
+
+# Any constant works; it only has to be the same in every process that migrates this database.
+_MIGRATION_LOCK_ID = 72_616_001
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: str
+    postgresql: Sequence[str]
+    sqlite: Sequence[str]
+
+    def statements(self, engine_type: str) -> Sequence[str]:
+        return self.postgresql if engine_type == "postgres" else self.sqlite
+
+
+_LEDGER = (
+    "CREATE TABLE IF NOT EXISTS market_migrations ("
+    " version VARCHAR(64) PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+)
+
+
+async def apply_migrations(engine: Engine, migrations: Sequence[Migration]) -> list[str]:
+    """Apply the migrations not yet recorded, in order, in one transaction. Returns the versions applied."""
+    if isinstance(engine, SQLiteEngine):
+        # WAL lets readers proceed while one writer commits; the setting is stored in the file.
+        await engine.run_ddl("PRAGMA journal_mode=WAL")
+        transaction = engine.transaction(transaction_type=TransactionType.immediate)
+    else:
+        transaction = engine.transaction()
+    applied: list[str] = []
+    async with transaction:
+        if engine.engine_type == "postgres":
+            await engine.run_ddl(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})")
+        await engine.run_ddl(_LEDGER)
+        rows = await engine.run_ddl("SELECT version FROM market_migrations")
+        done = {row["version"] for row in rows}
+        for migration in migrations:
+            if migration.version in done:
+                continue
+            for statement in migration.statements(engine.engine_type):
+                await engine.run_ddl(statement)
+            await _record(engine, migration.version)
+            applied.append(migration.version)
+    for version in applied:
+        log.info("applied migration", extra={"migration": version})
+    return applied
+
+
+async def _record(engine: Engine, version: str) -> None:
+    await engine.run_querystring(
+        QueryString(
+            "INSERT INTO market_migrations (version, applied_at) VALUES ({}, {})",
+            version,
+            datetime.now(UTC),
+        )
+    )

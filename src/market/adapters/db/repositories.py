@@ -1,0 +1,117 @@
+"""Piccolo implementations of the repository ports and the unit of work."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Self
+
+from market.application.ports import Page
+from market.domain.catalog import Item, ItemFilter
+from market.domain.errors import EmailAlreadyRegistered
+from market.domain.users import User
+
+from .database import Database
+from .rows import item_from_row, parse_id, user_from_row
+from .search import browse_items
+from .tables import ItemRow, UserRow
+
+
+def _item_columns(item: Item) -> dict[str, Any]:
+    """Every stored column but the primary key."""
+    return {
+        "seller_id": uuid.UUID(item.seller_id),
+        "title": item.title,
+        "description": item.description,
+        "price_cents": item.price_cents,
+        "currency": item.currency,
+        "stock": item.stock,
+        "category": item.category,
+        "status": item.status.value,
+        "created_at": item.created_at,
+        "updated_at": item.updated_at,
+    }
+
+
+class PiccoloUserRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, user: User) -> None:
+        # The UNIQUE constraint is the arbiter (two concurrent registrations cannot both pass a pre-check),
+        # but inserting nothing on conflict keeps the transaction usable and the error readable.
+        rows = await self._db.fetch(
+            "INSERT INTO users (id, email, display_name, role, password_hash, created_at)"
+            " VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (email) DO NOTHING RETURNING id",
+            uuid.UUID(user.id),
+            user.email,
+            user.display_name,
+            user.role.value,
+            user.password_hash,
+            user.created_at,
+        )
+        if not rows:
+            raise EmailAlreadyRegistered()
+
+    async def get(self, user_id: str) -> User | None:
+        canonical = parse_id(user_id)
+        if canonical is None:
+            return None
+        row = await UserRow.select().where(UserRow.id == uuid.UUID(canonical)).first()
+        return user_from_row(row) if row else None
+
+    async def get_by_email(self, email: str) -> User | None:
+        row = await UserRow.select().where(UserRow.email == email).first()
+        return user_from_row(row) if row else None
+
+
+class PiccoloItemRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, item: Item) -> None:
+        await ItemRow.insert(ItemRow(id=uuid.UUID(item.id), **_item_columns(item)))
+
+    async def get(self, item_id: str) -> Item | None:
+        canonical = parse_id(item_id)
+        if canonical is None:
+            return None
+        row = await ItemRow.select().where(ItemRow.id == uuid.UUID(canonical)).first()
+        return item_from_row(row) if row else None
+
+    async def update(self, item: Item) -> None:
+        await ItemRow.update(_item_columns(item)).where(ItemRow.id == uuid.UUID(item.id))
+
+    async def browse(self, item_filter: ItemFilter, limit: int, cursor: str | None) -> Page[Item]:
+        return await browse_items(self._db, item_filter, limit, cursor)
+
+
+class PiccoloUnitOfWork:
+    """Rolls back unless `commit()` was called (Piccolo's own transaction commits on a clean exit)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.users = PiccoloUserRepository(db)
+        self.items = PiccoloItemRepository(db)
+
+    async def __aenter__(self) -> Self:
+        self._transaction = self._db.write_transaction()
+        await self._transaction.__aenter__()
+        self._committed = False
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self._committed and exc is None:
+            await self._transaction.rollback()
+        await self._transaction.__aexit__(exc_type, exc, tb)
+
+    async def commit(self) -> None:
+        await self._transaction.commit()
+        self._committed = True
+
+
+class PiccoloReadRepositories:
+    """Repositories for reads outside a transaction (each query takes a pooled connection)."""
+
+    def __init__(self, db: Database) -> None:
+        self.users = PiccoloUserRepository(db)
+        self.items = PiccoloItemRepository(db)

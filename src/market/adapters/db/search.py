@@ -1,0 +1,143 @@
+"""Browsing and full-text search over active items, on both engines, with opaque cursors.
+
+Browse pages use keyset pagination on (created_at, id), newest first. Search pages are ordered by relevance
+(PostgreSQL `ts_rank_cd` over a weighted tsvector; SQLite FTS5 `bm25`) and page by offset: relevance has no
+stable key to seek on, and nobody pages deep into search results.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from market.application.ports import Page
+from market.domain.catalog import Item, ItemFilter
+from market.domain.errors import InvalidCursor
+
+from .database import Database
+from .rows import item_from_row, parse_id
+
+_COLUMNS = (
+    "i.id, i.seller_id, i.title, i.description, i.price_cents, i.currency, i.stock, i.category,"
+    " i.status, i.created_at, i.updated_at"
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+MAX_SEARCH_OFFSET = 10_000  # deeper than any person pages; bounds the work one request can ask for
+
+
+async def browse_items(db: Database, item_filter: ItemFilter, limit: int, cursor: str | None) -> Page[Item]:
+    position = _decode_cursor(cursor, item_filter)
+    where = ["i.status = 'active'"]
+    args: list[Any] = []
+    if item_filter.category is not None:
+        where.append("i.category = {}")
+        args.append(item_filter.category)
+    if item_filter.min_price_cents is not None:
+        where.append("i.price_cents >= {}")
+        args.append(item_filter.min_price_cents)
+    if item_filter.max_price_cents is not None:
+        where.append("i.price_cents <= {}")
+        args.append(item_filter.max_price_cents)
+    if item_filter.seller_id is not None:
+        seller_id = parse_id(item_filter.seller_id)
+        if seller_id is None:  # not an id at all: no seller has it
+            return Page(items=[], next_cursor=None)
+        where.append("i.seller_id = {}")
+        args.append(seller_id)
+
+    if item_filter.query is None:
+        if position is not None:
+            where.append("(i.created_at, i.id) < ({}, {})")
+            args += [datetime.fromisoformat(position["t"]), position["id"]]
+        sql = (
+            f"SELECT {_COLUMNS} FROM items i WHERE {' AND '.join(where)}"
+            " ORDER BY i.created_at DESC, i.id DESC LIMIT {}"
+        )
+        rows = await db.fetch(sql, *args, limit + 1)
+    else:
+        offset = position["o"] if position is not None else 0
+        rows = await _search(db, item_filter.query, where, args, limit + 1, offset)
+        if rows is None:
+            return Page(items=[], next_cursor=None)
+
+    items = [item_from_row(row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        if item_filter.query is None:
+            next_cursor = _encode_cursor(item_filter, {"t": last.created_at.isoformat(), "id": last.id})
+        elif (offset + limit) < MAX_SEARCH_OFFSET:
+            next_cursor = _encode_cursor(item_filter, {"o": offset + limit})
+    return Page(items=items, next_cursor=next_cursor)
+
+
+async def _search(
+    db: Database, query: str, where: list[str], args: list[Any], limit: int, offset: int
+) -> list[Any] | None:
+    if db.is_postgres:
+        # websearch_to_tsquery accepts any text (quotes, operators, SQL-ish noise) without raising.
+        sql = (
+            f"SELECT {_COLUMNS} FROM items i, websearch_to_tsquery('english', {{}}) q"
+            f" WHERE i.search @@ q AND {' AND '.join(where)}"
+            " ORDER BY ts_rank_cd(i.search, q) DESC, i.id LIMIT {} OFFSET {}"
+        )
+        return await db.fetch(sql, query, *args, limit, offset)
+    match = fts5_match_expression(query)
+    if match is None:
+        return None
+    sql = (
+        f"SELECT {_COLUMNS} FROM items_fts f JOIN items i ON i.rowid = f.rowid"
+        f" WHERE items_fts MATCH {{}} AND {' AND '.join(where)}"
+        " ORDER BY bm25(items_fts, 10.0, 5.0, 2.0), i.id LIMIT {} OFFSET {}"
+    )
+    return await db.fetch(sql, match, *args, limit, offset)
+
+
+def fts5_match_expression(query: str) -> str | None:
+    """Every word quoted (so FTS5 syntax in user input is inert), all required. None when no words."""
+    words = _WORD.findall(query)
+    if not words:
+        return None
+    return " ".join(f'"{word}"' for word in words)
+
+
+def _filter_fingerprint(item_filter: ItemFilter) -> str:
+    raw = repr(
+        (
+            item_filter.query,
+            item_filter.category,
+            item_filter.min_price_cents,
+            item_filter.max_price_cents,
+            item_filter.seller_id,
+        )
+    )
+    return hashlib.blake2s(raw.encode(), digest_size=6).hexdigest()
+
+
+def _encode_cursor(item_filter: ItemFilter, position: dict[str, Any]) -> str:
+    payload = {"f": _filter_fingerprint(item_filter), **position}
+    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None, item_filter: ItemFilter) -> dict[str, Any] | None:
+    """The position a cursor points at; InvalidCursor for anything we did not issue for this filter."""
+    if cursor is None:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(payload, dict) or payload.get("f") != _filter_fingerprint(item_filter):
+            raise InvalidCursor()
+        if item_filter.query is None:
+            datetime.fromisoformat(payload["t"])
+            if not isinstance(payload["id"], str):
+                raise InvalidCursor()
+        elif not (isinstance(payload["o"], int) and 0 <= payload["o"] <= MAX_SEARCH_OFFSET):
+            raise InvalidCursor()
+        return payload
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor() from None

@@ -1,0 +1,34 @@
+"""Piccolo table definitions. The schema itself is created by the SQL migrations in `migrations/`
+(full-text search, CHECK constraints and partial indexes are beyond the ORM); a test checks that these
+classes and the migrated schema agree."""
+
+from __future__ import annotations
+
+from piccolo.columns import UUID, BigInt, Integer, Text, Timestamptz, Varchar
+from piccolo.table import Table
+
+
+class UserRow(Table, tablename="users"):
+    id = UUID(primary_key=True)
+    email = Varchar(length=254, unique=True)
+    display_name = Varchar(length=100)
+    role = Varchar(length=16)
+    password_hash = Text()
+    created_at = Timestamptz()
+
+
+class ItemRow(Table, tablename="items"):
+    id = UUID(primary_key=True)
+    seller_id = UUID(index=True)
+    title = Varchar(length=200)
+    description = Text()
+    price_cents = BigInt()
+    currency = Varchar(length=3)
+    stock = Integer()
+    category = Varchar(length=64)
+    status = Varchar(length=16)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+ALL_TABLES: tuple[type[Table], ...] = (UserRow, ItemRow)

@@ -1,0 +1,1 @@
+"""The Litestar app: controllers, schemas, auth, problem-details mapping."""

@@ -1,0 +1,89 @@
+"""Accounts: register, sign in, who am I."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from litestar import Controller, get, post
+
+from market.application import accounts
+from market.application.services import Services
+from market.domain.users import (
+    EMAIL_PATTERN,
+    MAX_EMAIL_LENGTH,
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+    User,
+)
+
+from .auth import requires
+from .openapi import problems
+
+
+class RegisterBody(msgspec.Struct, forbid_unknown_fields=False):
+    email: Annotated[
+        str, msgspec.Meta(max_length=MAX_EMAIL_LENGTH, pattern=EMAIL_PATTERN, examples=["ada@example.com"])
+    ]
+    password: Annotated[str, msgspec.Meta(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)]
+    display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"\S")]
+    role: Literal["buyer", "seller"]
+
+
+class TokenBody(msgspec.Struct):
+    email: Annotated[str, msgspec.Meta(max_length=MAX_EMAIL_LENGTH)]
+    password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD_LENGTH)]
+
+
+class UserOut(msgspec.Struct):
+    id: str
+    email: str
+    display_name: str
+    role: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(user.id, user.email, user.display_name, user.role.value, user.created_at)
+
+
+class TokenOut(msgspec.Struct):
+    access_token: str
+    token_type: Literal["bearer"]
+    expires_in: int
+
+
+class AccountController(Controller):
+    tags = ["accounts"]
+
+    @post("/auth/register", operation_id="register", status_code=201, responses=problems(400, 409, 422))
+    async def register(self, data: RegisterBody, services: Services) -> UserOut:
+        """Create a buyer or seller account. Passwords need at least 10 characters."""
+        user = await accounts.register_user(
+            accounts.Register(data.email, data.password, data.display_name, data.role),
+            uow=services.uow,
+            hasher=services.hasher,
+            ids=services.ids,
+            clock=services.clock,
+            events=services.events,
+        )
+        return UserOut.of(user)
+
+    @post("/auth/token", operation_id="issueToken", status_code=200, responses=problems(400, 401, 422))
+    async def token(self, data: TokenBody, services: Services) -> TokenOut:
+        """Exchange e-mail and password for a bearer token."""
+        issued = await accounts.issue_token(
+            data.email,
+            data.password,
+            repos=services.repos,
+            hasher=services.hasher,
+            tokens=services.tokens,
+            dummy_hash=services.dummy_password_hash,
+        )
+        return TokenOut(access_token=issued.token, token_type="bearer", expires_in=issued.expires_in)
+
+    @get("/me", operation_id="me", guards=[requires()], responses=problems(401))
+    async def me(self, user: User) -> UserOut:
+        """The signed-in user."""
+        return UserOut.of(user)

@@ -1,0 +1,53 @@
+"""Bearer-token authentication and role guards.
+
+A guard authenticates (401 when the token is missing, malformed, forged or expired), checks the role (403),
+stores the user on the connection state for the `user` dependency, and tags the server span.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from opentelemetry import trace
+
+from market.application.services import Services
+from market.domain.users import Role, User
+from market.telemetry import names
+
+
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> User:
+    cached = connection.scope.get("state", {}).get("user")
+    if cached is not None:
+        return cached
+    services: Services = connection.app.state["services"]
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthorizedException("Send a bearer token in the Authorization header.")
+    user_id = services.tokens.subject(token.strip())
+    user = await services.repos.users.get(user_id) if user_id else None
+    if user is None:
+        raise NotAuthorizedException("The token is not valid or has expired; sign in again.")
+    connection.scope.setdefault("state", {})["user"] = user
+    span = trace.get_current_span()
+    span.set_attribute(names.ENDUSER_ID, user.id)
+    span.set_attribute(names.USER_ROLE, user.role.value)
+    return user
+
+
+def requires(*roles: Role) -> Any:
+    """A guard admitting authenticated users with one of `roles` (any role when none are given)."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        user = await authenticate(connection)
+        if roles and user.role not in roles:
+            raise PermissionDeniedException("Your account's role may not do this.")
+
+    return guard
+
+
+async def provide_user(request: Any) -> User:
+    """The `user` dependency; its handlers are guarded, so this only reads what the guard stored."""
+    return await authenticate(request)

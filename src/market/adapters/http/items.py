@@ -1,0 +1,172 @@
+"""Catalog: browse and search, view, list, change and archive items."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, delete, get, patch, post
+from litestar.params import Parameter
+
+from market.application import catalog
+from market.application.services import Services
+from market.domain.catalog import (
+    MAX_CATEGORY,
+    MAX_DESCRIPTION,
+    MAX_STOCK,
+    MAX_TITLE,
+    SELLER_WRITABLE,
+    Item,
+    ItemFilter,
+    normalise_query,
+)
+from market.domain.money import CURRENCIES, MAX_CENTS
+from market.domain.users import Role, User
+
+from .auth import requires
+from .openapi import problems
+
+Currency = Literal[tuple(sorted(CURRENCIES))]  # type: ignore[valid-type]  # an enum in the schema
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TITLE, pattern=r"\S")]
+Description = Annotated[str, msgspec.Meta(max_length=MAX_DESCRIPTION)]
+PriceCents = Annotated[int, msgspec.Meta(ge=0, le=MAX_CENTS, description="Minor units (cents).")]
+Stock = Annotated[int, msgspec.Meta(ge=0, le=MAX_STOCK)]
+Category = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CATEGORY, pattern=r"\S")]
+
+
+class NewItem(msgspec.Struct, forbid_unknown_fields=True):
+    title: Title
+    price_cents: PriceCents
+    currency: Currency
+    stock: Stock
+    category: Category
+    description: Description = ""
+
+
+class ItemChanges(msgspec.Struct, forbid_unknown_fields=True):
+    """Only the fields sent are changed. `seller_id`, `status` and ids are not writable."""
+
+    title: Title | msgspec.UnsetType = msgspec.UNSET
+    description: Description | msgspec.UnsetType = msgspec.UNSET
+    price_cents: PriceCents | msgspec.UnsetType = msgspec.UNSET
+    currency: Currency | msgspec.UnsetType = msgspec.UNSET
+    stock: Stock | msgspec.UnsetType = msgspec.UNSET
+    category: Category | msgspec.UnsetType = msgspec.UNSET
+
+
+class ItemOut(msgspec.Struct):
+    id: str
+    seller_id: str
+    title: str
+    description: str
+    price_cents: int
+    currency: str
+    stock: int
+    category: str
+    status: Literal["active", "archived"]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, item: Item) -> ItemOut:
+        return cls(
+            item.id,
+            item.seller_id,
+            item.title,
+            item.description,
+            item.price_cents,
+            item.currency,
+            item.stock,
+            item.category,
+            item.status.value,
+            item.created_at,
+            item.updated_at,
+        )
+
+
+class ItemPage(msgspec.Struct):
+    items: list[ItemOut]
+    next_cursor: str | None
+
+
+def _fields(struct: msgspec.Struct) -> dict[str, Any]:
+    return {
+        name: value
+        for name in SELLER_WRITABLE
+        if (value := getattr(struct, name, msgspec.UNSET)) is not msgspec.UNSET
+    }
+
+
+class ItemController(Controller):
+    path = "/items"
+    tags = ["catalog"]
+
+    @get(operation_id="browseItems", responses=problems(400))
+    async def browse(
+        self,
+        services: Services,
+        q: str | None = Parameter(default=None, description="Full-text search; results in relevance order."),
+        category: str | None = Parameter(default=None, max_length=MAX_CATEGORY),
+        min_price_cents: int | None = Parameter(default=None, ge=0),
+        max_price_cents: int | None = Parameter(default=None, ge=0),
+        seller_id: str | None = Parameter(default=None),
+        limit: int = Parameter(default=20, ge=1, le=100),
+        cursor: str | None = Parameter(default=None, description="`next_cursor` of the previous page."),
+    ) -> ItemPage:
+        """Browse active items, newest first, or search them with `q`."""
+        item_filter = ItemFilter(
+            query=normalise_query(q),
+            category=category,
+            min_price_cents=min_price_cents,
+            max_price_cents=max_price_cents,
+            seller_id=seller_id,
+        )
+        page = await catalog.browse_items(
+            item_filter, limit, cursor, repos=services.repos, events=services.events
+        )
+        return ItemPage(items=[ItemOut.of(i) for i in page.items], next_cursor=page.next_cursor)
+
+    @get("/{item_id:str}", operation_id="getItem", responses=problems(404))
+    async def get_item(self, item_id: str, services: Services) -> ItemOut:
+        """One active item."""
+        return ItemOut.of(await catalog.view_item(item_id, repos=services.repos, events=services.events))
+
+    @post(
+        operation_id="createItem",
+        status_code=201,
+        guards=[requires(Role.SELLER)],
+        responses=problems(400, 401, 403, 422),
+    )
+    async def create(self, data: NewItem, user: User, services: Services) -> ItemOut:
+        """List a new item (sellers)."""
+        item = await catalog.list_item(
+            user,
+            _fields(data),
+            uow=services.uow,
+            ids=services.ids,
+            clock=services.clock,
+            events=services.events,
+        )
+        return ItemOut.of(item)
+
+    @patch(
+        "/{item_id:str}",
+        operation_id="updateItem",
+        guards=[requires(Role.SELLER, Role.ADMIN)],
+        responses=problems(400, 401, 403, 404, 422),
+    )
+    async def update(self, item_id: str, data: ItemChanges, user: User, services: Services) -> ItemOut:
+        """Change some of an item's fields (its seller, or an admin)."""
+        item = await catalog.change_item(user, item_id, _fields(data), uow=services.uow, clock=services.clock)
+        return ItemOut.of(item)
+
+    @delete(
+        "/{item_id:str}",
+        operation_id="archiveItem",
+        guards=[requires(Role.SELLER, Role.ADMIN)],
+        responses=problems(401, 403, 404),
+    )
+    async def archive(self, item_id: str, user: User, services: Services) -> None:
+        """Archive an item (its seller, or an admin). It disappears from browsing; orders keep it."""
+        await catalog.archive_item(user, item_id, uow=services.uow, clock=services.clock)

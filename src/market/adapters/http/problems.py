@@ -1,0 +1,240 @@
+"""RFC 9457 problem details: the one place where errors become HTTP responses.
+
+Every 4xx/5xx leaves through here as `application/problem+json` carrying the request's `trace_id`.
+Domain errors map to one stable `type` each (PROBLEM_TYPES); plain HTTP errors use `about:blank`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from market.domain import errors
+
+from .html import not_found_page, wants_html
+from .validation import body_field_errors, plain
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://market.dev/problems/"
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemType:
+    slug: str
+    title: str
+    status: int
+
+    @property
+    def uri(self) -> str:
+        return PROBLEM_BASE + self.slug
+
+
+VALIDATION = ProblemType("validation-error", "Some input is not valid", 422)
+BAD_PARAMETER = ProblemType("invalid-parameter", "A query or path parameter is not valid", 400)
+MALFORMED = ProblemType("malformed-request", "The request body could not be read", 400)
+UNAUTHENTICATED = ProblemType("unauthenticated", "Sign-in required", 401)
+FORBIDDEN = ProblemType("forbidden", "Not allowed", 403)
+INTERNAL = ProblemType("internal-error", "Something went wrong on our side", 500)
+UNAVAILABLE = ProblemType("service-unavailable", "The service is temporarily unavailable", 503)
+
+# One stable type per domain error. Order matters only for subclasses (first match wins).
+PROBLEM_TYPES: dict[type[errors.DomainError], ProblemType] = {
+    errors.ValidationFailed: VALIDATION,
+    errors.NotFound: ProblemType("not-found", "Not found", 404),
+    errors.PermissionDenied: FORBIDDEN,
+    errors.EmailAlreadyRegistered: ProblemType("email-taken", "E-mail address already registered", 409),
+    errors.InvalidCredentials: ProblemType("invalid-credentials", "Wrong e-mail or password", 401),
+    errors.CurrencyMismatch: ProblemType("currency-mismatch", "Currencies cannot be mixed", 409),
+    errors.InvalidCursor: ProblemType("invalid-cursor", "The page cursor is not valid", 400),
+}
+
+# Every type this service can answer with, for the OpenAPI description and the docs.
+CATALOGUE: tuple[ProblemType, ...] = (
+    VALIDATION,
+    BAD_PARAMETER,
+    MALFORMED,
+    UNAUTHENTICATED,
+    INTERNAL,
+    UNAVAILABLE,
+    *dict.fromkeys(PROBLEM_TYPES.values()),
+)
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """An RFC 9457 problem. `errors` is present for validation problems only."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    trace_id: str
+    errors: list[dict[str, str]] | None = None
+
+
+def problem_response(
+    request: Request[Any, Any, Any],
+    status: int,
+    *,
+    type_uri: str,
+    title: str,
+    detail: str,
+    field_errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response[Any]:
+    body: dict[str, Any] = {
+        "type": type_uri,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "trace_id": request.scope.get("state", {}).get("trace_id") or _current_trace_id(),
+    }
+    if field_errors is not None:
+        body["errors"] = field_errors
+    if extra:
+        body.update(extra)
+    return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _current_trace_id() -> str:
+    return format(trace.get_current_span().get_span_context().trace_id, "032x")
+
+
+def domain_error_handler(request: Request[Any, Any, Any], exc: errors.DomainError) -> Response[Any]:
+    kind = next(p for cls, p in PROBLEM_TYPES.items() if isinstance(exc, cls))
+    field_errors = None
+    if isinstance(exc, errors.ValidationFailed):
+        field_errors = [{"field": e.field, "message": e.message} for e in exc.errors]
+    headers = {"WWW-Authenticate": "Bearer"} if kind.status == 401 else None
+    return problem_response(
+        request,
+        kind.status,
+        type_uri=kind.uri,
+        title=kind.title,
+        detail=exc.detail,
+        field_errors=field_errors,
+        headers=headers,
+    )
+
+
+def validation_error_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """Litestar's 400 for bodies and parameters that do not fit the schema. A JSON body of the wrong shape
+    is a 422 naming every bad field; query, path and header parameters are a 400."""
+    extra = [e for e in (exc.extra if isinstance(exc.extra, list) else []) if isinstance(e, dict)]
+    if any(e.get("source") == "body" for e in extra):
+        field_errors = body_field_errors(request)
+        if field_errors is None:
+            return problem_response(
+                request,
+                400,
+                type_uri=MALFORMED.uri,
+                title=MALFORMED.title,
+                detail="A JSON object body is required.",
+            )
+        return problem_response(
+            request,
+            422,
+            type_uri=VALIDATION.uri,
+            title=VALIDATION.title,
+            detail="Some fields are not valid; see errors.",
+            field_errors=field_errors,
+        )
+    field_errors = [
+        {"field": str(e.get("key") or "request"), "message": plain(str(e.get("message", "is not valid")))}
+        for e in extra
+    ]
+    return problem_response(
+        request,
+        400,
+        type_uri=BAD_PARAMETER.uri,
+        title=BAD_PARAMETER.title,
+        detail="Some parameters are not valid; see errors.",
+        field_errors=field_errors or [{"field": "request", "message": "is not valid"}],
+    )
+
+
+def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """Plain HTTP errors (unknown route, wrong method, body too large, malformed JSON...)."""
+    status = exc.status_code
+    if status == 404 and isinstance(exc, NotFoundException) and wants_html(request):
+        return not_found_page(request)
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail else ""
+    if status == 400 and "malformed" in detail.lower():
+        return problem_response(
+            request,
+            400,
+            type_uri=MALFORMED.uri,
+            title=MALFORMED.title,
+            detail="The request body is not valid JSON.",
+        )
+    if status >= 500:
+        return internal_error_handler(request, exc)
+    if status == 401:
+        return problem_response(
+            request,
+            401,
+            type_uri=UNAUTHENTICATED.uri,
+            title=UNAUTHENTICATED.title,
+            detail=detail or _PLAIN_HTTP[401][1],
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if status == 403:
+        return problem_response(
+            request, 403, type_uri=FORBIDDEN.uri, title=FORBIDDEN.title, detail=detail or _PLAIN_HTTP[403][1]
+        )
+    title, detail = _PLAIN_HTTP.get(
+        status, ("Request not accepted", detail or "The request was not accepted.")
+    )
+    headers = dict(exc.headers or {})
+    return problem_response(
+        request, status, type_uri="about:blank", title=title, detail=detail, headers=headers
+    )
+
+
+_PLAIN_HTTP: dict[int, tuple[str, str]] = {
+    400: ("Bad request", "The request could not be understood."),
+    401: ("Sign-in required", "Send a valid bearer token in the Authorization header."),
+    403: ("Not allowed", "Your account may not do this."),
+    404: ("Not found", "There is nothing at this address. The API is described at /docs."),
+    405: ("Method not allowed", "This address does not accept this HTTP method."),
+    413: ("Request too large", "The request body is larger than 1 MiB."),
+    415: ("Unsupported media type", "Send the body as application/json."),
+}
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Our fault: a generic 500 with the reference, never the exception. The exception is recorded on the
+    server span (which is current here) and logged with its stack."""
+    span = trace.get_current_span()
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+    log.error("unhandled exception", exc_info=exc)
+    trace_id = request.scope.get("state", {}).get("trace_id") or _current_trace_id()
+    return problem_response(
+        request,
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        type_uri=INTERNAL.uri,
+        title=INTERNAL.title,
+        detail=f"Sorry, this failed because of a problem on our side. Quote reference {trace_id} to support.",
+    )
+
+
+def exception_handlers() -> dict[Any, Any]:
+    return {
+        errors.DomainError: domain_error_handler,
+        ValidationException: validation_error_handler,
+        HTTPException: http_exception_handler,
+        Exception: internal_error_handler,
+    }

@@ -1,0 +1,71 @@
+"""Signed, expiring bearer tokens (JWT, HS256)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+
+import jwt
+
+from market.application.ports import AccessToken
+from market.domain.users import User
+
+log = logging.getLogger(__name__)
+
+_ALGORITHM = "HS256"
+_AUDIENCE = "market-api"
+
+
+class JwtTokenService:
+    def __init__(self, secret_key: str, ttl_seconds: int) -> None:
+        self._key = secret_key
+        self._ttl = ttl_seconds
+
+    def issue(self, user: User) -> AccessToken:
+        now = int(time.time())
+        claims = {
+            "sub": user.id,
+            "role": user.role.value,
+            "iat": now,
+            "exp": now + self._ttl,
+            "aud": _AUDIENCE,
+        }
+        return AccessToken(token=jwt.encode(claims, self._key, algorithm=_ALGORITHM), expires_in=self._ttl)
+
+    def subject(self, token: str) -> str | None:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[_ALGORITHM],
+                audience=_AUDIENCE,
+                options={"require": ["sub", "exp", "aud"]},
+            )
+        except jwt.PyJWTError:
+            return None
+        subject = claims.get("sub")
+        return subject if isinstance(subject, str) else None
+
+
+def load_or_create_secret_key(var_dir: Path) -> str:
+    """The embedded default's signing key: generated once into `var/secret_key` (mode 0600) and reused, so
+    tokens survive restarts and every worker agrees. Creation is atomic (O_EXCL), safe with several workers."""
+    path = var_dir / "secret_key"
+    var_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another worker may be writing it this very moment
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.01)
+        raise RuntimeError(f"{path} is empty; delete it to generate a new key") from None
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    log.warning("MARKET_SECRET_KEY is not set: generated a signing key", extra={"path": str(path)})
+    return key

@@ -1,0 +1,1 @@
+"""Port implementations that emit business events and metrics through OpenTelemetry."""

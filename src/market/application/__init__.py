@@ -1,0 +1,1 @@
+"""Use cases (one async function each) and the ports they need."""

@@ -1,0 +1,83 @@
+"""Catalog use cases: list, change, archive, view and browse items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from market.domain.catalog import Item, ItemFilter, ItemStatus, new_item
+from market.domain.errors import NotFound
+from market.domain.events import ItemListed, ItemViewed, SearchPerformed
+from market.domain.users import User
+
+from .ports import Clock, EventPublisher, IdGenerator, Page, ReadRepositories, UnitOfWorkFactory
+
+_NO_SUCH_ITEM = "There is no such item."
+
+
+async def list_item(
+    seller: User,
+    fields: dict[str, Any],
+    *,
+    uow: UnitOfWorkFactory,
+    ids: IdGenerator,
+    clock: Clock,
+    events: EventPublisher,
+) -> Item:
+    item = new_item(item_id=ids.new_id(), seller=seller, fields=fields, now=clock.now())
+    async with uow() as work:
+        await work.items.add(item)
+        await work.commit()
+    events.publish([ItemListed(item.id, item.seller_id)])
+    return item
+
+
+async def change_item(
+    user: User, item_id: str, changes: dict[str, Any], *, uow: UnitOfWorkFactory, clock: Clock
+) -> Item:
+    """Partial update of the seller-writable fields by the owning seller or an admin."""
+    async with uow() as work:
+        item = await work.items.get(item_id)
+        if item is None or item.status is ItemStatus.ARCHIVED:
+            raise NotFound(_NO_SUCH_ITEM)
+        item.ensure_editable_by(user)
+        changed = item.with_changes(changes, clock.now())
+        await work.items.update(changed)
+        await work.commit()
+    return changed
+
+
+async def archive_item(user: User, item_id: str, *, uow: UnitOfWorkFactory, clock: Clock) -> None:
+    """Archive (never delete: orders keep pointing at items). Archiving twice is a no-op."""
+    async with uow() as work:
+        item = await work.items.get(item_id)
+        if item is None:
+            raise NotFound(_NO_SUCH_ITEM)
+        item.ensure_editable_by(user)
+        if item.status is not ItemStatus.ARCHIVED:
+            await work.items.update(item.archived(clock.now()))
+            await work.commit()
+
+
+async def view_item(item_id: str, *, repos: ReadRepositories, events: EventPublisher) -> Item:
+    """One active item, counted as a view."""
+    item = await repos.items.get(item_id)
+    if item is None or item.status is not ItemStatus.ACTIVE:
+        raise NotFound(_NO_SUCH_ITEM)
+    events.publish([ItemViewed(item.id)])
+    return item
+
+
+async def browse_items(
+    item_filter: ItemFilter,
+    limit: int,
+    cursor: str | None,
+    *,
+    repos: ReadRepositories,
+    events: EventPublisher,
+) -> Page[Item]:
+    """Active items matching the filter. A filter with a query is a search and is counted as one
+    (first page only: paging through results is not a new search)."""
+    page = await repos.items.browse(item_filter, limit, cursor)
+    if item_filter.query is not None and cursor is None:
+        events.publish([SearchPerformed(item_filter.query, len(page.items))])
+    return page

@@ -1,0 +1,29 @@
+"""The ports a running service has, bundled so that entrypoints (HTTP, CLI) receive them in one piece.
+Built only by bootstrap.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .ports import (
+    Clock,
+    EventPublisher,
+    IdGenerator,
+    PasswordHasher,
+    ReadRepositories,
+    TokenService,
+    UnitOfWorkFactory,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    uow: UnitOfWorkFactory
+    repos: ReadRepositories
+    hasher: PasswordHasher
+    tokens: TokenService
+    ids: IdGenerator
+    clock: Clock
+    events: EventPublisher
+    dummy_password_hash: str
+    """A real hash of a throwaway password: sign-in verifies against it for unknown e-mails."""

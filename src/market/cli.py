@@ -1,0 +1,159 @@
+"""The `market` command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from market.config import ConfigError, Settings
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        click.echo(f"market: {exc}", err=True)
+        sys.exit(2)
+
+
+def _with_database(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    from market.adapters.db.database import Database
+    from market.bootstrap import configure_logging
+
+    configure_logging(settings)
+
+    async def run() -> T:
+        database = Database(settings.database)
+        await database.start()
+        try:
+            return await work(database)
+        finally:
+            await database.close()
+
+    try:
+        return asyncio.run(run())
+    except (OSError, ConnectionError) as exc:
+        click.echo(f"market: cannot reach the database {settings.database.url.redacted()}: {exc}", err=True)
+        sys.exit(1)
+
+
+@click.group()
+@click.version_option(package_name="market")
+def main() -> None:
+    """market: an async marketplace API that is observable by design."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind [MARKET_HOST, default 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [MARKET_PORT, default 8000].")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
+@click.option("--reload", is_flag=True, help="Restart on code changes (development).")
+def serve(host: str | None, port: int | None, workers: int, reload: bool) -> None:
+    """Serve the API. Migrations are applied at start-up."""
+    import uvicorn
+
+    from market.telemetry.logs import logging_config
+
+    settings = _settings()
+    uvicorn.run(
+        "market.bootstrap:app_factory",
+        factory=True,
+        host=host or settings.server.host,
+        port=port if port is not None else settings.server.port,
+        workers=workers,
+        reload=reload,
+        log_config=logging_config(settings.telemetry.log_level),
+        proxy_headers=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema and demo data."""
+
+
+@db.command()
+def migrate() -> None:
+    """Apply pending migrations."""
+    settings = _settings()
+
+    async def work(database: Any) -> list[str]:
+        return await database.migrate()
+
+    applied = _with_database(settings, work)
+    click.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+@db.command()
+@click.option("--sellers", type=click.IntRange(1, 100_000), default=20, show_default=True)
+@click.option("--items", type=click.IntRange(0, 10_000_000), default=1000, show_default=True)
+def seed(sellers: int, items: int) -> None:
+    """Insert realistic demo sellers and items (all sellers' password: demo-password-123)."""
+    from argon2 import PasswordHasher
+
+    from market.adapters.db.seed import DEMO_PASSWORD, seed_demo_data
+
+    settings = _settings()
+    password_hash = PasswordHasher().hash(DEMO_PASSWORD)
+
+    async def work(database: Any) -> tuple[int, int]:
+        await database.migrate()
+        return await seed_demo_data(database, sellers=sellers, items=items, password_hash=password_hash)
+
+    started = time.perf_counter()
+    made_sellers, made_items = _with_database(settings, work)
+    click.echo(
+        f"seeded {made_sellers} sellers and {made_items} items in {time.perf_counter() - started:.1f} s"
+    )
+
+
+@main.group()
+def users() -> None:
+    """Accounts."""
+
+
+@users.command("create-admin")
+@click.option("--email", required=True)
+@click.option("--display-name", default="Administrator", show_default=True)
+def create_admin(email: str, display_name: str) -> None:
+    """Create an admin. The password is read from a prompt, or from stdin when it is not a terminal."""
+    from market.application.accounts import Register, register_user
+    from market.bootstrap import build_services
+    from market.domain.errors import DomainError, ValidationFailed
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    settings = _settings()
+
+    async def work(database: Any) -> Any:
+        await database.migrate()
+        services = build_services(settings, database)
+        return await register_user(
+            Register(email, password, display_name, "admin"),
+            uow=services.uow,
+            hasher=services.hasher,
+            ids=services.ids,
+            clock=services.clock,
+            events=services.events,
+            allow_admin=True,
+        )
+
+    try:
+        user = _with_database(settings, work)
+    except ValidationFailed as exc:
+        click.echo("market: " + "; ".join(f"{e.field} {e.message}" for e in exc.errors), err=True)
+        sys.exit(2)
+    except DomainError as exc:
+        click.echo(f"market: {exc.detail}", err=True)
+        sys.exit(1)
+    click.echo(f"created admin {user.email} ({user.id})")

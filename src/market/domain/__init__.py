@@ -1,0 +1,1 @@
+"""Pure marketplace logic. Imports only the standard library and itself."""

@@ -1,0 +1,124 @@
+"""Catalog items: what sellers list and buyers browse."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from .errors import PermissionDenied
+from .money import MAX_CENTS, Money, is_currency
+from .users import Role, User
+from .validation import FieldErrors
+
+MAX_TITLE = 200
+MAX_DESCRIPTION = 5000
+MAX_CATEGORY = 64
+MAX_STOCK = 1_000_000_000
+MAX_QUERY_TERMS = 32  # longer queries are cut: relevance does not improve and cost grows per term
+
+SELLER_WRITABLE = ("title", "description", "price_cents", "currency", "stock", "category")
+
+
+class ItemStatus(StrEnum):
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    id: str
+    seller_id: str
+    title: str
+    description: str
+    price_cents: int
+    currency: str
+    stock: int
+    category: str
+    status: ItemStatus
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def price(self) -> Money:
+        return Money(self.price_cents, self.currency)
+
+    def ensure_editable_by(self, user: User) -> None:
+        """Sellers edit their own items; admins edit any. Items are public, so this is a 403, not a 404."""
+        if user.role is Role.ADMIN or (user.role is Role.SELLER and user.id == self.seller_id):
+            return
+        raise PermissionDenied("Only the seller who listed this item can change it.")
+
+    def with_changes(self, changes: dict[str, Any], now: datetime) -> Item:
+        """A copy with seller-writable fields changed; anything else in `changes` is ignored by design."""
+        allowed = {k: v for k, v in changes.items() if k in SELLER_WRITABLE}
+        validate_item_fields(allowed)
+        if "title" in allowed:
+            allowed["title"] = allowed["title"].strip()
+        if "category" in allowed:
+            allowed["category"] = allowed["category"].strip()
+        return dataclasses.replace(self, **allowed, updated_at=now)
+
+    def archived(self, now: datetime) -> Item:
+        return dataclasses.replace(self, status=ItemStatus.ARCHIVED, updated_at=now)
+
+
+def validate_item_fields(fields: dict[str, Any]) -> None:
+    """Check the seller-writable fields present in `fields`; raise `ValidationFailed` naming each bad one."""
+    errors = FieldErrors()
+    if "title" in fields:
+        errors.check_text("title", fields["title"], min_len=1, max_len=MAX_TITLE)
+    if "description" in fields:
+        errors.check_text("description", fields["description"], min_len=0, max_len=MAX_DESCRIPTION)
+    if "price_cents" in fields:
+        errors.check_count("price_cents", fields["price_cents"], minimum=0, maximum=MAX_CENTS)
+    if "currency" in fields and not is_currency(fields["currency"]):
+        errors.add("currency", "must be an ISO 4217 currency code such as EUR")
+    if "stock" in fields:
+        errors.check_count("stock", fields["stock"], minimum=0, maximum=MAX_STOCK)
+    if "category" in fields:
+        errors.check_text("category", fields["category"], min_len=1, max_len=MAX_CATEGORY)
+    errors.raise_if_any()
+
+
+def new_item(*, item_id: str, seller: User, fields: dict[str, Any], now: datetime) -> Item:
+    """A freshly listed, active item. Only sellers list items (admins moderate, they do not sell)."""
+    if seller.role is not Role.SELLER:
+        raise PermissionDenied("Only sellers can list items.")
+    values = {"description": "", **{k: v for k, v in fields.items() if v is not None}}
+    validate_item_fields({k: values.get(k) for k in SELLER_WRITABLE})
+    return Item(
+        id=item_id,
+        seller_id=seller.id,
+        title=values["title"].strip(),
+        description=values["description"],
+        price_cents=values["price_cents"],
+        currency=values["currency"],
+        stock=values["stock"],
+        category=values["category"].strip(),
+        status=ItemStatus.ACTIVE,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFilter:
+    """What a buyer asked to browse. `query` is already normalised; None means browse, not search."""
+
+    query: str | None = None
+    category: str | None = None
+    min_price_cents: int | None = None
+    max_price_cents: int | None = None
+    seller_id: str | None = None
+
+
+def normalise_query(raw: str | None) -> str | None:
+    """Lower-case words separated by single spaces, at most MAX_QUERY_TERMS of them; None when empty.
+    This is the form that is searched, counted and reported."""
+    if raw is None:
+        return None
+    words = raw.lower().split()[:MAX_QUERY_TERMS]
+    return " ".join(words) or None

@@ -1,0 +1,63 @@
+"""Every error the business can raise. Each carries a human `detail`; the HTTP layer maps each kind to one
+stable problem type (adapters/http/problems.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One invalid input field, named as the client spelled it."""
+
+    field: str
+    message: str
+
+
+class DomainError(Exception):
+    """Root of all domain errors. `detail` is a sentence a user can read."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ValidationFailed(DomainError):
+    """Input broke a business rule; one `FieldError` per offending field."""
+
+    def __init__(self, errors: list[FieldError], detail: str = "Some fields are not valid.") -> None:
+        super().__init__(detail)
+        self.errors = errors
+
+
+class NotFound(DomainError):
+    """The object does not exist, or the caller may not know that it does."""
+
+
+class PermissionDenied(DomainError):
+    """The caller is known but may not do this to this object."""
+
+
+class EmailAlreadyRegistered(DomainError):
+    """An account with this e-mail address exists already."""
+
+    def __init__(self) -> None:
+        super().__init__("An account with this e-mail address already exists.")
+
+
+class InvalidCredentials(DomainError):
+    """Unknown e-mail or wrong password; deliberately indistinguishable."""
+
+    def __init__(self) -> None:
+        super().__init__("The e-mail address or password is not correct.")
+
+
+class CurrencyMismatch(DomainError):
+    """Amounts in different currencies were combined."""
+
+
+class InvalidCursor(DomainError):
+    """A pagination cursor that this service did not issue, or issued for another query."""
+
+    def __init__(self) -> None:
+        super().__init__("The cursor is not valid for this list; start again without it.")

@@ -1,0 +1,59 @@
+"""Accounts and roles."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from .validation import FieldErrors
+
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 256  # argon2 accepts more, but nobody types this much; it bounds hashing cost
+MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
+# Deliberately loose: one @, no spaces, a dot in the domain. Deliverability is proven by mail, not regex.
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+_EMAIL = re.compile(EMAIL_PATTERN)
+
+
+class Role(StrEnum):
+    BUYER = "buyer"
+    SELLER = "seller"
+    ADMIN = "admin"
+
+
+SELF_SERVICE_ROLES = (Role.BUYER, Role.SELLER)  # admins are made by an operator, never by registration
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    email: str
+    display_name: str
+    role: Role
+    password_hash: str
+    created_at: datetime
+
+
+def normalise_email(email: str) -> str:
+    """E-mail addresses compare case-insensitively here (as every mail provider users meet does)."""
+    return email.strip().lower()
+
+
+def validate_registration(
+    email: object, password: object, display_name: object, role: object, *, allow_admin: bool = False
+) -> None:
+    """Raise `ValidationFailed` naming every field that breaks the account rules."""
+    errors = FieldErrors()
+    if not isinstance(email, str) or len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email.strip()):
+        errors.add("email", "must be an e-mail address")
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        errors.add("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
+    elif len(password) > MAX_PASSWORD_LENGTH:
+        errors.add("password", f"must be at most {MAX_PASSWORD_LENGTH} characters")
+    errors.check_text("display_name", display_name, min_len=1, max_len=100)
+    allowed = tuple(Role) if allow_admin else SELF_SERVICE_ROLES
+    if role not in allowed:
+        errors.add("role", "must be one of " + ", ".join(allowed))
+    errors.raise_if_any()

@@ -1,0 +1,33 @@
+"""Collects field errors so a client learns about every bad field at once, not one per round trip."""
+
+from __future__ import annotations
+
+from .errors import FieldError, ValidationFailed
+
+
+class FieldErrors:
+    """Accumulates `FieldError`s; `raise_if_any()` turns them into one `ValidationFailed`."""
+
+    def __init__(self) -> None:
+        self._errors: list[FieldError] = []
+
+    def add(self, field: str, message: str) -> None:
+        self._errors.append(FieldError(field, message))
+
+    def check_text(self, field: str, value: object, *, min_len: int, max_len: int) -> None:
+        """A string whose stripped length lies in [min_len, max_len]."""
+        if not isinstance(value, str):
+            self.add(field, "must be text")
+        elif not min_len <= len(value.strip()) <= max_len:
+            self.add(field, f"must be {min_len} to {max_len} characters")
+
+    def check_count(self, field: str, value: object, *, minimum: int = 0, maximum: int = 2**31 - 1) -> None:
+        """A whole number (never a bool or float) in [minimum, maximum]."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(field, "must be a whole number")
+        elif not minimum <= value <= maximum:
+            self.add(field, f"must be between {minimum} and {maximum}")
+
+    def raise_if_any(self) -> None:
+        if self._errors:
+            raise ValidationFailed(list(self._errors))

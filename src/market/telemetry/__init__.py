@@ -1,0 +1,1 @@
+"""Cross-cutting instrumentation: provider setup, the names registry, Sentry, log correlation."""

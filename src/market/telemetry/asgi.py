@@ -1,0 +1,121 @@
+"""The edge of every HTTP request: one SERVER span named by route template, the W3C `traceresponse` header,
+and the `X-Session-Id` session.
+
+Written for this service instead of the generic ASGI instrumentation, which costs ~310 µs of CPU per request
+even at 10 % sampling (GOTCHAS) and names spans after raw paths.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+
+from . import names
+
+_VALID_SESSION = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+
+Scope = dict[str, Any]
+
+
+def _headers_getter(carrier: dict[str, str], key: str) -> list[str] | None:
+    value = carrier.get(key)
+    return [value] if value is not None else None
+
+
+class _Getter:
+    """Reads propagation headers from the dict built once per request."""
+
+    get = staticmethod(_headers_getter)
+
+    @staticmethod
+    def keys(carrier: dict[str, str]) -> list[str]:
+        return list(carrier)
+
+
+_GETTER = _Getter()
+
+
+def trace_ids(span: trace.Span) -> tuple[str, str, str]:
+    """(trace_id, span_id, flags) as lower-case hex, for headers, problem bodies and logs."""
+    ctx = span.get_span_context()
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), format(ctx.trace_flags, "02x")
+
+
+class ServerSpanMiddleware:
+    """Wraps the whole Litestar ASGI handler (outside its exception handling), so that every response,
+    including 404s of unknown routes and 500s, is inside the span and carries `traceresponse`."""
+
+    def __init__(self, app: Any, tracer: Tracer) -> None:
+        self.app = app
+        self.tracer = tracer
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        carrier: dict[str, str] = {}
+        session_id = user_agent = None
+        for key, value in scope["headers"]:
+            if key == b"x-session-id":
+                session_id = value
+            elif key == b"user-agent":
+                user_agent = value.decode("latin-1")
+            elif key in (b"traceparent", b"tracestate"):
+                carrier[key.decode()] = value.decode("latin-1")
+        session = (
+            session_id.decode() if session_id and _VALID_SESSION.match(session_id) else secrets.token_hex(16)
+        )
+        method = scope["method"]
+        attributes = {
+            names.HTTP_REQUEST_METHOD: method,
+            names.URL_PATH: scope["path"],
+            names.URL_SCHEME: scope.get("scheme", "http"),
+            names.SESSION_ID: session,
+        }
+        if user_agent:
+            attributes[names.USER_AGENT_ORIGINAL] = user_agent
+        client = scope.get("client")
+        if client:
+            attributes[names.CLIENT_ADDRESS] = client[0]
+
+        parent = extract(carrier, getter=_GETTER) if carrier else None
+        span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+        trace_id, span_id, flags = trace_ids(span)
+        if trace_id == "0" * 32:  # SDK disabled: still give clients a reference to quote
+            trace_id, span_id, flags = secrets.token_hex(16), secrets.token_hex(8), "00"
+        state = scope.setdefault("state", {})
+        state["trace_id"] = trace_id
+        state["session_id"] = session
+        extra_headers = [
+            (b"traceresponse", f"00-{trace_id}-{span_id}-{flags}".encode()),
+            (b"x-session-id", session.encode()),
+        ]
+        status_code = 500
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+                message["headers"] = [*message.get("headers", ()), *extra_headers]
+            await send(message)
+
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            otel_context.detach(token)
+            template = scope.get("path_template")
+            if template:
+                span.update_name(f"{method} {template}")
+                span.set_attribute(names.HTTP_ROUTE, template)
+            span.set_attribute(names.HTTP_RESPONSE_STATUS_CODE, status_code)
+            if status_code >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            span.end()

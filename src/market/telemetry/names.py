@@ -1,0 +1,71 @@
+"""Every telemetry name the service emits, declared once. Code and tests import them from here;
+../shared/TELEMETRY.md is the contract these names follow."""
+
+from __future__ import annotations
+
+# --- Resource -------------------------------------------------------------------------------------------
+SERVICE_NAME = "service.name"
+SERVICE_VERSION = "service.version"
+SERVICE_INSTANCE_ID = "service.instance.id"
+DEPLOYMENT_ENVIRONMENT = "deployment.environment.name"
+
+# --- HTTP server span attributes (OpenTelemetry semantic conventions) -----------------------------------
+HTTP_REQUEST_METHOD = "http.request.method"
+HTTP_ROUTE = "http.route"
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+URL_PATH = "url.path"
+URL_SCHEME = "url.scheme"
+USER_AGENT_ORIGINAL = "user_agent.original"
+CLIENT_ADDRESS = "client.address"
+SESSION_ID = "session.id"
+ENDUSER_ID = "enduser.id"
+USER_ROLE = "market.user.role"
+
+# --- Database client spans -------------------------------------------------------------------------------
+DB_SYSTEM_NAME = "db.system.name"
+DB_OPERATION_NAME = "db.operation.name"
+DB_QUERY_TEXT = "db.query.text"
+DB_NAMESPACE = "db.namespace"
+
+# --- Business attributes ---------------------------------------------------------------------------------
+ORDER_ID = "market.order.id"
+ORDER_TOTAL_CENTS = "market.order.total_cents"
+ORDER_CURRENCY = "market.order.currency"
+CART_LINE_COUNT = "market.cart.line_count"
+PAYMENT_PROVIDER = "market.payment.provider"
+PAYMENT_METHOD = "market.payment.method"
+PAYMENT_OUTCOME = "market.payment.outcome"
+SEARCH_OUTCOME = "market.search.outcome"
+CART_ACTION = "market.cart.action"
+WEBHOOK_DIRECTION = "market.webhook.direction"
+WEBHOOK_OUTCOME = "market.webhook.outcome"
+BACKUP_OUTCOME = "market.backup.outcome"
+
+# --- Span events for business events ---------------------------------------------------------------------
+EVENT_ITEM_VIEWED = "market.item.viewed"
+EVENT_SEARCH_PERFORMED = "market.search.performed"
+EVENT_ITEM_LISTED = "market.item.listed"
+EVENT_USER_REGISTERED = "market.user.registered"
+
+# --- Metrics: (name, unit, description) ------------------------------------------------------------------
+HTTP_SERVER_REQUEST_DURATION = ("http.server.request.duration", "s", "Duration of HTTP server requests.")
+ITEM_VIEWS = ("market.item.views", "{view}", "Item detail pages served.")
+SEARCH_QUERIES = ("market.search.queries", "{query}", "Catalog searches, by whether they found anything.")
+CART_CHANGES = ("market.cart.changes", "{change}", "Cart lines added or removed.")
+CHECKOUT_STARTED = ("market.checkout.started", "{checkout}", "Checkouts started.")
+ORDERS_COMPLETED = ("market.orders.completed", "{order}", "Orders paid.")
+PAYMENT_ATTEMPTS = ("market.payment.attempts", "{attempt}", "Payment attempts, by outcome and method.")
+PAYMENT_AMOUNT = ("market.payment.amount", "{cent}", "Amounts of payment attempts, in minor units.")
+WEBHOOK_DELIVERIES = (
+    "market.webhook.deliveries",
+    "{delivery}",
+    "Webhook deliveries, by direction and outcome.",
+)
+BACKUP_RUNS = ("market.backup.runs", "{run}", "Database backup runs, by outcome.")
+BACKUP_LAST_SUCCESS = ("market.backup.last_success", "s", "Unix time of the last successful backup.")
+
+# --- Headers ---------------------------------------------------------------------------------------------
+TRACERESPONSE_HEADER = "traceresponse"
+SESSION_HEADER = "x-session-id"
+
+INSTRUMENTATION_SCOPE = "market"

@@ -1,0 +1,65 @@
+"""The tracer provider: built per worker process at startup, shut down at exit.
+
+Honours the standard variables: OTEL_SDK_DISABLED, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
+OTEL_TRACES_SAMPLER(_ARG) (read by the SDK), OTEL_EXPORTER_OTLP_ENDPOINT / _PROTOCOL / _HEADERS / _TIMEOUT.
+With no endpoint, nothing is exported and nothing fails.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+
+from market import __version__
+from market.config import Settings
+
+from . import names
+
+
+def build_resource(settings: Settings) -> Resource:
+    """service.*, deployment.environment.name, merged with OTEL_RESOURCE_ATTRIBUTES (which the SDK reads)."""
+    return Resource.create(
+        {
+            names.SERVICE_NAME: settings.telemetry.service_name,
+            names.SERVICE_VERSION: __version__,
+            names.SERVICE_INSTANCE_ID: str(uuid.uuid4()),
+            names.DEPLOYMENT_ENVIRONMENT: settings.sentry.environment,
+        }
+    )
+
+
+def otlp_span_exporter(environ: Mapping[str, str]) -> SpanExporter | None:
+    """The OTLP exporter the environment asks for, or None when no endpoint is configured."""
+    if not (environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+        return None
+    protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return GrpcExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    return HttpExporter()
+
+
+def build_tracer_provider(settings: Settings, environ: Mapping[str, str] | None = None) -> TracerProvider:
+    environ = os.environ if environ is None else environ
+    provider = TracerProvider(resource=build_resource(settings))
+    exporter = otlp_span_exporter(environ)
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    if settings.telemetry.console:
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    return provider
