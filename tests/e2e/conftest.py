@@ -1,0 +1,124 @@
+"""The app over real HTTP: `market serve` in a subprocess, once per engine per session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import _admin, postgres_url
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, base_url: str, engine: str, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.base_url = base_url
+        self.engine = engine
+        self.process = process
+        self.log = log
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def start_server(
+    database_url: str, workdir: Path, engine: str, extra_env: dict[str, str] | None = None
+) -> LiveServer:
+    port = _free_port()
+    log = workdir / f"server-{port}.log"
+    env = {
+        **os.environ,
+        "MARKET_DATABASE_URL": database_url,
+        "MARKET_VAR_DIR": str(workdir / "var"),
+        "MARKET_PORT": str(port),
+        **(extra_env or {}),
+    }
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "market", "serve", "--port", str(port)],
+            env=env,
+            cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"market serve exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(base + "/health/ready", timeout=1).status_code == 200:
+                return LiveServer(base, engine, process, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"market serve did not become ready:\n{log.read_text()}")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def live_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    workdir = tmp_path_factory.mktemp(f"live-{request.param}")
+    if request.param == "sqlite":
+        server = start_server(f"sqlite:///{workdir / 'market.db'}", workdir, "sqlite")
+        yield server
+        stop_server(server)
+        return
+    name = f"market_test_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    try:
+        server = start_server(postgres_url(name), workdir, "postgresql")
+        yield server
+        stop_server(server)
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def client(live_server: LiveServer) -> Iterator[httpx.Client]:
+    with live_server.client() as c:
+        yield c
+
+
+def register(
+    client: httpx.Client, role: str = "buyer", password: str = "correct horse battery"
+) -> dict[str, str]:
+    """A new account and its bearer header: {'id', 'email', 'password', 'Authorization'}."""
+    email = f"{role}-{uuid.uuid4().hex[:10]}@example.com"
+    r = client.post(
+        "/api/v1/auth/register",
+        json={"email": email, "password": password, "display_name": role, "role": role},
+    )
+    assert r.status_code == 201, r.text
+    token = client.post("/api/v1/auth/token", json={"email": email, "password": password}).json()[
+        "access_token"
+    ]
+    return {"id": r.json()["id"], "email": email, "password": password, "Authorization": f"Bearer {token}"}
+
+
+def auth(account: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": account["Authorization"]}
