@@ -11,6 +11,7 @@ from typing import Any
 
 from argon2 import PasswordHasher as Argon2
 from litestar import Litestar
+from opentelemetry.sdk.trace import TracerProvider
 
 from market.adapters.db.database import Database
 from market.adapters.db.repositories import PiccoloReadRepositories, PiccoloUnitOfWork
@@ -57,12 +58,17 @@ def build_services(settings: Settings, database: Database) -> Services:
     )
 
 
-def build_app(settings: Settings | None = None, *, auto_migrate: bool = True) -> Litestar:
-    """The ASGI app for one worker process: `uvicorn --factory market.bootstrap:build_app`."""
+def build_app(
+    settings: Settings | None = None,
+    *,
+    auto_migrate: bool = True,
+    tracer_provider: TracerProvider | None = None,
+) -> Litestar:
+    """The ASGI app for one worker process. Tests may pass their own tracer provider (in-memory exporter)."""
     settings = settings or Settings.from_env()
     configure_logging(settings)
     database = Database(settings.database)
-    tracer_provider = build_tracer_provider(settings)
+    tracer_provider = tracer_provider or build_tracer_provider(settings)
     services = build_services(settings, database)
 
     @asynccontextmanager

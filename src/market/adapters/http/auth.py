@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
@@ -48,6 +49,6 @@ def requires(*roles: Role) -> Any:
     return guard
 
 
-async def provide_user(request: Any) -> User:
+async def provide_user(request: Request[Any, Any, Any]) -> User:
     """The `user` dependency; its handlers are guarded, so this only reads what the guard stored."""
     return await authenticate(request)

@@ -1,0 +1,97 @@
+"""The server span as an SRE sees it in Jaeger: named by route template, never by raw path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from litestar.testing import TestClient
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from market.bootstrap import build_app
+from market.config import Settings
+from market.telemetry import names
+
+
+@pytest.fixture
+def traced(tmp_path) -> Iterator[tuple[TestClient, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    settings = Settings.from_env(
+        {"MARKET_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}", "MARKET_VAR_DIR": str(tmp_path)},
+        dotenv=None,
+    )
+    with TestClient(build_app(settings, tracer_provider=provider)) as client:
+        yield client, exporter
+
+
+def _server_spans(exporter: InMemorySpanExporter):
+    return [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
+
+
+def test_server_span_is_named_by_route_template_not_raw_path(traced):
+    client, exporter = traced
+    response = client.get(
+        "/api/v1/items/6f1c1b54-0000-4000-8000-000000000000", headers={"User-Agent": "probe"}
+    )
+    assert response.status_code == 404
+    (span,) = _server_spans(exporter)
+    assert span.name == "GET /api/v1/items/{item_id}"
+    assert span.attributes[names.HTTP_ROUTE] == "/api/v1/items/{item_id}"
+    assert span.attributes[names.URL_PATH] == "/api/v1/items/6f1c1b54-0000-4000-8000-000000000000"
+    assert span.attributes[names.HTTP_RESPONSE_STATUS_CODE] == 404
+    assert span.attributes[names.USER_AGENT_ORIGINAL] == "probe"
+    assert span.status.status_code is StatusCode.UNSET  # a 4xx is the client's business, not an error
+    assert not span.events or all(e.name != "exception" for e in span.events)
+
+
+def test_unknown_route_span_is_named_by_method_alone(traced):
+    client, exporter = traced
+    client.get("/no/such/thing")
+    (span,) = _server_spans(exporter)
+    assert span.name == "GET"
+    assert names.HTTP_ROUTE not in span.attributes
+
+
+def test_traceresponse_and_problem_trace_id_match_the_server_span(traced):
+    client, exporter = traced
+    response = client.get("/no/such/thing")
+    (span,) = _server_spans(exporter)
+    trace_id = format(span.context.trace_id, "032x")
+    assert response.headers["traceresponse"].split("-")[1] == trace_id
+    assert response.json()["trace_id"] == trace_id
+
+
+def test_incoming_traceparent_is_continued(traced):
+    client, exporter = traced
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    client.get("/health/live", headers={"traceparent": parent})
+    (span,) = _server_spans(exporter)
+    assert format(span.context.trace_id, "032x") == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert format(span.parent.span_id, "016x") == "00f067aa0ba902b7"
+
+
+def test_session_id_is_on_the_span_and_echoed(traced):
+    client, exporter = traced
+    response = client.get("/health/live", headers={"X-Session-Id": "abc.DEF-123_x"})
+    assert response.headers["x-session-id"] == "abc.DEF-123_x"
+    (span,) = _server_spans(exporter)
+    assert span.attributes[names.SESSION_ID] == "abc.DEF-123_x"
+
+
+def test_authenticated_user_is_on_the_span_by_id_and_role_never_email(traced):
+    client, exporter = traced
+    client.post(
+        "/api/v1/auth/register",
+        json={"email": "span@example.com", "password": "0123456789", "display_name": "S", "role": "buyer"},
+    )
+    token = client.post("/api/v1/auth/token", json={"email": "span@example.com", "password": "0123456789"})
+    me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    span = _server_spans(exporter)[-1]
+    assert span.attributes[names.ENDUSER_ID] == me.json()["id"]
+    assert span.attributes[names.USER_ROLE] == "buyer"
+    assert all("span@example.com" not in str(v) for v in span.attributes.values())
