@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit schemathesis clean
+.PHONY: run test lint rules unit schemathesis clean
 
 $(BIN)/market: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,18 @@ run: $(BIN)/market
 
 ## The whole suite: lint, format, dependency and architecture checks, pytest (unit, integration on
 ## PostgreSQL and SQLite, e2e over HTTP), then schemathesis against the live app.
-test: lint unit schemathesis
+test: lint rules unit schemathesis
 
 lint: $(BIN)/market
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/pip check
 	$(BIN)/lint-imports
+
+## Prometheus alert and recording rules: syntax, then their unit tests (promtool: Debian's `prometheus`).
+rules:
+	promtool check rules infra/prometheus/rules.yaml
+	promtool test rules infra/prometheus/rules_test.yaml
 
 unit: $(BIN)/market
 	$(BIN)/python -m pytest

@@ -10,6 +10,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from market.config import Settings
+from market.telemetry.setup import Telemetry, install_telemetry
+
+# Tests read the spans the service makes; with no exporter configured the service would not record them.
+os.environ.setdefault("OTEL_TRACES_SAMPLER", "parentbased_always_on")
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "MARKET_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -59,3 +67,24 @@ def database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("fresh_sqlite_url")
     return request.getfixturevalue("fresh_postgres_url")
+
+
+@pytest.fixture(scope="session")
+def telemetry(tmp_path_factory: pytest.TempPathFactory) -> Telemetry:
+    """The process's telemetry (one per process, as in production): apps built in tests share it."""
+    settings = Settings.from_env({"MARKET_VAR_DIR": str(tmp_path_factory.mktemp("telemetry"))}, dotenv=None)
+    return install_telemetry(settings)
+
+
+@pytest.fixture(scope="session")
+def _session_span_exporter(telemetry: Telemetry) -> InMemorySpanExporter:
+    exporter = InMemorySpanExporter()
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+@pytest.fixture
+def span_exporter(_session_span_exporter: InMemorySpanExporter) -> InMemorySpanExporter:
+    """Every span finished in this process during the test."""
+    _session_span_exporter.clear()
+    return _session_span_exporter

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
-from market.application.ports import AccessToken, Page
+from market.application.ports import AccessToken, ChargeRequest, ChargeResult, IdempotentReplay, Page
 from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import EmailAlreadyRegistered, InvalidCursor
 from market.domain.events import Event
-from market.domain.users import User
+from market.domain.orders import RESERVING, Cart, CartLine, Order, PaymentGatewayUnavailable
+from market.domain.users import Role, User
 
 
 class FakeUserRepository:
@@ -66,13 +69,24 @@ class FakeItemRepository:
 class FakeUnitOfWork:
     """Stages writes in copies; only `commit()` makes them visible in the shared stores."""
 
-    def __init__(self, users: dict[str, User], items: dict[str, Item]) -> None:
+    def __init__(
+        self, users: dict[str, User], items: dict[str, Item], commerce: FakeCommerceState | None = None
+    ) -> None:
         self._users, self._items = users, items
+        self._commerce = commerce if commerce is not None else FakeCommerceState()
         self.committed = False
 
     async def __aenter__(self) -> Self:
         self.users = FakeUserRepository(dict(self._users))
         self.items = FakeItemRepository(dict(self._items))
+        # Commerce state is staged as a deep copy too: stock lives on the staged items, so a rolled-back
+        # checkout leaves neither a reservation, an order nor a cart claim behind.
+        self._staged = copy.deepcopy(self._commerce)
+        self.carts = FakeCartRepository(self._staged, self.items.store)
+        self.stock = FakeStockRepository(self.items.store)
+        self.orders = FakeOrderRepository(self._staged)
+        self.payment_events = FakePaymentEventLog(self._staged)
+        self.outbox = FakeWebhookOutbox(self._staged)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -83,6 +97,7 @@ class FakeUnitOfWork:
         self._users.update(self.users.store)
         self._items.clear()
         self._items.update(self.items.store)
+        self._commerce.replace_with(self._staged)
         self.committed = True
 
 
@@ -92,9 +107,11 @@ class FakeStore:
     def __init__(self) -> None:
         self.users: dict[str, User] = {}
         self.items: dict[str, Item] = {}
+        self.commerce = FakeCommerceState()
+        """Carts, claims, orders, provider events and queued webhooks (read it through its fields)."""
 
     def uow(self) -> FakeUnitOfWork:
-        return FakeUnitOfWork(self.users, self.items)
+        return FakeUnitOfWork(self.users, self.items, self.commerce)
 
     @property
     def repos(self) -> Any:
@@ -146,3 +163,240 @@ class FakeIdGenerator:
 
     def new_id(self) -> str:
         return f"00000000-0000-4000-8000-{next(self._counter):012d}"
+
+
+# --- Commerce ---------------------------------------------------------------------------------------------
+
+CHECKOUT_CLAIM_TIMEOUT = timedelta(minutes=15)
+IDEMPOTENCY_TAKEOVER_AFTER = timedelta(minutes=5)
+
+
+@dataclasses.dataclass
+class FakeCommerceState:
+    """Everything the commerce ports persist, in one place, so a unit of work can stage a copy of it."""
+
+    cart_lines: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    """buyer id -> item id -> quantity, in the order the lines were added."""
+    claims: dict[str, tuple[str, datetime]] = dataclasses.field(default_factory=dict)
+    """buyer id -> (order id, since when) of the checkout holding the cart."""
+    orders: dict[str, Order] = dataclasses.field(default_factory=dict)
+    payment_events: dict[str, tuple[str, str | None, str]] = dataclasses.field(default_factory=dict)
+    """event id -> (type, order id, outcome)."""
+    webhook_sellers: set[str] = dataclasses.field(default_factory=set)
+    """Sellers with an enabled `order.paid` endpoint."""
+    webhook_deliveries: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    """(seller id, order id) of every queued `order.paid` delivery."""
+
+    def replace_with(self, other: FakeCommerceState) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(other, f.name))
+
+
+class FakeCartRepository:
+    def __init__(self, state: FakeCommerceState, items: dict[str, Item]) -> None:
+        self.state, self.items = state, items
+
+    async def get(self, buyer_id: str) -> Cart:
+        lines = []
+        for item_id, quantity in self.state.cart_lines.get(buyer_id, {}).items():
+            i = self.items[item_id]
+            lines.append(CartLine(i.id, i.title, quantity, i.price_cents, i.currency, i.seller_id, i.stock))
+        return Cart(buyer_id, tuple(lines))
+
+    async def set_quantity(self, buyer_id: str, item_id: str, quantity: int, now: datetime) -> None:
+        lines = self.state.cart_lines.setdefault(buyer_id, {})
+        if quantity == 0:
+            lines.pop(item_id, None)
+        else:
+            lines[item_id] = quantity
+
+    async def remove_items(self, buyer_id: str, item_ids: Sequence[str]) -> None:
+        for item_id in item_ids:
+            self.state.cart_lines.get(buyer_id, {}).pop(item_id, None)
+
+    async def claim_for_checkout(self, buyer_id: str, order_id: str, now: datetime) -> bool:
+        held = self.state.claims.get(buyer_id)
+        if held is not None and held[1] >= now - CHECKOUT_CLAIM_TIMEOUT:
+            return False
+        self.state.claims[buyer_id] = (order_id, now)
+        return True
+
+    async def release_checkout(self, buyer_id: str, order_id: str) -> None:
+        held = self.state.claims.get(buyer_id)
+        if held is not None and held[0] == order_id:
+            del self.state.claims[buyer_id]
+
+
+class FakeStockRepository:
+    def __init__(self, items: dict[str, Item]) -> None:
+        self.items = items
+
+    async def reserve(self, item_id: str, quantity: int) -> bool:
+        item = self.items.get(item_id)
+        if item is None or item.status is not ItemStatus.ACTIVE or item.stock < quantity:
+            return False
+        self.items[item_id] = dataclasses.replace(item, stock=item.stock - quantity)
+        return True
+
+    async def release(self, item_id: str, quantity: int) -> None:
+        item = self.items[item_id]
+        self.items[item_id] = dataclasses.replace(item, stock=item.stock + quantity)
+
+
+class FakeOrderRepository:
+    def __init__(self, state: FakeCommerceState) -> None:
+        self.state = state
+
+    async def add(self, order: Order) -> None:
+        assert order.payment is not None, "orders are stored with their payment"
+        assert order.id not in self.state.orders, f"order {order.id} added twice"
+        self.state.orders[order.id] = order
+
+    async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
+        return self.state.orders.get(order_id)
+
+    async def save_status(self, order: Order) -> None:
+        stored = self.state.orders[order.id]
+        self.state.orders[order.id] = dataclasses.replace(
+            stored, status=order.status, updated_at=order.updated_at, payment=order.payment
+        )
+
+    async def list_visible_to(self, user: User, limit: int, cursor: str | None) -> Page[Order]:
+        visible = [
+            o
+            for o in self.state.orders.values()
+            if user.role is Role.ADMIN
+            or (user.role is Role.SELLER and user.id in o.seller_ids)
+            or (user.role is Role.BUYER and o.buyer_id == user.id)
+        ]
+        visible.sort(key=lambda o: (o.created_at, o.id), reverse=True)
+        if cursor is not None:
+            created_at, _, order_id = cursor.partition("|")
+            try:
+                position = (datetime.fromisoformat(created_at), order_id)
+            except ValueError:
+                raise InvalidCursor() from None
+            visible = [o for o in visible if (o.created_at, o.id) < position]
+        page = visible[:limit]
+        more = len(visible) > limit
+        return Page(page, f"{page[-1].created_at.isoformat()}|{page[-1].id}" if more else None)
+
+    async def unsettled(self, updated_before: datetime, limit: int) -> Sequence[Order]:
+        waiting = [
+            o for o in self.state.orders.values() if o.status in RESERVING and o.updated_at < updated_before
+        ]
+        return sorted(waiting, key=lambda o: o.updated_at)[:limit]
+
+
+class FakePaymentEventLog:
+    def __init__(self, state: FakeCommerceState) -> None:
+        self.state = state
+
+    async def record(
+        self, event_id: str, event_type: str, order_id: str | None, outcome: str, now: datetime
+    ) -> bool:
+        if event_id in self.state.payment_events:
+            return False
+        self.state.payment_events[event_id] = (event_type, order_id, outcome)
+        return True
+
+
+class FakeWebhookOutbox:
+    def __init__(self, state: FakeCommerceState) -> None:
+        self.state = state
+
+    async def enqueue_order_paid(self, order: Order, now: datetime) -> int:
+        sellers = sorted(order.seller_ids & self.state.webhook_sellers)
+        self.state.webhook_deliveries.extend((seller_id, order.id) for seller_id in sellers)
+        return len(sellers)
+
+
+@dataclasses.dataclass
+class _IdempotencyRecord:
+    request_hash: str
+    created_at: datetime
+    updated_at: datetime
+    response: IdempotentReplay | None = None
+
+
+class FakeIdempotencyStore:
+    """Each call takes effect at once, like the real store's autocommit statements."""
+
+    def __init__(self) -> None:
+        self.keys: dict[tuple[str, str], _IdempotencyRecord] = {}
+
+    async def begin(self, user_id: str, key: str, request_hash: str, now: datetime) -> IdempotentReplay | str:
+        record = self.keys.get((user_id, key))
+        if record is None:
+            self.keys[(user_id, key)] = _IdempotencyRecord(request_hash, now, now)
+            return "new"
+        if record.request_hash != request_hash:
+            return "mismatch"
+        if record.response is not None:
+            return record.response
+        if record.updated_at < now - IDEMPOTENCY_TAKEOVER_AFTER:
+            record.updated_at = now
+            return "new"
+        return "in_progress"
+
+    async def complete(self, user_id: str, key: str, status: int, body: bytes, now: datetime) -> None:
+        record = self.keys[(user_id, key)]
+        record.response, record.updated_at = IdempotentReplay(status, body), now
+
+    async def abandon(self, user_id: str, key: str) -> None:
+        record = self.keys.get((user_id, key))
+        if record is not None and record.response is None:
+            del self.keys[(user_id, key)]
+
+    async def purge(self, older_than: datetime) -> int:
+        old = [k for k, r in self.keys.items() if r.created_at < older_than]
+        for k in old:
+            del self.keys[k]
+        return len(old)
+
+
+# token -> (the provider's own record, what the charge call answers, decline reason); as the sandbox's.
+FAKE_TEST_TOKENS: dict[str, tuple[str, str, str | None]] = {
+    "tok_visa": ("succeeded", "succeeded", None),
+    "tok_mastercard": ("succeeded", "succeeded", None),
+    "tok_chargeDeclined": ("declined", "declined", "card_declined"),
+    "tok_insufficientFunds": ("declined", "declined", "insufficient_funds"),
+    "tok_processing": ("succeeded", "processing", None),
+    "tok_gatewayTimeout": ("succeeded", "timeout", None),
+}
+
+
+class FakePaymentGateway:
+    """A provider that keeps its own record of every charge (`charges`, by order id). With `down` set,
+    requests never reach it: charge and lookup raise PaymentGatewayUnavailable and nothing is recorded."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.charges: dict[str, ChargeResult] = {}
+        self.requests: list[ChargeRequest] = []
+        self.down = False
+        self.closed = False
+
+    async def charge(self, request: ChargeRequest) -> ChargeResult:
+        self.requests.append(request)
+        if self.down:
+            raise PaymentGatewayUnavailable(request.order_id)
+        if request.order_id in self.charges:  # one charge per order, as providers deduplicate
+            return self.charges[request.order_id]
+        truth, answer, reason = FAKE_TEST_TOKENS.get(
+            request.token, ("declined", "declined", "invalid_card_token")
+        )
+        provider_id = f"fake_ch_{len(self.charges) + 1}"
+        self.charges[request.order_id] = ChargeResult(truth, provider_id, reason)
+        if answer == "timeout":
+            raise PaymentGatewayUnavailable(request.order_id)
+        return ChargeResult(answer, provider_id, reason)
+
+    async def lookup(self, order_id: str, payment_id: str) -> ChargeResult | None:
+        if self.down:
+            raise PaymentGatewayUnavailable(order_id)
+        return self.charges.get(order_id)
+
+    async def close(self) -> None:
+        self.closed = True

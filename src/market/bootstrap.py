@@ -2,31 +2,59 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import hashlib
+import hmac
 import logging.config
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher as Argon2
 from litestar import Litestar
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry import trace
 
+from market.adapters.alerting.monitor import AlertMonitor, FileLease
+from market.adapters.alerting.notifiers import (
+    Notifier,
+    SlackWebhookNotifier,
+    SmtpEmailNotifier,
+    default_sender,
+)
+from market.adapters.alerting.readings import ExpositionReadings
+from market.adapters.db.commerce import PiccoloIdempotencyStore
 from market.adapters.db.database import Database
 from market.adapters.db.repositories import PiccoloReadRepositories, PiccoloUnitOfWork
+from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, PiccoloWebhookDeliveryRepository
 from market.adapters.http.app import create_app
+from market.adapters.payments.sandbox import SandboxPaymentGateway
 from market.adapters.security.passwords import Argon2PasswordHasher
 from market.adapters.security.tokens import JwtTokenService, load_or_create_secret_key
 from market.adapters.telemetry.events import OtelEventPublisher
+from market.adapters.telemetry.payments import TracedPaymentGateway
+from market.adapters.webhooks.sender import HttpxWebhookSender
+from market.adapters.webhooks.signing import new_secret
+from market.adapters.webhooks.ssrf import SsrfGuard
+from market.adapters.webhooks.worker import WebhookDeliveryWorker
+from market.application.checkout import reconcile_payments
+from market.application.ports import PaymentGateway
+from market.application.seller_webhooks import SellerWebhookPorts
 from market.application.services import Services
-from market.config import Settings
+from market.config import ConfigError, Settings
+from market.telemetry.alerting import AlertEvaluator, default_rules
 from market.telemetry.asgi import ServerSpanMiddleware
 from market.telemetry.logs import logging_config
 from market.telemetry.names import INSTRUMENTATION_SCOPE
-from market.telemetry.tracing import build_tracer_provider
+from market.telemetry.sentry import close_sentry, init_sentry
+from market.telemetry.setup import Telemetry, install_telemetry
 
 log = logging.getLogger(__name__)
+
+IDEMPOTENCY_RETENTION = timedelta(hours=48)  # the contract promises at least 24 h
+METRICS_SHARE_INTERVAL_S = 5.0
 
 
 class SystemClock:
@@ -43,9 +71,42 @@ def configure_logging(settings: Settings) -> None:
     logging.config.dictConfig(logging_config(settings.telemetry.log_level))
 
 
-def build_services(settings: Settings, database: Database) -> Services:
+def payment_webhook_secret(settings: Settings, secret_key: str) -> str:
+    """MARKET_PAYMENT_WEBHOOK_SECRET, or one derived from the signing key (every worker derives the same)."""
+    if settings.payments.webhook_secret:
+        return settings.payments.webhook_secret
+    return "whsec_" + hmac.new(secret_key.encode(), b"market payment webhooks", hashlib.sha256).hexdigest()
+
+
+def build_gateways(
+    settings: Settings, database: Database, webhook_secret: str
+) -> tuple[PaymentGateway, PaymentGateway]:
+    """(the configured gateway, the sandbox), each wrapped in CLIENT spans."""
+    tracer = trace.get_tracer(INSTRUMENTATION_SCOPE)
+    sandbox = TracedPaymentGateway(
+        SandboxPaymentGateway(
+            database,
+            webhook_url=settings.public_url + "/api/v1/webhooks/payments",
+            webhook_secret=webhook_secret,
+        ),
+        tracer,
+    )
+    if settings.payments.gateway != "stripe":
+        return sandbox, sandbox
+    from market.adapters.payments.stripe import StripePaymentGateway
+
+    if not settings.payments.stripe_api_key:
+        raise ConfigError("STRIPE_API_KEY: required when MARKET_PAYMENT_GATEWAY=stripe")
+    return TracedPaymentGateway(
+        StripePaymentGateway(api_key=settings.payments.stripe_api_key), tracer
+    ), sandbox
+
+
+def build_services(settings: Settings, database: Database, telemetry: Telemetry | None = None) -> Services:
     secret = settings.auth.secret_key or load_or_create_secret_key(settings.var_dir)
     argon2 = Argon2()
+    webhook_secret = payment_webhook_secret(settings, secret)
+    gateway, sandbox = build_gateways(settings, database, webhook_secret)
     return Services(
         uow=lambda: PiccoloUnitOfWork(database),
         repos=PiccoloReadRepositories(database),
@@ -53,44 +114,144 @@ def build_services(settings: Settings, database: Database) -> Services:
         tokens=JwtTokenService(secret, settings.auth.token_ttl_seconds),
         ids=UuidGenerator(),
         clock=SystemClock(),
-        events=OtelEventPublisher(),
+        events=OtelEventPublisher(telemetry.instruments if telemetry else None),
         dummy_password_hash=argon2.hash(uuid.uuid4().hex),
+        gateway=gateway,
+        sandbox_gateway=sandbox,
+        idempotency=PiccoloIdempotencyStore(database),
+        payment_webhook_secret=webhook_secret,
+        webhooks=SellerWebhookPorts(
+            endpoints=PiccoloSellerWebhookRepository(database),
+            deliveries=PiccoloWebhookDeliveryRepository(database),
+            guard=SsrfGuard(allow_private=settings.webhooks.allow_private),
+            new_secret=new_secret,
+        ),
+    )
+
+
+async def reconcile_forever(services: Services, interval_s: float) -> None:
+    """The background reconciler: settles orders whose payment outcome was unknown, and forgets
+    idempotency keys past their retention. Safe in every worker at once (settling is idempotent)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            counts = await reconcile_payments(
+                uow=services.uow, gateway=services.gateway, clock=services.clock, events=services.events
+            )
+            if counts["paid"] or counts["payment_failed"]:
+                log.info("reconciled payments", extra=counts)
+            await services.idempotency.purge(services.clock.now() - IDEMPOTENCY_RETENTION)
+        except Exception:
+            log.exception("reconciliation failed; will retry")
+
+
+def build_alert_monitor(settings: Settings, telemetry: Telemetry) -> AlertMonitor:
+    """The in-process alert rules over this service's metrics, and whoever should hear about them."""
+    alerts = settings.alerts
+    notifiers: list[Notifier] = []
+    if alerts.slack_webhook_url:
+        notifiers.append(SlackWebhookNotifier(alerts.slack_webhook_url))
+    if alerts.smtp is not None:
+        notifiers.append(
+            SmtpEmailNotifier(alerts.smtp, alerts.email_to, alerts.email_from or default_sender())
+        )
+    return AlertMonitor(
+        AlertEvaluator(default_rules(backups_scheduled=settings.backup.schedule is not None), SystemClock()),
+        ExpositionReadings(telemetry.exposition, settings.backup.directory),
+        interval_s=alerts.eval_interval_s,
+        notifiers=notifiers,
+        lease=FileLease(settings.var_dir / "alerts.lock") if notifiers else None,
+        origin=f"{settings.telemetry.service_name} at {settings.public_url}",
     )
 
 
 def build_app(
-    settings: Settings | None = None,
-    *,
-    auto_migrate: bool = True,
-    tracer_provider: TracerProvider | None = None,
+    settings: Settings | None = None, *, auto_migrate: bool = True, worker: bool = False
 ) -> Litestar:
-    """The ASGI app for one worker process. Tests may pass their own tracer provider (in-memory exporter)."""
+    """The ASGI app. `worker=True` (uvicorn workers, via app_factory) also shares this process's metrics
+    with its sibling workers and shuts telemetry down at exit; tests build many apps in one process and
+    leave both alone."""
     settings = settings or Settings.from_env()
     configure_logging(settings)
+    telemetry = install_telemetry(settings)
+    init_sentry(settings.sentry)
     database = Database(settings.database)
-    tracer_provider = tracer_provider or build_tracer_provider(settings)
-    services = build_services(settings, database)
+    services = build_services(settings, database, telemetry)
+    alerts = build_alert_monitor(settings, telemetry)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await database.start()
         if auto_migrate:
             await database.migrate()
+        background = [
+            asyncio.create_task(reconcile_forever(services, settings.payments.reconcile_interval_s))
+        ]
+        if worker:
+            background.append(asyncio.create_task(share_metrics_forever(telemetry)))
+        if settings.backup.schedule is not None:  # MARKET_BACKUP_SCHEDULE: one worker takes the daily backup
+            from market.adapters.backups.schedule import start_in_process
+
+            background.append(start_in_process(settings, tracer_provider=telemetry.tracer_provider))
+        webhook_sender = HttpxWebhookSender(
+            SsrfGuard(allow_private=settings.webhooks.allow_private),
+            tracer=telemetry.tracer,
+            deliveries_counter=telemetry.instruments.webhook_deliveries,
+        )
+        webhook_worker = WebhookDeliveryWorker(
+            services.webhooks.deliveries, webhook_sender, services.clock, settings.webhooks.retry_schedule_s
+        )
+        webhook_worker.start()
+        alerts.start()
         log.info("market is ready", extra={"database": settings.database.url.redacted()})
         try:
             yield
         finally:
+            await alerts.stop()
+            await webhook_worker.stop()
+            await webhook_sender.close()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await services.gateway.close()
+            if services.sandbox_gateway is not services.gateway:
+                await services.sandbox_gateway.close()
             await database.close()
-            tracer_provider.shutdown()
+            if worker:
+                telemetry.exposition.write_snapshot()
+                # Side by side: each has its own deadline (3 s, 2 s); one after the other they overran 5 s.
+                await asyncio.gather(asyncio.to_thread(telemetry.shutdown), asyncio.to_thread(close_sentry))
 
-    app = create_app(services, database, lifespan=[lifespan])
+    app = create_app(
+        services,
+        database,
+        metrics=telemetry.exposition,
+        metrics_token=settings.telemetry.metrics_token,
+        alerts=alerts,
+        lifespan=[lifespan],
+    )
     # Outside Litestar's exception handling, so that even 404s of unknown routes and 500s are traced.
     app.asgi_handler = ServerSpanMiddleware(
-        app.asgi_handler, tracer_provider.get_tracer(INSTRUMENTATION_SCOPE)
+        app.asgi_handler, telemetry.tracer, telemetry.instruments.http_duration
     )
     return app
 
 
+async def share_metrics_forever(telemetry: Telemetry, interval_s: float = METRICS_SHARE_INTERVAL_S) -> None:
+    """Leave this worker's metrics where sibling workers' /metrics can add them up."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(telemetry.exposition.write_snapshot)
+        except OSError:
+            log.warning("could not write the metrics snapshot", exc_info=True)
+
+
 def app_factory() -> Any:
     """Entry point for uvicorn workers (each builds its own providers after fork)."""
-    return build_app()
+    app = build_app(worker=True)
+    # A request allocates thousands of short-lived objects; the default generation-0 threshold (700) runs the
+    # collector several times per request. Measured on GET /items?limit=20: 398 -> 364 us of CPU per request.
+    gc.set_threshold(20_000, 50, 100)
+    gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
+    return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -37,9 +38,16 @@ def _with_database(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T
         finally:
             await database.close()
 
+    from asyncpg.exceptions import InvalidAuthorizationSpecificationError, InvalidCatalogNameError
+
     try:
-        return asyncio.run(run())
-    except (OSError, ConnectionError) as exc:
+        with warnings.catch_warnings():
+            # Piccolo warns (several lines, to stderr) when its version probe cannot connect; we say it once.
+            warnings.filterwarnings(
+                "ignore", message=r".*Unable to (connect to database|fetch server version)"
+            )
+            return asyncio.run(run())
+    except (OSError, ConnectionError, InvalidCatalogNameError, InvalidAuthorizationSpecificationError) as exc:
         click.echo(f"market: cannot reach the database {settings.database.url.redacted()}: {exc}", err=True)
         sys.exit(1)
 
@@ -60,8 +68,10 @@ def serve(host: str | None, port: int | None, workers: int, reload: bool) -> Non
     import uvicorn
 
     from market.telemetry.logs import logging_config
+    from market.telemetry.setup import metrics_directory
 
     settings = _settings()
+    metrics_directory(settings).clear()  # last run's worker snapshots must not be added to this run's
     uvicorn.run(
         "market.bootstrap:app_factory",
         factory=True,
@@ -70,6 +80,7 @@ def serve(host: str | None, port: int | None, workers: int, reload: bool) -> Non
         workers=workers,
         reload=reload,
         log_config=logging_config(settings.telemetry.log_level),
+        access_log=False,  # the edge middleware writes them, inside each request's span
         proxy_headers=False,
         timeout_graceful_shutdown=5,
     )
@@ -116,6 +127,36 @@ def seed(sellers: int, items: int) -> None:
 
 
 @main.group()
+def payments() -> None:
+    """Payments."""
+
+
+@payments.command()
+def reconcile() -> None:
+    """Settle orders whose payment outcome is unknown (pending_payment, processing) from the provider's records."""
+    from market.application.checkout import reconcile_payments
+    from market.bootstrap import build_services
+
+    settings = _settings()
+
+    async def work(database: Any) -> dict[str, int]:
+        await database.migrate()
+        services = build_services(settings, database)
+        try:
+            return await reconcile_payments(
+                uow=services.uow,
+                gateway=services.gateway,
+                clock=services.clock,
+                events=services.events,
+            )
+        finally:
+            await services.gateway.close()
+
+    counts = _with_database(settings, work)
+    click.echo(", ".join(f"{outcome}: {n}" for outcome, n in counts.items()))
+
+
+@main.group()
 def users() -> None:
     """Accounts."""
 
@@ -157,3 +198,9 @@ def create_admin(email: str, display_name: str) -> None:
         click.echo(f"market: {exc.detail}", err=True)
         sys.exit(1)
     click.echo(f"created admin {user.email} ({user.id})")
+
+
+# `market backup …` lives with its adapter; that module imports only click and the config at start.
+from market.adapters.backups.cli import backup  # noqa: E402
+
+main.add_command(backup)

@@ -6,8 +6,10 @@ A bad value raises `ConfigError` whose message is one line naming the variable; 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -100,6 +102,8 @@ class TelemetrySettings:
     """Print spans to stderr for a quick look (MARKET_TELEMETRY_CONSOLE=1)."""
     log_level: str = "INFO"
     """Threshold of the JSON log lines on stdout (MARKET_LOG_LEVEL)."""
+    metrics_token: str | None = None
+    """When set, `GET /metrics` needs `Authorization: Bearer <token>` (MARKET_METRICS_TOKEN)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +116,109 @@ class SentrySettings:
     """SENTRY_RELEASE; defaults to the package version."""
 
 
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,14h,20h,24h"
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSettings:
+    gateway: str = "sandbox"
+    """Which provider charges cards (MARKET_PAYMENT_GATEWAY): `sandbox` (embedded default) or `stripe`."""
+    webhook_secret: str | None = None
+    """Verifies provider webhook signatures (MARKET_PAYMENT_WEBHOOK_SECRET). None: derived from the secret
+    key, which suits the sandbox (it signs its own events)."""
+    stripe_api_key: str | None = None
+    """Stripe secret key (STRIPE_API_KEY), needed when the gateway is `stripe`."""
+    reconcile_interval_s: int = 60
+    """How often unsettled orders are reconciled with the provider (MARKET_RECONCILE_INTERVAL, seconds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    retry_schedule_s: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+    """Delays before each retry of a failed seller webhook delivery (MARKET_WEBHOOK_RETRY_SCHEDULE)."""
+    allow_private: bool = False
+    """Permit loopback/private/link-local targets (MARKET_WEBHOOKS_ALLOW_PRIVATE=1): development and tests only."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackupSettings:
+    directory: Path = Path("var/backups")
+    """Where `market backup` writes archives and looks for them (MARKET_BACKUP_DIR)."""
+    retention_days: int = 30
+    """`market backup prune` deletes backups older than this, never the newest verified one
+    (MARKET_BACKUP_RETENTION_DAYS)."""
+    schedule: time | None = None
+    """UTC time of day at which a service worker takes the daily backup (MARKET_BACKUP_SCHEDULE, HH:MM).
+    None: no in-process schedule (use `market backup schedule` or a CronJob instead)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpURL:
+    """`smtp://[user:password@]host[:port]` (port 25; upgraded with STARTTLS when the server offers it) or
+    `smtps://…` (TLS from the first byte, port 465). User and password are percent-decoded."""
+
+    host: str
+    port: int
+    implicit_tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, url: str, variable: str = "MARKET_ALERT_SMTP_URL") -> SmtpURL:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ConfigError(f"{variable}: expected a URL like smtp://user:password@host:587")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigError(f"{variable}: the port is not a number") from None
+        return cls(
+            host=parts.hostname,
+            port=port or (465 if scheme == "smtps" else 25),
+            implicit_tls=scheme == "smtps",
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    eval_interval_s: int = 15
+    """How often the in-process alert rules are evaluated (MARKET_ALERT_EVAL_INTERVAL, seconds)."""
+    slack_webhook_url: str | None = field(default=None, repr=False)
+    """Slack-compatible incoming webhook that gets a message when an alert fires and when it resolves
+    (MARKET_ALERT_SLACK_WEBHOOK_URL). It is a secret: never logged."""
+    smtp: SmtpURL | None = None
+    """The SMTP server alert e-mails go through (MARKET_ALERT_SMTP_URL); None: no e-mails."""
+    email_to: tuple[str, ...] = ()
+    """Recipients of alert e-mails (MARKET_ALERT_EMAIL_TO, comma-separated); needed with MARKET_ALERT_SMTP_URL."""
+    email_from: str | None = None
+    """Sender of alert e-mails (MARKET_ALERT_EMAIL_FROM); None: `market@<host name>`."""
+
+    @classmethod
+    def from_env(cls, env: _Env) -> AlertSettings:
+        slack = env.str("MARKET_ALERT_SLACK_WEBHOOK_URL", "") or None
+        slack_parts = urlsplit(slack or "")
+        if slack and (slack_parts.scheme.lower() not in ("http", "https") or not slack_parts.hostname):
+            raise ConfigError("MARKET_ALERT_SLACK_WEBHOOK_URL: expected an http(s) URL")
+        smtp_raw = env.str("MARKET_ALERT_SMTP_URL", "")
+        to = tuple(a.strip() for a in env.str("MARKET_ALERT_EMAIL_TO", "").split(",") if a.strip())
+        if smtp_raw and not to:
+            raise ConfigError("MARKET_ALERT_EMAIL_TO: required when MARKET_ALERT_SMTP_URL is set")
+        if to and not smtp_raw:
+            raise ConfigError("MARKET_ALERT_SMTP_URL: required when MARKET_ALERT_EMAIL_TO is set")
+        if bad := [a for a in to if "@" not in a]:
+            raise ConfigError(f"MARKET_ALERT_EMAIL_TO: not an e-mail address: {bad[0]!r}")
+        return cls(
+            eval_interval_s=env.int("MARKET_ALERT_EVAL_INTERVAL", 15, minimum=1, maximum=3600),
+            slack_webhook_url=slack,
+            smtp=SmtpURL.parse(smtp_raw) if smtp_raw else None,
+            email_to=to,
+            email_from=env.str("MARKET_ALERT_EMAIL_FROM", "") or None,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database: DatabaseSettings
@@ -121,6 +228,10 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     sentry: SentrySettings = field(default_factory=SentrySettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
+    payments: PaymentSettings = field(default_factory=PaymentSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     @property
     def public_url(self) -> str:
@@ -153,12 +264,36 @@ class Settings:
                 service_name=env.str("OTEL_SERVICE_NAME", "market"),
                 console=env.bool("MARKET_TELEMETRY_CONSOLE", False),
                 log_level=env.choice("MARKET_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+                metrics_token=env.str("MARKET_METRICS_TOKEN", "") or None,
             ),
             sentry=SentrySettings(
                 dsn=env.str("SENTRY_DSN", "") or None,
                 environment=env.str("SENTRY_ENVIRONMENT", "production"),
                 release=env.str("SENTRY_RELEASE", "") or None,
             ),
+            payments=PaymentSettings(
+                gateway=env.choice("MARKET_PAYMENT_GATEWAY", "SANDBOX", ("SANDBOX", "STRIPE")).lower(),
+                webhook_secret=env.str("MARKET_PAYMENT_WEBHOOK_SECRET", "") or None,
+                stripe_api_key=env.str("STRIPE_API_KEY", "") or None,
+                reconcile_interval_s=env.int("MARKET_RECONCILE_INTERVAL", 60, minimum=1, maximum=86400),
+            ),
+            webhooks=WebhookSettings(
+                retry_schedule_s=parse_durations(
+                    env.str("MARKET_WEBHOOK_RETRY_SCHEDULE", DEFAULT_WEBHOOK_RETRY_SCHEDULE),
+                    "MARKET_WEBHOOK_RETRY_SCHEDULE",
+                ),
+                allow_private=env.bool("MARKET_WEBHOOKS_ALLOW_PRIVATE", False),
+            ),
+            backup=BackupSettings(
+                directory=Path(env.str("MARKET_BACKUP_DIR", "") or "var/backups"),
+                retention_days=env.int("MARKET_BACKUP_RETENTION_DAYS", 30, minimum=1, maximum=36500),
+                schedule=(
+                    parse_utc_time(raw, "MARKET_BACKUP_SCHEDULE")
+                    if (raw := env.str("MARKET_BACKUP_SCHEDULE", ""))
+                    else None
+                ),
+            ),
+            alerts=AlertSettings.from_env(env),
         )
 
 
@@ -200,6 +335,14 @@ class _Env:
         return value
 
 
+def parse_utc_time(value: str, variable: str) -> time:
+    """`HH:MM` (24-hour clock, UTC) as a `datetime.time`."""
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+    if not match:
+        raise ConfigError(f"{variable}: expected a UTC time of day as HH:MM, got {value!r}")
+    return time(int(match[1]), int(match[2]))
+
+
 def read_dotenv(path: Path) -> dict[str, str]:
     """`KEY=VALUE` lines; `#` comments, blank lines, optional `export ` and surrounding quotes allowed."""
     if not path.is_file():
@@ -218,3 +361,18 @@ def read_dotenv(path: Path) -> dict[str, str]:
             value = value[1:-1]
         values[key.strip()] = value
     return values
+
+
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_durations(raw: str, variable: str) -> tuple[int, ...]:
+    """`5s,5m,30m,2h` -> (5, 300, 1800, 7200) seconds."""
+    delays: list[int] = []
+    for part in raw.split(","):
+        part = part.strip().lower()
+        unit = _DURATION.get(part[-1:]) if part else None
+        if unit is None or not part[:-1].isdigit() or int(part[:-1]) == 0:
+            raise ConfigError(f"{variable}: expected durations like 5s,5m,2h, got {raw!r}")
+        delays.append(int(part[:-1]) * unit)
+    return tuple(delays)

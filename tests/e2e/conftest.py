@@ -24,11 +24,20 @@ def _free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, base_url: str, engine: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        engine: str,
+        process: subprocess.Popen[bytes],
+        log: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.base_url = base_url
         self.engine = engine
         self.process = process
         self.log = log
+        self.env = env or {}
+        """The server's environment: run `market` commands against the same database and var folder."""
 
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)  # type: ignore[arg-type]
@@ -44,9 +53,9 @@ def start_server(
         "MARKET_DATABASE_URL": database_url,
         "MARKET_VAR_DIR": str(workdir / "var"),
         "MARKET_PORT": str(port),
-        **(extra_env or {}),
     }
-    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)  # the developer's collector; a test may name its own
+    env.update(extra_env or {})
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "market", "serve", "--port", str(port)],
@@ -62,7 +71,7 @@ def start_server(
             raise RuntimeError(f"market serve exited early:\n{log.read_text()}")
         try:
             if httpx.get(base + "/health/ready", timeout=1).status_code == 200:
-                return LiveServer(base, engine, process, log)
+                return LiveServer(base, engine, process, log, env)
         except httpx.HTTPError:
             pass
         time.sleep(0.1)

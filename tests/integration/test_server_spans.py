@@ -6,8 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 from litestar.testing import TestClient
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -17,16 +15,14 @@ from market.telemetry import names
 
 
 @pytest.fixture
-def traced(tmp_path) -> Iterator[tuple[TestClient, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+def traced(tmp_path, span_exporter) -> Iterator[tuple[TestClient, InMemorySpanExporter]]:
     settings = Settings.from_env(
         {"MARKET_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}", "MARKET_VAR_DIR": str(tmp_path)},
         dotenv=None,
     )
-    with TestClient(build_app(settings, tracer_provider=provider)) as client:
-        yield client, exporter
+    with TestClient(build_app(settings)) as client:
+        span_exporter.clear()
+        yield client, span_exporter
 
 
 def _server_spans(exporter: InMemorySpanExporter):

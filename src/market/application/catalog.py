@@ -78,6 +78,6 @@ async def browse_items(
     """Active items matching the filter. A filter with a query is a search and is counted as one
     (first page only: paging through results is not a new search)."""
     page = await repos.items.browse(item_filter, limit, cursor)
-    if item_filter.query is not None and cursor is None:
+    if item_filter.query is not None and not cursor:
         events.publish([SearchPerformed(item_filter.query, len(page.items))])
     return page

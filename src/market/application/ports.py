@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, Self, TypeVar
 
 from market.domain.catalog import Item, ItemFilter
 from market.domain.events import Event
+from market.domain.orders import Cart, Order
 from market.domain.users import User
 
 T = TypeVar("T")
@@ -50,6 +51,11 @@ class UnitOfWork(Protocol):
 
     users: UserRepository
     items: ItemRepository
+    carts: CartRepository
+    stock: StockRepository
+    orders: OrderRepository
+    payment_events: PaymentEventLog
+    outbox: WebhookOutbox
 
     async def __aenter__(self) -> Self: ...
 
@@ -102,3 +108,112 @@ class Clock(Protocol):
 
 class IdGenerator(Protocol):
     def new_id(self) -> str: ...
+
+
+# --- Commerce ----------------------------------------------------------------------------------------------
+
+
+class CartRepository(Protocol):
+    async def get(self, buyer_id: str) -> Cart:
+        """The buyer's cart, lines priced at the items' current prices (empty cart if none)."""
+
+    async def set_quantity(self, buyer_id: str, item_id: str, quantity: int, now: datetime) -> None:
+        """Upsert the line; 0 deletes it."""
+
+    async def remove_items(self, buyer_id: str, item_ids: Sequence[str]) -> None: ...
+
+    async def claim_for_checkout(self, buyer_id: str, order_id: str, now: datetime) -> bool:
+        """Mark the cart as being checked out by `order_id`; False if another checkout holds it."""
+
+    async def release_checkout(self, buyer_id: str, order_id: str) -> None: ...
+
+
+class StockRepository(Protocol):
+    async def reserve(self, item_id: str, quantity: int) -> bool:
+        """Atomically take `quantity` units if that many are left; False (and no change) otherwise."""
+
+    async def release(self, item_id: str, quantity: int) -> None: ...
+
+
+class OrderRepository(Protocol):
+    async def add(self, order: Order) -> None:
+        """Insert the order, its lines and its payment."""
+
+    async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
+        """With `for_update`, the row stays locked until the transaction ends (PostgreSQL)."""
+
+    async def save_status(self, order: Order) -> None:
+        """Persist the order's status and its payment's fields."""
+
+    async def list_visible_to(self, user: User, limit: int, cursor: str | None) -> Page[Order]:
+        """Buyers: their own; sellers: orders with their items; admins: all. Newest first."""
+
+    async def unsettled(self, updated_before: datetime, limit: int) -> Sequence[Order]:
+        """Orders still pending_payment or processing that were last changed before the given time, or
+        whose charge call failed (payment failure_reason `gateway_unavailable`)."""
+
+
+class PaymentEventLog(Protocol):
+    async def record(
+        self, event_id: str, event_type: str, order_id: str | None, outcome: str, now: datetime
+    ) -> bool:
+        """Remember a provider event; False when this event id was recorded before (a duplicate)."""
+
+
+class WebhookOutbox(Protocol):
+    async def enqueue_order_paid(self, order: Order, now: datetime) -> int:
+        """Queue an `order.paid` delivery for each of the order's sellers with an enabled endpoint, in the
+        current transaction. Returns how many were queued."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRequest:
+    order_id: str
+    payment_id: str
+    amount_cents: int
+    currency: str
+    method: str
+    token: str = field(repr=False)  # never in logs, tracebacks or Sentry's local variables
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeResult:
+    """What the provider says about a charge: `succeeded`, `declined` or `processing`."""
+
+    status: str
+    provider_payment_id: str | None = None
+    reason: str | None = None
+
+
+class PaymentGateway(Protocol):
+    name: str
+
+    async def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Charge once per order (the provider deduplicates on the payment id). Raises
+        PaymentGatewayUnavailable on timeouts and provider errors: the outcome is then unknown."""
+
+    async def lookup(self, order_id: str, payment_id: str) -> ChargeResult | None:
+        """The provider's record of the charge for this order, or None when it never received one."""
+
+    async def close(self) -> None:
+        """Release connections and background work at shutdown."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentReplay:
+    status: int
+    body: bytes
+
+
+class IdempotencyStore(Protocol):
+    async def begin(self, user_id: str, key: str, request_hash: str, now: datetime) -> IdempotentReplay | str:
+        """Claim the key for this request. Returns "new" (go ahead), "in_progress", "mismatch" (same key,
+        other body), or the stored response to replay."""
+
+    async def complete(self, user_id: str, key: str, status: int, body: bytes, now: datetime) -> None: ...
+
+    async def abandon(self, user_id: str, key: str) -> None:
+        """Forget a claim whose request failed unexpectedly, so the client may retry with the same key."""
+
+    async def purge(self, older_than: datetime) -> int:
+        """Forget keys created before `older_than`; returns how many."""

@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from .ports import (
     Clock,
     EventPublisher,
+    IdempotencyStore,
     IdGenerator,
     PasswordHasher,
+    PaymentGateway,
     ReadRepositories,
     TokenService,
     UnitOfWorkFactory,
 )
+from .seller_webhooks import SellerWebhookPorts
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,3 +30,11 @@ class Services:
     events: EventPublisher
     dummy_password_hash: str
     """A real hash of a throwaway password: sign-in verifies against it for unknown e-mails."""
+    gateway: PaymentGateway
+    sandbox_gateway: PaymentGateway
+    """The sandbox, whatever `gateway` is: the monitoring self-test declines a test card through it."""
+    idempotency: IdempotencyStore
+    payment_webhook_secret: str
+    """Verifies `POST /webhooks/payments` signatures."""
+    webhooks: SellerWebhookPorts
+    """Seller webhook endpoints and their deliveries."""

@@ -115,10 +115,14 @@ class ItemFilter:
     seller_id: str | None = None
 
 
+# Control characters separate words like spaces do (PostgreSQL text cannot even hold NUL).
+_CONTROLS_TO_SPACES = {code: " " for code in (*range(0x20), *range(0x7F, 0xA0))}
+
+
 def normalise_query(raw: str | None) -> str | None:
     """Lower-case words separated by single spaces, at most MAX_QUERY_TERMS of them; None when empty.
     This is the form that is searched, counted and reported."""
     if raw is None:
         return None
-    words = raw.lower().split()[:MAX_QUERY_TERMS]
+    words = raw.translate(_CONTROLS_TO_SPACES).lower().split()[:MAX_QUERY_TERMS]
     return " ".join(words) or None

@@ -61,3 +61,37 @@ class InvalidCursor(DomainError):
 
     def __init__(self) -> None:
         super().__init__("The cursor is not valid for this list; start again without it.")
+
+
+class IdempotencyKeyRequired(DomainError):
+    def __init__(self) -> None:
+        super().__init__(
+            "Send an Idempotency-Key header (up to 255 characters) so a retry cannot charge twice."
+        )
+
+
+class IdempotencyKeyReused(DomainError):
+    def __init__(self) -> None:
+        super().__init__(
+            "This Idempotency-Key was already used with a different request body; use a new key."
+        )
+
+
+class IdempotentRequestInProgress(DomainError):
+    def __init__(self) -> None:
+        super().__init__("A request with this Idempotency-Key is still being processed; retry in a moment.")
+
+
+class InvalidProviderEvent(DomainError):
+    """A payment provider event that is unsigned, badly signed, stale, or not one we understand."""
+
+
+class WebhookUrlNotAllowed(ValidationFailed):
+    """A webhook URL that leads to an address the service refuses to call (loopback, private, link-local,
+    unique-local, multicast, unspecified, cloud metadata): the guard against server-side request forgery."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            [FieldError("url", reason)],
+            "Webhook URLs must lead to a public internet address; this one does not.",
+        )

@@ -34,3 +34,54 @@ class SearchPerformed(Event):
 
     query: str
     result_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CartChanged(Event):
+    """A cart line was added to (`add`) or removed from (`remove`); quantity changes count by direction."""
+
+    item_id: str
+    action: str  # "add" or "remove"
+    quantity_delta: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutStarted(Event):
+    order_id: str
+    total_cents: int
+    currency: str
+    line_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentAttempted(Event):
+    """One charge attempt and its outcome: `succeeded`, `declined` or `error` (processing counts as
+    succeeded once the provider confirms it, see PaymentSettled)."""
+
+    order_id: str
+    outcome: str
+    method: str
+    amount_cents: int
+    currency: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPaid(Event):
+    order_id: str
+    total_cents: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRefunded(Event):
+    order_id: str
+    total_cents: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookReceived(Event):
+    """A provider webhook arrived: `success` when it was authentic and understood, `failure` otherwise."""
+
+    outcome: str

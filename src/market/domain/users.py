@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -32,7 +32,7 @@ class User:
     email: str
     display_name: str
     role: Role
-    password_hash: str
+    password_hash: str = field(repr=False)
     created_at: datetime
 
 
@@ -46,7 +46,12 @@ def validate_registration(
 ) -> None:
     """Raise `ValidationFailed` naming every field that breaks the account rules."""
     errors = FieldErrors()
-    if not isinstance(email, str) or len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email.strip()):
+    if (
+        not isinstance(email, str)
+        or len(email) > MAX_EMAIL_LENGTH
+        or "\x00" in email
+        or not _EMAIL.match(email.strip())
+    ):
         errors.add("email", "must be an e-mail address")
     if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
         errors.add("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")

@@ -18,6 +18,8 @@ class FieldErrors:
         """A string whose stripped length lies in [min_len, max_len]."""
         if not isinstance(value, str):
             self.add(field, "must be text")
+        elif "\x00" in value:
+            self.add(field, "must not contain NUL characters")
         elif not min_len <= len(value.strip()) <= max_len:
             self.add(field, f"must be {min_len} to {max_len} characters")
 

@@ -7,17 +7,23 @@ even at 10 % sampling (GOTCHAS) and names spans after raw paths.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
+import time
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.metrics import Histogram
 from opentelemetry.propagate import extract
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, Tracer
 
 from . import names
 
+# One JSON line per request, written here rather than by uvicorn: inside the server span (so it carries the
+# trace and span ids), without the query string (search terms are user input), and cheaper.
+_ACCESS_LOG = logging.getLogger("market.access")
 _VALID_SESSION = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 
 Scope = dict[str, Any]
@@ -47,13 +53,31 @@ def trace_ids(span: trace.Span) -> tuple[str, str, str]:
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), format(ctx.trace_flags, "02x")
 
 
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+def span_context_from_traceparent(traceparent: str | None) -> SpanContext | None:
+    """A remote span context from a W3C `traceparent`, for span links; None when absent or malformed."""
+    match = _TRACEPARENT.match(traceparent or "")
+    if match is None:
+        return None
+    context = SpanContext(
+        trace_id=int(match[1], 16),
+        span_id=int(match[2], 16),
+        is_remote=True,
+        trace_flags=TraceFlags(int(match[3], 16)),
+    )
+    return context if context.is_valid else None
+
+
 class ServerSpanMiddleware:
     """Wraps the whole Litestar ASGI handler (outside its exception handling), so that every response,
     including 404s of unknown routes and 500s, is inside the span and carries `traceresponse`."""
 
-    def __init__(self, app: Any, tracer: Tracer) -> None:
+    def __init__(self, app: Any, tracer: Tracer, duration: Histogram | None = None) -> None:
         self.app = app
         self.tracer = tracer
+        self.duration = duration
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -85,6 +109,7 @@ class ServerSpanMiddleware:
         if client:
             attributes[names.CLIENT_ADDRESS] = client[0]
 
+        started = time.perf_counter()
         parent = extract(carrier, getter=_GETTER) if carrier else None
         span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
         trace_id, span_id, flags = trace_ids(span)
@@ -110,8 +135,24 @@ class ServerSpanMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            otel_context.detach(token)
+            elapsed = time.perf_counter() - started
             template = scope.get("path_template")
+            if _ACCESS_LOG.isEnabledFor(logging.INFO):  # inside the span: the line carries its ids
+                _ACCESS_LOG.info(
+                    "%s %s %d",
+                    method,
+                    scope["path"],
+                    status_code,
+                    extra={
+                        names.HTTP_REQUEST_METHOD: method,
+                        names.URL_PATH: scope["path"],
+                        names.HTTP_ROUTE: template,
+                        names.HTTP_RESPONSE_STATUS_CODE: status_code,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        names.CLIENT_ADDRESS: client[0] if client else None,
+                    },
+                )
+            otel_context.detach(token)
             if template:
                 span.update_name(f"{method} {template}")
                 span.set_attribute(names.HTTP_ROUTE, template)
@@ -119,3 +160,11 @@ class ServerSpanMiddleware:
             if status_code >= 500:
                 span.set_status(Status(StatusCode.ERROR))
             span.end()
+            if self.duration is not None:
+                metric_attributes = {
+                    names.HTTP_REQUEST_METHOD: method,
+                    names.HTTP_RESPONSE_STATUS_CODE: status_code,
+                }
+                if template:
+                    metric_attributes[names.HTTP_ROUTE] = template
+                self.duration.record(elapsed, metric_attributes)

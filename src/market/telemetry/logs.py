@@ -1,13 +1,14 @@
 """JSON lines on stdout, every one carrying `trace_id` and `span_id` (null outside a request).
 
-`logging_config()` is handed to uvicorn too, so its startup and access lines are JSON as well.
+`logging_config()` is handed to uvicorn too, so its own lines are JSON as well; the access lines are written
+by the edge middleware (telemetry/asgi.py), inside each request's span.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 from opentelemetry import trace
@@ -19,17 +20,20 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ctx = trace.get_current_span().get_span_context()
+        valid = ctx.is_valid
         entry: dict[str, Any] = {
-            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "trace_id": format(ctx.trace_id, "032x") if ctx.is_valid else None,
-            "span_id": format(ctx.span_id, "016x") if ctx.is_valid else None,
+            "trace_id": format(ctx.trace_id, "032x") if valid else None,
+            "span_id": format(ctx.span_id, "016x") if valid else None,
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+        fields = record.__dict__
+        for key in fields.keys() - _STANDARD:
+            if not key.startswith("_"):
+                entry[key] = fields[key]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)

@@ -39,13 +39,34 @@ SEARCH_OUTCOME = "market.search.outcome"
 CART_ACTION = "market.cart.action"
 WEBHOOK_DIRECTION = "market.webhook.direction"
 WEBHOOK_OUTCOME = "market.webhook.outcome"
+WEBHOOK_EVENT_TYPE = "market.webhook.event_type"
+WEBHOOK_DELIVERY_ID = "market.webhook.delivery_id"  # spans and logs only, never a metric attribute
+WEBHOOK_ATTEMPT = "market.webhook.attempt"  # 1 for the first attempt of a delivery
 BACKUP_OUTCOME = "market.backup.outcome"
+BACKUP_SIZE = "market.backup.size"  # bytes of the archive written
+TELEMETRY_SIGNAL = "market.telemetry.signal"  # `spans` or `sentry_events`: what was dropped
+
+# --- Outgoing seller webhooks: one CLIENT span per attempt (HTTP client semantic conventions) -------------
+SPAN_WEBHOOK_DELIVER = "webhook deliver"
+URL_FULL = "url.full"  # without its query, which may carry a receiver's token
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+ERROR_TYPE = "error.type"
+
+# --- Spans of use cases and jobs (INTERNAL) ---------------------------------------------------------------
+SPAN_BACKUP_CREATE = "backup.create"
 
 # --- Span events for business events ---------------------------------------------------------------------
 EVENT_ITEM_VIEWED = "market.item.viewed"
 EVENT_SEARCH_PERFORMED = "market.search.performed"
 EVENT_ITEM_LISTED = "market.item.listed"
 EVENT_USER_REGISTERED = "market.user.registered"
+EVENT_CART_ITEM_ADDED = "market.cart.item_added"
+EVENT_CART_ITEM_REMOVED = "market.cart.item_removed"
+EVENT_CHECKOUT_STARTED = "market.checkout.started"
+EVENT_PAYMENT_ATTEMPTED = "market.payment.attempted"
+EVENT_ORDER_PAID = "market.order.paid"
+EVENT_ORDER_REFUNDED = "market.order.refunded"
 
 # --- Metrics: (name, unit, description) ------------------------------------------------------------------
 HTTP_SERVER_REQUEST_DURATION = ("http.server.request.duration", "s", "Duration of HTTP server requests.")
@@ -63,6 +84,11 @@ WEBHOOK_DELIVERIES = (
 )
 BACKUP_RUNS = ("market.backup.runs", "{run}", "Database backup runs, by outcome.")
 BACKUP_LAST_SUCCESS = ("market.backup.last_success", "s", "Unix time of the last successful backup.")
+TELEMETRY_DROPPED = (
+    "market.telemetry.dropped",
+    "{item}",
+    "Spans and Sentry events given up on (queue full, export failed, rate limited), by signal.",
+)
 
 # --- Headers ---------------------------------------------------------------------------------------------
 TRACERESPONSE_HEADER = "traceresponse"

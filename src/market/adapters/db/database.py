@@ -3,15 +3,19 @@ connection pool's lifetime."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
+from string import Formatter
 from typing import Any
 
+from piccolo.columns import Column
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from piccolo.querystring import QueryString
 
+from market.adapters.telemetry.db import DbSpans, TracedPostgresEngine, TracedSQLiteEngine
 from market.config import DatabaseSettings
 
 from .migrations import MIGRATIONS
@@ -35,12 +39,14 @@ class Database:
         url = settings.url
         self.engine_name = url.engine  # "postgresql" or "sqlite": the OTel db.system.name
         self.name = url.name
+        self.spans = DbSpans(url.engine, url.name)
         if url.engine == "sqlite":
             assert url.path is not None
             Path(url.path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = SQLiteEngine(path=url.path, timeout=SQLITE_BUSY_TIMEOUT_S)
+            self.engine: Engine = TracedSQLiteEngine(path=url.path, timeout=SQLITE_BUSY_TIMEOUT_S)
         else:
-            self.engine = PostgresEngine(config={"dsn": url.dsn})
+            self.engine = TracedPostgresEngine(config={"dsn": url.dsn})
+        self.engine.db_spans = self.spans  # type: ignore[attr-defined]
         for table in ALL_TABLES:
             table._meta.db = self.engine
 
@@ -58,6 +64,25 @@ class Database:
         if isinstance(self.engine, PostgresEngine) and self.engine.pool is not None:
             await self.engine.close_connection_pool()
 
+    async def copy_records(
+        self, table: str, columns: Sequence[str], records: Iterable[Sequence[Any]]
+    ) -> None:
+        """Bulk load with PostgreSQL's COPY on a pooled connection: ~10x faster than multi-row INSERTs
+        built by Piccolo. PostgreSQL only; `start()` first."""
+        if not isinstance(self.engine, PostgresEngine) or self.engine.pool is None:
+            raise RuntimeError("copy_records needs a started PostgreSQL database")
+        async with self.engine.pool.acquire() as connection:
+            await connection.copy_records_to_table(table, records=records, columns=list(columns))
+
+    async def vacuum_analyze(self, *tables: str) -> None:
+        """After a bulk load on PostgreSQL: fold the GIN pending list into the index (until then every
+        search scans it) and give the planner statistics. A no-op on SQLite."""
+        if not isinstance(self.engine, PostgresEngine) or self.engine.pool is None:
+            return
+        async with self.engine.pool.acquire() as connection:
+            for table in tables:
+                await connection.execute(f'VACUUM ANALYZE "{table}"')  # not in a transaction: simple protocol
+
     async def migrate(self) -> list[str]:
         return await apply_migrations(self.engine, MIGRATIONS)
 
@@ -74,5 +99,44 @@ class Database:
 
     async def fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
         """Run raw SQL with `{}` placeholders (compiled to $n or ? per engine). Rows are read by column
-        name (asyncpg Records on PostgreSQL, dicts on SQLite)."""
-        return await self.engine.run_querystring(QueryString(sql, *args))
+        name (asyncpg Records on PostgreSQL, dicts on SQLite).
+
+        On PostgreSQL the template is compiled once and run straight on the engine's pool, or on the
+        current transaction's connection, exactly where Piccolo would run it: Piccolo re-parses the template
+        on every call (~6 µs of CPU per query, benchmarks/README.md). Either way the statement gets its
+        span (the engine traces its own path)."""
+        engine = self.engine
+        if isinstance(engine, PostgresEngine) and not any(isinstance(a, QueryString | Column) for a in args):
+            query = _postgres_sql(sql)
+            if not DbSpans.wanted():
+                return await self._fetch_postgres(engine, query, args)
+            with self.spans.statement(query):
+                return await self._fetch_postgres(engine, query, args)
+        return await engine.run_querystring(QueryString(sql, *args))
+
+    @staticmethod
+    async def _fetch_postgres(engine: PostgresEngine, query: str, args: Sequence[Any]) -> Any:
+        transaction = engine.current_transaction.get()
+        if transaction is not None:
+            return await transaction.connection.fetch(query, *args)
+        if engine.pool is not None:
+            async with engine.pool.acquire() as connection:
+                return await connection.fetch(query, *args)
+        connection = await engine.get_new_connection()
+        try:
+            return await connection.fetch(query, *args)
+        finally:
+            await connection.close()
+
+
+@lru_cache(maxsize=1024)
+def _postgres_sql(template: str) -> str:
+    """`{}` placeholders numbered `$1`, `$2`, ... as Piccolo compiles them (`{{`/`}}` are literal braces)."""
+    parts: list[str] = []
+    number = 0
+    for literal, field, _, _ in Formatter().parse(template):
+        parts.append(literal)
+        if field is not None:
+            number += 1
+            parts.append(f"${number}")
+    return "".join(parts)

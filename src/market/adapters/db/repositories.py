@@ -10,6 +10,13 @@ from market.domain.catalog import Item, ItemFilter
 from market.domain.errors import EmailAlreadyRegistered
 from market.domain.users import User
 
+from .commerce import (
+    PiccoloCartRepository,
+    PiccoloOrderRepository,
+    PiccoloPaymentEventLog,
+    PiccoloStockRepository,
+    PiccoloWebhookOutbox,
+)
 from .database import Database
 from .rows import item_from_row, parse_id, user_from_row
 from .search import browse_items
@@ -92,6 +99,11 @@ class PiccoloUnitOfWork:
         self._db = db
         self.users = PiccoloUserRepository(db)
         self.items = PiccoloItemRepository(db)
+        self.carts = PiccoloCartRepository(db)
+        self.stock = PiccoloStockRepository(db)
+        self.orders = PiccoloOrderRepository(db)
+        self.payment_events = PiccoloPaymentEventLog(db)
+        self.outbox = PiccoloWebhookOutbox(db)
 
     async def __aenter__(self) -> Self:
         self._transaction = self._db.write_transaction()

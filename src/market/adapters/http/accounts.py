@@ -11,7 +11,6 @@ from litestar import Controller, get, post
 from market.application import accounts
 from market.application.services import Services
 from market.domain.users import (
-    EMAIL_PATTERN,
     MAX_EMAIL_LENGTH,
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
@@ -19,20 +18,21 @@ from market.domain.users import (
 )
 
 from .auth import requires
-from .openapi import problems
+from .openapi import BEARER, problems
+from .validation import EMAIL, NO_NUL, NOT_BLANK
 
 
 class RegisterBody(msgspec.Struct, forbid_unknown_fields=False):
     email: Annotated[
-        str, msgspec.Meta(max_length=MAX_EMAIL_LENGTH, pattern=EMAIL_PATTERN, examples=["ada@example.com"])
+        str, msgspec.Meta(max_length=MAX_EMAIL_LENGTH, pattern=EMAIL, examples=["ada@example.com"])
     ]
     password: Annotated[str, msgspec.Meta(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)]
-    display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"\S")]
+    display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NOT_BLANK)]
     role: Literal["buyer", "seller"]
 
 
 class TokenBody(msgspec.Struct):
-    email: Annotated[str, msgspec.Meta(max_length=MAX_EMAIL_LENGTH)]
+    email: Annotated[str, msgspec.Meta(max_length=MAX_EMAIL_LENGTH, pattern=NO_NUL)]
     password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD_LENGTH)]
 
 
@@ -83,7 +83,7 @@ class AccountController(Controller):
         )
         return TokenOut(access_token=issued.token, token_type="bearer", expires_in=issued.expires_in)
 
-    @get("/me", operation_id="me", guards=[requires()], responses=problems(401))
+    @get("/me", operation_id="me", guards=[requires()], security=BEARER, responses=problems(401))
     async def me(self, user: User) -> UserOut:
         """The signed-in user."""
         return UserOut.of(user)

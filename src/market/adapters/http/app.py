@@ -8,19 +8,31 @@ from typing import Any
 from litestar import Litestar, Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, Tag
+from litestar.routes import HTTPRoute
 
 from market import __version__
 from market.adapters.db.database import Database
 from market.application.services import Services
+from market.telemetry.prometheus import MetricsExposition
 
 from .accounts import AccountController
+from .admin import AdminController
+from .alerts import AlertBoard, AlertController
 from .auth import provide_user
+from .cart import CartController
 from .health import live, ready
 from .items import ItemController
+from .metrics import metrics as metrics_endpoint
+from .openapi import StructSchemaPlugin, bearer_where_guarded, errors_as_problems
+from .orders import CheckoutController
+from .payment_webhooks import payment_webhook
 from .problems import CATALOGUE, exception_handlers
+from .seller import SellerWebhookController
+from .validation import strict_body
 
 MAX_BODY_BYTES = 1_048_576
 
@@ -37,11 +49,30 @@ def _openapi() -> OpenAPIConfig:
         ),
         path="/schema",
         render_plugins=[_SWAGGER],
-        tags=[Tag(name="accounts"), Tag(name="catalog"), Tag(name="operations")],
+        tags=[
+            Tag(name="accounts"),
+            Tag(name="catalog"),
+            Tag(name="cart"),
+            Tag(name="orders"),
+            Tag(name="webhooks"),
+            Tag(name="admin"),
+            Tag(name="operations"),
+        ],
         components=Components(
             security_schemes={"bearer": {"type": "http", "scheme": "bearer"}}  # type: ignore[dict-item]
         ),
+        openapi_router=Router(
+            "/schema", route_handlers=[], include_in_schema=False, after_request=_no_html_404
+        ),
     )
+
+
+def _no_html_404(response: Response[Any]) -> Response[Any]:
+    """Litestar answers unknown paths under /schema with its own bare HTML 404; make them ours (problem+json,
+    or the friendly page for browsers) like any other unknown route."""
+    if response.status_code == 404:
+        raise NotFoundException()
+    return response
 
 
 _SWAGGER = SwaggerRenderPlugin(path="/swagger")
@@ -61,11 +92,31 @@ def _from_state(key: str) -> Any:
     return provide
 
 
-def create_app(services: Services, database: Database, lifespan: Sequence[Any] = ()) -> Litestar:
-    api = Router(path="/api/v1", route_handlers=[AccountController, ItemController])
+def create_app(
+    services: Services,
+    database: Database,
+    *,
+    metrics: MetricsExposition,
+    metrics_token: str | None = None,
+    alerts: AlertBoard | None = None,
+    lifespan: Sequence[Any] = (),
+) -> Litestar:
+    api = Router(
+        path="/api/v1",
+        route_handlers=[
+            AccountController,
+            ItemController,
+            CartController,
+            CheckoutController,
+            payment_webhook,
+            AdminController,
+            AlertController,
+            SellerWebhookController,
+        ],
+    )
 
-    return Litestar(
-        route_handlers=[api, live, ready, docs],
+    app = Litestar(
+        route_handlers=[api, live, ready, docs, metrics_endpoint],
         dependencies={
             "services": Provide(_from_state("services"), sync_to_thread=False),
             "database": Provide(_from_state("database"), sync_to_thread=False),
@@ -75,7 +126,35 @@ def create_app(services: Services, database: Database, lifespan: Sequence[Any] =
         openapi_config=_openapi(),
         request_max_body_size=MAX_BODY_BYTES,
         lifespan=list(lifespan),
-        state=State({"services": services, "database": database}),
+        state=State(
+            {
+                "services": services,
+                "database": database,
+                "metrics": metrics,
+                "metrics_token": metrics_token,
+                "alerts": alerts,
+            }
+        ),
         debug=False,
         logging_config=None,  # logging is configured once, by bootstrap (JSON lines)
+        plugins=[StructSchemaPlugin()],
+        before_request=strict_body,
     )
+    _fix_options_allow(app)
+    # Built now, once every route is registered (registering another route later rebuilds it without this).
+    bearer_where_guarded(app)
+    errors_as_problems(app.openapi_schema)
+    return app
+
+
+def _fix_options_allow(app: Litestar) -> None:
+    """Litestar 2.x bug (litestar-org/litestar#4169, fixed in 3.0): the automatic OPTIONS handler of a path
+    served by several handlers keeps the route object of the first registration in its closure, so its `Allow`
+    lists only some of the methods (`OPTIONS /items` said `GET, OPTIONS`). Point each at its final route."""
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or "OPTIONS" not in route.route_handler_map:
+            continue
+        handler, _ = route.route_handler_map["OPTIONS"]
+        for cell in getattr(handler.fn, "__closure__", None) or ():
+            if isinstance(cell.cell_contents, HTTPRoute):
+                cell.cell_contents = route

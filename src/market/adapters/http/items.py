@@ -25,14 +25,15 @@ from market.domain.money import CURRENCIES, MAX_CENTS
 from market.domain.users import Role, User
 
 from .auth import requires
-from .openapi import problems
+from .openapi import BEARER, problems
+from .validation import NO_NUL, NOT_BLANK
 
 Currency = Literal[tuple(sorted(CURRENCIES))]  # type: ignore[valid-type]  # an enum in the schema
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TITLE, pattern=r"\S")]
-Description = Annotated[str, msgspec.Meta(max_length=MAX_DESCRIPTION)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TITLE, pattern=NOT_BLANK)]
+Description = Annotated[str, msgspec.Meta(max_length=MAX_DESCRIPTION, pattern=NO_NUL)]
 PriceCents = Annotated[int, msgspec.Meta(ge=0, le=MAX_CENTS, description="Minor units (cents).")]
 Stock = Annotated[int, msgspec.Meta(ge=0, le=MAX_STOCK)]
-Category = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CATEGORY, pattern=r"\S")]
+Category = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CATEGORY, pattern=NOT_BLANK)]
 
 
 class NewItem(msgspec.Struct, forbid_unknown_fields=True):
@@ -98,6 +99,9 @@ def _fields(struct: msgspec.Struct) -> dict[str, Any]:
     }
 
 
+_CENTS_BOUNDS = {"minimum": 0, "maximum": MAX_CENTS}
+
+
 class ItemController(Controller):
     path = "/items"
     tags = ["catalog"]
@@ -106,13 +110,18 @@ class ItemController(Controller):
     async def browse(
         self,
         services: Services,
-        q: str | None = Parameter(default=None, description="Full-text search; results in relevance order."),
-        category: str | None = Parameter(default=None, max_length=MAX_CATEGORY),
-        min_price_cents: int | None = Parameter(default=None, ge=0),
-        max_price_cents: int | None = Parameter(default=None, ge=0),
+        q: str | None = Parameter(
+            default=None, pattern=NO_NUL, description="Full-text search; results in relevance order."
+        ),
+        category: str | None = Parameter(default=None, max_length=MAX_CATEGORY, pattern=NO_NUL),
+        # `schema_extra`: Litestar leaves a bound of 0 out of an optional parameter's schema.
+        min_price_cents: int | None = Parameter(default=None, ge=0, le=MAX_CENTS, schema_extra=_CENTS_BOUNDS),
+        max_price_cents: int | None = Parameter(default=None, ge=0, le=MAX_CENTS, schema_extra=_CENTS_BOUNDS),
         seller_id: str | None = Parameter(default=None),
         limit: int = Parameter(default=20, ge=1, le=100),
-        cursor: str | None = Parameter(default=None, description="`next_cursor` of the previous page."),
+        cursor: str | None = Parameter(
+            default=None, description="`next_cursor` of the previous page; empty or absent for the first."
+        ),
     ) -> ItemPage:
         """Browse active items, newest first, or search them with `q`."""
         item_filter = ItemFilter(
@@ -123,7 +132,7 @@ class ItemController(Controller):
             seller_id=seller_id,
         )
         page = await catalog.browse_items(
-            item_filter, limit, cursor, repos=services.repos, events=services.events
+            item_filter, limit, cursor or None, repos=services.repos, events=services.events
         )
         return ItemPage(items=[ItemOut.of(i) for i in page.items], next_cursor=page.next_cursor)
 
@@ -136,6 +145,7 @@ class ItemController(Controller):
         operation_id="createItem",
         status_code=201,
         guards=[requires(Role.SELLER)],
+        security=BEARER,
         responses=problems(400, 401, 403, 422),
     )
     async def create(self, data: NewItem, user: User, services: Services) -> ItemOut:
@@ -154,6 +164,7 @@ class ItemController(Controller):
         "/{item_id:str}",
         operation_id="updateItem",
         guards=[requires(Role.SELLER, Role.ADMIN)],
+        security=BEARER,
         responses=problems(400, 401, 403, 404, 422),
     )
     async def update(self, item_id: str, data: ItemChanges, user: User, services: Services) -> ItemOut:
@@ -165,6 +176,7 @@ class ItemController(Controller):
         "/{item_id:str}",
         operation_id="archiveItem",
         guards=[requires(Role.SELLER, Role.ADMIN)],
+        security=BEARER,
         responses=problems(401, 403, 404),
     )
     async def archive(self, item_id: str, user: User, services: Services) -> None:

@@ -12,12 +12,18 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    NotFoundException,
+    SerializationException,
+    ValidationException,
+)
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from market.domain import errors
+from market.domain import errors, orders
+from market.telemetry.sentry import report_exception
 
 from .html import not_found_page, wants_html
 from .validation import body_field_errors, plain
@@ -49,6 +55,9 @@ UNAVAILABLE = ProblemType("service-unavailable", "The service is temporarily una
 
 # One stable type per domain error. Order matters only for subclasses (first match wins).
 PROBLEM_TYPES: dict[type[errors.DomainError], ProblemType] = {
+    errors.WebhookUrlNotAllowed: ProblemType(
+        "webhook-url-not-allowed", "The webhook URL is not allowed", 422
+    ),
     errors.ValidationFailed: VALIDATION,
     errors.NotFound: ProblemType("not-found", "Not found", 404),
     errors.PermissionDenied: FORBIDDEN,
@@ -56,17 +65,39 @@ PROBLEM_TYPES: dict[type[errors.DomainError], ProblemType] = {
     errors.InvalidCredentials: ProblemType("invalid-credentials", "Wrong e-mail or password", 401),
     errors.CurrencyMismatch: ProblemType("currency-mismatch", "Currencies cannot be mixed", 409),
     errors.InvalidCursor: ProblemType("invalid-cursor", "The page cursor is not valid", 400),
+    orders.InsufficientStock: ProblemType("insufficient-stock", "Not enough stock", 409),
+    orders.EmptyCart: ProblemType("empty-cart", "The cart is empty", 409),
+    orders.CheckoutInProgress: ProblemType("checkout-in-progress", "A checkout is already running", 409),
+    orders.IllegalTransition: ProblemType("order-state-conflict", "The order cannot change like that", 409),
+    orders.PaymentDeclined: ProblemType("payment-declined", "Payment declined", 402),
+    orders.PaymentGatewayUnavailable: ProblemType(
+        "payment-gateway-unavailable", "The payment provider is unavailable", 503
+    ),
+    errors.InvalidProviderEvent: ProblemType(
+        "invalid-provider-event", "The provider event was rejected", 400
+    ),
+    errors.IdempotencyKeyRequired: ProblemType(
+        "idempotency-key-required", "Idempotency-Key header required", 400
+    ),
+    errors.IdempotencyKeyReused: ProblemType("idempotency-key-reused", "Idempotency-Key reused", 422),
+    errors.IdempotentRequestInProgress: ProblemType(
+        "idempotent-request-in-progress", "The first request with this key is still running", 409
+    ),
 }
 
 # Every type this service can answer with, for the OpenAPI description and the docs.
-CATALOGUE: tuple[ProblemType, ...] = (
-    VALIDATION,
-    BAD_PARAMETER,
-    MALFORMED,
-    UNAUTHENTICATED,
-    INTERNAL,
-    UNAVAILABLE,
-    *dict.fromkeys(PROBLEM_TYPES.values()),
+CATALOGUE: tuple[ProblemType, ...] = tuple(
+    dict.fromkeys(
+        (
+            VALIDATION,
+            BAD_PARAMETER,
+            MALFORMED,
+            UNAUTHENTICATED,
+            INTERNAL,
+            UNAVAILABLE,
+            *PROBLEM_TYPES.values(),
+        )
+    )
 )
 
 
@@ -118,6 +149,9 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: errors.DomainErro
     if isinstance(exc, errors.ValidationFailed):
         field_errors = [{"field": e.field, "message": e.message} for e in exc.errors]
     headers = {"WWW-Authenticate": "Bearer"} if kind.status == 401 else None
+    order_id = getattr(exc, "order_id", None)  # where an order was kept, the client learns which
+    if kind.status >= 500:  # an expected kind of failure, but ours (e.g. the payment provider is down)
+        record_server_error(request, exc)
     return problem_response(
         request,
         kind.status,
@@ -126,6 +160,7 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: errors.DomainErro
         detail=exc.detail,
         field_errors=field_errors,
         headers=headers,
+        extra={"order_id": order_id} if order_id else None,
     )
 
 
@@ -171,7 +206,9 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     if status == 404 and isinstance(exc, NotFoundException) and wants_html(request):
         return not_found_page(request)
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail else ""
-    if status == 400 and "malformed" in detail.lower():
+    # Litestar raises a 400 ClientException from the SerializationException of a body that is not JSON
+    # (its message varies: "malformed", "truncated", ...).
+    if status == 400 and (isinstance(exc.__cause__, SerializationException) or "malformed" in detail.lower()):
         return problem_response(
             request,
             400,
@@ -216,11 +253,9 @@ _PLAIN_HTTP: dict[int, tuple[str, str]] = {
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Our fault: a generic 500 with the reference, never the exception. The exception is recorded on the
-    server span (which is current here) and logged with its stack."""
-    span = trace.get_current_span()
-    span.record_exception(exc)
-    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-    log.error("unhandled exception", exc_info=exc)
+    server span (which is current here), logged with its stack, and reported to Sentry once; the body
+    carries both references (`trace_id`, `sentry_event_id`)."""
+    event_id = record_server_error(request, exc)
     trace_id = request.scope.get("state", {}).get("trace_id") or _current_trace_id()
     return problem_response(
         request,
@@ -228,6 +263,20 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
         type_uri=INTERNAL.uri,
         title=INTERNAL.title,
         detail=f"Sorry, this failed because of a problem on our side. Quote reference {trace_id} to support.",
+        extra={"sentry_event_id": event_id},
+    )
+
+
+def record_server_error(request: Request[Any, Any, Any], exc: BaseException) -> str | None:
+    """The one place a 5xx is made known: exception event and ERROR status on the server span, an error
+    log line with the stack, one Sentry event (id returned)."""
+    span = trace.get_current_span()
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+    log.error("request failed", exc_info=exc)
+    state = request.scope.get("state", {})
+    return report_exception(
+        exc, user=state.get("user"), route=request.scope.get("path_template"), method=request.method
     )
 
 

@@ -1,35 +1,92 @@
-"""Domain events as span events on the current span, so a trace shows what the business saw happen."""
+"""Domain events to telemetry: business metrics, and span events on the current span so a trace shows
+what the business saw happen. Attributes are bounded and free of personal data."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry import trace
 
 from market.domain import events
 from market.telemetry import names
-
-_SPAN_EVENT_NAMES: dict[type[events.Event], str] = {
-    events.ItemViewed: names.EVENT_ITEM_VIEWED,
-    events.SearchPerformed: names.EVENT_SEARCH_PERFORMED,
-    events.ItemListed: names.EVENT_ITEM_LISTED,
-    events.UserRegistered: names.EVENT_USER_REGISTERED,
-}
+from market.telemetry.metrics import Instruments
 
 
 class OtelEventPublisher:
+    def __init__(self, instruments: Instruments | None = None) -> None:
+        self._instruments = instruments
+
     def publish(self, published: Sequence[events.Event]) -> None:
         span = trace.get_current_span()
-        if not span.is_recording():
-            return
+        recording = span.is_recording()
         for event in published:
-            name = _SPAN_EVENT_NAMES.get(type(event))
-            if name is None:
-                continue
-            if isinstance(event, events.SearchPerformed):
-                # The query text is user input: its length and result count are enough on a span.
-                span.add_event(name, {"market.search.result_count": event.result_count})
-            elif isinstance(event, events.ItemViewed):
-                span.add_event(name, {"market.item.id": event.item_id})
-            else:
-                span.add_event(name)
+            name, attributes = self._record(event)
+            if recording and name:
+                span.add_event(name, attributes)
+
+    def _record(self, event: events.Event) -> tuple[str | None, dict[str, Any]]:
+        """Update the metrics for one event; return its span event (name and attributes)."""
+        m = self._instruments
+        match event:
+            case events.ItemViewed():
+                if m:
+                    m.item_views.add(1)
+                return names.EVENT_ITEM_VIEWED, {"market.item.id": event.item_id}
+            case events.SearchPerformed():
+                outcome = "results" if event.result_count else "no_results"
+                if m:
+                    m.search_queries.add(1, {names.SEARCH_OUTCOME: outcome})
+                # The query text is user input: the outcome and count are enough on a span.
+                return names.EVENT_SEARCH_PERFORMED, {
+                    names.SEARCH_OUTCOME: outcome,
+                    "market.search.result_count": event.result_count,
+                }
+            case events.CartChanged():
+                if m:
+                    m.cart_changes.add(1, {names.CART_ACTION: event.action})
+                name = names.EVENT_CART_ITEM_ADDED if event.action == "add" else names.EVENT_CART_ITEM_REMOVED
+                return name, {
+                    "market.item.id": event.item_id,
+                    "market.cart.quantity_delta": event.quantity_delta,
+                }
+            case events.CheckoutStarted():
+                if m:
+                    m.checkout_started.add(1)
+                return names.EVENT_CHECKOUT_STARTED, {
+                    names.ORDER_ID: event.order_id,
+                    names.ORDER_TOTAL_CENTS: event.total_cents,
+                    names.ORDER_CURRENCY: event.currency,
+                    names.CART_LINE_COUNT: event.line_count,
+                }
+            case events.PaymentAttempted():
+                if m:
+                    m.payment_attempts.add(
+                        1, {names.PAYMENT_OUTCOME: event.outcome, names.PAYMENT_METHOD: event.method}
+                    )
+                    m.payment_amount.record(
+                        event.amount_cents,
+                        {names.PAYMENT_OUTCOME: event.outcome, names.ORDER_CURRENCY: event.currency},
+                    )
+                return names.EVENT_PAYMENT_ATTEMPTED, {
+                    names.ORDER_ID: event.order_id,
+                    names.PAYMENT_OUTCOME: event.outcome,
+                    names.PAYMENT_METHOD: event.method,
+                }
+            case events.OrderPaid():
+                if m:
+                    m.orders_completed.add(1, {names.ORDER_CURRENCY: event.currency})
+                return names.EVENT_ORDER_PAID, {names.ORDER_ID: event.order_id}
+            case events.OrderRefunded():
+                return names.EVENT_ORDER_REFUNDED, {names.ORDER_ID: event.order_id}
+            case events.WebhookReceived():
+                if m:
+                    m.webhook_deliveries.add(
+                        1, {names.WEBHOOK_DIRECTION: "inbound", names.WEBHOOK_OUTCOME: event.outcome}
+                    )
+                return None, {}
+            case events.ItemListed():
+                return names.EVENT_ITEM_LISTED, {"market.item.id": event.item_id}
+            case events.UserRegistered():
+                return names.EVENT_USER_REGISTERED, {names.USER_ROLE: event.role}
+        return None, {}

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from . import m0001_initial
+from . import m0001_initial, m0002_commerce
 from .runner import Migration
 
-MIGRATIONS: tuple[Migration, ...] = (m0001_initial.MIGRATION,)
+MIGRATIONS: tuple[Migration, ...] = (m0001_initial.MIGRATION, m0002_commerce.MIGRATION)
 HEAD = MIGRATIONS[-1].version

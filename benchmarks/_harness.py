@@ -1,0 +1,244 @@
+"""Shared plumbing of the benchmarks: a scratch PostgreSQL database (created, seeded, always dropped),
+servers in their own processes, and process CPU readings. Nothing here asserts a timing."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+BENCH_DIR = Path(__file__).resolve().parent
+DEFAULT_ADMIN_URL = os.environ.get(
+    "MARKET_BENCH_POSTGRES_URL",
+    os.environ.get("MARKET_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+)
+# Telemetry off: no exporter, no Sentry, no console spans. Variants add OTEL_SDK_DISABLED on top.
+_TELEMETRY_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    "OTEL_SDK_DISABLED",
+    "SENTRY_DSN",
+    "MARKET_TELEMETRY_CONSOLE",
+)
+
+
+def add_database_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--admin-url",
+        default=DEFAULT_ADMIN_URL,
+        help="PostgreSQL role that may create databases [MARKET_BENCH_POSTGRES_URL] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="Use this already seeded database instead (it is neither seeded nor dropped).",
+    )
+    parser.add_argument("--sellers", type=int, default=100)
+    parser.add_argument("--items", type=int, default=100_000)
+
+
+def print_environment() -> None:
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    try:
+        import httptools  # noqa: F401
+
+        http = "httptools"
+    except ImportError:
+        http = "h11"
+    print(
+        f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()};"
+        f" uvicorn event loop {loop}, HTTP parser {http}"
+    )
+
+
+def _admin(admin_url: str, sql: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def _database_url(admin_url: str, name: str) -> str:
+    base, _, _ = admin_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+def market_env(database_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _TELEMETRY_VARIABLES}
+    env.update({"MARKET_DATABASE_URL": database_url, "MARKET_VAR_DIR": str(var_dir), **extra})
+    return env
+
+
+@contextmanager
+def seeded_database(args: argparse.Namespace, workdir: Path) -> Iterator[str]:
+    """A database URL: `--database-url` as is, or a fresh database seeded with `market db seed` (the seed
+    time is printed) and dropped on the way out, whatever happens."""
+    if args.database_url:
+        print(f"database: {args.database_url} (given; not seeded)")
+        yield args.database_url
+        return
+    name = f"market_bench_{uuid.uuid4().hex[:10]}"
+    _admin(args.admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        url = _database_url(args.admin_url, name)
+        command = [sys.executable, "-m", "market", "db", "seed", "--sellers", str(args.sellers)]
+        command += ["--items", str(args.items)]
+        started = time.perf_counter()
+        done = subprocess.run(
+            command,
+            env=market_env(url, workdir / "var"),
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        elapsed = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"market db seed failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        said = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+        print(
+            f"seed: {args.sellers} sellers, {args.items} items on PostgreSQL in {elapsed:.1f} s wall"
+            f" (the command says: {said!r})"
+        )
+        yield url
+    finally:
+        _admin(args.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        print(f"database {name} dropped")
+
+
+@contextmanager
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="market-bench-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """One server process on 127.0.0.1, its output in a log file."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    cwd: Path
+    ready_path: str
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 60) -> None:
+        log = self.cwd / f"{self.name.replace(' ', '_')}-{self.port}.log"
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [*self.command, "--port", str(self.port)],
+                env=self.env,
+                cwd=self.cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.base_url + self.ready_path, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not become ready:\n{log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU of the server process so far (Linux /proc), None elsewhere."""
+        if self.process is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def market_server(name: str, database_url: str, cwd: Path, **extra_env: str) -> Server:
+    """`market serve`: one uvicorn worker, migrations at start, JSON access log to its log file."""
+    return Server(
+        name=name,
+        command=[sys.executable, "-m", "market", "serve", "--workers", "1"],
+        env=market_env(database_url, cwd / "var", **extra_env),
+        cwd=cwd,
+        ready_path="/health/ready",
+    )
+
+
+def floor_server(database_url: str, cwd: Path) -> Server:
+    """The bare Litestar + raw asyncpg app of floor_app.py, under the same uvicorn, without access log."""
+    return Server(
+        name="floor",
+        command=[
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "floor_app:create_app",
+            "--app-dir",
+            str(BENCH_DIR),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env={**market_env(database_url, cwd / "var"), "FLOOR_DATABASE_URL": database_url},
+        cwd=cwd,
+        ready_path="/api/v1/items?limit=1",
+    )

@@ -1,0 +1,176 @@
+"""`GET /api/v1/items?limit=20` through `market serve` versus the floor (floor_app.py: bare Litestar, the same
+SQL on a raw asyncpg pool with asyncpg's defaults), on a fresh PostgreSQL database seeded with
+`market db seed`. Each server is its own process; wrk drives one at a time, interleaved round by round
+(market, market with OTEL_SDK_DISABLED, floor, market, ...). Prints req/s, p50, p99, the server's CPU per
+request and the ratio market/floor. Nothing is asserted.
+
+    .venv/bin/python benchmarks/browse_vs_floor.py [--duration 10] [--rounds 3] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass
+
+from _harness import (
+    Server,
+    add_database_arguments,
+    floor_server,
+    market_server,
+    print_environment,
+    seeded_database,
+    workdir,
+)
+
+PATH = "/api/v1/items?limit=20"
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+@dataclass
+class Run:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    cpu_us_per_request: float | None
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if match is None:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def wrk(server: Server, args: argparse.Namespace, duration_s: int) -> Run:
+    before = server.cpu_seconds()
+    command = [args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{duration_s}s", "--latency"]
+    command += ["--timeout", "5s", server.base_url + PATH]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 30, check=True).stdout
+    after = server.cpu_seconds()
+    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors += int(non_2xx[1]) if non_2xx else 0
+    cpu = None
+    if before is not None and after is not None and requests:
+        cpu = (after - before) / requests * 1e6
+    return Run(
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
+        p50_ms=_ms(re.search(r"\s50%\s+(\S+)", out)[1]),  # type: ignore[index]
+        p99_ms=_ms(re.search(r"\s99%\s+(\S+)", out)[1]),  # type: ignore[index]
+        errors=errors,
+        cpu_us_per_request=cpu,
+    )
+
+
+def _first_page_ids(server: Server) -> list[str]:
+    with urllib.request.urlopen(server.base_url + PATH, timeout=10) as response:
+        return [item["id"] for item in json.load(response)["items"]]
+
+
+def _variant(spec: str) -> tuple[str, dict[str, str]]:
+    name, _, assignments = spec.partition(":")
+    env = dict(pair.split("=", 1) for pair in assignments.split(",") if pair)
+    return f"market {name}", env
+
+
+def _row(name: str, run: Run) -> str:
+    cpu = f"{run.cpu_us_per_request:7.0f}" if run.cpu_us_per_request is not None else "      -"
+    return f"  {name:<34} {run.rps:9.0f} {run.p50_ms:8.2f} {run.p99_ms:8.2f} {cpu}" + (
+        f"  errors: {run.errors}" if run.errors else ""
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_database_arguments(parser)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of discarded load per server first")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+        help="another market server to measure, with extra environment (e.g. 'no access log:MARKET_LOG_LEVEL=WARNING')",
+    )
+    args = parser.parse_args()
+    if shutil.which(args.wrk) is None:
+        sys.exit("wrk is needed (Debian: apt-get install -y wrk)")
+
+    print_environment()
+    print(f"load: wrk -t{args.threads} -c{args.connections} -d{args.duration}s GET {PATH}, 127.0.0.1 only")
+    with workdir() as cwd, seeded_database(args, cwd) as url:
+        servers = [
+            market_server("market", url, cwd),
+            market_server("market OTEL_SDK_DISABLED", url, cwd, OTEL_SDK_DISABLED="true"),
+            *(market_server(name, url, cwd, **env) for name, env in map(_variant, args.variant)),
+            floor_server(url, cwd),
+        ]
+        try:
+            for server in servers:
+                server.start()
+            pages = {server.name: _first_page_ids(server) for server in servers}
+            same = len({tuple(ids) for ids in pages.values()}) == 1
+            print(f"first pages identical across servers: {'yes' if same else 'NO'}")
+            for server in servers:
+                wrk(server, args, args.warmup)
+
+            results: dict[str, list[Run]] = {server.name: [] for server in servers}
+            for round_number in range(1, args.rounds + 1):
+                load = f"load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+                print(
+                    f"round {round_number}:{'req/s':>39} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>7}  {load}"
+                )
+                for server in servers:
+                    run = wrk(server, args, args.duration)
+                    results[server.name].append(run)
+                    print(_row(server.name, run))
+        finally:
+            for server in servers:
+                server.stop()
+
+    print(f"\nmedians over {args.rounds} rounds:{'req/s':>26} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>7}")
+    medians = {}
+    for name, runs in results.items():
+        cpus = [r.cpu_us_per_request for r in runs if r.cpu_us_per_request is not None]
+        medians[name] = Run(
+            rps=statistics.median(r.rps for r in runs),
+            p50_ms=statistics.median(r.p50_ms for r in runs),
+            p99_ms=statistics.median(r.p99_ms for r in runs),
+            errors=sum(r.errors for r in runs),
+            cpu_us_per_request=statistics.median(cpus) if cpus else None,
+        )
+        print(_row(name, medians[name]))
+    floor = medians["floor"].rps
+    for name in results:
+        if name == "floor":
+            continue
+        per_round = ", ".join(
+            f"{m.rps / f.rps:.2f}" for m, f in zip(results[name], results["floor"], strict=True)
+        )
+        print(
+            f"ratio {name}/floor: {medians[name].rps / floor:.2f}x (per round: {per_round}; target >= 0.80x)"
+        )
+        market_cpu, floor_cpu = medians[name].cpu_us_per_request, medians["floor"].cpu_us_per_request
+        if market_cpu and floor_cpu:
+            # Less sensitive to other load on the machine than req/s: what each request costs the server.
+            print(f"  server CPU per request, floor/{name}: {floor_cpu / market_cpu:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""What the alert rules read, taken from the service's own cumulative metrics (the data behind `/metrics`:
+this worker's live figures plus its sibling workers' latest snapshots) and from the backup directory."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from market.adapters.backups.manifest import is_archive_name
+from market.telemetry import names
+from market.telemetry.alerting import Reading
+from market.telemetry.prometheus import MetricsExposition, Snapshot, merge, prometheus_name
+
+HTTP_DURATION = prometheus_name(*names.HTTP_SERVER_REQUEST_DURATION[:2], "histogram")
+PAYMENT_ATTEMPTS = prometheus_name(*names.PAYMENT_ATTEMPTS[:2], "counter")
+WEBHOOK_DELIVERIES = prometheus_name(*names.WEBHOOK_DELIVERIES[:2], "counter")
+BACKUP_LAST_SUCCESS = prometheus_name(*names.BACKUP_LAST_SUCCESS[:2], "gauge")
+
+
+def _label(attribute: str) -> str:
+    return attribute.replace(".", "_")  # as the exposition spells attribute names
+
+
+STATUS_CODE = _label(names.HTTP_RESPONSE_STATUS_CODE)
+PAYMENT_OUTCOME = _label(names.PAYMENT_OUTCOME)
+WEBHOOK_OUTCOME = _label(names.WEBHOOK_OUTCOME)
+
+
+def _samples(snap: Snapshot, family: str) -> list[tuple[str, dict[str, str], float]]:
+    """(suffix, labels, value) of every sample of one metric family."""
+    out = []
+    for key, value in snap.get(family, {}).get("samples", {}).items():
+        suffix, labels = json.loads(key)
+        out.append((suffix, dict(labels), float(value)))
+    return out
+
+
+def reading_from_snapshot(snap: Snapshot) -> Reading:
+    requests = server_errors = 0.0
+    buckets: dict[float, float] = {}
+    for suffix, labels, value in _samples(snap, HTTP_DURATION):
+        if suffix == "_count":
+            requests += value
+            if labels.get(STATUS_CODE, "").startswith("5"):
+                server_errors += value
+        elif suffix == "_bucket":
+            bound = math.inf if labels["le"] == "+Inf" else float(labels["le"])
+            buckets[bound] = buckets.get(bound, 0.0) + value
+    attempts = failed_attempts = 0.0
+    for _, labels, value in _samples(snap, PAYMENT_ATTEMPTS):
+        attempts += value
+        if labels.get(PAYMENT_OUTCOME) != "succeeded":
+            failed_attempts += value
+    deliveries = failed_deliveries = 0.0
+    for _, labels, value in _samples(snap, WEBHOOK_DELIVERIES):
+        deliveries += value
+        if labels.get(WEBHOOK_OUTCOME) == "failure":
+            failed_deliveries += value
+    last_backups = [value for _, _, value in _samples(snap, BACKUP_LAST_SUCCESS)]
+    return Reading(
+        requests=requests,
+        server_errors=server_errors,
+        duration_buckets=buckets,
+        payment_attempts=attempts,
+        payment_failures=failed_attempts,
+        webhook_deliveries=deliveries,
+        webhook_failures=failed_deliveries,
+        backup_last_success=max(last_backups, default=None),
+    )
+
+
+def newest_archive_time(directory: Path) -> float | None:
+    """Unix time of the newest backup archive in `directory`, from its name (`market-YYYYMMDDTHHMMSSZ.tar.gz`,
+    the manifest's `created_at`). An archive only appears there once it is complete, so its presence is a
+    success — also one made by `market backup create` or a CronJob in another process."""
+    newest: float | None = None
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if not is_archive_name(entry.name):
+                    continue
+                stamp = entry.name.removeprefix("market-").removesuffix(".tar.gz")
+                moment = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+                newest = moment if newest is None else max(newest, moment)
+    except OSError:
+        return None  # no backup directory (yet): no archive
+    return newest
+
+
+class ExpositionReadings:
+    """Takes a `Reading` from a `MetricsExposition` and the backup directory. Blocking (it reads files):
+    call it from a thread."""
+
+    def __init__(self, exposition: MetricsExposition, backup_directory: Path | None = None) -> None:
+        self._exposition = exposition
+        self._backup_directory = backup_directory
+
+    def __call__(self) -> Reading:
+        snap = merge([*self._exposition.directory.others(), self._exposition.collect()])
+        reading = reading_from_snapshot(snap)
+        archived = newest_archive_time(self._backup_directory) if self._backup_directory else None
+        candidates = [t for t in (reading.backup_last_success, archived) if t is not None]
+        if not candidates:
+            return reading
+        return replace(reading, backup_last_success=max(candidates))

@@ -1,0 +1,215 @@
+"""PostgreSQL: `pg_dump -Fc` from an exported snapshot (the row counts in the manifest come from the very same
+snapshot), `pg_restore --single-transaction` (stops at the first error and undoes everything), scratch
+databases for verification created and dropped on the same server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+import asyncpg
+
+from market.config import DatabaseURL
+
+from .base import MIGRATIONS_TABLE, Progress, Snapshot, find_tool, quote_identifier, run_tool
+from .errors import BackupError
+
+LOCK_WAIT_TIMEOUT = "5min"
+"""pg_dump gives up (cleanly) if it cannot lock a table for this long, e.g. behind a migration."""
+
+_TABLES = """
+    SELECT n.nspname AS schema, c.relname AS name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p')
+      AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+    ORDER BY 1, 2
+"""
+
+
+class PostgresBackend:
+    engine = "postgresql"
+    payload_name = "database.dump"
+    magic = b"PGDMP"
+    compresslevel = 0  # the payload is compressed already: gzip only frames it (and checks its CRC)
+
+    def __init__(self, url: DatabaseURL, environ: Mapping[str, str]) -> None:
+        self.url = url
+        self.environ = environ
+
+    async def dump(self, directory: Path, progress: Progress) -> Snapshot:
+        pg_dump = find_tool("pg_dump", self.environ)
+        payload = directory / self.payload_name
+        conn = await _connect(self.url)
+        try:
+            # The transaction exports its snapshot to pg_dump and counts rows in it, so the manifest
+            # describes exactly what was dumped although writes go on.
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                snapshot_id = await conn.fetchval("SELECT pg_export_snapshot()")
+                tables = await _tables(conn)
+                progress.expect(len(tables))
+                argv = [
+                    pg_dump,
+                    "--format=custom",  # compressed by pg_dump itself, in its own process
+                    f"--snapshot={snapshot_id}",
+                    f"--lock-wait-timeout={LOCK_WAIT_TIMEOUT}",
+                    "--no-password",
+                    "--verbose",
+                    f"--file={payload}",
+                    f"--dbname={self._tool_uri(self.url)}",
+                ]
+                dumping = asyncio.ensure_future(
+                    run_tool(argv, self._tool_env(self.url), _steps(progress, "dumping contents of table "))
+                )
+                try:
+                    counts = {name: await _count(conn, name) for name in tables}
+                    head = await _migration_head(conn, tables)
+                    version = await conn.fetchval("SHOW server_version")
+                    await dumping
+                finally:
+                    if not dumping.done():
+                        dumping.cancel()
+                        with suppress(asyncio.CancelledError, BackupError):
+                            await dumping
+        finally:
+            await conn.close()
+        return Snapshot(server_version=version, migration_head=head, tables=counts)
+
+    async def validate(self, payload: Path) -> None:
+        await self._table_data_entries(payload)
+
+    async def _table_data_entries(self, payload: Path) -> int:
+        """Read the archive's table of contents (which pg_restore refuses if damaged)."""
+        pg_restore = find_tool("pg_restore", self.environ)
+        listing = payload.with_name(payload.name + ".toc")
+        await run_tool([pg_restore, "--list", f"--file={listing}", str(payload)], self.environ, _ignore)
+        with listing.open(encoding="utf-8", errors="replace") as f:
+            return sum(1 for line in f if not line.startswith(";") and " TABLE DATA " in line)
+
+    async def restore(self, payload: Path, target: DatabaseURL, progress: Progress) -> None:
+        progress.expect(await self._table_data_entries(payload))
+        pg_restore = find_tool("pg_restore", self.environ)
+        argv = [
+            pg_restore,
+            "--single-transaction",  # all or nothing: a failure leaves the target as it was
+            "--exit-on-error",
+            "--clean",
+            "--if-exists",
+            # Objects belong to whoever restores (the service's role); grants are not carried over.
+            "--no-owner",
+            "--no-privileges",
+            "--no-password",
+            "--verbose",
+            f"--dbname={self._tool_uri(target)}",
+            str(payload),
+        ]
+        await run_tool(argv, self._tool_env(target), _steps(progress, "processing data for table "))
+
+    @asynccontextmanager
+    async def scratch(self, workdir: Path) -> AsyncIterator[DatabaseURL]:
+        name = f"{self.url.name[:40]}_verify_{uuid.uuid4().hex[:10]}"
+        conn = await _connect(self.url)
+        try:
+            await conn.execute(f"CREATE DATABASE {quote_identifier(name)} TEMPLATE template0")
+        except asyncpg.InsufficientPrivilegeError:
+            raise BackupError(
+                "verify needs to create a scratch database: grant CREATEDB to the role in MARKET_DATABASE_URL"
+            ) from None
+        finally:
+            await conn.close()
+        try:
+            parts = urlsplit(self.url.dsn)
+            yield DatabaseURL.parse(parts._replace(path="/" + quote(name)).geturl())
+        finally:
+            conn = await _connect(self.url)
+            try:
+                await conn.execute(f"DROP DATABASE IF EXISTS {quote_identifier(name)} WITH (FORCE)")
+            finally:
+                await conn.close()
+
+    async def check(self, target: DatabaseURL) -> None:
+        """pg_restore's own checks (constraints, indexes rebuilt) are the check."""
+
+    async def count_rows(self, target: DatabaseURL) -> dict[str, int]:
+        conn = await _connect(target)
+        try:
+            return {name: await _count(conn, name) for name in await _tables(conn)}
+        finally:
+            await conn.close()
+
+    async def business_rows(self, target: DatabaseURL) -> dict[str, int]:
+        conn = await _connect(target)
+        try:
+            found = {}
+            for name in await _tables(conn):
+                if name != MIGRATIONS_TABLE and await conn.fetchval(
+                    f"SELECT EXISTS (SELECT FROM {_sql(name)})"
+                ):
+                    found[name] = await _count(conn, name)
+            return found
+        finally:
+            await conn.close()
+
+    def _tool_uri(self, url: DatabaseURL) -> str:
+        """The URL for libpq without its password (which goes in PGPASSWORD, not on a command line)."""
+        assert url.dsn is not None
+        parts = urlsplit(url.dsn)
+        if parts.password is None:
+            return url.dsn
+        netloc = parts.netloc.rpartition("@")[2]
+        user = parts.netloc.rpartition("@")[0].partition(":")[0]
+        return parts._replace(netloc=f"{user}@{netloc}").geturl()
+
+    def _tool_env(self, url: DatabaseURL) -> dict[str, str]:
+        env = dict(self.environ)
+        env.setdefault("PGAPPNAME", "market-backup")
+        password = urlsplit(url.dsn or "").password
+        if password is not None:
+            env["PGPASSWORD"] = unquote(password)
+        return env
+
+
+async def _connect(url: DatabaseURL) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(url.dsn)
+    except asyncpg.InvalidCatalogNameError:
+        raise BackupError(
+            f"the database {url.name!r} does not exist on the server; create it first"
+        ) from None
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise BackupError(f"cannot connect to {url.redacted()}: {exc}") from None
+
+
+async def _tables(conn: asyncpg.Connection) -> list[str]:
+    rows = await conn.fetch(_TABLES)
+    return [row["name"] if row["schema"] == "public" else f"{row['schema']}.{row['name']}" for row in rows]
+
+
+def _sql(name: str) -> str:
+    return ".".join(quote_identifier(part) for part in name.split(".", 1))
+
+
+async def _count(conn: asyncpg.Connection, name: str) -> int:
+    return await conn.fetchval(f"SELECT count(*) FROM {_sql(name)}")
+
+
+async def _migration_head(conn: asyncpg.Connection, tables: list[str]) -> str | None:
+    if MIGRATIONS_TABLE not in tables:
+        return None
+    return await conn.fetchval(f"SELECT max(version) FROM {MIGRATIONS_TABLE}")
+
+
+def _steps(progress: Progress, marker: str) -> Callable[[str], None]:
+    def on_line(line: str) -> None:
+        _, found, table = line.partition(marker)
+        if found:
+            progress.step(table.strip('"'))
+
+    return on_line
+
+
+def _ignore(line: str) -> None:
+    pass

@@ -1,0 +1,404 @@
+"""The backup operations, for the CLI, the scheduler and tests alike."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import SpanKind, TracerProvider
+
+from market import __version__
+from market.config import DatabaseURL, Settings
+from market.telemetry import names
+
+from .archive import (
+    PARTIAL_SUFFIX,
+    extract_archive,
+    read_manifest,
+    sha256_file,
+    verified_marker,
+    write_archive,
+    write_json_atomic,
+)
+from .base import Backend, NoProgress, Progress
+from .errors import BackupError
+from .manifest import FORMAT_VERSION, Manifest, archive_name, format_time, is_archive_name
+from .postgres import PostgresBackend
+from .sqlite import SqliteBackend
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+SUCCESS, FAILURE = "success", "failure"
+"""Values of market.backup.outcome."""
+STALE_PARTIAL_AGE = timedelta(days=1)
+"""Leftovers of an interrupted run (hidden `*.partial`) older than this are removed by prune."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupInfo:
+    """An archive in the backup directory."""
+
+    path: Path
+    size: int
+    verified: bool
+    """`<archive>.verified.json` exists: a restore of it was tested."""
+    manifest: Manifest | None
+    error: str | None = None
+    """Why the manifest could not be read (then `manifest` is None)."""
+
+    @property
+    def created_at(self) -> datetime | None:
+        return self.manifest.created_at if self.manifest else None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    archive: Path
+    manifest: Manifest
+    tables: dict[str, int]
+    """Rows per table in the scratch database the archive was restored into."""
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreResult:
+    archive: Path
+    manifest: Manifest
+    tables: dict[str, int]
+    duration_s: float
+
+
+@dataclass(slots=True)
+class PruneResult:
+    deleted: list[BackupInfo] = field(default_factory=list)
+    kept: list[BackupInfo] = field(default_factory=list)
+    skipped: list[BackupInfo] = field(default_factory=list)
+    """Archives whose age is unknown (unreadable manifest): never deleted automatically."""
+    leftovers: list[Path] = field(default_factory=list)
+    """Stale work files of interrupted runs, removed."""
+
+
+class BackupService:
+    """Create, list, verify, restore and prune backups of one database in one directory."""
+
+    def __init__(
+        self,
+        database: DatabaseURL,
+        directory: Path,
+        *,
+        retention_days: int = 30,
+        clock: Clock = utcnow,
+        environ: Mapping[str, str] | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        self.database = database
+        self.directory = directory
+        self.retention_days = retention_days
+        self.clock = clock
+        environ = os.environ if environ is None else environ
+        self.backend: Backend = (
+            PostgresBackend(database, environ) if database.engine == "postgresql" else SqliteBackend(database)
+        )
+        self._tracer = trace.get_tracer(names.INSTRUMENTATION_SCOPE, tracer_provider=tracer_provider)
+        meter = metrics.get_meter(names.INSTRUMENTATION_SCOPE, meter_provider=meter_provider)
+        name, unit, description = names.BACKUP_RUNS
+        self._runs = meter.create_counter(name, unit=unit, description=description)
+        name, unit, description = names.BACKUP_LAST_SUCCESS
+        self._last_success = meter.create_gauge(name, unit=unit, description=description)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: object) -> BackupService:
+        return cls(
+            settings.database.url,
+            settings.backup.directory,
+            retention_days=settings.backup.retention_days,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    # --- create ---------------------------------------------------------------------------------------
+
+    async def create(self, progress: Progress | None = None) -> BackupInfo:
+        """Snapshot the database into a new archive. On any failure nothing is left in the directory."""
+        progress = progress or NoProgress()
+        attributes = {names.DB_SYSTEM_NAME: self.database.engine, names.DB_NAMESPACE: self.database.name}
+        with self._tracer.start_as_current_span(
+            names.SPAN_BACKUP_CREATE, kind=SpanKind.INTERNAL, attributes=attributes
+        ) as span:
+            try:
+                info = await self._create(progress)
+            except BaseException:
+                span.set_attribute(names.BACKUP_OUTCOME, FAILURE)
+                self._runs.add(1, {names.BACKUP_OUTCOME: FAILURE})
+                raise
+            span.set_attributes({names.BACKUP_OUTCOME: SUCCESS, names.BACKUP_SIZE: info.size})
+            self._runs.add(1, {names.BACKUP_OUTCOME: SUCCESS})
+            self._last_success.set(self.clock().timestamp())
+        log.info("backup created", extra={"archive": str(info.path), "bytes": info.size})
+        return info
+
+    async def _create(self, progress: Progress) -> BackupInfo:
+        created_at = self.clock().astimezone(UTC).replace(microsecond=0)
+        started = time.perf_counter()
+        final = self.directory / archive_name(created_at)
+        progress.expect(2)
+        with self._workdir(final.name) as work:
+            if final.exists():
+                raise BackupError(f"{final} already exists; not overwriting a backup")
+            snapshot = await self.backend.dump(work, progress)
+            payload = work / self.backend.payload_name
+            digest = await asyncio.to_thread(sha256_file, payload)
+            progress.step("checksummed")
+            manifest = Manifest(
+                format_version=FORMAT_VERSION,
+                created_at=created_at,
+                engine=self.backend.engine,
+                server_version=snapshot.server_version,
+                database=self.database.name,
+                migration_head=snapshot.migration_head,
+                app_version=__version__,
+                duration_s=time.perf_counter() - started,
+                tables=snapshot.tables,
+                files={payload.name: digest},
+            )
+            size = await asyncio.to_thread(
+                write_archive, final, manifest, work, compresslevel=self.backend.compresslevel
+            )
+            progress.step("packed")
+        return BackupInfo(path=final, size=size, verified=False, manifest=manifest)
+
+    # --- list -----------------------------------------------------------------------------------------
+
+    def backups(self) -> list[BackupInfo]:
+        """Every archive in the directory, oldest first (by manifest created_at; unreadable ones first)."""
+        if not self.directory.is_dir():
+            return []
+        found = []
+        for path in self.directory.iterdir():
+            if not (is_archive_name(path.name) and path.is_file()):
+                continue
+            try:
+                manifest, error = read_manifest(path), None
+            except BackupError as exc:
+                manifest, error = None, exc.detail
+            found.append(
+                BackupInfo(path, path.stat().st_size, verified_marker(path).exists(), manifest, error)
+            )
+        epoch = datetime.min.replace(tzinfo=UTC)
+        return sorted(found, key=lambda info: (info.created_at or epoch, info.path.name))
+
+    def latest(self) -> Path:
+        readable = [info for info in self.backups() if info.manifest is not None]
+        if not readable:
+            raise BackupError(f"no backups in {self.directory}")
+        return readable[-1].path
+
+    # --- verify ---------------------------------------------------------------------------------------
+
+    async def verify(self, archive: Path, progress: Progress | None = None) -> VerifyResult:
+        """Check the checksums, restore into a scratch database, compare row counts with the manifest (and
+        run PRAGMA integrity_check on SQLite), then record success in `<archive>.verified.json`."""
+        progress = progress or NoProgress()
+        started = time.perf_counter()
+        progress.expect(3)
+        with self._workdir(f"verify-{archive.name}") as work:
+            manifest, payload = await self._unpack(archive, work)
+            progress.step("checksums ok")
+            async with self.backend.scratch(work) as scratch:
+                await self.backend.restore(payload, scratch, progress)
+                await self.backend.check(scratch)
+                progress.step("integrity ok")
+                restored = await self.backend.count_rows(scratch)
+            _compare(archive, manifest.tables, restored)
+            progress.step("row counts match")
+        result = VerifyResult(archive, manifest, restored, time.perf_counter() - started)
+        await asyncio.to_thread(self._mark_verified, result)
+        log.info("backup verified", extra={"archive": str(archive)})
+        return result
+
+    def _mark_verified(self, result: VerifyResult) -> None:
+        write_json_atomic(
+            verified_marker(result.archive),
+            {
+                "archive": result.archive.name,
+                "verified_at": format_time(self.clock()),
+                "archive_bytes": result.archive.stat().st_size,
+                "engine": result.manifest.engine,
+                "tables": result.tables,
+                "duration_s": round(result.duration_s, 3),
+                "app_version": __version__,
+            },
+        )
+
+    # --- restore --------------------------------------------------------------------------------------
+
+    async def restore(
+        self,
+        archive: Path,
+        *,
+        force: bool = False,
+        confirm: Callable[[Manifest], bool] | None = None,
+        progress: Progress | None = None,
+    ) -> RestoreResult:
+        """Replace the configured database's contents with the archive's. Everything is checked before the
+        target is touched; a target with rows in business tables is refused unless `force`; `confirm` (if
+        given) is asked last and may refuse."""
+        progress = progress or NoProgress()
+        started = time.perf_counter()
+        progress.expect(2)
+        with self._workdir(f"restore-{archive.name}") as work:
+            manifest, payload = await self._unpack(archive, work, restoring=True)
+            progress.step("checksums ok")
+            if not force:
+                rows = await self.backend.business_rows(self.database)
+                if rows:
+                    tables = ", ".join(f"{name} ({n})" for name, n in sorted(rows.items()))
+                    raise BackupError(
+                        f"the database {self.database.redacted()} is not empty (rows in {tables}); "
+                        "use --force to replace its contents"
+                    )
+            if confirm is not None and not confirm(manifest):
+                raise BackupError("restore cancelled; the database was not changed")
+            log.info("restoring backup", extra={"archive": str(archive)})
+            await self.backend.restore(payload, self.database, progress)
+        found = await self.backend.count_rows(self.database)
+        restored = {name: n for name, n in found.items() if name in manifest.tables}
+        if extra := sorted(set(found) - set(restored)):
+            # --force keeps objects the backup does not know; the operator should hear about them.
+            log.warning("tables not in the backup were left as they were", extra={"tables": extra})
+        _compare(archive, manifest.tables, restored, restored_into=self.database.redacted())
+        progress.step("row counts match")
+        log.info("backup restored", extra={"archive": str(archive)})
+        return RestoreResult(archive, manifest, restored, time.perf_counter() - started)
+
+    async def _unpack(self, archive: Path, work: Path, *, restoring: bool = False) -> tuple[Manifest, Path]:
+        """Extract and check everything that can be checked without touching any database."""
+
+        def accept(manifest: Manifest) -> None:
+            if manifest.engine != self.backend.engine:
+                raise BackupError(
+                    f"{archive.name}: this is a {manifest.engine} backup; the configured database "
+                    f"({self.database.redacted()}) is {self.backend.engine}"
+                )
+            if set(manifest.files) != {self.backend.payload_name}:
+                raise BackupError(
+                    f"{archive.name}: unexpected files {sorted(manifest.files)} for {manifest.engine}"
+                )
+            if restoring:
+                _check_schema_is_known(archive, manifest)
+
+        manifest = await asyncio.to_thread(extract_archive, archive, work, accept)
+        payload = work / self.backend.payload_name
+        with payload.open("rb") as f:
+            if f.read(len(self.backend.magic)) != self.backend.magic:
+                raise BackupError(
+                    f"{archive.name}: {payload.name} is not a {manifest.engine} dump; "
+                    "the archive was not made by market backup for this engine"
+                )
+        await self.backend.validate(payload)
+        return manifest, payload
+
+    # --- prune ----------------------------------------------------------------------------------------
+
+    def prune(self, *, dry_run: bool = False) -> PruneResult:
+        """Delete archives whose manifest `created_at` is more than `retention_days` old, except the newest
+        verified archive. Also removes stale work files of interrupted runs."""
+        now = self.clock()
+        cutoff = now - timedelta(days=self.retention_days)
+        backups = self.backups()
+        verified = [info for info in backups if info.verified and info.manifest is not None]
+        newest_verified = verified[-1] if verified else None
+        result = PruneResult()
+        for info in backups:
+            if info.created_at is None:
+                result.skipped.append(info)
+            elif info.created_at >= cutoff or info is newest_verified:
+                result.kept.append(info)
+            else:
+                result.deleted.append(info)
+                if not dry_run:
+                    info.path.unlink(missing_ok=True)
+                    verified_marker(info.path).unlink(missing_ok=True)
+                    log.info("backup pruned", extra={"archive": str(info.path)})
+        for path in self._stale_partials(now):
+            result.leftovers.append(path)
+            if not dry_run:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        return result
+
+    def _stale_partials(self, now: datetime) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        limit = (now - STALE_PARTIAL_AGE).timestamp()
+        return sorted(
+            path
+            for path in self.directory.iterdir()
+            if path.name.startswith(".")
+            and path.name.endswith(PARTIAL_SUFFIX)
+            and path.lstat().st_mtime < limit
+        )
+
+    @contextmanager
+    def _workdir(self, purpose: str) -> Iterator[Path]:
+        """A hidden directory beside the backups (same filesystem, so no surprise on a small /tmp), always
+        removed afterwards."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = Path(tempfile.mkdtemp(prefix=f".{purpose}.", suffix=PARTIAL_SUFFIX, dir=self.directory))
+        except OSError as exc:
+            raise BackupError(
+                f"cannot use the backup directory {self.directory}: {exc.strerror or exc}"
+            ) from None
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _check_schema_is_known(archive: Path, manifest: Manifest) -> None:
+    from market.adapters.db.migrations import MIGRATIONS
+
+    known = [migration.version for migration in MIGRATIONS]
+    if manifest.migration_head is not None and manifest.migration_head not in known:
+        raise BackupError(
+            f"{archive.name}: its schema ({manifest.migration_head}) is newer than this market knows "
+            f"({known[-1]}); restore it with market {manifest.app_version} or newer"
+        )
+
+
+def _compare(
+    archive: Path,
+    expected: dict[str, int],
+    actual: dict[str, int],
+    *,
+    restored_into: str = "a scratch database",
+) -> None:
+    differences = [
+        f"{name}: {expected.get(name, 'absent')} in the manifest, {actual.get(name, 'absent')} restored"
+        for name in sorted(set(expected) | set(actual))
+        if expected.get(name) != actual.get(name)
+    ]
+    if differences:
+        raise BackupError(
+            f"{archive.name}: restored into {restored_into}, but row counts differ from the manifest: "
+            + "; ".join(differences)
+        )

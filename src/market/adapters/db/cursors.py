@@ -1,0 +1,53 @@
+"""Opaque pagination cursors. A cursor is bound to a `scope` (which list, with which filter), so one issued
+for another list is refused instead of silently paging something else."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any
+
+from market.domain.errors import InvalidCursor
+
+from .rows import parse_id
+
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build an encoder per call
+
+
+def encode_cursor(scope: str, position: dict[str, Any]) -> str:
+    payload = _COMPACT_JSON.encode({"s": scope, **position}).encode()
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, scope: str) -> dict[str, Any] | None:
+    """The position in a cursor we issued for `scope`; None for no cursor; InvalidCursor otherwise."""
+    if not cursor:  # absent or empty: the first page
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor() from None
+    if not isinstance(payload, dict) or payload.get("s") != scope:
+        raise InvalidCursor()
+    return payload
+
+
+def encode_keyset_cursor(scope: str, created_at: datetime, row_id: str) -> str:
+    """A cursor for lists ordered by (created_at, id) descending."""
+    return encode_cursor(scope, {"t": created_at.isoformat(), "id": row_id})
+
+
+def decode_keyset_cursor(cursor: str | None, scope: str) -> tuple[datetime, str] | None:
+    position = decode_cursor(cursor, scope)
+    if position is None:
+        return None
+    try:
+        created_at = datetime.fromisoformat(position["t"])
+        row_id = position["id"]
+    except (KeyError, TypeError, ValueError):
+        raise InvalidCursor() from None
+    if not isinstance(row_id, str) or parse_id(row_id) is None or created_at.tzinfo is None:
+        raise InvalidCursor()
+    return created_at, row_id

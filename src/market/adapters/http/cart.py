@@ -1,0 +1,85 @@
+"""The buyer's cart."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, delete, get, put
+
+from market.application import cart as cart_use_cases
+from market.application.services import Services
+from market.domain.orders import MAX_LINE_QUANTITY, Cart
+from market.domain.users import Role, User
+
+from .auth import requires
+from .openapi import problems
+
+
+class CartLineOut(msgspec.Struct):
+    item_id: str
+    title: str
+    quantity: int
+    unit_price_cents: int
+    line_total_cents: int
+
+
+class CartOut(msgspec.Struct):
+    lines: list[CartLineOut]
+    total_cents: int | None
+    """Null only when the lines no longer share one currency (a seller changed an item's currency)."""
+    currency: str | None
+
+    @classmethod
+    def of(cls, cart: Cart) -> CartOut:
+        total = cart.total
+        return cls(
+            lines=[
+                CartLineOut(
+                    line.item_id, line.title, line.quantity, line.unit_price_cents, line.line_total_cents
+                )
+                for line in cart.lines
+            ],
+            total_cents=total.cents if total else (None if cart.lines else 0),
+            currency=total.currency if total else None,
+        )
+
+
+class QuantityBody(msgspec.Struct, forbid_unknown_fields=True):
+    quantity: Annotated[int, msgspec.Meta(ge=0, le=MAX_LINE_QUANTITY, description="0 removes the line.")]
+
+
+class CartController(Controller):
+    path = "/cart"
+    tags = ["cart"]
+    guards = [requires(Role.BUYER)]
+
+    @get(operation_id="getCart", responses=problems(401, 403))
+    async def get_cart(self, user: User, services: Services) -> CartOut:
+        """The buyer's cart at current prices."""
+        return CartOut.of(await cart_use_cases.view_cart(user, uow=services.uow))
+
+    @put(
+        "/items/{item_id:str}",
+        operation_id="setCartQuantity",
+        responses=problems(400, 401, 403, 404, 409, 422),
+    )
+    async def set_quantity(self, item_id: str, data: QuantityBody, user: User, services: Services) -> CartOut:
+        """Set how many of an item the cart holds (0 removes it). More than the stock is a 409."""
+        cart = await cart_use_cases.set_cart_quantity(
+            user, item_id, data.quantity, uow=services.uow, clock=services.clock, events=services.events
+        )
+        return CartOut.of(cart)
+
+    @delete(
+        "/items/{item_id:str}",
+        operation_id="removeCartLine",
+        status_code=200,
+        responses=problems(401, 403, 404),
+    )
+    async def remove(self, item_id: str, user: User, services: Services) -> CartOut:
+        """Remove the item's line from the cart."""
+        cart = await cart_use_cases.set_cart_quantity(
+            user, item_id, 0, uow=services.uow, clock=services.clock, events=services.events
+        )
+        return CartOut.of(cart)

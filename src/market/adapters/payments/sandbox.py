@@ -1,0 +1,122 @@
+"""The sandbox payment gateway: the embedded default, with test card tokens in the spirit of the big
+providers' test modes. Its ledger (`sandbox_charges`) lives in the service's database so that every worker,
+and reconciliation after a restart, sees the same provider truth."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from datetime import UTC, datetime
+
+import httpx
+
+from market.adapters.db.database import Database
+from market.application.ports import ChargeRequest, ChargeResult
+from market.domain.orders import PaymentGatewayUnavailable
+
+from . import signature
+
+log = logging.getLogger(__name__)
+
+# token -> (what the sandbox records as the truth, what the charge call answers, decline reason)
+TEST_TOKENS: dict[str, tuple[str, str, str | None]] = {
+    "tok_visa": ("succeeded", "succeeded", None),
+    "tok_mastercard": ("succeeded", "succeeded", None),
+    "tok_chargeDeclined": ("declined", "declined", "card_declined"),
+    "tok_insufficientFunds": ("declined", "declined", "insufficient_funds"),
+    "tok_processing": ("succeeded", "processing", None),  # confirmed later by a signed webhook
+    "tok_gatewayTimeout": ("succeeded", "timeout", None),  # charged, but the answer never arrives
+}
+UNKNOWN_TOKEN = ("declined", "declined", "invalid_card_token")
+DELIVERY_DELAYS_S = (0.2, 0.5, 1, 2, 4, 8)
+
+
+class SandboxPaymentGateway:
+    name = "sandbox"
+
+    def __init__(self, db: Database, *, webhook_url: str, webhook_secret: str) -> None:
+        self._db = db
+        self._webhook_url = webhook_url
+        self._webhook_secret = webhook_secret
+        self._deliveries: set[asyncio.Task[None]] = set()
+
+    async def charge(self, request: ChargeRequest) -> ChargeResult:
+        existing = await self.lookup(request.order_id, request.payment_id)
+        if existing is not None:  # the provider deduplicates: one charge per order
+            return existing
+        truth, answer, reason = TEST_TOKENS.get(request.token, UNKNOWN_TOKEN)
+        charge_id = "ch_sandbox_" + secrets.token_hex(12)
+        await self._db.fetch(
+            "INSERT INTO sandbox_charges (id, order_id, status, method, amount_cents, currency, failure_reason,"
+            " created_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}) ON CONFLICT (order_id) DO NOTHING",
+            charge_id,
+            request.order_id,
+            truth,
+            request.method,
+            request.amount_cents,
+            request.currency,
+            reason,
+            datetime.now(UTC),
+        )
+        if answer == "timeout":
+            raise PaymentGatewayUnavailable(request.order_id)
+        if answer == "processing":
+            self._deliver_later(
+                {
+                    "id": "evt_" + secrets.token_hex(12),
+                    "type": "payment.succeeded",
+                    "created": int(time.time()),
+                    "data": {
+                        "payment_id": charge_id,
+                        "order_id": request.order_id,
+                        "amount_cents": request.amount_cents,
+                        "currency": request.currency,
+                    },
+                }
+            )
+        return ChargeResult(answer, charge_id, reason)
+
+    async def lookup(self, order_id: str, payment_id: str) -> ChargeResult | None:
+        rows = await self._db.fetch(
+            "SELECT id, status, failure_reason FROM sandbox_charges WHERE order_id = {}", order_id
+        )
+        if not rows:
+            return None
+        return ChargeResult(rows[0]["status"], rows[0]["id"], rows[0]["failure_reason"])
+
+    def _deliver_later(self, event: dict[str, object]) -> None:
+        task = asyncio.create_task(self._deliver(event))
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(self, event: dict[str, object]) -> None:
+        """POST the signed event to the service's own webhook endpoint over real HTTP, retrying with
+        backoff. It starts a new trace on purpose: provider events are not part of the checkout's trace."""
+        body = json.dumps(event, separators=(",", ":")).encode()
+        async with httpx.AsyncClient(timeout=10) as client:
+            for delay in DELIVERY_DELAYS_S:
+                await asyncio.sleep(delay)
+                headers = {
+                    "Content-Type": "application/json",
+                    "Market-Signature": signature.sign(self._webhook_secret, body),
+                }
+                try:
+                    response = await client.post(self._webhook_url, content=body, headers=headers)
+                    if response.status_code < 300:
+                        return
+                    log.warning("sandbox webhook refused", extra={"status_code": response.status_code})
+                except httpx.HTTPError as exc:
+                    log.warning("sandbox webhook delivery failed", extra={"error": type(exc).__name__})
+        log.error(
+            "sandbox webhook undeliverable; reconciliation will settle the order",
+            extra={"event": event["id"]},
+        )
+
+    async def close(self) -> None:
+        """Cancel deliveries still waiting (reconciliation settles their orders)."""
+        for task in list(self._deliveries):
+            task.cancel()
+        await asyncio.gather(*self._deliveries, return_exceptions=True)

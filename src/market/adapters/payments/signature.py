@@ -1,0 +1,48 @@
+"""Provider webhook signatures: `Market-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`.
+
+The same scheme as Stripe's `Stripe-Signature`, so one verifier serves both. Verification is constant-time,
+over the raw body bytes, with a 300 s tolerance in both directions (stale and future timestamps fail).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+TOLERANCE_S = 300
+
+
+class InvalidSignature(Exception):
+    """The signature header is missing, malformed, stale, from the future, or does not match the body."""
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    t = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={digest}"
+
+
+def verify(secret: str, body: bytes, header: str | None, *, now: float | None = None) -> None:
+    """Raise InvalidSignature unless `header` signs `body` with `secret` within the tolerance."""
+    if not header:
+        raise InvalidSignature("missing signature header")
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            try:
+                timestamp = int(value)
+            except ValueError:
+                raise InvalidSignature("malformed timestamp") from None
+        elif key == "v1":
+            candidates.append(value)
+    if timestamp is None or not candidates:
+        raise InvalidSignature("malformed signature header")
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > TOLERANCE_S:
+        raise InvalidSignature("timestamp outside the tolerance")
+    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
+        raise InvalidSignature("signature does not match")

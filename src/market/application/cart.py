@@ -1,0 +1,44 @@
+"""Cart use cases."""
+
+from __future__ import annotations
+
+from market.domain.catalog import ItemStatus
+from market.domain.errors import NotFound
+from market.domain.events import CartChanged
+from market.domain.orders import Cart, check_cart_quantity
+from market.domain.users import User
+
+from .ports import Clock, EventPublisher, UnitOfWorkFactory
+
+
+async def view_cart(buyer: User, *, uow: UnitOfWorkFactory) -> Cart:
+    async with uow() as work:
+        return await work.carts.get(buyer.id)
+
+
+async def set_cart_quantity(
+    buyer: User, item_id: str, quantity: int, *, uow: UnitOfWorkFactory, clock: Clock, events: EventPublisher
+) -> Cart:
+    """Put `quantity` of the item in the cart; 0 removes the line. Checked against stock and the cart's
+    currency. An archived item can still be removed, not added."""
+    async with uow() as work:
+        item = await work.items.get(item_id)
+        if item is None or (quantity > 0 and item.status is not ItemStatus.ACTIVE):
+            raise NotFound("There is no such item.")
+        cart = await work.carts.get(buyer.id)
+        current = cart.quantity_of(item.id)
+        check_cart_quantity(
+            cart,
+            item_id=item.id,
+            title=item.title,
+            currency=item.currency,
+            stock=item.stock,
+            quantity=quantity,
+        )
+        if quantity != current:
+            await work.carts.set_quantity(buyer.id, item.id, quantity, clock.now())
+            cart = await work.carts.get(buyer.id)
+        await work.commit()
+    if quantity != current:
+        events.publish([CartChanged(item.id, "add" if quantity > current else "remove", quantity - current)])
+    return cart

@@ -1,0 +1,297 @@
+"""Checkout and everything that settles a payment afterwards: the charge's own answer, the provider's
+webhook events, and reconciliation of orders whose outcome was unknown."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from market.domain.catalog import ItemStatus
+from market.domain.errors import NotFound
+from market.domain.events import CheckoutStarted, Event, OrderPaid, OrderRefunded, PaymentAttempted
+from market.domain.orders import (
+    CheckoutInProgress,
+    InsufficientStock,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Payment,
+    PaymentDeclined,
+    PaymentGatewayUnavailable,
+    PaymentStatus,
+    place_order,
+)
+from market.domain.users import User
+
+from .ports import (
+    ChargeRequest,
+    ChargeResult,
+    Clock,
+    EventPublisher,
+    IdGenerator,
+    Page,
+    PaymentGateway,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+
+SUCCEEDED, DECLINED, PROCESSING = "succeeded", "declined", "processing"
+GATEWAY_UNAVAILABLE = "gateway_unavailable"
+"""Payment failure_reason of a pending order whose charge call failed: its outcome is unknown, not in flight."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentMethodInput:
+    type: str
+    token: str = field(repr=False)
+
+
+async def checkout(
+    buyer: User,
+    method: PaymentMethodInput,
+    *,
+    uow: UnitOfWorkFactory,
+    gateway: PaymentGateway,
+    ids: IdGenerator,
+    clock: Clock,
+    events: EventPublisher,
+    traceparent: str | None = None,
+) -> Order:
+    """Turn the cart into an order, reserve its stock and charge for it.
+
+    Returns the order (`paid`, or `processing` for asynchronous payments). Raises EmptyCart,
+    InsufficientStock, CheckoutInProgress; PaymentDeclined (order kept as payment_failed, stock released);
+    PaymentGatewayUnavailable (order kept as pending_payment, settled later by reconciliation).
+    The charge happens outside any database transaction: no lock is held while the provider thinks.
+    `traceparent` is where the checkout runs; later provider events about the payment link back to it.
+    """
+    order_id = ids.new_id()
+    now = clock.now()
+    async with uow() as work:
+        if not await work.carts.claim_for_checkout(buyer.id, order_id, now):
+            raise CheckoutInProgress()
+        cart = await work.carts.get(buyer.id)
+        order = place_order(order_id=order_id, cart=cart, now=now, traceparent=traceparent)
+        # Item rows are locked in one global order (by id), whatever the cart's order: two checkouts taking
+        # the same items in opposite orders would otherwise deadlock.
+        for line in _in_lock_order(order.lines):
+            if not await work.stock.reserve(line.item_id, line.quantity):
+                # Tell what is left now: the cart's figure predates the checkouts that won the race.
+                item = await work.items.get(line.item_id)
+                left = item.stock if item is not None and item.status is ItemStatus.ACTIVE else 0
+                raise InsufficientStock(line.title, left)  # rolls back every reservation and the claim
+        payment = Payment(
+            id=ids.new_id(),
+            order_id=order.id,
+            status=PaymentStatus.PENDING,
+            method=method.type,
+            amount_cents=order.total_cents,
+            currency=order.currency,
+            provider=gateway.name,
+        )
+        order = dataclasses.replace(order, payment=payment)
+        await work.orders.add(order)
+        await work.commit()
+    events.publish([CheckoutStarted(order.id, order.total_cents, order.currency, len(order.lines))])
+
+    request = ChargeRequest(
+        order.id, payment.id, order.total_cents, order.currency, method.type, method.token
+    )
+    try:
+        result = await gateway.charge(request)
+    except PaymentGatewayUnavailable:
+        async with uow() as work:  # the buyer may retry or wait; reconciliation settles this order
+            await work.carts.release_checkout(buyer.id, order.id)
+            # Marks the outcome as unknown (rather than in flight), so reconciliation may settle it at once.
+            unknown = dataclasses.replace(payment, failure_reason=GATEWAY_UNAVAILABLE)
+            await work.orders.save_status(dataclasses.replace(order, payment=unknown))
+            await work.commit()
+        events.publish([_attempt(order, "error", "gateway_unavailable")])
+        raise PaymentGatewayUnavailable(order.id) from None
+
+    if result.status != PROCESSING:
+        events.publish([_attempt(order, result.status, result.reason)])
+    settled = await settle_payment(order.id, result, uow=uow, clock=clock, events=events)
+    if settled.status is OrderStatus.PAYMENT_FAILED:
+        raise PaymentDeclined(order.id, result.reason or "declined")
+    return settled
+
+
+async def settle_payment(
+    order_id: str,
+    result: ChargeResult,
+    *,
+    uow: UnitOfWorkFactory,
+    clock: Clock,
+    events: EventPublisher,
+) -> Order:
+    """Apply the provider's answer about an order's charge (see `_settle`)."""
+    async with uow() as work:
+        order = await work.orders.get(order_id, for_update=True)
+        if order is None or order.payment is None:
+            raise NotFound("There is no such order.")
+        settled, published = await _settle(work, order, result, clock.now())
+        await work.commit()
+    events.publish(published)
+    return settled
+
+
+async def _settle(
+    work: UnitOfWork, order: Order, result: ChargeResult, now: datetime
+) -> tuple[Order, list[Event]]:
+    """Idempotent and order-tolerant: an answer the order's state no longer admits (a `declined` after
+    `paid`, a second `succeeded`) changes nothing."""
+    assert order.payment is not None
+    target = {SUCCEEDED: OrderStatus.PAID, DECLINED: OrderStatus.PAYMENT_FAILED}.get(
+        result.status, OrderStatus.PROCESSING
+    )
+    if not order.can_become(target):
+        return order, []
+    payment = dataclasses.replace(
+        order.payment,
+        status=_PAYMENT_STATUS_FOR[target],
+        provider_payment_id=result.provider_payment_id or order.payment.provider_payment_id,
+        failure_reason=result.reason if target is OrderStatus.PAYMENT_FAILED else None,
+    )
+    settled = dataclasses.replace(order.transition(target, now), payment=payment)
+    await work.orders.save_status(settled)
+    published: list[Event] = []
+    if order.status is OrderStatus.PROCESSING and target is not OrderStatus.PROCESSING:
+        published.append(_attempt(order, result.status, result.reason))  # the asynchronous attempt ends
+    if target in (OrderStatus.PAID, OrderStatus.PROCESSING) and order.status is OrderStatus.PENDING_PAYMENT:
+        # The order is placed: its lines leave the cart (an asynchronous payment that fails later releases
+        # the stock; the buyer re-adds what they still want).
+        await work.carts.remove_items(order.buyer_id, [line.item_id for line in order.lines])
+        await work.carts.release_checkout(order.buyer_id, order.id)
+    if target is OrderStatus.PAID:
+        await work.outbox.enqueue_order_paid(settled, now)
+        published.append(OrderPaid(order.id, order.total_cents, order.currency))
+    elif target is OrderStatus.PAYMENT_FAILED:
+        for line in _in_lock_order(order.lines):
+            await work.stock.release(line.item_id, line.quantity)
+        await work.carts.release_checkout(order.buyer_id, order.id)
+    return settled, published
+
+
+def _in_lock_order(lines: tuple[OrderLine, ...]) -> list[OrderLine]:
+    return sorted(lines, key=lambda line: line.item_id)
+
+
+_PAYMENT_STATUS_FOR = {
+    OrderStatus.PAID: PaymentStatus.SUCCEEDED,
+    OrderStatus.PAYMENT_FAILED: PaymentStatus.DECLINED,
+    OrderStatus.PROCESSING: PaymentStatus.PROCESSING,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEvent:
+    """A verified event from the payment provider."""
+
+    id: str
+    type: str  # payment.succeeded | payment.failed | payment.refunded
+    order_id: str
+    provider_payment_id: str | None = None
+    reason: str | None = None
+
+
+async def apply_provider_event(
+    event: ProviderEvent, *, uow: UnitOfWorkFactory, clock: Clock, events: EventPublisher
+) -> str:
+    """Apply a provider event once. The event id is recorded in the same transaction as the change, so a
+    redelivery is recognised however it races. Returns `applied`, `ignored` (the order's state does not
+    admit it, e.g. `payment.failed` after `paid`), `duplicate` or `unknown_order`."""
+    now = clock.now()
+    published: list[Event] = []
+    async with uow() as work:
+        order = await work.orders.get(event.order_id, for_update=True)
+        if order is None or order.payment is None:
+            outcome = "unknown_order"
+        elif event.type == "payment.refunded":
+            outcome = "ignored"
+            if order.can_become(OrderStatus.REFUNDED):
+                refunded = dataclasses.replace(
+                    order.transition(OrderStatus.REFUNDED, now),
+                    payment=dataclasses.replace(order.payment, status=PaymentStatus.REFUNDED),
+                )
+                await work.orders.save_status(refunded)
+                published.append(OrderRefunded(order.id, order.total_cents, order.currency))
+                outcome = "applied"
+        else:
+            status = SUCCEEDED if event.type == "payment.succeeded" else DECLINED
+            settled, published = await _settle(
+                work, order, ChargeResult(status, event.provider_payment_id, event.reason), now
+            )
+            outcome = "applied" if settled is not order else "ignored"
+        order_ref = order.id if order is not None else None
+        if not await work.payment_events.record(event.id, event.type, order_ref, outcome, now):
+            return "duplicate"  # leaving without commit rolls back whatever this delivery did
+        await work.commit()
+    events.publish(published)
+    return outcome
+
+
+async def reconcile_payments(
+    *,
+    uow: UnitOfWorkFactory,
+    gateway: PaymentGateway,
+    clock: Clock,
+    events: EventPublisher,
+    grace: timedelta = timedelta(seconds=10),
+    limit: int = 100,
+) -> dict[str, int]:
+    """Settle orders left pending_payment or processing from the provider's own records: a charge the
+    provider never received failed; one it holds settles as it says. Orders whose charge call failed are
+    settled at once; others only after `grace`, so that a charge still in flight is never judged early.
+    Returns counts by outcome."""
+    counts = {"paid": 0, "payment_failed": 0, "unchanged": 0}
+    async with uow() as work:
+        unsettled = list(await work.orders.unsettled(clock.now() - grace, limit))
+    for order in unsettled:
+        assert order.payment is not None
+        try:
+            record = await gateway.lookup(order.id, order.payment.id)
+        except PaymentGatewayUnavailable:
+            counts["unchanged"] += 1
+            continue
+        if record is None:
+            record = ChargeResult(DECLINED, reason="not_received_by_provider")
+        settled = await settle_payment(order.id, record, uow=uow, clock=clock, events=events)
+        outcome = settled.status.value
+        counts[outcome if outcome in counts else "unchanged"] += 1
+    return counts
+
+
+def _attempt(order: Order, outcome: str, reason: str | None) -> PaymentAttempted:
+    assert order.payment is not None
+    return PaymentAttempted(
+        order_id=order.id,
+        outcome=outcome,
+        method=order.payment.method,
+        amount_cents=order.total_cents,
+        currency=order.currency,
+        reason=reason,
+    )
+
+
+def order_visible_to(order: Order, user: User) -> bool:
+    if user.role.value == "admin":
+        return True
+    if user.role.value == "seller":
+        return user.id in order.seller_ids
+    return order.buyer_id == user.id
+
+
+async def get_order(order_id: str, user: User, *, uow: UnitOfWorkFactory) -> Order:
+    """One order, if the user may see it; otherwise (as when it does not exist) NotFound."""
+    async with uow() as work:
+        order = await work.orders.get(order_id)
+    if order is None or not order_visible_to(order, user):
+        raise NotFound("There is no such order.")
+    return order
+
+
+async def list_orders(user: User, limit: int, cursor: str | None, *, uow: UnitOfWorkFactory) -> Page[Order]:
+    async with uow() as work:
+        return await work.orders.list_visible_to(user, limit, cursor)

@@ -1,0 +1,229 @@
+"""Carts, orders and payments: where money moves."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from .errors import CurrencyMismatch, DomainError
+from .money import Money
+from .validation import FieldErrors
+
+
+class InsufficientStock(DomainError):
+    """Fewer units left than asked for."""
+
+    def __init__(self, title: str, available: int) -> None:
+        super().__init__(
+            f"Only {available} of '{title}' left." if available > 0 else f"'{title}' is out of stock."
+        )
+        self.available = available
+
+
+class EmptyCart(DomainError):
+    def __init__(self) -> None:
+        super().__init__("The cart is empty; add an item before checking out.")
+
+
+class CheckoutInProgress(DomainError):
+    def __init__(self) -> None:
+        super().__init__("A checkout for this cart is already in progress; wait for it to finish.")
+
+
+class IllegalTransition(DomainError):
+    """An order or payment was asked to move to a state it cannot reach from where it is."""
+
+
+class PaymentDeclined(DomainError):
+    def __init__(self, order_id: str, reason: str) -> None:
+        super().__init__(
+            f"The payment was declined ({reason.replace('_', ' ')}). Nothing was charged; try another card."
+        )
+        self.order_id = order_id
+        self.reason = reason
+
+
+class PaymentGatewayUnavailable(DomainError):
+    """The payment provider did not answer in time or failed. The order is kept and reconciled later."""
+
+    def __init__(self, order_id: str | None = None) -> None:
+        super().__init__(
+            "The payment provider is not answering right now. Your order is saved as pending and will be "
+            "settled automatically; you will not be charged twice."
+        )
+        self.order_id = order_id
+
+
+class OrderStatus(StrEnum):
+    PENDING_PAYMENT = "pending_payment"
+    PROCESSING = "processing"
+    PAID = "paid"
+    PAYMENT_FAILED = "payment_failed"
+    REFUNDED = "refunded"
+
+
+ALLOWED_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.PENDING_PAYMENT: frozenset(
+        {OrderStatus.PAID, OrderStatus.PAYMENT_FAILED, OrderStatus.PROCESSING}
+    ),
+    OrderStatus.PROCESSING: frozenset({OrderStatus.PAID, OrderStatus.PAYMENT_FAILED}),
+    OrderStatus.PAID: frozenset({OrderStatus.REFUNDED}),
+    OrderStatus.PAYMENT_FAILED: frozenset(),
+    OrderStatus.REFUNDED: frozenset(),
+}
+
+# While an order is in one of these states its stock stays reserved.
+RESERVING = frozenset({OrderStatus.PENDING_PAYMENT, OrderStatus.PROCESSING})
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+    REFUNDED = "refunded"
+
+
+@dataclass(frozen=True, slots=True)
+class CartLine:
+    item_id: str
+    title: str
+    quantity: int
+    unit_price_cents: int
+    currency: str
+    seller_id: str
+    stock: int
+
+    @property
+    def line_total_cents(self) -> int:
+        return self.unit_price_cents * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class Cart:
+    buyer_id: str
+    lines: tuple[CartLine, ...] = ()
+
+    @property
+    def currency(self) -> str | None:
+        return self.lines[0].currency if self.lines else None
+
+    def quantity_of(self, item_id: str) -> int:
+        return next((line.quantity for line in self.lines if line.item_id == item_id), 0)
+
+    @property
+    def total(self) -> Money | None:
+        """None for an empty cart, and for one whose items' prices no longer share a currency (a seller
+        changed one after it was added): such a cart cannot be summed, nor checked out."""
+        if not self.lines or len({line.currency for line in self.lines}) > 1:
+            return None
+        total = Money(0, self.lines[0].currency)
+        for line in self.lines:
+            total = total + Money(line.unit_price_cents, line.currency).times(line.quantity)
+        return total
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    item_id: str
+    seller_id: str
+    title: str
+    quantity: int
+    unit_price_cents: int
+
+    @property
+    def line_total_cents(self) -> int:
+        return self.unit_price_cents * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    id: str
+    order_id: str
+    status: PaymentStatus
+    method: str
+    amount_cents: int
+    currency: str
+    provider: str
+    provider_payment_id: str | None = None
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: str
+    buyer_id: str
+    status: OrderStatus
+    lines: tuple[OrderLine, ...]
+    total_cents: int
+    currency: str
+    created_at: datetime
+    updated_at: datetime
+    payment: Payment | None = None
+    traceparent: str | None = field(default=None, compare=False)
+    """W3C reference of the span that created the order: provider events about its payment link to it,
+    and seller webhooks about it carry it."""
+
+    @property
+    def seller_ids(self) -> frozenset[str]:
+        return frozenset(line.seller_id for line in self.lines)
+
+    def can_become(self, status: OrderStatus) -> bool:
+        return status in ALLOWED_TRANSITIONS[self.status]
+
+    def transition(self, status: OrderStatus, now: datetime) -> Order:
+        if not self.can_become(status):
+            raise IllegalTransition(f"An order that is {self.status.value} cannot become {status.value}.")
+        return dataclasses.replace(self, status=status, updated_at=now)
+
+
+MAX_LINE_QUANTITY = 1000
+
+
+def check_cart_quantity(
+    cart: Cart, *, item_id: str, title: str, currency: str, stock: int, quantity: int
+) -> None:
+    """May the cart hold this item `quantity` times? Raises ValidationFailed, CurrencyMismatch or
+    InsufficientStock. Zero removes the line and is always allowed."""
+    errors = FieldErrors()
+    errors.check_count("quantity", quantity, minimum=0, maximum=MAX_LINE_QUANTITY)
+    errors.raise_if_any()
+    if quantity == 0:
+        return
+    other_currencies = {line.currency for line in cart.lines if line.item_id != item_id}
+    if other_currencies and currency not in other_currencies:
+        raise CurrencyMismatch(
+            f"Your cart is in {cart.currency}; '{title}' is priced in {currency}. "
+            "Check out or empty the cart first."
+        )
+    if quantity > stock:
+        raise InsufficientStock(title, stock)
+
+
+def place_order(*, order_id: str, cart: Cart, now: datetime, traceparent: str | None = None) -> Order:
+    """A new order from the cart's lines at their current prices, awaiting payment."""
+    if not cart.lines:
+        raise EmptyCart()
+    total = cart.total
+    if total is None:
+        raise CurrencyMismatch(
+            "The items in your cart are no longer priced in one currency; remove the ones you do not want."
+        )
+    for line in cart.lines:
+        if line.quantity > line.stock:
+            raise InsufficientStock(line.title, line.stock)
+    return Order(
+        id=order_id,
+        buyer_id=cart.buyer_id,
+        status=OrderStatus.PENDING_PAYMENT,
+        lines=tuple(
+            OrderLine(c.item_id, c.seller_id, c.title, c.quantity, c.unit_price_cents) for c in cart.lines
+        ),
+        total_cents=total.cents,
+        currency=total.currency,
+        created_at=now,
+        updated_at=now,
+        traceparent=traceparent,
+    )

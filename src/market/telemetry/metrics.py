@@ -1,0 +1,101 @@
+"""The meter provider and every instrument the service records, created once per process.
+
+Instruments are declared in names.py; this module only builds them. Attribute values are bounded sets
+(outcomes, methods, currencies, route templates): never ids, queries or e-mails.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from opentelemetry.metrics import Counter, Histogram, Meter, ObservableCounter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+
+from . import names
+from .drops import DROPS
+
+# Seconds, as the HTTP semantic conventions recommend.
+DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2, 2.5, 5, 7.5, 10)
+AMOUNT_BUCKETS_CENTS = (100, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Instruments:
+    http_duration: Histogram
+    item_views: Counter
+    search_queries: Counter
+    cart_changes: Counter
+    checkout_started: Counter
+    orders_completed: Counter
+    payment_attempts: Counter
+    payment_amount: Histogram
+    webhook_deliveries: Counter
+    telemetry_dropped: ObservableCounter
+
+    @classmethod
+    def create(cls, meter: Meter) -> Instruments:
+        def counter(spec: tuple[str, str, str]) -> Counter:
+            return meter.create_counter(spec[0], unit=spec[1], description=spec[2])
+
+        def histogram(spec: tuple[str, str, str]) -> Histogram:
+            return meter.create_histogram(spec[0], unit=spec[1], description=spec[2])
+
+        return cls(
+            http_duration=histogram(names.HTTP_SERVER_REQUEST_DURATION),
+            item_views=counter(names.ITEM_VIEWS),
+            search_queries=counter(names.SEARCH_QUERIES),
+            cart_changes=counter(names.CART_CHANGES),
+            checkout_started=counter(names.CHECKOUT_STARTED),
+            orders_completed=counter(names.ORDERS_COMPLETED),
+            payment_attempts=counter(names.PAYMENT_ATTEMPTS),
+            payment_amount=histogram(names.PAYMENT_AMOUNT),
+            webhook_deliveries=counter(names.WEBHOOK_DELIVERIES),
+            telemetry_dropped=meter.create_observable_counter(
+                names.TELEMETRY_DROPPED[0],
+                callbacks=[DROPS.observe],
+                unit=names.TELEMETRY_DROPPED[1],
+                description=names.TELEMETRY_DROPPED[2],
+            ),
+        )
+
+
+def otlp_metric_reader(environ: Mapping[str, str]) -> MetricReader | None:
+    """A periodic OTLP exporter when an endpoint is configured (same variables as traces)."""
+    if not (environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")):
+        return None
+    protocol = environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
+
+        return PeriodicExportingMetricReader(GrpcExporter())
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
+
+    return PeriodicExportingMetricReader(HttpExporter())
+
+
+def build_meter_provider(
+    resource: Resource, readers: Sequence[MetricReader], environ: Mapping[str, str] | None = None
+) -> MeterProvider:
+    environ = os.environ if environ is None else environ
+    all_readers = list(readers)
+    otlp = otlp_metric_reader(environ)
+    if otlp is not None:
+        all_readers.append(otlp)
+    views = [
+        View(
+            instrument_name=names.HTTP_SERVER_REQUEST_DURATION[0],
+            aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS_S),
+        ),
+        View(
+            instrument_name=names.PAYMENT_AMOUNT[0],
+            aggregation=ExplicitBucketHistogramAggregation(AMOUNT_BUCKETS_CENTS),
+        ),
+    ]
+    return MeterProvider(resource=resource, metric_readers=all_readers, views=views)

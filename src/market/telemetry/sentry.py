@@ -1,0 +1,180 @@
+"""Sentry: unexpected errors only, each reported once, carrying the OpenTelemetry trace id and the user as
+`{id, role}`, with secrets and personal data scrubbed everywhere (request data, extras, local variables).
+
+Expected outcomes (a declined card, out of stock, any 4xx) are metrics, never Sentry events: reporting is
+explicit (`report_exception`) from the one place that turns errors into 5xx responses, and Sentry's own
+Litestar integration — which would report domain errors too — is switched off.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import sentry_sdk
+from sentry_sdk.integrations.litestar import LitestarIntegration
+from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
+from sentry_sdk.integrations.otlp import OTLPIntegration
+from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST, EventScrubber
+from sentry_sdk.transport import HttpTransport
+
+from market import __version__
+from market.config import SentrySettings
+
+from .drops import DROPS, SENTRY_EVENTS
+
+log = logging.getLogger(__name__)
+
+# Key names whose values never leave the process (the scrubber matches keys, case-insensitively).
+DENYLIST = [
+    *DEFAULT_DENYLIST,
+    *DEFAULT_PII_DENYLIST,
+    "email",
+    "e_mail",
+    "card",
+    "card_token",
+    "card_number",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "secret_key",
+    "webhook_secret",
+    "payment_method",
+    "idempotency_key",
+    "dsn",
+]
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
+_CARD_TOKEN = re.compile(r"\b(?:tok|pm)_[A-Za-z0-9]+")
+# Secret headers inside reprs of header containers (`'cookie': '...'`, `(b'cookie', b'...')`), which the
+# key-based scrubber never sees: a framework frame's local variables hold the raw request headers.
+_SECRET_HEADER = re.compile(
+    r"""(?i)(b?['"](?:set-)?cookie['"]\s*[:,]\s*b?|b?['"](?:proxy-)?authorization['"]\s*[:,]\s*b?)(['"])(?:(?!\2).)*\2"""
+)
+FILTERED = "[Filtered]"
+
+_enabled = False
+
+
+def init_sentry(settings: SentrySettings) -> bool:
+    """Start the Sentry client when a DSN is configured; returns whether it is on."""
+    global _enabled
+    if not settings.dsn:
+        return False
+    if _enabled:  # once per process
+        return True
+    sentry_sdk.init(
+        dsn=settings.dsn,
+        environment=settings.environment,
+        release=settings.release or f"market@{__version__}",
+        send_default_pii=False,
+        include_local_variables=True,
+        event_scrubber=EventScrubber(denylist=DENYLIST, recursive=True),
+        before_send=scrub_event,
+        before_send_transaction=lambda event, hint: None,  # traces go to OpenTelemetry, not Sentry
+        integrations=[
+            # Link events to the OTel trace without a second exporter or replacing the W3C propagator.
+            OTLPIntegration(setup_otlp_traces_exporter=False, setup_propagator=False),
+            LoggingIntegration(level=logging.INFO, event_level=None),  # logs are breadcrumbs, not events
+        ],
+        disabled_integrations=[LitestarIntegration],
+        shutdown_timeout=2,
+        transport=CountingHttpTransport,
+    )
+    # Access lines would become breadcrumbs of every later event: other requests' query strings (search
+    # terms, whatever a client put in a URL), beyond the reach of the scrubber. The OTel trace has the request.
+    ignore_logger("uvicorn.access")
+    _enabled = True
+    return True
+
+
+def sentry_enabled() -> bool:
+    return _enabled
+
+
+def report_exception(
+    exc: BaseException, *, user: Any = None, route: str | None = None, method: str | None = None
+) -> str | None:
+    """Send one event for an unexpected error; returns its id (None when Sentry is off)."""
+    if not _enabled:
+        return None
+    with sentry_sdk.new_scope() as scope:
+        _describe(scope, user, route, method)
+        return sentry_sdk.capture_exception(exc)
+
+
+def report_message(
+    message: str,
+    *,
+    level: str = "info",
+    user: Any = None,
+    route: str | None = None,
+    method: str | None = None,
+) -> str | None:
+    if not _enabled:
+        return None
+    with sentry_sdk.new_scope() as scope:
+        _describe(scope, user, route, method)
+        return sentry_sdk.capture_message(message, level=level)  # type: ignore[arg-type]
+
+
+def _describe(scope: Any, user: Any, route: str | None, method: str | None) -> None:
+    if user is not None:
+        scope.set_user({"id": user.id, "role": getattr(user.role, "value", str(user.role))})
+    if route:
+        scope.set_tag("http.route", route)
+    if method:
+        scope.set_tag("http.request.method", method)
+
+
+def scrub_event(event: dict[str, Any], hint: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What the key-based scrubber cannot see: e-mail addresses, bearer tokens and card tokens inside any
+    string (messages, exception values, local variables under innocent names)."""
+    return _scrub(event)  # type: ignore[no-any-return]
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        value = _SECRET_HEADER.sub(lambda m: f"{m[1]}{m[2]}{FILTERED}{m[2]}", value)
+        value = _EMAIL.sub(FILTERED, value)
+        value = _BEARER.sub("Bearer " + FILTERED, value)
+        return _CARD_TOKEN.sub(FILTERED, value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+# Why Sentry's transport gave up on an event; client-side filters (`before_send`, sampling) are choices.
+_DELIVERY_LOSSES = frozenset(
+    {"queue_overflow", "network_error", "send_error", "ratelimit_backoff", "internal_sdk_error"}
+)
+
+
+class CountingHttpTransport(HttpTransport):
+    """Sentry's default transport, counting the error and message events it loses in
+    `market.telemetry.dropped{market.telemetry.signal="sentry_events"}`."""
+
+    def record_lost_event(
+        self, reason: str, data_category: Any = None, item: Any = None, *, quantity: int = 1
+    ) -> None:
+        category = item.data_category if item is not None else data_category
+        if reason in _DELIVERY_LOSSES and category == "error":
+            DROPS.add(SENTRY_EVENTS, 1 if item is not None else quantity)
+        super().record_lost_event(reason, data_category, item, quantity=quantity)
+
+    def _handle_response(self, response: Any, envelope: Any) -> None:
+        super()._handle_response(response=response, envelope=envelope)
+        # A 429 loses the events it answers, yet the SDK records no loss (Sentry counted them server-side).
+        if response.status == 429 and envelope is not None:
+            DROPS.add(SENTRY_EVENTS, sum(item.data_category == "error" for item in envelope.items))
+
+
+def close_sentry() -> None:
+    if _enabled:
+        client = sentry_sdk.get_client()
+        client.close(timeout=2)

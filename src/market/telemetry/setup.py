@@ -1,0 +1,83 @@
+"""Builds the telemetry of one process — tracer provider, meter provider, instruments, the /metrics
+exposition — installs it as the OpenTelemetry globals, and shuts it down within a bounded time.
+
+Built inside each worker process (after fork), never at import time. Building twice in one process (tests
+create many apps) returns the same providers: OpenTelemetry's globals can be set only once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
+
+from market.config import Settings
+
+from .metrics import Instruments, build_meter_provider
+from .names import INSTRUMENTATION_SCOPE
+from .prometheus import MetricsExposition, SnapshotDirectory
+from .tracing import build_resource, build_tracer_provider
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    instruments: Instruments
+    exposition: MetricsExposition
+
+    @property
+    def tracer(self) -> Tracer:
+        return self.tracer_provider.get_tracer(INSTRUMENTATION_SCOPE)
+
+    def shutdown(self, timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
+        """Flush and stop exporters, giving up after `timeout_s`: an unreachable collector must not hold a
+        worker's exit for 30 s (the SDK's own shutdown has no usable deadline, see GOTCHAS)."""
+
+        def stop() -> None:
+            self.meter_provider.shutdown(timeout_millis=timeout_s * 1000)
+            self.tracer_provider.shutdown()
+
+        worker = threading.Thread(target=stop, name="telemetry-shutdown", daemon=True)
+        worker.start()
+        worker.join(timeout_s)
+        if worker.is_alive():
+            log.warning("telemetry exporters did not stop in time; unsent data is dropped")
+
+
+_installed: Telemetry | None = None
+_lock = threading.Lock()
+
+
+def metrics_directory(settings: Settings) -> SnapshotDirectory:
+    return SnapshotDirectory(settings.var_dir / "metrics")
+
+
+def install_telemetry(settings: Settings) -> Telemetry:
+    """This process's telemetry, built and installed on first call."""
+    global _installed
+    with _lock:
+        if _installed is None:
+            resource = build_resource(settings)
+            reader = InMemoryMetricReader()
+            tracer_provider = build_tracer_provider(settings, resource=resource)
+            meter_provider = build_meter_provider(resource, [reader])
+            trace.set_tracer_provider(tracer_provider)
+            metrics.set_meter_provider(meter_provider)
+            _installed = Telemetry(
+                tracer_provider=tracer_provider,
+                meter_provider=meter_provider,
+                instruments=Instruments.create(meter_provider.get_meter(INSTRUMENTATION_SCOPE)),
+                exposition=MetricsExposition(reader, metrics_directory(settings)),
+            )
+        return _installed

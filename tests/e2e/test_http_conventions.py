@@ -1,0 +1,135 @@
+"""Conventions every response follows: problem details, trace headers, sessions, HTTP-level errors."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from .conftest import auth, register
+from .helpers import HEX32, TRACERESPONSE, assert_problem, item_body, problem_type, trace_id_of
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+SESSION = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def test_malformed_json_is_a_400_problem(client):
+    for body in (b"{bad", b'{"email": ', b"\xff\xfe", b"{'single': 'quotes'}"):
+        r = client.post("/api/v1/auth/register", content=body, headers={"Content-Type": "application/json"})
+        assert_problem(r, 400, type_uri=problem_type("malformed-request"))
+
+
+def test_a_body_over_1_mib_is_413(client):
+    seller = register(client, role="seller")
+    huge = item_body(description="x" * (2 * 1024 * 1024))
+    r = client.post("/api/v1/items", json=huge, headers=auth(seller))
+    assert_problem(r, 413)
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/nope", "/nope", "/api/v2/items", "/api/v1/items/1/2", "/schema/nope"]
+)
+def test_unknown_routes_are_404_problems(client, path):
+    assert_problem(client.get(path), 404)
+
+
+def test_json_clients_get_a_problem_even_when_they_accept_html_too(client):
+    r = client.get("/api/v1/nope", headers={"Accept": "application/json, text/html;q=0.5"})
+    assert_problem(r, 404)
+    r = client.get("/api/v1/nope", headers={"Accept": "*/*"})
+    assert_problem(r, 404)
+
+
+def test_a_browser_gets_a_friendly_html_404_linking_to_the_docs(client):
+    r = client.get("/no/such/page", headers={"Accept": BROWSER_ACCEPT})
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("text/html")
+    assert 'href="/docs"' in r.text
+    assert "<html" in r.text.lower()
+    trace_id_of(r)
+
+
+def test_html_404_escapes_the_path(client):
+    r = client.get("/%3Cscript%3Ealert(1)%3C/script%3E", headers={"Accept": BROWSER_ACCEPT})
+    assert r.status_code == 404
+    assert "<script>" not in r.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/api/v1/items"),
+        ("DELETE", "/api/v1/me"),
+        ("GET", "/api/v1/auth/token"),
+        ("POST", "/health/live"),
+    ],
+)
+def test_a_wrong_method_is_a_405_problem_listing_the_allowed_ones(client, method, path):
+    r = client.request(method, path)
+    assert_problem(r, 405)
+    assert r.headers.get("allow")
+
+
+def test_options_lists_every_method_of_a_path(client):
+    r = client.options("/api/v1/items")
+    assert {m.strip() for m in r.headers["allow"].split(",")} >= {"GET", "POST", "OPTIONS"}
+    r = client.options(f"/api/v1/items/{uuid.uuid4()}")
+    assert {m.strip() for m in r.headers["allow"].split(",")} >= {"GET", "PATCH", "DELETE", "OPTIONS"}
+
+
+@pytest.mark.parametrize(
+    "path", ["/health/live", "/api/v1/items", "/api/v1/me", "/api/v1/nope", "/docs", "/schema/openapi.json"]
+)
+def test_every_response_carries_traceresponse(client, path):
+    r = client.get(path)
+    match = TRACERESPONSE.match(r.headers.get("traceresponse", ""))
+    assert match, r.headers
+
+
+def test_each_request_gets_its_own_trace(client):
+    assert trace_id_of(client.get("/health/live")) != trace_id_of(client.get("/health/live"))
+
+
+def test_an_incoming_traceparent_is_honoured(client):
+    trace_id = uuid.uuid4().hex
+    parent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    r = client.get("/api/v1/nope", headers={"traceparent": parent, "tracestate": "vendor=abc"})
+    assert trace_id_of(r) == trace_id
+    assert r.headers["traceresponse"].split("-")[2] != "00f067aa0ba902b7"  # our span, child of theirs
+    assert r.json()["trace_id"] == trace_id
+    ok = client.get("/health/live", headers={"traceparent": parent})
+    assert trace_id_of(ok) == trace_id
+
+
+def test_an_invalid_traceparent_starts_a_new_trace(client):
+    r = client.get("/health/live", headers={"traceparent": "00-zzzz-xxxx-01"})
+    assert r.status_code == 200
+    assert HEX32.match(trace_id_of(r))
+
+
+def test_a_valid_session_id_is_echoed(client):
+    for session in ("abc", "Session-1.2_3", "s" * 64):
+        r = client.get("/health/live", headers={"X-Session-Id": session})
+        assert r.headers["x-session-id"] == session
+
+
+def test_a_missing_session_id_is_issued(client):
+    first = client.get("/health/live").headers["x-session-id"]
+    second = client.get("/api/v1/nope").headers["x-session-id"]
+    assert SESSION.match(first) and SESSION.match(second)
+    assert first != second
+
+
+@pytest.mark.parametrize("session", ["", "has space", "s" * 65, "semi;colon", "ümlaut", "a/b"])
+def test_an_invalid_session_id_is_replaced(client, session):
+    r = client.get("/health/live", headers={"X-Session-Id": session.encode("utf-8")})
+    issued = r.headers["x-session-id"]
+    assert issued != session
+    assert SESSION.match(issued)
+
+
+def test_problems_carry_the_session_and_trace_headers_too(client):
+    r = client.get("/api/v1/items", params={"limit": 1000}, headers={"X-Session-Id": "sess-42"})
+    assert_problem(r, 400)
+    assert r.headers["x-session-id"] == "sess-42"

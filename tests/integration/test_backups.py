@@ -1,0 +1,135 @@
+"""`market backup` end to end on both engines: the round trip (create, lose everything, restore, compare
+every table's rows and content), verify, list, and restore's rules about non-empty targets."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import pytest
+
+from market.adapters.backups.archive import verified_marker
+
+from .test_backups_support import (
+    ITEMS,
+    SELLERS,
+    Market,
+    business_fingerprint,
+    engine,
+    fingerprint,
+    market,
+    migrate,
+    one_line_failure,
+    scratch_databases,
+    seed,
+    wipe,
+)
+
+__all__ = ["engine", "market"]  # fixtures
+
+
+def test_round_trip_create_lose_everything_restore_gives_back_every_row(market: Market, engine: str):
+    seed(market.url)
+    before = fingerprint(market.url)
+    assert before["items"][0] == ITEMS and before["users"][0] == SELLERS
+
+    archive = market.create()
+    wipe(market.url)
+    result = market.ok("restore", str(archive), "--yes")
+
+    assert "restored" in result.stdout
+    assert fingerprint(market.url) == before
+
+
+def test_create_writes_a_manifest_describing_the_snapshot(market: Market, engine: str):
+    seed(market.url)
+    archive = market.create()
+
+    with tarfile.open(archive) as tar:
+        assert tar.getnames()[0] == "manifest.json"
+        manifest = json.load(tar.extractfile("manifest.json"))
+        payload = tar.getnames()[1]
+    from market import __version__
+    from market.adapters.db.migrations import HEAD
+
+    assert manifest["engine"] == engine
+    assert manifest["format_version"] == 1
+    assert manifest["migration_head"] == HEAD
+    assert manifest["app_version"] == __version__
+    assert manifest["created_at"].endswith("Z") and archive.name == (
+        "market-" + manifest["created_at"].replace("-", "").replace(":", "") + ".tar.gz"
+    )
+    counts = {name: rows for name, (rows, _) in fingerprint(market.url).items()}
+    assert manifest["tables"] == {name: counts[name] for name in manifest["tables"]}
+    assert {"users", "items", "market_migrations"} <= set(manifest["tables"])
+    # SQLite's full-text index is derived data, restored with the file but not counted.
+    assert all(name.startswith("items_fts") for name in set(counts) - set(manifest["tables"]))
+    assert list(manifest["files"]) == [payload]
+    assert payload == ("database.dump" if engine == "postgresql" else "database.sqlite3")
+    # Nothing else in the directory: no temporary file, no work directory.
+    assert sorted(p.name for p in market.directory.iterdir()) == [archive.name]
+
+
+def test_verify_restores_into_a_scratch_database_and_marks_the_archive(market: Market, engine: str):
+    seed(market.url, items=300)
+    first = market.create()
+    market.ok("list")
+    before = fingerprint(market.url)
+
+    result = market.ok("verify", "--latest")
+
+    assert f"verified {first}" in result.stdout
+    marker = json.loads(verified_marker(first).read_text())
+    assert marker["tables"]["items"] == 300
+    assert fingerprint(market.url) == before  # verify never touches the configured database
+    if engine == "postgresql":
+        assert not any(name.startswith(market.url.rpartition("/")[2]) for name in scratch_databases())
+    assert sorted(p.name for p in market.directory.iterdir()) == sorted(
+        [first.name, verified_marker(first).name]
+    )
+    listing = market.ok("list").stdout.splitlines()
+    assert listing[0].split() == ["NAME", "CREATED", "AGE", "SIZE", "VERIFIED"]
+    assert listing[1].startswith(first.name) and listing[1].endswith("yes")
+
+
+def test_restore_into_a_database_holding_only_the_schema_needs_no_force(market: Market, engine: str):
+    seed(market.url, items=300)
+    before = fingerprint(market.url)
+    archive = market.create()
+    wipe(market.url)
+    migrate(market.url)  # e.g. the service started once against the new, empty database
+
+    market.ok("restore", str(archive), "--yes")
+
+    assert fingerprint(market.url) == before
+
+
+def test_restore_refuses_a_database_with_rows_unless_forced(market: Market, engine: str):
+    seed(market.url, items=300)
+    wanted = business_fingerprint(market.url)
+    archive = market.create()
+    seed(market.url, sellers=1, items=7)  # later writes the restore must undo
+    current = fingerprint(market.url)
+
+    refused = one_line_failure(market("restore", str(archive), "--yes"))
+    assert "is not empty" in refused and "--force" in refused
+    assert fingerprint(market.url) == current
+
+    declined = market("restore", str(archive), "--force", input="n\n")
+    assert declined.exit_code != 0
+    assert fingerprint(market.url) == current
+
+    market.ok("restore", str(archive), "--force", input="y\n")
+    assert business_fingerprint(market.url) == wanted
+
+
+def test_verify_needs_a_file_or_latest(market: Market):
+    assert market("verify").exit_code == 2
+    assert "no backups in" in one_line_failure(market("verify", "--latest"))
+    missing = one_line_failure(market("verify", str(market.directory / "market-20260101T000000Z.tar.gz")))
+    assert "no such backup file" in missing
+
+
+@pytest.mark.parametrize("command", [["list"], ["prune", "--dry-run"]])
+def test_list_and_prune_on_an_empty_directory_say_so(market: Market, command: list[str]):
+    assert market.ok(*command).stdout.strip()

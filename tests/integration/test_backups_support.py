@@ -1,0 +1,176 @@
+"""Helpers and fixtures shared by the backup integration tests (this module holds no tests).
+
+Everything runs against real databases: a fresh PostgreSQL database or SQLite file per test, seeded with
+the demo data, and the real `market backup` commands (in-process through click's runner)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+from click.testing import CliRunner, Result
+
+from market.adapters.db.seed import seed_demo_data
+from market.cli import main
+from market.config import DatabaseURL
+from tests.conftest import POSTGRES_ADMIN_URL, _admin, postgres_url
+from tests.integration.conftest import open_database
+
+SELLERS, ITEMS = 5, 2000
+PASSWORD_HASH = "$argon2id$not-a-real-hash"
+
+
+def seed(url: str, *, sellers: int = SELLERS, items: int = ITEMS) -> None:
+    """Migrate, then insert demo sellers and items."""
+
+    async def work() -> None:
+        database = open_database(url)
+        await database.start()
+        try:
+            await database.migrate()
+            if items or sellers:
+                await seed_demo_data(database, sellers=sellers, items=items, password_hash=PASSWORD_HASH)
+        finally:
+            await database.close()
+
+    asyncio.run(work())
+
+
+def migrate(url: str) -> None:
+    """The schema only: an 'empty' database for restore."""
+    seed(url, sellers=0, items=0)
+
+
+def fingerprint(url: str) -> dict[str, tuple[int, str]]:
+    """Every table: (rows, a checksum of its whole content, independent of row order)."""
+    parsed = DatabaseURL.parse(url)
+    if parsed.engine == "sqlite":
+        with closing(sqlite3.connect(parsed.path)) as db:
+            names = [
+                row[0]
+                for row in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+                )
+            ]
+            result = {}
+            for name in names:
+                rows = sorted(repr(row) for row in db.execute(f'SELECT * FROM "{name}"'))
+                result[name] = (len(rows), hashlib.sha256("\n".join(rows).encode()).hexdigest())
+            return result
+
+    async def work() -> dict[str, tuple[int, str]]:
+        conn = await asyncpg.connect(parsed.dsn)
+        try:
+            names = await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+            )
+            result = {}
+            for (name,) in names:
+                row = await conn.fetchrow(
+                    f"SELECT count(*) AS n, md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), ''))"
+                    f' AS digest FROM "{name}" t'
+                )
+                result[name] = (row["n"], row["digest"])
+            return result
+        finally:
+            await conn.close()
+
+    return asyncio.run(work())
+
+
+def business_fingerprint(url: str) -> dict[str, tuple[int, str]]:
+    return {name: value for name, value in fingerprint(url).items() if name != "market_migrations"}
+
+
+def postgres_sql(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    async def work() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(DatabaseURL.parse(url).dsn)
+        try:
+            return await conn.fetch(sql, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(work())
+
+
+def scratch_databases() -> set[str]:
+    """Databases `verify` creates; it must always drop them again."""
+    rows = postgres_sql(
+        POSTGRES_ADMIN_URL, "SELECT datname FROM pg_database WHERE datname LIKE '%\\_verify\\_%'"
+    )
+    return {row["datname"] for row in rows}
+
+
+def wipe(url: str) -> None:
+    """Lose everything: the SQLite file, or the PostgreSQL database (recreated empty, as after a disaster)."""
+    parsed = DatabaseURL.parse(url)
+    if parsed.engine == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{parsed.path}{suffix}").unlink(missing_ok=True)
+        return
+    _admin(f'DROP DATABASE "{parsed.name}" WITH (FORCE)')
+    _admin(f'CREATE DATABASE "{parsed.name}"')
+
+
+@dataclass
+class Market:
+    """`market backup …` against one database and one backup directory."""
+
+    url: str
+    directory: Path
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
+        environ = {"MARKET_DATABASE_URL": self.url, "MARKET_BACKUP_DIR": str(self.directory), **(env or {})}
+        return CliRunner().invoke(main, ["backup", *args], env=environ, input=input)
+
+    def ok(self, *args: str, **kwargs: object) -> Result:
+        result = self(*args, **kwargs)  # type: ignore[arg-type]
+        assert result.exit_code == 0, f"market backup {' '.join(args)}: {result.output}"
+        return result
+
+    def archives(self) -> list[Path]:
+        return sorted(self.directory.glob("market-*.tar.gz"))
+
+    def create(self) -> Path:
+        before = set(self.archives())
+        self.ok("create")
+        (new,) = set(self.archives()) - before
+        return new
+
+
+def one_line_failure(result: Result) -> str:
+    """A refused command: non-zero exit, one line on stderr, no traceback."""
+    assert result.exit_code != 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("market: ") and "Traceback" not in result.output
+    return lines[0]
+
+
+def other_postgres_url() -> Iterator[str]:
+    name = f"market_test_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_url(name)
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def market(database_url: str, tmp_path: Path) -> Market:
+    """`market backup` on a fresh database of each engine (not yet migrated)."""
+    return Market(database_url, tmp_path / "backups")
+
+
+@pytest.fixture
+def engine(database_url: str) -> str:
+    return DatabaseURL.parse(database_url).engine

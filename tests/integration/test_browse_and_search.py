@@ -1,0 +1,396 @@
+"""Browsing (newest first, keyset cursors) and full-text search (relevance), on both engines."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import string
+from datetime import timedelta
+
+import pytest
+
+from market.adapters.db.repositories import PiccoloItemRepository
+from market.domain.catalog import ItemFilter, normalise_query
+from market.domain.errors import InvalidCursor
+
+from .conftest import T0, add_item, add_user, count
+
+
+async def _walk(items: PiccoloItemRepository, item_filter: ItemFilter, limit: int) -> list[list[str]]:
+    """Every page's item ids, following next_cursor to the end."""
+    pages: list[list[str]] = []
+    cursor = None
+    while True:
+        page = await items.browse(item_filter, limit, cursor)
+        pages.append([i.id for i in page.items])
+        assert len(pages) < 100, "pagination does not end"
+        if page.next_cursor is None:
+            return pages
+        cursor = page.next_cursor
+
+
+def _search(query: str, **filters) -> ItemFilter:
+    return ItemFilter(query=normalise_query(query), **filters)
+
+
+def _tampered(cursor: str, **changes) -> str:
+    payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    payload.update(changes)
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+# --- browse -----------------------------------------------------------------------------------------------
+
+
+async def test_browsing_pages_newest_first_and_visits_every_item_exactly_once(db):
+    items = PiccoloItemRepository(db)
+    seller = await add_user(db)
+    # Three items per timestamp (ties are broken by id), on whole and half seconds.
+    added = [
+        await add_item(db, seller, title=f"Item {n}", created_at=T0 + timedelta(milliseconds=500 * (n // 3)))
+        for n in range(23)
+    ]
+    expected = [i.id for i in sorted(added, key=lambda i: (i.created_at, i.id), reverse=True)]
+
+    pages = await _walk(items, ItemFilter(), limit=4)
+
+    assert [len(p) for p in pages] == [4, 4, 4, 4, 4, 3]
+    assert [item_id for page in pages for item_id in page] == expected
+
+
+@pytest.mark.parametrize("limit", [5, 6, 50])
+async def test_the_last_page_has_no_next_cursor(db, limit):
+    seller = await add_user(db)
+    for n in range(5):
+        await add_item(db, seller, created_at=T0 + timedelta(seconds=n))
+    pages = await _walk(PiccoloItemRepository(db), ItemFilter(), limit)
+    assert pages == [pages[0]] and len(pages[0]) == 5
+
+
+async def test_an_item_added_while_paging_does_not_shift_the_later_pages(db):
+    items = PiccoloItemRepository(db)
+    seller = await add_user(db)
+    added = [await add_item(db, seller, created_at=T0 + timedelta(seconds=n)) for n in range(6)]
+    first = await items.browse(ItemFilter(), 3, None)
+    await add_item(db, seller, created_at=T0 + timedelta(days=1))
+    second = await items.browse(ItemFilter(), 3, first.next_cursor)
+    assert [i.id for i in second.items] == [i.id for i in reversed(added[:3])]
+
+
+async def test_browsing_filters_by_category(db):
+    seller = await add_user(db)
+    mug = await add_item(db, seller, category="kitchen")
+    await add_item(db, seller, category="garden")
+    page = await PiccoloItemRepository(db).browse(ItemFilter(category="kitchen"), 20, None)
+    assert [i.id for i in page.items] == [mug.id]
+
+
+async def test_price_bounds_are_inclusive(db):
+    seller = await add_user(db)
+    by_price = {p: await add_item(db, seller, price_cents=p) for p in (0, 100, 200, 300, 400)}
+    page = await PiccoloItemRepository(db).browse(
+        ItemFilter(min_price_cents=100, max_price_cents=300), 20, None
+    )
+    assert {i.id for i in page.items} == {by_price[p].id for p in (100, 200, 300)}
+
+
+async def test_browsing_filters_by_seller(db):
+    alice, bob = await add_user(db), await add_user(db)
+    hers = await add_item(db, alice)
+    await add_item(db, bob)
+    page = await PiccoloItemRepository(db).browse(ItemFilter(seller_id=alice.id), 20, None)
+    assert [i.id for i in page.items] == [hers.id]
+
+
+@pytest.mark.parametrize("seller_id", ["not-a-uuid", "", "' OR 1=1 --"])
+async def test_a_malformed_seller_id_filter_matches_nothing(db, seller_id):
+    await add_item(db, await add_user(db))
+    page = await PiccoloItemRepository(db).browse(ItemFilter(seller_id=seller_id), 20, None)
+    assert page.items == [] and page.next_cursor is None
+
+
+async def test_filters_combine(db):
+    alice, bob = await add_user(db), await add_user(db)
+    wanted = await add_item(db, alice, category="kitchen", price_cents=500)
+    await add_item(db, alice, category="kitchen", price_cents=5000)
+    await add_item(db, alice, category="home", price_cents=500)
+    await add_item(db, bob, category="kitchen", price_cents=500)
+    item_filter = ItemFilter(category="kitchen", max_price_cents=1000, seller_id=alice.id)
+    page = await PiccoloItemRepository(db).browse(item_filter, 20, None)
+    assert [i.id for i in page.items] == [wanted.id]
+
+
+async def test_paging_a_filtered_browse_stays_inside_the_filter(db):
+    seller = await add_user(db)
+    kitchen = set()
+    for n in range(10):
+        item = await add_item(
+            db, seller, category="kitchen" if n % 2 else "home", created_at=T0 + timedelta(seconds=n)
+        )
+        if n % 2:
+            kitchen.add(item.id)
+    pages = await _walk(PiccoloItemRepository(db), ItemFilter(category="kitchen"), limit=2)
+    visited = [item_id for page in pages for item_id in page]
+    assert len(visited) == len(kitchen) and set(visited) == kitchen
+
+
+async def test_archived_items_are_neither_browsed_nor_found_but_still_readable(db):
+    items = PiccoloItemRepository(db)
+    seller = await add_user(db)
+    kept = await add_item(db, seller, title="Blue mug")
+    gone = await add_item(db, seller, title="Red mug")
+    await items.update(gone.archived(T0 + timedelta(hours=1)))
+
+    assert [i.id for i in (await items.browse(ItemFilter(), 20, None)).items] == [kept.id]
+    assert [i.id for i in (await items.browse(_search("mug"), 20, None)).items] == [kept.id]
+    assert (await items.get(gone.id)).status == "archived"
+
+
+# --- search -----------------------------------------------------------------------------------------------
+
+
+async def test_a_title_match_ranks_above_a_description_only_match(db):
+    seller = await add_user(db)
+    # The description match is newer and has the smaller id: only relevance can put the title match first.
+    in_title = await add_item(
+        db, seller, id="ffffffff-0000-4000-8000-000000000001", title="Blue mug", description="Handmade."
+    )
+    in_description = await add_item(
+        db,
+        seller,
+        id="00000000-0000-4000-8000-000000000001",
+        title="Teapot",
+        description="Goes well with a mug.",
+        created_at=T0 + timedelta(days=1),
+    )
+    await add_item(db, seller, title="Kettle", description="Boils water.")
+    page = await PiccoloItemRepository(db).browse(_search("mug"), 20, None)
+    assert [i.id for i in page.items] == [in_title.id, in_description.id]
+
+
+@pytest.mark.parametrize("query", ["mugs", "MUGS", "mug"])
+async def test_search_stems_words_so_mugs_finds_mug(db, query):
+    seller = await add_user(db)
+    mug = await add_item(db, seller, title="Blue mug")
+    await add_item(db, seller, title="Teapot")
+    page = await PiccoloItemRepository(db).browse(_search(query), 20, None)
+    assert [i.id for i in page.items] == [mug.id]
+
+
+async def test_every_word_of_a_query_must_match(db):
+    seller = await add_user(db)
+    blue = await add_item(db, seller, title="Blue mug")
+    await add_item(db, seller, title="Red mug")
+    await add_item(db, seller, title="Blue teapot")
+    page = await PiccoloItemRepository(db).browse(_search("blue mug"), 20, None)
+    assert [i.id for i in page.items] == [blue.id]
+
+
+async def test_search_finds_words_in_the_category(db):
+    seller = await add_user(db)
+    item = await add_item(db, seller, title="Trowel", category="garden")
+    await add_item(db, seller, title="Mug", category="kitchen")
+    page = await PiccoloItemRepository(db).browse(_search("garden"), 20, None)
+    assert [i.id for i in page.items] == [item.id]
+
+
+async def test_search_respects_the_other_filters(db):
+    seller = await add_user(db)
+    cheap = await add_item(db, seller, title="Cheap mug", price_cents=300)
+    await add_item(db, seller, title="Dear mug", price_cents=30_000)
+    page = await PiccoloItemRepository(db).browse(_search("mug", max_price_cents=1000), 20, None)
+    assert [i.id for i in page.items] == [cheap.id]
+
+
+async def test_search_results_page_through_every_match_exactly_once(db):
+    seller = await add_user(db)
+    mugs = {(await add_item(db, seller, title=f"Mug number {n}")).id for n in range(7)}
+    await add_item(db, seller, title="Teapot")
+    pages = await _walk(PiccoloItemRepository(db), _search("mug"), limit=3)
+    visited = [item_id for page in pages for item_id in page]
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert len(visited) == 7 and set(visited) == mugs
+
+
+async def test_a_search_without_matches_is_an_empty_last_page(db):
+    await add_item(db, await add_user(db), title="Blue mug")
+    page = await PiccoloItemRepository(db).browse(_search("kettle"), 20, None)
+    assert page.items == [] and page.next_cursor is None
+
+
+HOSTILE_QUERIES = [
+    "'; DROP TABLE items; --",
+    "' OR '1'='1",
+    '" OR 1=1',
+    '" OR ""="',
+    "mug' UNION SELECT * FROM users --",
+    "NEAR(",
+    "NEAR(mug blue, 2)",
+    "mug*",
+    "*",
+    '"',
+    '"mug',
+    "mug OR blue",
+    "mug AND NOT blue",
+    "-mug",
+    "!mug & blue | (red",
+    "title:mug",
+    "^mug",
+    "{mug}",
+    "mug:*",
+    "\\",
+    "%_%",
+    "$1",
+    "{}",
+    "mug\x00blue",
+    "\x00",
+    "☕ 🙂 ü",
+]
+
+
+async def test_sql_and_fts_syntax_in_a_query_gives_a_normal_page(db):
+    items = PiccoloItemRepository(db)
+    seller = await add_user(db)
+    await add_item(db, seller, title="Blue mug")
+    await add_item(db, seller, title="Red teapot")
+    failures = {}
+    for query in HOSTILE_QUERIES:
+        try:
+            page = await items.browse(_search(query), 20, None)
+        except Exception as exc:
+            failures[query] = repr(exc)
+        else:
+            if len(page.items) > 2 or page.next_cursor is not None:
+                failures[query] = repr(page)
+    assert failures == {}
+    assert await count(db, "items") == 2
+    assert await count(db, "users") == 1
+
+
+async def test_a_ten_kilobyte_query_gives_a_normal_page(db):
+    rng = random.Random(7)
+    queries = {
+        "one word": ("m" * 10_240, False),
+        "many words": ("mug " * 2_560, True),
+        "noise": ("".join(rng.choice(string.printable + "ü☕\"'*") for _ in range(10_240)), False),
+    }
+    seller = await add_user(db)
+    mug = await add_item(db, seller, title="Blue mug")
+    for kind, (query, finds_the_mug) in queries.items():
+        assert len(query.encode()) >= 10_240
+        page = await PiccoloItemRepository(db).browse(_search(query), 20, None)
+        assert [i.id for i in page.items] == ([mug.id] if finds_the_mug else []), kind
+
+
+# --- cursors ----------------------------------------------------------------------------------------------
+
+MALFORMED_CURSORS = [
+    "not-a-cursor",
+    "!!!",
+    "e30",  # {}
+    base64.urlsafe_b64encode(b"[1, 2]").decode(),
+    base64.urlsafe_b64encode(b'{"f": "000000000000", "t": "2026-01-01T00:00:00+00:00", "id": "x"}').decode(),
+    base64.urlsafe_b64encode(b"\xff\xfe\xfd").decode(),
+    "A" * 5000,
+]
+
+
+async def _not_accepted(items: PiccoloItemRepository, item_filter: ItemFilter, cursor: str) -> str | None:
+    """None when the cursor is refused with InvalidCursor, else what happened instead."""
+    try:
+        page = await items.browse(item_filter, 1, cursor)
+    except InvalidCursor:
+        return None
+    except Exception as exc:
+        return repr(exc)
+    return f"accepted: {page!r}"
+
+
+async def test_an_empty_cursor_means_the_first_page(db):
+    items = PiccoloItemRepository(db)
+    await add_item(db, await add_user(db))
+    for query in (None, "mug"):
+        first = await items.browse(ItemFilter(query=query), 10, None)
+        assert await items.browse(ItemFilter(query=query), 10, "") == first
+
+
+async def test_a_malformed_cursor_raises_invalid_cursor(db):
+    items = PiccoloItemRepository(db)
+    await add_item(db, await add_user(db))
+    failures = {
+        (query, cursor[:40]): outcome
+        for query in (None, "mug")
+        for cursor in MALFORMED_CURSORS
+        if (outcome := await _not_accepted(items, ItemFilter(query=query), cursor))
+    }
+    assert failures == {}
+
+
+async def _first_cursor(items: PiccoloItemRepository, item_filter: ItemFilter) -> str:
+    page = await items.browse(item_filter, 1, None)
+    assert page.next_cursor is not None
+    return page.next_cursor
+
+
+async def test_a_cursor_from_another_filter_raises_invalid_cursor(db):
+    items = PiccoloItemRepository(db)
+    seller = await add_user(db)
+    for n in range(3):
+        await add_item(db, seller, title="Blue mug", category="kitchen", created_at=T0 + timedelta(seconds=n))
+    pairs = [
+        (ItemFilter(category="kitchen"), ItemFilter(category="garden")),
+        (ItemFilter(category="kitchen"), ItemFilter()),
+        (ItemFilter(), ItemFilter(min_price_cents=1)),
+        (ItemFilter(), ItemFilter(seller_id=seller.id)),
+        (ItemFilter(), ItemFilter(query="mug")),
+        (ItemFilter(query="mug"), ItemFilter(query="blue")),
+        (ItemFilter(query="mug"), ItemFilter()),
+    ]
+    failures = {}
+    for issued_for, used_for in pairs:
+        cursor = await _first_cursor(items, issued_for)
+        await items.browse(issued_for, 1, cursor)  # good for the filter it was issued for
+        if outcome := await _not_accepted(items, used_for, cursor):
+            failures[(issued_for, used_for)] = outcome
+    assert failures == {}
+
+
+async def test_a_tampered_browse_cursor_raises_invalid_cursor(db):
+    items = PiccoloItemRepository(db)
+    seller = await add_user(db)
+    for n in range(3):
+        await add_item(db, seller, created_at=T0 + timedelta(seconds=n))
+    cursor = await _first_cursor(items, ItemFilter())
+    tampering = [
+        {"t": "yesterday"},
+        {"t": 12},
+        {"t": None},
+        {"id": 7},
+        {"id": None},
+        {"id": "not-a-uuid"},
+        {"id": "'; DROP TABLE items; --"},
+        {"s": "items:0"},
+    ]
+    failures = {
+        repr(changes): outcome
+        for changes in tampering
+        if (outcome := await _not_accepted(items, ItemFilter(), _tampered(cursor, **changes)))
+    }
+    assert failures == {}
+    assert await count(db, "items") == 3
+
+
+async def test_a_tampered_search_cursor_raises_invalid_cursor(db):
+    items = PiccoloItemRepository(db)
+    seller = await add_user(db)
+    for _ in range(3):
+        await add_item(db, seller, title="Blue mug")
+    cursor = await _first_cursor(items, _search("mug"))
+    tampering = [{"o": -1}, {"o": "1"}, {"o": 1.5}, {"o": 10**9}, {"o": None}, {"s": "items:0"}]
+    failures = {
+        repr(changes): outcome
+        for changes in tampering
+        if (outcome := await _not_accepted(items, _search("mug"), _tampered(cursor, **changes)))
+    }
+    assert failures == {}

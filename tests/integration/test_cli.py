@@ -1,0 +1,204 @@
+"""The `market` command, run as operators run it: `python -m market ...` in a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from market.adapters.db.migrations import MIGRATIONS
+from market.adapters.db.repositories import PiccoloItemRepository, PiccoloReadRepositories
+from market.adapters.security.passwords import Argon2PasswordHasher
+from market.adapters.security.tokens import JwtTokenService, load_or_create_secret_key
+from market.application.accounts import issue_token
+from market.domain.catalog import ItemFilter
+from market.domain.errors import InvalidCredentials
+from market.domain.users import Role
+from tests.conftest import postgres_url
+
+from .conftest import open_database
+
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+class Workspace:
+    """A working directory with its own SQLite database and var folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.db_path = root / "data" / "market.db"
+        self.var_dir = root / "var"
+        self.database_url = f"sqlite:///{self.db_path}"
+
+    def run(self, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+        environ = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("MARKET_", "OTEL_", "SENTRY_"))
+        }
+        environ.update(
+            {
+                "MARKET_DATABASE_URL": self.database_url,
+                "MARKET_VAR_DIR": str(self.var_dir),
+                "OTEL_SDK_DISABLED": "true",
+            }
+        )
+        environ.update(env)
+        return subprocess.run(
+            [sys.executable, "-m", "market", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=environ,
+            cwd=self.root,
+            timeout=60,
+        )
+
+    def query(self, sql: str) -> list[tuple]:
+        with sqlite3.connect(self.db_path) as conn:
+            return conn.execute(sql).fetchall()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path)
+
+
+def _last_line(output: str) -> str:
+    return output.strip().splitlines()[-1]
+
+
+def _assert_one_clean_error_line(result: subprocess.CompletedProcess[str], *mentions: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for mention in mentions:
+        assert mention in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_db_migrate_applies_the_schema_once_and_then_reports_it_is_up_to_date(workspace):
+    first = workspace.run("db", "migrate")
+    assert first.returncode == 0, first.stderr
+    assert _last_line(first.stdout) == "applied: " + ", ".join(m.version for m in MIGRATIONS)
+
+    second = workspace.run("db", "migrate")
+    assert second.returncode == 0, second.stderr
+    assert _last_line(second.stdout) == "schema is up to date"
+    assert workspace.query("SELECT version FROM market_migrations ORDER BY version") == [
+        (m.version,) for m in MIGRATIONS
+    ]
+
+
+async def test_create_admin_takes_the_password_from_stdin_and_the_admin_can_get_a_token(workspace):
+    result = await asyncio.to_thread(
+        workspace.run, "users", "create-admin", "--email", "A@B.co", stdin=ADMIN_PASSWORD + "\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert _last_line(result.stdout).startswith("created admin a@b.co (")
+
+    database = open_database(workspace.database_url)
+    await database.start()
+    try:
+        repos = PiccoloReadRepositories(database)
+        admin = await repos.users.get_by_email("a@b.co")
+        assert admin is not None and admin.role is Role.ADMIN
+        assert admin.password_hash != ADMIN_PASSWORD
+
+        hasher = Argon2PasswordHasher()
+        tokens = JwtTokenService(load_or_create_secret_key(workspace.var_dir), ttl_seconds=600)
+        sign_in = {"repos": repos, "hasher": hasher, "tokens": tokens, "dummy_hash": admin.password_hash}
+        token = await issue_token("a@b.co", ADMIN_PASSWORD, **sign_in)
+        assert tokens.subject(token.token) == admin.id
+        with pytest.raises(InvalidCredentials):
+            await issue_token("a@b.co", ADMIN_PASSWORD + "x", **sign_in)
+    finally:
+        await database.close()
+
+
+def test_create_admin_refuses_a_short_password_in_one_line_and_creates_nobody(workspace):
+    result = workspace.run("users", "create-admin", "--email", "a@b.co", stdin="short\n")
+    _assert_one_clean_error_line(result, "password")
+    assert workspace.query("SELECT count(*) FROM users") == [(0,)]
+
+
+def test_create_admin_with_a_taken_email_fails_and_keeps_the_first_admin(workspace):
+    assert workspace.run("users", "create-admin", "--email", "a@b.co", stdin=ADMIN_PASSWORD).returncode == 0
+    again = workspace.run("users", "create-admin", "--email", "a@b.co", stdin="another password 123")
+    _assert_one_clean_error_line(again, "already exists")
+    assert workspace.query("SELECT count(*) FROM users") == [(1,)]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("db", "migrate"),
+        ("db", "seed", "--items", "1"),
+        ("users", "create-admin", "--email", "a@b.co"),
+        ("serve",),
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_a_bad_database_url_is_one_line_naming_the_variable_without_a_traceback(workspace, command):
+    result = workspace.run(
+        *command, stdin=ADMIN_PASSWORD, MARKET_DATABASE_URL="mysql://root@localhost/market"
+    )
+    _assert_one_clean_error_line(result, "MARKET_DATABASE_URL")
+
+
+def test_a_bad_port_is_one_line_naming_the_variable_without_a_traceback(workspace):
+    _assert_one_clean_error_line(workspace.run("serve", MARKET_PORT="http"), "MARKET_PORT")
+
+
+def _as_user(url: str, user: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{user}@{parts.netloc.rpartition('@')[2]}").geturl()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:1/market",
+        postgres_url("market_test_no_such_database"),
+        _as_user(postgres_url("postgres"), "no_such_role_for_market"),
+    ],
+    ids=["nothing listening", "no such database", "no such role"],
+)
+def test_an_unreachable_database_is_one_line_without_a_traceback(workspace, url):
+    result = workspace.run("db", "migrate", MARKET_DATABASE_URL=url)
+    _assert_one_clean_error_line(result, "cannot reach the database")
+
+
+async def test_db_seed_inserts_searchable_sellers_and_items(workspace):
+    result = await asyncio.to_thread(workspace.run, "db", "seed", "--sellers", "2", "--items", "50")
+    assert result.returncode == 0, result.stderr
+    assert _last_line(result.stdout).startswith("seeded 2 sellers and 50 items")
+    assert workspace.query("SELECT role, count(*) FROM users GROUP BY role") == [("seller", 2)]
+    assert workspace.query("SELECT status, count(*) FROM items GROUP BY status") == [("active", 50)]
+    orphans = "SELECT count(*) FROM items WHERE seller_id NOT IN (SELECT id FROM users)"
+    assert workspace.query(orphans) == [(0,)]
+    assert workspace.query("SELECT count(*) FROM items WHERE price_cents < 0 OR stock < 0") == [(0,)]
+
+    database = open_database(workspace.database_url)
+    await database.start()
+    try:
+        items = PiccoloItemRepository(database)
+        browsed = await items.browse(ItemFilter(), 100, None)
+        assert len(browsed.items) == 50
+        every_description_says_made = await items.browse(ItemFilter(query="made"), 100, None)
+        assert len(every_description_says_made.items) == 50
+    finally:
+        await database.close()
+
+
+def test_db_seed_can_run_twice(workspace):
+    for _ in range(2):
+        assert workspace.run("db", "seed", "--sellers", "2", "--items", "5").returncode == 0
+    assert workspace.query("SELECT count(*) FROM users") == [(4,)]
+    assert workspace.query("SELECT count(*) FROM items") == [(10,)]

@@ -1,0 +1,430 @@
+"""The commerce repositories (carts, stock, orders, provider events, outbox, idempotency keys) against real
+databases, on both engines."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from market.adapters.db.commerce import (
+    CHECKOUT_CLAIM_TIMEOUT,
+    IDEMPOTENCY_TAKEOVER_AFTER,
+    PiccoloCartRepository,
+    PiccoloIdempotencyStore,
+    PiccoloOrderRepository,
+    PiccoloPaymentEventLog,
+    PiccoloStockRepository,
+    PiccoloWebhookOutbox,
+)
+from market.adapters.db.repositories import PiccoloItemRepository, PiccoloUnitOfWork
+from market.application.ports import IdempotentReplay
+from market.domain.catalog import ItemStatus
+from market.domain.errors import InvalidCursor
+from market.domain.orders import Order, OrderLine, OrderStatus, Payment, PaymentStatus
+from market.domain.users import Role
+
+from .conftest import T0, add_item, add_user, count
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def stock_of(db, item_id: str) -> int:
+    return (await PiccoloItemRepository(db).get(item_id)).stock
+
+
+def new_order(buyer, items_and_quantities, *, created_at=T0, status=OrderStatus.PENDING_PAYMENT) -> Order:
+    order_id = str(uuid.uuid4())
+    lines = tuple(
+        OrderLine(i.id, i.seller_id, i.title, quantity, i.price_cents) for i, quantity in items_and_quantities
+    )
+    total = sum(line.line_total_cents for line in lines)
+    return Order(
+        id=order_id,
+        buyer_id=buyer.id,
+        status=status,
+        lines=tuple(sorted(lines, key=lambda line: (line.title, line.item_id))),
+        total_cents=total,
+        currency="EUR",
+        created_at=created_at,
+        updated_at=created_at,
+        payment=Payment(
+            id=str(uuid.uuid4()),
+            order_id=order_id,
+            status=PaymentStatus.PENDING,
+            method="card",
+            amount_cents=total,
+            currency="EUR",
+            provider="sandbox",
+        ),
+        traceparent=TRACEPARENT,
+    )
+
+
+async def add_order(db, order: Order) -> Order:
+    await PiccoloOrderRepository(db).add(order)
+    return order
+
+
+# --- stock ------------------------------------------------------------------------------------------------
+
+
+async def test_a_reservation_takes_stock_only_when_enough_is_left(db):
+    stock = PiccoloStockRepository(db)
+    item = await add_item(db, await add_user(db), stock=3)
+    assert await stock.reserve(item.id, 2) is True
+    assert await stock_of(db, item.id) == 1
+    assert await stock.reserve(item.id, 2) is False
+    assert await stock_of(db, item.id) == 1, "a refused reservation changes nothing"
+    assert await stock.reserve(item.id, 1) is True
+    assert await stock.reserve(item.id, 1) is False
+    assert await stock_of(db, item.id) == 0
+    await stock.release(item.id, 2)
+    assert await stock_of(db, item.id) == 2
+
+
+async def test_an_archived_item_cannot_be_reserved(db):
+    item = await add_item(db, await add_user(db), stock=3, status=ItemStatus.ARCHIVED)
+    assert await PiccoloStockRepository(db).reserve(item.id, 1) is False
+    assert await stock_of(db, item.id) == 3
+
+
+async def test_concurrent_reservations_never_take_the_stock_below_zero(db):
+    item = await add_item(db, await add_user(db), stock=7)
+
+    async def reserve_in_own_transaction(quantity: int) -> bool:
+        async with PiccoloUnitOfWork(db) as work:
+            taken = await work.stock.reserve(item.id, quantity)
+            await work.commit()
+        return taken
+
+    results = await asyncio.gather(*(reserve_in_own_transaction(2) for _ in range(12)))
+    assert results.count(True) == 3
+    assert await stock_of(db, item.id) == 1
+
+
+async def test_the_database_refuses_negative_stock_as_a_backstop(db):
+    item = await add_item(db, await add_user(db), stock=1)
+    with pytest.raises(Exception, match=r"(?i)check"):
+        await db.fetch("UPDATE items SET stock = stock - 2 WHERE id = {}", item.id)
+    assert await stock_of(db, item.id) == 1
+
+
+async def test_a_reservation_without_commit_is_rolled_back(db):
+    item = await add_item(db, await add_user(db), stock=5)
+    async with PiccoloUnitOfWork(db) as work:
+        assert await work.stock.reserve(item.id, 4)
+    assert await stock_of(db, item.id) == 5
+
+
+# --- carts ------------------------------------------------------------------------------------------------
+
+
+async def test_a_cart_reads_its_lines_at_current_prices_in_the_order_they_were_added(db):
+    carts = PiccoloCartRepository(db)
+    seller = await add_user(db)
+    buyer = await add_user(db, Role.BUYER)
+    mug = await add_item(db, seller, title="Mug", price_cents=1999, stock=5)
+    hat = await add_item(db, seller, title="Hat", price_cents=500, stock=2)
+    await carts.set_quantity(buyer.id, mug.id, 2, T0)
+    await carts.set_quantity(buyer.id, hat.id, 1, T0 + timedelta(seconds=1))
+    await carts.set_quantity(buyer.id, mug.id, 3, T0 + timedelta(seconds=2))  # keeps its place
+    await PiccoloItemRepository(db).update(dataclasses.replace(mug, price_cents=2100))
+    cart = await carts.get(buyer.id)
+    assert [(c.item_id, c.quantity, c.unit_price_cents, c.stock, c.seller_id) for c in cart.lines] == [
+        (mug.id, 3, 2100, 5, seller.id),
+        (hat.id, 1, 500, 2, seller.id),
+    ]
+    assert cart.total.cents == 3 * 2100 + 500
+    await carts.set_quantity(buyer.id, mug.id, 0, T0)
+    assert [c.item_id for c in (await carts.get(buyer.id)).lines] == [hat.id]
+    await carts.remove_items(buyer.id, [hat.id])
+    assert (await carts.get(buyer.id)).lines == ()
+
+
+async def test_carts_are_per_buyer(db):
+    carts = PiccoloCartRepository(db)
+    item = await add_item(db, await add_user(db))
+    ada, bob = await add_user(db, Role.BUYER), await add_user(db, Role.BUYER)
+    await carts.set_quantity(ada.id, item.id, 1, T0)
+    assert (await carts.get(bob.id)).lines == ()
+    await carts.remove_items(bob.id, [item.id])
+    assert (await carts.get(ada.id)).quantity_of(item.id) == 1
+
+
+async def test_one_checkout_at_a_time_holds_a_cart_until_released_or_expired(db):
+    carts = PiccoloCartRepository(db)
+    buyer = await add_user(db, Role.BUYER)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    assert await carts.claim_for_checkout(buyer.id, first, T0) is True
+    assert await carts.claim_for_checkout(buyer.id, second, T0 + timedelta(seconds=1)) is False
+    await carts.release_checkout(buyer.id, second)  # not its claim: no effect
+    assert await carts.claim_for_checkout(buyer.id, second, T0 + timedelta(seconds=2)) is False
+    await carts.release_checkout(buyer.id, first)
+    assert await carts.claim_for_checkout(buyer.id, second, T0 + timedelta(seconds=3)) is True
+    later = T0 + timedelta(seconds=3) + CHECKOUT_CLAIM_TIMEOUT + timedelta(seconds=1)
+    assert await carts.claim_for_checkout(buyer.id, first, later) is True, "a stale claim is taken over"
+
+
+# --- orders -----------------------------------------------------------------------------------------------
+
+
+async def test_an_order_with_its_lines_and_payment_is_read_back_as_stored(db):
+    seller, other_seller = await add_user(db), await add_user(db)
+    buyer = await add_user(db, Role.BUYER)
+    mug = await add_item(db, seller, title="Mug ☕", price_cents=1999)
+    hat = await add_item(db, other_seller, title="Hat", price_cents=500)
+    order = await add_order(
+        db, new_order(buyer, [(mug, 2), (hat, 1)], created_at=T0 + timedelta(microseconds=7))
+    )
+    got = await PiccoloOrderRepository(db).get(order.id)
+    assert got == order
+    assert got.traceparent == TRACEPARENT
+    assert got.seller_ids == {seller.id, other_seller.id}
+    assert await PiccoloOrderRepository(db).get(order.id.upper()) == order
+    assert (await count(db, "order_lines"), await count(db, "payments")) == (2, 1)
+
+
+@pytest.mark.parametrize("bad_id", ["", "42", "not-a-uuid", "'; DROP TABLE orders; --"])
+async def test_a_malformed_or_unknown_order_id_gives_none(db, bad_id):
+    orders = PiccoloOrderRepository(db)
+    assert await orders.get(bad_id) is None
+    assert await orders.get(str(uuid.uuid4())) is None
+
+
+async def test_saving_a_status_persists_the_order_and_payment_fields(db):
+    orders = PiccoloOrderRepository(db)
+    buyer = await add_user(db, Role.BUYER)
+    order = await add_order(db, new_order(buyer, [(await add_item(db, await add_user(db)), 1)]))
+    later = T0 + timedelta(minutes=5)
+    paid = dataclasses.replace(
+        order.transition(OrderStatus.PAID, later),
+        payment=dataclasses.replace(
+            order.payment, status=PaymentStatus.SUCCEEDED, provider_payment_id="ch_1"
+        ),
+    )
+    async with PiccoloUnitOfWork(db) as work:
+        locked = await work.orders.get(order.id, for_update=True)
+        assert locked == order
+        await work.orders.save_status(paid)
+        await work.commit()
+    assert await orders.get(order.id) == paid
+    failed = dataclasses.replace(
+        order.transition(OrderStatus.PAYMENT_FAILED, later),
+        payment=dataclasses.replace(
+            order.payment, status=PaymentStatus.DECLINED, failure_reason="card_declined"
+        ),
+    )
+    await orders.save_status(failed)
+    assert (await orders.get(order.id)).payment.failure_reason == "card_declined"
+
+
+async def test_unsettled_orders_are_the_waiting_ones_not_changed_recently(db):
+    orders = PiccoloOrderRepository(db)
+    buyer = await add_user(db, Role.BUYER)
+    item = await add_item(db, await add_user(db))
+    statuses = [
+        OrderStatus.PENDING_PAYMENT,
+        OrderStatus.PROCESSING,
+        OrderStatus.PAID,
+        OrderStatus.PAYMENT_FAILED,
+        OrderStatus.REFUNDED,
+    ]
+    placed = [
+        await add_order(db, new_order(buyer, [(item, 1)], status=s, created_at=T0 + timedelta(minutes=i)))
+        for i, s in enumerate(statuses)
+    ]
+    recent = await add_order(db, new_order(buyer, [(item, 1)], created_at=T0 + timedelta(hours=1)))
+    waiting = await orders.unsettled(T0 + timedelta(minutes=30), 100)
+    assert [o.id for o in waiting] == [placed[0].id, placed[1].id]
+    assert recent.id not in [o.id for o in await orders.unsettled(T0 + timedelta(minutes=30), 100)]
+    assert [o.id for o in await orders.unsettled(T0 + timedelta(minutes=30), 1)] == [placed[0].id]
+
+
+async def _walk(orders, user, limit):
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = await orders.list_visible_to(user, limit, cursor)
+        assert len(page.items) <= limit
+        seen += [o.id for o in page.items]
+        pages += 1
+        cursor = page.next_cursor
+        if cursor is None:
+            return seen, pages
+
+
+async def test_order_lists_show_each_role_its_orders_newest_first_page_by_page(db):
+    orders = PiccoloOrderRepository(db)
+    ada, bob = await add_user(db, Role.BUYER), await add_user(db, Role.BUYER)
+    potter, hatter = await add_user(db), await add_user(db)
+    admin = await add_user(db, Role.ADMIN)
+    mug, hat = await add_item(db, potter), await add_item(db, hatter)
+    same_instant = T0 + timedelta(hours=1)  # ties are broken by id, and no page loses or repeats them
+    ada_orders = [
+        await add_order(db, new_order(ada, [(mug, 1)], created_at=T0)),
+        await add_order(db, new_order(ada, [(mug, 1), (hat, 1)], created_at=same_instant)),
+        await add_order(db, new_order(ada, [(hat, 2)], created_at=same_instant)),
+        await add_order(db, new_order(ada, [(mug, 3)], created_at=same_instant)),
+        await add_order(db, new_order(ada, [(hat, 1)], created_at=T0 + timedelta(hours=2))),
+    ]
+    bob_orders = [await add_order(db, new_order(bob, [(mug, 1)], created_at=T0 + timedelta(minutes=30)))]
+
+    def newest_first(some):
+        return [o.id for o in sorted(some, key=lambda o: (o.created_at, o.id), reverse=True)]
+
+    everything = ada_orders + bob_orders
+    expected = {
+        ada.id: newest_first(ada_orders),
+        bob.id: newest_first(bob_orders),
+        potter.id: newest_first([o for o in everything if potter.id in o.seller_ids]),
+        hatter.id: newest_first([o for o in everything if hatter.id in o.seller_ids]),
+        admin.id: newest_first(everything),
+    }
+    for user in (ada, bob, potter, hatter, admin):
+        assert [o.id for o in (await orders.list_visible_to(user, 100, None)).items] == expected[user.id]
+        for limit in (1, 2, 4):
+            seen, pages = await _walk(orders, user, limit)
+            assert seen == expected[user.id], (user.role, limit)
+            assert pages == max(1, -(-len(seen) // limit)), "no empty last page"
+    first = await orders.list_visible_to(ada, 2, None)
+    assert first.items[0] == ada_orders[4]
+
+
+async def test_a_cursor_from_another_list_or_made_up_is_refused(db):
+    orders = PiccoloOrderRepository(db)
+    buyer, seller = await add_user(db, Role.BUYER), await add_user(db)
+    item = await add_item(db, seller)
+    for i in range(3):
+        await add_order(db, new_order(buyer, [(item, 1)], created_at=T0 + timedelta(minutes=i)))
+    buyer_cursor = (await orders.list_visible_to(buyer, 1, None)).next_cursor
+    assert buyer_cursor is not None
+    with pytest.raises(InvalidCursor):
+        await orders.list_visible_to(seller, 1, buyer_cursor)
+    with pytest.raises(InvalidCursor):
+        await orders.list_visible_to(buyer, 1, "not-a-cursor")
+
+
+# --- provider events and the outbox -----------------------------------------------------------------------
+
+
+async def test_a_provider_event_is_recorded_once(db):
+    log = PiccoloPaymentEventLog(db)
+    order_id = str(uuid.uuid4())
+    assert await log.record("evt_1", "payment.succeeded", order_id, "applied", T0) is True
+    assert await log.record("evt_1", "payment.succeeded", order_id, "applied", T0) is False
+    assert await log.record("evt_1", "payment.failed", None, "ignored", T0) is False
+    assert await log.record("evt_2", "payment.failed", None, "unknown_order", T0) is True
+    rows = await db.fetch("SELECT event_id, outcome FROM payment_events ORDER BY event_id")
+    assert [(r["event_id"], r["outcome"]) for r in rows] == [("evt_1", "applied"), ("evt_2", "unknown_order")]
+
+
+async def test_a_duplicate_event_in_a_unit_of_work_leaves_it_usable(db):
+    await PiccoloPaymentEventLog(db).record("evt_1", "payment.succeeded", None, "applied", T0)
+    async with PiccoloUnitOfWork(db) as work:
+        assert await work.payment_events.record("evt_1", "payment.succeeded", None, "applied", T0) is False
+        assert await work.payment_events.record("evt_2", "payment.succeeded", None, "applied", T0) is True
+        await work.commit()
+    assert await count(db, "payment_events") == 2
+
+
+async def test_order_paid_is_queued_for_each_seller_with_an_enabled_endpoint(db):
+    potter, hatter, quiet = await add_user(db), await add_user(db), await add_user(db)
+    for seller, disabled in ((potter, None), (hatter, T0)):
+        await db.fetch(
+            "INSERT INTO seller_webhooks (seller_id, url, secret, disabled_at, created_at, updated_at)"
+            " VALUES ({}, 'https://example.com/hook', 'whsec_x', {}, {}, {})",
+            seller.id,
+            disabled,
+            T0,
+            T0,
+        )
+    buyer = await add_user(db, Role.BUYER)
+    items = [await add_item(db, s, price_cents=100 * (n + 1)) for n, s in enumerate((potter, hatter, quiet))]
+    order = new_order(buyer, [(i, 2) for i in items]).transition(OrderStatus.PAID, T0)
+    await add_order(db, order)
+    assert await PiccoloWebhookOutbox(db).enqueue_order_paid(order, T0) == 1
+    rows = await db.fetch(
+        "SELECT seller_id, event_type, status, traceparent, payload FROM webhook_deliveries"
+    )
+    assert len(rows) == 1
+    assert (str(rows[0]["seller_id"]), rows[0]["event_type"], rows[0]["status"]) == (
+        potter.id,
+        "order.paid",
+        "pending",
+    )
+    assert rows[0]["traceparent"] == TRACEPARENT
+    assert '"seller_total_cents":200' in rows[0]["payload"]
+
+
+# --- idempotency keys -------------------------------------------------------------------------------------
+
+
+async def test_an_idempotency_key_is_claimed_then_replayed(db):
+    keys = PiccoloIdempotencyStore(db)
+    user = str(uuid.uuid4())
+    assert await keys.begin(user, "k1", "hash-a", T0) == "new"
+    assert await keys.begin(user, "k1", "hash-a", T0 + timedelta(seconds=1)) == "in_progress"
+    body = b'{"id":"order-1","status":"paid","note":"\xc3\xa9"}'
+    await keys.complete(user, "k1", 201, body, T0 + timedelta(seconds=2))
+    replay = await keys.begin(user, "k1", "hash-a", T0 + timedelta(seconds=3))
+    assert replay == IdempotentReplay(status=201, body=body)
+
+
+async def test_an_idempotency_key_with_another_body_is_a_mismatch(db):
+    keys = PiccoloIdempotencyStore(db)
+    user = str(uuid.uuid4())
+    assert await keys.begin(user, "k1", "hash-a", T0) == "new"
+    assert await keys.begin(user, "k1", "hash-b", T0) == "mismatch"
+    await keys.complete(user, "k1", 402, b"{}", T0)
+    assert await keys.begin(user, "k1", "hash-b", T0) == "mismatch"
+
+
+async def test_idempotency_keys_are_scoped_per_user(db):
+    keys = PiccoloIdempotencyStore(db)
+    ada, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    assert await keys.begin(ada, "shared", "hash-a", T0) == "new"
+    await keys.complete(ada, "shared", 201, b'{"id":"ada-order"}', T0)
+    assert await keys.begin(bob, "shared", "hash-a", T0) == "new"
+
+
+async def test_an_abandoned_claim_may_be_retried_but_a_completed_one_stays(db):
+    keys = PiccoloIdempotencyStore(db)
+    user = str(uuid.uuid4())
+    assert await keys.begin(user, "k1", "hash-a", T0) == "new"
+    await keys.abandon(user, "k1")
+    assert await keys.begin(user, "k1", "hash-b", T0) == "new"
+    await keys.complete(user, "k1", 201, b"{}", T0)
+    await keys.abandon(user, "k1")
+    assert await keys.begin(user, "k1", "hash-b", T0) == IdempotentReplay(201, b"{}")
+
+
+async def test_an_in_progress_claim_whose_request_died_is_taken_over_once(db):
+    keys = PiccoloIdempotencyStore(db)
+    user = str(uuid.uuid4())
+    start = T0 + timedelta(microseconds=250_000)
+    assert await keys.begin(user, "k1", "hash-a", start) == "new"
+    assert await keys.begin(user, "k1", "hash-a", start + IDEMPOTENCY_TAKEOVER_AFTER) == "in_progress"
+    later = start + IDEMPOTENCY_TAKEOVER_AFTER + timedelta(seconds=1)
+    assert await keys.begin(user, "k1", "hash-a", later) == "new"
+    assert await keys.begin(user, "k1", "hash-a", later) == "in_progress", "only one request takes it over"
+    assert await keys.begin(user, "k1", "hash-a", later + timedelta(seconds=1)) == "in_progress"
+
+
+async def test_concurrent_claims_of_one_key_let_exactly_one_request_through(db):
+    keys = PiccoloIdempotencyStore(db)
+    user = str(uuid.uuid4())
+    results = await asyncio.gather(*(keys.begin(user, "k1", "hash-a", T0) for _ in range(10)))
+    assert sorted(results) == ["in_progress"] * 9 + ["new"]
+
+
+async def test_old_idempotency_keys_are_purged(db):
+    keys = PiccoloIdempotencyStore(db)
+    user = str(uuid.uuid4())
+    await keys.begin(user, "old", "h", T0)
+    await keys.begin(user, "new", "h", T0 + timedelta(days=2))
+    assert await keys.purge(T0 + timedelta(days=1)) == 1
+    assert await keys.begin(user, "old", "other", T0 + timedelta(days=2)) == "new"
+    assert await keys.begin(user, "new", "other", T0 + timedelta(days=2)) == "mismatch"

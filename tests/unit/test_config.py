@@ -1,0 +1,181 @@
+"""Settings from the environment and `.env`: parsed once, with one-line errors naming the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from market.config import DEFAULT_DATABASE_URL, ConfigError, DatabaseURL, Settings, read_dotenv
+
+
+def _from_env(dotenv: Path | None = None, **environ: str) -> Settings:
+    return Settings.from_env(environ, dotenv=dotenv)
+
+
+def _assert_one_line_naming(error: ConfigError, variable: str) -> None:
+    message = str(error)
+    assert variable in message
+    assert "\n" not in message and message.strip() == message
+
+
+def test_without_any_variables_the_embedded_sqlite_default_is_used():
+    settings = _from_env()
+    assert settings.database.url == DatabaseURL.parse(DEFAULT_DATABASE_URL)
+    assert settings.database.url.engine == "sqlite"
+    assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8000)
+    assert settings.public_url == "http://127.0.0.1:8000"
+
+
+def test_variables_are_read_into_their_sections(tmp_path):
+    settings = _from_env(
+        MARKET_DATABASE_URL="postgresql://market@db.internal:6543/shop",
+        MARKET_DATABASE_POOL_SIZE="3",
+        MARKET_PORT="9001",
+        MARKET_VAR_DIR=str(tmp_path),
+        MARKET_PUBLIC_URL="https://shop.example.com/",
+        MARKET_TOKEN_TTL_SECONDS="600",
+        MARKET_TELEMETRY_CONSOLE="yes",
+        MARKET_LOG_LEVEL="debug",
+    )
+    assert settings.database.url.engine == "postgresql"
+    assert settings.database.pool_size == 3
+    assert settings.server.port == 9001
+    assert settings.var_dir == tmp_path
+    assert settings.public_url == "https://shop.example.com"
+    assert settings.auth.token_ttl_seconds == 600
+    assert settings.telemetry.console is True
+    assert settings.telemetry.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "market.db",
+        "mysql://root@localhost/market",
+        "sqlite://",
+        "sqlite:///",
+        "sqlite://relative.db",
+        "postgresql://user@host:notaport/db",
+        "postgresql://user@host:5432/",
+        "postgresql://user@host:5432",
+        "",
+    ],
+)
+def test_a_bad_database_url_raises_a_one_line_config_error_naming_the_variable(url):
+    with pytest.raises(ConfigError) as raised:
+        _from_env(MARKET_DATABASE_URL=url)
+    _assert_one_line_naming(raised.value, "MARKET_DATABASE_URL")
+
+
+@pytest.mark.parametrize("port", ["eighty", "80.5", "-1", "65536", "1e3"])
+def test_a_bad_port_raises_a_one_line_config_error_naming_the_variable(port):
+    with pytest.raises(ConfigError) as raised:
+        _from_env(MARKET_PORT=port)
+    _assert_one_line_naming(raised.value, "MARKET_PORT")
+
+
+def test_a_url_with_a_newline_in_it_still_gives_a_one_line_error():
+    with pytest.raises(ConfigError) as raised:
+        _from_env(MARKET_DATABASE_URL="mysql://x/\ny")
+    _assert_one_line_naming(raised.value, "MARKET_DATABASE_URL")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MARKET_DATABASE_POOL_SIZE", "0"),
+        ("MARKET_TOKEN_TTL_SECONDS", "ten"),
+        ("MARKET_TELEMETRY_CONSOLE", "maybe"),
+        ("MARKET_LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_other_bad_values_also_name_their_variable(variable, value):
+    with pytest.raises(ConfigError) as raised:
+        _from_env(**{variable: value})
+    _assert_one_line_naming(raised.value, variable)
+
+
+def test_blank_numbers_fall_back_to_their_defaults():
+    assert _from_env(MARKET_PORT="  ").server.port == 8000
+
+
+# --- DatabaseURL ------------------------------------------------------------------------------------------
+
+
+def test_a_sqlite_url_with_three_slashes_is_a_relative_path():
+    url = DatabaseURL.parse("sqlite:///var/market.db")
+    assert (url.engine, url.path, url.name) == ("sqlite", "var/market.db", "market.db")
+    assert not Path(url.path).is_absolute()
+
+
+def test_a_sqlite_url_with_four_slashes_is_an_absolute_path():
+    url = DatabaseURL.parse("sqlite:////srv/market/data.db")
+    assert (url.engine, url.path, url.name) == ("sqlite", "/srv/market/data.db", "data.db")
+
+
+def test_a_postgresql_url_gives_a_dsn_and_the_database_name():
+    url = DatabaseURL.parse("postgresql://user@host:5432/db")
+    assert url.engine == "postgresql"
+    assert url.dsn == "postgresql://user@host:5432/db"
+    assert url.name == "db"
+    assert url.path is None
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql+asyncpg", "POSTGRESQL"])
+def test_postgresql_scheme_aliases_give_a_plain_postgresql_dsn(scheme):
+    url = DatabaseURL.parse(f"{scheme}://user@host:5432/db")
+    assert (url.engine, url.dsn) == ("postgresql", "postgresql://user@host:5432/db")
+
+
+def test_the_redacted_url_hides_the_password_only():
+    url = DatabaseURL.parse("postgresql://market:s3cret@host:5432/db")
+    assert url.redacted() == "postgresql://market:***@host:5432/db"
+    assert "s3cret" not in url.redacted()
+
+
+def test_a_parse_error_names_the_variable_it_was_given():
+    with pytest.raises(ConfigError) as raised:
+        DatabaseURL.parse("nonsense", variable="MARKET_BACKUP_DATABASE_URL")
+    _assert_one_line_naming(raised.value, "MARKET_BACKUP_DATABASE_URL")
+
+
+# --- .env -------------------------------------------------------------------------------------------------
+
+
+def test_dotenv_values_are_used_and_real_environment_variables_win(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "# local development\n"
+        "\n"
+        "MARKET_PORT=9000\n"
+        "export MARKET_HOST=0.0.0.0\n"
+        "MARKET_DATABASE_URL='sqlite:///from/dotenv.db'\n"
+        'SENTRY_ENVIRONMENT="staging"\n'
+    )
+    settings = _from_env(dotenv, MARKET_PORT="9100")
+    assert settings.server.port == 9100
+    assert settings.server.host == "0.0.0.0"
+    assert settings.database.url.path == "from/dotenv.db"
+    assert settings.sentry.environment == "staging"
+
+
+def test_a_bad_value_in_dotenv_names_the_variable(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("MARKET_PORT=http\n")
+    with pytest.raises(ConfigError) as raised:
+        _from_env(dotenv)
+    _assert_one_line_naming(raised.value, "MARKET_PORT")
+
+
+def test_a_malformed_dotenv_line_names_the_file_and_line(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("MARKET_PORT=9000\nthis is not a setting\n")
+    with pytest.raises(ConfigError) as raised:
+        read_dotenv(dotenv)
+    _assert_one_line_naming(raised.value, f"{dotenv}:2")
+
+
+def test_a_missing_dotenv_file_is_no_error(tmp_path):
+    assert read_dotenv(tmp_path / "absent.env") == {}
+    assert _from_env(tmp_path / "absent.env").server.port == 8000

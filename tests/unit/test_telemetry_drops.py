@@ -1,0 +1,78 @@
+"""Spans the batch processor gives up on are counted: pushed out of its full queue, or in a failed export."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from market.telemetry.drops import SPANS, CountingBatchSpanProcessor, DropTally
+
+QUEUE, BATCH = 32, 8
+
+
+class HungExporter(SpanExporter):
+    """Holds the first batch until released, like a collector that accepts and never answers."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.exported = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.entered.set()
+        self.release.wait(10)
+        self.exported += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+class FailingExporter(SpanExporter):
+    def __init__(self, raises: bool = False) -> None:
+        self.raises = raises
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self.raises:
+            raise ConnectionError("collector gone")
+        return SpanExportResult.FAILURE
+
+
+@pytest.fixture(autouse=True)
+def small_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", str(QUEUE))
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", str(BATCH))
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "10")
+
+
+def _spans(provider: TracerProvider, count: int) -> None:
+    tracer = provider.get_tracer("test")
+    for i in range(count):
+        tracer.start_span(f"span {i}").end()
+
+
+def test_spans_pushed_out_of_a_full_queue_are_counted():
+    tally, exporter = DropTally(), HungExporter()
+    processor = CountingBatchSpanProcessor(exporter, tally)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    _spans(provider, 1)
+    assert exporter.entered.wait(5), "the worker never called the exporter"
+    _spans(provider, 100)  # the worker is stuck on the first batch: the queue holds QUEUE of them
+    assert tally.totals()[SPANS] == 100 - QUEUE
+    exporter.release.set()
+    processor.shutdown()
+    assert exporter.exported == 1 + QUEUE
+
+
+@pytest.mark.parametrize("raises", [False, True], ids=["failure", "exception"])
+def test_spans_of_a_failed_export_are_counted(raises):
+    tally = DropTally()
+    processor = CountingBatchSpanProcessor(FailingExporter(raises), tally)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    _spans(provider, 20)
+    processor.force_flush()
+    processor.shutdown()
+    assert tally.totals() == {SPANS: 20, "sentry_events": 0}

@@ -1,0 +1,89 @@
+"""Account rules: what a registration must contain, and e-mail normalisation."""
+
+from __future__ import annotations
+
+import pytest
+
+from market.domain.errors import ValidationFailed
+from market.domain.users import (
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+    normalise_email,
+    validate_registration,
+)
+
+GOOD = {
+    "email": "ada@example.com",
+    "password": "correct horse battery",
+    "display_name": "Ada",
+    "role": "buyer",
+}
+
+
+def _validate(**overrides):
+    values = {**GOOD, **overrides}
+    validate_registration(values["email"], values["password"], values["display_name"], values["role"])
+
+
+def _bad_fields(raised):
+    return {error.field for error in raised.value.errors}
+
+
+@pytest.mark.parametrize("role", ["buyer", "seller"])
+def test_buyers_and_sellers_may_register(role):
+    _validate(role=role)
+
+
+def test_registration_reports_every_bad_field_at_once():
+    with pytest.raises(ValidationFailed) as raised:
+        validate_registration("not-an-email", "short", "", "wizard")
+    assert _bad_fields(raised) == {"email", "password", "display_name", "role"}
+
+
+def test_nobody_registers_as_admin_by_themselves():
+    with pytest.raises(ValidationFailed) as raised:
+        _validate(role="admin")
+    assert _bad_fields(raised) == {"role"}
+
+
+def test_an_operator_may_create_an_admin():
+    validate_registration(GOOD["email"], GOOD["password"], "Root", "admin", allow_admin=True)
+
+
+def test_a_password_of_exactly_the_minimum_length_is_accepted():
+    _validate(password="p" * MIN_PASSWORD_LENGTH)
+
+
+@pytest.mark.parametrize(
+    "password", ["p" * (MIN_PASSWORD_LENGTH - 1), "p" * (MAX_PASSWORD_LENGTH + 1), None, 12]
+)
+def test_passwords_too_short_too_long_or_not_text_are_refused(password):
+    with pytest.raises(ValidationFailed) as raised:
+        _validate(password=password)
+    assert _bad_fields(raised) == {"password"}
+
+
+@pytest.mark.parametrize(
+    "email", ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "a@b@c.com", None]
+)
+def test_malformed_email_addresses_are_refused(email):
+    with pytest.raises(ValidationFailed) as raised:
+        _validate(email=email)
+    assert _bad_fields(raised) == {"email"}
+
+
+def test_an_email_longer_than_254_characters_is_refused():
+    with pytest.raises(ValidationFailed) as raised:
+        _validate(email="a" * 250 + "@example.com")
+    assert _bad_fields(raised) == {"email"}
+
+
+@pytest.mark.parametrize("display_name", ["", "   ", "n" * 101, None])
+def test_a_display_name_must_be_1_to_100_characters(display_name):
+    with pytest.raises(ValidationFailed) as raised:
+        _validate(display_name=display_name)
+    assert _bad_fields(raised) == {"display_name"}
+
+
+def test_email_addresses_are_normalised_to_trimmed_lower_case():
+    assert normalise_email("  Ada@Example.COM ") == "ada@example.com"
