@@ -92,12 +92,11 @@ def create_item(client: httpx.Client, seller: dict[str, str], **overrides: Any) 
     return r.json()
 
 
-def create_admin(server: LiveServer, client: httpx.Client) -> dict[str, str]:
-    """An admin made the only way there is: `market users create-admin`, password on stdin, the server's env."""
-    email = f"admin-{uuid.uuid4().hex[:10]}@example.com"
+def run_market(server: LiveServer, *args: str, stdin: str | None = None) -> str:
+    """`python -m market ARGS` with the server's environment, as an operator on its host would; its stdout."""
     done = subprocess.run(
-        [sys.executable, "-m", "market", "users", "create-admin", "--email", email],
-        input=ADMIN_PASSWORD + "\n",
+        [sys.executable, "-m", "market", *args],
+        input=stdin,
         env=server.env,
         cwd=server.log.parent,
         capture_output=True,
@@ -106,6 +105,13 @@ def create_admin(server: LiveServer, client: httpx.Client) -> dict[str, str]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def create_admin(server: LiveServer, client: httpx.Client) -> dict[str, str]:
+    """An admin made the only way there is: `market users create-admin`, password on stdin, the server's env."""
+    email = f"admin-{uuid.uuid4().hex[:10]}@example.com"
+    run_market(server, "users", "create-admin", "--email", email, stdin=ADMIN_PASSWORD + "\n")
     r = client.post("/api/v1/auth/token", json={"email": email, "password": ADMIN_PASSWORD})
     assert r.status_code == 200, r.text
     me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {r.json()['access_token']}"}).json()

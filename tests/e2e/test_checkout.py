@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +21,15 @@ from market.adapters.payments.signature import sign
 from tests.conftest import _admin, postgres_url
 
 from .conftest import LiveServer, auth, register, start_server, stop_server
-from .helpers import RFC3339_UTC, assert_problem, create_admin, create_item, problem_type, unique_word
+from .helpers import (
+    RFC3339_UTC,
+    assert_problem,
+    create_admin,
+    create_item,
+    problem_type,
+    run_market,
+    unique_word,
+)
 
 CART = "/api/v1/cart"
 CHECKOUT = "/api/v1/checkout"
@@ -103,17 +109,7 @@ def visible_order_ids(client: httpx.Client, account: dict[str, str]) -> list[str
 
 
 def run_reconcile(server: LiveServer) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "market", "payments", "reconcile"],
-        env=server.env,
-        cwd=server.log.parent,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return run_market(server, "payments", "reconcile")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -38,7 +38,7 @@ _ITEM_STATUSES = {status.value: status for status in ItemStatus}
 # dataclass calls `object.__setattr__` once per field (~1.3 µs per Item); filling the slots through their
 # descriptors gives the same object for half the cost. Only while Item is exactly these slots and its
 # `__init__` does nothing else; otherwise rows go through the constructor.
-_ITEM_FIELDS = (
+ITEM_COLUMNS = (  # the items table's columns, in the order Item declares them
     "id",
     "seller_id",
     "title",
@@ -52,9 +52,9 @@ _ITEM_FIELDS = (
     "updated_at",
 )
 _FILL_SLOTS = (
-    tuple(f.name for f in dataclasses.fields(Item)) == _ITEM_FIELDS
+    tuple(f.name for f in dataclasses.fields(Item)) == ITEM_COLUMNS
     and all(f.init for f in dataclasses.fields(Item))
-    and tuple(Item.__slots__) == _ITEM_FIELDS
+    and tuple(Item.__slots__) == ITEM_COLUMNS
     and not hasattr(Item, "__post_init__")
 )
 _new = object.__new__
@@ -70,7 +70,7 @@ _new = object.__new__
     _set_status,
     _set_created_at,
     _set_updated_at,
-) = (Item.__dict__[name].__set__ for name in _ITEM_FIELDS) if _FILL_SLOTS else (None,) * len(_ITEM_FIELDS)
+) = (Item.__dict__[name].__set__ for name in ITEM_COLUMNS) if _FILL_SLOTS else (None,) * len(ITEM_COLUMNS)
 
 
 def item_from_row(row: Mapping[str, Any]) -> Item:

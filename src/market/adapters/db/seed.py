@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .database import Database
+from .rows import ITEM_COLUMNS
 from .tables import ItemRow, UserRow
 
 DEMO_PASSWORD = "demo-password-123"
@@ -162,26 +163,11 @@ class _Loads:
         self._in_flight.clear()
 
 
-_ITEM_COLUMNS = (
-    "id",
-    "seller_id",
-    "title",
-    "description",
-    "price_cents",
-    "currency",
-    "stock",
-    "category",
-    "status",
-    "created_at",
-    "updated_at",
-)
-
-
 async def _insert_items(database: Database, batch: list[tuple[Any, ...]]) -> None:
     if database.is_postgres:
         # COPY: Piccolo's multi-row INSERT spent most of the seed converting and numbering 11 000
         # parameters per batch (100 000 items: 9.6 s before, see benchmarks/README.md).
-        await database.copy_records("items", _ITEM_COLUMNS, batch)
+        await database.copy_records("items", ITEM_COLUMNS, batch)
         return
     async with database.write_transaction():
-        await ItemRow.insert(*(ItemRow(**dict(zip(_ITEM_COLUMNS, row, strict=True))) for row in batch))
+        await ItemRow.insert(*(ItemRow(**dict(zip(ITEM_COLUMNS, row, strict=True))) for row in batch))
