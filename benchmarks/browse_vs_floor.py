@@ -108,6 +108,12 @@ def main() -> None:
         metavar="NAME:KEY=VALUE[,KEY=VALUE]",
         help="another market server to measure, with extra environment (e.g. 'no access log:MARKET_LOG_LEVEL=WARNING')",
     )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="NAME",
+        help="also print every server's ratio to this one (e.g. 'market' for telemetry costs)",
+    )
     args = parser.parse_args()
     if shutil.which(args.wrk) is None:
         sys.exit("wrk is needed (Debian: apt-get install -y wrk)")
@@ -170,6 +176,17 @@ def main() -> None:
         if market_cpu and floor_cpu:
             # Less sensitive to other load on the machine than req/s: what each request costs the server.
             print(f"  server CPU per request, floor/{name}: {floor_cpu / market_cpu:.2f}x")
+    if args.baseline in medians:
+        base = medians[args.baseline]
+        for name in results:
+            if name in (args.baseline, "floor"):
+                continue
+            per_round = ", ".join(
+                f"{m.rps / b.rps:.2f}" for m, b in zip(results[name], results[args.baseline], strict=True)
+            )
+            print(
+                f"ratio {name}/{args.baseline}: {medians[name].rps / base.rps:.2f}x (per round: {per_round})"
+            )
 
 
 if __name__ == "__main__":

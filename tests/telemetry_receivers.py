@@ -270,7 +270,11 @@ class _OtlpReceiverBase:
         with self._lock:
             requests = list(self._recorded.logs)
         return [
-            {"body": any_value(record.body), "attributes": attributes(record.attributes)}
+            {
+                "body": any_value(record.body),
+                "attributes": attributes(record.attributes),
+                "trace_id": record.trace_id.hex(),
+            }
             for request in requests
             for resource_logs in request.resource_logs
             for scope_logs in resource_logs.scope_logs

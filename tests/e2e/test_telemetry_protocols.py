@@ -488,3 +488,26 @@ def test_over_grpc_spans_and_metrics_arrive_with_the_same_contract(grpc_server):
     assert {p.unit for p in _latest(points, names.HTTP_SERVER_REQUEST_DURATION[0])} == {"s"}
     assert max(p.value for p in _latest(points, names.ITEM_VIEWS[0])) >= 1
     wait_until(lambda: receiver.attempts >= 2, what="both signals")
+
+
+# --- optional OTLP log export -------------------------------------------------------------------------------
+
+
+def test_log_lines_are_exported_over_otlp_when_asked_with_the_request_trace(tmp_path):
+    receiver = OtlpHttpReceiver().start()
+    env = {**telemetry_env(receiver.endpoint, "http/protobuf", None), "OTEL_LOGS_EXPORTER": "otlp"}
+    env["OTEL_BLRP_SCHEDULE_DELAY"] = "200"
+    try:
+        with serving("sqlite", tmp_path, env) as server, server.client() as c:
+            response = c.get("/api/v1/items", params={"limit": 1})
+            trace_id = trace_id_of(response)
+
+            def access_line_arrived() -> bool:
+                return any(
+                    r["trace_id"] == trace_id and "GET /api/v1/items" in str(r["body"])
+                    for r in receiver.log_records()
+                )
+
+            wait_until(access_line_arrived, what="the access log record over OTLP")
+    finally:
+        receiver.stop()

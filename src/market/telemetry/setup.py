@@ -8,10 +8,12 @@ create many apps) returns the same providers: OpenTelemetry's globals can be set
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 
 from opentelemetry import metrics, trace
+from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -19,6 +21,7 @@ from opentelemetry.trace import Tracer
 
 from market.config import Settings
 
+from .log_export import install_log_export
 from .metrics import Instruments, build_meter_provider
 from .names import INSTRUMENTATION_SCOPE
 from .prometheus import MetricsExposition, SnapshotDirectory
@@ -35,6 +38,8 @@ class Telemetry:
     meter_provider: MeterProvider
     instruments: Instruments
     exposition: MetricsExposition
+    logger_provider: LoggerProvider | None = None
+    """Only when OTLP log export is on (OTEL_LOGS_EXPORTER=otlp)."""
 
     @property
     def tracer(self) -> Tracer:
@@ -47,6 +52,8 @@ class Telemetry:
         def stop() -> None:
             self.meter_provider.shutdown(timeout_millis=timeout_s * 1000)
             self.tracer_provider.shutdown()
+            if self.logger_provider is not None:
+                self.logger_provider.shutdown()
 
         worker = threading.Thread(target=stop, name="telemetry-shutdown", daemon=True)
         worker.start()
@@ -79,5 +86,6 @@ def install_telemetry(settings: Settings) -> Telemetry:
                 meter_provider=meter_provider,
                 instruments=Instruments.create(meter_provider.get_meter(INSTRUMENTATION_SCOPE)),
                 exposition=MetricsExposition(reader, metrics_directory(settings)),
+                logger_provider=install_log_export(resource, os.environ),
             )
         return _installed
