@@ -46,7 +46,7 @@ from market.application.services import Services
 from market.config import ConfigError, Settings
 from market.telemetry.alerting import AlertEvaluator, default_rules
 from market.telemetry.asgi import ServerSpanMiddleware
-from market.telemetry.logs import logging_config
+from market.telemetry.logs import AccessLog, logging_config
 from market.telemetry.names import INSTRUMENTATION_SCOPE
 from market.telemetry.sentry import close_sentry, init_sentry
 from market.telemetry.setup import Telemetry, install_telemetry
@@ -232,7 +232,10 @@ def build_app(
     )
     # Outside Litestar's exception handling, so that even 404s of unknown routes and 500s are traced.
     app.asgi_handler = ServerSpanMiddleware(
-        app.asgi_handler, telemetry.tracer, telemetry.instruments.http_duration
+        app.asgi_handler,
+        telemetry.tracer,
+        telemetry.instruments.http_duration,
+        AccessLog(via_logging=telemetry.logger_provider is not None),  # exported lines go through logging
     )
     return app
 

@@ -7,7 +7,6 @@ even at 10 % sampling (GOTCHAS) and names spans after raw paths.
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
 import time
@@ -20,10 +19,8 @@ from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, Tracer
 
 from . import names
+from .logs import AccessLog
 
-# One JSON line per request, written here rather than by uvicorn: inside the server span (so it carries the
-# trace and span ids), without the query string (search terms are user input), and cheaper.
-_ACCESS_LOG = logging.getLogger("market.access")
 _VALID_SESSION = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 
 Scope = dict[str, Any]
@@ -74,10 +71,15 @@ class ServerSpanMiddleware:
     """Wraps the whole Litestar ASGI handler (outside its exception handling), so that every response,
     including 404s of unknown routes and 500s, is inside the span and carries `traceresponse`."""
 
-    def __init__(self, app: Any, tracer: Tracer, duration: Histogram | None = None) -> None:
+    def __init__(
+        self, app: Any, tracer: Tracer, duration: Histogram | None = None, access_log: AccessLog | None = None
+    ) -> None:
         self.app = app
         self.tracer = tracer
         self.duration = duration
+        # One JSON line per request, written here rather than by uvicorn: with the request's trace and span
+        # ids, without the query string (search terms are user input), and cheaper.
+        self.access_log = access_log or AccessLog()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -137,13 +139,12 @@ class ServerSpanMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             template = scope.get("path_template")
-            if _ACCESS_LOG.isEnabledFor(logging.INFO):  # inside the span: the line carries its ids
-                _ACCESS_LOG.info(
-                    "%s %s %d",
-                    method,
-                    scope["path"],
-                    status_code,
-                    extra={
+            if self.access_log.enabled():
+                self.access_log.write(
+                    f"{method} {scope['path']} {status_code}",
+                    trace_id,
+                    span_id,
+                    {
                         names.HTTP_REQUEST_METHOD: method,
                         names.URL_PATH: scope["path"],
                         names.HTTP_ROUTE: template,
