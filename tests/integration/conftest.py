@@ -13,8 +13,9 @@ import pytest
 from market.adapters.db.database import Database
 from market.adapters.db.repositories import PiccoloItemRepository, PiccoloUserRepository
 from market.config import DatabaseSettings, DatabaseURL
-from market.domain.catalog import Item, ItemStatus
+from market.domain.catalog import Item
 from market.domain.users import Role, User
+from tests.unit.factories import item
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 _serial = itertools.count(1)
@@ -57,21 +58,8 @@ def new_user(role: Role = Role.SELLER, email: str | None = None, **overrides: An
 
 
 def new_item(seller: User, **overrides: Any) -> Item:
-    values: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "seller_id": seller.id,
-        "title": "Blue mug",
-        "description": "",
-        "price_cents": 1999,
-        "currency": "EUR",
-        "stock": 5,
-        "category": "kitchen",
-        "status": ItemStatus.ACTIVE,
-        "created_at": T0,
-        "updated_at": T0,
-    }
-    values.update(overrides)
-    return Item(**values)
+    """The unit tests' item, with a real id and this seller."""
+    return item(**{"id": str(uuid.uuid4()), "seller_id": seller.id, "description": "", **overrides})
 
 
 async def add_user(db: Database, role: Role = Role.SELLER, **overrides: Any) -> User:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,8 +37,7 @@ _LEDGER = (
 async def apply_migrations(engine: Engine, migrations: Sequence[Migration]) -> list[str]:
     """Apply the migrations not yet recorded, in order, in one transaction. Returns the versions applied."""
     if isinstance(engine, SQLiteEngine):
-        # WAL lets readers proceed while one writer commits; the setting is stored in the file.
-        await engine.run_ddl("PRAGMA journal_mode=WAL")
+        await _use_wal(engine)
         transaction = engine.transaction(transaction_type=TransactionType.immediate)
     else:
         transaction = engine.transaction()
@@ -58,6 +58,21 @@ async def apply_migrations(engine: Engine, migrations: Sequence[Migration]) -> l
     for version in applied:
         log.info("applied migration", extra={"migration": version})
     return applied
+
+
+async def _use_wal(engine: SQLiteEngine) -> None:
+    """WAL lets readers proceed while one writer commits; the setting is stored in the file. Switching needs
+    the database to itself: when another process is in a write transaction (migrating at the same moment,
+    having switched first), the switch is left to it instead of failing the start."""
+    rows = await engine.run_ddl("PRAGMA journal_mode")
+    if rows and str(next(iter(rows[0].values()))).lower() == "wal":
+        return
+    try:
+        await engine.run_ddl("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc):
+            raise
+        log.info("database busy; journal mode left to the process holding it")
 
 
 async def _record(engine: Engine, version: str) -> None:
