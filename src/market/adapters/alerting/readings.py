@@ -7,10 +7,9 @@ import json
 import math
 import os
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
-from market.adapters.backups.manifest import is_archive_name
+from market.adapters.backups.manifest import archive_time
 from market.telemetry import names
 from market.telemetry.alerting import Reading
 from market.telemetry.prometheus import MetricsExposition, Snapshot, merge, prometheus_name
@@ -81,11 +80,10 @@ def newest_archive_time(directory: Path) -> float | None:
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                if not is_archive_name(entry.name):
-                    continue
-                stamp = entry.name.removeprefix("market-").removesuffix(".tar.gz")
-                moment = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
-                newest = moment if newest is None else max(newest, moment)
+                created = archive_time(entry.name)
+                if created is not None:
+                    moment = created.timestamp()
+                    newest = moment if newest is None else max(newest, moment)
     except OSError:
         return None  # no backup directory (yet): no archive
     return newest

@@ -34,6 +34,12 @@ def is_archive_name(name: str) -> bool:
     return _ARCHIVE_NAME.fullmatch(name) is not None
 
 
+def archive_time(name: str) -> datetime | None:
+    """The UTC instant an archive name carries (the inverse of `archive_name`); None for other names."""
+    match = _ARCHIVE_NAME.fullmatch(name)
+    return datetime.strptime(match[1], _STAMP).replace(tzinfo=UTC) if match else None
+
+
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a `Z`, to the second (the API's convention)."""
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
