@@ -87,6 +87,7 @@ class FakeUnitOfWork:
         self.orders = FakeOrderRepository(self._staged)
         self.payment_events = FakePaymentEventLog(self._staged)
         self.outbox = FakeWebhookOutbox(self._staged)
+        self.analytics = FakeAnalyticsLog(self._staged.analytics)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -120,6 +121,7 @@ class FakeStore:
         class Repos:
             users = FakeUserRepository(store.users)
             items = FakeItemRepository(store.items)
+            analytics = FakeAnalyticsLog(store.commerce.analytics)
 
         return Repos()
 
@@ -146,6 +148,16 @@ class FakeEventPublisher:
 
     def publish(self, events: Sequence[Event]) -> None:
         self.published.extend(events)
+
+
+class FakeAnalyticsLog:
+    """Keeps the events in the list it is given (in a unit of work: the staged copy, gone on rollback)."""
+
+    def __init__(self, recorded: list[Event]) -> None:
+        self.recorded = recorded
+
+    async def record(self, events: Sequence[Event], now: datetime) -> None:
+        self.recorded.extend(events)
 
 
 class FakeClock:
@@ -186,6 +198,8 @@ class FakeCommerceState:
     """Sellers with an enabled `order.paid` endpoint."""
     webhook_deliveries: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     """(seller id, order id) of every queued `order.paid` delivery."""
+    analytics: list[Event] = dataclasses.field(default_factory=list)
+    """Every event handed to the analytics log, committed ones only."""
 
     def replace_with(self, other: FakeCommerceState) -> None:
         for f in dataclasses.fields(self):

@@ -25,6 +25,7 @@ from market.adapters.alerting.notifiers import (
     default_sender,
 )
 from market.adapters.alerting.readings import ExpositionReadings
+from market.adapters.db.analytics import SqlAnalyticsReports
 from market.adapters.db.commerce import PiccoloIdempotencyStore
 from market.adapters.db.database import Database
 from market.adapters.db.repositories import PiccoloReadRepositories, PiccoloUnitOfWork
@@ -39,6 +40,7 @@ from market.adapters.webhooks.sender import HttpxWebhookSender
 from market.adapters.webhooks.signing import new_secret
 from market.adapters.webhooks.ssrf import SsrfGuard
 from market.adapters.webhooks.worker import WebhookDeliveryWorker
+from market.application.analytics import prune_events
 from market.application.checkout import reconcile_payments
 from market.application.ports import PaymentGateway
 from market.application.seller_webhooks import SellerWebhookPorts
@@ -126,12 +128,16 @@ def build_services(settings: Settings, database: Database, telemetry: Telemetry 
             guard=SsrfGuard(allow_private=settings.webhooks.allow_private),
             new_secret=new_secret,
         ),
+        reports=SqlAnalyticsReports(database),
+        cart_abandon_after=timedelta(seconds=settings.analytics.cart_abandon_after_s),
+        analytics_retention=timedelta(days=settings.analytics.retention_days),
     )
 
 
 async def reconcile_forever(services: Services, interval_s: float) -> None:
     """The background reconciler: settles orders whose payment outcome was unknown, and forgets
-    idempotency keys past their retention. Safe in every worker at once (settling is idempotent)."""
+    idempotency keys and analytics events past their retention. Safe in every worker at once (settling is
+    idempotent; deleting what is past retention twice deletes nothing the second time)."""
     while True:
         await asyncio.sleep(interval_s)
         try:
@@ -141,6 +147,7 @@ async def reconcile_forever(services: Services, interval_s: float) -> None:
             if counts["paid"] or counts["payment_failed"]:
                 log.info("reconciled payments", extra=counts)
             await services.idempotency.purge(services.clock.now() - IDEMPOTENCY_RETENTION)
+            await prune_events(services.analytics_retention, reports=services.reports, clock=services.clock)
         except Exception:
             log.exception("reconciliation failed; will retry")
 

@@ -153,6 +153,16 @@ class BackupSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AnalyticsSettings:
+    retention_days: int = 400
+    """Analytics events older than this are deleted by `market analytics prune` and by the service's
+    housekeeping (MARKET_ANALYTICS_RETENTION_DAYS). The default keeps a year to compare against."""
+    cart_abandon_after_s: int = 86400
+    """A cart with no checkout this long after its last addition counts as abandoned in the carts report
+    (MARKET_CART_ABANDON_AFTER: seconds, or 30m, 24h, 2d)."""
+
+
+@dataclass(frozen=True, slots=True)
 class SmtpURL:
     """`smtp://[user:password@]host[:port]` (port 25; upgraded with STARTTLS when the server offers it) or
     `smtps://…` (TLS from the first byte, port 465). User and password are percent-decoded."""
@@ -232,6 +242,7 @@ class Settings:
     payments: PaymentSettings = field(default_factory=PaymentSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
 
     @property
     def public_url(self) -> str:
@@ -294,6 +305,10 @@ class Settings:
                 ),
             ),
             alerts=AlertSettings.from_env(env),
+            analytics=AnalyticsSettings(
+                retention_days=env.int("MARKET_ANALYTICS_RETENTION_DAYS", 400, minimum=1, maximum=36500),
+                cart_abandon_after_s=env.duration("MARKET_CART_ABANDON_AFTER", 86400),
+            ),
         )
 
 
@@ -327,6 +342,17 @@ class _Env:
         if raw in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{name}: expected 1/0 or true/false, got {raw!r}")
+
+    def duration(self, name: str, default: int) -> int:
+        """Seconds, written as a whole number of seconds or with a unit: 90s, 30m, 24h, 2d."""
+        raw = self._values.get(name, "").strip().lower()
+        if raw == "":
+            return default
+        unit = _DURATION.get(raw[-1], 0) if not raw.isdigit() else 1
+        number = raw if raw.isdigit() else raw[:-1]
+        if not unit or not number.isdigit() or int(number) * unit > 10 * 365 * 86400:
+            raise ConfigError(f"{name}: expected a duration like 86400, 30m, 24h or 2d, got {raw!r}")
+        return int(number) * unit
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
         value = self._values.get(name, default).strip().upper() or default

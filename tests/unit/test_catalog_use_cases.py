@@ -43,11 +43,16 @@ class World:
         await archive_item(who, item_id, uow=self.store.uow, clock=self.clock)
 
     async def view(self, item_id):
-        return await view_item(item_id, repos=self.store.repos, events=self.events)
+        return await view_item(item_id, repos=self.store.repos, clock=self.clock, events=self.events)
 
     async def browse(self, item_filter=None, limit=20, cursor=None):
         return await browse_items(
-            item_filter or ItemFilter(), limit, cursor, repos=self.store.repos, events=self.events
+            item_filter or ItemFilter(),
+            limit,
+            cursor,
+            repos=self.store.repos,
+            clock=self.clock,
+            events=self.events,
         )
 
 
@@ -162,7 +167,7 @@ async def test_viewing_an_active_item_returns_it_and_publishes_item_viewed(world
     listed = await world.list()
     world.events.published.clear()
     assert await world.view(listed.id) == listed
-    assert world.events.published == [ItemViewed(listed.id)]
+    assert world.events.published == [ItemViewed(listed.id, listed.seller_id)]
 
 
 async def test_viewing_an_archived_item_raises_not_found_and_publishes_nothing(world):

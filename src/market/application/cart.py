@@ -35,10 +35,13 @@ async def set_cart_quantity(
             stock=item.stock,
             quantity=quantity,
         )
+        changed = []
         if quantity != current:
-            await work.carts.set_quantity(buyer.id, item.id, quantity, clock.now())
+            now = clock.now()
+            await work.carts.set_quantity(buyer.id, item.id, quantity, now)
             cart = await work.carts.get(buyer.id)
+            changed = [CartChanged(item.id, "add" if quantity > current else "remove", quantity - current)]
+            await work.analytics.record(changed, now)
         await work.commit()
-    if quantity != current:
-        events.publish([CartChanged(item.id, "add" if quantity > current else "remove", quantity - current)])
+    events.publish(changed)
     return cart

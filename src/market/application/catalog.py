@@ -58,12 +58,14 @@ async def archive_item(user: User, item_id: str, *, uow: UnitOfWorkFactory, cloc
             await work.commit()
 
 
-async def view_item(item_id: str, *, repos: ReadRepositories, events: EventPublisher) -> Item:
+async def view_item(item_id: str, *, repos: ReadRepositories, clock: Clock, events: EventPublisher) -> Item:
     """One active item, counted as a view."""
     item = await repos.items.get(item_id)
     if item is None or item.status is not ItemStatus.ACTIVE:
         raise NotFound(_NO_SUCH_ITEM)
-    events.publish([ItemViewed(item.id)])
+    viewed = [ItemViewed(item.id, item.seller_id)]
+    await repos.analytics.record(viewed, clock.now())
+    events.publish(viewed)
     return item
 
 
@@ -73,11 +75,15 @@ async def browse_items(
     cursor: str | None,
     *,
     repos: ReadRepositories,
+    clock: Clock,
     events: EventPublisher,
 ) -> Page[Item]:
     """Active items matching the filter. A filter with a query is a search and is counted as one
-    (first page only: paging through results is not a new search)."""
+    (first page only: paging through results is not a new search). Its result count is the first page's,
+    which is what decides between "results" and "no results"."""
     page = await repos.items.browse(item_filter, limit, cursor)
     if item_filter.query is not None and not cursor:
-        events.publish([SearchPerformed(item_filter.query, len(page.items))])
+        searched = [SearchPerformed(item_filter.query, len(page.items))]
+        await repos.analytics.record(searched, clock.now())
+        events.publish(searched)
     return page

@@ -92,8 +92,10 @@ async def checkout(
         )
         order = dataclasses.replace(order, payment=payment)
         await work.orders.add(order)
+        started = [CheckoutStarted(order.id, order.total_cents, order.currency, len(order.lines))]
+        await work.analytics.record(started, now)
         await work.commit()
-    events.publish([CheckoutStarted(order.id, order.total_cents, order.currency, len(order.lines))])
+    events.publish(started)
 
     request = ChargeRequest(
         order.id, payment.id, order.total_cents, order.currency, method.type, method.token
@@ -106,13 +108,15 @@ async def checkout(
             # Marks the outcome as unknown (rather than in flight), so reconciliation may settle it at once.
             unknown = dataclasses.replace(payment, failure_reason=GATEWAY_UNAVAILABLE)
             await work.orders.save_status(dataclasses.replace(order, payment=unknown))
+            errored = [_attempt(order, "error", GATEWAY_UNAVAILABLE)]
+            await work.analytics.record(errored, clock.now())
             await work.commit()
-        events.publish([_attempt(order, "error", "gateway_unavailable")])
+        events.publish(errored)
         raise PaymentGatewayUnavailable(order.id) from None
 
-    if result.status != PROCESSING:
-        events.publish([_attempt(order, result.status, result.reason)])
-    settled = await settle_payment(order.id, result, uow=uow, clock=clock, events=events)
+    # An asynchronous attempt is counted when it ends (see _settle).
+    attempt = _attempt(order, result.status, result.reason) if result.status != PROCESSING else None
+    settled = await settle_payment(order.id, result, uow=uow, clock=clock, events=events, attempt=attempt)
     if settled.status is OrderStatus.PAYMENT_FAILED:
         raise PaymentDeclined(order.id, result.reason or "declined")
     return settled
@@ -125,13 +129,19 @@ async def settle_payment(
     uow: UnitOfWorkFactory,
     clock: Clock,
     events: EventPublisher,
+    attempt: PaymentAttempted | None = None,
 ) -> Order:
-    """Apply the provider's answer about an order's charge (see `_settle`)."""
+    """Apply the provider's answer about an order's charge (see `_settle`). `attempt` is the charge call
+    this answer came from: it is recorded in the same transaction, whatever the order's state admits."""
     async with uow() as work:
         order = await work.orders.get(order_id, for_update=True)
         if order is None or order.payment is None:
             raise NotFound("There is no such order.")
-        settled, published = await _settle(work, order, result, clock.now())
+        now = clock.now()
+        settled, published = await _settle(work, order, result, now)
+        if attempt is not None:
+            published.insert(0, attempt)
+        await work.analytics.record(published, now)
         await work.commit()
     events.publish(published)
     return settled
@@ -227,6 +237,7 @@ async def apply_provider_event(
         order_ref = order.id if order is not None else None
         if not await work.payment_events.record(event.id, event.type, order_ref, outcome, now):
             return "duplicate"  # leaving without commit rolls back whatever this delivery did
+        await work.analytics.record(published, now)
         await work.commit()
     events.publish(published)
     return outcome

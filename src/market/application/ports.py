@@ -5,9 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Generic, Protocol, Self, TypeVar
 
+from market.domain.analytics import (
+    CartsReport,
+    FunnelReport,
+    PaymentsOnDay,
+    PaymentsReport,
+    Period,
+    SearchReport,
+    SellerDashboard,
+    SessionsReport,
+)
 from market.domain.catalog import Item, ItemFilter
 from market.domain.events import Event
 from market.domain.orders import Cart, Order
@@ -56,6 +66,7 @@ class UnitOfWork(Protocol):
     orders: OrderRepository
     payment_events: PaymentEventLog
     outbox: WebhookOutbox
+    analytics: AnalyticsLog
 
     async def __aenter__(self) -> Self: ...
 
@@ -73,6 +84,7 @@ class ReadRepositories(Protocol):
 
     users: UserRepository
     items: ItemRepository
+    analytics: AnalyticsLog
 
 
 class PasswordHasher(Protocol):
@@ -99,6 +111,33 @@ class EventPublisher(Protocol):
     """Hands domain events to whatever counts them (metrics, span events, analytics)."""
 
     def publish(self, events: Sequence[Event]) -> None: ...
+
+
+class AnalyticsLog(Protocol):
+    """The append-only store of business events that the reports read."""
+
+    async def record(self, events: Sequence[Event], now: datetime) -> None:
+        """Append the events analytics keeps (others are skipped) with the current request's session, user
+        and trace. Inside a unit of work they commit or roll back with it; outside one, each stands alone."""
+
+
+class AnalyticsReports(Protocol):
+    async def funnel(self, period: Period) -> FunnelReport: ...
+
+    async def search(self, period: Period) -> SearchReport: ...
+
+    async def payments(self, period: Period) -> PaymentsReport: ...
+
+    async def carts(self, period: Period, abandon_after: timedelta, now: datetime) -> CartsReport: ...
+
+    async def sessions(self, period: Period) -> SessionsReport: ...
+
+    async def payments_by_day(self, period: Period) -> Sequence[PaymentsOnDay]: ...
+
+    async def seller_dashboard(self, seller_id: str, period: Period) -> SellerDashboard: ...
+
+    async def prune(self, older_than: datetime) -> int:
+        """Delete the events that happened before `older_than`; returns how many."""
 
 
 class Clock(Protocol):

@@ -4,8 +4,10 @@ Built only by bootstrap.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from .ports import (
+    AnalyticsReports,
     Clock,
     EventPublisher,
     IdempotencyStore,
@@ -38,3 +40,7 @@ class Services:
     """Verifies `POST /webhooks/payments` signatures."""
     webhooks: SellerWebhookPorts
     """Seller webhook endpoints and their deliveries."""
+    reports: AnalyticsReports
+    cart_abandon_after: timedelta
+    """A cart with no checkout this long after its last addition is abandoned (carts report)."""
+    analytics_retention: timedelta

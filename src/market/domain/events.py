@@ -26,6 +26,7 @@ class ItemListed(Event):
 @dataclass(frozen=True, slots=True)
 class ItemViewed(Event):
     item_id: str
+    seller_id: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from opentelemetry.metrics import Histogram
 from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, Tracer
 
-from . import names
+from . import names, request_context
 from .logs import AccessLog
 
 _VALID_SESSION = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
@@ -134,6 +134,7 @@ class ServerSpanMiddleware:
             await send(message)
 
         token = otel_context.attach(trace.set_span_in_context(span))
+        request = request_context.begin(session, trace_id)
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
@@ -153,6 +154,7 @@ class ServerSpanMiddleware:
                         names.CLIENT_ADDRESS: client[0] if client else None,
                     },
                 )
+            request_context.end(request)
             otel_context.detach(token)
             if template:
                 span.update_name(f"{method} {template}")

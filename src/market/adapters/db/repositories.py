@@ -10,6 +10,7 @@ from market.domain.catalog import Item, ItemFilter
 from market.domain.errors import EmailAlreadyRegistered
 from market.domain.users import User
 
+from .analytics import SqlAnalyticsLog
 from .commerce import (
     PiccoloCartRepository,
     PiccoloOrderRepository,
@@ -104,6 +105,7 @@ class PiccoloUnitOfWork:
         self.orders = PiccoloOrderRepository(db)
         self.payment_events = PiccoloPaymentEventLog(db)
         self.outbox = PiccoloWebhookOutbox(db)
+        self.analytics = SqlAnalyticsLog(db)
 
     async def __aenter__(self) -> Self:
         self._transaction = self._db.write_transaction()
@@ -127,3 +129,4 @@ class PiccoloReadRepositories:
     def __init__(self, db: Database) -> None:
         self.users = PiccoloUserRepository(db)
         self.items = PiccoloItemRepository(db)
+        self.analytics = SqlAnalyticsLog(db)

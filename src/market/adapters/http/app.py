@@ -22,6 +22,7 @@ from market.telemetry.prometheus import MetricsExposition
 from .accounts import AccountController
 from .admin import AdminController
 from .alerts import AlertBoard, AlertController
+from .analytics import AnalyticsController, SellerDashboardController
 from .auth import provide_user
 from .cart import CartController
 from .health import live, ready
@@ -55,6 +56,7 @@ def _openapi() -> OpenAPIConfig:
             Tag(name="cart"),
             Tag(name="orders"),
             Tag(name="webhooks"),
+            Tag(name="seller"),
             Tag(name="admin"),
             Tag(name="operations"),
         ],
@@ -111,7 +113,9 @@ def create_app(
             payment_webhook,
             AdminController,
             AlertController,
+            AnalyticsController,
             SellerWebhookController,
+            SellerDashboardController,
         ],
     )
 

@@ -16,7 +16,7 @@ from opentelemetry import trace
 
 from market.application.services import Services
 from market.domain.users import Role, User
-from market.telemetry import names
+from market.telemetry import names, request_context
 
 
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> User:
@@ -32,6 +32,8 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> User:
     if user is None:
         raise NotAuthorizedException("The token is not valid or has expired; sign in again.")
     connection.scope.setdefault("state", {})["user"] = user
+    if (request := request_context.current()) is not None:
+        request.user_id = user.id
     span = trace.get_current_span()
     span.set_attribute(names.ENDUSER_ID, user.id)
     span.set_attribute(names.USER_ROLE, user.role.value)

@@ -132,14 +132,22 @@ class ItemController(Controller):
             seller_id=seller_id,
         )
         page = await catalog.browse_items(
-            item_filter, limit, cursor or None, repos=services.repos, events=services.events
+            item_filter,
+            limit,
+            cursor or None,
+            repos=services.repos,
+            clock=services.clock,
+            events=services.events,
         )
         return ItemPage(items=[ItemOut.of(i) for i in page.items], next_cursor=page.next_cursor)
 
     @get("/{item_id:str}", operation_id="getItem", responses=problems(404))
     async def get_item(self, item_id: str, services: Services) -> ItemOut:
         """One active item."""
-        return ItemOut.of(await catalog.view_item(item_id, repos=services.repos, events=services.events))
+        item = await catalog.view_item(
+            item_id, repos=services.repos, clock=services.clock, events=services.events
+        )
+        return ItemOut.of(item)
 
     @post(
         operation_id="createItem",

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
-from . import m0001_initial, m0002_commerce
+from . import m0001_initial, m0002_commerce, m0003_analytics
 from .runner import Migration
 
-MIGRATIONS: tuple[Migration, ...] = (m0001_initial.MIGRATION, m0002_commerce.MIGRATION)
+MIGRATIONS: tuple[Migration, ...] = (
+    m0001_initial.MIGRATION,
+    m0002_commerce.MIGRATION,
+    m0003_analytics.MIGRATION,
+)
 HEAD = MIGRATIONS[-1].version

@@ -1,0 +1,512 @@
+"""The analytics events: appended with the business change they describe, and read by the reports.
+
+Every report query is bounded by its period through the (kind, occurred_at) and (occurred_at) indexes; the
+search-success and seller-conversion look-ups follow the (session_id, occurred_at) index. The same SQL runs
+on both engines except for time arithmetic, which each engine spells its own way (`_Dialect`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+from opentelemetry import trace
+
+from market.domain import events
+from market.domain.analytics import (
+    SEARCH_SUCCESS_WINDOW,
+    TOP,
+    AmountStats,
+    CartsReport,
+    FunnelReport,
+    MethodStats,
+    PaymentsOnDay,
+    PaymentsReport,
+    Period,
+    QueryCount,
+    Revenue,
+    SearchReport,
+    SellerDashboard,
+    SellerItemStats,
+    SessionsReport,
+    funnel_report,
+    percentile,
+    rate,
+    round_half_up,
+)
+from market.telemetry import request_context
+
+from .database import Database
+
+_PAYMENT_KINDS = {
+    "succeeded": "payment_succeeded",
+    "declined": "payment_declined",
+    "error": "payment_errored",
+}
+_COLUMNS = (
+    "occurred_at, kind, session_id, user_id, trace_id, item_id, seller_id, order_id,"
+    " query, result_count, quantity, amount_cents, currency, method, reason"
+)
+# Events about an order after its checkout (a payment settled by a provider webhook or by reconciliation)
+# belong to the session and buyer that checked out, not to whichever request or job delivered them.
+_INSERT = (
+    f"INSERT INTO analytics_events ({_COLUMNS}) VALUES ({{}}, {{}},"
+    " COALESCE((SELECT session_id FROM analytics_events"
+    "   WHERE kind = 'checkout_started' AND order_id = {} LIMIT 1), {}),"
+    " COALESCE((SELECT user_id FROM analytics_events"
+    "   WHERE kind = 'checkout_started' AND order_id = {} LIMIT 1), {}),"
+    " {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    kind: str
+    item_id: str | None = None
+    seller_id: str | None = None
+    order_id: str | None = None
+    query: str | None = None
+    result_count: int | None = None
+    quantity: int | None = None
+    amount_cents: int | None = None
+    currency: str | None = None
+    method: str | None = None
+    reason: str | None = None
+
+
+def _row(event: events.Event) -> _Row | None:
+    """The analytics row of a domain event, or None for events analytics does not keep."""
+    match event:
+        case events.ItemViewed():
+            return _Row("item_viewed", item_id=event.item_id, seller_id=event.seller_id)
+        case events.SearchPerformed():
+            return _Row("search", query=event.query, result_count=event.result_count)
+        case events.CartChanged():
+            return _Row(
+                "cart_add" if event.action == "add" else "cart_remove",
+                item_id=event.item_id,
+                quantity=abs(event.quantity_delta),
+            )
+        case events.CheckoutStarted():
+            return _Row(
+                "checkout_started",
+                order_id=event.order_id,
+                amount_cents=event.total_cents,
+                currency=event.currency,
+                quantity=event.line_count,
+            )
+        case events.PaymentAttempted():
+            return _Row(
+                _PAYMENT_KINDS[event.outcome],
+                order_id=event.order_id,
+                amount_cents=event.amount_cents,
+                currency=event.currency,
+                method=event.method,
+                reason=event.reason,
+            )
+        case events.OrderPaid():
+            return _Row(
+                "order_paid", order_id=event.order_id, amount_cents=event.total_cents, currency=event.currency
+            )
+        case events.OrderRefunded():
+            return _Row(
+                "order_refunded",
+                order_id=event.order_id,
+                amount_cents=event.total_cents,
+                currency=event.currency,
+            )
+    return None
+
+
+def _who() -> tuple[str | None, str | None, str | None]:
+    """(session id, user id, trace id) of the work in progress."""
+    request = request_context.current()
+    if request is not None:
+        return request.session_id, request.user_id, request.trace_id
+    context = trace.get_current_span().get_span_context()
+    return None, None, format(context.trace_id, "032x") if context.is_valid else None
+
+
+class SqlAnalyticsLog:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record(self, published: Sequence[events.Event], now: datetime) -> None:
+        session_id, user_id, trace_id = _who()
+        for event in published:
+            row = _row(event)
+            if row is None:
+                continue
+            await self._db.fetch(
+                _INSERT,
+                now,
+                row.kind,
+                row.order_id,
+                session_id,
+                row.order_id,
+                user_id,
+                trace_id,
+                row.item_id,
+                row.seller_id,
+                row.order_id,
+                row.query,
+                row.result_count,
+                row.quantity,
+                row.amount_cents,
+                row.currency,
+                row.method,
+                row.reason,
+            )
+
+
+class _Dialect:
+    """Time arithmetic, which the engines spell differently. `seconds` are trusted integers."""
+
+    def __init__(self, postgres: bool) -> None:
+        self.postgres = postgres
+
+    def seconds_between(self, earlier: str, later: str) -> str:
+        if self.postgres:
+            return f"EXTRACT(EPOCH FROM ({later} - {earlier}))"
+        return f"((julianday({later}) - julianday({earlier})) * 86400.0)"
+
+    def not_later_than(self, moment: str, start: str, seconds: int) -> str:
+        """`moment` is at most `seconds` after `start`."""
+        if self.postgres:
+            return f"{moment} <= {start} + INTERVAL '{int(seconds)} seconds'"
+        return f"julianday({moment}) <= julianday({start}) + {int(seconds)} / 86400.0"
+
+    def day(self, column: str) -> str:
+        if self.postgres:
+            return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+        return f"substr({column}, 1, 10)"  # stored as UTC text by Piccolo's converter
+
+
+def _percentile_sql(values_sql: str) -> str:
+    """The rows of `values_sql` (columns `grp`, `value`) that the 50th and 95th percentiles of each group lie
+    between, with their 0-based rank and the group's size: the database sorts, only four rows per group
+    travel."""
+    ranks = " OR ".join(f"rank IN (((n - 1) * {p}) / 100, ((n - 1) * {p}) / 100 + 1)" for p in (50, 95))
+    return (
+        f"WITH v AS ({values_sql}),"
+        " r AS (SELECT grp, value, row_number() OVER (PARTITION BY grp ORDER BY value) - 1 AS rank,"
+        "   count(*) OVER (PARTITION BY grp) AS n FROM v)"
+        f" SELECT grp, value, rank, n FROM r WHERE {ranks}"
+    )
+
+
+def _percentiles(rows: Iterable[Mapping[str, Any]]) -> dict[Any, tuple[int, dict[int, float]]]:
+    """group -> (count, rank -> value) from the rows of `_percentile_sql`."""
+    groups: dict[Any, tuple[int, dict[int, float]]] = {}
+    for row in rows:
+        groups.setdefault(row["grp"], (int(row["n"]), {}))[1][int(row["rank"])] = float(row["value"])
+    return groups
+
+
+class SqlAnalyticsReports:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._sql = _Dialect(db.is_postgres)
+
+    async def funnel(self, period: Period) -> FunnelReport:
+        rows = await self._db.fetch(
+            "SELECT count(*) AS browsed, coalesce(sum(c), 0) AS carted, coalesce(sum(c * s), 0) AS started,"
+            " coalesce(sum(c * s * p), 0) AS paid"
+            " FROM (SELECT session_id,"
+            "   max(CASE WHEN kind = 'cart_add' THEN 1 ELSE 0 END) AS c,"
+            "   max(CASE WHEN kind = 'checkout_started' THEN 1 ELSE 0 END) AS s,"
+            "   max(CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END) AS p"
+            "  FROM analytics_events"
+            "  WHERE kind IN ('item_viewed', 'search', 'cart_add', 'checkout_started', 'order_paid')"
+            "   AND occurred_at >= {} AND occurred_at <= {} AND session_id IS NOT NULL"
+            "  GROUP BY session_id"
+            "  HAVING max(CASE WHEN kind IN ('item_viewed', 'search') THEN 1 ELSE 0 END) = 1) AS sessions",
+            period.start,
+            period.end,
+        )
+        row = rows[0]
+        return funnel_report(
+            period, (int(row["browsed"]), int(row["carted"]), int(row["started"]), int(row["paid"]))
+        )
+
+    async def search(self, period: Period) -> SearchReport:
+        engaged = self._sql.not_later_than("e.occurred_at", "s.occurred_at", SEARCH_SUCCESS_WINDOW.seconds)
+        totals = (
+            await self._db.fetch(
+                "SELECT count(*) AS searches,"
+                " coalesce(sum(CASE WHEN result_count = 0 THEN 1 ELSE 0 END), 0) AS no_results,"
+                " coalesce(sum(CASE WHEN EXISTS (SELECT 1 FROM analytics_events e"
+                "   WHERE e.session_id = s.session_id AND e.kind IN ('item_viewed', 'cart_add')"
+                f"   AND e.occurred_at >= s.occurred_at AND {engaged}) THEN 1 ELSE 0 END), 0) AS succeeded"
+                " FROM analytics_events s"
+                " WHERE s.kind = 'search' AND s.occurred_at >= {} AND s.occurred_at <= {}",
+                period.start,
+                period.end,
+            )
+        )[0]
+        top = await self._top_queries(period, "")
+        top_empty = await self._top_queries(period, " AND result_count = 0")
+        searches, no_results = int(totals["searches"]), int(totals["no_results"])
+        return SearchReport(
+            start=period.start,
+            end=period.end,
+            searches=searches,
+            no_results=no_results,
+            no_results_rate=rate(no_results, searches),
+            success_rate=rate(int(totals["succeeded"]), searches),
+            top_queries=top,
+            top_no_result_queries=top_empty,
+        )
+
+    async def _top_queries(self, period: Period, condition: str) -> tuple[QueryCount, ...]:
+        rows = await self._db.fetch(
+            "SELECT query, count(*) AS n FROM analytics_events"
+            f" WHERE kind = 'search' AND occurred_at >= {{}} AND occurred_at <= {{}}{condition}"
+            f" GROUP BY query ORDER BY n DESC, query LIMIT {TOP}",
+            period.start,
+            period.end,
+        )
+        return tuple(QueryCount(r["query"], int(r["n"])) for r in rows)
+
+    async def payments(self, period: Period) -> PaymentsReport:
+        rows = await self._db.fetch(
+            "SELECT kind, method, count(*) AS n FROM analytics_events"
+            " WHERE kind IN ('payment_succeeded', 'payment_declined', 'payment_errored')"
+            " AND occurred_at >= {} AND occurred_at <= {} GROUP BY kind, method",
+            period.start,
+            period.end,
+        )
+        by_kind: dict[str, int] = defaultdict(int)
+        by_method: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # method -> [attempts, succeeded]
+        for row in rows:
+            n = int(row["n"])
+            by_kind[row["kind"]] += n
+            by_method[row["method"]][0] += n
+            if row["kind"] == "payment_succeeded":
+                by_method[row["method"]][1] += n
+        attempts = sum(by_kind.values())
+        succeeded = by_kind["payment_succeeded"]
+        return PaymentsReport(
+            start=period.start,
+            end=period.end,
+            attempts=attempts,
+            succeeded=succeeded,
+            declined=by_kind["payment_declined"],
+            errored=by_kind["payment_errored"],
+            success_rate=rate(succeeded, attempts),
+            by_method=tuple(
+                MethodStats(method, n, rate(ok, n)) for method, (n, ok) in sorted(by_method.items())
+            ),
+            amounts=await self._amounts(period),
+        )
+
+    async def _amounts(self, period: Period) -> tuple[AmountStats, ...]:
+        succeeded = (
+            " FROM analytics_events WHERE kind = 'payment_succeeded'"
+            " AND occurred_at >= {} AND occurred_at <= {}"
+        )
+        sums = await self._db.fetch(
+            f"SELECT currency, count(*) AS n, sum(amount_cents) AS total{succeeded} GROUP BY currency",
+            period.start,
+            period.end,
+        )
+        ranked = _percentiles(
+            await self._db.fetch(
+                _percentile_sql(f"SELECT currency AS grp, amount_cents AS value{succeeded}"),
+                period.start,
+                period.end,
+            )
+        )
+        amounts = []
+        for row in sorted(sums, key=lambda r: r["currency"]):
+            count, values = ranked[row["currency"]]
+            total = int(row["total"])
+            amounts.append(
+                AmountStats(
+                    currency=row["currency"],
+                    count=count,
+                    sum_cents=total,
+                    mean_cents=round_half_up(Fraction(total, count)),
+                    p50_cents=round_half_up(percentile(count, 50, values)),
+                    p95_cents=round_half_up(percentile(count, 95, values)),
+                )
+            )
+        return tuple(amounts)
+
+    async def carts(self, period: Period, abandon_after: timedelta, now: datetime) -> CartsReport:
+        window = int(abandon_after.total_seconds())
+        in_window = self._sql.not_later_than("co.occurred_at", "carts.last_add", window)
+        rows = await self._db.fetch(
+            "WITH carts AS (SELECT user_id, min(occurred_at) AS first_add, max(occurred_at) AS last_add"
+            "  FROM analytics_events WHERE kind = 'cart_add' AND occurred_at >= {} AND occurred_at <= {}"
+            "  AND user_id IS NOT NULL GROUP BY user_id),"
+            " checkouts AS (SELECT user_id, occurred_at FROM analytics_events"
+            "  WHERE kind = 'checkout_started' AND occurred_at >= {} AND occurred_at <= {}"
+            "  AND user_id IS NOT NULL),"
+            " outcome AS (SELECT carts.user_id, carts.last_add,"
+            "  max(CASE WHEN co.user_id IS NULL THEN 0 ELSE 1 END) AS checked_out"
+            "  FROM carts LEFT JOIN checkouts co ON co.user_id = carts.user_id"
+            f"   AND co.occurred_at >= carts.first_add AND {in_window}"
+            "  GROUP BY carts.user_id, carts.last_add)"
+            " SELECT count(*) AS carts, coalesce(sum(checked_out), 0) AS checked_out,"
+            " coalesce(sum(CASE WHEN checked_out = 0 AND last_add <= {} THEN 1 ELSE 0 END), 0) AS abandoned"
+            " FROM outcome",
+            period.start,
+            period.end,
+            period.start,
+            period.end + abandon_after,
+            now - abandon_after,
+        )
+        row = rows[0]
+        carts, abandoned = int(row["carts"]), int(row["abandoned"])
+        return CartsReport(
+            start=period.start,
+            end=period.end,
+            carts_with_items=carts,
+            checked_out=int(row["checked_out"]),
+            abandoned=abandoned,
+            abandonment_rate=rate(abandoned, carts),
+            abandon_after_s=window,
+        )
+
+    async def sessions(self, period: Period) -> SessionsReport:
+        per_session = (
+            "SELECT session_id, count(*) AS events,"
+            f" {self._sql.seconds_between('min(occurred_at)', 'max(occurred_at)')} AS duration"
+            " FROM analytics_events WHERE occurred_at >= {} AND occurred_at <= {}"
+            " AND session_id IS NOT NULL GROUP BY session_id"
+        )
+        totals = (
+            await self._db.fetch(
+                f"SELECT count(*) AS sessions, coalesce(sum(events), 0) AS events FROM ({per_session}) AS s",
+                period.start,
+                period.end,
+            )
+        )[0]
+        sessions = int(totals["sessions"])
+        if not sessions:
+            return SessionsReport(period.start, period.end, 0, 0.0, 0.0, 0.0)
+        ranked = _percentiles(
+            await self._db.fetch(
+                _percentile_sql(f"SELECT 1 AS grp, duration AS value FROM ({per_session}) AS s"),
+                period.start,
+                period.end,
+            )
+        )
+        count, values = ranked[1]
+        return SessionsReport(
+            start=period.start,
+            end=period.end,
+            sessions=sessions,
+            median_duration_s=round(float(percentile(count, 50, values)), 3),
+            p95_duration_s=round(float(percentile(count, 95, values)), 3),
+            events_per_session=int(totals["events"]) / sessions,
+        )
+
+    async def payments_by_day(self, period: Period) -> Sequence[PaymentsOnDay]:
+        day = self._sql.day("occurred_at")
+        rows = await self._db.fetch(
+            f"SELECT {day} AS day,"
+            " sum(CASE WHEN kind = 'payment_succeeded' THEN 1 ELSE 0 END) AS succeeded,"
+            " sum(CASE WHEN kind = 'payment_succeeded' THEN 0 ELSE 1 END) AS failed"
+            " FROM analytics_events"
+            " WHERE kind IN ('payment_succeeded', 'payment_declined', 'payment_errored')"
+            " AND occurred_at >= {} AND occurred_at <= {}"
+            f" GROUP BY {day} ORDER BY day",
+            period.start,
+            period.end,
+        )
+        return [PaymentsOnDay(r["day"], int(r["succeeded"]), int(r["failed"])) for r in rows]
+
+    async def seller_dashboard(self, seller_id: str, period: Period) -> SellerDashboard:
+        paid_lines = (
+            " FROM order_lines ol JOIN orders o ON o.id = ol.order_id"
+            " WHERE ol.seller_id = {} AND o.status = 'paid' AND o.created_at >= {} AND o.created_at <= {}"
+        )
+        args = (seller_id, period.start, period.end)
+        revenue = await self._db.fetch(
+            "SELECT o.currency, count(DISTINCT o.id) AS orders, sum(ol.quantity) AS units,"
+            f" sum(ol.quantity * ol.unit_price_cents) AS revenue{paid_lines} GROUP BY o.currency",
+            *args,
+        )
+        sales = await self._db.fetch(
+            "SELECT ol.item_id, ol.title, o.currency, sum(ol.quantity) AS units,"
+            f" sum(ol.quantity * ol.unit_price_cents) AS revenue{paid_lines}"
+            " GROUP BY ol.item_id, ol.title, o.currency",
+            *args,
+        )
+        views = await self._db.fetch(
+            "SELECT v.item_id, i.title, i.currency, count(*) AS views, count(DISTINCT v.session_id) AS viewers"
+            " FROM analytics_events v JOIN items i ON i.id = v.item_id"
+            " WHERE v.kind = 'item_viewed' AND v.seller_id = {} AND v.occurred_at >= {} AND v.occurred_at <= {}"
+            " GROUP BY v.item_id, i.title, i.currency",
+            *args,
+        )
+        # A viewing session converted when it later paid for an order holding the item viewed (overall:
+        # holding any of the seller's items).
+        converted_sql = (
+            "SELECT {group} count(DISTINCT v.session_id) AS sessions FROM analytics_events v"
+            " JOIN analytics_events p ON p.session_id = v.session_id AND p.kind = 'order_paid'"
+            "  AND p.occurred_at >= v.occurred_at"
+            " JOIN order_lines ol ON ol.order_id = p.order_id AND ol.{match} = v.{match}"
+            " WHERE v.kind = 'item_viewed' AND v.seller_id = {{}} AND v.occurred_at >= {{}}"
+            " AND v.occurred_at <= {{}}{group_by}"
+        )
+        per_item = await self._db.fetch(
+            converted_sql.format(group="v.item_id,", match="item_id", group_by=" GROUP BY v.item_id"), *args
+        )
+        overall = await self._db.fetch(converted_sql.format(group="", match="seller_id", group_by=""), *args)
+        viewers_overall = await self._db.fetch(
+            "SELECT count(*) AS views, count(DISTINCT session_id) AS viewers FROM analytics_events"
+            " WHERE kind = 'item_viewed' AND seller_id = {} AND occurred_at >= {} AND occurred_at <= {}",
+            *args,
+        )
+        converted = {str(r["item_id"]): int(r["sessions"]) for r in per_item}
+        viewed = {str(r["item_id"]): r for r in views}
+        items: dict[tuple[str, str], SellerItemStats] = {}
+        for row in sales:
+            item_id = str(row["item_id"])
+            seen = viewed.get(item_id)
+            viewers = int(seen["viewers"]) if seen else 0
+            items[(item_id, row["currency"])] = SellerItemStats(
+                item_id=item_id,
+                title=row["title"],
+                currency=row["currency"],
+                units=int(row["units"]),
+                revenue_cents=int(row["revenue"]),
+                views=int(seen["views"]) if seen else 0,
+                conversion=rate(converted.get(item_id, 0), viewers),
+            )
+        sold = {item_id for item_id, _ in items}
+        for item_id, row in viewed.items():
+            if item_id not in sold:
+                items[(item_id, row["currency"])] = SellerItemStats(
+                    item_id, row["title"], row["currency"], 0, 0, int(row["views"]), 0.0
+                )
+        top = sorted(items.values(), key=lambda s: (-s.units, -s.views, s.title, s.item_id))[:TOP]
+        totals = viewers_overall[0]
+        return SellerDashboard(
+            start=period.start,
+            end=period.end,
+            revenue=tuple(
+                Revenue(r["currency"], int(r["revenue"]), int(r["orders"]), int(r["units"]))
+                for r in sorted(revenue, key=lambda r: r["currency"])
+            ),
+            orders=sum(int(r["orders"]) for r in revenue),
+            units=sum(int(r["units"]) for r in revenue),
+            views=int(totals["views"]),
+            conversion=rate(int(overall[0]["sessions"]), int(totals["viewers"])),
+            top_items=tuple(top),
+        )
+
+    async def prune(self, older_than: datetime) -> int:
+        async with self._db.write_transaction():
+            rows = await self._db.fetch(
+                "SELECT count(*) AS n FROM analytics_events WHERE occurred_at < {}", older_than
+            )
+            await self._db.fetch("DELETE FROM analytics_events WHERE occurred_at < {}", older_than)
+        return int(rows[0]["n"])

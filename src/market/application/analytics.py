@@ -1,0 +1,44 @@
+"""Business reports over the analytics events, the seller dashboard, and retention."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from market.domain.analytics import PaymentsOnDay, Period, Report, SellerDashboard
+from market.domain.errors import NotFound
+from market.domain.users import User
+
+from .ports import AnalyticsReports, Clock
+
+
+async def run_report(
+    name: str, period: Period, *, reports: AnalyticsReports, clock: Clock, abandon_after: timedelta
+) -> Report:
+    """One of the named reports (domain.analytics.REPORTS); NotFound for another name."""
+    match name:
+        case "funnel":
+            return await reports.funnel(period)
+        case "search":
+            return await reports.search(period)
+        case "payments":
+            return await reports.payments(period)
+        case "carts":
+            return await reports.carts(period, abandon_after, clock.now())
+        case "sessions":
+            return await reports.sessions(period)
+    raise NotFound(f"There is no report named {name!r}: try funnel, search, payments, carts or sessions.")
+
+
+async def payments_by_day(period: Period, *, reports: AnalyticsReports) -> Sequence[PaymentsOnDay]:
+    return await reports.payments_by_day(period)
+
+
+async def seller_dashboard(seller: User, period: Period, *, reports: AnalyticsReports) -> SellerDashboard:
+    """The seller's own figures only: the query is keyed by their id, never by a client-given one."""
+    return await reports.seller_dashboard(seller.id, period)
+
+
+async def prune_events(retention: timedelta, *, reports: AnalyticsReports, clock: Clock) -> int:
+    """Forget events older than the retention period; returns how many were deleted."""
+    return await reports.prune(clock.now() - retention)

@@ -1,0 +1,234 @@
+"""Business reports: the period they cover, their shapes, and the arithmetic they share (rates and
+percentiles). The numbers come from the analytics events (see events.py); the queries live in adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+
+from .validation import FieldErrors
+
+MAX_PERIOD = timedelta(days=366)
+DEFAULT_PERIOD = timedelta(days=30)
+REPORTS = ("funnel", "search", "payments", "carts", "sessions")
+FUNNEL_STEPS = ("browsed", "carted", "checkout_started", "paid")
+SEARCH_SUCCESS_WINDOW = timedelta(minutes=30)
+"""A search succeeded when the same session viewed an item or added one to its cart within this time."""
+TOP = 10
+"""How many entries the top-N lists hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """From `start` to `end`, both included, in UTC."""
+
+    start: datetime
+    end: datetime
+
+
+def parse_period(raw_from: str | None, raw_to: str | None, now: datetime) -> Period:
+    """The period of an RFC 3339 `from`/`to` pair. `to` defaults to now, `from` to 30 days before `to`.
+    Raises ValidationFailed for unparsable timestamps, `from` after `to` and periods over 366 days."""
+    errors = FieldErrors()
+    end = _timestamp(raw_to, "to", errors) if raw_to else now
+    start = _timestamp(raw_from, "from", errors) if raw_from else None
+    errors.raise_if_any()
+    assert end is not None
+    start = start if start is not None else end - DEFAULT_PERIOD
+    if start > end:
+        errors.add("from", "must not be after `to`")
+    elif end - start > MAX_PERIOD:
+        errors.add("to", "the period may span at most 366 days")
+    errors.raise_if_any()
+    return Period(start, end)
+
+
+def _timestamp(raw: str, field: str, errors: FieldErrors) -> datetime | None:
+    raw = raw.strip()
+    try:
+        value = datetime.fromisoformat(raw)
+        if len(raw) == 10:  # a bare date: its first instant, in UTC
+            value = value.replace(tzinfo=UTC)
+    except ValueError:
+        errors.add(field, "must be an RFC 3339 timestamp, like 2026-11-28T13:33:41Z")
+        return None
+    if value.tzinfo is None:
+        errors.add(field, "must carry a time zone (Z or an offset), like 2026-11-28T13:33:41Z")
+        return None
+    return value.astimezone(UTC)
+
+
+def rate(part: int, whole: int) -> float:
+    """`part / whole` as a fraction in [0, 1]; 0 for an empty whole (an empty period is not an error)."""
+    return part / whole if whole else 0.0
+
+
+def percentile(count: int, percent: int, value_at: Mapping[int, float]) -> Fraction:
+    """The `percent`th percentile of `count` sorted values, of which `value_at` holds (by 0-based rank) at
+    least the two it lies between: ranks (count - 1) * percent // 100 and the next one. Linear interpolation,
+    as numpy's default and PostgreSQL's percentile_cont: the median of an even count is the mean of the two
+    middle values."""
+    position = Fraction((count - 1) * percent, 100)
+    low = int(position)
+    low_value = Fraction(value_at[low])
+    high_value = Fraction(value_at.get(low + 1, value_at[low]))
+    return low_value + (high_value - low_value) * (position - low)
+
+
+def round_half_up(value: Fraction) -> int:
+    """Whole cents: money never becomes a float."""
+    return int(value + Fraction(1, 2)) if value >= 0 else -int(-value + Fraction(1, 2))
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelStep:
+    name: str
+    sessions: int
+    conversion: float
+    """Share of the previous step's sessions (the first step: 1 when it has any)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelReport:
+    start: datetime
+    end: datetime
+    steps: tuple[FunnelStep, ...]
+    overall_conversion: float
+
+
+def funnel_report(period: Period, sessions_per_step: tuple[int, int, int, int]) -> FunnelReport:
+    """Each step counts the sessions that also reached every step before it, so a step never exceeds the
+    one before and every conversion is a fraction."""
+    steps = []
+    previous = None
+    for name, sessions in zip(FUNNEL_STEPS, sessions_per_step, strict=True):
+        conversion = rate(sessions, previous) if previous is not None else (1.0 if sessions else 0.0)
+        steps.append(FunnelStep(name, sessions, conversion))
+        previous = sessions
+    return FunnelReport(
+        period.start, period.end, tuple(steps), rate(sessions_per_step[-1], sessions_per_step[0])
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class QueryCount:
+    query: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchReport:
+    start: datetime
+    end: datetime
+    searches: int
+    no_results: int
+    no_results_rate: float
+    success_rate: float
+    """Share of searches followed, in the same session within 30 minutes, by an item view or a cart add."""
+    top_queries: tuple[QueryCount, ...]
+    top_no_result_queries: tuple[QueryCount, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MethodStats:
+    method: str
+    attempts: int
+    success_rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class AmountStats:
+    """Succeeded payments in one currency (sums across currencies are refused)."""
+
+    currency: str
+    count: int
+    sum_cents: int
+    mean_cents: int
+    p50_cents: int
+    p95_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentsReport:
+    start: datetime
+    end: datetime
+    attempts: int
+    succeeded: int
+    declined: int
+    errored: int
+    success_rate: float
+    by_method: tuple[MethodStats, ...]
+    amounts: tuple[AmountStats, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CartsReport:
+    start: datetime
+    end: datetime
+    carts_with_items: int
+    """Buyers who put something in their cart during the period."""
+    checked_out: int
+    """Of those, the ones who started a checkout after their first addition (within the abandon window of
+    their last one)."""
+    abandoned: int
+    """The others, once the abandon window has passed since their last addition."""
+    abandonment_rate: float
+    abandon_after_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsReport:
+    start: datetime
+    end: datetime
+    sessions: int
+    median_duration_s: float
+    p95_duration_s: float
+    events_per_session: float
+    """Mean number of events per session."""
+
+
+Report = FunnelReport | SearchReport | PaymentsReport | CartsReport | SessionsReport
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentsOnDay:
+    day: str  # YYYY-MM-DD (UTC)
+    succeeded: int
+    failed: int  # declined or errored
+
+
+@dataclass(frozen=True, slots=True)
+class SellerItemStats:
+    item_id: str
+    title: str
+    currency: str
+    units: int
+    revenue_cents: int
+    views: int
+    conversion: float
+    """Share of the sessions that viewed the item which then paid for an order holding it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Revenue:
+    currency: str
+    revenue_cents: int
+    orders: int
+    units: int
+
+
+@dataclass(frozen=True, slots=True)
+class SellerDashboard:
+    """A seller's own figures over a period: paid orders holding their items, and views of their items."""
+
+    start: datetime
+    end: datetime
+    revenue: tuple[Revenue, ...]
+    orders: int
+    units: int
+    views: int
+    conversion: float
+    """Share of the sessions that viewed one of the seller's items which then paid for an order holding one."""
+    top_items: tuple[SellerItemStats, ...]
