@@ -69,8 +69,8 @@ class UuidGenerator:
         return str(uuid.uuid4())
 
 
-def configure_logging(settings: Settings) -> None:
-    logging.config.dictConfig(logging_config(settings.telemetry.log_level))
+def configure_logging(settings: Settings, stream: str = "ext://sys.stdout") -> None:
+    logging.config.dictConfig(logging_config(settings.telemetry.log_level, stream))
 
 
 def payment_webhook_secret(settings: Settings, secret_key: str) -> str:

@@ -24,11 +24,13 @@ def _settings() -> Settings:
         sys.exit(2)
 
 
-def _with_database(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+def _with_database(
+    settings: Settings, work: Callable[[Any], Awaitable[T]], log_stream: str = "ext://sys.stdout"
+) -> T:
     from market.adapters.db.database import Database
     from market.bootstrap import configure_logging
 
-    configure_logging(settings)
+    configure_logging(settings, log_stream)
 
     async def run() -> T:
         database = Database(settings.database)
@@ -198,6 +200,89 @@ def create_admin(email: str, display_name: str) -> None:
         click.echo(f"market: {exc.detail}", err=True)
         sys.exit(1)
     click.echo(f"created admin {user.email} ({user.id})")
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["funnel", "search", "payments", "carts", "sessions"]))
+@click.option("--from", "from_", metavar="TIME", help="RFC 3339 time or date [default: 30 days before --to].")
+@click.option("--to", metavar="TIME", help="RFC 3339 time or date [default: now].")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead of tables.")
+def report(name: str, from_: str | None, to: str | None, as_json: bool) -> None:
+    """Print a business report: funnel, search, payments, carts or sessions."""
+    from market.application.analytics import run_report
+    from market.bootstrap import build_services
+    from market.domain.analytics import parse_period
+    from market.domain.errors import ValidationFailed
+
+    settings = _settings()
+
+    async def work(database: Any) -> Any:
+        await database.migrate()
+        services = build_services(settings, database)
+        try:
+            period = parse_period(from_, to, services.clock.now())
+            return await run_report(
+                name,
+                period,
+                reports=services.reports,
+                clock=services.clock,
+                abandon_after=services.cart_abandon_after,
+            )
+        finally:
+            await services.gateway.close()
+
+    try:
+        # Logs go to stderr: stdout is the report (`--json | jq` must read JSON only).
+        result = _with_database(settings, work, log_stream="ext://sys.stderr")
+    except ValidationFailed as exc:
+        click.echo("market: " + "; ".join(f"--{e.field} {e.message}" for e in exc.errors), err=True)
+        sys.exit(2)
+    if as_json:
+        import msgspec
+
+        from market.adapters.http.analytics import report_out
+
+        click.echo(msgspec.json.encode(report_out(result)).decode())
+        return
+    from rich.console import Console
+
+    from market.adapters.terminal import render
+
+    Console().print(render(result))
+
+
+@main.group()
+def analytics() -> None:
+    """Analytics events."""
+
+
+@analytics.command()
+@click.option(
+    "--older-than-days",
+    type=click.IntRange(1, 36500),
+    default=None,
+    help="Retention to apply [MARKET_ANALYTICS_RETENTION_DAYS, default 400].",
+)
+def prune(older_than_days: int | None) -> None:
+    """Delete analytics events older than the retention period."""
+    from datetime import timedelta
+
+    from market.application.analytics import prune_events
+    from market.bootstrap import build_services
+
+    settings = _settings()
+    days = older_than_days or settings.analytics.retention_days
+
+    async def work(database: Any) -> int:
+        await database.migrate()
+        services = build_services(settings, database)
+        try:
+            return await prune_events(timedelta(days=days), reports=services.reports, clock=services.clock)
+        finally:
+            await services.gateway.close()
+
+    deleted = _with_database(settings, work)
+    click.echo(f"deleted {deleted} analytics events older than {days} days")
 
 
 # `market backup …` lives with its adapter; that module imports only click and the config at start.

@@ -40,15 +40,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def logging_config(level: str = "INFO") -> dict[str, Any]:
-    """A dictConfig for the root logger and uvicorn's loggers, all to stdout as JSON."""
+def logging_config(level: str = "INFO", stream: str = "ext://sys.stdout") -> dict[str, Any]:
+    """A dictConfig for the root logger and uvicorn's loggers, all to stdout as JSON (or to stderr, for
+    commands whose stdout is their output)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
-        "handlers": {
-            "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
-        },
+        "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": stream}},
         "root": {"handlers": ["stdout"], "level": level},
         "loggers": {
             "uvicorn": {"handlers": ["stdout"], "level": level, "propagate": False},

@@ -1,0 +1,118 @@
+"""Reports as tables for a terminal (`market report NAME`). The figures are the API's, field for field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+
+from market.domain import analytics as reports
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.1f} %"
+
+
+def _pairs(title: str, rows: list[tuple[str, Any]]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table
+
+
+def _queries(title: str, counts: tuple[reports.QueryCount, ...]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("query")
+    table.add_column("count", justify="right")
+    for entry in counts:
+        table.add_row(entry.query, str(entry.count))
+    return table
+
+
+def render(report: reports.Report) -> Group:
+    period = f"{report.start:%Y-%m-%d %H:%M:%S} to {report.end:%Y-%m-%d %H:%M:%S} UTC"
+    return Group(period, _tables(report))
+
+
+def _tables(report: reports.Report) -> Group:
+    match report:
+        case reports.FunnelReport():
+            table = Table(title="Funnel", title_justify="left")
+            table.add_column("step")
+            table.add_column("sessions", justify="right")
+            table.add_column("conversion", justify="right")
+            for step in report.steps:
+                table.add_row(step.name, str(step.sessions), _percent(step.conversion))
+            table.add_section()
+            table.add_row("overall", "", _percent(report.overall_conversion))
+            return Group(table)
+        case reports.SearchReport():
+            return Group(
+                _pairs(
+                    "Searches",
+                    [
+                        ("searches", report.searches),
+                        ("without results", report.no_results),
+                        ("no-results rate", _percent(report.no_results_rate)),
+                        ("success rate", _percent(report.success_rate)),
+                    ],
+                ),
+                _queries("Top queries", report.top_queries),
+                _queries("Top queries without results", report.top_no_result_queries),
+            )
+        case reports.PaymentsReport():
+            methods = Table(title="By method", title_justify="left")
+            for column in ("method", "attempts", "success rate"):
+                methods.add_column(column, justify="left" if column == "method" else "right")
+            for m in report.by_method:
+                methods.add_row(m.method, str(m.attempts), _percent(m.success_rate))
+            amounts = Table(title="Succeeded amounts (minor units)", title_justify="left")
+            for column in ("currency", "payments", "sum", "mean", "p50", "p95"):
+                amounts.add_column(column, justify="left" if column == "currency" else "right")
+            for a in report.amounts:
+                amounts.add_row(
+                    a.currency,
+                    *(str(v) for v in (a.count, a.sum_cents, a.mean_cents, a.p50_cents, a.p95_cents)),
+                )
+            return Group(
+                _pairs(
+                    "Payments",
+                    [
+                        ("attempts", report.attempts),
+                        ("succeeded", report.succeeded),
+                        ("declined", report.declined),
+                        ("errored", report.errored),
+                        ("success rate", _percent(report.success_rate)),
+                    ],
+                ),
+                methods,
+                amounts,
+            )
+        case reports.CartsReport():
+            return Group(
+                _pairs(
+                    "Carts",
+                    [
+                        ("carts with items", report.carts_with_items),
+                        ("checked out", report.checked_out),
+                        (f"abandoned (after {report.abandon_after_s} s)", report.abandoned),
+                        ("abandonment rate", _percent(report.abandonment_rate)),
+                    ],
+                )
+            )
+        case reports.SessionsReport():
+            return Group(
+                _pairs(
+                    "Sessions",
+                    [
+                        ("sessions", report.sessions),
+                        ("median duration", f"{report.median_duration_s:.1f} s"),
+                        ("p95 duration", f"{report.p95_duration_s:.1f} s"),
+                        ("events per session", f"{report.events_per_session:.2f}"),
+                    ],
+                )
+            )
+    raise TypeError(f"not a report: {report!r}")
