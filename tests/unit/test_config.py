@@ -179,3 +179,28 @@ def test_a_malformed_dotenv_line_names_the_file_and_line(tmp_path):
 def test_a_missing_dotenv_file_is_no_error(tmp_path):
     assert read_dotenv(tmp_path / "absent.env") == {}
     assert _from_env(tmp_path / "absent.env").server.port == 8000
+
+
+def test_analytics_settings_default_to_a_400_day_retention_and_a_24_hour_abandon_window():
+    analytics = _from_env().analytics
+    assert (analytics.retention_days, analytics.cart_abandon_after_s) == (400, 86400)
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"), [("0", 0), ("90", 90), ("90s", 90), ("30m", 1800), ("24h", 86400), ("2d", 172800)]
+)
+def test_the_cart_abandon_window_reads_seconds_or_a_unit(raw, seconds):
+    assert _from_env(MARKET_CART_ABANDON_AFTER=raw).analytics.cart_abandon_after_s == seconds
+
+
+@pytest.mark.parametrize("raw", ["-5", "1.5h", "h", "10w", "soon", "99999999d"])
+def test_a_bad_cart_abandon_window_names_the_variable(raw):
+    with pytest.raises(ConfigError) as raised:
+        _from_env(MARKET_CART_ABANDON_AFTER=raw)
+    _assert_one_line_naming(raised.value, "MARKET_CART_ABANDON_AFTER")
+
+
+def test_a_bad_analytics_retention_names_the_variable():
+    with pytest.raises(ConfigError) as raised:
+        _from_env(MARKET_ANALYTICS_RETENTION_DAYS="0")
+    _assert_one_line_naming(raised.value, "MARKET_ANALYTICS_RETENTION_DAYS")
