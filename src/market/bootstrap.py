@@ -34,6 +34,7 @@ from market.adapters.http.app import create_app
 from market.adapters.payments.sandbox import SandboxPaymentGateway
 from market.adapters.security.passwords import Argon2PasswordHasher
 from market.adapters.security.tokens import JwtTokenService, load_or_create_secret_key
+from market.adapters.telemetry.business import refresh_business_gauges_forever
 from market.adapters.telemetry.events import OtelEventPublisher
 from market.adapters.telemetry.payments import TracedPaymentGateway
 from market.adapters.webhooks.sender import HttpxWebhookSender
@@ -192,7 +193,8 @@ def build_app(
         if auto_migrate:
             await database.migrate()
         background = [
-            asyncio.create_task(reconcile_forever(services, settings.payments.reconcile_interval_s))
+            asyncio.create_task(reconcile_forever(services, settings.payments.reconcile_interval_s)),
+            asyncio.create_task(refresh_business_gauges_forever(services, telemetry.instruments)),
         ]
         if worker:
             background.append(asyncio.create_task(share_metrics_forever(telemetry)))

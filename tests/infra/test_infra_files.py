@@ -55,9 +55,15 @@ def load_all_yaml(path: Path) -> list[Any]:
 # --- What the service exports -------------------------------------------------------------------------------
 
 # The kind of each instrument decides its Prometheus name (_total, _bucket/_sum/_count). The instruments the
-# request path records are checked against the real exposition below; these two belong to the backup service.
+# request path records are checked against the real exposition below; the backup service sets the last-success
+# gauge, and the business gauges are refreshed from the analytics reports.
 HISTOGRAMS = {names.HTTP_SERVER_REQUEST_DURATION[0], names.PAYMENT_AMOUNT[0]}
-GAUGES = {names.BACKUP_LAST_SUCCESS[0]}
+GAUGES = {
+    names.BACKUP_LAST_SUCCESS[0],
+    names.FUNNEL_SESSIONS[0],
+    names.CART_ABANDONMENT_RATE[0],
+    names.SESSION_DURATION[0],
+}
 
 
 def metric_specs() -> list[tuple[str, str, str]]:
@@ -107,6 +113,8 @@ METRIC_ATTRIBUTES = (
     names.WEBHOOK_OUTCOME,
     names.BACKUP_OUTCOME,
     names.TELEMETRY_SIGNAL,
+    names.FUNNEL_STEP,
+    names.STATISTIC,
 )
 
 

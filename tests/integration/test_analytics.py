@@ -306,3 +306,50 @@ async def test_a_seller_sees_only_their_own_sales_views_and_conversion(db):
     theirs = await SqlAnalyticsReports(db).seller_dashboard(other.id, PERIOD)
     assert [i.title for i in theirs.top_items] == ["Hat"]
     assert (theirs.orders, theirs.units, theirs.views) == (1, 1, 1)
+
+
+# --- business gauges --------------------------------------------------------------------------------------
+
+
+async def test_the_business_gauges_show_the_last_24_hours_reports(db):
+    from types import SimpleNamespace
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from market.adapters.telemetry.business import refresh_business_gauges
+    from market.telemetry.metrics import Instruments
+    from tests.fakes import FakeClock
+
+    item, buyer = uid(), uid()
+    await record(db, "a", 0, ItemViewed(item, uid()), CartChanged(item, "add", 1), user=buyer)
+    await record(db, "a", 10, CheckoutStarted(uid(), 100, "EUR", 1), user=buyer)
+    await record(db, "b", 0, SearchPerformed("x", 0), CartChanged(item, "add", 1), user=uid())
+    await record(db, "c", 0, ItemViewed(item, uid()))
+    await record(db, "old", -60 * 25, ItemViewed(item, uid()))  # outside the 24 hours
+
+    reader = InMemoryMetricReader()
+    instruments = Instruments.create(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    services = SimpleNamespace(
+        reports=SqlAnalyticsReports(db), clock=FakeClock(at(60 * 2)), cart_abandon_after=timedelta(hours=1)
+    )
+    await refresh_business_gauges(services, instruments)
+
+    points = {
+        (metric.name, tuple(sorted(p.attributes.items()))): p.value
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        for p in metric.data.data_points
+    }
+    funnel = {
+        dict(attrs)["market.funnel.step"]: value
+        for (name, attrs), value in points.items()
+        if name == "market.funnel.sessions"
+    }
+    assert funnel == {"browsed": 3, "carted": 2, "checkout_started": 1, "paid": 0}
+    assert points[("market.cart.abandonment_rate", ())] == pytest.approx(0.5)
+    assert points[("market.session.duration", (("market.statistic", "median"),))] == pytest.approx(0.0)
+    assert points[("market.session.duration", (("market.statistic", "p95"),))] == pytest.approx(
+        statistics.quantiles([0, 0, 600], n=100, method="inclusive")[94]
+    )

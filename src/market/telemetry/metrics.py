@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from opentelemetry.metrics import Counter, Histogram, Meter, ObservableCounter
+from opentelemetry.metrics import Counter, Histogram, Meter, ObservableCounter, _Gauge
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -36,6 +36,9 @@ class Instruments:
     payment_amount: Histogram
     webhook_deliveries: Counter
     telemetry_dropped: ObservableCounter
+    funnel_sessions: _Gauge
+    cart_abandonment_rate: _Gauge
+    session_duration: _Gauge
 
     @classmethod
     def create(cls, meter: Meter) -> Instruments:
@@ -44,6 +47,9 @@ class Instruments:
 
         def histogram(spec: tuple[str, str, str]) -> Histogram:
             return meter.create_histogram(spec[0], unit=spec[1], description=spec[2])
+
+        def gauge(spec: tuple[str, str, str]) -> _Gauge:
+            return meter.create_gauge(spec[0], unit=spec[1], description=spec[2])
 
         return cls(
             http_duration=histogram(names.HTTP_SERVER_REQUEST_DURATION),
@@ -61,6 +67,9 @@ class Instruments:
                 unit=names.TELEMETRY_DROPPED[1],
                 description=names.TELEMETRY_DROPPED[2],
             ),
+            funnel_sessions=gauge(names.FUNNEL_SESSIONS),
+            cart_abandonment_rate=gauge(names.CART_ABANDONMENT_RATE),
+            session_duration=gauge(names.SESSION_DURATION),
         )
 
 

@@ -18,6 +18,8 @@ URL_SCHEME = "url.scheme"
 USER_AGENT_ORIGINAL = "user_agent.original"
 CLIENT_ADDRESS = "client.address"
 SESSION_ID = "session.id"
+FUNNEL_STEP = "market.funnel.step"  # browsed, carted, checkout_started, paid
+STATISTIC = "market.statistic"  # median, p95
 ENDUSER_ID = "enduser.id"
 USER_ROLE = "market.user.role"
 
@@ -81,6 +83,22 @@ WEBHOOK_DELIVERIES = (
     "market.webhook.deliveries",
     "{delivery}",
     "Webhook deliveries, by direction and outcome.",
+)
+# Business gauges, refreshed every minute from the analytics reports over the last 24 hours.
+FUNNEL_SESSIONS = (
+    "market.funnel.sessions",
+    "{session}",
+    "Sessions in the last 24 h that reached each funnel step (and every step before it), by step.",
+)
+CART_ABANDONMENT_RATE = (
+    "market.cart.abandonment_rate",
+    "1",
+    "Share of the last 24 h's carts with items that were abandoned (no checkout within the abandon window).",
+)
+SESSION_DURATION = (
+    "market.session.duration",
+    "s",
+    "Duration of the last 24 h's sessions (first to last event), by statistic: median or p95.",
 )
 BACKUP_RUNS = ("market.backup.runs", "{run}", "Database backup runs, by outcome.")
 BACKUP_LAST_SUCCESS = ("market.backup.last_success", "s", "Unix time of the last successful backup.")

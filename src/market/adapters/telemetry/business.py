@@ -1,0 +1,57 @@
+"""Business gauges for Prometheus and Grafana: the funnel, cart abandonment and session durations of the last
+24 hours, from the same analytics reports the admins read, so dashboards and reports agree. Counters of the
+individual events (views, cart changes, checkouts, payments) are recorded as they happen (events.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from market.application.analytics import run_report
+from market.application.services import Services
+from market.domain.analytics import CartsReport, FunnelReport, Period, SessionsReport
+from market.telemetry import names
+from market.telemetry.metrics import Instruments
+
+WINDOW = timedelta(hours=24)
+REFRESH_INTERVAL_S = 60.0
+
+log = logging.getLogger(__name__)
+
+
+async def refresh_business_gauges(services: Services, instruments: Instruments) -> None:
+    now = services.clock.now()
+    period = Period(now - WINDOW, now)
+
+    async def report(name: str) -> object:
+        return await run_report(
+            name,
+            period,
+            reports=services.reports,
+            clock=services.clock,
+            abandon_after=services.cart_abandon_after,
+        )
+
+    funnel = await report("funnel")
+    assert isinstance(funnel, FunnelReport)
+    for step in funnel.steps:
+        instruments.funnel_sessions.set(step.sessions, {names.FUNNEL_STEP: step.name})
+    carts = await report("carts")
+    assert isinstance(carts, CartsReport)
+    instruments.cart_abandonment_rate.set(carts.abandonment_rate)
+    sessions = await report("sessions")
+    assert isinstance(sessions, SessionsReport)
+    instruments.session_duration.set(sessions.median_duration_s, {names.STATISTIC: "median"})
+    instruments.session_duration.set(sessions.p95_duration_s, {names.STATISTIC: "p95"})
+
+
+async def refresh_business_gauges_forever(
+    services: Services, instruments: Instruments, interval_s: float = REFRESH_INTERVAL_S
+) -> None:
+    while True:
+        try:
+            await refresh_business_gauges(services, instruments)
+        except Exception:
+            log.exception("could not refresh the business gauges; will retry")
+        await asyncio.sleep(interval_s)
