@@ -62,7 +62,8 @@ class FileLease:
             self._fd = None
 
 
-def _format_value(value: float | None, status: AlertStatus) -> str:
+def format_value(value: float | None, status: AlertStatus) -> str:
+    """A rule's value or threshold in words: a percentage for rates, hours or seconds for ages and durations."""
     if value is None:
         return "no data"
     if status.unit == "ratio":
@@ -81,7 +82,7 @@ def _time(moment: datetime | None) -> str:
 def describe(transition: Transition, origin: str) -> AlertMessage:
     """The words of a notification: what changed, where, how bad, since when."""
     status = transition.status
-    value, threshold = _format_value(status.value, status), _format_value(status.threshold, status)
+    value, threshold = format_value(status.value, status), format_value(status.threshold, status)
     if transition.firing:
         head = f"[FIRING] {status.name} ({status.severity})"
         body = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 from litestar import Controller, Request, post
@@ -22,12 +22,48 @@ from .openapi import problems
 SLOW_SPAN_S = 2.6
 
 
+MonitoringKind = Literal["error", "slow", "payment_failure", "message"]
+MONITORING_KINDS: tuple[MonitoringKind, ...] = get_args(MonitoringKind)
+
+
 class MonitoringTestError(RuntimeError):
-    """Raised on purpose by `POST /admin/test-monitoring {"kind": "error"}`."""
+    """Raised on purpose by the monitoring self-test of kind `error`."""
+
+
+async def produce_monitoring_signal(
+    kind: MonitoringKind, *, services: Services, user: User, route: str, method: str
+) -> str | None:
+    """Produce exactly one monitoring signal, the same whoever asks (the API or the admin dashboard):
+    `error` raises MonitoringTestError, for the caller to handle as any unexpected error; `slow` makes a span
+    of at least 2.5 s; `payment_failure` runs a declined charge through the sandbox gateway; `message` sends
+    an info-level Sentry message. Returns the Sentry event id of the message (None for the other kinds, or
+    when Sentry is off). `route` and `method` name the caller's endpoint in the error and the message."""
+    if kind == "error":
+        raise MonitoringTestError(f"Test error raised on purpose by {method} {route}.")
+    if kind == "slow":
+        with trace.get_tracer(__name__).start_as_current_span("monitoring.slow"):
+            await asyncio.sleep(SLOW_SPAN_S)
+    elif kind == "payment_failure":
+        order_id = str(uuid.uuid4())
+        result = await services.sandbox_gateway.charge(
+            ChargeRequest(order_id, str(uuid.uuid4()), 100, "EUR", "card", "tok_chargeDeclined")
+        )
+        services.events.publish(
+            [PaymentAttempted(order_id, result.status, "card", 100, "EUR", result.reason)]
+        )
+    elif kind == "message":
+        return report_message(
+            f"Test message sent on purpose by {method} {route}.",
+            level="info",
+            user=user,
+            route=route,
+            method=method,
+        )
+    return None
 
 
 class MonitoringTestBody(msgspec.Struct, forbid_unknown_fields=True):
-    kind: Literal["error", "slow", "payment_failure", "message"]
+    kind: MonitoringKind
 
 
 class MonitoringTestOut(msgspec.Struct):
@@ -54,27 +90,13 @@ class AdminController(Controller):
         `error` raises a real unhandled exception (the 500 problem carries `trace_id` and `sentry_event_id`);
         `slow` makes a span of at least 2.5 s; `payment_failure` runs a declined charge through the sandbox
         gateway; `message` sends an info-level Sentry message."""
-        trace_id = request.scope["state"]["trace_id"]
-        event_id: str | None = None
-        if data.kind == "error":
-            raise MonitoringTestError("Test error raised on purpose by POST /api/v1/admin/test-monitoring.")
-        if data.kind == "slow":
-            with trace.get_tracer(__name__).start_as_current_span("monitoring.slow"):
-                await asyncio.sleep(SLOW_SPAN_S)
-        elif data.kind == "payment_failure":
-            order_id = str(uuid.uuid4())
-            result = await services.sandbox_gateway.charge(
-                ChargeRequest(order_id, str(uuid.uuid4()), 100, "EUR", "card", "tok_chargeDeclined")
-            )
-            services.events.publish(
-                [PaymentAttempted(order_id, result.status, "card", 100, "EUR", result.reason)]
-            )
-        elif data.kind == "message":
-            event_id = report_message(
-                "Test message sent on purpose by POST /api/v1/admin/test-monitoring.",
-                level="info",
-                user=user,
-                route=request.scope.get("path_template"),
-                method=request.method,
-            )
-        return MonitoringTestOut(kind=data.kind, trace_id=trace_id, sentry_event_id=event_id)
+        event_id = await produce_monitoring_signal(
+            data.kind,
+            services=services,
+            user=user,
+            route=request.scope.get("path_template") or request.url.path,
+            method=request.method,
+        )
+        return MonitoringTestOut(
+            kind=data.kind, trace_id=request.scope["state"]["trace_id"], sentry_event_id=event_id
+        )

@@ -25,6 +25,7 @@ from .alerts import AlertBoard, AlertController
 from .analytics import AnalyticsController, SellerDashboardController
 from .auth import provide_user
 from .cart import CartController
+from .dashboard import dashboard_router
 from .health import live, ready
 from .items import ItemController
 from .metrics import metrics as metrics_endpoint
@@ -120,7 +121,7 @@ def create_app(
     )
 
     app = Litestar(
-        route_handlers=[api, live, ready, docs, metrics_endpoint],
+        route_handlers=[api, dashboard_router(), live, ready, docs, metrics_endpoint],
         dependencies={
             "services": Provide(_from_state("services"), sync_to_thread=False),
             "database": Provide(_from_state("database"), sync_to_thread=False),

@@ -23,21 +23,34 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> User:
     cached = connection.scope.get("state", {}).get("user")
     if cached is not None:
         return cached
-    services: Services = connection.app.state["services"]
     scheme, _, token = connection.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthorizedException("Send a bearer token in the Authorization header.")
-    user_id = services.tokens.subject(token.strip())
-    user = await services.repos.users.get(user_id) if user_id else None
+    user = await user_of_token(connection, token.strip())
     if user is None:
         raise NotAuthorizedException("The token is not valid or has expired; sign in again.")
+    return user
+
+
+async def user_of_token(connection: ASGIConnection[Any, Any, Any, Any], token: str) -> User | None:
+    """The user an access token was issued to (remembered for the request), or None when the token is forged,
+    malformed or expired, or its user is gone. The admin dashboard's session cookie holds such a token too."""
+    services: Services = connection.app.state["services"]
+    user_id = services.tokens.subject(token)
+    user = await services.repos.users.get(user_id) if user_id else None
+    if user is not None:
+        remember_user(connection, user)
+    return user
+
+
+def remember_user(connection: ASGIConnection[Any, Any, Any, Any], user: User) -> None:
+    """Store the signed-in user for the request (the `user` dependency, logs) and tag the server span."""
     connection.scope.setdefault("state", {})["user"] = user
     if (request := request_context.current()) is not None:
         request.user_id = user.id
     span = trace.get_current_span()
     span.set_attribute(names.ENDUSER_ID, user.id)
     span.set_attribute(names.USER_ROLE, user.role.value)
-    return user
 
 
 def requires(*roles: Role) -> Any:

@@ -1,0 +1,283 @@
+"""The admin dashboard: `/admin/login`, `/admin/logout`, `/admin/dashboard` and its monitoring buttons.
+
+Server-rendered HTML for people (dashboard_pages.py), kept out of the OpenAPI schema. The session is a cookie
+holding an ordinary access token (`HttpOnly; Secure; SameSite=Strict; Path=/admin`), so sign-in, expiry and
+revocation are the API's. Forms that change something carry a CSRF token: an HMAC of the session cookie keyed
+by the cookie itself. Only someone who can read the HttpOnly cookie (nobody but the browser, and the server
+that signed it with the service's secret) can make one, and it is bound to this very session, so a cookie
+planted by a sibling site does not help an attacker either.
+
+Every response is `Cache-Control: no-store` with a Content-Security-Policy that allows nothing external.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from typing import Any, cast
+
+from litestar import Request, Response, Router, get, post
+from litestar.exceptions import ValidationException
+from litestar.response import Redirect
+
+from market.application import accounts, analytics
+from market.application.services import Services
+from market.domain.analytics import REPORTS, Period
+from market.domain.errors import InvalidCredentials
+from market.domain.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, Role, User
+
+from . import dashboard_pages as pages
+from .admin import MONITORING_KINDS, MonitoringKind, MonitoringTestError, produce_monitoring_signal
+from .alerts import AlertBoard
+from .analytics import period_of, report_out
+from .auth import user_of_token
+from .problems import record_server_error
+
+COOKIE = "market_admin"
+COOKIE_PATH = "/admin"
+CSRF_FIELD = "csrf_token"
+LOGIN_URL = "/admin/login"
+DASHBOARD_URL = "/admin/dashboard"
+MAX_PERIOD_INPUT = 64
+CSP = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+WRONG_CREDENTIALS = "Wrong e-mail or password."
+NOT_ALLOWED = "This account may not use the admin dashboard: it is for administrators only."
+FORM_REFUSED = (
+    "This form was not sent from your dashboard session (or the session has changed since the page was shown), "
+    "so nothing was done. Reload the dashboard and try again."
+)
+_BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _html(content: str, status: int = 200, set_cookie: str | None = None) -> Response[str]:
+    headers = {"Set-Cookie": set_cookie} if set_cookie else None
+    return Response(content, status_code=status, media_type="text/html; charset=utf-8", headers=headers)
+
+
+def _redirect(url: str, set_cookie: str | None = None) -> Redirect:
+    return Redirect(url, status_code=303, headers={"Set-Cookie": set_cookie} if set_cookie else None)
+
+
+def _session_cookie(token: str, max_age: int) -> str:
+    # Written by hand: Litestar spells the attribute `SameSite=strict`; this is the spelling of RFC 6265bis.
+    return f"{COOKIE}={token}; Max-Age={max_age}; Path={COOKIE_PATH}; Secure; HttpOnly; SameSite=Strict"
+
+
+CLEARED_COOKIE = _session_cookie("", 0)
+
+
+def csrf_token(session_token: str) -> str:
+    """The token the dashboard's forms must send back: HMAC-SHA256 keyed by the session cookie's value."""
+    return hmac.new(session_token.encode(), b"market admin dashboard form", hashlib.sha256).hexdigest()
+
+
+def _add_security_headers(response: Response[Any]) -> Response[Any]:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+async def _session(request: Request[Any, Any, Any]) -> tuple[User, str] | None:
+    """The signed-in user and their session token, or None (no cookie, or a forged or expired one)."""
+    token = request.cookies.get(COOKIE, "")
+    if not token:
+        return None
+    user = await user_of_token(request, token)
+    return None if user is None else (user, token)
+
+
+def _forbidden() -> Response[str]:
+    return _html(pages.message_page("Not allowed", NOT_ALLOWED, signed_in=True), 403)
+
+
+@get("/login")
+async def login_page() -> Response[str]:
+    """The sign-in form."""
+    return _html(pages.login_page())
+
+
+@post("/login")
+async def login(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
+    """Check the credentials as `POST /api/v1/auth/token` does; an admin gets the session cookie."""
+    form = await request.form()
+    email = str(form.get("email") or "")
+    password = str(form.get("password") or "")
+    if not email or not password:
+        return _html(
+            pages.login_page(email=email[:MAX_EMAIL_LENGTH], message="Enter your e-mail and password."), 400
+        )
+    # What the API refuses by schema (422) is simply wrong here: the page tells no more than "wrong".
+    plausible = (
+        len(email) <= MAX_EMAIL_LENGTH and len(password) <= MAX_PASSWORD_LENGTH and "\x00" not in email
+    )
+    try:
+        if not plausible:
+            raise InvalidCredentials()
+        issued = await accounts.issue_token(
+            email,
+            password,
+            repos=services.repos,
+            hasher=services.hasher,
+            tokens=services.tokens,
+            dummy_hash=services.dummy_password_hash,
+        )
+    except InvalidCredentials:
+        return _html(pages.login_page(email=email[:MAX_EMAIL_LENGTH], message=WRONG_CREDENTIALS), 401)
+    user = await user_of_token(request, issued.token)
+    if user is None:  # deleted between the two reads
+        return _html(pages.login_page(email=email[:MAX_EMAIL_LENGTH], message=WRONG_CREDENTIALS), 401)
+    if user.role is not Role.ADMIN:
+        return _forbidden()
+    return _redirect(DASHBOARD_URL, _session_cookie(issued.token, issued.expires_in))
+
+
+@post("/logout")
+async def logout() -> Redirect:
+    """Forget the session cookie. No CSRF check: the worst a forged sign-out does is sign someone out."""
+    return _redirect(LOGIN_URL, CLEARED_COOKIE)
+
+
+@get("/dashboard")
+async def dashboard(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
+    """The dashboard over `from`/`to` (dates, or RFC 3339 timestamps; the last 30 days by default)."""
+    session = await _session(request)
+    if session is None:
+        return _redirect(LOGIN_URL, CLEARED_COOKIE if COOKIE in request.cookies else None)
+    user, token = session
+    if user.role is not Role.ADMIN:
+        return _forbidden()
+    raw_from = request.query_params.get("from") or ""
+    raw_to = request.query_params.get("to") or ""
+    content, status = await _render(request, services, user, token, raw_from, raw_to)
+    return _html(content, status)
+
+
+@post("/dashboard/test-monitoring")
+async def test_monitoring(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
+    """The monitoring self-test's buttons: the very signal of `POST /api/v1/admin/test-monitoring`, then the
+    dashboard with what was produced, its trace id and Sentry event id."""
+    session = await _session(request)
+    if session is None:
+        return _redirect(LOGIN_URL, CLEARED_COOKIE if COOKIE in request.cookies else None)
+    user, token = session
+    if user.role is not Role.ADMIN:
+        return _forbidden()
+    form = await request.form()
+    if not hmac.compare_digest(str(form.get(CSRF_FIELD) or ""), csrf_token(token)):
+        return _html(pages.message_page("Form refused", FORM_REFUSED, signed_in=True), 403)
+    trace_id = request.scope["state"]["trace_id"]
+    kind = str(form.get("kind") or "")
+    status = 200
+    if kind not in MONITORING_KINDS:
+        result = pages.MonitoringResult(
+            kind, trace_id, None, error=f"Nothing was produced: there is no kind {kind[:40]!r}."
+        )
+        status = 400
+    else:
+        route = request.scope.get("path_template") or request.url.path
+        try:
+            event_id = await produce_monitoring_signal(
+                cast(MonitoringKind, kind),
+                services=services,
+                user=user,
+                route=route,
+                method=request.method,
+            )
+        except MonitoringTestError as exc:
+            # Reported exactly as an unhandled error is (span, log, Sentry), and answered with a 500 so the
+            # error-rate metric counts it too; the page still tells the on-call person where to look.
+            event_id = record_server_error(request, exc)
+            status = 500
+        result = pages.MonitoringResult(kind, trace_id, event_id)
+    raw_from, raw_to = str(form.get("from") or ""), str(form.get("to") or "")
+    content, page_status = await _render(request, services, user, token, raw_from, raw_to, result)
+    return _html(content, max(status, page_status))
+
+
+async def _render(
+    request: Request[Any, Any, Any],
+    services: Services,
+    user: User,
+    token: str,
+    raw_from: str,
+    raw_to: str,
+    result: pages.MonitoringResult | None = None,
+) -> tuple[str, int]:
+    raw_from, raw_to = raw_from.strip()[:MAX_PERIOD_INPUT], raw_to.strip()[:MAX_PERIOD_INPUT]
+    figures: pages.Figures | None = None
+    errors: list[tuple[str, str]] = []
+    try:
+        # A date typed as `to` includes its whole day (the API takes a bare date as its first instant).
+        to = f"{raw_to}T23:59:59.999999+00:00" if _BARE_DATE.match(raw_to) else raw_to
+        period = period_of(raw_from or None, to or None, services)
+    except ValidationException as exc:
+        errors = [(str(e.get("key")), str(e.get("message"))) for e in exc.extra if isinstance(e, dict)]  # type: ignore[union-attr]
+    else:
+        figures = await _figures(services, period)
+    form = pages.PeriodForm(
+        raw_from=raw_from,
+        raw_to=raw_to,
+        shown_from=figures.funnel.from_.date().isoformat() if figures else _date_or_empty(raw_from),
+        shown_to=figures.funnel.to.date().isoformat() if figures else _date_or_empty(raw_to),
+        errors=errors,
+    )
+    board: AlertBoard | None = request.app.state.get("alerts")
+    content = pages.dashboard_page(
+        email=user.email,
+        csrf_token=csrf_token(token),
+        form=form,
+        figures=figures,
+        alerts=None if board is None else board.statuses(),
+        alerts_evaluated_at=None if board is None else board.evaluated_at,
+        result=result,
+    )
+    return content, 400 if errors else 200
+
+
+def _date_or_empty(raw: str) -> str:
+    return raw if _BARE_DATE.match(raw) else ""
+
+
+async def _figures(services: Services, period: Period) -> pages.Figures:
+    """The five reports (as the API shapes them) and payments per day. One after another: on SQLite the
+    reports share one connection anyway, and each is a single query over an indexed range."""
+    shaped = {
+        name: report_out(
+            await analytics.run_report(
+                name,
+                period,
+                reports=services.reports,
+                clock=services.clock,
+                abandon_after=services.cart_abandon_after,
+            )
+        )
+        for name in REPORTS
+    }
+    return pages.Figures(
+        funnel=shaped["funnel"],  # type: ignore[arg-type]
+        search=shaped["search"],  # type: ignore[arg-type]
+        payments=shaped["payments"],  # type: ignore[arg-type]
+        carts=shaped["carts"],  # type: ignore[arg-type]
+        sessions=shaped["sessions"],  # type: ignore[arg-type]
+        payments_by_day=await analytics.payments_by_day(period, reports=services.reports),
+    )
+
+
+def dashboard_router() -> Router:
+    """The pages under /admin: HTML for people, not part of the API (nor of its schema)."""
+    return Router(
+        path="/admin",
+        route_handlers=[login_page, login, logout, dashboard, test_monitoring],
+        include_in_schema=False,
+        after_request=_add_security_headers,
+    )
