@@ -40,16 +40,18 @@ _TELEMETRY_VARIABLES = (
 )
 
 
-def add_database_arguments(parser: argparse.ArgumentParser) -> None:
+def add_connection_arguments(parser: argparse.ArgumentParser, database_url_help: str) -> None:
     parser.add_argument(
         "--admin-url",
         default=DEFAULT_ADMIN_URL,
         help="PostgreSQL role that may create databases [MARKET_BENCH_POSTGRES_URL] (default: %(default)s)",
     )
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="Use this already seeded database instead (it is neither seeded nor dropped).",
+    parser.add_argument("--database-url", default=None, help=database_url_help)
+
+
+def add_database_arguments(parser: argparse.ArgumentParser) -> None:
+    add_connection_arguments(
+        parser, "Use this already seeded database instead (it is neither seeded nor dropped)."
     )
     parser.add_argument("--sellers", type=int, default=100)
     parser.add_argument("--items", type=int, default=100_000)
@@ -131,6 +133,22 @@ def seeded_database(args: argparse.Namespace, workdir: Path) -> Iterator[str]:
     finally:
         _admin(args.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         print(f"database {name} dropped")
+
+
+@contextmanager
+def empty_database(admin_url: str, prefix: str = "market_bench", keep: bool = False) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database, dropped on the way out whatever happens (unless
+    `keep`: then its URL is printed)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    _admin(admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield _database_url(admin_url, name)
+    finally:
+        if keep:
+            print(f"database kept: {_database_url(admin_url, name)}")
+        else:
+            _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            print(f"database {name} dropped")
 
 
 @contextmanager

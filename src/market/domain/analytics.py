@@ -161,6 +161,7 @@ class PaymentsReport:
     success_rate: float
     by_method: tuple[MethodStats, ...]
     amounts: tuple[AmountStats, ...]
+    """Over every payment that succeeded (each order paid, however it was settled), per currency."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,7 +93,9 @@ class AmountOut(msgspec.Struct):
 
 
 class PaymentsOut(msgspec.Struct):
-    """Charge attempts by outcome; `amounts` are over succeeded payments, per currency."""
+    """Charge attempts by their outcome when made (`errored`: the provider could not be reached); `amounts`
+    are over succeeded payments, per currency: every order paid, including those that reconciliation found
+    charged after a call that timed out (whose attempt stays `errored`)."""
 
     from_: datetime = msgspec.field(name="from")
     to: datetime

@@ -1,7 +1,7 @@
 """The analytics events: an append-only log of business events that the reports read. Each row carries
 the session, user and trace it happened in. Indexes serve the reports' access paths: by kind and time
-(every report), by session (search success, seller conversion), by order (the session of a later payment
-event) and by seller (the seller dashboard's views)."""
+(every report), by session (search success), by order (the session of a later payment event), a buyer's
+checkouts (carts), a session's payments (seller conversion) and by seller (the seller dashboard's views)."""
 
 from .runner import Migration
 
@@ -34,6 +34,13 @@ _INDEXES = [
     "CREATE INDEX analytics_events_session_idx ON analytics_events (session_id, occurred_at)",
     "CREATE INDEX analytics_events_checkout_idx ON analytics_events (order_id)"
     " WHERE kind = 'checkout_started'",
+    # The partial indexes below hold ~1 % of the rows each and cost item views and searches nothing. Without
+    # them SQLite (no hash joins, no statistics) scanned every checkout of the period for each cart in the
+    # carts report, and every later payment for each view in the seller dashboard: minutes at 1M events.
+    "CREATE INDEX analytics_events_checkout_user_idx ON analytics_events (user_id, occurred_at)"
+    " WHERE kind = 'checkout_started'",
+    "CREATE INDEX analytics_events_paid_session_idx ON analytics_events (session_id, occurred_at)"
+    " WHERE kind = 'order_paid'",
     "CREATE INDEX analytics_events_seller_views_idx ON analytics_events (seller_id, occurred_at)"
     " WHERE kind = 'item_viewed'",
 ]
