@@ -36,6 +36,19 @@ def test_a_period_reads_rfc_3339_with_z_or_an_offset_and_keeps_utc() -> None:
     assert period.end.tzinfo is UTC
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2026-11-01t00:00:00z",  # RFC 3339 allows lower case
+        "2026-11-01T01:00:00 01:00",  # `+01:00` sent unencoded in a URL: the `+` arrives as a space
+        "2026-11-01 00:00:00Z",
+        "2026-10-31T23:00:00.000000-01:00",
+    ],
+)
+def test_every_spelling_of_the_same_instant_reads_alike(raw: str) -> None:
+    assert parse_period(raw, "2026-11-02T00:00:00Z", NOW).start == datetime(2026, 11, 1, tzinfo=UTC)
+
+
 def test_a_bare_date_is_its_first_instant_in_utc() -> None:
     assert parse_period("2026-11-01", "2026-11-02", NOW).start == datetime(2026, 11, 1, tzinfo=UTC)
 

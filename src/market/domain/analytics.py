@@ -3,6 +3,7 @@ percentiles). The numbers come from the analytics events (see events.py); the qu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from fractions import Fraction
 
 from .validation import FieldErrors
 
+_URL_DECODED_OFFSET = re.compile(r"(?<=\d) (\d{2}:\d{2})$")
 MAX_PERIOD = timedelta(days=366)
 DEFAULT_PERIOD = timedelta(days=30)
 REPORTS = ("funnel", "search", "payments", "carts", "sessions")
@@ -46,7 +48,9 @@ def parse_period(raw_from: str | None, raw_to: str | None, now: datetime) -> Per
 
 
 def _timestamp(raw: str, field: str, errors: FieldErrors) -> datetime | None:
-    raw = raw.strip()
+    # RFC 3339 allows a lower-case `t` and `z`; a `+HH:MM` offset put in a URL unencoded arrives with its `+`
+    # decoded as a space.
+    raw = _URL_DECODED_OFFSET.sub(r"+\1", raw.strip()).upper()
     try:
         value = datetime.fromisoformat(raw)
         if len(raw) == 10:  # a bare date: its first instant, in UTC
