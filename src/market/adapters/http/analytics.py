@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from litestar import Controller, get
@@ -24,6 +25,7 @@ _PERIOD_HELP = (
     "RFC 3339 timestamp with a time zone (`2026-11-28T13:33:41Z`) or a date (`2026-11-28`, its first instant "
     "in UTC). Both ends are included; `to` defaults to now, `from` to 30 days before `to`; at most 366 days."
 )
+T = TypeVar("T")
 FromParam = Annotated[str | None, Parameter(query="from", description=_PERIOD_HELP, max_length=64)]
 ToParam = Annotated[str | None, Parameter(query="to", description=_PERIOD_HELP, max_length=64)]
 
@@ -43,25 +45,13 @@ def _second(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
 
 
-class QueryCountOut(msgspec.Struct):
-    query: str
-    count: int
-
-
-class FunnelStepOut(msgspec.Struct):
-    name: Literal["browsed", "carted", "checkout_started", "paid"]
-    sessions: int
-    conversion: float
-    """Share of the previous step's sessions (the first step: 1 when it has any)."""
-
-
 class FunnelOut(msgspec.Struct):
     """Sessions (distinct `X-Session-Id`s) at each step; each step counts only sessions that reached every
     step before it: browsed (viewed an item or searched), carted, started a checkout, paid."""
 
     from_: datetime = msgspec.field(name="from")
     to: datetime
-    steps: list[FunnelStepOut]
+    steps: list[reports.FunnelStep]
     overall_conversion: float
 
 
@@ -73,23 +63,8 @@ class SearchOut(msgspec.Struct):
     no_results_rate: float
     success_rate: float
     """Share of searches followed, in the same session within 30 minutes, by an item view or a cart add."""
-    top_queries: list[QueryCountOut]
-    top_no_result_queries: list[QueryCountOut]
-
-
-class MethodOut(msgspec.Struct):
-    method: str
-    attempts: int
-    success_rate: float
-
-
-class AmountOut(msgspec.Struct):
-    currency: str
-    count: int
-    sum_cents: int
-    mean_cents: int
-    p50_cents: int
-    p95_cents: int
+    top_queries: list[reports.QueryCount]
+    top_no_result_queries: list[reports.QueryCount]
 
 
 class PaymentsOut(msgspec.Struct):
@@ -104,8 +79,8 @@ class PaymentsOut(msgspec.Struct):
     declined: int
     errored: int
     success_rate: float
-    by_method: list[MethodOut]
-    amounts: list[AmountOut]
+    by_method: list[reports.MethodStats]
+    amounts: list[reports.AmountStats]
 
 
 class CartsOut(msgspec.Struct):
@@ -135,58 +110,28 @@ class SessionsOut(msgspec.Struct):
 ReportOut = FunnelOut | SearchOut | PaymentsOut | CartsOut | SessionsOut
 
 
+_SHAPES: dict[type, type[ReportOut]] = {
+    reports.FunnelReport: FunnelOut,
+    reports.SearchReport: SearchOut,
+    reports.PaymentsReport: PaymentsOut,
+    reports.CartsReport: CartsOut,
+    reports.SessionsReport: SessionsOut,
+}
+
+
+def _shaped(figures: Any, shape: type[T]) -> T:
+    """A report's JSON shape: its own fields, with its period as `from`/`to` to the second."""
+    values = {
+        f.name: list(value) if isinstance(value := getattr(figures, f.name), tuple) else value
+        for f in dataclasses.fields(figures)
+        if f.name not in ("start", "end")
+    }
+    return shape(from_=_second(figures.start), to=_second(figures.end), **values)
+
+
 def report_out(report: reports.Report) -> ReportOut:
-    """The JSON shape of a report (the API's and `market report --json`'s)."""
-    period = {"from_": _second(report.start), "to": _second(report.end)}
-    match report:
-        case reports.FunnelReport():
-            return FunnelOut(
-                **period,
-                steps=[FunnelStepOut(s.name, s.sessions, s.conversion) for s in report.steps],  # type: ignore[arg-type]
-                overall_conversion=report.overall_conversion,
-            )
-        case reports.SearchReport():
-            return SearchOut(
-                **period,
-                searches=report.searches,
-                no_results=report.no_results,
-                no_results_rate=report.no_results_rate,
-                success_rate=report.success_rate,
-                top_queries=[QueryCountOut(q.query, q.count) for q in report.top_queries],
-                top_no_result_queries=[QueryCountOut(q.query, q.count) for q in report.top_no_result_queries],
-            )
-        case reports.PaymentsReport():
-            return PaymentsOut(
-                **period,
-                attempts=report.attempts,
-                succeeded=report.succeeded,
-                declined=report.declined,
-                errored=report.errored,
-                success_rate=report.success_rate,
-                by_method=[MethodOut(m.method, m.attempts, m.success_rate) for m in report.by_method],
-                amounts=[
-                    AmountOut(a.currency, a.count, a.sum_cents, a.mean_cents, a.p50_cents, a.p95_cents)
-                    for a in report.amounts
-                ],
-            )
-        case reports.CartsReport():
-            return CartsOut(
-                **period,
-                carts_with_items=report.carts_with_items,
-                checked_out=report.checked_out,
-                abandoned=report.abandoned,
-                abandonment_rate=report.abandonment_rate,
-                abandon_after_s=report.abandon_after_s,
-            )
-        case reports.SessionsReport():
-            return SessionsOut(
-                **period,
-                sessions=report.sessions,
-                median_duration_s=report.median_duration_s,
-                p95_duration_s=report.p95_duration_s,
-                events_per_session=report.events_per_session,
-            )
-    raise TypeError(f"not a report: {report!r}")
+    """The JSON of a report (the API's and `market report --json`'s)."""
+    return _shaped(report, _SHAPES[type(report)])
 
 
 class AnalyticsController(Controller):
@@ -225,53 +170,23 @@ class AnalyticsController(Controller):
         return report_out(result)
 
 
-class RevenueOut(msgspec.Struct):
-    currency: str
-    revenue_cents: int
-    orders: int
-    units: int
-
-
-class SellerItemOut(msgspec.Struct):
-    item_id: str
-    title: str
-    currency: str
-    units: int
-    revenue_cents: int
-    views: int
-    conversion: float
-    """Share of the sessions that viewed the item which then paid for an order holding it."""
-
-
 class SellerDashboardOut(msgspec.Struct):
     """The seller's own paid orders (revenue per currency: sums across currencies are refused) and the views
     of their own items; nobody else's."""
 
     from_: datetime = msgspec.field(name="from")
     to: datetime
-    revenue: list[RevenueOut]
+    revenue: list[reports.Revenue]
     orders: int
     units: int
     views: int
     conversion: float
     """Share of the sessions that viewed one of the seller's items which then paid for an order holding one."""
-    top_items: list[SellerItemOut]
+    top_items: list[reports.SellerItemStats]
 
 
 def dashboard_out(board: reports.SellerDashboard) -> SellerDashboardOut:
-    return SellerDashboardOut(
-        from_=_second(board.start),
-        to=_second(board.end),
-        revenue=[RevenueOut(r.currency, r.revenue_cents, r.orders, r.units) for r in board.revenue],
-        orders=board.orders,
-        units=board.units,
-        views=board.views,
-        conversion=board.conversion,
-        top_items=[
-            SellerItemOut(i.item_id, i.title, i.currency, i.units, i.revenue_cents, i.views, i.conversion)
-            for i in board.top_items
-        ],
-    )
+    return _shaped(board, SellerDashboardOut)
 
 
 class SellerDashboardController(Controller):
