@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -87,24 +88,34 @@ def stop_server(server: LiveServer) -> None:
         server.process.kill()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def live_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    workdir = tmp_path_factory.mktemp(f"live-{request.param}")
-    if request.param == "sqlite":
-        server = start_server(f"sqlite:///{workdir / 'market.db'}", workdir, "sqlite")
-        yield server
-        stop_server(server)
+@contextmanager
+def serving(engine: str, workdir: Path, env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+    """`market serve` on a fresh database of `engine`, stopped (and the database dropped) on exit."""
+    if engine == "sqlite":
+        server = start_server(f"sqlite:///{workdir / 'market.db'}", workdir, "sqlite", env)
+        try:
+            yield server
+        finally:
+            stop_server(server)
         return
     name = f"market_test_{uuid.uuid4().hex[:12]}"
     _admin(f'CREATE DATABASE "{name}"')
     try:
-        server = start_server(postgres_url(name), workdir, "postgresql")
-        yield server
-        stop_server(server)
+        server = start_server(postgres_url(name), workdir, "postgresql", env)
+        try:
+            yield server
+        finally:
+            stop_server(server)
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def live_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    with serving(request.param, tmp_path_factory.mktemp(f"live-{request.param}")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -31,9 +31,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import _admin, postgres_url
-
-from .conftest import LiveServer, auth, register, start_server, stop_server
+from .conftest import LiveServer, auth, register, serving
 from .helpers import (
     assert_problem,
     create_admin,
@@ -591,21 +589,9 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """A fresh server and database per engine, so no other test's events mix in: carts are abandoned after
     1 s, and the background reconciler stays out of the way (the timeout test reconciles by hand)."""
-    workdir = tmp_path_factory.mktemp(f"analytics-{request.param}")
     env = {"MARKET_CART_ABANDON_AFTER": str(ABANDON_AFTER_S), "MARKET_RECONCILE_INTERVAL": "3600"}
-    if request.param == "sqlite":
-        server = start_server(f"sqlite:///{workdir / 'market.db'}", workdir, "sqlite", env)
+    with serving(request.param, tmp_path_factory.mktemp(f"analytics-{request.param}"), env) as server:
         yield server
-        stop_server(server)
-        return
-    name = f"market_test_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        server = start_server(postgres_url(name), workdir, "postgresql", env)
-        yield server
-        stop_server(server)
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def register_many(server: LiveServer, roles: list[str]) -> list[dict[str, str]]:

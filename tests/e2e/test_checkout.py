@@ -18,9 +18,8 @@ import httpx
 import pytest
 
 from market.adapters.payments.signature import sign
-from tests.conftest import _admin, postgres_url
 
-from .conftest import LiveServer, auth, register, start_server, stop_server
+from .conftest import LiveServer, auth, register, serving, start_server, stop_server
 from .helpers import (
     RFC3339_UTC,
     assert_problem,
@@ -119,21 +118,9 @@ def live_server(
     """This module's own server per engine (conftest's `client` uses it): a known
     MARKET_PAYMENT_WEBHOOK_SECRET, to sign provider events, and a background reconciler that stays out of the
     way (the test of the background reconciler starts a second server with its own)."""
-    workdir = tmp_path_factory.mktemp(f"checkout-{request.param}")
     env = {"MARKET_PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET, "MARKET_RECONCILE_INTERVAL": "3600"}
-    if request.param == "sqlite":
-        server = start_server(f"sqlite:///{workdir / 'market.db'}", workdir, "sqlite", env)
+    with serving(request.param, tmp_path_factory.mktemp(f"checkout-{request.param}"), env) as server:
         yield server
-        stop_server(server)
-        return
-    name = f"market_test_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        server = start_server(postgres_url(name), workdir, "postgresql", env)
-        yield server
-        stop_server(server)
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +20,6 @@ import pytest
 
 from market import __version__
 from market.telemetry import names
-from tests.conftest import _admin, postgres_url
 from tests.telemetry_receivers import (
     OtlpGrpcReceiver,
     OtlpHttpReceiver,
@@ -32,7 +29,7 @@ from tests.telemetry_receivers import (
     wait_until,
 )
 
-from .conftest import LiveServer, auth, register, start_server, stop_server
+from .conftest import LiveServer, auth, register, serving
 from .helpers import assert_problem, create_admin, create_item, trace_id_of, unique_word
 
 SERVER, CLIENT, INTERNAL = 2, 3, 1  # OTLP SpanKind values
@@ -98,28 +95,6 @@ class Journey:
         )
         (span,) = [s for s in spans if s.trace_id == trace_id and s.kind == SERVER]
         return span
-
-
-@contextmanager
-def serving(engine: str, workdir: Path, env: dict[str, str]) -> Iterator[LiveServer]:
-    """`market serve` on a fresh database of `engine`, stopped (and the database dropped) on exit."""
-    if engine == "sqlite":
-        server = start_server(f"sqlite:///{workdir / 'market.db'}", workdir, "sqlite", env)
-        try:
-            yield server
-        finally:
-            stop_server(server)
-        return
-    name = f"market_test_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        server = start_server(postgres_url(name), workdir, "postgresql", env)
-        try:
-            yield server
-        finally:
-            stop_server(server)
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _checkout(client: httpx.Client, buyer: dict[str, str], item_id: str, token: str) -> httpx.Response:
