@@ -24,6 +24,9 @@ LOGIN = "/admin/login"
 DASHBOARD = "/admin/dashboard"
 MONITORING = "/admin/dashboard/test-monitoring"
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+STYLESHEET = "/admin/static/dashboard.css"
+# What a CSP without 'unsafe-inline' in style-src would block: a <style> element or a style attribute.
+INLINE_STYLE = re.compile(r"<style[\s>]|\sstyle\s*=", re.IGNORECASE)
 
 
 def sign_in(client: httpx.Client, email: str, password: str) -> httpx.Response:
@@ -214,8 +217,9 @@ def test_a_no_result_search_query_is_shown_escaped(client, admin_session):
         r = client.get("/api/v1/items", params={"q": query})
         assert r.status_code == 200 and r.json()["items"] == []
     text = assert_html_page(client.get(DASHBOARD, params={"from": since}, headers=admin_session), 200)
-    shown = html.escape(query.lower(), quote=True)
-    assert shown in text
+    # Whichever spelling the escaping uses (&quot; or &#34;), the cell reads back as the query typed.
+    cells = [html.unescape(cell) for cell in re.findall(r'<td class="q">([^<]*)</td>', text)]
+    assert query.lower() in cells
     assert "<script>alert" not in text and "<img/src=x" not in text and '"quoted"' not in text
 
 
@@ -288,3 +292,38 @@ def test_sign_out_clears_the_cookie(client, admin_session):
 def test_dashboard_pages_are_not_in_the_openapi_schema(client):
     paths = client.get("/schema/openapi.json").json()["paths"]
     assert not [path for path in paths if path.startswith("/admin")]
+
+
+def test_the_stylesheet_is_served_as_css_under_the_pages_security_headers(client):
+    r = client.get(STYLESHEET, headers=BROWSER)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/css")
+    assert r.headers["content-security-policy"] == CSP
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "font:" in r.text and "<" not in r.text
+
+
+@pytest.mark.parametrize("path", ["/admin/static/nothing.css", "/admin/static/%2e%2e/dashboard.py"])
+def test_an_unknown_or_escaping_static_path_is_a_404(client, path):
+    r = client.get(path)
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_pages_link_the_stylesheet_and_carry_no_inline_style(client, admin_session):
+    buyer = register(client, "buyer")
+    pages = [
+        client.get(LOGIN, headers=BROWSER),
+        sign_in(client, "nobody-at-all@example.com", "not-the-password"),  # 401 with a message
+        sign_in(client, buyer["email"], buyer["password"]),  # 403 message page
+        client.get(DASHBOARD, headers=admin_session),
+        client.get(DASHBOARD, params={"from": "yesterday"}, headers=admin_session),  # 400 period error
+        client.get("/no/such/page", headers=BROWSER),  # the friendly 404
+    ]
+    for r in pages:
+        assert r.headers["content-type"].startswith("text/html"), r.request.url
+        assert f'<link rel="stylesheet" href="{STYLESHEET}">' in r.text, r.request.url
+        assert INLINE_STYLE.search(r.text) is None, (r.request.url, INLINE_STYLE.search(r.text))
+        csp = r.headers.get("content-security-policy")
+        assert csp is None or "'unsafe-inline'" not in csp  # the 404 page is not the dashboard's
+    assert "style-src 'self';" in pages[0].headers["content-security-policy"]

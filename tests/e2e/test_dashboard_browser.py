@@ -98,6 +98,10 @@ def test_admin_reads_the_funnel_and_tests_monitoring_in_a_browser(
     context = browser.new_context(viewport={"width": 1366, "height": 768})
     page = context.new_page()
     elsewhere: list[str] = []
+    console_errors: list[str] = []  # a Content-Security-Policy violation is reported here
+    page.on(
+        "console", lambda message: console_errors.append(message.text) if message.type == "error" else None
+    )
     page.on(
         "request",
         lambda request: (
@@ -138,6 +142,10 @@ def test_admin_reads_the_funnel_and_tests_monitoring_in_a_browser(
         # The page after the button keeps the period it was pressed on.
         assert int(page.get_by_test_id("funnel-paid").inner_text()) == api["paid"]
         assert elsewhere == []  # nothing is loaded from anywhere else
+        # The stylesheet is applied (the page's background is its colour) and the CSP refused nothing.
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(238, 241, 245)", background
+        assert console_errors == []
     finally:
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         context.close()

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -887,3 +888,31 @@ def test_the_guide_covers_sentry_the_walkthrough_and_every_alert() -> None:
         assert f"`t {kind}`" in text, kind
     headings = set(re.findall(r"^### (\w+)$", text, re.M))
     assert {rule["alert"] for rule in alerts()} <= headings
+
+
+def test_no_python_file_under_src_holds_markup() -> None:
+    """Pages are Jinja templates under adapters/http/templates (autoescaped), not strings in Python."""
+    markup = re.compile(r"<(html|div|svg|table|form|style)[ >]", re.IGNORECASE)
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in sorted((REPO / "src").rglob("*.py"))
+        if markup.search(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
+
+
+def test_the_package_data_ships_every_template_and_static_file() -> None:
+    """A wheel (and the Docker image, which installs one) holds the pages' templates and stylesheet."""
+    package = REPO / "src" / "market"
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "package-data"
+    ]["market"]
+    shipped = {path for pattern in patterns for path in package.glob(pattern)}
+    needed = {
+        path
+        for folder in ("adapters/http/templates", "adapters/http/static")
+        for path in (package / folder).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert needed, "no templates found"
+    assert needed <= shipped, sorted(str(p.relative_to(package)) for p in needed - shipped)

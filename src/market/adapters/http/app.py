@@ -34,6 +34,7 @@ from .orders import CheckoutController
 from .payment_webhooks import payment_webhook
 from .problems import CATALOGUE, exception_handlers
 from .seller import SellerWebhookController
+from .templating import template_config
 from .validation import strict_body
 
 MAX_BODY_BYTES = 1_048_576
@@ -129,6 +130,7 @@ def create_app(
         },
         exception_handlers=exception_handlers(),
         openapi_config=_openapi(),
+        template_config=template_config(),
         request_max_body_size=MAX_BODY_BYTES,
         lifespan=list(lifespan),
         state=State(

@@ -1,13 +1,15 @@
 """The admin dashboard: `/admin/login`, `/admin/logout`, `/admin/dashboard` and its monitoring buttons.
 
-Server-rendered HTML for people (dashboard_pages.py), kept out of the OpenAPI schema. The session is a cookie
+Server-rendered HTML for people (Jinja templates under templates/, their figures from dashboard_pages.py,
+the stylesheet served from static/ under /admin/static), kept out of the OpenAPI schema. The session is a cookie
 holding an ordinary access token (`HttpOnly; Secure; SameSite=Strict; Path=/admin`), so sign-in, expiry and
 revocation are the API's. Forms that change something carry a CSRF token: an HMAC of the session cookie keyed
 by the cookie itself. Only someone who can read the HttpOnly cookie (nobody but the browser, and the server
 that signed it with the service's secret) can make one, and it is bound to this very session, so a cookie
 planted by a sibling site does not help an attacker either.
 
-Every response is `Cache-Control: no-store` with a Content-Security-Policy that allows nothing external.
+Every response, the stylesheet's too, is `Cache-Control: no-store` with a Content-Security-Policy that allows
+nothing external and no inline style or script.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any, cast
 
 from litestar import Request, Response, Router, get, post
 from litestar.exceptions import ValidationException
-from litestar.response import Redirect
+from litestar.response import Redirect, Template
+from litestar.static_files import create_static_files_router
 
 from market.application import accounts, analytics
 from market.application.services import Services
@@ -33,6 +36,7 @@ from .alerts import AlertBoard
 from .analytics import period_of, report_out
 from .auth import user_of_token
 from .problems import record_server_error
+from .templating import STATIC_DIR, STATIC_PATH
 
 COOKIE = "market_admin"
 COOKIE_PATH = "/admin"
@@ -40,10 +44,7 @@ CSRF_FIELD = "csrf_token"
 LOGIN_URL = "/admin/login"
 DASHBOARD_URL = "/admin/dashboard"
 MAX_PERIOD_INPUT = 64
-CSP = (
-    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
+CSP = "default-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": CSP,
@@ -60,9 +61,8 @@ FORM_REFUSED = (
 _BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def _html(content: str, status: int = 200, set_cookie: str | None = None) -> Response[str]:
-    headers = {"Set-Cookie": set_cookie} if set_cookie else None
-    return Response(content, status_code=status, media_type="text/html; charset=utf-8", headers=headers)
+def _page(name: str, status: int = 200, **context: Any) -> Template:
+    return Template(name, context=context, status_code=status, media_type="text/html; charset=utf-8")
 
 
 def _redirect(url: str, set_cookie: str | None = None) -> Redirect:
@@ -96,14 +96,18 @@ async def _session(request: Request[Any, Any, Any]) -> tuple[User, str] | None:
     return None if user is None else (user, token)
 
 
-def _forbidden() -> Response[str]:
-    return _html(pages.message_page("Not allowed", NOT_ALLOWED, signed_in=True), 403)
+def _forbidden() -> Template:
+    return _page("message.html", 403, title="Not allowed", message=NOT_ALLOWED, signed_in=True)
+
+
+def _login_page(status: int = 200, *, email: str = "", message: str | None = None) -> Template:
+    return _page("login.html", status, email=email[:MAX_EMAIL_LENGTH], message=message)
 
 
 @get("/login")
-async def login_page() -> Response[str]:
+async def login_page() -> Template:
     """The sign-in form."""
-    return _html(pages.login_page())
+    return _login_page()
 
 
 @post("/login")
@@ -113,9 +117,7 @@ async def login(request: Request[Any, Any, Any], services: Services) -> Response
     email = str(form.get("email") or "")
     password = str(form.get("password") or "")
     if not email or not password:
-        return _html(
-            pages.login_page(email=email[:MAX_EMAIL_LENGTH], message="Enter your e-mail and password."), 400
-        )
+        return _login_page(400, email=email, message="Enter your e-mail and password.")
     # What the API refuses by schema (422) is simply wrong here: the page tells no more than "wrong".
     plausible = (
         len(email) <= MAX_EMAIL_LENGTH and len(password) <= MAX_PASSWORD_LENGTH and "\x00" not in email
@@ -132,10 +134,10 @@ async def login(request: Request[Any, Any, Any], services: Services) -> Response
             dummy_hash=services.dummy_password_hash,
         )
     except InvalidCredentials:
-        return _html(pages.login_page(email=email[:MAX_EMAIL_LENGTH], message=WRONG_CREDENTIALS), 401)
+        return _login_page(401, email=email, message=WRONG_CREDENTIALS)
     user = await user_of_token(request, issued.token)
     if user is None:  # deleted between the two reads
-        return _html(pages.login_page(email=email[:MAX_EMAIL_LENGTH], message=WRONG_CREDENTIALS), 401)
+        return _login_page(401, email=email, message=WRONG_CREDENTIALS)
     if user.role is not Role.ADMIN:
         return _forbidden()
     return _redirect(DASHBOARD_URL, _session_cookie(issued.token, issued.expires_in))
@@ -158,8 +160,8 @@ async def dashboard(request: Request[Any, Any, Any], services: Services) -> Resp
         return _forbidden()
     raw_from = request.query_params.get("from") or ""
     raw_to = request.query_params.get("to") or ""
-    content, status = await _render(request, services, user, token, raw_from, raw_to)
-    return _html(content, status)
+    context, status = await _render(request, services, user, token, raw_from, raw_to)
+    return _page("dashboard.html", status, **context)
 
 
 @post("/dashboard/test-monitoring")
@@ -174,7 +176,7 @@ async def test_monitoring(request: Request[Any, Any, Any], services: Services) -
         return _forbidden()
     form = await request.form()
     if not hmac.compare_digest(str(form.get(CSRF_FIELD) or ""), csrf_token(token)):
-        return _html(pages.message_page("Form refused", FORM_REFUSED, signed_in=True), 403)
+        return _page("message.html", 403, title="Form refused", message=FORM_REFUSED, signed_in=True)
     trace_id = request.scope["state"]["trace_id"]
     kind = str(form.get("kind") or "")
     status = 200
@@ -200,8 +202,8 @@ async def test_monitoring(request: Request[Any, Any, Any], services: Services) -
             status = 500
         result = pages.MonitoringResult(kind, trace_id, event_id)
     raw_from, raw_to = str(form.get("from") or ""), str(form.get("to") or "")
-    content, page_status = await _render(request, services, user, token, raw_from, raw_to, result)
-    return _html(content, max(status, page_status))
+    context, page_status = await _render(request, services, user, token, raw_from, raw_to, result)
+    return _page("dashboard.html", max(status, page_status), **context)
 
 
 async def _render(
@@ -212,7 +214,8 @@ async def _render(
     raw_from: str,
     raw_to: str,
     result: pages.MonitoringResult | None = None,
-) -> tuple[str, int]:
+) -> tuple[dict[str, Any], int]:
+    """The dashboard page's context over the typed period, and its status (400 for a bad period)."""
     raw_from, raw_to = raw_from.strip()[:MAX_PERIOD_INPUT], raw_to.strip()[:MAX_PERIOD_INPUT]
     figures: pages.Figures | None = None
     errors: list[tuple[str, str]] = []
@@ -232,7 +235,7 @@ async def _render(
         errors=errors,
     )
     board: AlertBoard | None = request.app.state.get("alerts")
-    content = pages.dashboard_page(
+    context = pages.dashboard_context(
         email=user.email,
         csrf_token=csrf_token(token),
         form=form,
@@ -241,7 +244,7 @@ async def _render(
         alerts_evaluated_at=None if board is None else board.evaluated_at,
         result=result,
     )
-    return content, 400 if errors else 200
+    return context, 400 if errors else 200
 
 
 def _date_or_empty(raw: str) -> str:
@@ -277,7 +280,14 @@ def dashboard_router() -> Router:
     """The pages under /admin: HTML for people, not part of the API (nor of its schema)."""
     return Router(
         path="/admin",
-        route_handlers=[login_page, login, logout, dashboard, test_monitoring],
+        route_handlers=[
+            login_page,
+            login,
+            logout,
+            dashboard,
+            test_monitoring,
+            create_static_files_router(path=STATIC_PATH.removeprefix("/admin"), directories=[STATIC_DIR]),
+        ],
         include_in_schema=False,
         after_request=_add_security_headers,
     )
