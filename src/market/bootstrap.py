@@ -47,11 +47,12 @@ from market.application.ports import PaymentGateway
 from market.application.seller_webhooks import SellerWebhookPorts
 from market.application.services import Services
 from market.config import ConfigError, Settings
+from market.domain.redaction import safe_url
 from market.telemetry.alerting import AlertEvaluator, default_rules
 from market.telemetry.asgi import ServerSpanMiddleware
 from market.telemetry.logs import AccessLog, logging_config
 from market.telemetry.names import INSTRUMENTATION_SCOPE
-from market.telemetry.sentry import close_sentry, init_sentry
+from market.telemetry.sentry import close_sentry, init_sentry, never_send
 from market.telemetry.setup import Telemetry, install_telemetry
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ def build_services(settings: Settings, database: Database, telemetry: Telemetry 
     secret = settings.auth.secret_key or load_or_create_secret_key(settings.var_dir)
     argon2 = Argon2()
     webhook_secret = payment_webhook_secret(settings, secret)
+    never_send(secret, webhook_secret, *settings.secret_values())
     gateway, sandbox = build_gateways(settings, database, webhook_secret)
     return Services(
         uow=lambda: PiccoloUnitOfWork(database),
@@ -169,7 +171,7 @@ def build_alert_monitor(settings: Settings, telemetry: Telemetry) -> AlertMonito
         interval_s=alerts.eval_interval_s,
         notifiers=notifiers,
         lease=FileLease(settings.var_dir / "alerts.lock") if notifiers else None,
-        origin=f"{settings.telemetry.service_name} at {settings.public_url}",
+        origin=f"{settings.telemetry.service_name} at {safe_url(settings.public_url)}",
     )
 
 

@@ -13,6 +13,8 @@ from datetime import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from market.domain.redaction import safe_url
+
 DEFAULT_DATABASE_URL = "sqlite:///var/market.db"
 
 
@@ -25,9 +27,9 @@ class DatabaseURL:
     """A database URL in the SQLAlchemy convention, split into what the engines need."""
 
     engine: str  # "postgresql" or "sqlite"
-    url: str
+    url: str = field(repr=False)  # may hold the password: show `redacted()`
     path: str | None = None  # sqlite: the file
-    dsn: str | None = None  # postgresql: a libpq/asyncpg DSN
+    dsn: str | None = field(default=None, repr=False)  # postgresql: a libpq/asyncpg DSN, password included
     name: str = ""  # the database name (sqlite: the file name)
 
     @classmethod
@@ -56,14 +58,15 @@ class DatabaseURL:
         raise ConfigError(f"{variable}: unsupported scheme {scheme!r}; use sqlite:/// or postgresql://")
 
     def redacted(self) -> str:
-        """The URL without its password, for logs."""
-        if self.engine != "postgresql":
-            return self.url
-        parts = urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return parts._replace(netloc=netloc).geturl()
+        """The URL for logs and messages: what `safe_url` shows (no password, query or fragment, where
+        libpq options such as `password=` may travel), with the user name kept and the password as `***`."""
+        shown = safe_url(self.url)
+        user = urlsplit(self.url).username
+        if user is None:
+            return shown
+        password = ":***" if urlsplit(self.url).password is not None else ""
+        scheme, sep, rest = shown.partition("://")
+        return f"{scheme}{sep}{user}{password}@{rest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +91,9 @@ class ServerSettings:
 
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
-    secret_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
     """Signs bearer tokens (MARKET_SECRET_KEY). None: one is generated into the var folder on first start."""
-    token_ttl_seconds: int = 3600
+    token_ttl_seconds: int = 3600  # a lifetime (not a secret)
     """Lifetime of an access token (MARKET_TOKEN_TTL_SECONDS)."""
 
 
@@ -102,14 +105,14 @@ class TelemetrySettings:
     """Print spans to stderr for a quick look (MARKET_TELEMETRY_CONSOLE=1)."""
     log_level: str = "INFO"
     """Threshold of the JSON log lines on stdout (MARKET_LOG_LEVEL)."""
-    metrics_token: str | None = None
+    metrics_token: str | None = field(default=None, repr=False)
     """When set, `GET /metrics` needs `Authorization: Bearer <token>` (MARKET_METRICS_TOKEN)."""
 
 
 @dataclass(frozen=True, slots=True)
 class SentrySettings:
-    dsn: str | None = None
-    """SENTRY_DSN; Sentry is off when unset."""
+    dsn: str | None = field(default=None, repr=False)
+    """SENTRY_DSN; Sentry is off when unset. Its key lets anyone send events to the project."""
     environment: str = "production"
     """SENTRY_ENVIRONMENT."""
     release: str | None = None
@@ -123,10 +126,10 @@ DEFAULT_WEBHOOK_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,14h,20h,24h"
 class PaymentSettings:
     gateway: str = "sandbox"
     """Which provider charges cards (MARKET_PAYMENT_GATEWAY): `sandbox` (embedded default) or `stripe`."""
-    webhook_secret: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
     """Verifies provider webhook signatures (MARKET_PAYMENT_WEBHOOK_SECRET). None: derived from the secret
     key, which suits the sandbox (it signs its own events)."""
-    stripe_api_key: str | None = None
+    stripe_api_key: str | None = field(default=None, repr=False)
     """Stripe secret key (STRIPE_API_KEY), needed when the gateway is `stripe`."""
     reconcile_interval_s: int = 60
     """How often unsettled orders are reconciled with the provider (MARKET_RECONCILE_INTERVAL, seconds)."""
@@ -247,6 +250,24 @@ class Settings:
     @property
     def public_url(self) -> str:
         return self.server.public_url or f"http://{self.server.host}:{self.server.port}"
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret these settings hold, as configured: what must never leave the process (error
+        reports scrub them by value). The generated signing key and the derived payment webhook secret are
+        not settings; bootstrap adds them."""
+        database = urlsplit(self.database.url.url).password
+        values = (
+            self.auth.secret_key,
+            self.telemetry.metrics_token,
+            self.sentry.dsn,
+            self.payments.webhook_secret,
+            self.payments.stripe_api_key,
+            self.alerts.slack_webhook_url,
+            self.alerts.smtp.password if self.alerts.smtp else None,
+            database,
+            unquote(database) if database else None,
+        )
+        return tuple(value for value in values if value)
 
     @classmethod
     def from_env(

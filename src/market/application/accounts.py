@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from market.domain.errors import InvalidCredentials, NotFound
 from market.domain.events import UserRegistered
@@ -27,7 +27,7 @@ _DUMMY_PASSWORD = "not-a-real-password-just-equalising-time"
 @dataclass(frozen=True, slots=True)
 class Register:
     email: str
-    password: str
+    password: str = field(repr=False)
     display_name: str
     role: str
 

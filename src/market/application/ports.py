@@ -96,7 +96,7 @@ class PasswordHasher(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class AccessToken:
-    token: str
+    token: str = field(repr=False)
     expires_in: int
 
 

@@ -3,7 +3,7 @@ Built only by bootstrap.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from .ports import (
@@ -26,17 +26,17 @@ class Services:
     uow: UnitOfWorkFactory
     repos: ReadRepositories
     hasher: PasswordHasher
-    tokens: TokenService
+    tokens: TokenService  # the service (its key stays inside it)
     ids: IdGenerator
     clock: Clock
     events: EventPublisher
-    dummy_password_hash: str
+    dummy_password_hash: str = field(repr=False)
     """A real hash of a throwaway password: sign-in verifies against it for unknown e-mails."""
     gateway: PaymentGateway
     sandbox_gateway: PaymentGateway
     """The sandbox, whatever `gateway` is: the monitoring self-test declines a test card through it."""
     idempotency: IdempotencyStore
-    payment_webhook_secret: str
+    payment_webhook_secret: str = field(repr=False)
     """Verifies `POST /webhooks/payments` signatures."""
     webhooks: SellerWebhookPorts
     """Seller webhook endpoints and their deliveries."""

@@ -5,7 +5,7 @@ means for the delivery (delivered, retried on the schedule, given up, or stopped
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import urlsplit
@@ -30,8 +30,8 @@ class WebhookEndpoint:
     sets `disabled_at`, and setting the URL again clears it."""
 
     seller_id: str
-    url: str
-    secret: str
+    url: str = field(repr=False)  # its query may carry the receiver's token
+    secret: str = field(repr=False)
     created_at: datetime
     updated_at: datetime
     disabled_at: datetime | None = None

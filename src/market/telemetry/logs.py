@@ -55,6 +55,10 @@ def logging_config(level: str = "INFO", stream: str = "ext://sys.stdout") -> dic
             # uvicorn logs access only when this logger has handlers: none here, the edge middleware writes
             # the access lines (with the request's trace ids, without query strings).
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+            # httpx logs every request's full URL at INFO: a Slack webhook URL is a secret, and sellers put
+            # tokens in their webhook URLs' queries. Our own lines name URLs through `safe_url`.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
         },
     }
 

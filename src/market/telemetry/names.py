@@ -50,7 +50,7 @@ TELEMETRY_SIGNAL = "market.telemetry.signal"  # `spans` or `sentry_events`: what
 
 # --- Outgoing seller webhooks: one CLIENT span per attempt (HTTP client semantic conventions) -------------
 SPAN_WEBHOOK_DELIVER = "webhook deliver"
-URL_FULL = "url.full"  # without its query, which may carry a receiver's token
+URL_FULL = "url.full"  # always through domain.redaction.safe_url: no credentials, query or fragment
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"

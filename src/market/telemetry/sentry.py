@@ -1,5 +1,6 @@
 """Sentry: unexpected errors only, each reported once, carrying the OpenTelemetry trace id and the user as
-`{id, role}`, with secrets and personal data scrubbed everywhere (request data, extras, local variables).
+`{id, role}`, with secrets and personal data scrubbed everywhere (messages, exception values, extras), and no
+local variables at all.
 
 Expected outcomes (a declined card, out of stock, any 4xx) are metrics, never Sentry events: reporting is
 explicit (`report_exception`) from the one place that turns errors into 5xx responses, and Sentry's own
@@ -48,14 +49,22 @@ DENYLIST = [
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
 _CARD_TOKEN = re.compile(r"\b(?:tok|pm)_[A-Za-z0-9]+")
+_WEBHOOK_SECRET = re.compile(r"\bwhsec_[A-Za-z0-9+/=]+")
+# The credentials, query and fragment of a URL quoted inside a string (an exception message, say): where
+# passwords and tokens travel (the same parts `domain.redaction.safe_url` drops).
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@'\"]+@")
+_URL_QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s?#'\"]*)[?#][^\s'\"]*")
 # Secret headers inside reprs of header containers (`'cookie': '...'`, `(b'cookie', b'...')`), which the
 # key-based scrubber never sees: a framework frame's local variables hold the raw request headers.
 _SECRET_HEADER = re.compile(
     r"""(?i)(b?['"](?:set-)?cookie['"]\s*[:,]\s*b?|b?['"](?:proxy-)?authorization['"]\s*[:,]\s*b?)(['"])(?:(?!\2).)*\2"""
 )
 FILTERED = "[Filtered]"
+MIN_KNOWN_SECRET = 8
+"""Shorter values are not hunted for in events: they would filter ordinary words."""
 
 _enabled = False
+_known_secrets: tuple[str, ...] = ()
 
 
 def init_sentry(settings: SentrySettings) -> bool:
@@ -70,7 +79,11 @@ def init_sentry(settings: SentrySettings) -> bool:
         environment=settings.environment,
         release=settings.release or f"market@{__version__}",
         send_default_pii=False,
-        include_local_variables=True,
+        # No local variables: the scrubber matches key names, never what a repr prints, and every frame
+        # holds something secret under an innocent name (the services with the payment webhook secret, a
+        # command with the password in flight, a framework's raw headers). The stack trace with file, line
+        # and code is what on-call needs; values belong in the trace's attributes, which are chosen.
+        include_local_variables=False,
         event_scrubber=EventScrubber(denylist=DENYLIST, recursive=True),
         before_send=scrub_event,
         before_send_transaction=lambda event, hint: None,  # traces go to OpenTelemetry, not Sentry
@@ -91,6 +104,14 @@ def init_sentry(settings: SentrySettings) -> bool:
     )
     _enabled = True
     return True
+
+
+def never_send(*secrets: str | None) -> None:
+    """Secrets the process knows (keys, webhook secrets, passwords, secret URLs): replaced by `[Filtered]`
+    wherever they appear in an event, whatever the key or the text around them."""
+    global _known_secrets
+    known = {*_known_secrets, *(s for s in secrets if s and len(s) >= MIN_KNOWN_SECRET)}
+    _known_secrets = tuple(sorted(known, key=len, reverse=True))  # a URL before the token inside it
 
 
 def sentry_enabled() -> bool:
@@ -133,13 +154,19 @@ def _describe(scope: Any, user: Any, route: str | None, method: str | None) -> N
 
 
 def scrub_event(event: dict[str, Any], hint: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What the key-based scrubber cannot see: e-mail addresses, bearer tokens and card tokens inside any
-    string (messages, exception values, local variables under innocent names)."""
+    """What the key-based scrubber cannot see, inside any string (messages, exception values): the secrets the
+    process knows (`never_send`), e-mail addresses, bearer tokens, card tokens, `whsec_` secrets, and the
+    credentials and query of any URL."""
     return _scrub(event)  # type: ignore[no-any-return]
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
+        for secret in _known_secrets:
+            value = value.replace(secret, FILTERED)
+        value = _URL_USERINFO.sub(rf"\1{FILTERED}@", value)
+        value = _URL_QUERY.sub(rf"\1?{FILTERED}", value)
+        value = _WEBHOOK_SECRET.sub(FILTERED, value)
         value = _SECRET_HEADER.sub(lambda m: f"{m[1]}{m[2]}{FILTERED}{m[2]}", value)
         value = _EMAIL.sub(FILTERED, value)
         value = _BEARER.sub("Bearer " + FILTERED, value)

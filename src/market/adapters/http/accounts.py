@@ -19,10 +19,13 @@ from market.domain.users import (
 
 from .auth import requires
 from .openapi import BEARER, problems
+from .redacted import RedactedStruct
 from .validation import EMAIL, NO_NUL, NOT_BLANK
 
 
-class RegisterBody(msgspec.Struct, forbid_unknown_fields=False):
+class RegisterBody(RedactedStruct, forbid_unknown_fields=False):
+    secret_fields = frozenset({"password"})
+
     email: Annotated[
         str, msgspec.Meta(max_length=MAX_EMAIL_LENGTH, pattern=EMAIL, examples=["ada@example.com"])
     ]
@@ -31,7 +34,9 @@ class RegisterBody(msgspec.Struct, forbid_unknown_fields=False):
     role: Literal["buyer", "seller"]
 
 
-class TokenBody(msgspec.Struct):
+class TokenBody(RedactedStruct):
+    secret_fields = frozenset({"password"})
+
     email: Annotated[str, msgspec.Meta(max_length=MAX_EMAIL_LENGTH, pattern=NO_NUL)]
     password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD_LENGTH)]
 
@@ -48,9 +53,11 @@ class UserOut(msgspec.Struct):
         return cls(user.id, user.email, user.display_name, user.role.value, user.created_at)
 
 
-class TokenOut(msgspec.Struct):
-    access_token: str
-    token_type: Literal["bearer"]
+class TokenOut(RedactedStruct):
+    secret_fields = frozenset({"access_token"})
+
+    access_token: str  # hidden from repr (secret_fields)
+    token_type: Literal["bearer"]  # always "bearer" (not a secret)
     expires_in: int
 
 

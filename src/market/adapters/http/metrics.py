@@ -27,10 +27,10 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4"  # Litestar adds the charset
 def metrics(request: Request[Any, Any, Any]) -> Response[str]:
     """Every instrument of the service in Prometheus text format, summed over all worker processes.
     Needs `Authorization: Bearer <MARKET_METRICS_TOKEN>` when that variable is set."""
-    token: str | None = request.app.state["metrics_token"]
-    if token:
+    expected: str | None = request.app.state["metrics_token"]
+    if expected:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
             raise NotAuthorizedException("Send the metrics bearer token.")
     exposition: MetricsExposition = request.app.state["metrics"]
     return Response(exposition.render(), media_type=PROMETHEUS_TEXT)

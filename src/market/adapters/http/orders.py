@@ -23,14 +23,17 @@ from market.telemetry import names
 from .auth import requires
 from .openapi import problems
 from .problems import PROBLEM_JSON, domain_error_handler
+from .redacted import RedactedStruct
 
 MAX_IDEMPOTENCY_KEY = 255
 _TRACER = trace.get_tracer(names.INSTRUMENTATION_SCOPE)
 
 
-class PaymentMethodBody(msgspec.Struct, forbid_unknown_fields=True):
+class PaymentMethodBody(RedactedStruct, forbid_unknown_fields=True):
+    secret_fields = frozenset({"token"})
+
     type: Literal["card"]
-    token: Annotated[
+    token: Annotated[  # hidden from repr (secret_fields)
         str, msgspec.Meta(min_length=1, max_length=255, description="A card token, e.g. tok_visa.")
     ]
 

@@ -16,6 +16,7 @@ from market.domain.webhooks import MAX_WEBHOOK_URL, DeliveryRecord, WebhookEndpo
 
 from .auth import requires
 from .openapi import problems
+from .redacted import RedactedStruct
 from .validation import SPACE
 
 # What check_webhook_url accepts, as a pattern both regex dialects read alike: http(s); a host name (no
@@ -52,7 +53,9 @@ URL_PATTERN = (
 )
 
 
-class WebhookBody(msgspec.Struct, forbid_unknown_fields=True):
+class WebhookBody(RedactedStruct, forbid_unknown_fields=True):
+    secret_fields = frozenset({"url"})  # its query may carry the receiver's token
+
     url: Annotated[
         str,
         msgspec.Meta(
@@ -62,15 +65,17 @@ class WebhookBody(msgspec.Struct, forbid_unknown_fields=True):
             description="http(s) URL on a public address; loopback, private and link-local targets are refused.",
         ),
     ]
-    rotate_secret: Annotated[
+    rotate_secret: Annotated[  # a flag (not a secret)
         bool,
         msgspec.Meta(description="Replace the signing secret (it is otherwise kept when the URL changes)."),
     ] = False
 
 
-class WebhookOut(msgspec.Struct):
+class WebhookOut(RedactedStruct):
+    secret_fields = frozenset({"url", "secret"})
+
     url: str
-    secret: str
+    secret: str  # hidden from repr (secret_fields)
     """`whsec_<base64>`: verify each event's `webhook-signature` with it (Standard Webhooks)."""
     disabled_at: datetime | None
     """Set when the endpoint answered 410 Gone; no events are queued until the URL is set again."""

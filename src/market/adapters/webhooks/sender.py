@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from datetime import datetime
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 from opentelemetry import metrics, trace
@@ -26,6 +26,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from market import __version__
 from market.application.seller_webhooks import ClaimedDelivery
 from market.domain.errors import ValidationFailed
+from market.domain.redaction import safe_url
 from market.domain.webhooks import AttemptResult
 from market.telemetry import names
 
@@ -37,12 +38,6 @@ log = logging.getLogger(__name__)
 ATTEMPT_TIMEOUT_S = 10.0
 USER_AGENT = f"market-webhooks/{__version__}"
 _W3C = TraceContextTextMapPropagator()
-
-
-def url_without_query(url: str) -> str:
-    """`url.full` for spans and logs: the query and fragment may carry a receiver's token."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 class HttpxWebhookSender:
@@ -82,7 +77,7 @@ class HttpxWebhookSender:
         parent = _W3C.extract({"traceparent": delivery.traceparent}) if delivery.traceparent else None
         attributes = {
             names.HTTP_REQUEST_METHOD: "POST",
-            names.URL_FULL: url_without_query(url),
+            names.URL_FULL: safe_url(url),
             names.SERVER_ADDRESS: parts.hostname or "",
             names.SERVER_PORT: parts.port or (443 if parts.scheme.lower() == "https" else 80),
             names.WEBHOOK_DIRECTION: "outbound",
@@ -118,7 +113,7 @@ class HttpxWebhookSender:
                     "seller_id": delivery.seller_id,
                     "event_type": delivery.event_type,
                     "attempt": attempt,
-                    "url": url_without_query(url),
+                    "url": safe_url(url),
                     "status_code": status_code,
                     "error": error,
                     "duration_ms": duration_ms,
