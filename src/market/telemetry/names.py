@@ -11,6 +11,11 @@ DEPLOYMENT_ENVIRONMENT = "deployment.environment.name"
 
 # --- HTTP server span attributes (OpenTelemetry semantic conventions) -----------------------------------
 HTTP_REQUEST_METHOD = "http.request.method"
+HTTP_REQUEST_METHOD_ORIGINAL = "http.request.method_original"  # only when the method is recorded as _OTHER
+# The semantic conventions' known methods (case-sensitive); any other is recorded as _OTHER, so that a client
+# cannot mint label values, span names or log fields by sending made-up methods.
+HTTP_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"})
+HTTP_METHOD_OTHER = "_OTHER"
 HTTP_ROUTE = "http.route"
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
 URL_PATH = "url.path"
