@@ -44,7 +44,9 @@ def raw_request(server: LiveServer, method: str, path: str) -> int:
 def made_up_methods(count: int) -> list[str]:
     methods = ["get", "Post", "FOOBAR", "PROPFIND"]
     while len(methods) < count:
-        methods.append("".join(random.choices(string.ascii_letters, k=random.randint(3, 12))))
+        method = "".join(random.choices(string.ascii_letters, k=random.randint(3, 12)))
+        if method not in STANDARD:
+            methods.append(method)
     return methods
 
 
