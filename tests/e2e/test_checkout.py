@@ -360,6 +360,35 @@ def test_orders_are_visible_to_their_buyer_their_sellers_and_admins_only(live_se
     assert visible_order_ids(client, admin)[:2] == [other_order, order_id]
 
 
+def test_a_seller_sees_only_their_own_lines_and_subtotal_of_an_order_with_two_sellers(
+    live_server, client, buyer
+):
+    potter, hatter = register(client, role="seller"), register(client, role="seller")
+    mug = create_item(client, potter, title="Secret mug", price_cents=1999, stock=3)
+    hat = create_item(client, hatter, title="Secret hat", price_cents=500, stock=3)
+    assert put_cart(client, buyer, mug["id"], 2).status_code == 200
+    assert put_cart(client, buyer, hat["id"], 1).status_code == 200
+    r = checkout(client, buyer)
+    assert r.status_code == 201, r.text
+    whole = r.json()
+    assert whole["total_cents"] == whole["payment"]["amount_cents"] == 2 * 1999 + 500
+
+    for seller, item, subtotal, other in ((potter, mug, 2 * 1999, hat), (hatter, hat, 500, mug)):
+        listed = client.get(ORDERS, headers=auth(seller)).json()["items"]
+        for seen in (order_of(client, seller, whole["id"]), *listed):
+            assert set(seen) == ORDER_FIELDS
+            assert [line["item_id"] for line in seen["lines"]] == [item["id"]]
+            assert seen["total_cents"] == seen["payment"]["amount_cents"] == subtotal
+            assert other["title"] not in json.dumps(seen)
+            assert {k: seen[k] for k in ("id", "status", "currency")} == {
+                k: whole[k] for k in ("id", "status", "currency")
+            }
+
+    admin = create_admin(live_server, client)
+    assert order_of(client, buyer, whole["id"]) == whole
+    assert order_of(client, admin, whole["id"]) == whole
+
+
 def test_a_buyers_orders_page_newest_first(client, buyer, item):
     placed = []
     for _ in range(3):

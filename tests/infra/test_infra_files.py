@@ -112,6 +112,7 @@ METRIC_ATTRIBUTES = (
     names.PAYMENT_METHOD,
     names.WEBHOOK_DIRECTION,
     names.WEBHOOK_OUTCOME,
+    names.WEBHOOK_REJECTION_REASON,
     names.BACKUP_OUTCOME,
     names.TELEMETRY_SIGNAL,
     names.FUNNEL_STEP,
@@ -392,11 +393,20 @@ def test_the_dashboards_cover_red_funnel_payments_webhooks_backups_and_telemetry
         "market_orders_completed_total",
         "market_telemetry_dropped_total",
         "market_webhook_deliveries_total",
+        "market_webhook_rejected_total",
         "market_backup_runs_total",
         "market_payment_attempts_total",
         "otelcol_exporter_send_failed_spans_total",
     ):
         assert metric in queries, f"no dashboard shows {metric}"
+
+
+def test_webhook_rejections_never_count_in_an_alert() -> None:
+    """Anyone can post an unsigned request: the rejection counter is shown, never alerted on."""
+    for group in load_yaml(RULES)["groups"]:
+        for rule in group["rules"]:
+            metrics, _ = promql_parts(rule["expr"])
+            assert "market_webhook_rejected_total" not in metrics, rule.get("alert") or rule.get("record")
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.name)

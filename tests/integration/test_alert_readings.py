@@ -14,7 +14,7 @@ from opentelemetry.sdk.resources import Resource
 
 from market.adapters.alerting.readings import ExpositionReadings, newest_archive_time
 from market.adapters.telemetry.events import OtelEventPublisher
-from market.domain.events import PaymentAttempted, WebhookReceived
+from market.domain.events import PaymentAttempted, WebhookReceived, WebhookRejected
 from market.telemetry import names
 from market.telemetry.metrics import Instruments, build_meter_provider
 from market.telemetry.prometheus import MetricsExposition, SnapshotDirectory
@@ -83,6 +83,16 @@ def test_a_reading_counts_requests_5xx_durations_payments_and_webhooks(metrics_d
     assert reading.webhook_deliveries == 6
     assert reading.webhook_failures == 2
     assert reading.backup_last_success is None
+
+
+def test_rejected_provider_webhooks_are_neither_deliveries_nor_failures(metrics_dir):
+    process = Process(metrics_dir)
+    OtelEventPublisher(process.instruments).publish(
+        [WebhookRejected(reason) for reason in ("missing_signature", "bad_signature", "stale_signature")] * 50
+        + [WebhookReceived("success")]
+    )
+    reading = ExpositionReadings(process.exposition)()
+    assert (reading.webhook_deliveries, reading.webhook_failures) == (1, 0)
 
 
 def test_an_idle_process_reads_all_zeros(metrics_dir):

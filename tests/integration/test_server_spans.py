@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 from litestar.testing import TestClient
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from market.bootstrap import build_app
 from market.config import Settings
 from market.telemetry import names
+from market.telemetry.asgi import ServerSpanMiddleware
+from market.telemetry.logs import AccessLog
 
 
 @pytest.fixture
@@ -91,3 +95,50 @@ def test_authenticated_user_is_on_the_span_by_id_and_role_never_email(traced):
     assert span.attributes[names.ENDUSER_ID] == me.json()["id"]
     assert span.attributes[names.USER_ROLE] == "buyer"
     assert all("span@example.com" not in str(v) for v in span.attributes.values())
+
+
+@pytest.mark.parametrize("method", ["FOOBAR", "PROPFIND"])
+def test_a_method_outside_the_standard_set_is_recorded_as_other_with_the_original_beside_it(traced, method):
+    client, exporter = traced
+    assert client.request(method, "/no/such/thing").status_code == 404
+    assert client.request(method, "/api/v1/items").status_code == 405
+    for span in _server_spans(exporter):
+        assert span.name == "_OTHER"  # no route template: a 404, and a 405 that matched no handler
+        assert span.attributes[names.HTTP_REQUEST_METHOD] == "_OTHER"
+        assert span.attributes[names.HTTP_REQUEST_METHOD_ORIGINAL] == method
+
+
+def test_methods_are_case_sensitive_so_lower_case_get_is_other(span_exporter):
+    """httpx upper-cases methods: the middleware is called directly, as uvicorn (h11) would with `get`."""
+
+    async def app(scope, receive, send):
+        scope["path_template"] = "/health/live"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def ignore(message):
+        pass
+
+    scope = {
+        "type": "http",
+        "method": "get",
+        "path": "/health/live",
+        "headers": [],
+        "client": ("127.0.0.1", 1),
+    }
+    middleware = ServerSpanMiddleware(app, trace.get_tracer("test"), access_log=AccessLog())
+    asyncio.run(middleware(scope, None, ignore))
+    (span,) = _server_spans(span_exporter)
+    assert span.name == "_OTHER /health/live"
+    assert span.attributes[names.HTTP_REQUEST_METHOD] == "_OTHER"
+    assert span.attributes[names.HTTP_REQUEST_METHOD_ORIGINAL] == "get"
+
+
+@pytest.mark.parametrize("method", ["GET", "OPTIONS"])
+def test_a_standard_method_is_recorded_as_is_without_an_original(traced, method):
+    client, exporter = traced
+    client.request(method, "/health/live")
+    (span,) = _server_spans(exporter)
+    assert span.attributes[names.HTTP_REQUEST_METHOD] == method
+    assert span.name.split()[0] == method
+    assert names.HTTP_REQUEST_METHOD_ORIGINAL not in span.attributes

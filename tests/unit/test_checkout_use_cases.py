@@ -550,6 +550,33 @@ async def test_order_lists_follow_the_same_visibility(world):
     assert await ids(ADMIN) == [theirs.id, mine.id]
 
 
+async def _order_from_two_sellers(world):
+    await world.put("mug", 2)  # SELLER's, 1999 each
+    await world.put("hat", 1)  # OTHER_SELLER's, 500
+    return await world.checkout()
+
+
+async def test_a_seller_sees_only_their_own_lines_and_subtotal_of_an_order(world):
+    whole = await _order_from_two_sellers(world)
+    assert whole.total_cents == 2 * 1999 + 500
+    for seller, item_id, subtotal in ((SELLER, "mug", 2 * 1999), (OTHER_SELLER, "hat", 500)):
+        for seen in (
+            await get_order(whole.id, seller, uow=world.store.uow),
+            (await list_orders(seller, 20, None, uow=world.store.uow)).items[0],
+        ):
+            assert [line.item_id for line in seen.lines] == [item_id]
+            assert seen.total_cents == subtotal
+            assert seen.payment is not None and seen.payment.amount_cents == subtotal
+            assert (seen.id, seen.status, seen.currency) == (whole.id, whole.status, whole.currency)
+
+
+async def test_the_buyer_and_admins_see_the_whole_order(world):
+    whole = await _order_from_two_sellers(world)
+    for who in (BUYER, ADMIN):
+        assert await get_order(whole.id, who, uow=world.store.uow) == whole
+        assert (await list_orders(who, 20, None, uow=world.store.uow)).items == [whole]
+
+
 # --- the fakes are whole ports ----------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import timedelta
 
@@ -22,8 +23,9 @@ from market.domain.orders import (
     check_cart_quantity,
     place_order,
 )
+from market.domain.users import Role
 
-from .factories import T0
+from .factories import T0, user
 
 S = OrderStatus
 # Written out on purpose rather than read from ALLOWED_TRANSITIONS: the test states the contract.
@@ -213,3 +215,17 @@ def test_a_cart_that_ended_up_in_two_currencies_cannot_be_ordered():
     cart = Cart("buyer-1", (line("a", currency="EUR"), line("b", currency="USD")))
     with pytest.raises(CurrencyMismatch):
         place_order(order_id="order-1", cart=cart, now=T0)
+
+
+# --- who sees what of an order ----------------------------------------------------------------------------
+
+
+def test_a_seller_view_of_an_unpaid_order_keeps_only_their_lines_and_no_payment():
+    two_sellers = dataclasses.replace(
+        order(), lines=(*order().lines, OrderLine("item-2", "seller-2", "Hat", 1, 500)), total_cents=2500
+    )
+    seen = two_sellers.as_seen_by(user(Role.SELLER, "seller-2"))
+    assert seen.lines == (OrderLine("item-2", "seller-2", "Hat", 1, 500),)
+    assert seen.total_cents == 500 and seen.payment is None
+    assert two_sellers.as_seen_by(user(Role.BUYER, "buyer-1")) == two_sellers
+    assert two_sellers.as_seen_by(user(Role.ADMIN, "admin-1")) == two_sellers

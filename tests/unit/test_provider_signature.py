@@ -96,3 +96,24 @@ def test_a_header_with_several_v1_signatures_verifies_when_one_matches() -> None
 def test_a_malformed_header_fails_both_ways(header: str) -> None:
     assert not we_verify(BODY, header)
     assert not stripe_verifies(BODY, header)
+
+
+@pytest.mark.parametrize(
+    ("header", "body", "reason"),
+    [
+        (None, BODY, "missing_signature"),
+        ("", BODY, "missing_signature"),
+        ("t=abc,v1=00", BODY, "malformed"),
+        ("v1=00", BODY, "malformed"),
+        (f"t={int(time.time())}", BODY, "malformed"),
+        (sign(SECRET, BODY, timestamp=int(time.time()) - TOLERANCE_S - 60), BODY, "stale_signature"),
+        (sign(SECRET, BODY, timestamp=int(time.time()) + TOLERANCE_S + 60), BODY, "stale_signature"),
+        (sign("whsec_other", BODY), BODY, "bad_signature"),
+        (sign(SECRET, BODY), TAMPERED, "bad_signature"),
+    ],
+    ids=["absent", "empty", "bad-t", "no-t", "no-v1", "stale", "future", "other-secret", "tampered"],
+)
+def test_each_failed_verification_names_its_bounded_reason(header, body, reason) -> None:
+    with pytest.raises(InvalidSignature) as failed:
+        verify(SECRET, body, header)
+    assert failed.value.reason == reason

@@ -300,9 +300,11 @@ async def get_order(order_id: str, user: User, *, uow: UnitOfWorkFactory) -> Ord
         order = await work.orders.get(order_id)
     if order is None or not order_visible_to(order, user):
         raise NotFound("There is no such order.")
-    return order
+    return order.as_seen_by(user)
 
 
 async def list_orders(user: User, limit: int, cursor: str | None, *, uow: UnitOfWorkFactory) -> Page[Order]:
+    """The orders `user` may see, newest first, each as they may see it (a seller: their lines only)."""
     async with uow() as work:
-        return await work.orders.list_visible_to(user, limit, cursor)
+        page = await work.orders.list_visible_to(user, limit, cursor)
+    return dataclasses.replace(page, items=[order.as_seen_by(user) for order in page.items])

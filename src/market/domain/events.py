@@ -83,6 +83,16 @@ class OrderRefunded(Event):
 
 @dataclass(frozen=True, slots=True)
 class WebhookReceived(Event):
-    """A provider webhook arrived: `success` when it was authentic and understood, `failure` otherwise."""
+    """An authentic provider webhook was handled: `success` when it was understood and applied (or knowingly
+    ignored), `failure` when it could not be: our problem (an error while applying it, or a signed event we do
+    not understand)."""
 
     outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRejected(Event):
+    """A post to the provider webhook failed authentication: the caller's problem, not a failed delivery.
+    `reason` is bounded (see `InvalidSignature`)."""
+
+    reason: str

@@ -9,6 +9,7 @@ from enum import StrEnum
 
 from .errors import CurrencyMismatch, DomainError
 from .money import Money
+from .users import Role, User
 from .validation import FieldErrors
 
 
@@ -169,6 +170,22 @@ class Order:
     @property
     def seller_ids(self) -> frozenset[str]:
         return frozenset(line.seller_id for line in self.lines)
+
+    def as_seen_by(self, user: User) -> Order:
+        """The order as `user` may read it: whole for its buyer and for admins; for a seller, only their own
+        lines, with `total_cents` and the payment's `amount_cents` being their subtotal. Other sellers'
+        titles, quantities and prices, and the basket's total, are the buyer's business."""
+        if user.role is not Role.SELLER:
+            return self
+        return self.seller_view(user.id)
+
+    def seller_view(self, seller_id: str) -> Order:
+        """Only `seller_id`'s lines; the total and the payment amount become their subtotal (the payment keeps
+        its id, status and method: whether and how the order was paid is the seller's business too)."""
+        lines = tuple(line for line in self.lines if line.seller_id == seller_id)
+        subtotal = sum(line.line_total_cents for line in lines)
+        payment = dataclasses.replace(self.payment, amount_cents=subtotal) if self.payment else None
+        return dataclasses.replace(self, lines=lines, total_cents=subtotal, payment=payment)
 
     def can_become(self, status: OrderStatus) -> bool:
         return status in ALLOWED_TRANSITIONS[self.status]

@@ -22,9 +22,10 @@ The rules (strict thresholds; a window without traffic measures nothing: value n
 | `backup_stale` | critical | seconds since the last successful backup | > 26 h | `time() - market_backup_last_success_seconds` |
 
 `slow_api` is overall rather than per route: one number per rule (the API lists one state per rule), and a
-route with a handful of requests cannot page anyone on its own. `webhook_failures` counts inbound provider
-events that failed verification as well as outbound seller deliveries: both are "webhooks are not getting
-through". `backup_stale` applies only when backups are expected — a daily schedule is configured, or a backup has
+route with a handful of requests cannot page anyone on its own. `webhook_failures` counts outbound seller
+deliveries and authentic inbound provider events we failed to handle: both are "webhooks are not getting
+through" on our side. Posts that fail authentication (`market.webhook.rejected`) are not deliveries at all:
+anyone can send one, and one stranger must not page on-call. `backup_stale` applies only when backups are expected — a daily schedule is configured, or a backup has
 succeeded at least once; with a schedule and no backup yet, the age counts from when evaluation began.
 """
 
@@ -265,8 +266,8 @@ def default_rules(*, backups_scheduled: bool) -> list[Rule]:
             window=timedelta(minutes=15),
             part="webhook_failures",
             whole="webhook_deliveries",
-            description="Share of webhook deliveries (outbound to sellers and inbound from the payment "
-            "provider) that failed over the last 15 min.",
+            description="Share of webhook deliveries (outbound to sellers, and authentic inbound events from "
+            "the payment provider) that failed over the last 15 min; unauthenticated posts are not counted.",
         ),
         StalenessRule(
             name="backup_stale",

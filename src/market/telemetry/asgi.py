@@ -50,6 +50,14 @@ def trace_ids(span: trace.Span) -> tuple[str, str, str]:
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), format(ctx.trace_flags, "02x")
 
 
+def known_method(method: str) -> str:
+    """The method as telemetry records it: itself when standard, else `_OTHER` (bounded cardinality)."""
+    return method if method in names.HTTP_METHODS else names.HTTP_METHOD_OTHER
+
+
+# A made-up method is kept beside `_OTHER` for the curious, but not at any length.
+_MAX_ORIGINAL_METHOD = 32
+
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
@@ -98,13 +106,16 @@ class ServerSpanMiddleware:
         session = (
             session_id.decode() if session_id and _VALID_SESSION.match(session_id) else secrets.token_hex(16)
         )
-        method = scope["method"]
+        original_method = scope["method"]
+        method = known_method(original_method)
         attributes = {
             names.HTTP_REQUEST_METHOD: method,
             names.URL_PATH: scope["path"],
             names.URL_SCHEME: scope.get("scheme", "http"),
             names.SESSION_ID: session,
         }
+        if method != original_method:
+            attributes[names.HTTP_REQUEST_METHOD_ORIGINAL] = original_method[:_MAX_ORIGINAL_METHOD]
         if user_agent:
             attributes[names.USER_AGENT_ORIGINAL] = user_agent
         client = scope.get("client")
@@ -141,19 +152,19 @@ class ServerSpanMiddleware:
             elapsed = time.perf_counter() - started
             template = scope.get("path_template")
             if self.access_log.enabled():
-                self.access_log.write(
-                    f"{method} {scope['path']} {status_code}",
-                    trace_id,
-                    span_id,
-                    {
-                        names.HTTP_REQUEST_METHOD: method,
-                        names.URL_PATH: scope["path"],
-                        names.HTTP_ROUTE: template,
-                        names.HTTP_RESPONSE_STATUS_CODE: status_code,
-                        "duration_ms": round(elapsed * 1000, 2),
-                        names.CLIENT_ADDRESS: client[0] if client else None,
-                    },
-                )
+                fields = {
+                    names.HTTP_REQUEST_METHOD: method,
+                    names.URL_PATH: scope["path"],
+                    names.HTTP_ROUTE: template,
+                    names.HTTP_RESPONSE_STATUS_CODE: status_code,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    names.CLIENT_ADDRESS: client[0] if client else None,
+                }
+                if method != original_method:
+                    fields[names.HTTP_REQUEST_METHOD_ORIGINAL] = attributes[
+                        names.HTTP_REQUEST_METHOD_ORIGINAL
+                    ]
+                self.access_log.write(f"{method} {scope['path']} {status_code}", trace_id, span_id, fields)
             request_context.end(request)
             otel_context.detach(token)
             if template:

@@ -35,6 +35,7 @@ class Instruments:
     payment_attempts: Counter
     payment_amount: Histogram
     webhook_deliveries: Counter
+    webhook_rejected: Counter
     telemetry_dropped: ObservableCounter
     funnel_sessions: _Gauge
     cart_abandonment_rate: _Gauge
@@ -61,6 +62,7 @@ class Instruments:
             payment_attempts=counter(names.PAYMENT_ATTEMPTS),
             payment_amount=histogram(names.PAYMENT_AMOUNT),
             webhook_deliveries=counter(names.WEBHOOK_DELIVERIES),
+            webhook_rejected=counter(names.WEBHOOK_REJECTED),
             telemetry_dropped=meter.create_observable_counter(
                 names.TELEMETRY_DROPPED[0],
                 callbacks=[DROPS.observe],

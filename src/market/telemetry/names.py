@@ -11,6 +11,11 @@ DEPLOYMENT_ENVIRONMENT = "deployment.environment.name"
 
 # --- HTTP server span attributes (OpenTelemetry semantic conventions) -----------------------------------
 HTTP_REQUEST_METHOD = "http.request.method"
+HTTP_REQUEST_METHOD_ORIGINAL = "http.request.method_original"  # only when the method is recorded as _OTHER
+# The semantic conventions' known methods (case-sensitive); any other is recorded as _OTHER, so that a client
+# cannot mint label values, span names or log fields by sending made-up methods.
+HTTP_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"})
+HTTP_METHOD_OTHER = "_OTHER"
 HTTP_ROUTE = "http.route"
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
 URL_PATH = "url.path"
@@ -41,6 +46,8 @@ SEARCH_OUTCOME = "market.search.outcome"
 CART_ACTION = "market.cart.action"
 WEBHOOK_DIRECTION = "market.webhook.direction"
 WEBHOOK_OUTCOME = "market.webhook.outcome"
+# missing_signature, malformed, stale_signature, bad_signature
+WEBHOOK_REJECTION_REASON = "market.webhook.rejection.reason"
 WEBHOOK_EVENT_TYPE = "market.webhook.event_type"
 WEBHOOK_DELIVERY_ID = "market.webhook.delivery_id"  # spans and logs only, never a metric attribute
 WEBHOOK_ATTEMPT = "market.webhook.attempt"  # 1 for the first attempt of a delivery
@@ -69,6 +76,7 @@ EVENT_CHECKOUT_STARTED = "market.checkout.started"
 EVENT_PAYMENT_ATTEMPTED = "market.payment.attempted"
 EVENT_ORDER_PAID = "market.order.paid"
 EVENT_ORDER_REFUNDED = "market.order.refunded"
+EVENT_WEBHOOK_REJECTED = "market.webhook.rejected"
 
 # --- Metrics: (name, unit, description) ------------------------------------------------------------------
 HTTP_SERVER_REQUEST_DURATION = ("http.server.request.duration", "s", "Duration of HTTP server requests.")
@@ -83,6 +91,11 @@ WEBHOOK_DELIVERIES = (
     "market.webhook.deliveries",
     "{delivery}",
     "Webhook deliveries, by direction and outcome.",
+)
+WEBHOOK_REJECTED = (
+    "market.webhook.rejected",
+    "{request}",
+    "Posts to the provider webhook that failed authentication (not deliveries, not failures), by reason.",
 )
 # Business gauges, refreshed every minute from the analytics reports over the last 24 hours.
 FUNNEL_SESSIONS = (

@@ -23,6 +23,8 @@ from sentry_sdk.transport import HttpTransport
 from market import __version__
 from market.config import SentrySettings
 
+from . import names
+from .asgi import known_method
 from .drops import DROPS, SENTRY_EVENTS
 
 log = logging.getLogger(__name__)
@@ -148,9 +150,9 @@ def _describe(scope: Any, user: Any, route: str | None, method: str | None) -> N
     if user is not None:
         scope.set_user({"id": user.id, "role": getattr(user.role, "value", str(user.role))})
     if route:
-        scope.set_tag("http.route", route)
+        scope.set_tag(names.HTTP_ROUTE, route)
     if method:
-        scope.set_tag("http.request.method", method)
+        scope.set_tag(names.HTTP_REQUEST_METHOD, known_method(method))
 
 
 def scrub_event(event: dict[str, Any], hint: Mapping[str, Any] | None = None) -> dict[str, Any]:

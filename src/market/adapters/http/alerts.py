@@ -70,8 +70,8 @@ class AlertController(Controller):
         - `high_error_rate` (critical): share of 5xx responses over 5 min > 0.05;
         - `payment_failures` (critical): share of payment attempts not `succeeded` over 5 min > 0.10;
         - `slow_api` (warning): p95 request duration over 5 min, all routes together, > 2 s;
-        - `webhook_failures` (critical): share of failed webhook deliveries (outbound and inbound) over
-          15 min > 0.01;
+        - `webhook_failures` (critical): share of failed webhook deliveries (outbound, and authentic inbound
+          provider events) over 15 min > 0.01; posts that fail authentication are not deliveries;
         - `backup_stale` (critical): seconds since the last successful backup > 26 h, checked only when backups
           are expected (`MARKET_BACKUP_SCHEDULE` is set, or a backup has succeeded).
 

@@ -156,13 +156,20 @@ class CheckoutController(Controller):
         limit: int = Parameter(default=20, ge=1, le=100),
         cursor: str | None = Parameter(default=None, description="`next_cursor` of the previous page."),
     ) -> OrderPage:
-        """Buyers see their orders, sellers the orders with their items, admins all. Newest first."""
+        """Buyers see their orders, sellers the orders with their items, admins all. Newest first.
+
+        A seller sees each order as on `GET /orders/{order_id}`: only their own lines, with `total_cents` and
+        `payment.amount_cents` being their subtotal."""
         page = await checkout_use_cases.list_orders(user, limit, cursor or None, uow=services.uow)
         return OrderPage(items=[OrderOut.of(o) for o in page.items], next_cursor=page.next_cursor)
 
     @get("/orders/{order_id:str}", operation_id="getOrder", guards=[requires()], responses=problems(401, 404))
     async def get_order(self, order_id: str, user: User, services: Services) -> OrderOut:
-        """One order the caller may see; any other is a 404."""
+        """One order the caller may see; any other is a 404.
+
+        The buyer and admins see the whole order. A seller sees only their own lines, and `total_cents` and
+        `payment.amount_cents` are their subtotal of it (the payment keeps its id, status and method): other
+        sellers' items, quantities and prices in the same basket are not theirs to see."""
         return OrderOut.of(await checkout_use_cases.get_order(order_id, user, uow=services.uow))
 
 

@@ -14,7 +14,7 @@ from market.adapters.payments.stripe import InvalidStripeEvent, parse_stripe_eve
 from market.application import checkout as checkout_use_cases
 from market.application.services import Services
 from market.domain.errors import InvalidProviderEvent
-from market.domain.events import WebhookReceived
+from market.domain.events import WebhookReceived, WebhookRejected
 from market.telemetry import names
 from market.telemetry.asgi import span_context_from_traceparent
 
@@ -53,31 +53,31 @@ class WebhookAck(msgspec.Struct):
 )
 async def payment_webhook(request: Request[Any, Any, Any], services: Services) -> WebhookAck:
     """Signed provider events (`Market-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`,
-    300 s tolerance). A bad or stale signature is a 400 and changes nothing; a duplicate event id is a 200,
-    applied once."""
-    try:
-        event = await _verified_event(request, services)
-    except InvalidProviderEvent:
-        services.events.publish([WebhookReceived("failure")])
-        raise
-    services.events.publish([WebhookReceived("success")])
-    if event is None:
-        return WebhookAck(received=True, outcome="ignored")
-    outcome = await _apply(event, services)
-    return WebhookAck(received=True, outcome=outcome)  # type: ignore[arg-type]
-
-
-async def _verified_event(
-    request: Request[Any, Any, Any], services: Services
-) -> checkout_use_cases.ProviderEvent | None:
-    """The event, once its signature over the raw body checks out; None for a Stripe event that is not about
-    our orders (other types, partial refunds), which is acknowledged so that Stripe stops redelivering it."""
+    300 s tolerance). A missing, malformed, bad or stale signature is a 400 and changes nothing; a duplicate
+    event id is a 200, applied once."""
     body = await request.body()
     header = next((request.headers[h] for h in SIGNATURE_HEADERS if h in request.headers), None)
     try:
         verify(services.payment_webhook_secret, body, header)
     except InvalidSignature as exc:
+        # Anyone can post here: a request that fails authentication is the caller's problem. It is counted on
+        # its own, by reason, and never as a failed delivery, which pages on-call.
+        services.events.publish([WebhookRejected(exc.reason)])
         raise InvalidProviderEvent(f"The webhook signature is not valid: {exc}.") from None
+    try:
+        event = _parse(body, services)
+        outcome = "ignored" if event is None else await _apply(event, services)
+    except Exception:
+        # Authentic, yet not handled: ours to fix (a schema we do not understand, an error while applying).
+        services.events.publish([WebhookReceived("failure")])
+        raise
+    services.events.publish([WebhookReceived("success")])
+    return WebhookAck(received=True, outcome=outcome)  # type: ignore[arg-type]
+
+
+def _parse(body: bytes, services: Services) -> checkout_use_cases.ProviderEvent | None:
+    """The event in a body whose signature checked out; None for a Stripe event that is not about our orders
+    (other types, partial refunds), which is acknowledged so that Stripe stops redelivering it."""
     try:
         if services.gateway.name == "stripe":
             return parse_stripe_event(body)

@@ -14,7 +14,15 @@ TOLERANCE_S = 300
 
 
 class InvalidSignature(Exception):
-    """The signature header is missing, malformed, stale, from the future, or does not match the body."""
+    """The signature header is missing, malformed, stale, from the future, or does not match the body.
+
+    `reason` is one of a bounded set, fit for a metric attribute: `missing_signature`, `malformed`,
+    `stale_signature` (outside the tolerance, either way), `bad_signature` (no match: another secret, or a
+    tampered body)."""
+
+    def __init__(self, detail: str, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
@@ -26,7 +34,7 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
 def verify(secret: str, body: bytes, header: str | None, *, now: float | None = None) -> None:
     """Raise InvalidSignature unless `header` signs `body` with `secret` within the tolerance."""
     if not header:
-        raise InvalidSignature("missing signature header")
+        raise InvalidSignature("missing signature header", "missing_signature")
     timestamp: int | None = None
     candidates: list[str] = []
     for part in header.split(","):
@@ -35,14 +43,14 @@ def verify(secret: str, body: bytes, header: str | None, *, now: float | None = 
             try:
                 timestamp = int(value)
             except ValueError:
-                raise InvalidSignature("malformed timestamp") from None
+                raise InvalidSignature("malformed timestamp", "malformed") from None
         elif key == "v1":
             candidates.append(value)
     if timestamp is None or not candidates:
-        raise InvalidSignature("malformed signature header")
+        raise InvalidSignature("malformed signature header", "malformed")
     current = time.time() if now is None else now
     if abs(current - timestamp) > TOLERANCE_S:
-        raise InvalidSignature("timestamp outside the tolerance")
+        raise InvalidSignature("timestamp outside the tolerance", "stale_signature")
     expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
-        raise InvalidSignature("signature does not match")
+        raise InvalidSignature("signature does not match", "bad_signature")

@@ -85,6 +85,10 @@ class OtelEventPublisher:
                         1, {names.WEBHOOK_DIRECTION: "inbound", names.WEBHOOK_OUTCOME: event.outcome}
                     )
                 return None, {}
+            case events.WebhookRejected():
+                if m:
+                    m.webhook_rejected.add(1, {names.WEBHOOK_REJECTION_REASON: event.reason})
+                return names.EVENT_WEBHOOK_REJECTED, {names.WEBHOOK_REJECTION_REASON: event.reason}
             case events.ItemListed():
                 return names.EVENT_ITEM_LISTED, {"market.item.id": event.item_id}
             case events.UserRegistered():

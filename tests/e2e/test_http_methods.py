@@ -1,0 +1,86 @@
+"""Any token is an HTTP method to uvicorn (h11): outside the standard set it is recorded as `_OTHER` in metrics
+and logs, so 100 made-up methods cannot grow `/metrics` or add label values. Requests are written on a raw
+socket, because HTTP clients upper-case methods (`get` must be `_OTHER` too: methods are case-sensitive)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import socket
+import string
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from market.telemetry import names
+
+from .conftest import LiveServer, serving
+
+STANDARD = {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+METHOD_LABEL = re.compile(r'http_request_method="([^"]*)"')
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with serving("sqlite", tmp_path_factory.mktemp("methods")) as server:
+        yield server
+
+
+def raw_request(server: LiveServer, method: str, path: str) -> int:
+    """The status of one request sent as bytes on a socket, method exactly as given."""
+    url = urlsplit(server.base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def made_up_methods(count: int) -> list[str]:
+    methods = ["get", "Post", "FOOBAR", "PROPFIND"]
+    while len(methods) < count:
+        method = "".join(random.choices(string.ascii_letters, k=random.randint(3, 12)))
+        if method not in STANDARD:
+            methods.append(method)
+    return methods
+
+
+def series(exposition: str) -> set[str]:
+    """Every sample's name and labels, without its value."""
+    return {line.rsplit(" ", 1)[0] for line in exposition.splitlines() if line and not line.startswith("#")}
+
+
+def send_batch(server: LiveServer) -> None:
+    for method in made_up_methods(100):
+        path = random.choice(["/api/v1/items", "/health/live", "/no/such/thing"])
+        assert raw_request(server, method, path) in {404, 405}, method
+
+
+def test_made_up_methods_are_other_and_cannot_grow_the_metrics(live_server):
+    with live_server.client() as client:
+        client.get("/metrics")  # its own series exists before the first look
+        send_batch(live_server)
+        first = client.get("/metrics").text
+        send_batch(live_server)
+        second = client.get("/metrics").text
+    assert set(METHOD_LABEL.findall(second)) <= STANDARD | {"_OTHER"}
+    assert "_OTHER" in METHOD_LABEL.findall(second)
+    # A second hundred made-up methods adds no series: only counts change.
+    assert series(second) == series(first)
+    print(f"/metrics after 100 made-up methods: {len(first)} bytes; after 200: {len(second)} bytes")
+
+
+def test_made_up_methods_are_other_in_the_access_log_with_the_original_beside_it(live_server):
+    assert raw_request(live_server, "get", "/health/live") == 405
+    assert raw_request(live_server, "BREW", "/no/such/thing") == 404
+    lines = [json.loads(line) for line in live_server.log.read_text().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == "market.access"]
+    assert {line[names.HTTP_REQUEST_METHOD] for line in access} <= STANDARD | {"_OTHER"}
+    brew = [line for line in access if line.get(names.HTTP_REQUEST_METHOD_ORIGINAL) == "BREW"]
+    assert brew and brew[-1]["message"] == "_OTHER /no/such/thing 404"
+    assert any(line.get(names.HTTP_REQUEST_METHOD_ORIGINAL) == "get" for line in access)

@@ -1,0 +1,96 @@
+"""What a provider webhook counts as, in-process with the real app on SQLite: a request that fails
+authentication is a rejection (the caller's problem), an authentic event we fail to handle is a failed inbound
+delivery (ours), an authentic event handled is a success."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from litestar.testing import TestClient
+
+from market.adapters.payments.signature import sign
+from market.application import checkout as checkout_use_cases
+from market.bootstrap import build_app
+from market.config import Settings
+
+SECRET = "whsec_integration_" + uuid.uuid4().hex
+WEBHOOK = "/api/v1/webhooks/payments"
+
+
+@pytest.fixture
+def client(tmp_path) -> Iterator[TestClient]:
+    settings = Settings.from_env(
+        {
+            "MARKET_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
+            "MARKET_VAR_DIR": str(tmp_path),
+            "MARKET_PAYMENT_WEBHOOK_SECRET": SECRET,
+        },
+        dotenv=None,
+    )
+    with TestClient(build_app(settings)) as test_client:
+        yield test_client
+
+
+def signed_event(event_type: str = "payment.succeeded") -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(
+        {
+            "id": "evt_" + uuid.uuid4().hex,
+            "type": event_type,
+            "created": int(time.time()),
+            "data": {"order_id": str(uuid.uuid4()), "payment_id": "ch_x"},
+        }
+    ).encode()
+    return body, {"Market-Signature": sign(SECRET, body), "Content-Type": "application/json"}
+
+
+def inbound(client: TestClient) -> dict[str, float]:
+    """outcome -> count of inbound deliveries on /metrics, plus `rejected`: all rejections. The process's
+    metrics outlive an app: tests compare before and after."""
+    text = client.get("/metrics").text
+    counts = {
+        outcome: float(value)
+        for outcome, value in re.findall(
+            r'market_webhook_deliveries_total\{[^}]*market_webhook_direction="inbound"[^}]*'
+            r'market_webhook_outcome="(\w+)"[^}]*\} (\S+)',
+            text,
+        )
+    }
+    counts["rejected"] = sum(
+        float(v) for v in re.findall(r"market_webhook_rejected_total\{[^}]*\} (\S+)", text)
+    )
+    return counts
+
+
+def growth(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {key: after[key] - before.get(key, 0.0) for key in after if after[key] != before.get(key, 0.0)}
+
+
+def test_an_error_while_applying_an_authentic_event_is_a_failed_delivery(client, monkeypatch):
+    async def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(checkout_use_cases, "apply_provider_event", broken)
+    body, headers = signed_event()
+    before = inbound(client)
+    assert client.post(WEBHOOK, content=body, headers=headers).status_code == 500
+    assert growth(before, inbound(client)) == {"failure": 1.0}
+
+
+def test_an_authentic_event_we_do_not_understand_is_a_failed_delivery_not_a_rejection(client):
+    body, headers = signed_event("payment.disputed")
+    before = inbound(client)
+    assert client.post(WEBHOOK, content=body, headers=headers).status_code == 400
+    assert growth(before, inbound(client)) == {"failure": 1.0}
+
+
+def test_an_unsigned_post_is_a_rejection_and_an_authentic_event_a_success(client):
+    body, headers = signed_event()
+    before = inbound(client)
+    assert client.post(WEBHOOK, content=body, headers={"Content-Type": "application/json"}).status_code == 400
+    assert client.post(WEBHOOK, content=body, headers=headers).status_code == 200
+    assert growth(before, inbound(client)) == {"success": 1.0, "rejected": 1.0}
