@@ -285,7 +285,8 @@ def list_accounts(as_json: bool) -> None:
 
     from market.adapters.terminal import users_table
 
-    Console().print(users_table(accounts))
+    # Piped (`| grep`), rows keep their full width instead of being cut to 80 columns with ellipses.
+    Console(width=None if sys.stdout.isatty() else 1000).print(users_table(accounts))
 
 
 @main.command()

@@ -13,10 +13,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from market.adapters.db.migrations import MIGRATIONS
-from market.adapters.db.repositories import PiccoloItemRepository, PiccoloReadRepositories
+from market.adapters.db.repositories import PiccoloItemRepository, PiccoloReadRepositories, PiccoloUnitOfWork
 from market.adapters.security.passwords import Argon2PasswordHasher
 from market.adapters.security.tokens import JwtTokenService, load_or_create_secret_key
 from market.application.accounts import issue_token
+from market.bootstrap import SystemClock
 from market.domain.catalog import ItemFilter
 from market.domain.errors import InvalidCredentials
 from market.domain.users import Role
@@ -113,9 +114,17 @@ async def test_create_admin_takes_the_password_from_stdin_and_the_admin_can_get_
 
         hasher = Argon2PasswordHasher()
         tokens = JwtTokenService(load_or_create_secret_key(workspace.var_dir), ttl_seconds=600)
-        sign_in = {"repos": repos, "hasher": hasher, "tokens": tokens, "dummy_hash": admin.password_hash}
+        sign_in = {
+            "repos": repos,
+            "uow": lambda: PiccoloUnitOfWork(database),
+            "hasher": hasher,
+            "tokens": tokens,
+            "clock": SystemClock(),
+            "dummy_hash": admin.password_hash,
+        }
         token = await issue_token("a@b.co", ADMIN_PASSWORD, **sign_in)
-        assert tokens.subject(token.token) == admin.id
+        claims = tokens.read(token.token)
+        assert claims is not None and claims.user_id == admin.id
         with pytest.raises(InvalidCredentials):
             await issue_token("a@b.co", ADMIN_PASSWORD + "x", **sign_in)
     finally:
