@@ -44,6 +44,9 @@ DENYLIST = [
     "payment_method",
     "idempotency_key",
     "dsn",
+    "current_password",
+    "new_password",
+    "password_hash",
 ]
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
@@ -53,6 +56,8 @@ _CARD_TOKEN = re.compile(r"\b(?:tok|pm)_[A-Za-z0-9]+")
 _SECRET_HEADER = re.compile(
     r"""(?i)(b?['"](?:set-)?cookie['"]\s*[:,]\s*b?|b?['"](?:proxy-)?authorization['"]\s*[:,]\s*b?)(['"])(?:(?!\2).)*\2"""
 )
+# `…password…=` / `'…password…':` inside reprs (a request body Struct, a dict) held by an innocently named local.
+_PASSWORD_VALUE = re.compile(r"""(?i)(passw(?:or)?d\w*['"]?\s*[=:]\s*b?)(['"])(?:(?!\2).)*\2""")
 FILTERED = "[Filtered]"
 
 _enabled = False
@@ -133,14 +138,15 @@ def _describe(scope: Any, user: Any, route: str | None, method: str | None) -> N
 
 
 def scrub_event(event: dict[str, Any], hint: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What the key-based scrubber cannot see: e-mail addresses, bearer tokens and card tokens inside any
-    string (messages, exception values, local variables under innocent names)."""
+    """What the key-based scrubber cannot see: e-mail addresses, bearer tokens, card tokens and passwords
+    inside any string (messages, exception values, local variables under innocent names)."""
     return _scrub(event)  # type: ignore[no-any-return]
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         value = _SECRET_HEADER.sub(lambda m: f"{m[1]}{m[2]}{FILTERED}{m[2]}", value)
+        value = _PASSWORD_VALUE.sub(lambda m: f"{m[1]}{m[2]}{FILTERED}{m[2]}", value)
         value = _EMAIL.sub(FILTERED, value)
         value = _BEARER.sub("Bearer " + FILTERED, value)
         return _CARD_TOKEN.sub(FILTERED, value)
