@@ -29,7 +29,7 @@ SECRET = "bench-" + uuid.uuid4().hex
 
 def _token(user_id: str) -> str:
     now = int(time.time())
-    claims = {"sub": user_id, "role": "buyer", "iat": now, "exp": now + 3600, "aud": "market-api"}
+    claims = {"sub": user_id, "role": "buyer", "iat": now, "exp": now + 3600, "aud": "market-api", "ver": 0}
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 

@@ -3,7 +3,8 @@
 Starts `market serve` on a free port with a fresh SQLite database in a temporary folder, registers a seller (whose
 token every request carries) and lists one item, so that item operations meet a real id as well as made-up ones.
 A buyer and an admin are made too: `scripts/schemathesis.toml` sends their tokens to the operations of those roles
-(cart and checkout; admin), which a seller's token would only ever get a 403 from. Then it runs the schemathesis
+(cart and checkout; admin), which a seller's token would only ever get a 403 from; and one more buyer whose token
+sign-out and password change may revoke without revoking the seller's. Then it runs the schemathesis
 CLI with every check, prints its output, stops the server and exits with schemathesis' exit code.
 
 Checks that are inapplicable to particular operations are narrowed in `scripts/schemathesis.toml`, which
@@ -116,6 +117,7 @@ def seed(base: str, env: dict[str, str], workdir: Path) -> dict[str, str]:
     """A seller with one item, a buyer with it in the cart, an admin; returns their bearer tokens."""
     with httpx.Client(base_url=base + "/api/v1", timeout=30) as client:
         tokens = {"seller": _account(client, "seller"), "buyer": _account(client, "buyer")}
+        tokens["account"] = _account(client, "buyer")  # for sign-out and password change, which revoke it
         tokens["admin"] = _admin(client, env, workdir)
         r = client.post(
             "/items",
@@ -193,6 +195,7 @@ def main() -> int:
             **os.environ,
             "MARKET_FUZZ_BUYER_TOKEN": tokens["buyer"],
             "MARKET_FUZZ_ADMIN_TOKEN": tokens["admin"],
+            "MARKET_FUZZ_ACCOUNT_TOKEN": tokens["account"],
             "SCHEMATHESIS_HOOKS": str(HOOKS),
         }
         # Run in the temporary folder: report files, if any, land there and go with it.

@@ -9,12 +9,19 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
-from market.application.ports import AccessToken, ChargeRequest, ChargeResult, IdempotentReplay, Page
+from market.application.ports import (
+    AccessToken,
+    ChargeRequest,
+    ChargeResult,
+    IdempotentReplay,
+    Page,
+    TokenClaims,
+)
 from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import EmailAlreadyRegistered, InvalidCursor
 from market.domain.events import Event
 from market.domain.orders import RESERVING, Cart, CartLine, Order, PaymentGatewayUnavailable
-from market.domain.users import Role, User
+from market.domain.users import Role, User, UserStatus
 
 
 class FakeUserRepository:
@@ -31,6 +38,26 @@ class FakeUserRepository:
 
     async def get_by_email(self, email: str) -> User | None:
         return next((u for u in self.store.values() if u.email == email), None)
+
+    async def list_all(self) -> Sequence[User]:
+        return sorted(self.store.values(), key=lambda u: (u.created_at, u.id))
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        self._change(user_id, password_hash=password_hash)
+
+    async def revoke_tokens(self, user_id: str) -> None:
+        if user_id in self.store:
+            self._change(user_id, token_version=self.store[user_id].token_version + 1)
+
+    async def set_status(self, user_id: str, status: UserStatus) -> None:
+        self._change(user_id, status=status)
+
+    async def record_login(self, user_id: str, at: datetime) -> None:
+        self._change(user_id, last_login_at=at)
+
+    def _change(self, user_id: str, **changes: Any) -> None:
+        if user_id in self.store:  # like an UPDATE: an unknown id changes nothing
+            self.store[user_id] = dataclasses.replace(self.store[user_id], **changes)
 
 
 class FakeItemRepository:
@@ -135,11 +162,16 @@ class FakePasswordHasher:
 
 
 class FakeTokenService:
-    def issue(self, user: User) -> AccessToken:
-        return AccessToken(token="token-for:" + user.id, expires_in=3600)
+    """Tokens are readable `token-for:<user id>:v<token version>` strings."""
 
-    def subject(self, token: str) -> str | None:
-        return token.removeprefix("token-for:") if token.startswith("token-for:") else None
+    def issue(self, user: User) -> AccessToken:
+        return AccessToken(token=f"token-for:{user.id}:v{user.token_version}", expires_in=3600)
+
+    def read(self, token: str) -> TokenClaims | None:
+        user_id, _, version = token.removeprefix("token-for:").rpartition(":v")
+        if not token.startswith("token-for:") or not version.isdigit():
+            return None
+        return TokenClaims(user_id=user_id, token_version=int(version))
 
 
 class FakeEventPublisher:

@@ -163,25 +163,48 @@ def users() -> None:
     """Accounts."""
 
 
+def _read_password() -> str:
+    """A new password: prompted for twice on a terminal, else the first line of stdin (scripts, pipes)."""
+    if sys.stdin.isatty():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _run_account_command(work: Callable[[Any], Awaitable[T]], log_stream: str = "ext://sys.stdout") -> T:
+    """Run `work(services)` on a migrated database; a refused change is one line on stderr, no traceback."""
+    from market.bootstrap import build_services
+    from market.domain.errors import DomainError, ValidationFailed
+
+    settings = _settings()
+
+    async def with_services(database: Any) -> T:
+        await database.migrate()
+        services = build_services(settings, database)
+        try:
+            return await work(services)
+        finally:
+            await services.gateway.close()
+
+    try:
+        return _with_database(settings, with_services, log_stream)
+    except ValidationFailed as exc:
+        click.echo("market: " + "; ".join(f"{e.field} {e.message}" for e in exc.errors), err=True)
+        sys.exit(2)
+    except DomainError as exc:
+        click.echo(f"market: {exc.detail}", err=True)
+        sys.exit(1)
+
+
 @users.command("create-admin")
 @click.option("--email", required=True)
 @click.option("--display-name", default="Administrator", show_default=True)
 def create_admin(email: str, display_name: str) -> None:
     """Create an admin. The password is read from a prompt, or from stdin when it is not a terminal."""
     from market.application.accounts import Register, register_user
-    from market.bootstrap import build_services
-    from market.domain.errors import DomainError, ValidationFailed
 
-    if sys.stdin.isatty():
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
-    settings = _settings()
-
-    async def work(database: Any) -> Any:
-        await database.migrate()
-        services = build_services(settings, database)
-        return await register_user(
+    password = _read_password()
+    user = _run_account_command(
+        lambda services: register_user(
             Register(email, password, display_name, "admin"),
             uow=services.uow,
             hasher=services.hasher,
@@ -190,16 +213,80 @@ def create_admin(email: str, display_name: str) -> None:
             events=services.events,
             allow_admin=True,
         )
-
-    try:
-        user = _with_database(settings, work)
-    except ValidationFailed as exc:
-        click.echo("market: " + "; ".join(f"{e.field} {e.message}" for e in exc.errors), err=True)
-        sys.exit(2)
-    except DomainError as exc:
-        click.echo(f"market: {exc.detail}", err=True)
-        sys.exit(1)
+    )
     click.echo(f"created admin {user.email} ({user.id})")
+
+
+@users.command("set-password")
+@click.option("--email", required=True)
+def set_password(email: str) -> None:
+    """Set a user's password and revoke all their tokens. The password is read from a prompt, or from stdin
+    when it is not a terminal."""
+    from market.application.accounts import set_password as set_user_password
+
+    password = _read_password()
+    user = _run_account_command(
+        lambda services: set_user_password(email, password, uow=services.uow, hasher=services.hasher)
+    )
+    click.echo(f"password set for {user.email}; their tokens are revoked")
+
+
+@users.command()
+@click.option("--email", required=True)
+def disable(email: str) -> None:
+    """Disable an account: its tokens stop working at once and it can no longer sign in."""
+    from market.application.accounts import disable_user
+
+    user = _run_account_command(lambda services: disable_user(email, uow=services.uow))
+    click.echo(f"disabled {user.email}; their tokens are revoked")
+
+
+@users.command()
+@click.option("--email", required=True)
+def enable(email: str) -> None:
+    """Enable a disabled account again (it signs in afresh; its old tokens stay revoked)."""
+    from market.application.accounts import enable_user
+
+    user = _run_account_command(lambda services: enable_user(email, uow=services.uow))
+    click.echo(f"enabled {user.email}")
+
+
+@users.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_accounts(as_json: bool) -> None:
+    """List every account, oldest first."""
+    from market.application.accounts import list_users
+
+    # Logs go to stderr: stdout is the list (`--json | jq` must read JSON only).
+    accounts = _run_account_command(
+        lambda services: list_users(repos=services.repos), log_stream="ext://sys.stderr"
+    )
+    if as_json:
+        import msgspec
+
+        click.echo(
+            msgspec.json.encode(
+                [
+                    {
+                        "id": user.id,
+                        "email": user.email,
+                        "display_name": user.display_name,
+                        "role": user.role.value,
+                        "status": user.status.value,
+                        "created_at": user.created_at,
+                        "last_login_at": user.last_login_at,
+                    }
+                    for user in accounts
+                ]
+            ).decode()
+        )
+        return
+    from rich.console import Console
+
+    from market.adapters.terminal import users_table
+
+    # Piped (`| grep`), rows keep their full width instead of being cut to 80 columns with ellipses.
+    Console(width=None if sys.stdout.isatty() else 1000).print(users_table(accounts))
 
 
 @main.command()

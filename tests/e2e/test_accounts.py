@@ -164,6 +164,7 @@ def test_me_with_an_expired_token_is_401(client, live_server):
         "iat": now - 7200,
         "exp": now - 3600,
         "aud": "market-api",
+        "ver": 0,
     }
     expired = jwt.encode(claims, _server_key(live_server), algorithm="HS256")
     body = assert_problem(client.get(ME, headers={"Authorization": f"Bearer {expired}"}), 401)
@@ -174,7 +175,14 @@ def test_a_token_signed_with_the_server_key_still_works_until_it_expires(client,
     """Control for the expired-token test: the same claims, not yet expired, are accepted."""
     account = register(client)
     now = int(time.time())
-    claims = {"sub": account["id"], "role": "buyer", "iat": now, "exp": now + 600, "aud": "market-api"}
+    claims = {
+        "sub": account["id"],
+        "role": "buyer",
+        "iat": now,
+        "exp": now + 600,
+        "aud": "market-api",
+        "ver": 0,
+    }
     token = jwt.encode(claims, _server_key(live_server), algorithm="HS256")
     assert client.get(ME, headers={"Authorization": f"Bearer {token}"}).status_code == 200
 

@@ -83,7 +83,7 @@ def test_a_forged_or_expired_session_cookie_redirects_and_is_cleared(client, liv
     )
     past = int(time.time()) - 60
     expired = jwt.encode(
-        {"sub": admin["id"], "role": "admin", "iat": past - 3600, "exp": past, "aud": "market-api"},
+        {"sub": admin["id"], "role": "admin", "iat": past - 3600, "exp": past, "aud": "market-api", "ver": 0},
         secret,
         algorithm="HS256",
     )
@@ -281,12 +281,24 @@ def test_an_unknown_monitoring_kind_is_a_400_and_produces_nothing(client, admin_
     assert "Nothing was produced" in text and "<b>boom</b>" not in text
 
 
-def test_sign_out_clears_the_cookie(client, admin_session):
-    r = client.post("/admin/logout", headers=admin_session)
+def test_sign_out_clears_the_cookie_and_revokes_the_session_token(client, live_server):
+    # An admin of its own: signing out revokes every token of that admin, the module's shared one included.
+    admin = create_admin(live_server, client)
+    session = session_of(sign_in(client, admin["email"], admin["password"]))
+    assert client.get(DASHBOARD, headers=session).status_code == 200
+
+    r = client.post("/admin/logout", headers=session)
+
     assert r.status_code == 303
     assert r.headers["location"] == LOGIN
     assert r.headers["set-cookie"].startswith(f"{COOKIE}=;")
     assert "Max-Age=0" in r.headers["set-cookie"]
+    # A copy of the cookie (another tab, a stolen one) no longer opens the dashboard, nor the API.
+    replayed = client.get(DASHBOARD, headers=session)
+    assert replayed.status_code == 303 and replayed.headers["location"] == LOGIN
+    api = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token_of(session)}"})
+    assert api.status_code == 401
+    assert client.get("/api/v1/me", headers=auth(admin)).status_code == 401
 
 
 def test_dashboard_pages_are_not_in_the_openapi_schema(client):

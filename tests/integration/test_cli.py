@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import subprocess
@@ -13,10 +14,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from market.adapters.db.migrations import MIGRATIONS
-from market.adapters.db.repositories import PiccoloItemRepository, PiccoloReadRepositories
+from market.adapters.db.repositories import PiccoloItemRepository, PiccoloReadRepositories, PiccoloUnitOfWork
 from market.adapters.security.passwords import Argon2PasswordHasher
 from market.adapters.security.tokens import JwtTokenService, load_or_create_secret_key
 from market.application.accounts import issue_token
+from market.bootstrap import SystemClock
 from market.domain.catalog import ItemFilter
 from market.domain.errors import InvalidCredentials
 from market.domain.users import Role
@@ -113,9 +115,17 @@ async def test_create_admin_takes_the_password_from_stdin_and_the_admin_can_get_
 
         hasher = Argon2PasswordHasher()
         tokens = JwtTokenService(load_or_create_secret_key(workspace.var_dir), ttl_seconds=600)
-        sign_in = {"repos": repos, "hasher": hasher, "tokens": tokens, "dummy_hash": admin.password_hash}
+        sign_in = {
+            "repos": repos,
+            "uow": lambda: PiccoloUnitOfWork(database),
+            "hasher": hasher,
+            "tokens": tokens,
+            "clock": SystemClock(),
+            "dummy_hash": admin.password_hash,
+        }
         token = await issue_token("a@b.co", ADMIN_PASSWORD, **sign_in)
-        assert tokens.subject(token.token) == admin.id
+        claims = tokens.read(token.token)
+        assert claims is not None and claims.user_id == admin.id
         with pytest.raises(InvalidCredentials):
             await issue_token("a@b.co", ADMIN_PASSWORD + "x", **sign_in)
     finally:
@@ -202,3 +212,47 @@ def test_db_seed_can_run_twice(workspace):
         assert workspace.run("db", "seed", "--sellers", "2", "--items", "5").returncode == 0
     assert workspace.query("SELECT count(*) FROM users") == [(4,)]
     assert workspace.query("SELECT count(*) FROM items") == [(10,)]
+
+
+@pytest.mark.parametrize("command", [("disable",), ("enable",), ("set-password",)], ids=lambda c: c[0])
+def test_account_commands_on_an_unknown_email_fail_in_one_line_and_change_nothing(workspace, command):
+    assert workspace.run("users", "create-admin", "--email", "a@b.co", stdin=ADMIN_PASSWORD).returncode == 0
+    before = workspace.query("SELECT password_hash, token_version, status FROM users")
+
+    result = workspace.run("users", *command, "--email", "nobody@b.co", stdin="a new password 123\n")
+
+    _assert_one_clean_error_line(result, "No account")
+    assert workspace.query("SELECT password_hash, token_version, status FROM users") == before
+
+
+def test_set_password_refuses_a_short_password_in_one_line_and_keeps_the_old_one(workspace):
+    assert workspace.run("users", "create-admin", "--email", "a@b.co", stdin=ADMIN_PASSWORD).returncode == 0
+    before = workspace.query("SELECT password_hash, token_version FROM users")
+
+    result = workspace.run("users", "set-password", "--email", "a@b.co", stdin="short\n")
+
+    _assert_one_clean_error_line(result, "password")
+    assert workspace.query("SELECT password_hash, token_version FROM users") == before
+
+
+def test_disable_and_enable_store_the_status_and_revoke_tokens_once(workspace):
+    assert workspace.run("users", "create-admin", "--email", "a@b.co", stdin=ADMIN_PASSWORD).returncode == 0
+    assert workspace.run("users", "disable", "--email", "A@b.co").returncode == 0
+    assert workspace.query("SELECT status, token_version FROM users") == [("disabled", 1)]
+    assert workspace.run("users", "enable", "--email", "a@b.co").returncode == 0
+    assert workspace.query("SELECT status, token_version FROM users") == [("active", 1)]
+
+
+def test_users_list_json_is_only_json_on_stdout_and_carries_no_secret(workspace):
+    assert workspace.run("users", "create-admin", "--email", "a@b.co", stdin=ADMIN_PASSWORD).returncode == 0
+    result = workspace.run("users", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    [entry] = json.loads(result.stdout)
+    assert set(entry) == {"id", "email", "display_name", "role", "status", "created_at", "last_login_at"}
+    assert (entry["email"], entry["role"], entry["status"], entry["last_login_at"]) == (
+        "a@b.co",
+        "admin",
+        "active",
+        None,
+    )
+    assert "argon2" not in result.stdout + result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from datetime import timedelta
@@ -11,7 +12,7 @@ import pytest
 from market.adapters.db.repositories import PiccoloItemRepository, PiccoloUnitOfWork, PiccoloUserRepository
 from market.domain.catalog import ItemStatus
 from market.domain.errors import EmailAlreadyRegistered
-from market.domain.users import Role
+from market.domain.users import Role, UserStatus
 
 from .conftest import T0, add_item, add_user, count, new_item, new_user
 
@@ -70,6 +71,65 @@ async def test_a_taken_email_in_a_unit_of_work_rolls_back_its_earlier_writes(db)
             await work.commit()
     assert await PiccoloUserRepository(db).get(earlier.id) is None
     assert await count(db, "users") == 1
+
+
+async def test_token_version_status_and_last_login_are_read_back_as_stored(db):
+    users = PiccoloUserRepository(db)
+    user = new_user(
+        Role.BUYER, token_version=7, status=UserStatus.DISABLED, last_login_at=T0 + timedelta(microseconds=42)
+    )
+    await users.add(user)
+    assert await users.get(user.id) == user
+
+
+async def test_a_new_user_is_active_at_token_version_zero_and_never_signed_in(db):
+    user = await add_user(db)
+    stored = await PiccoloUserRepository(db).get(user.id)
+    assert (stored.token_version, stored.status, stored.last_login_at) == (0, UserStatus.ACTIVE, None)
+
+
+async def _in_unit_of_work(db, change):
+    async with PiccoloUnitOfWork(db) as work:
+        await change(work.users)
+        await work.commit()
+
+
+async def test_account_changes_touch_only_that_user_and_only_their_column(db):
+    users = PiccoloUserRepository(db)
+    user, other = await add_user(db), await add_user(db)
+    at = T0 + timedelta(days=3, microseconds=5)
+
+    await _in_unit_of_work(db, lambda repo: repo.set_password_hash(user.id, "$argon2id$new"))
+    await _in_unit_of_work(db, lambda repo: repo.revoke_tokens(user.id))
+    await _in_unit_of_work(db, lambda repo: repo.set_status(user.id, UserStatus.DISABLED))
+    await _in_unit_of_work(db, lambda repo: repo.record_login(user.id, at))
+
+    assert await users.get(user.id) == dataclasses.replace(
+        user, password_hash="$argon2id$new", token_version=1, status=UserStatus.DISABLED, last_login_at=at
+    )
+    assert await users.get(other.id) == other
+    await _in_unit_of_work(db, lambda repo: repo.set_status(user.id, UserStatus.ACTIVE))
+    assert (await users.get(user.id)).status is UserStatus.ACTIVE
+
+
+async def test_concurrent_revocations_each_bump_the_token_version(db):
+    user = await add_user(db)
+    await asyncio.gather(*(_in_unit_of_work(db, lambda repo: repo.revoke_tokens(user.id)) for _ in range(10)))
+    assert (await PiccoloUserRepository(db).get(user.id)).token_version == 10
+
+
+async def test_account_changes_left_uncommitted_are_rolled_back(db):
+    user = await add_user(db)
+    async with PiccoloUnitOfWork(db) as work:
+        await work.users.revoke_tokens(user.id)
+        await work.users.set_status(user.id, UserStatus.DISABLED)
+    assert await PiccoloUserRepository(db).get(user.id) == user
+
+
+async def test_listing_users_gives_every_account_oldest_first(db):
+    newer = await add_user(db, created_at=T0 + timedelta(days=1))
+    older = await add_user(db, created_at=T0)
+    assert [u.id for u in await PiccoloUserRepository(db).list_all()] == [older.id, newer.id]
 
 
 # --- items ------------------------------------------------------------------------------------------------

@@ -12,10 +12,12 @@ from piccolo.columns import UUID, BigInt, Integer, Text, Timestamptz, Varchar
 
 from market.adapters.db.database import Database
 from market.adapters.db.migrations import HEAD, MIGRATIONS
-from market.adapters.db.repositories import PiccoloItemRepository
+from market.adapters.db.migrations.runner import apply_migrations
+from market.adapters.db.repositories import PiccoloItemRepository, PiccoloUserRepository
 from market.adapters.db.tables import ALL_TABLES
+from market.domain.users import UserStatus
 
-from .conftest import add_item, add_user, count, open_database
+from .conftest import add_item, add_user, count, new_user, open_database
 
 CONSTRAINT_VIOLATIONS = (asyncpg.exceptions.CheckViolationError, sqlite3.IntegrityError)
 
@@ -142,3 +144,30 @@ async def test_the_conditional_stock_decrement_stops_at_zero(db):
     sql = "UPDATE items SET stock = stock - {} WHERE id = {} AND stock >= {} RETURNING stock"
     assert [r["stock"] for r in await db.fetch(sql, 2, uuid.UUID(item.id), 2)] == [0]
     assert await db.fetch(sql, 1, uuid.UUID(item.id), 1) == []
+
+
+async def test_accounts_from_before_revocation_become_active_at_token_version_zero(bare_db):
+    before = [m for m in MIGRATIONS if m.version < "0004"]
+    await apply_migrations(bare_db.engine, before)
+    user = new_user()
+    await bare_db.fetch(
+        "INSERT INTO users (id, email, display_name, role, password_hash, created_at)"
+        " VALUES ({}, {}, {}, {}, {}, {})",
+        uuid.UUID(user.id),
+        user.email,
+        user.display_name,
+        user.role.value,
+        user.password_hash,
+        user.created_at,
+    )
+    await bare_db.migrate()
+    assert await PiccoloUserRepository(bare_db).get(user.id) == user
+    assert (user.token_version, user.status, user.last_login_at) == (0, UserStatus.ACTIVE, None)
+
+
+@pytest.mark.parametrize(("column", "value"), [("status", "banned"), ("token_version", -1)])
+async def test_the_database_refuses_an_unknown_account_status_or_a_negative_token_version(db, column, value):
+    user = await add_user(db)
+    with pytest.raises(CONSTRAINT_VIOLATIONS):
+        await db.fetch(f"UPDATE users SET {column} = {{}} WHERE id = {{}}", value, uuid.UUID(user.id))
+    assert await PiccoloUserRepository(db).get(user.id) == user

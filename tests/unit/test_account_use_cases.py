@@ -1,13 +1,31 @@
-"""Account use cases with in-memory fakes: register, issue a token, who am I."""
+"""Account use cases with in-memory fakes: register, issue a token, who am I, change a password, sign out
+everywhere, and the operators' set-password, disable, enable and list."""
 
 from __future__ import annotations
 
 import pytest
 
-from market.application.accounts import Register, current_user, issue_token, register_user
-from market.domain.errors import EmailAlreadyRegistered, InvalidCredentials, NotFound, ValidationFailed
+from market.application.accounts import (
+    Register,
+    change_password,
+    current_user,
+    disable_user,
+    enable_user,
+    issue_token,
+    list_users,
+    register_user,
+    set_password,
+    sign_out_everywhere,
+)
+from market.domain.errors import (
+    EmailAlreadyRegistered,
+    InvalidCredentials,
+    NotFound,
+    ValidationFailed,
+    WrongPassword,
+)
 from market.domain.events import UserRegistered
-from market.domain.users import Role
+from market.domain.users import Role, UserStatus
 from tests.fakes import (
     FakeClock,
     FakeEventPublisher,
@@ -45,10 +63,18 @@ class World:
             email,
             password,
             repos=self.store.repos,
+            uow=self.store.uow,
             hasher=self.hasher,
             tokens=self.tokens,
+            clock=self.clock,
             dummy_hash="hashed:nobody",
         )
+
+    def accepted(self, token) -> bool:
+        """Whether the token still signs its user in, as the HTTP auth step decides."""
+        claims = self.tokens.read(token.token)
+        user = self.store.users.get(claims.user_id) if claims else None
+        return user is not None and user.accepts_token(claims.token_version)
 
 
 @pytest.fixture
@@ -100,14 +126,14 @@ async def test_an_operator_can_register_an_admin(world):
 async def test_the_right_password_gets_a_token_for_that_user(world):
     user = await world.register()
     token = await world.token("ada@example.com", PASSWORD)
-    assert world.tokens.subject(token.token) == user.id
+    assert world.tokens.read(token.token).user_id == user.id
     assert token.expires_in > 0
 
 
 async def test_sign_in_ignores_the_case_of_the_email(world):
     user = await world.register()
     token = await world.token("  ADA@example.com", PASSWORD)
-    assert world.tokens.subject(token.token) == user.id
+    assert world.tokens.read(token.token).user_id == user.id
 
 
 async def test_a_wrong_password_raises_invalid_credentials(world):
@@ -153,3 +179,146 @@ async def test_current_user_returns_the_account(world):
 async def test_current_user_of_a_vanished_account_raises_not_found(world):
     with pytest.raises(NotFound):
         await current_user("00000000-0000-4000-8000-000000000999", repos=world.store.repos)
+
+
+# --- sign-in bookkeeping and disabled accounts -----------------------------------------------------------
+
+
+async def test_signing_in_records_the_time_of_the_latest_login(world):
+    user = await world.register()
+    assert world.store.users[user.id].last_login_at is None
+    await world.token("ada@example.com", PASSWORD)
+    first = world.store.users[user.id].last_login_at
+    await world.token("ada@example.com", PASSWORD)
+    assert first is not None and world.store.users[user.id].last_login_at > first
+
+
+async def test_a_failed_sign_in_records_no_login(world):
+    user = await world.register()
+    with pytest.raises(InvalidCredentials):
+        await world.token("ada@example.com", "wrong password!")
+    assert world.store.users[user.id].last_login_at is None
+
+
+async def test_a_disabled_account_cannot_sign_in_even_with_the_right_password(world):
+    await world.register()
+    await disable_user("ada@example.com", uow=world.store.uow)
+    with pytest.raises(InvalidCredentials) as disabled:
+        await world.token("ada@example.com", PASSWORD)
+    with pytest.raises(InvalidCredentials) as wrong:
+        await world.token("bob@example.com", PASSWORD)
+    assert disabled.value.detail == wrong.value.detail
+
+
+async def test_signing_in_to_a_disabled_account_still_verifies_its_password_to_equalise_timing(world):
+    user = await world.register()
+    await disable_user("ada@example.com", uow=world.store.uow)
+    calls = []
+    verify = world.hasher.verify
+
+    async def counting_verify(password_hash, password):
+        calls.append(password_hash)
+        return await verify(password_hash, password)
+
+    world.hasher.verify = counting_verify
+    with pytest.raises(InvalidCredentials):
+        await world.token("ada@example.com", PASSWORD)
+    assert calls == [user.password_hash]
+
+
+# --- revocation --------------------------------------------------------------------------------------------
+
+
+async def test_signing_out_everywhere_revokes_every_token_issued_so_far_but_not_later_ones(world):
+    user = await world.register()
+    phone = await world.token("ada@example.com", PASSWORD)
+    laptop = await world.token("ada@example.com", PASSWORD)
+    assert world.accepted(phone) and world.accepted(laptop)
+
+    await sign_out_everywhere(user.id, uow=world.store.uow)
+
+    assert not world.accepted(phone) and not world.accepted(laptop)
+    assert world.accepted(await world.token("ada@example.com", PASSWORD))
+
+
+async def test_changing_the_password_revokes_old_tokens_and_only_the_new_password_signs_in(world):
+    user = await world.register()
+    old_token = await world.token("ada@example.com", PASSWORD)
+
+    await change_password(
+        world.store.users[user.id], PASSWORD, "a brand new password", uow=world.store.uow, hasher=world.hasher
+    )
+
+    assert not world.accepted(old_token)
+    with pytest.raises(InvalidCredentials):
+        await world.token("ada@example.com", PASSWORD)
+    assert world.accepted(await world.token("ada@example.com", "a brand new password"))
+
+
+async def test_a_wrong_current_password_changes_nothing(world):
+    user = await world.register()
+    token = await world.token("ada@example.com", PASSWORD)
+    before = world.store.users[user.id]
+    with pytest.raises(WrongPassword):
+        await change_password(
+            before, "not my password", "a brand new password", uow=world.store.uow, hasher=world.hasher
+        )
+    assert world.store.users[user.id] == before
+    assert world.accepted(token)
+
+
+async def test_a_new_password_breaking_the_rules_is_refused_naming_new_password(world):
+    user = await world.register()
+    with pytest.raises(ValidationFailed) as raised:
+        await change_password(
+            world.store.users[user.id], PASSWORD, "short", uow=world.store.uow, hasher=world.hasher
+        )
+    assert [e.field for e in raised.value.errors] == ["new_password"]
+    assert world.store.users[user.id].password_hash == "hashed:" + PASSWORD
+
+
+async def test_an_operator_setting_a_password_revokes_tokens_and_the_new_password_signs_in(world):
+    await world.register()
+    old_token = await world.token("ada@example.com", PASSWORD)
+    await set_password("ADA@example.com", "set by the operator", uow=world.store.uow, hasher=world.hasher)
+    assert not world.accepted(old_token)
+    assert world.accepted(await world.token("ada@example.com", "set by the operator"))
+
+
+async def test_an_operator_cannot_set_a_password_breaking_the_rules(world):
+    user = await world.register()
+    with pytest.raises(ValidationFailed):
+        await set_password("ada@example.com", "short", uow=world.store.uow, hasher=world.hasher)
+    assert world.store.users[user.id].password_hash == "hashed:" + PASSWORD
+
+
+async def test_disabling_revokes_tokens_at_once_and_enabling_does_not_bring_them_back(world):
+    user = await world.register()
+    token = await world.token("ada@example.com", PASSWORD)
+
+    await disable_user("ada@example.com", uow=world.store.uow)
+    assert world.store.users[user.id].status is UserStatus.DISABLED
+    assert not world.accepted(token)
+
+    await enable_user("ada@example.com", uow=world.store.uow)
+    assert world.store.users[user.id].status is UserStatus.ACTIVE
+    assert not world.accepted(token)
+    assert world.accepted(await world.token("ada@example.com", PASSWORD))
+
+
+@pytest.mark.parametrize("command", ["disable", "enable", "set-password"])
+async def test_operator_commands_on_an_unknown_email_raise_not_found(world, command):
+    await world.register()
+    with pytest.raises(NotFound):
+        if command == "disable":
+            await disable_user("bob@example.com", uow=world.store.uow)
+        elif command == "enable":
+            await enable_user("bob@example.com", uow=world.store.uow)
+        else:
+            await set_password("bob@example.com", PASSWORD, uow=world.store.uow, hasher=world.hasher)
+
+
+async def test_listing_users_gives_every_account_oldest_first(world):
+    first = await world.register(email="ada@example.com")
+    second = await world.register(email="bob@example.com", role="seller")
+    assert [u.id for u in await list_users(repos=world.store.repos)] == [first.id, second.id]

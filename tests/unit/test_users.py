@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from market.domain.errors import ValidationFailed
 from market.domain.users import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
+    UserStatus,
     normalise_email,
+    validate_new_password,
     validate_registration,
 )
+from tests.unit import factories
 
 GOOD = {
     "email": "ada@example.com",
@@ -87,3 +92,29 @@ def test_a_display_name_must_be_1_to_100_characters(display_name):
 
 def test_email_addresses_are_normalised_to_trimmed_lower_case():
     assert normalise_email("  Ada@Example.COM ") == "ada@example.com"
+
+
+def _account(**overrides):
+    return dataclasses.replace(factories.user(), **overrides)
+
+
+def test_a_token_of_the_current_version_signs_an_active_user_in():
+    assert _account(token_version=3).accepts_token(3)
+
+
+@pytest.mark.parametrize("version", [0, 2, 4])
+def test_a_token_of_another_version_is_revoked(version):
+    assert not _account(token_version=3).accepts_token(version)
+
+
+def test_a_disabled_user_accepts_no_token():
+    assert not _account(token_version=3, status=UserStatus.DISABLED).accepts_token(3)
+
+
+def test_a_new_password_follows_the_same_rules_as_at_registration_and_names_its_field():
+    validate_new_password("correct horse battery", field="new_password")
+    with pytest.raises(ValidationFailed) as raised:
+        validate_new_password("short", field="new_password")
+    assert [e.field for e in raised.value.errors] == ["new_password"]
+    with pytest.raises(ValidationFailed):
+        validate_new_password("x" * (MAX_PASSWORD_LENGTH + 1))

@@ -1,13 +1,16 @@
-"""Reports as tables for a terminal (`market report NAME`). The figures are the API's, field for field."""
+"""Tables for a terminal: reports (`market report NAME`; the figures are the API's, field for field) and
+accounts (`market users list`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Group
 from rich.table import Table
 
 from market.domain import analytics as reports
+from market.domain.users import User
 
 
 def _percent(fraction: float) -> str:
@@ -116,3 +119,15 @@ def _tables(report: reports.Report) -> Group:
                 )
             )
     raise TypeError(f"not a report: {report!r}")
+
+
+def users_table(users: Sequence[User]) -> Table:
+    """Accounts, one row each."""
+    table = Table(title=f"{len(users)} accounts", title_justify="left")
+    for column in ("id", "email", "role", "status", "created_at"):
+        table.add_column(column, no_wrap=column in ("id", "created_at"))
+    for user in users:
+        table.add_row(
+            user.id, user.email, user.role.value, user.status.value, f"{user.created_at:%Y-%m-%d %H:%M:%S}"
+        )
+    return table

@@ -1,12 +1,21 @@
-"""Account use cases: register, sign in, who am I."""
+"""Account use cases: register, sign in, who am I; change a password, sign out everywhere; and the operators'
+own: set a password, disable and enable an account, list accounts."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from market.domain.errors import InvalidCredentials, NotFound
+from market.domain.errors import InvalidCredentials, NotFound, WrongPassword
 from market.domain.events import UserRegistered
-from market.domain.users import Role, User, normalise_email, validate_registration
+from market.domain.users import (
+    Role,
+    User,
+    UserStatus,
+    normalise_email,
+    validate_new_password,
+    validate_registration,
+)
 
 from .ports import (
     AccessToken,
@@ -16,6 +25,7 @@ from .ports import (
     PasswordHasher,
     ReadRepositories,
     TokenService,
+    UnitOfWork,
     UnitOfWorkFactory,
 )
 
@@ -64,17 +74,25 @@ async def issue_token(
     password: str,
     *,
     repos: ReadRepositories,
+    uow: UnitOfWorkFactory,
     hasher: PasswordHasher,
     tokens: TokenService,
+    clock: Clock,
     dummy_hash: str,
 ) -> AccessToken:
-    """Exchange credentials for a bearer token. Unknown e-mail and wrong password fail the same way."""
+    """Exchange credentials for a bearer token and record the sign-in. Unknown e-mail, wrong password and a
+    disabled account fail the same way, after the same work."""
     user = await repos.users.get_by_email(normalise_email(email))
     if user is None:
         await hasher.verify(dummy_hash, _DUMMY_PASSWORD)
         raise InvalidCredentials()
-    if not await hasher.verify(user.password_hash, password):
+    if not await hasher.verify(user.password_hash, password) or user.status is not UserStatus.ACTIVE:
         raise InvalidCredentials()
+    async with uow() as work:
+        await work.users.record_login(user.id, clock.now())
+        await work.commit()
+    # Issued with the version read before the password check: a revocation that lands meanwhile revokes
+    # this token too.
     return tokens.issue(user)
 
 
@@ -82,4 +100,79 @@ async def current_user(user_id: str, *, repos: ReadRepositories) -> User:
     user = await repos.users.get(user_id)
     if user is None:
         raise NotFound("This account no longer exists.")
+    return user
+
+
+async def change_password(
+    user: User, current_password: str, new_password: str, *, uow: UnitOfWorkFactory, hasher: PasswordHasher
+) -> None:
+    """Replace the signed-in user's password and revoke every token issued so far. Raises ValidationFailed
+    (naming `new_password`) or WrongPassword."""
+    validate_new_password(new_password, field="new_password")
+    if not await hasher.verify(user.password_hash, current_password):
+        raise WrongPassword()
+    password_hash = await hasher.hash(new_password)  # outside the transaction: hashing is slow on purpose
+    async with uow() as work:
+        await _store_password(work, user.id, password_hash)
+        await work.commit()
+
+
+async def sign_out_everywhere(user_id: str, *, uow: UnitOfWorkFactory) -> None:
+    """Revoke every token issued to the user so far, on every device."""
+    async with uow() as work:
+        await work.users.revoke_tokens(user_id)
+        await work.commit()
+
+
+async def set_password(
+    email: str, new_password: str, *, uow: UnitOfWorkFactory, hasher: PasswordHasher
+) -> User:
+    """An operator sets a user's password; every token issued so far is revoked. Raises ValidationFailed or
+    NotFound."""
+    validate_new_password(new_password)
+    password_hash = await hasher.hash(new_password)
+    async with uow() as work:
+        user = await _account(work, email)
+        await _store_password(work, user.id, password_hash)
+        await work.commit()
+    return user
+
+
+async def disable_user(email: str, *, uow: UnitOfWorkFactory) -> User:
+    """An operator disables an account: its tokens stop working at once and it cannot sign in. Raises
+    NotFound."""
+    async with uow() as work:
+        user = await _account(work, email)
+        await work.users.set_status(user.id, UserStatus.DISABLED)
+        # Revoked too, so that enabling the account later does not bring its old tokens back.
+        await work.users.revoke_tokens(user.id)
+        await work.commit()
+    return user
+
+
+async def enable_user(email: str, *, uow: UnitOfWorkFactory) -> User:
+    """An operator enables an account again; it signs in afresh (its old tokens stay revoked). Raises
+    NotFound."""
+    async with uow() as work:
+        user = await _account(work, email)
+        await work.users.set_status(user.id, UserStatus.ACTIVE)
+        await work.commit()
+    return user
+
+
+async def list_users(*, repos: ReadRepositories) -> Sequence[User]:
+    """Every account, oldest first."""
+    return await repos.users.list_all()
+
+
+async def _store_password(work: UnitOfWork, user_id: str, password_hash: str) -> None:
+    """A new password revokes every token issued under the old one."""
+    await work.users.set_password_hash(user_id, password_hash)
+    await work.users.revoke_tokens(user_id)
+
+
+async def _account(work: UnitOfWork, email: str) -> User:
+    user = await work.users.get_by_email(normalise_email(email))
+    if user is None:
+        raise NotFound("No account has this e-mail address.")
     return user

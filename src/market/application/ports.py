@@ -21,7 +21,7 @@ from market.domain.analytics import (
 from market.domain.catalog import Item, ItemFilter
 from market.domain.events import Event
 from market.domain.orders import Cart, Order
-from market.domain.users import User
+from market.domain.users import User, UserStatus
 
 T = TypeVar("T")
 
@@ -41,6 +41,20 @@ class UserRepository(Protocol):
     async def get(self, user_id: str) -> User | None: ...
 
     async def get_by_email(self, email: str) -> User | None: ...
+
+    async def list_all(self) -> Sequence[User]:
+        """Every account, oldest first (the operators' `market users list`)."""
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
+
+    async def revoke_tokens(self, user_id: str) -> None:
+        """Bump the user's token version in one statement (never read-modify-write: two concurrent revocations
+        must both count), so every token issued so far stops working."""
+
+    async def set_status(self, user_id: str, status: UserStatus) -> None: ...
+
+    async def record_login(self, user_id: str, at: datetime) -> None:
+        """Remember the time of the user's latest successful sign-in."""
 
 
 class ItemRepository(Protocol):
@@ -100,11 +114,20 @@ class AccessToken:
     expires_in: int
 
 
-class TokenService(Protocol):
-    def issue(self, user: User) -> AccessToken: ...
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    user_id: str
+    token_version: int
+    """The user's token version when the token was issued (see `User.accepts_token`)."""
 
-    def subject(self, token: str) -> str | None:
-        """The user id the token was issued to, or None when it is forged, malformed or expired."""
+
+class TokenService(Protocol):
+    def issue(self, user: User) -> AccessToken:
+        """A token for `user` that carries the user's current token version."""
+
+    def read(self, token: str) -> TokenClaims | None:
+        """Who the token was issued to, and under which token version; None when it is forged, malformed or
+        expired. Whether it is revoked is the user's to say (`User.accepts_token`)."""
 
 
 class EventPublisher(Protocol):

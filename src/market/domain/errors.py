@@ -52,6 +52,13 @@ class InvalidCredentials(DomainError):
         super().__init__("The e-mail address or password is not correct.")
 
 
+class WrongPassword(DomainError):
+    """A signed-in user's current password, asked again before changing it, is not correct."""
+
+    def __init__(self) -> None:
+        super().__init__("The current password is not correct.")
+
+
 class CurrencyMismatch(DomainError):
     """Amounts in different currencies were combined."""
 

@@ -26,6 +26,11 @@ class Role(StrEnum):
 SELF_SERVICE_ROLES = (Role.BUYER, Role.SELLER)  # admins are made by an operator, never by registration
 
 
+class UserStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: str
@@ -34,11 +39,37 @@ class User:
     role: Role
     password_hash: str = field(repr=False)
     created_at: datetime
+    token_version: int = 0
+    """Every token carries the version it was issued under; bumping it revokes all tokens issued so far."""
+    status: UserStatus = UserStatus.ACTIVE
+    last_login_at: datetime | None = None
+
+    def accepts_token(self, token_version: int) -> bool:
+        """Whether a token issued under `token_version` still signs this user in: not revoked since (password
+        change, sign-out everywhere, disabling) and the account is active."""
+        return self.status is UserStatus.ACTIVE and token_version == self.token_version
 
 
 def normalise_email(email: str) -> str:
     """E-mail addresses compare case-insensitively here (as every mail provider users meet does)."""
     return email.strip().lower()
+
+
+def password_problem(password: object) -> str | None:
+    """What is wrong with `password` as a new password, or None when it follows the rules."""
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        return f"must be at least {MIN_PASSWORD_LENGTH} characters"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"must be at most {MAX_PASSWORD_LENGTH} characters"
+    return None
+
+
+def validate_new_password(password: object, field: str = "password") -> None:
+    """Raise `ValidationFailed` naming `field` when `password` breaks the password rules."""
+    errors = FieldErrors()
+    if (problem := password_problem(password)) is not None:
+        errors.add(field, problem)
+    errors.raise_if_any()
 
 
 def validate_registration(
@@ -53,10 +84,8 @@ def validate_registration(
         or not _EMAIL.match(email.strip())
     ):
         errors.add("email", "must be an e-mail address")
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
-        errors.add("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
-    elif len(password) > MAX_PASSWORD_LENGTH:
-        errors.add("password", f"must be at most {MAX_PASSWORD_LENGTH} characters")
+    if (problem := password_problem(password)) is not None:
+        errors.add("password", problem)
     errors.check_text("display_name", display_name, min_len=1, max_len=100)
     allowed = tuple(Role) if allow_admin else SELF_SERVICE_ROLES
     if role not in allowed:

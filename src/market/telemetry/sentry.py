@@ -47,6 +47,9 @@ DENYLIST = [
     "payment_method",
     "idempotency_key",
     "dsn",
+    "current_password",
+    "new_password",
+    "password_hash",
 ]
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
@@ -61,6 +64,8 @@ _URL_QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s?#'\"]*)[?#][^\s'\"]*")
 _SECRET_HEADER = re.compile(
     r"""(?i)(b?['"](?:set-)?cookie['"]\s*[:,]\s*b?|b?['"](?:proxy-)?authorization['"]\s*[:,]\s*b?)(['"])(?:(?!\2).)*\2"""
 )
+# `…password…=` / `'…password…':` inside reprs (a request body Struct, a dict) held by an innocently named local.
+_PASSWORD_VALUE = re.compile(r"""(?i)(passw(?:or)?d\w*['"]?\s*[=:]\s*b?)(['"])(?:(?!\2).)*\2""")
 FILTERED = "[Filtered]"
 MIN_KNOWN_SECRET = 8
 """Shorter values are not hunted for in events: they would filter ordinary words."""
@@ -157,8 +162,8 @@ def _describe(scope: Any, user: Any, route: str | None, method: str | None) -> N
 
 def scrub_event(event: dict[str, Any], hint: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the key-based scrubber cannot see, inside any string (messages, exception values): the secrets the
-    process knows (`never_send`), e-mail addresses, bearer tokens, card tokens, `whsec_` secrets, and the
-    credentials and query of any URL."""
+    process knows (`never_send`), e-mail addresses, bearer tokens, card tokens, passwords inside reprs,
+    `whsec_` secrets, and the credentials and query of any URL."""
     return _scrub(event)  # type: ignore[no-any-return]
 
 
@@ -170,6 +175,7 @@ def _scrub(value: Any) -> Any:
         value = _URL_QUERY.sub(rf"\1?{FILTERED}", value)
         value = _WEBHOOK_SECRET.sub(FILTERED, value)
         value = _SECRET_HEADER.sub(lambda m: f"{m[1]}{m[2]}{FILTERED}{m[2]}", value)
+        value = _PASSWORD_VALUE.sub(lambda m: f"{m[1]}{m[2]}{FILTERED}{m[2]}", value)
         value = _EMAIL.sub(FILTERED, value)
         value = _BEARER.sub("Bearer " + FILTERED, value)
         return _CARD_TOKEN.sub(FILTERED, value)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Self
 
 from market.application.ports import Page
 from market.domain.catalog import Item, ItemFilter
 from market.domain.errors import EmailAlreadyRegistered
-from market.domain.users import User
+from market.domain.users import User, UserStatus
 
 from .analytics import SqlAnalyticsLog
 from .commerce import (
@@ -48,14 +50,18 @@ class PiccoloUserRepository:
         # The UNIQUE constraint is the arbiter (two concurrent registrations cannot both pass a pre-check),
         # but inserting nothing on conflict keeps the transaction usable and the error readable.
         rows = await self._db.fetch(
-            "INSERT INTO users (id, email, display_name, role, password_hash, created_at)"
-            " VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT (email) DO NOTHING RETURNING id",
+            "INSERT INTO users (id, email, display_name, role, password_hash, created_at, token_version, status,"
+            " last_login_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})"
+            " ON CONFLICT (email) DO NOTHING RETURNING id",
             uuid.UUID(user.id),
             user.email,
             user.display_name,
             user.role.value,
             user.password_hash,
             user.created_at,
+            user.token_version,
+            user.status.value,
+            user.last_login_at,
         )
         if not rows:
             raise EmailAlreadyRegistered()
@@ -70,6 +76,24 @@ class PiccoloUserRepository:
     async def get_by_email(self, email: str) -> User | None:
         row = await UserRow.select().where(UserRow.email == email).first()
         return user_from_row(row) if row else None
+
+    async def list_all(self) -> Sequence[User]:
+        rows = await UserRow.select().order_by(UserRow.created_at).order_by(UserRow.id)
+        return [user_from_row(row) for row in rows]
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        await UserRow.update({UserRow.password_hash: password_hash}).where(UserRow.id == uuid.UUID(user_id))
+
+    async def revoke_tokens(self, user_id: str) -> None:
+        await UserRow.update({UserRow.token_version: UserRow.token_version + 1}).where(
+            UserRow.id == uuid.UUID(user_id)
+        )
+
+    async def set_status(self, user_id: str, status: UserStatus) -> None:
+        await UserRow.update({UserRow.status: status.value}).where(UserRow.id == uuid.UUID(user_id))
+
+    async def record_login(self, user_id: str, at: datetime) -> None:
+        await UserRow.update({UserRow.last_login_at: at}).where(UserRow.id == uuid.UUID(user_id))
 
 
 class PiccoloItemRepository:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from market.domain.catalog import Item, ItemStatus
-from market.domain.users import Role, User
+from market.domain.users import Role, User, UserStatus
 
 
 def parse_id(value: str) -> str | None:
@@ -27,6 +27,9 @@ def user_from_row(row: Mapping[str, Any]) -> User:
         role=Role(row["role"]),
         password_hash=row["password_hash"],
         created_at=row["created_at"],
+        token_version=row["token_version"],
+        status=UserStatus(row["status"]),
+        last_login_at=row["last_login_at"],
     )
 
 

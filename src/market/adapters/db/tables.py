@@ -15,6 +15,9 @@ class UserRow(Table, tablename="users"):
     role = Varchar(length=16)
     password_hash = Text()
     created_at = Timestamptz()
+    token_version = Integer(default=0)
+    status = Varchar(length=16, default="active")
+    last_login_at = Timestamptz(null=True, default=None)
 
 
 class ItemRow(Table, tablename="items"):

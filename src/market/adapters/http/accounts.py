@@ -1,4 +1,4 @@
-"""Accounts: register, sign in, who am I."""
+"""Accounts: register, sign in, who am I, sign out everywhere, change the password."""
 
 from __future__ import annotations
 
@@ -39,6 +39,12 @@ class TokenBody(RedactedStruct):
 
     email: Annotated[str, msgspec.Meta(max_length=MAX_EMAIL_LENGTH, pattern=NO_NUL)]
     password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD_LENGTH)]
+
+
+class PasswordChangeBody(msgspec.Struct):
+    current_password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD_LENGTH)]
+    new_password: Annotated[str, msgspec.Meta(max_length=MAX_PASSWORD_LENGTH)]
+    """The password rules (length and the rest) are the domain's: a breach answers 422 naming `new_password`."""
 
 
 class UserOut(msgspec.Struct):
@@ -84,8 +90,10 @@ class AccountController(Controller):
             data.email,
             data.password,
             repos=services.repos,
+            uow=services.uow,
             hasher=services.hasher,
             tokens=services.tokens,
+            clock=services.clock,
             dummy_hash=services.dummy_password_hash,
         )
         return TokenOut(access_token=issued.token, token_type="bearer", expires_in=issued.expires_in)
@@ -94,3 +102,30 @@ class AccountController(Controller):
     async def me(self, user: User) -> UserOut:
         """The signed-in user."""
         return UserOut.of(user)
+
+    @post(
+        "/auth/logout",
+        operation_id="signOutEverywhere",
+        status_code=204,
+        guards=[requires()],
+        security=BEARER,
+        responses=problems(401),
+    )
+    async def logout(self, user: User, services: Services) -> None:
+        """Sign out everywhere: every token issued to the caller so far, this one included, stops working."""
+        await accounts.sign_out_everywhere(user.id, uow=services.uow)
+
+    @post(
+        "/me/password",
+        operation_id="changePassword",
+        status_code=204,
+        guards=[requires()],
+        security=BEARER,
+        responses=problems(400, 401, 422),
+    )
+    async def change_password(self, data: PasswordChangeBody, user: User, services: Services) -> None:
+        """Change the caller's password. Every token issued before, this one included, stops working: sign in
+        again with the new password. A wrong current password is a 401 `wrong-password` problem."""
+        await accounts.change_password(
+            user, data.current_password, data.new_password, uow=services.uow, hasher=services.hasher
+        )

@@ -129,8 +129,10 @@ async def login(request: Request[Any, Any, Any], services: Services) -> Response
             email,
             password,
             repos=services.repos,
+            uow=services.uow,
             hasher=services.hasher,
             tokens=services.tokens,
+            clock=services.clock,
             dummy_hash=services.dummy_password_hash,
         )
     except InvalidCredentials:
@@ -144,8 +146,12 @@ async def login(request: Request[Any, Any, Any], services: Services) -> Response
 
 
 @post("/logout")
-async def logout() -> Redirect:
-    """Forget the session cookie. No CSRF check: the worst a forged sign-out does is sign someone out."""
+async def logout(request: Request[Any, Any, Any], services: Services) -> Redirect:
+    """Sign out everywhere (the session's token is revoked, not only its cookie cleared: a copied cookie must
+    not outlive the sign-out). No CSRF check: the worst a forged sign-out does is sign someone out."""
+    session = await _session(request)
+    if session is not None:
+        await accounts.sign_out_everywhere(session[0].id, uow=services.uow)
     return _redirect(LOGIN_URL, CLEARED_COOKIE)
 
 

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import jwt
 
-from market.application.ports import AccessToken
+from market.application.ports import AccessToken, TokenClaims
 from market.domain.users import User
 
 log = logging.getLogger(__name__)
 
 _ALGORITHM = "HS256"
 _AUDIENCE = "market-api"
+# The user's token version at issue time; a token without it (issued before revocation existed) is refused.
+_VERSION_CLAIM = "ver"
 
 
 class JwtTokenService:
@@ -32,22 +34,25 @@ class JwtTokenService:
             "iat": now,
             "exp": now + self._ttl,
             "aud": _AUDIENCE,
+            _VERSION_CLAIM: user.token_version,
         }
         return AccessToken(token=jwt.encode(claims, self._key, algorithm=_ALGORITHM), expires_in=self._ttl)
 
-    def subject(self, token: str) -> str | None:
+    def read(self, token: str) -> TokenClaims | None:
         try:
             claims = jwt.decode(
                 token,
                 self._key,
                 algorithms=[_ALGORITHM],
                 audience=_AUDIENCE,
-                options={"require": ["sub", "exp", "aud"]},
+                options={"require": ["sub", "exp", "aud", _VERSION_CLAIM]},
             )
         except jwt.PyJWTError:
             return None
-        subject = claims.get("sub")
-        return subject if isinstance(subject, str) else None
+        subject, version = claims.get("sub"), claims.get(_VERSION_CLAIM)
+        if not isinstance(subject, str) or isinstance(version, bool) or not isinstance(version, int):
+            return None
+        return TokenClaims(user_id=subject, token_version=version)
 
 
 def load_or_create_secret_key(var_dir: Path) -> str:

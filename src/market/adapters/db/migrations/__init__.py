@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from . import m0001_initial, m0002_commerce, m0003_analytics
+from . import m0001_initial, m0002_commerce, m0003_analytics, m0004_account_revocation
 from .runner import Migration
 
 MIGRATIONS: tuple[Migration, ...] = (
     m0001_initial.MIGRATION,
     m0002_commerce.MIGRATION,
     m0003_analytics.MIGRATION,
+    m0004_account_revocation.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
