@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
+from importlib import resources
 
 from .validation import FieldErrors
 
@@ -53,12 +55,33 @@ def validate_registration(
         or not _EMAIL.match(email.strip())
     ):
         errors.add("email", "must be an e-mail address")
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
-        errors.add("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
-    elif len(password) > MAX_PASSWORD_LENGTH:
-        errors.add("password", f"must be at most {MAX_PASSWORD_LENGTH} characters")
+    if (problem := password_problem(password)) is not None:
+        errors.add("password", problem)
     errors.check_text("display_name", display_name, min_len=1, max_len=100)
     allowed = tuple(Role) if allow_admin else SELF_SERVICE_ROLES
     if role not in allowed:
         errors.add("role", "must be one of " + ", ".join(allowed))
     errors.raise_if_any()
+
+
+def password_problem(password: object) -> str | None:
+    """Why `password` is not acceptable for an account (in words for the person choosing it), or None.
+
+    Length alone lets through what every guessing attack tries first: the most common passwords (whatever
+    their case) and one character repeated."""
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        return f"must be at least {MIN_PASSWORD_LENGTH} characters"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"must be at most {MAX_PASSWORD_LENGTH} characters"
+    if len(set(password)) == 1:
+        return "must not be one character repeated"
+    if password.lower() in common_passwords():
+        return "is one of the most commonly used passwords; choose another"
+    return None
+
+
+@cache
+def common_passwords() -> frozenset[str]:
+    """The bundled top-10,000 list (lower-case), read on first use and kept: see common_passwords.txt."""
+    text = resources.files(__package__).joinpath("common_passwords.txt").read_text(encoding="utf-8")
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
