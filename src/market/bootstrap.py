@@ -6,6 +6,7 @@ import asyncio
 import gc
 import hashlib
 import hmac
+import ipaddress
 import logging.config
 import uuid
 from collections.abc import AsyncIterator
@@ -73,6 +74,27 @@ class UuidGenerator:
 
 def configure_logging(settings: Settings, stream: str = "ext://sys.stdout") -> None:
     logging.config.dictConfig(logging_config(settings.telemetry.log_level, stream))
+
+
+def warn_if_sandbox_exposed(settings: Settings, host: str) -> None:
+    """One WARNING line when the sandbox gateway (where test card tokens such as `tok_visa` always pay) is served
+    on an interface other than loopback: anyone who reaches it can "buy" without paying."""
+    if settings.payments.gateway != "sandbox" or _is_loopback(host):
+        return
+    log.warning(
+        "the sandbox payment gateway is serving on a non-loopback interface: anyone who can reach it can pay "
+        "with test cards such as tok_visa; set MARKET_PAYMENT_GATEWAY=stripe or bind 127.0.0.1",
+        extra={"host": host},
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve anywhere
 
 
 def payment_webhook_secret(settings: Settings, secret_key: str) -> str:

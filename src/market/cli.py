@@ -69,15 +69,19 @@ def serve(host: str | None, port: int | None, workers: int, reload: bool) -> Non
     """Serve the API. Migrations are applied at start-up."""
     import uvicorn
 
+    from market.bootstrap import configure_logging, warn_if_sandbox_exposed
     from market.telemetry.logs import logging_config
     from market.telemetry.setup import metrics_directory
 
     settings = _settings()
+    bind = host or settings.server.host
+    configure_logging(settings)
+    warn_if_sandbox_exposed(settings, bind)  # here, once, not in every worker
     metrics_directory(settings).clear()  # last run's worker snapshots must not be added to this run's
     uvicorn.run(
         "market.bootstrap:app_factory",
         factory=True,
-        host=host or settings.server.host,
+        host=bind,
         port=port if port is not None else settings.server.port,
         workers=workers,
         reload=reload,

@@ -92,7 +92,8 @@ class ServerSettings:
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
     secret_key: str | None = field(default=None, repr=False)
-    """Signs bearer tokens (MARKET_SECRET_KEY). None: one is generated into the var folder on first start."""
+    """Signs bearer tokens (MARKET_SECRET_KEY): at least 32 bytes (`openssl rand -hex 32`), not a repetition of
+    a few characters. None: one is generated into the var folder on first start."""
     token_ttl_seconds: int = 3600  # a lifetime (not a secret)
     """Lifetime of an access token (MARKET_TOKEN_TTL_SECONDS)."""
 
@@ -289,7 +290,7 @@ class Settings:
                 public_url=env.str("MARKET_PUBLIC_URL", "").rstrip("/"),
             ),
             auth=AuthSettings(
-                secret_key=env.str("MARKET_SECRET_KEY", "") or None,
+                secret_key=secret_key(env.str("MARKET_SECRET_KEY", "")),
                 token_ttl_seconds=env.int("MARKET_TOKEN_TTL_SECONDS", 3600, minimum=60, maximum=30 * 86400),
             ),
             telemetry=TelemetrySettings(
@@ -380,6 +381,30 @@ class _Env:
         if value not in allowed:
             raise ConfigError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
         return value
+
+
+MIN_SECRET_KEY_BYTES = 32
+MIN_SECRET_KEY_DISTINCT = 8  # a random hex key of 32 bytes has 16 of 16 almost surely; "abab…" has 2
+
+
+def secret_key(value: str, variable: str = "MARKET_SECRET_KEY") -> str | None:
+    """The signing key as given (hex, base64 or raw text: its bytes are the key), None when unset.
+
+    Refused: fewer than 32 bytes, or a value with so few distinct characters that it cannot carry 32 bytes of
+    randomness ("aaaa…", "abab…"). The message never quotes the value: it is a secret."""
+    if not value:
+        return None
+    if len(value.encode()) < MIN_SECRET_KEY_BYTES:
+        raise ConfigError(
+            f"{variable}: must be at least {MIN_SECRET_KEY_BYTES} bytes of random data "
+            f"(e.g. openssl rand -hex 32); this one has {len(value.encode())}"
+        )
+    if len(set(value)) < MIN_SECRET_KEY_DISTINCT:
+        raise ConfigError(
+            f"{variable}: too predictable (a few characters repeated); use random data "
+            "(e.g. openssl rand -hex 32)"
+        )
+    return value
 
 
 def parse_utc_time(value: str, variable: str) -> time:

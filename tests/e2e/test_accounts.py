@@ -60,6 +60,17 @@ def test_password_shorter_than_10_characters_is_422_naming_password(client):
     assert "10" in body["errors"][0]["message"]
 
 
+@pytest.mark.parametrize(
+    ("password", "why"), [("Password123", "most commonly used"), ("zzzzzzzzzzzz", "one character repeated")]
+)
+def test_a_common_or_one_character_password_is_422_saying_why(client, password, why):
+    email = _email()
+    r = client.post(REGISTER, json=_signup(email, password))
+    body = assert_problem(r, 422, type_uri=problem_type("validation-error"), fields={"password"})
+    assert why in body["errors"][0]["message"]
+    assert client.post(TOKEN, json={"email": email, "password": password}).status_code == 401
+
+
 def test_a_refused_registration_creates_nothing(client):
     email = _email()
     assert client.post(REGISTER, json=_signup(email, "short")).status_code == 422

@@ -151,6 +151,22 @@ def test_urls_leading_to_internal_addresses_are_refused(client, url):
     assert_problem(client.get("/api/v1/seller/webhook", headers=auth(seller)), 404)
 
 
+def test_every_refused_webhook_url_gets_the_same_answer_whether_or_not_its_host_resolves(client):
+    seller = register(client, "seller")
+    answers = set()
+    for url in (
+        "https://no-such-host.invalid/hooks",  # does not resolve
+        "http://localhost:8000/hooks",  # resolves to loopback
+        "https://10.0.0.7/hooks",  # is private
+        "https://168.63.129.16/machine?comp=goalstate",  # Azure wireserver: public-looking, refused
+    ):
+        body = assert_problem(
+            set_webhook(client, seller, url), 422, type_uri=problem_type("webhook-url-not-allowed")
+        )
+        answers.add((body["title"], body["detail"], repr(body["errors"])))
+    assert len(answers) == 1, answers
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -26,7 +26,7 @@ from market.adapters.db.database import Database
 from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, PiccoloWebhookDeliveryRepository
 from market.adapters.webhooks.sender import HttpxWebhookSender
 from market.adapters.webhooks.signing import new_secret
-from market.adapters.webhooks.ssrf import SsrfGuard
+from market.adapters.webhooks.ssrf import REFUSED, SsrfGuard
 from market.adapters.webhooks.worker import WebhookDeliveryWorker
 from market.application.seller_webhooks import deliver_due_webhooks, set_seller_webhook
 from market.domain.errors import InvalidCursor
@@ -429,7 +429,8 @@ async def test_private_targets_are_refused_again_at_send_time(db, clock, telemet
     assert receiver.received() == []
     (row,) = await deliveries_of(db, seller)
     assert row["status"] == "pending" and row["last_status_code"] is None
-    assert "loopback" in row["last_error"]
+    # The seller reads this error: it says no more than the refusal did when the URL was set.
+    assert row["last_error"] == f"not sent: {REFUSED}"
     (span,) = exporter.get_finished_spans()
     assert span.attributes[names.ERROR_TYPE] == "address_not_allowed"
 

@@ -204,3 +204,31 @@ def test_a_bad_analytics_retention_names_the_variable():
     with pytest.raises(ConfigError) as raised:
         _from_env(MARKET_ANALYTICS_RETENTION_DAYS="0")
     _assert_one_line_naming(raised.value, "MARKET_ANALYTICS_RETENTION_DAYS")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "Z",  # one character
+        "s3cr3t-but-only-31-bytes-long!!",  # one byte short of the minimum
+        "a" * 64,  # long, but one repeated character
+        "abab" * 16,  # long, but two characters over and over
+    ],
+)
+def test_a_short_or_repetitive_secret_key_stops_the_start_naming_the_variable(key):
+    with pytest.raises(ConfigError) as raised:
+        _from_env(MARKET_SECRET_KEY=key)
+    _assert_one_line_naming(raised.value, "MARKET_SECRET_KEY")
+    assert key not in str(raised.value)  # the start-up line must not print the (bad) secret
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",  # openssl rand -hex 32
+        "q1wXsR3mH0dYgO8kZpL2vBnT6cE9aJ4uFyIeW7hKx5s=",  # openssl rand -base64 32
+        "s3cr3t-exactly-32-bytes-long!!!!",
+    ],
+)
+def test_a_secret_key_of_32_bytes_or_more_in_hex_base64_or_raw_form_is_accepted(key):
+    assert _from_env(MARKET_SECRET_KEY=key).auth.secret_key == key

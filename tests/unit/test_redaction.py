@@ -41,7 +41,7 @@ from market.domain.webhooks import WebhookEndpoint
 from market.telemetry import sentry
 from market.telemetry.logs import logging_config
 
-SECRET = "s3cret-value-9f8e7d"
+SECRET = "s3cret-value-9f8e7d-0123456789abcdef"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 # --- repr ---------------------------------------------------------------------------------------------------
@@ -167,7 +167,7 @@ def test_settings_name_every_configured_secret():
     settings = Settings.from_env(
         {
             "MARKET_DATABASE_URL": "postgresql://market:db%20pa55word@db:5432/shop",
-            "MARKET_SECRET_KEY": "signing-key-1",
+            "MARKET_SECRET_KEY": "signing-key-1-0123456789abcdefghijklmn",
             "MARKET_METRICS_TOKEN": "metrics-token-1",
             "SENTRY_DSN": "https://public-key@o1.ingest.sentry.io/1",
             "MARKET_PAYMENT_WEBHOOK_SECRET": "payment-webhook-1",
@@ -179,7 +179,7 @@ def test_settings_name_every_configured_secret():
         dotenv=None,
     )
     assert set(settings.secret_values()) >= {
-        "signing-key-1",
+        "signing-key-1-0123456789abcdefghijklmn",
         "metrics-token-1",
         "https://public-key@o1.ingest.sentry.io/1",
         "payment-webhook-1",

@@ -203,14 +203,42 @@ async def test_the_guard_hands_out_the_checked_addresses_of_a_public_name():
     ]
 
 
-async def test_a_name_that_does_not_resolve_is_invalid_but_not_an_ssrf_refusal():
+@pytest.mark.parametrize(
+    "address",
+    [
+        "168.63.129.16",  # Azure wireserver: a public address, yet the platform's own agent endpoint
+        "169.254.169.254",
+        "fd00:ec2::254",
+        "100.100.100.200",
+        "::ffff:168.63.129.16",
+    ],
+)
+def test_cloud_metadata_addresses_are_refused_even_where_they_look_public(address):
+    assert refusal(ipaddress.ip_address(address)) is not None
+
+
+async def _refusal_for(url: str, answers: list[str] | None) -> ValidationFailed:
     async def resolver(host: str, port: int) -> list[str]:
-        raise OSError("Name or service not known")
+        if answers is None:
+            raise OSError("Name or service not known")
+        return answers
 
     with pytest.raises(ValidationFailed) as caught:
-        await SsrfGuard(allow_private=False, resolver=resolver).check("https://nowhere.invalid/")
-    assert not isinstance(caught.value, WebhookUrlNotAllowed)
-    assert [e.field for e in caught.value.errors] == ["url"]
+        await SsrfGuard(allow_private=False, resolver=resolver).check(url)
+    return caught.value
+
+
+async def test_every_refusal_reads_the_same_so_it_reveals_nothing_about_internal_names():
+    refusals = [
+        await _refusal_for("https://nowhere.invalid/", None),  # does not resolve
+        await _refusal_for("https://intranet.example.com/", ["10.1.2.3"]),  # resolves to a private address
+        await _refusal_for("https://wire.example.com/", ["168.63.129.16"]),  # resolves to a metadata address
+        await _refusal_for("https://10.1.2.3/", []),  # is a private address
+        await _refusal_for("https://[::1]/", []),  # is loopback
+    ]
+    shapes = {(type(r), r.detail, tuple((e.field, e.message) for e in r.errors)) for r in refusals}
+    assert len(shapes) == 1
+    assert all(isinstance(r, WebhookUrlNotAllowed) for r in refusals)
 
 
 async def test_the_development_setting_lets_private_targets_through():

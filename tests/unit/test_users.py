@@ -11,6 +11,7 @@ from market.domain.users import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
     UserStatus,
+    common_passwords,
     normalise_email,
     validate_new_password,
     validate_registration,
@@ -56,7 +57,31 @@ def test_an_operator_may_create_an_admin():
 
 
 def test_a_password_of_exactly_the_minimum_length_is_accepted():
-    _validate(password="p" * MIN_PASSWORD_LENGTH)
+    _validate(password="plum-tree-7"[:MIN_PASSWORD_LENGTH])
+
+
+@pytest.mark.parametrize("password", ["password123", "1234567890", "QwertyUIOP", "Manchester", "1q2w3e4r5t"])
+def test_one_of_the_most_common_passwords_is_refused_whatever_its_case(password):
+    with pytest.raises(ValidationFailed) as raised:
+        _validate(password=password)
+    assert [(e.field, e.message) for e in raised.value.errors] == [
+        ("password", "is one of the most commonly used passwords; choose another")
+    ]
+
+
+@pytest.mark.parametrize("password", ["a" * MIN_PASSWORD_LENGTH, "Z" * 40, "." * 12])
+def test_a_password_of_one_repeated_character_is_refused(password):
+    with pytest.raises(ValidationFailed) as raised:
+        _validate(password=password)
+    assert [(e.field, e.message) for e in raised.value.errors] == [
+        ("password", "must not be one character repeated")
+    ]
+
+
+def test_the_common_password_list_holds_ten_thousand_entries_read_once():
+    assert len(common_passwords()) == 10_000
+    assert common_passwords() is common_passwords()
+    assert "password" in common_passwords()
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,7 @@ class WebhookDeliveryRepository(Protocol):
 class WebhookUrlGuard(Protocol):
     async def check(self, url: str) -> None:
         """Raise WebhookUrlNotAllowed when the URL's host is (or resolves to) an address the service must not
-        call, ValidationFailed when it does not resolve at all."""
+        call, or does not resolve at all: one answer for both, so it reveals nothing about internal names."""
 
 
 class WebhookSender(Protocol):

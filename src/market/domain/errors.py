@@ -95,7 +95,8 @@ class InvalidProviderEvent(DomainError):
 
 class WebhookUrlNotAllowed(ValidationFailed):
     """A webhook URL that leads to an address the service refuses to call (loopback, private, link-local,
-    unique-local, multicast, unspecified, cloud metadata): the guard against server-side request forgery."""
+    unique-local, multicast, unspecified, cloud metadata) or to no address at all: the guard against server-side
+    request forgery. The reason is the same whatever the cause, so it reveals nothing about internal names."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(

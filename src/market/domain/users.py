@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
+from importlib import resources
 
 from .validation import FieldErrors
 
@@ -55,15 +57,6 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def password_problem(password: object) -> str | None:
-    """What is wrong with `password` as a new password, or None when it follows the rules."""
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
-        return f"must be at least {MIN_PASSWORD_LENGTH} characters"
-    if len(password) > MAX_PASSWORD_LENGTH:
-        return f"must be at most {MAX_PASSWORD_LENGTH} characters"
-    return None
-
-
 def validate_new_password(password: object, field: str = "password") -> None:
     """Raise `ValidationFailed` naming `field` when `password` breaks the password rules."""
     errors = FieldErrors()
@@ -91,3 +84,26 @@ def validate_registration(
     if role not in allowed:
         errors.add("role", "must be one of " + ", ".join(allowed))
     errors.raise_if_any()
+
+
+def password_problem(password: object) -> str | None:
+    """Why `password` is not acceptable for an account (in words for the person choosing it), or None.
+
+    Length alone lets through what every guessing attack tries first: the most common passwords (whatever
+    their case) and one character repeated."""
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        return f"must be at least {MIN_PASSWORD_LENGTH} characters"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"must be at most {MAX_PASSWORD_LENGTH} characters"
+    if len(set(password)) == 1:
+        return "must not be one character repeated"
+    if password.lower() in common_passwords():
+        return "is one of the most commonly used passwords; choose another"
+    return None
+
+
+@cache
+def common_passwords() -> frozenset[str]:
+    """The bundled top-10,000 list (lower-case), read on first use and kept: see common_passwords.txt."""
+    text = resources.files(__package__).joinpath("common_passwords.txt").read_text(encoding="utf-8")
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))

@@ -17,6 +17,8 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, MetricsData, Sum
 
+from market.private_files import private_dir, write_private_text
+
 Snapshot = dict[str, dict[str, Any]]  # prometheus family name -> {"type", "help", "samples": {key: value}}
 
 
@@ -148,10 +150,10 @@ class SnapshotDirectory:
         self.directory = directory
 
     def write(self, snap: Snapshot) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         target = self.directory / f"{os.getpid()}.json"
         temporary = target.with_suffix(".tmp")
-        temporary.write_text(json.dumps(snap))
+        write_private_text(temporary, json.dumps(snap))  # business figures: not for other local users
         temporary.replace(target)  # readers never see half a file
 
     def others(self) -> list[Snapshot]:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from market.private_files import private_dir
 from market.telemetry.alerting import AlertEvaluator, AlertStatus, Reading, Transition
 
 from .notifiers import AlertMessage, NotificationFailed, Notifier
@@ -43,7 +44,7 @@ class FileLease:
         if self._fd is not None:
             return True
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
             log.warning("cannot open the alert notifier lock; notifying anyway", exc_info=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, time, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from market.config import Settings
+from market.private_files import open_private, private_dir
 
 from .errors import BackupError
 from .service import BackupInfo, BackupService, Clock, utcnow
@@ -162,8 +164,9 @@ async def _advisory_lock(service: BackupService) -> AsyncIterator[Alive | None]:
 @asynccontextmanager
 async def _file_lock(service: BackupService) -> AsyncIterator[Alive | None]:
     try:
-        service.directory.mkdir(parents=True, exist_ok=True)
-        handle = (service.directory / LOCK_FILE).open("a")  # held for the whole leadership
+        private_dir(service.directory)
+        # Held for the whole leadership.
+        handle = os.fdopen(open_private(service.directory / LOCK_FILE, os.O_WRONLY | os.O_APPEND), "a")
     except OSError as exc:
         raise BackupError(f"cannot open {service.directory / LOCK_FILE}: {exc.strerror or exc}") from None
     try:

@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind, TracerProvider
 
 from market import __version__
 from market.config import DatabaseURL, Settings
+from market.private_files import private_dir
 from market.telemetry import names
 
 from .archive import (
@@ -362,7 +363,7 @@ class BackupService:
         """A hidden directory beside the backups (same filesystem, so no surprise on a small /tmp), always
         removed afterwards."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory)
             path = Path(tempfile.mkdtemp(prefix=f".{purpose}.", suffix=PARTIAL_SUFFIX, dir=self.directory))
         except OSError as exc:
             raise BackupError(

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager, closing
 from pathlib import Path
 
 from market.config import DatabaseURL
+from market.private_files import private_sqlite_file
 
 from .base import MIGRATIONS_TABLE, Progress, Snapshot, quote_identifier
 from .errors import BackupError
@@ -59,13 +60,13 @@ class SqliteBackend:
 
     def _restore(self, payload: Path, target: Path, progress: Progress) -> None:
         progress.expect(1)
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            private_sqlite_file(target)
             with closing(_open(payload, read_only=True)) as source, closing(_open(target)) as destination:
                 # Page by page under the target's write lock, in one step: other connections see the old
                 # database or the new one, and an error leaves the old one.
                 source.backup(destination, pages=-1)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise BackupError(f"cannot restore into {target}: {exc}") from None
         progress.step("restored")
 

@@ -17,6 +17,7 @@ from piccolo.querystring import QueryString
 
 from market.adapters.telemetry.db import DbSpans, TracedPostgresEngine, TracedSQLiteEngine
 from market.config import DatabaseSettings
+from market.private_files import private_sqlite_file
 
 from .migrations import MIGRATIONS
 from .migrations.runner import apply_migrations
@@ -42,7 +43,7 @@ class Database:
         self.spans = DbSpans(url.engine, url.name)
         if url.engine == "sqlite":
             assert url.path is not None
-            Path(url.path).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_file(Path(url.path))  # before the engine: -wal and -shm inherit its mode
             self.engine: Engine = TracedSQLiteEngine(path=url.path, timeout=SQLITE_BUSY_TIMEOUT_S)
         else:
             self.engine = TracedPostgresEngine(config={"dsn": url.dsn})

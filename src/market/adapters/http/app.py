@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from litestar import Litestar, Request, Response, Router, get
+from litestar import Litestar, Request, Response, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, Tag
 from litestar.routes import HTTPRoute
 
@@ -26,6 +25,7 @@ from .analytics import AnalyticsController, SellerDashboardController
 from .auth import provide_user
 from .cart import CartController
 from .dashboard import dashboard_router
+from .docs import LocalSwaggerRenderPlugin, add_security_headers, docs_router
 from .health import live, ready
 from .items import ItemController
 from .metrics import metrics as metrics_endpoint
@@ -66,27 +66,21 @@ def _openapi() -> OpenAPIConfig:
             security_schemes={"bearer": {"type": "http", "scheme": "bearer"}}  # type: ignore[dict-item]
         ),
         openapi_router=Router(
-            "/schema", route_handlers=[], include_in_schema=False, after_request=_no_html_404
+            "/schema", route_handlers=[], include_in_schema=False, after_request=_schema_after_request
         ),
     )
 
 
-def _no_html_404(response: Response[Any]) -> Response[Any]:
+def _schema_after_request(response: Response[Any]) -> Response[Any]:
     """Litestar answers unknown paths under /schema with its own bare HTML 404; make them ours (problem+json,
-    or the friendly page for browsers) like any other unknown route."""
+    or the friendly page for browsers) like any other unknown route. The rest gets the docs' headers: /schema
+    and /schema/swagger serve the documentation page too."""
     if response.status_code == 404:
         raise NotFoundException()
-    return response
+    return add_security_headers(response)
 
 
-_SWAGGER = SwaggerRenderPlugin(path="/swagger")
-
-
-@get("/docs", include_in_schema=False, media_type="text/html")
-async def docs(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Interactive API documentation (Swagger UI over /schema/openapi.json)."""
-    schema = request.app.openapi_schema.to_schema()
-    return Response(_SWAGGER.render(request, schema), media_type="text/html; charset=utf-8")
+_SWAGGER = LocalSwaggerRenderPlugin(path="/swagger")
 
 
 def _from_state(key: str) -> Any:
@@ -122,7 +116,7 @@ def create_app(
     )
 
     app = Litestar(
-        route_handlers=[api, dashboard_router(), live, ready, docs, metrics_endpoint],
+        route_handlers=[api, dashboard_router(), docs_router(), live, ready, metrics_endpoint],
         dependencies={
             "services": Provide(_from_state("services"), sync_to_thread=False),
             "database": Provide(_from_state("database"), sync_to_thread=False),

@@ -12,6 +12,7 @@ import jwt
 
 from market.application.ports import AccessToken, TokenClaims
 from market.domain.users import User
+from market.private_files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def load_or_create_secret_key(var_dir: Path) -> str:
     """The embedded default's signing key: generated once into `var/secret_key` (mode 0600) and reused, so
     tokens survive restarts and every worker agrees. Creation is atomic (O_EXCL), safe with several workers."""
     path = var_dir / "secret_key"
-    var_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(var_dir)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

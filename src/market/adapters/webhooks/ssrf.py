@@ -14,7 +14,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-from market.domain.errors import FieldError, ValidationFailed, WebhookUrlNotAllowed
+from market.domain.errors import WebhookUrlNotAllowed
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -24,12 +24,19 @@ METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a)
     for a in (
         "169.254.169.254",  # AWS, GCP, Azure, OpenStack, DigitalOcean, ...
-        "fd00:ec2::254",  # AWS over IPv6
         "169.254.170.2",  # AWS ECS task metadata
         "100.100.100.200",  # Alibaba Cloud
         "192.0.0.192",  # Oracle Cloud
+        "168.63.129.16",  # Azure wireserver and DNS: a public address, yet it answers the VM's own agent
+        "fd00:ec2::254",  # AWS over IPv6
+        "fd20:ce::254",  # GCP over IPv6
+        "169.254.169.123",  # AWS time sync
+        "169.254.169.253",  # AWS VPC DNS
     )
 )
+# One answer for every refusal: telling "does not resolve" from "resolves to a private address" would let a
+# seller map which internal names exist.
+REFUSED = "must lead to a public internet address that resolves"
 RESOLVE_TIMEOUT_S = 5.0  # a request that sets a URL must not hang on a slow resolver
 _UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -86,9 +93,9 @@ class SsrfGuard:
     async def addresses(self, url: str) -> list[str] | None:
         """The addresses the service may connect to for `url`; None when unrestricted (allow_private).
 
-        Raises WebhookUrlNotAllowed when any address the host resolves to is refused (a name that answers with
-        one public and one private address is refused: the connection could take either), ValidationFailed when it
-        has none."""
+        Raises WebhookUrlNotAllowed when the host is, or resolves to, any refused address (a name that answers
+        with one public and one private address is refused: the connection could take either) or resolves to
+        nothing; always with the same message, so the answer does not tell which (see REFUSED)."""
         if self.allow_private:
             return None
         parts = urlsplit(url)
@@ -99,20 +106,14 @@ class SsrfGuard:
         except ValueError:
             literal = None
         if literal is not None:
-            if reason := refusal(literal):
-                raise WebhookUrlNotAllowed(f"{host} is {reason}")
+            if refusal(literal):
+                raise WebhookUrlNotAllowed(REFUSED)
             return [str(literal)]
         try:
             async with asyncio.timeout(RESOLVE_TIMEOUT_S):
                 found = [ipaddress.ip_address(a) for a in await self._resolve(host, port)]
         except (OSError, UnicodeError, ValueError, TimeoutError):
             found = []
-        if not found:
-            raise ValidationFailed(
-                [FieldError("url", "the host name does not resolve")], "The webhook URL is not valid."
-            )
-        for ip in found:
-            if reason := refusal(ip):
-                # The address itself is not echoed: a seller must not learn what internal names resolve to.
-                raise WebhookUrlNotAllowed(f"the host resolves to {reason}")
+        if not found or any(refusal(ip) for ip in found):
+            raise WebhookUrlNotAllowed(REFUSED)
         return [str(ip) for ip in found]
