@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from market.adapters.background import cancel_and_wait
 from market.telemetry.alerting import AlertEvaluator, AlertStatus, Reading, Transition
 
 from .notifiers import AlertMessage, NotificationFailed, Notifier
@@ -236,11 +237,12 @@ class AlertMonitor:
         if self._tasks:
             self._tasks[-1].cancel()  # the evaluator: no new notifications
         await self.flush(grace_s)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         for notifier in self._notifiers:
-            await notifier.close()
+            try:
+                await asyncio.wait_for(notifier.close(), grace_s)
+            except Exception:
+                log.warning("alert notifier did not close cleanly", extra={"notifier": notifier.name})
         if self._lease is not None:
             self._lease.release()
