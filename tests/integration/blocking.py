@@ -31,9 +31,9 @@ def execute(url: str, sql: str) -> None:
 
 
 @contextmanager
-def locked(url: str, table: str) -> Iterator[None]:
-    """Hold `LOCK TABLE <table> IN ACCESS EXCLUSIVE MODE` (PostgreSQL) or the write lock (SQLite, any table)
-    from another connection until the block ends."""
+def locked(url: str, *tables: str) -> Iterator[None]:
+    """Hold `LOCK TABLE <tables> IN ACCESS EXCLUSIVE MODE` (PostgreSQL) or the write lock (SQLite, whatever
+    the tables) from another connection until the block ends."""
     taken, release = threading.Event(), threading.Event()
     failure: list[BaseException] = []
 
@@ -42,7 +42,8 @@ def locked(url: str, table: str) -> Iterator[None]:
             conn = await asyncpg.connect(url)
             try:
                 async with conn.transaction():
-                    await conn.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
+                    names = ", ".join(f'"{table}"' for table in tables)
+                    await conn.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
                     taken.set()
                     await asyncio.to_thread(release.wait)
             finally:
@@ -77,3 +78,21 @@ def locked(url: str, table: str) -> Iterator[None]:
     finally:
         release.set()
         thread.join(30)
+
+
+def idle_in_transaction(url: str) -> list[str]:
+    """The queries of connections to the PostgreSQL database at `url` left `idle in transaction`."""
+
+    async def run() -> list[str]:
+        name = url.rsplit("/", 1)[1]
+        conn = await asyncpg.connect(url.rsplit("/", 1)[0] + "/postgres")
+        try:
+            rows = await conn.fetch(
+                "SELECT query FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'",
+                name,
+            )
+        finally:
+            await conn.close()
+        return [row["query"] for row in rows]
+
+    return asyncio.run(run())
