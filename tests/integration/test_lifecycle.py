@@ -16,6 +16,7 @@ import pytest
 from litestar.testing import TestClient
 
 from market.adapters.db.database import Database
+from market.adapters.db.errors import DatabaseUnavailable
 from market.bootstrap import build_app
 from market.config import Settings
 from tests.conftest import _admin, postgres_url
@@ -151,3 +152,29 @@ async def test_a_write_cancelled_while_waiting_for_the_sqlite_lock_does_not_keep
         await asyncio.gather(task, return_exceptions=True)
     await write()  # the write lock is free again
     await database.close()
+
+
+@pytest.mark.timeout(30)  # before: close() waited for the connection as long as it was kept
+async def test_closing_the_pool_does_not_wait_for_a_connection_that_is_never_given_back(fresh_postgres_url):
+    database = Database(_settings(fresh_postgres_url, Path(".")).database)
+    await database.start()
+    pool = database.engine.pool
+    await pool.acquire()  # and never released
+    await database.close(grace_s=0.5)
+    assert pool.get_size() == 0  # the kept connection was terminated
+
+
+async def test_a_request_waits_for_a_pooled_connection_only_up_to_the_pool_timeout(fresh_postgres_url):
+    settings = _settings(
+        fresh_postgres_url, Path("."), MARKET_DATABASE_POOL_SIZE="1", MARKET_DATABASE_POOL_TIMEOUT="1"
+    )
+    database = Database(settings.database)
+    await database.start()
+    try:
+        kept = await database.engine.pool.acquire()
+        with pytest.raises(DatabaseUnavailable, match="No database connection became free"):
+            await database.ping()
+        await database.engine.pool.release(kept)
+        await database.ping()
+    finally:
+        await database.close()

@@ -35,7 +35,7 @@ CLOSE_GRACE_S = 3.0
 READINESS_CACHE_S = 1.0
 """A probe storm costs one readiness query per second per process."""
 LONG_STATEMENT_TIMEOUT = "10min"
-"""The statement timeout of work that is meant to be long (reports, pruning, bulk loads, migrations)."""
+"""The statement timeout of work that is meant to be long (reports, pruning, bulk loads); migrations have none."""
 
 
 async def _keep_session_state(connection: Any) -> None:

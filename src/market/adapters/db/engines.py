@@ -10,6 +10,7 @@ shutdown that never ended, issue 11). On SQLite the leaked connection could keep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -57,13 +58,18 @@ class _ReleasingTransaction:
 
 
 async def _shielded(cleanup: Any) -> None:
-    """Run a clean-up to its end even if the task is cancelled (again) meanwhile."""
+    """Run a clean-up to its end even if the task is cancelled (once or more) meanwhile; then let the
+    cancellation through. The clean-up is bounded: closing the pool terminates what is still out."""
     task = asyncio.ensure_future(cleanup)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
 
 
 class ReleasingPostgresTransaction(_ReleasingTransaction, PostgresTransaction):
@@ -79,7 +85,8 @@ class ReleasingPostgresTransaction(_ReleasingTransaction, PostgresTransaction):
                 await self.connection.close(timeout=2)
         except Exception:
             log.warning("database connection dropped instead of released", exc_info=True)
-            self.connection.terminate()
+            with contextlib.suppress(Exception):  # already detached from the pool, or gone
+                self.connection.terminate()
 
 
 class ReleasingSQLiteTransaction(_ReleasingTransaction, SQLiteTransaction):
@@ -94,11 +101,15 @@ class ReleasingSQLiteTransaction(_ReleasingTransaction, SQLiteTransaction):
 
 
 class MarketPostgresEngine(TracedPostgresEngine):
+    """PostgreSQL: traced statements, transactions that always release their pooled connection."""
+
     def transaction(self, allow_nested: bool = True) -> ReleasingPostgresTransaction:  # type: ignore[override]
         return ReleasingPostgresTransaction(engine=self, allow_nested=allow_nested)
 
 
 class MarketSQLiteEngine(TracedSQLiteEngine):
+    """SQLite: traced statements, transactions that always close their connection."""
+
     def transaction(  # type: ignore[override]
         self, transaction_type: TransactionType = TransactionType.deferred, allow_nested: bool = True
     ) -> ReleasingSQLiteTransaction:
