@@ -134,26 +134,6 @@ async def test_a_transaction_cancelled_at_any_moment_gives_its_connection_back(f
     assert await asyncio.to_thread(idle_in_transaction, fresh_postgres_url) == []
 
 
-async def test_a_write_cancelled_while_waiting_for_the_sqlite_lock_does_not_keep_it(fresh_sqlite_url):
-    """Before: the cancelled BEGIN IMMEDIATE went on in aiosqlite's thread, took the write lock once the
-    other writer let go, and kept it, so every later write failed with 'database is locked'."""
-    database = Database(_settings(fresh_sqlite_url, Path(".")).database)
-    await database.start()
-    await database.migrate()
-
-    async def write() -> None:
-        async with database.write_transaction():
-            await database.fetch("DELETE FROM idempotency_keys")
-
-    with locked(fresh_sqlite_url):
-        task = asyncio.create_task(write())
-        await asyncio.sleep(0.3)  # waiting in BEGIN IMMEDIATE behind the other writer
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    await write()  # the write lock is free again
-    await database.close()
-
-
 @pytest.mark.timeout(30)  # before: close() waited for the connection as long as it was kept
 async def test_closing_the_pool_does_not_wait_for_a_connection_that_is_never_given_back(fresh_postgres_url):
     database = Database(_settings(fresh_postgres_url, Path(".")).database)

@@ -4,7 +4,7 @@ give their connection back.
 Piccolo's own transactions leak the connection when the task is cancelled, or a statement fails, between
 taking the connection and the end of `__aexit__` (during BEGIN, COMMIT or ROLLBACK): the connection is never
 released, PostgreSQL shows it `idle in transaction`, and closing the pool then waits for it forever (a
-shutdown that never ended, issue 11). On SQLite the leaked connection could keep the write lock.
+shutdown that never ended, issue 11). On SQLite the connection and its thread would stay open.
 """
 
 from __future__ import annotations
