@@ -140,7 +140,7 @@ async def test_closing_the_pool_does_not_wait_for_a_connection_that_is_never_giv
     await database.start()
     pool = database.engine.pool
     await pool.acquire()  # and never released
-    await database.close(grace_s=0.5)
+    await database.close()
     assert pool.get_size() == 0  # the kept connection was terminated
 
 
