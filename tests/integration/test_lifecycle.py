@@ -97,7 +97,7 @@ def test_the_app_stops_after_its_sqlite_file_is_deleted(fresh_sqlite_url, tmp_pa
         with TestClient(build_app(_settings(fresh_sqlite_url, tmp_path))) as client:
             assert client.get("/api/v1/items").status_code == 200
             for leftover in path.parent.glob(path.name + "*"):
-                leftover.unlink()
+                leftover.unlink(missing_ok=True)
             assert client.get("/api/v1/items").status_code == 503
 
 

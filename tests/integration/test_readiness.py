@@ -59,7 +59,7 @@ def test_deleting_the_sqlite_file_makes_ready_and_requests_answer_503_not_500(fr
     with TestClient(build_app(_settings(fresh_sqlite_url, tmp_path))) as client:
         assert client.get("/api/v1/items").status_code == 200
         for leftover in path.parent.glob(path.name + "*"):  # the file and its -wal/-shm companions
-            leftover.unlink()
+            leftover.unlink(missing_ok=True)
         time.sleep(READINESS_CACHE_S)
         ready = client.get("/health/ready")
         items = client.get("/api/v1/items")
