@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import hmac
@@ -26,6 +27,7 @@ from market.adapters.alerting.notifiers import (
     default_sender,
 )
 from market.adapters.alerting.readings import ExpositionReadings
+from market.adapters.background import cancel_and_wait
 from market.adapters.db.analytics import SqlAnalyticsReports
 from market.adapters.db.commerce import PiccoloIdempotencyStore
 from market.adapters.db.database import Database
@@ -213,47 +215,51 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        await database.start()
-        if auto_migrate:
-            await database.migrate()
-        background = [
-            asyncio.create_task(reconcile_forever(services, settings.payments.reconcile_interval_s)),
-            asyncio.create_task(refresh_business_gauges_forever(services, telemetry.instruments)),
-        ]
-        if worker:
-            background.append(asyncio.create_task(share_metrics_forever(telemetry)))
-        if settings.backup.schedule is not None:  # MARKET_BACKUP_SCHEDULE: one worker takes the daily backup
-            from market.adapters.backups.schedule import start_in_process
-
-            background.append(start_in_process(settings, tracer_provider=telemetry.tracer_provider))
-        webhook_sender = HttpxWebhookSender(
-            SsrfGuard(allow_private=settings.webhooks.allow_private),
-            tracer=telemetry.tracer,
-            deliveries_counter=telemetry.instruments.webhook_deliveries,
-        )
-        webhook_worker = WebhookDeliveryWorker(
-            services.webhooks.deliveries, webhook_sender, services.clock, settings.webhooks.retry_schedule_s
-        )
-        webhook_worker.start()
-        alerts.start()
-        log.info("market is ready", extra={"database": settings.database.url.redacted()})
-        try:
-            yield
-        finally:
-            await alerts.stop()
-            await webhook_worker.stop()
-            await webhook_sender.close()
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            await services.gateway.close()
-            if services.sandbox_gateway is not services.gateway:
-                await services.sandbox_gateway.close()
-            await database.close()
+        # Every step that started something registers how to stop it at once, so that a start that fails
+        # half-way (database gone, locked, migration refused) still closes what it had opened; each stop is
+        # bounded, so a shutdown ends whatever the background work is awaiting.
+        async with contextlib.AsyncExitStack() as stack:
             if worker:
-                telemetry.exposition.write_snapshot()
-                # Side by side: each has its own deadline (3 s, 2 s); one after the other they overran 5 s.
-                await asyncio.gather(asyncio.to_thread(telemetry.shutdown), asyncio.to_thread(close_sentry))
+                stack.push_async_callback(shutdown_telemetry, telemetry)
+            stack.push_async_callback(close_gateways, services)
+            await database.start()
+            stack.push_async_callback(database.close)
+            if auto_migrate:
+                await database.migrate()
+            background = [
+                asyncio.create_task(
+                    reconcile_forever(services, settings.payments.reconcile_interval_s), name="reconciler"
+                ),
+                asyncio.create_task(
+                    refresh_business_gauges_forever(services, telemetry.instruments), name="business-gauges"
+                ),
+            ]
+            stack.push_async_callback(cancel_and_wait, background)
+            if worker:
+                background.append(asyncio.create_task(share_metrics_forever(telemetry), name="metrics-share"))
+            # MARKET_BACKUP_SCHEDULE: one worker takes the daily backup
+            if settings.backup.schedule is not None:
+                from market.adapters.backups.schedule import start_in_process
+
+                background.append(start_in_process(settings, tracer_provider=telemetry.tracer_provider))
+            webhook_sender = HttpxWebhookSender(
+                SsrfGuard(allow_private=settings.webhooks.allow_private),
+                tracer=telemetry.tracer,
+                deliveries_counter=telemetry.instruments.webhook_deliveries,
+            )
+            stack.push_async_callback(webhook_sender.close)
+            webhook_worker = WebhookDeliveryWorker(
+                services.webhooks.deliveries,
+                webhook_sender,
+                services.clock,
+                settings.webhooks.retry_schedule_s,
+            )
+            webhook_worker.start()
+            stack.push_async_callback(webhook_worker.stop)
+            alerts.start()
+            stack.push_async_callback(alerts.stop)
+            log.info("market is ready", extra={"database": settings.database.url.redacted()})
+            yield
 
     app = create_app(
         services,
@@ -271,6 +277,19 @@ def build_app(
         AccessLog(via_logging=telemetry.logger_provider is not None),  # exported lines go through logging
     )
     return app
+
+
+async def close_gateways(services: Services) -> None:
+    await services.gateway.close()
+    if services.sandbox_gateway is not services.gateway:
+        await services.sandbox_gateway.close()
+
+
+async def shutdown_telemetry(telemetry: Telemetry) -> None:
+    """Flush this worker's metrics for its siblings, then the exporters and Sentry."""
+    telemetry.exposition.write_snapshot()
+    # Side by side: each has its own deadline (3 s, 2 s); one after the other they overran 5 s.
+    await asyncio.gather(asyncio.to_thread(telemetry.shutdown), asyncio.to_thread(close_sentry))
 
 
 async def share_metrics_forever(telemetry: Telemetry, interval_s: float = METRICS_SHARE_INTERVAL_S) -> None:

@@ -75,6 +75,15 @@ class DatabaseSettings:
     """Which database to use (MARKET_DATABASE_URL)."""
     pool_size: int = 10
     """Connections per worker process in the PostgreSQL pool (MARKET_DATABASE_POOL_SIZE)."""
+    statement_timeout_s: int = 5
+    """PostgreSQL cancels a statement running longer than this (MARKET_DATABASE_STATEMENT_TIMEOUT, seconds);
+    the request answers 503. Reports, pruning, bulk loads and migrations raise it for their own transaction."""
+    lock_timeout_s: int = 2
+    """The longest a statement waits for a lock (MARKET_DATABASE_LOCK_TIMEOUT, seconds): PostgreSQL's
+    `lock_timeout`, SQLite's busy timeout. A request that would wait longer answers 503."""
+    pool_timeout_s: int = 5
+    """The longest a request waits for a free pooled PostgreSQL connection (MARKET_DATABASE_POOL_TIMEOUT,
+    seconds) before answering 503."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +291,9 @@ class Settings:
             database=DatabaseSettings(
                 url=DatabaseURL.parse(env.str("MARKET_DATABASE_URL", DEFAULT_DATABASE_URL)),
                 pool_size=env.int("MARKET_DATABASE_POOL_SIZE", 10, minimum=1, maximum=1000),
+                statement_timeout_s=env.duration("MARKET_DATABASE_STATEMENT_TIMEOUT", 5, minimum=1),
+                lock_timeout_s=env.duration("MARKET_DATABASE_LOCK_TIMEOUT", 2, minimum=1),
+                pool_timeout_s=env.duration("MARKET_DATABASE_POOL_TIMEOUT", 5, minimum=1),
             ),
             var_dir=Path(env.str("MARKET_VAR_DIR", "var")),
             server=ServerSettings(
@@ -365,7 +377,7 @@ class _Env:
             return False
         raise ConfigError(f"{name}: expected 1/0 or true/false, got {raw!r}")
 
-    def duration(self, name: str, default: int) -> int:
+    def duration(self, name: str, default: int, *, minimum: int = 0) -> int:
         """Seconds, written as a whole number of seconds or with a unit: 90s, 30m, 24h, 2d."""
         raw = self._values.get(name, "").strip().lower()
         if raw == "":
@@ -374,6 +386,8 @@ class _Env:
         number = raw if raw.isdigit() else raw[:-1]
         if not unit or not number.isdigit() or int(number) * unit > 10 * 365 * 86400:
             raise ConfigError(f"{name}: expected a duration like 86400, 30m, 24h or 2d, got {raw!r}")
+        if int(number) * unit < minimum:
+            raise ConfigError(f"{name}: must be at least {minimum} s, got {raw!r}")
         return int(number) * unit
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:

@@ -232,3 +232,30 @@ def test_a_short_or_repetitive_secret_key_stops_the_start_naming_the_variable(ke
 )
 def test_a_secret_key_of_32_bytes_or_more_in_hex_base64_or_raw_form_is_accepted(key):
     assert _from_env(MARKET_SECRET_KEY=key).auth.secret_key == key
+
+
+def test_database_timeouts_default_to_5_s_statements_2_s_locks_and_5_s_for_a_pooled_connection():
+    database = Settings.from_env({}, dotenv=None).database
+    assert (database.statement_timeout_s, database.lock_timeout_s, database.pool_timeout_s) == (5, 2, 5)
+
+
+def test_database_timeouts_read_seconds_or_a_unit():
+    database = Settings.from_env(
+        {
+            "MARKET_DATABASE_STATEMENT_TIMEOUT": "1m",
+            "MARKET_DATABASE_LOCK_TIMEOUT": "3",
+            "MARKET_DATABASE_POOL_TIMEOUT": "10s",
+        },
+        dotenv=None,
+    ).database
+    assert (database.statement_timeout_s, database.lock_timeout_s, database.pool_timeout_s) == (60, 3, 10)
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["MARKET_DATABASE_STATEMENT_TIMEOUT", "MARKET_DATABASE_LOCK_TIMEOUT", "MARKET_DATABASE_POOL_TIMEOUT"],
+)
+@pytest.mark.parametrize("raw", ["0", "soon", "-1"])
+def test_a_database_timeout_that_is_not_a_positive_duration_names_its_variable(variable, raw):
+    with pytest.raises(ConfigError, match=f"^{variable}: "):
+        Settings.from_env({variable: raw}, dotenv=None)

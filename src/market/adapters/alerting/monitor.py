@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from market.adapters.background import cancel_and_wait
 from market.private_files import private_dir
 from market.telemetry.alerting import AlertEvaluator, AlertStatus, Reading, Transition
 
@@ -237,11 +238,12 @@ class AlertMonitor:
         if self._tasks:
             self._tasks[-1].cancel()  # the evaluator: no new notifications
         await self.flush(grace_s)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         for notifier in self._notifiers:
-            await notifier.close()
+            try:
+                await asyncio.wait_for(notifier.close(), grace_s)
+            except Exception:
+                log.warning("alert notifier did not close cleanly", extra={"notifier": notifier.name})
         if self._lease is not None:
             self._lease.release()

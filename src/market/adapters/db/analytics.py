@@ -217,7 +217,8 @@ _R = TypeVar("_R")
 def _planned_for_its_period(
     report: Callable[Concatenate[SqlAnalyticsReports, _P], Awaitable[_R]],
 ) -> Callable[Concatenate[SqlAnalyticsReports, _P], Awaitable[_R]]:
-    """Runs a report in a transaction whose statements PostgreSQL plans for their own parameters every time.
+    """Runs a report in a transaction whose statements PostgreSQL plans for their own parameters every time,
+    free of the per-request statement timeout (a report may scan a year of events).
 
     asyncpg prepares a statement once per connection, and from its sixth execution on PostgreSQL may keep a
     generic plan, made without the period's bounds: it guesses a short period, and 30-day reports then took
@@ -228,7 +229,7 @@ def _planned_for_its_period(
     async def run(self: SqlAnalyticsReports, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         if not self._db.is_postgres:
             return await report(self, *args, **kwargs)
-        async with self._db.engine.transaction():
+        async with self._db.engine.transaction(), self._db.long_statements():
             await self._db.fetch("SET LOCAL plan_cache_mode = force_custom_plan")
             return await report(self, *args, **kwargs)
 
@@ -549,7 +550,7 @@ class SqlAnalyticsReports:
         )
 
     async def prune(self, older_than: datetime) -> int:
-        async with self._db.write_transaction():
+        async with self._db.write_transaction(), self._db.long_statements():
             rows = await self._db.fetch(
                 "SELECT count(*) AS n FROM analytics_events WHERE occurred_at < {}", older_than
             )

@@ -3,6 +3,10 @@ connection pool's lifetime."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -15,15 +19,24 @@ from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from piccolo.querystring import QueryString
 
-from market.adapters.telemetry.db import DbSpans, TracedPostgresEngine, TracedSQLiteEngine
+from market.adapters.telemetry.db import DbSpans
 from market.config import DatabaseSettings
 from market.private_files import private_sqlite_file
 
-from .migrations import MIGRATIONS
+from .engines import MarketPostgresEngine, MarketSQLiteEngine
+from .errors import POOL_EXHAUSTED, DatabaseUnavailable
+from .migrations import HEAD, MIGRATIONS, TABLES
 from .migrations.runner import apply_migrations
 from .tables import ALL_TABLES
 
-SQLITE_BUSY_TIMEOUT_S = 30
+log = logging.getLogger(__name__)
+
+CLOSE_GRACE_S = 3.0
+"""How long closing the pool waits for connections in use to come back before terminating them all."""
+READINESS_CACHE_S = 1.0
+"""A probe storm costs one readiness query per second per process."""
+LONG_STATEMENT_TIMEOUT = "10min"
+"""The statement timeout of work that is meant to be long (reports, pruning, bulk loads); migrations have none."""
 
 
 async def _keep_session_state(connection: Any) -> None:
@@ -44,12 +57,24 @@ class Database:
         if url.engine == "sqlite":
             assert url.path is not None
             private_sqlite_file(Path(url.path))  # before the engine: -wal and -shm inherit its mode
-            self.engine: Engine = TracedSQLiteEngine(path=url.path, timeout=SQLITE_BUSY_TIMEOUT_S)
+            # The busy timeout: how long a statement waits for another connection's write lock.
+            self.engine: Engine = MarketSQLiteEngine(path=url.path, timeout=settings.lock_timeout_s)
         else:
-            self.engine = TracedPostgresEngine(config={"dsn": url.dsn})
+            self.engine = MarketPostgresEngine(
+                config={
+                    "dsn": url.dsn,
+                    # Per connection, so that no query waits behind a lock or runs for minutes while its
+                    # client has long given up; long work raises it with SET LOCAL (long_statements()).
+                    "server_settings": {
+                        "statement_timeout": f"{settings.statement_timeout_s}s",
+                        "lock_timeout": f"{settings.lock_timeout_s}s",
+                    },
+                }
+            )
         self.engine.db_spans = self.spans  # type: ignore[attr-defined]
         for table in ALL_TABLES:
             table._meta.db = self.engine
+        self._readiness: tuple[float, str | None] | None = None
 
     @property
     def is_postgres(self) -> bool:
@@ -60,10 +85,19 @@ class Database:
             await self.engine.start_connection_pool(
                 min_size=1, max_size=self.settings.pool_size, reset=_keep_session_state
             )
+            self.engine.pool = _BoundedPool(self.engine.pool, self.settings.pool_timeout_s)
 
-    async def close(self) -> None:
-        if isinstance(self.engine, PostgresEngine) and self.engine.pool is not None:
-            await self.engine.close_connection_pool()
+    async def close(self, grace_s: float = CLOSE_GRACE_S) -> None:
+        """Close the pool. asyncpg's close waits for every connection in use to be released, however long
+        that takes: after `grace_s` the connections still out are terminated instead."""
+        if not isinstance(self.engine, PostgresEngine) or self.engine.pool is None:
+            return
+        pool, self.engine.pool = self.engine.pool, None
+        try:
+            await asyncio.wait_for(pool.close(), grace_s)
+        except TimeoutError:
+            log.warning("database connections still in use at shutdown were terminated")
+            pool.terminate()
 
     async def copy_records(
         self, table: str, columns: Sequence[str], records: Iterable[Sequence[Any]]
@@ -72,7 +106,8 @@ class Database:
         built by Piccolo. PostgreSQL only; `start()` first."""
         if not isinstance(self.engine, PostgresEngine) or self.engine.pool is None:
             raise RuntimeError("copy_records needs a started PostgreSQL database")
-        async with self.engine.pool.acquire() as connection:
+        async with self.engine.pool.acquire() as connection, connection.transaction():
+            await connection.execute(f"SET LOCAL statement_timeout = '{LONG_STATEMENT_TIMEOUT}'")
             await connection.copy_records_to_table(table, records=records, columns=list(columns))
 
     async def vacuum_analyze(self, *tables: str) -> None:
@@ -81,8 +116,14 @@ class Database:
         if not isinstance(self.engine, PostgresEngine) or self.engine.pool is None:
             return
         async with self.engine.pool.acquire() as connection:
-            for table in tables:
-                await connection.execute(f'VACUUM ANALYZE "{table}"')  # not in a transaction: simple protocol
+            # VACUUM cannot run in a transaction, so no SET LOCAL: set it for the session and put it back
+            # (to the connection's own setting) before the connection returns to the pool.
+            await connection.execute(f"SET statement_timeout = '{LONG_STATEMENT_TIMEOUT}'")
+            try:
+                for table in tables:
+                    await connection.execute(f'VACUUM ANALYZE "{table}"')  # simple protocol
+            finally:
+                await connection.execute("RESET statement_timeout")
 
     async def migrate(self) -> list[str]:
         return await apply_migrations(self.engine, MIGRATIONS)
@@ -90,6 +131,52 @@ class Database:
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
         await self.engine.run_querystring(QueryString("SELECT 1"))
+
+    async def unready_reason(self) -> str | None:
+        """None when requests can be served: the database answers, its migration ledger holds this code's
+        head and nothing newer, and every table the code uses exists. Otherwise what is wrong, in plain
+        words. One query; the answer is kept for READINESS_CACHE_S."""
+        now = time.monotonic()
+        if self._readiness is not None and now - self._readiness[0] < READINESS_CACHE_S:
+            return self._readiness[1]
+        reason = await self._check_schema()
+        self._readiness = (time.monotonic(), reason)
+        return reason
+
+    async def _check_schema(self) -> str | None:
+        tables = list(TABLES)
+        catalogue = (
+            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename IN ({})"
+            if self.is_postgres
+            else "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({})"
+        ).format(", ".join("{}" for _ in tables))
+        try:
+            rows = await self.fetch(
+                f"SELECT (SELECT max(version) FROM market_migrations) AS head, ({catalogue}) AS tables",
+                *tables,
+            )
+        except Exception as exc:
+            if "market_migrations" in str(exc):  # no ledger at all: an empty or foreign database
+                return "The database has no schema: its migrations have not been applied."
+            log.warning("readiness check failed", exc_info=True)
+            return "The database is not answering; requests that need it will fail until it is back."
+        head, present = rows[0]["head"], int(rows[0]["tables"])
+        if head != HEAD:
+            return (
+                f"The database schema is at migration {head or 'none'}, this code needs {HEAD}: "
+                "run `market db migrate` (or deploy the matching version)."
+            )
+        if present != len(tables):
+            return f"The database is missing {len(tables) - present} of the {len(tables)} tables it needs."
+        return None
+
+    @contextlib.asynccontextmanager
+    async def long_statements(self) -> Any:
+        """Inside a transaction: lift the statement timeout for the rest of it (reports over a year of
+        events, pruning, bulk loads), without raising it for every request. A no-op on SQLite."""
+        if self.is_postgres:
+            await self.fetch(f"SET LOCAL statement_timeout = '{LONG_STATEMENT_TIMEOUT}'")
+        yield
 
     def write_transaction(self) -> Any:
         """A transaction for writes. On SQLite it takes the write lock at BEGIN (IMMEDIATE): deferred
@@ -128,6 +215,38 @@ class Database:
             return await connection.fetch(query, *args)
         finally:
             await connection.close()
+
+
+class _BoundedPool:
+    """The asyncpg pool, with a deadline on every acquire: past it, DatabaseUnavailable (a 503), not a
+    request waiting as long as the client cares to."""
+
+    def __init__(self, pool: Any, timeout_s: float) -> None:
+        self._pool = pool
+        self._timeout_s = timeout_s
+
+    def acquire(self, *, timeout: float | None = None) -> _Acquire:
+        return _Acquire(self._pool.acquire(timeout=timeout or self._timeout_s))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+
+class _Acquire:
+    def __init__(self, context: Any) -> None:
+        self._context = context
+
+    async def __aenter__(self) -> Any:
+        try:
+            return await self._context.__aenter__()
+        except TimeoutError:
+            raise DatabaseUnavailable(POOL_EXHAUSTED) from None
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        return await self._context.__aexit__(*exc_info)
+
+    def __await__(self) -> Any:
+        return self.__aenter__().__await__()
 
 
 @lru_cache(maxsize=1024)

@@ -11,9 +11,10 @@ from litestar import Request, Response, get
 from market.adapters.db.database import Database
 
 from .openapi import problems
-from .problems import UNAVAILABLE, problem_response
+from .problems import RETRY_AFTER_S, UNAVAILABLE, problem_response
 
 READY_TIMEOUT_S = 2.0
+NOT_ANSWERING = "The database is not answering; requests that need it will fail until it is back."
 
 
 class Health(msgspec.Struct):
@@ -28,15 +29,19 @@ async def live() -> Health:
 
 @get("/health/ready", operation_id="ready", tags=["operations"], responses=problems(503))
 async def ready(request: Request[Any, Any, Any], database: Database) -> Response[Any]:
-    """Ready to serve: the database answers within 2 s."""
+    """Ready to serve: within 2 s the database answers, its schema is at this code's migration head and
+    every table the code needs exists. Otherwise a 503 problem saying which."""
     try:
-        await asyncio.wait_for(database.ping(), READY_TIMEOUT_S)
+        reason = await asyncio.wait_for(database.unready_reason(), READY_TIMEOUT_S)
     except Exception:
-        return problem_response(
-            request,
-            503,
-            type_uri=UNAVAILABLE.uri,
-            title=UNAVAILABLE.title,
-            detail="The database is not answering; requests that need it will fail until it is back.",
-        )
-    return Response(Health("ok"))
+        reason = NOT_ANSWERING
+    if reason is None:
+        return Response(Health("ok"))
+    return problem_response(
+        request,
+        503,
+        type_uri=UNAVAILABLE.uri,
+        title=UNAVAILABLE.title,
+        detail=reason,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )

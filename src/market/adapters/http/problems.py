@@ -22,6 +22,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from market.adapters.db.errors import DatabaseUnavailable, database_unavailable
 from market.domain import errors, orders
 from market.telemetry.sentry import report_exception
 
@@ -52,6 +53,8 @@ UNAUTHENTICATED = ProblemType("unauthenticated", "Sign-in required", 401)
 FORBIDDEN = ProblemType("forbidden", "Not allowed", 403)
 INTERNAL = ProblemType("internal-error", "Something went wrong on our side", 500)
 UNAVAILABLE = ProblemType("service-unavailable", "The service is temporarily unavailable", 503)
+RETRY_AFTER_S = 5
+"""What a 503 for the database (timeouts, lock waits, overload, database gone) tells clients to wait."""
 
 # One stable type per domain error. Order matters only for subclasses (first match wins).
 PROBLEM_TYPES: dict[type[errors.DomainError], ProblemType] = {
@@ -252,10 +255,33 @@ _PLAIN_HTTP: dict[int, tuple[str, str]] = {
 }
 
 
+def database_unavailable_handler(
+    request: Request[Any, Any, Any], exc: Exception, unavailable: DatabaseUnavailable
+) -> Response[Any]:
+    """The database cannot serve this now (a statement or lock timeout, no free connection, SQLite busy, the
+    database or its tables gone): a 503 with Retry-After instead of a hang or a 500. Still our failure, so
+    it is recorded and reported like any 5xx."""
+    event_id = record_server_error(request, exc)
+    trace_id = request.scope.get("state", {}).get("trace_id") or _current_trace_id()
+    return problem_response(
+        request,
+        503,
+        type_uri=UNAVAILABLE.uri,
+        title=UNAVAILABLE.title,
+        detail=f"{unavailable.detail} Try again shortly; quote reference {trace_id} if it persists.",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+        extra={"sentry_event_id": event_id},
+    )
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Our fault: a generic 500 with the reference, never the exception. The exception is recorded on the
     server span (which is current here), logged with its stack, and reported to Sentry once; the body
-    carries both references (`trace_id`, `sentry_event_id`)."""
+    carries both references (`trace_id`, `sentry_event_id`). Driver errors meaning the database cannot
+    serve right now are a 503 instead (market.adapters.db.errors)."""
+    unavailable = database_unavailable(exc)
+    if unavailable is not None:
+        return database_unavailable_handler(request, exc, unavailable)
     event_id = record_server_error(request, exc)
     trace_id = request.scope.get("state", {}).get("trace_id") or _current_trace_id()
     return problem_response(

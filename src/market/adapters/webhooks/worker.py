@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
+from market.adapters.background import cancel_and_wait
 from market.application.ports import Clock
 from market.application.seller_webhooks import (
     DeliveryReport,
@@ -83,8 +84,7 @@ class WebhookDeliveryWorker:
         try:
             await asyncio.wait_for(asyncio.shield(task), grace_s)
         except TimeoutError:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait([task])
 
     async def _run(self) -> None:
         while not self._stopping.is_set():

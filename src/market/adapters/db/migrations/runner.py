@@ -44,6 +44,10 @@ async def apply_migrations(engine: Engine, migrations: Sequence[Migration]) -> l
     applied: list[str] = []
     async with transaction:
         if engine.engine_type == "postgres":
+            # A migration may rebuild a big table, and waits for the workers migrating at the same moment:
+            # the per-request timeouts of the service's connections do not apply to it.
+            await engine.run_ddl("SET LOCAL statement_timeout = 0")
+            await engine.run_ddl("SET LOCAL lock_timeout = 0")
             await engine.run_ddl(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})")
         await engine.run_ddl(_LEDGER)
         rows = await engine.run_ddl("SELECT version FROM market_migrations")

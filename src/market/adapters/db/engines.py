@@ -1,0 +1,118 @@
+"""The Piccolo engines the service runs on: traced (adapters/telemetry/db.py), with transactions that always
+give their connection back.
+
+Piccolo's own transactions leak the connection when the task is cancelled, or a statement fails, between
+taking the connection and the end of `__aexit__` (during BEGIN, COMMIT or ROLLBACK): the connection is never
+released, PostgreSQL shows it `idle in transaction`, and closing the pool then waits for it forever (a
+shutdown that never ended, issue 11). On SQLite the connection and its thread would stay open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from piccolo.engine.postgres import PostgresTransaction
+from piccolo.engine.sqlite import SQLiteTransaction, TransactionType
+
+from market.adapters.telemetry.db import TracedPostgresEngine, TracedSQLiteEngine
+
+log = logging.getLogger(__name__)
+
+
+class _ReleasingTransaction:
+    """Mixed into Piccolo's transactions: the connection is let go of on every way out, cancellation
+    included (an open transaction is rolled back by closing or resetting its connection)."""
+
+    __slots__ = ()
+
+    async def __aenter__(self: Any) -> Any:
+        if self._parent is not None:
+            return self._parent
+        self.connection = await self.get_connection()
+        try:
+            if isinstance(self, PostgresTransaction):
+                self.transaction = self.connection.transaction()
+            await self.begin()
+        except BaseException:
+            await _shielded(self._let_go())
+            raise
+        self.context = self.engine.current_transaction.set(self)
+        return self
+
+    async def __aexit__(self: Any, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if self._parent:
+            return exc is None
+        try:
+            if exc is not None:
+                if not self._rolled_back:
+                    await self.rollback()
+            elif not self._committed and not self._rolled_back:
+                await self.commit()
+        finally:
+            self.engine.current_transaction.reset(self.context)
+            await _shielded(self._let_go())
+        return exc is None
+
+
+async def _shielded(cleanup: Any) -> None:
+    """Run a clean-up to its end even if the task is cancelled (once or more) meanwhile; then let the
+    cancellation through. The clean-up is bounded: closing the pool terminates what is still out."""
+    task = asyncio.ensure_future(cleanup)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
+
+
+class ReleasingPostgresTransaction(_ReleasingTransaction, PostgresTransaction):
+    __slots__ = ()
+
+    async def _let_go(self) -> None:
+        # Releasing resets the connection, which rolls back a transaction left open; a connection that
+        # cannot even be released is closed at once.
+        try:
+            if self.engine.pool:
+                await self.engine.pool.release(self.connection)
+            else:
+                await self.connection.close(timeout=2)
+        except Exception:
+            log.warning("database connection dropped instead of released", exc_info=True)
+            with contextlib.suppress(Exception):  # already detached from the pool, or gone
+                self.connection.terminate()
+
+
+class ReleasingSQLiteTransaction(_ReleasingTransaction, SQLiteTransaction):
+    __slots__ = ()
+
+    async def _let_go(self) -> None:
+        # Closing rolls back what was not committed and drops the write lock.
+        try:
+            await self.connection.close()
+        except Exception:
+            log.warning("SQLite connection could not be closed cleanly", exc_info=True)
+
+
+class MarketPostgresEngine(TracedPostgresEngine):
+    """PostgreSQL: traced statements, transactions that always release their pooled connection."""
+
+    def transaction(self, allow_nested: bool = True) -> ReleasingPostgresTransaction:  # type: ignore[override]
+        return ReleasingPostgresTransaction(engine=self, allow_nested=allow_nested)
+
+
+class MarketSQLiteEngine(TracedSQLiteEngine):
+    """SQLite: traced statements, transactions that always close their connection."""
+
+    def transaction(  # type: ignore[override]
+        self, transaction_type: TransactionType = TransactionType.deferred, allow_nested: bool = True
+    ) -> ReleasingSQLiteTransaction:
+        return ReleasingSQLiteTransaction(
+            engine=self, transaction_type=transaction_type, allow_nested=allow_nested
+        )

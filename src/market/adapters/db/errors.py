@@ -1,0 +1,69 @@
+"""The one infrastructure error of the database adapters: the database cannot serve a request right now.
+
+Driver errors that mean "not now" rather than "this is a bug" (a statement or lock timeout, no pooled
+connection free in time, SQLite busy, the database or its schema gone) are recognised here, in one place,
+and answered as a 503 with Retry-After by the HTTP adapter (adapters/http/problems.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import asyncpg
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot answer this request now; trying again later may work. `detail` is plain words
+    for the client, free of SQL, hosts and driver names."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+POOL_EXHAUSTED = "No database connection became free in time; the service is overloaded."
+STATEMENT_TIMEOUT = "A database query took too long and was cancelled."
+LOCK_TIMEOUT = "The data this request needs is locked by other work (a migration, a backup or a long query)."
+BUSY = "The database is busy with another write."
+UNREACHABLE = "The database cannot be reached."
+NO_SCHEMA = "The database has lost its tables (deleted, replaced or not migrated)."
+
+
+def database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """`exc` (or what caused it) as a DatabaseUnavailable, or None when it is something else."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        found = _classify(current)
+        if found is not None:
+            return found
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _classify(exc: BaseException) -> DatabaseUnavailable | None:
+    if isinstance(exc, DatabaseUnavailable):
+        return exc
+    if isinstance(exc, asyncpg.LockNotAvailableError):  # lock_timeout (55P03)
+        return DatabaseUnavailable(LOCK_TIMEOUT)
+    if isinstance(exc, asyncpg.QueryCanceledError):  # statement_timeout (57014)
+        return DatabaseUnavailable(STATEMENT_TIMEOUT)
+    if isinstance(
+        exc,
+        asyncpg.PostgresConnectionError  # class 08, ConnectionDoesNotExistError included
+        | asyncpg.OperatorInterventionError  # server shutting down, database dropped under us
+        | asyncpg.InvalidCatalogNameError  # the database no longer exists
+        | ConnectionRefusedError,
+    ):
+        return DatabaseUnavailable(UNREACHABLE)
+    if isinstance(exc, asyncpg.UndefinedTableError):
+        return DatabaseUnavailable(NO_SCHEMA)
+    if isinstance(exc, sqlite3.OperationalError):
+        message = str(exc).lower()
+        if "locked" in message or "busy" in message:
+            return DatabaseUnavailable(BUSY)
+        if "no such table" in message:
+            return DatabaseUnavailable(NO_SCHEMA)
+        if "unable to open" in message or "disk i/o" in message:
+            return DatabaseUnavailable(UNREACHABLE)
+    return None
