@@ -205,3 +205,31 @@ def test_any_path_segment_as_an_id_is_answered_without_a_server_error(api, segme
         url = path.format(urllib.parse.quote(segment, safe=""))
         r = api.client.get(url, headers=api.admin if "admin" in path else api.buyer)
         assert_answered(r, f"GET {url}"[:600])
+
+
+TOKENS = HEADER_TEXT | st.builds(
+    lambda head, body, tail: f"Bearer {head}.{body}.{tail}",
+    st.binary(max_size=60).map(lambda raw: base64.urlsafe_b64encode(raw).decode().rstrip("=")),
+    JSON.map(lambda value: base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")),
+    HEADER_TEXT,
+)
+
+
+@given(
+    authorization=TOKENS,
+    traceparent=HEADER_TEXT,
+    session=HEADER_TEXT,
+    idempotency_key=HEADER_TEXT,
+)
+def test_any_auth_trace_session_and_idempotency_headers_are_answered_without_a_server_error(
+    api, authorization, traceparent, session, idempotency_key
+):
+    headers = {
+        "Authorization": authorization.encode("latin-1"),
+        "traceparent": traceparent.encode("latin-1"),
+        "X-Session-Id": session.encode("latin-1"),
+        "Idempotency-Key": idempotency_key.encode("latin-1"),
+    }
+    for method, path in (("GET", "/api/v1/me"), ("GET", "/api/v1/items"), ("POST", "/api/v1/checkout")):
+        r = api.client.request(method, path, headers=headers, json=VALID["checkout"])
+        assert_answered(r, f"{method} {path} {headers!r}"[:600])

@@ -167,9 +167,6 @@ _LINKS: dict[tuple[str, str], dict[str, Link]] = {
         "SetCartQuantity": Link(operation_id="setCartQuantity", parameters=_ITEM_ID),
     },
     ("updateItem", "200"): {"GetItem": Link(operation_id="getItem", parameters=_ITEM_ID)},
-    ("browseItems", "200"): {
-        "GetFirstItem": Link(operation_id="getItem", parameters={"item_id": "$response.body#/items/0/id"})
-    },
     ("setCartQuantity", "200"): {
         "RemoveCartLine": Link(
             operation_id="removeCartLine", parameters={"item_id": "$request.path.item_id"}
