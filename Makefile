@@ -35,7 +35,8 @@ rules:
 unit: $(BIN)/market
 	$(BIN)/python -m pytest -m "not fuzz"
 
-## The fuzzing campaign; zero 5xx and zero hangs, or it fails. Budget (about 6 minutes on 2 busy cores: 2 for hypothesis, 4 for schemathesis):
+## The fuzzing campaign; zero 5xx and zero hangs, or it fails. Budget, about 6 minutes on 2 busy cores
+## (2 for hypothesis, 4 for schemathesis):
 ## - hypothesis (tests/fuzz): FUZZ_EXAMPLES examples per property, each under FUZZ_DEADLINE_S (a hang fails),
 ##   over the body validator through the app, cursors, search text on PostgreSQL and SQLite, report periods,
 ##   webhook signatures, Stripe events and backup manifests;
