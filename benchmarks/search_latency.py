@@ -41,7 +41,7 @@ async def _match_counts(url: str) -> dict[str, int]:
     conn = await asyncpg.connect(url)
     try:
         sql = (
-            "SELECT count(*) FROM items, websearch_to_tsquery('english', $1) q"
+            "SELECT count(*) FROM items, plainto_tsquery('english', $1) q"  # as search.py
             " WHERE search @@ q AND status = 'active'"
         )
         return {query: await conn.fetchval(sql, query) for query in QUERIES}

@@ -4,11 +4,19 @@ Starts `market serve` on a free port with a fresh SQLite database in a temporary
 token every request carries) and lists one item, so that item operations meet a real id as well as made-up ones.
 A buyer and an admin are made too: `scripts/schemathesis.toml` sends their tokens to the operations of those roles
 (cart and checkout; admin), which a seller's token would only ever get a 403 from; and one more buyer whose token
-sign-out and password change may revoke without revoking the seller's. Then it runs the schemathesis
-CLI with every check, prints its output, stops the server and exits with schemathesis' exit code.
+sign-out and password change may revoke without revoking the seller's. Then it runs the schemathesis CLI with every
+check and every phase (examples, coverage, fuzzing, and stateful sequences along the OpenAPI links: register ->
+token, create item -> get/update/archive/add to cart, checkout -> order, ...), prints its output, stops the server
+and exits with schemathesis' exit code.
+
+The budget: SCHEMATHESIS_MAX_EXAMPLES examples per operation and phase; with SCHEMATHESIS_MAX_TIME set (seconds),
+schemathesis repeats fuzzing and stateful testing until that time is spent, and stops there. A request that takes
+longer than SCHEMATHESIS_REQUEST_TIMEOUT seconds is a failure: a hang fails the run.
 
 Checks that are inapplicable to particular operations are narrowed in `scripts/schemathesis.toml`, which
-explains each exception; `scripts/schemathesis_hooks.py` gives every checkout its own Idempotency-Key. SCHEMATHESIS_SEED and SCHEMATHESIS_MAX_EXAMPLES override the defaults below.
+explains each exception; `scripts/schemathesis_hooks.py` gives every checkout its own Idempotency-Key.
+SCHEMATHESIS_SEED, SCHEMATHESIS_MAX_EXAMPLES, SCHEMATHESIS_MAX_TIME and SCHEMATHESIS_REQUEST_TIMEOUT override the
+defaults below.
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ CONFIG = Path(__file__).resolve().parent / "schemathesis.toml"
 HOOKS = Path(__file__).resolve().parent / "schemathesis_hooks.py"
 SEED = int(os.environ.get("SCHEMATHESIS_SEED", "42"))
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "40"))
+MAX_TIME_S = os.environ.get("SCHEMATHESIS_MAX_TIME", "")
+REQUEST_TIMEOUT_S = os.environ.get("SCHEMATHESIS_REQUEST_TIMEOUT", "10")
+PHASES = "examples,coverage,fuzzing,stateful"
 STARTUP_TIMEOUT_S = 30
 PASSWORD = "fuzzing-password-123"
 
@@ -179,8 +190,13 @@ def main() -> int:
             "all",
             "--seed",
             str(SEED),
+            "--phases",
+            PHASES,
             "--max-examples",
             str(MAX_EXAMPLES),
+            *(["--max-time", MAX_TIME_S] if MAX_TIME_S else []),
+            "--request-timeout",
+            REQUEST_TIMEOUT_S,
             "--header",
             f"Authorization: Bearer {tokens['seller']}",
             "--workers",

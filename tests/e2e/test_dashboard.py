@@ -202,6 +202,9 @@ def test_the_dashboard_shows_the_funnel_report_of_its_period(client, admin, admi
         {"from": "2020-01-01", "to": "2026-01-01"},
         {"from": "2026-01-01T00:00:00"},  # no time zone
         {"from": "x" * 5000},
+        {"from": "0001-01-01T00:00:00+01:00"},  # before datetime.min in UTC
+        {"to": "0001-01-05"},
+        {"from": "9999-12-31", "to": "9999-12-31"},  # the end of that day is past what a report can add to
     ],
 )
 def test_a_bad_period_is_a_400_page_that_says_why(client, admin_session, query):

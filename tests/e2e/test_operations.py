@@ -79,3 +79,28 @@ def test_operations_needing_a_token_say_so(client):
         operation = schema["paths"][path][method]
         assert operation.get("security") == [{"bearer": []}], (path, method)
         assert "401" in operation["responses"]
+
+
+def test_the_schema_links_each_created_object_to_the_operations_on_it(client):
+    """OpenAPI links, which schemathesis' stateful phase follows (register -> token, item -> its operations)."""
+    schema = client.get("/schema/openapi.json").json()
+    by_id = {operation["operationId"]: (path, operation) for path, _, operation in _operations(schema)}
+    links = {
+        (operation_id, status): response["links"]
+        for operation_id, (_, operation) in by_id.items()
+        for status, response in operation["responses"].items()
+        if "links" in response
+    }
+    assert {link["operationId"] for link in links[("createItem", "201")].values()} >= {
+        "getItem",
+        "updateItem",
+        "archiveItem",
+        "setCartQuantity",
+    }
+    assert {link["operationId"] for link in links[("register", "201")].values()} == {"issueToken"}
+    assert {link["operationId"] for link in links[("checkout", "201")].values()} == {"getOrder"}
+    for (source, status), targets in links.items():
+        for link in targets.values():
+            path, _ = by_id[link["operationId"]]  # every link leads to an operation that exists
+            for name in link.get("parameters", {}):
+                assert "{" + name + "}" in path, (source, status, link)

@@ -246,6 +246,14 @@ HOSTILE_QUERIES = [
     "mug\x00blue",
     "\x00",
     "☕ 🙂 ü",
+    "-" * 33,  # once "tsquery stack too small" on PostgreSQL: each dash was a NOT
+    "-" * 5_000,
+    "!" * 33,
+    "a" + " -a" * 40,
+    "a-" * 500,
+    "(" * 100 + "mug" + ")" * 100,
+    "NEAR(" * 50,
+    '"' * 101,
 ]
 
 
@@ -293,6 +301,8 @@ MALFORMED_CURSORS = [
     base64.urlsafe_b64encode(b'{"f": "000000000000", "t": "2026-01-01T00:00:00+00:00", "id": "x"}').decode(),
     base64.urlsafe_b64encode(b"\xff\xfe\xfd").decode(),
     "A" * 5000,
+    base64.urlsafe_b64encode(b"[" * 5_000 + b"]" * 5_000).decode(),  # once a RecursionError
+    base64.urlsafe_b64encode(b'{"s": ' + b"[" * 3_000 + b"]" * 3_000 + b"}").decode(),
 ]
 
 
@@ -371,6 +381,8 @@ async def test_a_tampered_browse_cursor_raises_invalid_cursor(db):
         {"id": "not-a-uuid"},
         {"id": "'; DROP TABLE items; --"},
         {"s": "items:0"},
+        {"t": "0001-01-01T00:00:00+14:00"},  # before datetime.min in UTC
+        {"t": "9999-12-31T23:59:59-14:00"},  # after datetime.max in UTC
     ]
     failures = {
         repr(changes): outcome

@@ -62,12 +62,24 @@ def test_a_bare_date_is_its_first_instant_in_utc() -> None:
         ("2026-11-02T00:00:00Z", "2026-11-01T00:00:00Z", ["from"]),
         ("2025-01-01T00:00:00Z", "2026-11-01T00:00:00Z", ["to"]),
         ("\x00", None, ["from"]),
+        # Near datetime.min and .max: once OverflowErrors (in the offset's conversion to UTC, or later sums).
+        ("0001-01-01T00:00:00+01:00", None, ["from"]),
+        ("0001-01-01", "0001-01-02", ["to", "from"]),
+        (None, "0001-01-05T00:00:00Z", ["to"]),
+        ("9999-12-31T23:59:59-01:00", None, ["from"]),
+        ("9999-12-31", "9999-12-31T23:59:59Z", ["to", "from"]),
+        ("1969-12-31T23:59:59Z", "1970-01-01T00:00:00Z", ["from"]),
     ],
 )
-def test_bad_periods_name_the_bad_parameter(raw_from: str, raw_to: str | None, bad: list[str]) -> None:
+def test_bad_periods_name_the_bad_parameter(raw_from: str | None, raw_to: str | None, bad: list[str]) -> None:
     with pytest.raises(ValidationFailed) as exc:
         parse_period(raw_from, raw_to, NOW)
     assert fields_of(exc) == bad
+
+
+def test_the_default_from_never_precedes_the_earliest_instant() -> None:
+    period = parse_period(None, "1970-01-05T00:00:00Z", NOW)
+    assert period.start == datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def test_a_period_of_exactly_366_days_is_allowed() -> None:

@@ -68,6 +68,16 @@ def test_manifest_has_exactly_the_documented_keys_and_round_trips():
         (_json(files={"../etc/passwd": "a" * 64}), "bad file name"),
         (_json(files={"database.dump": "not-a-digest"}), "bad sha256"),
         (_json(created_at="2026-11-28T13:33:41"), "no time zone"),
+        # Each of these once escaped as another exception (RecursionError, OverflowError, ValueError).
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+        (b'{"format_version": 1, "tables": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", "not valid JSON"),
+        (b'{"format_version": ' + b"1" * 5_000 + b"}", "not valid JSON"),  # over int()'s 4300 digits
+        (b"\xff\xfe{}", "not valid JSON"),
+        (_json(duration_s=10**400), "expected a finite number"),
+        (_json(duration_s=float("nan")), "expected a finite number"),
+        (_json(created_at="0001-01-01T00:00:00+01:00"), "created_at"),
+        (_json(created_at=12), "expected a string"),
+        (_json(tables=[]), "expected an object"),
     ],
 )
 def test_a_bad_manifest_is_refused_with_one_line_naming_the_archive(raw, expected):

@@ -117,3 +117,28 @@ def test_each_failed_verification_names_its_bounded_reason(header, body, reason)
     with pytest.raises(InvalidSignature) as failed:
         verify(SECRET, body, header)
     assert failed.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"t={'9' * 400},v1={'0' * 64}",  # once an OverflowError: too large to subtract from a float
+        f"t=-{'9' * 400},v1={'0' * 64}",
+        f"t={int(time.time())},v1=é",  # once a TypeError from compare_digest (non-ASCII str)
+        f"t={int(time.time())},v1={'é' * 64}",
+        f"t=١٧٦٤٠٠٠٠٠٠,v1={'0' * 64}",  # Arabic-Indic digits: int() reads them, no header has them
+        f"t=1_764_000_000,v1={'0' * 64}",
+        f"t= {int(time.time())},v1={'0' * 64}",
+        "t=\x00,v1=\x00",
+        "," * 10_000,
+    ],
+)
+def test_a_hostile_header_is_invalid_signature_and_nothing_else(header: str) -> None:
+    with pytest.raises(InvalidSignature):
+        verify(SECRET, BODY, header)
+
+
+def test_a_correct_signature_with_a_non_hex_candidate_beside_it_still_verifies() -> None:
+    t = int(time.time())
+    ours = sign(SECRET, BODY, timestamp=t).split(",")[1]
+    assert we_verify(BODY, f"t={t},v1=ünïcode,{ours}")

@@ -466,7 +466,16 @@ def test_stripe_events_not_about_our_orders_translate_to_nothing(body: bytes) ->
     assert parse_stripe_event(body) is None
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"type": "payment_intent.succeeded"}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"type": "payment_intent.succeeded"}',
+        b"[" * 100_000 + b"]" * 100_000,  # once a RecursionError
+        b'{"id": "\xff"}',
+    ],
+)
 def test_a_body_that_is_not_a_stripe_event_is_refused(body: bytes) -> None:
     with pytest.raises(InvalidStripeEvent):
         parse_stripe_event(body)

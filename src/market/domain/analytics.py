@@ -14,6 +14,11 @@ from .validation import FieldErrors
 _URL_DECODED_OFFSET = re.compile(r"(?<=\d) (\d{2}:\d{2})$")
 MAX_PERIOD = timedelta(days=366)
 DEFAULT_PERIOD = timedelta(days=30)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""The first instant a period may include: no event is older than the Unix epoch."""
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+"""Periods end before this instant, so that the windows reports add after a period's end (at most days)
+stay within what a datetime can hold (year 9999)."""
 REPORTS = ("funnel", "search", "payments", "carts", "sessions")
 FUNNEL_STEPS = ("browsed", "carted", "checkout_started", "paid")
 SEARCH_SUCCESS_WINDOW = timedelta(minutes=30)
@@ -31,14 +36,15 @@ class Period:
 
 
 def parse_period(raw_from: str | None, raw_to: str | None, now: datetime) -> Period:
-    """The period of an RFC 3339 `from`/`to` pair. `to` defaults to now, `from` to 30 days before `to`.
-    Raises ValidationFailed for unparsable timestamps, `from` after `to` and periods over 366 days."""
+    """The period of an RFC 3339 `from`/`to` pair. `to` defaults to now, `from` to 30 days before `to` (not
+    before EARLIEST). Raises ValidationFailed for unparsable timestamps, timestamps outside
+    [EARLIEST, LATEST), `from` after `to` and periods over 366 days."""
     errors = FieldErrors()
     end = _timestamp(raw_to, "to", errors) if raw_to else now
     start = _timestamp(raw_from, "from", errors) if raw_from else None
     errors.raise_if_any()
     assert end is not None
-    start = start if start is not None else end - DEFAULT_PERIOD
+    start = start if start is not None else max(end - DEFAULT_PERIOD, EARLIEST)
     if start > end:
         errors.add("from", "must not be after `to`")
     elif end - start > MAX_PERIOD:
@@ -61,7 +67,14 @@ def _timestamp(raw: str, field: str, errors: FieldErrors) -> datetime | None:
     if value.tzinfo is None:
         errors.add(field, "must carry a time zone (Z or an offset), like 2026-11-28T13:33:41Z")
         return None
-    return value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # an offset moves it before year 1 or after year 9999
+        value = None
+    if value is None or not EARLIEST <= value < LATEST:
+        errors.add(field, "must be on or after 1970-01-01T00:00:00Z and before 9999-01-01T00:00:00Z")
+        return None
+    return value
 
 
 def rate(part: int, whole: int) -> float:

@@ -7,6 +7,7 @@ migration_head, app_version, duration_s, tables {name: rows}, files {name: sha25
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -75,7 +76,8 @@ class Manifest:
         """Parse and validate; any problem is a one-line BackupError naming `source`."""
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        # ValueError: also UnicodeDecodeError and integers over int()'s digit limit; RecursionError: deep nesting.
+        except (ValueError, RecursionError):
             raise BackupError(f"{source}: manifest.json is not valid JSON") from None
         if not isinstance(data, dict):
             raise BackupError(f"{source}: manifest.json is not a JSON object")
@@ -103,15 +105,24 @@ class Manifest:
                 tables=_mapping(data["tables"], _count),
                 files=_files(data["files"]),
             )
-        except (TypeError, ValueError) as exc:
-            raise BackupError(f"{source}: manifest.json is invalid: {exc}") from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise BackupError(f"{source}: manifest.json is invalid: {_short(exc)}") from None
+
+
+def _short(exc: Exception) -> str:
+    """The message of a validation error, cut so that a huge value in the manifest cannot flood the line."""
+    message = str(exc)
+    return message if len(message) <= 200 else message[:200] + "…"
 
 
 def _timestamp(value: Any) -> datetime:
     moment = datetime.fromisoformat(_text(value))
     if moment.tzinfo is None:
         raise ValueError("created_at has no time zone")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("created_at is out of range") from None
 
 
 def _text(value: Any) -> str:
@@ -129,7 +140,10 @@ def _choice(value: Any, allowed: tuple[str, ...]) -> str:
 def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {value!r}")
-    return float(value)
+    number = float(value) if isinstance(value, float) or abs(value) <= 2**53 else math.inf
+    if not math.isfinite(number):  # 1e999 reads as inf; float() of a 400-digit int overflows
+        raise ValueError("expected a finite number")
+    return number
 
 
 def _count(value: Any) -> int:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from market.domain.errors import InvalidCursor
 
 from .rows import parse_id
 
+MAX_CURSOR_LENGTH = 512
+"""Longer than any cursor we issue (a scope, a timestamp and an id: about 150 characters). Longer strings are
+refused before decoding, which also keeps JSON nesting far from the recursion limit."""
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build an encoder per call
 
 
@@ -25,9 +28,11 @@ def decode_cursor(cursor: str | None, scope: str) -> dict[str, Any] | None:
     """The position in a cursor we issued for `scope`; None for no cursor; InvalidCursor otherwise."""
     if not cursor:  # absent or empty: the first page
         return None
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise InvalidCursor()
     try:
         payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, RecursionError):  # ValueError covers JSON and UTF-8 errors
         raise InvalidCursor() from None
     if not isinstance(payload, dict) or payload.get("s") != scope:
         raise InvalidCursor()
@@ -46,7 +51,9 @@ def decode_keyset_cursor(cursor: str | None, scope: str) -> tuple[datetime, str]
     try:
         created_at = datetime.fromisoformat(position["t"])
         row_id = position["id"]
-    except (KeyError, TypeError, ValueError):
+        # In UTC, as the drivers send it: an offset that moves it past year 1 or 9999 is refused here.
+        created_at = created_at.astimezone(UTC) if created_at.tzinfo is not None else created_at
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise InvalidCursor() from None
     if not isinstance(row_id, str) or parse_id(row_id) is None or created_at.tzinfo is None:
         raise InvalidCursor()

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from market.application.ports import Page
-from market.domain.catalog import Item, ItemFilter
+from market.domain.catalog import MAX_QUERY_TERMS, Item, ItemFilter
 from market.domain.errors import InvalidCursor
 
 from .cursors import decode_cursor, decode_keyset_cursor, encode_cursor, encode_keyset_cursor
@@ -78,37 +78,40 @@ async def browse_items(db: Database, item_filter: ItemFilter, limit: int, cursor
 async def _search(
     db: Database, query: str, where: list[str], args: list[Any], limit: int, offset: int
 ) -> list[Any] | None:
+    terms = search_terms(query)
+    if not terms:
+        return None
     if db.is_postgres:
-        # websearch_to_tsquery accepts any text (quotes, operators, SQL-ish noise) without raising.
-        # Every match is ranked, so the per-match cost decides the latency of broad queries (a word in a
+        # plainto_tsquery over bare words: no operator syntax reaches PostgreSQL's parser. (websearch_to_tsquery
+        # raised "tsquery stack too small" for 33 dashes: each one was a NOT.) Every match is ranked, so the per-match cost decides the latency of broad queries (a word in a
         # quarter of the catalog): the inner query ranks narrow (id, rank) rows with `ts_rank`, about half
         # the cost of `ts_rank_cd`, and only the page's rows are then read in full.
         sql = (
             f"SELECT {_COLUMNS} FROM ("
             " SELECT i.id, ts_rank(i.search, q) AS rank"
-            " FROM items i, websearch_to_tsquery('english', {}) q"
+            " FROM items i, plainto_tsquery('english', {}) q"
             f" WHERE i.search @@ q AND {' AND '.join(where)}"
             " ORDER BY rank DESC, i.id LIMIT {} OFFSET {}"
             ") AS ranked JOIN items i ON i.id = ranked.id ORDER BY ranked.rank DESC, ranked.id"
         )
-        return await db.fetch(sql, query, *args, limit, offset)
-    match = fts5_match_expression(query)
-    if match is None:
-        return None
+        return await db.fetch(sql, " ".join(terms), *args, limit, offset)
     sql = (
         f"SELECT {_COLUMNS} FROM items_fts f JOIN items i ON i.rowid = f.rowid"
         f" WHERE items_fts MATCH {{}} AND {' AND '.join(where)}"
         " ORDER BY bm25(items_fts, 10.0, 5.0, 2.0), i.id LIMIT {} OFFSET {}"
     )
-    return await db.fetch(sql, match, *args, limit, offset)
+    return await db.fetch(sql, fts5_match_expression(terms), *args, limit, offset)
 
 
-def fts5_match_expression(query: str) -> str | None:
-    """Every word quoted (so FTS5 syntax in user input is inert), all required. None when no words."""
-    words = _WORD.findall(query)
-    if not words:
-        return None
-    return " ".join(f'"{word}"' for word in words)
+def search_terms(query: str) -> list[str]:
+    """The distinct words of a query (letters, digits, underscore), in order, at most MAX_QUERY_TERMS: the only
+    part of user text that reaches either engine's query parser, so no input is syntax to it."""
+    return list(dict.fromkeys(_WORD.findall(query)))[:MAX_QUERY_TERMS]
+
+
+def fts5_match_expression(terms: list[str]) -> str:
+    """Every term quoted (FTS5 syntax in user input is inert; a term has no `"`), all required."""
+    return " ".join(f'"{term}"' for term in terms)
 
 
 @lru_cache(maxsize=256)  # the same few filters (the front page above all) are paged again and again

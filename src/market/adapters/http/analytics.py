@@ -23,7 +23,8 @@ from .openapi import problems
 
 _PERIOD_HELP = (
     "RFC 3339 timestamp with a time zone (`2026-11-28T13:33:41Z`) or a date (`2026-11-28`, its first instant "
-    "in UTC). Both ends are included; `to` defaults to now, `from` to 30 days before `to`; at most 366 days."
+    "in UTC). Both ends are included; `to` defaults to now, `from` to 30 days before `to`; at most 366 days, "
+    "from 1970-01-01T00:00:00Z and before 9999-01-01T00:00:00Z."
 )
 T = TypeVar("T")
 FromParam = Annotated[str | None, Parameter(query="from", description=_PERIOD_HELP, max_length=64)]

@@ -29,7 +29,7 @@ from .docs import LocalSwaggerRenderPlugin, add_security_headers, docs_router
 from .health import live, ready
 from .items import ItemController
 from .metrics import metrics as metrics_endpoint
-from .openapi import StructSchemaPlugin, bearer_where_guarded, errors_as_problems
+from .openapi import StructSchemaPlugin, add_links, bearer_where_guarded, errors_as_problems
 from .orders import CheckoutController
 from .payment_webhooks import payment_webhook
 from .problems import CATALOGUE, exception_handlers
@@ -145,6 +145,7 @@ def create_app(
     # Built now, once every route is registered (registering another route later rebuilds it without this).
     bearer_where_guarded(app)
     errors_as_problems(app.openapi_schema)
+    add_links(app.openapi_schema)
     return app
 
 

@@ -9,7 +9,15 @@ from typing import Any
 import msgspec
 from litestar import Litestar
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPI, OpenAPIMediaType, OpenAPIResponse, Operation, Reference, Schema
+from litestar.openapi.spec import (
+    Link,
+    OpenAPI,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    Operation,
+    Reference,
+    Schema,
+)
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.routes import HTTPRoute
 from litestar.typing import FieldDefinition
@@ -141,6 +149,45 @@ def errors_as_problems(openapi: OpenAPI) -> None:
             if response.content and set(response.content) == {PROBLEM_JSON}:
                 continue
             operation.responses[status] = _problem_response(int(status))  # type: ignore[index]
+
+
+_ITEM_ID = {"item_id": "$response.body#/id"}
+_LINKS: dict[tuple[str, str], dict[str, Link]] = {
+    ("register", "201"): {
+        "IssueToken": Link(
+            operation_id="issueToken",
+            request_body={"email": "$request.body#/email", "password": "$request.body#/password"},
+            description="Sign in with the account just registered.",
+        )
+    },
+    ("createItem", "201"): {
+        "GetItem": Link(operation_id="getItem", parameters=_ITEM_ID),
+        "UpdateItem": Link(operation_id="updateItem", parameters=_ITEM_ID),
+        "ArchiveItem": Link(operation_id="archiveItem", parameters=_ITEM_ID),
+        "SetCartQuantity": Link(operation_id="setCartQuantity", parameters=_ITEM_ID),
+    },
+    ("updateItem", "200"): {"GetItem": Link(operation_id="getItem", parameters=_ITEM_ID)},
+    ("setCartQuantity", "200"): {
+        "RemoveCartLine": Link(
+            operation_id="removeCartLine", parameters={"item_id": "$request.path.item_id"}
+        ),
+        "GetCart": Link(operation_id="getCart"),
+    },
+    ("checkout", "201"): {
+        "GetOrder": Link(operation_id="getOrder", parameters={"order_id": "$response.body#/id"})
+    },
+    ("setSellerWebhook", "200"): {"GetSellerWebhook": Link(operation_id="getSellerWebhook")},
+}
+"""OpenAPI links: how one operation's answer feeds the next (schemathesis' stateful testing follows them)."""
+
+
+def add_links(openapi: OpenAPI) -> None:
+    """Attach `_LINKS` to the responses they start from."""
+    for operation in _operations(openapi):
+        for (operation_id, status), links in _LINKS.items():
+            response = (operation.responses or {}).get(status)
+            if operation.operation_id == operation_id and isinstance(response, OpenAPIResponse):
+                response.links = {**(response.links or {}), **links}
 
 
 def _problem_response(status: int) -> OpenAPIResponse:

@@ -82,7 +82,7 @@ def _parse(body: bytes, services: Services) -> checkout_use_cases.ProviderEvent 
         if services.gateway.name == "stripe":
             return parse_stripe_event(body)
         event = msgspec.json.decode(body, type=ProviderEventBody)
-    except (InvalidStripeEvent, msgspec.DecodeError) as exc:
+    except (InvalidStripeEvent, msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidProviderEvent(f"The event is not one this endpoint understands: {exc}.") from None
     return checkout_use_cases.ProviderEvent(
         id=event.id,

@@ -27,7 +27,7 @@ from market.domain import errors, orders
 from market.telemetry.sentry import report_exception
 
 from .html import not_found_page, wants_html
-from .validation import body_field_errors, plain
+from .validation import MalformedBody, body_field_errors, plain
 
 log = logging.getLogger(__name__)
 
@@ -212,13 +212,15 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail else ""
     # Litestar raises a 400 ClientException from the SerializationException of a body that is not JSON
     # (its message varies: "malformed", "truncated", ...).
-    if status == 400 and (isinstance(exc.__cause__, SerializationException) or "malformed" in detail.lower()):
+    if isinstance(exc, MalformedBody) or (
+        status == 400 and (isinstance(exc.__cause__, SerializationException) or "malformed" in detail.lower())
+    ):
         return problem_response(
             request,
             400,
             type_uri=MALFORMED.uri,
             title=MALFORMED.title,
-            detail="The request body is not valid JSON.",
+            detail=detail if isinstance(exc, MalformedBody) else "The request body is not valid JSON.",
         )
     if status >= 500:
         return internal_error_handler(request, exc)

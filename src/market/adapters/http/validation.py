@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request
-from litestar.exceptions import ValidationException
+from litestar.exceptions import ClientException, ValidationException
 from litestar.types import Empty
 from litestar.utils.scope.state import ScopeState
 
@@ -35,6 +35,13 @@ EMAIL = rf"^[^@{SPACE}\x00]+@[^@{SPACE}\x00]+\.[^@{SPACE}\x00]+$(?!\n)"
 
 
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+MAX_BODY_DEPTH = 32
+"""How deeply arrays and objects may nest in a JSON body. Our bodies nest two or three levels; the bound keeps
+every walk over a decoded body (here and in msgspec) far from Python's recursion limit."""
+
+
+class MalformedBody(ClientException):
+    """A body that is not usable JSON at all: a 400 `malformed-request` problem carrying this detail."""
 
 
 async def strict_body(request: Request[Any, Any, Any]) -> None:
@@ -42,7 +49,9 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
 
     Litestar converts bodies with msgspec's `strict=False`, so `"price_cents": "1999"` would pass as 1999
     though the schema says integer. A body that does not fit strictly is refused here, as Litestar refuses
-    what does not fit at all (a 422 naming every bad field). Bodies that are not JSON are left to Litestar.
+    what does not fit at all (a 422 naming every bad field). Bodies that are not JSON are left to Litestar;
+    invalid UTF-8 inside a string and nesting deeper than MAX_BODY_DEPTH are a 400 `malformed-request` here
+    (msgspec raises UnicodeDecodeError and RecursionError for them, which would otherwise be 500s).
     JSON has one kind of number: `1999.0` is the integer 1999 to JSON Schema, and so it is here too (exactly
     that value, no float stored); `19.99` is not an integer and is refused."""
     if request.method in _BODILESS:
@@ -54,10 +63,34 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
         raw = msgspec.json.decode(await request.body())
     except msgspec.DecodeError:
         return
+    except UnicodeDecodeError:  # msgspec lets invalid UTF-8 inside a string escape as this
+        raise MalformedBody("The request body is not valid UTF-8.") from None
+    except RecursionError:
+        raise MalformedBody(_TOO_DEEP) from None
+    if _depth_exceeds(raw, MAX_BODY_DEPTH):
+        raise MalformedBody(_TOO_DEEP)
     try:
         msgspec.convert(_whole_numbers(raw), struct_type)
     except msgspec.ValidationError:
         raise ValidationException("Validation failed", extra=[{"source": "body"}]) from None
+
+
+_TOO_DEEP = f"The request body nests arrays or objects more than {MAX_BODY_DEPTH} levels deep."
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest deeper than `limit` in a decoded JSON value (without recursing)."""
+    level = [value]
+    for _ in range(limit + 1):
+        level = [
+            child
+            for node in level
+            if isinstance(node, dict | list)
+            for child in (node.values() if isinstance(node, dict) else node)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _whole_numbers(value: Any) -> Any:
@@ -78,9 +111,12 @@ def body_field_errors(request: Request[Any, Any, Any]) -> list[dict[str, str]] |
     if body is Empty or struct_type is None:
         return None
     try:
-        raw = _whole_numbers(msgspec.json.decode(body))
-    except msgspec.DecodeError:
+        raw = msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
+    if _depth_exceeds(raw, MAX_BODY_DEPTH):
+        return None
+    raw = _whole_numbers(raw)
     if not isinstance(raw, dict):
         return [{"field": "body", "message": "must be a JSON object"}]
     errors: list[dict[str, str]] = []

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 TOLERANCE_S = 300
+MAX_HEADER_PARTS = 16
+"""Parts of a header read at most (Stripe sends `t` and one `v1` per active secret, plus the odd `v0`)."""
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class InvalidSignature(Exception):
@@ -37,14 +41,15 @@ def verify(secret: str, body: bytes, header: str | None, *, now: float | None = 
         raise InvalidSignature("missing signature header", "missing_signature")
     timestamp: int | None = None
     candidates: list[str] = []
-    for part in header.split(","):
+    for part in header.split(",")[:MAX_HEADER_PARTS]:
         key, _, value = part.strip().partition("=")
         if key == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
-                raise InvalidSignature("malformed timestamp", "malformed") from None
-        elif key == "v1":
+            # ASCII digits only, and few: int() also reads "١٢", "1_000" and 400-digit numbers (which then
+            # overflow the float arithmetic below).
+            if not (value.isascii() and value.isdigit() and len(value) <= 12):
+                raise InvalidSignature("malformed timestamp", "malformed")
+            timestamp = int(value)
+        elif key == "v1" and _HEX_DIGEST.fullmatch(value):  # compare_digest refuses non-ASCII str
             candidates.append(value)
     if timestamp is None or not candidates:
         raise InvalidSignature("malformed signature header", "malformed")

@@ -241,7 +241,7 @@ def parse_stripe_event(body: bytes) -> ProviderEvent | None:
     order stays paid). The payment id is the PaymentIntent's id, as `charge()` reports it."""
     try:
         event = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # ValueError covers invalid UTF-8 too
         raise InvalidStripeEvent("the body is not JSON") from None
     if not isinstance(event, dict) or not isinstance(event.get("id"), str):
         raise InvalidStripeEvent("the body has no event id")

@@ -1,0 +1,115 @@
+"""Inputs that once made anonymous 500s (issue 11, finding 2): each is a 4xx problem, on both engines."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from .conftest import auth, register
+from .helpers import assert_problem, create_admin, item_body, problem_type, unique_word
+
+INVALID_UTF8_BODIES = [
+    b'{"email": "\xff\xfe@example.com", "password": "correct horse battery"}',
+    b'{"title": "a\xc3"}',  # a truncated two-byte sequence
+    b'{"title": "\xed\xa0\x80"}',  # an encoded surrogate
+]
+DEEP_BODIES = [
+    b"[" * 500 + b"]" * 500,
+    b'{"title": ' + b"[" * 500 + b"]" * 500 + b"}",
+    b'{"a":' * 5_000 + b"1" + b"}" * 5_000,
+]
+
+
+@pytest.mark.parametrize("body", INVALID_UTF8_BODIES)
+@pytest.mark.parametrize("path", ["/api/v1/auth/register", "/api/v1/items"])
+def test_invalid_utf8_in_a_json_body_is_a_400_malformed_request(client, body, path):
+    seller = register(client, role="seller")
+    r = client.post(path, content=body, headers={**auth(seller), "Content-Type": "application/json"})
+    assert_problem(r, 400, type_uri=problem_type("malformed-request"))
+
+
+@pytest.mark.parametrize("body", DEEP_BODIES, ids=["array-500", "field-500", "object-5000"])
+@pytest.mark.parametrize("path", ["/api/v1/auth/register", "/api/v1/items"])
+def test_a_json_body_nested_hundreds_deep_is_a_400_malformed_request(client, body, path):
+    seller = register(client, role="seller")
+    r = client.post(path, content=body, headers={**auth(seller), "Content-Type": "application/json"})
+    assert_problem(r, 400, type_uri=problem_type("malformed-request"))
+
+
+def test_a_json_body_nested_a_few_levels_is_still_validated_field_by_field(client):
+    seller = register(client, role="seller")
+    r = client.post("/api/v1/items", json=item_body(title=[[["mug"]]]), headers=auth(seller))
+    assert_problem(r, 422, fields={"title"})
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * 5_000 + b"]" * 5_000,
+        b'{"s": ' + b"[" * 3_000 + b"]" * 3_000 + b"}",
+        b'{"s": "items", "t": ' + b'{"a":' * 2_000 + b"1" + b"}" * 2_000 + b"}",
+    ],
+    ids=["array", "scope", "position"],
+)
+@pytest.mark.parametrize("query", [{}, {"q": "mug"}])
+def test_a_cursor_holding_deep_nesting_is_a_400_invalid_cursor(client, payload, query):
+    cursor = base64.urlsafe_b64encode(payload).decode().rstrip("=")
+    r = client.get("/api/v1/items", params={**query, "cursor": cursor})
+    assert_problem(r, 400, type_uri=problem_type("invalid-cursor"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-" * 33,
+        "-" * 1_000,
+        "!" * 33,
+        "a" + " -a" * 40,
+        "-a " * 40,
+        '"' + "-" * 40 + '"',
+        "or " * 40,
+        "a-" * 500,
+        "(" * 100 + "a" + ")" * 100,
+        "NEAR(" * 50,
+        '"' * 101,
+        "a* " * 100,
+    ],
+)
+def test_search_syntax_of_any_length_gives_a_normal_page(client, text):
+    seller = register(client, role="seller")
+    word = unique_word()
+    assert client.post("/api/v1/items", json=item_body(title=f"{word} mug"), headers=auth(seller)).is_success
+    for q in (text, f"{word} {text}"):
+        r = client.get("/api/v1/items", params={"q": q})
+        assert r.status_code == 200, r.text
+        assert set(r.json()) == {"items", "next_cursor"}
+    if not any(c.isalnum() for c in text):  # syntax is not a word: the word alone decides
+        r = client.get("/api/v1/items", params={"q": f"{word} {text}"})
+        assert [item["title"] for item in r.json()["items"]] == [f"{word} mug"]
+
+
+EXTREME_PERIODS = [
+    ({"from": "0001-01-01T00:00:00+01:00"}, "from"),  # before datetime.min in UTC
+    ({"from": "0001-01-01", "to": "0001-01-02"}, "from"),
+    ({"to": "0001-01-05T00:00:00Z"}, "to"),  # the default `from` would be 30 days before year 1
+    ({"from": "9999-12-31T23:59:59-01:00", "to": "9999-12-31T23:59:59-01:00"}, "from"),  # after datetime.max
+    ({"from": "9999-12-31", "to": "9999-12-31T23:59:59.999999Z"}, "from"),  # windows after `to` overflow
+    ({"from": "1969-12-31T23:59:59Z", "to": "1970-01-01T00:00:00Z"}, "from"),
+]
+
+
+@pytest.mark.parametrize(("period", "field"), EXTREME_PERIODS)
+def test_report_dates_near_year_1_or_9999_are_a_400_naming_the_field(live_server, client, period, field):
+    admin = create_admin(live_server, client)
+    for name in ("funnel", "search", "payments", "carts", "sessions"):
+        r = client.get(f"/api/v1/admin/analytics/{name}", params=period, headers=auth(admin))
+        body = assert_problem(r, 400)
+        assert field in {error["field"] for error in body["errors"]}, body
+
+
+@pytest.mark.parametrize(("period", "field"), EXTREME_PERIODS)
+def test_seller_dashboard_dates_near_year_1_or_9999_are_a_400_naming_the_field(client, period, field):
+    seller = register(client, role="seller")
+    body = assert_problem(client.get("/api/v1/seller/dashboard", params=period, headers=auth(seller)), 400)
+    assert field in {error["field"] for error in body["errors"]}, body
