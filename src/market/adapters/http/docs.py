@@ -17,6 +17,8 @@ from litestar.exceptions import NotFoundException
 from litestar.openapi.plugins import OpenAPIRenderPlugin
 from swagger_ui_bundle import swagger_ui_path
 
+from .templating import template_engine
+
 ASSETS_PATH = "/docs/assets"
 SCHEMA_URL = "/schema/openapi.json"
 CSP = (
@@ -36,22 +38,13 @@ ASSETS: dict[str, tuple[Traversable, str]] = {
     "favicon-32x32.png": (swagger_ui_path / "favicon-32x32.png", "image/png"),
     "docs.js": (resources.files(__package__).joinpath("static/docs.js"), _JS),
 }
-PAGE = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>market API</title>
-<link rel="icon" type="image/png" href="{ASSETS_PATH}/favicon-32x32.png">
-<link rel="stylesheet" href="{ASSETS_PATH}/swagger-ui.css">
-</head>
-<body>
-<div id="swagger-ui" data-schema-url="{SCHEMA_URL}"></div>
-<script src="{ASSETS_PATH}/swagger-ui-bundle.js"></script>
-<script src="{ASSETS_PATH}/docs.js"></script>
-</body>
-</html>
-""".encode()
+
+
+@cache
+def page() -> bytes:
+    """The documentation page (templates/docs.html), rendered once: it depends on nothing but these paths."""
+    template = template_engine().engine.get_template("docs.html")
+    return template.render(assets=ASSETS_PATH, schema_url=SCHEMA_URL).encode()
 
 
 def add_security_headers(response: Response[Any]) -> Response[Any]:
@@ -68,7 +61,7 @@ def _asset(name: str) -> bytes:
 @get("/", include_in_schema=False, media_type="text/html")
 async def docs_page() -> Response[bytes]:
     """Interactive API documentation (Swagger UI over /schema/openapi.json)."""
-    return Response(PAGE, media_type="text/html; charset=utf-8")
+    return Response(page(), media_type="text/html; charset=utf-8")
 
 
 @get("/assets/{name:str}", include_in_schema=False)
@@ -90,4 +83,4 @@ class LocalSwaggerRenderPlugin(OpenAPIRenderPlugin):
     """The same page under /schema (Litestar's own Swagger plugin loads it from a CDN)."""
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return PAGE
+        return page()
