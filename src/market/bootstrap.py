@@ -31,7 +31,9 @@ from market.adapters.db.database import Database
 from market.adapters.db.repositories import PiccoloReadRepositories, PiccoloUnitOfWork
 from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, PiccoloWebhookDeliveryRepository
 from market.adapters.http.app import create_app
+from market.adapters.http.limits import RouteLimits
 from market.adapters.payments.sandbox import SandboxPaymentGateway
+from market.adapters.security.limits import Limiter, StoreSignInThrottle, build_store
 from market.adapters.security.passwords import Argon2PasswordHasher
 from market.adapters.security.tokens import JwtTokenService, load_or_create_secret_key
 from market.adapters.telemetry.business import refresh_business_gauges_forever
@@ -105,7 +107,13 @@ def build_gateways(
     ), sandbox
 
 
-def build_services(settings: Settings, database: Database, telemetry: Telemetry | None = None) -> Services:
+def build_services(
+    settings: Settings,
+    database: Database,
+    telemetry: Telemetry | None = None,
+    limiter: Limiter | None = None,
+) -> Services:
+    """Every port the use cases need. `limiter`: the per-account sign-in limit counts there (None: no limit)."""
     secret = settings.auth.secret_key or load_or_create_secret_key(settings.var_dir)
     argon2 = Argon2()
     webhook_secret = payment_webhook_secret(settings, secret)
@@ -113,7 +121,9 @@ def build_services(settings: Settings, database: Database, telemetry: Telemetry 
     return Services(
         uow=lambda: PiccoloUnitOfWork(database),
         repos=PiccoloReadRepositories(database),
-        hasher=Argon2PasswordHasher(argon2),
+        hasher=Argon2PasswordHasher(
+            argon2, concurrency=settings.limits.hash_concurrency, wait_s=settings.limits.hash_wait_s
+        ),
         tokens=JwtTokenService(secret, settings.auth.token_ttl_seconds),
         ids=UuidGenerator(),
         clock=SystemClock(),
@@ -132,6 +142,9 @@ def build_services(settings: Settings, database: Database, telemetry: Telemetry 
         reports=SqlAnalyticsReports(database),
         cart_abandon_after=timedelta(seconds=settings.analytics.cart_abandon_after_s),
         analytics_retention=timedelta(days=settings.analytics.retention_days),
+        sign_in_throttle=(
+            StoreSignInThrottle(limiter, settings.limits.account_failures) if limiter is not None else None
+        ),
     )
 
 
@@ -184,7 +197,8 @@ def build_app(
     telemetry = install_telemetry(settings)
     init_sentry(settings.sentry)
     database = Database(settings.database)
-    services = build_services(settings, database, telemetry)
+    limiter = Limiter(build_store(settings.limits)) if settings.limits.enabled else None
+    services = build_services(settings, database, telemetry, limiter)
     alerts = build_alert_monitor(settings, telemetry)
 
     @asynccontextmanager
@@ -226,6 +240,8 @@ def build_app(
             if services.sandbox_gateway is not services.gateway:
                 await services.sandbox_gateway.close()
             await database.close()
+            if limiter is not None:
+                await limiter.close()
             if worker:
                 telemetry.exposition.write_snapshot()
                 # Side by side: each has its own deadline (3 s, 2 s); one after the other they overran 5 s.
@@ -237,6 +253,7 @@ def build_app(
         metrics=telemetry.exposition,
         metrics_token=settings.telemetry.metrics_token,
         alerts=alerts,
+        limits=RouteLimits.of(settings.limits, limiter) if limiter is not None else None,
         lifespan=[lifespan],
     )
     # Outside Litestar's exception handling, so that even 404s of unknown routes and 500s are traced.

@@ -15,6 +15,7 @@ from .ports import (
     IdGenerator,
     PasswordHasher,
     ReadRepositories,
+    SignInThrottle,
     TokenService,
     UnitOfWorkFactory,
 )
@@ -67,14 +68,23 @@ async def issue_token(
     hasher: PasswordHasher,
     tokens: TokenService,
     dummy_hash: str,
+    throttle: SignInThrottle | None = None,
 ) -> AccessToken:
-    """Exchange credentials for a bearer token. Unknown e-mail and wrong password fail the same way."""
-    user = await repos.users.get_by_email(normalise_email(email))
+    """Exchange credentials for a bearer token. Unknown e-mail and wrong password fail the same way, and
+    count alike against the account's attempts (so the limit does not reveal which addresses exist).
+    Raises InvalidCredentials, or RateLimited when the account has had too many failed attempts."""
+    account = normalise_email(email)
+    if throttle is not None:
+        # Counted before the password is checked, so that concurrent guesses cannot all slip under the limit.
+        await throttle.attempt(account)
+    user = await repos.users.get_by_email(account)
     if user is None:
         await hasher.verify(dummy_hash, _DUMMY_PASSWORD)
         raise InvalidCredentials()
     if not await hasher.verify(user.password_hash, password):
         raise InvalidCredentials()
+    if throttle is not None:
+        await throttle.succeeded(account)
     return tokens.issue(user)
 
 

@@ -18,6 +18,7 @@ from market.domain.users import (
 )
 
 from .auth import requires
+from .limits import rate_limited
 from .openapi import BEARER, problems
 from .validation import EMAIL, NO_NUL, NOT_BLANK
 
@@ -57,7 +58,13 @@ class TokenOut(msgspec.Struct):
 class AccountController(Controller):
     tags = ["accounts"]
 
-    @post("/auth/register", operation_id="register", status_code=201, responses=problems(400, 409, 422))
+    @post(
+        "/auth/register",
+        operation_id="register",
+        status_code=201,
+        guards=[rate_limited("register")],
+        responses=problems(400, 409, 422, 429, 503),
+    )
     async def register(self, data: RegisterBody, services: Services) -> UserOut:
         """Create a buyer or seller account. Passwords need at least 10 characters."""
         user = await accounts.register_user(
@@ -70,7 +77,13 @@ class AccountController(Controller):
         )
         return UserOut.of(user)
 
-    @post("/auth/token", operation_id="issueToken", status_code=200, responses=problems(400, 401, 422))
+    @post(
+        "/auth/token",
+        operation_id="issueToken",
+        status_code=200,
+        guards=[rate_limited("sign-in")],
+        responses=problems(400, 401, 422, 429, 503),
+    )
     async def token(self, data: TokenBody, services: Services) -> TokenOut:
         """Exchange e-mail and password for a bearer token."""
         issued = await accounts.issue_token(
@@ -80,6 +93,7 @@ class AccountController(Controller):
             hasher=services.hasher,
             tokens=services.tokens,
             dummy_hash=services.dummy_password_hash,
+            throttle=services.sign_in_throttle,
         )
         return TokenOut(access_token=issued.token, token_type="bearer", expires_in=issued.expires_in)
 

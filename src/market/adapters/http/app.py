@@ -28,6 +28,7 @@ from .cart import CartController
 from .dashboard import dashboard_router
 from .health import live, ready
 from .items import ItemController
+from .limits import RouteLimits
 from .metrics import metrics as metrics_endpoint
 from .openapi import StructSchemaPlugin, bearer_where_guarded, errors_as_problems
 from .orders import CheckoutController
@@ -102,8 +103,10 @@ def create_app(
     metrics: MetricsExposition,
     metrics_token: str | None = None,
     alerts: AlertBoard | None = None,
+    limits: RouteLimits | None = None,
     lifespan: Sequence[Any] = (),
 ) -> Litestar:
+    """The app. `limits` are the per-IP rate limits of the guarded routes (None: no limits)."""
     api = Router(
         path="/api/v1",
         route_handlers=[
@@ -138,6 +141,7 @@ def create_app(
                 "metrics": metrics,
                 "metrics_token": metrics_token,
                 "alerts": alerts,
+                "limits": limits,
             }
         ),
         debug=False,

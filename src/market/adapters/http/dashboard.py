@@ -32,6 +32,7 @@ from .admin import MONITORING_KINDS, MonitoringKind, MonitoringTestError, produc
 from .alerts import AlertBoard
 from .analytics import period_of, report_out
 from .auth import user_of_token
+from .limits import rate_limited
 from .problems import record_server_error
 
 COOKIE = "market_admin"
@@ -106,7 +107,7 @@ async def login_page() -> Response[str]:
     return _html(pages.login_page())
 
 
-@post("/login")
+@post("/login", guards=[rate_limited("sign-in")])
 async def login(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
     """Check the credentials as `POST /api/v1/auth/token` does; an admin gets the session cookie."""
     form = await request.form()
@@ -130,6 +131,7 @@ async def login(request: Request[Any, Any, Any], services: Services) -> Response
             hasher=services.hasher,
             tokens=services.tokens,
             dummy_hash=services.dummy_password_hash,
+            throttle=services.sign_in_throttle,
         )
     except InvalidCredentials:
         return _html(pages.login_page(email=email[:MAX_EMAIL_LENGTH], message=WRONG_CREDENTIALS), 401)

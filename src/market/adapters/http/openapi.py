@@ -27,8 +27,9 @@ _DESCRIPTIONS = {
     413: "Body larger than 1 MiB (problem+json).",
     415: "Unsupported media type (problem+json).",
     422: "Valid JSON with invalid fields; `errors` names each one (problem+json).",
+    429: "Too many requests from this address or at this account; see `Retry-After` (problem+json).",
     500: "Our fault; `detail` quotes the trace id (problem+json).",
-    503: "A dependency is down (problem+json).",
+    503: "A dependency is down, or the service is shedding load; see `Retry-After` (problem+json).",
 }
 
 BEARER = [{"bearer": []}]
