@@ -431,3 +431,6 @@ class FakeSignInThrottle:
 
     async def succeeded(self, account: str) -> None:
         self.attempts.pop(account, None)
+
+    async def undecided(self, account: str) -> None:
+        self.attempts[account] -= 1

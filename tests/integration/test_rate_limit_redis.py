@@ -57,3 +57,19 @@ async def test_the_window_expires_in_redis_so_counters_do_not_pile_up(namespace)
         assert await redis.exists(f"{namespace}:k") == 0
     finally:
         await store.close()
+
+
+async def test_a_hit_taken_back_in_redis_frees_its_place_and_never_outlives_the_window(namespace):
+    redis = Redis.from_url(REDIS_URL)
+    store = CountingRedisStore(redis, namespace=namespace)
+    limiter = Limiter(store)
+    try:
+        await limiter.hit("k", Rate(1, 60), "Too many.")
+        await limiter.take_back("k")
+        await limiter.hit("k", Rate(1, 60), "Too many.")
+        with pytest.raises(RateLimited):
+            await limiter.hit("k", Rate(1, 60), "Too many.")
+        await limiter.take_back("gone")  # no window: nothing is created
+        assert await redis.exists(f"{namespace}:gone") == 0
+    finally:
+        await store.close()

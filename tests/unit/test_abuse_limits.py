@@ -226,3 +226,26 @@ def test_rate_settings_read_hits_per_window():
 def test_a_bad_limit_setting_stops_the_start_naming_the_variable(variable, value):
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({variable: value}, dotenv=None)
+
+
+class _BusyHasher(FakePasswordHasher):
+    async def verify(self, password_hash: str, password: str) -> bool:
+        raise ServerBusy()
+
+
+async def test_sign_ins_refused_as_busy_do_not_count_against_the_account():
+    store, _ = await _world_with_ada()
+    throttle = FakeSignInThrottle(limit=2)
+    for _ in range(5):
+        with pytest.raises(ServerBusy):
+            await _sign_in(store, _BusyHasher(), throttle, "ada@example.com", PASSWORD)
+    await _sign_in(store, FakePasswordHasher(), throttle, "ada@example.com", PASSWORD)
+
+
+async def test_a_hit_taken_back_frees_its_place_in_the_window():
+    limiter = Limiter(CountingMemoryStore())
+    await limiter.hit("k", Rate(1, 60), "Too many.")
+    await limiter.take_back("k")
+    await limiter.hit("k", Rate(1, 60), "Too many.")
+    with pytest.raises(RateLimited):
+        await limiter.hit("k", Rate(1, 60), "Too many.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from market.domain.errors import InvalidCredentials, NotFound
+from market.domain.errors import InvalidCredentials, NotFound, ServerBusy
 from market.domain.events import UserRegistered
 from market.domain.users import Role, User, normalise_email, validate_registration
 
@@ -77,12 +77,18 @@ async def issue_token(
     if throttle is not None:
         # Counted before the password is checked, so that concurrent guesses cannot all slip under the limit.
         await throttle.attempt(account)
-    user = await repos.users.get_by_email(account)
-    if user is None:
-        await hasher.verify(dummy_hash, _DUMMY_PASSWORD)
-        raise InvalidCredentials()
-    if not await hasher.verify(user.password_hash, password):
-        raise InvalidCredentials()
+    try:
+        user = await repos.users.get_by_email(account)
+        if user is None:
+            await hasher.verify(dummy_hash, _DUMMY_PASSWORD)
+            raise InvalidCredentials()
+        if not await hasher.verify(user.password_hash, password):
+            raise InvalidCredentials()
+    except ServerBusy:
+        # Not a failed guess: a flood that keeps the hasher busy must not lock its victims' accounts.
+        if throttle is not None:
+            await throttle.undecided(account)
+        raise
     if throttle is not None:
         await throttle.succeeded(account)
     return tokens.issue(user)

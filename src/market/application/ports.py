@@ -105,6 +105,9 @@ class SignInThrottle(Protocol):
     async def succeeded(self, account: str) -> None:
         """The password was right: forget the account's counted attempts."""
 
+    async def undecided(self, account: str) -> None:
+        """The password could not be checked (the service was too busy): uncount this attempt."""
+
 
 @dataclass(frozen=True, slots=True)
 class AccessToken:

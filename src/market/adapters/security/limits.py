@@ -51,6 +51,17 @@ class CountingMemoryStore(MemoryStore):
                 await self.delete_expired()
             return count, ends - now
 
+    async def decrement(self, key: str) -> None:
+        """Take back one hit on `key` (nothing when its window has ended)."""
+        async with self._counting:
+            now = time.time()
+            raw = await self.get(key)
+            if raw is None:
+                return
+            count, ends = int(raw.split()[0]), float(raw.split()[1])
+            if ends > now and count > 0:
+                await self.set(key, f"{count - 1} {ends}", expires_in=math.ceil(ends - now))
+
     async def close(self) -> None:
         """Nothing to release."""
 
@@ -67,19 +78,32 @@ return {count, ttl}
 """
 
 
+# A hit taken back, unless its window has ended (a DECR would then start a key that never expires).
+_DECREMENT = b"""
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('DECR', KEYS[1])
+end
+"""
+
+
 class CountingRedisStore(RedisStore):
     """Litestar's Redis store plus an atomic fixed-window counter shared by every process using the Redis."""
 
-    __slots__ = ("_increment",)
+    __slots__ = ("_decrement", "_increment")
 
     def __init__(self, redis: Redis, namespace: str, handle_client_shutdown: bool = True) -> None:
         super().__init__(redis, namespace=namespace, handle_client_shutdown=handle_client_shutdown)
         self._increment = redis.register_script(_INCREMENT)
+        self._decrement = redis.register_script(_DECREMENT)
 
     async def increment(self, key: str, window_s: int) -> tuple[int, float]:
         """Count a hit on `key`: (hits in the current window, seconds until it ends)."""
         count, ttl_ms = await self._increment(keys=[self._make_key(key)], args=[window_s * 1000])
         return int(count), int(ttl_ms) / 1000
+
+    async def decrement(self, key: str) -> None:
+        """Take back one hit on `key` (nothing when its window has ended)."""
+        await self._decrement(keys=[self._make_key(key)])
 
     async def close(self) -> None:
         """Close the Redis client's connections."""
@@ -114,6 +138,13 @@ class Limiter:
         if count > rate.count:
             raise RateLimited(max(1, math.ceil(remaining_s)), detail)
 
+    async def take_back(self, key: str) -> None:
+        """Uncount one hit on `key` (a request that was not decided)."""
+        try:
+            await self.store.decrement(key)
+        except Exception:  # as in hit(): a store outage must not fail the request
+            log.warning("rate limit store unavailable; hit not taken back", exc_info=True)
+
     async def clear(self, key: str) -> None:
         try:
             await self.store.delete(key)
@@ -143,3 +174,6 @@ class StoreSignInThrottle:
 
     async def succeeded(self, account: str) -> None:
         await self._limiter.clear(self._key(account))
+
+    async def undecided(self, account: str) -> None:
+        await self._limiter.take_back(self._key(account))
