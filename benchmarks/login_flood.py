@@ -100,9 +100,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flood", type=int, default=40, help="concurrent bad sign-in clients")
     parser.add_argument("--logins", type=int, default=15, help="real sign-ins measured per phase")
+    parser.add_argument("--only", default="", help="run the scenarios whose name contains this")
     args = parser.parse_args()
     print_environment()
     for name, (env, distributed) in SCENARIOS.items():
+        if args.only not in name:
+            continue
         print(f"{name}:")
         with workdir() as cwd:
             server = market_server(
