@@ -277,6 +277,9 @@ class RateLimitSettings:
     """MARKET_RATE_LIMIT_CHECKOUT: checkouts per client IP."""
     session_events: Rate = Rate(120, 60)
     """MARKET_RATE_LIMIT_SESSION_EVENTS: session event batches per client IP."""
+    sign_in_concurrency: int = 2
+    """MARKET_RATE_LIMIT_SIGN_IN_CONCURRENCY: sign-ins one client address may have in progress at once (per
+    process); more are refused at once (429), so one address cannot fill the password-hashing queue."""
     account_failures: Rate = Rate(10, 900)
     """MARKET_RATE_LIMIT_ACCOUNT: failed sign-ins per account (e-mail), from any IP; a success clears them."""
     hash_concurrency: int = field(default_factory=_cpu_count)
@@ -313,6 +316,7 @@ class RateLimitSettings:
             register=rate("MARKET_RATE_LIMIT_REGISTER", defaults.register),
             checkout=rate("MARKET_RATE_LIMIT_CHECKOUT", defaults.checkout),
             session_events=rate("MARKET_RATE_LIMIT_SESSION_EVENTS", defaults.session_events),
+            sign_in_concurrency=env.int("MARKET_RATE_LIMIT_SIGN_IN_CONCURRENCY", 2, minimum=1, maximum=1000),
             account_failures=rate("MARKET_RATE_LIMIT_ACCOUNT", defaults.account_failures),
             hash_concurrency=env.int(
                 "MARKET_PASSWORD_HASH_CONCURRENCY", _cpu_count(), minimum=1, maximum=256

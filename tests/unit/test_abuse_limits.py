@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from argon2 import PasswordHasher
 
-from market.adapters.http.limits import client_ip
+from market.adapters.http.limits import InFlight, client_ip
 from market.adapters.security.limits import CountingMemoryStore, Limiter, StoreSignInThrottle
 from market.adapters.security.passwords import Argon2PasswordHasher
 from market.application.accounts import Register, issue_token, register_user
@@ -249,3 +249,16 @@ async def test_a_hit_taken_back_frees_its_place_in_the_window():
     await limiter.hit("k", Rate(1, 60), "Too many.")
     with pytest.raises(RateLimited):
         await limiter.hit("k", Rate(1, 60), "Too many.")
+
+
+async def test_a_client_gets_only_its_few_concurrent_places_and_they_come_back():
+    in_flight = InFlight(per_client=2)
+    async with in_flight.slot("10.0.0.1"), in_flight.slot("10.0.0.1"):
+        with pytest.raises(RateLimited) as refused:
+            async with in_flight.slot("10.0.0.1"):
+                pass
+        assert refused.value.retry_after_s == 1
+        async with in_flight.slot("10.0.0.2"):  # another address has its own places
+            pass
+    async with in_flight.slot("10.0.0.1"), in_flight.slot("10.0.0.1"):
+        pass

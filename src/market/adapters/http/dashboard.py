@@ -32,7 +32,7 @@ from .admin import MONITORING_KINDS, MonitoringKind, MonitoringTestError, produc
 from .alerts import AlertBoard
 from .analytics import period_of, report_out
 from .auth import user_of_token
-from .limits import rate_limited
+from .limits import rate_limited, sign_in_slot
 from .problems import record_server_error
 
 COOKIE = "market_admin"
@@ -124,15 +124,16 @@ async def login(request: Request[Any, Any, Any], services: Services) -> Response
     try:
         if not plausible:
             raise InvalidCredentials()
-        issued = await accounts.issue_token(
-            email,
-            password,
-            repos=services.repos,
-            hasher=services.hasher,
-            tokens=services.tokens,
-            dummy_hash=services.dummy_password_hash,
-            throttle=services.sign_in_throttle,
-        )
+        async with sign_in_slot(request):
+            issued = await accounts.issue_token(
+                email,
+                password,
+                repos=services.repos,
+                hasher=services.hasher,
+                tokens=services.tokens,
+                dummy_hash=services.dummy_password_hash,
+                throttle=services.sign_in_throttle,
+            )
     except InvalidCredentials:
         return _html(pages.login_page(email=email[:MAX_EMAIL_LENGTH], message=WRONG_CREDENTIALS), 401)
     user = await user_of_token(request, issued.token)

@@ -6,6 +6,8 @@ read, so a refused request costs next to nothing. Routes without it (health, met
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
@@ -15,6 +17,31 @@ from litestar.handlers.base import BaseRouteHandler
 
 from market.adapters.security.limits import Limiter
 from market.config import Rate, RateLimitSettings
+from market.domain.errors import RateLimited
+
+
+class InFlight:
+    """Requests in progress per client address in this process, at most `per_client` each.
+
+    The per-IP window still lets a burst through (20 sign-ins at once by default); without this, one address
+    could fill the password-hashing queue with them and everyone else's sign-in would wait behind it."""
+
+    def __init__(self, per_client: int) -> None:
+        self._per_client = per_client
+        self._counts: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def slot(self, client: str) -> AsyncIterator[None]:
+        """Hold one of `client`'s places for the block; RateLimited (retry in 1 s) when none is free."""
+        if self._counts.get(client, 0) >= self._per_client:
+            raise RateLimited(1, "Too many sign-ins at once from your address.")
+        self._counts[client] = self._counts.get(client, 0) + 1
+        try:
+            yield
+        finally:
+            self._counts[client] -= 1
+            if not self._counts[client]:
+                del self._counts[client]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +50,7 @@ class RouteLimits:
 
     limiter: Limiter
     rates: dict[str, Rate]
+    sign_ins: InFlight
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = field(default=())
 
     @classmethod
@@ -35,6 +63,7 @@ class RouteLimits:
                 "checkout": settings.checkout,
                 "session-events": settings.session_events,
             },
+            InFlight(settings.sign_in_concurrency),
             settings.trusted_proxies,
         )
 
@@ -75,3 +104,15 @@ def rate_limited(bucket: str) -> Any:
         )
 
     return guard
+
+
+@asynccontextmanager
+async def sign_in_slot(connection: ASGIConnection[Any, Any, Any, Any]) -> AsyncIterator[None]:
+    """Around a password check: one of the client address's few concurrent sign-in places (no-op when limits
+    are off)."""
+    limits: RouteLimits | None = connection.app.state.get("limits")
+    if limits is None:
+        yield
+        return
+    async with limits.sign_ins.slot(client_ip(connection, limits.trusted_proxies)):
+        yield
