@@ -150,6 +150,8 @@ def _shared_limits(prefix: str) -> dict[str, str]:
         "MARKET_REDIS_URL": REDIS_URL,
         "MARKET_REDIS_PREFIX": prefix,
         "MARKET_RATE_LIMIT_SIGN_IN": "5/1m",
+        # The window is under test, not the cap on one address's sign-ins in progress (per process).
+        "MARKET_RATE_LIMIT_SIGN_IN_CONCURRENCY": "100",
         "MARKET_SECRET_KEY": "a-shared-secret-key-of-at-least-32-bytes!",
     }
 
