@@ -96,13 +96,15 @@ def test_checkouts_from_one_address_are_limited(limited):
         assert_rate_limited(again, 60)
 
 
-def test_the_limited_routes_document_429_as_a_problem(limited):
+def test_the_limited_routes_document_429_as_a_problem_and_sign_in_stays_open(limited):
     with limited.client() as client:
         paths = client.get("/schema/openapi.json").json()["paths"]
     for path in (TOKEN, REGISTER, CHECKOUT):
         response = paths[path]["post"]["responses"]["429"]
         assert "application/problem+json" in response["content"], path
     assert "429" not in paths["/health/live"]["get"]["responses"]
+    for path in (TOKEN, REGISTER):  # a rate limit is a guard, but needs no sign-in
+        assert "security" not in paths[path]["post"], path
 
 
 def test_an_account_is_locked_after_failed_sign_ins_from_any_address(tmp_path):

@@ -103,6 +103,7 @@ def rate_limited(bucket: str) -> Any:
             f"ip:{bucket}:{ip}", limits.rates[bucket], "Too many requests from your address."
         )
 
+    guard.is_rate_limit = True  # type: ignore[attr-defined]  # no sign-in needed: see bearer_where_guarded
     return guard
 
 

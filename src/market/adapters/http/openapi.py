@@ -115,14 +115,15 @@ def _operations(openapi: OpenAPI) -> Iterator[Operation]:
 
 
 def bearer_where_guarded(app: Litestar) -> None:
-    """Operations whose handler has a guard (every guard here authenticates the bearer token first) declare
-    `security: bearer` and document the 401, unless they say otherwise themselves."""
+    """Operations whose handler has a guard (every guard here but the rate limits authenticates the bearer token
+    first) declare `security: bearer` and document the 401, unless they say otherwise themselves."""
     guarded = {
         handler.operation_id
         for route in app.routes
         if isinstance(route, HTTPRoute)
         for handler in route.route_handlers
-        if isinstance(handler.operation_id, str) and handler.resolve_guards()
+        if isinstance(handler.operation_id, str)
+        and any(not getattr(guard, "is_rate_limit", False) for guard in handler.resolve_guards())
     }
     for operation in _operations(app.openapi_schema):
         if operation.operation_id in guarded and operation.security is None:
