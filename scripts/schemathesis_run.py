@@ -58,6 +58,9 @@ def server_env(workdir: Path, port: int) -> dict[str, str]:
         "MARKET_VAR_DIR": str(workdir / "var"),
         "MARKET_PORT": str(port),
         "MARKET_LOG_LEVEL": "WARNING",
+        # Fuzzing signs in and checks out far more often than any one client should.
+        "MARKET_RATE_LIMITS": "off",
+        "MARKET_PASSWORD_HASH_WAIT_MS": "30000",
         # Seller webhook URLs must lead to public addresses, which depends on DNS and cannot be put in a schema;
         # this documented development switch lets generated URLs (`http://0`, `http://a.b`) be set.
         "MARKET_WEBHOOKS_ALLOW_PRIVATE": "1",

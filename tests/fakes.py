@@ -18,7 +18,7 @@ from market.application.ports import (
     TokenClaims,
 )
 from market.domain.catalog import Item, ItemFilter, ItemStatus
-from market.domain.errors import EmailAlreadyRegistered, InvalidCursor
+from market.domain.errors import EmailAlreadyRegistered, InvalidCursor, RateLimited
 from market.domain.events import Event
 from market.domain.orders import RESERVING, Cart, CartLine, Order, PaymentGatewayUnavailable
 from market.domain.users import Role, User, UserStatus
@@ -446,3 +446,23 @@ class FakePaymentGateway:
 
     async def close(self) -> None:
         self.closed = True
+
+
+class FakeSignInThrottle:
+    """SignInThrottle in memory: at most `limit` counted attempts per account until one succeeds."""
+
+    def __init__(self, limit: int, retry_after_s: int = 900) -> None:
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        self.attempts: dict[str, int] = {}
+
+    async def attempt(self, account: str) -> None:
+        self.attempts[account] = self.attempts.get(account, 0) + 1
+        if self.attempts[account] > self.limit:
+            raise RateLimited(self.retry_after_s)
+
+    async def succeeded(self, account: str) -> None:
+        self.attempts.pop(account, None)
+
+    async def undecided(self, account: str) -> None:
+        self.attempts[account] -= 1

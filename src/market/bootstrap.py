@@ -34,7 +34,9 @@ from market.adapters.db.database import Database
 from market.adapters.db.repositories import PiccoloReadRepositories, PiccoloUnitOfWork
 from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, PiccoloWebhookDeliveryRepository
 from market.adapters.http.app import create_app
+from market.adapters.http.limits import RouteLimits
 from market.adapters.payments.sandbox import SandboxPaymentGateway
+from market.adapters.security.limits import Limiter, StoreSignInThrottle, build_store
 from market.adapters.security.passwords import Argon2PasswordHasher
 from market.adapters.security.tokens import JwtTokenService, load_or_create_secret_key
 from market.adapters.telemetry.business import refresh_business_gauges_forever
@@ -130,7 +132,13 @@ def build_gateways(
     ), sandbox
 
 
-def build_services(settings: Settings, database: Database, telemetry: Telemetry | None = None) -> Services:
+def build_services(
+    settings: Settings,
+    database: Database,
+    telemetry: Telemetry | None = None,
+    limiter: Limiter | None = None,
+) -> Services:
+    """Every port the use cases need. `limiter`: the per-account sign-in limit counts there (None: no limit)."""
     secret = settings.auth.secret_key or load_or_create_secret_key(settings.var_dir)
     argon2 = Argon2()
     webhook_secret = payment_webhook_secret(settings, secret)
@@ -139,7 +147,9 @@ def build_services(settings: Settings, database: Database, telemetry: Telemetry 
     return Services(
         uow=lambda: PiccoloUnitOfWork(database),
         repos=PiccoloReadRepositories(database),
-        hasher=Argon2PasswordHasher(argon2),
+        hasher=Argon2PasswordHasher(
+            argon2, concurrency=settings.limits.hash_concurrency, wait_s=settings.limits.hash_wait_s
+        ),
         tokens=JwtTokenService(secret, settings.auth.token_ttl_seconds),
         ids=UuidGenerator(),
         clock=SystemClock(),
@@ -158,6 +168,9 @@ def build_services(settings: Settings, database: Database, telemetry: Telemetry 
         reports=SqlAnalyticsReports(database),
         cart_abandon_after=timedelta(seconds=settings.analytics.cart_abandon_after_s),
         analytics_retention=timedelta(days=settings.analytics.retention_days),
+        sign_in_throttle=(
+            StoreSignInThrottle(limiter, settings.limits.account_failures) if limiter is not None else None
+        ),
     )
 
 
@@ -210,7 +223,8 @@ def build_app(
     telemetry = install_telemetry(settings)
     init_sentry(settings.sentry)
     database = Database(settings.database)
-    services = build_services(settings, database, telemetry)
+    limiter = Limiter(build_store(settings.limits)) if settings.limits.enabled else None
+    services = build_services(settings, database, telemetry, limiter)
     alerts = build_alert_monitor(settings, telemetry)
 
     @asynccontextmanager
@@ -219,6 +233,8 @@ def build_app(
         # half-way (database gone, locked, migration refused) still closes what it had opened; each stop is
         # bounded, so a shutdown ends whatever the background work is awaiting.
         async with contextlib.AsyncExitStack() as stack:
+            if limiter is not None:
+                stack.push_async_callback(limiter.close)
             if worker:
                 stack.push_async_callback(shutdown_telemetry, telemetry)
             stack.push_async_callback(close_gateways, services)
@@ -267,6 +283,7 @@ def build_app(
         metrics=telemetry.exposition,
         metrics_token=settings.telemetry.metrics_token,
         alerts=alerts,
+        limits=RouteLimits.of(settings.limits, limiter) if limiter is not None else None,
         lifespan=[lifespan],
     )
     # Outside Litestar's exception handling, so that even 404s of unknown routes and 500s are traced.

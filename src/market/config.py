@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -243,6 +244,101 @@ class AlertSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `count` hits per `window_s` seconds (written `20/1m`, `10/15m`, `30/1h`)."""
+
+    count: int
+    window_s: int
+
+    @classmethod
+    def parse(cls, raw: str, variable: str) -> Rate:
+        count, sep, window = raw.strip().lower().partition("/")
+        unit = _DURATION.get(window[-1:], 0) if window and not window.isdigit() else 1
+        number = window if window.isdigit() else window[:-1]
+        if not sep or not count.isdigit() or int(count) < 1 or not unit or not number.isdigit():
+            raise ConfigError(f"{variable}: expected a rate like 20/1m (hits per window), got {raw!r}")
+        window_s = int(number) * unit
+        if not 1 <= window_s <= 86400:
+            raise ConfigError(f"{variable}: the window must be between 1s and 1d, got {raw!r}")
+        return cls(int(count), window_s)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    enabled: bool = True
+    """MARKET_RATE_LIMITS=off turns every rate limit off (test suites, load tests); the hashing cap stays."""
+    redis_url: str | None = field(default=None, repr=False)
+    """MARKET_REDIS_URL: counters live in Redis, shared by every worker and replica. None: in this process's
+    memory (right for one process; with N processes each allows the full limit)."""
+    redis_prefix: str = "market"
+    """MARKET_REDIS_PREFIX: the namespace of this deployment's keys in a shared Redis."""
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    """MARKET_TRUSTED_PROXIES: comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For is
+    believed. Empty: the client is the socket peer and X-Forwarded-For is ignored."""
+    sign_in: Rate = Rate(20, 60)
+    """MARKET_RATE_LIMIT_SIGN_IN: sign-in attempts per client IP (`/auth/token` and `/admin/login` together)."""
+    register: Rate = Rate(20, 3600)
+    """MARKET_RATE_LIMIT_REGISTER: registrations per client IP."""
+    checkout: Rate = Rate(30, 60)
+    """MARKET_RATE_LIMIT_CHECKOUT: checkouts per client IP."""
+    session_events: Rate = Rate(120, 60)
+    """MARKET_RATE_LIMIT_SESSION_EVENTS: session event batches per client IP."""
+    sign_in_concurrency: int = 2
+    """MARKET_RATE_LIMIT_SIGN_IN_CONCURRENCY: sign-ins one client address may have in progress at once (per
+    process); more are refused at once (429), so one address cannot fill the password-hashing queue."""
+    account_failures: Rate = Rate(10, 900)
+    """MARKET_RATE_LIMIT_ACCOUNT: failed sign-ins per account (e-mail), from any IP; a success clears them."""
+    hash_concurrency: int = field(default_factory=_cpu_count)
+    """MARKET_PASSWORD_HASH_CONCURRENCY: argon2 hashes computed at once per process (default: the CPUs)."""
+    hash_wait_s: float = 2.0
+    """MARKET_PASSWORD_HASH_WAIT_MS: how long a request waits for a hashing slot before a 503 (set in ms)."""
+
+    @classmethod
+    def from_env(cls, env: _Env) -> RateLimitSettings:
+        defaults = cls()
+
+        def rate(name: str, default: Rate) -> Rate:
+            raw = env.str(name, "")
+            return Rate.parse(raw, name) if raw else default
+
+        redis_url = env.str("MARKET_REDIS_URL", "") or None
+        if redis_url and urlsplit(redis_url).scheme.lower() not in ("redis", "rediss", "unix"):
+            raise ConfigError("MARKET_REDIS_URL: expected a URL like redis://127.0.0.1:6379/0")
+        proxies = []
+        for part in env.str("MARKET_TRUSTED_PROXIES", "").split(","):
+            if part.strip():
+                try:
+                    proxies.append(ip_network(part.strip(), strict=False))
+                except ValueError:
+                    raise ConfigError(
+                        f"MARKET_TRUSTED_PROXIES: not an address or CIDR: {part.strip()!r}"
+                    ) from None
+        return cls(
+            enabled=env.bool("MARKET_RATE_LIMITS", True),
+            redis_url=redis_url,
+            redis_prefix=env.str("MARKET_REDIS_PREFIX", "market") or "market",
+            trusted_proxies=tuple(proxies),
+            sign_in=rate("MARKET_RATE_LIMIT_SIGN_IN", defaults.sign_in),
+            register=rate("MARKET_RATE_LIMIT_REGISTER", defaults.register),
+            checkout=rate("MARKET_RATE_LIMIT_CHECKOUT", defaults.checkout),
+            session_events=rate("MARKET_RATE_LIMIT_SESSION_EVENTS", defaults.session_events),
+            sign_in_concurrency=env.int("MARKET_RATE_LIMIT_SIGN_IN_CONCURRENCY", 2, minimum=1, maximum=1000),
+            account_failures=rate("MARKET_RATE_LIMIT_ACCOUNT", defaults.account_failures),
+            hash_concurrency=env.int(
+                "MARKET_PASSWORD_HASH_CONCURRENCY", _cpu_count(), minimum=1, maximum=256
+            ),
+            hash_wait_s=env.int("MARKET_PASSWORD_HASH_WAIT_MS", 2000, minimum=0, maximum=30000) / 1000,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     database: DatabaseSettings
     var_dir: Path = Path("var")
@@ -256,6 +352,7 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
+    limits: RateLimitSettings = field(default_factory=RateLimitSettings)
 
     @property
     def public_url(self) -> str:
@@ -343,6 +440,7 @@ class Settings:
                 retention_days=env.int("MARKET_ANALYTICS_RETENTION_DAYS", 400, minimum=1, maximum=36500),
                 cart_abandon_after_s=env.duration("MARKET_CART_ABANDON_AFTER", 86400),
             ),
+            limits=RateLimitSettings.from_env(env),
         )
 
 

@@ -45,8 +45,15 @@ class LiveServer:
 
 
 def start_server(
-    database_url: str, workdir: Path, engine: str, extra_env: dict[str, str] | None = None
+    database_url: str,
+    workdir: Path,
+    engine: str,
+    extra_env: dict[str, str] | None = None,
+    serve_args: tuple[str, ...] = (),
 ) -> LiveServer:
+    """`market serve` (plus `serve_args`, e.g. `--workers 2`), ready. Rate limits are off unless `extra_env`
+    turns them on: suites sign in and check out far more often than any one client should. Password hashes
+    queue for up to 30 s instead of 2 s: suites register accounts in parallel on a shared, busy machine."""
     port = _free_port()
     log = workdir / f"server-{port}.log"
     env = {
@@ -54,12 +61,14 @@ def start_server(
         "MARKET_DATABASE_URL": database_url,
         "MARKET_VAR_DIR": str(workdir / "var"),
         "MARKET_PORT": str(port),
+        "MARKET_RATE_LIMITS": "off",
+        "MARKET_PASSWORD_HASH_WAIT_MS": "30000",
     }
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)  # the developer's collector; a test may name its own
     env.update(extra_env or {})
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "market", "serve", "--port", str(port)],
+            [sys.executable, "-m", "market", "serve", "--port", str(port), *serve_args],
             env=env,
             cwd=workdir,
             stdout=out,

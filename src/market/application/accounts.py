@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from market.domain.errors import InvalidCredentials, NotFound, WrongPassword
+from market.domain.errors import InvalidCredentials, NotFound, ServerBusy, WrongPassword
 from market.domain.events import UserRegistered
 from market.domain.users import (
     Role,
@@ -24,6 +24,7 @@ from .ports import (
     IdGenerator,
     PasswordHasher,
     ReadRepositories,
+    SignInThrottle,
     TokenService,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -79,15 +80,30 @@ async def issue_token(
     tokens: TokenService,
     clock: Clock,
     dummy_hash: str,
+    throttle: SignInThrottle | None = None,
 ) -> AccessToken:
     """Exchange credentials for a bearer token and record the sign-in. Unknown e-mail, wrong password and a
-    disabled account fail the same way, after the same work."""
-    user = await repos.users.get_by_email(normalise_email(email))
-    if user is None:
-        await hasher.verify(dummy_hash, _DUMMY_PASSWORD)
-        raise InvalidCredentials()
-    if not await hasher.verify(user.password_hash, password) or user.status is not UserStatus.ACTIVE:
-        raise InvalidCredentials()
+    disabled account fail the same way, after the same work, and count alike against the account's attempts (so
+    the limit does not reveal which addresses exist). Raises InvalidCredentials, or RateLimited when the account
+    has had too many failed attempts."""
+    account = normalise_email(email)
+    if throttle is not None:
+        # Counted before the password is checked, so that concurrent guesses cannot all slip under the limit.
+        await throttle.attempt(account)
+    try:
+        user = await repos.users.get_by_email(account)
+        if user is None:
+            await hasher.verify(dummy_hash, _DUMMY_PASSWORD)
+            raise InvalidCredentials()
+        if not await hasher.verify(user.password_hash, password) or user.status is not UserStatus.ACTIVE:
+            raise InvalidCredentials()
+    except ServerBusy:
+        # Not a failed guess: a flood that keeps the hasher busy must not lock its victims' accounts.
+        if throttle is not None:
+            await throttle.undecided(account)
+        raise
+    if throttle is not None:
+        await throttle.succeeded(account)
     async with uow() as work:
         await work.users.record_login(user.id, clock.now())
         await work.commit()

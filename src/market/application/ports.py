@@ -102,10 +102,25 @@ class ReadRepositories(Protocol):
 
 
 class PasswordHasher(Protocol):
-    async def hash(self, password: str) -> str: ...
+    async def hash(self, password: str) -> str:
+        """Raises ServerBusy when no hashing slot frees up within a short wait."""
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        """True when `password` matches; never raises for a mismatch."""
+        """True when `password` matches; never raises for a mismatch (ServerBusy when overloaded)."""
+
+
+class SignInThrottle(Protocol):
+    """Per-account limit on sign-in attempts, whatever address they come from."""
+
+    async def attempt(self, account: str) -> None:
+        """Count one attempt at `account` (a normalised e-mail) before its password is checked; raises
+        RateLimited when the account has had too many failed attempts in the current window."""
+
+    async def succeeded(self, account: str) -> None:
+        """The password was right: forget the account's counted attempts."""
+
+    async def undecided(self, account: str) -> None:
+        """The password could not be checked (the service was too busy): uncount this attempt."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from .ports import (
     PasswordHasher,
     PaymentGateway,
     ReadRepositories,
+    SignInThrottle,
     TokenService,
     UnitOfWorkFactory,
 )
@@ -44,3 +45,5 @@ class Services:
     cart_abandon_after: timedelta
     """A cart with no checkout this long after its last addition is abandoned (carts report)."""
     analytics_retention: timedelta
+    sign_in_throttle: SignInThrottle | None = None
+    """Per-account sign-in limit; None when rate limits are off (MARKET_RATE_LIMITS=off)."""

@@ -103,3 +103,19 @@ class WebhookUrlNotAllowed(ValidationFailed):
             [FieldError("url", reason)],
             "Webhook URLs must lead to a public internet address; this one does not.",
         )
+
+
+class RateLimited(DomainError):
+    """Too many attempts from one client or at one account; `retry_after_s` says when to try again."""
+
+    def __init__(self, retry_after_s: int, detail: str = "Too many requests; try again later.") -> None:
+        super().__init__(f"{detail} Retry in {retry_after_s} s.")
+        self.retry_after_s = retry_after_s
+
+
+class ServerBusy(DomainError):
+    """A bounded resource (e.g. password hashing) had no free slot within a short wait."""
+
+    def __init__(self, retry_after_s: int = 1) -> None:
+        super().__init__("The service is busy; try again in a moment.")
+        self.retry_after_s = retry_after_s

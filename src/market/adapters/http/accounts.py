@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 
 from market.application import accounts
 from market.application.services import Services
@@ -18,6 +18,7 @@ from market.domain.users import (
 )
 
 from .auth import requires
+from .limits import rate_limited, sign_in_slot
 from .openapi import BEARER, problems
 from .redacted import RedactedStruct
 from .validation import EMAIL, NO_NUL, NOT_BLANK
@@ -70,7 +71,13 @@ class TokenOut(RedactedStruct):
 class AccountController(Controller):
     tags = ["accounts"]
 
-    @post("/auth/register", operation_id="register", status_code=201, responses=problems(400, 409, 422))
+    @post(
+        "/auth/register",
+        operation_id="register",
+        status_code=201,
+        guards=[rate_limited("register")],
+        responses=problems(400, 409, 422, 429, 503),
+    )
     async def register(self, data: RegisterBody, services: Services) -> UserOut:
         """Create a buyer or seller account. Passwords need at least 10 characters."""
         user = await accounts.register_user(
@@ -83,19 +90,27 @@ class AccountController(Controller):
         )
         return UserOut.of(user)
 
-    @post("/auth/token", operation_id="issueToken", status_code=200, responses=problems(400, 401, 422))
-    async def token(self, data: TokenBody, services: Services) -> TokenOut:
+    @post(
+        "/auth/token",
+        operation_id="issueToken",
+        status_code=200,
+        guards=[rate_limited("sign-in")],
+        responses=problems(400, 401, 422, 429, 503),
+    )
+    async def token(self, request: Request[Any, Any, Any], data: TokenBody, services: Services) -> TokenOut:
         """Exchange e-mail and password for a bearer token."""
-        issued = await accounts.issue_token(
-            data.email,
-            data.password,
-            repos=services.repos,
-            uow=services.uow,
-            hasher=services.hasher,
-            tokens=services.tokens,
-            clock=services.clock,
-            dummy_hash=services.dummy_password_hash,
-        )
+        async with sign_in_slot(request):
+            issued = await accounts.issue_token(
+                data.email,
+                data.password,
+                repos=services.repos,
+                uow=services.uow,
+                hasher=services.hasher,
+                tokens=services.tokens,
+                clock=services.clock,
+                dummy_hash=services.dummy_password_hash,
+                throttle=services.sign_in_throttle,
+            )
         return TokenOut(access_token=issued.token, token_type="bearer", expires_in=issued.expires_in)
 
     @get("/me", operation_id="me", guards=[requires()], security=BEARER, responses=problems(401))

@@ -28,6 +28,7 @@ from .dashboard import dashboard_router
 from .docs import LocalSwaggerRenderPlugin, add_security_headers, docs_router
 from .health import live, ready
 from .items import ItemController
+from .limits import RouteLimits
 from .metrics import metrics as metrics_endpoint
 from .openapi import StructSchemaPlugin, add_links, bearer_where_guarded, errors_as_problems
 from .orders import CheckoutController
@@ -97,8 +98,10 @@ def create_app(
     metrics: MetricsExposition,
     metrics_token: str | None = None,
     alerts: AlertBoard | None = None,
+    limits: RouteLimits | None = None,
     lifespan: Sequence[Any] = (),
 ) -> Litestar:
+    """The app. `limits` are the per-IP rate limits of the guarded routes (None: no limits)."""
     api = Router(
         path="/api/v1",
         route_handlers=[
@@ -134,6 +137,7 @@ def create_app(
                 "metrics": metrics,
                 "metrics_token": metrics_token,
                 "alerts": alerts,
+                "limits": limits,
             }
         ),
         debug=False,

@@ -35,6 +35,7 @@ from .admin import MONITORING_KINDS, MonitoringKind, MonitoringTestError, produc
 from .alerts import AlertBoard
 from .analytics import period_of, report_out
 from .auth import user_of_token
+from .limits import rate_limited, sign_in_slot
 from .problems import record_server_error
 from .templating import STATIC_DIR, STATIC_PATH
 
@@ -110,7 +111,7 @@ async def login_page() -> Template:
     return _login_page()
 
 
-@post("/login")
+@post("/login", guards=[rate_limited("sign-in")])
 async def login(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
     """Check the credentials as `POST /api/v1/auth/token` does; an admin gets the session cookie."""
     form = await request.form()
@@ -125,16 +126,18 @@ async def login(request: Request[Any, Any, Any], services: Services) -> Response
     try:
         if not plausible:
             raise InvalidCredentials()
-        issued = await accounts.issue_token(
-            email,
-            password,
-            repos=services.repos,
-            uow=services.uow,
-            hasher=services.hasher,
-            tokens=services.tokens,
-            clock=services.clock,
-            dummy_hash=services.dummy_password_hash,
-        )
+        async with sign_in_slot(request):
+            issued = await accounts.issue_token(
+                email,
+                password,
+                repos=services.repos,
+                uow=services.uow,
+                hasher=services.hasher,
+                tokens=services.tokens,
+                clock=services.clock,
+                dummy_hash=services.dummy_password_hash,
+                throttle=services.sign_in_throttle,
+            )
     except InvalidCredentials:
         return _login_page(401, email=email, message=WRONG_CREDENTIALS)
     user = await user_of_token(request, issued.token)

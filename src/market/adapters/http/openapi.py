@@ -35,8 +35,9 @@ _DESCRIPTIONS = {
     413: "Body larger than 1 MiB (problem+json).",
     415: "Unsupported media type (problem+json).",
     422: "Valid JSON with invalid fields; `errors` names each one (problem+json).",
+    429: "Too many requests from this address or at this account; see `Retry-After` (problem+json).",
     500: "Our fault; `detail` quotes the trace id (problem+json).",
-    503: "A dependency is down (problem+json).",
+    503: "A dependency is down, or the service is shedding load; see `Retry-After` (problem+json).",
 }
 
 BEARER = [{"bearer": []}]
@@ -122,14 +123,15 @@ def _operations(openapi: OpenAPI) -> Iterator[Operation]:
 
 
 def bearer_where_guarded(app: Litestar) -> None:
-    """Operations whose handler has a guard (every guard here authenticates the bearer token first) declare
-    `security: bearer` and document the 401, unless they say otherwise themselves."""
+    """Operations whose handler has a guard (every guard here but the rate limits authenticates the bearer token
+    first) declare `security: bearer` and document the 401, unless they say otherwise themselves."""
     guarded = {
         handler.operation_id
         for route in app.routes
         if isinstance(route, HTTPRoute)
         for handler in route.route_handlers
-        if isinstance(handler.operation_id, str) and handler.resolve_guards()
+        if isinstance(handler.operation_id, str)
+        and any(not getattr(guard, "is_rate_limit", False) for guard in handler.resolve_guards())
     }
     for operation in _operations(app.openapi_schema):
         if operation.operation_id in guarded and operation.security is None:

@@ -21,6 +21,7 @@ from market.domain.users import Role, User
 from market.telemetry import names
 
 from .auth import requires
+from .limits import rate_limited
 from .openapi import problems
 from .problems import PROBLEM_JSON, domain_error_handler
 from .redacted import RedactedStruct
@@ -101,8 +102,8 @@ class CheckoutController(Controller):
         "/checkout",
         operation_id="checkout",
         status_code=201,
-        guards=[requires(Role.BUYER)],
-        responses=problems(400, 401, 402, 403, 409, 422, 503),
+        guards=[requires(Role.BUYER), rate_limited("checkout")],
+        responses=problems(400, 401, 402, 403, 409, 422, 429, 503),
     )
     async def checkout(
         self,

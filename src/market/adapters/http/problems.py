@@ -55,9 +55,13 @@ INTERNAL = ProblemType("internal-error", "Something went wrong on our side", 500
 UNAVAILABLE = ProblemType("service-unavailable", "The service is temporarily unavailable", 503)
 RETRY_AFTER_S = 5
 """What a 503 for the database (timeouts, lock waits, overload, database gone) tells clients to wait."""
+RATE_LIMITED = ProblemType("rate-limited", "Too many requests", 429)
+BUSY = ProblemType("busy", "The service is busy", 503)
 
 # One stable type per domain error. Order matters only for subclasses (first match wins).
 PROBLEM_TYPES: dict[type[errors.DomainError], ProblemType] = {
+    errors.RateLimited: RATE_LIMITED,
+    errors.ServerBusy: BUSY,
     errors.WebhookUrlNotAllowed: ProblemType(
         "webhook-url-not-allowed", "The webhook URL is not allowed", 422
     ),
@@ -153,8 +157,12 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: errors.DomainErro
     if isinstance(exc, errors.ValidationFailed):
         field_errors = [{"field": e.field, "message": e.message} for e in exc.errors]
     headers = {"WWW-Authenticate": "Bearer"} if kind.status == 401 else None
+    if isinstance(exc, errors.RateLimited | errors.ServerBusy):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     order_id = getattr(exc, "order_id", None)  # where an order was kept, the client learns which
-    if kind.status >= 500:  # an expected kind of failure, but ours (e.g. the payment provider is down)
+    # An expected kind of failure, but ours (e.g. the payment provider is down). Shedding load is working as
+    # designed: a flood must not become a flood of Sentry events.
+    if kind.status >= 500 and not isinstance(exc, errors.ServerBusy):
         record_server_error(request, exc)
     return problem_response(
         request,

@@ -1,0 +1,119 @@
+"""Per-client-IP rate limits on the routes worth abusing (sign-in, registration, checkout, session events).
+
+A route opts in with `guards=[rate_limited("sign-in")]`; the guard runs after routing and before the body is
+read, so a refused request costs next to nothing. Routes without it (health, metrics, ...) are never limited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_address
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from market.adapters.security.limits import Limiter
+from market.config import Rate, RateLimitSettings
+from market.domain.errors import RateLimited
+
+
+class InFlight:
+    """Requests in progress per client address in this process, at most `per_client` each.
+
+    The per-IP window still lets a burst through (20 sign-ins at once by default); without this, one address
+    could fill the password-hashing queue with them and everyone else's sign-in would wait behind it."""
+
+    def __init__(self, per_client: int) -> None:
+        self._per_client = per_client
+        self._counts: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def slot(self, client: str) -> AsyncIterator[None]:
+        """Hold one of `client`'s places for the block; RateLimited (retry in 1 s) when none is free."""
+        if self._counts.get(client, 0) >= self._per_client:
+            raise RateLimited(1, "Too many sign-ins at once from your address.")
+        self._counts[client] = self._counts.get(client, 0) + 1
+        try:
+            yield
+        finally:
+            self._counts[client] -= 1
+            if not self._counts[client]:
+                del self._counts[client]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLimits:
+    """The limiter and the rate of each bucket; in the app state as `limits` (absent when limits are off)."""
+
+    limiter: Limiter
+    rates: dict[str, Rate]
+    sign_ins: InFlight
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = field(default=())
+
+    @classmethod
+    def of(cls, settings: RateLimitSettings, limiter: Limiter) -> RouteLimits:
+        return cls(
+            limiter,
+            {
+                "sign-in": settings.sign_in,
+                "register": settings.register,
+                "checkout": settings.checkout,
+                "session-events": settings.session_events,
+            },
+            InFlight(settings.sign_in_concurrency),
+            settings.trusted_proxies,
+        )
+
+
+def client_ip(
+    connection: ASGIConnection[Any, Any, Any, Any], trusted: tuple[IPv4Network | IPv6Network, ...]
+) -> str:
+    """The socket peer; behind trusted proxies, the right-most X-Forwarded-For address that is not one of them
+    (what a client writes further left is not believed)."""
+    peer = connection.client.host if connection.client else "unknown"
+    if not trusted or not _within(peer, trusted):
+        return peer
+    forwarded = [a.strip() for a in connection.headers.get("x-forwarded-for", "").split(",") if a.strip()]
+    for address in reversed(forwarded):
+        if not _within(address, trusted):
+            return address
+    return peer
+
+
+def _within(address: str, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def rate_limited(bucket: str) -> Any:
+    """A guard counting the request against `bucket`'s per-IP rate; over it, RateLimited (429 + Retry-After)."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        limits: RouteLimits | None = connection.app.state.get("limits")
+        if limits is None:
+            return
+        ip = client_ip(connection, limits.trusted_proxies)
+        await limits.limiter.hit(
+            f"ip:{bucket}:{ip}", limits.rates[bucket], "Too many requests from your address."
+        )
+
+    guard.is_rate_limit = True  # type: ignore[attr-defined]  # no sign-in needed: see bearer_where_guarded
+    return guard
+
+
+@asynccontextmanager
+async def sign_in_slot(connection: ASGIConnection[Any, Any, Any, Any]) -> AsyncIterator[None]:
+    """Around a password check: one of the client address's few concurrent sign-in places (no-op when limits
+    are off)."""
+    limits: RouteLimits | None = connection.app.state.get("limits")
+    if limits is None:
+        yield
+        return
+    async with limits.sign_ins.slot(client_ip(connection, limits.trusted_proxies)):
+        yield
