@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from .conftest import LiveServer
+from tests.support.live_server import LiveServer
 
 PROBLEM_JSON = "application/problem+json"
 TRACERESPONSE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")

@@ -19,8 +19,8 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from market.adapters.http.dashboard import COOKIE
+from tests.support.live_server import LiveServer, auth, register
 
-from .conftest import LiveServer, auth, register
 from .helpers import HEX32, create_admin, create_item, trace_id_of, unique_word
 
 CHROMIUM = Path("/usr/bin/chromium")

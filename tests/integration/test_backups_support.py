@@ -21,8 +21,8 @@ from click.testing import CliRunner, Result
 from market.adapters.db.seed import seed_demo_data
 from market.cli import main
 from market.config import DatabaseURL
-from tests.conftest import POSTGRES_ADMIN_URL, _admin, postgres_url
-from tests.integration.conftest import open_database
+from tests.support.database import open_database
+from tests.support.postgres import POSTGRES_ADMIN_URL, admin_execute, postgres_url
 
 SELLERS, ITEMS = 5, 2000
 PASSWORD_HASH = "$argon2id$not-a-real-hash"
@@ -116,8 +116,8 @@ def wipe(url: str) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{parsed.path}{suffix}").unlink(missing_ok=True)
         return
-    _admin(f'DROP DATABASE "{parsed.name}" WITH (FORCE)')
-    _admin(f'CREATE DATABASE "{parsed.name}"')
+    admin_execute(f'DROP DATABASE "{parsed.name}" WITH (FORCE)')
+    admin_execute(f'CREATE DATABASE "{parsed.name}"')
 
 
 @dataclass
@@ -158,11 +158,11 @@ def one_line_failure(result: Result) -> str:
 
 def other_postgres_url() -> Iterator[str]:
     name = f"market_test_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
+    admin_execute(f'CREATE DATABASE "{name}"')
     try:
         yield postgres_url(name)
     finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -26,8 +26,8 @@ from market.domain.catalog import ItemStatus
 from market.domain.errors import InvalidCursor
 from market.domain.orders import Order, OrderLine, OrderStatus, Payment, PaymentStatus
 from market.domain.users import Role
-
-from .conftest import T0, add_item, add_user, count
+from tests.support.database import add_item, add_user, count
+from tests.support.factories import T0
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
