@@ -28,9 +28,7 @@ from market.domain.orders import OrderStatus
 from market.domain.users import Role
 from market.telemetry import request_context
 from tests.support.database import add_item, add_user, count
-from tests.support.factories import T0
-
-from .test_commerce_repositories import new_order
+from tests.support.factories import T0, new_order
 
 PERIOD = Period(T0, T0 + timedelta(days=1))
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

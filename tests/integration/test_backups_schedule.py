@@ -22,11 +22,8 @@ from market.adapters.backups.schedule import LeadershipLost, leadership, run_dai
 from market.adapters.backups.service import BackupService
 from market.config import DatabaseURL
 from market.telemetry import names
+from tests.support.backups import Market, seed
 from tests.support.fakes import FakeClock
-
-from .test_backups_support import Market, engine, market, seed
-
-__all__ = ["engine", "market"]  # fixtures
 
 START = datetime(2026, 3, 1, 1, 30, tzinfo=UTC)
 

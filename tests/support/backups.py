@@ -1,4 +1,4 @@
-"""Helpers and fixtures shared by the backup integration tests (this module holds no tests).
+"""Helpers shared by the backup integration tests (their fixtures are in tests/integration/conftest.py).
 
 Everything runs against real databases: a fresh PostgreSQL database or SQLite file per test, seeded with
 the demo data, and the real `market backup` commands (in-process through click's runner)."""
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import pytest
 from click.testing import CliRunner, Result
 
 from market.adapters.db.seed import seed_demo_data
@@ -163,14 +162,3 @@ def other_postgres_url() -> Iterator[str]:
         yield postgres_url(name)
     finally:
         admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def market(database_url: str, tmp_path: Path) -> Market:
-    """`market backup` on a fresh database of each engine (not yet migrated)."""
-    return Market(database_url, tmp_path / "backups")
-
-
-@pytest.fixture
-def engine(database_url: str) -> str:
-    return DatabaseURL.parse(database_url).engine
