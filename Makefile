@@ -1,9 +1,10 @@
-# The two commands of the README: `make run` and `make test`. Everything else here serves them.
+# The two commands of the README: `make run` and `make test`. Everything else here serves them, and can be
+# run alone: `make check`, `make test-unit`, `make test-integration`, `make test-e2e`, `make fuzz`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint rules unit fuzz schemathesis clean
+.PHONY: run test check test-unit test-integration test-e2e fuzz schemathesis clean
 
 $(BIN)/market: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,25 +16,34 @@ $(BIN)/market: pyproject.toml constraints.txt
 run: $(BIN)/market
 	$(BIN)/market serve
 
-## The whole suite: lint, format, dependency and architecture checks, pytest (unit, integration on
-## PostgreSQL and SQLite, e2e over HTTP), then the fuzzing campaign (hypothesis, then schemathesis).
-test: lint rules unit fuzz
+## The whole suite, as CI runs it: the static checks, the unit, integration (PostgreSQL and SQLite) and
+## end-to-end tests, then the fuzzing campaign (hypothesis, then schemathesis).
+test: check test-unit test-integration test-e2e fuzz
 
-lint: $(BIN)/market
+## Static checks: ruff (lint and format), pip check, import-linter (the layers), and the Prometheus alert and
+## recording rules: syntax, then their unit tests (promtool: Debian's `prometheus`).
+check: $(BIN)/market
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/pip check
 	$(BIN)/lint-imports
-
-## Prometheus alert and recording rules: syntax, then their unit tests (promtool: Debian's `prometheus`).
-rules:
 	promtool check rules infra/prometheus/rules.yaml
 	promtool test rules infra/prometheus/rules_test.yaml
 
-## Every test but the fuzzing properties (`make fuzz` runs those with its own budget; a bare `pytest` runs
-## them too, with 50 examples each).
-unit: $(BIN)/market
-	$(BIN)/python -m pytest -m "not fuzz"
+## The fuzzing properties (`-m fuzz`) are left to `make fuzz`, which runs them with its own budget; a bare
+## `pytest` runs them too, with 50 examples each.
+
+## Domain, use cases (in-memory fakes) and the infrastructure files: no database, no server.
+test-unit: $(BIN)/market
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not fuzz" tests/unit tests/infra
+
+## Adapters against real PostgreSQL and SQLite (MARKET_TEST_POSTGRES_URL, see the README).
+test-integration: $(BIN)/market
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not fuzz" tests/integration
+
+## The app over HTTP: `market serve` in a subprocess, on each engine.
+test-e2e: $(BIN)/market
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not fuzz" tests/e2e
 
 ## The fuzzing campaign; zero 5xx and zero hangs, or it fails. Budget, about 6 minutes on 2 busy cores
 ## (2 for hypothesis, 4 for schemathesis):

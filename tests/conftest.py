@@ -1,11 +1,11 @@
-"""Shared fixtures: fresh databases on both engines. Every test database is created here and dropped after."""
+"""Shared fixtures: fresh databases on both engines (every test database is created here and dropped after), a
+migrated `Database` on each, and the process's telemetry."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -13,31 +13,14 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from market.adapters.db.database import Database
 from market.config import Settings
 from market.telemetry.setup import Telemetry, install_telemetry
+from tests.support.database import open_database
+from tests.support.postgres import POSTGRES_ADMIN_URL, admin_execute, postgres_url
 
 # Tests read the spans the service makes; with no exporter configured the service would not record them.
 os.environ.setdefault("OTEL_TRACES_SAMPLER", "parentbased_always_on")
-
-POSTGRES_ADMIN_URL = os.environ.get(
-    "MARKET_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-
-
-def _admin(sql: str) -> None:
-    async def run() -> None:
-        conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
-def postgres_url(database: str) -> str:
-    base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
-    return f"{base}/{database}"
 
 
 @pytest.fixture
@@ -45,7 +28,7 @@ def fresh_postgres_url() -> Iterator[str]:
     """A new, empty PostgreSQL database for one test; dropped afterwards."""
     name = f"market_test_{uuid.uuid4().hex[:12]}"
     try:
-        _admin(f'CREATE DATABASE "{name}"')
+        admin_execute(f'CREATE DATABASE "{name}"')
     except (OSError, asyncpg.PostgresError) as exc:
         pytest.fail(
             f"PostgreSQL at {POSTGRES_ADMIN_URL} is needed for this test (MARKET_TEST_POSTGRES_URL): {exc}"
@@ -53,7 +36,7 @@ def fresh_postgres_url() -> Iterator[str]:
     try:
         yield postgres_url(name)
     finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -67,6 +50,24 @@ def database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("fresh_sqlite_url")
     return request.getfixturevalue("fresh_postgres_url")
+
+
+@pytest.fixture
+async def bare_db(database_url: str) -> AsyncIterator[Database]:
+    """A `Database` on each engine, started, but without migrations."""
+    database = open_database(database_url)
+    await database.start()
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+async def db(bare_db: Database) -> AsyncIterator[Database]:
+    """A `Database` on each engine, started and migrated."""
+    await bare_db.migrate()
+    yield bare_db
 
 
 @pytest.fixture(scope="session")

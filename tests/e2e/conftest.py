@@ -2,121 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import _admin, postgres_url
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    def __init__(
-        self,
-        base_url: str,
-        engine: str,
-        process: subprocess.Popen[bytes],
-        log: Path,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.base_url = base_url
-        self.engine = engine
-        self.process = process
-        self.log = log
-        self.env = env or {}
-        """The server's environment: run `market` commands against the same database and var folder."""
-
-    def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)  # type: ignore[arg-type]
-
-
-def start_server(
-    database_url: str,
-    workdir: Path,
-    engine: str,
-    extra_env: dict[str, str] | None = None,
-    serve_args: tuple[str, ...] = (),
-) -> LiveServer:
-    """`market serve` (plus `serve_args`, e.g. `--workers 2`), ready. Rate limits are off unless `extra_env`
-    turns them on: suites sign in and check out far more often than any one client should. Password hashes
-    queue for up to 30 s instead of 2 s: suites register accounts in parallel on a shared, busy machine."""
-    port = _free_port()
-    log = workdir / f"server-{port}.log"
-    env = {
-        **os.environ,
-        "MARKET_DATABASE_URL": database_url,
-        "MARKET_VAR_DIR": str(workdir / "var"),
-        "MARKET_PORT": str(port),
-        "MARKET_RATE_LIMITS": "off",
-        "MARKET_PASSWORD_HASH_WAIT_MS": "30000",
-    }
-    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)  # the developer's collector; a test may name its own
-    env.update(extra_env or {})
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "market", "serve", "--port", str(port), *serve_args],
-            env=env,
-            cwd=workdir,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"market serve exited early:\n{log.read_text()}")
-        try:
-            if httpx.get(base + "/health/ready", timeout=1).status_code == 200:
-                return LiveServer(base, engine, process, log, env)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"market serve did not become ready:\n{log.read_text()}")
-
-
-def stop_server(server: LiveServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-
-
-@contextmanager
-def serving(engine: str, workdir: Path, env: dict[str, str] | None = None) -> Iterator[LiveServer]:
-    """`market serve` on a fresh database of `engine`, stopped (and the database dropped) on exit."""
-    if engine == "sqlite":
-        server = start_server(f"sqlite:///{workdir / 'market.db'}", workdir, "sqlite", env)
-        try:
-            yield server
-        finally:
-            stop_server(server)
-        return
-    name = f"market_test_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    try:
-        server = start_server(postgres_url(name), workdir, "postgresql", env)
-        try:
-            yield server
-        finally:
-            stop_server(server)
-    finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+from tests.support.live_server import LiveServer, serving
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -131,23 +22,3 @@ def live_server(
 def client(live_server: LiveServer) -> Iterator[httpx.Client]:
     with live_server.client() as c:
         yield c
-
-
-def register(
-    client: httpx.Client, role: str = "buyer", password: str = "correct horse battery"
-) -> dict[str, str]:
-    """A new account and its bearer header: {'id', 'email', 'password', 'Authorization'}."""
-    email = f"{role}-{uuid.uuid4().hex[:10]}@example.com"
-    r = client.post(
-        "/api/v1/auth/register",
-        json={"email": email, "password": password, "display_name": role, "role": role},
-    )
-    assert r.status_code == 201, r.text
-    token = client.post("/api/v1/auth/token", json={"email": email, "password": password}).json()[
-        "access_token"
-    ]
-    return {"id": r.json()["id"], "email": email, "password": password, "Authorization": f"Bearer {token}"}
-
-
-def auth(account: dict[str, str]) -> dict[str, str]:
-    return {"Authorization": account["Authorization"]}

@@ -8,17 +8,29 @@ import string
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from .conftest import LiveServer
+from tests.support.live_server import LiveServer
 
 PROBLEM_JSON = "application/problem+json"
 TRACERESPONSE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 ADMIN_PASSWORD = "admin-password-123"
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the background-networking switches Chromium stalls on a closed network, calling home.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def trace_id_of(response: httpx.Response) -> str:

@@ -14,7 +14,8 @@ import httpx
 import pytest
 import redis
 
-from .conftest import LiveServer, auth, register, serving, start_server, stop_server
+from tests.support.live_server import LiveServer, auth, register, serving, start_server, stop_server
+
 from .helpers import assert_problem
 
 TOKEN = "/api/v1/auth/token"

@@ -8,7 +8,8 @@ import uuid
 import jwt
 import pytest
 
-from .conftest import auth, register
+from tests.support.live_server import auth, register
+
 from .helpers import RFC3339_UTC, assert_problem, problem_type
 
 REGISTER = "/api/v1/auth/register"

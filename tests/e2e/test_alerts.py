@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.smtp_sink import SmtpSink
-from tests.webhook_receiver import WebhookReceiver
+from tests.support.live_server import LiveServer, auth, register, start_server, stop_server
+from tests.support.servers.smtp_sink import SmtpSink
+from tests.support.servers.webhook_receiver import WebhookReceiver
 
-from .conftest import LiveServer, auth, register, start_server, stop_server
 from .helpers import RFC3339_UTC, assert_problem, create_admin, create_item
 
 ALERTS = "/api/v1/admin/alerts"

@@ -31,7 +31,8 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import LiveServer, auth, register, serving
+from tests.support.live_server import LiveServer, auth, register, serving
+
 from .helpers import (
     assert_problem,
     create_admin,

@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from .conftest import auth, register
+from tests.support.live_server import auth, register
+
 from .helpers import assert_problem, create_item, problem_type, unique_word
 
 ITEMS = "/api/v1/items"

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from market.adapters.payments.signature import sign
+from tests.support.live_server import LiveServer, auth, register, serving, start_server, stop_server
 
-from .conftest import LiveServer, auth, register, serving, start_server, stop_server
 from .helpers import (
     RFC3339_UTC,
     assert_problem,

@@ -21,9 +21,9 @@ from argon2 import PasswordHasher
 
 from market.adapters.security.tokens import JwtTokenService
 from market.domain.users import Role, User
-from tests.conftest import _admin, postgres_url
+from tests.support.live_server import LiveServer, auth, register, start_server, stop_server
+from tests.support.postgres import admin_execute, postgres_url
 
-from .conftest import LiveServer, auth, register, start_server, stop_server
 from .helpers import create_item, problem_type
 
 SECRET_KEY = "e2e-concurrency-" + uuid.uuid4().hex
@@ -36,13 +36,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServe
     """A live server on a fresh PostgreSQL database, and that database's URL."""
     workdir: Path = tmp_path_factory.mktemp("concurrency")
     name = f"market_test_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
+    admin_execute(f'CREATE DATABASE "{name}"')
     try:
         live = start_server(postgres_url(name), workdir, "postgresql", {"MARKET_SECRET_KEY": SECRET_KEY})
         yield live, postgres_url(name)
         stop_server(live)
     finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")

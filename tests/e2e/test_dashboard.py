@@ -16,8 +16,8 @@ import jwt
 import pytest
 
 from market.adapters.http.dashboard import COOKIE, CSP, csrf_token
+from tests.support.live_server import LiveServer, auth, register
 
-from .conftest import LiveServer, auth, register
 from .helpers import HEX32, create_admin, trace_id_of
 
 LOGIN = "/admin/login"

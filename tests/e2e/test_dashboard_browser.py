@@ -19,21 +19,10 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 from market.adapters.http.dashboard import COOKIE
+from tests.support.live_server import LiveServer, auth, register
 
-from .conftest import LiveServer, auth, register
-from .helpers import HEX32, create_admin, create_item, trace_id_of, unique_word
+from .helpers import CHROMIUM, CHROMIUM_ARGS, HEX32, create_admin, create_item, trace_id_of, unique_word
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Without the background-networking switches Chromium stalls on a closed network, calling home.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 STEPS = ("browsed", "carted", "checkout_started", "paid")
 
 

@@ -12,9 +12,9 @@ from html.parser import HTMLParser
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from .conftest import LiveServer
-from .helpers import PROBLEM_JSON
-from .test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.live_server import LiveServer
+
+from .helpers import CHROMIUM, CHROMIUM_ARGS, PROBLEM_JSON
 
 DOC_PAGES = ["/docs", "/schema/swagger", "/schema"]
 

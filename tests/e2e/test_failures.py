@@ -17,9 +17,9 @@ import asyncpg
 import pytest
 
 from market.adapters.db.database import READINESS_CACHE_S
-from tests.conftest import _admin, postgres_url
+from tests.support.live_server import LiveServer, register, start_server, stop_server
+from tests.support.postgres import admin_execute, postgres_url
 
-from .conftest import LiveServer, register, start_server, stop_server
 from .helpers import assert_problem, create_item, problem_type
 
 # What must never reach a client in a 5xx body.
@@ -80,7 +80,7 @@ class Broken:
                 leftover.unlink(missing_ok=True)
             path.mkdir()  # a directory where the file was: SQLite cannot open it
             return
-        _admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        admin_execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -96,7 +96,7 @@ def broken(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broken]:
                 shutil.rmtree(database)
         return
     name = f"market_test_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
+    admin_execute(f'CREATE DATABASE "{name}"')
     try:
         server = start_server(postgres_url(name), tmp_path, "postgresql")
         try:
@@ -104,7 +104,7 @@ def broken(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broken]:
         finally:
             stop_server(server)
     finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_a_lost_table_is_a_503_problem_with_retry_after_that_reveals_nothing(broken):

@@ -6,7 +6,8 @@ import base64
 
 import pytest
 
-from .conftest import auth, register
+from tests.support.live_server import auth, register
+
 from .helpers import assert_problem, create_admin, item_body, problem_type, unique_word
 
 INVALID_UTF8_BODIES = [

@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from .conftest import auth, register
+from tests.support.live_server import auth, register
+
 from .helpers import HEX32, TRACERESPONSE, assert_problem, item_body, problem_type, trace_id_of
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"

@@ -15,8 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from market.telemetry import names
-
-from .conftest import LiveServer, serving
+from tests.support.live_server import LiveServer, serving
 
 STANDARD = {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
 METHOD_LABEL = re.compile(r'http_request_method="([^"]*)"')

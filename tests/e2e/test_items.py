@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from .conftest import auth, register
+from tests.support.live_server import auth, register
+
 from .helpers import RFC3339_UTC, assert_problem, create_admin, create_item, item_body, problem_type
 
 ITEMS = "/api/v1/items"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import LiveServer, register, serving
+from tests.support.live_server import LiveServer, register, serving
 
 SNAPSHOT_WAIT_S = 60  # the server writes its metrics snapshot every few seconds; CPU contention slows it
 

@@ -7,7 +7,8 @@ import json
 
 import httpx
 
-from .conftest import LiveServer, auth, register
+from tests.support.live_server import LiveServer, auth, register
+
 from .helpers import assert_problem, problem_type, run_market
 
 ME = "/api/v1/me"

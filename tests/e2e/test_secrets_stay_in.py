@@ -21,11 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.smtp_sink import SmtpSink
-from tests.telemetry_receivers import OtlpHttpReceiver, SentryReceiver
-from tests.webhook_receiver import WebhookReceiver
+from tests.support.live_server import LiveServer, auth, start_server, stop_server
+from tests.support.servers.smtp_sink import SmtpSink
+from tests.support.servers.telemetry_receivers import OtlpHttpReceiver, SentryReceiver
+from tests.support.servers.webhook_receiver import WebhookReceiver
 
-from .conftest import LiveServer, auth, start_server, stop_server
 from .helpers import assert_problem, create_admin, create_item, trace_id_of
 
 

@@ -18,10 +18,10 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from tests.conftest import _admin, postgres_url
-from tests.webhook_receiver import WebhookReceiver, down_receiver_port, running_receiver
+from tests.support.live_server import LiveServer, auth, register, start_server, stop_server
+from tests.support.postgres import admin_execute, postgres_url
+from tests.support.servers.webhook_receiver import WebhookReceiver, down_receiver_port, running_receiver
 
-from .conftest import LiveServer, auth, register, start_server, stop_server
 from .helpers import RFC3339_UTC, assert_problem, create_item, problem_type, trace_id_of
 
 DEV_SETTINGS = {"MARKET_WEBHOOKS_ALLOW_PRIVATE": "1", "MARKET_WEBHOOK_RETRY_SCHEDULE": "1s,1s,2s"}
@@ -36,11 +36,11 @@ def fresh_database(engine: str, workdir: Path) -> Iterator[str]:
         yield f"sqlite:///{workdir / 'market.db'}"
         return
     name = f"market_test_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
+    admin_execute(f'CREATE DATABASE "{name}"')
     try:
         yield postgres_url(name)
     finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -1,4 +1,4 @@
-"""Resilience (TELEMETRY.md): with the collector or Sentry down, hung or answering errors, every request still
+"""Resilience (docs/TELEMETRY.md): with the collector or Sentry down, hung or answering errors, every request still
 succeeds, memory stays bounded (queues drop), the drops are counted in `market.telemetry.dropped` on /metrics,
 and `market serve` stops within 5 s of SIGTERM.
 
@@ -20,7 +20,8 @@ import pytest
 
 from market.telemetry import drops, names
 from market.telemetry.prometheus import prometheus_name
-from tests.telemetry_receivers import (
+from tests.support.live_server import LiveServer, auth, start_server, stop_server
+from tests.support.servers.telemetry_receivers import (
     Behaviour,
     OtlpGrpcReceiver,
     OtlpHttpReceiver,
@@ -29,7 +30,6 @@ from tests.telemetry_receivers import (
     wait_until,
 )
 
-from .conftest import LiveServer, auth, start_server, stop_server
 from .helpers import create_admin
 
 ROUNDS = 150

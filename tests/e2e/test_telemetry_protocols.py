@@ -1,4 +1,4 @@
-"""The telemetry contract (TELEMETRY.md) as an SRE receives it: `market serve` exporting over real OTLP
+"""The telemetry contract (docs/TELEMETRY.md) as an SRE receives it: `market serve` exporting over real OTLP
 (HTTP/protobuf on both engines, gRPC once) to a stand-in collector, and reporting to a stand-in Sentry
 through a real DSN. Every assertion reads decoded protocol payloads, never in-memory exporters.
 
@@ -20,7 +20,8 @@ import pytest
 
 from market import __version__
 from market.telemetry import names
-from tests.telemetry_receivers import (
+from tests.support.live_server import LiveServer, auth, register, serving
+from tests.support.servers.telemetry_receivers import (
     OtlpGrpcReceiver,
     OtlpHttpReceiver,
     ReceivedPoint,
@@ -29,7 +30,6 @@ from tests.telemetry_receivers import (
     wait_until,
 )
 
-from .conftest import LiveServer, auth, register, serving
 from .helpers import assert_problem, create_admin, create_item, trace_id_of, unique_word
 
 SERVER, CLIENT, INTERNAL = 2, 3, 1  # OTLP SpanKind values

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from market.adapters.payments.signature import TOLERANCE_S, sign
+from tests.support.live_server import LiveServer, auth, serving
 
-from .conftest import LiveServer, auth, serving
 from .helpers import assert_problem, create_admin, problem_type
 
 WEBHOOK = "/api/v1/webhooks/payments"

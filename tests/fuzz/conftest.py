@@ -12,8 +12,6 @@ from datetime import timedelta
 
 from hypothesis import HealthCheck, settings
 
-from tests.integration.conftest import bare_db, db  # noqa: F401 (fixtures: a migrated database per engine)
-
 settings.register_profile(
     "market",
     max_examples=int(os.environ.get("MARKET_FUZZ_EXAMPLES", "50")),

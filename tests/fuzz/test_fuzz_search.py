@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from market.adapters.db.repositories import PiccoloItemRepository
 from market.adapters.db.search import search_terms
 from market.domain.catalog import MAX_QUERY_TERMS, ItemFilter, normalise_query
-from tests.integration.conftest import add_item, add_user
+from tests.support.database import add_item, add_user
 
 pytestmark = pytest.mark.fuzz
 

@@ -99,7 +99,7 @@ def exported_series_names() -> set[str]:
     return series
 
 
-# The metric attributes of the contract (TELEMETRY.md, Metrics): bounded sets only. Ids, queries and e-mails
+# The metric attributes of the contract (docs/TELEMETRY.md, Metrics): bounded sets only. Ids, queries and e-mails
 # are span attributes, never labels, so a rule grouping by market_order_id fails here.
 METRIC_ATTRIBUTES = (
     names.HTTP_REQUEST_METHOD,

@@ -8,7 +8,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,8 +22,9 @@ from market.adapters.alerting.notifiers import (
 )
 from market.config import SmtpURL
 from market.telemetry.alerting import AlertEvaluator, Reading, default_rules
-from tests.smtp_sink import SmtpSink
-from tests.webhook_receiver import down_receiver_port, running_receiver
+from tests.support.fakes import FakeClock
+from tests.support.servers.smtp_sink import SmtpSink
+from tests.support.servers.webhook_receiver import down_receiver_port, running_receiver
 
 MESSAGE = AlertMessage(
     subject="[FIRING] payment_failures (critical)", text="[FIRING] payment_failures: 100 %"
@@ -127,14 +128,6 @@ async def test_email_notifier_fails_when_nobody_listens():
 # --- the monitor --------------------------------------------------------------------------------------------
 
 
-class ManualClock:
-    def __init__(self) -> None:
-        self.current = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.current
-
-
 class FakeNotifier:
     """Records what it was sent; fails the first `failures` attempts; may hang."""
 
@@ -163,7 +156,7 @@ class Scenario:
     """A monitor over scripted readings; `tick()` advances 15 s and evaluates."""
 
     def __init__(self, *notifiers: FakeNotifier, lease: FileLease | None = None) -> None:
-        self.clock = ManualClock()
+        self.clock = FakeClock(step=timedelta(0))
         self.reading = Reading()
         self.monitor = AlertMonitor(
             AlertEvaluator(default_rules(backups_scheduled=False), self.clock),
@@ -272,7 +265,7 @@ async def test_only_the_holder_of_the_lease_notifies(tmp_path: Path):
 
 
 def test_notification_texts_say_what_where_how_bad_and_since_when():
-    clock = ManualClock()
+    clock = FakeClock(step=timedelta(0))
     evaluator = AlertEvaluator(default_rules(backups_scheduled=True), clock)
     assert evaluator.observe(Reading()) == []  # scheduled, no backup yet: the age counts from now
     clock.current += timedelta(hours=27)

@@ -27,9 +27,8 @@ from market.domain.events import (
 from market.domain.orders import OrderStatus
 from market.domain.users import Role
 from market.telemetry import request_context
-
-from .conftest import T0, add_item, add_user, count
-from .test_commerce_repositories import new_order
+from tests.support.database import add_item, add_user, count
+from tests.support.factories import T0, new_order
 
 PERIOD = Period(T0, T0 + timedelta(days=1))
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -335,7 +334,7 @@ async def test_the_business_gauges_show_the_last_24_hours_reports(db):
 
     from market.adapters.telemetry.business import refresh_business_gauges
     from market.telemetry.metrics import Instruments
-    from tests.fakes import FakeClock
+    from tests.support.fakes import FakeClock
 
     item, buyer = uid(), uid()
     await record(db, "a", 0, ItemViewed(item, uid()), CartChanged(item, "add", 1), user=buyer)

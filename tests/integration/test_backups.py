@@ -9,23 +9,18 @@ import tarfile
 import pytest
 
 from market.adapters.backups.archive import verified_marker
-
-from .test_backups_support import (
+from tests.support.backups import (
     ITEMS,
     SELLERS,
     Market,
     business_fingerprint,
-    engine,
     fingerprint,
-    market,
     migrate,
     one_line_failure,
     scratch_databases,
     seed,
     wipe,
 )
-
-__all__ = ["engine", "market"]  # fixtures
 
 
 def test_round_trip_create_lose_everything_restore_gives_back_every_row(market: Market, engine: str):

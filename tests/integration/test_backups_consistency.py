@@ -16,10 +16,7 @@ import asyncpg
 
 from market.adapters.backups.service import BackupService
 from market.config import DatabaseURL
-
-from .test_backups_support import ITEMS, SELLERS, Market, engine, market, other_postgres_url, seed
-
-__all__ = ["engine", "market"]  # fixtures
+from tests.support.backups import ITEMS, SELLERS, Market, other_postgres_url, seed
 
 _USER = (
     "INSERT INTO users (id, email, display_name, role, password_hash, created_at)"

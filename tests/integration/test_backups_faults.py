@@ -27,19 +27,14 @@ from market.adapters.backups.archive import verified_marker
 from market.adapters.backups.manifest import FORMAT_VERSION
 from market.adapters.backups.service import BackupService
 from market.config import DatabaseURL
-
-from .test_backups_support import (
+from tests.support.backups import (
     Market,
-    engine,
     fingerprint,
-    market,
     one_line_failure,
     other_postgres_url,
     scratch_databases,
     seed,
 )
-
-__all__ = ["engine", "market"]  # fixtures
 
 PAYLOAD = {"postgresql": "database.dump", "sqlite": "database.sqlite3"}
 

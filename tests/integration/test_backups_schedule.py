@@ -4,8 +4,6 @@ workers (service workers or `market backup schedule` processes) exactly one take
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import os
 import signal
 import subprocess
@@ -24,41 +22,10 @@ from market.adapters.backups.schedule import LeadershipLost, leadership, run_dai
 from market.adapters.backups.service import BackupService
 from market.config import DatabaseURL
 from market.telemetry import names
-
-from .test_backups_support import Market, engine, market, seed
-
-__all__ = ["engine", "market"]  # fixtures
+from tests.support.backups import Market, seed
+from tests.support.fakes import FakeClock
 
 START = datetime(2026, 3, 1, 1, 30, tzinfo=UTC)
-
-
-class VirtualClock:
-    """Time stands still while any worker is busy, and jumps to the earliest wake-up once all of them
-    sleep: every worker sees the same instants a real clock would give it, however slow the machine."""
-
-    def __init__(self, start: datetime, workers: int, until: datetime | None = None) -> None:
-        self.now = start
-        self.workers = workers
-        self.until = until
-        self.stopped = asyncio.Event()
-        """Set when every worker sleeps past `until`: time stops there."""
-        self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        future = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.now + timedelta(seconds=seconds), next(self._order), future))
-        if len(self._sleepers) >= self.workers:
-            if self.until is not None and self._sleepers[0][0] > self.until:
-                self.stopped.set()
-                await future  # forever: the test cancels the workers
-            wake, _, first = heapq.heappop(self._sleepers)
-            self.now = max(self.now, wake)
-            first.set_result(None)
-        await future
 
 
 def _runs(reader: InMemoryMetricReader) -> dict[str, int]:
@@ -76,7 +43,7 @@ def _runs(reader: InMemoryMetricReader) -> dict[str, int]:
 
 def test_the_schedule_takes_a_backup_every_day_at_the_configured_utc_time(fresh_sqlite_url, tmp_path):
     seed(fresh_sqlite_url, items=50)
-    clock = VirtualClock(START, workers=1)
+    clock = FakeClock(START, step=timedelta(0))
     service = BackupService(DatabaseURL.parse(fresh_sqlite_url), tmp_path / "backups", clock=clock)
 
     runs = asyncio.run(run_daily(service, time(3, 15), clock=clock, sleep=clock.sleep, max_runs=3))
@@ -90,7 +57,7 @@ def test_the_schedule_takes_a_backup_every_day_at_the_configured_utc_time(fresh_
 def test_several_workers_take_one_backup_per_day_between_them(market: Market, engine: str):
     seed(market.url, items=50)
     workers = 3
-    clock = VirtualClock(START, workers, until=START + timedelta(days=3, hours=1))
+    clock = FakeClock(START, step=timedelta(0), workers=workers, until=START + timedelta(days=3, hours=1))
     reader = InMemoryMetricReader()
     meters = MeterProvider(metric_readers=[reader])
     services = [

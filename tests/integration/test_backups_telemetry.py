@@ -26,10 +26,7 @@ from market.adapters.backups.errors import BackupError
 from market.adapters.backups.service import BackupService
 from market.config import DatabaseURL
 from market.telemetry import names
-
-from .test_backups_support import engine, seed
-
-__all__ = ["engine"]  # fixtures
+from tests.support.backups import seed
 
 NOW = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
 

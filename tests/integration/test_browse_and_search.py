@@ -13,8 +13,8 @@ import pytest
 from market.adapters.db.repositories import PiccoloItemRepository
 from market.domain.catalog import ItemFilter, normalise_query
 from market.domain.errors import InvalidCursor
-
-from .conftest import T0, add_item, add_user, count
+from tests.support.database import add_item, add_user, count
+from tests.support.factories import T0
 
 
 async def _walk(items: PiccoloItemRepository, item_filter: ItemFilter, limit: int) -> list[list[str]]:

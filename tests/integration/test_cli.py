@@ -22,9 +22,8 @@ from market.bootstrap import SystemClock
 from market.domain.catalog import ItemFilter
 from market.domain.errors import InvalidCredentials
 from market.domain.users import Role
-from tests.conftest import postgres_url
-
-from .conftest import open_database
+from tests.support.database import open_database
+from tests.support.postgres import postgres_url
 
 ADMIN_PASSWORD = "correct horse battery staple"
 

@@ -24,44 +24,14 @@ from market.adapters.db.repositories import PiccoloItemRepository, PiccoloUnitOf
 from market.application.ports import IdempotentReplay
 from market.domain.catalog import ItemStatus
 from market.domain.errors import InvalidCursor
-from market.domain.orders import Order, OrderLine, OrderStatus, Payment, PaymentStatus
+from market.domain.orders import Order, OrderStatus, PaymentStatus
 from market.domain.users import Role
-
-from .conftest import T0, add_item, add_user, count
-
-TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+from tests.support.database import add_item, add_user, count
+from tests.support.factories import T0, TRACEPARENT, new_order
 
 
 async def stock_of(db, item_id: str) -> int:
     return (await PiccoloItemRepository(db).get(item_id)).stock
-
-
-def new_order(buyer, items_and_quantities, *, created_at=T0, status=OrderStatus.PENDING_PAYMENT) -> Order:
-    order_id = str(uuid.uuid4())
-    lines = tuple(
-        OrderLine(i.id, i.seller_id, i.title, quantity, i.price_cents) for i, quantity in items_and_quantities
-    )
-    total = sum(line.line_total_cents for line in lines)
-    return Order(
-        id=order_id,
-        buyer_id=buyer.id,
-        status=status,
-        lines=tuple(sorted(lines, key=lambda line: (line.title, line.item_id))),
-        total_cents=total,
-        currency="EUR",
-        created_at=created_at,
-        updated_at=created_at,
-        payment=Payment(
-            id=str(uuid.uuid4()),
-            order_id=order_id,
-            status=PaymentStatus.PENDING,
-            method="card",
-            amount_cents=total,
-            currency="EUR",
-            provider="sandbox",
-        ),
-        traceparent=TRACEPARENT,
-    )
 
 
 async def add_order(db, order: Order) -> Order:

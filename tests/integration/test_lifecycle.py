@@ -19,8 +19,8 @@ from market.adapters.db.database import Database
 from market.adapters.db.errors import DatabaseUnavailable
 from market.bootstrap import build_app
 from market.config import Settings
-from tests.conftest import _admin, postgres_url
 from tests.integration.blocking import idle_in_transaction, locked
+from tests.support.postgres import admin_execute, postgres_url
 
 CYCLES = 20
 
@@ -81,14 +81,14 @@ def test_the_app_stops_while_its_background_work_waits_on_a_slow_database(fresh_
 def test_the_app_stops_after_its_postgresql_database_is_dropped(tmp_path):
     for _ in range(5):
         name = f"market_test_{uuid.uuid4().hex[:12]}"
-        _admin(f'CREATE DATABASE "{name}"')
+        admin_execute(f'CREATE DATABASE "{name}"')
         try:
             with TestClient(build_app(_settings(postgres_url(name), tmp_path))) as client:
                 assert client.get("/api/v1/items").status_code == 200
-                _admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+                admin_execute(f'DROP DATABASE "{name}" WITH (FORCE)')
                 assert client.get("/api/v1/items").status_code == 503
         finally:
-            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_the_app_stops_after_its_sqlite_file_is_deleted(fresh_sqlite_url, tmp_path):

@@ -13,8 +13,8 @@ from pathlib import Path
 from market.adapters.backups.schedule import LOCK_FILE, leadership
 from market.adapters.backups.service import BackupInfo, BackupService
 from market.config import DatabaseURL
-from tests.integration.conftest import open_database
-from tests.integration.test_backups_support import seed
+from tests.support.backups import seed
+from tests.support.database import open_database
 
 
 def _mode(path: Path) -> int:

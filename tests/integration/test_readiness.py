@@ -12,9 +12,9 @@ from market.adapters.db.database import READINESS_CACHE_S, Database
 from market.adapters.db.migrations import HEAD, TABLES
 from market.bootstrap import build_app
 from market.config import Settings
-from tests.conftest import _admin
 from tests.integration.blocking import execute as _execute
 from tests.integration.blocking import locked as _locked
+from tests.support.postgres import admin_execute
 
 
 def _settings(url: str, tmp_path) -> Settings:
@@ -32,7 +32,7 @@ def test_ready_is_a_503_problem_once_the_database_is_gone(fresh_postgres_url, tm
     with TestClient(build_app(_settings(fresh_postgres_url, tmp_path))) as client:
         assert client.get("/health/ready").status_code == 200
         name = fresh_postgres_url.rsplit("/", 1)[1]
-        _admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin_execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         time.sleep(READINESS_CACHE_S)  # the 200 above is remembered that long
         response = client.get("/health/ready")
         live = client.get("/health/live")

@@ -13,8 +13,8 @@ from market.adapters.db.repositories import PiccoloItemRepository, PiccoloUnitOf
 from market.domain.catalog import ItemStatus
 from market.domain.errors import EmailAlreadyRegistered
 from market.domain.users import Role, UserStatus
-
-from .conftest import T0, add_item, add_user, count, new_item, new_user
+from tests.support.database import add_item, add_user, count, new_item, new_user
+from tests.support.factories import T0
 
 MALFORMED_IDS = [
     "",

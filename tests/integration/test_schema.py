@@ -16,8 +16,7 @@ from market.adapters.db.migrations.runner import apply_migrations
 from market.adapters.db.repositories import PiccoloItemRepository, PiccoloUserRepository
 from market.adapters.db.tables import ALL_TABLES
 from market.domain.users import UserStatus
-
-from .conftest import add_item, add_user, count, new_user, open_database
+from tests.support.database import add_item, add_user, count, new_user, open_database
 
 CONSTRAINT_VIOLATIONS = (asyncpg.exceptions.CheckViolationError, sqlite3.IntegrityError)
 

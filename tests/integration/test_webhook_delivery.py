@@ -34,30 +34,17 @@ from market.domain.orders import Order, OrderLine, OrderStatus
 from market.domain.users import User
 from market.domain.webhooks import AttemptResult, DeliveryStatus, Verdict, WebhookEndpoint
 from market.telemetry import names
-from tests.webhook_receiver import down_receiver_port, running_receiver
-
-from .conftest import add_user, open_database
+from tests.support.database import add_user, open_database
+from tests.support.fakes import FakeClock
+from tests.support.servers.webhook_receiver import down_receiver_port, running_receiver
 
 LEASE = timedelta(seconds=60)
 SCHEDULE = (5, 60)
 
 
-class ManualClock:
-    """Time moves only when the test says so (signatures need a time close to the real one)."""
-
-    def __init__(self) -> None:
-        self.current = datetime.now(UTC)
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, seconds: float) -> None:
-        self.current += timedelta(seconds=seconds)
-
-
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+def clock() -> FakeClock:
+    return FakeClock(datetime.now(UTC), step=timedelta(0))  # signatures need a time close to the real one
 
 
 @pytest.fixture
@@ -131,7 +118,7 @@ async def attempts_of(db: Database, delivery_id: str) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-def run(db: Database, sender: HttpxWebhookSender, clock: ManualClock, **kwargs):
+def run(db: Database, sender: HttpxWebhookSender, clock: FakeClock, **kwargs):
     return deliver_due_webhooks(
         deliveries=PiccoloWebhookDeliveryRepository(db),
         sender=sender,
@@ -507,7 +494,7 @@ async def test_two_workers_deliver_every_event_exactly_once(db, database_url, cl
 async def test_the_worker_loop_delivers_in_the_background_and_stops_promptly(db, sender):
     with running_receiver(200) as receiver:
         seller, _ = await seller_with_endpoint(db, receiver.url)
-        real_clock = ManualClock()
+        real_clock = FakeClock(datetime.now(UTC), step=timedelta(0))
         worker = WebhookDeliveryWorker(
             PiccoloWebhookDeliveryRepository(db), sender, real_clock, SCHEDULE, poll_interval_s=0.05
         )

@@ -17,7 +17,7 @@ from market.adapters.security.passwords import Argon2PasswordHasher
 from market.application.accounts import Register, issue_token, register_user
 from market.config import ConfigError, Rate, Settings
 from market.domain.errors import InvalidCredentials, RateLimited, ServerBusy
-from tests.fakes import (
+from tests.support.fakes import (
     FakeClock,
     FakeEventPublisher,
     FakeIdGenerator,

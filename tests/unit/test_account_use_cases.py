@@ -6,14 +6,11 @@ from __future__ import annotations
 import pytest
 
 from market.application.accounts import (
-    Register,
     change_password,
     current_user,
     disable_user,
     enable_user,
-    issue_token,
     list_users,
-    register_user,
     set_password,
     sign_out_everywhere,
 )
@@ -26,55 +23,7 @@ from market.domain.errors import (
 )
 from market.domain.events import UserRegistered
 from market.domain.users import Role, UserStatus
-from tests.fakes import (
-    FakeClock,
-    FakeEventPublisher,
-    FakeIdGenerator,
-    FakePasswordHasher,
-    FakeStore,
-    FakeTokenService,
-)
-
-PASSWORD = "correct horse battery"
-
-
-class World:
-    def __init__(self) -> None:
-        self.store = FakeStore()
-        self.hasher = FakePasswordHasher()
-        self.ids = FakeIdGenerator()
-        self.clock = FakeClock()
-        self.events = FakeEventPublisher()
-        self.tokens = FakeTokenService()
-
-    async def register(self, email: str = "ada@example.com", role: str = "buyer", **kwargs):
-        return await register_user(
-            Register(email, kwargs.pop("password", PASSWORD), kwargs.pop("display_name", "Ada"), role),
-            uow=self.store.uow,
-            hasher=self.hasher,
-            ids=self.ids,
-            clock=self.clock,
-            events=self.events,
-            **kwargs,
-        )
-
-    async def token(self, email: str, password: str):
-        return await issue_token(
-            email,
-            password,
-            repos=self.store.repos,
-            uow=self.store.uow,
-            hasher=self.hasher,
-            tokens=self.tokens,
-            clock=self.clock,
-            dummy_hash="hashed:nobody",
-        )
-
-    def accepted(self, token) -> bool:
-        """Whether the token still signs its user in, as the HTTP auth step decides."""
-        claims = self.tokens.read(token.token)
-        user = self.store.users.get(claims.user_id) if claims else None
-        return user is not None and user.accepts_token(claims.token_version)
+from tests.support.world import PASSWORD, World
 
 
 @pytest.fixture

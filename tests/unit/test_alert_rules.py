@@ -18,28 +18,18 @@ from market.telemetry.alerting import (
     histogram_quantile,
     rise,
 )
+from tests.support.fakes import FakeClock
 
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 STEP = timedelta(seconds=15)
 BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2, 2.5, 5, 7.5, 10, math.inf)
 
 
-class ManualClock:
-    def __init__(self, start: datetime = START) -> None:
-        self.current = start
-
-    def now(self) -> datetime:
-        return self.current
-
-    def advance(self, delta: timedelta = STEP) -> None:
-        self.current += delta
-
-
 class Driver:
     """An evaluator fed one reading per step; keeps the cumulative totals like a process's metrics do."""
 
     def __init__(self, *, backups_scheduled: bool = False) -> None:
-        self.clock = ManualClock()
+        self.clock = FakeClock(START, step=timedelta(0))
         self.evaluator = AlertEvaluator(default_rules(backups_scheduled=backups_scheduled), self.clock)
         self.total = Reading(duration_buckets=dict.fromkeys(BOUNDS, 0.0))
 
@@ -96,7 +86,7 @@ def test_no_traffic_fires_nothing_and_measures_nothing(driver):
 
 
 def test_before_the_first_reading_every_rule_is_ok_and_unevaluated():
-    evaluator = AlertEvaluator(default_rules(backups_scheduled=True), ManualClock())
+    evaluator = AlertEvaluator(default_rules(backups_scheduled=True), FakeClock(START, step=timedelta(0)))
     assert evaluator.evaluated_at is None
     assert [s.name for s in evaluator.statuses()] == [
         "high_error_rate",
@@ -329,4 +319,4 @@ def test_histogram_quantile_interpolates_like_prometheus(buckets, expected):
 def test_rule_names_must_be_unique():
     rules = default_rules(backups_scheduled=False)
     with pytest.raises(ValueError, match="unique"):
-        AlertEvaluator([*rules, rules[0]], ManualClock())
+        AlertEvaluator([*rules, rules[0]], FakeClock(START, step=timedelta(0)))

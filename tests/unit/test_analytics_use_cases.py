@@ -11,13 +11,12 @@ from market.application.catalog import browse_items, view_item
 from market.domain.catalog import ItemFilter
 from market.domain.events import CartChanged, CheckoutStarted, ItemViewed, OrderPaid, PaymentAttempted
 from market.domain.orders import InsufficientStock, PaymentDeclined, PaymentGatewayUnavailable
-
-from .test_checkout_use_cases import World
+from tests.support.world import World
 
 
 @pytest.fixture
 def world() -> World:
-    return World()
+    return World().stock_shelves()
 
 
 def kinds(events) -> list[str]:

@@ -15,8 +15,7 @@ from market.domain.catalog import (
 )
 from market.domain.errors import PermissionDenied, ValidationFailed
 from market.domain.users import Role
-
-from .factories import T0, item, item_fields, user
+from tests.support.factories import T0, item, item_fields, user
 
 
 def _bad_fields(raised: pytest.ExceptionInfo[ValidationFailed]) -> set[str]:

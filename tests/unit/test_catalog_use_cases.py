@@ -4,56 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from market.application.catalog import archive_item, browse_items, change_item, list_item, view_item
 from market.domain.catalog import ItemFilter, ItemStatus, normalise_query
 from market.domain.errors import NotFound, PermissionDenied, ValidationFailed
 from market.domain.events import ItemListed, ItemViewed, SearchPerformed
-from market.domain.users import Role
-from tests.fakes import FakeClock, FakeEventPublisher, FakeIdGenerator, FakeStore
-
-from .factories import item, item_fields, user
-
-SELLER = user(Role.SELLER, "seller-1")
-OTHER_SELLER = user(Role.SELLER, "seller-2")
-ADMIN = user(Role.ADMIN, "admin-1")
-BUYER = user(Role.BUYER, "buyer-1")
-
-
-class World:
-    def __init__(self) -> None:
-        self.store = FakeStore()
-        self.ids = FakeIdGenerator()
-        self.clock = FakeClock()
-        self.events = FakeEventPublisher()
-
-    async def list(self, seller=SELLER, **fields):
-        return await list_item(
-            seller,
-            item_fields(**fields),
-            uow=self.store.uow,
-            ids=self.ids,
-            clock=self.clock,
-            events=self.events,
-        )
-
-    async def change(self, who, item_id, changes):
-        return await change_item(who, item_id, changes, uow=self.store.uow, clock=self.clock)
-
-    async def archive(self, who, item_id):
-        await archive_item(who, item_id, uow=self.store.uow, clock=self.clock)
-
-    async def view(self, item_id):
-        return await view_item(item_id, repos=self.store.repos, clock=self.clock, events=self.events)
-
-    async def browse(self, item_filter=None, limit=20, cursor=None):
-        return await browse_items(
-            item_filter or ItemFilter(),
-            limit,
-            cursor,
-            repos=self.store.repos,
-            clock=self.clock,
-            events=self.events,
-        )
+from tests.support.factories import item
+from tests.support.world import ADMIN, BUYER, OTHER_SELLER, SELLER, World
 
 
 @pytest.fixture

@@ -9,12 +9,7 @@ from datetime import timedelta
 import pytest
 
 from market.application import ports
-from market.application.cart import set_cart_quantity, view_cart
 from market.application.checkout import (
-    PaymentMethodInput,
-    ProviderEvent,
-    apply_provider_event,
-    checkout,
     get_order,
     list_orders,
     reconcile_payments,
@@ -32,94 +27,17 @@ from market.domain.orders import (
     PaymentGatewayUnavailable,
     PaymentStatus,
 )
-from market.domain.users import Role
-from tests import fakes
-from tests.fakes import (
+from tests.support import fakes
+from tests.support.fakes import (
     FakeClock,
-    FakeEventPublisher,
-    FakeIdGenerator,
-    FakePaymentGateway,
     FakeStockRepository,
-    FakeStore,
 )
-
-from .factories import item, user
-
-BUYER = user(Role.BUYER, "buyer-1")
-OTHER_BUYER = user(Role.BUYER, "buyer-2")
-SELLER = user(Role.SELLER, "seller-1")
-OTHER_SELLER = user(Role.SELLER, "seller-2")
-ADMIN = user(Role.ADMIN, "admin-1")
-
-
-class World:
-    def __init__(self) -> None:
-        self.store = FakeStore()
-        self.ids = FakeIdGenerator()
-        self.clock = FakeClock()
-        self.events = FakeEventPublisher()
-        self.gateway = FakePaymentGateway()
-        self.store.items["mug"] = item(id="mug", title="Blue mug", price_cents=1999, stock=5)
-        self.store.items["hat"] = item(
-            id="hat", title="Hat", price_cents=500, stock=3, seller_id=OTHER_SELLER.id
-        )
-        self.store.items["dollar"] = item(id="dollar", title="Yankee mug", currency="USD", stock=5)
-
-    @property
-    def state(self):
-        return self.store.commerce
-
-    def stock(self, item_id: str) -> int:
-        return self.store.items[item_id].stock
-
-    async def put(self, item_id: str, quantity: int, buyer=BUYER):
-        return await set_cart_quantity(
-            buyer, item_id, quantity, uow=self.store.uow, clock=self.clock, events=self.events
-        )
-
-    async def cart(self, buyer=BUYER):
-        return await view_cart(buyer, uow=self.store.uow)
-
-    async def checkout(self, token: str = "tok_visa", buyer=BUYER):
-        return await checkout(
-            buyer,
-            PaymentMethodInput("card", token),
-            uow=self.store.uow,
-            gateway=self.gateway,
-            ids=self.ids,
-            clock=self.clock,
-            events=self.events,
-            traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01",
-        )
-
-    async def event(self, event_id: str, event_type: str, order_id: str, **extra):
-        return await apply_provider_event(
-            ProviderEvent(event_id, event_type, order_id, **extra),
-            uow=self.store.uow,
-            clock=self.clock,
-            events=self.events,
-        )
-
-    async def reconcile(self):
-        self.clock.current += timedelta(minutes=1)  # past the grace period
-        return await reconcile_payments(
-            uow=self.store.uow, gateway=self.gateway, clock=self.clock, events=self.events
-        )
-
-    def order(self, order_id: str):
-        return self.state.orders[order_id]
-
-    def only_order(self):
-        assert len(self.state.orders) == 1, self.state.orders
-        return next(iter(self.state.orders.values()))
-
-    def published(self, kind):
-        return [e for e in self.events.published if isinstance(e, kind)]
+from tests.support.world import ADMIN, BUYER, OTHER_BUYER, OTHER_SELLER, SELLER, World
 
 
 @pytest.fixture
 def world() -> World:
-    return World()
+    return World().stock_shelves()
 
 
 # --- cart -------------------------------------------------------------------------------------------------

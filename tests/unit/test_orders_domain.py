@@ -24,8 +24,7 @@ from market.domain.orders import (
     place_order,
 )
 from market.domain.users import Role
-
-from .factories import T0, user
+from tests.support.factories import T0, user
 
 S = OrderStatus
 # Written out on purpose rather than read from ALLOWED_TRANSITIONS: the test states the contract.

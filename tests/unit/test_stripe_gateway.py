@@ -32,7 +32,7 @@ from market.application.checkout import ProviderEvent
 from market.application.ports import ChargeRequest, ChargeResult
 from market.application.services import Services
 from market.domain.orders import PaymentGatewayUnavailable
-from tests.fakes import FakeEventPublisher, FakeStore
+from tests.support.fakes import FakeEventPublisher, FakeStore
 
 API_KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
 ORDER_ID = "0b6f1f8e-1111-4c3b-9a57-6d1c3c1f0a01"

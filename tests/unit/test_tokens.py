@@ -10,7 +10,7 @@ import pytest
 
 from market.adapters.security.tokens import JwtTokenService
 from market.application.ports import TokenClaims
-from tests.unit import factories
+from tests.support import factories
 
 KEY = "k" * 48
 

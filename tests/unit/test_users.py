@@ -16,7 +16,7 @@ from market.domain.users import (
     validate_new_password,
     validate_registration,
 )
-from tests.unit import factories
+from tests.support import factories
 
 GOOD = {
     "email": "ada@example.com",

@@ -1,5 +1,5 @@
 """The ports: what the use cases need from the world, as Protocols. Adapters implement them; tests use the
-`Fake*` doubles in tests/fakes.py."""
+`Fake*` doubles in tests/support/fakes.py."""
 
 from __future__ import annotations
 

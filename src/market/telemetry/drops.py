@@ -1,6 +1,6 @@
 """Telemetry the service gave up on, counted: `market.telemetry.dropped` {market.telemetry.signal}.
 
-Queues drop rather than grow or block when the collector or Sentry is down, slow or refusing (TELEMETRY.md,
+Queues drop rather than grow or block when the collector or Sentry is down, slow or refusing (docs/TELEMETRY.md,
 Resilience) — and a drop nobody can see is a hole in the data nobody can explain. Counted here:
 - `spans`: spans pushed out of the full batch queue, and spans in a batch whose export failed (refused,
   timed out, rejected after the exporter's own retries);

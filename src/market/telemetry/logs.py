@@ -67,8 +67,7 @@ class AccessLog:
     """The one line per request, in the same JSON shape as every other line.
 
     Written straight to stdout: through the logging module (record, caller lookup, handler lock, formatter,
-    flush) the line cost ~60 µs of CPU per request, a sixth of a browse request (benchmarks/browse_vs_floor.py,
-    289 -> 352 µs). With OTLP log export on, lines go through logging so that they are exported too.
+    flush) the line cost a sizeable share of a browse request's CPU (figures: benchmarks/README.md). With OTLP log export on, lines go through logging so that they are exported too.
     """
 
     def __init__(self, *, via_logging: bool = False) -> None:

@@ -1,5 +1,5 @@
 """Every telemetry name the service emits, declared once. Code and tests import them from here;
-../shared/TELEMETRY.md is the contract these names follow."""
+docs/TELEMETRY.md is the contract these names follow."""
 
 from __future__ import annotations
 

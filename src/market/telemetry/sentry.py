@@ -103,8 +103,8 @@ def init_sentry(settings: SentrySettings) -> bool:
             LoggingIntegration(level=None, event_level=None),
         ],
         # Only what is listed above: the Litestar integration would report domain errors (4xx) too, and the
-        # asyncpg/httpx ones wrap every query and call. Measured (benchmarks/telemetry_cost.py, GET /items):
-        # with them, 10 % sampling kept 0.78x of telemetry-off throughput; without, 0.88x.
+        # asyncpg/httpx ones wrap every query and call, a cost every request pays even when it is not sampled
+        # (figures: benchmarks/README.md).
         auto_enabling_integrations=False,
         shutdown_timeout=2,
         transport=CountingHttpTransport,

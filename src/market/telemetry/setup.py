@@ -47,7 +47,7 @@ class Telemetry:
 
     def shutdown(self, timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
         """Flush and stop exporters, giving up after `timeout_s`: an unreachable collector must not hold a
-        worker's exit for 30 s (the SDK's own shutdown has no usable deadline, see GOTCHAS)."""
+        worker's exit for 30 s (the SDK's own shutdown takes no deadline and blocks that long against a collector that never answers)."""
 
         def stop() -> None:
             self.meter_provider.shutdown(timeout_millis=timeout_s * 1000)

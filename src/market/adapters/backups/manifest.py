@@ -1,6 +1,6 @@
 """`manifest.json`: what an archive holds, written first in the archive so it can be read cheaply.
 
-The keys are fixed by ../shared/API.md: format_version, created_at, engine, server_version, database,
+The keys are fixed by docs/API.md: format_version, created_at, engine, server_version, database,
 migration_head, app_version, duration_s, tables {name: rows}, files {name: sha256}.
 """
 

@@ -221,9 +221,8 @@ def _planned_for_its_period(
     free of the per-request statement timeout (a report may scan a year of events).
 
     asyncpg prepares a statement once per connection, and from its sixth execution on PostgreSQL may keep a
-    generic plan, made without the period's bounds: it guesses a short period, and 30-day reports then took
-    about twice as long (at 1M events: search 0.40 -> 0.87 s, sessions 0.41 -> 0.74 s, carts 0.07 -> 0.16 s;
-    benchmarks/analytics_reports.py). Planning costs 0.2-3 ms per statement, the transaction ~0.5 ms."""
+    generic plan, made without the period's bounds: it guesses a short period, and long reports then take
+    far longer than planning each statement afresh costs (figures: benchmarks/README.md, analytics_reports.py)."""
 
     @functools.wraps(report)
     async def run(self: SqlAnalyticsReports, *args: _P.args, **kwargs: _P.kwargs) -> _R:

@@ -40,8 +40,8 @@ LONG_STATEMENT_TIMEOUT = "10min"
 
 
 async def _keep_session_state(connection: Any) -> None:
-    """asyncpg's default reset on release (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) doubles the
-    cost of a short query (GOTCHAS). Nothing here keeps session state across a release: locks are
+    """asyncpg's default reset on release (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) is a
+    round trip of its own after every short query. Nothing here keeps session state across a release: locks are
     transaction-scoped (pg_advisory_xact_lock) and we never LISTEN or SET outside a transaction."""
 
 
@@ -102,8 +102,8 @@ class Database:
     async def copy_records(
         self, table: str, columns: Sequence[str], records: Iterable[Sequence[Any]]
     ) -> None:
-        """Bulk load with PostgreSQL's COPY on a pooled connection: ~10x faster than multi-row INSERTs
-        built by Piccolo. PostgreSQL only; `start()` first."""
+        """Bulk load with PostgreSQL's COPY on a pooled connection: Piccolo's multi-row INSERTs
+        spend most of their time converting and numbering parameters (figures: benchmarks/README.md). PostgreSQL only; `start()` first."""
         if not isinstance(self.engine, PostgresEngine) or self.engine.pool is None:
             raise RuntimeError("copy_records needs a started PostgreSQL database")
         async with self.engine.pool.acquire() as connection, connection.transaction():
@@ -191,7 +191,7 @@ class Database:
 
         On PostgreSQL the template is compiled once and run straight on the engine's pool, or on the
         current transaction's connection, exactly where Piccolo would run it: Piccolo re-parses the template
-        on every call (~6 µs of CPU per query, benchmarks/README.md). Either way the statement gets its
+        on every call (its CPU cost: benchmarks/README.md). Either way the statement gets its
         span (the engine traces its own path)."""
         engine = self.engine
         if isinstance(engine, PostgresEngine) and not any(isinstance(a, QueryString | Column) for a in args):

@@ -33,13 +33,13 @@ def user_from_row(row: Mapping[str, Any]) -> User:
     )
 
 
-# A dict lookup instead of calling the enum (~0.2 µs, paid for every row of every page); unknown values
+# A dict lookup instead of calling the enum, whose cost every row of every page pays; unknown values
 # still go through `ItemStatus(...)` and raise.
 _ITEM_STATUSES = {status.value: status for status in ItemStatus}
 
 # Items are built from rows on every browse and search page (20-100 per request). The `__init__` of a frozen
-# dataclass calls `object.__setattr__` once per field (~1.3 µs per Item); filling the slots through their
-# descriptors gives the same object for half the cost. Only while Item is exactly these slots and its
+# dataclass calls `object.__setattr__` once per field; filling the slots through their descriptors gives the
+# same object for about half the cost (figures: benchmarks/README.md). Only while Item is exactly these slots and its
 # `__init__` does nothing else; otherwise rows go through the constructor.
 ITEM_COLUMNS = (  # the items table's columns, in the order Item declares them
     "id",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from market.domain.catalog import Item, ItemStatus
+from market.domain.orders import Order, OrderLine, OrderStatus, Payment, PaymentStatus
 from market.domain.users import Role, User
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -52,3 +54,35 @@ def item_fields(**overrides: Any) -> dict[str, Any]:
     }
     fields.update(overrides)
     return fields
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def new_order(buyer, items_and_quantities, *, created_at=T0, status=OrderStatus.PENDING_PAYMENT) -> Order:
+    """An order of `buyer` for [(item, quantity)], with a fresh id and a pending card payment."""
+    order_id = str(uuid.uuid4())
+    lines = tuple(
+        OrderLine(i.id, i.seller_id, i.title, quantity, i.price_cents) for i, quantity in items_and_quantities
+    )
+    total = sum(line.line_total_cents for line in lines)
+    return Order(
+        id=order_id,
+        buyer_id=buyer.id,
+        status=status,
+        lines=tuple(sorted(lines, key=lambda line: (line.title, line.item_id))),
+        total_cents=total,
+        currency="EUR",
+        created_at=created_at,
+        updated_at=created_at,
+        payment=Payment(
+            id=str(uuid.uuid4()),
+            order_id=order_id,
+            status=PaymentStatus.PENDING,
+            method="card",
+            amount_cents=total,
+            currency="EUR",
+            provider="sandbox",
+        ),
+        traceparent=TRACEPARENT,
+    )

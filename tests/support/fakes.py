@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
+import heapq
 import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -193,12 +195,55 @@ class FakeAnalyticsLog:
 
 
 class FakeClock:
-    def __init__(self, start: datetime | None = None) -> None:
+    """The one test clock. Time moves by `step` at each reading (a second by default, so successive events
+    are ordered; `step=timedelta(0)` holds it still), by `advance`, and by `sleep`.
+
+    `sleep` is virtual and shared by `workers` concurrent sleepers: time stands still while any of them is
+    busy and jumps to the earliest wake-up once all of them sleep, so every worker sees the instants a real
+    clock would give it however slow the machine. Past `until`, time stops: `stopped` is set and the sleepers
+    never wake (the test cancels them)."""
+
+    def __init__(
+        self,
+        start: datetime | None = None,
+        *,
+        step: timedelta = timedelta(seconds=1),
+        workers: int = 1,
+        until: datetime | None = None,
+    ) -> None:
         self.current = start or datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+        self.step = step
+        self.workers = workers
+        self.until = until
+        self.stopped = asyncio.Event()
+        self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
 
     def now(self) -> datetime:
-        self.current += timedelta(seconds=1)
+        """The time, after moving it by `step`."""
+        self.current += self.step
         return self.current
+
+    def __call__(self) -> datetime:
+        """`now()`, for code that takes the clock as a function."""
+        return self.now()
+
+    def advance(self, delta: timedelta | float) -> None:
+        """Move the time forward by `delta` (a timedelta, or seconds)."""
+        self.current += delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep `seconds` of virtual time (see the class docstring)."""
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.current + timedelta(seconds=seconds), next(self._order), future))
+        if len(self._sleepers) >= self.workers:
+            if self.until is not None and self._sleepers[0][0] > self.until:
+                self.stopped.set()
+                await future  # forever: the test cancels the workers
+            wake, _, first = heapq.heappop(self._sleepers)
+            self.current = max(self.current, wake)
+            first.set_result(None)
+        await future
 
 
 class FakeIdGenerator:

@@ -1,4 +1,4 @@
-"""Helpers and fixtures shared by the backup integration tests (this module holds no tests).
+"""Helpers shared by the backup integration tests (their fixtures are in tests/integration/conftest.py).
 
 Everything runs against real databases: a fresh PostgreSQL database or SQLite file per test, seeded with
 the demo data, and the real `market backup` commands (in-process through click's runner)."""
@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import pytest
 from click.testing import CliRunner, Result
 
 from market.adapters.db.seed import seed_demo_data
 from market.cli import main
 from market.config import DatabaseURL
-from tests.conftest import POSTGRES_ADMIN_URL, _admin, postgres_url
-from tests.integration.conftest import open_database
+from tests.support.database import open_database
+from tests.support.postgres import POSTGRES_ADMIN_URL, admin_execute, postgres_url
 
 SELLERS, ITEMS = 5, 2000
 PASSWORD_HASH = "$argon2id$not-a-real-hash"
@@ -116,8 +115,8 @@ def wipe(url: str) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{parsed.path}{suffix}").unlink(missing_ok=True)
         return
-    _admin(f'DROP DATABASE "{parsed.name}" WITH (FORCE)')
-    _admin(f'CREATE DATABASE "{parsed.name}"')
+    admin_execute(f'DROP DATABASE "{parsed.name}" WITH (FORCE)')
+    admin_execute(f'CREATE DATABASE "{parsed.name}"')
 
 
 @dataclass
@@ -158,19 +157,8 @@ def one_line_failure(result: Result) -> str:
 
 def other_postgres_url() -> Iterator[str]:
     name = f"market_test_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}"')
+    admin_execute(f'CREATE DATABASE "{name}"')
     try:
         yield postgres_url(name)
     finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def market(database_url: str, tmp_path: Path) -> Market:
-    """`market backup` on a fresh database of each engine (not yet migrated)."""
-    return Market(database_url, tmp_path / "backups")
-
-
-@pytest.fixture
-def engine(database_url: str) -> str:
-    return DatabaseURL.parse(database_url).engine
+        admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

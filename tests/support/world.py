@@ -1,0 +1,192 @@
+"""The use cases wired to in-memory fakes, one call per use case: what the unit tests of the application layer
+drive. A `World` starts empty; `stock_shelves()` adds the shop the checkout tests buy from."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from market.application.accounts import Register, issue_token, register_user
+from market.application.cart import set_cart_quantity, view_cart
+from market.application.catalog import archive_item, browse_items, change_item, list_item, view_item
+from market.application.checkout import (
+    PaymentMethodInput,
+    ProviderEvent,
+    apply_provider_event,
+    checkout,
+    reconcile_payments,
+)
+from market.domain.catalog import ItemFilter
+from market.domain.users import Role
+from tests.support.factories import item, item_fields, user
+from tests.support.fakes import (
+    FakeClock,
+    FakeEventPublisher,
+    FakeIdGenerator,
+    FakePasswordHasher,
+    FakePaymentGateway,
+    FakeStore,
+    FakeTokenService,
+)
+
+PASSWORD = "correct horse battery"
+BUYER = user(Role.BUYER, "buyer-1")
+OTHER_BUYER = user(Role.BUYER, "buyer-2")
+SELLER = user(Role.SELLER, "seller-1")
+OTHER_SELLER = user(Role.SELLER, "seller-2")
+ADMIN = user(Role.ADMIN, "admin-1")
+
+
+class World:
+    """One store and one of each fake port, shared by every use case called through it."""
+
+    def __init__(self) -> None:
+        self.store = FakeStore()
+        self.hasher = FakePasswordHasher()
+        self.ids = FakeIdGenerator()
+        self.clock = FakeClock()
+        self.events = FakeEventPublisher()
+        self.tokens = FakeTokenService()
+        self.gateway = FakePaymentGateway()
+
+    def stock_shelves(self) -> World:
+        """Add the checkout tests' shop: `mug` (EUR 19.99, 5 in stock), `hat` (OTHER_SELLER's, EUR 5, 3) and
+        `dollar` (a USD item, 5)."""
+        self.store.items["mug"] = item(id="mug", title="Blue mug", price_cents=1999, stock=5)
+        self.store.items["hat"] = item(
+            id="hat", title="Hat", price_cents=500, stock=3, seller_id=OTHER_SELLER.id
+        )
+        self.store.items["dollar"] = item(id="dollar", title="Yankee mug", currency="USD", stock=5)
+        return self
+
+    # --- accounts -------------------------------------------------------------------------------------------
+
+    async def register(self, email: str = "ada@example.com", role: str = "buyer", **kwargs: Any):
+        """`register_user`; `password` and `display_name` may be given as keywords."""
+        return await register_user(
+            Register(email, kwargs.pop("password", PASSWORD), kwargs.pop("display_name", "Ada"), role),
+            uow=self.store.uow,
+            hasher=self.hasher,
+            ids=self.ids,
+            clock=self.clock,
+            events=self.events,
+            **kwargs,
+        )
+
+    async def token(self, email: str, password: str):
+        """`issue_token`."""
+        return await issue_token(
+            email,
+            password,
+            repos=self.store.repos,
+            uow=self.store.uow,
+            hasher=self.hasher,
+            tokens=self.tokens,
+            clock=self.clock,
+            dummy_hash="hashed:nobody",
+        )
+
+    def accepted(self, token) -> bool:
+        """Whether the token still signs its user in, as the HTTP auth step decides."""
+        claims = self.tokens.read(token.token)
+        user = self.store.users.get(claims.user_id) if claims else None
+        return user is not None and user.accepts_token(claims.token_version)
+
+    # --- catalog --------------------------------------------------------------------------------------------
+
+    async def list(self, seller=SELLER, **fields: Any):
+        """`list_item` with the factory's fields, overridden by `fields`."""
+        return await list_item(
+            seller,
+            item_fields(**fields),
+            uow=self.store.uow,
+            ids=self.ids,
+            clock=self.clock,
+            events=self.events,
+        )
+
+    async def change(self, who, item_id, changes):
+        """`change_item`."""
+        return await change_item(who, item_id, changes, uow=self.store.uow, clock=self.clock)
+
+    async def archive(self, who, item_id):
+        """`archive_item`."""
+        await archive_item(who, item_id, uow=self.store.uow, clock=self.clock)
+
+    async def view(self, item_id):
+        """`view_item`."""
+        return await view_item(item_id, repos=self.store.repos, clock=self.clock, events=self.events)
+
+    async def browse(self, item_filter=None, limit=20, cursor=None):
+        """`browse_items`, every item by default."""
+        return await browse_items(
+            item_filter or ItemFilter(),
+            limit,
+            cursor,
+            repos=self.store.repos,
+            clock=self.clock,
+            events=self.events,
+        )
+
+    # --- cart and checkout ----------------------------------------------------------------------------------
+
+    @property
+    def state(self):
+        """What the commerce ports persist."""
+        return self.store.commerce
+
+    def stock(self, item_id: str) -> int:
+        """The item's stock now."""
+        return self.store.items[item_id].stock
+
+    async def put(self, item_id: str, quantity: int, buyer=BUYER):
+        """`set_cart_quantity`."""
+        return await set_cart_quantity(
+            buyer, item_id, quantity, uow=self.store.uow, clock=self.clock, events=self.events
+        )
+
+    async def cart(self, buyer=BUYER):
+        """`view_cart`."""
+        return await view_cart(buyer, uow=self.store.uow)
+
+    async def checkout(self, token: str = "tok_visa", buyer=BUYER):
+        """`checkout` paying by card with the sandbox `token`."""
+        return await checkout(
+            buyer,
+            PaymentMethodInput("card", token),
+            uow=self.store.uow,
+            gateway=self.gateway,
+            ids=self.ids,
+            clock=self.clock,
+            events=self.events,
+            traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+        )
+
+    async def event(self, event_id: str, event_type: str, order_id: str, **extra: Any):
+        """`apply_provider_event`."""
+        return await apply_provider_event(
+            ProviderEvent(event_id, event_type, order_id, **extra),
+            uow=self.store.uow,
+            clock=self.clock,
+            events=self.events,
+        )
+
+    async def reconcile(self):
+        """`reconcile_payments`, a minute later (past the grace period)."""
+        self.clock.advance(timedelta(minutes=1))
+        return await reconcile_payments(
+            uow=self.store.uow, gateway=self.gateway, clock=self.clock, events=self.events
+        )
+
+    def order(self, order_id: str):
+        """The stored order."""
+        return self.state.orders[order_id]
+
+    def only_order(self):
+        """The one order stored (fails if there is not exactly one)."""
+        assert len(self.state.orders) == 1, self.state.orders
+        return next(iter(self.state.orders.values()))
+
+    def published(self, kind):
+        """The events of type `kind` published so far."""
+        return [e for e in self.events.published if isinstance(e, kind)]
