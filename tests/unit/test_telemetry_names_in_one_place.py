@@ -13,6 +13,8 @@ import opentelemetry.semconv._incubating.attributes as incubating_attributes
 import opentelemetry.semconv.attributes as stable_attributes
 import opentelemetry.semconv.metrics as stable_metrics
 
+from market.telemetry import names
+
 SRC = Path(__file__).resolve().parents[2] / "src" / "market"
 NAMES = Path("telemetry") / "names.py"
 INSTRUMENT_FACTORY = Path("telemetry") / "metrics.py"
@@ -137,3 +139,35 @@ def test_the_scan_finds_literal_span_names_attribute_keys_and_instruments() -> N
         "market.orders.completed",
     ]
     assert instrument_creations(sample) == [5]
+
+
+# The names taken from opentelemetry.semconv, as TELEMETRY.md spells them: the wire names do not follow the package.
+CONTRACT = {
+    "SERVICE_NAME": "service.name",
+    "SERVICE_VERSION": "service.version",
+    "SERVICE_INSTANCE_ID": "service.instance.id",
+    "DEPLOYMENT_ENVIRONMENT": "deployment.environment.name",
+    "HTTP_REQUEST_METHOD": "http.request.method",
+    "HTTP_REQUEST_METHOD_ORIGINAL": "http.request.method_original",
+    "HTTP_ROUTE": "http.route",
+    "HTTP_RESPONSE_STATUS_CODE": "http.response.status_code",
+    "URL_PATH": "url.path",
+    "URL_SCHEME": "url.scheme",
+    "URL_FULL": "url.full",
+    "USER_AGENT_ORIGINAL": "user_agent.original",
+    "CLIENT_ADDRESS": "client.address",
+    "SERVER_ADDRESS": "server.address",
+    "SERVER_PORT": "server.port",
+    "ERROR_TYPE": "error.type",
+    "SESSION_ID": "session.id",
+    "ENDUSER_ID": "enduser.id",
+    "DB_SYSTEM_NAME": "db.system.name",
+    "DB_OPERATION_NAME": "db.operation.name",
+    "DB_QUERY_TEXT": "db.query.text",
+    "DB_NAMESPACE": "db.namespace",
+}
+
+
+def test_the_names_taken_from_semconv_are_the_ones_the_contract_spells() -> None:
+    assert {constant: getattr(names, constant) for constant in CONTRACT} == CONTRACT
+    assert names.HTTP_SERVER_REQUEST_DURATION[0] == "http.server.request.duration"

@@ -1,5 +1,7 @@
 """Every telemetry name the service emits, declared once. Code and tests import them from here;
-../shared/TELEMETRY.md is the contract these names follow."""
+../shared/TELEMETRY.md is the contract these names follow. Standard keys come from opentelemetry.semconv (its
+_incubating part for session.id and enduser.id, not yet stable there); tests pin their values to the contract,
+so that an upgrade of the conventions package cannot rename what the service emits."""
 
 from __future__ import annotations
 
