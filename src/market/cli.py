@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from market.config import ConfigError, Settings
+from market.domain.analytics import ReportName, report_names_in_words
 
 T = TypeVar("T")
 
@@ -293,13 +294,13 @@ def list_accounts(as_json: bool) -> None:
     Console(width=None if sys.stdout.isatty() else 1000).print(users_table(accounts))
 
 
-@main.command()
-@click.argument("name", type=click.Choice(["funnel", "search", "payments", "carts", "sessions"]))
+@main.command(help=f"Print a business report: {report_names_in_words()}.")
+@click.argument("name", type=click.Choice([name.value for name in ReportName]))
 @click.option("--from", "from_", metavar="TIME", help="RFC 3339 time or date [default: 30 days before --to].")
 @click.option("--to", metavar="TIME", help="RFC 3339 time or date [default: now].")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead of tables.")
 def report(name: str, from_: str | None, to: str | None, as_json: bool) -> None:
-    """Print a business report: funnel, search, payments, carts or sessions."""
+    """Print a business report (the help text is derived from ReportName)."""
     from market.application.analytics import run_report
     from market.bootstrap import build_services
     from market.domain.analytics import parse_period

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from market.domain.analytics import PaymentsOnDay, Period, Report, SellerDashboard
+from market.domain.analytics import (
+    PaymentsOnDay,
+    Period,
+    Report,
+    ReportName,
+    SellerDashboard,
+    report_names_in_words,
+)
 from market.domain.errors import NotFound
 from market.domain.users import User
 
@@ -15,19 +22,19 @@ from .ports import AnalyticsReports, Clock
 async def run_report(
     name: str, period: Period, *, reports: AnalyticsReports, clock: Clock, abandon_after: timedelta
 ) -> Report:
-    """One of the named reports (domain.analytics.REPORTS); NotFound for another name."""
+    """One of the named reports (domain.analytics.ReportName); NotFound for another name."""
     match name:
-        case "funnel":
+        case ReportName.FUNNEL:
             return await reports.funnel(period)
-        case "search":
+        case ReportName.SEARCH:
             return await reports.search(period)
-        case "payments":
+        case ReportName.PAYMENTS:
             return await reports.payments(period)
-        case "carts":
+        case ReportName.CARTS:
             return await reports.carts(period, abandon_after, clock.now())
-        case "sessions":
+        case ReportName.SESSIONS:
             return await reports.sessions(period)
-    raise NotFound(f"There is no report named {name!r}: try funnel, search, payments, carts or sessions.")
+    raise NotFound(f"There is no report named {name!r}: try {report_names_in_words()}.")
 
 
 async def payments_by_day(period: Period, *, reports: AnalyticsReports) -> Sequence[PaymentsOnDay]:

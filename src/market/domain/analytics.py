@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from fractions import Fraction
 
 from .validation import FieldErrors
@@ -19,8 +20,26 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 """Periods end before this instant, so that the windows reports add after a period's end (at most days)
 stay within what a datetime can hold (year 9999)."""
-REPORTS = ("funnel", "search", "payments", "carts", "sessions")
 FUNNEL_STEPS = ("browsed", "carted", "checkout_started", "paid")
+
+
+class ReportName(StrEnum):
+    """The business reports, in the order they are listed everywhere (API schema, CLI, dashboard). The one
+    list of them: every other list is derived from this enum."""
+
+    FUNNEL = "funnel"
+    SEARCH = "search"
+    PAYMENTS = "payments"
+    CARTS = "carts"
+    SESSIONS = "sessions"
+
+
+def report_names_in_words() -> str:
+    """`funnel, search, payments, carts or sessions`, for messages and help texts."""
+    *rest, last = ReportName
+    return f"{', '.join(rest)} or {last}"
+
+
 SEARCH_SUCCESS_WINDOW = timedelta(minutes=30)
 """A search succeeded when the same session viewed an item or added one to its cart within this time."""
 TOP = 10

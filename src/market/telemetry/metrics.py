@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from opentelemetry.metrics import Counter, Histogram, Meter, ObservableCounter, _Gauge
+from opentelemetry.metrics import CallbackT, Counter, Histogram, Meter, ObservableCounter, _Gauge
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
@@ -22,6 +22,35 @@ from .drops import DROPS
 # Seconds, as the HTTP semantic conventions recommend.
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2, 2.5, 5, 7.5, 10)
 AMOUNT_BUCKETS_CENTS = (100, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000)
+
+
+# The only place that creates instruments: each takes its (name, unit, description) from names.py, so that
+# a metric's name and unit cannot drift between the modules that record it.
+MetricSpec = tuple[str, str, str]
+
+
+def counter(meter: Meter, spec: MetricSpec) -> Counter:
+    """A counter declared in names.py."""
+    name, unit, description = spec
+    return meter.create_counter(name, unit=unit, description=description)
+
+
+def histogram(meter: Meter, spec: MetricSpec) -> Histogram:
+    """A histogram declared in names.py (its buckets are set by a view in build_meter_provider)."""
+    name, unit, description = spec
+    return meter.create_histogram(name, unit=unit, description=description)
+
+
+def gauge(meter: Meter, spec: MetricSpec) -> _Gauge:
+    """A synchronous gauge declared in names.py."""
+    name, unit, description = spec
+    return meter.create_gauge(name, unit=unit, description=description)
+
+
+def observable_counter(meter: Meter, spec: MetricSpec, callbacks: Sequence[CallbackT]) -> ObservableCounter:
+    """An observable counter declared in names.py, read through `callbacks` at each collection."""
+    name, unit, description = spec
+    return meter.create_observable_counter(name, callbacks=callbacks, unit=unit, description=description)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,35 +72,21 @@ class Instruments:
 
     @classmethod
     def create(cls, meter: Meter) -> Instruments:
-        def counter(spec: tuple[str, str, str]) -> Counter:
-            return meter.create_counter(spec[0], unit=spec[1], description=spec[2])
-
-        def histogram(spec: tuple[str, str, str]) -> Histogram:
-            return meter.create_histogram(spec[0], unit=spec[1], description=spec[2])
-
-        def gauge(spec: tuple[str, str, str]) -> _Gauge:
-            return meter.create_gauge(spec[0], unit=spec[1], description=spec[2])
-
         return cls(
-            http_duration=histogram(names.HTTP_SERVER_REQUEST_DURATION),
-            item_views=counter(names.ITEM_VIEWS),
-            search_queries=counter(names.SEARCH_QUERIES),
-            cart_changes=counter(names.CART_CHANGES),
-            checkout_started=counter(names.CHECKOUT_STARTED),
-            orders_completed=counter(names.ORDERS_COMPLETED),
-            payment_attempts=counter(names.PAYMENT_ATTEMPTS),
-            payment_amount=histogram(names.PAYMENT_AMOUNT),
-            webhook_deliveries=counter(names.WEBHOOK_DELIVERIES),
-            webhook_rejected=counter(names.WEBHOOK_REJECTED),
-            telemetry_dropped=meter.create_observable_counter(
-                names.TELEMETRY_DROPPED[0],
-                callbacks=[DROPS.observe],
-                unit=names.TELEMETRY_DROPPED[1],
-                description=names.TELEMETRY_DROPPED[2],
-            ),
-            funnel_sessions=gauge(names.FUNNEL_SESSIONS),
-            cart_abandonment_rate=gauge(names.CART_ABANDONMENT_RATE),
-            session_duration=gauge(names.SESSION_DURATION),
+            http_duration=histogram(meter, names.HTTP_SERVER_REQUEST_DURATION),
+            item_views=counter(meter, names.ITEM_VIEWS),
+            search_queries=counter(meter, names.SEARCH_QUERIES),
+            cart_changes=counter(meter, names.CART_CHANGES),
+            checkout_started=counter(meter, names.CHECKOUT_STARTED),
+            orders_completed=counter(meter, names.ORDERS_COMPLETED),
+            payment_attempts=counter(meter, names.PAYMENT_ATTEMPTS),
+            payment_amount=histogram(meter, names.PAYMENT_AMOUNT),
+            webhook_deliveries=counter(meter, names.WEBHOOK_DELIVERIES),
+            webhook_rejected=counter(meter, names.WEBHOOK_REJECTED),
+            telemetry_dropped=observable_counter(meter, names.TELEMETRY_DROPPED, [DROPS.observe]),
+            funnel_sessions=gauge(meter, names.FUNNEL_SESSIONS),
+            cart_abandonment_rate=gauge(meter, names.CART_ABANDONMENT_RATE),
+            session_duration=gauge(meter, names.SESSION_DURATION),
         )
 
 

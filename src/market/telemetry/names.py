@@ -1,38 +1,56 @@
 """Every telemetry name the service emits, declared once. Code and tests import them from here;
-docs/TELEMETRY.md is the contract these names follow."""
+docs/TELEMETRY.md is the contract these names follow. Standard keys come from opentelemetry.semconv (its
+_incubating part for session.id and enduser.id, not yet stable there); tests pin their values to the contract,
+so that an upgrade of the conventions package cannot rename what the service emits."""
 
 from __future__ import annotations
 
+from opentelemetry.semconv._incubating.attributes import enduser_attributes, session_attributes
+from opentelemetry.semconv.attributes import (
+    client_attributes,
+    db_attributes,
+    deployment_attributes,
+    error_attributes,
+    http_attributes,
+    server_attributes,
+    service_attributes,
+    url_attributes,
+    user_agent_attributes,
+)
+from opentelemetry.semconv.metrics import http_metrics
+
 # --- Resource -------------------------------------------------------------------------------------------
-SERVICE_NAME = "service.name"
-SERVICE_VERSION = "service.version"
-SERVICE_INSTANCE_ID = "service.instance.id"
-DEPLOYMENT_ENVIRONMENT = "deployment.environment.name"
+SERVICE_NAME = service_attributes.SERVICE_NAME
+SERVICE_VERSION = service_attributes.SERVICE_VERSION
+SERVICE_INSTANCE_ID = service_attributes.SERVICE_INSTANCE_ID
+DEPLOYMENT_ENVIRONMENT = deployment_attributes.DEPLOYMENT_ENVIRONMENT_NAME
 
 # --- HTTP server span attributes (OpenTelemetry semantic conventions) -----------------------------------
-HTTP_REQUEST_METHOD = "http.request.method"
-HTTP_REQUEST_METHOD_ORIGINAL = "http.request.method_original"  # only when the method is recorded as _OTHER
+HTTP_REQUEST_METHOD = http_attributes.HTTP_REQUEST_METHOD
+HTTP_REQUEST_METHOD_ORIGINAL = (
+    http_attributes.HTTP_REQUEST_METHOD_ORIGINAL
+)  # only when the method is recorded as _OTHER
 # The semantic conventions' known methods (case-sensitive); any other is recorded as _OTHER, so that a client
 # cannot mint label values, span names or log fields by sending made-up methods.
 HTTP_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"})
 HTTP_METHOD_OTHER = "_OTHER"
-HTTP_ROUTE = "http.route"
-HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
-URL_PATH = "url.path"
-URL_SCHEME = "url.scheme"
-USER_AGENT_ORIGINAL = "user_agent.original"
-CLIENT_ADDRESS = "client.address"
-SESSION_ID = "session.id"
+HTTP_ROUTE = http_attributes.HTTP_ROUTE
+HTTP_RESPONSE_STATUS_CODE = http_attributes.HTTP_RESPONSE_STATUS_CODE
+URL_PATH = url_attributes.URL_PATH
+URL_SCHEME = url_attributes.URL_SCHEME
+USER_AGENT_ORIGINAL = user_agent_attributes.USER_AGENT_ORIGINAL
+CLIENT_ADDRESS = client_attributes.CLIENT_ADDRESS
+SESSION_ID = session_attributes.SESSION_ID
 FUNNEL_STEP = "market.funnel.step"  # browsed, carted, checkout_started, paid
 STATISTIC = "market.statistic"  # median, p95
-ENDUSER_ID = "enduser.id"
+ENDUSER_ID = enduser_attributes.ENDUSER_ID
 USER_ROLE = "market.user.role"
 
 # --- Database client spans -------------------------------------------------------------------------------
-DB_SYSTEM_NAME = "db.system.name"
-DB_OPERATION_NAME = "db.operation.name"
-DB_QUERY_TEXT = "db.query.text"
-DB_NAMESPACE = "db.namespace"
+DB_SYSTEM_NAME = db_attributes.DB_SYSTEM_NAME
+DB_OPERATION_NAME = db_attributes.DB_OPERATION_NAME
+DB_QUERY_TEXT = db_attributes.DB_QUERY_TEXT
+DB_NAMESPACE = db_attributes.DB_NAMESPACE
 
 # --- Business attributes ---------------------------------------------------------------------------------
 ORDER_ID = "market.order.id"
@@ -53,17 +71,32 @@ WEBHOOK_DELIVERY_ID = "market.webhook.delivery_id"  # spans and logs only, never
 WEBHOOK_ATTEMPT = "market.webhook.attempt"  # 1 for the first attempt of a delivery
 BACKUP_OUTCOME = "market.backup.outcome"
 BACKUP_SIZE = "market.backup.size"  # bytes of the archive written
+ITEM_ID = "market.item.id"
+SEARCH_RESULT_COUNT = "market.search.result_count"
+CART_QUANTITY_DELTA = "market.cart.quantity_delta"
+CHECKOUT_OUTCOME = "market.checkout.outcome"  # the order's status, or the exception's class name
+PAYMENT_EVENT_TYPE = "market.payment.event_type"  # payment.succeeded, payment.failed, payment.refunded
+PAYMENT_EVENT_OUTCOME = "market.payment.event_outcome"
 TELEMETRY_SIGNAL = "market.telemetry.signal"  # `spans` or `sentry_events`: what was dropped
 
 # --- Outgoing seller webhooks: one CLIENT span per attempt (HTTP client semantic conventions) -------------
 SPAN_WEBHOOK_DELIVER = "webhook deliver"
-URL_FULL = "url.full"  # always through domain.redaction.safe_url: no credentials, query or fragment
-SERVER_ADDRESS = "server.address"
-SERVER_PORT = "server.port"
-ERROR_TYPE = "error.type"
+URL_FULL = (
+    url_attributes.URL_FULL
+)  # always through domain.redaction.safe_url: no credentials, query or fragment
+SERVER_ADDRESS = server_attributes.SERVER_ADDRESS
+SERVER_PORT = server_attributes.SERVER_PORT
+ERROR_TYPE = error_attributes.ERROR_TYPE
 
 # --- Spans of use cases and jobs (INTERNAL) ---------------------------------------------------------------
 SPAN_BACKUP_CREATE = "backup.create"
+SPAN_CHECKOUT_PLACE_ORDER = "checkout.place_order"
+SPAN_PAYMENT_WEBHOOK_APPLY = "payment.webhook.apply"  # linked to the provider's trace when it sent one
+SPAN_MONITORING_SLOW = "monitoring.slow"  # the admin's deliberately slow endpoint, to test latency alerts
+
+# --- Payment provider calls (CLIENT spans) ---------------------------------------------------------------
+SPAN_PAYMENT_CHARGE = "payment charge"
+SPAN_PAYMENT_LOOKUP = "payment lookup"
 
 # --- Span events for business events ---------------------------------------------------------------------
 EVENT_ITEM_VIEWED = "market.item.viewed"
@@ -79,7 +112,11 @@ EVENT_ORDER_REFUNDED = "market.order.refunded"
 EVENT_WEBHOOK_REJECTED = "market.webhook.rejected"
 
 # --- Metrics: (name, unit, description) ------------------------------------------------------------------
-HTTP_SERVER_REQUEST_DURATION = ("http.server.request.duration", "s", "Duration of HTTP server requests.")
+HTTP_SERVER_REQUEST_DURATION = (
+    http_metrics.HTTP_SERVER_REQUEST_DURATION,
+    "s",
+    "Duration of HTTP server requests.",
+)
 ITEM_VIEWS = ("market.item.views", "{view}", "Item detail pages served.")
 SEARCH_QUERIES = ("market.search.queries", "{query}", "Catalog searches, by whether they found anything.")
 CART_CHANGES = ("market.cart.changes", "{change}", "Cart lines added or removed.")

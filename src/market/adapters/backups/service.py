@@ -22,6 +22,7 @@ from market import __version__
 from market.config import DatabaseURL, Settings
 from market.private_files import private_dir
 from market.telemetry import names
+from market.telemetry.metrics import counter, gauge
 
 from .archive import (
     PARTIAL_SUFFIX,
@@ -119,10 +120,8 @@ class BackupService:
         )
         self._tracer = trace.get_tracer(names.INSTRUMENTATION_SCOPE, tracer_provider=tracer_provider)
         meter = metrics.get_meter(names.INSTRUMENTATION_SCOPE, meter_provider=meter_provider)
-        name, unit, description = names.BACKUP_RUNS
-        self._runs = meter.create_counter(name, unit=unit, description=description)
-        name, unit, description = names.BACKUP_LAST_SUCCESS
-        self._last_success = meter.create_gauge(name, unit=unit, description=description)
+        self._runs = counter(meter, names.BACKUP_RUNS)
+        self._last_success = gauge(meter, names.BACKUP_LAST_SUCCESS)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: object) -> BackupService:

@@ -14,6 +14,7 @@ from market.application.ports import ChargeRequest
 from market.application.services import Services
 from market.domain.events import PaymentAttempted
 from market.domain.users import Role, User
+from market.telemetry import names
 from market.telemetry.sentry import report_message
 
 from .auth import requires
@@ -41,7 +42,7 @@ async def produce_monitoring_signal(
     if kind == "error":
         raise MonitoringTestError(f"Test error raised on purpose by {method} {route}.")
     if kind == "slow":
-        with trace.get_tracer(__name__).start_as_current_span("monitoring.slow"):
+        with trace.get_tracer(__name__).start_as_current_span(names.SPAN_MONITORING_SLOW):
             await asyncio.sleep(SLOW_SPAN_S)
     elif kind == "payment_failure":
         order_id = str(uuid.uuid4())

@@ -21,6 +21,9 @@ from market.domain.users import Role, User
 from .auth import requires
 from .openapi import problems
 
+# The schema lists the names as an inline enum of strings, as it always has (a StrEnum would add a component).
+ReportNameParam = Literal[tuple(name.value for name in reports.ReportName)]  # type: ignore[valid-type]
+
 _PERIOD_HELP = (
     "RFC 3339 timestamp with a time zone (`2026-11-28T13:33:41Z`) or a date (`2026-11-28`, its first instant "
     "in UTC). Both ends are included; `to` defaults to now, `from` to 30 days before `to`; at most 366 days, "
@@ -145,7 +148,7 @@ class AnalyticsController(Controller):
         self,
         services: Services,
         report: Annotated[
-            Literal["funnel", "search", "payments", "carts", "sessions"],
+            ReportNameParam,
             Parameter(description="Which report."),
         ],
         from_: FromParam = None,

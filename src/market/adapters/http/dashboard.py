@@ -26,7 +26,7 @@ from litestar.static_files import create_static_files_router
 
 from market.application import accounts, analytics
 from market.application.services import Services
-from market.domain.analytics import REPORTS, Period
+from market.domain.analytics import Period, ReportName
 from market.domain.errors import InvalidCredentials
 from market.domain.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, Role, User
 
@@ -273,14 +273,14 @@ async def _figures(services: Services, period: Period) -> pages.Figures:
                 abandon_after=services.cart_abandon_after,
             )
         )
-        for name in REPORTS
+        for name in ReportName
     }
     return pages.Figures(
-        funnel=shaped["funnel"],  # type: ignore[arg-type]
-        search=shaped["search"],  # type: ignore[arg-type]
-        payments=shaped["payments"],  # type: ignore[arg-type]
-        carts=shaped["carts"],  # type: ignore[arg-type]
-        sessions=shaped["sessions"],  # type: ignore[arg-type]
+        funnel=shaped[ReportName.FUNNEL],  # type: ignore[arg-type]
+        search=shaped[ReportName.SEARCH],  # type: ignore[arg-type]
+        payments=shaped[ReportName.PAYMENTS],  # type: ignore[arg-type]
+        carts=shaped[ReportName.CARTS],  # type: ignore[arg-type]
+        sessions=shaped[ReportName.SESSIONS],  # type: ignore[arg-type]
         payments_by_day=await analytics.payments_by_day(period, reports=services.reports),
     )
 

@@ -179,7 +179,7 @@ async def _place_order(user: User, data: CheckoutBody, services: Services) -> Or
     traceparent = _current_traceparent()  # the server span's: provider events link back to it
     # Expected outcomes (declined, out of stock) leave the span's status alone: only our failures are errors.
     with _TRACER.start_as_current_span(
-        "checkout.place_order", record_exception=False, set_status_on_exception=False
+        names.SPAN_CHECKOUT_PLACE_ORDER, record_exception=False, set_status_on_exception=False
     ) as span:
         try:
             order = await checkout_use_cases.checkout(
@@ -196,7 +196,7 @@ async def _place_order(user: User, data: CheckoutBody, services: Services) -> Or
             order_id = getattr(exc, "order_id", None)
             if order_id:
                 span.set_attribute(names.ORDER_ID, order_id)
-            span.set_attribute("market.checkout.outcome", type(exc).__name__)
+            span.set_attribute(names.CHECKOUT_OUTCOME, type(exc).__name__)
             if isinstance(exc, PaymentGatewayUnavailable):
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, "payment provider unavailable"))
@@ -211,7 +211,7 @@ async def _place_order(user: User, data: CheckoutBody, services: Services) -> Or
                 names.ORDER_TOTAL_CENTS: order.total_cents,
                 names.ORDER_CURRENCY: order.currency,
                 names.CART_LINE_COUNT: len(order.lines),
-                "market.checkout.outcome": order.status.value,
+                names.CHECKOUT_OUTCOME: order.status.value,
             }
         )
         return order

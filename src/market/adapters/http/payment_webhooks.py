@@ -103,12 +103,12 @@ async def _apply(event: checkout_use_cases.ProviderEvent, services: Services) ->
     if checkout_context is not None:
         links.append(Link(checkout_context))
         trace.get_current_span().add_link(checkout_context)
-    attributes = {names.ORDER_ID: event.order_id, "market.payment.event_type": event.type}
+    attributes = {names.ORDER_ID: event.order_id, names.PAYMENT_EVENT_TYPE: event.type}
     with trace.get_tracer(names.INSTRUMENTATION_SCOPE).start_as_current_span(
-        "payment.webhook.apply", links=links, attributes=attributes
+        names.SPAN_PAYMENT_WEBHOOK_APPLY, links=links, attributes=attributes
     ) as span:
         outcome = await checkout_use_cases.apply_provider_event(
             event, uow=services.uow, clock=services.clock, events=services.events
         )
-        span.set_attribute("market.payment.event_outcome", outcome)
+        span.set_attribute(names.PAYMENT_EVENT_OUTCOME, outcome)
         return outcome

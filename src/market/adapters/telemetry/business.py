@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from market.application.analytics import run_report
 from market.application.services import Services
-from market.domain.analytics import CartsReport, FunnelReport, Period, SessionsReport
+from market.domain.analytics import CartsReport, FunnelReport, Period, ReportName, SessionsReport
 from market.telemetry import names
 from market.telemetry.metrics import Instruments
 
@@ -33,14 +33,14 @@ async def refresh_business_gauges(services: Services, instruments: Instruments) 
             abandon_after=services.cart_abandon_after,
         )
 
-    funnel = await report("funnel")
+    funnel = await report(ReportName.FUNNEL)
     assert isinstance(funnel, FunnelReport)
     for step in funnel.steps:
         instruments.funnel_sessions.set(step.sessions, {names.FUNNEL_STEP: step.name})
-    carts = await report("carts")
+    carts = await report(ReportName.CARTS)
     assert isinstance(carts, CartsReport)
     instruments.cart_abandonment_rate.set(carts.abandonment_rate)
-    sessions = await report("sessions")
+    sessions = await report(ReportName.SESSIONS)
     assert isinstance(sessions, SessionsReport)
     instruments.session_duration.set(sessions.median_duration_s, {names.STATISTIC: "median"})
     instruments.session_duration.set(sessions.p95_duration_s, {names.STATISTIC: "p95"})

@@ -32,7 +32,7 @@ class OtelEventPublisher:
             case events.ItemViewed():
                 if m:
                     m.item_views.add(1)
-                return names.EVENT_ITEM_VIEWED, {"market.item.id": event.item_id}
+                return names.EVENT_ITEM_VIEWED, {names.ITEM_ID: event.item_id}
             case events.SearchPerformed():
                 outcome = "results" if event.result_count else "no_results"
                 if m:
@@ -40,15 +40,15 @@ class OtelEventPublisher:
                 # The query text is user input: the outcome and count are enough on a span.
                 return names.EVENT_SEARCH_PERFORMED, {
                     names.SEARCH_OUTCOME: outcome,
-                    "market.search.result_count": event.result_count,
+                    names.SEARCH_RESULT_COUNT: event.result_count,
                 }
             case events.CartChanged():
                 if m:
                     m.cart_changes.add(1, {names.CART_ACTION: event.action})
                 name = names.EVENT_CART_ITEM_ADDED if event.action == "add" else names.EVENT_CART_ITEM_REMOVED
                 return name, {
-                    "market.item.id": event.item_id,
-                    "market.cart.quantity_delta": event.quantity_delta,
+                    names.ITEM_ID: event.item_id,
+                    names.CART_QUANTITY_DELTA: event.quantity_delta,
                 }
             case events.CheckoutStarted():
                 if m:
@@ -90,7 +90,7 @@ class OtelEventPublisher:
                     m.webhook_rejected.add(1, {names.WEBHOOK_REJECTION_REASON: event.reason})
                 return names.EVENT_WEBHOOK_REJECTED, {names.WEBHOOK_REJECTION_REASON: event.reason}
             case events.ItemListed():
-                return names.EVENT_ITEM_LISTED, {"market.item.id": event.item_id}
+                return names.EVENT_ITEM_LISTED, {names.ITEM_ID: event.item_id}
             case events.UserRegistered():
                 return names.EVENT_USER_REGISTERED, {names.USER_ROLE: event.role}
         return None, {}

@@ -27,7 +27,7 @@ class TracedPaymentGateway:
             names.ORDER_CURRENCY: request.currency,
         }
         with self._tracer.start_as_current_span(
-            "payment charge", kind=SpanKind.CLIENT, attributes=attributes, record_exception=False
+            names.SPAN_PAYMENT_CHARGE, kind=SpanKind.CLIENT, attributes=attributes, record_exception=False
         ) as span:
             try:
                 result = await self._inner.charge(request)
@@ -42,7 +42,7 @@ class TracedPaymentGateway:
     async def lookup(self, order_id: str, payment_id: str) -> ChargeResult | None:
         attributes = {names.PAYMENT_PROVIDER: self.name, names.ORDER_ID: order_id}
         with self._tracer.start_as_current_span(
-            "payment lookup", kind=SpanKind.CLIENT, attributes=attributes
+            names.SPAN_PAYMENT_LOOKUP, kind=SpanKind.CLIENT, attributes=attributes
         ) as span:
             result = await self._inner.lookup(order_id, payment_id)
             span.set_attribute(names.PAYMENT_OUTCOME, result.status if result else "not_found")

@@ -29,6 +29,7 @@ from market.domain.errors import ValidationFailed
 from market.domain.redaction import safe_url
 from market.domain.webhooks import AttemptResult
 from market.telemetry import names
+from market.telemetry.metrics import counter
 
 from .signing import InvalidSecret, signature_headers
 from .ssrf import SsrfGuard
@@ -54,9 +55,9 @@ class HttpxWebhookSender:
         self._timeout_s = timeout_s
         self._tracer = tracer or trace.get_tracer(names.INSTRUMENTATION_SCOPE)
         if deliveries_counter is None:
-            name, unit, description = names.WEBHOOK_DELIVERIES
-            meter = metrics.get_meter(names.INSTRUMENTATION_SCOPE)
-            deliveries_counter = meter.create_counter(name, unit=unit, description=description)
+            deliveries_counter = counter(
+                metrics.get_meter(names.INSTRUMENTATION_SCOPE), names.WEBHOOK_DELIVERIES
+            )
         self._deliveries = deliveries_counter
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
