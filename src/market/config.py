@@ -134,33 +134,6 @@ def _read(section: type[_S], env: _Env) -> _S:
     return section(**values)
 
 
-@dataclass(frozen=True, slots=True)
-class Rate:
-    """At most `count` hits per `window_s` seconds (written `20/1m`, `10/15m`, `30/1h`)."""
-
-    count: int
-    window_s: int
-
-    @classmethod
-    def parse(cls, raw: str, variable: str) -> Rate:
-        count, sep, window = raw.strip().lower().partition("/")
-        unit = _DURATION.get(window[-1:], 0) if window and not window.isdigit() else 1
-        number = window if window.isdigit() else window[:-1]
-        if not sep or not count.isdigit() or int(count) < 1 or not unit or not number.isdigit():
-            raise ConfigError(f"{variable}: expected a rate like 20/1m (hits per window), got {raw!r}")
-        window_s = int(number) * unit
-        if not 1 <= window_s <= 86400:
-            raise ConfigError(f"{variable}: the window must be between 1s and 1d, got {raw!r}")
-        return cls(int(count), window_s)
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _database_url(env: _Env, name: str, _default: None) -> DatabaseURL:
     return DatabaseURL.parse(env.str(name, DEFAULT_DATABASE_URL), name)
 
@@ -370,6 +343,33 @@ class AlertSettings:
             raise ConfigError("MARKET_ALERT_SMTP_URL: required when MARKET_ALERT_EMAIL_TO is set")
         if bad := [a for a in values["email_to"] if "@" not in a]:
             raise ConfigError(f"MARKET_ALERT_EMAIL_TO: not an e-mail address: {bad[0]!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `count` hits per `window_s` seconds (written `20/1m`, `10/15m`, `30/1h`)."""
+
+    count: int
+    window_s: int
+
+    @classmethod
+    def parse(cls, raw: str, variable: str) -> Rate:
+        count, sep, window = raw.strip().lower().partition("/")
+        unit = _DURATION.get(window[-1:], 0) if window and not window.isdigit() else 1
+        number = window if window.isdigit() else window[:-1]
+        if not sep or not count.isdigit() or int(count) < 1 or not unit or not number.isdigit():
+            raise ConfigError(f"{variable}: expected a rate like 20/1m (hits per window), got {raw!r}")
+        window_s = int(number) * unit
+        if not 1 <= window_s <= 86400:
+            raise ConfigError(f"{variable}: the window must be between 1s and 1d, got {raw!r}")
+        return cls(int(count), window_s)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _redis_url(env: _Env, name: str, _default: None) -> str | None:
