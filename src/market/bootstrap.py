@@ -282,6 +282,7 @@ def build_app(
         database,
         metrics=telemetry.exposition,
         metrics_token=settings.telemetry.metrics_token,
+        max_body_bytes=settings.server.max_body_bytes,
         alerts=alerts,
         limits=RouteLimits.of(settings.limits, limiter) if limiter is not None else None,
         lifespan=[lifespan],

@@ -1,22 +1,26 @@
 """Settings from the environment (and `.env`), read once at start: one frozen dataclass per section.
 
 A bad value raises `ConfigError` whose message is one line naming the variable; the CLI prints it and exits.
+Each setting is declared once, as its field: `setting(variable, parse, default)` beside its docstring; `_read`
+fills a section from those declarations, then runs the section's `check` (cross-field rules) if it has one.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import time
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from market.domain.redaction import safe_url
 
 DEFAULT_DATABASE_URL = "sqlite:///var/market.db"
+_S = TypeVar("_S")
 
 
 class ConfigError(Exception):
@@ -70,108 +74,201 @@ class DatabaseURL:
         return f"{scheme}{sep}{user}{password}@{rest}"
 
 
+Parse = Callable[["_Env", str, Any], Any]
+"""Reads one setting: `(env, variable, default) -> value`; raises `ConfigError` naming the variable."""
+
+
+def setting(
+    variable: str, parse: Parse, default: Any = MISSING, *, factory: Any = MISSING, secret: bool = False
+) -> Any:
+    """A settings field read from `variable` by `parse` (given the field's default); `secret` hides it from repr.
+
+    The one place a setting's variable, default and parsing are written; `_read` turns a section into values."""
+    return field(
+        default=default,
+        default_factory=factory,
+        repr=not secret,
+        metadata={"variable": variable, "parse": parse},
+    )
+
+
+def _text(env: _Env, name: str, default: str) -> str:
+    return env.str(name, default)
+
+
+def _optional(env: _Env, name: str, _default: None) -> str | None:
+    return env.str(name, "") or None
+
+
+def _flag(env: _Env, name: str, default: bool) -> bool:
+    return env.bool(name, default)
+
+
+def _whole(minimum: int, maximum: int) -> Parse:
+    return lambda env, name, default: env.int(name, default, minimum=minimum, maximum=maximum)
+
+
+def _seconds(minimum: int = 0) -> Parse:
+    return lambda env, name, default: env.duration(name, default, minimum=minimum)
+
+
+def _rate(env: _Env, name: str, default: Rate) -> Rate:
+    raw = env.str(name, "")
+    return Rate.parse(raw, name) if raw else default
+
+
+def _read(section: type[_S], env: _Env) -> _S:
+    """Every field of a settings section from its variable, then the section's cross-field checks."""
+    values: dict[str, Any] = {}
+    for f in fields(section):  # type: ignore[arg-type]
+        if "section" in f.metadata:
+            values[f.name] = _read(f.metadata["section"], env)
+            continue
+        default = f.default if f.default is not MISSING else None
+        if f.default_factory is not MISSING:
+            default = f.default_factory()
+        values[f.name] = f.metadata["parse"](env, f.metadata["variable"], default)
+    check = getattr(section, "check", None)
+    if check is not None:
+        check(values)
+    return section(**values)
+
+
+def _database_url(env: _Env, name: str, _default: None) -> DatabaseURL:
+    return DatabaseURL.parse(env.str(name, DEFAULT_DATABASE_URL), name)
+
+
 @dataclass(frozen=True, slots=True)
 class DatabaseSettings:
-    url: DatabaseURL
+    url: DatabaseURL = setting("MARKET_DATABASE_URL", _database_url)
     """Which database to use (MARKET_DATABASE_URL)."""
-    pool_size: int = 10
+    pool_size: int = setting("MARKET_DATABASE_POOL_SIZE", _whole(1, 1000), 10)
     """Connections per worker process in the PostgreSQL pool (MARKET_DATABASE_POOL_SIZE)."""
-    statement_timeout_s: int = 5
+    statement_timeout_s: int = setting("MARKET_DATABASE_STATEMENT_TIMEOUT", _seconds(minimum=1), 5)
     """PostgreSQL cancels a statement running longer than this (MARKET_DATABASE_STATEMENT_TIMEOUT, seconds);
     the request answers 503. Reports, pruning, bulk loads and migrations raise it for their own transaction."""
-    lock_timeout_s: int = 2
+    lock_timeout_s: int = setting("MARKET_DATABASE_LOCK_TIMEOUT", _seconds(minimum=1), 2)
     """The longest a statement waits for a lock (MARKET_DATABASE_LOCK_TIMEOUT, seconds): PostgreSQL's
     `lock_timeout`, SQLite's busy timeout. A request that would wait longer answers 503."""
-    pool_timeout_s: int = 5
+    pool_timeout_s: int = setting("MARKET_DATABASE_POOL_TIMEOUT", _seconds(minimum=1), 5)
     """The longest a request waits for a free pooled PostgreSQL connection (MARKET_DATABASE_POOL_TIMEOUT,
     seconds) before answering 503."""
 
 
+def _public_url(env: _Env, name: str, _default: str) -> str:
+    return env.str(name, "").rstrip("/")
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    host: str = "127.0.0.1"
+    host: str = setting("MARKET_HOST", _text, "127.0.0.1")
     """Interface `market serve` binds (MARKET_HOST)."""
-    port: int = 8000
+    port: int = setting("MARKET_PORT", _whole(0, 65535), 8000)
     """Port `market serve` listens on (MARKET_PORT)."""
-    public_url: str = ""
+    public_url: str = setting("MARKET_PUBLIC_URL", _public_url, "")
     """Where this service is reachable from outside (MARKET_PUBLIC_URL); defaults to http://host:port."""
-    max_body_bytes: int = 1_048_576
-    """Largest request body accepted; bigger ones get 413."""
+    max_body_bytes: int = setting("MARKET_MAX_BODY_BYTES", _whole(1, 1 << 30), 1_048_576)
+    """Largest request body accepted (MARKET_MAX_BODY_BYTES, bytes); bigger ones get 413."""
+
+
+def _secret_key(env: _Env, name: str, _default: None) -> str | None:
+    return secret_key(env.str(name, ""), name)
 
 
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
-    secret_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = setting("MARKET_SECRET_KEY", _secret_key, None, secret=True)
     """Signs bearer tokens (MARKET_SECRET_KEY): at least 32 bytes (`openssl rand -hex 32`), not a repetition of
     a few characters. None: one is generated into the var folder on first start."""
-    token_ttl_seconds: int = 3600  # a lifetime (not a secret)
+    token_ttl_seconds: int = setting("MARKET_TOKEN_TTL_SECONDS", _whole(60, 30 * 86400), 3600)  # not a secret
     """Lifetime of an access token (MARKET_TOKEN_TTL_SECONDS)."""
+
+
+def _log_level(env: _Env, name: str, default: str) -> str:
+    return env.choice(name, default, ("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
 @dataclass(frozen=True, slots=True)
 class TelemetrySettings:
-    service_name: str = "market"
+    service_name: str = setting("OTEL_SERVICE_NAME", _text, "market")
     """OTEL_SERVICE_NAME."""
-    console: bool = False
+    console: bool = setting("MARKET_TELEMETRY_CONSOLE", _flag, False)
     """Print spans to stderr for a quick look (MARKET_TELEMETRY_CONSOLE=1)."""
-    log_level: str = "INFO"
+    log_level: str = setting("MARKET_LOG_LEVEL", _log_level, "INFO")
     """Threshold of the JSON log lines on stdout (MARKET_LOG_LEVEL)."""
-    metrics_token: str | None = field(default=None, repr=False)
+    metrics_token: str | None = setting("MARKET_METRICS_TOKEN", _optional, None, secret=True)
     """When set, `GET /metrics` needs `Authorization: Bearer <token>` (MARKET_METRICS_TOKEN)."""
 
 
 @dataclass(frozen=True, slots=True)
 class SentrySettings:
-    dsn: str | None = field(default=None, repr=False)
+    dsn: str | None = setting("SENTRY_DSN", _optional, None, secret=True)
     """SENTRY_DSN; Sentry is off when unset. Its key lets anyone send events to the project."""
-    environment: str = "production"
+    environment: str = setting("SENTRY_ENVIRONMENT", _text, "production")
     """SENTRY_ENVIRONMENT."""
-    release: str | None = None
+    release: str | None = setting("SENTRY_RELEASE", _optional, None)
     """SENTRY_RELEASE; defaults to the package version."""
 
 
-DEFAULT_WEBHOOK_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,14h,20h,24h"
+def _gateway(env: _Env, name: str, default: str) -> str:
+    return env.choice(name, default.upper(), ("SANDBOX", "STRIPE")).lower()
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentSettings:
-    gateway: str = "sandbox"
+    gateway: str = setting("MARKET_PAYMENT_GATEWAY", _gateway, "sandbox")
     """Which provider charges cards (MARKET_PAYMENT_GATEWAY): `sandbox` (embedded default) or `stripe`."""
-    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = setting("MARKET_PAYMENT_WEBHOOK_SECRET", _optional, None, secret=True)
     """Verifies provider webhook signatures (MARKET_PAYMENT_WEBHOOK_SECRET). None: derived from the secret
     key, which suits the sandbox (it signs its own events)."""
-    stripe_api_key: str | None = field(default=None, repr=False)
+    stripe_api_key: str | None = setting("STRIPE_API_KEY", _optional, None, secret=True)
     """Stripe secret key (STRIPE_API_KEY), needed when the gateway is `stripe`."""
-    reconcile_interval_s: int = 60
+    reconcile_interval_s: int = setting("MARKET_RECONCILE_INTERVAL", _whole(1, 86400), 60)
     """How often unsettled orders are reconciled with the provider (MARKET_RECONCILE_INTERVAL, seconds)."""
+
+
+def _durations(env: _Env, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = env.get(name)  # set but blank is an error, as any other unparsable schedule
+    return default if raw is None else parse_durations(raw.strip(), name)
 
 
 @dataclass(frozen=True, slots=True)
 class WebhookSettings:
-    retry_schedule_s: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+    retry_schedule_s: tuple[int, ...] = setting(
+        "MARKET_WEBHOOK_RETRY_SCHEDULE", _durations, (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+    )
     """Delays before each retry of a failed seller webhook delivery (MARKET_WEBHOOK_RETRY_SCHEDULE)."""
-    allow_private: bool = False
+    allow_private: bool = setting("MARKET_WEBHOOKS_ALLOW_PRIVATE", _flag, False)
     """Permit loopback/private/link-local targets (MARKET_WEBHOOKS_ALLOW_PRIVATE=1): development and tests only."""
+
+
+def _directory(env: _Env, name: str, default: Path) -> Path:
+    return Path(env.str(name, "") or default)
+
+
+def _utc_time(env: _Env, name: str, _default: None) -> time | None:
+    raw = env.str(name, "")
+    return parse_utc_time(raw, name) if raw else None
 
 
 @dataclass(frozen=True, slots=True)
 class BackupSettings:
-    directory: Path = Path("var/backups")
+    directory: Path = setting("MARKET_BACKUP_DIR", _directory, Path("var/backups"))
     """Where `market backup` writes archives and looks for them (MARKET_BACKUP_DIR)."""
-    retention_days: int = 30
+    retention_days: int = setting("MARKET_BACKUP_RETENTION_DAYS", _whole(1, 36500), 30)
     """`market backup prune` deletes backups older than this, never the newest verified one
     (MARKET_BACKUP_RETENTION_DAYS)."""
-    schedule: time | None = None
+    schedule: time | None = setting("MARKET_BACKUP_SCHEDULE", _utc_time, None)
     """UTC time of day at which a service worker takes the daily backup (MARKET_BACKUP_SCHEDULE, HH:MM).
     None: no in-process schedule (use `market backup schedule` or a CronJob instead)."""
 
 
 @dataclass(frozen=True, slots=True)
 class AnalyticsSettings:
-    retention_days: int = 400
+    retention_days: int = setting("MARKET_ANALYTICS_RETENTION_DAYS", _whole(1, 36500), 400)
     """Analytics events older than this are deleted by `market analytics prune` and by the service's
     housekeeping (MARKET_ANALYTICS_RETENTION_DAYS). The default keeps a year to compare against."""
-    cart_abandon_after_s: int = 86400
+    cart_abandon_after_s: int = setting("MARKET_CART_ABANDON_AFTER", _seconds(), 86400)
     """A cart with no checkout this long after its last addition counts as abandoned in the carts report
     (MARKET_CART_ABANDON_AFTER: seconds, or 30m, 24h, 2d)."""
 
@@ -206,41 +303,46 @@ class SmtpURL:
         )
 
 
+def _slack_url(env: _Env, name: str, _default: None) -> str | None:
+    slack = env.str(name, "") or None
+    parts = urlsplit(slack or "")
+    if slack and (parts.scheme.lower() not in ("http", "https") or not parts.hostname):
+        raise ConfigError(f"{name}: expected an http(s) URL")
+    return slack
+
+
+def _smtp_url(env: _Env, name: str, _default: None) -> SmtpURL | None:
+    raw = env.str(name, "")
+    return SmtpURL.parse(raw, name) if raw else None
+
+
+def _addresses(env: _Env, name: str, _default: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(a.strip() for a in env.str(name, "").split(",") if a.strip())
+
+
 @dataclass(frozen=True, slots=True)
 class AlertSettings:
-    eval_interval_s: int = 15
+    eval_interval_s: int = setting("MARKET_ALERT_EVAL_INTERVAL", _whole(1, 3600), 15)
     """How often the in-process alert rules are evaluated (MARKET_ALERT_EVAL_INTERVAL, seconds)."""
-    slack_webhook_url: str | None = field(default=None, repr=False)
+    slack_webhook_url: str | None = setting("MARKET_ALERT_SLACK_WEBHOOK_URL", _slack_url, None, secret=True)
     """Slack-compatible incoming webhook that gets a message when an alert fires and when it resolves
     (MARKET_ALERT_SLACK_WEBHOOK_URL). It is a secret: never logged."""
-    smtp: SmtpURL | None = None
+    smtp: SmtpURL | None = setting("MARKET_ALERT_SMTP_URL", _smtp_url, None)
     """The SMTP server alert e-mails go through (MARKET_ALERT_SMTP_URL); None: no e-mails."""
-    email_to: tuple[str, ...] = ()
+    email_to: tuple[str, ...] = setting("MARKET_ALERT_EMAIL_TO", _addresses, ())
     """Recipients of alert e-mails (MARKET_ALERT_EMAIL_TO, comma-separated); needed with MARKET_ALERT_SMTP_URL."""
-    email_from: str | None = None
+    email_from: str | None = setting("MARKET_ALERT_EMAIL_FROM", _optional, None)
     """Sender of alert e-mails (MARKET_ALERT_EMAIL_FROM); None: `market@<host name>`."""
 
-    @classmethod
-    def from_env(cls, env: _Env) -> AlertSettings:
-        slack = env.str("MARKET_ALERT_SLACK_WEBHOOK_URL", "") or None
-        slack_parts = urlsplit(slack or "")
-        if slack and (slack_parts.scheme.lower() not in ("http", "https") or not slack_parts.hostname):
-            raise ConfigError("MARKET_ALERT_SLACK_WEBHOOK_URL: expected an http(s) URL")
-        smtp_raw = env.str("MARKET_ALERT_SMTP_URL", "")
-        to = tuple(a.strip() for a in env.str("MARKET_ALERT_EMAIL_TO", "").split(",") if a.strip())
-        if smtp_raw and not to:
+    @staticmethod
+    def check(values: dict[str, Any]) -> None:
+        """E-mail needs both a server and recipients, and recipients must look like addresses."""
+        if values["smtp"] and not values["email_to"]:
             raise ConfigError("MARKET_ALERT_EMAIL_TO: required when MARKET_ALERT_SMTP_URL is set")
-        if to and not smtp_raw:
+        if values["email_to"] and not values["smtp"]:
             raise ConfigError("MARKET_ALERT_SMTP_URL: required when MARKET_ALERT_EMAIL_TO is set")
-        if bad := [a for a in to if "@" not in a]:
+        if bad := [a for a in values["email_to"] if "@" not in a]:
             raise ConfigError(f"MARKET_ALERT_EMAIL_TO: not an e-mail address: {bad[0]!r}")
-        return cls(
-            eval_interval_s=env.int("MARKET_ALERT_EVAL_INTERVAL", 15, minimum=1, maximum=3600),
-            slack_webhook_url=slack,
-            smtp=SmtpURL.parse(smtp_raw) if smtp_raw else None,
-            email_to=to,
-            email_from=env.str("MARKET_ALERT_EMAIL_FROM", "") or None,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,89 +372,92 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def _redis_url(env: _Env, name: str, _default: None) -> str | None:
+    redis_url = env.str(name, "") or None
+    if redis_url and urlsplit(redis_url).scheme.lower() not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"{name}: expected a URL like redis://127.0.0.1:6379/0")
+    return redis_url
+
+
+def _prefix(env: _Env, name: str, default: str) -> str:
+    return env.str(name, default) or default
+
+
+def _networks(env: _Env, name: str, _default: tuple) -> tuple[IPv4Network | IPv6Network, ...]:
+    proxies = []
+    for part in env.str(name, "").split(","):
+        if part.strip():
+            try:
+                proxies.append(ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ConfigError(f"{name}: not an address or CIDR: {part.strip()!r}") from None
+    return tuple(proxies)
+
+
+def _milliseconds(minimum: int, maximum: int) -> Parse:
+    """Written in ms, held in seconds."""
+    return lambda env, name, default: (
+        env.int(name, round(default * 1000), minimum=minimum, maximum=maximum) / 1000
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimitSettings:
-    enabled: bool = True
+    enabled: bool = setting("MARKET_RATE_LIMITS", _flag, True)
     """MARKET_RATE_LIMITS=off turns every rate limit off (test suites, load tests); the hashing cap stays."""
-    redis_url: str | None = field(default=None, repr=False)
+    redis_url: str | None = setting("MARKET_REDIS_URL", _redis_url, None, secret=True)
     """MARKET_REDIS_URL: counters live in Redis, shared by every worker and replica. None: in this process's
     memory (right for one process; with N processes each allows the full limit)."""
-    redis_prefix: str = "market"
+    redis_prefix: str = setting("MARKET_REDIS_PREFIX", _prefix, "market")
     """MARKET_REDIS_PREFIX: the namespace of this deployment's keys in a shared Redis."""
-    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = setting("MARKET_TRUSTED_PROXIES", _networks, ())
     """MARKET_TRUSTED_PROXIES: comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For is
     believed. Empty: the client is the socket peer and X-Forwarded-For is ignored."""
-    sign_in: Rate = Rate(20, 60)
+    sign_in: Rate = setting("MARKET_RATE_LIMIT_SIGN_IN", _rate, Rate(20, 60))
     """MARKET_RATE_LIMIT_SIGN_IN: sign-in attempts per client IP (`/auth/token` and `/admin/login` together)."""
-    register: Rate = Rate(20, 3600)
+    register: Rate = setting("MARKET_RATE_LIMIT_REGISTER", _rate, Rate(20, 3600))
     """MARKET_RATE_LIMIT_REGISTER: registrations per client IP."""
-    checkout: Rate = Rate(30, 60)
+    checkout: Rate = setting("MARKET_RATE_LIMIT_CHECKOUT", _rate, Rate(30, 60))
     """MARKET_RATE_LIMIT_CHECKOUT: checkouts per client IP."""
-    session_events: Rate = Rate(120, 60)
+    session_events: Rate = setting("MARKET_RATE_LIMIT_SESSION_EVENTS", _rate, Rate(120, 60))
     """MARKET_RATE_LIMIT_SESSION_EVENTS: session event batches per client IP."""
-    sign_in_concurrency: int = 2
+    sign_in_concurrency: int = setting("MARKET_RATE_LIMIT_SIGN_IN_CONCURRENCY", _whole(1, 1000), 2)
     """MARKET_RATE_LIMIT_SIGN_IN_CONCURRENCY: sign-ins one client address may have in progress at once (per
     process); more are refused at once (429), so one address cannot fill the password-hashing queue."""
-    account_failures: Rate = Rate(10, 900)
+    account_failures: Rate = setting("MARKET_RATE_LIMIT_ACCOUNT", _rate, Rate(10, 900))
     """MARKET_RATE_LIMIT_ACCOUNT: failed sign-ins per account (e-mail), from any IP; a success clears them."""
-    hash_concurrency: int = field(default_factory=_cpu_count)
+    hash_concurrency: int = setting("MARKET_PASSWORD_HASH_CONCURRENCY", _whole(1, 256), factory=_cpu_count)
     """MARKET_PASSWORD_HASH_CONCURRENCY: argon2 hashes computed at once per process (default: the CPUs)."""
-    hash_wait_s: float = 2.0
+    hash_wait_s: float = setting("MARKET_PASSWORD_HASH_WAIT_MS", _milliseconds(0, 30000), 2.0)
     """MARKET_PASSWORD_HASH_WAIT_MS: how long a request waits for a hashing slot before a 503 (set in ms)."""
 
-    @classmethod
-    def from_env(cls, env: _Env) -> RateLimitSettings:
-        defaults = cls()
 
-        def rate(name: str, default: Rate) -> Rate:
-            raw = env.str(name, "")
-            return Rate.parse(raw, name) if raw else default
+def _section(section: type, *, required: bool = False) -> Any:
+    """A field holding a whole settings section, read by `_read` from the section's own fields."""
+    if required:
+        return field(metadata={"section": section})
+    return field(default_factory=section, metadata={"section": section})
 
-        redis_url = env.str("MARKET_REDIS_URL", "") or None
-        if redis_url and urlsplit(redis_url).scheme.lower() not in ("redis", "rediss", "unix"):
-            raise ConfigError("MARKET_REDIS_URL: expected a URL like redis://127.0.0.1:6379/0")
-        proxies = []
-        for part in env.str("MARKET_TRUSTED_PROXIES", "").split(","):
-            if part.strip():
-                try:
-                    proxies.append(ip_network(part.strip(), strict=False))
-                except ValueError:
-                    raise ConfigError(
-                        f"MARKET_TRUSTED_PROXIES: not an address or CIDR: {part.strip()!r}"
-                    ) from None
-        return cls(
-            enabled=env.bool("MARKET_RATE_LIMITS", True),
-            redis_url=redis_url,
-            redis_prefix=env.str("MARKET_REDIS_PREFIX", "market") or "market",
-            trusted_proxies=tuple(proxies),
-            sign_in=rate("MARKET_RATE_LIMIT_SIGN_IN", defaults.sign_in),
-            register=rate("MARKET_RATE_LIMIT_REGISTER", defaults.register),
-            checkout=rate("MARKET_RATE_LIMIT_CHECKOUT", defaults.checkout),
-            session_events=rate("MARKET_RATE_LIMIT_SESSION_EVENTS", defaults.session_events),
-            sign_in_concurrency=env.int("MARKET_RATE_LIMIT_SIGN_IN_CONCURRENCY", 2, minimum=1, maximum=1000),
-            account_failures=rate("MARKET_RATE_LIMIT_ACCOUNT", defaults.account_failures),
-            hash_concurrency=env.int(
-                "MARKET_PASSWORD_HASH_CONCURRENCY", _cpu_count(), minimum=1, maximum=256
-            ),
-            hash_wait_s=env.int("MARKET_PASSWORD_HASH_WAIT_MS", 2000, minimum=0, maximum=30000) / 1000,
-        )
+
+def _path(env: _Env, name: str, default: Path) -> Path:
+    return Path(env.str(name, str(default)))
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    database: DatabaseSettings
-    var_dir: Path = Path("var")
+    database: DatabaseSettings = _section(DatabaseSettings, required=True)
+    var_dir: Path = setting("MARKET_VAR_DIR", _path, Path("var"))
     """Where the embedded default keeps its files (MARKET_VAR_DIR)."""
-    server: ServerSettings = field(default_factory=ServerSettings)
-    auth: AuthSettings = field(default_factory=AuthSettings)
-    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
-    sentry: SentrySettings = field(default_factory=SentrySettings)
-    backup: BackupSettings = field(default_factory=BackupSettings)
-    payments: PaymentSettings = field(default_factory=PaymentSettings)
-    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
-    alerts: AlertSettings = field(default_factory=AlertSettings)
-    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
-    limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    server: ServerSettings = _section(ServerSettings)
+    auth: AuthSettings = _section(AuthSettings)
+    telemetry: TelemetrySettings = _section(TelemetrySettings)
+    sentry: SentrySettings = _section(SentrySettings)
+    backup: BackupSettings = _section(BackupSettings)
+    payments: PaymentSettings = _section(PaymentSettings)
+    webhooks: WebhookSettings = _section(WebhookSettings)
+    alerts: AlertSettings = _section(AlertSettings)
+    analytics: AnalyticsSettings = _section(AnalyticsSettings)
+    limits: RateLimitSettings = _section(RateLimitSettings)
 
     @property
     def public_url(self) -> str:
@@ -384,64 +489,7 @@ class Settings:
         env = _Env(
             {**(read_dotenv(dotenv) if dotenv else {}), **(os.environ if environ is None else environ)}
         )
-        return cls(
-            database=DatabaseSettings(
-                url=DatabaseURL.parse(env.str("MARKET_DATABASE_URL", DEFAULT_DATABASE_URL)),
-                pool_size=env.int("MARKET_DATABASE_POOL_SIZE", 10, minimum=1, maximum=1000),
-                statement_timeout_s=env.duration("MARKET_DATABASE_STATEMENT_TIMEOUT", 5, minimum=1),
-                lock_timeout_s=env.duration("MARKET_DATABASE_LOCK_TIMEOUT", 2, minimum=1),
-                pool_timeout_s=env.duration("MARKET_DATABASE_POOL_TIMEOUT", 5, minimum=1),
-            ),
-            var_dir=Path(env.str("MARKET_VAR_DIR", "var")),
-            server=ServerSettings(
-                host=env.str("MARKET_HOST", "127.0.0.1"),
-                port=env.int("MARKET_PORT", 8000, minimum=0, maximum=65535),
-                public_url=env.str("MARKET_PUBLIC_URL", "").rstrip("/"),
-            ),
-            auth=AuthSettings(
-                secret_key=secret_key(env.str("MARKET_SECRET_KEY", "")),
-                token_ttl_seconds=env.int("MARKET_TOKEN_TTL_SECONDS", 3600, minimum=60, maximum=30 * 86400),
-            ),
-            telemetry=TelemetrySettings(
-                service_name=env.str("OTEL_SERVICE_NAME", "market"),
-                console=env.bool("MARKET_TELEMETRY_CONSOLE", False),
-                log_level=env.choice("MARKET_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
-                metrics_token=env.str("MARKET_METRICS_TOKEN", "") or None,
-            ),
-            sentry=SentrySettings(
-                dsn=env.str("SENTRY_DSN", "") or None,
-                environment=env.str("SENTRY_ENVIRONMENT", "production"),
-                release=env.str("SENTRY_RELEASE", "") or None,
-            ),
-            payments=PaymentSettings(
-                gateway=env.choice("MARKET_PAYMENT_GATEWAY", "SANDBOX", ("SANDBOX", "STRIPE")).lower(),
-                webhook_secret=env.str("MARKET_PAYMENT_WEBHOOK_SECRET", "") or None,
-                stripe_api_key=env.str("STRIPE_API_KEY", "") or None,
-                reconcile_interval_s=env.int("MARKET_RECONCILE_INTERVAL", 60, minimum=1, maximum=86400),
-            ),
-            webhooks=WebhookSettings(
-                retry_schedule_s=parse_durations(
-                    env.str("MARKET_WEBHOOK_RETRY_SCHEDULE", DEFAULT_WEBHOOK_RETRY_SCHEDULE),
-                    "MARKET_WEBHOOK_RETRY_SCHEDULE",
-                ),
-                allow_private=env.bool("MARKET_WEBHOOKS_ALLOW_PRIVATE", False),
-            ),
-            backup=BackupSettings(
-                directory=Path(env.str("MARKET_BACKUP_DIR", "") or "var/backups"),
-                retention_days=env.int("MARKET_BACKUP_RETENTION_DAYS", 30, minimum=1, maximum=36500),
-                schedule=(
-                    parse_utc_time(raw, "MARKET_BACKUP_SCHEDULE")
-                    if (raw := env.str("MARKET_BACKUP_SCHEDULE", ""))
-                    else None
-                ),
-            ),
-            alerts=AlertSettings.from_env(env),
-            analytics=AnalyticsSettings(
-                retention_days=env.int("MARKET_ANALYTICS_RETENTION_DAYS", 400, minimum=1, maximum=36500),
-                cart_abandon_after_s=env.duration("MARKET_CART_ABANDON_AFTER", 86400),
-            ),
-            limits=RateLimitSettings.from_env(env),
-        )
+        return _read(cls, env)
 
 
 class _Env:
@@ -449,6 +497,10 @@ class _Env:
 
     def __init__(self, values: Mapping[str, str]) -> None:
         self._values = values
+
+    def get(self, name: str) -> str | None:
+        """The raw value, None when the variable is not set."""
+        return self._values.get(name)
 
     def str(self, name: str, default: str) -> str:
         return self._values.get(name, default).strip()

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.support.live_server import auth, register
+from tests.support.live_server import auth, register, serving
 
 from .helpers import HEX32, TRACERESPONSE, assert_problem, item_body, problem_type, trace_id_of
 
@@ -26,6 +26,15 @@ def test_a_body_over_1_mib_is_413(client):
     huge = item_body(description="x" * (2 * 1024 * 1024))
     r = client.post("/api/v1/items", json=huge, headers=auth(seller))
     assert_problem(r, 413)
+
+
+def test_a_smaller_max_body_bytes_setting_makes_a_smaller_body_413(tmp_path):
+    with serving("sqlite", tmp_path, {"MARKET_MAX_BODY_BYTES": "4096"}) as server, server.client() as client:
+        seller = register(client, role="seller")
+        r = client.post("/api/v1/items", json=item_body(description="x" * 4500), headers=auth(seller))
+        assert_problem(r, 413)
+        fits = client.post("/api/v1/items", json=item_body(description="x" * 1000), headers=auth(seller))
+        assert fits.status_code == 201, fits.text
 
 
 @pytest.mark.parametrize(

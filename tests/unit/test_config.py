@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
+from market import config
 from market.config import DEFAULT_DATABASE_URL, ConfigError, DatabaseURL, Settings, read_dotenv
 
 
@@ -259,3 +264,61 @@ def test_database_timeouts_read_seconds_or_a_unit():
 def test_a_database_timeout_that_is_not_a_positive_duration_names_its_variable(variable, raw):
     with pytest.raises(ConfigError, match=f"^{variable}: "):
         Settings.from_env({variable: raw}, dotenv=None)
+
+
+def _declared_settings(section: type = Settings) -> list[tuple[type, str, str]]:
+    """(section, field, variable) for every setting, walking nested sections."""
+    found = []
+    for f in fields(section):
+        if "section" in f.metadata:
+            found += _declared_settings(f.metadata["section"])
+        else:
+            assert "variable" in f.metadata, f"{section.__name__}.{f.name} is not declared with setting()"
+            found.append((section, f.name, f.metadata["variable"]))
+    return found
+
+
+def _field_docstrings() -> dict[tuple[str, str], str]:
+    """The string right under each annotated field of each class in market/config.py."""
+    docs = {}
+    for node in ast.walk(ast.parse(inspect.getsource(config))):
+        if isinstance(node, ast.ClassDef):
+            for line, after in zip(node.body, [*node.body[1:], None], strict=True):
+                if (
+                    isinstance(line, ast.AnnAssign)
+                    and isinstance(line.target, ast.Name)
+                    and isinstance(after, ast.Expr)
+                    and isinstance(after.value, ast.Constant)
+                ):
+                    docs[(node.name, line.target.id)] = after.value.value
+    return docs
+
+
+def _readme_configuration_variables() -> set[str]:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    first_cells = [row.split("|")[1] for row in table.splitlines() if row.startswith("| `")]
+    return {name for cell in first_cells for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)}
+
+
+def test_every_setting_names_its_variable_in_its_docstring_and_in_the_readme_configuration_table():
+    declared = _declared_settings()
+    docs = _field_docstrings()
+    documented = _readme_configuration_variables()
+    assert len({variable for _, _, variable in declared}) == len(declared), "a variable is read twice"
+    undocumented = [
+        f"{section.__name__}.{name} ({variable})"
+        for section, name, variable in declared
+        if variable not in docs.get((section.__name__, name), "")
+    ]
+    assert not undocumented, "these field docstrings do not name their variable"
+    missing = sorted(variable for _, _, variable in declared if variable not in documented)
+    assert not missing, "these variables have no row in README's Configuration table"
+
+
+def test_max_body_bytes_is_read_from_its_variable_with_a_one_mib_default():
+    assert _from_env().server.max_body_bytes == 1024 * 1024
+    assert _from_env(MARKET_MAX_BODY_BYTES="4096").server.max_body_bytes == 4096
+    with pytest.raises(ConfigError) as error:
+        _from_env(MARKET_MAX_BODY_BYTES="0")
+    _assert_one_line_naming(error.value, "MARKET_MAX_BODY_BYTES")

@@ -38,8 +38,6 @@ from .seller import SellerWebhookController
 from .templating import template_config
 from .validation import strict_body
 
-MAX_BODY_BYTES = 1_048_576
-
 
 def _openapi() -> OpenAPIConfig:
     catalogue = "\n".join(f"- `{p.uri}` ({p.status}): {p.title}" for p in CATALOGUE)
@@ -97,11 +95,13 @@ def create_app(
     *,
     metrics: MetricsExposition,
     metrics_token: str | None = None,
+    max_body_bytes: int,
     alerts: AlertBoard | None = None,
     limits: RouteLimits | None = None,
     lifespan: Sequence[Any] = (),
 ) -> Litestar:
-    """The app. `limits` are the per-IP rate limits of the guarded routes (None: no limits)."""
+    """The app. `limits` are the per-IP rate limits of the guarded routes (None: no limits); a request body
+    over `max_body_bytes` is refused with 413."""
     api = Router(
         path="/api/v1",
         route_handlers=[
@@ -128,7 +128,7 @@ def create_app(
         exception_handlers=exception_handlers(),
         openapi_config=_openapi(),
         template_config=template_config(),
-        request_max_body_size=MAX_BODY_BYTES,
+        request_max_body_size=max_body_bytes,
         lifespan=list(lifespan),
         state=State(
             {
