@@ -31,11 +31,12 @@ from market.domain.errors import InvalidCredentials
 from market.domain.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, Role, User
 
 from . import dashboard_pages as pages
+from .accounts import sign_in
 from .admin import MONITORING_KINDS, MonitoringKind, MonitoringTestError, produce_monitoring_signal
 from .alerts import AlertBoard
 from .analytics import period_of, report_out
 from .auth import user_of_token
-from .limits import rate_limited, sign_in_slot
+from .limits import rate_limited
 from .problems import record_server_error
 from .templating import STATIC_DIR, STATIC_PATH
 
@@ -126,18 +127,7 @@ async def login(request: Request[Any, Any, Any], services: Services) -> Response
     try:
         if not plausible:
             raise InvalidCredentials()
-        async with sign_in_slot(request):
-            issued = await accounts.issue_token(
-                email,
-                password,
-                repos=services.repos,
-                uow=services.uow,
-                hasher=services.hasher,
-                tokens=services.tokens,
-                clock=services.clock,
-                dummy_hash=services.dummy_password_hash,
-                throttle=services.sign_in_throttle,
-            )
+        issued = await sign_in(request, services, email, password)
     except InvalidCredentials:
         return _login_page(401, email=email, message=WRONG_CREDENTIALS)
     user = await user_of_token(request, issued.token)
