@@ -132,7 +132,7 @@ class AccessToken:
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
     user_id: str
-    token_version: int
+    token_version: int  # a counter (not a secret): bumping it revokes tokens
     """The user's token version when the token was issued (see `User.accepts_token`)."""
 
 

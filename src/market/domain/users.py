@@ -41,7 +41,7 @@ class User:
     role: Role
     password_hash: str = field(repr=False)
     created_at: datetime
-    token_version: int = 0
+    token_version: int = 0  # a counter (not a secret): bumping it revokes tokens
     """Every token carries the version it was issued under; bumping it revokes all tokens issued so far."""
     status: UserStatus = UserStatus.ACTIVE
     last_login_at: datetime | None = None
