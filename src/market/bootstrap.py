@@ -1,4 +1,18 @@
-"""The composition root: the one place that builds adapters and wires them to the use cases."""
+"""The composition root: the one place that builds adapters and wires them to the use cases.
+
+How a controller gets a use case (follow this when adding a route):
+1. The use case is an async function in `market.application`: its input first, then its ports keyword-only
+   (`async def view_cart(buyer, *, uow)`). Next to it, a `Callable` alias names it as controllers see it, ports
+   bound: `ViewCart = Callable[[User], Awaitable[Cart]]` (the CamelCase of the function's name).
+2. `bind_use_cases` below binds it once, with its ports (`functools.partial`), under the function's name;
+   wrappers that add business spans or other telemetry are applied here too (adapters/telemetry/use_cases.py),
+   so the use case never imports OpenTelemetry.
+3. `create_app` registers every bound use case as a Litestar dependency of the same name
+   (`Provide`, one per use case), so a handler asks for it by parameter name and alias:
+   `async def get_cart(self, user: User, view_cart: ViewCart) -> CartOut: return CartOut.of(await view_cart(user))`.
+   The controller parses, calls one use case and shapes the response; it never sees a port.
+A test (tests/unit/test_use_case_wiring.py) fails when a handler asks for a use case that is not bound.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +24,10 @@ import hmac
 import ipaddress
 import logging.config
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from argon2 import PasswordHasher as Argon2
@@ -35,6 +50,7 @@ from market.adapters.db.repositories import PiccoloReadRepositories, PiccoloUnit
 from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, PiccoloWebhookDeliveryRepository
 from market.adapters.http.app import create_app
 from market.adapters.http.limits import RouteLimits
+from market.adapters.payments.events import SignedProviderEvents
 from market.adapters.payments.sandbox import SandboxPaymentGateway
 from market.adapters.security.limits import Limiter, StoreSignInThrottle, build_store
 from market.adapters.security.passwords import Argon2PasswordHasher
@@ -42,10 +58,12 @@ from market.adapters.security.tokens import JwtTokenService, load_or_create_secr
 from market.adapters.telemetry.business import refresh_business_gauges_forever
 from market.adapters.telemetry.events import OtelEventPublisher
 from market.adapters.telemetry.payments import TracedPaymentGateway
+from market.adapters.telemetry.use_cases import traced_apply_provider_event, traced_checkout
 from market.adapters.webhooks.sender import HttpxWebhookSender
 from market.adapters.webhooks.signing import new_secret
 from market.adapters.webhooks.ssrf import SsrfGuard
 from market.adapters.webhooks.worker import WebhookDeliveryWorker
+from market.application import accounts, analytics, cart, catalog, checkout, provider_events, seller_webhooks
 from market.application.analytics import prune_events
 from market.application.checkout import reconcile_payments
 from market.application.ports import PaymentGateway
@@ -174,6 +192,79 @@ def build_services(
     )
 
 
+def bind_use_cases(services: Services) -> dict[str, Callable[..., Any]]:
+    """Every use case a controller may call, its ports bound, by the name controllers ask for it (see the module
+    docstring). The CLI may call these too."""
+    s = services
+    tracer = trace.get_tracer(INSTRUMENTATION_SCOPE)
+    place_order = traced_checkout(
+        partial(checkout.checkout, uow=s.uow, gateway=s.gateway, ids=s.ids, clock=s.clock, events=s.events),
+        tracer,
+    )
+    apply_provider_event = traced_apply_provider_event(
+        partial(checkout.apply_provider_event, uow=s.uow, clock=s.clock, events=s.events), s.uow, tracer
+    )
+    webhooks = s.webhooks
+    return {
+        # accounts
+        "register_user": partial(
+            accounts.register_user, uow=s.uow, hasher=s.hasher, ids=s.ids, clock=s.clock, events=s.events
+        ),
+        "issue_token": partial(
+            accounts.issue_token,
+            repos=s.repos,
+            uow=s.uow,
+            hasher=s.hasher,
+            tokens=s.tokens,
+            clock=s.clock,
+            dummy_hash=s.dummy_password_hash,
+            throttle=s.sign_in_throttle,
+        ),
+        "user_of_token": partial(accounts.user_of_token, tokens=s.tokens, repos=s.repos),
+        "change_password": partial(accounts.change_password, uow=s.uow, hasher=s.hasher),
+        "sign_out_everywhere": partial(accounts.sign_out_everywhere, uow=s.uow),
+        # catalog
+        "browse_items": partial(catalog.browse_items, repos=s.repos, clock=s.clock, events=s.events),
+        "view_item": partial(catalog.view_item, repos=s.repos, clock=s.clock, events=s.events),
+        "list_item": partial(catalog.list_item, uow=s.uow, ids=s.ids, clock=s.clock, events=s.events),
+        "change_item": partial(catalog.change_item, uow=s.uow, clock=s.clock),
+        "archive_item": partial(catalog.archive_item, uow=s.uow, clock=s.clock),
+        # cart and orders
+        "view_cart": partial(cart.view_cart, uow=s.uow),
+        "set_cart_quantity": partial(cart.set_cart_quantity, uow=s.uow, clock=s.clock, events=s.events),
+        "idempotent_checkout": partial(
+            checkout.idempotent_checkout, place_order=place_order, idempotency=s.idempotency, clock=s.clock
+        ),
+        "list_orders": partial(checkout.list_orders, uow=s.uow),
+        "get_order": partial(checkout.get_order, uow=s.uow),
+        "receive_provider_event": partial(
+            provider_events.receive_provider_event,
+            source=SignedProviderEvents.for_gateway(s.gateway.name, s.payment_webhook_secret),
+            apply=apply_provider_event,
+            events=s.events,
+        ),
+        # seller webhooks
+        "set_seller_webhook": partial(
+            seller_webhooks.set_seller_webhook,
+            endpoints=webhooks.endpoints,
+            guard=webhooks.guard,
+            new_secret=webhooks.new_secret,
+            clock=s.clock,
+        ),
+        "get_seller_webhook": partial(seller_webhooks.get_seller_webhook, endpoints=webhooks.endpoints),
+        "list_webhook_deliveries": partial(
+            seller_webhooks.list_webhook_deliveries, deliveries=webhooks.deliveries
+        ),
+        # analytics
+        "run_report": partial(
+            analytics.run_report, reports=s.reports, clock=s.clock, abandon_after=s.cart_abandon_after
+        ),
+        "seller_dashboard": partial(analytics.seller_dashboard, reports=s.reports),
+        # not a use case: the present, for input that is relative to it (a report's default period)
+        "now": s.clock.now,
+    }
+
+
 async def reconcile_forever(services: Services, interval_s: float) -> None:
     """The background reconciler: settles orders whose payment outcome was unknown, and forgets
     idempotency keys and analytics events past their retention. Safe in every worker at once (settling is
@@ -279,6 +370,7 @@ def build_app(
 
     app = create_app(
         services,
+        bind_use_cases(services),
         database,
         metrics=telemetry.exposition,
         metrics_token=settings.telemetry.metrics_token,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from market.domain.catalog import ItemStatus
 from market.domain.errors import NotFound
 from market.domain.events import CartChanged
@@ -45,3 +47,10 @@ async def set_cart_quantity(
         await work.commit()
     events.publish(changed)
     return cart
+
+
+# --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
+
+ViewCart = Callable[[User], Awaitable[Cart]]
+SetCartQuantity = Callable[[User, str, int], Awaitable[Cart]]
+"""(buyer, item id, quantity)"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from market.domain.catalog import Item, ItemFilter, ItemStatus, new_item
@@ -87,3 +88,14 @@ async def browse_items(
         await repos.analytics.record(searched, clock.now())
         events.publish(searched)
     return page
+
+
+# --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
+
+BrowseItems = Callable[[ItemFilter, int, str | None], Awaitable[Page[Item]]]
+"""(filter, limit, cursor)"""
+ViewItem = Callable[[str], Awaitable[Item]]
+ListItem = Callable[[User, dict[str, Any]], Awaitable[Item]]
+ChangeItem = Callable[[User, str, dict[str, Any]], Awaitable[Item]]
+"""(user, item id, fields)"""
+ArchiveItem = Callable[[User, str], Awaitable[None]]

@@ -4,11 +4,18 @@ webhook events, and reconciliation of orders whose outcome was unknown."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from market.domain.catalog import ItemStatus
-from market.domain.errors import NotFound
+from market.domain.errors import (
+    DomainError,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    IdempotentRequestInProgress,
+    NotFound,
+)
 from market.domain.events import CheckoutStarted, Event, OrderPaid, OrderRefunded, PaymentAttempted
 from market.domain.orders import (
     CheckoutInProgress,
@@ -29,9 +36,12 @@ from .ports import (
     ChargeResult,
     Clock,
     EventPublisher,
+    IdempotencyStore,
+    IdempotentReplay,
     IdGenerator,
     Page,
     PaymentGateway,
+    ProviderEvent,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -122,6 +132,62 @@ async def checkout(
     return settled
 
 
+PlaceOrder = Callable[[User, PaymentMethodInput], Awaitable[Order]]
+"""`checkout` with its ports bound (bootstrap wraps it in the `checkout.place_order` business span, which also
+supplies the `traceparent`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutAnswer:
+    """The answer a checkout request gets: `status` and `body` as `respond` shaped them, and whether they are a
+    replay of the first answer under the same idempotency key."""
+
+    status: int
+    body: bytes
+    replayed: bool
+
+
+async def idempotent_checkout(
+    buyer: User,
+    key: str | None,
+    request_hash: str,
+    method: PaymentMethodInput,
+    respond: Callable[[Order | DomainError], IdempotentReplay],
+    *,
+    place_order: PlaceOrder,
+    idempotency: IdempotencyStore,
+    clock: Clock,
+) -> CheckoutAnswer:
+    """Checkout once per idempotency key: the first request with `key` places the order and stores its answer
+    (an order, or a domain error such as a decline, both shaped by `respond`); a retry with the same key and
+    body replays that answer. Raises IdempotencyKeyRequired (no key), IdempotencyKeyReused (same key, another
+    body: `request_hash` differs), IdempotentRequestInProgress (the first is still running).
+
+    A CheckoutInProgress (another request holds the cart) or an unexpected failure is not this key's outcome:
+    the key is forgotten, so the client may retry with it."""
+    if not key:
+        raise IdempotencyKeyRequired()
+    claim = await idempotency.begin(buyer.id, key, request_hash, clock.now())
+    if isinstance(claim, IdempotentReplay):
+        return CheckoutAnswer(claim.status, claim.body, replayed=True)
+    if claim == "mismatch":
+        raise IdempotencyKeyReused()
+    if claim == "in_progress":
+        raise IdempotentRequestInProgress()
+    try:
+        answer = respond(await place_order(buyer, method))
+    except CheckoutInProgress:  # transient, and about another request: not this key's outcome
+        await idempotency.abandon(buyer.id, key)
+        raise
+    except DomainError as exc:  # an outcome of this key, replayed like a success
+        answer = respond(exc)
+    except BaseException:
+        await idempotency.abandon(buyer.id, key)
+        raise
+    await idempotency.complete(buyer.id, key, answer.status, answer.body, clock.now())
+    return CheckoutAnswer(answer.status, answer.body, replayed=False)
+
+
 async def settle_payment(
     order_id: str,
     result: ChargeResult,
@@ -193,17 +259,6 @@ _PAYMENT_STATUS_FOR = {
     OrderStatus.PAYMENT_FAILED: PaymentStatus.DECLINED,
     OrderStatus.PROCESSING: PaymentStatus.PROCESSING,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderEvent:
-    """A verified event from the payment provider."""
-
-    id: str
-    type: str  # payment.succeeded | payment.failed | payment.refunded
-    order_id: str
-    provider_payment_id: str | None = None
-    reason: str | None = None
 
 
 async def apply_provider_event(
@@ -308,3 +363,17 @@ async def list_orders(user: User, limit: int, cursor: str | None, *, uow: UnitOf
     async with uow() as work:
         page = await work.orders.list_visible_to(user, limit, cursor)
     return dataclasses.replace(page, items=[order.as_seen_by(user) for order in page.items])
+
+
+# --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
+
+IdempotentCheckout = Callable[
+    [User, str | None, str, PaymentMethodInput, Callable[[Order | DomainError], IdempotentReplay]],
+    Awaitable[CheckoutAnswer],
+]
+"""(buyer, idempotency key, request hash, payment method, respond)"""
+ApplyProviderEvent = Callable[[ProviderEvent], Awaitable[str]]
+ListOrders = Callable[[User, int, str | None], Awaitable[Page[Order]]]
+"""(user, limit, cursor)"""
+GetOrder = Callable[[str, User], Awaitable[Order]]
+"""(order id, user)"""

@@ -277,6 +277,37 @@ class PaymentGateway(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderEvent:
+    """A verified event from the payment provider."""
+
+    id: str
+    type: str  # payment.succeeded | payment.failed | payment.refunded
+    order_id: str
+    provider_payment_id: str | None = None
+    reason: str | None = None
+
+
+class InvalidProviderSignature(Exception):
+    """A provider webhook delivery whose signature does not authenticate it (missing, malformed, stale, or
+    no match). `reason` is one of a bounded set, fit for a metric attribute."""
+
+    def __init__(self, detail: str, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class ProviderEventSource(Protocol):
+    """The payment provider's webhook deliveries: whether they are authentic, and what they say."""
+
+    def verify(self, body: bytes, signature: str | None) -> None:
+        """Raise InvalidProviderSignature unless `signature` (the delivery's signature header) signs `body`."""
+
+    def parse(self, body: bytes) -> ProviderEvent | None:
+        """The event in an authentic body; None for one that is not about our orders (acknowledged, so that the
+        provider stops redelivering it). Raises InvalidProviderEvent for a body it does not understand."""
+
+
+@dataclass(frozen=True, slots=True)
 class IdempotentReplay:
     status: int
     body: bytes

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from litestar import Litestar, Request, Response, Router
@@ -89,8 +89,21 @@ def _from_state(key: str) -> Any:
     return provide
 
 
+def _constant(value: Any) -> Provide:
+    def provide() -> Any:
+        return value
+
+    return Provide(provide, sync_to_thread=False)
+
+
+def use_case_dependencies(use_cases: Mapping[str, Callable[..., Any]]) -> dict[str, Provide]:
+    """One dependency per bound use case, under its name (bootstrap.py's docstring tells the pattern)."""
+    return {name: _constant(use_case) for name, use_case in use_cases.items()}
+
+
 def create_app(
     services: Services,
+    use_cases: Mapping[str, Callable[..., Any]],
     database: Database,
     *,
     metrics: MetricsExposition,
@@ -100,7 +113,8 @@ def create_app(
     limits: RouteLimits | None = None,
     lifespan: Sequence[Any] = (),
 ) -> Litestar:
-    """The app. `limits` are the per-IP rate limits of the guarded routes (None: no limits); a request body
+    """The app. `use_cases` are the bound use cases handlers receive by name (see bootstrap.py); the bearer
+    guard reads tokens with the one named `user_of_token`. `limits` are the per-IP rate limits of the guarded routes (None: no limits); a request body
     over `max_body_bytes` is refused with 413."""
     api = Router(
         path="/api/v1",
@@ -124,6 +138,7 @@ def create_app(
             "services": Provide(_from_state("services"), sync_to_thread=False),
             "database": Provide(_from_state("database"), sync_to_thread=False),
             "user": Provide(provide_user),
+            **use_case_dependencies(use_cases),
         },
         exception_handlers=exception_handlers(),
         openapi_config=_openapi(),
@@ -133,6 +148,7 @@ def create_app(
         state=State(
             {
                 "services": services,
+                "user_of_token": use_cases["user_of_token"],  # guards have no dependency injection
                 "database": database,
                 "metrics": metrics,
                 "metrics_token": metrics_token,

@@ -24,7 +24,8 @@ from litestar.exceptions import ValidationException
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
-from market.application import accounts, analytics
+from market.application import analytics
+from market.application.accounts import IssueToken, SignOutEverywhere
 from market.application.services import Services
 from market.domain.analytics import Period, ReportName
 from market.domain.errors import InvalidCredentials
@@ -113,7 +114,7 @@ async def login_page() -> Template:
 
 
 @post("/login", guards=[rate_limited("sign-in")])
-async def login(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
+async def login(request: Request[Any, Any, Any], issue_token: IssueToken) -> Response[Any]:
     """Check the credentials as `POST /api/v1/auth/token` does; an admin gets the session cookie."""
     form = await request.form()
     email = str(form.get("email") or "")
@@ -127,7 +128,7 @@ async def login(request: Request[Any, Any, Any], services: Services) -> Response
     try:
         if not plausible:
             raise InvalidCredentials()
-        issued = await sign_in(request, services, email, password)
+        issued = await sign_in(request, issue_token, email, password)
     except InvalidCredentials:
         return _login_page(401, email=email, message=WRONG_CREDENTIALS)
     user = await user_of_token(request, issued.token)
@@ -139,12 +140,12 @@ async def login(request: Request[Any, Any, Any], services: Services) -> Response
 
 
 @post("/logout")
-async def logout(request: Request[Any, Any, Any], services: Services) -> Redirect:
+async def logout(request: Request[Any, Any, Any], sign_out_everywhere: SignOutEverywhere) -> Redirect:
     """Sign out everywhere (the session's token is revoked, not only its cookie cleared: a copied cookie must
     not outlive the sign-out). No CSRF check: the worst a forged sign-out does is sign someone out."""
     session = await _session(request)
     if session is not None:
-        await accounts.sign_out_everywhere(session[0].id, uow=services.uow)
+        await sign_out_everywhere(session[0].id)
     return _redirect(LOGIN_URL, CLEARED_COOKIE)
 
 
@@ -221,7 +222,7 @@ async def _render(
     try:
         # A date typed as `to` includes its whole day (the API takes a bare date as its first instant).
         to = f"{raw_to}T23:59:59.999999+00:00" if _BARE_DATE.match(raw_to) else raw_to
-        period = period_of(raw_from or None, to or None, services)
+        period = period_of(raw_from or None, to or None, services.clock.now())
     except ValidationException as exc:
         errors = [(str(e.get("key")), str(e.get("message"))) for e in exc.extra if isinstance(e, dict)]  # type: ignore[union-attr]
     else:

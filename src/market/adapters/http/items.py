@@ -9,8 +9,7 @@ import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.params import Parameter
 
-from market.application import catalog
-from market.application.services import Services
+from market.application.catalog import ArchiveItem, BrowseItems, ChangeItem, ListItem, ViewItem
 from market.domain.catalog import (
     MAX_CATEGORY,
     MAX_DESCRIPTION,
@@ -109,7 +108,7 @@ class ItemController(Controller):
     @get(operation_id="browseItems", responses=problems(400))
     async def browse(
         self,
-        services: Services,
+        browse_items: BrowseItems,
         q: str | None = Parameter(
             default=None, pattern=NO_NUL, description="Full-text search; results in relevance order."
         ),
@@ -131,23 +130,13 @@ class ItemController(Controller):
             max_price_cents=max_price_cents,
             seller_id=seller_id,
         )
-        page = await catalog.browse_items(
-            item_filter,
-            limit,
-            cursor or None,
-            repos=services.repos,
-            clock=services.clock,
-            events=services.events,
-        )
+        page = await browse_items(item_filter, limit, cursor or None)
         return ItemPage(items=[ItemOut.of(i) for i in page.items], next_cursor=page.next_cursor)
 
     @get("/{item_id:str}", operation_id="getItem", responses=problems(404))
-    async def get_item(self, item_id: str, services: Services) -> ItemOut:
+    async def get_item(self, item_id: str, view_item: ViewItem) -> ItemOut:
         """One active item."""
-        item = await catalog.view_item(
-            item_id, repos=services.repos, clock=services.clock, events=services.events
-        )
-        return ItemOut.of(item)
+        return ItemOut.of(await view_item(item_id))
 
     @post(
         operation_id="createItem",
@@ -156,17 +145,9 @@ class ItemController(Controller):
         security=BEARER,
         responses=problems(400, 401, 403, 422),
     )
-    async def create(self, data: NewItem, user: User, services: Services) -> ItemOut:
+    async def create(self, data: NewItem, user: User, list_item: ListItem) -> ItemOut:
         """List a new item (sellers)."""
-        item = await catalog.list_item(
-            user,
-            _fields(data),
-            uow=services.uow,
-            ids=services.ids,
-            clock=services.clock,
-            events=services.events,
-        )
-        return ItemOut.of(item)
+        return ItemOut.of(await list_item(user, _fields(data)))
 
     @patch(
         "/{item_id:str}",
@@ -175,10 +156,9 @@ class ItemController(Controller):
         security=BEARER,
         responses=problems(400, 401, 403, 404, 422),
     )
-    async def update(self, item_id: str, data: ItemChanges, user: User, services: Services) -> ItemOut:
+    async def update(self, item_id: str, data: ItemChanges, user: User, change_item: ChangeItem) -> ItemOut:
         """Change some of an item's fields (its seller, or an admin)."""
-        item = await catalog.change_item(user, item_id, _fields(data), uow=services.uow, clock=services.clock)
-        return ItemOut.of(item)
+        return ItemOut.of(await change_item(user, item_id, _fields(data)))
 
     @delete(
         "/{item_id:str}",
@@ -187,6 +167,6 @@ class ItemController(Controller):
         security=BEARER,
         responses=problems(401, 403, 404),
     )
-    async def archive(self, item_id: str, user: User, services: Services) -> None:
+    async def archive(self, item_id: str, user: User, archive_item: ArchiveItem) -> None:
         """Archive an item (its seller, or an admin). It disappears from browsing; orders keep it."""
-        await catalog.archive_item(user, item_id, uow=services.uow, clock=services.clock)
+        await archive_item(user, item_id)
