@@ -19,14 +19,6 @@ from argon2 import PasswordHasher as Argon2
 from litestar import Litestar
 from opentelemetry import trace
 
-from market.adapters.alerting.monitor import AlertMonitor, FileLease
-from market.adapters.alerting.notifiers import (
-    Notifier,
-    SlackWebhookNotifier,
-    SmtpEmailNotifier,
-    default_sender,
-)
-from market.adapters.alerting.readings import ExpositionReadings
 from market.adapters.background import cancel_and_wait
 from market.adapters.db.analytics import SqlAnalyticsReports
 from market.adapters.db.commerce import PiccoloIdempotencyStore
@@ -53,7 +45,15 @@ from market.application.seller_webhooks import SellerWebhookPorts
 from market.application.services import Services
 from market.config import ConfigError, Settings
 from market.domain.redaction import safe_url
-from market.telemetry.alerting import AlertEvaluator, default_rules
+from market.ops.alerting.monitor import AlertMonitor, FileLease
+from market.ops.alerting.notifiers import (
+    Notifier,
+    SlackWebhookNotifier,
+    SmtpEmailNotifier,
+    default_sender,
+)
+from market.ops.alerting.readings import ExpositionReadings
+from market.ops.alerting.rules import AlertEvaluator, default_rules
 from market.telemetry.asgi import ServerSpanMiddleware
 from market.telemetry.logs import AccessLog, logging_config
 from market.telemetry.names import INSTRUMENTATION_SCOPE
@@ -255,7 +255,7 @@ def build_app(
                 background.append(asyncio.create_task(share_metrics_forever(telemetry), name="metrics-share"))
             # MARKET_BACKUP_SCHEDULE: one worker takes the daily backup
             if settings.backup.schedule is not None:
-                from market.adapters.backups.schedule import start_in_process
+                from market.ops.backups.schedule import start_in_process
 
                 background.append(start_in_process(settings, tracer_provider=telemetry.tracer_provider))
             webhook_sender = HttpxWebhookSender(

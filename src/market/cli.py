@@ -378,6 +378,6 @@ def prune(older_than_days: int | None) -> None:
 
 
 # `market backup …` lives with its adapter; that module imports only click and the config at start.
-from market.adapters.backups.cli import backup  # noqa: E402
+from market.ops.backups.cli import backup  # noqa: E402
 
 main.add_command(backup)

@@ -12,9 +12,9 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from market.adapters.alerting.readings import ExpositionReadings, newest_archive_time
 from market.adapters.telemetry.events import OtelEventPublisher
 from market.domain.events import PaymentAttempted, WebhookReceived, WebhookRejected
+from market.ops.alerting.readings import ExpositionReadings, newest_archive_time
 from market.telemetry import names
 from market.telemetry.metrics import Instruments, build_meter_provider
 from market.telemetry.prometheus import MetricsExposition, SnapshotDirectory

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from market.adapters.backups.archive import verified_marker
-from market.adapters.backups.manifest import FORMAT_VERSION
-from market.adapters.backups.service import BackupService
 from market.config import DatabaseURL
+from market.ops.backups.archive import verified_marker
+from market.ops.backups.manifest import FORMAT_VERSION
+from market.ops.backups.service import BackupService
 from tests.support.backups import (
     Market,
     fingerprint,

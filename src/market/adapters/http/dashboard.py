@@ -1,6 +1,6 @@
 """The admin dashboard: `/admin/login`, `/admin/logout`, `/admin/dashboard` and its monitoring buttons.
 
-Server-rendered HTML for people (Jinja templates under templates/, their figures from dashboard_pages.py,
+Server-rendered HTML for people (Jinja templates under templates/, their figures from market.ops.dashboard,
 the stylesheet served from static/ under /admin/static), kept out of the OpenAPI schema. The session is a cookie
 holding an ordinary access token (`HttpOnly; Secure; SameSite=Strict; Path=/admin`), so sign-in, expiry and
 revocation are the API's. Forms that change something carry a CSRF token: an HMAC of the session cookie keyed
@@ -29,10 +29,15 @@ from market.application.services import Services
 from market.domain.analytics import Period, ReportName
 from market.domain.errors import InvalidCredentials
 from market.domain.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, Role, User
+from market.ops import dashboard as pages
+from market.ops.selftest import (
+    MONITORING_KINDS,
+    MonitoringKind,
+    MonitoringTestError,
+    produce_monitoring_signal,
+)
 
-from . import dashboard_pages as pages
 from .accounts import sign_in
-from .admin import MONITORING_KINDS, MonitoringKind, MonitoringTestError, produce_monitoring_signal
 from .alerts import AlertBoard
 from .analytics import period_of, report_out
 from .auth import user_of_token
@@ -189,7 +194,8 @@ async def test_monitoring(request: Request[Any, Any, Any], services: Services) -
         try:
             event_id = await produce_monitoring_signal(
                 cast(MonitoringKind, kind),
-                services=services,
+                sandbox_gateway=services.sandbox_gateway,
+                events=services.events,
                 user=user,
                 route=route,
                 method=request.method,

@@ -9,9 +9,9 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from market.adapters.backups.manifest import archive_time
+from market.ops.alerting.rules import Reading
+from market.ops.backups.manifest import archive_time
 from market.telemetry import names
-from market.telemetry.alerting import Reading
 from market.telemetry.prometheus import MetricsExposition, Snapshot, merge, prometheus_name
 
 HTTP_DURATION = prometheus_name(*names.HTTP_SERVER_REQUEST_DURATION[:2], "histogram")

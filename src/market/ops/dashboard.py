@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from market.adapters.http.analytics import CartsOut, FunnelOut, PaymentsOut, SearchOut, SessionsOut
 from market.domain.analytics import PaymentsOnDay
-from market.telemetry.alerting import AlertStatus
-
-from .admin import MONITORING_KINDS
-from .analytics import CartsOut, FunnelOut, PaymentsOut, SearchOut, SessionsOut
+from market.ops.alerting.rules import AlertStatus
+from market.ops.selftest import MONITORING_KINDS
 
 STEP_LABELS = {
     "browsed": "Browsed",
