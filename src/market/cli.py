@@ -332,7 +332,7 @@ def report(name: str, from_: str | None, to: str | None, as_json: bool) -> None:
     if as_json:
         import msgspec
 
-        from market.adapters.http.analytics import report_out
+        from market.serializers.reports import report_out
 
         click.echo(msgspec.json.encode(report_out(result)).decode())
         return

@@ -24,9 +24,8 @@ from litestar.exceptions import ValidationException
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
-from market.application import accounts, analytics
+from market.application import accounts
 from market.application.services import Services
-from market.domain.analytics import Period, ReportName
 from market.domain.errors import InvalidCredentials
 from market.domain.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, Role, User
 from market.ops import dashboard as pages
@@ -39,7 +38,7 @@ from market.ops.selftest import (
 
 from .accounts import sign_in
 from .alerts import AlertBoard
-from .analytics import period_of, report_out
+from .analytics import period_of
 from .auth import user_of_token
 from .limits import rate_limited
 from .problems import record_server_error
@@ -231,7 +230,12 @@ async def _render(
     except ValidationException as exc:
         errors = [(str(e.get("key")), str(e.get("message"))) for e in exc.extra if isinstance(e, dict)]  # type: ignore[union-attr]
     else:
-        figures = await _figures(services, period)
+        figures = await pages.figures(
+            period,
+            reports=services.reports,
+            clock=services.clock,
+            abandon_after=services.cart_abandon_after,
+        )
     form = pages.PeriodForm(
         raw_from=raw_from,
         raw_to=raw_to,
@@ -254,31 +258,6 @@ async def _render(
 
 def _date_or_empty(raw: str) -> str:
     return raw if _BARE_DATE.match(raw) else ""
-
-
-async def _figures(services: Services, period: Period) -> pages.Figures:
-    """The five reports (as the API shapes them) and payments per day. One after another: on SQLite the
-    reports share one connection anyway, and each is a single query over an indexed range."""
-    shaped = {
-        name: report_out(
-            await analytics.run_report(
-                name,
-                period,
-                reports=services.reports,
-                clock=services.clock,
-                abandon_after=services.cart_abandon_after,
-            )
-        )
-        for name in ReportName
-    }
-    return pages.Figures(
-        funnel=shaped[ReportName.FUNNEL],  # type: ignore[arg-type]
-        search=shaped[ReportName.SEARCH],  # type: ignore[arg-type]
-        payments=shaped[ReportName.PAYMENTS],  # type: ignore[arg-type]
-        carts=shaped[ReportName.CARTS],  # type: ignore[arg-type]
-        sessions=shaped[ReportName.SESSIONS],  # type: ignore[arg-type]
-        payments_by_day=await analytics.payments_by_day(period, reports=services.reports),
-    )
 
 
 def dashboard_router() -> Router:
