@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from argon2 import PasswordHasher as Argon2
@@ -54,6 +55,7 @@ from market.ops.alerting.notifiers import (
 )
 from market.ops.alerting.readings import ExpositionReadings
 from market.ops.alerting.rules import AlertEvaluator, default_rules
+from market.ops.backups.manifest import newest_archive_time
 from market.telemetry.asgi import ServerSpanMiddleware
 from market.telemetry.logs import AccessLog, logging_config
 from market.telemetry.names import INSTRUMENTATION_SCOPE
@@ -204,7 +206,7 @@ def build_alert_monitor(settings: Settings, telemetry: Telemetry) -> AlertMonito
         )
     return AlertMonitor(
         AlertEvaluator(default_rules(backups_scheduled=settings.backup.schedule is not None), SystemClock()),
-        ExpositionReadings(telemetry.exposition, settings.backup.directory),
+        ExpositionReadings(telemetry.exposition, partial(newest_archive_time, settings.backup.directory)),
         interval_s=alerts.eval_interval_s,
         notifiers=notifiers,
         lease=FileLease(settings.var_dir / "alerts.lock") if notifiers else None,
