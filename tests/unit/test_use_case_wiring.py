@@ -12,19 +12,23 @@ import pytest
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 
-from market.bootstrap import bind_use_cases, build_app
+from market.adapters.db.database import Database
+from market.bootstrap import bind_use_cases, build_app, build_services
 from market.config import Settings
 
 NOT_ASKED_BY_HANDLERS = {"user_of_token"}  # the bearer guard's (guards have no dependency injection)
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Litestar:
-    settings = Settings.from_env(
+def _settings(tmp_path: Path) -> Settings:
+    return Settings.from_env(
         {"MARKET_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}", "MARKET_VAR_DIR": str(tmp_path)},
         dotenv=None,
     )
-    return build_app(settings, auto_migrate=False)  # never started: no query is made
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Litestar:
+    return build_app(_settings(tmp_path), auto_migrate=False)  # never started: no query is made
 
 
 def _handlers(app: Litestar) -> list[HTTPRouteHandler]:
@@ -57,13 +61,14 @@ def test_every_use_case_a_handler_asks_for_is_bound(app: Litestar) -> None:
 
 def test_every_bound_use_case_is_asked_for_by_some_handler(app: Litestar) -> None:
     asked = {name for handler in _handlers(app) for name in _asks_for_callables(handler)}
-    bound = set(app.dependencies) - {"user", "services", "database"}
+    bound = set(app.dependencies) - {"user", "database"}
     assert bound - asked - NOT_ASKED_BY_HANDLERS == set()
 
 
-def test_a_bound_use_case_is_its_function_with_ports_bound_under_its_own_name(app: Litestar) -> None:
-    use_cases = bind_use_cases(app.state["services"])
+def test_a_bound_use_case_is_its_function_with_ports_bound_under_its_own_name(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    use_cases = bind_use_cases(build_services(settings, Database(settings.database)))
     for name, bound in use_cases.items():
         if isinstance(bound, partial):
             assert bound.func.__name__ == name, name
-            assert bound.func.__module__.startswith("market.application."), name
+            assert bound.func.__module__.startswith(("market.application.", "market.ops.")), name

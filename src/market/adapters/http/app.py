@@ -15,7 +15,6 @@ from litestar.routes import HTTPRoute
 
 from market import __version__
 from market.adapters.db.database import Database
-from market.application.services import Services
 from market.telemetry.prometheus import MetricsExposition
 
 from .accounts import AccountController
@@ -102,7 +101,6 @@ def use_case_dependencies(use_cases: Mapping[str, Callable[..., Any]]) -> dict[s
 
 
 def create_app(
-    services: Services,
     use_cases: Mapping[str, Callable[..., Any]],
     database: Database,
     *,
@@ -135,7 +133,6 @@ def create_app(
     app = Litestar(
         route_handlers=[api, dashboard_router(), docs_router(), live, ready, metrics_endpoint],
         dependencies={
-            "services": Provide(_from_state("services"), sync_to_thread=False),
             "database": Provide(_from_state("database"), sync_to_thread=False),
             "user": Provide(provide_user),
             **use_case_dependencies(use_cases),
@@ -147,7 +144,6 @@ def create_app(
         lifespan=list(lifespan),
         state=State(
             {
-                "services": services,
                 "user_of_token": use_cases["user_of_token"],  # guards have no dependency injection
                 "database": database,
                 "metrics": metrics,

@@ -1,6 +1,6 @@
 """The admin dashboard: `/admin/login`, `/admin/logout`, `/admin/dashboard` and its monitoring buttons.
 
-Server-rendered HTML for people (Jinja templates under templates/, their figures from dashboard_pages.py,
+Server-rendered HTML for people (Jinja templates under templates/, their figures from market.ops.dashboard,
 the stylesheet served from static/ under /admin/static), kept out of the OpenAPI schema. The session is a cookie
 holding an ordinary access token (`HttpOnly; Secure; SameSite=Strict; Path=/admin`), so sign-in, expiry and
 revocation are the API's. Forms that change something carry a CSRF token: an HMAC of the session cookie keyed
@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any, cast
 
 from litestar import Request, Response, Router, get, post
@@ -24,18 +26,16 @@ from litestar.exceptions import ValidationException
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
-from market.application import analytics
 from market.application.accounts import IssueToken, SignOutEverywhere
-from market.application.services import Services
-from market.domain.analytics import Period, ReportName
 from market.domain.errors import InvalidCredentials
 from market.domain.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, Role, User
+from market.ops import dashboard as pages
+from market.ops.dashboard import DashboardFigures
+from market.ops.selftest import MONITORING_KINDS, MonitoringKind, MonitoringTestError, ProduceMonitoringSignal
 
-from . import dashboard_pages as pages
 from .accounts import sign_in
-from .admin import MONITORING_KINDS, MonitoringKind, MonitoringTestError, produce_monitoring_signal
 from .alerts import AlertBoard
-from .analytics import period_of, report_out
+from .analytics import period_of
 from .auth import user_of_token
 from .limits import rate_limited
 from .problems import record_server_error
@@ -150,7 +150,9 @@ async def logout(request: Request[Any, Any, Any], sign_out_everywhere: SignOutEv
 
 
 @get("/dashboard")
-async def dashboard(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
+async def dashboard(
+    request: Request[Any, Any, Any], figures: DashboardFigures, now: Callable[[], datetime]
+) -> Response[Any]:
     """The dashboard over `from`/`to` (dates, or RFC 3339 timestamps; the last 30 days by default)."""
     session = await _session(request)
     if session is None:
@@ -160,12 +162,17 @@ async def dashboard(request: Request[Any, Any, Any], services: Services) -> Resp
         return _forbidden()
     raw_from = request.query_params.get("from") or ""
     raw_to = request.query_params.get("to") or ""
-    context, status = await _render(request, services, user, token, raw_from, raw_to)
+    context, status = await _render(request, figures, now(), user, token, raw_from, raw_to)
     return _page("dashboard.html", status, **context)
 
 
 @post("/dashboard/test-monitoring")
-async def test_monitoring(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
+async def test_monitoring(
+    request: Request[Any, Any, Any],
+    produce_monitoring_signal: ProduceMonitoringSignal,
+    figures: DashboardFigures,
+    now: Callable[[], datetime],
+) -> Response[Any]:
     """The monitoring self-test's buttons: the very signal of `POST /api/v1/admin/test-monitoring`, then the
     dashboard with what was produced, its trace id and Sentry event id."""
     session = await _session(request)
@@ -190,7 +197,6 @@ async def test_monitoring(request: Request[Any, Any, Any], services: Services) -
         try:
             event_id = await produce_monitoring_signal(
                 cast(MonitoringKind, kind),
-                services=services,
                 user=user,
                 route=route,
                 method=request.method,
@@ -202,13 +208,14 @@ async def test_monitoring(request: Request[Any, Any, Any], services: Services) -
             status = 500
         result = pages.MonitoringResult(kind, trace_id, event_id)
     raw_from, raw_to = str(form.get("from") or ""), str(form.get("to") or "")
-    context, page_status = await _render(request, services, user, token, raw_from, raw_to, result)
+    context, page_status = await _render(request, figures, now(), user, token, raw_from, raw_to, result)
     return _page("dashboard.html", max(status, page_status), **context)
 
 
 async def _render(
     request: Request[Any, Any, Any],
-    services: Services,
+    figures_of: DashboardFigures,
+    now: datetime,
     user: User,
     token: str,
     raw_from: str,
@@ -222,11 +229,11 @@ async def _render(
     try:
         # A date typed as `to` includes its whole day (the API takes a bare date as its first instant).
         to = f"{raw_to}T23:59:59.999999+00:00" if _BARE_DATE.match(raw_to) else raw_to
-        period = period_of(raw_from or None, to or None, services.clock.now())
+        period = period_of(raw_from or None, to or None, now)
     except ValidationException as exc:
         errors = [(str(e.get("key")), str(e.get("message"))) for e in exc.extra if isinstance(e, dict)]  # type: ignore[union-attr]
     else:
-        figures = await _figures(services, period)
+        figures = await figures_of(period)
     form = pages.PeriodForm(
         raw_from=raw_from,
         raw_to=raw_to,
@@ -249,31 +256,6 @@ async def _render(
 
 def _date_or_empty(raw: str) -> str:
     return raw if _BARE_DATE.match(raw) else ""
-
-
-async def _figures(services: Services, period: Period) -> pages.Figures:
-    """The five reports (as the API shapes them) and payments per day. One after another: on SQLite the
-    reports share one connection anyway, and each is a single query over an indexed range."""
-    shaped = {
-        name: report_out(
-            await analytics.run_report(
-                name,
-                period,
-                reports=services.reports,
-                clock=services.clock,
-                abandon_after=services.cart_abandon_after,
-            )
-        )
-        for name in ReportName
-    }
-    return pages.Figures(
-        funnel=shaped[ReportName.FUNNEL],  # type: ignore[arg-type]
-        search=shaped[ReportName.SEARCH],  # type: ignore[arg-type]
-        payments=shaped[ReportName.PAYMENTS],  # type: ignore[arg-type]
-        carts=shaped[ReportName.CARTS],  # type: ignore[arg-type]
-        sessions=shaped[ReportName.SESSIONS],  # type: ignore[arg-type]
-        payments_by_day=await analytics.payments_by_day(period, reports=services.reports),
-    )
 
 
 def dashboard_router() -> Router:
