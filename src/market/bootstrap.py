@@ -165,8 +165,9 @@ def build_services(
     webhook_secret = payment_webhook_secret(settings, secret)
     never_send(secret, webhook_secret, *settings.secret_values())
     gateway, sandbox = build_gateways(settings, database, webhook_secret)
+    events = OtelEventPublisher(telemetry.instruments if telemetry else None)
     return Services(
-        uow=lambda: PiccoloUnitOfWork(database),
+        uow=lambda: PiccoloUnitOfWork(database, events),
         repos=PiccoloReadRepositories(database),
         hasher=Argon2PasswordHasher(
             argon2, concurrency=settings.limits.hash_concurrency, wait_s=settings.limits.hash_wait_s
@@ -174,7 +175,7 @@ def build_services(
         tokens=JwtTokenService(secret, settings.auth.token_ttl_seconds),
         ids=UuidGenerator(),
         clock=SystemClock(),
-        events=OtelEventPublisher(telemetry.instruments if telemetry else None),
+        events=events,
         dummy_password_hash=argon2.hash(uuid.uuid4().hex),
         gateway=gateway,
         sandbox_gateway=sandbox,
@@ -201,17 +202,17 @@ def bind_use_cases(services: Services) -> dict[str, Callable[..., Any]]:
     s = services
     tracer = trace.get_tracer(INSTRUMENTATION_SCOPE)
     place_order = traced_checkout(
-        partial(checkout.checkout, uow=s.uow, gateway=s.gateway, ids=s.ids, clock=s.clock, events=s.events),
+        partial(checkout.checkout, uow=s.uow, gateway=s.gateway, ids=s.ids, clock=s.clock),
         tracer,
     )
     apply_provider_event = traced_apply_provider_event(
-        partial(checkout.apply_provider_event, uow=s.uow, clock=s.clock, events=s.events), s.uow, tracer
+        partial(checkout.apply_provider_event, uow=s.uow, clock=s.clock), s.uow, tracer
     )
     webhooks = s.webhooks
     return {
         # accounts
         "register_user": partial(
-            accounts.register_user, uow=s.uow, hasher=s.hasher, ids=s.ids, clock=s.clock, events=s.events
+            accounts.register_user, uow=s.uow, hasher=s.hasher, ids=s.ids, clock=s.clock
         ),
         "issue_token": partial(
             accounts.issue_token,
@@ -229,12 +230,12 @@ def bind_use_cases(services: Services) -> dict[str, Callable[..., Any]]:
         # catalog
         "browse_items": partial(catalog.browse_items, repos=s.repos, clock=s.clock, events=s.events),
         "view_item": partial(catalog.view_item, repos=s.repos, clock=s.clock, events=s.events),
-        "list_item": partial(catalog.list_item, uow=s.uow, ids=s.ids, clock=s.clock, events=s.events),
+        "list_item": partial(catalog.list_item, uow=s.uow, ids=s.ids, clock=s.clock),
         "change_item": partial(catalog.change_item, uow=s.uow, clock=s.clock),
         "archive_item": partial(catalog.archive_item, uow=s.uow, clock=s.clock),
         # cart and orders
         "view_cart": partial(cart.view_cart, uow=s.uow),
-        "set_cart_quantity": partial(cart.set_cart_quantity, uow=s.uow, clock=s.clock, events=s.events),
+        "set_cart_quantity": partial(cart.set_cart_quantity, uow=s.uow, clock=s.clock),
         "idempotent_checkout": partial(
             checkout.idempotent_checkout, place_order=place_order, idempotency=s.idempotency, clock=s.clock
         ),
@@ -283,7 +284,7 @@ async def reconcile_forever(services: Services, interval_s: float) -> None:
         await asyncio.sleep(interval_s)
         try:
             counts = await reconcile_payments(
-                uow=services.uow, gateway=services.gateway, clock=services.clock, events=services.events
+                uow=services.uow, gateway=services.gateway, clock=services.clock
             )
             if counts["paid"] or counts["payment_failed"]:
                 log.info("reconciled payments", extra=counts)

@@ -20,7 +20,6 @@ from market.domain.users import (
 from .ports import (
     AccessToken,
     Clock,
-    EventPublisher,
     IdGenerator,
     PasswordHasher,
     ReadRepositories,
@@ -50,7 +49,6 @@ async def register_user(
     hasher: PasswordHasher,
     ids: IdGenerator,
     clock: Clock,
-    events: EventPublisher,
     allow_admin: bool = False,
 ) -> User:
     """Create an account. Raises ValidationFailed or EmailAlreadyRegistered."""
@@ -65,8 +63,8 @@ async def register_user(
     )
     async with uow() as work:
         await work.users.add(user)
+        await work.collect([UserRegistered(user.id, user.role)], user.created_at)
         await work.commit()
-    events.publish([UserRegistered(user.id, user.role)])
     return user
 
 

@@ -22,13 +22,12 @@ async def list_item(
     uow: UnitOfWorkFactory,
     ids: IdGenerator,
     clock: Clock,
-    events: EventPublisher,
 ) -> Item:
     item = new_item(item_id=ids.new_id(), seller=seller, fields=fields, now=clock.now())
     async with uow() as work:
         await work.items.add(item)
+        await work.collect([ItemListed(item.id, item.seller_id)], item.created_at)
         await work.commit()
-    events.publish([ItemListed(item.id, item.seller_id)])
     return item
 
 

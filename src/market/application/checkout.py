@@ -35,7 +35,6 @@ from .ports import (
     ChargeRequest,
     ChargeResult,
     Clock,
-    EventPublisher,
     IdempotencyStore,
     IdempotentReplay,
     IdGenerator,
@@ -65,7 +64,6 @@ async def checkout(
     gateway: PaymentGateway,
     ids: IdGenerator,
     clock: Clock,
-    events: EventPublisher,
     traceparent: str | None = None,
 ) -> Order:
     """Turn the cart into an order, reserve its stock and charge for it.
@@ -102,10 +100,10 @@ async def checkout(
         )
         order = dataclasses.replace(order, payment=payment)
         await work.orders.add(order)
-        started = [CheckoutStarted(order.id, order.total_cents, order.currency, len(order.lines))]
-        await work.analytics.record(started, now)
+        await work.collect(
+            [CheckoutStarted(order.id, order.total_cents, order.currency, len(order.lines))], now
+        )
         await work.commit()
-    events.publish(started)
 
     request = ChargeRequest(
         order.id, payment.id, order.total_cents, order.currency, method.type, method.token
@@ -118,15 +116,13 @@ async def checkout(
             # Marks the outcome as unknown (rather than in flight), so reconciliation may settle it at once.
             unknown = dataclasses.replace(payment, failure_reason=GATEWAY_UNAVAILABLE)
             await work.orders.save_status(dataclasses.replace(order, payment=unknown))
-            errored = [_attempt(order, "error", GATEWAY_UNAVAILABLE)]
-            await work.analytics.record(errored, clock.now())
+            await work.collect([_attempt(order, "error", GATEWAY_UNAVAILABLE)], clock.now())
             await work.commit()
-        events.publish(errored)
         raise PaymentGatewayUnavailable(order.id) from None
 
     # An asynchronous attempt is counted when it ends (see _settle).
     attempt = _attempt(order, result.status, result.reason) if result.status != PROCESSING else None
-    settled = await settle_payment(order.id, result, uow=uow, clock=clock, events=events, attempt=attempt)
+    settled = await settle_payment(order.id, result, uow=uow, clock=clock, attempt=attempt)
     if settled.status is OrderStatus.PAYMENT_FAILED:
         raise PaymentDeclined(order.id, result.reason or "declined")
     return settled
@@ -194,7 +190,6 @@ async def settle_payment(
     *,
     uow: UnitOfWorkFactory,
     clock: Clock,
-    events: EventPublisher,
     attempt: PaymentAttempted | None = None,
 ) -> Order:
     """Apply the provider's answer about an order's charge (see `_settle`). `attempt` is the charge call
@@ -207,9 +202,8 @@ async def settle_payment(
         settled, published = await _settle(work, order, result, now)
         if attempt is not None:
             published.insert(0, attempt)
-        await work.analytics.record(published, now)
+        await work.collect(published, now)
         await work.commit()
-    events.publish(published)
     return settled
 
 
@@ -261,9 +255,7 @@ _PAYMENT_STATUS_FOR = {
 }
 
 
-async def apply_provider_event(
-    event: ProviderEvent, *, uow: UnitOfWorkFactory, clock: Clock, events: EventPublisher
-) -> str:
+async def apply_provider_event(event: ProviderEvent, *, uow: UnitOfWorkFactory, clock: Clock) -> str:
     """Apply a provider event once. The event id is recorded in the same transaction as the change, so a
     redelivery is recognised however it races. Returns `applied`, `ignored` (the order's state does not
     admit it, e.g. `payment.failed` after `paid`), `duplicate` or `unknown_order`."""
@@ -292,9 +284,8 @@ async def apply_provider_event(
         order_ref = order.id if order is not None else None
         if not await work.payment_events.record(event.id, event.type, order_ref, outcome, now):
             return "duplicate"  # leaving without commit rolls back whatever this delivery did
-        await work.analytics.record(published, now)
+        await work.collect(published, now)
         await work.commit()
-    events.publish(published)
     return outcome
 
 
@@ -303,7 +294,6 @@ async def reconcile_payments(
     uow: UnitOfWorkFactory,
     gateway: PaymentGateway,
     clock: Clock,
-    events: EventPublisher,
     grace: timedelta = timedelta(seconds=10),
     limit: int = 100,
 ) -> dict[str, int]:
@@ -323,7 +313,7 @@ async def reconcile_payments(
             continue
         if record is None:
             record = ChargeResult(DECLINED, reason="not_received_by_provider")
-        settled = await settle_payment(order.id, record, uow=uow, clock=clock, events=events)
+        settled = await settle_payment(order.id, record, uow=uow, clock=clock)
         outcome = settled.status.value
         counts[outcome if outcome in counts else "unchanged"] += 1
     return counts

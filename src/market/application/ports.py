@@ -71,7 +71,10 @@ class ItemRepository(Protocol):
 
 
 class UnitOfWork(Protocol):
-    """One atomic piece of work. Leaving the block without `commit()` rolls everything back."""
+    """One atomic piece of work. Leaving the block without `commit()` rolls everything back.
+
+    Domain events go through `collect`: recorded in the analytics log with the work, and published (metrics,
+    span events) only once it has committed, so that a rolled-back change is never counted."""
 
     users: UserRepository
     items: ItemRepository
@@ -86,7 +89,12 @@ class UnitOfWork(Protocol):
 
     async def __aexit__(self, *exc_info: object) -> None: ...
 
-    async def commit(self) -> None: ...
+    async def collect(self, events: Sequence[Event], now: datetime) -> None:
+        """Record `events` (those analytics keeps) in this unit of work and publish them after `commit()`;
+        leaving without commit drops them unpublished."""
+
+    async def commit(self) -> None:
+        """Make the work durable, then publish the collected events."""
 
 
 class UnitOfWorkFactory(Protocol):
