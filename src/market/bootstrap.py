@@ -196,25 +196,33 @@ def build_services(
     )
 
 
+class BoundUseCase(partial[Any]):
+    """A use case with its ports bound. Its repr names the use case only: a port may hold a secret (the dummy
+    password hash, keys inside services) and a repr ends up in tracebacks and Sentry's local variables."""
+
+    def __repr__(self) -> str:
+        return f"<{self.func.__module__}.{self.func.__qualname__}, ports bound>"
+
+
 def bind_use_cases(services: Services) -> dict[str, Callable[..., Any]]:
     """Every use case a controller may call, its ports bound, by the name controllers ask for it (see the module
     docstring). The CLI may call these too."""
     s = services
     tracer = trace.get_tracer(INSTRUMENTATION_SCOPE)
     place_order = traced_checkout(
-        partial(checkout.checkout, uow=s.uow, gateway=s.gateway, ids=s.ids, clock=s.clock),
+        BoundUseCase(checkout.checkout, uow=s.uow, gateway=s.gateway, ids=s.ids, clock=s.clock),
         tracer,
     )
     apply_provider_event = traced_apply_provider_event(
-        partial(checkout.apply_provider_event, uow=s.uow, clock=s.clock), s.uow, tracer
+        BoundUseCase(checkout.apply_provider_event, uow=s.uow, clock=s.clock), s.uow, tracer
     )
     webhooks = s.webhooks
     return {
         # accounts
-        "register_user": partial(
+        "register_user": BoundUseCase(
             accounts.register_user, uow=s.uow, hasher=s.hasher, ids=s.ids, clock=s.clock
         ),
-        "issue_token": partial(
+        "issue_token": BoundUseCase(
             accounts.issue_token,
             repos=s.repos,
             uow=s.uow,
@@ -224,51 +232,51 @@ def bind_use_cases(services: Services) -> dict[str, Callable[..., Any]]:
             dummy_hash=s.dummy_password_hash,
             throttle=s.sign_in_throttle,
         ),
-        "user_of_token": partial(accounts.user_of_token, tokens=s.tokens, repos=s.repos),
-        "change_password": partial(accounts.change_password, uow=s.uow, hasher=s.hasher),
-        "sign_out_everywhere": partial(accounts.sign_out_everywhere, uow=s.uow),
+        "user_of_token": BoundUseCase(accounts.user_of_token, tokens=s.tokens, repos=s.repos),
+        "change_password": BoundUseCase(accounts.change_password, uow=s.uow, hasher=s.hasher),
+        "sign_out_everywhere": BoundUseCase(accounts.sign_out_everywhere, uow=s.uow),
         # catalog
-        "browse_items": partial(catalog.browse_items, repos=s.repos, clock=s.clock, events=s.events),
-        "view_item": partial(catalog.view_item, repos=s.repos, clock=s.clock, events=s.events),
-        "list_item": partial(catalog.list_item, uow=s.uow, ids=s.ids, clock=s.clock),
-        "change_item": partial(catalog.change_item, uow=s.uow, clock=s.clock),
-        "archive_item": partial(catalog.archive_item, uow=s.uow, clock=s.clock),
+        "browse_items": BoundUseCase(catalog.browse_items, repos=s.repos, clock=s.clock, events=s.events),
+        "view_item": BoundUseCase(catalog.view_item, repos=s.repos, clock=s.clock, events=s.events),
+        "list_item": BoundUseCase(catalog.list_item, uow=s.uow, ids=s.ids, clock=s.clock),
+        "change_item": BoundUseCase(catalog.change_item, uow=s.uow, clock=s.clock),
+        "archive_item": BoundUseCase(catalog.archive_item, uow=s.uow, clock=s.clock),
         # cart and orders
-        "view_cart": partial(cart.view_cart, uow=s.uow),
-        "set_cart_quantity": partial(cart.set_cart_quantity, uow=s.uow, clock=s.clock),
-        "idempotent_checkout": partial(
+        "view_cart": BoundUseCase(cart.view_cart, uow=s.uow),
+        "set_cart_quantity": BoundUseCase(cart.set_cart_quantity, uow=s.uow, clock=s.clock),
+        "idempotent_checkout": BoundUseCase(
             checkout.idempotent_checkout, place_order=place_order, idempotency=s.idempotency, clock=s.clock
         ),
-        "list_orders": partial(checkout.list_orders, uow=s.uow),
-        "get_order": partial(checkout.get_order, uow=s.uow),
-        "receive_provider_event": partial(
+        "list_orders": BoundUseCase(checkout.list_orders, uow=s.uow),
+        "get_order": BoundUseCase(checkout.get_order, uow=s.uow),
+        "receive_provider_event": BoundUseCase(
             provider_events.receive_provider_event,
             source=SignedProviderEvents.for_gateway(s.gateway.name, s.payment_webhook_secret),
             apply=apply_provider_event,
             events=s.events,
         ),
         # seller webhooks
-        "set_seller_webhook": partial(
+        "set_seller_webhook": BoundUseCase(
             seller_webhooks.set_seller_webhook,
             endpoints=webhooks.endpoints,
             guard=webhooks.guard,
             new_secret=webhooks.new_secret,
             clock=s.clock,
         ),
-        "get_seller_webhook": partial(seller_webhooks.get_seller_webhook, endpoints=webhooks.endpoints),
-        "list_webhook_deliveries": partial(
+        "get_seller_webhook": BoundUseCase(seller_webhooks.get_seller_webhook, endpoints=webhooks.endpoints),
+        "list_webhook_deliveries": BoundUseCase(
             seller_webhooks.list_webhook_deliveries, deliveries=webhooks.deliveries
         ),
         # analytics
-        "run_report": partial(
+        "run_report": BoundUseCase(
             analytics.run_report, reports=s.reports, clock=s.clock, abandon_after=s.cart_abandon_after
         ),
-        "seller_dashboard": partial(analytics.seller_dashboard, reports=s.reports),
+        "seller_dashboard": BoundUseCase(analytics.seller_dashboard, reports=s.reports),
         # operations
-        "produce_monitoring_signal": partial(
+        "produce_monitoring_signal": BoundUseCase(
             selftest.produce_monitoring_signal, sandbox_gateway=s.sandbox_gateway, events=s.events
         ),
-        "figures": partial(
+        "figures": BoundUseCase(
             ops_dashboard.figures, reports=s.reports, clock=s.clock, abandon_after=s.cart_abandon_after
         ),
         # not a use case: the present, for input that is relative to it (a report's default period)
