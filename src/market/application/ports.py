@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Generic, Protocol, Self, TypeVar, runtime_checkable
 
 from market.domain.analytics import (
     CartsReport,
@@ -297,6 +297,7 @@ class IdempotencyStore(Protocol):
         """Forget keys created before `older_than`; returns how many."""
 
 
+@runtime_checkable  # handlers receive it by dependency injection, which checks what it passes
 class SessionStore(Protocol):
     """Where session timelines are kept (session replay)."""
 
@@ -314,6 +315,7 @@ class SessionStore(Protocol):
         """Forget entries older than `older_than`; returns how many were deleted."""
 
 
+@runtime_checkable
 class SessionRecorder(Protocol):
     """The per-process buffer in front of the store: taking an entry never waits for the database."""
 
