@@ -14,6 +14,7 @@ from market.domain.sessions import (
     parse_client_events,
     valid_session_id,
 )
+from market.domain.users import normalise_email
 
 from .ports import Clock, Page, SessionRecorder, SessionStore, UserRepository
 
@@ -32,7 +33,7 @@ async def find_sessions(
     """Sessions matching every criterion. An e-mail is turned into its user's id here (the timeline keeps
     ids, never e-mails); an unknown e-mail matches nothing."""
     if email is not None:
-        user = await users.get_by_email(email.strip().lower())
+        user = await users.get_by_email(normalise_email(email))
         if user is None or (criteria.user_id is not None and criteria.user_id != user.id):
             return Page([], None)
         criteria = SessionFilter(
