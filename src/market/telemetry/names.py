@@ -79,7 +79,7 @@ CART_QUANTITY_DELTA = "market.cart.quantity_delta"
 CHECKOUT_OUTCOME = "market.checkout.outcome"  # the order's status, or the exception's class name
 PAYMENT_EVENT_TYPE = "market.payment.event_type"  # payment.succeeded, payment.failed, payment.refunded
 PAYMENT_EVENT_OUTCOME = "market.payment.event_outcome"
-TELEMETRY_SIGNAL = "market.telemetry.signal"  # `spans` or `sentry_events`: what was dropped
+TELEMETRY_SIGNAL = "market.telemetry.signal"  # `spans`, `sentry_events` or `session`: what was dropped
 
 # --- Outgoing seller webhooks: one CLIENT span per attempt (HTTP client semantic conventions) -------------
 SPAN_WEBHOOK_DELIVER = "webhook deliver"
