@@ -186,18 +186,22 @@ class SessionRecording:
 
 def _entry(raw: _Raw) -> RequestEntry:
     session_id, started, method, route, status, elapsed, trace_id, problem, sentry_id, user_id = raw
+    # Positional: measurably cheaper than keywords, and this runs once per recorded request.
     return RequestEntry(
-        session_id=session_id,
-        at=datetime.fromtimestamp(started, UTC),
-        method=method,
-        route=route,
-        status=status,
-        duration_ms=elapsed * 1000,
-        trace_id=trace_id,
-        problem_type=problem,
-        sentry_event_id=sentry_id,
-        user_id=user_id,
+        session_id,
+        _EPOCH + timedelta(seconds=started),
+        method,
+        route,
+        status,
+        elapsed * 1000,
+        trace_id,
+        problem,
+        sentry_id,
+        user_id,
     )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 Writer = Callable[[Sequence[RequestEntry], Sequence[ClientEvent]], Awaitable[None]]
