@@ -32,6 +32,7 @@ from typing import Any
 
 from argon2 import PasswordHasher as Argon2
 from litestar import Litestar
+from litestar.di import Provide
 from opentelemetry import trace
 
 from market.adapters.background import cancel_and_wait
@@ -39,9 +40,11 @@ from market.adapters.db.analytics import SqlAnalyticsReports
 from market.adapters.db.commerce import PiccoloIdempotencyStore
 from market.adapters.db.database import Database
 from market.adapters.db.repositories import PiccoloReadRepositories, PiccoloUnitOfWork
+from market.adapters.db.sessions import SqlSessionStore
 from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, PiccoloWebhookDeliveryRepository
 from market.adapters.http.app import create_app
 from market.adapters.http.limits import RouteLimits
+from market.adapters.http.sessions import SessionLinks
 from market.adapters.payments.events import SignedProviderEvents
 from market.adapters.payments.sandbox import SandboxPaymentGateway
 from market.adapters.security.limits import Limiter, StoreSignInThrottle, build_store
@@ -55,10 +58,19 @@ from market.adapters.webhooks.sender import HttpxWebhookSender
 from market.adapters.webhooks.signing import new_secret
 from market.adapters.webhooks.ssrf import SsrfGuard
 from market.adapters.webhooks.worker import WebhookDeliveryWorker
-from market.application import accounts, analytics, cart, catalog, checkout, provider_events, seller_webhooks
+from market.application import (
+    accounts,
+    analytics,
+    cart,
+    catalog,
+    checkout,
+    provider_events,
+    seller_webhooks,
+    sessions,
+)
 from market.application.analytics import prune_events
 from market.application.checkout import reconcile_payments
-from market.application.ports import PaymentGateway
+from market.application.ports import PaymentGateway, SessionRecorder, SessionStore
 from market.application.seller_webhooks import SellerWebhookPorts
 from market.application.services import Services
 from market.config import ConfigError, Settings
@@ -79,6 +91,7 @@ from market.telemetry.asgi import ServerSpanMiddleware
 from market.telemetry.logs import AccessLog, logging_config
 from market.telemetry.names import INSTRUMENTATION_SCOPE
 from market.telemetry.sentry import close_sentry, init_sentry, never_send
+from market.telemetry.sessions import SessionRecording
 from market.telemetry.setup import Telemetry, install_telemetry
 
 log = logging.getLogger(__name__)
@@ -204,7 +217,9 @@ class BoundUseCase(partial[Any]):
         return f"<{self.func.__module__}.{self.func.__qualname__}, ports bound>"
 
 
-def bind_use_cases(services: Services) -> dict[str, Callable[..., Any]]:
+def bind_use_cases(
+    services: Services, *, session_store: SessionStore, session_recorder: SessionRecorder
+) -> dict[str, Callable[..., Any]]:
     """Every use case a controller may call, its ports bound, by the name controllers ask for it (see the module
     docstring). The CLI may call these too."""
     s = services
@@ -279,6 +294,12 @@ def bind_use_cases(services: Services) -> dict[str, Callable[..., Any]]:
         "figures": BoundUseCase(
             ops_dashboard.figures, reports=s.reports, clock=s.clock, abandon_after=s.cart_abandon_after
         ),
+        # session replay
+        "find_sessions": BoundUseCase(sessions.find_sessions, store=session_store, users=s.repos.users),
+        "session_timeline": BoundUseCase(sessions.session_timeline, store=session_store),
+        "add_client_events": BoundUseCase(
+            sessions.add_client_events, recorder=session_recorder, clock=s.clock
+        ),
         # not a use case: the present, for input that is relative to it (a report's default period)
         "now": s.clock.now,
     }
@@ -331,8 +352,11 @@ def build_app(
     settings = settings or Settings.from_env()
     configure_logging(settings)
     telemetry = install_telemetry(settings)
-    init_sentry(settings.sentry)
+    links = session_links(settings)
+    init_sentry(settings.sentry, session_page=settings.public_url + links.session_page)
     database = Database(settings.database)
+    session_store = SqlSessionStore(database)
+    recording = SessionRecording(session_store, retention=timedelta(days=settings.sessions.retention_days))
     limiter = Limiter(build_store(settings.limits)) if settings.limits.enabled else None
     services = build_services(settings, database, telemetry, limiter)
     alerts = build_alert_monitor(settings, telemetry)
@@ -352,6 +376,8 @@ def build_app(
             stack.push_async_callback(database.close)
             if auto_migrate:
                 await database.migrate()
+            recording.start()
+            stack.push_async_callback(recording.stop)  # before the pool closes: the last batch is written
             background = [
                 asyncio.create_task(
                     reconcile_forever(services, settings.payments.reconcile_interval_s), name="reconciler"
@@ -388,7 +414,7 @@ def build_app(
             yield
 
     app = create_app(
-        bind_use_cases(services),
+        bind_use_cases(services, session_store=session_store, session_recorder=recording),
         database,
         metrics=telemetry.exposition,
         metrics_token=settings.telemetry.metrics_token,
@@ -396,6 +422,7 @@ def build_app(
         alerts=alerts,
         limits=RouteLimits.of(settings.limits, limiter) if limiter is not None else None,
         lifespan=[lifespan],
+        dependencies=session_dependencies(links),
     )
     # Outside Litestar's exception handling, so that even 404s of unknown routes and 500s are traced.
     app.asgi_handler = ServerSpanMiddleware(
@@ -403,8 +430,18 @@ def build_app(
         telemetry.tracer,
         telemetry.instruments.http_duration,
         AccessLog(via_logging=telemetry.logger_provider is not None),  # exported lines go through logging
+        sessions=recording if settings.sessions.recording else None,
     )
     return app
+
+
+def session_links(settings: Settings) -> SessionLinks:
+    return SessionLinks(settings.sessions.trace_url_template, settings.sessions.sentry_url_template)
+
+
+def session_dependencies(links: SessionLinks) -> dict[str, Provide]:
+    """What session replay's pages need besides their use cases: the addresses of the trace and Sentry pages."""
+    return {"session_links": Provide(lambda: links, sync_to_thread=False)}
 
 
 async def close_gateways(services: Services) -> None:

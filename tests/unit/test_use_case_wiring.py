@@ -15,8 +15,10 @@ from litestar.handlers import HTTPRouteHandler
 from market.adapters.db.database import Database
 from market.bootstrap import bind_use_cases, build_app, build_services
 from market.config import Settings
+from tests.support.fakes import FakeSessionRecorder, FakeSessionStore
 
 NOT_ASKED_BY_HANDLERS = {"user_of_token"}  # the bearer guard's (guards have no dependency injection)
+NOT_USE_CASES = {"user", "database", "session_links"}
 
 
 def _settings(tmp_path: Path) -> Settings:
@@ -61,13 +63,17 @@ def test_every_use_case_a_handler_asks_for_is_bound(app: Litestar) -> None:
 
 def test_every_bound_use_case_is_asked_for_by_some_handler(app: Litestar) -> None:
     asked = {name for handler in _handlers(app) for name in _asks_for_callables(handler)}
-    bound = set(app.dependencies) - {"user", "database"}
+    bound = set(app.dependencies) - NOT_USE_CASES
     assert bound - asked - NOT_ASKED_BY_HANDLERS == set()
 
 
 def test_a_bound_use_case_is_its_function_with_ports_bound_under_its_own_name(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
-    use_cases = bind_use_cases(build_services(settings, Database(settings.database)))
+    use_cases = bind_use_cases(
+        build_services(settings, Database(settings.database)),
+        session_store=FakeSessionStore(),
+        session_recorder=FakeSessionRecorder(),
+    )
     for name, bound in use_cases.items():
         if isinstance(bound, partial):
             assert bound.func.__name__ == name, name

@@ -34,6 +34,7 @@ from .orders import CheckoutController
 from .payment_webhooks import payment_webhook
 from .problems import CATALOGUE, exception_handlers
 from .seller import SellerWebhookController
+from .sessions import SessionController, add_session_events
 from .templating import template_config
 from .validation import strict_body
 
@@ -58,6 +59,7 @@ def _openapi() -> OpenAPIConfig:
             Tag(name="webhooks"),
             Tag(name="seller"),
             Tag(name="admin"),
+            Tag(name="sessions"),
             Tag(name="operations"),
         ],
         components=Components(
@@ -110,10 +112,12 @@ def create_app(
     alerts: AlertBoard | None = None,
     limits: RouteLimits | None = None,
     lifespan: Sequence[Any] = (),
+    dependencies: Mapping[str, Provide] | None = None,
 ) -> Litestar:
     """The app. `use_cases` are the bound use cases handlers receive by name (see bootstrap.py); the bearer
-    guard reads tokens with the one named `user_of_token`. `limits` are the per-IP rate limits of the guarded routes (None: no limits); a request body
-    over `max_body_bytes` is refused with 413."""
+    guard reads tokens with the one named `user_of_token`. `dependencies`: other values handlers ask for by name
+    (not ports: a controller calls use cases). `limits` are the per-IP rate limits of the guarded routes (None:
+    no limits); a request body over `max_body_bytes` is refused with 413."""
     api = Router(
         path="/api/v1",
         route_handlers=[
@@ -127,6 +131,8 @@ def create_app(
             AnalyticsController,
             SellerWebhookController,
             SellerDashboardController,
+            SessionController,
+            add_session_events,
         ],
     )
 
@@ -136,6 +142,7 @@ def create_app(
             "database": Provide(_from_state("database"), sync_to_thread=False),
             "user": Provide(provide_user),
             **use_case_dependencies(use_cases),
+            **(dependencies or {}),
         },
         exception_handlers=exception_handlers(),
         openapi_config=_openapi(),

@@ -27,6 +27,7 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
 from market.application.accounts import IssueToken, SignOutEverywhere
+from market.application.sessions import FindSessions
 from market.domain.errors import InvalidCredentials
 from market.domain.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, Role, User
 from market.ops import dashboard as pages
@@ -37,6 +38,7 @@ from .accounts import sign_in
 from .alerts import AlertBoard
 from .analytics import period_of
 from .auth import user_of_token
+from .dashboard_sessions import recent_failures, session_page, sessions_page
 from .limits import rate_limited
 from .problems import record_server_error
 from .templating import STATIC_DIR, STATIC_PATH
@@ -151,7 +153,10 @@ async def logout(request: Request[Any, Any, Any], sign_out_everywhere: SignOutEv
 
 @get("/dashboard")
 async def dashboard(
-    request: Request[Any, Any, Any], figures: DashboardFigures, now: Callable[[], datetime]
+    request: Request[Any, Any, Any],
+    figures: DashboardFigures,
+    now: Callable[[], datetime],
+    find_sessions: FindSessions,
 ) -> Response[Any]:
     """The dashboard over `from`/`to` (dates, or RFC 3339 timestamps; the last 30 days by default)."""
     session = await _session(request)
@@ -163,6 +168,7 @@ async def dashboard(
     raw_from = request.query_params.get("from") or ""
     raw_to = request.query_params.get("to") or ""
     context, status = await _render(request, figures, now(), user, token, raw_from, raw_to)
+    context["failing_sessions"] = await recent_failures(find_sessions, now())
     return _page("dashboard.html", status, **context)
 
 
@@ -172,6 +178,7 @@ async def test_monitoring(
     produce_monitoring_signal: ProduceMonitoringSignal,
     figures: DashboardFigures,
     now: Callable[[], datetime],
+    find_sessions: FindSessions,
 ) -> Response[Any]:
     """The monitoring self-test's buttons: the very signal of `POST /api/v1/admin/test-monitoring`, then the
     dashboard with what was produced, its trace id and Sentry event id."""
@@ -209,6 +216,7 @@ async def test_monitoring(
         result = pages.MonitoringResult(kind, trace_id, event_id)
     raw_from, raw_to = str(form.get("from") or ""), str(form.get("to") or "")
     context, page_status = await _render(request, figures, now(), user, token, raw_from, raw_to, result)
+    context["failing_sessions"] = await recent_failures(find_sessions, now())
     return _page("dashboard.html", max(status, page_status), **context)
 
 
@@ -268,6 +276,8 @@ def dashboard_router() -> Router:
             logout,
             dashboard,
             test_monitoring,
+            sessions_page,
+            session_page,
             create_static_files_router(path=STATIC_PATH.removeprefix("/admin"), directories=[STATIC_DIR]),
         ],
         include_in_schema=False,
