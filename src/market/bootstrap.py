@@ -4,14 +4,17 @@ How a controller gets a use case (follow this when adding a route):
 1. The use case is an async function in `market.application`: its input first, then its ports keyword-only
    (`async def view_cart(buyer, *, uow)`). Next to it, a `Callable` alias names it as controllers see it, ports
    bound: `ViewCart = Callable[[User], Awaitable[Cart]]` (the CamelCase of the function's name).
-2. `bind_use_cases` below binds it once, with its ports (`functools.partial`), under the function's name;
+2. `bind_use_cases` below binds it once, with its ports (`BoundUseCase`, a `functools.partial` whose repr hides
+   the ports), under the function's name;
    wrappers that add business spans or other telemetry are applied here too (adapters/telemetry/use_cases.py),
    so the use case never imports OpenTelemetry.
 3. `create_app` registers every bound use case as a Litestar dependency of the same name
    (`Provide`, one per use case), so a handler asks for it by parameter name and alias:
    `async def get_cart(self, user: User, view_cart: ViewCart) -> CartOut: return CartOut.of(await view_cart(user))`.
    The controller parses, calls one use case and shapes the response; it never sees a port.
-A test (tests/unit/test_use_case_wiring.py) fails when a handler asks for a use case that is not bound.
+A test (tests/unit/test_use_case_wiring.py) fails when a handler asks for a use case that is not bound, or one
+is bound that no handler asks for. Inside a use case, domain events go through the unit of work
+(`await work.collect(events, now)`): recorded with the work, published only after it commits.
 """
 
 from __future__ import annotations
