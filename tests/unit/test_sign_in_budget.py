@@ -110,3 +110,13 @@ def test_a_tampered_expiry_is_not_recognised():
 def test_the_reserved_share_defaults_to_half_the_cpus_and_reads_its_setting():
     assert Settings.from_env({}, dotenv=None).limits.hash_reserved >= 1
     assert Settings.from_env({"MARKET_PASSWORD_HASH_RESERVED": "0"}, dotenv=None).limits.hash_reserved == 0
+
+
+async def test_a_closed_hasher_works_again_when_its_app_starts_again():
+    hasher = Argon2PasswordHasher(
+        PasswordHasher(time_cost=1, memory_cost=8, parallelism=1), concurrency=2, reserved=1
+    )
+    password_hash = await hasher.hash("a password")  # the shared lane's low-priority threads
+    hasher.close()
+    assert await hasher.verify(password_hash, "a password")
+    hasher.close()

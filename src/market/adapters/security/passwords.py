@@ -69,11 +69,8 @@ class Argon2PasswordHasher:
         self._shared_waiting = 0
         self._wait_s = wait_s
         self._on_refused = on_refused
-        self._background: ThreadPoolExecutor | None = None
-        if reserved > 0:
-            self._background = ThreadPoolExecutor(
-                self._shared_size, "market-hash-shared", initializer=_lower_priority
-            )
+        self._low_priority = reserved > 0
+        self._background: ThreadPoolExecutor | None = None  # made on first use, again after close()
 
     async def hash(self, password: str) -> str:
         """The argon2id hash of `password`; ServerBusy when no slot frees up in time."""
@@ -90,8 +87,12 @@ class Argon2PasswordHasher:
         known = self._reserved is not None and _KNOWN.get()
         slot = await (self._known_slot() if known else self._shared_slot())
         try:
-            if known or self._background is None:
+            if known or not self._low_priority:
                 return await asyncio.to_thread(work, *args)
+            if self._background is None:
+                self._background = ThreadPoolExecutor(
+                    self._shared_size, "market-hash-shared", initializer=_lower_priority
+                )
             return await asyncio.get_running_loop().run_in_executor(self._background, work, *args)
         finally:
             slot.release()
@@ -130,5 +131,6 @@ class Argon2PasswordHasher:
 
     def close(self) -> None:
         """Stop the low-priority threads (after the running hashes finish)."""
-        if self._background is not None:
-            self._background.shutdown(wait=False, cancel_futures=True)
+        background, self._background = self._background, None
+        if background is not None:
+            background.shutdown(wait=False, cancel_futures=True)
