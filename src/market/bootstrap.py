@@ -19,7 +19,7 @@ from argon2 import PasswordHasher as Argon2
 from litestar import Litestar
 from opentelemetry import trace
 
-from market.adapters.alerting.monitor import AlertMonitor, FileLease
+from market.adapters.alerting.monitor import AlertMonitor, FileLease, Lease, RedisLease
 from market.adapters.alerting.notifiers import (
     Notifier,
     SlackWebhookNotifier,
@@ -202,12 +202,20 @@ def build_alert_monitor(settings: Settings, telemetry: Telemetry) -> AlertMonito
         notifiers.append(
             SmtpEmailNotifier(alerts.smtp, alerts.email_to, alerts.email_from or default_sender())
         )
+    lease: Lease | None = None
+    if notifiers and settings.limits.redis_url:
+        # Replicas: one notifier among all of them; the lease outlives a few missed evaluations.
+        lease = RedisLease.from_url(
+            settings.limits.redis_url, settings.limits.redis_prefix, ttl_s=3 * alerts.eval_interval_s + 2
+        )
+    elif notifiers:
+        lease = FileLease(settings.var_dir / "alerts.lock")
     return AlertMonitor(
         AlertEvaluator(default_rules(backups_scheduled=settings.backup.schedule is not None), SystemClock()),
         ExpositionReadings(telemetry.exposition, settings.backup.directory),
         interval_s=alerts.eval_interval_s,
         notifiers=notifiers,
-        lease=FileLease(settings.var_dir / "alerts.lock") if notifiers else None,
+        lease=lease,
         origin=f"{settings.telemetry.service_name} at {safe_url(settings.public_url)}",
     )
 
