@@ -508,7 +508,19 @@ def listening_ports() -> dict[str, set[int]]:
         "alertmanager": {9093},
         "grafana": {3000},
         "postgres": {5432},
+        "redis": {6379},
+        "balancer": {int(line.split(":")[-1]) for line in haproxy_lines() if line.startswith("bind ")},
     }
+
+
+HAPROXY_CONFIG = INFRA / "haproxy" / "haproxy.cfg"
+
+
+def haproxy_lines() -> list[str]:
+    lines = [
+        line.split("#", 1)[0].strip() for line in HAPROXY_CONFIG.read_text(encoding="utf-8").splitlines()
+    ]
+    return [line for line in lines if line]
 
 
 def assert_reachable(url_or_address: str, where: str) -> None:
@@ -523,6 +535,8 @@ def test_compose_has_the_whole_stack() -> None:
     services = compose()["services"]
     assert {
         "market",
+        "balancer",
+        "redis",
         "postgres",
         "otel-collector",
         "jaeger",
@@ -536,7 +550,7 @@ def test_compose_has_the_whole_stack() -> None:
 def test_compose_publishes_each_ui_and_endpoint() -> None:
     services = compose()["services"]
     expected = {
-        "market": 8000,
+        "balancer": 8000,
         "grafana": 3000,
         "prometheus": 9090,
         "alertmanager": 9093,
@@ -619,7 +633,7 @@ def test_prometheus_scrapes_market_the_collector_and_alerts_to_alertmanager() ->
     assert jobs["market"]["metrics_path"] == "/metrics"
     assert {"market", "otel-collector", "otel-collector-internal"} <= jobs.keys()
     for job in jobs.values():
-        for static in job["static_configs"]:
+        for static in job.get("static_configs", []):
             for target in static["targets"]:
                 if not target.startswith("localhost"):
                     assert_reachable(target, f"scrape job {job['job_name']}")
@@ -627,6 +641,44 @@ def test_prometheus_scrapes_market_the_collector_and_alerts_to_alertmanager() ->
         for target in manager["static_configs"][0]["targets"]:
             assert target.startswith("alertmanager:")
             assert_reachable(target, "alerting")
+
+
+def test_compose_runs_replicas_with_workers_on_redis_behind_a_health_checking_balancer() -> None:
+    services = compose()["services"]
+    market = services["market"]
+    assert market["deploy"]["replicas"] >= 2
+    command = market["command"]
+    assert command[:2] == ["market", "serve"] and int(command[command.index("--workers") + 1]) >= 2
+    assert "ports" not in market, "replicas are reached through the balancer"
+    env = market["environment"]
+    assert_reachable(env["MARKET_REDIS_URL"].replace("redis://", "//").rsplit("/", 1)[0], "MARKET_REDIS_URL")
+    assert market["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert urlsplit(env["MARKET_PUBLIC_URL"]).hostname == "balancer"
+    assert_reachable(env["MARKET_PUBLIC_URL"], "MARKET_PUBLIC_URL")
+    lines = haproxy_lines()
+    assert "option httpchk GET /health/ready" in lines and "http-check expect status 200" in lines
+    [template] = [line.split() for line in lines if line.startswith("server-template ")]
+    assert int(template[2]) >= market["deploy"]["replicas"], "the balancer has fewer slots than replicas"
+    assert_reachable(template[3], "the balancer's servers")
+    assert "check" in template
+    mounted = dict(volume.split(":")[:2][::-1] for volume in services["balancer"]["volumes"])
+    assert mounted["/usr/local/etc/haproxy/haproxy.cfg"] == "./haproxy/haproxy.cfg"
+
+
+def test_haproxy_accepts_the_balancer_configuration_when_installed() -> None:
+    haproxy = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+    if haproxy is None:
+        pytest.skip("haproxy not installed (Debian: apt-get install haproxy; CI installs it)")
+    result = subprocess.run([haproxy, "-c", "-f", str(HAPROXY_CONFIG)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_scrapes_each_market_replica_not_the_balancer() -> None:
+    jobs = {job["job_name"]: job for job in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"]}
+    [discovery] = jobs["market"]["dns_sd_configs"]
+    assert discovery["type"] == "A" and discovery["names"] == ["market"]
+    assert_reachable(f"market:{discovery['port']}", "scrape job market")
+    assert "static_configs" not in jobs["market"]
 
 
 def test_grafana_datasources_point_at_compose_services() -> None:
