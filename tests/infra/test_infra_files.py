@@ -855,7 +855,30 @@ def test_k8s_manifests_have_the_expected_kinds() -> None:
 
 
 def deployment() -> dict[str, Any]:
-    return next(resource for resource in k8s_resources() if resource["kind"] == "Deployment")
+    return next(
+        resource
+        for resource in k8s_resources()
+        if resource["kind"] == "Deployment" and resource["metadata"]["name"] == "market"
+    )
+
+
+def test_k8s_runs_replicas_with_workers_on_redis_and_scrapes_each_pod() -> None:
+    resources = {(r["kind"], r["metadata"]["name"]): r for r in k8s_resources()}
+    spec = deployment()["spec"]
+    assert spec["replicas"] >= 2
+    args = spec["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["market", "serve"] and int(args[args.index("--workers") + 1]) >= 2
+    config = resources[("ConfigMap", "market-config")]["data"]
+    redis_url = urlsplit(config["MARKET_REDIS_URL"])
+    redis_service = resources[("Service", redis_url.hostname)]
+    redis_pods = resources[("Deployment", redis_url.hostname)]["spec"]["template"]
+    assert redis_service["spec"]["selector"].items() <= redis_pods["metadata"]["labels"].items()
+    assert redis_url.port == redis_service["spec"]["ports"][0]["port"]
+    monitor = resources[("PodMonitor", "market")]["spec"]
+    assert monitor["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    [endpoint] = monitor["podMetricsEndpoints"]
+    port_names = {port["name"] for port in spec["template"]["spec"]["containers"][0]["ports"]}
+    assert endpoint["path"] == "/metrics" and endpoint["port"] in port_names
 
 
 def test_deployment_probes_resources_and_security() -> None:
@@ -880,7 +903,11 @@ def test_deployment_probes_resources_and_security() -> None:
 
 
 def test_service_selects_the_deployment_and_targets_its_port() -> None:
-    service = next(resource for resource in k8s_resources() if resource["kind"] == "Service")
+    service = next(
+        resource
+        for resource in k8s_resources()
+        if resource["kind"] == "Service" and resource["metadata"]["name"] == "market"
+    )
     template = deployment()["spec"]["template"]
     labels = template["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
