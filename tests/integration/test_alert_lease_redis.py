@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from redis import Redis
 
-from market.adapters.alerting.monitor import RedisLease
+from market.ops.alerting.monitor import RedisLease
 
 REDIS_URL = os.environ.get("MARKET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
