@@ -51,6 +51,8 @@ def topology(
     env = {
         "MARKET_REDIS_URL": REDIS_URL,
         "MARKET_REDIS_PREFIX": prefix,
+        # 6 workers x 4 connections: the shared PostgreSQL (max_connections 100) also serves other suites.
+        "MARKET_DATABASE_POOL_SIZE": "4",
         "MARKET_WEBHOOKS_ALLOW_PRIVATE": "1",
         "MARKET_WEBHOOK_RETRY_SCHEDULE": "1s,1s,2s",
         "MARKET_ALERT_EVAL_INTERVAL": "1",
