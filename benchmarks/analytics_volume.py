@@ -1,5 +1,5 @@
 """Analytics at volume on PostgreSQL: `--events` analytics events spread over `--days` (a year by default),
-loaded with COPY month by month into the monthly partitions (m0005), then the reports over the last 30 days and
+loaded with COPY month by month into the monthly partitions (m0006), then the reports over the last 30 days and
 the last day, and the cost of writing one more event. Run it at 1 M, 10 M, 100 M to see whether report times
 stay flat as the table grows (check the disk first: about 400 MiB per million events with the indexes).
 

@@ -1,4 +1,4 @@
-"""PostgreSQL: analytics_events partitioned by month (m0005). Existing events move into their months with their
+"""PostgreSQL: analytics_events partitioned by month (m0006). Existing events move into their months with their
 ids, new ones keep counting; retention drops the months that ended before the cut-off and deletes only the rest
 of the boundary month; the reports see every partition, the DEFAULT one included. SQLite keeps one table."""
 
@@ -53,7 +53,7 @@ async def search_at(db: Database, moment: datetime, text: str = "mug") -> None:
 
 
 async def test_existing_events_move_into_their_months_keeping_ids_and_new_ids_follow(pg):
-    await apply_migrations(pg.engine, MIGRATIONS[:-1])  # the schema before m0005
+    await apply_migrations(pg.engine, MIGRATIONS[:-1])  # the schema before m0006
     now = datetime.now(UTC)
     old = now.replace(day=1) - timedelta(days=70)  # two or three months back
     await search_at(pg, old, "old")

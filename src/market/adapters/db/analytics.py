@@ -50,7 +50,7 @@ from .database import Database
 log = logging.getLogger(__name__)
 
 PARTITION_MONTHS_AHEAD = 3
-"""PostgreSQL: months of partitions kept ready ahead of the current one (m0005 creates as many)."""
+"""PostgreSQL: months of partitions kept ready ahead of the current one (m0006 creates as many)."""
 _PARTITION = re.compile(r"analytics_events_(\d{4})(\d{2})")
 
 _PAYMENT_KINDS = {
@@ -557,7 +557,7 @@ class SqlAnalyticsReports:
         )
 
     async def prune(self, older_than: datetime) -> int:
-        """Forget the events before `older_than`. On PostgreSQL (monthly partitions, m0005) the months that
+        """Forget the events before `older_than`. On PostgreSQL (monthly partitions, m0006) the months that
         ended before it are dropped whole and only the rest of the boundary month is deleted row by row; the
         months ahead are created on the way."""
         if self._db.is_postgres:

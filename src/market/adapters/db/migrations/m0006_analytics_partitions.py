@@ -10,7 +10,7 @@ from .m0003_analytics import _COLUMNS, _INDEXES
 from .runner import Migration
 
 MIGRATION = Migration(
-    version="0005_analytics_partitions",
+    version="0006_analytics_partitions",
     postgresql=[
         "SET LOCAL TIME ZONE 'UTC'",  # months are UTC months, as the partition names say
         "ALTER TABLE analytics_events RENAME TO analytics_events_unpartitioned",
