@@ -7,20 +7,28 @@ Instruments are declared in names.py; this module only builds them. Attribute va
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from opentelemetry.metrics import CallbackT, Counter, Histogram, Meter, ObservableCounter, _Gauge
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
 from . import names
 from .drops import DROPS
+from .tracing import chosen_exporters
 
-# Seconds, as the HTTP semantic conventions recommend.
-DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2, 2.5, 5, 7.5, 10)
+# Seconds: exactly the explicit bucket boundaries the HTTP and DB semantic conventions advise for
+# http.server.request.duration and db.client.operation.duration (no extra boundaries: dashboards and
+# recording rules written against the conventions must find these `le` values).
+DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 AMOUNT_BUCKETS_CENTS = (100, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000)
 
 
@@ -90,9 +98,12 @@ class Instruments:
         )
 
 
-def otlp_metric_reader(environ: Mapping[str, str]) -> MetricReader | None:
-    """A periodic OTLP exporter when an endpoint is configured (same variables as traces)."""
-    if not (environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")):
+def otlp_metric_reader(environ: Mapping[str, str], *, required: bool = False) -> MetricReader | None:
+    """A periodic OTLP exporter when an endpoint is configured (same variables as traces), or when
+    OTEL_METRICS_EXPORTER=otlp asks for one (`required`: the SDK's default endpoint then)."""
+    if not required and not (
+        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+    ):
         return None
     protocol = environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or environ.get(
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
@@ -110,13 +121,21 @@ def build_meter_provider(
     resource: Resource, readers: Sequence[MetricReader], environ: Mapping[str, str] | None = None
 ) -> MeterProvider:
     environ = os.environ if environ is None else environ
-    all_readers = list(readers)
-    otlp = otlp_metric_reader(environ)
-    if otlp is not None:
-        all_readers.append(otlp)
+    all_readers = list(readers)  # /metrics reads these whatever OTEL_METRICS_EXPORTER says
+    chosen = chosen_exporters(environ, "OTEL_METRICS_EXPORTER")
+    if "otlp" in chosen:
+        otlp = otlp_metric_reader(environ, required=True)
+        if otlp is not None:
+            all_readers.append(otlp)
+    if "console" in chosen:  # stderr: stdout carries the JSON log lines only
+        all_readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr)))
     views = [
         View(
             instrument_name=names.HTTP_SERVER_REQUEST_DURATION[0],
+            aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS_S),
+        ),
+        View(
+            instrument_name=names.DB_CLIENT_OPERATION_DURATION[0],
             aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS_S),
         ),
         View(

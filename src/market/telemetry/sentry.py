@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ from sentry_sdk.integrations.otlp import OTLPIntegration
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST, EventScrubber
 from sentry_sdk.transport import HttpTransport
 
-from market import __version__
+from market.build import release
 from market.config import SentrySettings
 
 from . import names
@@ -84,7 +85,7 @@ def init_sentry(settings: SentrySettings) -> bool:
     sentry_sdk.init(
         dsn=settings.dsn,
         environment=settings.environment,
-        release=settings.release or f"market@{__version__}",
+        release=release(settings.release, settings.build_sha),
         send_default_pii=False,
         # No local variables: the scrubber matches key names, never what a repr prints, and every frame
         # holds something secret under an innocent name (the services with the payment webhook secret, a
@@ -126,13 +127,23 @@ def sentry_enabled() -> bool:
 
 
 def report_exception(
-    exc: BaseException, *, user: Any = None, route: str | None = None, method: str | None = None
+    exc: BaseException,
+    *,
+    user: Any = None,
+    route: str | None = None,
+    method: str | None = None,
+    trace_id: str | None = None,
+    span_id: str | None = None,
 ) -> str | None:
-    """Send one event for an unexpected error; returns its id (None when Sentry is off)."""
+    """Send one event for an unexpected error; returns its id (None when Sentry is off). `trace_id` (and
+    `span_id`) are the reference the client was given: the event carries exactly that trace id, also when
+    the OpenTelemetry SDK is disabled and there is no OTel span to link from."""
     if not _enabled:
         return None
     with sentry_sdk.new_scope() as scope:
         _describe(scope, user, route, method)
+        if trace_id:
+            scope.set_context("trace", {"trace_id": trace_id, "span_id": span_id or secrets.token_hex(8)})
         return sentry_sdk.capture_exception(exc)
 
 
@@ -156,6 +167,8 @@ def _describe(scope: Any, user: Any, route: str | None, method: str | None) -> N
         scope.set_user({"id": user.id, "role": getattr(user.role, "value", str(user.role))})
     if route:
         scope.set_tag(names.HTTP_ROUTE, route)
+        # The event's `transaction`: the route template, so that Sentry groups by endpoint, never by raw path.
+        scope.set_transaction_name(f"{known_method(method)} {route}" if method else route, source="route")
     if method:
         scope.set_tag(names.HTTP_REQUEST_METHOD, known_method(method))
 
