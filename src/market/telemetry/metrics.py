@@ -80,6 +80,12 @@ class Instruments:
 
     @classmethod
     def create(cls, meter: Meter) -> Instruments:
+        instruments = cls._build(meter)
+        zero_known_series(instruments)
+        return instruments
+
+    @classmethod
+    def _build(cls, meter: Meter) -> Instruments:
         return cls(
             http_duration=histogram(meter, names.HTTP_SERVER_REQUEST_DURATION),
             item_views=counter(meter, names.ITEM_VIEWS),
@@ -96,6 +102,35 @@ class Instruments:
             cart_abandonment_rate=gauge(meter, names.CART_ABANDONMENT_RATE),
             session_duration=gauge(meter, names.SESSION_DURATION),
         )
+
+
+# Every series of a bounded label set exists from the start, at zero: the first decline, gateway error or
+# rejected webhook then moves increase() and rate(), instead of appearing at 1 (which Prometheus cannot tell
+# from a series that was always 1).
+PAYMENT_OUTCOMES = ("succeeded", "declined", "error")
+PAYMENT_METHODS = ("card",)
+SEARCH_OUTCOMES = ("results", "no_results")
+CART_ACTIONS = ("add", "remove")
+WEBHOOK_DIRECTIONS = ("inbound", "outbound")
+WEBHOOK_OUTCOMES = ("success", "failure")
+WEBHOOK_REJECTION_REASONS = ("missing_signature", "malformed", "stale_signature", "bad_signature")
+
+
+def zero_known_series(m: Instruments) -> None:
+    for outcome in PAYMENT_OUTCOMES:
+        for method in PAYMENT_METHODS:
+            m.payment_attempts.add(0, {names.PAYMENT_OUTCOME: outcome, names.PAYMENT_METHOD: method})
+    for outcome in SEARCH_OUTCOMES:
+        m.search_queries.add(0, {names.SEARCH_OUTCOME: outcome})
+    for action in CART_ACTIONS:
+        m.cart_changes.add(0, {names.CART_ACTION: action})
+    for direction in WEBHOOK_DIRECTIONS:
+        for outcome in WEBHOOK_OUTCOMES:
+            m.webhook_deliveries.add(0, {names.WEBHOOK_DIRECTION: direction, names.WEBHOOK_OUTCOME: outcome})
+    for reason in WEBHOOK_REJECTION_REASONS:
+        m.webhook_rejected.add(0, {names.WEBHOOK_REJECTION_REASON: reason})
+    m.item_views.add(0)
+    m.checkout_started.add(0)
 
 
 def otlp_metric_reader(environ: Mapping[str, str], *, required: bool = False) -> MetricReader | None:

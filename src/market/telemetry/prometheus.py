@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -160,29 +161,8 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
 
 
 # --- Known label sets, zero until they happen --------------------------------------------------------------
-# Counters whose every series exists from the start; the HTTP duration gets a 500 and a 503 series beside
-# every (method, route, scheme) it has seen.
-KNOWN_SERIES: dict[str, list[dict[str, str]]] = {
-    "market_payment_attempts_total": [
-        {"market_payment_method": "card", "market_payment_outcome": outcome}
-        for outcome in ("succeeded", "declined", "error")
-    ],
-    "market_search_queries_total": [
-        {"market_search_outcome": outcome} for outcome in ("results", "no_results")
-    ],
-    "market_cart_changes_total": [{"market_cart_action": action} for action in ("add", "remove")],
-    "market_webhook_deliveries_total": [
-        {"market_webhook_direction": direction, "market_webhook_outcome": outcome}
-        for direction in ("inbound", "outbound")
-        for outcome in ("success", "failure")
-    ],
-    "market_webhook_rejected_total": [
-        {"market_webhook_rejection_reason": reason}
-        for reason in ("missing_signature", "malformed", "stale_signature", "bad_signature")
-    ],
-    "market_checkout_started_total": [{}],
-    "market_item_views_total": [{}],
-}
+# Counters start every known series at zero themselves (metrics.zero_known_series); the HTTP duration gets a
+# 500 and a 503 series beside every (method, route, scheme) it has seen.
 ZERO_STATUSES = ("500", "503")
 _HTTP_DURATION = "http_server_request_duration_seconds"
 _STATUS = names.HTTP_RESPONSE_STATUS_CODE.replace(".", "_")
@@ -190,13 +170,7 @@ _ERROR_TYPE = names.ERROR_TYPE.replace(".", "_")
 
 
 def with_known_series(snap: Snapshot) -> Snapshot:
-    """The snapshot plus a zero sample for every known label set that has not happened yet."""
-    for name, label_sets in KNOWN_SERIES.items():
-        family = snap.get(name)
-        if family is None:
-            continue
-        for label_set in label_sets:
-            family["samples"].setdefault(_key("", sorted([k, v] for k, v in label_set.items())), 0)
+    """The snapshot plus zero 500 and 503 series of the request duration for every route seen."""
     family = snap.get(_HTTP_DURATION)
     if family is not None:
         seen = {}
@@ -378,9 +352,24 @@ class MetricsExposition:
         self.reader = reader  # an InMemoryMetricReader registered with the meter provider
         self.directory = directory
         self.resource = resource
+        # The SDK hands out each exemplar once (its reservoirs reset at every collection, and snapshots are
+        # collected every few seconds): the latest per sample is kept here until a newer one replaces it.
+        self._exemplars: dict[str, dict[str, list[Any]]] = {}
+        self._lock = threading.Lock()
 
     def collect(self) -> Snapshot:
-        return snapshot(self.reader.get_metrics_data())
+        snap = snapshot(self.reader.get_metrics_data())
+        with self._lock:
+            for name, family in snap.items():
+                fresh = family.get("exemplars")
+                kept = self._exemplars.setdefault(name, {}) if fresh is not None else None
+                if kept is None:
+                    continue
+                for key, exemplar in fresh.items():
+                    if key not in kept or kept[key][3] <= exemplar[3]:
+                        kept[key] = exemplar
+                family["exemplars"] = {k: v for k, v in kept.items() if k in family["samples"]}
+        return snap
 
     def render(self, *, openmetrics: bool = False) -> str:
         own = {**self.collect(), **process_snapshot()}

@@ -90,6 +90,10 @@ def _table(tokens: list[str], index: int) -> str | None:
 
 
 def _ddl_table(tokens: list[str]) -> str | None:
+    """The table a DDL statement is about (for an index, the table after ON, not the index's name)."""
+    upper = [t.upper() for t in tokens[:12]]
+    if "INDEX" in upper and "ON" in upper:
+        return _table(tokens, upper.index("ON") + 1)
     for index, token in enumerate(tokens[:8]):
         if token.upper() in _DDL_OBJECTS:
             rest = [
