@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import sentry_sdk
+from opentelemetry import trace
 from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.integrations.otlp import OTLPIntegration
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST, EventScrubber
@@ -24,7 +25,7 @@ from sentry_sdk.transport import HttpTransport
 from market.build import release
 from market.config import SentrySettings
 
-from . import names
+from . import names, request_context
 from .asgi import known_method
 from .drops import DROPS, SENTRY_EVENTS
 
@@ -141,9 +142,7 @@ def report_exception(
     if not _enabled:
         return None
     with sentry_sdk.new_scope() as scope:
-        _describe(scope, user, route, method)
-        if trace_id:
-            scope.set_context("trace", {"trace_id": trace_id, "span_id": span_id or secrets.token_hex(8)})
+        _describe(scope, user, route, method, trace_id, span_id)
         return sentry_sdk.capture_exception(exc)
 
 
@@ -162,7 +161,20 @@ def report_message(
         return sentry_sdk.capture_message(message, level=level)  # type: ignore[arg-type]
 
 
-def _describe(scope: Any, user: Any, route: str | None, method: str | None) -> None:
+def _describe(
+    scope: Any,
+    user: Any,
+    route: str | None,
+    method: str | None,
+    trace_id: str | None = None,
+    span_id: str | None = None,
+) -> None:
+    # The event's trace id is the reference the client got: given, or the request's (telemetry.request_context),
+    # which the edge issues even when the OpenTelemetry SDK is disabled and there is no span to link from.
+    request = request_context.current()
+    trace_id = trace_id or (request.trace_id if request is not None else None)
+    if trace_id:
+        scope.set_context("trace", {"trace_id": trace_id, "span_id": span_id or _current_span_id()})
     if user is not None:
         scope.set_user({"id": user.id, "role": getattr(user.role, "value", str(user.role))})
     if route:
@@ -171,6 +183,11 @@ def _describe(scope: Any, user: Any, route: str | None, method: str | None) -> N
         scope.set_transaction_name(f"{known_method(method)} {route}" if method else route, source="route")
     if method:
         scope.set_tag(names.HTTP_REQUEST_METHOD, known_method(method))
+
+
+def _current_span_id() -> str:
+    context = trace.get_current_span().get_span_context()
+    return format(context.span_id, "016x") if context.is_valid else secrets.token_hex(8)
 
 
 def scrub_event(event: dict[str, Any], hint: Mapping[str, Any] | None = None) -> dict[str, Any]:
