@@ -24,7 +24,9 @@ from market.adapters.background import cancel_and_wait
 from market.adapters.db.analytics import SqlAnalyticsReports
 from market.adapters.db.commerce import PiccoloIdempotencyStore
 from market.adapters.db.database import Database
+from market.adapters.db.errors import unavailable_reason
 from market.adapters.db.repositories import PiccoloReadRepositories, PiccoloUnitOfWork
+from market.adapters.db.sandbox import SqlSandboxLedger
 from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, PiccoloWebhookDeliveryRepository
 from market.adapters.http.app import create_app
 from market.adapters.http.limits import RouteLimits
@@ -117,7 +119,7 @@ def build_gateways(
     tracer = trace.get_tracer(INSTRUMENTATION_SCOPE)
     sandbox = TracedPaymentGateway(
         SandboxPaymentGateway(
-            database,
+            SqlSandboxLedger(database),
             webhook_url=settings.public_url + "/api/v1/webhooks/payments",
             webhook_secret=webhook_secret,
         ),
@@ -288,6 +290,7 @@ def build_app(
         alerts=alerts,
         limits=RouteLimits.of(settings.limits, limiter) if limiter is not None else None,
         lifespan=[lifespan],
+        unavailable=unavailable_reason,
     )
     # Outside Litestar's exception handling, so that even 404s of unknown routes and 500s are traced.
     app.asgi_handler = ServerSpanMiddleware(
