@@ -58,6 +58,7 @@ from market.ops.alerting.notifiers import (
 from market.ops.alerting.readings import ExpositionReadings
 from market.ops.alerting.rules import AlertEvaluator, default_rules
 from market.ops.backups.manifest import newest_archive_time
+from market.telemetry import request_context
 from market.telemetry.asgi import ServerSpanMiddleware
 from market.telemetry.logs import AccessLog, logging_config
 from market.telemetry.names import INSTRUMENTATION_SCOPE
@@ -149,8 +150,8 @@ def build_services(
     never_send(secret, webhook_secret, *settings.secret_values())
     gateway, sandbox = build_gateways(settings, database, webhook_secret)
     return Services(
-        uow=lambda: PiccoloUnitOfWork(database),
-        repos=PiccoloReadRepositories(database),
+        uow=lambda: PiccoloUnitOfWork(database, request_context.identity),
+        repos=PiccoloReadRepositories(database, request_context.identity),
         hasher=Argon2PasswordHasher(
             argon2, concurrency=settings.limits.hash_concurrency, wait_s=settings.limits.hash_wait_s
         ),
