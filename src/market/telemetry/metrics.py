@@ -6,7 +6,6 @@ Instruments are declared in names.py; this module only builds them. Attribute va
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -109,7 +108,7 @@ def otlp_metric_reader(environ: Mapping[str, str]) -> MetricReader | None:
 def build_meter_provider(
     resource: Resource, readers: Sequence[MetricReader], environ: Mapping[str, str] | None = None
 ) -> MeterProvider:
-    environ = os.environ if environ is None else environ
+    environ = {} if environ is None else environ  # the OTEL_* settings (TelemetrySettings.otel_environ)
     all_readers = list(readers)
     otlp = otlp_metric_reader(environ)
     if otlp is not None:

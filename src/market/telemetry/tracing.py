@@ -7,7 +7,6 @@ With no endpoint, nothing is exported and nothing fails.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Mapping
 
@@ -58,7 +57,7 @@ def otlp_span_exporter(environ: Mapping[str, str]) -> SpanExporter | None:
 def build_tracer_provider(
     settings: Settings, environ: Mapping[str, str] | None = None, resource: Resource | None = None
 ) -> TracerProvider:
-    environ = os.environ if environ is None else environ
+    environ = settings.telemetry.otel_environ() if environ is None else environ
     exporter = otlp_span_exporter(environ)
     sampler = None  # the SDK's: OTEL_TRACES_SAMPLER(_ARG), default parent-based always-on
     if exporter is None and not settings.telemetry.console and not environ.get("OTEL_TRACES_SAMPLER"):
