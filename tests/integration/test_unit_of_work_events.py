@@ -18,7 +18,7 @@ LISTED = ItemListed(str(uuid.uuid4()), str(uuid.uuid4()))
 
 async def test_collected_events_are_recorded_and_published_after_commit(db):
     events = FakeEventPublisher()
-    async with PiccoloUnitOfWork(db, events) as work:
+    async with PiccoloUnitOfWork(db, events=events) as work:
         await work.collect([SearchPerformed("mug", 2)], T0)
         await work.collect([LISTED], T0)  # published, not kept by analytics
         assert events.published == []
@@ -29,10 +29,10 @@ async def test_collected_events_are_recorded_and_published_after_commit(db):
 
 async def test_a_rolled_back_unit_of_work_publishes_nothing(db):
     events = FakeEventPublisher()
-    async with PiccoloUnitOfWork(db, events) as work:
+    async with PiccoloUnitOfWork(db, events=events) as work:
         await work.collect([OrderPaid(str(uuid.uuid4()), 100, "EUR")], T0)
     with pytest.raises(RuntimeError):
-        async with PiccoloUnitOfWork(db, events) as work:
+        async with PiccoloUnitOfWork(db, events=events) as work:
             await work.collect([OrderPaid(str(uuid.uuid4()), 100, "EUR")], T0)
             raise RuntimeError("the work fails half-way")
     assert events.published == []

@@ -18,6 +18,7 @@ from market.domain.errors import (
 )
 from market.domain.events import CheckoutStarted, Event, OrderPaid, OrderRefunded, PaymentAttempted
 from market.domain.orders import (
+    GATEWAY_UNAVAILABLE,
     CheckoutInProgress,
     InsufficientStock,
     Order,
@@ -46,8 +47,6 @@ from .ports import (
 )
 
 SUCCEEDED, DECLINED, PROCESSING = "succeeded", "declined", "processing"
-GATEWAY_UNAVAILABLE = "gateway_unavailable"
-"""Payment failure_reason of a pending order whose charge call failed: its outcome is unknown, not in flight."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,6 @@ Instruments are declared in names.py; this module only builds them. Attribute va
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -157,7 +156,7 @@ def otlp_metric_reader(environ: Mapping[str, str], *, required: bool = False) ->
 def build_meter_provider(
     resource: Resource, readers: Sequence[MetricReader], environ: Mapping[str, str] | None = None
 ) -> MeterProvider:
-    environ = os.environ if environ is None else environ
+    environ = {} if environ is None else environ  # the OTEL_* settings (TelemetrySettings.otel_environ)
     all_readers = list(readers)  # /metrics reads these whatever OTEL_METRICS_EXPORTER says
     chosen = chosen_exporters(environ, "OTEL_METRICS_EXPORTER")
     if "otlp" in chosen:

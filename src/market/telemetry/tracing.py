@@ -9,13 +9,12 @@ writes to stderr: every stdout line is a JSON log line.
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from collections.abc import Mapping
 from urllib.parse import unquote
 
-from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
@@ -35,7 +34,7 @@ def build_resource(settings: Settings, environ: Mapping[str, str] | None = None)
     """service.*, deployment.environment.name: the code's defaults, then OTEL_RESOURCE_ATTRIBUTES over them,
     then OTEL_SERVICE_NAME (the standard precedence: the environment wins, so a Kubernetes manifest's
     `service.instance.id=$(POD_NAME)` is what the telemetry carries)."""
-    environ = os.environ if environ is None else environ
+    environ = settings.telemetry.otel_environ() if environ is None else environ
     defaults = Resource.create(
         {
             names.SERVICE_NAME: settings.telemetry.service_name,
@@ -52,9 +51,7 @@ def build_resource(settings: Settings, environ: Mapping[str, str] | None = None)
 
 
 def _detected(environ: Mapping[str, str]) -> Resource:
-    """OTEL_RESOURCE_ATTRIBUTES from `environ` (the SDK's detector reads os.environ only)."""
-    if environ is os.environ:
-        return OTELResourceDetector().detect()
+    """OTEL_RESOURCE_ATTRIBUTES from `environ` (the SDK's detector would read os.environ itself)."""
     attributes: dict[str, str] = {}
     for pair in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
         key, sep, value = pair.partition("=")
@@ -105,7 +102,7 @@ def otlp_span_exporter(environ: Mapping[str, str], *, required: bool = False) ->
 def build_tracer_provider(
     settings: Settings, environ: Mapping[str, str] | None = None, resource: Resource | None = None
 ) -> TracerProvider:
-    environ = os.environ if environ is None else environ
+    environ = settings.telemetry.otel_environ() if environ is None else environ
     chosen = chosen_exporters(environ, "OTEL_TRACES_EXPORTER", console=settings.telemetry.console)
     exporter = otlp_span_exporter(environ, required=True) if "otlp" in chosen else None
     console = "console" in chosen

@@ -13,7 +13,7 @@ from market.domain.errors import EmailAlreadyRegistered
 from market.domain.events import Event
 from market.domain.users import User, UserStatus
 
-from .analytics import SqlAnalyticsLog
+from .analytics import Identity, SqlAnalyticsLog, anonymous
 from .commerce import (
     PiccoloCartRepository,
     PiccoloOrderRepository,
@@ -122,7 +122,9 @@ class PiccoloUnitOfWork:
     """Rolls back unless `commit()` was called (Piccolo's own transaction commits on a clean exit). Collected
     events are published once the transaction has committed (`events` None: published nowhere)."""
 
-    def __init__(self, db: Database, events: EventPublisher | None = None) -> None:
+    def __init__(
+        self, db: Database, identity: Identity = anonymous, events: EventPublisher | None = None
+    ) -> None:
         self._db = db
         self._publisher = events
         self.users = PiccoloUserRepository(db)
@@ -132,7 +134,7 @@ class PiccoloUnitOfWork:
         self.orders = PiccoloOrderRepository(db)
         self.payment_events = PiccoloPaymentEventLog(db)
         self.outbox = PiccoloWebhookOutbox(db)
-        self.analytics = SqlAnalyticsLog(db)
+        self.analytics = SqlAnalyticsLog(db, identity)
 
     async def __aenter__(self) -> Self:
         self._transaction = self._db.write_transaction()
@@ -162,7 +164,7 @@ class PiccoloUnitOfWork:
 class PiccoloReadRepositories:
     """Repositories for reads outside a transaction (each query takes a pooled connection)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, identity: Identity = anonymous) -> None:
         self.users = PiccoloUserRepository(db)
         self.items = PiccoloItemRepository(db)
-        self.analytics = SqlAnalyticsLog(db)
+        self.analytics = SqlAnalyticsLog(db, identity)

@@ -14,7 +14,6 @@ from litestar.openapi.spec import Components, Tag
 from litestar.routes import HTTPRoute
 
 from market import __version__
-from market.adapters.db.database import Database
 from market.telemetry.prometheus import MetricsExposition
 
 from .accounts import AccountController
@@ -25,14 +24,14 @@ from .auth import provide_user
 from .cart import CartController
 from .dashboard import dashboard_router
 from .docs import LocalSwaggerRenderPlugin, add_security_headers, docs_router
-from .health import live, ready
+from .health import Readiness, live, ready
 from .items import ItemController
 from .limits import RouteLimits
 from .metrics import metrics as metrics_endpoint
 from .openapi import StructSchemaPlugin, add_links, bearer_where_guarded, errors_as_problems
 from .orders import CheckoutController
 from .payment_webhooks import payment_webhook
-from .problems import CATALOGUE, exception_handlers
+from .problems import CATALOGUE, UnavailableReason, exception_handlers
 from .seller import SellerWebhookController
 from .sessions import SessionController, add_session_events
 from .templating import template_config
@@ -104,7 +103,7 @@ def use_case_dependencies(use_cases: Mapping[str, Callable[..., Any]]) -> dict[s
 
 def create_app(
     use_cases: Mapping[str, Callable[..., Any]],
-    database: Database,
+    database: Readiness,
     *,
     metrics: MetricsExposition,
     metrics_token: str | None = None,
@@ -112,12 +111,14 @@ def create_app(
     alerts: AlertBoard | None = None,
     limits: RouteLimits | None = None,
     lifespan: Sequence[Any] = (),
+    unavailable: UnavailableReason | None = None,
     dependencies: Mapping[str, Provide] | None = None,
 ) -> Litestar:
     """The app. `use_cases` are the bound use cases handlers receive by name (see bootstrap.py); the bearer
-    guard reads tokens with the one named `user_of_token`. `dependencies`: other values handlers ask for by name
-    (not ports: a controller calls use cases). `limits` are the per-IP rate limits of the guarded routes (None:
-    no limits); a request body over `max_body_bytes` is refused with 413."""
+    guard reads tokens with the one named `user_of_token`. `limits` are the per-IP rate limits of the guarded
+    routes (None: no limits); a request body over `max_body_bytes` is refused with 413; `unavailable` tells which
+    exceptions mean "the database cannot serve this now" (a 503 instead of a 500; None: every unexpected exception
+    is a 500). `dependencies`: other values handlers ask for by name (not ports: a controller calls use cases)."""
     api = Router(
         path="/api/v1",
         route_handlers=[
@@ -157,6 +158,7 @@ def create_app(
                 "metrics_token": metrics_token,
                 "alerts": alerts,
                 "limits": limits,
+                "unavailable": unavailable,
             }
         ),
         debug=False,
