@@ -17,6 +17,7 @@ from typing import Any
 
 from argon2 import PasswordHasher as Argon2
 from litestar import Litestar
+from litestar.di import Provide
 from opentelemetry import trace
 
 from market.adapters.alerting.monitor import AlertMonitor, FileLease
@@ -28,6 +29,7 @@ from market.adapters.alerting.notifiers import (
 )
 from market.adapters.alerting.readings import ExpositionReadings
 from market.adapters.background import cancel_and_wait
+from market.adapters.db.admin import PiccoloAdminUnitOfWork, PiccoloAuditLog, PiccoloUserDirectory
 from market.adapters.db.analytics import SqlAnalyticsReports
 from market.adapters.db.commerce import PiccoloIdempotencyStore
 from market.adapters.db.database import Database
@@ -46,6 +48,7 @@ from market.adapters.webhooks.sender import HttpxWebhookSender
 from market.adapters.webhooks.signing import new_secret
 from market.adapters.webhooks.ssrf import SsrfGuard
 from market.adapters.webhooks.worker import WebhookDeliveryWorker
+from market.application.admin import AdminPorts
 from market.application.analytics import prune_events
 from market.application.checkout import reconcile_payments
 from market.application.ports import PaymentGateway
@@ -130,6 +133,17 @@ def build_gateways(
     return TracedPaymentGateway(
         StripePaymentGateway(api_key=settings.payments.stripe_api_key), tracer
     ), sandbox
+
+
+def build_admin_ports(database: Database, services: Services) -> AdminPorts:
+    """The admin tools' ports (people, audit trail), injected into their controllers as `admin`."""
+    return AdminPorts(
+        uow=lambda: PiccoloAdminUnitOfWork(database),
+        directory=PiccoloUserDirectory(database),
+        audit=PiccoloAuditLog(database),
+        clock=services.clock,
+        ids=services.ids,
+    )
 
 
 def build_services(
@@ -286,6 +300,9 @@ def build_app(
         alerts=alerts,
         limits=RouteLimits.of(settings.limits, limiter) if limiter is not None else None,
         lifespan=[lifespan],
+        dependencies={
+            "admin": Provide(_constant(build_admin_ports(database, services)), sync_to_thread=False)
+        },
     )
     # Outside Litestar's exception handling, so that even 404s of unknown routes and 500s are traced.
     app.asgi_handler = ServerSpanMiddleware(
@@ -295,6 +312,13 @@ def build_app(
         AccessLog(via_logging=telemetry.logger_provider is not None),  # exported lines go through logging
     )
     return app
+
+
+def _constant(value: Any) -> Any:
+    def provide() -> Any:
+        return value
+
+    return provide
 
 
 async def close_gateways(services: Services) -> None:

@@ -19,6 +19,7 @@ from market.application.ports import (
     Page,
     TokenClaims,
 )
+from market.domain.admin import AuditEntry, AuditFilter, UserFilter
 from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import EmailAlreadyRegistered, InvalidCursor, RateLimited
 from market.domain.events import Event
@@ -511,3 +512,77 @@ class FakeSignInThrottle:
 
     async def undecided(self, account: str) -> None:
         self.attempts[account] -= 1
+
+
+# --- Administration ---------------------------------------------------------------------------------------
+
+
+class FakeAuditLog:
+    def __init__(self, entries: list[AuditEntry]) -> None:
+        self.entries = entries
+
+    async def append(self, entry: AuditEntry) -> None:
+        self.entries.append(entry if entry.trace_id else dataclasses.replace(entry, trace_id="f" * 32))
+
+    async def find(self, audit_filter: AuditFilter, limit: int, cursor: str | None) -> Page[AuditEntry]:
+        f = audit_filter
+        matches = [
+            e
+            for e in sorted(self.entries, key=lambda e: (e.at, e.id), reverse=True)
+            if (f.actor_id is None or e.actor_id == f.actor_id)
+            and (f.action is None or e.action is f.action)
+            and (f.target_id is None or e.target_id == f.target_id)
+            and (f.since is None or e.at >= f.since)
+            and (f.until is None or e.at < f.until)
+        ]
+        return _offset_page(matches, limit, cursor)
+
+
+class FakeUserDirectory:
+    def __init__(self, users: dict[str, User]) -> None:
+        self.users = users
+
+    async def find(self, user_filter: UserFilter, limit: int, cursor: str | None) -> Page[User]:
+        f = user_filter
+        matches = [
+            u
+            for u in sorted(self.users.values(), key=lambda u: (u.created_at, u.id), reverse=True)
+            if (f.query is None or f.query in f"{u.email} {u.display_name}".lower())
+            and (f.role is None or u.role is f.role)
+            and (f.status is None or u.status is f.status)
+        ]
+        return _offset_page(matches, limit, cursor)
+
+    async def set_role(self, user_id: str, role: Role) -> None:
+        if user_id in self.users:
+            self.users[user_id] = dataclasses.replace(self.users[user_id], role=role)
+
+    async def count_active_admins(self) -> int:
+        return sum(u.role is Role.ADMIN and u.status is UserStatus.ACTIVE for u in self.users.values())
+
+
+def _offset_page(matches: list[Any], limit: int, cursor: str | None) -> Page[Any]:
+    try:
+        start = int(cursor) if cursor else 0
+    except ValueError:
+        raise InvalidCursor() from None
+    more = start + limit < len(matches)
+    return Page(items=matches[start : start + limit], next_cursor=str(start + limit) if more else None)
+
+
+class FakeAdminUnitOfWork(FakeUnitOfWork):
+    """The admin writes' unit of work: audit entries are staged and committed with the rest."""
+
+    def __init__(self, store: FakeStore, audit: list[AuditEntry]) -> None:
+        super().__init__(store.users, store.items, store.commerce)
+        self._audit = audit
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.audit = FakeAuditLog(list(self._audit))
+        self.directory = FakeUserDirectory(self.users.store)
+        return self
+
+    async def commit(self) -> None:
+        await super().commit()
+        self._audit[:] = self.audit.entries

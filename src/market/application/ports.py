@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, Protocol, Self, TypeVar
 
+from market.domain.admin import AuditEntry, AuditFilter, UserFilter
 from market.domain.analytics import (
     CartsReport,
     FunnelReport,
@@ -21,7 +22,7 @@ from market.domain.analytics import (
 from market.domain.catalog import Item, ItemFilter
 from market.domain.events import Event
 from market.domain.orders import Cart, Order
-from market.domain.users import User, UserStatus
+from market.domain.users import Role, User, UserStatus
 
 T = TypeVar("T")
 
@@ -294,3 +295,39 @@ class IdempotencyStore(Protocol):
 
     async def purge(self, older_than: datetime) -> int:
         """Forget keys created before `older_than`; returns how many."""
+
+
+# --- Administration ----------------------------------------------------------------------------------------
+
+
+class AuditLog(Protocol):
+    """The append-only trail of admin writes."""
+
+    async def append(self, entry: AuditEntry) -> None:
+        """Inside a unit of work the entry commits or rolls back with the change it records. The adapter
+        stamps the current trace id when the entry has none."""
+
+    async def find(self, audit_filter: AuditFilter, limit: int, cursor: str | None) -> Page[AuditEntry]:
+        """Newest first. Raise InvalidCursor for a cursor issued for another filter."""
+
+
+class UserDirectory(Protocol):
+    """The people list of the admin tools."""
+
+    async def find(self, user_filter: UserFilter, limit: int, cursor: str | None) -> Page[User]:
+        """Newest accounts first. Raise InvalidCursor for a cursor issued for another filter."""
+
+    async def set_role(self, user_id: str, role: Role) -> None: ...
+
+    async def count_active_admins(self) -> int:
+        """Inside a unit of work: the active admins, with their rows locked until it ends (PostgreSQL; SQLite's
+        write transaction holds the whole database), so that two concurrent removals cannot both pass."""
+
+
+class AdminUnitOfWork(UnitOfWork, Protocol):
+    audit: AuditLog
+    directory: UserDirectory
+
+
+class AdminUnitOfWorkFactory(Protocol):
+    def __call__(self) -> AdminUnitOfWork: ...

@@ -34,4 +34,15 @@ class ItemRow(Table, tablename="items"):
     updated_at = Timestamptz()
 
 
-ALL_TABLES: tuple[type[Table], ...] = (UserRow, ItemRow)
+class AuditRow(Table, tablename="audit_log"):
+    id = UUID(primary_key=True)
+    at = Timestamptz()
+    actor_id = UUID(index=True)
+    action = Varchar(length=64)
+    target_type = Varchar(length=32)
+    target_id = Varchar(length=64)
+    details = Text(default="{}")
+    trace_id = Varchar(length=32, null=True, default=None)
+
+
+ALL_TABLES: tuple[type[Table], ...] = (UserRow, ItemRow, AuditRow)

@@ -10,8 +10,10 @@ import msgspec
 from litestar import Controller, Request, post
 from opentelemetry import trace
 
+from market.application.admin import AdminPorts, record_admin_action
 from market.application.ports import ChargeRequest
 from market.application.services import Services
+from market.domain.admin import AuditAction, AuditTarget
 from market.domain.events import PaymentAttempted
 from market.domain.users import Role, User
 from market.telemetry import names
@@ -32,7 +34,13 @@ class MonitoringTestError(RuntimeError):
 
 
 async def produce_monitoring_signal(
-    kind: MonitoringKind, *, services: Services, user: User, route: str, method: str
+    kind: MonitoringKind,
+    *,
+    services: Services,
+    user: User,
+    route: str,
+    method: str,
+    admin: AdminPorts,
 ) -> str | None:
     """Produce exactly one monitoring signal, the same whoever asks (the API or the admin dashboard):
     `error` raises MonitoringTestError, for the caller to handle as any unexpected error; `slow` makes a span
@@ -85,18 +93,33 @@ class AdminController(Controller):
         responses=problems(400, 401, 403, 422),
     )
     async def test_monitoring(
-        self, request: Request[Any, Any, Any], data: MonitoringTestBody, user: User, services: Services
+        self,
+        request: Request[Any, Any, Any],
+        data: MonitoringTestBody,
+        user: User,
+        services: Services,
+        admin: AdminPorts,
     ) -> MonitoringTestOut:
         """Produce exactly one monitoring signal, to check a deployment end to end:
         `error` raises a real unhandled exception (the 500 problem carries `trace_id` and `sentry_event_id`);
         `slow` makes a span of at least 2.5 s; `payment_failure` runs a declined charge through the sandbox
-        gateway; `message` sends an info-level Sentry message."""
+        gateway; `message` sends an info-level Sentry message. Each call appends an audit entry first (the
+        `error` kind fails on purpose after it)."""
+        await record_admin_action(
+            user,
+            AuditAction.MONITORING_TESTED,
+            AuditTarget.MONITORING,
+            data.kind,
+            {"kind": data.kind},
+            ports=admin,
+        )
         event_id = await produce_monitoring_signal(
             data.kind,
             services=services,
             user=user,
             route=request.scope.get("path_template") or request.url.path,
             method=request.method,
+            admin=admin,
         )
         return MonitoringTestOut(
             kind=data.kind, trace_id=request.scope["state"]["trace_id"], sentry_event_id=event_id

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from litestar import Litestar, Request, Response, Router
@@ -20,6 +20,7 @@ from market.telemetry.prometheus import MetricsExposition
 
 from .accounts import AccountController
 from .admin import AdminController
+from .admin_people import AdminPeopleController
 from .alerts import AlertBoard, AlertController
 from .analytics import AnalyticsController, SellerDashboardController
 from .auth import provide_user
@@ -99,9 +100,11 @@ def create_app(
     alerts: AlertBoard | None = None,
     limits: RouteLimits | None = None,
     lifespan: Sequence[Any] = (),
+    dependencies: Mapping[str, Provide] | None = None,
 ) -> Litestar:
     """The app. `limits` are the per-IP rate limits of the guarded routes (None: no limits); a request body
-    over `max_body_bytes` is refused with 413."""
+    over `max_body_bytes` is refused with 413. `dependencies`: the use cases' ports bound by bootstrap.py,
+    injected by name into the controllers that declare them."""
     api = Router(
         path="/api/v1",
         route_handlers=[
@@ -111,6 +114,7 @@ def create_app(
             CheckoutController,
             payment_webhook,
             AdminController,
+            AdminPeopleController,
             AlertController,
             AnalyticsController,
             SellerWebhookController,
@@ -124,6 +128,7 @@ def create_app(
             "services": Provide(_from_state("services"), sync_to_thread=False),
             "database": Provide(_from_state("database"), sync_to_thread=False),
             "user": Provide(provide_user),
+            **(dependencies or {}),
         },
         exception_handlers=exception_handlers(),
         openapi_config=_openapi(),

@@ -25,6 +25,7 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
 from market.application import accounts, analytics
+from market.application.admin import AdminPorts
 from market.application.services import Services
 from market.domain.analytics import Period, ReportName
 from market.domain.errors import InvalidCredentials
@@ -164,7 +165,9 @@ async def dashboard(request: Request[Any, Any, Any], services: Services) -> Resp
 
 
 @post("/dashboard/test-monitoring")
-async def test_monitoring(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
+async def test_monitoring(
+    request: Request[Any, Any, Any], services: Services, admin: AdminPorts
+) -> Response[Any]:
     """The monitoring self-test's buttons: the very signal of `POST /api/v1/admin/test-monitoring`, then the
     dashboard with what was produced, its trace id and Sentry event id."""
     session = await _session(request)
@@ -193,6 +196,7 @@ async def test_monitoring(request: Request[Any, Any, Any], services: Services) -
                 user=user,
                 route=route,
                 method=request.method,
+                admin=admin,
             )
         except MonitoringTestError as exc:
             # Reported exactly as an unhandled error is (span, log, Sentry), and answered with a 500 so the

@@ -23,7 +23,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from market.adapters.db.errors import DatabaseUnavailable, database_unavailable
-from market.domain import errors, orders
+from market.domain import admin, errors, orders
 from market.telemetry.sentry import report_exception
 
 from .html import not_found_page, wants_html
@@ -88,6 +88,8 @@ PROBLEM_TYPES: dict[type[errors.DomainError], ProblemType] = {
         "idempotency-key-required", "Idempotency-Key header required", 400
     ),
     errors.IdempotencyKeyReused: ProblemType("idempotency-key-reused", "Idempotency-Key reused", 422),
+    admin.SelfLockout: ProblemType("self-lockout", "You cannot lock yourself out", 409),
+    admin.LastActiveAdmin: ProblemType("last-active-admin", "The last active admin must stay", 409),
     errors.IdempotentRequestInProgress: ProblemType(
         "idempotent-request-in-progress", "The first request with this key is still running", 409
     ),

@@ -1,0 +1,55 @@
+"""Query parameters of list filters: an unknown one is refused (400 naming it) rather than silently ignored,
+since a misspelt filter would otherwise answer with everything."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.exceptions import ValidationException
+
+from market.domain.analytics import parse_bounds
+from market.domain.errors import ValidationFailed
+
+from .validation import strict_body
+
+
+def _accepted(request: Request[Any, Any, Any]) -> frozenset[str]:
+    names: set[str] = set()
+    for name, parameter in request.route_handler.parsed_fn_signature.parameters.items():
+        kwarg = parameter.kwarg_definition
+        alias = getattr(kwarg, "query", None)
+        names.add(alias or name)
+    return frozenset(names)
+
+
+async def known_query_only(request: Request[Any, Any, Any]) -> None:
+    """`before_request` hook: a 400 `invalid-parameter` problem naming every query parameter the handler
+    does not take."""
+    unknown = sorted(set(request.query_params) - _accepted(request))
+    if unknown:
+        raise ValidationException(
+            "Unknown query parameters.",
+            extra=[
+                {"key": name, "message": "is not a parameter of this list", "source": "query"}
+                for name in unknown
+            ],
+        )
+
+
+async def strict_request(request: Request[Any, Any, Any]) -> None:
+    """`before_request` of the admin tools: the app's strict body check (a handler-level hook replaces the
+    app's), then `known_query_only`."""
+    await strict_body(request)
+    await known_query_only(request)
+
+
+def bounds_of(raw_from: str | None, raw_to: str | None) -> tuple[Any, Any]:
+    """The optional `from`/`to` bounds of a list, or a 400 problem naming the bad one."""
+    try:
+        return parse_bounds(raw_from, raw_to)
+    except ValidationFailed as exc:
+        raise ValidationException(
+            "The bounds are not valid.",
+            extra=[{"key": e.field, "message": e.message, "source": "query"} for e in exc.errors],
+        ) from None
