@@ -17,8 +17,16 @@ AUDIT = "/api/v1/admin/audit"
 ME = "/api/v1/me"
 
 
+@pytest.fixture(scope="module")
+def admin(live_server):
+    """One admin per server for the module (making one costs a process and a password hash); tests that
+    count an actor's audit entries make their own (`fresh_admin`)."""
+    with live_server.client() as client:
+        return create_admin(live_server, client)
+
+
 @pytest.fixture
-def admin(live_server, client):
+def fresh_admin(live_server, client):
     return create_admin(live_server, client)
 
 
@@ -214,7 +222,8 @@ def test_a_refused_change_leaves_no_audit_entry(client, admin):
     assert trail["items"] == []
 
 
-def test_the_monitoring_self_test_is_audited(client, admin):
+def test_the_monitoring_self_test_is_audited(client, fresh_admin):
+    admin = fresh_admin
     r = client.post("/api/v1/admin/test-monitoring", json={"kind": "message"}, headers=auth(admin))
     assert r.status_code == 200
     trail = client.get(
@@ -225,7 +234,8 @@ def test_the_monitoring_self_test_is_audited(client, admin):
     ]
 
 
-def test_the_audit_trail_filters_by_time_and_pages(client, admin):
+def test_the_audit_trail_filters_by_time_and_pages(client, fresh_admin):
+    admin = fresh_admin
     for kind in ("message", "message", "message"):
         client.post("/api/v1/admin/test-monitoring", json={"kind": kind}, headers=auth(admin))
     mine = {"actor_id": admin["id"]}

@@ -23,7 +23,7 @@ from market.domain.admin import AuditEntry, AuditFilter, UserFilter
 from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import EmailAlreadyRegistered, InvalidCursor, RateLimited
 from market.domain.events import Event
-from market.domain.orders import RESERVING, Cart, CartLine, Order, PaymentGatewayUnavailable
+from market.domain.orders import RESERVING, Cart, CartLine, Order, OrderFilter, PaymentGatewayUnavailable
 from market.domain.users import Role, User, UserStatus
 
 
@@ -353,13 +353,23 @@ class FakeOrderRepository:
             stored, status=order.status, updated_at=order.updated_at, payment=order.payment
         )
 
-    async def list_visible_to(self, user: User, limit: int, cursor: str | None) -> Page[Order]:
+    async def list_visible_to(
+        self, user: User, limit: int, cursor: str | None, order_filter: OrderFilter | None = None
+    ) -> Page[Order]:
+        f = order_filter or OrderFilter()
         visible = [
             o
             for o in self.state.orders.values()
-            if user.role is Role.ADMIN
-            or (user.role is Role.SELLER and user.id in o.seller_ids)
-            or (user.role is Role.BUYER and o.buyer_id == user.id)
+            if (
+                user.role is Role.ADMIN
+                or (user.role is Role.SELLER and user.id in o.seller_ids)
+                or (user.role is Role.BUYER and o.buyer_id == user.id)
+            )
+            and (f.status is None or o.status is f.status)
+            and (f.buyer_id is None or o.buyer_id == f.buyer_id)
+            and (f.seller_id is None or f.seller_id in o.seller_ids)
+            and (f.since is None or o.created_at >= f.since)
+            and (f.until is None or o.created_at < f.until)
         ]
         visible.sort(key=lambda o: (o.created_at, o.id), reverse=True)
         if cursor is not None:

@@ -21,7 +21,7 @@ from market.domain.analytics import (
 )
 from market.domain.catalog import Item, ItemFilter
 from market.domain.events import Event
-from market.domain.orders import Cart, Order
+from market.domain.orders import Cart, Order, OrderFilter
 from market.domain.users import Role, User, UserStatus
 
 T = TypeVar("T")
@@ -223,8 +223,11 @@ class OrderRepository(Protocol):
     async def save_status(self, order: Order) -> None:
         """Persist the order's status and its payment's fields."""
 
-    async def list_visible_to(self, user: User, limit: int, cursor: str | None) -> Page[Order]:
-        """Buyers: their own; sellers: orders with their items; admins: all. Newest first."""
+    async def list_visible_to(
+        self, user: User, limit: int, cursor: str | None, order_filter: OrderFilter | None = None
+    ) -> Page[Order]:
+        """Buyers: their own; sellers: orders with their items; admins: all; narrowed by `order_filter`.
+        Newest first. Raise InvalidCursor for a cursor issued for another filter."""
 
     async def unsettled(self, updated_before: datetime, limit: int) -> Sequence[Order]:
         """Orders still pending_payment or processing that were last changed before the given time, or

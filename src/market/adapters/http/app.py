@@ -20,6 +20,7 @@ from market.telemetry.prometheus import MetricsExposition
 
 from .accounts import AccountController
 from .admin import AdminController
+from .admin_orders import AdminOrdersController
 from .admin_people import AdminPeopleController
 from .alerts import AlertBoard, AlertController
 from .analytics import AnalyticsController, SellerDashboardController
@@ -115,6 +116,7 @@ def create_app(
             payment_webhook,
             AdminController,
             AdminPeopleController,
+            AdminOrdersController,
             AlertController,
             AnalyticsController,
             SellerWebhookController,

@@ -3,6 +3,7 @@ since a misspelt filter would otherwise answer with everything."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from litestar import Request
@@ -10,6 +11,7 @@ from litestar.exceptions import ValidationException
 
 from market.domain.analytics import parse_bounds
 from market.domain.errors import ValidationFailed
+from market.domain.orders import OrderFilter, OrderStatus
 
 from .validation import strict_body
 
@@ -42,6 +44,34 @@ async def strict_request(request: Request[Any, Any, Any]) -> None:
     app's), then `known_query_only`."""
     await strict_body(request)
     await known_query_only(request)
+
+
+def order_filter_of(
+    status: str | None, buyer_id: str | None, seller_id: str | None, raw_from: str | None, raw_to: str | None
+) -> OrderFilter:
+    """The filter of an order list, or a 400 problem naming every bad parameter."""
+    bad = [
+        {"key": name, "message": "must be an id (a UUID)", "source": "query"}
+        for name, value in (("buyer_id", buyer_id), ("seller_id", seller_id))
+        if value is not None and _uuid(value) is None
+    ]
+    if bad:
+        raise ValidationException("Some filters are not valid.", extra=bad)
+    since, until = bounds_of(raw_from, raw_to)
+    return OrderFilter(
+        status=OrderStatus(status) if status else None,
+        buyer_id=_uuid(buyer_id) if buyer_id else None,
+        seller_id=_uuid(seller_id) if seller_id else None,
+        since=since,
+        until=until,
+    )
+
+
+def _uuid(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
 
 
 def bounds_of(raw_from: str | None, raw_to: str | None) -> tuple[Any, Any]:
