@@ -580,6 +580,14 @@ def _offset_page(matches: list[Any], limit: int, cursor: str | None) -> Page[Any
     return Page(items=matches[start : start + limit], next_cursor=str(start + limit) if more else None)
 
 
+class FakeItemModeration:
+    def __init__(self, records: dict[str, tuple[datetime | None, str | None]]) -> None:
+        self.records = records
+
+    async def record(self, item_id: str, suspended_at: datetime | None, reason: str | None) -> None:
+        self.records[item_id] = (suspended_at, reason)
+
+
 class FakeAdminUnitOfWork(FakeUnitOfWork):
     """The admin writes' unit of work: audit entries are staged and committed with the rest."""
 
@@ -591,6 +599,7 @@ class FakeAdminUnitOfWork(FakeUnitOfWork):
         await super().__aenter__()
         self.audit = FakeAuditLog(list(self._audit))
         self.directory = FakeUserDirectory(self.users.store)
+        self.moderation = FakeItemModeration({})
         return self
 
     async def commit(self) -> None:

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from market.application.admin import change_account, find_audit, find_users, record_admin_action
+from market.application.moderation import set_item_status
 from market.domain.admin import (
     AuditAction,
     AuditFilter,
@@ -18,10 +19,11 @@ from market.domain.admin import (
     audit_details,
     check_account_change,
 )
-from market.domain.errors import NotFound
+from market.domain.catalog import ItemStatus
+from market.domain.errors import NotFound, PermissionDenied
 from market.domain.users import Role, UserStatus
 from tests.support.factories import user
-from tests.support.world import ADMIN, World
+from tests.support.world import ADMIN, OTHER_SELLER, SELLER, World
 
 
 async def _world_with(*people):
@@ -148,3 +150,65 @@ async def test_people_are_filtered_by_text_role_and_status():
     assert [u.id for u in by_text.items] == [ada.id]
     assert [u.id for u in by_role.items] == [bob.id]
     assert [u.id for u in by_status.items] == [bob.id]
+
+
+# --- moderation --------------------------------------------------------------------------------------------
+
+
+async def _listed(world):
+    world.store.users[ADMIN.id] = ADMIN
+    return await world.list(SELLER)
+
+
+async def test_an_admin_suspends_an_item_with_a_reason_and_it_is_audited():
+    world = World()
+    item = await _listed(world)
+
+    suspended = await set_item_status(ADMIN, item.id, ItemStatus.SUSPENDED, "counterfeit", ports=world.admin)
+
+    assert suspended.status is ItemStatus.SUSPENDED
+    assert world.store.items[item.id].status is ItemStatus.SUSPENDED
+    [entry] = world.audit
+    assert (entry.action, entry.target_type, entry.target_id) == (
+        AuditAction.ITEM_MODERATED,
+        AuditTarget.ITEM,
+        item.id,
+    )
+    assert entry.details == {"status_from": "active", "status_to": "suspended", "reason": "counterfeit"}
+
+
+@pytest.mark.parametrize("status", [ItemStatus.ACTIVE, ItemStatus.ARCHIVED])
+async def test_a_seller_cannot_bring_back_or_archive_a_suspended_item(status):
+    world = World()
+    item = await _listed(world)
+    await set_item_status(ADMIN, item.id, ItemStatus.SUSPENDED, "counterfeit", ports=world.admin)
+
+    with pytest.raises(PermissionDenied):
+        await set_item_status(SELLER, item.id, status, None, ports=world.admin)
+    await world.archive(SELLER, item.id)  # DELETE is a no-op: it stays suspended
+
+    assert world.store.items[item.id].status is ItemStatus.SUSPENDED
+
+
+async def test_a_seller_restores_their_own_archived_item_without_an_audit_entry():
+    world = World()
+    item = await _listed(world)
+    await world.archive(SELLER, item.id)
+
+    restored = await set_item_status(SELLER, item.id, ItemStatus.ACTIVE, None, ports=world.admin)
+
+    assert restored.status is ItemStatus.ACTIVE
+    assert (await world.view(item.id)).id == item.id
+    assert world.audit == []
+
+
+async def test_sellers_cannot_suspend_nor_touch_another_sellers_item():
+    world = World()
+    item = await _listed(world)
+    with pytest.raises(PermissionDenied):
+        await set_item_status(SELLER, item.id, ItemStatus.SUSPENDED, None, ports=world.admin)
+    with pytest.raises(PermissionDenied):
+        await set_item_status(OTHER_SELLER, item.id, ItemStatus.ARCHIVED, None, ports=world.admin)
+    with pytest.raises(NotFound):
+        await set_item_status(ADMIN, "nothing", ItemStatus.ACTIVE, "x", ports=world.admin)
+    assert world.store.items[item.id].status is ItemStatus.ACTIVE

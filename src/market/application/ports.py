@@ -327,9 +327,15 @@ class UserDirectory(Protocol):
         write transaction holds the whole database), so that two concurrent removals cannot both pass."""
 
 
+class ItemModeration(Protocol):
+    async def record(self, item_id: str, suspended_at: datetime | None, reason: str | None) -> None:
+        """Store whether the item is suspended (since when) and the latest moderation reason."""
+
+
 class AdminUnitOfWork(UnitOfWork, Protocol):
     audit: AuditLog
     directory: UserDirectory
+    moderation: ItemModeration
 
 
 class AdminUnitOfWorkFactory(Protocol):

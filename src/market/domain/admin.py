@@ -25,12 +25,18 @@ class AuditAction(StrEnum):
     """Every kind of admin write. Its value is what `GET /admin/audit?action=` filters on."""
 
     USER_UPDATED = "user.updated"
+    ITEM_MODERATED = "item.moderated"
     MONITORING_TESTED = "monitoring.tested"
 
 
 class AuditTarget(StrEnum):
     USER = "user"
+    ITEM = "item"
     MONITORING = "monitoring"
+
+
+MAX_REASON = 500
+"""Longest moderation reason."""
 
 
 @dataclass(frozen=True, slots=True)

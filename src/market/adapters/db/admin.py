@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
@@ -161,3 +162,17 @@ class PiccoloAdminUnitOfWork(PiccoloUnitOfWork):
         super().__init__(db)
         self.audit = PiccoloAuditLog(db)
         self.directory = PiccoloUserDirectory(db)
+        self.moderation = PiccoloItemModeration(db)
+
+
+class PiccoloItemModeration:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record(self, item_id: str, suspended_at: datetime | None, reason: str | None) -> None:
+        await self._db.fetch(
+            "UPDATE items SET suspended_at = {}, moderation_reason = {} WHERE id = {}",
+            suspended_at,
+            reason,
+            item_id,
+        )

@@ -32,6 +32,8 @@ class ItemRow(Table, tablename="items"):
     status = Varchar(length=16)
     created_at = Timestamptz()
     updated_at = Timestamptz()
+    suspended_at = Timestamptz(null=True, default=None)
+    moderation_reason = Varchar(length=500, null=True, default=None)
 
 
 class AuditRow(Table, tablename="audit_log"):

@@ -20,6 +20,7 @@ from market.telemetry.prometheus import MetricsExposition
 
 from .accounts import AccountController
 from .admin import AdminController
+from .admin_items import AdminItemsController
 from .admin_orders import AdminOrdersController
 from .admin_people import AdminPeopleController
 from .alerts import AlertBoard, AlertController
@@ -117,6 +118,7 @@ def create_app(
             AdminController,
             AdminPeopleController,
             AdminOrdersController,
+            AdminItemsController,
             AlertController,
             AnalyticsController,
             SellerWebhookController,
