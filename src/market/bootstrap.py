@@ -143,6 +143,7 @@ def build_admin_ports(database: Database, services: Services) -> AdminPorts:
         uow=lambda: PiccoloAdminUnitOfWork(database),
         directory=PiccoloUserDirectory(database),
         audit=PiccoloAuditLog(database),
+        deliveries=PiccoloWebhookDeliveryRepository(database),
         clock=services.clock,
         ids=services.ids,
     )

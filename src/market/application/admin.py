@@ -19,7 +19,16 @@ from market.domain.admin import (
 from market.domain.errors import NotFound
 from market.domain.users import Role, User, UserStatus
 
-from .ports import AdminUnitOfWork, AdminUnitOfWorkFactory, AuditLog, Clock, IdGenerator, Page, UserDirectory
+from .ports import (
+    AdminUnitOfWork,
+    AdminUnitOfWorkFactory,
+    AuditLog,
+    Clock,
+    DeliveryDesk,
+    IdGenerator,
+    Page,
+    UserDirectory,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +40,8 @@ class AdminPorts:
     directory: UserDirectory
     """For reads outside a transaction."""
     audit: AuditLog
+    """For reads outside a transaction."""
+    deliveries: DeliveryDesk
     """For reads outside a transaction."""
     clock: Clock
     ids: IdGenerator

@@ -23,6 +23,7 @@ from market.domain.catalog import Item, ItemFilter
 from market.domain.events import Event
 from market.domain.orders import Cart, Order, OrderFilter
 from market.domain.users import Role, User, UserStatus
+from market.domain.webhooks import DeliveryRecord, DeliveryStatus
 
 T = TypeVar("T")
 
@@ -332,10 +333,25 @@ class ItemModeration(Protocol):
         """Store whether the item is suspended (since when) and the latest moderation reason."""
 
 
+class DeliveryDesk(Protocol):
+    """Seller webhook deliveries as operators see them."""
+
+    async def find(
+        self, seller_id: str | None, status: DeliveryStatus | None, limit: int, cursor: str | None
+    ) -> Page[DeliveryRecord]:
+        """Newest first, with their attempts. Raise InvalidCursor for a cursor issued for another filter."""
+
+    async def get(self, delivery_id: str) -> DeliveryRecord | None: ...
+
+    async def retry_now(self, delivery_id: str, now: datetime) -> bool:
+        """Make a pending or failed delivery due now (same id, so the same `webhook-id`); False otherwise."""
+
+
 class AdminUnitOfWork(UnitOfWork, Protocol):
     audit: AuditLog
     directory: UserDirectory
     moderation: ItemModeration
+    deliveries: DeliveryDesk
 
 
 class AdminUnitOfWorkFactory(Protocol):

@@ -26,12 +26,14 @@ class AuditAction(StrEnum):
 
     USER_UPDATED = "user.updated"
     ITEM_MODERATED = "item.moderated"
+    WEBHOOK_RETRIED = "webhook.retried"
     MONITORING_TESTED = "monitoring.tested"
 
 
 class AuditTarget(StrEnum):
     USER = "user"
     ITEM = "item"
+    WEBHOOK_DELIVERY = "webhook_delivery"
     MONITORING = "monitoring"
 
 
@@ -88,6 +90,13 @@ class SelfLockout(DomainError):
 
     def __init__(self) -> None:
         super().__init__("You cannot disable or demote your own account; ask another admin.")
+
+
+class DeliveryNotRetryable(DomainError):
+    """Only a pending or failed delivery is attempted again."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"This delivery is {status}; only pending or failed deliveries can be retried.")
 
 
 class LastActiveAdmin(DomainError):

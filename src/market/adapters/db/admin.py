@@ -19,6 +19,7 @@ from .cursors import decode_keyset_cursor, encode_keyset_cursor
 from .database import Database
 from .repositories import PiccoloUnitOfWork
 from .rows import parse_id, user_from_row
+from .webhooks import PiccoloWebhookDeliveryRepository
 
 _USER_COLUMNS = (
     "id, email, display_name, role, password_hash, created_at, token_version, status, last_login_at"
@@ -163,6 +164,7 @@ class PiccoloAdminUnitOfWork(PiccoloUnitOfWork):
         self.audit = PiccoloAuditLog(db)
         self.directory = PiccoloUserDirectory(db)
         self.moderation = PiccoloItemModeration(db)
+        self.deliveries = PiccoloWebhookDeliveryRepository(db)
 
 
 class PiccoloItemModeration:

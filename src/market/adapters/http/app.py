@@ -23,6 +23,7 @@ from .admin import AdminController
 from .admin_items import AdminItemsController
 from .admin_orders import AdminOrdersController
 from .admin_people import AdminPeopleController
+from .admin_webhooks import AdminWebhooksController, SellerDeliveryRetryController
 from .alerts import AlertBoard, AlertController
 from .analytics import AnalyticsController, SellerDashboardController
 from .auth import provide_user
@@ -119,6 +120,8 @@ def create_app(
             AdminPeopleController,
             AdminOrdersController,
             AdminItemsController,
+            AdminWebhooksController,
+            SellerDeliveryRetryController,
             AlertController,
             AnalyticsController,
             SellerWebhookController,

@@ -89,6 +89,9 @@ PROBLEM_TYPES: dict[type[errors.DomainError], ProblemType] = {
     ),
     errors.IdempotencyKeyReused: ProblemType("idempotency-key-reused", "Idempotency-Key reused", 422),
     admin.SelfLockout: ProblemType("self-lockout", "You cannot lock yourself out", 409),
+    admin.DeliveryNotRetryable: ProblemType(
+        "delivery-not-retryable", "Only pending or failed deliveries are retried", 409
+    ),
     admin.LastActiveAdmin: ProblemType("last-active-admin", "The last active admin must stay", 409),
     errors.IdempotentRequestInProgress: ProblemType(
         "idempotent-request-in-progress", "The first request with this key is still running", 409

@@ -67,6 +67,19 @@ def order_filter_of(
     )
 
 
+def uuid_or_400(name: str, value: str | None) -> str | None:
+    """The canonical id of an id filter (None when absent), or a 400 problem naming it."""
+    if value is None:
+        return None
+    canonical = _uuid(value)
+    if canonical is None:
+        raise ValidationException(
+            "A filter is not valid.",
+            extra=[{"key": name, "message": "must be an id (a UUID)", "source": "query"}],
+        )
+    return canonical
+
+
 def _uuid(value: str) -> str | None:
     try:
         return str(uuid.UUID(value))
