@@ -12,7 +12,7 @@ from market.domain.users import Role, User
 from .auth import requires
 from .openapi import BEARER, problems
 from .orders import SELLER_FILTER_HELP, FromBound, OrderOut, OrderPage, OrderStatusName, ToBound
-from .query import order_filter_of, strict_request
+from .query import UUID_FORMAT, order_filter_of, strict_request
 
 
 class AdminOrdersController(Controller):
@@ -28,8 +28,10 @@ class AdminOrdersController(Controller):
         user: User,
         services: Services,
         status: OrderStatusName | None = Parameter(default=None),
-        buyer_id: str | None = Parameter(default=None, max_length=64),
-        seller_id: str | None = Parameter(default=None, max_length=64, description=SELLER_FILTER_HELP),
+        buyer_id: str | None = Parameter(default=None, max_length=64, schema_extra=UUID_FORMAT),
+        seller_id: str | None = Parameter(
+            default=None, max_length=64, description=SELLER_FILTER_HELP, schema_extra=UUID_FORMAT
+        ),
         from_: FromBound = None,
         to: ToBound = None,
         limit: int = Parameter(default=20, ge=1, le=100),

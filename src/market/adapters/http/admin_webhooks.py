@@ -16,7 +16,7 @@ from market.domain.webhooks import DeliveryRecord, DeliveryStatus
 
 from .auth import requires
 from .openapi import BEARER, problems
-from .query import strict_request, uuid_or_400
+from .query import UUID_FORMAT, strict_request, uuid_or_400
 from .seller import DeliveryOut
 
 DeliveryStatusName = Literal["pending", "delivered", "failed", "disabled"]
@@ -57,7 +57,7 @@ class AdminWebhooksController(Controller):
     async def list_deliveries(
         self,
         admin: AdminPorts,
-        seller_id: str | None = Parameter(default=None, max_length=64),
+        seller_id: str | None = Parameter(default=None, max_length=64, schema_extra=UUID_FORMAT),
         status: DeliveryStatusName | None = Parameter(default=None),
         limit: int = Parameter(default=20, ge=1, le=100),
         cursor: str | None = Parameter(default=None, description="`next_cursor` of the previous page."),

@@ -24,7 +24,7 @@ from .auth import requires
 from .limits import rate_limited
 from .openapi import problems
 from .problems import PROBLEM_JSON, domain_error_handler
-from .query import order_filter_of, strict_request
+from .query import UUID_FORMAT, order_filter_of, strict_request
 from .redacted import RedactedStruct
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -171,8 +171,10 @@ class CheckoutController(Controller):
         user: User,
         services: Services,
         status: OrderStatusName | None = Parameter(default=None),
-        buyer_id: str | None = Parameter(default=None, max_length=64),
-        seller_id: str | None = Parameter(default=None, max_length=64, description=SELLER_FILTER_HELP),
+        buyer_id: str | None = Parameter(default=None, max_length=64, schema_extra=UUID_FORMAT),
+        seller_id: str | None = Parameter(
+            default=None, max_length=64, description=SELLER_FILTER_HELP, schema_extra=UUID_FORMAT
+        ),
         from_: FromBound = None,
         to: ToBound = None,
         limit: int = Parameter(default=20, ge=1, le=100),

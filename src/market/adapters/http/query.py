@@ -15,6 +15,9 @@ from market.domain.orders import OrderFilter, OrderStatus
 
 from .validation import strict_body
 
+UUID_FORMAT = {"format": "uuid"}
+"""`schema_extra` of an id filter: the schema says what the 400 enforces."""
+
 
 def _accepted(request: Request[Any, Any, Any]) -> frozenset[str]:
     names: set[str] = set()
