@@ -24,7 +24,9 @@ from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import EmailAlreadyRegistered, InvalidCursor, RateLimited
 from market.domain.events import Event
 from market.domain.orders import RESERVING, Cart, CartLine, Order, OrderFilter, PaymentGatewayUnavailable
+from market.domain.sessions import ClientEvent, RequestEntry, SessionFilter, SessionSummary, Timeline
 from market.domain.users import Role, User, UserStatus
+from market.domain.webhooks import DeliveryRecord, DeliveryStatus
 
 
 class FakeUserRepository:
@@ -524,6 +526,74 @@ class FakeSignInThrottle:
         self.attempts[account] -= 1
 
 
+class FakeSessionStore:
+    """Keeps what it is given in lists; `find` filters by user, trace and errors (enough for the use cases);
+    `fail` makes writes raise, as a database that is down."""
+
+    def __init__(self) -> None:
+        self.requests: list[RequestEntry] = []
+        self.events: list[ClientEvent] = []
+        self.fail = False
+        self.pruned_before: list[datetime] = []
+
+    async def write(self, requests: Sequence[RequestEntry], events: Sequence[ClientEvent]) -> None:
+        if self.fail:
+            raise ConnectionError("the database is down")
+        self.requests.extend(requests)
+        self.events.extend(events)
+
+    async def find(self, criteria: SessionFilter, limit: int, cursor: str | None) -> Page[SessionSummary]:
+        sessions: dict[str, list[RequestEntry]] = {}
+        for entry in self.requests:
+            sessions.setdefault(entry.session_id, []).append(entry)
+        found = []
+        for session_id, entries in sessions.items():
+            if criteria.user_id is not None and all(e.user_id != criteria.user_id for e in entries):
+                continue
+            if criteria.trace_id is not None and all(e.trace_id != criteria.trace_id for e in entries):
+                continue
+            errors = sum(e.status >= 500 for e in entries)
+            if criteria.has_errors is not None and (errors > 0) != criteria.has_errors:
+                continue
+            users = [e.user_id for e in entries if e.user_id]
+            found.append(
+                SessionSummary(
+                    session_id,
+                    users[0] if users else None,
+                    min(e.at for e in entries),
+                    max(e.at for e in entries),
+                    len(entries),
+                    errors,
+                    max(entries, key=lambda e: e.at).route,
+                )
+            )
+        found.sort(key=lambda s: (s.ended_at, s.session_id), reverse=True)
+        return Page(found[:limit], None)
+
+    async def timeline(self, session_id: str) -> Timeline | None:
+        return None
+
+    async def prune(self, older_than: datetime) -> int:
+        self.pruned_before.append(older_than)
+        before = len(self.requests)
+        self.requests = [e for e in self.requests if e.at >= older_than]
+        return before - len(self.requests)
+
+
+class FakeSessionRecorder:
+    """Takes client events until `capacity` is reached, as the real buffer does."""
+
+    def __init__(self, capacity: int = 100) -> None:
+        self.capacity = capacity
+        self.events: list[ClientEvent] = []
+
+    def record_events(self, events: Sequence[ClientEvent]) -> bool:
+        if len(self.events) + len(events) > self.capacity:
+            return False
+        self.events.extend(events)
+        return True
+
+
 # --- Administration ---------------------------------------------------------------------------------------
 
 
@@ -588,20 +658,55 @@ class FakeItemModeration:
         self.records[item_id] = (suspended_at, reason)
 
 
+class FakeDeliveryDesk:
+    """Deliveries by id; `retry_now` makes a pending or failed one pending and due."""
+
+    def __init__(self, records: dict[str, DeliveryRecord]) -> None:
+        self.records = records
+
+    async def find(
+        self, seller_id: str | None, status: DeliveryStatus | None, limit: int, cursor: str | None
+    ) -> Page[DeliveryRecord]:
+        matches = [
+            r
+            for r in sorted(self.records.values(), key=lambda r: (r.created_at, r.id), reverse=True)
+            if (seller_id is None or r.seller_id == seller_id) and (status is None or r.status is status)
+        ]
+        return _offset_page(matches, limit, cursor)
+
+    async def get(self, delivery_id: str) -> DeliveryRecord | None:
+        return self.records.get(delivery_id)
+
+    async def retry_now(self, delivery_id: str, now: datetime) -> bool:
+        record = self.records.get(delivery_id)
+        if record is None or record.status not in (DeliveryStatus.PENDING, DeliveryStatus.FAILED):
+            return False
+        self.records[delivery_id] = dataclasses.replace(
+            record, status=DeliveryStatus.PENDING, next_attempt_at=now, updated_at=now
+        )
+        return True
+
+
 class FakeAdminUnitOfWork(FakeUnitOfWork):
     """The admin writes' unit of work: audit entries are staged and committed with the rest."""
 
-    def __init__(self, store: FakeStore, audit: list[AuditEntry]) -> None:
+    def __init__(
+        self, store: FakeStore, audit: list[AuditEntry], deliveries: dict[str, DeliveryRecord] | None = None
+    ) -> None:
         super().__init__(store.users, store.items, store.commerce)
         self._audit = audit
+        self._deliveries = deliveries if deliveries is not None else {}
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.audit = FakeAuditLog(list(self._audit))
         self.directory = FakeUserDirectory(self.users.store)
         self.moderation = FakeItemModeration({})
+        self.deliveries = FakeDeliveryDesk(dict(self._deliveries))
         return self
 
     async def commit(self) -> None:
         await super().commit()
         self._audit[:] = self.audit.entries
+        self._deliveries.clear()
+        self._deliveries.update(self.deliveries.records)

@@ -24,6 +24,7 @@ from tests.support.fakes import (
     FakeAdminUnitOfWork,
     FakeAuditLog,
     FakeClock,
+    FakeDeliveryDesk,
     FakeEventPublisher,
     FakeIdGenerator,
     FakePasswordHasher,
@@ -54,6 +55,8 @@ class World:
         self.gateway = FakePaymentGateway()
         self.audit: list = []
         """The audit trail's committed entries."""
+        self.deliveries: dict = {}
+        """Seller webhook deliveries by id (the admin tools' view of them)."""
 
     def stock_shelves(self) -> World:
         """Add the checkout tests' shop: `mug` (EUR 19.99, 5 in stock), `hat` (OTHER_SELLER's, EUR 5, 3) and
@@ -102,9 +105,10 @@ class World:
     def admin(self) -> AdminPorts:
         """The admin tools' ports over the same store."""
         return AdminPorts(
-            uow=lambda: FakeAdminUnitOfWork(self.store, self.audit),
+            uow=lambda: FakeAdminUnitOfWork(self.store, self.audit, self.deliveries),
             directory=FakeUserDirectory(self.store.users),
             audit=FakeAuditLog(self.audit),
+            deliveries=FakeDeliveryDesk(self.deliveries),
             clock=self.clock,
             ids=self.ids,
         )

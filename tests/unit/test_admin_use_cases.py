@@ -8,11 +8,13 @@ import dataclasses
 import pytest
 
 from market.application.admin import change_account, find_audit, find_users, record_admin_action
+from market.application.deliveries import retry_delivery
 from market.application.moderation import set_item_status
 from market.domain.admin import (
     AuditAction,
     AuditFilter,
     AuditTarget,
+    DeliveryNotRetryable,
     LastActiveAdmin,
     SelfLockout,
     UserFilter,
@@ -22,6 +24,7 @@ from market.domain.admin import (
 from market.domain.catalog import ItemStatus
 from market.domain.errors import NotFound, PermissionDenied
 from market.domain.users import Role, UserStatus
+from market.domain.webhooks import DeliveryRecord, DeliveryStatus
 from tests.support.factories import user
 from tests.support.world import ADMIN, OTHER_SELLER, SELLER, World
 
@@ -212,3 +215,54 @@ async def test_sellers_cannot_suspend_nor_touch_another_sellers_item():
     with pytest.raises(NotFound):
         await set_item_status(ADMIN, "nothing", ItemStatus.ACTIVE, "x", ports=world.admin)
     assert world.store.items[item.id].status is ItemStatus.ACTIVE
+
+
+# --- webhook deliveries ------------------------------------------------------------------------------------
+
+
+def _delivery(world, status: DeliveryStatus, seller=SELLER) -> DeliveryRecord:
+    now = world.clock.now()
+    record = DeliveryRecord(
+        f"d-{len(world.deliveries)}", seller.id, "order.paid", status, 3, 500, None, None, now, now
+    )
+    world.deliveries[record.id] = record
+    return record
+
+
+async def test_an_admin_retries_a_failed_delivery_and_it_is_audited():
+    world = await _world_with(ADMIN)
+    failed = _delivery(world, DeliveryStatus.FAILED)
+
+    retried = await retry_delivery(ADMIN, failed.id, ports=world.admin)
+
+    assert (retried.id, retried.status) == (failed.id, DeliveryStatus.PENDING)
+    assert world.deliveries[failed.id].status is DeliveryStatus.PENDING
+    [entry] = world.audit
+    assert (entry.action, entry.target_id, entry.details) == (
+        AuditAction.WEBHOOK_RETRIED,
+        failed.id,
+        {"seller_id": SELLER.id, "status_from": "failed"},
+    )
+
+
+@pytest.mark.parametrize("status", [DeliveryStatus.DELIVERED, DeliveryStatus.DISABLED])
+async def test_a_delivered_or_disabled_delivery_is_not_retried(status):
+    world = await _world_with(ADMIN)
+    settled = _delivery(world, status)
+    with pytest.raises(DeliveryNotRetryable):
+        await retry_delivery(ADMIN, settled.id, ports=world.admin)
+    assert world.deliveries[settled.id].status is status
+    assert world.audit == []
+
+
+async def test_a_seller_retries_only_their_own_delivery_and_without_an_audit_entry():
+    world = await _world_with(ADMIN)
+    mine = _delivery(world, DeliveryStatus.FAILED)
+    with pytest.raises(NotFound):
+        await retry_delivery(OTHER_SELLER, mine.id, ports=world.admin)
+    assert world.deliveries[mine.id].status is DeliveryStatus.FAILED
+
+    await retry_delivery(SELLER, mine.id, ports=world.admin)
+
+    assert world.deliveries[mine.id].status is DeliveryStatus.PENDING
+    assert world.audit == []

@@ -39,6 +39,7 @@ from .orders import CheckoutController
 from .payment_webhooks import payment_webhook
 from .problems import CATALOGUE, exception_handlers
 from .seller import SellerWebhookController
+from .sessions import SessionController, add_session_events
 from .templating import template_config
 from .validation import strict_body
 
@@ -63,6 +64,7 @@ def _openapi() -> OpenAPIConfig:
             Tag(name="webhooks"),
             Tag(name="seller"),
             Tag(name="admin"),
+            Tag(name="sessions"),
             Tag(name="operations"),
         ],
         components=Components(
@@ -126,6 +128,8 @@ def create_app(
             AnalyticsController,
             SellerWebhookController,
             SellerDashboardController,
+            SessionController,
+            add_session_events,
         ],
     )
 

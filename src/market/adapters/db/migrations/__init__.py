@@ -8,7 +8,8 @@ from . import (
     m0002_commerce,
     m0003_analytics,
     m0004_account_revocation,
-    m0005_admin_audit,
+    m0005_session_replay,
+    m0006_admin_audit,
 )
 from .runner import Migration
 
@@ -17,7 +18,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0002_commerce.MIGRATION,
     m0003_analytics.MIGRATION,
     m0004_account_revocation.MIGRATION,
-    m0005_admin_audit.MIGRATION,
+    m0005_session_replay.MIGRATION,
+    m0006_admin_audit.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
 
@@ -36,6 +38,7 @@ TABLES: tuple[str, ...] = (
     "webhook_deliveries",
     "webhook_attempts",
     "analytics_events",
+    "session_entries",
     "audit_log",
 )
 """The business tables the migrations up to HEAD create, on both engines (search indexes aside): readiness
