@@ -10,11 +10,13 @@ from datetime import timedelta
 import pytest
 
 from market.adapters.db.admin import PiccoloAdminUnitOfWork, PiccoloAuditLog, PiccoloUserDirectory
+from market.adapters.db.webhooks import PiccoloWebhookDeliveryRepository
 from market.application.admin import AdminPorts, change_account
 from market.bootstrap import SystemClock, UuidGenerator
 from market.domain.admin import AuditAction, AuditEntry, AuditFilter, AuditTarget, LastActiveAdmin, UserFilter
 from market.domain.errors import InvalidCursor
 from market.domain.users import Role, UserStatus
+from market.domain.webhooks import DeliveryStatus
 from tests.support.database import add_user, count
 from tests.support.factories import T0
 
@@ -24,6 +26,7 @@ def _ports(db) -> AdminPorts:
         uow=lambda: PiccoloAdminUnitOfWork(db),
         directory=PiccoloUserDirectory(db),
         audit=PiccoloAuditLog(db),
+        deliveries=PiccoloWebhookDeliveryRepository(db),
         clock=SystemClock(),
         ids=UuidGenerator(),
     )
@@ -141,3 +144,52 @@ async def test_two_admins_disabling_each_other_at_once_leave_one_active_admin(db
         == 1
     )
     assert await count(db, "audit_log") == 1
+
+
+async def _delivery(db, seller_id: str, status: str) -> str:
+    delivery_id = str(uuid.uuid4())
+    await db.fetch(
+        "INSERT INTO webhook_deliveries (id, seller_id, event_type, payload, status, attempts, next_attempt_at,"
+        " traceparent, created_at, updated_at) VALUES ({}, {}, 'order.paid', {}, {}, 3, NULL, NULL, {}, {})",
+        delivery_id,
+        seller_id,
+        "{}",
+        status,
+        T0,
+        T0,
+    )
+    return delivery_id
+
+
+@pytest.mark.parametrize(
+    ("status", "retried"), [("failed", True), ("pending", True), ("delivered", False), ("disabled", False)]
+)
+async def test_only_pending_or_failed_deliveries_are_made_due_now(db, status, retried):
+    seller = await add_user(db, Role.SELLER)
+    deliveries = PiccoloWebhookDeliveryRepository(db)
+    delivery_id = await _delivery(db, seller.id, status)
+    now = T0 + timedelta(hours=1)
+
+    assert await deliveries.retry_now(delivery_id, now) is retried
+
+    record = await deliveries.get(delivery_id)
+    assert record is not None and record.id == delivery_id
+    assert record.status.value == ("pending" if retried else status)
+    claimed = await deliveries.claim_due(now, 10, timedelta(seconds=60))
+    assert [c.id for c in claimed] == ([delivery_id] if retried else [])
+
+
+async def test_deliveries_are_found_by_seller_and_status(db):
+    one, two = await add_user(db, Role.SELLER), await add_user(db, Role.SELLER)
+    failed = await _delivery(db, one.id, "failed")
+    delivered = await _delivery(db, two.id, "delivered")
+    deliveries = PiccoloWebhookDeliveryRepository(db)
+
+    async def ids(seller_id=None, status=None):
+        return {d.id for d in (await deliveries.find(seller_id, status, 10, None)).items}
+
+    assert await ids() == {failed, delivered}
+    assert await ids(seller_id=one.id) == {failed}
+    assert await ids(status=DeliveryStatus.DELIVERED) == {delivered}
+    assert await ids(seller_id=one.id, status=DeliveryStatus.DELIVERED) == set()
+    assert await deliveries.get("not-an-id") is None
