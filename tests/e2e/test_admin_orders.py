@@ -124,6 +124,7 @@ def test_the_same_filters_apply_to_get_orders_within_the_callers_visibility(clie
     ("params", "field"),
     [
         ({"state": "paid"}, "state"),
+        ({"user": "x"}, "user"),  # a dependency's name is no filter
         ({"status": "shipped"}, "status"),
         ({"buyer_id": "nobody"}, "buyer_id"),
         ({"seller_id": "1"}, "seller_id"),

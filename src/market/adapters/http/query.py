@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from litestar import Request
+from litestar.constants import RESERVED_KWARGS
 from litestar.exceptions import ValidationException
 
 from market.domain.analytics import parse_bounds
@@ -20,11 +21,15 @@ UUID_FORMAT = {"format": "uuid"}
 
 
 def _accepted(request: Request[Any, Any, Any]) -> frozenset[str]:
+    """The query parameters the handler declares (by their query names): not its dependencies, path
+    parameters or Litestar's reserved names (`?user=...` must not pass as a filter)."""
+    handler = request.route_handler
+    not_query = set(handler.resolve_dependencies()) | set(request.path_params) | RESERVED_KWARGS
     names: set[str] = set()
-    for name, parameter in request.route_handler.parsed_fn_signature.parameters.items():
-        kwarg = parameter.kwarg_definition
-        alias = getattr(kwarg, "query", None)
-        names.add(alias or name)
+    for name, parameter in handler.parsed_fn_signature.parameters.items():
+        if name in not_query:
+            continue
+        names.add(getattr(parameter.kwarg_definition, "query", None) or name)
     return frozenset(names)
 
 
