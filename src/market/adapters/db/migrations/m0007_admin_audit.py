@@ -30,4 +30,4 @@ _STATEMENTS = [
     "ALTER TABLE items ADD COLUMN moderation_reason VARCHAR(500)",
 ]
 
-MIGRATION = Migration(version="0006_admin_audit", postgresql=_STATEMENTS, sqlite=_STATEMENTS)
+MIGRATION = Migration(version="0007_admin_audit", postgresql=_STATEMENTS, sqlite=_STATEMENTS)
