@@ -207,7 +207,10 @@ class SentrySettings:
     environment: str = setting("SENTRY_ENVIRONMENT", _text, "production")
     """SENTRY_ENVIRONMENT."""
     release: str | None = setting("SENTRY_RELEASE", _optional, None)
-    """SENTRY_RELEASE; defaults to the package version."""
+    """SENTRY_RELEASE; defaults to `market@<version>+<git sha>` (market.build.release)."""
+    build_sha: str | None = setting("MARKET_BUILD_SHA", _optional, None)
+    """MARKET_BUILD_SHA: the git commit the running code was built from (the image sets it from its GIT_SHA
+    build argument); unset, the source checkout's HEAD when there is one."""
 
 
 def _gateway(env: _Env, name: str, default: str) -> str:

@@ -85,7 +85,7 @@ def install_telemetry(settings: Settings) -> Telemetry:
                 tracer_provider=tracer_provider,
                 meter_provider=meter_provider,
                 instruments=Instruments.create(meter_provider.get_meter(INSTRUMENTATION_SCOPE)),
-                exposition=MetricsExposition(reader, metrics_directory(settings)),
+                exposition=MetricsExposition(reader, metrics_directory(settings), resource),
                 logger_provider=install_log_export(resource, os.environ),
             )
         return _installed

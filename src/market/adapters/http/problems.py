@@ -172,12 +172,16 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: errors.DomainErro
     # designed: a flood must not become a flood of Sentry events.
     if kind.status >= 500 and not isinstance(exc, errors.ServerBusy):
         record_server_error(request, exc)
+    detail = exc.detail
+    if kind.status >= 500:  # every 5xx gives the reference to quote, like the 500 does
+        trace_id = request.scope.get("state", {}).get("trace_id") or _current_trace_id()
+        detail = f"{detail} Quote reference {trace_id} if it persists."
     return problem_response(
         request,
         kind.status,
         type_uri=kind.uri,
         title=kind.title,
-        detail=exc.detail,
+        detail=detail,
         field_errors=field_errors,
         headers=headers,
         extra={"order_id": order_id} if order_id else None,
@@ -321,7 +325,12 @@ def record_server_error(request: Request[Any, Any, Any], exc: BaseException) -> 
     log.error("request failed", exc_info=exc)
     state = request.scope.get("state", {})
     event_id = report_exception(
-        exc, user=state.get("user"), route=request.scope.get("path_template"), method=request.method
+        exc,
+        user=state.get("user"),
+        route=request.scope.get("path_template"),
+        method=request.method,
+        trace_id=state.get("trace_id"),
+        span_id=state.get("span_id"),
     )
     if (context := request_context.current()) is not None:
         context.sentry_event_id = event_id
