@@ -139,6 +139,9 @@ async def test_sessions_are_found_by_trace_order_user_and_errors(db):
     assert ids(await store.find(SessionFilter(user_id=user), 10, None)) == ["buyer-a"]
     assert ids(await store.find(SessionFilter(has_errors=True), 10, None)) == ["buyer-b"]
     assert ids(await store.find(SessionFilter(has_errors=False), 10, None)) == ["buyer-c", "buyer-a"]
+    failing_in = SessionFilter(has_errors=True, start=at(15), end=at(25))
+    assert ids(await store.find(failing_in, 10, None)) == ["buyer-b"]
+    assert ids(await store.find(SessionFilter(has_errors=True, start=at(25), end=at(100)), 10, None)) == []
     (b,) = (await store.find(SessionFilter(trace_id="B" * 32), 10, None)).items
     assert (b.requests, b.errors, b.last_route) == (2, 1, "/api/v1/items/{item_id}")
     assert (b.started_at, b.ended_at, b.user_id) == (at(20), at(21), None)

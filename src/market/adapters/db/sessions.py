@@ -156,6 +156,14 @@ class SqlSessionStore:
                 " WHERE order_id = {} AND session_id IS NOT NULL)"
             )
             args.append(uuid.UUID(order_id) if self._db.is_postgres else order_id)
+        if criteria.has_errors:  # through the partial index of 5xx entries: only the sessions that had one
+            where.append(
+                f"session_id IN (SELECT session_id FROM {TABLE} WHERE status >= 500"
+                + (" AND at >= {}" if criteria.start is not None else "")
+                + (" AND at <= {}" if criteria.end is not None else "")
+                + ")"
+            )
+            args += [moment for moment in (criteria.start, criteria.end) if moment is not None]
         having: list[str] = []
         if criteria.has_errors is not None:
             having.append(
