@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -201,6 +201,3 @@ def _entry(raw: _Raw) -> RequestEntry:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-Writer = Callable[[Sequence[RequestEntry], Sequence[ClientEvent]], Awaitable[None]]

@@ -25,7 +25,6 @@ from .limits import rate_limited
 from .openapi import problems
 from .validation import EMAIL
 
-SESSION_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 TRACE_ID_PATTERN = r"^[0-9a-fA-F]{32}$"
 
 
