@@ -256,8 +256,10 @@ def _cursor_position(position: Mapping[str, Any]) -> tuple[datetime, str]:
     from market.domain.sessions import valid_session_id
 
     try:
-        moment = _moment(position["t"])
-        session_id = position["id"]
+        raw_moment, session_id = position["t"], position["id"]
+        if not isinstance(raw_moment, str):
+            raise InvalidCursor()
+        moment = _moment(raw_moment)
     except (KeyError, TypeError, ValueError, OverflowError):
         raise InvalidCursor() from None
     if not isinstance(session_id, str) or not valid_session_id(session_id):
