@@ -1,7 +1,7 @@
 """Session replay: one narrow row per request of a session (and per event its own client reported), written in
 batches off the request path. Never bodies, query strings, headers, tokens or e-mails: the route is the
 template, the user an id. Indexes serve the timeline (by session, in time order), the searches (by trace id,
-by user, sessions with a 5xx) and retention (by time)."""
+by user) and retention (by time)."""
 
 from .runner import Migration
 
@@ -26,11 +26,6 @@ _INDEXES = [
     "CREATE INDEX session_entries_time_idx ON session_entries (at)",
     "CREATE INDEX session_entries_trace_idx ON session_entries (trace_id)",
     "CREATE INDEX session_entries_user_idx ON session_entries (user_id, at) WHERE user_id IS NOT NULL",
-    # The dashboard's "latest sessions that hit a 5xx": a few rows, never the whole period.
-    "CREATE INDEX session_entries_failures_idx ON session_entries (at) WHERE status >= 500",
-    # A trace id also finds the session of a business event whose request was not recorded (a provider's
-    # webhook settling a payment carries the checkout's session and its own trace).
-    "CREATE INDEX analytics_events_trace_idx ON analytics_events (trace_id)",
 ]
 
 MIGRATION = Migration(
