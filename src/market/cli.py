@@ -79,16 +79,21 @@ def _schema_versions() -> list[str]:
 @click.option("--reload", is_flag=True, help="Restart on code changes (development).")
 def serve(host: str | None, port: int | None, workers: int, reload: bool) -> None:
     """Serve the API. Migrations are applied at start-up."""
+    import os
+
     import uvicorn
 
     from market.bootstrap import configure_logging, warn_if_sandbox_exposed
     from market.telemetry.logs import logging_config
+    from market.telemetry.prometheus import GROUP_VARIABLE, new_process_group
     from market.telemetry.setup import metrics_directory
 
     settings = _settings()
     bind = host or settings.server.host
     configure_logging(settings)
     warn_if_sandbox_exposed(settings, bind)  # here, once, not in every worker
+    # This server's workers merge each other's metrics, and no other server's (replicas sharing MARKET_VAR_DIR).
+    os.environ[GROUP_VARIABLE] = new_process_group()
     metrics_directory(settings).clear()  # last run's worker snapshots must not be added to this run's
     uvicorn.run(
         "market.bootstrap:app_factory",
@@ -99,9 +104,28 @@ def serve(host: str | None, port: int | None, workers: int, reload: bool) -> Non
         reload=reload,
         log_config=logging_config(settings.telemetry.log_level),
         access_log=False,  # the edge middleware writes them, inside each request's span
+        **server_stack(),
         proxy_headers=False,
         timeout_graceful_shutdown=5,
     )
+
+
+def server_stack() -> dict[str, str]:
+    """The production stack: uvicorn on uvloop with the httptools parser (installed with market; asyncio and
+    h11 only where they are missing, e.g. uvloop on Windows)."""
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    try:
+        import httptools  # noqa: F401
+
+        http = "httptools"
+    except ImportError:
+        http = "h11"
+    return {"loop": loop, "http": http}
 
 
 @main.group()

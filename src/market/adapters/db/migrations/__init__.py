@@ -9,7 +9,8 @@ from . import (
     m0003_analytics,
     m0004_account_revocation,
     m0005_session_replay,
-    m0006_session_replay_indexes,
+    m0006_analytics_partitions,
+    m0007_session_replay_indexes,
 )
 from .runner import Migration
 
@@ -19,7 +20,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0003_analytics.MIGRATION,
     m0004_account_revocation.MIGRATION,
     m0005_session_replay.MIGRATION,
-    m0006_session_replay_indexes.MIGRATION,
+    m0006_analytics_partitions.MIGRATION,
+    m0007_session_replay_indexes.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
 

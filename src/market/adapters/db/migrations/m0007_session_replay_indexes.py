@@ -10,4 +10,4 @@ _STATEMENTS = [
     "CREATE INDEX analytics_events_trace_idx ON analytics_events (trace_id)",
 ]
 
-MIGRATION = Migration(version="0006_session_replay_indexes", postgresql=_STATEMENTS, sqlite=_STATEMENTS)
+MIGRATION = Migration(version="0007_session_replay_indexes", postgresql=_STATEMENTS, sqlite=_STATEMENTS)
