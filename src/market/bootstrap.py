@@ -39,6 +39,7 @@ from litestar.di import Provide
 from opentelemetry import trace
 
 from market.adapters.background import cancel_and_wait
+from market.adapters.db.admin import PiccoloAdminUnitOfWork, PiccoloAuditLog, PiccoloUserDirectory
 from market.adapters.db.analytics import SqlAnalyticsReports
 from market.adapters.db.commerce import PiccoloIdempotencyStore
 from market.adapters.db.database import Database
@@ -66,14 +67,18 @@ from market.adapters.webhooks.ssrf import SsrfGuard
 from market.adapters.webhooks.worker import WebhookDeliveryWorker
 from market.application import (
     accounts,
+    admin,
     analytics,
     cart,
     catalog,
     checkout,
+    deliveries,
+    moderation,
     provider_events,
     seller_webhooks,
     sessions,
 )
+from market.application.admin import AdminPorts
 from market.application.analytics import prune_events
 from market.application.checkout import reconcile_payments
 from market.application.ports import PaymentGateway, SessionRecorder, SessionStore
@@ -178,6 +183,19 @@ def signing_key(settings: Settings) -> str:
     return settings.auth.secret_key or load_or_create_secret_key(settings.var_dir)
 
 
+def build_admin_ports(database: Database, services: Services) -> AdminPorts:
+    """The admin tools' ports (people, audit trail, moderation, deliveries), bound to their use cases by
+    `bind_use_cases` (controllers never see them)."""
+    return AdminPorts(
+        uow=lambda: PiccoloAdminUnitOfWork(database, request_context.identity),
+        directory=PiccoloUserDirectory(database),
+        audit=PiccoloAuditLog(database, request_context.identity),
+        deliveries=PiccoloWebhookDeliveryRepository(database),
+        clock=services.clock,
+        ids=services.ids,
+    )
+
+
 def build_services(
     settings: Settings,
     database: Database,
@@ -236,7 +254,11 @@ class BoundUseCase(partial[Any]):
 
 
 def bind_use_cases(
-    services: Services, *, session_store: SessionStore, session_recorder: SessionRecorder
+    services: Services,
+    *,
+    admin_ports: AdminPorts,
+    session_store: SessionStore,
+    session_recorder: SessionRecorder,
 ) -> dict[str, Callable[..., Any]]:
     """Every use case a controller may call, its ports bound, by the name controllers ask for it (see the module
     docstring). The CLI may call these too."""
@@ -250,6 +272,7 @@ def bind_use_cases(
         BoundUseCase(checkout.apply_provider_event, uow=s.uow, clock=s.clock), s.uow, tracer
     )
     webhooks = s.webhooks
+    record_admin_action = BoundUseCase(admin.record_admin_action, ports=admin_ports)
     return {
         # accounts
         "register_user": BoundUseCase(
@@ -272,7 +295,7 @@ def bind_use_cases(
         "browse_items": BoundUseCase(catalog.browse_items, repos=s.repos, clock=s.clock, events=s.events),
         "view_item": BoundUseCase(catalog.view_item, repos=s.repos, clock=s.clock, events=s.events),
         "list_item": BoundUseCase(catalog.list_item, uow=s.uow, ids=s.ids, clock=s.clock),
-        "change_item": BoundUseCase(catalog.change_item, uow=s.uow, clock=s.clock),
+        "edit_item": BoundUseCase(moderation.edit_item, ports=admin_ports, uow=s.uow),
         "archive_item": BoundUseCase(catalog.archive_item, uow=s.uow, clock=s.clock),
         # cart and orders
         "view_cart": BoundUseCase(cart.view_cart, uow=s.uow),
@@ -306,12 +329,23 @@ def bind_use_cases(
         ),
         "seller_dashboard": BoundUseCase(analytics.seller_dashboard, reports=s.reports),
         # operations
-        "produce_monitoring_signal": BoundUseCase(
-            selftest.produce_monitoring_signal, sandbox_gateway=s.sandbox_gateway, events=s.events
+        "run_monitoring_self_test": BoundUseCase(
+            selftest.run_monitoring_self_test,
+            record_admin_action=record_admin_action,
+            produce_monitoring_signal=BoundUseCase(
+                selftest.produce_monitoring_signal, sandbox_gateway=s.sandbox_gateway, events=s.events
+            ),
         ),
         "figures": BoundUseCase(
             ops_dashboard.figures, reports=s.reports, clock=s.clock, abandon_after=s.cart_abandon_after
         ),
+        # admin tools (people, audit trail, moderation, webhook deliveries)
+        "find_users": BoundUseCase(admin.find_users, ports=admin_ports),
+        "change_account": BoundUseCase(admin.change_account, ports=admin_ports),
+        "find_audit": BoundUseCase(admin.find_audit, ports=admin_ports),
+        "set_item_status": BoundUseCase(moderation.set_item_status, ports=admin_ports),
+        "find_deliveries": BoundUseCase(deliveries.find_deliveries, ports=admin_ports),
+        "retry_delivery": BoundUseCase(deliveries.retry_delivery, ports=admin_ports),
         # session replay
         "find_sessions": BoundUseCase(sessions.find_sessions, store=session_store, users=s.repos.users),
         "session_timeline": BoundUseCase(sessions.session_timeline, store=session_store),
@@ -454,7 +488,12 @@ def build_app(
             yield
 
     app = create_app(
-        bind_use_cases(services, session_store=session_store, session_recorder=recording),
+        bind_use_cases(
+            services,
+            admin_ports=build_admin_ports(database, services),
+            session_store=session_store,
+            session_recorder=recording,
+        ),
         database,
         metrics=telemetry.exposition,
         metrics_token=settings.telemetry.metrics_token,

@@ -27,7 +27,7 @@ from market.application.accounts import Register
 from market.application.checkout import PaymentMethodInput
 from market.application.ports import AccessToken, ChargeRequest
 from market.application.services import Services
-from market.bootstrap import bind_use_cases, build_services
+from market.bootstrap import bind_use_cases, build_admin_ports, build_services
 from market.config import (
     AlertSettings,
     AuthSettings,
@@ -100,11 +100,13 @@ def test_no_bound_use_case_shows_a_secret_of_its_ports_in_its_repr(tmp_path):
         {"MARKET_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}", "MARKET_PAYMENT_WEBHOOK_SECRET": SECRET},
         dotenv=None,
     )
-    services = dataclasses.replace(
-        build_services(settings, Database(settings.database)), dummy_password_hash=SECRET
-    )
+    database = Database(settings.database)
+    services = dataclasses.replace(build_services(settings, database), dummy_password_hash=SECRET)
     use_cases = bind_use_cases(
-        services, session_store=FakeSessionStore(), session_recorder=FakeSessionRecorder()
+        services,
+        admin_ports=build_admin_ports(database, services),
+        session_store=FakeSessionStore(),
+        session_recorder=FakeSessionRecorder(),
     )
     assert "issue_token" in use_cases and "receive_provider_event" in use_cases
     for name, use_case in use_cases.items():

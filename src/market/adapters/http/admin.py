@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, Request, post
 
 from market.domain.users import Role, User
-from market.ops.selftest import MonitoringKind, ProduceMonitoringSignal
+from market.ops.selftest import MonitoringKind, RunMonitoringSelfTest
 
 from .auth import requires
 from .openapi import problems
@@ -40,13 +40,14 @@ class AdminController(Controller):
         request: Request[Any, Any, Any],
         data: MonitoringTestBody,
         user: User,
-        produce_monitoring_signal: ProduceMonitoringSignal,
+        run_monitoring_self_test: RunMonitoringSelfTest,
     ) -> MonitoringTestOut:
         """Produce exactly one monitoring signal, to check a deployment end to end:
         `error` raises a real unhandled exception (the 500 problem carries `trace_id` and `sentry_event_id`);
         `slow` makes a span of at least 2.5 s; `payment_failure` runs a declined charge through the sandbox
-        gateway; `message` sends an info-level Sentry message."""
-        event_id = await produce_monitoring_signal(
+        gateway; `message` sends an info-level Sentry message. Each call appends an audit entry first (the
+        `error` kind fails on purpose after it)."""
+        event_id = await run_monitoring_self_test(
             data.kind,
             user=user,
             route=request.scope.get("path_template") or request.url.path,

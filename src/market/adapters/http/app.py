@@ -18,6 +18,10 @@ from market.telemetry.prometheus import MetricsExposition
 
 from .accounts import AccountController
 from .admin import AdminController
+from .admin_items import AdminItemsController
+from .admin_orders import AdminOrdersController
+from .admin_people import AdminPeopleController
+from .admin_webhooks import AdminWebhooksController, SellerDeliveryRetryController
 from .alerts import AlertBoard, AlertController
 from .analytics import AnalyticsController, SellerDashboardController
 from .auth import provide_user
@@ -128,6 +132,11 @@ def create_app(
             CheckoutController,
             payment_webhook,
             AdminController,
+            AdminPeopleController,
+            AdminOrdersController,
+            AdminItemsController,
+            AdminWebhooksController,
+            SellerDeliveryRetryController,
             AlertController,
             AnalyticsController,
             SellerWebhookController,

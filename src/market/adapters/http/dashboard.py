@@ -32,7 +32,7 @@ from market.domain.errors import InvalidCredentials
 from market.domain.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, Role, User
 from market.ops import dashboard as pages
 from market.ops.dashboard import DashboardFigures
-from market.ops.selftest import MONITORING_KINDS, MonitoringKind, MonitoringTestError, ProduceMonitoringSignal
+from market.ops.selftest import MONITORING_KINDS, MonitoringKind, MonitoringTestError, RunMonitoringSelfTest
 
 from .accounts import sign_in
 from .alerts import AlertBoard
@@ -179,7 +179,7 @@ async def dashboard(
 @post("/dashboard/test-monitoring")
 async def test_monitoring(
     request: Request[Any, Any, Any],
-    produce_monitoring_signal: ProduceMonitoringSignal,
+    run_monitoring_self_test: RunMonitoringSelfTest,
     figures: DashboardFigures,
     now: Callable[[], datetime],
     find_sessions: FindSessions,
@@ -206,7 +206,7 @@ async def test_monitoring(
     else:
         route = request.scope.get("path_template") or request.url.path
         try:
-            event_id = await produce_monitoring_signal(
+            event_id = await run_monitoring_self_test(
                 cast(MonitoringKind, kind),
                 user=user,
                 route=route,

@@ -9,7 +9,8 @@ import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.params import Parameter
 
-from market.application.catalog import ArchiveItem, BrowseItems, ChangeItem, ListItem, ViewItem
+from market.application.catalog import ArchiveItem, BrowseItems, ListItem, ViewItem
+from market.application.moderation import EditItem
 from market.domain.catalog import (
     MAX_CATEGORY,
     MAX_DESCRIPTION,
@@ -18,6 +19,7 @@ from market.domain.catalog import (
     SELLER_WRITABLE,
     Item,
     ItemFilter,
+    ItemStatus,
     normalise_query,
 )
 from market.domain.money import CURRENCIES, MAX_CENTS
@@ -45,7 +47,9 @@ class NewItem(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ItemChanges(msgspec.Struct, forbid_unknown_fields=True):
-    """Only the fields sent are changed. `seller_id`, `status` and ids are not writable."""
+    """Only the fields sent are changed. `status`: the owning seller archives (`archived`) or restores
+    (`active`) their item, but cannot touch one the marketplace suspended. `seller_id` and ids are not
+    writable."""
 
     title: Title | msgspec.UnsetType = msgspec.UNSET
     description: Description | msgspec.UnsetType = msgspec.UNSET
@@ -53,6 +57,7 @@ class ItemChanges(msgspec.Struct, forbid_unknown_fields=True):
     currency: Currency | msgspec.UnsetType = msgspec.UNSET
     stock: Stock | msgspec.UnsetType = msgspec.UNSET
     category: Category | msgspec.UnsetType = msgspec.UNSET
+    status: Literal["active", "archived"] | msgspec.UnsetType = msgspec.UNSET
 
 
 class ItemOut(msgspec.Struct):
@@ -64,7 +69,7 @@ class ItemOut(msgspec.Struct):
     currency: str
     stock: int
     category: str
-    status: Literal["active", "archived"]
+    status: Literal["active", "archived", "suspended"]
     created_at: datetime
     updated_at: datetime
 
@@ -156,9 +161,12 @@ class ItemController(Controller):
         security=BEARER,
         responses=problems(400, 401, 403, 404, 422),
     )
-    async def update(self, item_id: str, data: ItemChanges, user: User, change_item: ChangeItem) -> ItemOut:
-        """Change some of an item's fields (its seller, or an admin)."""
-        return ItemOut.of(await change_item(user, item_id, _fields(data)))
+    async def update(self, item_id: str, data: ItemChanges, user: User, edit_item: EditItem) -> ItemOut:
+        """Change some of an item's fields (its seller, or an admin). `status` first: an archived item can be
+        restored (`active`) and changed in one request; a suspended one only by an admin
+        (`PATCH /admin/items/{item_id}`)."""
+        status = ItemStatus(data.status) if data.status is not msgspec.UNSET else None
+        return ItemOut.of(await edit_item(user, item_id, status, _fields(data)))
 
     @delete(
         "/{item_id:str}",
