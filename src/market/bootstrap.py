@@ -232,7 +232,13 @@ def build_alert_monitor(settings: Settings, telemetry: Telemetry) -> AlertMonito
             SmtpEmailNotifier(alerts.smtp, alerts.email_to, alerts.email_from or default_sender())
         )
     return AlertMonitor(
-        AlertEvaluator(default_rules(backups_scheduled=settings.backup.schedule is not None), SystemClock()),
+        AlertEvaluator(
+            default_rules(
+                backups_scheduled=settings.backup.schedule is not None,
+                hold=None if alerts.hold_s is None else timedelta(seconds=alerts.hold_s),
+            ),
+            SystemClock(),
+        ),
         ExpositionReadings(telemetry.exposition, partial(newest_archive_time, settings.backup.directory)),
         interval_s=alerts.eval_interval_s,
         notifiers=notifiers,
