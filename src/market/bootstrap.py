@@ -50,7 +50,7 @@ from market.application.seller_webhooks import SellerWebhookPorts
 from market.application.services import Services
 from market.config import ConfigError, Settings
 from market.domain.redaction import safe_url
-from market.ops.alerting.monitor import AlertMonitor, FileLease
+from market.ops.alerting.monitor import AlertMonitor, FileLease, Lease, RedisLease
 from market.ops.alerting.notifiers import (
     Notifier,
     SlackWebhookNotifier,
@@ -231,6 +231,14 @@ def build_alert_monitor(settings: Settings, telemetry: Telemetry) -> AlertMonito
         notifiers.append(
             SmtpEmailNotifier(alerts.smtp, alerts.email_to, alerts.email_from or default_sender())
         )
+    lease: Lease | None = None
+    if notifiers and settings.limits.redis_url:
+        # Replicas: one notifier among all of them; the lease outlives a few missed evaluations.
+        lease = RedisLease.from_url(
+            settings.limits.redis_url, settings.limits.redis_prefix, ttl_s=3 * alerts.eval_interval_s + 2
+        )
+    elif notifiers:
+        lease = FileLease(settings.var_dir / "alerts.lock")
     return AlertMonitor(
         AlertEvaluator(
             default_rules(
@@ -242,7 +250,7 @@ def build_alert_monitor(settings: Settings, telemetry: Telemetry) -> AlertMonito
         ExpositionReadings(telemetry.exposition, partial(newest_archive_time, settings.backup.directory)),
         interval_s=alerts.eval_interval_s,
         notifiers=notifiers,
-        lease=FileLease(settings.var_dir / "alerts.lock") if notifiers else None,
+        lease=lease,
         origin=f"{settings.telemetry.service_name} at {safe_url(settings.public_url)}",
     )
 

@@ -79,16 +79,21 @@ def _schema_versions() -> list[str]:
 @click.option("--reload", is_flag=True, help="Restart on code changes (development).")
 def serve(host: str | None, port: int | None, workers: int, reload: bool) -> None:
     """Serve the API. Migrations are applied at start-up."""
+    import os
+
     import uvicorn
 
     from market.bootstrap import configure_logging, warn_if_sandbox_exposed
     from market.telemetry.logs import logging_config
+    from market.telemetry.prometheus import GROUP_VARIABLE, new_process_group
     from market.telemetry.setup import metrics_directory
 
     settings = _settings()
     bind = host or settings.server.host
     configure_logging(settings)
     warn_if_sandbox_exposed(settings, bind)  # here, once, not in every worker
+    # This server's workers merge each other's metrics, and no other server's (replicas sharing MARKET_VAR_DIR).
+    os.environ[GROUP_VARIABLE] = new_process_group()
     metrics_directory(settings).clear()  # last run's worker snapshots must not be added to this run's
     uvicorn.run(
         "market.bootstrap:app_factory",

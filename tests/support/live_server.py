@@ -53,6 +53,7 @@ def start_server(
     engine: str,
     extra_env: dict[str, str] | None = None,
     serve_args: tuple[str, ...] = (),
+    ready_timeout_s: float = 30,
 ) -> LiveServer:
     """`market serve` (plus `serve_args`, e.g. `--workers 2`), ready. Rate limits are off unless `extra_env`
     turns them on: suites sign in and check out far more often than any one client should. Password hashes
@@ -78,7 +79,7 @@ def start_server(
             stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + ready_timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"market serve exited early:\n{log.read_text()}")

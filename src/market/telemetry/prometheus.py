@@ -1,9 +1,13 @@
 """Prometheus text exposition of the SDK's metrics, merged across worker processes.
 
 Each worker collects its own metrics (cumulative) and, every few seconds, writes a snapshot to
-`<var>/metrics/<pid>.json`; `/metrics` answers with this worker's live figures plus the other workers'
-latest snapshots, so `market serve --workers N` reports the whole service whichever worker answers.
+`<var>/metrics/<group>/<pid>.json`; `/metrics` answers with this worker's live figures plus the other workers'
+latest snapshots, so `market serve --workers N` reports the whole server whichever worker answers.
 Counters and histograms add up across workers; gauges take the latest value.
+
+The group is one `market serve` (host name and the serve process's id, handed to its workers in the
+environment): replicas that share a var folder each report their own work, never the sum of all of them —
+Prometheus scrapes every replica and adds them up itself.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import socket
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,19 @@ from opentelemetry.sdk.metrics.export import Gauge, Histogram, MetricsData, Sum
 from market.private_files import private_dir, write_private_text
 
 Snapshot = dict[str, dict[str, Any]]  # prometheus family name -> {"type", "help", "samples": {key: value}}
+
+GROUP_VARIABLE = "_MARKET_SERVE_GROUP"
+"""Internal, not a setting: `market serve` names its process group here for the workers it starts."""
+
+
+def new_process_group() -> str:
+    """A name for the `market serve` starting now: unique per host and process."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def process_group() -> str:
+    """The group whose snapshots this process merges: its `market serve`'s, or this process alone."""
+    return os.environ.get(GROUP_VARIABLE) or new_process_group()
 
 
 def prometheus_name(otel_name: str, unit: str, kind: str) -> str:
@@ -144,10 +163,14 @@ def _escape_label(text: str) -> str:
 
 
 class SnapshotDirectory:
-    """Where workers leave their snapshots. Cleared by `market serve` before workers start."""
+    """Where the workers of one `market serve` leave their snapshots: `<root>/<group>/`. Cleared by
+    `market serve` before its workers start; other groups' folders are left alone (another replica sharing
+    the var folder), except those of this host's processes that are gone."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    def __init__(self, root: Path, group: str | None = None) -> None:
+        self.root = root
+        self.group = group or process_group()
+        self.directory = root / self.group
 
     def write(self, snap: Snapshot) -> None:
         private_dir(self.directory)
@@ -171,9 +194,29 @@ class SnapshotDirectory:
         return snaps
 
     def clear(self) -> None:
-        if self.directory.is_dir():
-            for path in self.directory.glob("*.json"):
-                path.unlink(missing_ok=True)
+        """Empty this group's folder; drop the snapshots of this host's groups whose process has exited and
+        the flat `<root>/*.json` of older versions."""
+        if not self.root.is_dir():
+            return
+        for path in self.root.glob("*.json"):
+            path.unlink(missing_ok=True)
+        host = socket.gethostname()
+        for folder in self.root.iterdir():
+            if not folder.is_dir():
+                continue
+            name_host, _, pid = folder.name.rpartition("-")
+            if folder.name == self.group or (name_host == host and pid.isdigit() and not _alive(int(pid))):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 class MetricsExposition:
