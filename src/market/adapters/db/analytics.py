@@ -295,6 +295,7 @@ class SqlAnalyticsReports:
         succeeded = await self._db.fetch(
             "SELECT count(*) AS n FROM analytics_events s"
             " WHERE s.kind = 'search' AND s.occurred_at >= {} AND s.occurred_at <= {}"
+            " AND s.result_count > 0"  # a search with no results never succeeded, whatever followed
             " AND EXISTS (SELECT 1 FROM analytics_events e"
             "  WHERE e.session_id = s.session_id AND e.kind IN ('item_viewed', 'cart_add')"
             f"  AND e.occurred_at >= s.occurred_at AND {engaged}"
