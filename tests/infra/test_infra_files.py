@@ -63,6 +63,7 @@ GAUGES = {
     names.BACKUP_LAST_SUCCESS[0],
     names.FUNNEL_SESSIONS[0],
     names.CART_ABANDONMENT_RATE[0],
+    names.SEARCH_SUCCESS_RATE[0],
     names.SESSION_DURATION[0],
 }
 

@@ -341,7 +341,7 @@ async def test_the_business_gauges_show_the_last_24_hours_reports(db):
     await record(db, "a", 0, ItemViewed(item, uid()), CartChanged(item, "add", 1), user=buyer)
     await record(db, "a", 10, CheckoutStarted(uid(), 100, "EUR", 1), user=buyer)
     await record(db, "b", 0, SearchPerformed("x", 0), CartChanged(item, "add", 1), user=uid())
-    await record(db, "c", 0, ItemViewed(item, uid()))
+    await record(db, "c", 0, SearchPerformed("mug", 2), ItemViewed(item, uid()))  # a search success
     await record(db, "old", -60 * 25, ItemViewed(item, uid()))  # outside the 24 hours
 
     reader = InMemoryMetricReader()
@@ -365,6 +365,8 @@ async def test_the_business_gauges_show_the_last_24_hours_reports(db):
     }
     assert funnel == {"browsed": 3, "carted": 2, "checkout_started": 1, "paid": 0}
     assert points[("market.cart.abandonment_rate", ())] == pytest.approx(0.5)
+    # "b" searched with no results and then carted: not a success; "c" found results and viewed one.
+    assert points[("market.search.success_rate", ())] == pytest.approx(0.5)
     assert points[("market.session.duration", (("market.statistic", "median"),))] == pytest.approx(0.0)
     assert points[("market.session.duration", (("market.statistic", "p95"),))] == pytest.approx(
         statistics.quantiles([0, 0, 600], n=100, method="inclusive")[94]
