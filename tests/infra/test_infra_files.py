@@ -58,7 +58,11 @@ def load_all_yaml(path: Path) -> list[Any]:
 # The kind of each instrument decides its Prometheus name (_total, _bucket/_sum/_count). The instruments the
 # request path records are checked against the real exposition below; the backup service sets the last-success
 # gauge, and the business gauges are refreshed from the analytics reports.
-HISTOGRAMS = {names.HTTP_SERVER_REQUEST_DURATION[0], names.PAYMENT_AMOUNT[0]}
+HISTOGRAMS = {
+    names.HTTP_SERVER_REQUEST_DURATION[0],
+    names.DB_CLIENT_OPERATION_DURATION[0],
+    names.PAYMENT_AMOUNT[0],
+}
 GAUGES = {
     names.BACKUP_LAST_SUCCESS[0],
     names.FUNNEL_SESSIONS[0],
@@ -118,6 +122,12 @@ METRIC_ATTRIBUTES = (
     names.TELEMETRY_SIGNAL,
     names.FUNNEL_STEP,
     names.STATISTIC,
+    names.URL_SCHEME,
+    names.ERROR_TYPE,
+    names.DB_SYSTEM_NAME,
+    names.DB_OPERATION_NAME,
+    names.DB_COLLECTION_NAME,
+    names.DB_NAMESPACE,
 )
 
 
@@ -316,6 +326,7 @@ def test_the_required_recording_rules_exist() -> None:
         "market_route:http_server_request_duration_seconds:p95_5m",
         "market:payment_success_per_attempt:ratio_rate5m",
         "market:search_results_per_query:ratio_rate5m",
+        "market_db_operation:db_client_operation_duration_seconds:p95_5m",
     ):
         assert name in recorded
 

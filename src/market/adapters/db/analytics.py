@@ -19,8 +19,6 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from opentelemetry import trace
-
 from market.domain import events
 from market.domain.analytics import (
     SEARCH_SUCCESS_WINDOW,
@@ -43,7 +41,6 @@ from market.domain.analytics import (
     rate,
     round_half_up,
 )
-from market.telemetry import request_context
 
 from .database import Database
 
@@ -133,21 +130,23 @@ def _row(event: events.Event) -> _Row | None:
     return None
 
 
-def _who() -> tuple[str | None, str | None, str | None]:
-    """(session id, user id, trace id) of the work in progress."""
-    request = request_context.current()
-    if request is not None:
-        return request.session_id, request.user_id, request.trace_id
-    context = trace.get_current_span().get_span_context()
-    return None, None, format(context.trace_id, "032x") if context.is_valid else None
+Identity = Callable[[], tuple[str | None, str | None, str | None]]
+"""(session id, user id, trace id) of the work in progress, given by bootstrap
+(`market.telemetry.request_context.identity`): the database adapter reads no telemetry context itself."""
+
+
+def anonymous() -> tuple[str | None, str | None, str | None]:
+    """No session, no user, no trace: what records written outside any request carry by default."""
+    return None, None, None
 
 
 class SqlAnalyticsLog:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, identity: Identity = anonymous) -> None:
         self._db = db
+        self._identity = identity
 
     async def record(self, published: Sequence[events.Event], now: datetime) -> None:
-        session_id, user_id, trace_id = _who()
+        session_id, user_id, trace_id = self._identity()
         for event in published:
             row = _row(event)
             if row is None:

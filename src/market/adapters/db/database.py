@@ -196,9 +196,7 @@ class Database:
         engine = self.engine
         if isinstance(engine, PostgresEngine) and not any(isinstance(a, QueryString | Column) for a in args):
             query = _postgres_sql(sql)
-            if not DbSpans.wanted():
-                return await self._fetch_postgres(engine, query, args)
-            with self.spans.statement(query):
+            with self.spans.statement(query):  # measured always, spanned when traced
                 return await self._fetch_postgres(engine, query, args)
         return await engine.run_querystring(QueryString(sql, *args))
 

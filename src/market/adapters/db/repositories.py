@@ -12,7 +12,7 @@ from market.domain.catalog import Item, ItemFilter
 from market.domain.errors import EmailAlreadyRegistered
 from market.domain.users import User, UserStatus
 
-from .analytics import SqlAnalyticsLog
+from .analytics import Identity, SqlAnalyticsLog, anonymous
 from .commerce import (
     PiccoloCartRepository,
     PiccoloOrderRepository,
@@ -120,7 +120,7 @@ class PiccoloItemRepository:
 class PiccoloUnitOfWork:
     """Rolls back unless `commit()` was called (Piccolo's own transaction commits on a clean exit)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, identity: Identity = anonymous) -> None:
         self._db = db
         self.users = PiccoloUserRepository(db)
         self.items = PiccoloItemRepository(db)
@@ -129,7 +129,7 @@ class PiccoloUnitOfWork:
         self.orders = PiccoloOrderRepository(db)
         self.payment_events = PiccoloPaymentEventLog(db)
         self.outbox = PiccoloWebhookOutbox(db)
-        self.analytics = SqlAnalyticsLog(db)
+        self.analytics = SqlAnalyticsLog(db, identity)
 
     async def __aenter__(self) -> Self:
         self._transaction = self._db.write_transaction()
@@ -150,7 +150,7 @@ class PiccoloUnitOfWork:
 class PiccoloReadRepositories:
     """Repositories for reads outside a transaction (each query takes a pooled connection)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, identity: Identity = anonymous) -> None:
         self.users = PiccoloUserRepository(db)
         self.items = PiccoloItemRepository(db)
-        self.analytics = SqlAnalyticsLog(db)
+        self.analytics = SqlAnalyticsLog(db, identity)
