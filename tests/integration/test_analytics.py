@@ -184,18 +184,20 @@ async def test_the_payments_report_with_percentiles_per_currency(db):
     await paid("u", 2, 301, "USD", method="wallet")
     await record(db, "d", 3, PaymentAttempted(uid(), "declined", "card", 5000, "EUR", "card_declined"))
     # A charge call that timed out, though the provider took the money: reconciliation paid the order later.
-    # The attempt stays errored; the money taken is in the amounts.
+    # The attempt counts by its final known outcome: a success (and the money taken is in the amounts).
     late = uid()
     await record(db, "x", 4, PaymentAttempted(late, "error", "wallet", 5000, "EUR", "gateway_unavailable"))
     await record(db, "x", 5, OrderPaid(late, 5000, "EUR"))
     eur.append(5000)
+    # A gateway error whose order was never paid stays errored.
+    await record(db, "y", 6, PaymentAttempted(uid(), "error", "wallet", 800, "EUR", "gateway_unavailable"))
 
     report = await reports.payments(PERIOD)
-    assert (report.attempts, report.succeeded, report.declined, report.errored) == (9, 7, 1, 1)
-    assert report.success_rate == pytest.approx(7 / 9)
+    assert (report.attempts, report.succeeded, report.declined, report.errored) == (10, 8, 1, 1)
+    assert report.success_rate == pytest.approx(8 / 10)  # declines count in the denominator
     assert [(m.method, m.attempts, m.success_rate) for m in report.by_method] == [
         ("card", 7, pytest.approx(6 / 7)),
-        ("wallet", 2, pytest.approx(1 / 2)),
+        ("wallet", 3, pytest.approx(2 / 3)),
     ]
     by_currency = {a.currency: a for a in report.amounts}
     euros = by_currency["EUR"]
