@@ -205,6 +205,26 @@ def test_a_single_500_and_declined_checkouts_never_fire(client, admin, slack, sm
     assert slack_messages(slack) == [] and email_messages(smtp) == []
 
 
+def test_the_payment_failure_self_test_moves_the_payments_report_and_fires_nothing(
+    client, admin, slack, smtp
+):
+    def declined() -> int:
+        r = client.get("/api/v1/admin/analytics/payments", headers=auth(admin))
+        assert r.status_code == 200, r.text
+        return r.json()["declined"]
+
+    before = declined()
+    for _ in range(3):
+        r = client.post(
+            "/api/v1/admin/test-monitoring", json={"kind": "payment_failure"}, headers=auth(admin)
+        )
+        assert r.status_code == 200, r.text
+    assert declined() == before + 3
+    time.sleep(3)
+    assert alerts(client, admin)["payment_failures"]["state"] == "ok"
+    assert slack_messages(slack) == [] and email_messages(smtp) == []
+
+
 def test_sustained_500s_fire_high_error_rate_after_the_hold_and_good_traffic_resolves_it(
     client, admin, slack, smtp
 ):
