@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Self
 
 from market.application.ports import Page
-from market.domain.catalog import Item, ItemFilter
+from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import EmailAlreadyRegistered
 from market.domain.users import User, UserStatus
 
@@ -36,7 +37,8 @@ def _item_columns(item: Item) -> dict[str, Any]:
         "currency": item.currency,
         "stock": item.stock,
         "category": item.category,
-        "status": item.status.value,
+        # A suspended item is stored archived (with `suspended_at`, which only moderation sets or clears).
+        "status": ItemStatus.ARCHIVED.value if item.status is ItemStatus.SUSPENDED else item.status.value,
         "created_at": item.created_at,
         "updated_at": item.updated_at,
     }
@@ -108,7 +110,12 @@ class PiccoloItemRepository:
         if canonical is None:
             return None
         row = await ItemRow.select().where(ItemRow.id == uuid.UUID(canonical)).first()
-        return item_from_row(row) if row else None
+        if not row:
+            return None
+        item = item_from_row(row)
+        if row["suspended_at"] is not None:
+            return dataclasses.replace(item, status=ItemStatus.SUSPENDED)
+        return item
 
     async def update(self, item: Item) -> None:
         await ItemRow.update(_item_columns(item)).where(ItemRow.id == uuid.UUID(item.id))

@@ -27,6 +27,7 @@ from market.domain.webhooks import (
 
 from .cursors import decode_keyset_cursor, encode_keyset_cursor
 from .database import Database
+from .rows import parse_id
 
 MAX_ERROR_LENGTH = 500  # errors are ours (never the receiver's body), but keep rows small
 
@@ -190,12 +191,57 @@ class PiccoloWebhookDeliveryRepository:
         )
 
     async def list_for_seller(self, seller_id: str, limit: int, cursor: str | None) -> Page[DeliveryRecord]:
+        return await self.find(seller_id, None, limit, cursor)
+
+    async def get(self, delivery_id: str) -> DeliveryRecord | None:
+        canonical = parse_id(delivery_id)
+        if canonical is None:
+            return None
+        page = await self.find(None, None, 1, None, delivery_id=canonical)
+        return page.items[0] if page.items else None
+
+    async def retry_now(self, delivery_id: str, now: datetime) -> bool:
+        """Make a pending or failed delivery due at `now` (the worker attempts it on its next pass, with the same
+        id, so the same `webhook-id`); False when it is delivered or disabled. A pending one in flight may be
+        attempted twice: delivery is at least once, and receivers deduplicate on `webhook-id`."""
+        rows = await self._db.fetch(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = {}, updated_at = {}"
+            " WHERE id = {} AND status IN ('pending', 'failed') RETURNING id",
+            now,
+            now,
+            delivery_id,
+        )
+        return bool(rows)
+
+    async def find(
+        self,
+        seller_id: str | None,
+        status: DeliveryStatus | None,
+        limit: int,
+        cursor: str | None,
+        *,
+        delivery_id: str | None = None,
+    ) -> Page[DeliveryRecord]:
+        """Deliveries with their attempts, newest first, of one seller and/or in one status (None: any)."""
         scope = "webhook-deliveries"
+        if seller_id is None or status is not None:  # the seller's own list keeps the cursors it issued
+            scope += f":{seller_id}:{status}"
         position = decode_keyset_cursor(cursor, scope)
-        where, args = "seller_id = {}", [seller_id]
+        clauses: list[str] = []
+        args: list[Any] = []
+        if seller_id is not None:
+            clauses.append("seller_id = {}")
+            args.append(seller_id)
+        if status is not None:
+            clauses.append("status = {}")
+            args.append(status.value)
+        if delivery_id is not None:
+            clauses.append("id = {}")
+            args.append(delivery_id)
         if position is not None:
-            where += " AND (created_at, id) < ({}, {})"
+            clauses.append("(created_at, id) < ({}, {})")
             args += list(position)
+        where = " AND ".join(clauses) or "1 = 1"
         rows = await self._db.fetch(
             "SELECT id, seller_id, event_type, status, attempts, next_attempt_at, last_status_code, last_error,"
             f" created_at, updated_at FROM webhook_deliveries WHERE {where}"
