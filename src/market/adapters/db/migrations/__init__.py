@@ -11,6 +11,7 @@ from . import (
     m0005_session_replay,
     m0006_analytics_partitions,
     m0007_admin_audit,
+    m0008_session_replay_indexes,
 )
 from .runner import Migration
 
@@ -22,6 +23,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0005_session_replay.MIGRATION,
     m0006_analytics_partitions.MIGRATION,
     m0007_admin_audit.MIGRATION,
+    m0008_session_replay_indexes.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
 
