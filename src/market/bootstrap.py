@@ -333,7 +333,11 @@ def bind_use_cases(
             selftest.run_monitoring_self_test,
             record_admin_action=record_admin_action,
             produce_monitoring_signal=BoundUseCase(
-                selftest.produce_monitoring_signal, sandbox_gateway=s.sandbox_gateway, events=s.events
+                selftest.produce_monitoring_signal,
+                sandbox_gateway=s.sandbox_gateway,
+                events=s.events,
+                analytics=s.repos.analytics,
+                clock=s.clock,
             ),
         ),
         "figures": BoundUseCase(
@@ -404,7 +408,13 @@ def build_alert_monitor(settings: Settings, telemetry: Telemetry) -> AlertMonito
     elif notifiers:
         lease = FileLease(settings.var_dir / "alerts.lock")
     return AlertMonitor(
-        AlertEvaluator(default_rules(backups_scheduled=settings.backup.schedule is not None), SystemClock()),
+        AlertEvaluator(
+            default_rules(
+                backups_scheduled=settings.backup.schedule is not None,
+                hold=None if alerts.hold_s is None else timedelta(seconds=alerts.hold_s),
+            ),
+            SystemClock(),
+        ),
         ExpositionReadings(telemetry.exposition, partial(newest_archive_time, settings.backup.directory)),
         interval_s=alerts.eval_interval_s,
         notifiers=notifiers,
