@@ -8,12 +8,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
-from string import Formatter
 from typing import Any
 
-from piccolo.columns import Column
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
@@ -186,35 +183,10 @@ class Database:
         return self.engine.transaction()
 
     async def fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
-        """Run raw SQL with `{}` placeholders (compiled to $n or ? per engine). Rows are read by column
-        name (asyncpg Records on PostgreSQL, dicts on SQLite).
-
-        On PostgreSQL the template is compiled once and run straight on the engine's pool, or on the
-        current transaction's connection, exactly where Piccolo would run it: Piccolo re-parses the template
-        on every call (its CPU cost: benchmarks/README.md). Either way the statement gets its
-        span (the engine traces its own path)."""
-        engine = self.engine
-        if isinstance(engine, PostgresEngine) and not any(isinstance(a, QueryString | Column) for a in args):
-            query = _postgres_sql(sql)
-            if not DbSpans.wanted():
-                return await self._fetch_postgres(engine, query, args)
-            with self.spans.statement(query):
-                return await self._fetch_postgres(engine, query, args)
-        return await engine.run_querystring(QueryString(sql, *args))
-
-    @staticmethod
-    async def _fetch_postgres(engine: PostgresEngine, query: str, args: Sequence[Any]) -> Any:
-        transaction = engine.current_transaction.get()
-        if transaction is not None:
-            return await transaction.connection.fetch(query, *args)
-        if engine.pool is not None:
-            async with engine.pool.acquire() as connection:
-                return await connection.fetch(query, *args)
-        connection = await engine.get_new_connection()
-        try:
-            return await connection.fetch(query, *args)
-        finally:
-            await connection.close()
+        """Run raw SQL with `{}` placeholders (Piccolo compiles them to $n or ? per engine), in the current
+        transaction if there is one. Rows are read by column name (asyncpg Records on PostgreSQL, dicts on
+        SQLite). The traced engine gives the statement its span."""
+        return await self.engine.run_querystring(QueryString(sql, *args))
 
 
 class _BoundedPool:
@@ -247,16 +219,3 @@ class _Acquire:
 
     def __await__(self) -> Any:
         return self.__aenter__().__await__()
-
-
-@lru_cache(maxsize=1024)
-def _postgres_sql(template: str) -> str:
-    """`{}` placeholders numbered `$1`, `$2`, ... as Piccolo compiles them (`{{`/`}}` are literal braces)."""
-    parts: list[str] = []
-    number = 0
-    for literal, field, _, _ in Formatter().parse(template):
-        parts.append(literal)
-        if field is not None:
-            number += 1
-            parts.append(f"${number}")
-    return "".join(parts)

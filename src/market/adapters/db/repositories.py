@@ -21,25 +21,9 @@ from .commerce import (
     PiccoloWebhookOutbox,
 )
 from .database import Database
-from .rows import item_from_row, parse_id, user_from_row
+from .rows import item_from_row, item_values, parse_id, user_from_row
 from .search import browse_items
 from .tables import ItemRow, UserRow
-
-
-def _item_columns(item: Item) -> dict[str, Any]:
-    """Every stored column but the primary key."""
-    return {
-        "seller_id": uuid.UUID(item.seller_id),
-        "title": item.title,
-        "description": item.description,
-        "price_cents": item.price_cents,
-        "currency": item.currency,
-        "stock": item.stock,
-        "category": item.category,
-        "status": item.status.value,
-        "created_at": item.created_at,
-        "updated_at": item.updated_at,
-    }
 
 
 class PiccoloUserRepository:
@@ -101,7 +85,7 @@ class PiccoloItemRepository:
         self._db = db
 
     async def add(self, item: Item) -> None:
-        await ItemRow.insert(ItemRow(id=uuid.UUID(item.id), **_item_columns(item)))
+        await ItemRow.insert(ItemRow(id=uuid.UUID(item.id), **item_values(item)))
 
     async def get(self, item_id: str) -> Item | None:
         canonical = parse_id(item_id)
@@ -111,7 +95,7 @@ class PiccoloItemRepository:
         return item_from_row(row) if row else None
 
     async def update(self, item: Item) -> None:
-        await ItemRow.update(_item_columns(item)).where(ItemRow.id == uuid.UUID(item.id))
+        await ItemRow.update(item_values(item)).where(ItemRow.id == uuid.UUID(item.id))
 
     async def browse(self, item_filter: ItemFilter, limit: int, cursor: str | None) -> Page[Item]:
         return await browse_items(self._db, item_filter, limit, cursor)
