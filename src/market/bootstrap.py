@@ -29,7 +29,7 @@ from market.adapters.alerting.notifiers import (
 from market.adapters.alerting.readings import ExpositionReadings
 from market.adapters.background import cancel_and_wait
 from market.adapters.db.analytics import SqlAnalyticsReports
-from market.adapters.db.commerce import PiccoloIdempotencyStore
+from market.adapters.db.commerce import SqlIdempotencyStore
 from market.adapters.db.database import Database
 from market.adapters.db.repositories import PiccoloReadRepositories, PiccoloUnitOfWork
 from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, PiccoloWebhookDeliveryRepository
@@ -157,7 +157,7 @@ def build_services(
         dummy_password_hash=argon2.hash(uuid.uuid4().hex),
         gateway=gateway,
         sandbox_gateway=sandbox,
-        idempotency=PiccoloIdempotencyStore(database),
+        idempotency=SqlIdempotencyStore(database),
         payment_webhook_secret=webhook_secret,
         webhooks=SellerWebhookPorts(
             endpoints=PiccoloSellerWebhookRepository(database),

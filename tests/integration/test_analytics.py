@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from market.adapters.db.analytics import SqlAnalyticsLog, SqlAnalyticsReports
-from market.adapters.db.commerce import PiccoloOrderRepository
+from market.adapters.db.commerce import SqlOrderRepository
 from market.adapters.db.repositories import PiccoloUnitOfWork
 from market.domain.analytics import Period
 from market.domain.events import (
@@ -287,7 +287,7 @@ async def test_a_seller_sees_only_their_own_sales_views_and_conversion(db):
     mug = await add_item(db, me, title="Mug", price_cents=1000)
     cup = await add_item(db, me, title="Cup", price_cents=300, currency="USD")
     hat = await add_item(db, other, title="Hat", price_cents=5000)
-    orders = PiccoloOrderRepository(db)
+    orders = SqlOrderRepository(db)
 
     async def paid(session, minutes, *lines, status=OrderStatus.PAID):
         order = new_order(buyer, lines, created_at=at(minutes), status=status)

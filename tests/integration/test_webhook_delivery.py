@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from standardwebhooks import Webhook
 
-from market.adapters.db.commerce import PiccoloWebhookOutbox
+from market.adapters.db.commerce import SqlWebhookOutbox
 from market.adapters.db.database import Database
 from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, PiccoloWebhookDeliveryRepository
 from market.adapters.webhooks.sender import HttpxWebhookSender
@@ -96,7 +96,7 @@ async def queue_order_paid(
         updated_at=now,
         traceparent=traceparent,
     )
-    await PiccoloWebhookOutbox(db).enqueue_order_paid(order, now)
+    await SqlWebhookOutbox(db).enqueue_order_paid(order, now)
     return order
 
 

@@ -1,4 +1,5 @@
-"""Piccolo implementations of the repository ports and the unit of work."""
+"""Users and items through Piccolo's query builder (browse and search are written SQL: search.py), the unit
+of work on Piccolo's transactions, and the repositories it hands out."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from market.domain.users import User, UserStatus
 
 from .analytics import SqlAnalyticsLog
 from .commerce import (
-    PiccoloCartRepository,
-    PiccoloOrderRepository,
     PiccoloPaymentEventLog,
-    PiccoloStockRepository,
-    PiccoloWebhookOutbox,
+    SqlCartRepository,
+    SqlOrderRepository,
+    SqlStockRepository,
+    SqlWebhookOutbox,
 )
 from .database import Database
 from .rows import item_from_row, item_values, parse_id, user_from_row
@@ -33,19 +34,19 @@ class PiccoloUserRepository:
     async def add(self, user: User) -> None:
         # The UNIQUE constraint is the arbiter (two concurrent registrations cannot both pass a pre-check),
         # but inserting nothing on conflict keeps the transaction usable and the error readable.
-        rows = await self._db.fetch(
-            "INSERT INTO users (id, email, display_name, role, password_hash, created_at, token_version, status,"
-            " last_login_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})"
-            " ON CONFLICT (email) DO NOTHING RETURNING id",
-            uuid.UUID(user.id),
-            user.email,
-            user.display_name,
-            user.role.value,
-            user.password_hash,
-            user.created_at,
-            user.token_version,
-            user.status.value,
-            user.last_login_at,
+        row = UserRow(
+            id=uuid.UUID(user.id),
+            email=user.email,
+            display_name=user.display_name,
+            role=user.role.value,
+            password_hash=user.password_hash,
+            created_at=user.created_at,
+            token_version=user.token_version,
+            status=user.status.value,
+            last_login_at=user.last_login_at,
+        )
+        rows = await (
+            UserRow.insert(row).on_conflict(target=UserRow.email, action="DO NOTHING").returning(UserRow.id)
         )
         if not rows:
             raise EmailAlreadyRegistered()
@@ -81,6 +82,8 @@ class PiccoloUserRepository:
 
 
 class PiccoloItemRepository:
+    """Piccolo's query builder, but for browse and search (search.py): the front page's hot path."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
@@ -108,11 +111,11 @@ class PiccoloUnitOfWork:
         self._db = db
         self.users = PiccoloUserRepository(db)
         self.items = PiccoloItemRepository(db)
-        self.carts = PiccoloCartRepository(db)
-        self.stock = PiccoloStockRepository(db)
-        self.orders = PiccoloOrderRepository(db)
+        self.carts = SqlCartRepository(db)
+        self.stock = SqlStockRepository(db)
+        self.orders = SqlOrderRepository(db)
         self.payment_events = PiccoloPaymentEventLog(db)
-        self.outbox = PiccoloWebhookOutbox(db)
+        self.outbox = SqlWebhookOutbox(db)
         self.analytics = SqlAnalyticsLog(db)
 
     async def __aenter__(self) -> Self:

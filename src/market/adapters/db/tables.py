@@ -10,6 +10,9 @@ composite key the first of its columns carries `primary_key=True` and `COMPOSITE
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from piccolo.columns import UUID, BigInt, BigSerial, Integer, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
@@ -227,3 +230,17 @@ def insert_sql(table: type[Table], *, without: tuple[str, ...] = (), suffix: str
     placeholders = ", ".join("{}" for _ in names)
     statement = f"INSERT INTO {table._meta.tablename} ({', '.join(names)}) VALUES ({placeholders})"
     return statement + (f" {suffix}" if suffix else "")
+
+
+def row_values(
+    table: type[Table], values: Mapping[str, Any], *, without: tuple[str, ...] = ()
+) -> tuple[Any, ...]:
+    """`values` (by column name) in `table`'s column order, for the placeholders of `insert_sql(table)`; a
+    missing or unknown column is an error, so the arguments cannot drift from the statement."""
+    names = columns(table, without=without)
+    if values.keys() != set(names):
+        raise ValueError(
+            f"values for {table._meta.tablename}: missing {sorted(set(names) - values.keys())},"
+            f" unknown {sorted(values.keys() - set(names))}"
+        )
+    return tuple(values[name] for name in names)

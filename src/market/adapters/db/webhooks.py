@@ -1,6 +1,6 @@
 """Seller webhook endpoints and the delivery outbox's worker side (claim, record, list).
 
-Rows are queued by PiccoloWebhookOutbox (commerce.py) in the payment's transaction. Claiming is safe with
+Rows are queued by SqlWebhookOutbox (commerce.py) in the payment's transaction. Claiming is safe with
 many workers in many processes: on PostgreSQL `SELECT … FOR UPDATE SKIP LOCKED` (concurrent claimers skip
 each other's rows instead of waiting), on SQLite an IMMEDIATE transaction (one writer at a time). The claim
 pushes `next_attempt_at` forward by a lease; that timestamp doubles as the claim's fencing token, so a worker
