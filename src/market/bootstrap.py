@@ -32,7 +32,7 @@ from market.adapters.db.analytics import SqlAnalyticsReports
 from market.adapters.db.commerce import SqlIdempotencyStore
 from market.adapters.db.database import Database
 from market.adapters.db.repositories import PiccoloReadRepositories, PiccoloUnitOfWork
-from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, PiccoloWebhookDeliveryRepository
+from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, SqlWebhookDeliveryRepository
 from market.adapters.http.app import create_app
 from market.adapters.http.limits import RouteLimits
 from market.adapters.payments.sandbox import SandboxPaymentGateway
@@ -161,7 +161,7 @@ def build_services(
         payment_webhook_secret=webhook_secret,
         webhooks=SellerWebhookPorts(
             endpoints=PiccoloSellerWebhookRepository(database),
-            deliveries=PiccoloWebhookDeliveryRepository(database),
+            deliveries=SqlWebhookDeliveryRepository(database),
             guard=SsrfGuard(allow_private=settings.webhooks.allow_private),
             new_secret=new_secret,
         ),
