@@ -44,16 +44,14 @@ from market.domain.analytics import (
 from market.telemetry import request_context
 
 from .database import Database
+from .tables import AnalyticsEventRow, select_list
 
 _PAYMENT_KINDS = {
     "succeeded": "payment_succeeded",
     "declined": "payment_declined",
     "error": "payment_errored",
 }
-_COLUMNS = (
-    "occurred_at, kind, session_id, user_id, trace_id, item_id, seller_id, order_id,"
-    " query, result_count, quantity, amount_cents, currency, method, reason"
-)
+_COLUMNS = select_list(AnalyticsEventRow, without=("id",))  # the order _INSERT's values follow
 # Events about an order after its checkout (a payment settled by a provider webhook or by reconciliation)
 # belong to the session and buyer that checked out, not to whichever request or job delivered them.
 _INSERT = (
