@@ -21,10 +21,10 @@ from pathlib import Path
 
 import asyncpg
 
-from market.adapters.backups.service import BackupService
 from market.adapters.db.database import Database
 from market.adapters.db.seed import seed_demo_data
 from market.config import DatabaseSettings, DatabaseURL
+from market.ops.backups.service import BackupService
 
 ADMIN_URL = os.environ.get("MARKET_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -11,11 +11,11 @@ import argparse
 import time
 from datetime import UTC, date, datetime, timedelta
 
-from market.adapters.http.analytics import CartsOut, FunnelOut, PaymentsOut, SearchOut, SessionsOut
-from market.adapters.http.dashboard_pages import Figures, PeriodForm, dashboard_context
 from market.adapters.http.templating import template_engine
 from market.domain.analytics import AmountStats, FunnelStep, PaymentsOnDay, QueryCount
-from market.telemetry.alerting import AlertStatus
+from market.ops.alerting.rules import AlertStatus
+from market.ops.dashboard import Figures, PeriodForm, dashboard_context
+from market.serializers.reports import CartsOut, FunnelOut, PaymentsOut, SearchOut, SessionsOut
 
 
 def figures(days: int) -> Figures:

@@ -13,20 +13,13 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from argon2 import PasswordHasher as Argon2
 from litestar import Litestar
 from opentelemetry import trace
 
-from market.adapters.alerting.monitor import AlertMonitor, FileLease
-from market.adapters.alerting.notifiers import (
-    Notifier,
-    SlackWebhookNotifier,
-    SmtpEmailNotifier,
-    default_sender,
-)
-from market.adapters.alerting.readings import ExpositionReadings
 from market.adapters.background import cancel_and_wait
 from market.adapters.db.analytics import SqlAnalyticsReports
 from market.adapters.db.commerce import SqlIdempotencyStore
@@ -53,7 +46,16 @@ from market.application.seller_webhooks import SellerWebhookPorts
 from market.application.services import Services
 from market.config import ConfigError, Settings
 from market.domain.redaction import safe_url
-from market.telemetry.alerting import AlertEvaluator, default_rules
+from market.ops.alerting.monitor import AlertMonitor, FileLease
+from market.ops.alerting.notifiers import (
+    Notifier,
+    SlackWebhookNotifier,
+    SmtpEmailNotifier,
+    default_sender,
+)
+from market.ops.alerting.readings import ExpositionReadings
+from market.ops.alerting.rules import AlertEvaluator, default_rules
+from market.ops.backups.manifest import newest_archive_time
 from market.telemetry.asgi import ServerSpanMiddleware
 from market.telemetry.logs import AccessLog, logging_config
 from market.telemetry.names import INSTRUMENTATION_SCOPE
@@ -204,7 +206,7 @@ def build_alert_monitor(settings: Settings, telemetry: Telemetry) -> AlertMonito
         )
     return AlertMonitor(
         AlertEvaluator(default_rules(backups_scheduled=settings.backup.schedule is not None), SystemClock()),
-        ExpositionReadings(telemetry.exposition, settings.backup.directory),
+        ExpositionReadings(telemetry.exposition, partial(newest_archive_time, settings.backup.directory)),
         interval_s=alerts.eval_interval_s,
         notifiers=notifiers,
         lease=FileLease(settings.var_dir / "alerts.lock") if notifiers else None,
@@ -255,7 +257,7 @@ def build_app(
                 background.append(asyncio.create_task(share_metrics_forever(telemetry), name="metrics-share"))
             # MARKET_BACKUP_SCHEDULE: one worker takes the daily backup
             if settings.backup.schedule is not None:
-                from market.adapters.backups.schedule import start_in_process
+                from market.ops.backups.schedule import start_in_process
 
                 background.append(start_in_process(settings, tracer_provider=telemetry.tracer_provider))
             webhook_sender = HttpxWebhookSender(

@@ -14,6 +14,9 @@ import click
 from market.config import ConfigError, Settings
 from market.domain.analytics import ReportName, report_names_in_words
 
+# `market backup …` lives in the operations wing; that module imports only click and the config at start.
+from market.ops.backups.cli import SCHEMA_VERSIONS, backup
+
 T = TypeVar("T")
 
 
@@ -57,8 +60,16 @@ def _with_database(
 
 @click.group()
 @click.version_option(package_name="market")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """market: an async marketplace API that is observable by design."""
+    ctx.meta[SCHEMA_VERSIONS] = _schema_versions
+
+
+def _schema_versions() -> list[str]:
+    from market.adapters.db.migrations import MIGRATIONS
+
+    return [migration.version for migration in MIGRATIONS]
 
 
 @main.command()
@@ -332,7 +343,7 @@ def report(name: str, from_: str | None, to: str | None, as_json: bool) -> None:
     if as_json:
         import msgspec
 
-        from market.adapters.http.analytics import report_out
+        from market.serializers.reports import report_out
 
         click.echo(msgspec.json.encode(report_out(result)).decode())
         return
@@ -376,8 +387,5 @@ def prune(older_than_days: int | None) -> None:
     deleted = _with_database(settings, work)
     click.echo(f"deleted {deleted} analytics events older than {days} days")
 
-
-# `market backup …` lives with its adapter; that module imports only click and the config at start.
-from market.adapters.backups.cli import backup  # noqa: E402
 
 main.add_command(backup)

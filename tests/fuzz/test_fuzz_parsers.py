@@ -13,14 +13,14 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from market.adapters.backups.errors import BackupError
-from market.adapters.backups.manifest import FORMAT_VERSION, Manifest
 from market.adapters.db.cursors import decode_cursor, decode_keyset_cursor, encode_keyset_cursor
 from market.adapters.db.search import _search_offset
 from market.adapters.payments.signature import InvalidSignature, sign, verify
 from market.adapters.payments.stripe import InvalidStripeEvent, parse_stripe_event
 from market.domain.analytics import EARLIEST, LATEST, MAX_PERIOD, parse_period
 from market.domain.errors import InvalidCursor, ValidationFailed
+from market.ops.backups.errors import BackupError
+from market.ops.backups.manifest import FORMAT_VERSION, Manifest
 
 pytestmark = pytest.mark.fuzz
 

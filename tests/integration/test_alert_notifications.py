@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from market.adapters.alerting.monitor import AlertMonitor, FileLease, describe
-from market.adapters.alerting.notifiers import (
+from market.config import SmtpURL
+from market.ops.alerting.monitor import AlertMonitor, FileLease, describe
+from market.ops.alerting.notifiers import (
     AlertMessage,
     NotificationFailed,
     SlackWebhookNotifier,
     SmtpEmailNotifier,
 )
-from market.config import SmtpURL
-from market.telemetry.alerting import AlertEvaluator, Reading, default_rules
+from market.ops.alerting.rules import AlertEvaluator, Reading, default_rules
 from tests.support.fakes import FakeClock
 from tests.support.servers.smtp_sink import SmtpSink
 from tests.support.servers.webhook_receiver import down_receiver_port, running_receiver

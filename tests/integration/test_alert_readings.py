@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from market.adapters.alerting.readings import ExpositionReadings, newest_archive_time
 from market.adapters.telemetry.events import OtelEventPublisher
 from market.domain.events import PaymentAttempted, WebhookReceived, WebhookRejected
+from market.ops.alerting.readings import ExpositionReadings
+from market.ops.backups.manifest import newest_archive_time
 from market.telemetry import names
 from market.telemetry.metrics import Instruments, build_meter_provider
 from market.telemetry.prometheus import MetricsExposition, SnapshotDirectory
@@ -121,7 +123,7 @@ def test_the_last_backup_is_the_newer_of_the_gauge_and_the_newest_archive(metric
     (backups / "market-20261127T030000Z.tar.gz").write_bytes(b"")
     (backups / "market-20261128T030000Z.tar.gz").write_bytes(b"")
     archived = datetime(2026, 11, 28, 3, 0, tzinfo=UTC).timestamp()
-    read = ExpositionReadings(process.exposition, backups)
+    read = ExpositionReadings(process.exposition, partial(newest_archive_time, backups))
     assert read().backup_last_success == archived
 
     gauge = process.meter.create_gauge(

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from market.adapters.backups.archive import verified_marker
+from market.ops.backups.archive import verified_marker
 from tests.support.backups import (
     ITEMS,
     SELLERS,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import asyncpg
 
-from market.adapters.backups.service import BackupService
 from market.config import DatabaseURL
+from market.ops.backups.service import BackupService
 from tests.support.backups import ITEMS, SELLERS, Market, other_postgres_url, seed
 
 _USER = (

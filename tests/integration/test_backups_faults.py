@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from market.adapters.backups.archive import verified_marker
-from market.adapters.backups.manifest import FORMAT_VERSION
-from market.adapters.backups.service import BackupService
 from market.config import DatabaseURL
+from market.ops.backups.archive import verified_marker
+from market.ops.backups.manifest import FORMAT_VERSION
+from market.ops.backups.service import BackupService
 from tests.support.backups import (
     Market,
     fingerprint,
@@ -144,6 +144,26 @@ def test_a_damaged_or_foreign_archive_is_refused_and_the_target_is_untouched(
     assert [p.name for p in market.directory.iterdir()] == [archive.name]  # no work files left
     if engine == "postgresql":
         assert not any(name.startswith(market.url.rpartition("/")[2]) for name in scratch_databases())
+
+
+def test_restore_refuses_an_archive_of_a_schema_this_market_does_not_know(
+    market: Market, engine: str, good_archives: dict[str, Path]
+):
+    # The `market` command tells the backup wing which schema versions exist (it does not import them).
+    seed(market.url, sellers=1, items=20)
+    before = fingerprint(market.url)
+    market.directory.mkdir()
+    archive = market.directory / good_archives[engine].name
+    members = _members(good_archives[engine])
+    manifest = json.loads(members["manifest.json"])
+    manifest["migration_head"] = "9999_from_the_future"
+    members["manifest.json"] = json.dumps(manifest).encode()
+    _pack(archive, members)
+
+    line = one_line_failure(market("restore", str(archive), "--force", "--yes"))
+
+    assert "its schema (9999_from_the_future) is newer than this market knows" in line, line
+    assert fingerprint(market.url) == before
 
 
 def _fake_failing_pg_dump(directory: Path) -> Path:

@@ -17,10 +17,10 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from market.adapters.backups.manifest import archive_name
-from market.adapters.backups.schedule import LeadershipLost, leadership, run_daily, scheduled_backups
-from market.adapters.backups.service import BackupService
 from market.config import DatabaseURL
+from market.ops.backups.manifest import archive_name
+from market.ops.backups.schedule import LeadershipLost, leadership, run_daily, scheduled_backups
+from market.ops.backups.service import BackupService
 from market.telemetry import names
 from tests.support.backups import Market, seed
 from tests.support.fakes import FakeClock
@@ -148,9 +148,9 @@ def test_the_schedule_command_refuses_a_bad_time(fresh_sqlite_url, tmp_path):
 def test_service_workers_run_the_schedule_only_when_configured(tmp_path: Path, schedule: str):
     from litestar.testing import TestClient
 
-    from market.adapters.backups.schedule import TASK_NAME
     from market.bootstrap import build_app
     from market.config import Settings
+    from market.ops.backups.schedule import TASK_NAME
 
     settings = Settings.from_env(
         {

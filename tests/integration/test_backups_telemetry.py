@@ -22,9 +22,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from market.adapters.backups.errors import BackupError
-from market.adapters.backups.service import BackupService
 from market.config import DatabaseURL
+from market.ops.backups.errors import BackupError
+from market.ops.backups.service import BackupService
 from market.telemetry import names
 from tests.support.backups import seed
 

@@ -10,9 +10,9 @@ import stat
 from contextlib import closing
 from pathlib import Path
 
-from market.adapters.backups.schedule import LOCK_FILE, leadership
-from market.adapters.backups.service import BackupInfo, BackupService
 from market.config import DatabaseURL
+from market.ops.backups.schedule import LOCK_FILE, leadership
+from market.ops.backups.service import BackupInfo, BackupService
 from tests.support.backups import seed
 from tests.support.database import open_database
 

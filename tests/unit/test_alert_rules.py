@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from market.telemetry.alerting import (
+from market.ops.alerting.rules import (
     AlertEvaluator,
     History,
     Reading,

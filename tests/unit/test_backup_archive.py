@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from market.adapters.backups.archive import extract_archive, read_manifest, write_archive
-from market.adapters.backups.errors import BackupError
-from market.adapters.backups.manifest import FORMAT_VERSION, Manifest, archive_name
+from market.ops.backups.archive import extract_archive, read_manifest, write_archive
+from market.ops.backups.errors import BackupError
+from market.ops.backups.manifest import FORMAT_VERSION, Manifest, archive_name
 
 T0 = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
 PAYLOAD = b"PGDMP" + os.urandom(200_000)  # incompressible, so that damage lands in the payload

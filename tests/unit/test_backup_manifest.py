@@ -8,14 +8,14 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from market.adapters.backups.errors import BackupError
-from market.adapters.backups.manifest import (
+from market.ops.backups.errors import BackupError
+from market.ops.backups.manifest import (
     FORMAT_VERSION,
     Manifest,
     archive_name,
     is_archive_name,
 )
-from market.adapters.backups.schedule import next_run
+from market.ops.backups.schedule import next_run
 
 T0 = datetime(2026, 11, 28, 13, 33, 41, tzinfo=UTC)
 MANIFEST = Manifest(

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from market.adapters.backups.archive import verified_marker, write_archive
-from market.adapters.backups.manifest import FORMAT_VERSION, Manifest, archive_name
-from market.adapters.backups.service import BackupService
 from market.cli import main
 from market.config import DatabaseURL
+from market.ops.backups.archive import verified_marker, write_archive
+from market.ops.backups.manifest import FORMAT_VERSION, Manifest, archive_name
+from market.ops.backups.service import BackupService
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RETENTION_DAYS = 30

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from market.adapters.http.dashboard_pages import payments_chart
 from market.adapters.http.templating import template_engine
 from market.domain.analytics import PaymentsOnDay
+from market.ops.dashboard import payments_chart
 
 SCRIPT = "<script>alert('owned')</script>"
 

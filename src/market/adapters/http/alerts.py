@@ -10,14 +10,14 @@ import msgspec
 from litestar import Controller, Request, get
 
 from market.domain.users import Role
-from market.telemetry.alerting import AlertStatus
+from market.ops.alerting.rules import AlertStatus
 
 from .auth import requires
 from .openapi import problems
 
 
 class AlertBoard(Protocol):
-    """What the endpoint reads: the alert monitor (`market.adapters.alerting.monitor.AlertMonitor`)."""
+    """What the endpoint reads: the alert monitor (`market.ops.alerting.monitor.AlertMonitor`)."""
 
     def statuses(self) -> Sequence[AlertStatus]: ...
 

@@ -1,6 +1,6 @@
 """The admin dashboard: `/admin/login`, `/admin/logout`, `/admin/dashboard` and its monitoring buttons.
 
-Server-rendered HTML for people (Jinja templates under templates/, their figures from dashboard_pages.py,
+Server-rendered HTML for people (Jinja templates under templates/, their figures from market.ops.dashboard,
 the stylesheet served from static/ under /admin/static), kept out of the OpenAPI schema. The session is a cookie
 holding an ordinary access token (`HttpOnly; Secure; SameSite=Strict; Path=/admin`), so sign-in, expiry and
 revocation are the API's. Forms that change something carry a CSRF token: an HMAC of the session cookie keyed
@@ -24,17 +24,21 @@ from litestar.exceptions import ValidationException
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
-from market.application import accounts, analytics
+from market.application import accounts
 from market.application.services import Services
-from market.domain.analytics import Period, ReportName
 from market.domain.errors import InvalidCredentials
 from market.domain.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, Role, User
+from market.ops import dashboard as pages
+from market.ops.selftest import (
+    MONITORING_KINDS,
+    MonitoringKind,
+    MonitoringTestError,
+    produce_monitoring_signal,
+)
 
-from . import dashboard_pages as pages
 from .accounts import sign_in
-from .admin import MONITORING_KINDS, MonitoringKind, MonitoringTestError, produce_monitoring_signal
 from .alerts import AlertBoard
-from .analytics import period_of, report_out
+from .analytics import period_of
 from .auth import user_of_token
 from .limits import rate_limited
 from .problems import record_server_error
@@ -189,7 +193,8 @@ async def test_monitoring(request: Request[Any, Any, Any], services: Services) -
         try:
             event_id = await produce_monitoring_signal(
                 cast(MonitoringKind, kind),
-                services=services,
+                sandbox_gateway=services.sandbox_gateway,
+                events=services.events,
                 user=user,
                 route=route,
                 method=request.method,
@@ -225,7 +230,12 @@ async def _render(
     except ValidationException as exc:
         errors = [(str(e.get("key")), str(e.get("message"))) for e in exc.extra if isinstance(e, dict)]  # type: ignore[union-attr]
     else:
-        figures = await _figures(services, period)
+        figures = await pages.figures(
+            period,
+            reports=services.reports,
+            clock=services.clock,
+            abandon_after=services.cart_abandon_after,
+        )
     form = pages.PeriodForm(
         raw_from=raw_from,
         raw_to=raw_to,
@@ -248,31 +258,6 @@ async def _render(
 
 def _date_or_empty(raw: str) -> str:
     return raw if _BARE_DATE.match(raw) else ""
-
-
-async def _figures(services: Services, period: Period) -> pages.Figures:
-    """The five reports (as the API shapes them) and payments per day. One after another: on SQLite the
-    reports share one connection anyway, and each is a single query over an indexed range."""
-    shaped = {
-        name: report_out(
-            await analytics.run_report(
-                name,
-                period,
-                reports=services.reports,
-                clock=services.clock,
-                abandon_after=services.cart_abandon_after,
-            )
-        )
-        for name in ReportName
-    }
-    return pages.Figures(
-        funnel=shaped[ReportName.FUNNEL],  # type: ignore[arg-type]
-        search=shaped[ReportName.SEARCH],  # type: ignore[arg-type]
-        payments=shaped[ReportName.PAYMENTS],  # type: ignore[arg-type]
-        carts=shaped[ReportName.CARTS],  # type: ignore[arg-type]
-        sessions=shaped[ReportName.SESSIONS],  # type: ignore[arg-type]
-        payments_by_day=await analytics.payments_by_day(period, reports=services.reports),
-    )
 
 
 def dashboard_router() -> Router:

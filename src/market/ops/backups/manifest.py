@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from .errors import BackupError
@@ -39,6 +41,23 @@ def archive_time(name: str) -> datetime | None:
     """The UTC instant an archive name carries (the inverse of `archive_name`); None for other names."""
     match = _ARCHIVE_NAME.fullmatch(name)
     return datetime.strptime(match[1], _STAMP).replace(tzinfo=UTC) if match else None
+
+
+def newest_archive_time(directory: Path) -> float | None:
+    """Unix time of the newest backup archive in `directory`, from its name (`market-YYYYMMDDTHHMMSSZ.tar.gz`,
+    the manifest's `created_at`). An archive only appears there once it is complete, so its presence is a
+    success — also one made by `market backup create` or a CronJob in another process."""
+    newest: float | None = None
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                created = archive_time(entry.name)
+                if created is not None:
+                    moment = created.timestamp()
+                    newest = moment if newest is None else max(newest, moment)
+    except OSError:
+        return None  # no backup directory (yet): no archive
+    return newest
 
 
 def format_time(moment: datetime) -> str:

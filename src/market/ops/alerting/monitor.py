@@ -1,5 +1,5 @@
 """The alert monitor: a background task in every service process that reads the metrics every
-MARKET_ALERT_EVAL_INTERVAL, runs the rules (`market.telemetry.alerting`), logs each change of state and sends it
+MARKET_ALERT_EVAL_INTERVAL, runs the rules (`market.ops.alerting.rules`), logs each change of state and sends it
 to the configured notifiers — once when a rule fires, once when it resolves, never on every evaluation.
 
 Notifications leave through one queue per notifier, drained by its own task: an evaluation never waits for
@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from market.adapters.background import cancel_and_wait
+from market.ops.alerting.rules import AlertEvaluator, AlertStatus, Reading, Transition
 from market.private_files import private_dir
-from market.telemetry.alerting import AlertEvaluator, AlertStatus, Reading, Transition
 
 from .notifiers import AlertMessage, NotificationFailed, Notifier
 

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+SCHEMA_VERSIONS = "market.schema_versions"
+"""Key in click's `ctx.meta`: a callable returning the schema (migration) versions this market knows, oldest
+first. The `market` command (market.cli, the commands' composition root) sets it, so that this wing needs no
+import of the database adapter; `restore` refuses archives of any other schema."""
+
 
 class BackupFailed(click.ClickException):
     """One line on stderr, exit status 1, no traceback."""
@@ -194,7 +199,10 @@ def schedule(at_: str | None, verify_after: bool, prune_after: bool) -> None:
 def _service(settings: Settings, **providers: Any) -> BackupService:
     from .service import BackupService
 
-    return BackupService.from_settings(settings, **providers)
+    known = click.get_current_context().meta.get(SCHEMA_VERSIONS)
+    return BackupService.from_settings(
+        settings, known_migrations=None if known is None else known(), **providers
+    )
 
 
 def _settings() -> Settings:

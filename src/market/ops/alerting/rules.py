@@ -4,7 +4,7 @@ conditions, computed here over sliding windows of the service's own cumulative m
 Plain logic, no I/O. An `AlertEvaluator` is fed `Reading`s — the cumulative figures Prometheus would scrape —
 stamps each with its injected clock, keeps them in a ring buffer as long as the longest window needs, and on
 every `observe()` measures each rule over its window and returns the state changes (`Transition`s). Reading
-the metrics, the schedule and the notifications live in `market.adapters.alerting`.
+the metrics, the schedule and the notifications live in `market.ops.alerting`.
 
 A windowed increase is Prometheus's `increase()` without its extrapolation: the sum of the rises between
 consecutive readings, from the last reading at or before the window's start to the newest (a counter that goes

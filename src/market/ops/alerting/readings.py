@@ -1,17 +1,15 @@
 """What the alert rules read, taken from the service's own cumulative metrics (the data behind `/metrics`:
-this worker's live figures plus its sibling workers' latest snapshots) and from the backup directory."""
+this worker's live figures plus its sibling workers' latest snapshots) and from the newest backup archive."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
-from market.adapters.backups.manifest import archive_time
+from market.ops.alerting.rules import Reading
 from market.telemetry import names
-from market.telemetry.alerting import Reading
 from market.telemetry.prometheus import MetricsExposition, Snapshot, merge, prometheus_name
 
 HTTP_DURATION = prometheus_name(*names.HTTP_SERVER_REQUEST_DURATION[:2], "histogram")
@@ -72,35 +70,21 @@ def reading_from_snapshot(snap: Snapshot) -> Reading:
     )
 
 
-def newest_archive_time(directory: Path) -> float | None:
-    """Unix time of the newest backup archive in `directory`, from its name (`market-YYYYMMDDTHHMMSSZ.tar.gz`,
-    the manifest's `created_at`). An archive only appears there once it is complete, so its presence is a
-    success — also one made by `market backup create` or a CronJob in another process."""
-    newest: float | None = None
-    try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                created = archive_time(entry.name)
-                if created is not None:
-                    moment = created.timestamp()
-                    newest = moment if newest is None else max(newest, moment)
-    except OSError:
-        return None  # no backup directory (yet): no archive
-    return newest
-
-
 class ExpositionReadings:
-    """Takes a `Reading` from a `MetricsExposition` and the backup directory. Blocking (it reads files):
-    call it from a thread."""
+    """Takes a `Reading` from a `MetricsExposition` and, when given, `last_archived` (the Unix time of the
+    newest backup archive, or None: `market.ops.backups.manifest.newest_archive_time` over the backup
+    directory, bound by the composition root). Blocking (it reads files): call it from a thread."""
 
-    def __init__(self, exposition: MetricsExposition, backup_directory: Path | None = None) -> None:
+    def __init__(
+        self, exposition: MetricsExposition, last_archived: Callable[[], float | None] | None = None
+    ) -> None:
         self._exposition = exposition
-        self._backup_directory = backup_directory
+        self._last_archived = last_archived
 
     def __call__(self) -> Reading:
         snap = merge([*self._exposition.directory.others(), self._exposition.collect()])
         reading = reading_from_snapshot(snap)
-        archived = newest_archive_time(self._backup_directory) if self._backup_directory else None
+        archived = self._last_archived() if self._last_archived else None
         candidates = [t for t in (reading.backup_last_success, archived) if t is not None]
         if not candidates:
             return reading

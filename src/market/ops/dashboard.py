@@ -1,6 +1,7 @@
-"""What the admin dashboard's templates show: the figures in the API's own shapes, the words for each
-monitoring kind, and the charts' geometry as plain numbers. The markup is in templates/ (dashboard.html and
-macros/charts.html), rendered with autoescaping by the engine of templating.py.
+"""What the admin dashboard's templates show: the reports over a period in the API's own shapes, the words
+for each monitoring kind, and the charts' geometry as plain numbers. The markup is in the templates
+(dashboard.html and macros/charts.html), rendered with autoescaping by the engine of
+market.adapters.http.templating.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from market.domain.analytics import PaymentsOnDay
-from market.telemetry.alerting import AlertStatus
-
-from .admin import MONITORING_KINDS
-from .analytics import CartsOut, FunnelOut, PaymentsOut, SearchOut, SessionsOut
+from market.application import analytics
+from market.application.ports import AnalyticsReports, Clock
+from market.domain.analytics import PaymentsOnDay, Period, ReportName
+from market.ops.alerting.rules import AlertStatus
+from market.ops.selftest import MONITORING_KINDS
+from market.serializers.reports import CartsOut, FunnelOut, PaymentsOut, SearchOut, SessionsOut, report_out
 
 STEP_LABELS = {
     "browsed": "Browsed",
@@ -114,6 +116,29 @@ class PaymentsChart:
     first_day: str
     last_day: str
     bars: Sequence[ChartBar]
+
+
+async def figures(
+    period: Period, *, reports: AnalyticsReports, clock: Clock, abandon_after: timedelta
+) -> Figures:
+    """The five reports (as the API shapes them) and payments per day. One after another: on SQLite the
+    reports share one connection anyway, and each is a single query over an indexed range."""
+    shaped = {
+        name: report_out(
+            await analytics.run_report(
+                name, period, reports=reports, clock=clock, abandon_after=abandon_after
+            )
+        )
+        for name in ReportName
+    }
+    return Figures(
+        funnel=shaped[ReportName.FUNNEL],  # type: ignore[arg-type]
+        search=shaped[ReportName.SEARCH],  # type: ignore[arg-type]
+        payments=shaped[ReportName.PAYMENTS],  # type: ignore[arg-type]
+        carts=shaped[ReportName.CARTS],  # type: ignore[arg-type]
+        sessions=shaped[ReportName.SESSIONS],  # type: ignore[arg-type]
+        payments_by_day=await analytics.payments_by_day(period, reports=reports),
+    )
 
 
 def funnel_rows(funnel: FunnelOut) -> list[FunnelRow]:

@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -109,8 +109,13 @@ class BackupService:
         environ: Mapping[str, str] | None = None,
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
+        known_migrations: Sequence[str] | None = None,
     ) -> None:
+        """`known_migrations`: the schema versions this market knows, oldest first, given by the composition
+        root (the wing does not import the database adapter); `restore` refuses an archive whose schema is
+        not among them. None skips that check."""
         self.database = database
+        self.known_migrations = None if known_migrations is None else tuple(known_migrations)
         self.directory = directory
         self.retention_days = retention_days
         self.clock = clock
@@ -300,8 +305,8 @@ class BackupService:
                 raise BackupError(
                     f"{archive.name}: unexpected files {sorted(manifest.files)} for {manifest.engine}"
                 )
-            if restoring:
-                _check_schema_is_known(archive, manifest)
+            if restoring and self.known_migrations is not None:
+                _check_schema_is_known(archive, manifest, self.known_migrations)
 
         manifest = await asyncio.to_thread(extract_archive, archive, work, accept)
         payload = work / self.backend.payload_name
@@ -374,10 +379,7 @@ class BackupService:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _check_schema_is_known(archive: Path, manifest: Manifest) -> None:
-    from market.adapters.db.migrations import MIGRATIONS
-
-    known = [migration.version for migration in MIGRATIONS]
+def _check_schema_is_known(archive: Path, manifest: Manifest, known: Sequence[str]) -> None:
     if manifest.migration_head is not None and manifest.migration_head not in known:
         raise BackupError(
             f"{archive.name}: its schema ({manifest.migration_head}) is newer than this market knows "

@@ -1,0 +1,61 @@
+"""The monitoring self-test: produce one signal on purpose, to prove a deployment's monitoring end to end.
+The same whoever asks: `POST /api/v1/admin/test-monitoring` and the admin dashboard's buttons."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Literal, get_args
+
+from opentelemetry import trace
+
+from market.application.ports import ChargeRequest, EventPublisher, PaymentGateway
+from market.domain.events import PaymentAttempted
+from market.domain.users import User
+from market.telemetry import names
+from market.telemetry.sentry import report_message
+
+SLOW_SPAN_S = 2.6
+
+MonitoringKind = Literal["error", "slow", "payment_failure", "message"]
+MONITORING_KINDS: tuple[MonitoringKind, ...] = get_args(MonitoringKind)
+
+
+class MonitoringTestError(RuntimeError):
+    """Raised on purpose by the monitoring self-test of kind `error`."""
+
+
+async def produce_monitoring_signal(
+    kind: MonitoringKind,
+    *,
+    sandbox_gateway: PaymentGateway,
+    events: EventPublisher,
+    user: User,
+    route: str,
+    method: str,
+) -> str | None:
+    """Produce exactly one monitoring signal: `error` raises MonitoringTestError, for the caller to handle as
+    any unexpected error; `slow` makes a span of at least 2.5 s; `payment_failure` runs a declined charge
+    through the sandbox gateway; `message` sends an info-level Sentry message. Returns the Sentry event id of
+    the message (None for the other kinds, or when Sentry is off). `route` and `method` name the caller's
+    endpoint in the error and the message."""
+    if kind == "error":
+        raise MonitoringTestError(f"Test error raised on purpose by {method} {route}.")
+    if kind == "slow":
+        with trace.get_tracer(__name__).start_as_current_span(names.SPAN_MONITORING_SLOW):
+            await asyncio.sleep(SLOW_SPAN_S)
+    elif kind == "payment_failure":
+        order_id = str(uuid.uuid4())
+        result = await sandbox_gateway.charge(
+            ChargeRequest(order_id, str(uuid.uuid4()), 100, "EUR", "card", "tok_chargeDeclined")
+        )
+        events.publish([PaymentAttempted(order_id, result.status, "card", 100, "EUR", result.reason)])
+    elif kind == "message":
+        return report_message(
+            f"Test message sent on purpose by {method} {route}.",
+            level="info",
+            user=user,
+            route=route,
+            method=method,
+        )
+    return None

@@ -1,0 +1,127 @@
+"""The JSON shapes of the business reports: the API's (`GET /admin/analytics/{report}`, `GET /seller/dashboard`),
+`market report --json`'s and the admin dashboard's. Shared by every entrypoint, so none of them imports another
+to shape its output."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+
+from market.domain import analytics as reports
+
+T = TypeVar("T")
+
+
+def _second(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
+
+
+class FunnelOut(msgspec.Struct):
+    """Sessions (distinct `X-Session-Id`s) at each step; each step counts only sessions that reached every
+    step before it: browsed (viewed an item or searched), carted, started a checkout, paid."""
+
+    from_: datetime = msgspec.field(name="from")
+    to: datetime
+    steps: list[reports.FunnelStep]
+    overall_conversion: float
+
+
+class SearchOut(msgspec.Struct):
+    from_: datetime = msgspec.field(name="from")
+    to: datetime
+    searches: int
+    no_results: int
+    no_results_rate: float
+    success_rate: float
+    """Share of searches followed, in the same session within 30 minutes, by an item view or a cart add."""
+    top_queries: list[reports.QueryCount]
+    top_no_result_queries: list[reports.QueryCount]
+
+
+class PaymentsOut(msgspec.Struct):
+    """Charge attempts by their outcome when made (`errored`: the provider could not be reached); `amounts`
+    are over succeeded payments, per currency: every order paid, including those that reconciliation found
+    charged after a call that timed out (whose attempt stays `errored`)."""
+
+    from_: datetime = msgspec.field(name="from")
+    to: datetime
+    attempts: int
+    succeeded: int
+    declined: int
+    errored: int
+    success_rate: float
+    by_method: list[reports.MethodStats]
+    amounts: list[reports.AmountStats]
+
+
+class CartsOut(msgspec.Struct):
+    """Buyers who put something in their cart during the period; `checked_out` started a checkout after;
+    `abandoned` did not, and `MARKET_CART_ABANDON_AFTER` has passed since their last addition."""
+
+    from_: datetime = msgspec.field(name="from")
+    to: datetime
+    carts_with_items: int
+    checked_out: int
+    abandoned: int
+    abandonment_rate: float
+    abandon_after_s: int
+
+
+class SessionsOut(msgspec.Struct):
+    """Durations run from a session's first event in the period to its last."""
+
+    from_: datetime = msgspec.field(name="from")
+    to: datetime
+    sessions: int
+    median_duration_s: float
+    p95_duration_s: float
+    events_per_session: float
+
+
+ReportOut = FunnelOut | SearchOut | PaymentsOut | CartsOut | SessionsOut
+
+
+_SHAPES: dict[type, type[ReportOut]] = {
+    reports.FunnelReport: FunnelOut,
+    reports.SearchReport: SearchOut,
+    reports.PaymentsReport: PaymentsOut,
+    reports.CartsReport: CartsOut,
+    reports.SessionsReport: SessionsOut,
+}
+
+
+def _shaped(figures: Any, shape: type[T]) -> T:
+    """A report's JSON shape: its own fields, with its period as `from`/`to` to the second."""
+    values = {
+        f.name: list(value) if isinstance(value := getattr(figures, f.name), tuple) else value
+        for f in dataclasses.fields(figures)
+        if f.name not in ("start", "end")
+    }
+    return shape(from_=_second(figures.start), to=_second(figures.end), **values)
+
+
+def report_out(report: reports.Report) -> ReportOut:
+    """The JSON of a report (the API's and `market report --json`'s)."""
+    return _shaped(report, _SHAPES[type(report)])
+
+
+class SellerDashboardOut(msgspec.Struct):
+    """The seller's own paid orders (revenue per currency: sums across currencies are refused) and the views
+    of their own items; nobody else's."""
+
+    from_: datetime = msgspec.field(name="from")
+    to: datetime
+    revenue: list[reports.Revenue]
+    orders: int
+    units: int
+    views: int
+    conversion: float
+    """Share of the sessions that viewed one of the seller's items which then paid for an order holding one."""
+    top_items: list[reports.SellerItemStats]
+
+
+def dashboard_out(board: reports.SellerDashboard) -> SellerDashboardOut:
+    return _shaped(board, SellerDashboardOut)
