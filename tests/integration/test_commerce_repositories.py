@@ -104,7 +104,7 @@ async def test_a_cart_reads_its_lines_at_current_prices_in_the_order_they_were_a
     await carts.set_quantity(buyer.id, mug.id, 3, T0 + timedelta(seconds=2))  # keeps its place
     await PiccoloItemRepository(db).update(dataclasses.replace(mug, price_cents=2100))
     cart = await carts.get(buyer.id)
-    assert [(c.item_id, c.quantity, c.unit_price_cents, c.stock, c.seller_id) for c in cart.lines] == [
+    assert [(c.item_id, c.quantity, c.unit_price.cents, c.stock, c.seller_id) for c in cart.lines] == [
         (mug.id, 3, 2100, 5, seller.id),
         (hat.id, 1, 500, 2, seller.id),
     ]

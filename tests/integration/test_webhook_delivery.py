@@ -30,6 +30,7 @@ from market.adapters.webhooks.ssrf import REFUSED, SsrfGuard
 from market.adapters.webhooks.worker import WebhookDeliveryWorker
 from market.application.seller_webhooks import deliver_due_webhooks, set_seller_webhook
 from market.domain.errors import InvalidCursor
+from market.domain.money import Money
 from market.domain.orders import Order, OrderLine, OrderStatus
 from market.domain.users import User
 from market.domain.webhooks import AttemptResult, DeliveryStatus, Verdict, WebhookEndpoint
@@ -90,8 +91,7 @@ async def queue_order_paid(
         buyer_id=str(uuid.uuid4()),
         status=OrderStatus.PAID,
         lines=tuple(OrderLine(str(uuid.uuid4()), s.id, f"Mug {n}", 2, 1500) for n, s in enumerate(sellers)),
-        total_cents=3000 * len(sellers),
-        currency="EUR",
+        total=Money(3000 * len(sellers), "EUR"),
         created_at=now,
         updated_at=now,
         traceparent=traceparent,

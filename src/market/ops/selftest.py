@@ -11,6 +11,7 @@ from opentelemetry import trace
 
 from market.application.ports import ChargeRequest, EventPublisher, PaymentGateway
 from market.domain.events import PaymentAttempted
+from market.domain.money import Money
 from market.domain.users import User
 from market.telemetry import names
 from market.telemetry.sentry import report_message
@@ -47,9 +48,9 @@ async def produce_monitoring_signal(
     elif kind == "payment_failure":
         order_id = str(uuid.uuid4())
         result = await sandbox_gateway.charge(
-            ChargeRequest(order_id, str(uuid.uuid4()), 100, "EUR", "card", "tok_chargeDeclined")
+            ChargeRequest(order_id, str(uuid.uuid4()), Money(100, "EUR"), "card", "tok_chargeDeclined")
         )
-        events.publish([PaymentAttempted(order_id, result.status, "card", 100, "EUR", result.reason)])
+        events.publish([PaymentAttempted(order_id, result.status, "card", Money(100, "EUR"), result.reason)])
     elif kind == "message":
         return report_message(
             f"Test message sent on purpose by {method} {route}.",

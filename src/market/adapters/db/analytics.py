@@ -96,29 +96,32 @@ def _row(event: events.Event) -> _Row | None:
             return _Row(
                 "checkout_started",
                 order_id=event.order_id,
-                amount_cents=event.total_cents,
-                currency=event.currency,
+                amount_cents=event.total.cents,
+                currency=event.total.currency,
                 quantity=event.line_count,
             )
         case events.PaymentAttempted():
             return _Row(
                 _PAYMENT_KINDS[event.outcome],
                 order_id=event.order_id,
-                amount_cents=event.amount_cents,
-                currency=event.currency,
+                amount_cents=event.amount.cents,
+                currency=event.amount.currency,
                 method=event.method,
                 reason=event.reason,
             )
         case events.OrderPaid():
             return _Row(
-                "order_paid", order_id=event.order_id, amount_cents=event.total_cents, currency=event.currency
+                "order_paid",
+                order_id=event.order_id,
+                amount_cents=event.total.cents,
+                currency=event.total.currency,
             )
         case events.OrderRefunded():
             return _Row(
                 "order_refunded",
                 order_id=event.order_id,
-                amount_cents=event.total_cents,
-                currency=event.currency,
+                amount_cents=event.total.cents,
+                currency=event.total.currency,
             )
     return None
 

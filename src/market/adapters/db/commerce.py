@@ -18,6 +18,7 @@ from typing import Any
 
 from market.application.checkout import GATEWAY_UNAVAILABLE
 from market.application.ports import IdempotentReplay, Page
+from market.domain.money import Money
 from market.domain.orders import Cart, CartLine, Order, OrderLine, OrderStatus, Payment, PaymentStatus
 from market.domain.users import Role, User
 
@@ -77,8 +78,7 @@ class SqlCartRepository:
                     item_id=str(r["item_id"]),
                     title=r["title"],
                     quantity=r["quantity"],
-                    unit_price_cents=r["price_cents"],
-                    currency=r["currency"],
+                    unit_price=Money(r["price_cents"], r["currency"]),
                     seller_id=str(r["seller_id"]),
                     stock=r["stock"],
                 )
@@ -158,8 +158,8 @@ class SqlOrderRepository:
                     "id": order.id,
                     "buyer_id": order.buyer_id,
                     "status": order.status.value,
-                    "total_cents": order.total_cents,
-                    "currency": order.currency,
+                    "total_cents": order.total.cents,
+                    "currency": order.total.currency,
                     "traceparent": order.traceparent,
                     "created_at": order.created_at,
                     "updated_at": order.updated_at,
@@ -191,8 +191,8 @@ class SqlOrderRepository:
                     "order_id": order.id,
                     "status": p.status.value,
                     "method": p.method,
-                    "amount_cents": p.amount_cents,
-                    "currency": p.currency,
+                    "amount_cents": p.amount.cents,
+                    "currency": p.amount.currency,
                     "provider": p.provider,
                     "provider_payment_id": p.provider_payment_id,
                     "failure_reason": p.failure_reason,
@@ -273,8 +273,7 @@ class SqlOrderRepository:
                 order_id=str(r["order_id"]),
                 status=PaymentStatus(r["status"]),
                 method=r["method"],
-                amount_cents=r["amount_cents"],
-                currency=r["currency"],
+                amount=Money(r["amount_cents"], r["currency"]),
                 provider=r["provider"],
                 provider_payment_id=r["provider_payment_id"],
                 failure_reason=r["failure_reason"],
@@ -285,8 +284,7 @@ class SqlOrderRepository:
                 buyer_id=str(r["buyer_id"]),
                 status=OrderStatus(r["status"]),
                 lines=tuple(lines[str(r["id"])]),
-                total_cents=r["total_cents"],
-                currency=r["currency"],
+                total=Money(r["total_cents"], r["currency"]),
                 created_at=r["created_at"],
                 updated_at=r["updated_at"],
                 payment=payments.get(str(r["id"])),

@@ -56,8 +56,8 @@ class SandboxPaymentGateway:
             request.order_id,
             truth,
             request.method,
-            request.amount_cents,
-            request.currency,
+            request.amount.cents,
+            request.amount.currency,
             reason,
             datetime.now(UTC),
         )
@@ -72,8 +72,8 @@ class SandboxPaymentGateway:
                     "data": {
                         "payment_id": charge_id,
                         "order_id": request.order_id,
-                        "amount_cents": request.amount_cents,
-                        "currency": request.currency,
+                        "amount_cents": request.amount.cents,
+                        "currency": request.amount.currency,
                     },
                 }
             )
