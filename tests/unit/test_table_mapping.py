@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from piccolo.querystring import QueryString
 
+from market.adapters.db.database import _compiled_template, _CompiledQuery
 from market.adapters.db.rows import ITEM_COLUMNS, item_from_row, item_values
 from market.adapters.db.tables import (
     ALL_TABLES,
@@ -68,3 +70,18 @@ def test_every_table_has_a_primary_key_made_of_its_own_columns():
     for table in ALL_TABLES:
         assert primary_key(table)
         assert set(primary_key(table)) <= set(columns(table)), table._meta.tablename
+
+
+@pytest.mark.parametrize("engine_type", ["postgres", "sqlite"])
+@pytest.mark.parametrize(
+    "template",
+    [
+        insert_sql(OrderRow),
+        "SELECT 1",
+        "SELECT '{{}}' AS braces, x FROM t WHERE a = {} AND b IN ({}, {})",
+    ],
+)
+def test_written_sql_is_compiled_once_exactly_as_piccolo_compiles_it_on_every_call(engine_type, template):
+    args = list(range(template.count("{}") - template.count("{{}}")))
+    compiled = _CompiledQuery(template, _compiled_template(template, len(args), engine_type), args)
+    assert compiled.compile_string(engine_type) == QueryString(template, *args).compile_string(engine_type)
