@@ -205,6 +205,7 @@ def main() -> int:
             "--workers",
             "1",
             "--no-color",
+            *sys.argv[1:],  # e.g. --include-operation-id addSessionEvents: one operation, while working on it
         ]
         shown = [
             "'Authorization: Bearer ***'" if part.startswith("Authorization:") else part for part in command

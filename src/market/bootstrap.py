@@ -18,6 +18,7 @@ from typing import Any
 
 from argon2 import PasswordHasher as Argon2
 from litestar import Litestar
+from litestar.di import Provide
 from opentelemetry import trace
 
 from market.adapters.background import cancel_and_wait
@@ -25,9 +26,11 @@ from market.adapters.db.analytics import SqlAnalyticsReports
 from market.adapters.db.commerce import SqlIdempotencyStore
 from market.adapters.db.database import Database
 from market.adapters.db.repositories import PiccoloReadRepositories, PiccoloUnitOfWork
+from market.adapters.db.sessions import SqlSessionStore
 from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, SqlWebhookDeliveryRepository
 from market.adapters.http.app import create_app
 from market.adapters.http.limits import RouteLimits
+from market.adapters.http.sessions import SessionLinks
 from market.adapters.payments.sandbox import SandboxPaymentGateway
 from market.adapters.security.limits import Limiter, StoreSignInThrottle, build_store
 from market.adapters.security.passwords import Argon2PasswordHasher
@@ -60,6 +63,7 @@ from market.telemetry.asgi import ServerSpanMiddleware
 from market.telemetry.logs import AccessLog, logging_config
 from market.telemetry.names import INSTRUMENTATION_SCOPE
 from market.telemetry.sentry import close_sentry, init_sentry, never_send
+from market.telemetry.sessions import SessionRecording
 from market.telemetry.setup import Telemetry, install_telemetry
 
 log = logging.getLogger(__name__)
@@ -223,8 +227,11 @@ def build_app(
     settings = settings or Settings.from_env()
     configure_logging(settings)
     telemetry = install_telemetry(settings)
-    init_sentry(settings.sentry)
+    links = session_links(settings)
+    init_sentry(settings.sentry, session_page=settings.public_url + links.session_page)
     database = Database(settings.database)
+    session_store = SqlSessionStore(database)
+    recording = SessionRecording(session_store, retention=timedelta(days=settings.sessions.retention_days))
     limiter = Limiter(build_store(settings.limits)) if settings.limits.enabled else None
     services = build_services(settings, database, telemetry, limiter)
     alerts = build_alert_monitor(settings, telemetry)
@@ -244,6 +251,8 @@ def build_app(
             stack.push_async_callback(database.close)
             if auto_migrate:
                 await database.migrate()
+            recording.start()
+            stack.push_async_callback(recording.stop)  # before the pool closes: the last batch is written
             background = [
                 asyncio.create_task(
                     reconcile_forever(services, settings.payments.reconcile_interval_s), name="reconciler"
@@ -288,6 +297,7 @@ def build_app(
         alerts=alerts,
         limits=RouteLimits.of(settings.limits, limiter) if limiter is not None else None,
         lifespan=[lifespan],
+        dependencies=session_dependencies(session_store, recording, links),
     )
     # Outside Litestar's exception handling, so that even 404s of unknown routes and 500s are traced.
     app.asgi_handler = ServerSpanMiddleware(
@@ -295,8 +305,24 @@ def build_app(
         telemetry.tracer,
         telemetry.instruments.http_duration,
         AccessLog(via_logging=telemetry.logger_provider is not None),  # exported lines go through logging
+        sessions=recording if settings.sessions.recording else None,
     )
     return app
+
+
+def session_links(settings: Settings) -> SessionLinks:
+    return SessionLinks(settings.sessions.trace_url_template, settings.sessions.sentry_url_template)
+
+
+def session_dependencies(
+    store: SqlSessionStore, recording: SessionRecording, links: SessionLinks
+) -> dict[str, Provide]:
+    """Session replay's ports, for the controllers that ask for them by name."""
+    return {
+        "session_store": Provide(lambda: store, sync_to_thread=False),
+        "session_recorder": Provide(lambda: recording, sync_to_thread=False),
+        "session_links": Provide(lambda: links, sync_to_thread=False),
+    }
 
 
 async def close_gateways(services: Services) -> None:

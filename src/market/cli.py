@@ -389,3 +389,7 @@ def prune(older_than_days: int | None) -> None:
 
 
 main.add_command(backup)
+
+from market.adapters.sessions_cli import sessions  # noqa: E402
+
+main.add_command(sessions)

@@ -273,6 +273,32 @@ class AnalyticsSettings:
     (MARKET_CART_ABANDON_AFTER: seconds, or 30m, 24h, 2d)."""
 
 
+def _url_template(env: _Env, name: str, _default: None) -> str | None:
+    raw = env.str(name, "")
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{name}: expected an http(s) URL with a placeholder, as in http://jaeger:16686/trace/{{trace_id}}"
+        )
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    recording: bool = setting("MARKET_SESSION_RECORDING", _flag, True)
+    """Record each API request of a session for session replay (MARKET_SESSION_RECORDING=0 turns it off)."""
+    retention_days: int = setting("MARKET_SESSION_RETENTION_DAYS", _whole(1, 36500), 30)
+    """Session timeline entries older than this are pruned in the background (MARKET_SESSION_RETENTION_DAYS)."""
+    trace_url_template: str | None = setting("MARKET_TRACE_URL_TEMPLATE", _url_template, None)
+    """Where a trace is shown, with `{trace_id}` (MARKET_TRACE_URL_TEMPLATE), e.g.
+    `http://jaeger:16686/trace/{trace_id}`; the session page links each request there."""
+    sentry_url_template: str | None = setting("MARKET_SENTRY_URL_TEMPLATE", _url_template, None)
+    """Where a Sentry event is shown, with `{event_id}` (MARKET_SENTRY_URL_TEMPLATE); the session page links
+    each reported error there."""
+
+
 @dataclass(frozen=True, slots=True)
 class SmtpURL:
     """`smtp://[user:password@]host[:port]` (port 25; upgraded with STARTTLS when the server offers it) or
@@ -458,6 +484,7 @@ class Settings:
     alerts: AlertSettings = _section(AlertSettings)
     analytics: AnalyticsSettings = _section(AnalyticsSettings)
     limits: RateLimitSettings = _section(RateLimitSettings)
+    sessions: SessionSettings = _section(SessionSettings)
 
     @property
     def public_url(self) -> str:

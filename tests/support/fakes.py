@@ -23,6 +23,7 @@ from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import EmailAlreadyRegistered, InvalidCursor, RateLimited
 from market.domain.events import Event
 from market.domain.orders import RESERVING, Cart, CartLine, Order, PaymentGatewayUnavailable
+from market.domain.sessions import ClientEvent, RequestEntry, SessionFilter, SessionSummary, Timeline
 from market.domain.users import Role, User, UserStatus
 
 
@@ -511,3 +512,71 @@ class FakeSignInThrottle:
 
     async def undecided(self, account: str) -> None:
         self.attempts[account] -= 1
+
+
+class FakeSessionStore:
+    """Keeps what it is given in lists; `find` filters by user, trace and errors (enough for the use cases);
+    `fail` makes writes raise, as a database that is down."""
+
+    def __init__(self) -> None:
+        self.requests: list[RequestEntry] = []
+        self.events: list[ClientEvent] = []
+        self.fail = False
+        self.pruned_before: list[datetime] = []
+
+    async def write(self, requests: Sequence[RequestEntry], events: Sequence[ClientEvent]) -> None:
+        if self.fail:
+            raise ConnectionError("the database is down")
+        self.requests.extend(requests)
+        self.events.extend(events)
+
+    async def find(self, criteria: SessionFilter, limit: int, cursor: str | None) -> Page[SessionSummary]:
+        sessions: dict[str, list[RequestEntry]] = {}
+        for entry in self.requests:
+            sessions.setdefault(entry.session_id, []).append(entry)
+        found = []
+        for session_id, entries in sessions.items():
+            if criteria.user_id is not None and all(e.user_id != criteria.user_id for e in entries):
+                continue
+            if criteria.trace_id is not None and all(e.trace_id != criteria.trace_id for e in entries):
+                continue
+            errors = sum(e.status >= 500 for e in entries)
+            if criteria.has_errors is not None and (errors > 0) != criteria.has_errors:
+                continue
+            users = [e.user_id for e in entries if e.user_id]
+            found.append(
+                SessionSummary(
+                    session_id,
+                    users[0] if users else None,
+                    min(e.at for e in entries),
+                    max(e.at for e in entries),
+                    len(entries),
+                    errors,
+                    max(entries, key=lambda e: e.at).route,
+                )
+            )
+        found.sort(key=lambda s: (s.ended_at, s.session_id), reverse=True)
+        return Page(found[:limit], None)
+
+    async def timeline(self, session_id: str) -> Timeline | None:
+        return None
+
+    async def prune(self, older_than: datetime) -> int:
+        self.pruned_before.append(older_than)
+        before = len(self.requests)
+        self.requests = [e for e in self.requests if e.at >= older_than]
+        return before - len(self.requests)
+
+
+class FakeSessionRecorder:
+    """Takes client events until `capacity` is reached, as the real buffer does."""
+
+    def __init__(self, capacity: int = 100) -> None:
+        self.capacity = capacity
+        self.events: list[ClientEvent] = []
+
+    def record_events(self, events: Sequence[ClientEvent]) -> bool:
+        if len(self.events) + len(events) > self.capacity:
+            return False
+        self.events.extend(events)
+        return True

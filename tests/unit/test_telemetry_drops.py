@@ -75,4 +75,4 @@ def test_spans_of_a_failed_export_are_counted(raises):
     _spans(provider, 20)
     processor.force_flush()
     processor.shutdown()
-    assert tally.totals() == {SPANS: 20, "sentry_events": 0}
+    assert tally.totals() == {SPANS: 20, "sentry_events": 0, "session": 0}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Generic, Protocol, Self, TypeVar, runtime_checkable
 
 from market.domain.analytics import (
     CartsReport,
@@ -22,6 +22,7 @@ from market.domain.catalog import Item, ItemFilter
 from market.domain.events import Event
 from market.domain.money import Money
 from market.domain.orders import Cart, Order
+from market.domain.sessions import ClientEvent, RequestEntry, SessionFilter, SessionSummary, Timeline
 from market.domain.users import User, UserStatus
 
 T = TypeVar("T")
@@ -294,3 +295,29 @@ class IdempotencyStore(Protocol):
 
     async def purge(self, older_than: datetime) -> int:
         """Forget keys created before `older_than`; returns how many."""
+
+
+@runtime_checkable  # handlers receive it by dependency injection, which checks what it passes
+class SessionStore(Protocol):
+    """Where session timelines are kept (session replay)."""
+
+    async def write(self, requests: Sequence[RequestEntry], events: Sequence[ClientEvent]) -> None:
+        """Store a batch in one round trip (never called on a request path)."""
+
+    async def find(self, criteria: SessionFilter, limit: int, cursor: str | None) -> Page[SessionSummary]:
+        """Sessions matching every criterion, most recently active first."""
+
+    async def timeline(self, session_id: str) -> Timeline | None:
+        """The session's requests, its client's events and its business events in time order; None when
+        nothing is known of it."""
+
+    async def prune(self, older_than: datetime) -> int:
+        """Forget entries older than `older_than`; returns how many were deleted."""
+
+
+@runtime_checkable
+class SessionRecorder(Protocol):
+    """The per-process buffer in front of the store: taking an entry never waits for the database."""
+
+    def record_events(self, events: Sequence[ClientEvent]) -> bool:
+        """Queue client events; False when the buffer is full and they were dropped (and counted)."""

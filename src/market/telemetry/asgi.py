@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from . import names, request_context
 from .logs import AccessLog
+from .sessions import RECORDED_PREFIX, SessionRecording
 
 _VALID_SESSION = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 
@@ -80,9 +81,16 @@ class ServerSpanMiddleware:
     including 404s of unknown routes and 500s, is inside the span and carries `traceresponse`."""
 
     def __init__(
-        self, app: Any, tracer: Tracer, duration: Histogram | None = None, access_log: AccessLog | None = None
+        self,
+        app: Any,
+        tracer: Tracer,
+        duration: Histogram | None = None,
+        access_log: AccessLog | None = None,
+        sessions: SessionRecording | None = None,
     ) -> None:
         self.app = app
+        self.sessions = sessions
+        """Session replay: each API request's compact entry goes to this buffer (None: not recorded)."""
         self.tracer = tracer
         self.duration = duration
         # One JSON line per request, written here rather than by uvicorn: with the request's trace and span
@@ -123,6 +131,7 @@ class ServerSpanMiddleware:
             attributes[names.CLIENT_ADDRESS] = client[0]
 
         started = time.perf_counter()
+        started_wall = time.time()
         parent = extract(carrier, getter=_GETTER) if carrier else None
         span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes)
         trace_id, span_id, flags = trace_ids(span)
@@ -146,6 +155,7 @@ class ServerSpanMiddleware:
 
         token = otel_context.attach(trace.set_span_in_context(span))
         request = request_context.begin(session, trace_id)
+        context = request_context.current()
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
@@ -165,6 +175,23 @@ class ServerSpanMiddleware:
                         names.HTTP_REQUEST_METHOD_ORIGINAL
                     ]
                 self.access_log.write(f"{method} {scope['path']} {status_code}", trace_id, span_id, fields)
+            if (
+                self.sessions is not None
+                and context is not None
+                and scope["path"].startswith(RECORDED_PREFIX)
+            ):
+                self.sessions.record_request(
+                    session,
+                    started_wall,
+                    method,
+                    template,
+                    status_code,
+                    elapsed,
+                    trace_id,
+                    context.problem_type if status_code >= 400 else None,
+                    context.sentry_event_id,
+                    context.user_id,
+                )
             request_context.end(request)
             otel_context.detach(token)
             if template:

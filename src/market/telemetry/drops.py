@@ -5,7 +5,8 @@ Resilience) — and a drop nobody can see is a hole in the data nobody can expla
 - `spans`: spans pushed out of the full batch queue, and spans in a batch whose export failed (refused,
   timed out, rejected after the exporter's own retries);
 - `sentry_events`: error and message events Sentry's transport lost (its queue full, network error, a 5xx,
-  a 429 or the back-off that follows it).
+  a 429 or the back-off that follows it);
+- `session`: session replay entries the recorder's full buffer refused, or whose batch could not be written.
 
 The exporter and transport threads add to one process-wide tally; an observable counter reads it at
 collection time, so counting costs a lock and an add, and works before the meter provider exists.
@@ -24,6 +25,7 @@ from . import names
 
 SPANS = "spans"
 SENTRY_EVENTS = "sentry_events"
+SESSIONS = "session"
 
 
 class DropTally:
@@ -31,7 +33,7 @@ class DropTally:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._totals: dict[str, int] = {SPANS: 0, SENTRY_EVENTS: 0}
+        self._totals: dict[str, int] = {SPANS: 0, SENTRY_EVENTS: 0, SESSIONS: 0}
 
     def add(self, signal: str, count: int = 1) -> None:
         if count > 0:

@@ -41,6 +41,8 @@ URL_SCHEME = url_attributes.URL_SCHEME
 USER_AGENT_ORIGINAL = user_agent_attributes.USER_AGENT_ORIGINAL
 CLIENT_ADDRESS = client_attributes.CLIENT_ADDRESS
 SESSION_ID = session_attributes.SESSION_ID
+SENTRY_SESSION_CONTEXT = "session"  # Sentry event context {id, url}: the session page, one click away
+SESSION_PAGE_URL = "session.url"  # Sentry tag: the admin page of the session's timeline
 FUNNEL_STEP = "market.funnel.step"  # browsed, carted, checkout_started, paid
 STATISTIC = "market.statistic"  # median, p95
 ENDUSER_ID = enduser_attributes.ENDUSER_ID
@@ -77,7 +79,7 @@ CART_QUANTITY_DELTA = "market.cart.quantity_delta"
 CHECKOUT_OUTCOME = "market.checkout.outcome"  # the order's status, or the exception's class name
 PAYMENT_EVENT_TYPE = "market.payment.event_type"  # payment.succeeded, payment.failed, payment.refunded
 PAYMENT_EVENT_OUTCOME = "market.payment.event_outcome"
-TELEMETRY_SIGNAL = "market.telemetry.signal"  # `spans` or `sentry_events`: what was dropped
+TELEMETRY_SIGNAL = "market.telemetry.signal"  # `spans`, `sentry_events` or `session`: what was dropped
 
 # --- Outgoing seller webhooks: one CLIENT span per attempt (HTTP client semantic conventions) -------------
 SPAN_WEBHOOK_DELIVER = "webhook deliver"

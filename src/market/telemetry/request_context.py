@@ -12,6 +12,10 @@ class RequestContext:
     session_id: str
     trace_id: str
     user_id: str | None = None
+    problem_type: str | None = None
+    """The problem `type` of a 4xx/5xx answer (session replay)."""
+    sentry_event_id: str | None = None
+    """The Sentry event sent for this request, if any (session replay)."""
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("market_request_context", default=None)

@@ -23,7 +23,7 @@ from sentry_sdk.transport import HttpTransport
 from market import __version__
 from market.config import SentrySettings
 
-from . import names
+from . import names, request_context
 from .asgi import known_method
 from .drops import DROPS, SENTRY_EVENTS
 
@@ -72,11 +72,14 @@ MIN_KNOWN_SECRET = 8
 
 _enabled = False
 _known_secrets: tuple[str, ...] = ()
+_session_page: str | None = None
 
 
-def init_sentry(settings: SentrySettings) -> bool:
-    """Start the Sentry client when a DSN is configured; returns whether it is on."""
-    global _enabled
+def init_sentry(settings: SentrySettings, session_page: str | None = None) -> bool:
+    """Start the Sentry client when a DSN is configured; returns whether it is on. `session_page` is the URL
+    of a session's timeline with `{session_id}`: each event links to the session it happened in."""
+    global _enabled, _session_page
+    _session_page = session_page
     if not settings.dsn:
         return False
     if _enabled:  # once per process
@@ -158,6 +161,14 @@ def _describe(scope: Any, user: Any, route: str | None, method: str | None) -> N
         scope.set_tag(names.HTTP_ROUTE, route)
     if method:
         scope.set_tag(names.HTTP_REQUEST_METHOD, known_method(method))
+    request = request_context.current()
+    if request is not None:
+        scope.set_tag(names.SESSION_ID, request.session_id)
+        context = {"id": request.session_id}
+        if _session_page:
+            context["url"] = _session_page.replace("{session_id}", request.session_id)
+            scope.set_tag(names.SESSION_PAGE_URL, context["url"])
+        scope.set_context(names.SENTRY_SESSION_CONTEXT, context)
 
 
 def scrub_event(event: dict[str, Any], hint: Mapping[str, Any] | None = None) -> dict[str, Any]:

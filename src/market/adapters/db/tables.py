@@ -179,6 +179,25 @@ class AnalyticsEventRow(Table, tablename="analytics_events"):
     reason = Varchar(length=64, null=True, default=None)
 
 
+class SessionEntryRow(Table, tablename="session_entries"):
+    """Session replay (m0005): a request of a session, or an event its own client reported."""
+
+    id = BigInt(primary_key=True)
+    session_id = Varchar(length=64)
+    at = Timestamptz()
+    kind = Varchar(length=8)
+    method = Varchar(length=8, null=True, default=None)
+    route = Varchar(length=255, null=True, default=None)
+    status = Integer(null=True, default=None)
+    duration_us = Integer(null=True, default=None)
+    trace_id = Varchar(length=32, null=True, default=None)
+    problem_type = Varchar(length=255, null=True, default=None)
+    sentry_event_id = Varchar(length=32, null=True, default=None)
+    user_id = Varchar(length=36, null=True, default=None)
+    name = Varchar(length=64, null=True, default=None)
+    fields = Text(null=True, default=None)
+
+
 ALL_TABLES: tuple[type[Table], ...] = (
     UserRow,
     ItemRow,
@@ -194,6 +213,7 @@ ALL_TABLES: tuple[type[Table], ...] = (
     WebhookDeliveryRow,
     WebhookAttemptRow,
     AnalyticsEventRow,
+    SessionEntryRow,
 )
 
 COMPOSITE_KEYS: dict[type[Table], tuple[str, ...]] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from litestar import Litestar, Request, Response, Router
@@ -35,6 +35,7 @@ from .orders import CheckoutController
 from .payment_webhooks import payment_webhook
 from .problems import CATALOGUE, exception_handlers
 from .seller import SellerWebhookController
+from .sessions import SessionController, add_session_events
 from .templating import template_config
 from .validation import strict_body
 
@@ -59,6 +60,7 @@ def _openapi() -> OpenAPIConfig:
             Tag(name="webhooks"),
             Tag(name="seller"),
             Tag(name="admin"),
+            Tag(name="sessions"),
             Tag(name="operations"),
         ],
         components=Components(
@@ -99,9 +101,10 @@ def create_app(
     alerts: AlertBoard | None = None,
     limits: RouteLimits | None = None,
     lifespan: Sequence[Any] = (),
+    dependencies: Mapping[str, Provide] | None = None,
 ) -> Litestar:
     """The app. `limits` are the per-IP rate limits of the guarded routes (None: no limits); a request body
-    over `max_body_bytes` is refused with 413."""
+    over `max_body_bytes` is refused with 413. `dependencies`: the use cases' ports bound by bootstrap."""
     api = Router(
         path="/api/v1",
         route_handlers=[
@@ -115,6 +118,8 @@ def create_app(
             AnalyticsController,
             SellerWebhookController,
             SellerDashboardController,
+            SessionController,
+            add_session_events,
         ],
     )
 
@@ -124,6 +129,7 @@ def create_app(
             "services": Provide(_from_state("services"), sync_to_thread=False),
             "database": Provide(_from_state("database"), sync_to_thread=False),
             "user": Provide(provide_user),
+            **(dependencies or {}),
         },
         exception_handlers=exception_handlers(),
         openapi_config=_openapi(),

@@ -25,6 +25,7 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
 from market.application import accounts
+from market.application.ports import SessionStore
 from market.application.services import Services
 from market.domain.errors import InvalidCredentials
 from market.domain.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, Role, User
@@ -40,6 +41,7 @@ from .accounts import sign_in
 from .alerts import AlertBoard
 from .analytics import period_of
 from .auth import user_of_token
+from .dashboard_sessions import recent_failures, session_page, sessions_page
 from .limits import rate_limited
 from .problems import record_server_error
 from .templating import STATIC_DIR, STATIC_PATH
@@ -153,7 +155,9 @@ async def logout(request: Request[Any, Any, Any], services: Services) -> Redirec
 
 
 @get("/dashboard")
-async def dashboard(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
+async def dashboard(
+    request: Request[Any, Any, Any], services: Services, session_store: SessionStore
+) -> Response[Any]:
     """The dashboard over `from`/`to` (dates, or RFC 3339 timestamps; the last 30 days by default)."""
     session = await _session(request)
     if session is None:
@@ -164,11 +168,14 @@ async def dashboard(request: Request[Any, Any, Any], services: Services) -> Resp
     raw_from = request.query_params.get("from") or ""
     raw_to = request.query_params.get("to") or ""
     context, status = await _render(request, services, user, token, raw_from, raw_to)
+    context["failing_sessions"] = await recent_failures(session_store, services)
     return _page("dashboard.html", status, **context)
 
 
 @post("/dashboard/test-monitoring")
-async def test_monitoring(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
+async def test_monitoring(
+    request: Request[Any, Any, Any], services: Services, session_store: SessionStore
+) -> Response[Any]:
     """The monitoring self-test's buttons: the very signal of `POST /api/v1/admin/test-monitoring`, then the
     dashboard with what was produced, its trace id and Sentry event id."""
     session = await _session(request)
@@ -207,6 +214,7 @@ async def test_monitoring(request: Request[Any, Any, Any], services: Services) -
         result = pages.MonitoringResult(kind, trace_id, event_id)
     raw_from, raw_to = str(form.get("from") or ""), str(form.get("to") or "")
     context, page_status = await _render(request, services, user, token, raw_from, raw_to, result)
+    context["failing_sessions"] = await recent_failures(session_store, services)
     return _page("dashboard.html", max(status, page_status), **context)
 
 
@@ -270,6 +278,8 @@ def dashboard_router() -> Router:
             logout,
             dashboard,
             test_monitoring,
+            sessions_page,
+            session_page,
             create_static_files_router(path=STATIC_PATH.removeprefix("/admin"), directories=[STATIC_DIR]),
         ],
         include_in_schema=False,

@@ -24,6 +24,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from market.adapters.db.errors import DatabaseUnavailable, database_unavailable
 from market.domain import errors, orders
+from market.telemetry import request_context
 from market.telemetry.sentry import report_exception
 
 from .html import not_found_page, wants_html
@@ -144,6 +145,8 @@ def problem_response(
         body["errors"] = field_errors
     if extra:
         body.update(extra)
+    if (context := request_context.current()) is not None:  # the session's timeline names the problem
+        context.problem_type = type_uri
     return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -312,9 +315,12 @@ def record_server_error(request: Request[Any, Any, Any], exc: BaseException) -> 
     span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
     log.error("request failed", exc_info=exc)
     state = request.scope.get("state", {})
-    return report_exception(
+    event_id = report_exception(
         exc, user=state.get("user"), route=request.scope.get("path_template"), method=request.method
     )
+    if (context := request_context.current()) is not None:
+        context.sentry_event_id = event_id
+    return event_id
 
 
 def exception_handlers() -> dict[Any, Any]:

@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
-from . import m0001_initial, m0002_commerce, m0003_analytics, m0004_account_revocation
+from . import (
+    m0001_initial,
+    m0002_commerce,
+    m0003_analytics,
+    m0004_account_revocation,
+    m0005_session_replay,
+)
 from .runner import Migration
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -11,6 +17,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0002_commerce.MIGRATION,
     m0003_analytics.MIGRATION,
     m0004_account_revocation.MIGRATION,
+    m0005_session_replay.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
 
@@ -29,6 +36,7 @@ TABLES: tuple[str, ...] = (
     "webhook_deliveries",
     "webhook_attempts",
     "analytics_events",
+    "session_entries",
 )
 """The business tables the migrations up to HEAD create, on both engines (search indexes aside): readiness
 checks that every one exists. A test keeps this list equal to what the migrations make."""

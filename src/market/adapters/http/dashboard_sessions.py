@@ -1,0 +1,203 @@
+"""The dashboard's session replay pages: `/admin/sessions` (search form and list) and
+`/admin/sessions/{session_id}` (the timeline: the failing request highlighted, durations as bars, links to the
+trace and to Sentry). Same sign-in, headers and Content-Security-Policy as the dashboard (dashboard.py); the
+markup is in templates/sessions.html and templates/session.html."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request, Response, get
+
+from market.application import sessions as use_cases
+from market.application.ports import SessionStore
+from market.application.services import Services
+from market.domain.analytics import parse_period
+from market.domain.errors import InvalidCursor, NotFound, ValidationFailed
+from market.domain.sessions import SessionFilter, Timeline
+from market.domain.users import Role
+
+from .sessions import SessionLinks
+
+RECENT_FAILURES = 8
+"""Sessions that hit a 5xx, newest first, on the dashboard."""
+BAR_WIDTH = 100
+_TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+_MAX_INPUT = 254
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of the timeline as the page draws it."""
+
+    at: str
+    kind: str
+    title: str
+    status: int | None
+    duration_ms: float | None
+    bar: float
+    """Width of the duration bar, 0 to BAR_WIDTH (relative to the slowest request of the session)."""
+    failing: bool
+    trace_id: str | None
+    trace_url: str | None
+    sentry_event_id: str | None
+    sentry_url: str | None
+    problem_type: str | None
+    details: list[tuple[str, str]]
+
+
+def timeline_rows(timeline: Timeline, links: SessionLinks) -> list[Row]:
+    durations = [e.fields.get("duration_ms") or 0 for e in timeline.entries if e.kind == "request"]
+    slowest = max(durations, default=0) or 1
+    rows = []
+    for entry in timeline.entries:
+        f = entry.fields
+        at = entry.at.strftime("%H:%M:%S.%f")[:-3]
+        if entry.kind == "request":
+            duration = float(f.get("duration_ms") or 0)
+            rows.append(
+                Row(
+                    at=at,
+                    kind="request",
+                    title=f"{f.get('method')} {f.get('route') or '(no route)'}",
+                    status=f.get("status"),
+                    duration_ms=duration,
+                    bar=round(max(duration / slowest * BAR_WIDTH, 0.5), 2),
+                    failing=(f.get("status") or 0) >= 500,
+                    trace_id=f.get("trace_id"),
+                    trace_url=links.trace(f.get("trace_id")),
+                    sentry_event_id=f.get("sentry_event_id"),
+                    sentry_url=links.sentry(f.get("sentry_event_id")),
+                    problem_type=f.get("problem_type"),
+                    details=[],
+                )
+            )
+        else:
+            details = [
+                (k, str(v)) for k, v in f.items() if k not in ("name", "source", "trace_id") and v is not None
+            ]
+            rows.append(
+                Row(
+                    at=at,
+                    kind="event",
+                    title=str(f.get("name")),
+                    status=None,
+                    duration_ms=None,
+                    bar=0,
+                    failing=False,
+                    trace_id=f.get("trace_id"),
+                    trace_url=links.trace(f.get("trace_id")),
+                    sentry_event_id=None,
+                    sentry_url=None,
+                    problem_type=None,
+                    details=[("source", str(f.get("source"))), *details],
+                )
+            )
+    return rows
+
+
+async def recent_failures(store: SessionStore, services: Services) -> list[Any]:
+    """The latest sessions that hit a 5xx (last 30 days), for the dashboard."""
+    period = parse_period(None, None, services.clock.now())
+    page = await store.find(
+        SessionFilter(has_errors=True, start=period.start, end=period.end), RECENT_FAILURES, None
+    )
+    return list(page.items)
+
+
+async def _admin(request: Request[Any, Any, Any]) -> tuple[Any, Response[Any] | None]:
+    from .dashboard import CLEARED_COOKIE, COOKIE, LOGIN_URL, _forbidden, _redirect, _session
+
+    session = await _session(request)
+    if session is None:
+        return None, _redirect(LOGIN_URL, CLEARED_COOKIE if COOKIE in request.cookies else None)
+    if session[0].role is not Role.ADMIN:
+        return None, _forbidden()
+    return session, None
+
+
+@get("/sessions")
+async def sessions_page(
+    request: Request[Any, Any, Any], services: Services, session_store: SessionStore
+) -> Response[Any]:
+    """Search sessions by trace id, order id, e-mail or user id; the list, most recently active first."""
+    from .dashboard import _page, csrf_token
+
+    session, refusal = await _admin(request)
+    if refusal is not None:
+        return refusal
+    user, token = session
+    query = request.query_params
+    form = {
+        name: str(query.get(name) or "").strip()[:_MAX_INPUT]
+        for name in ("trace_id", "order_id", "email", "user_id", "cursor")
+    }
+    errors_only = query.get("errors") == "1"
+    error = None
+    items: list[Any] = []
+    next_cursor = None
+    if form["trace_id"] and not _TRACE_ID.match(form["trace_id"]):
+        error = "A trace id is 32 hexadecimal characters."
+    else:
+        period = parse_period(None, None, services.clock.now())
+        criteria = SessionFilter(
+            user_id=form["user_id"] or None,
+            order_id=form["order_id"] or None,
+            trace_id=form["trace_id"].lower() or None,
+            has_errors=True if errors_only else None,
+            start=period.start,
+            end=period.end,
+        )
+        try:
+            page = await use_cases.find_sessions(
+                criteria,
+                50,
+                form["cursor"] or None,
+                email=form["email"] or None,
+                store=session_store,
+                users=services.repos.users,
+            )
+        except (InvalidCursor, ValidationFailed):
+            error = "That page of results cannot be shown any more; search again."
+        else:
+            items, next_cursor = list(page.items), page.next_cursor
+    return _page(
+        "sessions.html",
+        400 if error else 200,
+        email=user.email,
+        csrf_token=csrf_token(token),
+        form=form,
+        errors_only=errors_only,
+        error=error,
+        items=items,
+        next_cursor=next_cursor,
+    )
+
+
+@get("/sessions/{session_id:str}")
+async def session_page(
+    request: Request[Any, Any, Any], session_id: str, session_store: SessionStore, session_links: SessionLinks
+) -> Response[Any]:
+    """One session's timeline."""
+    from .dashboard import _page, csrf_token
+
+    session, refusal = await _admin(request)
+    if refusal is not None:
+        return refusal
+    user, token = session
+    try:
+        timeline = await use_cases.session_timeline(session_id, store=session_store)
+    except NotFound as exc:
+        return _page("message.html", 404, title="No such session", message=exc.detail, signed_in=True)
+    rows = timeline_rows(timeline, session_links)
+    return _page(
+        "session.html",
+        200,
+        email=user.email,
+        csrf_token=csrf_token(token),
+        timeline=timeline,
+        rows=rows,
+        failures=sum(1 for row in rows if row.failing),
+    )

@@ -1,0 +1,207 @@
+"""Session recording: the edge middleware hands over one compact entry per API request; a background task
+writes them in batches. The request path only appends a tuple to a bounded buffer: no database, no await,
+no wait. A full buffer drops the entry and counts it (`market.telemetry.dropped{signal="session"}`).
+
+Entries are flushed every FLUSH_INTERVAL_S, or sooner when a batch is full, and once more at shutdown within
+its deadline. Entries older than the retention are pruned every PRUNE_INTERVAL_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from market.domain.sessions import ClientEvent, RequestEntry
+
+from .drops import DROPS, SESSIONS, DropTally
+
+log = logging.getLogger(__name__)
+
+CAPACITY = 20_000
+"""Entries waiting for the database at most (≈ 200 bytes each): seconds of traffic at any realistic rate."""
+BATCH = 2_000
+FLUSH_INTERVAL_S = 1.0
+PRUNE_INTERVAL_S = 3600.0
+STOP_DEADLINE_S = 2.0
+"""The shutdown's last flush gets this long; what it cannot write in time is counted as dropped."""
+RECORDED_PREFIX = "/api/"
+"""Only API requests make a session's story (not probes, metrics scrapes, docs or the dashboard's pages)."""
+
+
+class _Store(Protocol):
+    async def write(self, requests: Sequence[RequestEntry], events: Sequence[ClientEvent]) -> None: ...
+
+    async def prune(self, older_than: datetime) -> int: ...
+
+
+# (session_id, started at (unix s), method, route, status, seconds, trace_id, problem type, sentry id, user id)
+_Raw = tuple[str, float, str, str | None, int, float, str, str | None, str | None, str | None]
+
+
+class SessionRecording:
+    """The per-process buffer and its writer. `record_request` and `record_events` are safe to call from
+    request handlers; `start()`/`stop()` run the writer in the event loop (the app's lifespan)."""
+
+    def __init__(
+        self,
+        store: _Store,
+        *,
+        retention: timedelta,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        capacity: int = CAPACITY,
+        batch: int = BATCH,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
+        prune_interval_s: float = PRUNE_INTERVAL_S,
+        tally: DropTally = DROPS,
+    ) -> None:
+        self._store = store
+        self._retention = retention
+        self._now = now
+        self._capacity = capacity
+        self._batch = batch
+        self._flush_interval_s = flush_interval_s
+        self._prune_interval_s = prune_interval_s
+        self._tally = tally
+        self._requests: list[_Raw] = []
+        self._events: list[ClientEvent] = []
+        self._wake: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # --- the request path -------------------------------------------------------------------------------
+
+    def record_request(
+        self,
+        session_id: str,
+        started: float,
+        method: str,
+        route: str | None,
+        status: int,
+        elapsed_s: float,
+        trace_id: str,
+        problem_type: str | None,
+        sentry_event_id: str | None,
+        user_id: str | None,
+    ) -> None:
+        """One request's entry (`started`: unix time in seconds). Never blocks; drops and counts when full."""
+        requests = self._requests
+        if len(requests) + len(self._events) >= self._capacity:
+            self._tally.add(SESSIONS)
+            return
+        requests.append(
+            (
+                session_id,
+                started,
+                method,
+                route,
+                status,
+                elapsed_s,
+                trace_id,
+                problem_type,
+                sentry_event_id,
+                user_id,
+            )
+        )
+        if len(requests) >= self._batch and self._wake is not None:
+            self._wake.set()
+
+    def record_events(self, events: Sequence[ClientEvent]) -> bool:
+        """Client-reported events, all or none; False (and counted as dropped) when they do not fit."""
+        if len(self._requests) + len(self._events) + len(events) > self._capacity:
+            self._tally.add(SESSIONS, len(events))
+            return False
+        self._events.extend(events)
+        return True
+
+    def pending(self) -> int:
+        return len(self._requests) + len(self._events)
+
+    # --- the writer -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._tasks = [
+            asyncio.create_task(self._flush_forever(), name="session-recorder"),
+            asyncio.create_task(self._prune_forever(), name="session-pruner"),
+        ]
+
+    async def stop(self, deadline_s: float = STOP_DEADLINE_S) -> None:
+        """Stop the writer and flush what is buffered, within `deadline_s`; the rest is counted as dropped."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        try:
+            await asyncio.wait_for(self.flush(), deadline_s)
+        except Exception:  # the timeout included: a shutdown must end
+            log.warning("session entries not written at shutdown", exc_info=True)
+
+    async def flush(self) -> int:
+        """Write what is buffered in one batch; returns how many entries were written. A failed write is
+        logged and its entries counted as dropped (retrying would let a dead database fill memory)."""
+        raw, events = self._requests, self._events
+        if not raw and not events:
+            return 0
+        self._requests, self._events = [], []
+        requests = [_entry(r) for r in raw]
+        try:
+            await self._store.write(requests, events)
+        except asyncio.CancelledError:
+            self._tally.add(SESSIONS, len(requests) + len(events))
+            raise
+        except Exception:
+            self._tally.add(SESSIONS, len(requests) + len(events))
+            log.warning("could not write session entries; dropped", exc_info=True)
+            return 0
+        return len(requests) + len(events)
+
+    async def _flush_forever(self) -> None:
+        assert self._wake is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._flush_interval_s)
+            self._wake.clear()
+            await self.flush()
+
+    async def _prune_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._prune_interval_s)
+            await self.prune()
+
+    async def prune(self) -> int:
+        try:
+            deleted = await self._store.prune(self._now() - self._retention)
+        except Exception:
+            log.warning("could not prune session entries; will retry", exc_info=True)
+            return 0
+        if deleted:
+            log.info("pruned session entries", extra={"deleted": deleted})
+        return deleted
+
+
+def _entry(raw: _Raw) -> RequestEntry:
+    session_id, started, method, route, status, elapsed, trace_id, problem, sentry_id, user_id = raw
+    # Positional: measurably cheaper than keywords, and this runs once per recorded request.
+    return RequestEntry(
+        session_id,
+        _EPOCH + timedelta(seconds=started),
+        method,
+        route,
+        status,
+        elapsed * 1000,
+        trace_id,
+        problem,
+        sentry_id,
+        user_id,
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+Writer = Callable[[Sequence[RequestEntry], Sequence[ClientEvent]], Awaitable[None]]

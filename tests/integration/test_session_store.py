@@ -1,0 +1,182 @@
+"""The session replay store against real PostgreSQL and SQLite: batches in, timelines and searches out."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from market.adapters.db.analytics import SqlAnalyticsLog
+from market.adapters.db.sessions import SqlSessionStore
+from market.domain.errors import InvalidCursor
+from market.domain.events import CheckoutStarted, SearchPerformed
+from market.domain.sessions import ClientEvent, RequestEntry, SessionFilter
+from market.telemetry import request_context
+from market.telemetry.sessions import SessionRecording
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def hit(session: str, seconds: float, route: str, status: int = 200, **fields) -> RequestEntry:
+    return RequestEntry(
+        session_id=session,
+        at=at(seconds),
+        method=fields.pop("method", "GET"),
+        route=route,
+        status=status,
+        duration_ms=fields.pop("duration_ms", 12.5),
+        trace_id=fields.pop("trace_id", uuid.uuid4().hex),
+        **fields,
+    )
+
+
+async def test_a_batch_reads_back_as_one_timeline_with_the_business_events_in_order(db):
+    store = SqlSessionStore(db)
+    order_id = str(uuid.uuid4())
+    search_trace = uuid.uuid4().hex
+    token = request_context.begin("shopper-1", search_trace)
+    try:
+        await SqlAnalyticsLog(db).record([SearchPerformed("mug", 3)], at(1.001))
+    finally:
+        request_context.end(token)
+    token = request_context.begin("shopper-1", "c" * 32)
+    try:
+        await SqlAnalyticsLog(db).record([CheckoutStarted(order_id, 1999, "EUR", 1)], at(3.001))
+    finally:
+        request_context.end(token)
+    user = str(uuid.uuid4())
+    await store.write(
+        [
+            hit("shopper-1", 1, "/api/v1/items", trace_id=search_trace),
+            hit(
+                "shopper-1",
+                3,
+                "/api/v1/checkout",
+                402,
+                method="POST",
+                trace_id="c" * 32,
+                user_id=user,
+                problem_type="https://market.dev/problems/payment-declined",
+            ),
+            hit(
+                "shopper-1",
+                4,
+                "/api/v1/admin/test-monitoring",
+                500,
+                method="POST",
+                trace_id="e" * 32,
+                sentry_event_id="f" * 32,
+                user_id=user,
+            ),
+            hit("someone-else", 2, "/api/v1/items"),
+        ],
+        [ClientEvent("shopper-1", at(0.5), "page_view", {"page": "home", "n": 2})],
+    )
+
+    timeline = await store.timeline("shopper-1")
+
+    assert timeline is not None
+    assert timeline.user_id == user
+    assert timeline.started_at == at(0.5) and timeline.ended_at == at(4)
+    kinds = [(e.kind, e.fields.get("route") or e.fields.get("name")) for e in timeline.entries]
+    assert kinds == [
+        ("event", "page_view"),
+        ("request", "/api/v1/items"),
+        ("event", "search"),
+        ("request", "/api/v1/checkout"),
+        ("event", "checkout_started"),
+        ("request", "/api/v1/admin/test-monitoring"),
+    ]
+    page_view, items, search, checkout, started, failing = timeline.entries
+    assert page_view.fields == {
+        "name": "page_view",
+        "source": "client",
+        "trace_id": None,
+        "page": "home",
+        "n": 2,
+    }
+    assert items.fields["trace_id"] == search_trace and items.fields["duration_ms"] == 12.5
+    assert search.fields["trace_id"] == search_trace and search.fields["result_count"] == 3
+    assert checkout.fields["status"] == 402
+    assert checkout.fields["problem_type"] == "https://market.dev/problems/payment-declined"
+    assert started.fields["order_id"] == order_id and started.fields["amount_cents"] == 1999
+    assert failing.fields["sentry_event_id"] == "f" * 32 and failing.fields["status"] == 500
+    assert await store.timeline("nobody") is None
+
+
+async def test_sessions_are_found_by_trace_order_user_and_errors(db):
+    store = SqlSessionStore(db)
+    user = str(uuid.uuid4())
+    order_id = str(uuid.uuid4())
+    token = request_context.begin("buyer-a", "a" * 32)
+    try:
+        await SqlAnalyticsLog(db).record([CheckoutStarted(order_id, 500, "EUR", 1)], at(10))
+    finally:
+        request_context.end(token)
+    await store.write(
+        [
+            hit("buyer-a", 10, "/api/v1/checkout", 201, trace_id="a" * 32, user_id=user),
+            hit("buyer-b", 20, "/api/v1/items", 500, trace_id="b" * 32),
+            hit("buyer-b", 21, "/api/v1/items/{item_id}", 404),
+            hit("buyer-c", 30, "/api/v1/items"),
+        ],
+        [],
+    )
+    everything = SessionFilter(start=at(0), end=at(100))
+
+    def ids(page):
+        return [s.session_id for s in page.items]
+
+    assert ids(await store.find(everything, 10, None)) == ["buyer-c", "buyer-b", "buyer-a"]
+    assert ids(await store.find(SessionFilter(trace_id="b" * 32), 10, None)) == ["buyer-b"]
+    assert ids(await store.find(SessionFilter(order_id=order_id), 10, None)) == ["buyer-a"]
+    assert ids(await store.find(SessionFilter(order_id="not-an-id"), 10, None)) == []
+    assert ids(await store.find(SessionFilter(user_id=user), 10, None)) == ["buyer-a"]
+    assert ids(await store.find(SessionFilter(has_errors=True), 10, None)) == ["buyer-b"]
+    assert ids(await store.find(SessionFilter(has_errors=False), 10, None)) == ["buyer-c", "buyer-a"]
+    (b,) = (await store.find(SessionFilter(trace_id="B" * 32), 10, None)).items
+    assert (b.requests, b.errors, b.last_route) == (2, 1, "/api/v1/items/{item_id}")
+    assert (b.started_at, b.ended_at, b.user_id) == (at(20), at(21), None)
+
+
+async def test_pages_follow_the_cursor_without_gaps_or_repeats(db):
+    store = SqlSessionStore(db)
+    await store.write([hit(f"s{n:02d}", n, "/api/v1/items") for n in range(7)], [])
+    seen, cursor = [], None
+    while True:
+        page = await store.find(SessionFilter(), 3, cursor)
+        seen += [s.session_id for s in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == [f"s{n:02d}" for n in reversed(range(7))]
+    with pytest.raises(InvalidCursor):
+        await store.find(SessionFilter(), 3, "garbage")
+
+
+async def test_prune_forgets_only_what_is_past_retention(db):
+    store = SqlSessionStore(db)
+    await store.write([hit("old", 0, "/api/v1/items"), hit("new", 100, "/api/v1/items")], [])
+    assert await store.prune(at(50)) == 1
+    assert await store.timeline("old") is None
+    assert await store.timeline("new") is not None
+
+
+async def test_the_recorder_writes_what_requests_handed_it_in_one_batch_and_on_stop(db):
+    store = SqlSessionStore(db)
+    recording = SessionRecording(store, retention=timedelta(days=30), flush_interval_s=3600)
+    recording.start()
+    for n in range(3):
+        recording.record_request(
+            "recorded", T0.timestamp() + n, "GET", "/api/v1/items", 200, 0.01, "d" * 32, None, None, None
+        )
+    assert await store.timeline("recorded") is None  # nothing written on the request path
+    await recording.stop()
+    timeline = await store.timeline("recorded")
+    assert timeline is not None and len(timeline.entries) == 3
+    assert recording.pending() == 0

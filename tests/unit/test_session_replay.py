@@ -1,0 +1,202 @@
+"""Session replay without a database: the rules on client-reported events, the use cases with fakes, and the
+recorder's bounded buffer (drops counted, never a wait)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from market.application import sessions as use_cases
+from market.domain.errors import NotFound, PermissionDenied, RateLimited, ValidationFailed
+from market.domain.sessions import MAX_CLIENT_EVENTS, RequestEntry, SessionFilter, parse_client_events
+from market.domain.users import Role
+from market.telemetry.drops import SESSIONS, DropTally
+from market.telemetry.sessions import SessionRecording
+from tests.support.database import new_user
+from tests.support.fakes import FakeClock, FakeSessionRecorder, FakeSessionStore, FakeUserRepository
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def parse(*events: dict, now: datetime = NOW):
+    return parse_client_events(
+        {"events": list(events)}, session_id="s-1", now=now, trace_id="t" * 32, user_id=None
+    )
+
+
+def fields_of(error: ValidationFailed) -> set[str]:
+    return {e.field for e in error.errors}
+
+
+def test_a_valid_batch_keeps_flat_fields_and_filters_emails_and_tokens():
+    (event,) = parse(
+        {
+            "at": "2026-11-28T11:59:00Z",
+            "name": "page_view",
+            "page": "cart",
+            "n": 3,
+            "ok": True,
+            "none": None,
+            "note": "mail bob@example.com, bearer abc.def, tok_visa",
+        }
+    )
+    assert event.at == NOW - timedelta(minutes=1) and event.name == "page_view"
+    assert event.fields == {
+        "page": "cart",
+        "n": 3,
+        "ok": True,
+        "none": None,
+        "note": "mail [Filtered], [Filtered] [Filtered]",  # a bearer token runs to the next space
+    }
+    assert event.session_id == "s-1" and event.trace_id == "t" * 32
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"at": "2026-11-28T11:59:00Z"}, "events[0].name"),
+        ({"at": "2026-11-28T11:59:00Z", "name": "has space"}, "events[0].name"),
+        ({"name": "x"}, "events[0].at"),
+        ({"at": "2026-11-26T11:59:00Z", "name": "x"}, "events[0].at"),  # older than a day
+        ({"at": "2026-11-28T13:00:00Z", "name": "x"}, "events[0].at"),  # an hour in the future
+        ({"at": "2026-11-28T11:59:00", "name": "x"}, "events[0].at"),  # no time zone
+        ({"at": "2026-11-28T11:59:00Z", "name": "x", "deep": {"a": 1}}, "events[0].deep"),
+        ({"at": "2026-11-28T11:59:00Z", "name": "x", "long": "y" * 201}, "events[0].long"),
+        ({"at": "2026-11-28T11:59:00Z", "name": "x", "kind": "request"}, "events[0].kind"),
+        ({"at": "2026-11-28T11:59:00Z", "name": "x", **{f"f{n}": n for n in range(11)}}, "events[0].fields"),
+    ],
+)
+def test_each_bad_event_field_is_named(event, field):
+    with pytest.raises(ValidationFailed) as raised:
+        parse(event)
+    assert fields_of(raised.value) == {field}
+
+
+def test_batches_are_small_and_never_empty():
+    event = {"at": "2026-11-28T11:59:00Z", "name": "x"}
+    with pytest.raises(ValidationFailed):
+        parse(*[event] * (MAX_CLIENT_EVENTS + 1))
+    with pytest.raises(ValidationFailed):
+        parse()
+    assert len(parse(*[event] * MAX_CLIENT_EVENTS)) == MAX_CLIENT_EVENTS
+
+
+async def test_events_are_taken_only_for_the_callers_own_session():
+    recorder, clock = FakeSessionRecorder(), FakeClock(NOW)
+    body = {"events": [{"at": NOW.isoformat(), "name": "page_view"}]}
+    for caller in (None, "other"):
+        with pytest.raises(PermissionDenied):
+            await use_cases.add_client_events(
+                "mine",
+                body,
+                caller_session=caller,
+                trace_id=None,
+                user_id=None,
+                recorder=recorder,
+                clock=clock,
+            )
+    taken = await use_cases.add_client_events(
+        "mine", body, caller_session="mine", trace_id=None, user_id="u", recorder=recorder, clock=clock
+    )
+    assert taken == 1 and [(e.session_id, e.user_id) for e in recorder.events] == [("mine", "u")]
+
+
+async def test_a_full_recorder_answers_try_again_instead_of_waiting():
+    recorder = FakeSessionRecorder(capacity=0)
+    body = {"events": [{"at": NOW.isoformat(), "name": "page_view"}]}
+    with pytest.raises(RateLimited):
+        await use_cases.add_client_events(
+            "mine",
+            body,
+            caller_session="mine",
+            trace_id=None,
+            user_id=None,
+            recorder=recorder,
+            clock=FakeClock(NOW),
+        )
+
+
+def entry(session: str, seconds: int, status: int = 200, user_id: str | None = None) -> RequestEntry:
+    return RequestEntry(
+        session,
+        NOW + timedelta(seconds=seconds),
+        "GET",
+        "/api/v1/items",
+        status,
+        1.0,
+        "a" * 32,
+        user_id=user_id,
+    )
+
+
+async def test_an_email_search_looks_for_its_users_id_and_an_unknown_email_finds_nothing():
+    buyer = new_user(Role.BUYER, email="buyer@example.com")
+    users = FakeUserRepository({buyer.id: buyer})
+    store = FakeSessionStore()
+    await store.write([entry("theirs", 1, user_id=buyer.id), entry("anonymous", 2)], [])
+    found = await use_cases.find_sessions(
+        SessionFilter(), 20, None, email=" Buyer@Example.com", store=store, users=users
+    )
+    assert [s.session_id for s in found.items] == ["theirs"]
+    nobody = await use_cases.find_sessions(
+        SessionFilter(), 20, None, email="x@example.com", store=store, users=users
+    )
+    assert list(nobody.items) == []
+    other_user = SessionFilter(user_id="someone-else")
+    assert not (
+        await use_cases.find_sessions(other_user, 20, None, email=buyer.email, store=store, users=users)
+    ).items
+
+
+async def test_an_unknown_or_malformed_session_is_not_found():
+    with pytest.raises(NotFound):
+        await use_cases.session_timeline("nobody", store=FakeSessionStore())
+    with pytest.raises(NotFound):
+        await use_cases.session_timeline("not a session id!", store=FakeSessionStore())
+
+
+async def test_pruning_forgets_what_is_older_than_the_retention():
+    store, clock = FakeSessionStore(), FakeClock(NOW, step=timedelta(0))
+    await store.write([entry("old", -31 * 86400), entry("new", -29 * 86400)], [])
+    assert await use_cases.prune_sessions(timedelta(days=30), store=store, clock=clock) == 1
+    assert store.pruned_before == [NOW - timedelta(days=30)]
+
+
+def record(recording: SessionRecording, session: str = "s", status: int = 200) -> None:
+    recording.record_request(
+        session, NOW.timestamp(), "GET", "/api/v1/items", status, 0.002, "a" * 32, None, None, None
+    )
+
+
+async def test_the_buffer_is_bounded_and_counts_what_it_drops():
+    tally = DropTally()
+    store = FakeSessionStore()
+    recording = SessionRecording(store, retention=timedelta(days=30), capacity=3, tally=tally)
+    for _ in range(5):
+        record(recording)
+    assert recording.pending() == 3 and tally.totals()[SESSIONS] == 2
+    assert store.requests == []  # nothing written on the request path
+    assert await recording.flush() == 3
+    assert [(e.at, e.duration_ms) for e in store.requests] == [(NOW, 2.0)] * 3
+    assert recording.pending() == 0
+
+
+async def test_a_batch_the_database_refuses_is_dropped_and_counted_not_retried_forever():
+    tally = DropTally()
+    store = FakeSessionStore()
+    store.fail = True
+    recording = SessionRecording(store, retention=timedelta(days=30), tally=tally)
+    record(recording)
+    record(recording)
+    assert await recording.flush() == 0
+    assert tally.totals()[SESSIONS] == 2 and recording.pending() == 0
+
+
+async def test_stop_writes_what_is_buffered():
+    store = FakeSessionStore()
+    recording = SessionRecording(store, retention=timedelta(days=30), flush_interval_s=3600)
+    recording.start()
+    record(recording, "last")
+    await recording.stop()
+    assert [e.session_id for e in store.requests] == ["last"]
