@@ -239,7 +239,8 @@ def market_server(name: str, database_url: str, cwd: Path, **extra_env: str) -> 
 
 
 def floor_server(database_url: str, cwd: Path) -> Server:
-    """The bare Litestar + raw asyncpg app of floor_app.py, under the same uvicorn, without access log."""
+    """The bare Litestar + raw asyncpg app of floor_app.py under the production stack (uvicorn on uvloop with
+    httptools, as `market serve` runs), without access log."""
     return Server(
         name="floor",
         command=[
@@ -253,6 +254,10 @@ def floor_server(database_url: str, cwd: Path) -> Server:
             "--workers",
             "1",
             "--no-access-log",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
             "--log-level",
             "warning",
         ],

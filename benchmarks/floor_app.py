@@ -3,10 +3,11 @@ query on a raw asyncpg pool with asyncpg's defaults (pool of 10, default reset o
 no Piccolo, no dependency injection, no domain objects.
 
 It returns the same JSON shape as market (`items` plus an opaque `next_cursor`), so both serve comparable
-bytes. Run it with uvicorn, like market:
+bytes. Run it on the production server stack, as `market serve` runs (uvicorn on uvloop with the httptools
+parser, no access log):
 
     FLOOR_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/db \
-        uvicorn --factory benchmarks.floor_app:create_app --no-access-log --port 8001
+        uvicorn --factory benchmarks.floor_app:create_app --loop uvloop --http httptools --no-access-log --port 8001
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import hmac
 import ipaddress
 import logging.config
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -32,6 +32,7 @@ from market.adapters.http.app import create_app
 from market.adapters.http.limits import RouteLimits
 from market.adapters.http.sessions import SessionLinks
 from market.adapters.payments.sandbox import SandboxPaymentGateway
+from market.adapters.security.devices import KnownDevices
 from market.adapters.security.limits import Limiter, StoreSignInThrottle, build_store
 from market.adapters.security.passwords import Argon2PasswordHasher
 from market.adapters.security.tokens import JwtTokenService, load_or_create_secret_key
@@ -59,6 +60,7 @@ from market.ops.alerting.notifiers import (
 from market.ops.alerting.readings import ExpositionReadings
 from market.ops.alerting.rules import AlertEvaluator, default_rules
 from market.ops.backups.manifest import newest_archive_time
+from market.telemetry import names
 from market.telemetry.asgi import ServerSpanMiddleware
 from market.telemetry.logs import AccessLog, logging_config
 from market.telemetry.names import INSTRUMENTATION_SCOPE
@@ -138,6 +140,11 @@ def build_gateways(
     ), sandbox
 
 
+def signing_key(settings: Settings) -> str:
+    """MARKET_SECRET_KEY, or the key generated into the var folder on first start."""
+    return settings.auth.secret_key or load_or_create_secret_key(settings.var_dir)
+
+
 def build_services(
     settings: Settings,
     database: Database,
@@ -145,8 +152,9 @@ def build_services(
     limiter: Limiter | None = None,
 ) -> Services:
     """Every port the use cases need. `limiter`: the per-account sign-in limit counts there (None: no limit)."""
-    secret = settings.auth.secret_key or load_or_create_secret_key(settings.var_dir)
+    secret = signing_key(settings)
     argon2 = Argon2()
+    refused = refusal_counter(telemetry)
     webhook_secret = payment_webhook_secret(settings, secret)
     never_send(secret, webhook_secret, *settings.secret_values())
     gateway, sandbox = build_gateways(settings, database, webhook_secret)
@@ -154,7 +162,12 @@ def build_services(
         uow=lambda: PiccoloUnitOfWork(database),
         repos=PiccoloReadRepositories(database),
         hasher=Argon2PasswordHasher(
-            argon2, concurrency=settings.limits.hash_concurrency, wait_s=settings.limits.hash_wait_s
+            argon2,
+            concurrency=settings.limits.hash_concurrency,
+            wait_s=settings.limits.hash_wait_s,
+            # Without limits there are no known devices either: one lane for every caller.
+            reserved=settings.limits.hash_reserved if limiter is not None else 0,
+            on_refused=lambda: refused("password-hashing"),
         ),
         tokens=JwtTokenService(secret, settings.auth.token_ttl_seconds),
         ids=UuidGenerator(),
@@ -178,6 +191,16 @@ def build_services(
             StoreSignInThrottle(limiter, settings.limits.account_failures) if limiter is not None else None
         ),
     )
+
+
+def refusal_counter(telemetry: Telemetry | None) -> Callable[[str], None]:
+    """Counts a refusal by an abuse limit or the hashing budget in `market.rate_limit.refused{bucket}`."""
+
+    def refused(bucket: str) -> None:
+        if telemetry is not None:
+            telemetry.instruments.rate_limit_refused.add(1, {names.RATE_LIMIT_BUCKET: bucket})
+
+    return refused
 
 
 async def reconcile_forever(services: Services, interval_s: float) -> None:
@@ -232,7 +255,9 @@ def build_app(
     database = Database(settings.database)
     session_store = SqlSessionStore(database)
     recording = SessionRecording(session_store, retention=timedelta(days=settings.sessions.retention_days))
-    limiter = Limiter(build_store(settings.limits)) if settings.limits.enabled else None
+    limiter = (
+        Limiter(build_store(settings.limits), refusal_counter(telemetry)) if settings.limits.enabled else None
+    )
     services = build_services(settings, database, telemetry, limiter)
     alerts = build_alert_monitor(settings, telemetry)
 
@@ -247,6 +272,8 @@ def build_app(
             if worker:
                 stack.push_async_callback(shutdown_telemetry, telemetry)
             stack.push_async_callback(close_gateways, services)
+            if isinstance(services.hasher, Argon2PasswordHasher):
+                stack.callback(services.hasher.close)
             await database.start()
             stack.push_async_callback(database.close)
             if auto_migrate:
@@ -295,7 +322,11 @@ def build_app(
         metrics_token=settings.telemetry.metrics_token,
         max_body_bytes=settings.server.max_body_bytes,
         alerts=alerts,
-        limits=RouteLimits.of(settings.limits, limiter) if limiter is not None else None,
+        limits=(
+            RouteLimits.of(settings.limits, limiter, KnownDevices(signing_key(settings)))
+            if limiter is not None
+            else None
+        ),
         lifespan=[lifespan],
         dependencies=session_dependencies(session_store, recording, links),
     )

@@ -99,9 +99,28 @@ def serve(host: str | None, port: int | None, workers: int, reload: bool) -> Non
         reload=reload,
         log_config=logging_config(settings.telemetry.log_level),
         access_log=False,  # the edge middleware writes them, inside each request's span
+        **server_stack(),
         proxy_headers=False,
         timeout_graceful_shutdown=5,
     )
+
+
+def server_stack() -> dict[str, str]:
+    """The production stack: uvicorn on uvloop with the httptools parser (installed with market; asyncio and
+    h11 only where they are missing, e.g. uvloop on Windows)."""
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    try:
+        import httptools  # noqa: F401
+
+        http = "httptools"
+    except ImportError:
+        http = "h11"
+    return {"loop": loop, "http": http}
 
 
 @main.group()

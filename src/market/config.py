@@ -391,6 +391,10 @@ class Rate:
         return cls(int(count), window_s)
 
 
+def _half_the_cpus() -> int:
+    return max(1, _cpu_count() // 2)
+
+
 def _cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -447,6 +451,8 @@ class RateLimitSettings:
     """MARKET_RATE_LIMIT_CHECKOUT: checkouts per client IP."""
     session_events: Rate = setting("MARKET_RATE_LIMIT_SESSION_EVENTS", _rate, Rate(120, 60))
     """MARKET_RATE_LIMIT_SESSION_EVENTS: session event batches per client IP."""
+    sign_in_burst: Rate = setting("MARKET_RATE_LIMIT_SIGN_IN_BURST", _rate, Rate(5, 10))
+    """MARKET_RATE_LIMIT_SIGN_IN_BURST: the burst within MARKET_RATE_LIMIT_SIGN_IN one client address may send."""
     sign_in_concurrency: int = setting("MARKET_RATE_LIMIT_SIGN_IN_CONCURRENCY", _whole(1, 1000), 2)
     """MARKET_RATE_LIMIT_SIGN_IN_CONCURRENCY: sign-ins one client address may have in progress at once (per
     process); more are refused at once (429), so one address cannot fill the password-hashing queue."""
@@ -454,6 +460,9 @@ class RateLimitSettings:
     """MARKET_RATE_LIMIT_ACCOUNT: failed sign-ins per account (e-mail), from any IP; a success clears them."""
     hash_concurrency: int = setting("MARKET_PASSWORD_HASH_CONCURRENCY", _whole(1, 256), factory=_cpu_count)
     """MARKET_PASSWORD_HASH_CONCURRENCY: argon2 hashes computed at once per process (default: the CPUs)."""
+    hash_reserved: int = setting("MARKET_PASSWORD_HASH_RESERVED", _whole(0, 256), factory=_half_the_cpus)
+    """MARKET_PASSWORD_HASH_RESERVED: of those, the slots kept for sign-ins from known devices (default: half
+    the CPUs, at least 1; the others always keep one). 0: one lane for all, as with MARKET_RATE_LIMITS=off."""
     hash_wait_s: float = setting("MARKET_PASSWORD_HASH_WAIT_MS", _milliseconds(0, 30000), 2.0)
     """MARKET_PASSWORD_HASH_WAIT_MS: how long a request waits for a hashing slot before a 503 (set in ms)."""
 

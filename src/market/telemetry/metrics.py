@@ -65,6 +65,7 @@ class Instruments:
     payment_amount: Histogram
     webhook_deliveries: Counter
     webhook_rejected: Counter
+    rate_limit_refused: Counter
     telemetry_dropped: ObservableCounter
     funnel_sessions: _Gauge
     cart_abandonment_rate: _Gauge
@@ -83,6 +84,7 @@ class Instruments:
             payment_amount=histogram(meter, names.PAYMENT_AMOUNT),
             webhook_deliveries=counter(meter, names.WEBHOOK_DELIVERIES),
             webhook_rejected=counter(meter, names.WEBHOOK_REJECTED),
+            rate_limit_refused=counter(meter, names.RATE_LIMIT_REFUSED),
             telemetry_dropped=observable_counter(meter, names.TELEMETRY_DROPPED, [DROPS.observe]),
             funnel_sessions=gauge(meter, names.FUNNEL_SESSIONS),
             cart_abandonment_rate=gauge(meter, names.CART_ABANDONMENT_RATE),

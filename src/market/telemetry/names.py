@@ -68,6 +68,9 @@ WEBHOOK_DIRECTION = "market.webhook.direction"
 WEBHOOK_OUTCOME = "market.webhook.outcome"
 # missing_signature, malformed, stale_signature, bad_signature
 WEBHOOK_REJECTION_REASON = "market.webhook.rejection.reason"
+RATE_LIMIT_BUCKET = "market.rate_limit.bucket"
+"""Which limit refused: a route bucket (`sign-in`, `sign-in-burst`, `register`, `checkout`), `account`,
+`sign-in-concurrency` or `password-hashing`."""
 WEBHOOK_EVENT_TYPE = "market.webhook.event_type"
 WEBHOOK_DELIVERY_ID = "market.webhook.delivery_id"  # spans and logs only, never a metric attribute
 WEBHOOK_ATTEMPT = "market.webhook.attempt"  # 1 for the first attempt of a delivery
@@ -135,6 +138,11 @@ WEBHOOK_REJECTED = (
     "market.webhook.rejected",
     "{request}",
     "Posts to the provider webhook that failed authentication (not deliveries, not failures), by reason.",
+)
+RATE_LIMIT_REFUSED = (
+    "market.rate_limit.refused",
+    "{request}",
+    "Requests refused by an abuse limit (429) or the password-hashing budget (503), by bucket.",
 )
 # Business gauges, refreshed every minute from the analytics reports over the last 24 hours.
 FUNNEL_SESSIONS = (

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import Cookie
 
+from market.adapters.security.devices import COOKIE as DEVICE_COOKIE
+from market.adapters.security.passwords import known_credentials
 from market.application import accounts
 from market.application.ports import AccessToken
 from market.application.services import Services
@@ -19,7 +23,7 @@ from market.domain.users import (
 )
 
 from .auth import requires
-from .limits import rate_limited, sign_in_slot
+from .limits import RouteLimits, rate_limited, sign_in_slot
 from .openapi import BEARER, problems
 from .redacted import RedactedStruct
 from .validation import EMAIL, NO_NUL, NOT_BLANK
@@ -98,10 +102,18 @@ class AccountController(Controller):
         guards=[rate_limited("sign-in")],
         responses=problems(400, 401, 422, 429, 503),
     )
-    async def token(self, request: Request[Any, Any, Any], data: TokenBody, services: Services) -> TokenOut:
-        """Exchange e-mail and password for a bearer token."""
-        issued = await sign_in(request, services, data.email, data.password)
-        return TokenOut(access_token=issued.token, token_type="bearer", expires_in=issued.expires_in)
+    async def token(
+        self, request: Request[Any, Any, Any], data: TokenBody, services: Services
+    ) -> Response[TokenOut]:
+        """Exchange e-mail and password for a bearer token. The response also sets `market_device`, a signed
+        known-device cookie: sent back with later sign-ins to the same account, it keeps them served promptly
+        while the service refuses a flood of bad sign-ins (429/503)."""
+        signed_in = await sign_in(request, services, data.email, data.password)
+        issued = signed_in.issued
+        return Response(
+            TokenOut(access_token=issued.token, token_type="bearer", expires_in=issued.expires_in),
+            cookies=[signed_in.device_cookie] if signed_in.device_cookie else None,
+        )
 
     @get("/me", operation_id="me", guards=[requires()], security=BEARER, responses=problems(401))
     async def me(self, user: User) -> UserOut:
@@ -131,18 +143,25 @@ class AccountController(Controller):
     async def change_password(self, data: PasswordChangeBody, user: User, services: Services) -> None:
         """Change the caller's password. Every token issued before, this one included, stops working: sign in
         again with the new password. A wrong current password is a 401 `wrong-password` problem."""
-        await accounts.change_password(
-            user, data.current_password, data.new_password, uow=services.uow, hasher=services.hasher
-        )
+        with known_credentials():  # a signed-in user: the reserved hashing lane
+            await accounts.change_password(
+                user, data.current_password, data.new_password, uow=services.uow, hasher=services.hasher
+            )
 
 
-async def sign_in(
-    request: Request[Any, Any, Any], services: Services, email: str, password: str
-) -> AccessToken:
-    """The sign-in use case in one of the client address's few concurrent sign-in places: what both the API's
-    `POST /auth/token` and the admin dashboard's form run."""
-    async with sign_in_slot(request):
-        return await accounts.issue_token(
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    issued: AccessToken
+    device_cookie: Cookie | None
+    """The known-device cookie to set (None when limits are off)."""
+
+
+async def sign_in(request: Request[Any, Any, Any], services: Services, email: str, password: str) -> SignedIn:
+    """The sign-in use case in one of the client address's few concurrent sign-in places, in the reserved
+    hashing lane when the device signed in to this account before: what both the API's `POST /auth/token` and
+    the admin dashboard's form run. A success (re)issues the device's known-device cookie."""
+    async with sign_in_slot(request, email):
+        issued = await accounts.issue_token(
             email,
             password,
             repos=services.repos,
@@ -153,3 +172,16 @@ async def sign_in(
             dummy_hash=services.dummy_password_hash,
             throttle=services.sign_in_throttle,
         )
+    limits: RouteLimits | None = request.app.state.get("limits")
+    if limits is None:
+        return SignedIn(issued, None)
+    cookie = Cookie(
+        key=DEVICE_COOKIE,
+        value=limits.devices.issue(email),
+        max_age=limits.devices.lifetime_s,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="strict",
+    )
+    return SignedIn(issued, cookie)

@@ -133,15 +133,19 @@ async def login(request: Request[Any, Any, Any], services: Services) -> Response
     try:
         if not plausible:
             raise InvalidCredentials()
-        issued = await sign_in(request, services, email, password)
+        signed_in = await sign_in(request, services, email, password)
     except InvalidCredentials:
         return _login_page(401, email=email, message=WRONG_CREDENTIALS)
+    issued = signed_in.issued
     user = await user_of_token(request, issued.token)
     if user is None:  # deleted between the two reads
         return _login_page(401, email=email, message=WRONG_CREDENTIALS)
     if user.role is not Role.ADMIN:
         return _forbidden()
-    return _redirect(DASHBOARD_URL, _session_cookie(issued.token, issued.expires_in))
+    redirect = _redirect(DASHBOARD_URL, _session_cookie(issued.token, issued.expires_in))
+    if signed_in.device_cookie is not None:
+        redirect.set_cookie(signed_in.device_cookie)
+    return redirect
 
 
 @post("/logout")

@@ -6,7 +6,7 @@ read, so a refused request costs next to nothing. Routes without it (health, met
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address
@@ -15,7 +15,10 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from market.adapters.security.devices import COOKIE as DEVICE_COOKIE
+from market.adapters.security.devices import KnownDevices
 from market.adapters.security.limits import Limiter
+from market.adapters.security.passwords import known_credentials
 from market.config import Rate, RateLimitSettings
 from market.domain.errors import RateLimited
 
@@ -26,14 +29,17 @@ class InFlight:
     The per-IP window still lets a burst through (20 sign-ins at once by default); without this, one address
     could fill the password-hashing queue with them and everyone else's sign-in would wait behind it."""
 
-    def __init__(self, per_client: int) -> None:
+    def __init__(self, per_client: int, on_refused: Callable[[], None] | None = None) -> None:
         self._per_client = per_client
         self._counts: dict[str, int] = {}
+        self._on_refused = on_refused
 
     @asynccontextmanager
     async def slot(self, client: str) -> AsyncIterator[None]:
         """Hold one of `client`'s places for the block; RateLimited (retry in 1 s) when none is free."""
         if self._counts.get(client, 0) >= self._per_client:
+            if self._on_refused is not None:
+                self._on_refused()
             raise RateLimited(1, "Too many sign-ins at once from your address.")
         self._counts[client] = self._counts.get(client, 0) + 1
         try:
@@ -51,19 +57,22 @@ class RouteLimits:
     limiter: Limiter
     rates: dict[str, Rate]
     sign_ins: InFlight
+    devices: KnownDevices
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = field(default=())
 
     @classmethod
-    def of(cls, settings: RateLimitSettings, limiter: Limiter) -> RouteLimits:
+    def of(cls, settings: RateLimitSettings, limiter: Limiter, devices: KnownDevices) -> RouteLimits:
         return cls(
             limiter,
             {
                 "sign-in": settings.sign_in,
+                "sign-in-burst": settings.sign_in_burst,
                 "register": settings.register,
                 "checkout": settings.checkout,
                 "session-events": settings.session_events,
             },
-            InFlight(settings.sign_in_concurrency),
+            InFlight(settings.sign_in_concurrency, lambda: limiter.refused("sign-in-concurrency")),
+            devices,
             settings.trusted_proxies,
         )
 
@@ -91,6 +100,10 @@ def _within(address: str, networks: tuple[IPv4Network | IPv6Network, ...]) -> bo
     return any(ip in network for network in networks)
 
 
+# A bucket with a smaller burst window on top of its own: both count every request.
+_BURSTS = {"sign-in": ("sign-in-burst", "sign-in")}
+
+
 def rate_limited(bucket: str) -> Any:
     """A guard counting the request against `bucket`'s per-IP rate; over it, RateLimited (429 + Retry-After)."""
 
@@ -99,21 +112,25 @@ def rate_limited(bucket: str) -> Any:
         if limits is None:
             return
         ip = client_ip(connection, limits.trusted_proxies)
-        await limits.limiter.hit(
-            f"ip:{bucket}:{ip}", limits.rates[bucket], "Too many requests from your address."
-        )
+        for each in _BURSTS.get(bucket, (bucket,)):
+            await limits.limiter.hit(
+                f"ip:{each}:{ip}", limits.rates[each], "Too many requests from your address.", bucket=each
+            )
 
     guard.is_rate_limit = True  # type: ignore[attr-defined]  # no sign-in needed: see bearer_where_guarded
     return guard
 
 
 @asynccontextmanager
-async def sign_in_slot(connection: ASGIConnection[Any, Any, Any, Any]) -> AsyncIterator[None]:
-    """Around a password check: one of the client address's few concurrent sign-in places (no-op when limits
-    are off)."""
+async def sign_in_slot(connection: ASGIConnection[Any, Any, Any, Any], email: str) -> AsyncIterator[bool]:
+    """Around a password check: one of the client address's few concurrent sign-in places, and the reserved
+    hashing lane when the request carries a known-device cookie of `email`'s account. Yields whether it did
+    (no-op yielding False when limits are off)."""
     limits: RouteLimits | None = connection.app.state.get("limits")
     if limits is None:
-        yield
+        yield False
         return
+    known = limits.devices.recognises(connection.cookies.get(DEVICE_COOKIE), email)
     async with limits.sign_ins.slot(client_ip(connection, limits.trusted_proxies)):
-        yield
+        with known_credentials(known):
+            yield known

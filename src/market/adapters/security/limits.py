@@ -14,6 +14,7 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
 
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
@@ -125,18 +126,27 @@ class Limiter:
     """Fixed-window limits on a counting store. A store that cannot be reached lets requests through (logged):
     an outage of Redis must not stop every sign-in and checkout."""
 
-    def __init__(self, store: CountingStore) -> None:
+    def __init__(self, store: CountingStore, on_refused: Callable[[str], None] | None = None) -> None:
+        """`on_refused(bucket)` counts each refusal (the `market.rate_limit.refused` metric)."""
         self.store = store
+        self.on_refused = on_refused
 
-    async def hit(self, key: str, rate: Rate, detail: str) -> None:
-        """Count one hit on `key`; raises RateLimited when it is over `rate`."""
+    async def hit(self, key: str, rate: Rate, detail: str, *, bucket: str = "other") -> None:
+        """Count one hit on `key`; raises RateLimited when it is over `rate` (counted as a refusal in
+        `bucket`)."""
         try:
             count, remaining_s = await self.store.increment(key, rate.window_s)
         except Exception:  # any failure of the store: fail open, but say so
             log.warning("rate limit store unavailable; request allowed", exc_info=True)
             return
         if count > rate.count:
+            self.refused(bucket)
             raise RateLimited(max(1, math.ceil(remaining_s)), detail)
+
+    def refused(self, bucket: str) -> None:
+        """Count a refusal in `bucket` (a bounded set of names: the route buckets, `account`, ...)."""
+        if self.on_refused is not None:
+            self.on_refused(bucket)
 
     async def take_back(self, key: str) -> None:
         """Uncount one hit on `key` (a request that was not decided)."""
@@ -169,7 +179,10 @@ class StoreSignInThrottle:
 
     async def attempt(self, account: str) -> None:
         await self._limiter.hit(
-            self._key(account), self._rate, "Too many failed sign-ins for this account; it is locked for now."
+            self._key(account),
+            self._rate,
+            "Too many failed sign-ins for this account; it is locked for now.",
+            bucket="account",
         )
 
     async def succeeded(self, account: str) -> None:
