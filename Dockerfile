@@ -19,6 +19,9 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip check
 
 FROM python:3.11-slim-bookworm
+# The commit built (`docker build --build-arg GIT_SHA=$(git rev-parse HEAD) .`): Sentry's release becomes
+# market@<version>+<sha>, so "first seen in release" tells builds of one version apart.
+ARG GIT_SHA=""
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends postgresql-client \
@@ -32,6 +35,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     MARKET_VAR_DIR=/app/var \
+    MARKET_BUILD_SHA=$GIT_SHA \
     MARKET_PORT=8000
 WORKDIR /app
 # Numeric, so Kubernetes can verify runAsNonRoot; the same uid as infra/k8s/backup-cronjob.yaml.

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check test-unit test-integration test-e2e fuzz schemathesis clean
+.PHONY: run test check test-unit test-integration test-e2e test-scale fuzz schemathesis clean
 
 $(BIN)/market: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,8 @@ run: $(BIN)/market
 	$(BIN)/market serve
 
 ## The whole suite, as CI runs it: the static checks, the unit, integration (PostgreSQL and SQLite) and
-## end-to-end tests, then the fuzzing campaign (hypothesis, then schemathesis).
-test: check test-unit test-integration test-e2e fuzz
+## end-to-end tests, the replicas behind a balancer, then the fuzzing campaign (hypothesis, then schemathesis).
+test: check test-unit test-integration test-e2e test-scale fuzz
 
 ## Static checks: ruff (lint and format), pip check, import-linter (the layers), and the Prometheus alert and
 ## recording rules: syntax, then their unit tests (promtool: Debian's `prometheus`).
@@ -44,6 +44,13 @@ test-integration: $(BIN)/market
 ## The app over HTTP: `market serve` in a subprocess, on each engine.
 test-e2e: $(BIN)/market
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not fuzz" tests/e2e
+
+## Three replicas (`market serve --workers 2` each) on one PostgreSQL and Redis behind HAProxy (Debian's
+## `haproxy`), started by the tests and torn down after: idempotency, stock, webhooks, alerts, backups and
+## per-replica metrics across replicas, and a replica killed mid-traffic. About 2.5 minutes (most of it waiting
+## for the scheduled backup's minute).
+test-scale: $(BIN)/market
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not fuzz" tests/scale
 
 ## The fuzzing campaign; zero 5xx and zero hangs, or it fails. Budget, about 6 minutes on 2 busy cores
 ## (2 for hypothesis, 4 for schemathesis):

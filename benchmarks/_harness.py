@@ -99,10 +99,11 @@ def market_env(database_url: str, var_dir: Path, **extra: str) -> dict[str, str]
 
 
 @contextmanager
-def seeded_database(args: argparse.Namespace, workdir: Path) -> Iterator[str]:
+def seeded_database(args: argparse.Namespace, workdir: Path, python: str = sys.executable) -> Iterator[str]:
     """A database URL: `--database-url` as is, or a fresh database seeded with `market db seed` (the seed
-    time is printed) and dropped on the way out, whatever happens."""
-    if args.database_url:
+    time is printed) and dropped on the way out, whatever happens. `python` picks the build that migrates
+    and seeds it (each build reads a schema of its own version)."""
+    if args.database_url and python == sys.executable:
         print(f"database: {args.database_url} (given; not seeded)")
         yield args.database_url
         return
@@ -110,7 +111,7 @@ def seeded_database(args: argparse.Namespace, workdir: Path) -> Iterator[str]:
     _admin(args.admin_url, f'CREATE DATABASE "{name}"')
     try:
         url = _database_url(args.admin_url, name)
-        command = [sys.executable, "-m", "market", "db", "seed", "--sellers", str(args.sellers)]
+        command = [python, "-m", "market", "db", "seed", "--sellers", str(args.sellers)]
         command += ["--items", str(args.items)]
         started = time.perf_counter()
         done = subprocess.run(
@@ -227,11 +228,14 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def market_server(name: str, database_url: str, cwd: Path, **extra_env: str) -> Server:
-    """`market serve`: one uvicorn worker, migrations at start, JSON access log to its log file."""
+def market_server(
+    name: str, database_url: str, cwd: Path, python: str = sys.executable, **extra_env: str
+) -> Server:
+    """`market serve`: one uvicorn worker, migrations at start, JSON access log to its log file. `python` may
+    be another checkout's interpreter, to measure two builds side by side."""
     return Server(
         name=name,
-        command=[sys.executable, "-m", "market", "serve", "--workers", "1"],
+        command=[python, "-m", "market", "serve", "--workers", "1"],
         env=market_env(database_url, cwd / "var", **extra_env),
         cwd=cwd,
         ready_path="/health/ready",

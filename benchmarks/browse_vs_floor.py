@@ -10,6 +10,7 @@ request and the ratio market/floor. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -83,6 +84,11 @@ def _variant(spec: str) -> tuple[str, dict[str, str]]:
     return f"market {name}", env
 
 
+def _build(spec: str) -> tuple[str, str]:
+    name, _, python = spec.partition("=")
+    return name, python
+
+
 def _row(name: str, run: Run) -> str:
     cpu = f"{run.cpu_us_per_request:7.0f}" if run.cpu_us_per_request is not None else "      -"
     return f"  {name:<34} {run.rps:9.0f} {run.p50_ms:8.2f} {run.p99_ms:8.2f} {cpu}" + (
@@ -109,6 +115,14 @@ def main() -> None:
         help="another market server to measure, with extra environment (e.g. 'no access log:MARKET_LOG_LEVEL=WARNING')",
     )
     parser.add_argument(
+        "--build",
+        action="append",
+        default=[],
+        metavar="NAME=PYTHON",
+        help="another build of market to measure, by its interpreter (e.g. 'before=../before/.venv/bin/python'),"
+        " on a database that build seeds",
+    )
+    parser.add_argument(
         "--baseline",
         default=None,
         metavar="NAME",
@@ -120,11 +134,19 @@ def main() -> None:
 
     print_environment()
     print(f"load: wrk -t{args.threads} -c{args.connections} -d{args.duration}s GET {PATH}, 127.0.0.1 only")
-    with workdir() as cwd, seeded_database(args, cwd) as url:
+    with workdir() as cwd, seeded_database(args, cwd) as url, contextlib.ExitStack() as builds:
+        build_urls = {
+            name: builds.enter_context(seeded_database(args, cwd, python=path))
+            for name, path in map(_build, args.build)
+        }
         servers = [
             market_server("market", url, cwd),
             market_server("market OTEL_SDK_DISABLED", url, cwd, OTEL_SDK_DISABLED="true"),
             *(market_server(name, url, cwd, **env) for name, env in map(_variant, args.variant)),
+            *(
+                market_server(f"market {name}", build_urls[name], cwd, python=path)
+                for name, path in map(_build, args.build)
+            ),
             floor_server(url, cwd),
         ]
         try:

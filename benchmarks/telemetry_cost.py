@@ -12,6 +12,11 @@ server CPU per request and ratios to `market` (targets: >= 0.60x at 100 %, >= 0.
 no worse than up). Nothing is asserted.
 
     .venv/bin/python benchmarks/telemetry_cost.py [--duration 10] [--rounds 3]
+
+Side by side with another version of the code (`--before-src DIR`, a `src` folder, e.g. from
+`git archive main src | tar -x -C /tmp/before`): adds `before 100%`, the same 100 % setup run from DIR, so the
+cost of a change to the telemetry is `full 100%` / `before 100%` in one interleaved run.
+`--only-full` leaves out the 10 % and collector-down variants.
 """
 
 from __future__ import annotations
@@ -63,7 +68,18 @@ def main() -> None:
         "OTEL_TRACES_SAMPLER=parentbased_traceidratio,OTEL_TRACES_SAMPLER_ARG=0.1",
         f"collector down:OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:{nobody},{common}",
     ]
-    sys.argv = [sys.argv[0], *sys.argv[1:], "--baseline", "market"]
+    argv = sys.argv[1:]
+    if "--only-full" in argv:
+        argv.remove("--only-full")
+        variants = variants[:1]
+    if "--before-src" in argv:
+        at = argv.index("--before-src")
+        before = argv[at + 1]
+        del argv[at : at + 2]
+        variants.append(
+            f"before 100%:PYTHONPATH={before},OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:{collector},{common}"
+        )
+    sys.argv = [sys.argv[0], *argv, "--baseline", "market"]
     for variant in variants:
         sys.argv += ["--variant", variant]
     browse_vs_floor.main()

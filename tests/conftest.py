@@ -19,7 +19,8 @@ from market.telemetry.setup import Telemetry, install_telemetry
 from tests.support.database import open_database
 from tests.support.postgres import POSTGRES_ADMIN_URL, admin_execute, postgres_url
 
-# Tests read the spans the service makes; with no exporter configured the service would not record them.
+# Tests read the spans the service makes; with no exporter configured the service would not record them
+# (for the servers tests start, and the process's telemetry below).
 os.environ.setdefault("OTEL_TRACES_SAMPLER", "parentbased_always_on")
 
 
@@ -70,10 +71,18 @@ async def db(bare_db: Database) -> AsyncIterator[Database]:
     yield bare_db
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def telemetry(tmp_path_factory: pytest.TempPathFactory) -> Telemetry:
-    """The process's telemetry (one per process, as in production): apps built in tests share it."""
-    settings = Settings.from_env({"MARKET_VAR_DIR": str(tmp_path_factory.mktemp("telemetry"))}, dotenv=None)
+    """The process's telemetry (one per process, as in production), installed before any test so that apps
+    built in tests share it, whatever settings they are built with. Tests read the spans the service makes;
+    with no exporter configured the service would not record them, hence the sampler."""
+    settings = Settings.from_env(
+        {
+            "MARKET_VAR_DIR": str(tmp_path_factory.mktemp("telemetry")),
+            "OTEL_TRACES_SAMPLER": os.environ["OTEL_TRACES_SAMPLER"],
+        },
+        dotenv=None,
+    )
     return install_telemetry(settings)
 
 

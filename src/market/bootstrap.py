@@ -25,7 +25,9 @@ from market.adapters.background import cancel_and_wait
 from market.adapters.db.analytics import SqlAnalyticsReports
 from market.adapters.db.commerce import SqlIdempotencyStore
 from market.adapters.db.database import Database
+from market.adapters.db.errors import unavailable_reason
 from market.adapters.db.repositories import PiccoloReadRepositories, PiccoloUnitOfWork
+from market.adapters.db.sandbox import SqlSandboxLedger
 from market.adapters.db.sessions import SqlSessionStore
 from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, SqlWebhookDeliveryRepository
 from market.adapters.http.app import create_app
@@ -50,7 +52,7 @@ from market.application.seller_webhooks import SellerWebhookPorts
 from market.application.services import Services
 from market.config import ConfigError, Settings
 from market.domain.redaction import safe_url
-from market.ops.alerting.monitor import AlertMonitor, FileLease
+from market.ops.alerting.monitor import AlertMonitor, FileLease, Lease, RedisLease
 from market.ops.alerting.notifiers import (
     Notifier,
     SlackWebhookNotifier,
@@ -60,7 +62,7 @@ from market.ops.alerting.notifiers import (
 from market.ops.alerting.readings import ExpositionReadings
 from market.ops.alerting.rules import AlertEvaluator, default_rules
 from market.ops.backups.manifest import newest_archive_time
-from market.telemetry import names
+from market.telemetry import names, request_context
 from market.telemetry.asgi import ServerSpanMiddleware
 from market.telemetry.logs import AccessLog, logging_config
 from market.telemetry.names import INSTRUMENTATION_SCOPE
@@ -123,7 +125,7 @@ def build_gateways(
     tracer = trace.get_tracer(INSTRUMENTATION_SCOPE)
     sandbox = TracedPaymentGateway(
         SandboxPaymentGateway(
-            database,
+            SqlSandboxLedger(database),
             webhook_url=settings.public_url + "/api/v1/webhooks/payments",
             webhook_secret=webhook_secret,
         ),
@@ -159,8 +161,8 @@ def build_services(
     never_send(secret, webhook_secret, *settings.secret_values())
     gateway, sandbox = build_gateways(settings, database, webhook_secret)
     return Services(
-        uow=lambda: PiccoloUnitOfWork(database),
-        repos=PiccoloReadRepositories(database),
+        uow=lambda: PiccoloUnitOfWork(database, request_context.identity),
+        repos=PiccoloReadRepositories(database, request_context.identity),
         hasher=Argon2PasswordHasher(
             argon2,
             concurrency=settings.limits.hash_concurrency,
@@ -231,12 +233,20 @@ def build_alert_monitor(settings: Settings, telemetry: Telemetry) -> AlertMonito
         notifiers.append(
             SmtpEmailNotifier(alerts.smtp, alerts.email_to, alerts.email_from or default_sender())
         )
+    lease: Lease | None = None
+    if notifiers and settings.limits.redis_url:
+        # Replicas: one notifier among all of them; the lease outlives a few missed evaluations.
+        lease = RedisLease.from_url(
+            settings.limits.redis_url, settings.limits.redis_prefix, ttl_s=3 * alerts.eval_interval_s + 2
+        )
+    elif notifiers:
+        lease = FileLease(settings.var_dir / "alerts.lock")
     return AlertMonitor(
         AlertEvaluator(default_rules(backups_scheduled=settings.backup.schedule is not None), SystemClock()),
         ExpositionReadings(telemetry.exposition, partial(newest_archive_time, settings.backup.directory)),
         interval_s=alerts.eval_interval_s,
         notifiers=notifiers,
-        lease=FileLease(settings.var_dir / "alerts.lock") if notifiers else None,
+        lease=lease,
         origin=f"{settings.telemetry.service_name} at {safe_url(settings.public_url)}",
     )
 
@@ -328,6 +338,7 @@ def build_app(
             else None
         ),
         lifespan=[lifespan],
+        unavailable=unavailable_reason,
         dependencies=session_dependencies(session_store, recording, links),
     )
     # Outside Litestar's exception handling, so that even 404s of unknown routes and 500s are traced.

@@ -2,60 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
-import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
 
-from market.config import ConfigError, Settings
+from market.commands import settings_or_exit as _settings
+from market.commands import with_database as _with_database
 from market.domain.analytics import ReportName, report_names_in_words
 
 # `market backup …` lives in the operations wing; that module imports only click and the config at start.
 from market.ops.backups.cli import SCHEMA_VERSIONS, backup
 
 T = TypeVar("T")
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        click.echo(f"market: {exc}", err=True)
-        sys.exit(2)
-
-
-def _with_database(
-    settings: Settings, work: Callable[[Any], Awaitable[T]], log_stream: str = "ext://sys.stdout"
-) -> T:
-    from market.adapters.db.database import Database
-    from market.bootstrap import configure_logging
-
-    configure_logging(settings, log_stream)
-
-    async def run() -> T:
-        database = Database(settings.database)
-        await database.start()
-        try:
-            return await work(database)
-        finally:
-            await database.close()
-
-    from asyncpg.exceptions import InvalidAuthorizationSpecificationError, InvalidCatalogNameError
-
-    try:
-        with warnings.catch_warnings():
-            # Piccolo warns (several lines, to stderr) when its version probe cannot connect; we say it once.
-            warnings.filterwarnings(
-                "ignore", message=r".*Unable to (connect to database|fetch server version)"
-            )
-            return asyncio.run(run())
-    except (OSError, ConnectionError, InvalidCatalogNameError, InvalidAuthorizationSpecificationError) as exc:
-        click.echo(f"market: cannot reach the database {settings.database.url.redacted()}: {exc}", err=True)
-        sys.exit(1)
 
 
 @click.group()
@@ -79,16 +40,21 @@ def _schema_versions() -> list[str]:
 @click.option("--reload", is_flag=True, help="Restart on code changes (development).")
 def serve(host: str | None, port: int | None, workers: int, reload: bool) -> None:
     """Serve the API. Migrations are applied at start-up."""
+    import os
+
     import uvicorn
 
     from market.bootstrap import configure_logging, warn_if_sandbox_exposed
     from market.telemetry.logs import logging_config
+    from market.telemetry.prometheus import GROUP_VARIABLE, new_process_group
     from market.telemetry.setup import metrics_directory
 
     settings = _settings()
     bind = host or settings.server.host
     configure_logging(settings)
     warn_if_sandbox_exposed(settings, bind)  # here, once, not in every worker
+    # This server's workers merge each other's metrics, and no other server's (replicas sharing MARKET_VAR_DIR).
+    os.environ[GROUP_VARIABLE] = new_process_group()
     metrics_directory(settings).clear()  # last run's worker snapshots must not be added to this run's
     uvicorn.run(
         "market.bootstrap:app_factory",

@@ -198,6 +198,46 @@ class TelemetrySettings:
     """Threshold of the JSON log lines on stdout (MARKET_LOG_LEVEL)."""
     metrics_token: str | None = setting("MARKET_METRICS_TOKEN", _optional, None, secret=True)
     """When set, `GET /metrics` needs `Authorization: Bearer <token>` (MARKET_METRICS_TOKEN)."""
+    # The standard OpenTelemetry variables market.telemetry decides by, read here once like every setting
+    # (the SDK's exporters and resource still read theirs: headers, timeout, resource attributes, sampler arg).
+    otlp_endpoint: str | None = setting("OTEL_EXPORTER_OTLP_ENDPOINT", _optional, None)
+    """OTEL_EXPORTER_OTLP_ENDPOINT: export spans, metrics (and logs, if asked) over OTLP; None: nothing is
+    exported and spans are not recorded."""
+    otlp_traces_endpoint: str | None = setting("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", _optional, None)
+    """OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: spans only, to this endpoint."""
+    otlp_metrics_endpoint: str | None = setting("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", _optional, None)
+    """OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: metrics only, to this endpoint."""
+    otlp_logs_endpoint: str | None = setting("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", _optional, None)
+    """OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: log records only, to this endpoint (with OTEL_LOGS_EXPORTER=otlp)."""
+    otlp_protocol: str | None = setting("OTEL_EXPORTER_OTLP_PROTOCOL", _optional, None)
+    """OTEL_EXPORTER_OTLP_PROTOCOL: `grpc`, otherwise HTTP (`http/protobuf`, the default)."""
+    otlp_traces_protocol: str | None = setting("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", _optional, None)
+    """OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: the protocol for spans, over OTEL_EXPORTER_OTLP_PROTOCOL."""
+    otlp_metrics_protocol: str | None = setting("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", _optional, None)
+    """OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: the protocol for metrics, over OTEL_EXPORTER_OTLP_PROTOCOL."""
+    otlp_logs_protocol: str | None = setting("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", _optional, None)
+    """OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: the protocol for log records, over OTEL_EXPORTER_OTLP_PROTOCOL."""
+    logs_exporter: str | None = setting("OTEL_LOGS_EXPORTER", _optional, None)
+    """OTEL_LOGS_EXPORTER: `otlp` (with an endpoint) exports log records too; otherwise only JSON lines."""
+    traces_sampler: str | None = setting("OTEL_TRACES_SAMPLER", _optional, None)
+    """OTEL_TRACES_SAMPLER: when set, spans are sampled by it (the SDK reads it) even with no endpoint."""
+    traces_exporter: str | None = setting("OTEL_TRACES_EXPORTER", _optional, None)
+    """OTEL_TRACES_EXPORTER: `otlp`, `console` (to stderr), `none`, comma-separated."""
+    metrics_exporter: str | None = setting("OTEL_METRICS_EXPORTER", _optional, None)
+    """OTEL_METRICS_EXPORTER: `otlp`, `console` (to stderr), `none`, comma-separated."""
+    resource_attributes: str | None = setting("OTEL_RESOURCE_ATTRIBUTES", _optional, None)
+    """OTEL_RESOURCE_ATTRIBUTES: `key=value,...`; they win over the code's own resource values."""
+    sdk_disabled: str | None = setting("OTEL_SDK_DISABLED", _optional, None)
+    """OTEL_SDK_DISABLED: `true` turns the SDK off (the SDK reads it; the backup commands then push nothing)."""
+
+    def otel_environ(self) -> dict[str, str]:
+        """The OTEL_* variables above that are set, in their own spelling: what market.telemetry reads (never
+        os.environ), so that tests and commands hand it settings rather than a process environment."""
+        return {
+            f.metadata["variable"]: value
+            for f in fields(self)
+            if f.metadata["variable"].startswith("OTEL_") and (value := getattr(self, f.name)) is not None
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +247,10 @@ class SentrySettings:
     environment: str = setting("SENTRY_ENVIRONMENT", _text, "production")
     """SENTRY_ENVIRONMENT."""
     release: str | None = setting("SENTRY_RELEASE", _optional, None)
-    """SENTRY_RELEASE; defaults to the package version."""
+    """SENTRY_RELEASE; defaults to `market@<version>+<git sha>` (market.build.release)."""
+    build_sha: str | None = setting("MARKET_BUILD_SHA", _optional, None)
+    """MARKET_BUILD_SHA: the git commit the running code was built from (the image sets it from its GIT_SHA
+    build argument); unset, the source checkout's HEAD when there is one."""
 
 
 def _gateway(env: _Env, name: str, default: str) -> str:

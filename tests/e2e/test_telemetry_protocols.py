@@ -17,8 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.openmetrics import parser as openmetrics_parser
 
 from market import __version__
+from market.build import release
 from market.telemetry import names
 from tests.support.live_server import LiveServer, auth, register, serving
 from tests.support.servers.telemetry_receivers import (
@@ -56,6 +58,7 @@ SERVER_SPAN_ATTRIBUTES = {
     names.SESSION_ID,
 }
 USER_AGENT = "market-telemetry-e2e/1.0"
+POD_NAME = "market-e2e-pod-7"
 
 
 def telemetry_env(endpoint: str, protocol: str, sentry: SentryReceiver | None) -> dict[str, str]:
@@ -66,6 +69,8 @@ def telemetry_env(endpoint: str, protocol: str, sentry: SentryReceiver | None) -
         "OTEL_METRIC_EXPORT_INTERVAL": "500",
         "OTEL_TRACES_SAMPLER": "parentbased_always_on",
         "SENTRY_ENVIRONMENT": "test",
+        # The environment wins over the code's defaults (a random instance id), as a k8s manifest needs.
+        "OTEL_RESOURCE_ATTRIBUTES": f"{names.SERVICE_INSTANCE_ID}={POD_NAME}",
     }
     if sentry is not None:
         env["SENTRY_DSN"] = sentry.dsn
@@ -237,6 +242,11 @@ def test_database_statements_are_client_spans_in_the_request_trace_with_placehol
     )
     assert [operation for operation, _ in operations] == ["INSERT", "SELECT"], operations
     assert "INTO analytics_events" in operations[0][1]
+    # Stable DB conventions: named by the query summary `{operation} {table}`.
+    assert sorted(s.name for s in db) == ["INSERT analytics_events", "SELECT items"], [s.name for s in db]
+    for span in db:
+        assert span.attributes[names.DB_QUERY_SUMMARY] == span.name
+        assert span.name.endswith(" " + span.attributes[names.DB_COLLECTION_NAME])
     for span in db:
         assert span.kind == CLIENT
         assert span.attributes[names.DB_SYSTEM_NAME] == expected_system
@@ -294,12 +304,21 @@ def test_a_5xx_is_an_error_span_with_an_exception_event_and_a_4xx_is_not(journey
     assert exception is not None
     assert exception["exception.type"].endswith("MonitoringTestError")
     assert exception["exception.message"] and exception["exception.stacktrace"]
+    assert failed.attributes[names.ERROR_TYPE] == "500"
     timed_out = journey.server_span("timeout")
     assert timed_out.status_code == ERROR and timed_out.event("exception") is not None
+    assert timed_out.attributes[names.ERROR_TYPE] == "503"
     for step in ("unknown_item", "unknown_route", "declined"):
         span = journey.server_span(step)
         assert span.status_code == UNSET, (step, span.status_message)
         assert span.event("exception") is None, step
+        assert names.ERROR_TYPE not in span.attributes, step
+
+
+def test_the_gateway_timeout_503_gives_the_reference_in_its_detail(journey):
+    response = journey.responses["timeout"]
+    body = assert_problem(response, 503)
+    assert trace_id_of(response) in body["detail"], body
 
 
 def test_traceresponse_problem_trace_id_and_server_span_agree(journey):
@@ -327,7 +346,7 @@ def test_resource_attributes_name_the_service_instance_and_environment(journey):
     resource = journey.server_span("view").resource
     assert resource[names.SERVICE_NAME] == "market"
     assert resource[names.SERVICE_VERSION] == __version__
-    assert resource[names.SERVICE_INSTANCE_ID]
+    assert resource[names.SERVICE_INSTANCE_ID] == POD_NAME
     assert resource[names.DEPLOYMENT_ENVIRONMENT] == "test"
 
 
@@ -356,6 +375,10 @@ def test_every_contract_metric_is_exported_over_otlp(journey):
         route = point.attributes.get(names.HTTP_ROUTE)
         assert route is None or not UUID.search(route), route
         assert point.attributes[names.HTTP_REQUEST_METHOD]
+        assert point.attributes[names.URL_SCHEME] == "http"
+        status = point.attributes[names.HTTP_RESPONSE_STATUS_CODE]
+        assert point.attributes.get(names.ERROR_TYPE) == (str(status) if status >= 500 else None), point
+    assert {p.attributes[names.HTTP_RESPONSE_STATUS_CODE] for p in durations} >= {200, 500, 503}
     outcomes = {p.attributes.get(names.SEARCH_OUTCOME) for p in _latest(points, names.SEARCH_QUERIES[0])}
     assert outcomes == {"results", "no_results"}
     attempts = {p.attributes.get(names.PAYMENT_OUTCOME) for p in _latest(points, names.PAYMENT_ATTEMPTS[0])}
@@ -364,6 +387,58 @@ def test_every_contract_metric_is_exported_over_otlp(journey):
         "EUR"
     }
     assert points[0].resource[names.SERVICE_NAME] == "market"
+
+
+def test_every_database_operation_is_measured_per_operation_and_table(journey):
+    wanted = names.DB_CLIENT_OPERATION_DURATION[0]
+    points = journey.otlp.wait_for_points(lambda points: any(p.name == wanted for p in points), what=wanted)
+    operations = _latest(points, wanted)
+    assert {p.unit for p in operations} == {"s"} and all(p.kind == "histogram" for p in operations)
+    expected_system = "postgresql" if journey.server.engine == "postgresql" else "sqlite"
+    summaries = {
+        (p.attributes[names.DB_OPERATION_NAME], p.attributes.get(names.DB_COLLECTION_NAME))
+        for p in operations
+    }
+    assert {("SELECT", "items"), ("INSERT", "orders"), ("INSERT", "analytics_events")} <= summaries, summaries
+    assert {p.attributes[names.DB_SYSTEM_NAME] for p in operations} == {expected_system}
+
+
+def test_openmetrics_exposition_links_the_duration_histogram_and_payment_attempts_to_traces(journey):
+    with journey.server.client() as c:
+        response = c.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        plain = c.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    text = response.text
+    assert text.endswith("# EOF\n")
+    families = {f.name: f for f in openmetrics_parser.text_string_to_metric_families(text)}  # validates it
+    traced = {journey.trace_of(step) for step in journey.responses}
+    duration = families["http_server_request_duration_seconds"]
+    linked = {s.exemplar.labels["trace_id"] for s in duration.samples if s.exemplar is not None}
+    assert all(len(trace_id) == 32 for trace_id in linked), linked
+    assert linked & traced, "no exemplar links a request of the journey to its trace"
+    attempts = families["market_payment_attempts"]
+    paid = [s for s in attempts.samples if s.labels.get("market_payment_outcome") == "succeeded"]
+    # The succeeded attempt's exemplar names a trace that reached the collector: one click away.
+    (exemplar,) = [s.exemplar for s in paid if s.exemplar is not None]
+    assert journey.otlp.trace(exemplar.labels["trace_id"]), exemplar
+    assert any(s.name == "market_payment_attempts_created" for s in attempts.samples)
+    (target,) = families["target"].samples
+    assert target.labels["service_instance_id"] == POD_NAME and target.labels["service_name"] == "market"
+    assert "process_cpu_seconds" in families and "process_resident_memory_bytes" in families
+    # Zero series for known label sets: the first rejection, of any reason, moves increase().
+    rejected = {
+        s.labels["market_webhook_rejection_reason"]: s.value
+        for s in families["market_webhook_rejected"].samples
+        if s.name.endswith("_total")
+    }
+    assert set(rejected) >= {"missing_signature", "malformed", "stale_signature", "bad_signature"}
+    # The Prometheus text format, as before: no exemplars, no _created, no EOF.
+    assert plain.headers["content-type"].startswith("text/plain; version=0.0.4")
+    lines = plain.text.splitlines()
+    assert "# EOF" not in lines and "trace_id=" not in plain.text
+    assert not [line for line in lines if re.match(r"^\w+_created[{ ]", line)]
+    assert "target_info{" in plain.text
 
 
 # --- Sentry -------------------------------------------------------------------------------------------------
@@ -382,7 +457,10 @@ def test_a_500_is_exactly_one_sentry_event_on_the_otel_trace(journey):
     assert event["tags"]["http.route"] == "/api/v1/admin/test-monitoring"
     assert event["tags"]["http.request.method"] == "POST"
     assert event["environment"] == "test"
-    assert event["release"] == f"market@{__version__}"
+    # The release names the build: the package version and the commit of this checkout.
+    assert event["release"] == release() and event["release"].startswith(f"market@{__version__}+")
+    assert event["transaction"] == "POST /api/v1/admin/test-monitoring"
+    assert event.get("transaction_info", {}).get("source") == "route"
     values = event["exception"]["values"]
     assert values[-1]["type"] == "MonitoringTestError"
 
@@ -401,6 +479,7 @@ def test_expected_outcomes_send_nothing_to_sentry_and_a_gateway_timeout_does(jou
         assert journey.sentry.events_of_trace(journey.trace_of(step)) == [], step
     (timeout,) = journey.sentry.events_of_trace(journey.trace_of("timeout"))
     assert timeout["tags"]["http.route"] == "/api/v1/checkout"
+    assert timeout["transaction"] == "POST /api/v1/checkout"
     assert timeout["user"]["role"] == "buyer" and "email" not in timeout["user"]
     # Every event the journey caused, and nothing else: the four 5xx/messages above.
     expected = {journey.trace_of(step) for step in ("secrets", "timeout", "message", "error")}

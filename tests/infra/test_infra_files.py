@@ -58,7 +58,11 @@ def load_all_yaml(path: Path) -> list[Any]:
 # The kind of each instrument decides its Prometheus name (_total, _bucket/_sum/_count). The instruments the
 # request path records are checked against the real exposition below; the backup service sets the last-success
 # gauge, and the business gauges are refreshed from the analytics reports.
-HISTOGRAMS = {names.HTTP_SERVER_REQUEST_DURATION[0], names.PAYMENT_AMOUNT[0]}
+HISTOGRAMS = {
+    names.HTTP_SERVER_REQUEST_DURATION[0],
+    names.DB_CLIENT_OPERATION_DURATION[0],
+    names.PAYMENT_AMOUNT[0],
+}
 GAUGES = {
     names.BACKUP_LAST_SUCCESS[0],
     names.FUNNEL_SESSIONS[0],
@@ -117,6 +121,12 @@ METRIC_ATTRIBUTES = (
     names.TELEMETRY_SIGNAL,
     names.FUNNEL_STEP,
     names.STATISTIC,
+    names.URL_SCHEME,
+    names.ERROR_TYPE,
+    names.DB_SYSTEM_NAME,
+    names.DB_OPERATION_NAME,
+    names.DB_COLLECTION_NAME,
+    names.DB_NAMESPACE,
 )
 
 
@@ -304,6 +314,7 @@ def test_the_required_recording_rules_exist() -> None:
         "market_route:http_server_request_duration_seconds:p95_5m",
         "market:payment_success_per_attempt:ratio_rate5m",
         "market:search_results_per_query:ratio_rate5m",
+        "market_db_operation:db_client_operation_duration_seconds:p95_5m",
     ):
         assert name in recorded
 
@@ -508,7 +519,19 @@ def listening_ports() -> dict[str, set[int]]:
         "alertmanager": {9093},
         "grafana": {3000},
         "postgres": {5432},
+        "redis": {6379},
+        "balancer": {int(line.split(":")[-1]) for line in haproxy_lines() if line.startswith("bind ")},
     }
+
+
+HAPROXY_CONFIG = INFRA / "haproxy" / "haproxy.cfg"
+
+
+def haproxy_lines() -> list[str]:
+    lines = [
+        line.split("#", 1)[0].strip() for line in HAPROXY_CONFIG.read_text(encoding="utf-8").splitlines()
+    ]
+    return [line for line in lines if line]
 
 
 def assert_reachable(url_or_address: str, where: str) -> None:
@@ -523,6 +546,8 @@ def test_compose_has_the_whole_stack() -> None:
     services = compose()["services"]
     assert {
         "market",
+        "balancer",
+        "redis",
         "postgres",
         "otel-collector",
         "jaeger",
@@ -536,7 +561,7 @@ def test_compose_has_the_whole_stack() -> None:
 def test_compose_publishes_each_ui_and_endpoint() -> None:
     services = compose()["services"]
     expected = {
-        "market": 8000,
+        "balancer": 8000,
         "grafana": 3000,
         "prometheus": 9090,
         "alertmanager": 9093,
@@ -619,7 +644,7 @@ def test_prometheus_scrapes_market_the_collector_and_alerts_to_alertmanager() ->
     assert jobs["market"]["metrics_path"] == "/metrics"
     assert {"market", "otel-collector", "otel-collector-internal"} <= jobs.keys()
     for job in jobs.values():
-        for static in job["static_configs"]:
+        for static in job.get("static_configs", []):
             for target in static["targets"]:
                 if not target.startswith("localhost"):
                     assert_reachable(target, f"scrape job {job['job_name']}")
@@ -627,6 +652,44 @@ def test_prometheus_scrapes_market_the_collector_and_alerts_to_alertmanager() ->
         for target in manager["static_configs"][0]["targets"]:
             assert target.startswith("alertmanager:")
             assert_reachable(target, "alerting")
+
+
+def test_compose_runs_replicas_with_workers_on_redis_behind_a_health_checking_balancer() -> None:
+    services = compose()["services"]
+    market = services["market"]
+    assert market["deploy"]["replicas"] >= 2
+    command = market["command"]
+    assert command[:2] == ["market", "serve"] and int(command[command.index("--workers") + 1]) >= 2
+    assert "ports" not in market, "replicas are reached through the balancer"
+    env = market["environment"]
+    assert_reachable(env["MARKET_REDIS_URL"].replace("redis://", "//").rsplit("/", 1)[0], "MARKET_REDIS_URL")
+    assert market["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert urlsplit(env["MARKET_PUBLIC_URL"]).hostname == "balancer"
+    assert_reachable(env["MARKET_PUBLIC_URL"], "MARKET_PUBLIC_URL")
+    lines = haproxy_lines()
+    assert "option httpchk GET /health/ready" in lines and "http-check expect status 200" in lines
+    [template] = [line.split() for line in lines if line.startswith("server-template ")]
+    assert int(template[2]) >= market["deploy"]["replicas"], "the balancer has fewer slots than replicas"
+    assert_reachable(template[3], "the balancer's servers")
+    assert "check" in template
+    mounted = dict(volume.split(":")[:2][::-1] for volume in services["balancer"]["volumes"])
+    assert mounted["/usr/local/etc/haproxy/haproxy.cfg"] == "./haproxy/haproxy.cfg"
+
+
+def test_haproxy_accepts_the_balancer_configuration_when_installed() -> None:
+    haproxy = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+    if haproxy is None:
+        pytest.skip("haproxy not installed (Debian: apt-get install haproxy; CI installs it)")
+    result = subprocess.run([haproxy, "-c", "-f", str(HAPROXY_CONFIG)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_scrapes_each_market_replica_not_the_balancer() -> None:
+    jobs = {job["job_name"]: job for job in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"]}
+    [discovery] = jobs["market"]["dns_sd_configs"]
+    assert discovery["type"] == "A" and discovery["names"] == ["market"]
+    assert_reachable(f"market:{discovery['port']}", "scrape job market")
+    assert "static_configs" not in jobs["market"]
 
 
 def test_grafana_datasources_point_at_compose_services() -> None:
@@ -803,7 +866,30 @@ def test_k8s_manifests_have_the_expected_kinds() -> None:
 
 
 def deployment() -> dict[str, Any]:
-    return next(resource for resource in k8s_resources() if resource["kind"] == "Deployment")
+    return next(
+        resource
+        for resource in k8s_resources()
+        if resource["kind"] == "Deployment" and resource["metadata"]["name"] == "market"
+    )
+
+
+def test_k8s_runs_replicas_with_workers_on_redis_and_scrapes_each_pod() -> None:
+    resources = {(r["kind"], r["metadata"]["name"]): r for r in k8s_resources()}
+    spec = deployment()["spec"]
+    assert spec["replicas"] >= 2
+    args = spec["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["market", "serve"] and int(args[args.index("--workers") + 1]) >= 2
+    config = resources[("ConfigMap", "market-config")]["data"]
+    redis_url = urlsplit(config["MARKET_REDIS_URL"])
+    redis_service = resources[("Service", redis_url.hostname)]
+    redis_pods = resources[("Deployment", redis_url.hostname)]["spec"]["template"]
+    assert redis_service["spec"]["selector"].items() <= redis_pods["metadata"]["labels"].items()
+    assert redis_url.port == redis_service["spec"]["ports"][0]["port"]
+    monitor = resources[("PodMonitor", "market")]["spec"]
+    assert monitor["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    [endpoint] = monitor["podMetricsEndpoints"]
+    port_names = {port["name"] for port in spec["template"]["spec"]["containers"][0]["ports"]}
+    assert endpoint["path"] == "/metrics" and endpoint["port"] in port_names
 
 
 def test_deployment_probes_resources_and_security() -> None:
@@ -828,7 +914,11 @@ def test_deployment_probes_resources_and_security() -> None:
 
 
 def test_service_selects_the_deployment_and_targets_its_port() -> None:
-    service = next(resource for resource in k8s_resources() if resource["kind"] == "Service")
+    service = next(
+        resource
+        for resource in k8s_resources()
+        if resource["kind"] == "Service" and resource["metadata"]["name"] == "market"
+    )
     template = deployment()["spec"]["template"]
     labels = template["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()

@@ -108,10 +108,11 @@ def test_sibling_workers_snapshots_are_added_in(metrics_dir):
     sibling = Process(metrics_dir)
     sibling.requests(4, 500)
     sibling.payments("declined", 1)
-    metrics_dir.mkdir(parents=True)
-    (metrics_dir / "999999.json").write_text(json.dumps(sibling.exposition.collect()))
-
     this = Process(metrics_dir)
+    group = this.exposition.directory.directory  # this `market serve`'s workers' folder
+    group.mkdir(parents=True)
+    (group / "999999.json").write_text(json.dumps(sibling.exposition.collect()))
+
     this.requests(6, 200)
     reading = ExpositionReadings(this.exposition)()
     assert (reading.requests, reading.server_errors, reading.payment_failures) == (10, 4, 1)

@@ -55,7 +55,7 @@ def uid() -> str:
 
 async def record(db, session, minutes, *events, user=None):
     with request(session, user):
-        await SqlAnalyticsLog(db).record(list(events), at(minutes))
+        await SqlAnalyticsLog(db, request_context.identity).record(list(events), at(minutes))
 
 
 async def rows(db):

@@ -3,6 +3,8 @@ text's placeholders and never its parameter values."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -39,10 +41,59 @@ async def test_raw_and_orm_statements_are_client_children_of_the_current_span(da
         assert span.attributes[names.DB_SYSTEM_NAME] == engine
         assert span.attributes[names.DB_OPERATION_NAME] == "SELECT"
         assert span.attributes[names.DB_NAMESPACE] == db.name
-        assert span.name == f"SELECT {db.name}"
+        # Stable DB conventions: named by the query summary `{operation} {table}`, never the database.
+        assert span.name == "SELECT users"
+        assert span.attributes[names.DB_COLLECTION_NAME] == "users"
+        assert span.attributes[names.DB_QUERY_SUMMARY] == "SELECT users"
         text = span.attributes[names.DB_QUERY_TEXT]
         assert "users" in text and ("$1" in text or "?" in text)
         assert SECRET_VALUE not in str(dict(span.attributes))
+
+
+def _db_durations(telemetry) -> dict[tuple[tuple[str, Any], ...], tuple[int, float]]:
+    """(count, sum) of db.client.operation.duration per attribute set, as collected now."""
+    found: dict[tuple[tuple[str, Any], ...], tuple[int, float]] = {}
+    data = telemetry.exposition.reader.get_metrics_data()
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                if metric.name == names.DB_CLIENT_OPERATION_DURATION[0]:
+                    assert metric.unit == "s"
+                    for point in metric.data.data_points:
+                        found[tuple(sorted(point.attributes.items()))] = (point.count, point.sum)
+    return found
+
+
+async def test_every_statement_is_measured_by_operation_and_table_traced_or_not(
+    database_url, telemetry, span_exporter
+):
+    db = await _started(database_url)
+    engine = "postgresql" if database_url.startswith("postgresql") else "sqlite"
+    expected = {
+        names.DB_SYSTEM_NAME: engine,
+        names.DB_OPERATION_NAME: "SELECT",
+        names.DB_COLLECTION_NAME: "users",
+        names.DB_NAMESPACE: db.name,
+    }
+    key = tuple(sorted(expected.items()))
+    before = _db_durations(telemetry)
+    try:
+        await db.fetch("SELECT id FROM users WHERE email = {}", SECRET_VALUE)  # outside any trace
+        with trace.get_tracer("test").start_as_current_span("parent"):
+            await UserRow.select(UserRow.id).where(UserRow.email == SECRET_VALUE)
+        with pytest.raises(Exception, match="no_such_column"):
+            await db.fetch("SELECT no_such_column FROM users")
+    finally:
+        await db.close()
+    after = _db_durations(telemetry)
+    count_before, sum_before = before.get(key, (0, 0.0))
+    count_after, sum_after = after[key]
+    assert count_after - count_before == 2
+    assert sum_after > sum_before
+    # The failing statement is a series of its own, with error.type.
+    failed = [k for k in after if dict(k).get(names.ERROR_TYPE) and dict(k)[names.DB_NAMESPACE] == db.name]
+    assert len(failed) == 1 and after[failed[0]][0] - before.get(failed[0], (0, 0.0))[0] == 1
+    assert SECRET_VALUE not in str(after)
 
 
 async def test_statements_outside_any_trace_make_no_spans(database_url, span_exporter):

@@ -53,6 +53,8 @@ def start_server(
     engine: str,
     extra_env: dict[str, str] | None = None,
     serve_args: tuple[str, ...] = (),
+    ready_timeout_s: float = 30,
+    stderr_log: Path | None = None,
 ) -> LiveServer:
     """`market serve` (plus `serve_args`, e.g. `--workers 2`), ready. Rate limits are off unless `extra_env`
     turns them on: suites sign in and check out far more often than any one client should. Password hashes
@@ -69,16 +71,16 @@ def start_server(
     }
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)  # the developer's collector; a test may name its own
     env.update(extra_env or {})
-    with log.open("wb") as out:
+    with log.open("wb") as out, (stderr_log or log).open("ab") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "market", "serve", "--port", str(port), *serve_args],
             env=env,
             cwd=workdir,
             stdout=out,
-            stderr=subprocess.STDOUT,
+            stderr=err if stderr_log is not None else subprocess.STDOUT,  # apart: stdout must be JSON only
         )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + ready_timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"market serve exited early:\n{log.read_text()}")

@@ -16,9 +16,9 @@ def sessions() -> None:
 
 
 def _run(work: Any) -> Any:
-    from market.cli import _settings, _with_database
+    from market.commands import settings_or_exit, with_database
 
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def with_store(database: Any) -> Any:
         from market.adapters.db.repositories import PiccoloReadRepositories
@@ -28,7 +28,7 @@ def _run(work: Any) -> Any:
         return await work(SqlSessionStore(database), PiccoloReadRepositories(database), settings)
 
     # Logs go to stderr: stdout is the answer (`--json | jq` must read JSON only).
-    return _with_database(settings, with_store, log_stream="ext://sys.stderr")
+    return with_database(settings, with_store, log_stream="ext://sys.stderr")
 
 
 @sessions.command()

@@ -11,6 +11,7 @@ from market.domain.catalog import ItemStatus
 from market.domain.errors import NotFound
 from market.domain.events import CheckoutStarted, Event, OrderPaid, OrderRefunded, PaymentAttempted
 from market.domain.orders import (
+    GATEWAY_UNAVAILABLE,
     CheckoutInProgress,
     InsufficientStock,
     Order,
@@ -37,8 +38,6 @@ from .ports import (
 )
 
 SUCCEEDED, DECLINED, PROCESSING = "succeeded", "declined", "processing"
-GATEWAY_UNAVAILABLE = "gateway_unavailable"
-"""Payment failure_reason of a pending order whose charge call failed: its outcome is unknown, not in flight."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,6 +142,11 @@ class OrderLine:
         return self.unit_price_cents * self.quantity
 
 
+GATEWAY_UNAVAILABLE = "gateway_unavailable"
+"""Payment failure_reason of a pending order whose charge call failed: its outcome is unknown, not in flight
+(reconciliation asks the provider about these first)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Payment:
     id: str

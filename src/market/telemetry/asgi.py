@@ -139,6 +139,7 @@ class ServerSpanMiddleware:
             trace_id, span_id, flags = secrets.token_hex(16), secrets.token_hex(8), "00"
         state = scope.setdefault("state", {})
         state["trace_id"] = trace_id
+        state["span_id"] = span_id
         state["session_id"] = session
         extra_headers = [
             (b"traceresponse", f"00-{trace_id}-{span_id}-{flags}".encode()),
@@ -153,7 +154,8 @@ class ServerSpanMiddleware:
                 message["headers"] = [*message.get("headers", ()), *extra_headers]
             await send(message)
 
-        token = otel_context.attach(trace.set_span_in_context(span))
+        span_context = trace.set_span_in_context(span)
+        token = otel_context.attach(span_context)
         request = request_context.begin(session, trace_id)
         context = request_context.current()
         try:
@@ -198,14 +200,22 @@ class ServerSpanMiddleware:
                 span.update_name(f"{method} {template}")
                 span.set_attribute(names.HTTP_ROUTE, template)
             span.set_attribute(names.HTTP_RESPONSE_STATUS_CODE, status_code)
-            if status_code >= 500:
+            # error.type: for a server, a 5xx is the error (the status code as a string, per the HTTP
+            # semantic conventions); a 4xx is the client's.
+            error_type = str(status_code) if status_code >= 500 else None
+            if error_type is not None:
+                span.set_attribute(names.ERROR_TYPE, error_type)
                 span.set_status(Status(StatusCode.ERROR))
             span.end()
             if self.duration is not None:
                 metric_attributes = {
                     names.HTTP_REQUEST_METHOD: method,
                     names.HTTP_RESPONSE_STATUS_CODE: status_code,
+                    names.URL_SCHEME: attributes[names.URL_SCHEME],
                 }
                 if template:
                     metric_attributes[names.HTTP_ROUTE] = template
-                self.duration.record(elapsed, metric_attributes)
+                if error_type is not None:
+                    metric_attributes[names.ERROR_TYPE] = error_type
+                # In the request's context, so that a sampled request leaves its trace id as an exemplar.
+                self.duration.record(elapsed, metric_attributes, context=span_context)

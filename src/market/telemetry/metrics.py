@@ -6,21 +6,28 @@ Instruments are declared in names.py; this module only builds them. Attribute va
 
 from __future__ import annotations
 
-import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from opentelemetry.metrics import CallbackT, Counter, Histogram, Meter, ObservableCounter, _Gauge
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
 from . import names
 from .drops import DROPS
+from .tracing import chosen_exporters
 
-# Seconds, as the HTTP semantic conventions recommend.
-DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2, 2.5, 5, 7.5, 10)
+# Seconds: exactly the explicit bucket boundaries the HTTP and DB semantic conventions advise for
+# http.server.request.duration and db.client.operation.duration (no extra boundaries: dashboards and
+# recording rules written against the conventions must find these `le` values).
+DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 AMOUNT_BUCKETS_CENTS = (100, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000)
 
 
@@ -73,6 +80,12 @@ class Instruments:
 
     @classmethod
     def create(cls, meter: Meter) -> Instruments:
+        instruments = cls._build(meter)
+        zero_known_series(instruments)
+        return instruments
+
+    @classmethod
+    def _build(cls, meter: Meter) -> Instruments:
         return cls(
             http_duration=histogram(meter, names.HTTP_SERVER_REQUEST_DURATION),
             item_views=counter(meter, names.ITEM_VIEWS),
@@ -92,9 +105,41 @@ class Instruments:
         )
 
 
-def otlp_metric_reader(environ: Mapping[str, str]) -> MetricReader | None:
-    """A periodic OTLP exporter when an endpoint is configured (same variables as traces)."""
-    if not (environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")):
+# Every series of a bounded label set exists from the start, at zero: the first decline, gateway error or
+# rejected webhook then moves increase() and rate(), instead of appearing at 1 (which Prometheus cannot tell
+# from a series that was always 1).
+PAYMENT_OUTCOMES = ("succeeded", "declined", "error")
+PAYMENT_METHODS = ("card",)
+SEARCH_OUTCOMES = ("results", "no_results")
+CART_ACTIONS = ("add", "remove")
+WEBHOOK_DIRECTIONS = ("inbound", "outbound")
+WEBHOOK_OUTCOMES = ("success", "failure")
+WEBHOOK_REJECTION_REASONS = ("missing_signature", "malformed", "stale_signature", "bad_signature")
+
+
+def zero_known_series(m: Instruments) -> None:
+    for outcome in PAYMENT_OUTCOMES:
+        for method in PAYMENT_METHODS:
+            m.payment_attempts.add(0, {names.PAYMENT_OUTCOME: outcome, names.PAYMENT_METHOD: method})
+    for outcome in SEARCH_OUTCOMES:
+        m.search_queries.add(0, {names.SEARCH_OUTCOME: outcome})
+    for action in CART_ACTIONS:
+        m.cart_changes.add(0, {names.CART_ACTION: action})
+    for direction in WEBHOOK_DIRECTIONS:
+        for outcome in WEBHOOK_OUTCOMES:
+            m.webhook_deliveries.add(0, {names.WEBHOOK_DIRECTION: direction, names.WEBHOOK_OUTCOME: outcome})
+    for reason in WEBHOOK_REJECTION_REASONS:
+        m.webhook_rejected.add(0, {names.WEBHOOK_REJECTION_REASON: reason})
+    m.item_views.add(0)
+    m.checkout_started.add(0)
+
+
+def otlp_metric_reader(environ: Mapping[str, str], *, required: bool = False) -> MetricReader | None:
+    """A periodic OTLP exporter when an endpoint is configured (same variables as traces), or when
+    OTEL_METRICS_EXPORTER=otlp asks for one (`required`: the SDK's default endpoint then)."""
+    if not required and not (
+        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+    ):
         return None
     protocol = environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or environ.get(
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
@@ -111,14 +156,22 @@ def otlp_metric_reader(environ: Mapping[str, str]) -> MetricReader | None:
 def build_meter_provider(
     resource: Resource, readers: Sequence[MetricReader], environ: Mapping[str, str] | None = None
 ) -> MeterProvider:
-    environ = os.environ if environ is None else environ
-    all_readers = list(readers)
-    otlp = otlp_metric_reader(environ)
-    if otlp is not None:
-        all_readers.append(otlp)
+    environ = {} if environ is None else environ  # the OTEL_* settings (TelemetrySettings.otel_environ)
+    all_readers = list(readers)  # /metrics reads these whatever OTEL_METRICS_EXPORTER says
+    chosen = chosen_exporters(environ, "OTEL_METRICS_EXPORTER")
+    if "otlp" in chosen:
+        otlp = otlp_metric_reader(environ, required=True)
+        if otlp is not None:
+            all_readers.append(otlp)
+    if "console" in chosen:  # stderr: stdout carries the JSON log lines only
+        all_readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr)))
     views = [
         View(
             instrument_name=names.HTTP_SERVER_REQUEST_DURATION[0],
+            aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS_S),
+        ),
+        View(
+            instrument_name=names.DB_CLIENT_OPERATION_DURATION[0],
             aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS_S),
         ),
         View(

@@ -17,7 +17,7 @@ from opentelemetry.semconv.attributes import (
     url_attributes,
     user_agent_attributes,
 )
-from opentelemetry.semconv.metrics import http_metrics
+from opentelemetry.semconv.metrics import db_metrics, http_metrics
 
 # --- Resource -------------------------------------------------------------------------------------------
 SERVICE_NAME = service_attributes.SERVICE_NAME
@@ -53,6 +53,9 @@ DB_SYSTEM_NAME = db_attributes.DB_SYSTEM_NAME
 DB_OPERATION_NAME = db_attributes.DB_OPERATION_NAME
 DB_QUERY_TEXT = db_attributes.DB_QUERY_TEXT
 DB_NAMESPACE = db_attributes.DB_NAMESPACE
+DB_COLLECTION_NAME = db_attributes.DB_COLLECTION_NAME  # the table
+DB_QUERY_SUMMARY = db_attributes.DB_QUERY_SUMMARY  # `{operation} {table}`, also the span name
+DB_RESPONSE_STATUS_CODE = db_attributes.DB_RESPONSE_STATUS_CODE  # SQLSTATE, on failed statements
 
 # --- Business attributes ---------------------------------------------------------------------------------
 ORDER_ID = "market.order.id"
@@ -121,6 +124,11 @@ HTTP_SERVER_REQUEST_DURATION = (
     http_metrics.HTTP_SERVER_REQUEST_DURATION,
     "s",
     "Duration of HTTP server requests.",
+)
+DB_CLIENT_OPERATION_DURATION = (
+    db_metrics.DB_CLIENT_OPERATION_DURATION,
+    "s",
+    "Duration of database client operations, by system, operation and table.",
 )
 ITEM_VIEWS = ("market.item.views", "{view}", "Item detail pages served.")
 SEARCH_QUERIES = ("market.search.queries", "{query}", "Catalog searches, by whether they found anything.")

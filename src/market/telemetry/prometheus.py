@@ -1,9 +1,21 @@
-"""Prometheus text exposition of the SDK's metrics, merged across worker processes.
+"""`/metrics` exposition of the SDK's metrics, merged across worker processes, rendered by prometheus_client
+in the Prometheus text format or, when the scraper asks for it, OpenMetrics 1.0 (`_created`, exemplars
+carrying the trace id, `# EOF`).
 
 Each worker collects its own metrics (cumulative) and, every few seconds, writes a snapshot to
-`<var>/metrics/<pid>.json`; `/metrics` answers with this worker's live figures plus the other workers'
-latest snapshots, so `market serve --workers N` reports the whole service whichever worker answers.
-Counters and histograms add up across workers; gauges take the latest value.
+`<var>/metrics/<group>/<pid>.json`; `/metrics` answers with this worker's live figures plus the other workers'
+latest snapshots, so `market serve --workers N` reports the whole server whichever worker answers.
+Counters and histograms add up across workers (their `_created` is the earliest worker's, their exemplars the
+latest); gauges take the latest value, except the process_* figures, which add up (memory, open files, CPU
+seconds) or take the earliest start time.
+
+The group is one `market serve` (host name and the serve process's id, handed to its workers in the
+environment): replicas that share a var folder each report their own work, never the sum of all of them —
+Prometheus scrapes every replica and adds them up itself.
+
+Also exposed: `target_info` (the resource: service.name, service.instance.id, ...), and a zero series for
+every known label set (payment outcomes, search outcomes, webhook outcomes, and status 500/503 of every
+route seen), so that the first error moves `increase()` instead of appearing at 1.
 """
 
 from __future__ import annotations
@@ -11,15 +23,45 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import socket
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, MetricsData, Sum
+from opentelemetry.sdk.resources import Resource
+from prometheus_client.exposition import generate_latest as generate_text
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.samples import Exemplar, Sample
+from prometheus_client.utils import floatToGoString
 
 from market.private_files import private_dir, write_private_text
 
-Snapshot = dict[str, dict[str, Any]]  # prometheus family name -> {"type", "help", "samples": {key: value}}
+from . import names
+
+# prometheus family name -> {"type", "help", "samples": {key: value}, and optionally "created": {key: unix s},
+# "exemplars": {key: [trace_id, span_id, value, unix s]}, "merge": "sum" | "min" | "max" (gauges)}
+Snapshot = dict[str, dict[str, Any]]
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"
+OPENMETRICS_TEXT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+GROUP_VARIABLE = "_MARKET_SERVE_GROUP"
+"""Internal, not a setting: `market serve` names its process group here for the workers it starts."""
+
+
+def new_process_group() -> str:
+    """A name for the `market serve` starting now: unique per host and process."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def process_group() -> str:
+    """The group whose snapshots this process merges: its `market serve`'s, or this process alone."""
+    return os.environ.get(GROUP_VARIABLE) or new_process_group()
 
 
 def prometheus_name(otel_name: str, unit: str, kind: str) -> str:
@@ -67,18 +109,48 @@ def _add_metric(families: Snapshot, metric: Any) -> None:
         name, {"type": kind, "help": metric.description or metric.name, "samples": {}}
     )
     samples = family["samples"]
+    cumulative_kind = kind in ("counter", "histogram")
+    created = family.setdefault("created", {}) if cumulative_kind else None
+    exemplars = family.setdefault("exemplars", {}) if cumulative_kind else None
     for point in data.data_points:
         labels = _labels(point.attributes)
+        if created is not None and getattr(point, "start_time_unix_nano", None):
+            created[_key("", labels)] = point.start_time_unix_nano / 1e9
         if kind == "histogram":
             cumulative = 0
-            for bound, count in zip([*point.explicit_bounds, math.inf], point.bucket_counts, strict=True):
+            bounds = [*point.explicit_bounds, math.inf]
+            for bound, count in zip(bounds, point.bucket_counts, strict=True):
                 cumulative += count
                 le = "+Inf" if bound == math.inf else _number(bound)
                 samples[_key("_bucket", sorted([*labels, ["le", le]]))] = cumulative
             samples[_key("_sum", labels)] = point.sum
             samples[_key("_count", labels)] = point.count
+            for exemplar in _exemplars(point):
+                bound = next(b for b in bounds if exemplar[2] <= b)
+                le = "+Inf" if bound == math.inf else _number(bound)
+                exemplars[_key("_bucket", sorted([*labels, ["le", le]]))] = exemplar  # type: ignore[index]
         else:
             samples[_key("", labels)] = point.value
+            if exemplars is not None:
+                for exemplar in _exemplars(point):
+                    exemplars[_key("", labels)] = exemplar
+
+
+def _exemplars(point: Any) -> list[list[Any]]:
+    """[trace_id, span_id, value, unix seconds] of each exemplar the SDK kept with a trace (sampled spans)."""
+    kept = []
+    for exemplar in getattr(point, "exemplars", None) or ():
+        if exemplar.trace_id:
+            kept.append(
+                [
+                    format(exemplar.trace_id, "032x"),
+                    format(exemplar.span_id or 0, "016x"),
+                    exemplar.value,
+                    exemplar.time_unix_nano / 1e9,
+                ]
+            )
+    kept.sort(key=lambda e: e[3])
+    return kept
 
 
 def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
@@ -86,32 +158,156 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
     for snap in snapshots:
         for name, family in snap.items():
             target = merged.setdefault(name, {"type": family["type"], "help": family["help"], "samples": {}})
+            how = family.get("merge")
+            if how:
+                target["merge"] = how
             for key, value in family["samples"].items():
-                if family["type"] == "gauge":
+                current = target["samples"].get(key)
+                if (family["type"] == "gauge" and how is None) or current is None:
                     target["samples"][key] = value
+                elif family["type"] != "gauge" or how == "sum":
+                    target["samples"][key] = current + value
                 else:
-                    target["samples"][key] = target["samples"].get(key, 0) + value
+                    target["samples"][key] = min(current, value) if how == "min" else max(current, value)
+            for key, when in (family.get("created") or {}).items():
+                created = target.setdefault("created", {})
+                created[key] = min(created.get(key, when), when)
+            for key, exemplar in (family.get("exemplars") or {}).items():
+                exemplars = target.setdefault("exemplars", {})
+                if key not in exemplars or exemplars[key][3] <= exemplar[3]:
+                    exemplars[key] = exemplar
     return merged
 
 
-def render(snap: Snapshot) -> str:
-    lines: list[str] = []
-    for name in sorted(snap):
-        family = snap[name]
+# --- Known label sets, zero until they happen --------------------------------------------------------------
+# Counters start every known series at zero themselves (metrics.zero_known_series); the HTTP duration gets a
+# 500 and a 503 series beside every (method, route, scheme) it has seen.
+ZERO_STATUSES = ("500", "503")
+_HTTP_DURATION = "http_server_request_duration_seconds"
+_STATUS = names.HTTP_RESPONSE_STATUS_CODE.replace(".", "_")
+_ERROR_TYPE = names.ERROR_TYPE.replace(".", "_")
+
+
+def with_known_series(snap: Snapshot) -> Snapshot:
+    """The snapshot plus zero 500 and 503 series of the request duration for every route seen."""
+    family = snap.get(_HTTP_DURATION)
+    if family is not None:
+        seen = {}
+        bounds: set[str] = set()
+        for key in family["samples"]:
+            suffix, labels = json.loads(key)
+            if suffix == "_bucket":
+                bounds.update(v for k, v in labels if k == "le")
+            elif suffix == "_count":
+                series = {k: v for k, v in labels if k not in (_STATUS, _ERROR_TYPE)}
+                seen[json.dumps(sorted(series.items()))] = series
+        for series in seen.values():
+            for status in ZERO_STATUSES:
+                labels = sorted([[k, v] for k, v in {**series, _STATUS: status, _ERROR_TYPE: status}.items()])
+                if _key("_count", labels) in family["samples"]:
+                    continue
+                family["samples"][_key("_count", labels)] = 0
+                family["samples"][_key("_sum", labels)] = 0
+                for le in bounds:
+                    family["samples"][_key("_bucket", sorted([*labels, ["le", le]]))] = 0
+    return snap
+
+
+# --- Process metrics (per worker, added up by merge) -------------------------------------------------------
+_PROCESS_MERGE = {"process_start_time_seconds": "min", "process_max_fds": "max"}
+
+
+def process_snapshot() -> Snapshot:
+    """This process's CPU, memory, open files and start time (prometheus_client's process collector)."""
+    families: Snapshot = {}
+    for metric in ProcessCollector(registry=None).collect():
+        for sample in metric.samples:
+            kind = "counter" if metric.type == "counter" else "gauge"
+            families[sample.name] = {
+                "type": kind,
+                "help": metric.documentation,
+                "samples": {_key("", []): sample.value},
+                "merge": _PROCESS_MERGE.get(sample.name, "sum"),
+            }
+    return families
+
+
+# --- Rendering ---------------------------------------------------------------------------------------------
+def wants_openmetrics(accept: str | None) -> bool:
+    """Content negotiation: OpenMetrics when the Accept header names it (Prometheus sends it first)."""
+    return "application/openmetrics-text" in (accept or "").lower()
+
+
+class _Families:
+    """A prometheus_client collector over one merged snapshot."""
+
+    def __init__(self, snap: Snapshot, resource: Resource | None, openmetrics: bool) -> None:
+        self.snap = snap
+        self.resource = resource
+        self.openmetrics = openmetrics
+
+    def collect(self) -> Iterable[Metric]:
+        if self.resource is not None:
+            info = Metric("target", "Target metadata: the OpenTelemetry resource of this service.", "info")
+            labels = {k.replace(".", "_"): str(v) for k, v in sorted(self.resource.attributes.items())}
+            info.add_sample("target_info", labels, 1)
+            yield info
+        for name in sorted(self.snap):
+            yield self._family(name, self.snap[name])
+
+    def _family(self, name: str, family: dict[str, Any]) -> Metric:
         kind = family["type"]
-        lines.append(f"# HELP {name} {_escape_help(family['help'])}")
-        lines.append(f"# TYPE {name} {kind}")
+        base = name.removesuffix("_total") if kind == "counter" else name
+        unit = "seconds" if base.endswith("_seconds") and self.openmetrics else ""
+        metric = Metric(base, family["help"], kind, unit)
+        created = family.get("created") or {}
+        exemplars = (family.get("exemplars") or {}) if self.openmetrics else {}
+        seen_series: set[str] = set()
         for key in sorted(family["samples"], key=_sample_order):
             suffix, labels = json.loads(key)
-            sample_name = name if kind != "histogram" else name + suffix
-            label_text = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
-            value = family["samples"][key]
-            lines.append(
-                f"{sample_name}{{{label_text}}} {_number(value)}"
-                if label_text
-                else f"{sample_name} {_number(value)}"
+            sample_name = name + suffix if kind == "histogram" else name
+            if kind == "counter" and not sample_name.endswith("_total"):
+                sample_name += "_total"
+            label_dict = {k: self._le(v) if k == "le" else v for k, v in labels}
+            metric.samples.append(
+                Sample(
+                    sample_name,
+                    label_dict,
+                    float(family["samples"][key]),
+                    None,
+                    _exemplar(exemplars.get(key)),
+                )
             )
-    return "\n".join(lines) + "\n"
+            series = _key("", [pair for pair in labels if pair[0] != "le"])
+            if (
+                self.openmetrics
+                and series in created
+                and series not in seen_series
+                and suffix in ("", "_count")
+            ):
+                seen_series.add(series)
+                series_labels = {k: v for k, v in labels if k != "le"}
+                metric.samples.append(Sample(base + "_created", series_labels, created[series], None, None))
+        return metric
+
+    def _le(self, value: str) -> str:
+        """OpenMetrics spells bucket bounds as canonical floats (`1.0`); the text format keeps `1` as before."""
+        return floatToGoString(float(value)) if self.openmetrics else value
+
+
+def _exemplar(found: list[Any] | None) -> Exemplar | None:
+    if not found:
+        return None
+    trace_id, span_id, value, when = found
+    return Exemplar({"trace_id": trace_id, "span_id": span_id}, float(value), when)
+
+
+def render(snap: Snapshot, *, openmetrics: bool = False, resource: Resource | None = None) -> str:
+    """The exposition of a merged snapshot: Prometheus text (default) or OpenMetrics 1.0."""
+    collector = _Families(with_known_series(snap), resource, openmetrics)
+    if openmetrics:
+        return generate_openmetrics(collector).decode()  # type: ignore[arg-type]
+    return generate_text(collector).decode()  # type: ignore[arg-type]
 
 
 _SUFFIX_RANK = {"": 0, "_bucket": 1, "_sum": 2, "_count": 3}
@@ -135,19 +331,15 @@ def _number(value: float) -> str:
     return str(value)
 
 
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _escape_label(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
 class SnapshotDirectory:
-    """Where workers leave their snapshots. Cleared by `market serve` before workers start."""
+    """Where the workers of one `market serve` leave their snapshots: `<root>/<group>/`. Cleared by
+    `market serve` before its workers start; other groups' folders are left alone (another replica sharing
+    the var folder), except those of this host's processes that are gone."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    def __init__(self, root: Path, group: str | None = None) -> None:
+        self.root = root
+        self.group = group or process_group()
+        self.directory = root / self.group
 
     def write(self, snap: Snapshot) -> None:
         private_dir(self.directory)
@@ -171,23 +363,60 @@ class SnapshotDirectory:
         return snaps
 
     def clear(self) -> None:
-        if self.directory.is_dir():
-            for path in self.directory.glob("*.json"):
-                path.unlink(missing_ok=True)
+        """Empty this group's folder; drop the snapshots of this host's groups whose process has exited and
+        the flat `<root>/*.json` of older versions."""
+        if not self.root.is_dir():
+            return
+        for path in self.root.glob("*.json"):
+            path.unlink(missing_ok=True)
+        host = socket.gethostname()
+        for folder in self.root.iterdir():
+            if not folder.is_dir():
+                continue
+            name_host, _, pid = folder.name.rpartition("-")
+            if folder.name == self.group or (name_host == host and pid.isdigit() and not _alive(int(pid))):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 class MetricsExposition:
     """What `/metrics` serves: this worker's live metrics plus the other workers' snapshots."""
 
-    def __init__(self, reader: Any, directory: SnapshotDirectory) -> None:
+    def __init__(self, reader: Any, directory: SnapshotDirectory, resource: Resource | None = None) -> None:
         self.reader = reader  # an InMemoryMetricReader registered with the meter provider
         self.directory = directory
+        self.resource = resource
+        # The SDK hands out each exemplar once (its reservoirs reset at every collection, and snapshots are
+        # collected every few seconds): the latest per sample is kept here until a newer one replaces it.
+        self._exemplars: dict[str, dict[str, list[Any]]] = {}
+        self._lock = threading.Lock()
 
     def collect(self) -> Snapshot:
-        return snapshot(self.reader.get_metrics_data())
+        snap = snapshot(self.reader.get_metrics_data())
+        with self._lock:
+            for name, family in snap.items():
+                fresh = family.get("exemplars")
+                kept = self._exemplars.setdefault(name, {}) if fresh is not None else None
+                if kept is None:
+                    continue
+                for key, exemplar in fresh.items():
+                    if key not in kept or kept[key][3] <= exemplar[3]:
+                        kept[key] = exemplar
+                family["exemplars"] = {k: v for k, v in kept.items() if k in family["samples"]}
+        return snap
 
-    def render(self) -> str:
-        return render(merge([*self.directory.others(), self.collect()]))
+    def render(self, *, openmetrics: bool = False) -> str:
+        own = {**self.collect(), **process_snapshot()}
+        return render(merge([*self.directory.others(), own]), openmetrics=openmetrics, resource=self.resource)
 
     def write_snapshot(self) -> None:
-        self.directory.write(self.collect())
+        self.directory.write({**self.collect(), **process_snapshot()})

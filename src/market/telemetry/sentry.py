@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
 import sentry_sdk
+from opentelemetry import trace
 from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.integrations.otlp import OTLPIntegration
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST, EventScrubber
 from sentry_sdk.transport import HttpTransport
 
-from market import __version__
+from market.build import release
 from market.config import SentrySettings
 
 from . import names, request_context
@@ -87,7 +89,7 @@ def init_sentry(settings: SentrySettings, session_page: str | None = None) -> bo
     sentry_sdk.init(
         dsn=settings.dsn,
         environment=settings.environment,
-        release=settings.release or f"market@{__version__}",
+        release=release(settings.release, settings.build_sha),
         send_default_pii=False,
         # No local variables: the scrubber matches key names, never what a repr prints, and every frame
         # holds something secret under an innocent name (the services with the payment webhook secret, a
@@ -129,13 +131,21 @@ def sentry_enabled() -> bool:
 
 
 def report_exception(
-    exc: BaseException, *, user: Any = None, route: str | None = None, method: str | None = None
+    exc: BaseException,
+    *,
+    user: Any = None,
+    route: str | None = None,
+    method: str | None = None,
+    trace_id: str | None = None,
+    span_id: str | None = None,
 ) -> str | None:
-    """Send one event for an unexpected error; returns its id (None when Sentry is off)."""
+    """Send one event for an unexpected error; returns its id (None when Sentry is off). `trace_id` (and
+    `span_id`) are the reference the client was given: the event carries exactly that trace id, also when
+    the OpenTelemetry SDK is disabled and there is no OTel span to link from."""
     if not _enabled:
         return None
     with sentry_sdk.new_scope() as scope:
-        _describe(scope, user, route, method)
+        _describe(scope, user, route, method, trace_id, span_id)
         return sentry_sdk.capture_exception(exc)
 
 
@@ -154,14 +164,28 @@ def report_message(
         return sentry_sdk.capture_message(message, level=level)  # type: ignore[arg-type]
 
 
-def _describe(scope: Any, user: Any, route: str | None, method: str | None) -> None:
+def _describe(
+    scope: Any,
+    user: Any,
+    route: str | None,
+    method: str | None,
+    trace_id: str | None = None,
+    span_id: str | None = None,
+) -> None:
+    # The event's trace id is the reference the client got: given, or the request's (telemetry.request_context),
+    # which the edge issues even when the OpenTelemetry SDK is disabled and there is no span to link from.
+    request = request_context.current()
+    trace_id = trace_id or (request.trace_id if request is not None else None)
+    if trace_id:
+        scope.set_context("trace", {"trace_id": trace_id, "span_id": span_id or _current_span_id()})
     if user is not None:
         scope.set_user({"id": user.id, "role": getattr(user.role, "value", str(user.role))})
     if route:
         scope.set_tag(names.HTTP_ROUTE, route)
+        # The event's `transaction`: the route template, so that Sentry groups by endpoint, never by raw path.
+        scope.set_transaction_name(f"{known_method(method)} {route}" if method else route, source="route")
     if method:
         scope.set_tag(names.HTTP_REQUEST_METHOD, known_method(method))
-    request = request_context.current()
     if request is not None:
         scope.set_tag(names.SESSION_ID, request.session_id)
         context = {"id": request.session_id}
@@ -169,6 +193,11 @@ def _describe(scope: Any, user: Any, route: str | None, method: str | None) -> N
             context["url"] = _session_page.replace("{session_id}", request.session_id)
             scope.set_tag(names.SESSION_PAGE_URL, context["url"])
         scope.set_context(names.SENTRY_SESSION_CONTEXT, context)
+
+
+def _current_span_id() -> str:
+    context = trace.get_current_span().get_span_context()
+    return format(context.span_id, "016x") if context.is_valid else secrets.token_hex(8)
 
 
 def scrub_event(event: dict[str, Any], hint: Mapping[str, Any] | None = None) -> dict[str, Any]:

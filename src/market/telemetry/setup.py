@@ -8,7 +8,6 @@ create many apps) returns the same providers: OpenTelemetry's globals can be set
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 
@@ -78,14 +77,14 @@ def install_telemetry(settings: Settings) -> Telemetry:
             resource = build_resource(settings)
             reader = InMemoryMetricReader()
             tracer_provider = build_tracer_provider(settings, resource=resource)
-            meter_provider = build_meter_provider(resource, [reader])
+            meter_provider = build_meter_provider(resource, [reader], settings.telemetry.otel_environ())
             trace.set_tracer_provider(tracer_provider)
             metrics.set_meter_provider(meter_provider)
             _installed = Telemetry(
                 tracer_provider=tracer_provider,
                 meter_provider=meter_provider,
                 instruments=Instruments.create(meter_provider.get_meter(INSTRUMENTATION_SCOPE)),
-                exposition=MetricsExposition(reader, metrics_directory(settings)),
-                logger_provider=install_log_export(resource, os.environ),
+                exposition=MetricsExposition(reader, metrics_directory(settings), resource),
+                logger_provider=install_log_export(resource, settings.telemetry.otel_environ()),
             )
         return _installed

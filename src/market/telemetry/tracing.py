@@ -1,15 +1,18 @@
 """The tracer provider: built per worker process at startup, shut down at exit.
 
-Honours the standard variables: OTEL_SDK_DISABLED, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
-OTEL_TRACES_SAMPLER(_ARG) (read by the SDK), OTEL_EXPORTER_OTLP_ENDPOINT / _PROTOCOL / _HEADERS / _TIMEOUT.
-With no endpoint, nothing is exported and nothing fails.
+Honours the standard variables: OTEL_SDK_DISABLED, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES (both win over
+the code's defaults), OTEL_TRACES_SAMPLER(_ARG) (read by the SDK), OTEL_TRACES_EXPORTER (`otlp`, `console`,
+`none`, comma-separated), OTEL_EXPORTER_OTLP_ENDPOINT / _PROTOCOL / _HEADERS / _TIMEOUT.
+With no endpoint and no OTEL_TRACES_EXPORTER, nothing is exported and nothing fails. The console exporter
+writes to stderr: every stdout line is a JSON log line.
 """
 
 from __future__ import annotations
 
-import os
+import sys
 import uuid
 from collections.abc import Mapping
+from urllib.parse import unquote
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -27,9 +30,12 @@ from . import names
 from .drops import CountingBatchSpanProcessor
 
 
-def build_resource(settings: Settings) -> Resource:
-    """service.*, deployment.environment.name, merged with OTEL_RESOURCE_ATTRIBUTES (which the SDK reads)."""
-    return Resource.create(
+def build_resource(settings: Settings, environ: Mapping[str, str] | None = None) -> Resource:
+    """service.*, deployment.environment.name: the code's defaults, then OTEL_RESOURCE_ATTRIBUTES over them,
+    then OTEL_SERVICE_NAME (the standard precedence: the environment wins, so a Kubernetes manifest's
+    `service.instance.id=$(POD_NAME)` is what the telemetry carries)."""
+    environ = settings.telemetry.otel_environ() if environ is None else environ
+    defaults = Resource.create(
         {
             names.SERVICE_NAME: settings.telemetry.service_name,
             names.SERVICE_VERSION: __version__,
@@ -37,11 +43,49 @@ def build_resource(settings: Settings) -> Resource:
             names.DEPLOYMENT_ENVIRONMENT: settings.sentry.environment,
         }
     )
+    resource = defaults.merge(_detected(environ))
+    service_name = environ.get("OTEL_SERVICE_NAME")
+    if service_name:
+        resource = resource.merge(Resource({names.SERVICE_NAME: service_name}))
+    return resource
 
 
-def otlp_span_exporter(environ: Mapping[str, str]) -> SpanExporter | None:
-    """The OTLP exporter the environment asks for, or None when no endpoint is configured."""
-    if not (environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+def _detected(environ: Mapping[str, str]) -> Resource:
+    """OTEL_RESOURCE_ATTRIBUTES from `environ` (the SDK's detector would read os.environ itself)."""
+    attributes: dict[str, str] = {}
+    for pair in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = pair.partition("=")
+        if sep and key.strip():
+            attributes[key.strip()] = unquote(value.strip())
+    return Resource(attributes)
+
+
+EXPORTERS = frozenset({"otlp", "console", "none"})
+
+
+def chosen_exporters(environ: Mapping[str, str], variable: str, *, console: bool = False) -> set[str]:
+    """What OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER asks for (`otlp`, `console`, `none`, comma-separated;
+    unknown names are ignored). Unset: `otlp` when an OTLP endpoint is configured (the embedded default
+    exports nothing), plus `console` when MARKET_TELEMETRY_CONSOLE is on."""
+    value = environ.get(variable)
+    if value is None or not value.strip():
+        chosen = set()
+        signal = variable.removeprefix("OTEL_").removesuffix("_EXPORTER")  # TRACES, METRICS
+        if environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"):
+            chosen.add("otlp")
+        if console:
+            chosen.add("console")
+        return chosen
+    chosen = {part.strip().lower() for part in value.split(",")} & EXPORTERS
+    return set() if "none" in chosen else chosen
+
+
+def otlp_span_exporter(environ: Mapping[str, str], *, required: bool = False) -> SpanExporter | None:
+    """The OTLP exporter the environment asks for, or None when no endpoint is configured (unless
+    `required`: OTEL_TRACES_EXPORTER=otlp with no endpoint uses the SDK's default, localhost:4318)."""
+    if not required and not (
+        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    ):
         return None
     protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
@@ -58,16 +102,18 @@ def otlp_span_exporter(environ: Mapping[str, str]) -> SpanExporter | None:
 def build_tracer_provider(
     settings: Settings, environ: Mapping[str, str] | None = None, resource: Resource | None = None
 ) -> TracerProvider:
-    environ = os.environ if environ is None else environ
-    exporter = otlp_span_exporter(environ)
+    environ = settings.telemetry.otel_environ() if environ is None else environ
+    chosen = chosen_exporters(environ, "OTEL_TRACES_EXPORTER", console=settings.telemetry.console)
+    exporter = otlp_span_exporter(environ, required=True) if "otlp" in chosen else None
+    console = "console" in chosen
     sampler = None  # the SDK's: OTEL_TRACES_SAMPLER(_ARG), default parent-based always-on
-    if exporter is None and not settings.telemetry.console and not environ.get("OTEL_TRACES_SAMPLER"):
+    if exporter is None and not console and not environ.get("OTEL_TRACES_SAMPLER"):
         # Nothing would receive the spans: do not record them (~100 us of CPU per request). Trace ids are
         # still issued, so `traceresponse`, problem bodies, logs and Sentry keep their references.
         sampler = ALWAYS_OFF
     provider = TracerProvider(resource=resource or build_resource(settings), sampler=sampler)
     if exporter is not None:
         provider.add_span_processor(CountingBatchSpanProcessor(exporter))  # drops are counted
-    if settings.telemetry.console:
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    if console:  # stderr: stdout carries the JSON log lines only
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
     return provider

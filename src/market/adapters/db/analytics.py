@@ -10,14 +10,14 @@ the carts report a buyer's checkouts and the seller conversion a session's payme
 from __future__ import annotations
 
 import functools
+import logging
+import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any, Concatenate, ParamSpec, TypeVar
-
-from opentelemetry import trace
 
 from market.domain import events
 from market.domain.analytics import (
@@ -41,10 +41,15 @@ from market.domain.analytics import (
     rate,
     round_half_up,
 )
-from market.telemetry import request_context
 
 from .database import Database
 from .tables import AnalyticsEventRow, select_list
+
+log = logging.getLogger(__name__)
+
+PARTITION_MONTHS_AHEAD = 3
+"""PostgreSQL: months of partitions kept ready ahead of the current one (m0006 creates as many)."""
+_PARTITION = re.compile(r"analytics_events_(\d{4})(\d{2})")
 
 _PAYMENT_KINDS = {
     "succeeded": "payment_succeeded",
@@ -126,21 +131,23 @@ def _row(event: events.Event) -> _Row | None:
     return None
 
 
-def _who() -> tuple[str | None, str | None, str | None]:
-    """(session id, user id, trace id) of the work in progress."""
-    request = request_context.current()
-    if request is not None:
-        return request.session_id, request.user_id, request.trace_id
-    context = trace.get_current_span().get_span_context()
-    return None, None, format(context.trace_id, "032x") if context.is_valid else None
+Identity = Callable[[], tuple[str | None, str | None, str | None]]
+"""(session id, user id, trace id) of the work in progress, given by bootstrap
+(`market.telemetry.request_context.identity`): the database adapter reads no telemetry context itself."""
+
+
+def anonymous() -> tuple[str | None, str | None, str | None]:
+    """No session, no user, no trace: what records written outside any request carry by default."""
+    return None, None, None
 
 
 class SqlAnalyticsLog:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, identity: Identity = anonymous) -> None:
         self._db = db
+        self._identity = identity
 
     async def record(self, published: Sequence[events.Event], now: datetime) -> None:
-        session_id, user_id, trace_id = _who()
+        session_id, user_id, trace_id = self._identity()
         for event in published:
             row = _row(event)
             if row is None:
@@ -550,9 +557,62 @@ class SqlAnalyticsReports:
         )
 
     async def prune(self, older_than: datetime) -> int:
+        """Forget the events before `older_than`. On PostgreSQL (monthly partitions, m0006) the months that
+        ended before it are dropped whole and only the rest of the boundary month is deleted row by row; the
+        months ahead are created on the way."""
+        if self._db.is_postgres:
+            await self.ensure_partitions(datetime.now(UTC))
         async with self._db.write_transaction(), self._db.long_statements():
             rows = await self._db.fetch(
                 "SELECT count(*) AS n FROM analytics_events WHERE occurred_at < {}", older_than
             )
+            if self._db.is_postgres:
+                for name, _start, end in await self._partitions():
+                    if end <= older_than:
+                        await self._db.fetch(f'DROP TABLE "{name}"')
             await self._db.fetch("DELETE FROM analytics_events WHERE occurred_at < {}", older_than)
         return int(rows[0]["n"])
+
+    async def _partitions(self) -> list[tuple[str, datetime, datetime]]:
+        """The monthly partitions of analytics_events (name, first instant, first instant after), oldest first."""
+        rows = await self._db.fetch(
+            "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'analytics_events'::regclass"
+        )
+        months = []
+        for row in rows:
+            match = _PARTITION.fullmatch(row["name"])
+            if match:
+                start = datetime(int(match[1]), int(match[2]), 1, tzinfo=UTC)
+                months.append((row["name"], start, _next_month(start)))
+        return sorted(months, key=lambda month: month[1])
+
+    async def ensure_partitions(self, now: datetime, months_ahead: int = PARTITION_MONTHS_AHEAD) -> list[str]:
+        """PostgreSQL: create the partitions of this month and the `months_ahead` next ones that are missing;
+        returns their names. A month whose events already sit in the DEFAULT partition (a clock that was far
+        off) is left there, logged: the reports and retention still see those rows."""
+        if not self._db.is_postgres:
+            return []
+        existing = {name for name, _, _ in await self._partitions()}
+        start = datetime(now.year, now.month, 1, tzinfo=UTC)
+        created = []
+        for _ in range(months_ahead + 1):
+            name = f"analytics_events_{start:%Y%m}"
+            end = _next_month(start)
+            if name not in existing:
+                try:
+                    await self._db.fetch(
+                        f'CREATE TABLE IF NOT EXISTS "{name}" PARTITION OF analytics_events'
+                        f" FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+                    )
+                    created.append(name)
+                except Exception:
+                    log.warning(
+                        "cannot create the analytics partition", extra={"partition": name}, exc_info=True
+                    )
+            start = end
+        return created
+
+
+def _next_month(start: datetime) -> datetime:
+    return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)

@@ -16,10 +16,18 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from market.application.checkout import GATEWAY_UNAVAILABLE
 from market.application.ports import IdempotentReplay, Page
 from market.domain.money import Money
-from market.domain.orders import Cart, CartLine, Order, OrderLine, OrderStatus, Payment, PaymentStatus
+from market.domain.orders import (
+    GATEWAY_UNAVAILABLE,
+    Cart,
+    CartLine,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+)
 from market.domain.users import Role, User
 
 from .cursors import decode_keyset_cursor, encode_keyset_cursor

@@ -41,6 +41,12 @@ def database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     return None
 
 
+def unavailable_reason(exc: BaseException) -> str | None:
+    """The plain words of `database_unavailable(exc)`, or None: what the HTTP adapter answers a 503 with."""
+    found = database_unavailable(exc)
+    return None if found is None else found.detail
+
+
 def _classify(exc: BaseException) -> DatabaseUnavailable | None:
     if isinstance(exc, DatabaseUnavailable):
         return exc

@@ -13,7 +13,7 @@ from market.domain.catalog import Item, ItemFilter
 from market.domain.errors import EmailAlreadyRegistered
 from market.domain.users import User, UserStatus
 
-from .analytics import SqlAnalyticsLog
+from .analytics import Identity, SqlAnalyticsLog, anonymous
 from .commerce import (
     PiccoloPaymentEventLog,
     SqlCartRepository,
@@ -107,7 +107,7 @@ class PiccoloItemRepository:
 class PiccoloUnitOfWork:
     """Rolls back unless `commit()` was called (Piccolo's own transaction commits on a clean exit)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, identity: Identity = anonymous) -> None:
         self._db = db
         self.users = PiccoloUserRepository(db)
         self.items = PiccoloItemRepository(db)
@@ -116,7 +116,7 @@ class PiccoloUnitOfWork:
         self.orders = SqlOrderRepository(db)
         self.payment_events = PiccoloPaymentEventLog(db)
         self.outbox = SqlWebhookOutbox(db)
-        self.analytics = SqlAnalyticsLog(db)
+        self.analytics = SqlAnalyticsLog(db, identity)
 
     async def __aenter__(self) -> Self:
         self._transaction = self._db.write_transaction()
@@ -137,7 +137,7 @@ class PiccoloUnitOfWork:
 class PiccoloReadRepositories:
     """Repositories for reads outside a transaction (each query takes a pooled connection)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, identity: Identity = anonymous) -> None:
         self.users = PiccoloUserRepository(db)
         self.items = PiccoloItemRepository(db)
-        self.analytics = SqlAnalyticsLog(db)
+        self.analytics = SqlAnalyticsLog(db, identity)

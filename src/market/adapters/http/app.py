@@ -14,7 +14,6 @@ from litestar.openapi.spec import Components, Tag
 from litestar.routes import HTTPRoute
 
 from market import __version__
-from market.adapters.db.database import Database
 from market.application.services import Services
 from market.telemetry.prometheus import MetricsExposition
 
@@ -26,14 +25,14 @@ from .auth import provide_user
 from .cart import CartController
 from .dashboard import dashboard_router
 from .docs import LocalSwaggerRenderPlugin, add_security_headers, docs_router
-from .health import live, ready
+from .health import Readiness, live, ready
 from .items import ItemController
 from .limits import RouteLimits
 from .metrics import metrics as metrics_endpoint
 from .openapi import StructSchemaPlugin, add_links, bearer_where_guarded, errors_as_problems
 from .orders import CheckoutController
 from .payment_webhooks import payment_webhook
-from .problems import CATALOGUE, exception_handlers
+from .problems import CATALOGUE, UnavailableReason, exception_handlers
 from .seller import SellerWebhookController
 from .sessions import SessionController, add_session_events
 from .templating import template_config
@@ -93,7 +92,7 @@ def _from_state(key: str) -> Any:
 
 def create_app(
     services: Services,
-    database: Database,
+    database: Readiness,
     *,
     metrics: MetricsExposition,
     metrics_token: str | None = None,
@@ -101,10 +100,13 @@ def create_app(
     alerts: AlertBoard | None = None,
     limits: RouteLimits | None = None,
     lifespan: Sequence[Any] = (),
+    unavailable: UnavailableReason | None = None,
     dependencies: Mapping[str, Provide] | None = None,
 ) -> Litestar:
     """The app. `limits` are the per-IP rate limits of the guarded routes (None: no limits); a request body
-    over `max_body_bytes` is refused with 413. `dependencies`: the use cases' ports bound by bootstrap."""
+    over `max_body_bytes` is refused with 413; `unavailable` tells which exceptions mean "the database cannot
+    serve this now" (a 503 instead of a 500; None: every unexpected exception is a 500). `dependencies`: the
+    use cases' ports bound by bootstrap."""
     api = Router(
         path="/api/v1",
         route_handlers=[
@@ -144,6 +146,7 @@ def create_app(
                 "metrics_token": metrics_token,
                 "alerts": alerts,
                 "limits": limits,
+                "unavailable": unavailable,
             }
         ),
         debug=False,

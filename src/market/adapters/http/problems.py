@@ -7,6 +7,7 @@ Domain errors map to one stable `type` each (PROBLEM_TYPES); plain HTTP errors u
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,6 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from market.adapters.db.errors import DatabaseUnavailable, database_unavailable
 from market.domain import errors, orders
 from market.telemetry import request_context
 from market.telemetry.sentry import report_exception
@@ -167,12 +167,16 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: errors.DomainErro
     # designed: a flood must not become a flood of Sentry events.
     if kind.status >= 500 and not isinstance(exc, errors.ServerBusy):
         record_server_error(request, exc)
+    detail = exc.detail
+    if kind.status >= 500:  # every 5xx gives the reference to quote, like the 500 does
+        trace_id = request.scope.get("state", {}).get("trace_id") or _current_trace_id()
+        detail = f"{detail} Quote reference {trace_id} if it persists."
     return problem_response(
         request,
         kind.status,
         type_uri=kind.uri,
         title=kind.title,
-        detail=exc.detail,
+        detail=detail,
         field_errors=field_errors,
         headers=headers,
         extra={"order_id": order_id} if order_id else None,
@@ -268,8 +272,14 @@ _PLAIN_HTTP: dict[int, tuple[str, str]] = {
 }
 
 
+UnavailableReason = Callable[[BaseException], str | None]
+"""What the database adapter says of an exception: plain words for the client when it means "the database
+cannot serve this now", None otherwise (`market.adapters.db.errors.unavailable_reason`, bound by bootstrap:
+HTTP does not import the database adapter)."""
+
+
 def database_unavailable_handler(
-    request: Request[Any, Any, Any], exc: Exception, unavailable: DatabaseUnavailable
+    request: Request[Any, Any, Any], exc: Exception, reason: str
 ) -> Response[Any]:
     """The database cannot serve this now (a statement or lock timeout, no free connection, SQLite busy, the
     database or its tables gone): a 503 with Retry-After instead of a hang or a 500. Still our failure, so
@@ -281,7 +291,7 @@ def database_unavailable_handler(
         503,
         type_uri=UNAVAILABLE.uri,
         title=UNAVAILABLE.title,
-        detail=f"{unavailable.detail} Try again shortly; quote reference {trace_id} if it persists.",
+        detail=f"{reason} Try again shortly; quote reference {trace_id} if it persists.",
         headers={"Retry-After": str(RETRY_AFTER_S)},
         extra={"sentry_event_id": event_id},
     )
@@ -291,10 +301,11 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     """Our fault: a generic 500 with the reference, never the exception. The exception is recorded on the
     server span (which is current here), logged with its stack, and reported to Sentry once; the body
     carries both references (`trace_id`, `sentry_event_id`). Driver errors meaning the database cannot
-    serve right now are a 503 instead (market.adapters.db.errors)."""
-    unavailable = database_unavailable(exc)
-    if unavailable is not None:
-        return database_unavailable_handler(request, exc, unavailable)
+    serve right now are a 503 instead (the app's `unavailable`, from market.adapters.db.errors)."""
+    classify: UnavailableReason | None = request.app.state.get("unavailable")
+    reason = classify(exc) if classify is not None else None
+    if reason is not None:
+        return database_unavailable_handler(request, exc, reason)
     event_id = record_server_error(request, exc)
     trace_id = request.scope.get("state", {}).get("trace_id") or _current_trace_id()
     return problem_response(
@@ -316,7 +327,12 @@ def record_server_error(request: Request[Any, Any, Any], exc: BaseException) -> 
     log.error("request failed", exc_info=exc)
     state = request.scope.get("state", {})
     event_id = report_exception(
-        exc, user=state.get("user"), route=request.scope.get("path_template"), method=request.method
+        exc,
+        user=state.get("user"),
+        route=request.scope.get("path_template"),
+        method=request.method,
+        trace_id=state.get("trace_id"),
+        span_id=state.get("span_id"),
     )
     if (context := request_context.current()) is not None:
         context.sentry_event_id = event_id

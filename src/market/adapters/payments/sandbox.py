@@ -10,10 +10,10 @@ import logging
 import secrets
 import time
 from datetime import UTC, datetime
+from typing import Protocol
 
 import httpx
 
-from market.adapters.db.database import Database
 from market.application.ports import ChargeRequest, ChargeResult
 from market.domain.orders import PaymentGatewayUnavailable
 
@@ -34,11 +34,26 @@ UNKNOWN_TOKEN = ("declined", "declined", "invalid_card_token")
 DELIVERY_DELAYS_S = (0.2, 0.5, 1, 2, 4, 8)
 
 
+class SandboxLedger(Protocol):
+    """The sandbox's record of its charges (the provider's truth): the `sandbox_charges` table of the service's
+    database (`market.adapters.db.sandbox.SqlSandboxLedger`, bound by bootstrap)."""
+
+    async def record(
+        self, charge_id: str, request: ChargeRequest, status: str, reason: str | None, at: datetime
+    ) -> None:
+        """Record a charge, unless the order already has one (the provider deduplicates per order)."""
+        ...
+
+    async def find(self, order_id: str) -> ChargeResult | None:
+        """The order's charge as recorded, or None."""
+        ...
+
+
 class SandboxPaymentGateway:
     name = "sandbox"
 
-    def __init__(self, db: Database, *, webhook_url: str, webhook_secret: str) -> None:
-        self._db = db
+    def __init__(self, ledger: SandboxLedger, *, webhook_url: str, webhook_secret: str) -> None:
+        self._ledger = ledger
         self._webhook_url = webhook_url
         self._webhook_secret = webhook_secret
         self._deliveries: set[asyncio.Task[None]] = set()
@@ -49,18 +64,7 @@ class SandboxPaymentGateway:
             return existing
         truth, answer, reason = TEST_TOKENS.get(request.token, UNKNOWN_TOKEN)
         charge_id = "ch_sandbox_" + secrets.token_hex(12)
-        await self._db.fetch(
-            "INSERT INTO sandbox_charges (id, order_id, status, method, amount_cents, currency, failure_reason,"
-            " created_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}) ON CONFLICT (order_id) DO NOTHING",
-            charge_id,
-            request.order_id,
-            truth,
-            request.method,
-            request.amount.cents,
-            request.amount.currency,
-            reason,
-            datetime.now(UTC),
-        )
+        await self._ledger.record(charge_id, request, truth, reason, datetime.now(UTC))
         if answer == "timeout":
             raise PaymentGatewayUnavailable(request.order_id)
         if answer == "processing":
@@ -80,12 +84,7 @@ class SandboxPaymentGateway:
         return ChargeResult(answer, charge_id, reason)
 
     async def lookup(self, order_id: str, payment_id: str) -> ChargeResult | None:
-        rows = await self._db.fetch(
-            "SELECT id, status, failure_reason FROM sandbox_charges WHERE order_id = {}", order_id
-        )
-        if not rows:
-            return None
-        return ChargeResult(rows[0]["status"], rows[0]["id"], rows[0]["failure_reason"])
+        return await self._ledger.find(order_id)
 
     def _deliver_later(self, event: dict[str, object]) -> None:
         task = asyncio.create_task(self._deliver(event))

@@ -1,4 +1,6 @@
-"""A CLIENT span for every database statement run on behalf of a traced operation, on both engines.
+"""Every database statement, on both engines: a `db.client.operation.duration` measurement (always, traced
+or not: the DB latency signal must not depend on sampling) and, inside a traced operation, a CLIENT span named
+`{operation} {table}` (the stable DB semantic conventions' `db.query.summary`).
 
 Statements outside any trace (start-up migrations, background polling) make no spans: a root trace per
 poll would bury the interesting ones in Jaeger. The query text keeps its placeholders; parameter values
@@ -7,44 +9,151 @@ are never recorded.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.querystring import QueryString
 
 from market.telemetry import names
+from market.telemetry.metrics import histogram
 
 MAX_QUERY_TEXT = 2000
+_NO_TRACE = otel_context.Context()
+
+_WORD = re.compile(r'"[^"]*"|[A-Za-z_][A-Za-z0-9_.$]*(?:\."[^"]*")?|[()]')
+_DML = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE"})
+# After these keywords comes the statement's first table (its db.collection.name).
+_TABLE_AFTER = {"SELECT": "FROM", "DELETE": "FROM", "INSERT": "INTO", "MERGE": "INTO", "UPDATE": None}
+_DDL_OBJECTS = frozenset({"TABLE", "INDEX", "VIEW", "TRIGGER", "SEQUENCE"})
+
+
+@lru_cache(maxsize=1024)
+def summarize(sql: str) -> tuple[str, str | None]:
+    """(db.operation.name, db.collection.name or None) of one statement, from its text with placeholders.
+
+    The operation is the statement's verb (for `WITH ...` the main statement's); the table is the first one
+    the statement reads or writes (`FROM`, `INTO`, `UPDATE` at the top level, not inside a subquery). A bounded
+    cache: statements are templates written in code, so the set is small."""
+    tokens = _WORD.findall(sql)
+    if not tokens:
+        return "QUERY", None
+    first = tokens[0].upper()
+    depth = 0
+    operation = first
+    expect: str | None = None
+    seen_verb = first != "WITH"
+    for index, token in enumerate(tokens):
+        if token == "(":
+            depth += 1
+            continue
+        if token == ")":
+            depth -= 1
+            continue
+        if depth:
+            continue
+        word = token.upper()
+        if not seen_verb:
+            if word in _DML and index:
+                operation, seen_verb = word, True
+                expect = _TABLE_AFTER[word]
+                if expect is None:
+                    return operation, _table(tokens, index + 1)
+            continue
+        if index == 0:
+            if word in _DML:
+                expect = _TABLE_AFTER[word]
+                if expect is None:
+                    return operation, _table(tokens, 1)
+                continue
+            if word in {"CREATE", "DROP", "ALTER", "TRUNCATE"}:
+                return operation, _ddl_table(tokens)
+            return operation, None  # BEGIN, COMMIT, SET, PRAGMA, SAVEPOINT, ...
+        if expect is not None and word == expect:
+            return operation, _table(tokens, index + 1)
+    return operation, None
+
+
+def _table(tokens: list[str], index: int) -> str | None:
+    if index >= len(tokens) or tokens[index] in "()":
+        return None
+    name = tokens[index]
+    if name.upper() == "ONLY" and index + 1 < len(tokens):
+        name = tokens[index + 1]
+    return name.replace('"', "") or None
+
+
+def _ddl_table(tokens: list[str]) -> str | None:
+    """The table a DDL statement is about (for an index, the table after ON, not the index's name)."""
+    upper = [t.upper() for t in tokens[:12]]
+    if "INDEX" in upper and "ON" in upper:
+        return _table(tokens, upper.index("ON") + 1)
+    for index, token in enumerate(tokens[:8]):
+        if token.upper() in _DDL_OBJECTS:
+            rest = [
+                t for t in tokens[index + 1 : index + 6] if t.upper() not in {"IF", "NOT", "EXISTS", "ON"}
+            ]
+            return rest[0].replace('"', "") if rest and rest[0] not in "()" else None
+    return None
 
 
 class DbSpans:
-    """Names and attributes shared by every statement of one database."""
+    """Names, attributes and the duration histogram shared by every statement of one database."""
 
     def __init__(self, system: str, namespace: str) -> None:
         self.system = system  # "postgresql" or "sqlite"
         self.namespace = namespace
         self._tracer = trace.get_tracer(names.INSTRUMENTATION_SCOPE)
+        # The global meter: the proxy until telemetry is installed, then the worker's provider.
+        self._duration = histogram(
+            metrics.get_meter(names.INSTRUMENTATION_SCOPE), names.DB_CLIENT_OPERATION_DURATION
+        )
 
     @staticmethod
     def wanted() -> bool:
         return trace.get_current_span().is_recording()
 
     @contextmanager
-    def statement(self, sql: str) -> Iterator[Span]:
-        operation = sql.lstrip(" (\n").split(None, 1)[0].upper() if sql.strip() else "QUERY"
-        attributes = {
+    def statement(self, sql: str) -> Iterator[Span | None]:
+        """Measures the statement; spans it when the current operation is traced."""
+        operation, table = summarize(sql)
+        attributes: dict[str, Any] = {
             names.DB_SYSTEM_NAME: self.system,
             names.DB_OPERATION_NAME: operation,
-            names.DB_QUERY_TEXT: " ".join(sql.split())[:MAX_QUERY_TEXT],
             names.DB_NAMESPACE: self.namespace,
         }
+        if table:
+            attributes[names.DB_COLLECTION_NAME] = table
+        started = time.perf_counter()
+        try:
+            if not self.wanted():
+                yield None
+            else:
+                yield from self._spanned(sql, operation, table, dict(attributes))
+        except Exception as exc:
+            attributes[names.ERROR_TYPE] = type(exc).__qualname__
+            raise
+        finally:
+            # Without the trace in the context: no exemplar offered per statement (a cost every request would
+            # pay); the request-duration histogram carries the exemplars that lead to traces.
+            self._duration.record(time.perf_counter() - started, attributes, context=_NO_TRACE)
+
+    def _spanned(
+        self, sql: str, operation: str, table: str | None, attributes: dict[str, Any]
+    ) -> Iterator[Span]:
+        summary = f"{operation} {table}" if table else operation
+        attributes[names.DB_QUERY_SUMMARY] = summary
+        attributes[names.DB_QUERY_TEXT] = " ".join(sql.split())[:MAX_QUERY_TEXT]
         with self._tracer.start_as_current_span(
-            f"{operation} {self.namespace}",
+            summary,
             kind=SpanKind.CLIENT,
             attributes=attributes,
             record_exception=False,
@@ -54,6 +163,10 @@ class DbSpans:
                 yield span
             except Exception as exc:
                 span.record_exception(exc)
+                span.set_attribute(names.ERROR_TYPE, type(exc).__qualname__)
+                sqlstate = getattr(exc, "sqlstate", None)
+                if isinstance(sqlstate, str):
+                    span.set_attribute(names.DB_RESPONSE_STATUS_CODE, sqlstate)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 raise
 
@@ -65,15 +178,15 @@ class _TracedQueries:
     engine_type: str
 
     async def run_querystring(self, querystring: QueryString, in_pool: bool = True) -> Any:
-        if not DbSpans.wanted():
-            return await super().run_querystring(querystring, in_pool)  # type: ignore[misc]
-        sql, _ = querystring.compile_string(engine_type=self.engine_type)
+        # Raw SQL (Database.fetch) carries its whole text in the template; an ORM query's template is
+        # made of sub-strings, compiled here only for its text (Piccolo compiles it again to run it).
+        sql = querystring.template
+        if sql.lstrip().startswith("{") or DbSpans.wanted():
+            sql, _ = querystring.compile_string(engine_type=self.engine_type)
         with self.db_spans.statement(sql):
             return await super().run_querystring(querystring, in_pool)  # type: ignore[misc]
 
     async def run_ddl(self, ddl: str, in_pool: bool = True) -> Any:
-        if not DbSpans.wanted():
-            return await super().run_ddl(ddl, in_pool)  # type: ignore[misc]
         with self.db_spans.statement(ddl):
             return await super().run_ddl(ddl, in_pool)  # type: ignore[misc]
 

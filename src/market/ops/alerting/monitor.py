@@ -7,6 +7,12 @@ Slack or SMTP, messages keep their order (a `resolved` never overtakes its `firi
 costs a few retries and a log line, then the message is dropped. With `market serve --workers N` every worker
 evaluates (each answers GET /admin/alerts from the same merged metrics), but only the holder of a lock file in
 the var folder notifies, so a change is announced once; another worker takes over if that one exits.
+
+Replicas (several `market serve` on several machines, MARKET_REDIS_URL set) share a lease in Redis instead: the
+holder renews it at every evaluation, and notifies the changes of its own readings (a balancer spreads the
+traffic evenly, so one replica's figures stand for the others'); when it stops renewing (stopped, killed,
+cut off) another replica takes the lease within `RedisLease.ttl_s`. Alerts over the sum of every replica are
+Prometheus's rules (infra/prometheus/rules.yaml), which scrape each replica.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ import asyncio
 import fcntl
 import logging
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 from market.adapters.background import cancel_and_wait
 from market.ops.alerting.rules import AlertEvaluator, AlertStatus, Reading, Transition
@@ -31,6 +39,16 @@ RETRY_DELAYS_S = (1.0, 5.0)
 """Waits before the second and third attempt of a notification."""
 QUEUE_SIZE = 100
 """Notifications waiting per notifier; when full, new ones are dropped (and logged)."""
+
+
+class Lease(Protocol):
+    """Who notifies. Blocking calls (the monitor runs them in a thread)."""
+
+    def acquire(self) -> bool:
+        """True when this process holds the lease (taken now, renewed, or already held)."""
+        ...
+
+    def release(self) -> None: ...
 
 
 class FileLease:
@@ -62,6 +80,59 @@ class FileLease:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the lock
             self._fd = None
+
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return 1
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return 1
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class RedisLease:
+    """A key in Redis holding this process's random token for `ttl_s`: the one replica that notifies.
+    Taken or renewed atomically (a Lua script); a Redis that cannot be reached means "notify anyway"."""
+
+    def __init__(self, client: Any, key: str, ttl_s: float) -> None:
+        self._client = client  # a synchronous redis.Redis (the monitor calls us from a thread)
+        self.key = key
+        self.ttl_s = ttl_s
+        self._token = uuid.uuid4().hex
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, ttl_s: float) -> RedisLease:
+        from redis import Redis
+
+        client = Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        return cls(client, f"{prefix}:alerts:notifier", ttl_s)
+
+    def acquire(self) -> bool:
+        try:
+            return bool(self._renew(keys=[self.key], args=[self._token, int(self.ttl_s * 1000)]))
+        except Exception:
+            log.warning("cannot reach Redis for the alert notifier lease; notifying anyway", exc_info=True)
+            return True  # better twice than never
+
+    def release(self) -> None:
+        try:
+            self._release(keys=[self.key], args=[self._token])
+        except Exception:
+            log.warning("cannot release the alert notifier lease in Redis", exc_info=True)
+        finally:
+            self._client.close()
 
 
 def format_value(value: float | None, status: AlertStatus) -> str:
@@ -109,7 +180,7 @@ class AlertMonitor:
         *,
         interval_s: float,
         notifiers: Sequence[Notifier] = (),
-        lease: FileLease | None = None,
+        lease: Lease | None = None,
         origin: str = "market",
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
         queue_size: int = QUEUE_SIZE,
@@ -140,6 +211,10 @@ class AlertMonitor:
         """Take a reading, run the rules, log and queue (if this process notifies) every change of state."""
         reading = await asyncio.to_thread(self._read)
         transitions = self._evaluator.observe(reading)
+        # Renewed at every evaluation, so that the notifier stays the same process while it lives.
+        notifies = bool(self._queues) and (
+            self._lease is None or await asyncio.to_thread(self._lease.acquire)
+        )
         if not transitions:
             return transitions
         for transition in transitions:
@@ -154,7 +229,7 @@ class AlertMonitor:
                     "threshold": status.threshold,
                 },
             )
-        if self._queues and (self._lease is None or self._lease.acquire()):
+        if notifies:
             for transition in transitions:
                 message = describe(transition, self._origin)
                 for notifier, queue in zip(self._notifiers, self._queues, strict=True):
@@ -246,4 +321,4 @@ class AlertMonitor:
             except Exception:
                 log.warning("alert notifier did not close cleanly", extra={"notifier": notifier.name})
         if self._lease is not None:
-            self._lease.release()
+            await asyncio.to_thread(self._lease.release)

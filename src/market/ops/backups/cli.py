@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator
@@ -294,9 +293,9 @@ def _telemetry(settings: Settings) -> Iterator[dict[str, Any]]:
     """With an OTLP endpoint configured, the service's telemetry (market.telemetry.setup), so that this
     process pushes its `backup.create` span and backup metrics (a CronJob cannot be scraped), shut down
     within a deadline at the end. Without one there is nobody to tell: no providers."""
-    env = os.environ
-    endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-    if not endpoint or env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    otel = settings.telemetry
+    endpoint = otel.otlp_endpoint or otel.otlp_metrics_endpoint
+    if not endpoint or (otel.sdk_disabled or "").lower() == "true":
         yield {}
         return
     from market.telemetry.setup import install_telemetry

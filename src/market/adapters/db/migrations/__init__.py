@@ -9,6 +9,7 @@ from . import (
     m0003_analytics,
     m0004_account_revocation,
     m0005_session_replay,
+    m0006_analytics_partitions,
 )
 from .runner import Migration
 
@@ -18,6 +19,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0003_analytics.MIGRATION,
     m0004_account_revocation.MIGRATION,
     m0005_session_replay.MIGRATION,
+    m0006_analytics_partitions.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
 

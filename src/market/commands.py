@@ -1,0 +1,58 @@
+"""What the `market` command's modules share (market.cli and the command groups registered on it): the
+settings read once with a one-line error, and a database opened for one command. Here rather than in
+market.cli, which nothing imports."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from market.config import ConfigError, Settings
+
+T = TypeVar("T")
+
+
+def settings_or_exit() -> Settings:
+    """The settings, or one line on stderr and exit status 2."""
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        click.echo(f"market: {exc}", err=True)
+        sys.exit(2)
+
+
+def with_database(
+    settings: Settings, work: Callable[[Any], Awaitable[T]], log_stream: str = "ext://sys.stdout"
+) -> T:
+    """Run `work(database)` on a started `Database`, logging to `log_stream`; an unreachable database is one
+    line on stderr and exit status 1."""
+    from market.adapters.db.database import Database
+    from market.bootstrap import configure_logging
+
+    configure_logging(settings, log_stream)
+
+    async def run() -> T:
+        database = Database(settings.database)
+        await database.start()
+        try:
+            return await work(database)
+        finally:
+            await database.close()
+
+    from asyncpg.exceptions import InvalidAuthorizationSpecificationError, InvalidCatalogNameError
+
+    try:
+        with warnings.catch_warnings():
+            # Piccolo warns (several lines, to stderr) when its version probe cannot connect; we say it once.
+            warnings.filterwarnings(
+                "ignore", message=r".*Unable to (connect to database|fetch server version)"
+            )
+            return asyncio.run(run())
+    except (OSError, ConnectionError, InvalidCatalogNameError, InvalidAuthorizationSpecificationError) as exc:
+        click.echo(f"market: cannot reach the database {settings.database.url.redacted()}: {exc}", err=True)
+        sys.exit(1)
