@@ -145,7 +145,9 @@ async def test_the_piccolo_table_classes_match_the_migrated_columns(db, table):
         assert in_database[name]["not_null"] is (not column._meta.null), name
     unique_declared = {name for name, column in declared.items() if column._meta.unique}
     assert await _unique_columns(db, tablename) == unique_declared
-    assert await _primary_key(db, tablename) == primary_key(table)
+    # Partitioned by month on PostgreSQL (m0006): a partitioned table's key would have to hold occurred_at.
+    unkeyed = db.is_postgres and tablename == "analytics_events"
+    assert await _primary_key(db, tablename) == (() if unkeyed else primary_key(table))
 
 
 def test_there_is_a_piccolo_table_class_for_every_table_the_migrations_create():
