@@ -22,6 +22,7 @@ from litestar.di import Provide
 from opentelemetry import trace
 
 from market.adapters.background import cancel_and_wait
+from market.adapters.db.admin import PiccoloAdminUnitOfWork, SqlAuditLog, SqlUserDirectory
 from market.adapters.db.analytics import SqlAnalyticsReports
 from market.adapters.db.commerce import SqlIdempotencyStore
 from market.adapters.db.database import Database
@@ -45,6 +46,7 @@ from market.adapters.webhooks.sender import HttpxWebhookSender
 from market.adapters.webhooks.signing import new_secret
 from market.adapters.webhooks.ssrf import SsrfGuard
 from market.adapters.webhooks.worker import WebhookDeliveryWorker
+from market.application.admin import AdminPorts
 from market.application.analytics import prune_events
 from market.application.checkout import reconcile_payments
 from market.application.ports import PaymentGateway
@@ -145,6 +147,18 @@ def build_gateways(
 def signing_key(settings: Settings) -> str:
     """MARKET_SECRET_KEY, or the key generated into the var folder on first start."""
     return settings.auth.secret_key or load_or_create_secret_key(settings.var_dir)
+
+
+def build_admin_ports(database: Database, services: Services) -> AdminPorts:
+    """The admin tools' ports (people, audit trail), injected into their controllers as `admin`."""
+    return AdminPorts(
+        uow=lambda: PiccoloAdminUnitOfWork(database, request_context.identity),
+        directory=SqlUserDirectory(database),
+        audit=SqlAuditLog(database, request_context.identity),
+        deliveries=SqlWebhookDeliveryRepository(database),
+        clock=services.clock,
+        ids=services.ids,
+    )
 
 
 def build_services(
@@ -339,7 +353,10 @@ def build_app(
         ),
         lifespan=[lifespan],
         unavailable=unavailable_reason,
-        dependencies=session_dependencies(session_store, recording, links),
+        dependencies={
+            **session_dependencies(session_store, recording, links),
+            "admin": Provide(_constant(build_admin_ports(database, services)), sync_to_thread=False),
+        },
     )
     # Outside Litestar's exception handling, so that even 404s of unknown routes and 500s are traced.
     app.asgi_handler = ServerSpanMiddleware(
@@ -365,6 +382,13 @@ def session_dependencies(
         "session_recorder": Provide(lambda: recording, sync_to_thread=False),
         "session_links": Provide(lambda: links, sync_to_thread=False),
     }
+
+
+def _constant(value: Any) -> Any:
+    def provide() -> Any:
+        return value
+
+    return provide
 
 
 async def close_gateways(services: Services) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -106,26 +107,60 @@ def migrate() -> None:
     click.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
 
 
+SHOWN_SIGN_INS = 10
+"""`market db seed` prints this many of the sign-ins it made (all share one password and one pattern)."""
+
+
+def _email_domain(_: click.Context, __: click.Parameter, value: str) -> str:
+    domain = value.strip().lower()
+    labels = domain.split(".")
+    if len(domain) > 200 or len(labels) < 2 or not all(_DOMAIN_LABEL.match(label) for label in labels):
+        raise click.BadParameter("must be a domain name such as demo.example.com")
+    return domain
+
+
+_DOMAIN_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
 @db.command()
 @click.option("--sellers", type=click.IntRange(1, 100_000), default=20, show_default=True)
 @click.option("--items", type=click.IntRange(0, 10_000_000), default=1000, show_default=True)
-def seed(sellers: int, items: int) -> None:
-    """Insert realistic demo sellers and items (all sellers' password: demo-password-123)."""
+@click.option(
+    "--email-domain",
+    default="demo.market.dev",
+    show_default=True,
+    callback=_email_domain,
+    help="Domain of the sellers' e-mail addresses (sellerN-RUN@DOMAIN).",
+)
+def seed(sellers: int, items: int, email_domain: str) -> None:
+    """Insert realistic demo sellers and items, and print the sign-ins made (all sellers' password:
+    demo-password-123)."""
     from argon2 import PasswordHasher
 
-    from market.adapters.db.seed import DEMO_PASSWORD, seed_demo_data
+    from market.adapters.db.seed import DEMO_PASSWORD, Seeded, seed_demo_data
 
     settings = _settings()
     password_hash = PasswordHasher().hash(DEMO_PASSWORD)
 
-    async def work(database: Any) -> tuple[int, int]:
+    async def work(database: Any) -> Seeded:
         await database.migrate()
-        return await seed_demo_data(database, sellers=sellers, items=items, password_hash=password_hash)
+        return await seed_demo_data(
+            database, sellers=sellers, items=items, password_hash=password_hash, email_domain=email_domain
+        )
 
     started = time.perf_counter()
-    made_sellers, made_items = _with_database(settings, work)
+    seeded = _with_database(settings, work)
+    click.echo(f"sign in as any seeded seller with the password {DEMO_PASSWORD}:")
+    for email in seeded.seller_emails[:SHOWN_SIGN_INS]:
+        click.echo(f"  {email}")
+    if len(seeded.seller_emails) > SHOWN_SIGN_INS:
+        click.echo(
+            f"  ... and {len(seeded.seller_emails) - SHOWN_SIGN_INS} more of the same pattern"
+            " (`market users list` shows them all)"
+        )
     click.echo(
-        f"seeded {made_sellers} sellers and {made_items} items in {time.perf_counter() - started:.1f} s"
+        f"seeded {len(seeded.seller_emails)} sellers and {seeded.items} items"
+        f" in {time.perf_counter() - started:.1f} s"
     )
 
 

@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -49,6 +50,7 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         "MARKET_RATE_LIMIT_SIGN_IN": "3/1m",
         "MARKET_RATE_LIMIT_REGISTER": "3/1h",
         "MARKET_RATE_LIMIT_CHECKOUT": "1/1m",
+        "MARKET_RATE_LIMIT_SESSION_EVENTS": "2/1m",
     }
     with serving("sqlite", tmp_path_factory.mktemp("limits"), env) as server:
         yield server
@@ -97,15 +99,32 @@ def test_checkouts_from_one_address_are_limited(limited):
         assert_rate_limited(again, 60)
 
 
+def test_session_event_batches_from_one_address_are_limited(limited):
+    session = f"limited-{uuid.uuid4().hex[:8]}"
+    path = f"/api/v1/sessions/{session}/events"
+    with _from(limited, "127.0.0.8") as client:
+        for _ in range(2):
+            at = datetime.now(UTC).isoformat()
+            r = client.post(
+                path, json={"events": [{"at": at, "name": "page_view"}]}, headers={"X-Session-Id": session}
+            )
+            assert r.status_code == 202, r.text
+        again = client.post(
+            path, json={"events": [{"at": at, "name": "page_view"}]}, headers={"X-Session-Id": session}
+        )
+        assert_rate_limited(again, 60)
+
+
 def test_the_limited_routes_document_429_as_a_problem_and_sign_in_stays_open(limited):
     with limited.client() as client:
         paths = client.get("/schema/openapi.json").json()["paths"]
-    for path in (TOKEN, REGISTER, CHECKOUT):
+    for path in (TOKEN, REGISTER, CHECKOUT, "/api/v1/sessions/{session_id}/events"):
         response = paths[path]["post"]["responses"]["429"]
         assert "application/problem+json" in response["content"], path
     assert "429" not in paths["/health/live"]["get"]["responses"]
     for path in (TOKEN, REGISTER):  # a rate limit is a guard, but needs no sign-in
         assert "security" not in paths[path]["post"], path
+    assert paths["/api/v1/sessions/{session_id}/events"]["post"].get("security", []) == []
 
 
 def test_an_account_is_locked_after_failed_sign_ins_from_any_address(tmp_path):

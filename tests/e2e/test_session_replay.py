@@ -283,9 +283,16 @@ def test_probes_and_metrics_scrapes_are_not_part_of_any_session(shopper: Shopper
     session_id = f"probe-{uuid.uuid4().hex[:8]}"
     with shopper.server.client() as client:
         assert client.get("/health/live", headers={"X-Session-Id": session_id}).status_code == 200
+        assert client.get("/metrics", headers={"X-Session-Id": session_id}).status_code == 200
         client.get("/api/v1/items", headers={"X-Session-Id": session_id + "-api"})
-        time.sleep(1.5)  # past one flush of the recorder
+        # The API request after them is written in the same batch or a later one: once it is there, they
+        # would be too.
+        deadline = time.monotonic() + 15
+        while (
+            client.get(f"/api/v1/admin/sessions/{session_id}-api", headers=auth(shopper.admin)).status_code
+            != 200
+        ):
+            assert time.monotonic() < deadline, "the API request was never recorded"
+            time.sleep(0.2)
         r = client.get(f"/api/v1/admin/sessions/{session_id}", headers=auth(shopper.admin))
         assert_problem(r, 404)
-        r = client.get(f"/api/v1/admin/sessions/{session_id}-api", headers=auth(shopper.admin))
-        assert r.status_code == 200

@@ -113,6 +113,9 @@ def test_an_admin_opens_the_failing_session_from_the_dashboard_and_sees_what_led
         page.goto(f"{live_server.base_url}/admin/sessions?trace_id={failing_trace}")
         (link,) = page.get_by_test_id("session-link").all()
         assert link.inner_text() == session_id
+        page.goto(f"{live_server.base_url}/admin/sessions")  # no filter: the last day's sessions
+        assert page.get_by_test_id("session-link").filter(has_text=session_id).count() == 1
+        assert "the last 24 hours" in page.locator("#sessions-h").inner_text()
         assert console_errors == []
     finally:
         page.screenshot(path=str(tmp_path / "session.png"), full_page=True)

@@ -39,6 +39,8 @@ VALID = {
     "checkout": {"payment_method": {"type": "card", "token": "tok_visa"}},
     "webhook": {"url": "https://example.com/hook"},
     "event": {"id": "evt_1", "type": "payment.succeeded", "created": 1, "data": {"order_id": "x"}},
+    "account": {"role": "seller", "status": "disabled"},
+    "moderation": {"status": "suspended", "reason": "counterfeit"},
 }
 
 
@@ -56,7 +58,10 @@ BODIES = st.one_of(
         lambda shape, changes: json.dumps({**VALID[shape], **changes}).encode(),
         st.sampled_from(sorted(VALID)),
         st.dictionaries(
-            st.sampled_from(["email", "title", "price_cents", "payment_method", "url", "x"]), JSON
+            st.sampled_from(
+                ["email", "title", "price_cents", "payment_method", "url", "status", "reason", "x"]
+            ),
+            JSON,
         ),
     ),
     st.builds(
@@ -116,6 +121,8 @@ class Api:
             ("POST", "/api/v1/checkout", {**self.buyer, "Idempotency-Key": uuid.uuid4().hex}),
             ("PUT", "/api/v1/seller/webhook", self.seller),
             ("POST", "/api/v1/webhooks/payments", {}),
+            ("PATCH", f"/api/v1/admin/users/{uuid.uuid4()}", self.admin),
+            ("PATCH", f"/api/v1/admin/items/{self.item_id}", self.admin),
         ]
 
 
@@ -139,7 +146,7 @@ def assert_answered(response, what: str) -> None:
         assert response.headers["content-type"].startswith("application/problem+json"), what
 
 
-@given(body=BODIES, content_type=CONTENT_TYPES, target=st.integers(0, 7))
+@given(body=BODIES, content_type=CONTENT_TYPES, target=st.integers(0, 9))
 @example(body=b'{"email": "\xff\xfe"}', content_type="application/json", target=0)
 @example(body=b"[" * 500 + b"]" * 500, content_type="application/json", target=2)
 def test_any_body_to_any_endpoint_is_answered_without_a_server_error(api, body, content_type, target):
@@ -179,7 +186,11 @@ QUERY_TEXT = st.one_of(
 QUERIES = {
     "/api/v1/items": ["q", "cursor", "category", "min_price_cents", "max_price_cents", "seller_id", "limit"],
     "/api/v1/seller/dashboard": ["from", "to"],
-    "/api/v1/orders": ["cursor", "limit", "status"],
+    "/api/v1/orders": ["cursor", "limit", "status", "buyer_id", "seller_id", "from", "to"],
+    "/api/v1/admin/orders": ["cursor", "limit", "status", "buyer_id", "seller_id", "from", "to"],
+    "/api/v1/admin/users": ["q", "role", "status", "limit", "cursor", "rol"],
+    "/api/v1/admin/audit": ["actor_id", "action", "target_id", "from", "to", "limit", "cursor"],
+    "/api/v1/admin/webhooks/deliveries": ["seller_id", "status", "limit", "cursor"],
     "/api/v1/admin/analytics/funnel": ["from", "to"],
     "/api/v1/admin/analytics/carts": ["from", "to"],
     "/api/v1/seller/webhook/deliveries": ["cursor", "limit"],

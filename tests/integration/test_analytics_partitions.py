@@ -53,14 +53,15 @@ async def search_at(db: Database, moment: datetime, text: str = "mug") -> None:
 
 
 async def test_existing_events_move_into_their_months_keeping_ids_and_new_ids_follow(pg):
-    await apply_migrations(pg.engine, MIGRATIONS[:-1])  # the schema before m0006
+    partitioning = next(i for i, m in enumerate(MIGRATIONS) if m.version == "0006_analytics_partitions")
+    await apply_migrations(pg.engine, MIGRATIONS[:partitioning])  # the schema before m0006
     now = datetime.now(UTC)
     old = now.replace(day=1) - timedelta(days=70)  # two or three months back
     await search_at(pg, old, "old")
     await search_at(pg, now, "new")
     before = await pg.fetch("SELECT id, query FROM analytics_events ORDER BY id")
 
-    assert await pg.migrate() == [MIGRATIONS[-1].version]
+    assert await pg.migrate() == [m.version for m in MIGRATIONS[partitioning:]]
 
     [kind] = await pg.fetch("SELECT relkind::text AS k FROM pg_class WHERE relname = 'analytics_events'")
     assert kind["k"] == "p"

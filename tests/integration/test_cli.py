@@ -206,6 +206,26 @@ async def test_db_seed_inserts_searchable_sellers_and_items(workspace):
         await database.close()
 
 
+def test_db_seed_prints_sign_ins_that_work_with_the_demo_password(workspace):
+    result = workspace.run("db", "seed", "--sellers", "12", "--items", "0", "--email-domain", "Shop.Example")
+    assert result.returncode == 0, result.stderr
+    printed = [line.strip() for line in result.stdout.splitlines() if line.startswith("  seller")]
+    assert len(printed) == 10
+    assert all(email.endswith("@shop.example") for email in printed)
+    assert "demo-password-123" in result.stdout
+    assert "and 2 more" in result.stdout
+    stored = {row[0] for row in workspace.query("SELECT email FROM users WHERE role = 'seller'")}
+    assert set(printed) <= stored and len(stored) == 12
+
+
+@pytest.mark.parametrize("domain", ["nodot", "bad domain.com", "-x.com", "a..b"])
+def test_db_seed_refuses_a_bad_email_domain(workspace, domain):
+    result = workspace.run("db", "seed", "--sellers", "1", "--items", "0", "--email-domain", domain)
+    assert result.returncode == 2
+    assert "--email-domain" in result.stderr
+    assert not workspace.db_path.exists()  # refused before touching any database
+
+
 def test_db_seed_can_run_twice(workspace):
     for _ in range(2):
         assert workspace.run("db", "seed", "--sellers", "2", "--items", "5").returncode == 0

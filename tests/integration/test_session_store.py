@@ -41,12 +41,14 @@ async def test_a_batch_reads_back_as_one_timeline_with_the_business_events_in_or
     search_trace = uuid.uuid4().hex
     token = request_context.begin("shopper-1", search_trace)
     try:
-        await SqlAnalyticsLog(db).record([SearchPerformed("mug", 3)], at(1.001))
+        await SqlAnalyticsLog(db, request_context.identity).record([SearchPerformed("mug", 3)], at(1.001))
     finally:
         request_context.end(token)
     token = request_context.begin("shopper-1", "c" * 32)
     try:
-        await SqlAnalyticsLog(db).record([CheckoutStarted(order_id, 1999, "EUR", 1)], at(3.001))
+        await SqlAnalyticsLog(db, request_context.identity).record(
+            [CheckoutStarted(order_id, 1999, "EUR", 1)], at(3.001)
+        )
     finally:
         request_context.end(token)
     user = str(uuid.uuid4())
@@ -115,7 +117,9 @@ async def test_sessions_are_found_by_trace_order_user_and_errors(db):
     order_id = str(uuid.uuid4())
     token = request_context.begin("buyer-a", "a" * 32)
     try:
-        await SqlAnalyticsLog(db).record([CheckoutStarted(order_id, 500, "EUR", 1)], at(10))
+        await SqlAnalyticsLog(db, request_context.identity).record(
+            [CheckoutStarted(order_id, 500, "EUR", 1)], at(10)
+        )
     finally:
         request_context.end(token)
     await store.write(
@@ -139,6 +143,9 @@ async def test_sessions_are_found_by_trace_order_user_and_errors(db):
     assert ids(await store.find(SessionFilter(user_id=user), 10, None)) == ["buyer-a"]
     assert ids(await store.find(SessionFilter(has_errors=True), 10, None)) == ["buyer-b"]
     assert ids(await store.find(SessionFilter(has_errors=False), 10, None)) == ["buyer-c", "buyer-a"]
+    failing_in = SessionFilter(has_errors=True, start=at(15), end=at(25))
+    assert ids(await store.find(failing_in, 10, None)) == ["buyer-b"]
+    assert ids(await store.find(SessionFilter(has_errors=True, start=at(25), end=at(100)), 10, None)) == []
     (b,) = (await store.find(SessionFilter(trace_id="B" * 32), 10, None)).items
     assert (b.requests, b.errors, b.last_route) == (2, 1, "/api/v1/items/{item_id}")
     assert (b.started_at, b.ended_at, b.user_id) == (at(20), at(21), None)

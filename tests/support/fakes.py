@@ -19,12 +19,14 @@ from market.application.ports import (
     Page,
     TokenClaims,
 )
+from market.domain.admin import AuditEntry, AuditFilter, UserFilter
 from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import EmailAlreadyRegistered, InvalidCursor, RateLimited
 from market.domain.events import Event
-from market.domain.orders import RESERVING, Cart, CartLine, Order, PaymentGatewayUnavailable
+from market.domain.orders import RESERVING, Cart, CartLine, Order, OrderFilter, PaymentGatewayUnavailable
 from market.domain.sessions import ClientEvent, RequestEntry, SessionFilter, SessionSummary, Timeline
 from market.domain.users import Role, User, UserStatus
+from market.domain.webhooks import DeliveryRecord, DeliveryStatus
 
 
 class FakeUserRepository:
@@ -353,13 +355,23 @@ class FakeOrderRepository:
             stored, status=order.status, updated_at=order.updated_at, payment=order.payment
         )
 
-    async def list_visible_to(self, user: User, limit: int, cursor: str | None) -> Page[Order]:
+    async def list_visible_to(
+        self, user: User, limit: int, cursor: str | None, order_filter: OrderFilter | None = None
+    ) -> Page[Order]:
+        f = order_filter or OrderFilter()
         visible = [
             o
             for o in self.state.orders.values()
-            if user.role is Role.ADMIN
-            or (user.role is Role.SELLER and user.id in o.seller_ids)
-            or (user.role is Role.BUYER and o.buyer_id == user.id)
+            if (
+                user.role is Role.ADMIN
+                or (user.role is Role.SELLER and user.id in o.seller_ids)
+                or (user.role is Role.BUYER and o.buyer_id == user.id)
+            )
+            and (f.status is None or o.status is f.status)
+            and (f.buyer_id is None or o.buyer_id == f.buyer_id)
+            and (f.seller_id is None or f.seller_id in o.seller_ids)
+            and (f.since is None or o.created_at >= f.since)
+            and (f.until is None or o.created_at < f.until)
         ]
         visible.sort(key=lambda o: (o.created_at, o.id), reverse=True)
         if cursor is not None:
@@ -580,3 +592,121 @@ class FakeSessionRecorder:
             return False
         self.events.extend(events)
         return True
+
+
+# --- Administration ---------------------------------------------------------------------------------------
+
+
+class FakeAuditLog:
+    def __init__(self, entries: list[AuditEntry]) -> None:
+        self.entries = entries
+
+    async def append(self, entry: AuditEntry) -> None:
+        self.entries.append(entry if entry.trace_id else dataclasses.replace(entry, trace_id="f" * 32))
+
+    async def find(self, audit_filter: AuditFilter, limit: int, cursor: str | None) -> Page[AuditEntry]:
+        f = audit_filter
+        matches = [
+            e
+            for e in sorted(self.entries, key=lambda e: (e.at, e.id), reverse=True)
+            if (f.actor_id is None or e.actor_id == f.actor_id)
+            and (f.action is None or e.action is f.action)
+            and (f.target_id is None or e.target_id == f.target_id)
+            and (f.since is None or e.at >= f.since)
+            and (f.until is None or e.at < f.until)
+        ]
+        return _offset_page(matches, limit, cursor)
+
+
+class FakeUserDirectory:
+    def __init__(self, users: dict[str, User]) -> None:
+        self.users = users
+
+    async def find(self, user_filter: UserFilter, limit: int, cursor: str | None) -> Page[User]:
+        f = user_filter
+        matches = [
+            u
+            for u in sorted(self.users.values(), key=lambda u: (u.created_at, u.id), reverse=True)
+            if (f.query is None or f.query in f"{u.email} {u.display_name}".lower())
+            and (f.role is None or u.role is f.role)
+            and (f.status is None or u.status is f.status)
+        ]
+        return _offset_page(matches, limit, cursor)
+
+    async def set_role(self, user_id: str, role: Role) -> None:
+        if user_id in self.users:
+            self.users[user_id] = dataclasses.replace(self.users[user_id], role=role)
+
+    async def count_active_admins(self) -> int:
+        return sum(u.role is Role.ADMIN and u.status is UserStatus.ACTIVE for u in self.users.values())
+
+
+def _offset_page(matches: list[Any], limit: int, cursor: str | None) -> Page[Any]:
+    try:
+        start = int(cursor) if cursor else 0
+    except ValueError:
+        raise InvalidCursor() from None
+    more = start + limit < len(matches)
+    return Page(items=matches[start : start + limit], next_cursor=str(start + limit) if more else None)
+
+
+class FakeItemModeration:
+    def __init__(self, records: dict[str, tuple[datetime | None, str | None]]) -> None:
+        self.records = records
+
+    async def record(self, item_id: str, suspended_at: datetime | None, reason: str | None) -> None:
+        self.records[item_id] = (suspended_at, reason)
+
+
+class FakeDeliveryDesk:
+    """Deliveries by id; `retry_now` makes a pending or failed one pending and due."""
+
+    def __init__(self, records: dict[str, DeliveryRecord]) -> None:
+        self.records = records
+
+    async def find(
+        self, seller_id: str | None, status: DeliveryStatus | None, limit: int, cursor: str | None
+    ) -> Page[DeliveryRecord]:
+        matches = [
+            r
+            for r in sorted(self.records.values(), key=lambda r: (r.created_at, r.id), reverse=True)
+            if (seller_id is None or r.seller_id == seller_id) and (status is None or r.status is status)
+        ]
+        return _offset_page(matches, limit, cursor)
+
+    async def get(self, delivery_id: str) -> DeliveryRecord | None:
+        return self.records.get(delivery_id)
+
+    async def retry_now(self, delivery_id: str, now: datetime) -> bool:
+        record = self.records.get(delivery_id)
+        if record is None or record.status not in (DeliveryStatus.PENDING, DeliveryStatus.FAILED):
+            return False
+        self.records[delivery_id] = dataclasses.replace(
+            record, status=DeliveryStatus.PENDING, next_attempt_at=now, updated_at=now
+        )
+        return True
+
+
+class FakeAdminUnitOfWork(FakeUnitOfWork):
+    """The admin writes' unit of work: audit entries are staged and committed with the rest."""
+
+    def __init__(
+        self, store: FakeStore, audit: list[AuditEntry], deliveries: dict[str, DeliveryRecord] | None = None
+    ) -> None:
+        super().__init__(store.users, store.items, store.commerce)
+        self._audit = audit
+        self._deliveries = deliveries if deliveries is not None else {}
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.audit = FakeAuditLog(list(self._audit))
+        self.directory = FakeUserDirectory(self.users.store)
+        self.moderation = FakeItemModeration({})
+        self.deliveries = FakeDeliveryDesk(dict(self._deliveries))
+        return self
+
+    async def commit(self) -> None:
+        await super().commit()
+        self._audit[:] = self.audit.entries
+        self._deliveries.clear()
+        self._deliveries.update(self.deliveries.records)

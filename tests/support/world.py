@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from market.application.accounts import Register, issue_token, register_user
+from market.application.admin import AdminPorts
 from market.application.cart import set_cart_quantity, view_cart
 from market.application.catalog import archive_item, browse_items, change_item, list_item, view_item
 from market.application.checkout import (
@@ -20,13 +21,17 @@ from market.domain.catalog import ItemFilter
 from market.domain.users import Role
 from tests.support.factories import item, item_fields, user
 from tests.support.fakes import (
+    FakeAdminUnitOfWork,
+    FakeAuditLog,
     FakeClock,
+    FakeDeliveryDesk,
     FakeEventPublisher,
     FakeIdGenerator,
     FakePasswordHasher,
     FakePaymentGateway,
     FakeStore,
     FakeTokenService,
+    FakeUserDirectory,
 )
 
 PASSWORD = "correct horse battery"
@@ -48,6 +53,10 @@ class World:
         self.events = FakeEventPublisher()
         self.tokens = FakeTokenService()
         self.gateway = FakePaymentGateway()
+        self.audit: list = []
+        """The audit trail's committed entries."""
+        self.deliveries: dict = {}
+        """Seller webhook deliveries by id (the admin tools' view of them)."""
 
     def stock_shelves(self) -> World:
         """Add the checkout tests' shop: `mug` (EUR 19.99, 5 in stock), `hat` (OTHER_SELLER's, EUR 5, 3) and
@@ -91,6 +100,18 @@ class World:
         claims = self.tokens.read(token.token)
         user = self.store.users.get(claims.user_id) if claims else None
         return user is not None and user.accepts_token(claims.token_version)
+
+    @property
+    def admin(self) -> AdminPorts:
+        """The admin tools' ports over the same store."""
+        return AdminPorts(
+            uow=lambda: FakeAdminUnitOfWork(self.store, self.audit, self.deliveries),
+            directory=FakeUserDirectory(self.store.users),
+            audit=FakeAuditLog(self.audit),
+            deliveries=FakeDeliveryDesk(self.deliveries),
+            clock=self.clock,
+            ids=self.ids,
+        )
 
     # --- catalog --------------------------------------------------------------------------------------------
 

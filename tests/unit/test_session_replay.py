@@ -200,3 +200,66 @@ async def test_stop_writes_what_is_buffered():
     record(recording, "last")
     await recording.stop()
     assert [e.session_id for e in store.requests] == ["last"]
+
+
+def test_the_session_page_escapes_what_a_client_reported_and_links_out_only_where_configured():
+    from market.adapters.http.dashboard_sessions import timeline_rows
+    from market.adapters.http.sessions import SessionLinks
+    from market.adapters.http.templating import template_engine
+    from market.domain.sessions import Timeline, TimelineEntry
+
+    script = "<script>alert('owned')</script>"
+    timeline = Timeline(
+        "s-1",
+        None,
+        NOW,
+        NOW + timedelta(seconds=2),
+        [
+            TimelineEntry(
+                NOW, "event", {"name": "page_view", "source": "client", "trace_id": None, "note": script}
+            ),
+            TimelineEntry(
+                NOW + timedelta(seconds=1),
+                "request",
+                {
+                    "method": "GET",
+                    "route": "/api/v1/items",
+                    "status": 200,
+                    "duration_ms": 10.0,
+                    "trace_id": "a" * 32,
+                    "problem_type": None,
+                    "sentry_event_id": None,
+                },
+            ),
+            TimelineEntry(
+                NOW + timedelta(seconds=2),
+                "request",
+                {
+                    "method": "POST",
+                    "route": "/api/v1/checkout",
+                    "status": 500,
+                    "duration_ms": 40.0,
+                    "trace_id": "b" * 32,
+                    "problem_type": "https://market.dev/problems/internal-error",
+                    "sentry_event_id": "c" * 32,
+                },
+            ),
+        ],
+    )
+    links = SessionLinks("http://tempo.example/trace/{trace_id}", None)
+    rows = timeline_rows(timeline, links)
+    assert [(r.kind, r.failing, r.bar) for r in rows] == [
+        ("event", False, 0),
+        ("request", False, 25.0),
+        ("request", True, 100.0),
+    ]
+    page = (
+        template_engine()
+        .get_template("session.html")
+        .render(email="admin@example.com", csrf_token="t", timeline=timeline, rows=rows, failures=1)
+    )
+    assert "<script" not in page and "&lt;script&gt;" in page
+    assert 'href="http://tempo.example/trace/' + "b" * 32 + '"' in page
+    assert 'data-testid="failing-request"' in page
+    assert "sentry-link" not in page  # no MARKET_SENTRY_URL_TEMPLATE: the id, without a link
+    assert "c" * 32 in page

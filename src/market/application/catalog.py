@@ -37,7 +37,7 @@ async def change_item(
     """Partial update of the seller-writable fields by the owning seller or an admin."""
     async with uow() as work:
         item = await work.items.get(item_id)
-        if item is None or item.status is ItemStatus.ARCHIVED:
+        if item is None or item.status is not ItemStatus.ACTIVE:
             raise NotFound(_NO_SUCH_ITEM)
         item.ensure_editable_by(user)
         changed = item.with_changes(changes, clock.now())
@@ -47,13 +47,14 @@ async def change_item(
 
 
 async def archive_item(user: User, item_id: str, *, uow: UnitOfWorkFactory, clock: Clock) -> None:
-    """Archive (never delete: orders keep pointing at items). Archiving twice is a no-op."""
+    """Archive (never delete: orders keep pointing at items). Archiving twice is a no-op, and so is archiving a
+    suspended item (it stays suspended: only an admin brings it back)."""
     async with uow() as work:
         item = await work.items.get(item_id)
         if item is None:
             raise NotFound(_NO_SUCH_ITEM)
         item.ensure_editable_by(user)
-        if item.status is not ItemStatus.ARCHIVED:
+        if item.status is ItemStatus.ACTIVE:
             await work.items.update(item.archived(clock.now()))
             await work.commit()
 

@@ -15,6 +15,7 @@ from market.domain.orders import (
     CheckoutInProgress,
     InsufficientStock,
     Order,
+    OrderFilter,
     OrderLine,
     OrderStatus,
     Payment,
@@ -298,8 +299,16 @@ async def get_order(order_id: str, user: User, *, uow: UnitOfWorkFactory) -> Ord
     return order.as_seen_by(user)
 
 
-async def list_orders(user: User, limit: int, cursor: str | None, *, uow: UnitOfWorkFactory) -> Page[Order]:
-    """The orders `user` may see, newest first, each as they may see it (a seller: their lines only)."""
+async def list_orders(
+    user: User,
+    limit: int,
+    cursor: str | None,
+    *,
+    uow: UnitOfWorkFactory,
+    order_filter: OrderFilter | None = None,
+) -> Page[Order]:
+    """The orders `user` may see that match `order_filter`, newest first, each as they may see it (a seller:
+    their lines only)."""
     async with uow() as work:
-        page = await work.orders.list_visible_to(user, limit, cursor)
+        page = await work.orders.list_visible_to(user, limit, cursor, order_filter)
     return dataclasses.replace(page, items=[order.as_seen_by(user) for order in page.items])

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, Protocol, Self, TypeVar, runtime_checkable
 
+from market.domain.admin import AuditEntry, AuditFilter, UserFilter
 from market.domain.analytics import (
     CartsReport,
     FunnelReport,
@@ -21,9 +22,10 @@ from market.domain.analytics import (
 from market.domain.catalog import Item, ItemFilter
 from market.domain.events import Event
 from market.domain.money import Money
-from market.domain.orders import Cart, Order
+from market.domain.orders import Cart, Order, OrderFilter
 from market.domain.sessions import ClientEvent, RequestEntry, SessionFilter, SessionSummary, Timeline
-from market.domain.users import User, UserStatus
+from market.domain.users import Role, User, UserStatus
+from market.domain.webhooks import DeliveryRecord, DeliveryStatus
 
 T = TypeVar("T")
 
@@ -224,8 +226,11 @@ class OrderRepository(Protocol):
     async def save_status(self, order: Order) -> None:
         """Persist the order's status and its payment's fields."""
 
-    async def list_visible_to(self, user: User, limit: int, cursor: str | None) -> Page[Order]:
-        """Buyers: their own; sellers: orders with their items; admins: all. Newest first."""
+    async def list_visible_to(
+        self, user: User, limit: int, cursor: str | None, order_filter: OrderFilter | None = None
+    ) -> Page[Order]:
+        """Buyers: their own; sellers: orders with their items; admins: all; narrowed by `order_filter`.
+        Newest first. Raise InvalidCursor for a cursor issued for another filter."""
 
     async def unsettled(self, updated_before: datetime, limit: int) -> Sequence[Order]:
         """Orders still pending_payment or processing that were last changed before the given time, or
@@ -321,3 +326,60 @@ class SessionRecorder(Protocol):
 
     def record_events(self, events: Sequence[ClientEvent]) -> bool:
         """Queue client events; False when the buffer is full and they were dropped (and counted)."""
+
+
+# --- Administration ----------------------------------------------------------------------------------------
+
+
+class AuditLog(Protocol):
+    """The append-only trail of admin writes."""
+
+    async def append(self, entry: AuditEntry) -> None:
+        """Inside a unit of work the entry commits or rolls back with the change it records. The adapter
+        stamps the current trace id when the entry has none."""
+
+    async def find(self, audit_filter: AuditFilter, limit: int, cursor: str | None) -> Page[AuditEntry]:
+        """Newest first. Raise InvalidCursor for a cursor issued for another filter."""
+
+
+class UserDirectory(Protocol):
+    """The people list of the admin tools."""
+
+    async def find(self, user_filter: UserFilter, limit: int, cursor: str | None) -> Page[User]:
+        """Newest accounts first. Raise InvalidCursor for a cursor issued for another filter."""
+
+    async def set_role(self, user_id: str, role: Role) -> None: ...
+
+    async def count_active_admins(self) -> int:
+        """Inside a unit of work: the active admins, with their rows locked until it ends (PostgreSQL; SQLite's
+        write transaction holds the whole database), so that two concurrent removals cannot both pass."""
+
+
+class ItemModeration(Protocol):
+    async def record(self, item_id: str, suspended_at: datetime | None, reason: str | None) -> None:
+        """Store whether the item is suspended (since when) and the latest moderation reason."""
+
+
+class DeliveryDesk(Protocol):
+    """Seller webhook deliveries as operators see them."""
+
+    async def find(
+        self, seller_id: str | None, status: DeliveryStatus | None, limit: int, cursor: str | None
+    ) -> Page[DeliveryRecord]:
+        """Newest first, with their attempts. Raise InvalidCursor for a cursor issued for another filter."""
+
+    async def get(self, delivery_id: str) -> DeliveryRecord | None: ...
+
+    async def retry_now(self, delivery_id: str, now: datetime) -> bool:
+        """Make a pending or failed delivery due now (same id, so the same `webhook-id`); False otherwise."""
+
+
+class AdminUnitOfWork(UnitOfWork, Protocol):
+    audit: AuditLog
+    directory: UserDirectory
+    moderation: ItemModeration
+    deliveries: DeliveryDesk
+
+
+class AdminUnitOfWorkFactory(Protocol):
+    def __call__(self) -> AdminUnitOfWork: ...

@@ -72,6 +72,19 @@ def parse_period(raw_from: str | None, raw_to: str | None, now: datetime) -> Per
     return Period(start, end)
 
 
+def parse_bounds(raw_from: str | None, raw_to: str | None) -> tuple[datetime | None, datetime | None]:
+    """Optional `from`/`to` bounds of a list filter, read like a period's (RFC 3339 or a date), either end
+    open. Raises ValidationFailed naming the bad one, or `from` when it is after `to`."""
+    errors = FieldErrors()
+    start = _timestamp(raw_from, "from", errors) if raw_from else None
+    end = _timestamp(raw_to, "to", errors) if raw_to else None
+    errors.raise_if_any()
+    if start is not None and end is not None and start > end:
+        errors.add("from", "must not be after `to`")
+    errors.raise_if_any()
+    return start, end
+
+
 def _timestamp(raw: str, field: str, errors: FieldErrors) -> datetime | None:
     # RFC 3339 allows a lower-case `t` and `z`; a `+HH:MM` offset put in a URL unencoded arrives with its `+`
     # decoded as a space.

@@ -25,6 +25,8 @@ SELLER_WRITABLE = ("title", "description", "price_cents", "currency", "stock", "
 class ItemStatus(StrEnum):
     ACTIVE = "active"
     ARCHIVED = "archived"
+    SUSPENDED = "suspended"
+    """Taken down by the marketplace: hidden like an archived item, and only an admin brings it back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,18 @@ class Item:
         if "category" in allowed:
             allowed["category"] = allowed["category"].strip()
         return dataclasses.replace(self, **allowed, updated_at=now)
+
+    def with_status(self, user: User, status: ItemStatus, now: datetime) -> Item:
+        """A copy in `status`, if `user` may put it there: an admin may set any status (moderation); the
+        owning seller may archive their item and restore it from archived, but never suspend one nor bring a
+        suspended one back. Raises PermissionDenied (items are public: a 403, not a 404)."""
+        if user.role is not Role.ADMIN:
+            self.ensure_editable_by(user)
+            if self.status is ItemStatus.SUSPENDED:
+                raise PermissionDenied("The marketplace suspended this item; only an admin can restore it.")
+            if status is ItemStatus.SUSPENDED:
+                raise PermissionDenied("Only the marketplace suspends items.")
+        return dataclasses.replace(self, status=status, updated_at=now)
 
     def archived(self, now: datetime) -> Item:
         return dataclasses.replace(self, status=ItemStatus.ARCHIVED, updated_at=now)

@@ -253,3 +253,15 @@ def place_order(*, order_id: str, cart: Cart, now: datetime, traceparent: str | 
         updated_at=now,
         traceparent=traceparent,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilter:
+    """Filters of an order list, applied within what the caller may see. `since` is included, `until` is not
+    (both on `created_at`); `seller_id` keeps orders holding at least one of that seller's lines."""
+
+    status: OrderStatus | None = None
+    buyer_id: str | None = None
+    seller_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None

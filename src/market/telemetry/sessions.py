@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -132,9 +132,8 @@ class SessionRecording:
         """Stop the writer and flush what is buffered, within `deadline_s`; the rest is counted as dropped."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:  # a write in flight unwinds, or is left behind: the deadline holds either way
+            await asyncio.wait(self._tasks, timeout=deadline_s)
         self._tasks = []
         try:
             await asyncio.wait_for(self.flush(), deadline_s)
@@ -202,6 +201,3 @@ def _entry(raw: _Raw) -> RequestEntry:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-Writer = Callable[[Sequence[RequestEntry], Sequence[ClientEvent]], Awaitable[None]]

@@ -10,6 +10,7 @@ Statements off the hot path use the query builder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,7 @@ from market.domain.orders import (
     Cart,
     CartLine,
     Order,
+    OrderFilter,
     OrderLine,
     OrderStatus,
     Payment,
@@ -233,8 +235,14 @@ class SqlOrderRepository:
                 p.id,
             )
 
-    async def list_visible_to(self, user: User, limit: int, cursor: str | None) -> Page[Order]:
+    async def list_visible_to(
+        self, user: User, limit: int, cursor: str | None, order_filter: OrderFilter | None = None
+    ) -> Page[Order]:
+        f = order_filter or OrderFilter()
         scope = f"orders:{user.role.value}"
+        if f != OrderFilter():  # the unfiltered list keeps the cursors it always issued
+            digest = hashlib.sha256(repr((f.status, f.buyer_id, f.seller_id, f.since, f.until)).encode())
+            scope += ":" + digest.hexdigest()[:16]
         position = decode_keyset_cursor(cursor, scope)
         where: list[str] = []
         args: list[Any] = []
@@ -244,6 +252,25 @@ class SqlOrderRepository:
         elif user.role is Role.SELLER:
             where.append("o.id IN (SELECT ol.order_id FROM order_lines ol WHERE ol.seller_id = {})")
             args.append(user.id)
+        wanted = {"buyer": f.buyer_id, "seller": f.seller_id}
+        canonical = {who: parse_id(value) for who, value in wanted.items() if value is not None}
+        if None in canonical.values():  # not an id at all: nobody's orders
+            return Page(items=[], next_cursor=None)
+        if "buyer" in canonical:
+            where.append("o.buyer_id = {}")
+            args.append(canonical["buyer"])
+        if "seller" in canonical:
+            where.append("o.id IN (SELECT ol.order_id FROM order_lines ol WHERE ol.seller_id = {})")
+            args.append(canonical["seller"])
+        if f.status is not None:
+            where.append("o.status = {}")
+            args.append(f.status.value)
+        if f.since is not None:
+            where.append("o.created_at >= {}")
+            args.append(f.since)
+        if f.until is not None:
+            where.append("o.created_at < {}")
+            args.append(f.until)
         if position is not None:
             where.append("(o.created_at, o.id) < ({}, {})")
             args += list(position)

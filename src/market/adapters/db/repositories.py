@@ -3,13 +3,14 @@ of work on Piccolo's transactions, and the repositories it hands out."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Self
 
 from market.application.ports import Page
-from market.domain.catalog import Item, ItemFilter
+from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import EmailAlreadyRegistered
 from market.domain.users import User, UserStatus
 
@@ -95,7 +96,12 @@ class PiccoloItemRepository:
         if canonical is None:
             return None
         row = await ItemRow.select().where(ItemRow.id == uuid.UUID(canonical)).first()
-        return item_from_row(row) if row else None
+        if not row:
+            return None
+        item = item_from_row(row)
+        if row["suspended_at"] is not None:
+            return dataclasses.replace(item, status=ItemStatus.SUSPENDED)
+        return item
 
     async def update(self, item: Item) -> None:
         await ItemRow.update(item_values(item)).where(ItemRow.id == uuid.UUID(item.id))

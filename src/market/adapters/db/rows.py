@@ -38,8 +38,12 @@ def user_from_row(row: Mapping[str, Any]) -> User:
 # still go through `ItemStatus(...)` and raise.
 _ITEM_STATUSES = {status.value: status for status in ItemStatus}
 
-ITEM_COLUMNS = columns(ItemRow)
-"""The items table's columns, in the order `Item` declares its fields (a unit test keeps them equal)."""
+MODERATION_COLUMNS = ("suspended_at", "moderation_reason")
+"""Columns only moderation writes (adapters/db/admin.py); `Item` has no field for them."""
+
+ITEM_COLUMNS = columns(ItemRow, without=MODERATION_COLUMNS)
+"""The items table's columns but moderation's, in the order `Item` declares its fields (a unit test keeps them
+equal)."""
 
 
 def item_from_row(row: Mapping[str, Any]) -> Item:
@@ -68,7 +72,8 @@ def item_values(item: Item) -> dict[str, Any]:
         "currency": item.currency,
         "stock": item.stock,
         "category": item.category,
-        "status": item.status.value,
+        # A suspended item is stored archived (with `suspended_at`, which only moderation sets or clears).
+        "status": ItemStatus.ARCHIVED.value if item.status is ItemStatus.SUSPENDED else item.status.value,
         "created_at": item.created_at,
         "updated_at": item.updated_at,
     }

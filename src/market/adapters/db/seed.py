@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,18 +75,35 @@ _PHRASES = [
 ]
 
 
+DEMO_EMAIL_DOMAIN = "demo.market.dev"
+
+
+@dataclass(frozen=True, slots=True)
+class Seeded:
+    """What a seed made: the sellers' e-mails (in the order made) and how many items."""
+
+    seller_emails: list[str]
+    items: int
+
+
 async def seed_demo_data(
-    database: Database, *, sellers: int, items: int, password_hash: str, rng_seed: int = 42
-) -> tuple[int, int]:
-    """Insert `sellers` seller accounts (all with DEMO_PASSWORD) and `items` items spread over them.
-    Returns (sellers, items) inserted."""
+    database: Database,
+    *,
+    sellers: int,
+    items: int,
+    password_hash: str,
+    rng_seed: int = 42,
+    email_domain: str = DEMO_EMAIL_DOMAIN,
+) -> Seeded:
+    """Insert `sellers` seller accounts (all with DEMO_PASSWORD, e-mails `sellerN-RUN@email_domain`) and
+    `items` items spread over them."""
     rng = random.Random(rng_seed)
     now = datetime.now(UTC)
     run = uuid.uuid4().hex[:8]  # lets seed run twice without e-mail clashes
     seller_rows = [
         UserRow(
             id=uuid.uuid4(),
-            email=f"seller{n}-{run}@demo.market.dev",
+            email=f"seller{n}-{run}@{email_domain}",
             display_name=f"{rng.choice(_COLOURS).title()} {rng.choice(_MATERIALS).title()} Studio {n}",
             role="seller",
             password_hash=password_hash,
@@ -95,8 +113,9 @@ async def seed_demo_data(
     ]
     for start in range(0, len(seller_rows), _BATCH):
         await UserRow.insert(*seller_rows[start : start + _BATCH])
+    emails = [row.email for row in seller_rows]
     if not seller_rows:
-        return 0, 0
+        return Seeded(emails, 0)
 
     categories = list(_THINGS)
     seller_ids = [row.id for row in seller_rows]
@@ -132,7 +151,7 @@ async def seed_demo_data(
     finally:
         loads.cancel()  # only left over when something failed
     await database.vacuum_analyze("users", "items")
-    return sellers, items
+    return Seeded(emails, items)
 
 
 class _Loads:

@@ -156,6 +156,14 @@ class SqlSessionStore:
                 " WHERE order_id = {} AND session_id IS NOT NULL)"
             )
             args.append(uuid.UUID(order_id) if self._db.is_postgres else order_id)
+        if criteria.has_errors:  # through the partial index of 5xx entries: only the sessions that had one
+            where.append(
+                f"session_id IN (SELECT session_id FROM {TABLE} WHERE status >= 500"
+                + (" AND at >= {}" if criteria.start is not None else "")
+                + (" AND at <= {}" if criteria.end is not None else "")
+                + ")"
+            )
+            args += [moment for moment in (criteria.start, criteria.end) if moment is not None]
         having: list[str] = []
         if criteria.has_errors is not None:
             having.append(
@@ -248,8 +256,10 @@ def _cursor_position(position: Mapping[str, Any]) -> tuple[datetime, str]:
     from market.domain.sessions import valid_session_id
 
     try:
-        moment = _moment(position["t"])
-        session_id = position["id"]
+        raw_moment, session_id = position["t"], position["id"]
+        if not isinstance(raw_moment, str):
+            raise InvalidCursor()
+        moment = _moment(raw_moment)
     except (KeyError, TypeError, ValueError, OverflowError):
         raise InvalidCursor() from None
     if not isinstance(session_id, str) or not valid_session_id(session_id):

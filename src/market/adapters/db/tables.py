@@ -43,6 +43,8 @@ class ItemRow(Table, tablename="items"):
     status = Varchar(length=16)
     created_at = Timestamptz()
     updated_at = Timestamptz()
+    suspended_at = Timestamptz(null=True, default=None)
+    moderation_reason = Varchar(length=500, null=True, default=None)
 
 
 class CartRow(Table, tablename="carts"):
@@ -198,6 +200,17 @@ class SessionEntryRow(Table, tablename="session_entries"):
     fields = Text(null=True, default=None)
 
 
+class AuditRow(Table, tablename="audit_log"):
+    id = UUID(primary_key=True)
+    at = Timestamptz()
+    actor_id = UUID(index=True)
+    action = Varchar(length=64)
+    target_type = Varchar(length=32)
+    target_id = Varchar(length=64)
+    details = Text(default="{}")
+    trace_id = Varchar(length=32, null=True, default=None)
+
+
 ALL_TABLES: tuple[type[Table], ...] = (
     UserRow,
     ItemRow,
@@ -214,6 +227,7 @@ ALL_TABLES: tuple[type[Table], ...] = (
     WebhookAttemptRow,
     AnalyticsEventRow,
     SessionEntryRow,
+    AuditRow,
 )
 
 COMPOSITE_KEYS: dict[type[Table], tuple[str, ...]] = {

@@ -30,6 +30,7 @@ from market.domain.webhooks import (
 
 from .cursors import decode_keyset_cursor, encode_keyset_cursor
 from .database import Database
+from .rows import parse_id
 from .tables import (
     SellerWebhookRow,
     WebhookAttemptRow,
@@ -116,7 +117,11 @@ _DISABLE_HELD = (
     "UPDATE webhook_deliveries SET status = 'disabled', next_attempt_at = NULL, updated_at = {}"
     " WHERE id = {} AND status = 'pending' AND next_attempt_at = {}"
 )
-_SELLER_DELIVERIES = (
+_RETRY_NOW = (
+    "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = {}, updated_at = {}"
+    " WHERE id = {} AND status IN ('pending', 'failed') RETURNING id"
+)
+_DELIVERIES = (
     f"SELECT {select_list(WebhookDeliveryRow, without=('payload', 'traceparent'))} FROM webhook_deliveries"
     " WHERE {where} ORDER BY created_at DESC, id DESC LIMIT {{}}"
 )
@@ -202,13 +207,52 @@ class SqlWebhookDeliveryRepository:
         await self._db.fetch(_DISABLE_HELD, now, claim.id, claim.lease_until)
 
     async def list_for_seller(self, seller_id: str, limit: int, cursor: str | None) -> Page[DeliveryRecord]:
+        return await self.find(seller_id, None, limit, cursor)
+
+    async def get(self, delivery_id: str) -> DeliveryRecord | None:
+        canonical = parse_id(delivery_id)
+        if canonical is None:
+            return None
+        page = await self.find(None, None, 1, None, delivery_id=canonical)
+        return page.items[0] if page.items else None
+
+    async def retry_now(self, delivery_id: str, now: datetime) -> bool:
+        """Make a pending or failed delivery due at `now` (the worker attempts it on its next pass, with the same
+        id, so the same `webhook-id`); False when it is delivered or disabled. A pending one in flight may be
+        attempted twice: delivery is at least once, and receivers deduplicate on `webhook-id`."""
+        rows = await self._db.fetch(_RETRY_NOW, now, now, delivery_id)
+        return bool(rows)
+
+    async def find(
+        self,
+        seller_id: str | None,
+        status: DeliveryStatus | None,
+        limit: int,
+        cursor: str | None,
+        *,
+        delivery_id: str | None = None,
+    ) -> Page[DeliveryRecord]:
+        """Deliveries with their attempts, newest first, of one seller and/or in one status (None: any)."""
         scope = "webhook-deliveries"
+        if seller_id is None or status is not None:  # the seller's own list keeps the cursors it issued
+            scope += f":{seller_id}:{status}"
         position = decode_keyset_cursor(cursor, scope)
-        where, args = "seller_id = {}", [seller_id]
+        clauses: list[str] = []
+        args: list[Any] = []
+        if seller_id is not None:
+            clauses.append("seller_id = {}")
+            args.append(seller_id)
+        if status is not None:
+            clauses.append("status = {}")
+            args.append(status.value)
+        if delivery_id is not None:
+            clauses.append("id = {}")
+            args.append(delivery_id)
         if position is not None:
-            where += " AND (created_at, id) < ({}, {})"
+            clauses.append("(created_at, id) < ({}, {})")
             args += list(position)
-        rows = await self._db.fetch(_SELLER_DELIVERIES.format(where=where), *args, limit + 1)
+        where = " AND ".join(clauses) or "1 = 1"
+        rows = await self._db.fetch(_DELIVERIES.format(where=where), *args, limit + 1)
         page = rows[:limit]
         attempts: dict[str, list[AttemptRecord]] = {str(r["id"]): [] for r in page}
         if page:

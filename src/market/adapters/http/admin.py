@@ -7,7 +7,9 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, post
 
+from market.application.admin import AdminPorts, record_admin_action
 from market.application.services import Services
+from market.domain.admin import AuditAction, AuditTarget
 from market.domain.users import Role, User
 from market.ops.selftest import MonitoringKind, produce_monitoring_signal
 
@@ -37,12 +39,26 @@ class AdminController(Controller):
         responses=problems(400, 401, 403, 422),
     )
     async def test_monitoring(
-        self, request: Request[Any, Any, Any], data: MonitoringTestBody, user: User, services: Services
+        self,
+        request: Request[Any, Any, Any],
+        data: MonitoringTestBody,
+        user: User,
+        services: Services,
+        admin: AdminPorts,
     ) -> MonitoringTestOut:
         """Produce exactly one monitoring signal, to check a deployment end to end:
         `error` raises a real unhandled exception (the 500 problem carries `trace_id` and `sentry_event_id`);
         `slow` makes a span of at least 2.5 s; `payment_failure` runs a declined charge through the sandbox
-        gateway; `message` sends an info-level Sentry message."""
+        gateway; `message` sends an info-level Sentry message. Each call appends an audit entry first (the
+        `error` kind fails on purpose after it)."""
+        await record_admin_action(
+            user,
+            AuditAction.MONITORING_TESTED,
+            AuditTarget.MONITORING,
+            data.kind,
+            {"kind": data.kind},
+            ports=admin,
+        )
         event_id = await produce_monitoring_signal(
             data.kind,
             sandbox_gateway=services.sandbox_gateway,

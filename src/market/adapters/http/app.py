@@ -19,6 +19,10 @@ from market.telemetry.prometheus import MetricsExposition
 
 from .accounts import AccountController
 from .admin import AdminController
+from .admin_items import AdminItemsController
+from .admin_orders import AdminOrdersController
+from .admin_people import AdminPeopleController
+from .admin_webhooks import AdminWebhooksController, SellerDeliveryRetryController
 from .alerts import AlertBoard, AlertController
 from .analytics import AnalyticsController, SellerDashboardController
 from .auth import provide_user
@@ -106,7 +110,7 @@ def create_app(
     """The app. `limits` are the per-IP rate limits of the guarded routes (None: no limits); a request body
     over `max_body_bytes` is refused with 413; `unavailable` tells which exceptions mean "the database cannot
     serve this now" (a 503 instead of a 500; None: every unexpected exception is a 500). `dependencies`: the
-    use cases' ports bound by bootstrap."""
+    use cases' ports bound by bootstrap.py, injected by name into the controllers that declare them."""
     api = Router(
         path="/api/v1",
         route_handlers=[
@@ -116,6 +120,11 @@ def create_app(
             CheckoutController,
             payment_webhook,
             AdminController,
+            AdminPeopleController,
+            AdminOrdersController,
+            AdminItemsController,
+            AdminWebhooksController,
+            SellerDeliveryRetryController,
             AlertController,
             AnalyticsController,
             SellerWebhookController,

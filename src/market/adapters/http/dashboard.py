@@ -25,8 +25,10 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
 from market.application import accounts
+from market.application.admin import AdminPorts, record_admin_action
 from market.application.ports import SessionStore
 from market.application.services import Services
+from market.domain.admin import AuditAction, AuditTarget
 from market.domain.errors import InvalidCredentials
 from market.domain.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, Role, User
 from market.ops import dashboard as pages
@@ -178,7 +180,10 @@ async def dashboard(
 
 @post("/dashboard/test-monitoring")
 async def test_monitoring(
-    request: Request[Any, Any, Any], services: Services, session_store: SessionStore
+    request: Request[Any, Any, Any],
+    services: Services,
+    session_store: SessionStore,
+    admin: AdminPorts,
 ) -> Response[Any]:
     """The monitoring self-test's buttons: the very signal of `POST /api/v1/admin/test-monitoring`, then the
     dashboard with what was produced, its trace id and Sentry event id."""
@@ -201,6 +206,9 @@ async def test_monitoring(
         status = 400
     else:
         route = request.scope.get("path_template") or request.url.path
+        await record_admin_action(
+            user, AuditAction.MONITORING_TESTED, AuditTarget.MONITORING, kind, {"kind": kind}, ports=admin
+        )
         try:
             event_id = await produce_monitoring_signal(
                 cast(MonitoringKind, kind),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from litestar import Request, Response, get
@@ -14,13 +15,15 @@ from litestar import Request, Response, get
 from market.application import sessions as use_cases
 from market.application.ports import SessionStore
 from market.application.services import Services
-from market.domain.analytics import parse_period
+from market.domain.analytics import Period, parse_period
 from market.domain.errors import InvalidCursor, NotFound, ValidationFailed
 from market.domain.sessions import SessionFilter, Timeline
 from market.domain.users import Role
 
 from .sessions import SessionLinks
 
+UNFILTERED_PERIOD = timedelta(days=1)
+"""What the Sessions page lists when no filter is given (a filter searches the last 30 days)."""
 RECENT_FAILURES = 8
 """Sessions that hit a 5xx, newest first, on the dashboard."""
 BAR_WIDTH = 100
@@ -136,12 +139,16 @@ async def sessions_page(
     }
     errors_only = query.get("errors") == "1"
     error = None
+    period: Period | None = None
     items: list[Any] = []
     next_cursor = None
     if form["trace_id"] and not _TRACE_ID.match(form["trace_id"]):
         error = "A trace id is 32 hexadecimal characters."
     else:
         period = parse_period(None, None, services.clock.now())
+        if not any(form[name] for name in ("trace_id", "order_id", "email", "user_id")) and not errors_only:
+            # Unfiltered, every entry of the period is grouped: the last day keeps the page quick on a big table.
+            period = Period(period.end - UNFILTERED_PERIOD, period.end)
         criteria = SessionFilter(
             user_id=form["user_id"] or None,
             order_id=form["order_id"] or None,
@@ -166,6 +173,9 @@ async def sessions_page(
     return _page(
         "sessions.html",
         400 if error else 200,
+        period_label="the last 24 hours"
+        if period is not None and period.end - period.start == UNFILTERED_PERIOD
+        else "the last 30 days",
         email=user.email,
         csrf_token=csrf_token(token),
         form=form,

@@ -9,7 +9,8 @@ import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.params import Parameter
 
-from market.application import catalog
+from market.application import catalog, moderation
+from market.application.admin import AdminPorts
 from market.application.services import Services
 from market.domain.catalog import (
     MAX_CATEGORY,
@@ -19,6 +20,7 @@ from market.domain.catalog import (
     SELLER_WRITABLE,
     Item,
     ItemFilter,
+    ItemStatus,
     normalise_query,
 )
 from market.domain.money import CURRENCIES, MAX_CENTS
@@ -46,7 +48,9 @@ class NewItem(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ItemChanges(msgspec.Struct, forbid_unknown_fields=True):
-    """Only the fields sent are changed. `seller_id`, `status` and ids are not writable."""
+    """Only the fields sent are changed. `status`: the owning seller archives (`archived`) or restores
+    (`active`) their item, but cannot touch one the marketplace suspended. `seller_id` and ids are not
+    writable."""
 
     title: Title | msgspec.UnsetType = msgspec.UNSET
     description: Description | msgspec.UnsetType = msgspec.UNSET
@@ -54,6 +58,7 @@ class ItemChanges(msgspec.Struct, forbid_unknown_fields=True):
     currency: Currency | msgspec.UnsetType = msgspec.UNSET
     stock: Stock | msgspec.UnsetType = msgspec.UNSET
     category: Category | msgspec.UnsetType = msgspec.UNSET
+    status: Literal["active", "archived"] | msgspec.UnsetType = msgspec.UNSET
 
 
 class ItemOut(msgspec.Struct):
@@ -65,7 +70,7 @@ class ItemOut(msgspec.Struct):
     currency: str
     stock: int
     category: str
-    status: Literal["active", "archived"]
+    status: Literal["active", "archived", "suspended"]
     created_at: datetime
     updated_at: datetime
 
@@ -175,9 +180,19 @@ class ItemController(Controller):
         security=BEARER,
         responses=problems(400, 401, 403, 404, 422),
     )
-    async def update(self, item_id: str, data: ItemChanges, user: User, services: Services) -> ItemOut:
-        """Change some of an item's fields (its seller, or an admin)."""
-        item = await catalog.change_item(user, item_id, _fields(data), uow=services.uow, clock=services.clock)
+    async def update(
+        self, item_id: str, data: ItemChanges, user: User, services: Services, admin: AdminPorts
+    ) -> ItemOut:
+        """Change some of an item's fields (its seller, or an admin). `status` first: an archived item can be
+        restored (`active`) and changed in one request; a suspended one only by an admin
+        (`PATCH /admin/items/{item_id}`)."""
+        item = None
+        if data.status is not msgspec.UNSET:
+            item = await moderation.set_item_status(user, item_id, ItemStatus(data.status), None, ports=admin)
+        if fields := _fields(data):
+            item = await catalog.change_item(user, item_id, fields, uow=services.uow, clock=services.clock)
+        if item is None:  # nothing sent: the item as it is, if the caller may change it
+            item = await catalog.change_item(user, item_id, {}, uow=services.uow, clock=services.clock)
         return ItemOut.of(item)
 
     @delete(

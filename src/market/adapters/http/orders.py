@@ -24,6 +24,7 @@ from .auth import requires
 from .limits import rate_limited
 from .openapi import problems
 from .problems import PROBLEM_JSON, domain_error_handler
+from .query import UUID_FORMAT, order_filter_of, strict_request
 from .redacted import RedactedStruct
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -58,10 +59,19 @@ class PaymentOut(msgspec.Struct):
     amount_cents: int
 
 
+OrderStatusName = Literal["pending_payment", "processing", "paid", "payment_failed", "refunded"]
+_BOUND_HELP = "RFC 3339 timestamp with a time zone, or a date (its first instant in UTC), on `created_at`."
+FromBound = Annotated[
+    str | None, Parameter(query="from", max_length=64, description=_BOUND_HELP + " Included.")
+]
+ToBound = Annotated[str | None, Parameter(max_length=64, description=_BOUND_HELP + " Excluded.")]
+SELLER_FILTER_HELP = "Orders holding at least one line of this seller."
+
+
 class OrderOut(msgspec.Struct):
     id: str
     buyer_id: str
-    status: Literal["pending_payment", "processing", "paid", "payment_failed", "refunded"]
+    status: OrderStatusName
     lines: list[OrderLineOut]
     total_cents: int
     currency: str
@@ -149,19 +159,39 @@ class CheckoutController(Controller):
         await services.idempotency.complete(user.id, idempotency_key, status, body, services.clock.now())
         return _raw_response(status, body, replayed=False)
 
-    @get("/orders", operation_id="listOrders", guards=[requires()], responses=problems(400, 401))
+    @get(
+        "/orders",
+        operation_id="listOrders",
+        guards=[requires()],
+        before_request=strict_request,
+        responses=problems(400, 401),
+    )
     async def list_orders(
         self,
         user: User,
         services: Services,
+        status: OrderStatusName | None = Parameter(default=None),
+        buyer_id: str | None = Parameter(default=None, max_length=64, schema_extra=UUID_FORMAT),
+        seller_id: str | None = Parameter(
+            default=None, max_length=64, description=SELLER_FILTER_HELP, schema_extra=UUID_FORMAT
+        ),
+        from_: FromBound = None,
+        to: ToBound = None,
         limit: int = Parameter(default=20, ge=1, le=100),
         cursor: str | None = Parameter(default=None, description="`next_cursor` of the previous page."),
     ) -> OrderPage:
-        """Buyers see their orders, sellers the orders with their items, admins all. Newest first.
+        """Buyers see their orders, sellers the orders with their items, admins all. Newest first, narrowed by
+        the filters (within what the caller may see). An unknown filter or a bad value is a 400 naming it.
 
         A seller sees each order as on `GET /orders/{order_id}`: only their own lines, with `total_cents` and
         `payment.amount_cents` being their subtotal."""
-        page = await checkout_use_cases.list_orders(user, limit, cursor or None, uow=services.uow)
+        page = await checkout_use_cases.list_orders(
+            user,
+            limit,
+            cursor or None,
+            uow=services.uow,
+            order_filter=order_filter_of(status, buyer_id, seller_id, from_, to),
+        )
         return OrderPage(items=[OrderOut.of(o) for o in page.items], next_cursor=page.next_cursor)
 
     @get("/orders/{order_id:str}", operation_id="getOrder", guards=[requires()], responses=problems(401, 404))

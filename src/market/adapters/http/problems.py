@@ -23,7 +23,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from market.domain import errors, orders
+from market.domain import admin, errors, orders
 from market.telemetry import request_context
 from market.telemetry.sentry import report_exception
 
@@ -89,6 +89,11 @@ PROBLEM_TYPES: dict[type[errors.DomainError], ProblemType] = {
         "idempotency-key-required", "Idempotency-Key header required", 400
     ),
     errors.IdempotencyKeyReused: ProblemType("idempotency-key-reused", "Idempotency-Key reused", 422),
+    admin.SelfLockout: ProblemType("self-lockout", "You cannot lock yourself out", 409),
+    admin.DeliveryNotRetryable: ProblemType(
+        "delivery-not-retryable", "Only pending or failed deliveries are retried", 409
+    ),
+    admin.LastActiveAdmin: ProblemType("last-active-admin", "The last active admin must stay", 409),
     errors.IdempotentRequestInProgress: ProblemType(
         "idempotent-request-in-progress", "The first request with this key is still running", 409
     ),

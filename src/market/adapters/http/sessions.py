@@ -16,7 +16,15 @@ from litestar.params import Parameter
 from market.application import sessions as use_cases
 from market.application.ports import SessionRecorder, SessionStore
 from market.application.services import Services
-from market.domain.sessions import MAX_CLIENT_EVENTS, SessionFilter, SessionSummary, Timeline
+from market.domain.sessions import (
+    EVENT_NAME,
+    MAX_CLIENT_EVENTS,
+    MAX_EVENT_FIELDS,
+    MAX_FIELD_TEXT,
+    SessionFilter,
+    SessionSummary,
+    Timeline,
+)
 from market.domain.users import Role
 
 from .analytics import FromParam, ToParam, period_of
@@ -25,7 +33,6 @@ from .limits import rate_limited
 from .openapi import problems
 from .validation import EMAIL
 
-SESSION_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 TRACE_ID_PATTERN = r"^[0-9a-fA-F]{32}$"
 
 
@@ -96,12 +103,30 @@ def page_out(page: Any) -> SessionPage:
     return SessionPage(items=[SessionSummaryOut.of(s) for s in page.items], next_cursor=page.next_cursor)
 
 
+_EVENT = {
+    "type": "object",
+    "required": ["at", "name"],
+    "properties": {
+        "at": {"type": "string", "format": "date-time", "description": "Within the last 24 hours."},
+        "name": {"type": "string", "pattern": EVENT_NAME.pattern, "maxLength": 64},
+    },
+    "additionalProperties": {"type": ["string", "number", "boolean", "null"], "maxLength": MAX_FIELD_TEXT},
+    "maxProperties": MAX_EVENT_FIELDS + 2,
+}
+"""An event as the schema can describe it (the 24-hour window and the field names are checked beyond it)."""
+
+
 class ClientEventsIn(msgspec.Struct, forbid_unknown_fields=True):
     """Up to 20 events, each `{at, name, ...}`: `at` an RFC 3339 time within the last 24 hours, `name` 1-64
     letters, digits, `.`, `_`, `:` or `-`, and at most 10 more flat fields (text up to 200 characters, numbers,
     booleans, null)."""
 
-    events: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1, max_length=MAX_CLIENT_EVENTS)]
+    events: Annotated[
+        list[dict[str, Any]],
+        msgspec.Meta(
+            min_length=1, max_length=MAX_CLIENT_EVENTS, extra_json_schema={"extra": {"items": _EVENT}}
+        ),
+    ]
 
 
 class ClientEventsAccepted(msgspec.Struct):

@@ -10,6 +10,8 @@ from . import (
     m0004_account_revocation,
     m0005_session_replay,
     m0006_analytics_partitions,
+    m0007_admin_audit,
+    m0008_session_replay_indexes,
 )
 from .runner import Migration
 
@@ -20,6 +22,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0004_account_revocation.MIGRATION,
     m0005_session_replay.MIGRATION,
     m0006_analytics_partitions.MIGRATION,
+    m0007_admin_audit.MIGRATION,
+    m0008_session_replay_indexes.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
 
@@ -39,6 +43,7 @@ TABLES: tuple[str, ...] = (
     "webhook_attempts",
     "analytics_events",
     "session_entries",
+    "audit_log",
 )
 """The business tables the migrations up to HEAD create, on both engines (search indexes aside): readiness
 checks that every one exists. A test keeps this list equal to what the migrations make."""

@@ -1,0 +1,106 @@
+"""Query parameters of list filters: an unknown one is refused (400 naming it) rather than silently ignored,
+since a misspelt filter would otherwise answer with everything."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar import Request
+from litestar.constants import RESERVED_KWARGS
+from litestar.exceptions import ValidationException
+
+from market.domain.analytics import parse_bounds
+from market.domain.errors import ValidationFailed
+from market.domain.orders import OrderFilter, OrderStatus
+
+from .validation import strict_body
+
+UUID_FORMAT = {"format": "uuid"}
+"""`schema_extra` of an id filter: the schema says what the 400 enforces."""
+
+
+def _accepted(request: Request[Any, Any, Any]) -> frozenset[str]:
+    """The query parameters the handler declares (by their query names): not its dependencies, path
+    parameters or Litestar's reserved names (`?user=...` must not pass as a filter)."""
+    handler = request.route_handler
+    not_query = set(handler.resolve_dependencies()) | set(request.path_params) | RESERVED_KWARGS
+    names: set[str] = set()
+    for name, parameter in handler.parsed_fn_signature.parameters.items():
+        if name in not_query:
+            continue
+        names.add(getattr(parameter.kwarg_definition, "query", None) or name)
+    return frozenset(names)
+
+
+async def known_query_only(request: Request[Any, Any, Any]) -> None:
+    """`before_request` hook: a 400 `invalid-parameter` problem naming every query parameter the handler
+    does not take."""
+    unknown = sorted(set(request.query_params) - _accepted(request))
+    if unknown:
+        raise ValidationException(
+            "Unknown query parameters.",
+            extra=[
+                {"key": name, "message": "is not a parameter of this list", "source": "query"}
+                for name in unknown
+            ],
+        )
+
+
+async def strict_request(request: Request[Any, Any, Any]) -> None:
+    """`before_request` of the admin tools: the app's strict body check (a handler-level hook replaces the
+    app's), then `known_query_only`."""
+    await strict_body(request)
+    await known_query_only(request)
+
+
+def order_filter_of(
+    status: str | None, buyer_id: str | None, seller_id: str | None, raw_from: str | None, raw_to: str | None
+) -> OrderFilter:
+    """The filter of an order list, or a 400 problem naming every bad parameter."""
+    bad = [
+        {"key": name, "message": "must be an id (a UUID)", "source": "query"}
+        for name, value in (("buyer_id", buyer_id), ("seller_id", seller_id))
+        if value is not None and _uuid(value) is None
+    ]
+    if bad:
+        raise ValidationException("Some filters are not valid.", extra=bad)
+    since, until = bounds_of(raw_from, raw_to)
+    return OrderFilter(
+        status=OrderStatus(status) if status else None,
+        buyer_id=_uuid(buyer_id) if buyer_id else None,
+        seller_id=_uuid(seller_id) if seller_id else None,
+        since=since,
+        until=until,
+    )
+
+
+def uuid_or_400(name: str, value: str | None) -> str | None:
+    """The canonical id of an id filter (None when absent), or a 400 problem naming it."""
+    if value is None:
+        return None
+    canonical = _uuid(value)
+    if canonical is None:
+        raise ValidationException(
+            "A filter is not valid.",
+            extra=[{"key": name, "message": "must be an id (a UUID)", "source": "query"}],
+        )
+    return canonical
+
+
+def _uuid(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def bounds_of(raw_from: str | None, raw_to: str | None) -> tuple[Any, Any]:
+    """The optional `from`/`to` bounds of a list, or a 400 problem naming the bad one."""
+    try:
+        return parse_bounds(raw_from, raw_to)
+    except ValidationFailed as exc:
+        raise ValidationException(
+            "The bounds are not valid.",
+            extra=[{"key": e.field, "message": e.message, "source": "query"} for e in exc.errors],
+        ) from None

@@ -1,0 +1,42 @@
+"""Item moderation: admins set any item's status (active, archived, suspended) with a reason, audited; a seller
+archives and restores their own items but cannot touch a suspended one."""
+
+from __future__ import annotations
+
+from market.domain.admin import AuditAction, AuditTarget
+from market.domain.catalog import Item, ItemStatus
+from market.domain.errors import NotFound
+from market.domain.users import Role, User
+
+from .admin import AdminPorts, append_audit
+
+_NO_SUCH_ITEM = "There is no such item."
+
+
+async def set_item_status(
+    user: User, item_id: str, status: ItemStatus, reason: str | None, *, ports: AdminPorts
+) -> Item:
+    """Put the item in `status`. An admin's change appends an audit entry (with the reason) in the same
+    transaction. Raises NotFound or PermissionDenied (a seller and a suspended item, or another's item)."""
+    async with ports.uow() as work:
+        item = await work.items.get(item_id)
+        if item is None:
+            raise NotFound(_NO_SUCH_ITEM)
+        changed = item.with_status(user, status, ports.clock.now())
+        if changed.status is item.status and user.role is not Role.ADMIN:
+            return item  # a seller repeating themselves: nothing changes
+        await work.items.update(changed)
+        if user.role is Role.ADMIN:
+            suspended_at = changed.updated_at if status is ItemStatus.SUSPENDED else None
+            await work.moderation.record(item.id, suspended_at, reason)
+            await append_audit(
+                work,
+                ports,
+                user,
+                AuditAction.ITEM_MODERATED,
+                AuditTarget.ITEM,
+                item.id,
+                {"status_from": item.status.value, "status_to": status.value, "reason": reason},
+            )
+        await work.commit()
+    return changed
