@@ -256,7 +256,13 @@ def build_alert_monitor(settings: Settings, telemetry: Telemetry) -> AlertMonito
     elif notifiers:
         lease = FileLease(settings.var_dir / "alerts.lock")
     return AlertMonitor(
-        AlertEvaluator(default_rules(backups_scheduled=settings.backup.schedule is not None), SystemClock()),
+        AlertEvaluator(
+            default_rules(
+                backups_scheduled=settings.backup.schedule is not None,
+                hold=None if alerts.hold_s is None else timedelta(seconds=alerts.hold_s),
+            ),
+            SystemClock(),
+        ),
         ExpositionReadings(telemetry.exposition, partial(newest_archive_time, settings.backup.directory)),
         interval_s=alerts.eval_interval_s,
         notifiers=notifiers,

@@ -112,6 +112,10 @@ def _seconds(minimum: int = 0) -> Parse:
     return lambda env, name, default: env.duration(name, default, minimum=minimum)
 
 
+def _optional_seconds(env: _Env, name: str, _default: None) -> int | None:
+    return env.duration(name, 0) if env.str(name, "").strip() else None
+
+
 def _rate(env: _Env, name: str, default: Rate) -> Rate:
     raw = env.str(name, "")
     return Rate.parse(raw, name) if raw else default
@@ -393,6 +397,9 @@ def _addresses(env: _Env, name: str, _default: tuple[str, ...]) -> tuple[str, ..
 class AlertSettings:
     eval_interval_s: int = setting("MARKET_ALERT_EVAL_INTERVAL", _whole(1, 3600), 15)
     """How often the in-process alert rules are evaluated (MARKET_ALERT_EVAL_INTERVAL, seconds)."""
+    hold_s: int | None = setting("MARKET_ALERT_FOR", _optional_seconds, None)
+    """How long every in-app rule's condition must hold before it fires or resolves (MARKET_ALERT_FOR, a
+    duration such as `10s`); None: each rule's own `for:`, the same as its Prometheus rule's."""
     slack_webhook_url: str | None = setting("MARKET_ALERT_SLACK_WEBHOOK_URL", _slack_url, None, secret=True)
     """Slack-compatible incoming webhook that gets a message when an alert fires and when it resolves
     (MARKET_ALERT_SLACK_WEBHOOK_URL). It is a secret: never logged."""

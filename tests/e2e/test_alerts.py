@@ -1,8 +1,9 @@
-"""In-process alerting over HTTP: `market serve` with MARKET_ALERT_EVAL_INTERVAL=1, a local HTTP receiver as the
-Slack webhook and a local SMTP sink. Real traffic makes `payment_failures` (declined checkouts) and
-`high_error_rate` (real 500s) fire and then resolve (good traffic dilutes them; the 5 min windows never slide
-during the test), GET /admin/alerts shows the states, and each receiver gets exactly one firing and one resolved
-message per rule. SQLite only: alerting reads the process's metrics, not the database."""
+"""In-process alerting over HTTP: `market serve` with MARKET_ALERT_EVAL_INTERVAL=1 and MARKET_ALERT_FOR=1s, a local
+HTTP receiver as the Slack webhook and a local SMTP sink. A single 500 and declined checkouts never fire (too little
+evidence; declines are not failures of ours); sustained real 500s fire `high_error_rate` after the hold, good API
+traffic resolves it (health probes do not count; the 5 min windows never slide during the test), GET /admin/alerts
+shows the states, and each receiver gets exactly one firing and one resolved message. SQLite only: alerting reads
+the process's metrics, not the database."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ def live_server(
     workdir = tmp_path_factory.mktemp("alerts")
     env = {
         "MARKET_ALERT_EVAL_INTERVAL": "1",
+        "MARKET_ALERT_FOR": "1s",
         "MARKET_ALERT_SLACK_WEBHOOK_URL": slack.url,
         "MARKET_ALERT_SMTP_URL": smtp.url,
         "MARKET_ALERT_EMAIL_TO": "oncall@example.com,sre@example.com",
@@ -163,8 +165,8 @@ def test_every_rule_is_listed_and_ok_while_nothing_is_wrong(client, admin, slack
         "high_error_rate": "critical",
         "payment_failures": "critical",
         "slow_api": "warning",
-        "webhook_failures": "critical",
-        "backup_stale": "critical",
+        "webhook_failures": "warning",
+        "backup_stale": "warning",
     }
     for alert in listed.values():
         assert {"name", "severity", "state", "value", "threshold", "since"} <= set(alert)
@@ -178,46 +180,57 @@ def test_every_rule_is_listed_and_ok_while_nothing_is_wrong(client, admin, slack
     assert slack.received() == [] and smtp.received() == []
 
 
-def test_declined_checkouts_fire_payment_failures_and_successful_ones_resolve_it(client, admin, slack, smtp):
+def error(client: httpx.Client, admin: dict[str, str]) -> None:
+    problem = assert_problem(
+        client.post("/api/v1/admin/test-monitoring", json={"kind": "error"}, headers=auth(admin)), 500
+    )
+    assert problem["trace_id"]
+
+
+def test_a_single_500_and_declined_checkouts_never_fire(client, admin, slack, smtp):
     seller, buyer = register(client, role="seller"), register(client)
     item = create_item(client, seller, stock=100, price_cents=500)
     fill_cart(client, buyer, item["id"])
-    assert_problem(checkout(client, buyer, "tok_chargeDeclined"), 402)
-
-    wait_for_message(slack, smtp, ("FIRING", "payment_failures"))
-    firing = wait_for_state(client, admin, "payment_failures", "firing")
-    assert firing["value"] > firing["threshold"] == 0.1
-    assert RFC3339_UTC.match(firing["since"]), firing
-
-    # The cart was kept after the decline; each paid checkout empties it.
-    for _ in range(12):
-        r = checkout(client, buyer, "tok_visa")
-        assert r.status_code in (200, 201), r.text
-        fill_cart(client, buyer, item["id"])
-
-    wait_for_message(slack, smtp, ("RESOLVED", "payment_failures"))
-    resolved = wait_for_state(client, admin, "payment_failures", "ok")
-    # It may resolve on an evaluation part-way through the checkouts (1/11 is already under 10 %); the value
-    # then reaches 1 declined in 13 attempts by the next evaluation.
-    deadline = time.monotonic() + 10
-    while resolved["value"] != pytest.approx(1 / 13, abs=1e-4) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        resolved = alerts(client, admin)["payment_failures"]
-    assert resolved["value"] == pytest.approx(1 / 13, abs=1e-4)
-    assert resolved["state"] == "ok"
-    assert resolved["since"] > firing["since"]
-    assert_announced_once(slack, smtp, "payment_failures")
+    for _ in range(3):  # declines are the card holder's bank answering, not a failure of ours
+        assert_problem(checkout(client, buyer, "tok_chargeDeclined"), 402)
+    error(client, admin)
+    for _ in range(9):
+        assert client.get("/api/v1/items").status_code == 200
+    time.sleep(4)  # several evaluations, each longer than MARKET_ALERT_FOR
+    listed = alerts(client, admin)
+    assert listed["high_error_rate"]["state"] == "ok"
+    assert listed["high_error_rate"]["value"] is None  # 1 error in ~10 requests: not enough to measure
+    assert listed["payment_failures"]["state"] == "ok"
+    assert listed["payment_failures"]["value"] is None
+    assert slack_messages(slack) == [] and email_messages(smtp) == []
 
 
-def test_real_500s_fire_high_error_rate_and_healthy_traffic_resolves_it(client, admin, slack, smtp):
-    errors = 0
-    for _ in range(20):  # until 5xx are more than 5 % of the window's responses
+def test_the_payment_failure_self_test_moves_the_payments_report_and_fires_nothing(
+    client, admin, slack, smtp
+):
+    def declined() -> int:
+        r = client.get("/api/v1/admin/analytics/payments", headers=auth(admin))
+        assert r.status_code == 200, r.text
+        return r.json()["declined"]
+
+    before = declined()
+    for _ in range(3):
+        r = client.post(
+            "/api/v1/admin/test-monitoring", json={"kind": "payment_failure"}, headers=auth(admin)
+        )
+        assert r.status_code == 200, r.text
+    assert declined() == before + 3
+    time.sleep(3)
+    assert alerts(client, admin)["payment_failures"]["state"] == "ok"
+    assert slack_messages(slack) == [] and email_messages(smtp) == []
+
+
+def test_sustained_500s_fire_high_error_rate_after_the_hold_and_good_traffic_resolves_it(
+    client, admin, slack, smtp
+):
+    for _ in range(20):  # until 5xx are more than 5 % of the window's API responses, for MARKET_ALERT_FOR
         for _ in range(10):
-            problem = assert_problem(
-                client.post("/api/v1/admin/test-monitoring", json={"kind": "error"}, headers=auth(admin)), 500
-            )
-            assert problem["trace_id"]
-            errors += 1
+            error(client, admin)
         time.sleep(1.5)
         if alerts(client, admin)["high_error_rate"]["state"] == "firing":
             break
@@ -225,25 +238,26 @@ def test_real_500s_fire_high_error_rate_and_healthy_traffic_resolves_it(client, 
     firing = wait_for_state(client, admin, "high_error_rate", "firing")
     assert firing["value"] > 0.05
 
-    for _ in range(40):  # until they are 5 % or less
+    for _ in range(100):  # health probes are not API traffic: they never dilute the ratio
+        assert client.get("/health/live").status_code == 200
+    time.sleep(3)
+    assert alerts(client, admin)["high_error_rate"]["state"] == "firing"
+
+    for _ in range(40):  # good API traffic, until the ratio has stayed at or below 4 % for the hold
         for _ in range(100):
-            assert client.get("/health/live").status_code == 200
+            assert client.get("/api/v1/items").status_code == 200
         time.sleep(1.5)
         if alerts(client, admin)["high_error_rate"]["state"] == "ok":
             break
     wait_for_message(slack, smtp, ("RESOLVED", "high_error_rate"))
     resolved = wait_for_state(client, admin, "high_error_rate", "ok")
-    assert resolved["value"] <= 0.05
+    assert resolved["value"] <= 0.04
+    assert resolved["since"] > firing["since"]
     assert_announced_once(slack, smtp, "high_error_rate")
 
 
 def test_only_the_rules_that_fired_were_announced(slack, smtp):
     for messages in (slack_messages(slack), email_messages(smtp)):
         assert Counter(messages) <= Counter(
-            {
-                ("FIRING", "payment_failures"): 1,
-                ("RESOLVED", "payment_failures"): 1,
-                ("FIRING", "high_error_rate"): 1,
-                ("RESOLVED", "high_error_rate"): 1,
-            }
+            {("FIRING", "high_error_rate"): 1, ("RESOLVED", "high_error_rate"): 1}
         ), messages

@@ -317,7 +317,9 @@ def expected_search(model: Model) -> dict[str, Any]:
         for i, event in enumerate(events):
             if event.kind == "search":
                 searches.append(event)
-                succeeded += any(later.kind in ("item_viewed", "cart_add") for later in events[i + 1 :])
+                succeeded += event.results > 0 and any(
+                    later.kind in ("item_viewed", "cart_add") for later in events[i + 1 :]
+                )
     misses = [s for s in searches if s.results == 0]
     return {
         "searches": len(searches),
@@ -466,7 +468,8 @@ def test_the_script_is_the_mix_the_reports_need() -> None:
          "p95_cents": 12798},
     ]  # fmt: skip
     search = expected_search(MODEL)
-    assert (search["searches"], search["no_results"], search["success_rate"]) == (9, 4, 7 / 9)
+    # 7 searches were followed by a view or cart add, but 2 of those had no results: not successes.
+    assert (search["searches"], search["no_results"], search["success_rate"]) == (9, 4, 5 / 9)
     assert expected_carts(MODEL) == {
         "carts_with_items": 12,
         "checked_out": 7,
@@ -1047,7 +1050,7 @@ def test_a_checkout_later_than_the_window_after_the_last_add_leaves_an_abandoned
     assert [s["sessions"] for s in scenario.report(client, "funnel", **period)["steps"]] == [1, 1, 1, 1]
 
 
-def test_a_gateway_timeout_is_an_errored_attempt_and_pays_once_reconciled(scenario, client):
+def test_a_gateway_timeout_is_errored_until_reconciliation_finds_it_paid_then_a_success(scenario, client):
     item = create_item(
         client,
         scenario.sellers["alder"],
@@ -1086,8 +1089,10 @@ def test_a_gateway_timeout_is_an_errored_attempt_and_pays_once_reconciled(scenar
     funnel = scenario.report(client, "funnel", **wider)
     assert [s["sessions"] for s in funnel["steps"]] == [1, 1, 1, 1], funnel  # paid, in the checkout's session
     payments = scenario.report(client, "payments", **wider)
-    assert (payments["attempts"], payments["errored"]) == (1, 1), payments  # the attempt itself did error
-    # ... but the money was taken: the amounts (over succeeded payments) count it, as the seller's revenue does.
+    # Counted by its final known outcome: the charge call timed out, but the money was taken, so a success
+    # (the SLI catalogue, docs/MONITORING-SETUP.md); the amounts count it, as the seller's revenue does.
+    assert (payments["attempts"], payments["succeeded"], payments["errored"]) == (1, 1, 0), payments
+    assert payments["success_rate"] == 1, payments
     assert payments["amounts"] == [
         {
             "currency": "USD",

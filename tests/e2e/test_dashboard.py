@@ -245,7 +245,7 @@ def test_monitoring_buttons_refuse_a_missing_or_foreign_csrf_token(client, admin
 
 
 def _declined(client: httpx.Client) -> float:
-    """Declined payment attempts so far, from the metrics the `payment_failures` alert reads."""
+    """Declined payment attempts so far, from the metrics."""
     text = client.get("/metrics").text
     match = re.search(
         r'^market_payment_attempts_total\{[^}]*market_payment_outcome="declined"[^}]*\} (\S+)$', text, re.M

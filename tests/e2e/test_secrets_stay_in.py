@@ -103,7 +103,8 @@ def run_session(
         assert r.status_code == 201, r.text
         seller_hooks.wait_for(1)
 
-        # A declined card fires `payment_failures`: Slack and e-mail are notified.
+        # A declined card (which never fires an alert), then gateway timeouts, which fire `payment_failures`
+        # (10 attempts, at least 3 failed): Slack and e-mail are notified.
         assert c.put(f"/api/v1/cart/items/{item['id']}", json={"quantity": 1}, headers=auth(buyer)).is_success
         r = c.post(
             "/api/v1/checkout",
@@ -111,6 +112,13 @@ def run_session(
             headers={**auth(buyer), "Idempotency-Key": uuid.uuid4().hex},
         )
         assert r.status_code == 402, r.text
+        for _ in range(9):
+            r = c.post(
+                "/api/v1/checkout",
+                json={"payment_method": {"type": "card", "token": "tok_gatewayTimeout"}},
+                headers={**auth(buyer), "Idempotency-Key": uuid.uuid4().hex},
+            )
+            assert r.status_code == 503, r.text
         slack.wait_for(1, timeout=30)
 
         # Every 500 path: the monitoring self-test, and a registration and a sign-in whose query fails.
@@ -167,6 +175,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "OTEL_TRACES_SAMPLER": "parentbased_always_on",
         "MARKET_ALERT_EVAL_INTERVAL": "1",
+        "MARKET_ALERT_FOR": "1s",
         "MARKET_ALERT_SLACK_WEBHOOK_URL": slack_url,
         "MARKET_ALERT_SMTP_URL": smtp.url,
         "MARKET_ALERT_EMAIL_TO": "oncall@example.com",

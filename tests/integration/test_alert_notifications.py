@@ -159,7 +159,8 @@ class Scenario:
         self.clock = FakeClock(step=timedelta(0))
         self.reading = Reading()
         self.monitor = AlertMonitor(
-            AlertEvaluator(default_rules(backups_scheduled=False), self.clock),
+            # No hold: these tests are about notifying (the evidence rules: tests/unit/test_alert_rules.py).
+            AlertEvaluator(default_rules(backups_scheduled=False, hold=timedelta(0)), self.clock),
             lambda: self.reading,
             interval_s=3600,  # the tests evaluate by hand
             notifiers=notifiers,
@@ -198,10 +199,10 @@ async def test_the_monitor_notifies_each_change_of_state_once_in_order():
     scenario = Scenario(slack, email)
     await scenario.start()
     try:
-        assert await scenario.payments(2, 2) == ["payment_failures:firing"]
+        assert await scenario.payments(10, 10) == ["payment_failures:firing"]
         assert await scenario.payments(2, 1) == []  # still firing: nothing new to say
         assert await scenario.tick() == []
-        assert await scenario.payments(40, 0) == ["payment_failures:ok"]
+        assert await scenario.payments(200, 0) == ["payment_failures:ok"]
         assert await scenario.payments(10, 0) == []
         assert await scenario.monitor.flush(5)
     finally:
@@ -210,7 +211,7 @@ async def test_the_monitor_notifies_each_change_of_state_once_in_order():
     assert subjects(slack) == subjects(email) == expected
     firing, resolved = slack.sent
     assert "market at http://test" in firing.text and "100 %" in firing.text and "10 %" in firing.text
-    assert "now 6.82 %" in resolved.text
+    assert "now 5.19 %" in resolved.text
     assert slack.closed and email.closed
 
 
@@ -223,7 +224,7 @@ async def test_a_failing_notifier_is_retried_and_does_not_hold_up_the_others():
     scenario = Scenario(flaky, broken, fine)
     await scenario.start()
     try:
-        await scenario.payments(1, 1)
+        await scenario.payments(10, 10)
         assert await scenario.monitor.flush(5)
     finally:
         await scenario.monitor.stop()
@@ -237,8 +238,8 @@ async def test_a_hanging_notifier_neither_blocks_evaluation_nor_shutdown():
     scenario = Scenario(hanging)
     await scenario.start()
     started = time.monotonic()
-    assert await scenario.payments(1, 1) == ["payment_failures:firing"]
-    assert await scenario.payments(50, 0) == ["payment_failures:ok"]
+    assert await scenario.payments(10, 10) == ["payment_failures:firing"]
+    assert await scenario.payments(200, 0) == ["payment_failures:ok"]
     await scenario.monitor.stop(grace_s=0.2)
     assert time.monotonic() - started < 2
     assert [s.state for s in scenario.monitor.statuses() if s.name == "payment_failures"] == ["ok"]
@@ -251,12 +252,12 @@ async def test_only_the_holder_of_the_lease_notifies(tmp_path: Path):
     follower = Scenario(silent, lease=FileLease(tmp_path / "alerts.lock"))
     await follower.start()
     try:
-        assert await follower.payments(1, 1) == ["payment_failures:firing"]  # evaluated all the same
+        assert await follower.payments(10, 10) == ["payment_failures:firing"]  # evaluated all the same
         assert await follower.monitor.flush(1)
         assert silent.sent == []
 
         holder.release()  # the notifying worker exits: the next change is announced by this one
-        assert await follower.payments(50, 0) == ["payment_failures:ok"]
+        assert await follower.payments(200, 0) == ["payment_failures:ok"]
         assert await follower.monitor.flush(5)
     finally:
         await follower.monitor.stop()
@@ -266,14 +267,14 @@ async def test_only_the_holder_of_the_lease_notifies(tmp_path: Path):
 
 def test_notification_texts_say_what_where_how_bad_and_since_when():
     clock = FakeClock(step=timedelta(0))
-    evaluator = AlertEvaluator(default_rules(backups_scheduled=True), clock)
+    evaluator = AlertEvaluator(default_rules(backups_scheduled=True, hold=timedelta(0)), clock)
     assert evaluator.observe(Reading()) == []  # scheduled, no backup yet: the age counts from now
     clock.current += timedelta(hours=27)
     (transition,) = evaluator.observe(Reading())
     message = describe(transition, "market at http://example")
-    assert message.subject == "[FIRING] backup_stale (critical)"
+    assert message.subject == "[FIRING] backup_stale (warning)"
     assert message.text.startswith(
-        "[FIRING] backup_stale (critical) on market at http://example: 27.0 h, above the threshold of 26.0 h, "
+        "[FIRING] backup_stale (warning) on market at http://example: 27.0 h, above the threshold of 26.0 h, "
         "since 2026-11-29T15:00:00Z."
     )
     assert "last successful backup" in message.text

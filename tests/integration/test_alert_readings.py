@@ -77,15 +77,30 @@ def test_a_reading_counts_requests_5xx_durations_payments_and_webhooks(metrics_d
 
     assert reading.requests == 10
     assert reading.server_errors == 2
-    assert reading.duration_buckets[math.inf] == 10
-    assert reading.duration_buckets[0.05] == 9  # all but the 3 s one
-    assert reading.duration_buckets[2.5] == 9
-    assert reading.duration_buckets[5] == 10
+    items = reading.route_duration_buckets["/api/v1/items"]
+    assert items[math.inf] == 7
+    assert items[0.05] == 7
+    slow = reading.route_duration_buckets["/api/v1/admin/test-monitoring"]
+    assert (slow[2.5], slow[5], slow[math.inf]) == (0, 1, 1)  # the 3 s one
+    assert reading.route_duration_buckets[""][math.inf] == 2  # no route template: counted together
     assert reading.payment_attempts == 10
-    assert reading.payment_failures == 3
+    assert reading.payment_failures == 1  # the system failure only
+    assert reading.payment_declines == 2
     assert reading.webhook_deliveries == 6
     assert reading.webhook_failures == 2
     assert reading.backup_last_success is None
+
+
+def test_health_and_metrics_routes_are_left_out_as_the_recording_rules_do(metrics_dir):
+    process = Process(metrics_dir)
+    process.requests(50, 200, route="/health/live")
+    process.requests(5, 503, route="/health/ready")
+    process.requests(20, 200, route="/metrics")
+    process.requests(3, 200)
+    process.requests(1, 500)
+    reading = ExpositionReadings(process.exposition)()
+    assert (reading.requests, reading.server_errors) == (4, 1)
+    assert set(reading.route_duration_buckets) == {"/api/v1/items"}
 
 
 def test_rejected_provider_webhooks_are_neither_deliveries_nor_failures(metrics_dir):
@@ -115,7 +130,7 @@ def test_sibling_workers_snapshots_are_added_in(metrics_dir):
 
     this.requests(6, 200)
     reading = ExpositionReadings(this.exposition)()
-    assert (reading.requests, reading.server_errors, reading.payment_failures) == (10, 4, 1)
+    assert (reading.requests, reading.server_errors, reading.payment_declines) == (10, 4, 1)
 
 
 def test_the_last_backup_is_the_newer_of_the_gauge_and_the_newest_archive(metrics_dir, tmp_path):

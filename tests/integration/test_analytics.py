@@ -146,6 +146,7 @@ async def test_the_search_report(db):
     await record(db, "b", 0, SearchPerformed("blue mug", 4))
     await record(db, "b", 31, CartChanged(item, "add", 1))  # too late
     await record(db, "c", 0, SearchPerformed("zebra", 0))
+    # No results, then a cart add: no success (the session found the item some other way).
     await record(db, "d", 0, SearchPerformed("zebra", 0), CartChanged(item, "add", 1))
     await record(db, "e", 0, SearchPerformed("qwerty", 0))
     await record(db, "f", 5, ItemViewed(item, uid()))  # another session's view is no success
@@ -154,7 +155,7 @@ async def test_the_search_report(db):
     report = await reports.search(PERIOD)
     assert (report.searches, report.no_results) == (6, 3)
     assert report.no_results_rate == pytest.approx(0.5)
-    assert report.success_rate == pytest.approx(2 / 6)
+    assert report.success_rate == pytest.approx(1 / 6)  # only "a": a search with results, then a view
     assert [(q.query, q.count) for q in report.top_queries] == [
         ("blue mug", 2),
         ("zebra", 2),
@@ -184,20 +185,24 @@ async def test_the_payments_report_with_percentiles_per_currency(db):
     await paid("u", 2, 301, "USD", method="wallet")
     await record(db, "d", 3, PaymentAttempted(uid(), "declined", "card", Money(5000, "EUR"), "card_declined"))
     # A charge call that timed out, though the provider took the money: reconciliation paid the order later.
-    # The attempt stays errored; the money taken is in the amounts.
+    # The attempt counts by its final known outcome: a success (and the money taken is in the amounts).
     late = uid()
     await record(
         db, "x", 4, PaymentAttempted(late, "error", "wallet", Money(5000, "EUR"), "gateway_unavailable")
     )
     await record(db, "x", 5, OrderPaid(late, Money(5000, "EUR")))
     eur.append(5000)
+    # A gateway error whose order was never paid stays errored.
+    await record(
+        db, "y", 6, PaymentAttempted(uid(), "error", "wallet", Money(800, "EUR"), "gateway_unavailable")
+    )
 
     report = await reports.payments(PERIOD)
-    assert (report.attempts, report.succeeded, report.declined, report.errored) == (9, 7, 1, 1)
-    assert report.success_rate == pytest.approx(7 / 9)
+    assert (report.attempts, report.succeeded, report.declined, report.errored) == (10, 8, 1, 1)
+    assert report.success_rate == pytest.approx(8 / 10)  # declines count in the denominator
     assert [(m.method, m.attempts, m.success_rate) for m in report.by_method] == [
         ("card", 7, pytest.approx(6 / 7)),
-        ("wallet", 2, pytest.approx(1 / 2)),
+        ("wallet", 3, pytest.approx(2 / 3)),
     ]
     by_currency = {a.currency: a for a in report.amounts}
     euros = by_currency["EUR"]
@@ -344,7 +349,7 @@ async def test_the_business_gauges_show_the_last_24_hours_reports(db):
     await record(db, "a", 0, ItemViewed(item, uid()), CartChanged(item, "add", 1), user=buyer)
     await record(db, "a", 10, CheckoutStarted(uid(), Money(100, "EUR"), 1), user=buyer)
     await record(db, "b", 0, SearchPerformed("x", 0), CartChanged(item, "add", 1), user=uid())
-    await record(db, "c", 0, ItemViewed(item, uid()))
+    await record(db, "c", 0, SearchPerformed("mug", 2), ItemViewed(item, uid()))  # a search success
     await record(db, "old", -60 * 25, ItemViewed(item, uid()))  # outside the 24 hours
 
     reader = InMemoryMetricReader()
@@ -368,6 +373,8 @@ async def test_the_business_gauges_show_the_last_24_hours_reports(db):
     }
     assert funnel == {"browsed": 3, "carted": 2, "checkout_started": 1, "paid": 0}
     assert points[("market.cart.abandonment_rate", ())] == pytest.approx(0.5)
+    # "b" searched with no results and then carted: not a success; "c" found results and viewed one.
+    assert points[("market.search.success_rate", ())] == pytest.approx(0.5)
     assert points[("market.session.duration", (("market.statistic", "median"),))] == pytest.approx(0.0)
     assert points[("market.session.duration", (("market.statistic", "p95"),))] == pytest.approx(
         statistics.quantiles([0, 0, 600], n=100, method="inclusive")[94]

@@ -56,6 +56,7 @@ def topology(
         "MARKET_WEBHOOKS_ALLOW_PRIVATE": "1",
         "MARKET_WEBHOOK_RETRY_SCHEDULE": "1s,1s,2s",
         "MARKET_ALERT_EVAL_INTERVAL": "1",
+        "MARKET_ALERT_FOR": "1s",
         "MARKET_ALERT_SLACK_WEBHOOK_URL": slack.url,
         "MARKET_BACKUP_SCHEDULE": backup_slot.strftime("%H:%M"),
     }

@@ -41,7 +41,8 @@ def report_names_in_words() -> str:
 
 
 SEARCH_SUCCESS_WINDOW = timedelta(minutes=30)
-"""A search succeeded when the same session viewed an item or added one to its cart within this time."""
+"""A search succeeded when it had results and the same session then viewed an item or added one to its cart
+within this time (docs/MONITORING-SETUP.md, SLI catalogue). A search with no results never succeeded."""
 TOP = 10
 """How many entries the top-N lists hold."""
 

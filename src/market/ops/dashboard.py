@@ -38,7 +38,8 @@ PRODUCED = {
     "so the error-rate metric counts it, as for the API.",
     "slow": "Made a span “monitoring.slow” of at least 2.5 s inside this request's trace.",
     "payment_failure": "Declined a 1.00 EUR test charge (tok_chargeDeclined) through the sandbox "
-    "gateway: a declined payment attempt in the metrics, which the payment_failures alert reads.",
+    "gateway: a declined payment attempt in the metrics and the payments report (declines never fire the "
+    "payment_failures alert, which counts failures of the payment system).",
     "message": "Sent an info-level Sentry message.",
 }
 """What each monitoring button did, in the words the page shows after it was pressed."""

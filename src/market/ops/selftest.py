@@ -9,7 +9,7 @@ from typing import Literal, get_args
 
 from opentelemetry import trace
 
-from market.application.ports import ChargeRequest, EventPublisher, PaymentGateway
+from market.application.ports import AnalyticsLog, ChargeRequest, Clock, EventPublisher, PaymentGateway
 from market.domain.events import PaymentAttempted
 from market.domain.money import Money
 from market.domain.users import User
@@ -34,6 +34,8 @@ async def produce_monitoring_signal(
     user: User,
     route: str,
     method: str,
+    analytics: AnalyticsLog | None = None,
+    clock: Clock | None = None,
 ) -> str | None:
     """Produce exactly one monitoring signal: `error` raises MonitoringTestError, for the caller to handle as
     any unexpected error; `slow` makes a span of at least 2.5 s; `payment_failure` runs a declined charge
@@ -50,7 +52,10 @@ async def produce_monitoring_signal(
         result = await sandbox_gateway.charge(
             ChargeRequest(order_id, str(uuid.uuid4()), Money(100, "EUR"), "card", "tok_chargeDeclined")
         )
-        events.publish([PaymentAttempted(order_id, result.status, "card", Money(100, "EUR"), result.reason)])
+        attempted = [PaymentAttempted(order_id, result.status, "card", Money(100, "EUR"), result.reason)]
+        if analytics is not None and clock is not None:  # the payments report counts it, as the metric does
+            await analytics.record(attempted, clock.now())
+        events.publish(attempted)
     elif kind == "message":
         return report_message(
             f"Test message sent on purpose by {method} {route}.",

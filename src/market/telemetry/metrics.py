@@ -76,6 +76,7 @@ class Instruments:
     telemetry_dropped: ObservableCounter
     funnel_sessions: _Gauge
     cart_abandonment_rate: _Gauge
+    search_success_rate: _Gauge
     session_duration: _Gauge
 
     @classmethod
@@ -101,6 +102,7 @@ class Instruments:
             telemetry_dropped=observable_counter(meter, names.TELEMETRY_DROPPED, [DROPS.observe]),
             funnel_sessions=gauge(meter, names.FUNNEL_SESSIONS),
             cart_abandonment_rate=gauge(meter, names.CART_ABANDONMENT_RATE),
+            search_success_rate=gauge(meter, names.SEARCH_SUCCESS_RATE),
             session_duration=gauge(meter, names.SESSION_DURATION),
         )
 

@@ -163,6 +163,12 @@ CART_ABANDONMENT_RATE = (
     "1",
     "Share of the last 24 h's carts with items that were abandoned (no checkout within the abandon window).",
 )
+SEARCH_SUCCESS_RATE = (
+    "market.search.success_rate",
+    "1",
+    "Share of the last 24 h's searches that had results and were followed, in the same session, by an item view "
+    "or cart add within 30 min: the search report's success_rate (one definition, domain/analytics.py).",
+)
 SESSION_DURATION = (
     "market.session.duration",
     "s",

@@ -243,6 +243,14 @@ def _planned_for_its_period(
     return run
 
 
+FINAL_PAYMENT_KIND = (
+    "CASE WHEN a.kind = 'payment_errored' AND EXISTS (SELECT 1 FROM analytics_events p"
+    " WHERE p.kind = 'order_paid' AND p.order_id = a.order_id) THEN 'payment_succeeded' ELSE a.kind END"
+)
+"""A payment attempt's final known outcome (SQL over `analytics_events a`): an errored attempt whose order was
+paid after all counts as succeeded. The payment success SLI (docs/MONITORING-SETUP.md, SLI catalogue)."""
+
+
 class SqlAnalyticsReports:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -295,6 +303,7 @@ class SqlAnalyticsReports:
         succeeded = await self._db.fetch(
             "SELECT count(*) AS n FROM analytics_events s"
             " WHERE s.kind = 'search' AND s.occurred_at >= {} AND s.occurred_at <= {}"
+            " AND s.result_count > 0"  # a search with no results never succeeded, whatever followed
             " AND EXISTS (SELECT 1 FROM analytics_events e"
             "  WHERE e.session_id = s.session_id AND e.kind IN ('item_viewed', 'cart_add')"
             f"  AND e.occurred_at >= s.occurred_at AND {engaged}"
@@ -323,10 +332,13 @@ class SqlAnalyticsReports:
 
     @_planned_for_its_period
     async def payments(self, period: Period) -> PaymentsReport:
+        # Each attempt counts by its final known outcome: a charge whose call failed or timed out (errored) but
+        # whose order was paid after all (reconciliation found the money taken) is a success.
         rows = await self._db.fetch(
-            "SELECT kind, method, count(*) AS n FROM analytics_events"
-            " WHERE kind IN ('payment_succeeded', 'payment_declined', 'payment_errored')"
-            " AND occurred_at >= {} AND occurred_at <= {} GROUP BY kind, method",
+            f"SELECT {FINAL_PAYMENT_KIND} AS kind, a.method AS method, count(*) AS n FROM analytics_events a"
+            " WHERE a.kind IN ('payment_succeeded', 'payment_declined', 'payment_errored')"
+            " AND a.occurred_at >= {} AND a.occurred_at <= {}"
+            f" GROUP BY {FINAL_PAYMENT_KIND}, a.method",
             period.start,
             period.end,
         )
@@ -459,11 +471,11 @@ class SqlAnalyticsReports:
         day = self._sql.day("occurred_at")
         rows = await self._db.fetch(
             f"SELECT {day} AS day,"
-            " sum(CASE WHEN kind = 'payment_succeeded' THEN 1 ELSE 0 END) AS succeeded,"
-            " sum(CASE WHEN kind = 'payment_succeeded' THEN 0 ELSE 1 END) AS failed"
-            " FROM analytics_events"
-            " WHERE kind IN ('payment_succeeded', 'payment_declined', 'payment_errored')"
-            " AND occurred_at >= {} AND occurred_at <= {}"
+            f" sum(CASE WHEN {FINAL_PAYMENT_KIND} = 'payment_succeeded' THEN 1 ELSE 0 END) AS succeeded,"
+            f" sum(CASE WHEN {FINAL_PAYMENT_KIND} = 'payment_succeeded' THEN 0 ELSE 1 END) AS failed"
+            " FROM analytics_events a"
+            " WHERE a.kind IN ('payment_succeeded', 'payment_declined', 'payment_errored')"
+            " AND a.occurred_at >= {} AND a.occurred_at <= {}"
             f" GROUP BY {day} ORDER BY day",
             period.start,
             period.end,

@@ -63,6 +63,8 @@ class AdminController(Controller):
             data.kind,
             sandbox_gateway=services.sandbox_gateway,
             events=services.events,
+            analytics=services.repos.analytics,
+            clock=services.clock,
             user=user,
             route=request.scope.get("path_template") or request.url.path,
             method=request.method,

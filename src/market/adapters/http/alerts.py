@@ -67,15 +67,22 @@ class AlertController(Controller):
         """The alert rules, evaluated in-process every `MARKET_ALERT_EVAL_INTERVAL` (default 15 s) over the
         service's own metrics — the same conditions as the Prometheus alerting rules:
 
-        - `high_error_rate` (critical): share of 5xx responses over 5 min > 0.05;
-        - `payment_failures` (critical): share of payment attempts not `succeeded` over 5 min > 0.10;
-        - `slow_api` (warning): p95 request duration over 5 min, all routes together, > 2 s;
-        - `webhook_failures` (critical): share of failed webhook deliveries (outbound, and authentic inbound
-          provider events) over 15 min > 0.01; posts that fail authentication are not deliveries;
-        - `backup_stale` (critical): seconds since the last successful backup > 26 h, checked only when backups
-          are expected (`MARKET_BACKUP_SCHEDULE` is set, or a backup has succeeded).
+        - `high_error_rate` (critical): share of 5xx responses over 5 min (`/health/*`, `/metrics` excluded)
+          > 0.05, with at least 20 requests and 3 errors, for 2 min;
+        - `payment_failures` (critical): share of payment attempts failing on the payment system's side
+          (gateway error or timeout; declines do not count) over 5 min > 0.10, with at least 10 attempts and
+          3 failures, for 5 min;
+        - `slow_api` (warning): p95 request duration of the slowest route over 5 min > 2 s, routes with at least
+          20 requests, for 5 min;
+        - `webhook_failures` (warning): share of failed webhook deliveries (outbound, and authentic inbound
+          provider events) over 15 min > 0.01, with at least 20 deliveries and 3 failures, for 5 min; posts that
+          fail authentication are not deliveries;
+        - `backup_stale` (warning): seconds since the last successful backup > 26 h, for 5 min, checked only when
+          backups are expected (`MARKET_BACKUP_SCHEDULE` is set, or a backup has succeeded).
 
-        A window without traffic does not fire. Each change of state is notified once (firing, then
+        `MARKET_ALERT_FOR` replaces every hold time. A firing rule resolves once its value has stayed at or below
+        80 % of its threshold (or had nothing to measure) for its hold time.
+        A window without enough traffic does not fire. Each change of state is notified once (firing, then
         resolved) to `MARKET_ALERT_SLACK_WEBHOOK_URL` and/or by e-mail (`MARKET_ALERT_SMTP_URL`,
         `MARKET_ALERT_EMAIL_TO`)."""
         board: AlertBoard | None = request.app.state.get("alerts")

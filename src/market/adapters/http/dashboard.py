@@ -214,6 +214,8 @@ async def test_monitoring(
                 cast(MonitoringKind, kind),
                 sandbox_gateway=services.sandbox_gateway,
                 events=services.events,
+                analytics=services.repos.analytics,
+                clock=services.clock,
                 user=user,
                 route=route,
                 method=request.method,

@@ -1,4 +1,4 @@
-"""Business gauges for Prometheus and Grafana: the funnel, cart abandonment and session durations of the last
+"""Business gauges for Prometheus and Grafana: the funnel, cart abandonment, search success and session durations of the last
 24 hours, from the same analytics reports the admins read, so dashboards and reports agree. Counters of the
 individual events (views, cart changes, checkouts, payments) are recorded as they happen (events.py)."""
 
@@ -10,7 +10,14 @@ from datetime import timedelta
 
 from market.application.analytics import run_report
 from market.application.services import Services
-from market.domain.analytics import CartsReport, FunnelReport, Period, ReportName, SessionsReport
+from market.domain.analytics import (
+    CartsReport,
+    FunnelReport,
+    Period,
+    ReportName,
+    SearchReport,
+    SessionsReport,
+)
 from market.telemetry import names
 from market.telemetry.metrics import Instruments
 
@@ -40,6 +47,9 @@ async def refresh_business_gauges(services: Services, instruments: Instruments) 
     carts = await report(ReportName.CARTS)
     assert isinstance(carts, CartsReport)
     instruments.cart_abandonment_rate.set(carts.abandonment_rate)
+    search = await report(ReportName.SEARCH)
+    assert isinstance(search, SearchReport)
+    instruments.search_success_rate.set(search.success_rate)
     sessions = await report(ReportName.SESSIONS)
     assert isinstance(sessions, SessionsReport)
     instruments.session_duration.set(sessions.median_duration_s, {names.STATISTIC: "median"})

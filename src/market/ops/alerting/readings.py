@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -23,6 +24,13 @@ def _label(attribute: str) -> str:
 
 
 STATUS_CODE = _label(names.HTTP_RESPONSE_STATUS_CODE)
+ROUTE = _label(names.HTTP_ROUTE)
+OPERATIONAL_ROUTES = re.compile(r"/health/.*|/metrics")
+"""Routes left out of the error-rate and latency SLIs, as the recording rules' `http_route!~"/health/.*|/metrics"`
+(probes and scrapes would otherwise dilute the error ratio)."""
+PAYMENT_SYSTEM_FAILURE = "error"
+"""The payment-attempt outcome of a failure on the payment system's side (gateway error or timeout)."""
+PAYMENT_DECLINED = "declined"
 PAYMENT_OUTCOME = _label(names.PAYMENT_OUTCOME)
 WEBHOOK_OUTCOME = _label(names.WEBHOOK_OUTCOME)
 
@@ -38,20 +46,27 @@ def _samples(snap: Snapshot, family: str) -> list[tuple[str, dict[str, str], flo
 
 def reading_from_snapshot(snap: Snapshot) -> Reading:
     requests = server_errors = 0.0
-    buckets: dict[float, float] = {}
+    routes: dict[str, dict[float, float]] = {}
     for suffix, labels, value in _samples(snap, HTTP_DURATION):
+        route = labels.get(ROUTE, "")
+        if OPERATIONAL_ROUTES.fullmatch(route):
+            continue
         if suffix == "_count":
             requests += value
             if labels.get(STATUS_CODE, "").startswith("5"):
                 server_errors += value
         elif suffix == "_bucket":
             bound = math.inf if labels["le"] == "+Inf" else float(labels["le"])
+            buckets = routes.setdefault(route, {})
             buckets[bound] = buckets.get(bound, 0.0) + value
-    attempts = failed_attempts = 0.0
+    attempts = failed_attempts = declined_attempts = 0.0
     for _, labels, value in _samples(snap, PAYMENT_ATTEMPTS):
         attempts += value
-        if labels.get(PAYMENT_OUTCOME) != "succeeded":
+        outcome = labels.get(PAYMENT_OUTCOME)
+        if outcome == PAYMENT_SYSTEM_FAILURE:
             failed_attempts += value
+        elif outcome == PAYMENT_DECLINED:
+            declined_attempts += value
     deliveries = failed_deliveries = 0.0
     for _, labels, value in _samples(snap, WEBHOOK_DELIVERIES):
         deliveries += value
@@ -61,9 +76,10 @@ def reading_from_snapshot(snap: Snapshot) -> Reading:
     return Reading(
         requests=requests,
         server_errors=server_errors,
-        duration_buckets=buckets,
+        route_duration_buckets=routes,
         payment_attempts=attempts,
         payment_failures=failed_attempts,
+        payment_declines=declined_attempts,
         webhook_deliveries=deliveries,
         webhook_failures=failed_deliveries,
         backup_last_success=max(last_backups, default=None),

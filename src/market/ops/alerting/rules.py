@@ -1,5 +1,5 @@
 """In-process alerting for the embedded default, where no Prometheus evaluates the alert rules: the same
-conditions, computed here over sliding windows of the service's own cumulative metrics.
+conditions and the same evidence rules, computed here over sliding windows of the service's own cumulative metrics.
 
 Plain logic, no I/O. An `AlertEvaluator` is fed `Reading`s — the cumulative figures Prometheus would scrape —
 stamps each with its injected clock, keeps them in a ring buffer as long as the longest window needs, and on
@@ -11,22 +11,38 @@ consecutive readings, from the last reading at or before the window's start to t
 down was reset, by a restarted worker, and counts from zero again). A window thus covers its length plus at
 most one evaluation interval; until the service has run that long, it covers what there is.
 
-The rules (strict thresholds; a window without traffic measures nothing: value null, state ok):
+Alerts wait for evidence, as the Prometheus rules do:
 
-| name | severity | value | fires when | PromQL equivalent |
-|---|---|---|---|---|
-| `high_error_rate` | critical | share of HTTP responses that were 5xx, last 5 min | > 0.05 | `sum(rate(http_server_request_duration_seconds_count{http_response_status_code=~"5.."}[5m])) / sum(rate(…_count[5m]))` |
-| `payment_failures` | critical | share of payment attempts whose outcome was not `succeeded`, last 5 min | > 0.10 | `market_payment_attempts_total` |
-| `slow_api` | warning | p95 of the request duration in seconds, **all routes together**, last 5 min | > 2 | `histogram_quantile(0.95, sum by (le) (rate(…_bucket[5m])))` |
-| `webhook_failures` | critical | share of webhook deliveries that failed, both directions, last 15 min | > 0.01 | `market_webhook_deliveries_total` |
-| `backup_stale` | critical | seconds since the last successful backup | > 26 h | `time() - market_backup_last_success_seconds` |
+- **minimum volume**: a ratio is measured only when its window holds at least `min_events` events and at
+  least `min_bad` bad ones; below that the value is null and the rule cannot fire. With `min_events` at
+  least 1/threshold, one bad event can never push a ratio over its threshold, and `min_bad` >= 2 makes sure
+  of it: a single 503, a single decline, one failed webhook never fire.
+- **hold (`for:`)**: the condition must hold at every evaluation for `hold` before the rule fires (the
+  Prometheus rule's `for:`; `MARKET_ALERT_FOR` replaces every hold time). A dip under the threshold restarts
+  the wait.
+- **recovery hysteresis**: a firing rule resolves only once its value has stayed at or below `recover_at`
+  (80 % of the threshold for rates and latencies) — or had nothing to measure — for `hold` as well, so a
+  steady rate near the threshold does not flap.
 
-`slow_api` is overall rather than per route: one number per rule (the API lists one state per rule), and a
-route with a handful of requests cannot page anyone on its own. `webhook_failures` counts outbound seller
-deliveries and authentic inbound provider events we failed to handle: both are "webhooks are not getting
-through" on our side. Posts that fail authentication (`market.webhook.rejected`) are not deliveries at all:
-anyone can send one, and one stranger must not page on-call. `backup_stale` applies only when backups are expected — a daily schedule is configured, or a backup has
-succeeded at least once; with a schedule and no backup yet, the age counts from when evaluation began.
+The rules (strict thresholds; pages are the critical ones — users or money are hurt now):
+
+| name | severity | value | window | minimum volume | fires when | for | recovers at |
+|---|---|---|---|---|---|---|---|
+| `high_error_rate` | critical (page) | share of HTTP responses that were 5xx, `/health/*` and `/metrics` excluded | 5 min | 20 requests, 3 of them 5xx | > 0.05 | 2 min | <= 0.04 |
+| `payment_failures` | critical (page) | share of payment attempts that failed on the payment system's side (outcome `error`: gateway error or timeout); declines are the card holder's answer and do not count | 5 min | 10 attempts, 3 failed | > 0.10 | 5 min | <= 0.08 |
+| `slow_api` | warning | p95 request duration in seconds of the slowest route (per `http.route`; `/health/*`, `/metrics` excluded) | 5 min | 20 requests on that route | > 2 | 5 min | <= 1.6 |
+| `webhook_failures` | warning | share of webhook deliveries that failed, both directions | 15 min | 20 deliveries, 3 failed | > 0.01 | 5 min | <= 0.008 |
+| `backup_stale` | warning | seconds since the last successful backup | — | — | > 26 h | 5 min | <= 26 h |
+
+Why only two page: a 5xx rate means users see errors now; payment-system failures mean money is not being
+taken now. Slow routes, webhooks (outbound deliveries retry for a day; inbound payment events are also
+reconciled on a schedule) and a stale backup need someone today, not at 3 a.m.
+
+`webhook_failures` counts outbound seller deliveries and authentic inbound provider events we failed to
+handle. Posts that fail authentication (`market.webhook.rejected`) are not deliveries at all: anyone can send
+one, and one stranger must not page on-call. `backup_stale` applies only when backups are expected — a daily
+schedule is configured, or a backup has succeeded at least once; with a schedule and no backup yet, the age
+counts from when evaluation began.
 """
 
 from __future__ import annotations
@@ -54,14 +70,17 @@ class Reading:
     """The service's cumulative figures at one moment: everything the rules need, nothing else."""
 
     requests: float = 0.0
-    """HTTP responses sent."""
+    """HTTP responses sent, operational routes (`/health/*`, `/metrics`) excluded."""
     server_errors: float = 0.0
     """Of which 5xx."""
-    duration_buckets: Mapping[float, float] = field(default_factory=dict)
-    """Request durations: upper bound in seconds (`math.inf` included) -> cumulative count, as in `le`."""
+    route_duration_buckets: Mapping[str, Mapping[float, float]] = field(default_factory=dict)
+    """Request durations per route template (operational routes excluded): upper bound in seconds
+    (`math.inf` included) -> cumulative count, as in `le`."""
     payment_attempts: float = 0.0
     payment_failures: float = 0.0
-    """Payment attempts whose outcome was not `succeeded` (declined or error)."""
+    """Payment attempts that failed on the payment system's side (outcome `error`: gateway error or timeout)."""
+    payment_declines: float = 0.0
+    """Payment attempts the card holder's bank declined: not failures of ours, never alerted on."""
     webhook_deliveries: float = 0.0
     webhook_failures: float = 0.0
     backup_last_success: float | None = None
@@ -112,12 +131,16 @@ class History:
     def increase(self, counter: Counter, window: timedelta, now: datetime) -> float:
         return rise(counter(reading) for reading in self.span(window, now))
 
-    def bucket_increases(self, window: timedelta, now: datetime) -> dict[float, float]:
+    def route_bucket_increases(self, window: timedelta, now: datetime) -> dict[str, dict[float, float]]:
+        """Per route, each bucket's increase over the window."""
         readings = self.span(window, now)
-        bounds = sorted({bound for reading in readings for bound in reading.duration_buckets})
-        return {
-            bound: rise(reading.duration_buckets.get(bound, 0.0) for reading in readings) for bound in bounds
-        }
+        routes = sorted({route for reading in readings for route in reading.route_duration_buckets})
+        out: dict[str, dict[float, float]] = {}
+        for route in routes:
+            series = [reading.route_duration_buckets.get(route, {}) for reading in readings]
+            bounds = sorted({bound for buckets in series for bound in buckets})
+            out[route] = {bound: rise(buckets.get(bound, 0.0) for buckets in series) for bound in bounds}
+        return out
 
 
 def rise(values: Iterable[float]) -> float:
@@ -156,6 +179,10 @@ class Rule(Protocol):
     threshold: float
     window: timedelta
     """How far back the rule reads (zero for a rule about the newest reading only)."""
+    hold: timedelta
+    """How long the condition must hold before the rule fires, and its clearing before it resolves (`for:`)."""
+    recover_at: float
+    """A firing rule resolves once its value stays at or below this (or has nothing to measure) for `hold`."""
     unit: Unit
     description: str
 
@@ -172,7 +199,8 @@ def _counter(name: str) -> Counter:
 
 @dataclass(frozen=True, slots=True)
 class RatioRule:
-    """`part` / `whole` of two counters' increases over the window; None when `whole` did not move."""
+    """`part` / `whole` of two counters' increases over the window; None when `whole` rose by fewer than
+    `min_events` or `part` by fewer than `min_bad` (not enough evidence either way)."""
 
     name: str
     severity: Severity
@@ -181,18 +209,26 @@ class RatioRule:
     part: str
     whole: str
     description: str
+    min_events: int
+    min_bad: int
+    hold: timedelta
+    recover_at: float
     unit: Unit = "ratio"
 
     def measure(self, history: History, now: datetime) -> float | None:
         whole = history.increase(_counter(self.whole), self.window, now)
-        if whole <= 0:
+        if whole <= 0 or whole < self.min_events:
             return None
-        return history.increase(_counter(self.part), self.window, now) / whole
+        part = history.increase(_counter(self.part), self.window, now)
+        if part < self.min_bad:
+            return None
+        return part / whole
 
 
 @dataclass(frozen=True, slots=True)
 class QuantileRule:
-    """A quantile of the request durations over the window, all routes together."""
+    """A quantile of the request durations over the window, per route: the worst route's value among the
+    routes with at least `min_events` requests in the window; None when no route has that many."""
 
     name: str
     severity: Severity
@@ -200,10 +236,23 @@ class QuantileRule:
     window: timedelta
     quantile: float
     description: str
+    min_events: int
+    hold: timedelta
+    recover_at: float
     unit: Unit = "s"
 
+    def per_route(self, history: History, now: datetime) -> dict[str, float]:
+        out = {}
+        for route, buckets in history.route_bucket_increases(self.window, now).items():
+            if buckets.get(math.inf, 0.0) < max(self.min_events, 1):
+                continue
+            value = histogram_quantile(self.quantile, buckets)
+            if value is not None:
+                out[route] = value
+        return out
+
     def measure(self, history: History, now: datetime) -> float | None:
-        return histogram_quantile(self.quantile, history.bucket_increases(self.window, now))
+        return max(self.per_route(history, now).values(), default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +264,8 @@ class StalenessRule:
     threshold: float
     scheduled: bool
     description: str
+    hold: timedelta
+    recover_at: float
     window: timedelta = timedelta(0)
     unit: Unit = "s"
 
@@ -228,9 +279,26 @@ class StalenessRule:
         return None
 
 
-def default_rules(*, backups_scheduled: bool) -> list[Rule]:
-    """The rules of the Prometheus alerting rules, with their windows and thresholds."""
+HOLDS = {
+    "high_error_rate": timedelta(minutes=2),
+    "payment_failures": timedelta(minutes=5),
+    "slow_api": timedelta(minutes=5),
+    "webhook_failures": timedelta(minutes=5),
+    "backup_stale": timedelta(minutes=5),
+}
+"""Each rule's `for:`, the same as its Prometheus alert's (infra/prometheus/rules.yaml)."""
+RECOVERY = 0.8
+"""A firing rate or latency rule resolves at or below this share of its threshold."""
+
+
+def default_rules(*, backups_scheduled: bool, hold: timedelta | None = None) -> list[Rule]:
+    """The rules of the Prometheus alerting rules, with their windows, thresholds, volumes and `for:`;
+    `hold` (MARKET_ALERT_FOR) replaces every rule's `for:` when given."""
     five_minutes = timedelta(minutes=5)
+
+    def hold_of(name: str) -> timedelta:
+        return HOLDS[name] if hold is None else hold
+
     return [
         RatioRule(
             name="high_error_rate",
@@ -239,7 +307,12 @@ def default_rules(*, backups_scheduled: bool) -> list[Rule]:
             window=five_minutes,
             part="server_errors",
             whole="requests",
-            description="Share of HTTP responses that were 5xx over the last 5 min.",
+            min_events=20,
+            min_bad=3,
+            hold=hold_of("high_error_rate"),
+            recover_at=0.05 * RECOVERY,
+            description="Share of HTTP responses that were 5xx over the last 5 min (/health/* and /metrics "
+            "excluded; at least 20 requests and 3 errors).",
         ),
         RatioRule(
             name="payment_failures",
@@ -248,7 +321,12 @@ def default_rules(*, backups_scheduled: bool) -> list[Rule]:
             window=five_minutes,
             part="payment_failures",
             whole="payment_attempts",
-            description="Share of payment attempts that did not succeed (declined or error) over the last 5 min.",
+            min_events=10,
+            min_bad=3,
+            hold=hold_of("payment_failures"),
+            recover_at=0.10 * RECOVERY,
+            description="Share of payment attempts that failed on the payment system's side (gateway error or "
+            "timeout; declines do not count) over the last 5 min (at least 10 attempts and 3 failures).",
         ),
         QuantileRule(
             name="slow_api",
@@ -256,24 +334,34 @@ def default_rules(*, backups_scheduled: bool) -> list[Rule]:
             threshold=2.0,
             window=five_minutes,
             quantile=0.95,
-            description="95th percentile of the HTTP request duration in seconds, all routes together, "
-            "over the last 5 min.",
+            min_events=20,
+            hold=hold_of("slow_api"),
+            recover_at=2.0 * RECOVERY,
+            description="95th percentile of the HTTP request duration in seconds of the slowest route "
+            "(routes with at least 20 requests) over the last 5 min.",
         ),
         RatioRule(
             name="webhook_failures",
-            severity="critical",
+            severity="warning",
             threshold=0.01,
             window=timedelta(minutes=15),
             part="webhook_failures",
             whole="webhook_deliveries",
+            min_events=20,
+            min_bad=3,
+            hold=hold_of("webhook_failures"),
+            recover_at=0.01 * RECOVERY,
             description="Share of webhook deliveries (outbound to sellers, and authentic inbound events from "
-            "the payment provider) that failed over the last 15 min; unauthenticated posts are not counted.",
+            "the payment provider) that failed over the last 15 min (at least 20 deliveries and 3 failures); "
+            "unauthenticated posts are not counted.",
         ),
         StalenessRule(
             name="backup_stale",
-            severity="critical",
+            severity="warning",
             threshold=26 * 3600.0,
             scheduled=backups_scheduled,
+            hold=hold_of("backup_stale"),
+            recover_at=26 * 3600.0,
             description="Seconds since the last successful backup; checked when MARKET_BACKUP_SCHEDULE is "
             "set or a backup has ever succeeded.",
         ),
@@ -326,6 +414,9 @@ class AlertEvaluator:
             )
             for rule in rules
         }
+        self._waiting_since: dict[str, datetime] = {}
+        """Per rule: since when the condition to change state has held (to fire when ok, to resolve when
+        firing); absent while it does not hold."""
         self.evaluated_at: datetime | None = None
 
     def observe(self, reading: Reading) -> list[Transition]:
@@ -335,9 +426,20 @@ class AlertEvaluator:
         transitions = []
         for rule in self._rules:
             value = rule.measure(self._history, now)
-            state: State = "firing" if value is not None and value > rule.threshold else "ok"
             previous = self._statuses[rule.name]
-            changed = state != previous.state
+            if previous.state == "ok":
+                towards = value is not None and value > rule.threshold
+            else:
+                towards = value is None or value <= rule.recover_at
+            if towards:
+                waiting = self._waiting_since.setdefault(rule.name, now)
+                changed = now - waiting >= rule.hold
+            else:
+                self._waiting_since.pop(rule.name, None)
+                changed = False
+            if changed:
+                self._waiting_since.pop(rule.name, None)
+            state: State = ("firing" if previous.state == "ok" else "ok") if changed else previous.state
             status = replace(
                 previous,
                 state=state,
