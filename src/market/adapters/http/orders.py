@@ -92,9 +92,9 @@ class OrderOut(msgspec.Struct):
                 )
                 for line in order.lines
             ],
-            total_cents=order.total_cents,
-            currency=order.currency,
-            payment=PaymentOut(p.id, p.status.value, p.method, p.amount_cents) if p else None,
+            total_cents=order.total.cents,
+            currency=order.total.currency,
+            payment=PaymentOut(p.id, p.status.value, p.method, p.amount.cents) if p else None,
             created_at=order.created_at,
             updated_at=order.updated_at,
         )
@@ -238,8 +238,8 @@ async def _place_order(user: User, data: CheckoutBody, services: Services) -> Or
         span.set_attributes(
             {
                 names.ORDER_ID: order.id,
-                names.ORDER_TOTAL_CENTS: order.total_cents,
-                names.ORDER_CURRENCY: order.currency,
+                names.ORDER_TOTAL_CENTS: order.total.cents,
+                names.ORDER_CURRENCY: order.total.currency,
                 names.CART_LINE_COUNT: len(order.lines),
                 names.CHECKOUT_OUTCOME: order.status.value,
             }
