@@ -39,15 +39,15 @@ from litestar.di import Provide
 from opentelemetry import trace
 
 from market.adapters.background import cancel_and_wait
-from market.adapters.db.admin import PiccoloAdminUnitOfWork, PiccoloAuditLog, PiccoloUserDirectory
+from market.adapters.db.admin import PiccoloAdminUnitOfWork, SqlAuditLog, SqlUserDirectory
 from market.adapters.db.analytics import SqlAnalyticsReports
-from market.adapters.db.commerce import PiccoloIdempotencyStore
+from market.adapters.db.commerce import SqlIdempotencyStore
 from market.adapters.db.database import Database
 from market.adapters.db.errors import unavailable_reason
 from market.adapters.db.repositories import PiccoloReadRepositories, PiccoloUnitOfWork
 from market.adapters.db.sandbox import SqlSandboxLedger
 from market.adapters.db.sessions import SqlSessionStore
-from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, PiccoloWebhookDeliveryRepository
+from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, SqlWebhookDeliveryRepository
 from market.adapters.http.app import create_app
 from market.adapters.http.limits import RouteLimits
 from market.adapters.http.sessions import SessionLinks
@@ -188,9 +188,9 @@ def build_admin_ports(database: Database, services: Services) -> AdminPorts:
     `bind_use_cases` (controllers never see them)."""
     return AdminPorts(
         uow=lambda: PiccoloAdminUnitOfWork(database, request_context.identity),
-        directory=PiccoloUserDirectory(database),
-        audit=PiccoloAuditLog(database, request_context.identity),
-        deliveries=PiccoloWebhookDeliveryRepository(database),
+        directory=SqlUserDirectory(database),
+        audit=SqlAuditLog(database, request_context.identity),
+        deliveries=SqlWebhookDeliveryRepository(database),
         clock=services.clock,
         ids=services.ids,
     )
@@ -228,11 +228,11 @@ def build_services(
         dummy_password_hash=argon2.hash(uuid.uuid4().hex),
         gateway=gateway,
         sandbox_gateway=sandbox,
-        idempotency=PiccoloIdempotencyStore(database),
+        idempotency=SqlIdempotencyStore(database),
         payment_webhook_secret=webhook_secret,
         webhooks=SellerWebhookPorts(
             endpoints=PiccoloSellerWebhookRepository(database),
-            deliveries=PiccoloWebhookDeliveryRepository(database),
+            deliveries=SqlWebhookDeliveryRepository(database),
             guard=SsrfGuard(allow_private=settings.webhooks.allow_private),
             new_secret=new_secret,
         ),

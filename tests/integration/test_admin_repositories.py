@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from market.adapters.db.admin import PiccoloAdminUnitOfWork, PiccoloAuditLog, PiccoloUserDirectory
-from market.adapters.db.webhooks import PiccoloWebhookDeliveryRepository
+from market.adapters.db.admin import PiccoloAdminUnitOfWork, SqlAuditLog, SqlUserDirectory
+from market.adapters.db.webhooks import SqlWebhookDeliveryRepository
 from market.application.admin import AdminPorts, change_account
 from market.bootstrap import SystemClock, UuidGenerator
 from market.domain.admin import AuditAction, AuditEntry, AuditFilter, AuditTarget, LastActiveAdmin, UserFilter
@@ -24,9 +24,9 @@ from tests.support.factories import T0
 def _ports(db) -> AdminPorts:
     return AdminPorts(
         uow=lambda: PiccoloAdminUnitOfWork(db),
-        directory=PiccoloUserDirectory(db),
-        audit=PiccoloAuditLog(db),
-        deliveries=PiccoloWebhookDeliveryRepository(db),
+        directory=SqlUserDirectory(db),
+        audit=SqlAuditLog(db),
+        deliveries=SqlWebhookDeliveryRepository(db),
         clock=SystemClock(),
         ids=UuidGenerator(),
     )
@@ -49,7 +49,7 @@ def _entry(actor_id: str, n: int, **overrides) -> AuditEntry:
 
 async def test_audit_entries_are_read_back_exactly_newest_first_and_paged(db):
     actor = await add_user(db, Role.ADMIN)
-    log = PiccoloAuditLog(db)
+    log = SqlAuditLog(db)
     entries = [_entry(actor.id, n) for n in range(5)]
     for entry in entries:
         await log.append(entry)
@@ -65,7 +65,7 @@ async def test_audit_entries_are_read_back_exactly_newest_first_and_paged(db):
 
 async def test_audit_filters_by_actor_action_target_and_time(db):
     one, two = await add_user(db, Role.ADMIN), await add_user(db, Role.ADMIN)
-    log = PiccoloAuditLog(db)
+    log = SqlAuditLog(db)
     a = _entry(one.id, 1)
     b = _entry(
         two.id, 2, action=AuditAction.MONITORING_TESTED, target_type=AuditTarget.MONITORING, target_id="slow"
@@ -93,13 +93,13 @@ async def test_an_audit_entry_rolls_back_with_the_change_it_records(db):
         await work.audit.append(_entry(actor.id, 1, target_id=target.id))
         # no commit
     assert await count(db, "audit_log") == 0
-    assert (await PiccoloUserDirectory(db).find(UserFilter(status=UserStatus.DISABLED), 10, None)).items == []
+    assert (await SqlUserDirectory(db).find(UserFilter(status=UserStatus.DISABLED), 10, None)).items == []
 
 
 async def test_the_people_list_matches_text_literally_and_filters(db):
     plain = await add_user(db, Role.BUYER, email="ada_lovelace@example.com", display_name="Ada")
     percent = await add_user(db, Role.SELLER, email="x@example.com", display_name="100% Wool")
-    directory = PiccoloUserDirectory(db)
+    directory = SqlUserDirectory(db)
 
     async def ids(**kwargs):
         return {u.id for u in (await directory.find(UserFilter(**kwargs), 10, None)).items}
@@ -113,7 +113,7 @@ async def test_the_people_list_matches_text_literally_and_filters(db):
 
 async def test_the_people_list_pages_newest_first(db):
     made = [await add_user(db, Role.BUYER, created_at=T0 + timedelta(minutes=n)) for n in range(5)]
-    directory = PiccoloUserDirectory(db)
+    directory = SqlUserDirectory(db)
     first = await directory.find(UserFilter(), 2, None)
     second = await directory.find(UserFilter(), 2, first.next_cursor)
     third = await directory.find(UserFilter(), 2, second.next_cursor)
@@ -136,7 +136,7 @@ async def test_two_admins_disabling_each_other_at_once_leave_one_active_admin(db
     assert (
         len(
             (
-                await PiccoloUserDirectory(db).find(
+                await SqlUserDirectory(db).find(
                     UserFilter(role=Role.ADMIN, status=UserStatus.ACTIVE), 10, None
                 )
             ).items
@@ -166,7 +166,7 @@ async def _delivery(db, seller_id: str, status: str) -> str:
 )
 async def test_only_pending_or_failed_deliveries_are_made_due_now(db, status, retried):
     seller = await add_user(db, Role.SELLER)
-    deliveries = PiccoloWebhookDeliveryRepository(db)
+    deliveries = SqlWebhookDeliveryRepository(db)
     delivery_id = await _delivery(db, seller.id, status)
     now = T0 + timedelta(hours=1)
 
@@ -183,7 +183,7 @@ async def test_deliveries_are_found_by_seller_and_status(db):
     one, two = await add_user(db, Role.SELLER), await add_user(db, Role.SELLER)
     failed = await _delivery(db, one.id, "failed")
     delivered = await _delivery(db, two.id, "delivered")
-    deliveries = PiccoloWebhookDeliveryRepository(db)
+    deliveries = SqlWebhookDeliveryRepository(db)
 
     async def ids(seller_id=None, status=None):
         return {d.id for d in (await deliveries.find(seller_id, status, 10, None)).items}

@@ -15,6 +15,7 @@ from opentelemetry.sdk.resources import Resource
 
 from market.adapters.telemetry.events import OtelEventPublisher
 from market.domain.events import PaymentAttempted, WebhookReceived, WebhookRejected
+from market.domain.money import Money
 from market.ops.alerting.readings import ExpositionReadings
 from market.ops.backups.manifest import newest_archive_time
 from market.telemetry import names
@@ -46,7 +47,7 @@ class Process:
 
     def payments(self, outcome: str, count: int) -> None:
         OtelEventPublisher(self.instruments).publish(
-            [PaymentAttempted("o", outcome, "card", 1000, "EUR") for _ in range(count)]
+            [PaymentAttempted("o", outcome, "card", Money(1000, "EUR")) for _ in range(count)]
         )
 
     def outbound_webhooks(self, outcome: str, count: int) -> None:

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from market.adapters.db.analytics import SqlAnalyticsLog, SqlAnalyticsReports
-from market.adapters.db.commerce import PiccoloOrderRepository
+from market.adapters.db.commerce import SqlOrderRepository
 from market.adapters.db.repositories import PiccoloUnitOfWork
 from market.domain.analytics import Period
 from market.domain.events import (
@@ -24,6 +24,7 @@ from market.domain.events import (
     PaymentAttempted,
     SearchPerformed,
 )
+from market.domain.money import Money
 from market.domain.orders import OrderStatus
 from market.domain.users import Role
 from market.telemetry import request_context
@@ -80,11 +81,11 @@ async def test_events_carry_the_requests_session_user_and_trace_and_others_are_n
 
 async def test_a_later_payment_event_belongs_to_the_session_and_buyer_that_checked_out(db):
     buyer, order = uid(), uid()
-    await record(db, "shopper", 0, CheckoutStarted(order, 1000, "EUR", 1), user=buyer)
+    await record(db, "shopper", 0, CheckoutStarted(order, Money(1000, "EUR"), 1), user=buyer)
     # The provider's webhook arrives in a request of its own (another session), or reconciliation runs in
     # the background (no request at all).
-    await record(db, "provider-webhook", 1, PaymentAttempted(order, "succeeded", "card", 1000, "EUR"))
-    await SqlAnalyticsLog(db).record([OrderPaid(order, 1000, "EUR")], at(2))
+    await record(db, "provider-webhook", 1, PaymentAttempted(order, "succeeded", "card", Money(1000, "EUR")))
+    await SqlAnalyticsLog(db).record([OrderPaid(order, Money(1000, "EUR"))], at(2))
     assert [(r["kind"], r["session_id"], str(r["user_id"])) for r in await rows(db)] == [
         ("checkout_started", "shopper", buyer),
         ("payment_succeeded", "shopper", buyer),
@@ -94,8 +95,8 @@ async def test_a_later_payment_event_belongs_to_the_session_and_buyer_that_check
 
 async def test_events_recorded_in_a_unit_of_work_that_rolls_back_are_gone(db):
     async with PiccoloUnitOfWork(db) as work:
-        await work.analytics.record([CheckoutStarted(uid(), 1, "EUR", 1)], T0)
-        await work.analytics.record([OrderPaid(uid(), 1, "EUR")], T0)
+        await work.analytics.record([CheckoutStarted(uid(), Money(1, "EUR"), 1)], T0)
+        await work.analytics.record([OrderPaid(uid(), Money(1, "EUR"))], T0)
     async with PiccoloUnitOfWork(db) as work:
         await work.analytics.record([SearchPerformed("kept", 1)], T0)
         await work.commit()
@@ -119,8 +120,8 @@ async def test_the_funnel_counts_sessions_that_reached_each_step_and_every_step_
             4,
             SearchPerformed("mug", 3),
             CartChanged(item, "add", 2),
-            CheckoutStarted(order, 500, "EUR", 1),
-            *([OrderPaid(order, 500, "EUR")] if session == "buyer-1" else []),
+            CheckoutStarted(order, Money(500, "EUR"), 1),
+            *([OrderPaid(order, Money(500, "EUR"))] if session == "buyer-1" else []),
         )
     # Carted without browsing first (an API client that knew the id): not in the funnel at all.
     await record(db, "direct", 5, CartChanged(item, "add", 1))
@@ -174,23 +175,27 @@ async def test_the_payments_report_with_percentiles_per_currency(db):
             db,
             session,
             minutes,
-            PaymentAttempted(order, "succeeded", method, amount, currency),
-            OrderPaid(order, amount, currency),
+            PaymentAttempted(order, "succeeded", method, Money(amount, currency)),
+            OrderPaid(order, Money(amount, currency)),
         )
 
     for n, amount in enumerate(eur):
         await paid(f"e{n}", n, amount, "EUR")
     await paid("u", 1, 700, "USD")
     await paid("u", 2, 301, "USD", method="wallet")
-    await record(db, "d", 3, PaymentAttempted(uid(), "declined", "card", 5000, "EUR", "card_declined"))
+    await record(db, "d", 3, PaymentAttempted(uid(), "declined", "card", Money(5000, "EUR"), "card_declined"))
     # A charge call that timed out, though the provider took the money: reconciliation paid the order later.
     # The attempt counts by its final known outcome: a success (and the money taken is in the amounts).
     late = uid()
-    await record(db, "x", 4, PaymentAttempted(late, "error", "wallet", 5000, "EUR", "gateway_unavailable"))
-    await record(db, "x", 5, OrderPaid(late, 5000, "EUR"))
+    await record(
+        db, "x", 4, PaymentAttempted(late, "error", "wallet", Money(5000, "EUR"), "gateway_unavailable")
+    )
+    await record(db, "x", 5, OrderPaid(late, Money(5000, "EUR")))
     eur.append(5000)
     # A gateway error whose order was never paid stays errored.
-    await record(db, "y", 6, PaymentAttempted(uid(), "error", "wallet", 800, "EUR", "gateway_unavailable"))
+    await record(
+        db, "y", 6, PaymentAttempted(uid(), "error", "wallet", Money(800, "EUR"), "gateway_unavailable")
+    )
 
     report = await reports.payments(PERIOD)
     assert (report.attempts, report.succeeded, report.declined, report.errored) == (10, 8, 1, 1)
@@ -219,11 +224,11 @@ async def test_the_carts_report_with_the_abandon_window(db):
     item = uid()
     checked_out, abandoned, late, pending = uid(), uid(), uid(), uid()
     await record(db, "s1", 0, CartChanged(item, "add", 1), user=checked_out)
-    await record(db, "s1", 30, CheckoutStarted(uid(), 100, "EUR", 1), user=checked_out)
+    await record(db, "s1", 30, CheckoutStarted(uid(), Money(100, "EUR"), 1), user=checked_out)
     await record(db, "s2", 0, CartChanged(item, "add", 1), user=abandoned)
     await record(db, "s2", 5, CartChanged(item, "remove", -1), user=abandoned)
     await record(db, "s3", 0, CartChanged(item, "add", 1), user=late)
-    await record(db, "s3", 61, CheckoutStarted(uid(), 100, "EUR", 1), user=late)  # after the window
+    await record(db, "s3", 61, CheckoutStarted(uid(), Money(100, "EUR"), 1), user=late)  # after the window
     await record(db, "s4", 60 * 23, CartChanged(item, "add", 1), user=pending)  # window not over yet
 
     report = await reports.carts(PERIOD, window, now=at(60 * 23 + 30))
@@ -265,9 +270,9 @@ async def test_both_ends_of_a_period_are_included_and_an_empty_period_gives_zero
 
 async def test_payments_by_day(db):
     reports = SqlAnalyticsReports(db)
-    await record(db, "a", 0, PaymentAttempted(uid(), "succeeded", "card", 1, "EUR"))
-    await record(db, "a", 1, PaymentAttempted(uid(), "declined", "card", 1, "EUR"))
-    await record(db, "a", 60 * 24, PaymentAttempted(uid(), "succeeded", "card", 1, "EUR"))
+    await record(db, "a", 0, PaymentAttempted(uid(), "succeeded", "card", Money(1, "EUR")))
+    await record(db, "a", 1, PaymentAttempted(uid(), "declined", "card", Money(1, "EUR")))
+    await record(db, "a", 60 * 24, PaymentAttempted(uid(), "succeeded", "card", Money(1, "EUR")))
     days = await reports.payments_by_day(PERIOD)
     assert [(d.day, d.succeeded, d.failed) for d in days] == [("2026-11-28", 1, 1), ("2026-11-29", 1, 0)]
 
@@ -290,17 +295,18 @@ async def test_a_seller_sees_only_their_own_sales_views_and_conversion(db):
     mug = await add_item(db, me, title="Mug", price_cents=1000)
     cup = await add_item(db, me, title="Cup", price_cents=300, currency="USD")
     hat = await add_item(db, other, title="Hat", price_cents=5000)
-    orders = PiccoloOrderRepository(db)
+    orders = SqlOrderRepository(db)
 
     async def paid(session, minutes, *lines, status=OrderStatus.PAID):
         order = new_order(buyer, lines, created_at=at(minutes), status=status)
         currency = lines[0][0].currency
+        total = Money(order.total.cents, currency)
         order = dataclasses.replace(
-            order, currency=currency, payment=dataclasses.replace(order.payment, currency=currency)
+            order, total=total, payment=dataclasses.replace(order.payment, amount=total)
         )
         await orders.add(order)
         if status is OrderStatus.PAID:
-            await record(db, session, minutes, OrderPaid(order.id, order.total_cents, order.currency))
+            await record(db, session, minutes, OrderPaid(order.id, order.total))
         return order
 
     await record(db, "v1", 0, ItemViewed(mug.id, me.id), ItemViewed(hat.id, other.id))
@@ -341,7 +347,7 @@ async def test_the_business_gauges_show_the_last_24_hours_reports(db):
 
     item, buyer = uid(), uid()
     await record(db, "a", 0, ItemViewed(item, uid()), CartChanged(item, "add", 1), user=buyer)
-    await record(db, "a", 10, CheckoutStarted(uid(), 100, "EUR", 1), user=buyer)
+    await record(db, "a", 10, CheckoutStarted(uid(), Money(100, "EUR"), 1), user=buyer)
     await record(db, "b", 0, SearchPerformed("x", 0), CartChanged(item, "add", 1), user=uid())
     await record(db, "c", 0, SearchPerformed("mug", 2), ItemViewed(item, uid()))  # a search success
     await record(db, "old", -60 * 25, ItemViewed(item, uid()))  # outside the 24 hours

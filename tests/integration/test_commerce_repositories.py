@@ -13,12 +13,12 @@ import pytest
 from market.adapters.db.commerce import (
     CHECKOUT_CLAIM_TIMEOUT,
     IDEMPOTENCY_TAKEOVER_AFTER,
-    PiccoloCartRepository,
-    PiccoloIdempotencyStore,
-    PiccoloOrderRepository,
     PiccoloPaymentEventLog,
-    PiccoloStockRepository,
-    PiccoloWebhookOutbox,
+    SqlCartRepository,
+    SqlIdempotencyStore,
+    SqlOrderRepository,
+    SqlStockRepository,
+    SqlWebhookOutbox,
 )
 from market.adapters.db.repositories import PiccoloItemRepository, PiccoloUnitOfWork
 from market.application.ports import IdempotentReplay
@@ -35,7 +35,7 @@ async def stock_of(db, item_id: str) -> int:
 
 
 async def add_order(db, order: Order) -> Order:
-    await PiccoloOrderRepository(db).add(order)
+    await SqlOrderRepository(db).add(order)
     return order
 
 
@@ -43,7 +43,7 @@ async def add_order(db, order: Order) -> Order:
 
 
 async def test_a_reservation_takes_stock_only_when_enough_is_left(db):
-    stock = PiccoloStockRepository(db)
+    stock = SqlStockRepository(db)
     item = await add_item(db, await add_user(db), stock=3)
     assert await stock.reserve(item.id, 2) is True
     assert await stock_of(db, item.id) == 1
@@ -58,7 +58,7 @@ async def test_a_reservation_takes_stock_only_when_enough_is_left(db):
 
 async def test_an_archived_item_cannot_be_reserved(db):
     item = await add_item(db, await add_user(db), stock=3, status=ItemStatus.ARCHIVED)
-    assert await PiccoloStockRepository(db).reserve(item.id, 1) is False
+    assert await SqlStockRepository(db).reserve(item.id, 1) is False
     assert await stock_of(db, item.id) == 3
 
 
@@ -94,7 +94,7 @@ async def test_a_reservation_without_commit_is_rolled_back(db):
 
 
 async def test_a_cart_reads_its_lines_at_current_prices_in_the_order_they_were_added(db):
-    carts = PiccoloCartRepository(db)
+    carts = SqlCartRepository(db)
     seller = await add_user(db)
     buyer = await add_user(db, Role.BUYER)
     mug = await add_item(db, seller, title="Mug", price_cents=1999, stock=5)
@@ -104,7 +104,7 @@ async def test_a_cart_reads_its_lines_at_current_prices_in_the_order_they_were_a
     await carts.set_quantity(buyer.id, mug.id, 3, T0 + timedelta(seconds=2))  # keeps its place
     await PiccoloItemRepository(db).update(dataclasses.replace(mug, price_cents=2100))
     cart = await carts.get(buyer.id)
-    assert [(c.item_id, c.quantity, c.unit_price_cents, c.stock, c.seller_id) for c in cart.lines] == [
+    assert [(c.item_id, c.quantity, c.unit_price.cents, c.stock, c.seller_id) for c in cart.lines] == [
         (mug.id, 3, 2100, 5, seller.id),
         (hat.id, 1, 500, 2, seller.id),
     ]
@@ -116,7 +116,7 @@ async def test_a_cart_reads_its_lines_at_current_prices_in_the_order_they_were_a
 
 
 async def test_carts_are_per_buyer(db):
-    carts = PiccoloCartRepository(db)
+    carts = SqlCartRepository(db)
     item = await add_item(db, await add_user(db))
     ada, bob = await add_user(db, Role.BUYER), await add_user(db, Role.BUYER)
     await carts.set_quantity(ada.id, item.id, 1, T0)
@@ -126,7 +126,7 @@ async def test_carts_are_per_buyer(db):
 
 
 async def test_one_checkout_at_a_time_holds_a_cart_until_released_or_expired(db):
-    carts = PiccoloCartRepository(db)
+    carts = SqlCartRepository(db)
     buyer = await add_user(db, Role.BUYER)
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     assert await carts.claim_for_checkout(buyer.id, first, T0) is True
@@ -150,23 +150,23 @@ async def test_an_order_with_its_lines_and_payment_is_read_back_as_stored(db):
     order = await add_order(
         db, new_order(buyer, [(mug, 2), (hat, 1)], created_at=T0 + timedelta(microseconds=7))
     )
-    got = await PiccoloOrderRepository(db).get(order.id)
+    got = await SqlOrderRepository(db).get(order.id)
     assert got == order
     assert got.traceparent == TRACEPARENT
     assert got.seller_ids == {seller.id, other_seller.id}
-    assert await PiccoloOrderRepository(db).get(order.id.upper()) == order
+    assert await SqlOrderRepository(db).get(order.id.upper()) == order
     assert (await count(db, "order_lines"), await count(db, "payments")) == (2, 1)
 
 
 @pytest.mark.parametrize("bad_id", ["", "42", "not-a-uuid", "'; DROP TABLE orders; --"])
 async def test_a_malformed_or_unknown_order_id_gives_none(db, bad_id):
-    orders = PiccoloOrderRepository(db)
+    orders = SqlOrderRepository(db)
     assert await orders.get(bad_id) is None
     assert await orders.get(str(uuid.uuid4())) is None
 
 
 async def test_saving_a_status_persists_the_order_and_payment_fields(db):
-    orders = PiccoloOrderRepository(db)
+    orders = SqlOrderRepository(db)
     buyer = await add_user(db, Role.BUYER)
     order = await add_order(db, new_order(buyer, [(await add_item(db, await add_user(db)), 1)]))
     later = T0 + timedelta(minutes=5)
@@ -193,7 +193,7 @@ async def test_saving_a_status_persists_the_order_and_payment_fields(db):
 
 
 async def test_unsettled_orders_are_the_waiting_ones_not_changed_recently(db):
-    orders = PiccoloOrderRepository(db)
+    orders = SqlOrderRepository(db)
     buyer = await add_user(db, Role.BUYER)
     item = await add_item(db, await add_user(db))
     statuses = [
@@ -227,7 +227,7 @@ async def _walk(orders, user, limit):
 
 
 async def test_order_lists_show_each_role_its_orders_newest_first_page_by_page(db):
-    orders = PiccoloOrderRepository(db)
+    orders = SqlOrderRepository(db)
     ada, bob = await add_user(db, Role.BUYER), await add_user(db, Role.BUYER)
     potter, hatter = await add_user(db), await add_user(db)
     admin = await add_user(db, Role.ADMIN)
@@ -264,7 +264,7 @@ async def test_order_lists_show_each_role_its_orders_newest_first_page_by_page(d
 
 
 async def test_a_cursor_from_another_list_or_made_up_is_refused(db):
-    orders = PiccoloOrderRepository(db)
+    orders = SqlOrderRepository(db)
     buyer, seller = await add_user(db, Role.BUYER), await add_user(db)
     item = await add_item(db, seller)
     for i in range(3):
@@ -315,7 +315,7 @@ async def test_order_paid_is_queued_for_each_seller_with_an_enabled_endpoint(db)
     items = [await add_item(db, s, price_cents=100 * (n + 1)) for n, s in enumerate((potter, hatter, quiet))]
     order = new_order(buyer, [(i, 2) for i in items]).transition(OrderStatus.PAID, T0)
     await add_order(db, order)
-    assert await PiccoloWebhookOutbox(db).enqueue_order_paid(order, T0) == 1
+    assert await SqlWebhookOutbox(db).enqueue_order_paid(order, T0) == 1
     rows = await db.fetch(
         "SELECT seller_id, event_type, status, traceparent, payload FROM webhook_deliveries"
     )
@@ -333,7 +333,7 @@ async def test_order_paid_is_queued_for_each_seller_with_an_enabled_endpoint(db)
 
 
 async def test_an_idempotency_key_is_claimed_then_replayed(db):
-    keys = PiccoloIdempotencyStore(db)
+    keys = SqlIdempotencyStore(db)
     user = str(uuid.uuid4())
     assert await keys.begin(user, "k1", "hash-a", T0) == "new"
     assert await keys.begin(user, "k1", "hash-a", T0 + timedelta(seconds=1)) == "in_progress"
@@ -344,7 +344,7 @@ async def test_an_idempotency_key_is_claimed_then_replayed(db):
 
 
 async def test_an_idempotency_key_with_another_body_is_a_mismatch(db):
-    keys = PiccoloIdempotencyStore(db)
+    keys = SqlIdempotencyStore(db)
     user = str(uuid.uuid4())
     assert await keys.begin(user, "k1", "hash-a", T0) == "new"
     assert await keys.begin(user, "k1", "hash-b", T0) == "mismatch"
@@ -353,7 +353,7 @@ async def test_an_idempotency_key_with_another_body_is_a_mismatch(db):
 
 
 async def test_idempotency_keys_are_scoped_per_user(db):
-    keys = PiccoloIdempotencyStore(db)
+    keys = SqlIdempotencyStore(db)
     ada, bob = str(uuid.uuid4()), str(uuid.uuid4())
     assert await keys.begin(ada, "shared", "hash-a", T0) == "new"
     await keys.complete(ada, "shared", 201, b'{"id":"ada-order"}', T0)
@@ -361,7 +361,7 @@ async def test_idempotency_keys_are_scoped_per_user(db):
 
 
 async def test_an_abandoned_claim_may_be_retried_but_a_completed_one_stays(db):
-    keys = PiccoloIdempotencyStore(db)
+    keys = SqlIdempotencyStore(db)
     user = str(uuid.uuid4())
     assert await keys.begin(user, "k1", "hash-a", T0) == "new"
     await keys.abandon(user, "k1")
@@ -372,7 +372,7 @@ async def test_an_abandoned_claim_may_be_retried_but_a_completed_one_stays(db):
 
 
 async def test_an_in_progress_claim_whose_request_died_is_taken_over_once(db):
-    keys = PiccoloIdempotencyStore(db)
+    keys = SqlIdempotencyStore(db)
     user = str(uuid.uuid4())
     start = T0 + timedelta(microseconds=250_000)
     assert await keys.begin(user, "k1", "hash-a", start) == "new"
@@ -384,14 +384,14 @@ async def test_an_in_progress_claim_whose_request_died_is_taken_over_once(db):
 
 
 async def test_concurrent_claims_of_one_key_let_exactly_one_request_through(db):
-    keys = PiccoloIdempotencyStore(db)
+    keys = SqlIdempotencyStore(db)
     user = str(uuid.uuid4())
     results = await asyncio.gather(*(keys.begin(user, "k1", "hash-a", T0) for _ in range(10)))
     assert sorted(results) == ["in_progress"] * 9 + ["new"]
 
 
 async def test_old_idempotency_keys_are_purged(db):
-    keys = PiccoloIdempotencyStore(db)
+    keys = SqlIdempotencyStore(db)
     user = str(uuid.uuid4())
     await keys.begin(user, "old", "h", T0)
     await keys.begin(user, "new", "h", T0 + timedelta(days=2))

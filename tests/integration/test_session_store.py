@@ -11,6 +11,7 @@ from market.adapters.db.analytics import SqlAnalyticsLog
 from market.adapters.db.sessions import SqlSessionStore
 from market.domain.errors import InvalidCursor
 from market.domain.events import CheckoutStarted, SearchPerformed
+from market.domain.money import Money
 from market.domain.sessions import ClientEvent, RequestEntry, SessionFilter
 from market.telemetry import request_context
 from market.telemetry.sessions import SessionRecording
@@ -47,7 +48,7 @@ async def test_a_batch_reads_back_as_one_timeline_with_the_business_events_in_or
     token = request_context.begin("shopper-1", "c" * 32)
     try:
         await SqlAnalyticsLog(db, request_context.identity).record(
-            [CheckoutStarted(order_id, 1999, "EUR", 1)], at(3.001)
+            [CheckoutStarted(order_id, Money(1999, "EUR"), 1)], at(3.001)
         )
     finally:
         request_context.end(token)
@@ -118,7 +119,7 @@ async def test_sessions_are_found_by_trace_order_user_and_errors(db):
     token = request_context.begin("buyer-a", "a" * 32)
     try:
         await SqlAnalyticsLog(db, request_context.identity).record(
-            [CheckoutStarted(order_id, 500, "EUR", 1)], at(10)
+            [CheckoutStarted(order_id, Money(500, "EUR"), 1)], at(10)
         )
     finally:
         request_context.end(token)

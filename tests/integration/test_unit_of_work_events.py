@@ -9,6 +9,7 @@ import pytest
 
 from market.adapters.db.repositories import PiccoloUnitOfWork
 from market.domain.events import ItemListed, OrderPaid, SearchPerformed
+from market.domain.money import Money
 from tests.support.database import count
 from tests.support.factories import T0
 from tests.support.fakes import FakeEventPublisher
@@ -30,10 +31,10 @@ async def test_collected_events_are_recorded_and_published_after_commit(db):
 async def test_a_rolled_back_unit_of_work_publishes_nothing(db):
     events = FakeEventPublisher()
     async with PiccoloUnitOfWork(db, events=events) as work:
-        await work.collect([OrderPaid(str(uuid.uuid4()), 100, "EUR")], T0)
+        await work.collect([OrderPaid(str(uuid.uuid4()), Money(100, "EUR"))], T0)
     with pytest.raises(RuntimeError):
         async with PiccoloUnitOfWork(db, events=events) as work:
-            await work.collect([OrderPaid(str(uuid.uuid4()), 100, "EUR")], T0)
+            await work.collect([OrderPaid(str(uuid.uuid4()), Money(100, "EUR"))], T0)
             raise RuntimeError("the work fails half-way")
     assert events.published == []
     assert await count(db, "analytics_events") == 0

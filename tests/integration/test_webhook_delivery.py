@@ -21,15 +21,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from standardwebhooks import Webhook
 
-from market.adapters.db.commerce import PiccoloWebhookOutbox
+from market.adapters.db.commerce import SqlWebhookOutbox
 from market.adapters.db.database import Database
-from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, PiccoloWebhookDeliveryRepository
+from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, SqlWebhookDeliveryRepository
 from market.adapters.webhooks.sender import HttpxWebhookSender
 from market.adapters.webhooks.signing import new_secret
 from market.adapters.webhooks.ssrf import REFUSED, SsrfGuard
 from market.adapters.webhooks.worker import WebhookDeliveryWorker
 from market.application.seller_webhooks import deliver_due_webhooks, set_seller_webhook
 from market.domain.errors import InvalidCursor
+from market.domain.money import Money
 from market.domain.orders import Order, OrderLine, OrderStatus
 from market.domain.users import User
 from market.domain.webhooks import AttemptResult, DeliveryStatus, Verdict, WebhookEndpoint
@@ -90,13 +91,12 @@ async def queue_order_paid(
         buyer_id=str(uuid.uuid4()),
         status=OrderStatus.PAID,
         lines=tuple(OrderLine(str(uuid.uuid4()), s.id, f"Mug {n}", 2, 1500) for n, s in enumerate(sellers)),
-        total_cents=3000 * len(sellers),
-        currency="EUR",
+        total=Money(3000 * len(sellers), "EUR"),
         created_at=now,
         updated_at=now,
         traceparent=traceparent,
     )
-    await PiccoloWebhookOutbox(db).enqueue_order_paid(order, now)
+    await SqlWebhookOutbox(db).enqueue_order_paid(order, now)
     return order
 
 
@@ -120,7 +120,7 @@ async def attempts_of(db: Database, delivery_id: str) -> list[dict]:
 
 def run(db: Database, sender: HttpxWebhookSender, clock: FakeClock, **kwargs):
     return deliver_due_webhooks(
-        deliveries=PiccoloWebhookDeliveryRepository(db),
+        deliveries=SqlWebhookDeliveryRepository(db),
         sender=sender,
         clock=clock,
         retry_schedule_s=kwargs.pop("schedule", SCHEDULE),
@@ -156,7 +156,7 @@ async def test_a_claim_takes_only_due_pending_rows_and_leases_them(db, clock):
         later,
     )
     await db.fetch("UPDATE webhook_deliveries SET status = 'delivered' WHERE id = {}", settled)
-    repo = PiccoloWebhookDeliveryRepository(db)
+    repo = SqlWebhookDeliveryRepository(db)
 
     claimed = await repo.claim_due(clock.now(), 10, LEASE)
     assert [c.id for c in claimed] == [due]
@@ -175,9 +175,9 @@ async def test_concurrent_claimers_on_two_connections_never_share_a_row(db, data
     other = open_database(database_url)
     await other.start()
     try:
-        repos = [PiccoloWebhookDeliveryRepository(d) for d in (db, other, db, other)]
+        repos = [SqlWebhookDeliveryRepository(d) for d in (db, other, db, other)]
 
-        async def drain(repo: PiccoloWebhookDeliveryRepository) -> list[str]:
+        async def drain(repo: SqlWebhookDeliveryRepository) -> list[str]:
             taken: list[str] = []
             while batch := await repo.claim_due(clock.now(), 3, LEASE):
                 taken += [c.id for c in batch]
@@ -207,7 +207,7 @@ async def test_a_row_locked_by_another_claimer_is_skipped_without_waiting(fresh_
         await locker.execute("SELECT id FROM webhook_deliveries WHERE id = $1 FOR UPDATE", uuid.UUID(first))
 
         claimed = await asyncio.wait_for(
-            PiccoloWebhookDeliveryRepository(db).claim_due(clock.now(), 10, LEASE), timeout=5
+            SqlWebhookDeliveryRepository(db).claim_due(clock.now(), 10, LEASE), timeout=5
         )
         assert [c.id for c in claimed] == [second]
         await transaction.rollback()
@@ -219,7 +219,7 @@ async def test_a_row_locked_by_another_claimer_is_skipped_without_waiting(fresh_
 async def test_a_worker_whose_lease_ran_out_leaves_the_state_to_the_new_owner(db, clock):
     seller, _ = await seller_with_endpoint(db, "https://93.184.215.14/hook")
     await queue_order_paid(db, seller, now=clock.now())
-    repo = PiccoloWebhookDeliveryRepository(db)
+    repo = SqlWebhookDeliveryRepository(db)
     (slow,) = await repo.claim_due(clock.now(), 10, LEASE)
     clock.advance(61)
     (fresh,) = await repo.claim_due(clock.now(), 10, LEASE)
@@ -380,7 +380,7 @@ async def test_410_disables_the_endpoint_and_stops_the_sellers_other_deliveries(
 async def test_a_410_from_a_url_the_seller_has_since_replaced_leaves_the_new_one_enabled(db, clock):
     seller, endpoint = await seller_with_endpoint(db, "https://93.184.215.14/old")
     await queue_order_paid(db, seller, now=clock.now())
-    repo = PiccoloWebhookDeliveryRepository(db)
+    repo = SqlWebhookDeliveryRepository(db)
     (claim,) = await repo.claim_due(clock.now(), 10, LEASE)
     await PiccoloSellerWebhookRepository(db).save(
         WebhookEndpoint(seller.id, "https://93.184.215.14/new", endpoint.secret, clock.now(), clock.now())
@@ -469,7 +469,7 @@ async def test_two_workers_deliver_every_event_exactly_once(db, database_url, cl
             for _ in range(8):
                 await queue_order_paid(db, *sellers, now=clock.now())
             workers = [
-                WebhookDeliveryWorker(PiccoloWebhookDeliveryRepository(d), s, clock, SCHEDULE, batch_size=4)
+                WebhookDeliveryWorker(SqlWebhookDeliveryRepository(d), s, clock, SCHEDULE, batch_size=4)
                 for d, s in zip((db, other), senders, strict=True)
             ]
 
@@ -496,7 +496,7 @@ async def test_the_worker_loop_delivers_in_the_background_and_stops_promptly(db,
         seller, _ = await seller_with_endpoint(db, receiver.url)
         real_clock = FakeClock(datetime.now(UTC), step=timedelta(0))
         worker = WebhookDeliveryWorker(
-            PiccoloWebhookDeliveryRepository(db), sender, real_clock, SCHEDULE, poll_interval_s=0.05
+            SqlWebhookDeliveryRepository(db), sender, real_clock, SCHEDULE, poll_interval_s=0.05
         )
         worker.start()
         try:
@@ -523,7 +523,7 @@ async def test_a_seller_lists_only_their_deliveries_newest_first_with_attempts(d
         await run(db, sender, clock)
         clock.advance(SCHEDULE[0])
         await run(db, sender, clock)
-    repo = PiccoloWebhookDeliveryRepository(db)
+    repo = SqlWebhookDeliveryRepository(db)
 
     first = await repo.list_for_seller(seller.id, 2, None)
     rest = await repo.list_for_seller(seller.id, 2, first.next_cursor)

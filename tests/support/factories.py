@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from market.domain.catalog import Item, ItemStatus
+from market.domain.money import Money
 from market.domain.orders import Order, OrderLine, OrderStatus, Payment, PaymentStatus
 from market.domain.users import Role, User
 
@@ -65,14 +66,13 @@ def new_order(buyer, items_and_quantities, *, created_at=T0, status=OrderStatus.
     lines = tuple(
         OrderLine(i.id, i.seller_id, i.title, quantity, i.price_cents) for i, quantity in items_and_quantities
     )
-    total = sum(line.line_total_cents for line in lines)
+    total = Money(sum(line.line_total_cents for line in lines), "EUR")
     return Order(
         id=order_id,
         buyer_id=buyer.id,
         status=status,
         lines=tuple(sorted(lines, key=lambda line: (line.title, line.item_id))),
-        total_cents=total,
-        currency="EUR",
+        total=total,
         created_at=created_at,
         updated_at=created_at,
         payment=Payment(
@@ -80,8 +80,7 @@ def new_order(buyer, items_and_quantities, *, created_at=T0, status=OrderStatus.
             order_id=order_id,
             status=PaymentStatus.PENDING,
             method="card",
-            amount_cents=total,
-            currency="EUR",
+            amount=total,
             provider="sandbox",
         ),
         traceparent=TRACEPARENT,

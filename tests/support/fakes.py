@@ -309,7 +309,7 @@ class FakeCartRepository:
         lines = []
         for item_id, quantity in self.state.cart_lines.get(buyer_id, {}).items():
             i = self.items[item_id]
-            lines.append(CartLine(i.id, i.title, quantity, i.price_cents, i.currency, i.seller_id, i.stock))
+            lines.append(CartLine(i.id, i.title, quantity, i.price, i.seller_id, i.stock))
         return Cart(buyer_id, tuple(lines))
 
     async def set_quantity(self, buyer_id: str, item_id: str, quantity: int, now: datetime) -> None:

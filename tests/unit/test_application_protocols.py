@@ -20,6 +20,7 @@ from market.domain.errors import (
     InvalidProviderEvent,
 )
 from market.domain.events import CartChanged, ItemListed, OrderPaid, WebhookReceived, WebhookRejected
+from market.domain.money import Money
 from market.domain.orders import CheckoutInProgress, Order, OrderStatus, PaymentDeclined
 from tests.support.factories import T0, item, new_order
 from tests.support.fakes import FakeClock, FakeEventPublisher, FakeIdempotencyStore, FakeStore
@@ -44,10 +45,10 @@ async def test_a_unit_of_work_left_without_commit_publishes_and_records_nothing(
     events = FakeEventPublisher()
     store = FakeStore(events)
     async with store.uow() as work:
-        await work.collect([OrderPaid("o-1", 100, "EUR")], T0)
+        await work.collect([OrderPaid("o-1", Money(100, "EUR"))], T0)
     with pytest.raises(RuntimeError):
         async with store.uow() as work:
-            await work.collect([OrderPaid("o-2", 100, "EUR")], T0)
+            await work.collect([OrderPaid("o-2", Money(100, "EUR"))], T0)
             raise RuntimeError("the work fails half-way")
     assert events.published == []
     assert store.commerce.analytics == []

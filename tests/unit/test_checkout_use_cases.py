@@ -18,6 +18,7 @@ from market.application.ports import IdempotentReplay
 from market.domain.catalog import ItemStatus
 from market.domain.errors import CurrencyMismatch, NotFound
 from market.domain.events import CartChanged, CheckoutStarted, OrderPaid, OrderRefunded, PaymentAttempted
+from market.domain.money import Money
 from market.domain.orders import (
     CheckoutInProgress,
     EmptyCart,
@@ -46,7 +47,7 @@ def world() -> World:
 async def test_a_buyer_puts_items_in_the_cart_at_current_prices(world):
     await world.put("mug", 2)
     cart = await world.put("hat", 1)
-    assert [(line.item_id, line.quantity, line.unit_price_cents) for line in cart.lines] == [
+    assert [(line.item_id, line.quantity, line.unit_price.cents) for line in cart.lines] == [
         ("mug", 2, 1999),
         ("hat", 1, 500),
     ]
@@ -100,18 +101,18 @@ async def test_a_successful_checkout_pays_the_order_takes_the_stock_and_empties_
     order = await world.checkout("tok_visa")
     assert order.status is OrderStatus.PAID
     assert order == world.order(order.id)
-    assert order.total_cents == 2 * 1999 + 500 and order.currency == "EUR"
+    assert order.total == Money(2 * 1999 + 500, "EUR")
     assert order.payment.status is PaymentStatus.SUCCEEDED
     assert order.payment.provider == "fake" and order.payment.provider_payment_id == "fake_ch_1"
-    assert order.payment.amount_cents == order.total_cents
+    assert order.payment.amount == order.total
     assert (world.stock("mug"), world.stock("hat")) == (3, 2)
     assert (await world.cart()).lines == ()
     assert world.state.claims == {}
     assert world.state.webhook_deliveries == [(SELLER.id, order.id)]  # seller-2 has no endpoint
-    assert [r.amount_cents for r in world.gateway.requests] == [order.total_cents]
-    assert world.published(CheckoutStarted) == [CheckoutStarted(order.id, order.total_cents, "EUR", 2)]
+    assert [r.amount for r in world.gateway.requests] == [order.total]
+    assert world.published(CheckoutStarted) == [CheckoutStarted(order.id, order.total, 2)]
     assert [e.outcome for e in world.published(PaymentAttempted)] == ["succeeded"]
-    assert world.published(OrderPaid) == [OrderPaid(order.id, order.total_cents, "EUR")]
+    assert world.published(OrderPaid) == [OrderPaid(order.id, order.total)]
 
 
 @pytest.mark.parametrize(
@@ -267,7 +268,7 @@ async def test_the_providers_success_event_pays_a_processing_order(world):
     settled = world.order(order.id)
     assert settled.status is OrderStatus.PAID and settled.payment.status is PaymentStatus.SUCCEEDED
     assert world.stock("mug") == 3
-    assert world.published(OrderPaid) == [OrderPaid(order.id, order.total_cents, "EUR")]
+    assert world.published(OrderPaid) == [OrderPaid(order.id, order.total)]
     assert [e.outcome for e in world.published(PaymentAttempted)] == ["succeeded"]
     assert world.state.webhook_deliveries == [(SELLER.id, order.id)]
     assert world.state.payment_events == {"evt_1": ("payment.succeeded", order.id, "applied")}
@@ -339,7 +340,7 @@ async def test_a_paid_order_is_refunded(world):
     refunded = world.order(order.id)
     assert refunded.status is OrderStatus.REFUNDED
     assert refunded.payment.status is PaymentStatus.REFUNDED
-    assert world.published(OrderRefunded) == [OrderRefunded(order.id, order.total_cents, "EUR")]
+    assert world.published(OrderRefunded) == [OrderRefunded(order.id, order.total)]
     assert world.state.payment_events["evt_r"] == ("payment.refunded", order.id, "applied")
 
 
@@ -375,7 +376,7 @@ async def test_reconcile_pays_an_order_the_provider_charged_while_timing_out(wor
     assert paid.payment.provider_payment_id == "fake_ch_1"
     assert world.stock("mug") == 3
     assert (await world.cart()).lines == ()
-    assert world.published(OrderPaid) == [OrderPaid(order.id, order.total_cents, "EUR")]
+    assert world.published(OrderPaid) == [OrderPaid(order.id, order.total)]
     assert len(world.gateway.requests) == 1, "reconciliation looks up; it never charges again"
 
 
@@ -474,15 +475,15 @@ async def _order_from_two_sellers(world):
 
 async def test_a_seller_sees_only_their_own_lines_and_subtotal_of_an_order(world):
     whole = await _order_from_two_sellers(world)
-    assert whole.total_cents == 2 * 1999 + 500
+    assert whole.total == Money(2 * 1999 + 500, "EUR")
     for seller, item_id, subtotal in ((SELLER, "mug", 2 * 1999), (OTHER_SELLER, "hat", 500)):
         for seen in (
             await get_order(whole.id, seller, uow=world.store.uow),
             (await list_orders(seller, 20, None, uow=world.store.uow)).items[0],
         ):
             assert [line.item_id for line in seen.lines] == [item_id]
-            assert seen.total_cents == subtotal
-            assert seen.payment is not None and seen.payment.amount_cents == subtotal
+            assert seen.total == Money(subtotal, "EUR")
+            assert seen.payment is not None and seen.payment.amount == Money(subtotal, "EUR")
             assert (seen.id, seen.status, seen.currency) == (whole.id, whole.status, whole.currency)
 
 

@@ -40,7 +40,7 @@ ILLEGAL = sorted(set(itertools.product(S, S)) - LEGAL)
 
 
 def line(item_id="item-1", *, quantity=1, price=1000, currency="EUR", stock=5, seller="seller-1", title=None):
-    return CartLine(item_id, title or f"Item {item_id}", quantity, price, currency, seller, stock)
+    return CartLine(item_id, title or f"Item {item_id}", quantity, Money(price, currency), seller, stock)
 
 
 def order(status: OrderStatus = S.PENDING_PAYMENT) -> Order:
@@ -49,8 +49,7 @@ def order(status: OrderStatus = S.PENDING_PAYMENT) -> Order:
         buyer_id="buyer-1",
         status=status,
         lines=(OrderLine("item-1", "seller-1", "Blue mug", 2, 1000),),
-        total_cents=2000,
-        currency="EUR",
+        total=Money(2000, "EUR"),
         created_at=T0,
         updated_at=T0,
     )
@@ -67,7 +66,7 @@ def test_a_legal_transition_moves_the_order_and_stamps_the_time(start, target):
     assert after.status is target
     assert after.updated_at == later
     assert after.created_at == T0
-    assert (after.id, after.lines, after.total_cents) == (before.id, before.lines, before.total_cents)
+    assert (after.id, after.lines, after.total) == (before.id, before.lines, before.total)
     assert before.status is start, "orders are immutable: the original is unchanged"
     assert before.can_become(target)
 
@@ -190,7 +189,7 @@ def test_an_order_is_placed_from_the_cart_lines_awaiting_payment():
         OrderLine("a", "seller-1", "Blue mug", 2, 1999),
         OrderLine("b", "seller-2", "Hat", 1, 500),
     )
-    assert (placed.total_cents, placed.currency) == (2 * 1999 + 500, "EUR")
+    assert placed.total == Money(2 * 1999 + 500, "EUR")
     assert placed.created_at == placed.updated_at == T0
     assert placed.payment is None
     assert placed.seller_ids == {"seller-1", "seller-2"}
@@ -221,10 +220,12 @@ def test_a_cart_that_ended_up_in_two_currencies_cannot_be_ordered():
 
 def test_a_seller_view_of_an_unpaid_order_keeps_only_their_lines_and_no_payment():
     two_sellers = dataclasses.replace(
-        order(), lines=(*order().lines, OrderLine("item-2", "seller-2", "Hat", 1, 500)), total_cents=2500
+        order(),
+        lines=(*order().lines, OrderLine("item-2", "seller-2", "Hat", 1, 500)),
+        total=Money(2500, "EUR"),
     )
     seen = two_sellers.as_seen_by(user(Role.SELLER, "seller-2"))
     assert seen.lines == (OrderLine("item-2", "seller-2", "Hat", 1, 500),)
-    assert seen.total_cents == 500 and seen.payment is None
+    assert seen.total == Money(500, "EUR") and seen.payment is None
     assert two_sellers.as_seen_by(user(Role.BUYER, "buyer-1")) == two_sellers
     assert two_sellers.as_seen_by(user(Role.ADMIN, "admin-1")) == two_sellers

@@ -38,6 +38,7 @@ from market.config import (
     SmtpURL,
     TelemetrySettings,
 )
+from market.domain.money import Money
 from market.domain.redaction import INVALID_URL, safe_url
 from market.domain.webhooks import WebhookEndpoint
 from market.telemetry import sentry
@@ -58,7 +59,7 @@ def _services(**secrets: str) -> Services:
 SECRET_BEARERS = {
     "Register": lambda: Register("ada@example.com", SECRET, "Ada", "buyer"),
     "AccessToken": lambda: AccessToken(SECRET, 3600),
-    "ChargeRequest": lambda: ChargeRequest("o", "p", 100, "EUR", "card", SECRET),
+    "ChargeRequest": lambda: ChargeRequest("o", "p", Money(100, "EUR"), "card", SECRET),
     "PaymentMethodInput": lambda: PaymentMethodInput("card", SECRET),
     "Services (payment webhook secret)": lambda: _services(payment_webhook_secret=SECRET),
     "Services (dummy password hash)": lambda: _services(dummy_password_hash=SECRET),

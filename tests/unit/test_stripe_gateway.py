@@ -30,6 +30,7 @@ from market.adapters.payments.stripe import (
 )
 from market.application.ports import ChargeRequest, ChargeResult, ProviderEvent
 from market.application.provider_events import receive_provider_event
+from market.domain.money import Money
 from market.domain.orders import PaymentGatewayUnavailable
 from tests.support.fakes import FakeEventPublisher
 
@@ -42,7 +43,7 @@ WEBHOOK_SECRET = "whsec_test_5b7e1a0c9d8f"
 
 
 def charge_request(token: str = TOKEN) -> ChargeRequest:
-    return ChargeRequest(ORDER_ID, PAYMENT_ID, 1999, "EUR", "card", token)
+    return ChargeRequest(ORDER_ID, PAYMENT_ID, Money(1999, "EUR"), "card", token)
 
 
 def payment_intent(status: str, **fields: Any) -> dict[str, Any]:

@@ -94,20 +94,15 @@ async def checkout(
             order_id=order.id,
             status=PaymentStatus.PENDING,
             method=method.type,
-            amount_cents=order.total_cents,
-            currency=order.currency,
+            amount=order.total,
             provider=gateway.name,
         )
         order = dataclasses.replace(order, payment=payment)
         await work.orders.add(order)
-        await work.collect(
-            [CheckoutStarted(order.id, order.total_cents, order.currency, len(order.lines))], now
-        )
+        await work.collect([CheckoutStarted(order.id, order.total, len(order.lines))], now)
         await work.commit()
 
-    request = ChargeRequest(
-        order.id, payment.id, order.total_cents, order.currency, method.type, method.token
-    )
+    request = ChargeRequest(order.id, payment.id, order.total, method.type, method.token)
     try:
         result = await gateway.charge(request)
     except PaymentGatewayUnavailable:
@@ -236,7 +231,7 @@ async def _settle(
         await work.carts.release_checkout(order.buyer_id, order.id)
     if target is OrderStatus.PAID:
         await work.outbox.enqueue_order_paid(settled, now)
-        published.append(OrderPaid(order.id, order.total_cents, order.currency))
+        published.append(OrderPaid(order.id, order.total))
     elif target is OrderStatus.PAYMENT_FAILED:
         for line in _in_lock_order(order.lines):
             await work.stock.release(line.item_id, line.quantity)
@@ -273,7 +268,7 @@ async def apply_provider_event(event: ProviderEvent, *, uow: UnitOfWorkFactory, 
                     payment=dataclasses.replace(order.payment, status=PaymentStatus.REFUNDED),
                 )
                 await work.orders.save_status(refunded)
-                published.append(OrderRefunded(order.id, order.total_cents, order.currency))
+                published.append(OrderRefunded(order.id, order.total))
                 outcome = "applied"
         else:
             status = SUCCEEDED if event.type == "payment.succeeded" else DECLINED
@@ -325,8 +320,7 @@ def _attempt(order: Order, outcome: str, reason: str | None) -> PaymentAttempted
         order_id=order.id,
         outcome=outcome,
         method=order.payment.method,
-        amount_cents=order.total_cents,
-        currency=order.currency,
+        amount=order.total,
         reason=reason,
     )
 

@@ -21,6 +21,7 @@ from market.domain.analytics import (
 )
 from market.domain.catalog import Item, ItemFilter
 from market.domain.events import Event
+from market.domain.money import Money
 from market.domain.orders import Cart, Order, OrderFilter
 from market.domain.sessions import ClientEvent, RequestEntry, SessionFilter, SessionSummary, Timeline
 from market.domain.users import Role, User, UserStatus
@@ -261,8 +262,7 @@ class WebhookOutbox(Protocol):
 class ChargeRequest:
     order_id: str
     payment_id: str
-    amount_cents: int
-    currency: str
+    amount: Money
     method: str
     token: str = field(repr=False)  # never in logs, tracebacks or Sentry's local variables
 

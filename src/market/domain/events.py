@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .money import Money
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -49,8 +51,7 @@ class CartChanged(Event):
 @dataclass(frozen=True, slots=True)
 class CheckoutStarted(Event):
     order_id: str
-    total_cents: int
-    currency: str
+    total: Money
     line_count: int
 
 
@@ -62,23 +63,20 @@ class PaymentAttempted(Event):
     order_id: str
     outcome: str
     method: str
-    amount_cents: int
-    currency: str
+    amount: Money
     reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class OrderPaid(Event):
     order_id: str
-    total_cents: int
-    currency: str
+    total: Money
 
 
 @dataclass(frozen=True, slots=True)
 class OrderRefunded(Event):
     order_id: str
-    total_cents: int
-    currency: str
+    total: Money
 
 
 @dataclass(frozen=True, slots=True)

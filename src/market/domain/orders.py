@@ -92,14 +92,17 @@ class CartLine:
     item_id: str
     title: str
     quantity: int
-    unit_price_cents: int
-    currency: str
+    unit_price: Money
     seller_id: str
     stock: int
 
     @property
-    def line_total_cents(self) -> int:
-        return self.unit_price_cents * self.quantity
+    def currency(self) -> str:
+        return self.unit_price.currency
+
+    @property
+    def line_total(self) -> Money:
+        return self.unit_price.times(self.quantity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +125,7 @@ class Cart:
             return None
         total = Money(0, self.lines[0].currency)
         for line in self.lines:
-            total = total + Money(line.unit_price_cents, line.currency).times(line.quantity)
+            total = total + line.line_total
         return total
 
 
@@ -150,8 +153,7 @@ class Payment:
     order_id: str
     status: PaymentStatus
     method: str
-    amount_cents: int
-    currency: str
+    amount: Money
     provider: str
     provider_payment_id: str | None = None
     failure_reason: str | None = None
@@ -163,8 +165,7 @@ class Order:
     buyer_id: str
     status: OrderStatus
     lines: tuple[OrderLine, ...]
-    total_cents: int
-    currency: str
+    total: Money
     created_at: datetime
     updated_at: datetime
     payment: Payment | None = None
@@ -173,12 +174,16 @@ class Order:
     and seller webhooks about it carry it."""
 
     @property
+    def currency(self) -> str:
+        return self.total.currency
+
+    @property
     def seller_ids(self) -> frozenset[str]:
         return frozenset(line.seller_id for line in self.lines)
 
     def as_seen_by(self, user: User) -> Order:
         """The order as `user` may read it: whole for its buyer and for admins; for a seller, only their own
-        lines, with `total_cents` and the payment's `amount_cents` being their subtotal. Other sellers'
+        lines, with the total and the payment's amount being their subtotal. Other sellers'
         titles, quantities and prices, and the basket's total, are the buyer's business."""
         if user.role is not Role.SELLER:
             return self
@@ -188,9 +193,9 @@ class Order:
         """Only `seller_id`'s lines; the total and the payment amount become their subtotal (the payment keeps
         its id, status and method: whether and how the order was paid is the seller's business too)."""
         lines = tuple(line for line in self.lines if line.seller_id == seller_id)
-        subtotal = sum(line.line_total_cents for line in lines)
-        payment = dataclasses.replace(self.payment, amount_cents=subtotal) if self.payment else None
-        return dataclasses.replace(self, lines=lines, total_cents=subtotal, payment=payment)
+        subtotal = Money(sum(line.line_total_cents for line in lines), self.currency)
+        payment = dataclasses.replace(self.payment, amount=subtotal) if self.payment else None
+        return dataclasses.replace(self, lines=lines, total=subtotal, payment=payment)
 
     def can_become(self, status: OrderStatus) -> bool:
         return status in ALLOWED_TRANSITIONS[self.status]
@@ -241,10 +246,9 @@ def place_order(*, order_id: str, cart: Cart, now: datetime, traceparent: str | 
         buyer_id=cart.buyer_id,
         status=OrderStatus.PENDING_PAYMENT,
         lines=tuple(
-            OrderLine(c.item_id, c.seller_id, c.title, c.quantity, c.unit_price_cents) for c in cart.lines
+            OrderLine(c.item_id, c.seller_id, c.title, c.quantity, c.unit_price.cents) for c in cart.lines
         ),
-        total_cents=total.cents,
-        currency=total.currency,
+        total=total,
         created_at=now,
         updated_at=now,
         traceparent=traceparent,

@@ -14,6 +14,7 @@ from market.application.admin import RecordAdminAction
 from market.application.ports import AnalyticsLog, ChargeRequest, Clock, EventPublisher, PaymentGateway
 from market.domain.admin import AuditAction, AuditTarget
 from market.domain.events import PaymentAttempted
+from market.domain.money import Money
 from market.domain.users import User
 from market.telemetry import names
 from market.telemetry.sentry import report_message
@@ -52,9 +53,9 @@ async def produce_monitoring_signal(
     elif kind == "payment_failure":
         order_id = str(uuid.uuid4())
         result = await sandbox_gateway.charge(
-            ChargeRequest(order_id, str(uuid.uuid4()), 100, "EUR", "card", "tok_chargeDeclined")
+            ChargeRequest(order_id, str(uuid.uuid4()), Money(100, "EUR"), "card", "tok_chargeDeclined")
         )
-        attempted = [PaymentAttempted(order_id, result.status, "card", 100, "EUR", result.reason)]
+        attempted = [PaymentAttempted(order_id, result.status, "card", Money(100, "EUR"), result.reason)]
         if analytics is not None and clock is not None:  # the payments report counts it, as the metric does
             await analytics.record(attempted, clock.now())
         events.publish(attempted)

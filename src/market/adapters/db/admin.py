@@ -17,11 +17,15 @@ from .cursors import decode_keyset_cursor, encode_keyset_cursor
 from .database import Database
 from .repositories import PiccoloUnitOfWork
 from .rows import parse_id, user_from_row
-from .webhooks import PiccoloWebhookDeliveryRepository
+from .tables import AuditRow, UserRow, insert_sql, row_values, select_list
+from .webhooks import SqlWebhookDeliveryRepository
 
-_USER_COLUMNS = (
-    "id, email, display_name, role, password_hash, created_at, token_version, status, last_login_at"
-)
+_USER_COLUMNS = select_list(UserRow)
+_SET_ROLE = "UPDATE users SET role = {} WHERE id = {}"
+_ACTIVE_ADMINS = "SELECT id FROM users WHERE role = 'admin' AND status = 'active'"
+_APPEND_AUDIT = insert_sql(AuditRow)
+_AUDIT_COLUMNS = select_list(AuditRow)
+_MODERATE_ITEM = "UPDATE items SET suspended_at = {}, moderation_reason = {} WHERE id = {}"
 
 
 def _scope(kind: str, *parts: object) -> str:
@@ -36,7 +40,7 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-class PiccoloUserDirectory:
+class SqlUserDirectory:
     def __init__(self, db: Database) -> None:
         self._db = db
 
@@ -68,11 +72,11 @@ class PiccoloUserDirectory:
         return Page(items=users, next_cursor=next_cursor)
 
     async def set_role(self, user_id: str, role: Role) -> None:
-        await self._db.fetch("UPDATE users SET role = {} WHERE id = {}", role.value, user_id)
+        await self._db.fetch(_SET_ROLE, role.value, user_id)
 
     async def count_active_admins(self) -> int:
         lock = " FOR UPDATE" if self._db.is_postgres else ""
-        rows = await self._db.fetch(f"SELECT id FROM users WHERE role = 'admin' AND status = 'active'{lock}")
+        rows = await self._db.fetch(_ACTIVE_ADMINS + lock)
         return len(rows)
 
 
@@ -89,7 +93,7 @@ def _entry_from_row(row: Mapping[str, Any]) -> AuditEntry:
     )
 
 
-class PiccoloAuditLog:
+class SqlAuditLog:
     """`identity` (bound by bootstrap) gives the trace id an entry carries when its use case names none."""
 
     def __init__(self, db: Database, identity: Identity = anonymous) -> None:
@@ -97,18 +101,17 @@ class PiccoloAuditLog:
         self._identity = identity
 
     async def append(self, entry: AuditEntry) -> None:
-        await self._db.fetch(
-            "INSERT INTO audit_log (id, at, actor_id, action, target_type, target_id, details, trace_id)"
-            " VALUES ({}, {}, {}, {}, {}, {}, {}, {})",
-            entry.id,
-            entry.at,
-            entry.actor_id,
-            entry.action.value,
-            entry.target_type.value,
-            entry.target_id,
-            json.dumps(dict(entry.details), separators=(",", ":"), sort_keys=True),
-            entry.trace_id or self._identity()[2],
-        )
+        values = {
+            "id": entry.id,
+            "at": entry.at,
+            "actor_id": entry.actor_id,
+            "action": entry.action.value,
+            "target_type": entry.target_type.value,
+            "target_id": entry.target_id,
+            "details": json.dumps(dict(entry.details), separators=(",", ":"), sort_keys=True),
+            "trace_id": entry.trace_id or self._identity()[2],
+        }
+        await self._db.fetch(_APPEND_AUDIT, *row_values(AuditRow, values))
 
     async def find(self, audit_filter: AuditFilter, limit: int, cursor: str | None) -> Page[AuditEntry]:
         f = audit_filter
@@ -137,7 +140,7 @@ class PiccoloAuditLog:
         if position is not None:
             where.append("(at, id) < ({}, {})")
             args += list(position)
-        sql = "SELECT id, at, actor_id, action, target_type, target_id, details, trace_id FROM audit_log"
+        sql = f"SELECT {_AUDIT_COLUMNS} FROM audit_log"
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = await self._db.fetch(sql + " ORDER BY at DESC, id DESC LIMIT {}", *args, limit + 1)
@@ -154,20 +157,15 @@ class PiccoloAdminUnitOfWork(PiccoloUnitOfWork):
 
     def __init__(self, db: Database, identity: Identity = anonymous) -> None:
         super().__init__(db, identity)
-        self.audit = PiccoloAuditLog(db, identity)
-        self.directory = PiccoloUserDirectory(db)
-        self.moderation = PiccoloItemModeration(db)
-        self.deliveries = PiccoloWebhookDeliveryRepository(db)
+        self.audit = SqlAuditLog(db, identity)
+        self.directory = SqlUserDirectory(db)
+        self.moderation = SqlItemModeration(db)
+        self.deliveries = SqlWebhookDeliveryRepository(db)
 
 
-class PiccoloItemModeration:
+class SqlItemModeration:
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def record(self, item_id: str, suspended_at: datetime | None, reason: str | None) -> None:
-        await self._db.fetch(
-            "UPDATE items SET suspended_at = {}, moderation_reason = {} WHERE id = {}",
-            suspended_at,
-            reason,
-            item_id,
-        )
+        await self._db.fetch(_MODERATE_ITEM, suspended_at, reason, item_id)

@@ -43,6 +43,7 @@ from market.domain.analytics import (
 )
 
 from .database import Database
+from .tables import AnalyticsEventRow, select_list
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,7 @@ _PAYMENT_KINDS = {
     "declined": "payment_declined",
     "error": "payment_errored",
 }
-_COLUMNS = (
-    "occurred_at, kind, session_id, user_id, trace_id, item_id, seller_id, order_id,"
-    " query, result_count, quantity, amount_cents, currency, method, reason"
-)
+_COLUMNS = select_list(AnalyticsEventRow, without=("id",))  # the order _INSERT's values follow
 # Events about an order after its checkout (a payment settled by a provider webhook or by reconciliation)
 # belong to the session and buyer that checked out, not to whichever request or job delivered them.
 _INSERT = (
@@ -103,29 +101,32 @@ def _row(event: events.Event) -> _Row | None:
             return _Row(
                 "checkout_started",
                 order_id=event.order_id,
-                amount_cents=event.total_cents,
-                currency=event.currency,
+                amount_cents=event.total.cents,
+                currency=event.total.currency,
                 quantity=event.line_count,
             )
         case events.PaymentAttempted():
             return _Row(
                 _PAYMENT_KINDS[event.outcome],
                 order_id=event.order_id,
-                amount_cents=event.amount_cents,
-                currency=event.currency,
+                amount_cents=event.amount.cents,
+                currency=event.amount.currency,
                 method=event.method,
                 reason=event.reason,
             )
         case events.OrderPaid():
             return _Row(
-                "order_paid", order_id=event.order_id, amount_cents=event.total_cents, currency=event.currency
+                "order_paid",
+                order_id=event.order_id,
+                amount_cents=event.total.cents,
+                currency=event.total.currency,
             )
         case events.OrderRefunded():
             return _Row(
                 "order_refunded",
                 order_id=event.order_id,
-                amount_cents=event.total_cents,
-                currency=event.currency,
+                amount_cents=event.total.cents,
+                currency=event.total.currency,
             )
     return None
 

@@ -1,7 +1,11 @@
 """Repositories for carts, stock, orders, provider events, the webhook outbox and idempotency keys.
 
-Plain SQL through the Piccolo engine: the same statements run on PostgreSQL and SQLite (ON CONFLICT and
+Checkout runs every statement here but the provider-event log's (a dozen per order), so they are written SQL:
+named constants next to their repository, built from the Table classes' column lists (tables.py), run through
+the Piccolo engine. Piccolo's query builder costs about 0.2-0.3 ms of CPU more per statement (README, "Data
+layer"; benchmarks/query_paths.py). The same statements run on PostgreSQL and SQLite (ON CONFLICT and
 RETURNING exist on both), and every stock change is one conditional UPDATE, so concurrency cannot oversell.
+Statements off the hot path use the query builder.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from market.application.ports import IdempotentReplay, Page
+from market.domain.money import Money
 from market.domain.orders import (
     GATEWAY_UNAVAILABLE,
     Cart,
@@ -30,22 +35,52 @@ from market.domain.users import Role, User
 from .cursors import decode_keyset_cursor, encode_keyset_cursor
 from .database import Database
 from .rows import parse_id
+from .tables import (
+    CartLineRow,
+    IdempotencyKeyRow,
+    OrderLineRow,
+    OrderRow,
+    PaymentEventRow,
+    PaymentRow,
+    WebhookDeliveryRow,
+    insert_sql,
+    row_values,
+    select_list,
+)
 
 CHECKOUT_CLAIM_TIMEOUT = timedelta(minutes=15)  # a crashed checkout must not lock a cart forever
 IDEMPOTENCY_TAKEOVER_AFTER = timedelta(minutes=5)  # an in-progress key whose request died may be reused
 
 
-class PiccoloCartRepository:
+_CART_LINES = (
+    "SELECT cl.item_id, i.title, cl.quantity, i.price_cents, i.currency, i.seller_id, i.stock"
+    " FROM cart_lines cl JOIN items i ON i.id = cl.item_id"
+    " WHERE cl.buyer_id = {} ORDER BY cl.added_at, cl.item_id"
+)
+_DELETE_CART_LINE = "DELETE FROM cart_lines WHERE buyer_id = {} AND item_id = {}"
+_SET_CART_LINE = insert_sql(
+    CartLineRow, suffix="ON CONFLICT (buyer_id, item_id) DO UPDATE SET quantity = excluded.quantity"
+)
+_CLAIM_CART = (
+    "UPDATE carts SET checkout_order_id = {}, checkout_started_at = {}"
+    " WHERE buyer_id = {} AND (checkout_order_id IS NULL OR checkout_started_at < {}) RETURNING buyer_id"
+)
+_RELEASE_CART = (
+    "UPDATE carts SET checkout_order_id = NULL, checkout_started_at = NULL"
+    " WHERE buyer_id = {} AND checkout_order_id = {}"
+)
+_TOUCH_CART = (
+    "INSERT INTO carts (buyer_id, updated_at) VALUES ({}, {})"
+    " ON CONFLICT (buyer_id) DO UPDATE SET updated_at = excluded.updated_at"
+)
+
+
+class SqlCartRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def get(self, buyer_id: str) -> Cart:
-        rows = await self._db.fetch(
-            "SELECT cl.item_id, i.title, cl.quantity, i.price_cents, i.currency, i.seller_id, i.stock"
-            " FROM cart_lines cl JOIN items i ON i.id = cl.item_id"
-            " WHERE cl.buyer_id = {} ORDER BY cl.added_at, cl.item_id",
-            buyer_id,
-        )
+        rows = await self._db.fetch(_CART_LINES, buyer_id)
         return Cart(
             buyer_id=buyer_id,
             lines=tuple(
@@ -53,8 +88,7 @@ class PiccoloCartRepository:
                     item_id=str(r["item_id"]),
                     title=r["title"],
                     quantity=r["quantity"],
-                    unit_price_cents=r["price_cents"],
-                    currency=r["currency"],
+                    unit_price=Money(r["price_cents"], r["currency"]),
                     seller_id=str(r["seller_id"]),
                     stock=r["stock"],
                 )
@@ -64,122 +98,118 @@ class PiccoloCartRepository:
 
     async def set_quantity(self, buyer_id: str, item_id: str, quantity: int, now: datetime) -> None:
         if quantity == 0:
-            await self._db.fetch(
-                "DELETE FROM cart_lines WHERE buyer_id = {} AND item_id = {}", buyer_id, item_id
-            )
+            await self._db.fetch(_DELETE_CART_LINE, buyer_id, item_id)
             return
         await self._ensure_cart(buyer_id, now)
-        await self._db.fetch(
-            "INSERT INTO cart_lines (buyer_id, item_id, quantity, added_at) VALUES ({}, {}, {}, {})"
-            " ON CONFLICT (buyer_id, item_id) DO UPDATE SET quantity = excluded.quantity",
-            buyer_id,
-            item_id,
-            quantity,
-            now,
-        )
+        line = {"buyer_id": buyer_id, "item_id": item_id, "quantity": quantity, "added_at": now}
+        await self._db.fetch(_SET_CART_LINE, *row_values(CartLineRow, line))
 
     async def remove_items(self, buyer_id: str, item_ids: Sequence[str]) -> None:
         for item_id in item_ids:
-            await self._db.fetch(
-                "DELETE FROM cart_lines WHERE buyer_id = {} AND item_id = {}", buyer_id, item_id
-            )
+            await self._db.fetch(_DELETE_CART_LINE, buyer_id, item_id)
 
     async def claim_for_checkout(self, buyer_id: str, order_id: str, now: datetime) -> bool:
         await self._ensure_cart(buyer_id, now)
-        rows = await self._db.fetch(
-            "UPDATE carts SET checkout_order_id = {}, checkout_started_at = {}"
-            " WHERE buyer_id = {} AND (checkout_order_id IS NULL OR checkout_started_at < {}) RETURNING buyer_id",
-            order_id,
-            now,
-            buyer_id,
-            now - CHECKOUT_CLAIM_TIMEOUT,
-        )
+        rows = await self._db.fetch(_CLAIM_CART, order_id, now, buyer_id, now - CHECKOUT_CLAIM_TIMEOUT)
         return bool(rows)
 
     async def release_checkout(self, buyer_id: str, order_id: str) -> None:
-        await self._db.fetch(
-            "UPDATE carts SET checkout_order_id = NULL, checkout_started_at = NULL"
-            " WHERE buyer_id = {} AND checkout_order_id = {}",
-            buyer_id,
-            order_id,
-        )
+        await self._db.fetch(_RELEASE_CART, buyer_id, order_id)
 
     async def _ensure_cart(self, buyer_id: str, now: datetime) -> None:
-        await self._db.fetch(
-            "INSERT INTO carts (buyer_id, updated_at) VALUES ({}, {})"
-            " ON CONFLICT (buyer_id) DO UPDATE SET updated_at = excluded.updated_at",
-            buyer_id,
-            now,
-        )
+        await self._db.fetch(_TOUCH_CART, buyer_id, now)
 
 
-class PiccoloStockRepository:
+_RESERVE_STOCK = (
+    "UPDATE items SET stock = stock - {} WHERE id = {} AND status = 'active' AND stock >= {} RETURNING stock"
+)
+_RELEASE_STOCK = "UPDATE items SET stock = stock + {} WHERE id = {}"
+
+
+class SqlStockRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def reserve(self, item_id: str, quantity: int) -> bool:
-        rows = await self._db.fetch(
-            "UPDATE items SET stock = stock - {} WHERE id = {} AND status = 'active' AND stock >= {} RETURNING stock",
-            quantity,
-            item_id,
-            quantity,
-        )
+        rows = await self._db.fetch(_RESERVE_STOCK, quantity, item_id, quantity)
         return bool(rows)
 
     async def release(self, item_id: str, quantity: int) -> None:
-        await self._db.fetch("UPDATE items SET stock = stock + {} WHERE id = {}", quantity, item_id)
+        await self._db.fetch(_RELEASE_STOCK, quantity, item_id)
 
 
-_ORDER_COLUMNS = (
-    "o.id, o.buyer_id, o.status, o.total_cents, o.currency, o.traceparent, o.created_at, o.updated_at"
+_ORDER_COLUMNS = select_list(OrderRow, "o")
+_INSERT_ORDER = insert_sql(OrderRow)
+_INSERT_ORDER_LINE = insert_sql(OrderLineRow)
+_INSERT_PAYMENT = insert_sql(PaymentRow)
+_ORDER = f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.id = {{}}"
+_SAVE_ORDER_STATUS = "UPDATE orders SET status = {}, updated_at = {} WHERE id = {}"
+_SAVE_PAYMENT_STATUS = "UPDATE payments SET status = {}, provider_payment_id = {}, failure_reason = {}, updated_at = {} WHERE id = {}"
+_UNSETTLED_ORDERS = (
+    f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.status IN ('pending_payment', 'processing')"
+    " AND (o.updated_at < {} OR o.id IN (SELECT p.order_id FROM payments p WHERE p.failure_reason = {}))"
+    " ORDER BY o.updated_at LIMIT {}"
 )
+_ORDER_LINES_OF = f"SELECT {select_list(OrderLineRow)} FROM order_lines WHERE order_id IN ({{marks}}) ORDER BY title, item_id"
+_PAYMENTS_OF = f"SELECT {select_list(PaymentRow)} FROM payments WHERE order_id IN ({{marks}})"
 
 
-class PiccoloOrderRepository:
+class SqlOrderRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def add(self, order: Order) -> None:
         assert order.payment is not None
         await self._db.fetch(
-            "INSERT INTO orders (id, buyer_id, status, total_cents, currency, traceparent, created_at, updated_at)"
-            " VALUES ({}, {}, {}, {}, {}, {}, {}, {})",
-            order.id,
-            order.buyer_id,
-            order.status.value,
-            order.total_cents,
-            order.currency,
-            order.traceparent,
-            order.created_at,
-            order.updated_at,
+            _INSERT_ORDER,
+            *row_values(
+                OrderRow,
+                {
+                    "id": order.id,
+                    "buyer_id": order.buyer_id,
+                    "status": order.status.value,
+                    "total_cents": order.total.cents,
+                    "currency": order.total.currency,
+                    "traceparent": order.traceparent,
+                    "created_at": order.created_at,
+                    "updated_at": order.updated_at,
+                },
+            ),
         )
         for line in order.lines:
             await self._db.fetch(
-                "INSERT INTO order_lines (order_id, item_id, seller_id, title, quantity, unit_price_cents)"
-                " VALUES ({}, {}, {}, {}, {}, {})",
-                order.id,
-                line.item_id,
-                line.seller_id,
-                line.title,
-                line.quantity,
-                line.unit_price_cents,
+                _INSERT_ORDER_LINE,
+                *row_values(
+                    OrderLineRow,
+                    {
+                        "order_id": order.id,
+                        "item_id": line.item_id,
+                        "seller_id": line.seller_id,
+                        "title": line.title,
+                        "quantity": line.quantity,
+                        "unit_price_cents": line.unit_price_cents,
+                    },
+                ),
             )
         p = order.payment
         await self._db.fetch(
-            "INSERT INTO payments (id, order_id, status, method, amount_cents, currency, provider,"
-            " provider_payment_id, failure_reason, created_at, updated_at)"
-            " VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
-            p.id,
-            order.id,
-            p.status.value,
-            p.method,
-            p.amount_cents,
-            p.currency,
-            p.provider,
-            p.provider_payment_id,
-            p.failure_reason,
-            order.created_at,
-            order.updated_at,
+            _INSERT_PAYMENT,
+            *row_values(
+                PaymentRow,
+                {
+                    "id": p.id,
+                    "order_id": order.id,
+                    "status": p.status.value,
+                    "method": p.method,
+                    "amount_cents": p.amount.cents,
+                    "currency": p.amount.currency,
+                    "provider": p.provider,
+                    "provider_payment_id": p.provider_payment_id,
+                    "failure_reason": p.failure_reason,
+                    "created_at": order.created_at,
+                    "updated_at": order.updated_at,
+                },
+            ),
         )
 
     async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
@@ -187,25 +217,17 @@ class PiccoloOrderRepository:
         if canonical is None:
             return None
         lock = " FOR UPDATE" if for_update and self._db.is_postgres else ""
-        rows = await self._db.fetch(
-            f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.id = {{}}{lock}", canonical
-        )
+        rows = await self._db.fetch(_ORDER + lock, canonical)
         if not rows:
             return None
         return (await self._hydrate(rows))[0]
 
     async def save_status(self, order: Order) -> None:
-        await self._db.fetch(
-            "UPDATE orders SET status = {}, updated_at = {} WHERE id = {}",
-            order.status.value,
-            order.updated_at,
-            order.id,
-        )
+        await self._db.fetch(_SAVE_ORDER_STATUS, order.status.value, order.updated_at, order.id)
         if order.payment is not None:
             p = order.payment
             await self._db.fetch(
-                "UPDATE payments SET status = {}, provider_payment_id = {}, failure_reason = {}, updated_at = {}"
-                " WHERE id = {}",
+                _SAVE_PAYMENT_STATUS,
                 p.status.value,
                 p.provider_payment_id,
                 p.failure_reason,
@@ -264,14 +286,7 @@ class PiccoloOrderRepository:
         return Page(items=orders, next_cursor=next_cursor)
 
     async def unsettled(self, updated_before: datetime, limit: int) -> Sequence[Order]:
-        rows = await self._db.fetch(
-            f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.status IN ('pending_payment', 'processing')"
-            " AND (o.updated_at < {} OR o.id IN (SELECT p.order_id FROM payments p WHERE p.failure_reason = {}))"
-            " ORDER BY o.updated_at LIMIT {}",
-            updated_before,
-            GATEWAY_UNAVAILABLE,
-            limit,
-        )
+        rows = await self._db.fetch(_UNSETTLED_ORDERS, updated_before, GATEWAY_UNAVAILABLE, limit)
         return await self._hydrate(rows)
 
     async def _hydrate(self, rows: Sequence[Mapping[str, Any]]) -> list[Order]:
@@ -280,29 +295,20 @@ class PiccoloOrderRepository:
         ids = [str(r["id"]) for r in rows]
         marks = ", ".join("{}" for _ in ids)
         lines: dict[str, list[OrderLine]] = {i: [] for i in ids}
-        for r in await self._db.fetch(
-            "SELECT order_id, item_id, seller_id, title, quantity, unit_price_cents FROM order_lines"
-            f" WHERE order_id IN ({marks}) ORDER BY title, item_id",
-            *ids,
-        ):
+        for r in await self._db.fetch(_ORDER_LINES_OF.format(marks=marks), *ids):
             lines[str(r["order_id"])].append(
                 OrderLine(
                     str(r["item_id"]), str(r["seller_id"]), r["title"], r["quantity"], r["unit_price_cents"]
                 )
             )
         payments: dict[str, Payment] = {}
-        for r in await self._db.fetch(
-            "SELECT id, order_id, status, method, amount_cents, currency, provider, provider_payment_id,"
-            f" failure_reason FROM payments WHERE order_id IN ({marks})",
-            *ids,
-        ):
+        for r in await self._db.fetch(_PAYMENTS_OF.format(marks=marks), *ids):
             payments[str(r["order_id"])] = Payment(
                 id=str(r["id"]),
                 order_id=str(r["order_id"]),
                 status=PaymentStatus(r["status"]),
                 method=r["method"],
-                amount_cents=r["amount_cents"],
-                currency=r["currency"],
+                amount=Money(r["amount_cents"], r["currency"]),
                 provider=r["provider"],
                 provider_payment_id=r["provider_payment_id"],
                 failure_reason=r["failure_reason"],
@@ -313,8 +319,7 @@ class PiccoloOrderRepository:
                 buyer_id=str(r["buyer_id"]),
                 status=OrderStatus(r["status"]),
                 lines=tuple(lines[str(r["id"])]),
-                total_cents=r["total_cents"],
-                currency=r["currency"],
+                total=Money(r["total_cents"], r["currency"]),
                 created_at=r["created_at"],
                 updated_at=r["updated_at"],
                 payment=payments.get(str(r["id"])),
@@ -325,35 +330,44 @@ class PiccoloOrderRepository:
 
 
 class PiccoloPaymentEventLog:
+    """One row per provider event (webhooks and reconciliation, not checkout): Piccolo's query builder."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def record(
         self, event_id: str, event_type: str, order_id: str | None, outcome: str, now: datetime
     ) -> bool:
-        rows = await self._db.fetch(
-            "INSERT INTO payment_events (event_id, type, order_id, outcome, received_at) VALUES ({}, {}, {}, {}, {})"
-            " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-            event_id,
-            event_type,
-            parse_id(order_id) if order_id else None,
-            outcome,
-            now,
+        canonical = parse_id(order_id) if order_id else None
+        event = PaymentEventRow(
+            event_id=event_id,
+            type=event_type,
+            order_id=uuid.UUID(canonical) if canonical else None,
+            outcome=outcome,
+            received_at=now,
+        )
+        rows = await (
+            PaymentEventRow.insert(event)
+            .on_conflict(target=PaymentEventRow.event_id, action="DO NOTHING")
+            .returning(PaymentEventRow.event_id)
         )
         return bool(rows)
 
 
-class PiccoloWebhookOutbox:
+_ENABLED_ENDPOINT = "SELECT seller_id FROM seller_webhooks WHERE seller_id = {} AND disabled_at IS NULL"
+_QUEUE_DELIVERY = insert_sql(WebhookDeliveryRow, without=("last_status_code", "last_error"))
+
+
+class SqlWebhookOutbox:
+    """Queues in the payment's own transaction, on the checkout path."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def enqueue_order_paid(self, order: Order, now: datetime) -> int:
         queued = 0
         for seller_id in sorted(order.seller_ids):
-            endpoint = await self._db.fetch(
-                "SELECT seller_id FROM seller_webhooks WHERE seller_id = {} AND disabled_at IS NULL",
-                seller_id,
-            )
+            endpoint = await self._db.fetch(_ENABLED_ENDPOINT, seller_id)
             if not endpoint:
                 continue
             lines = [line for line in order.lines if line.seller_id == seller_id]
@@ -376,47 +390,68 @@ class PiccoloWebhookOutbox:
                     ],
                 },
             }
+            delivery = {
+                "id": str(uuid.uuid4()),
+                "seller_id": seller_id,
+                "event_type": "order.paid",
+                "payload": json.dumps(payload, separators=(",", ":")),
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "traceparent": order.traceparent,
+                "created_at": now,
+                "updated_at": now,
+            }
             await self._db.fetch(
-                "INSERT INTO webhook_deliveries (id, seller_id, event_type, payload, status, attempts,"
-                " next_attempt_at, traceparent, created_at, updated_at)"
-                " VALUES ({}, {}, 'order.paid', {}, 'pending', 0, {}, {}, {}, {})",
-                str(uuid.uuid4()),
-                seller_id,
-                json.dumps(payload, separators=(",", ":")),
-                now,
-                order.traceparent,
-                now,
-                now,
+                _QUEUE_DELIVERY,
+                *row_values(WebhookDeliveryRow, delivery, without=("last_status_code", "last_error")),
             )
             queued += 1
         return queued
 
 
-class PiccoloIdempotencyStore:
+_CLAIM_KEY = insert_sql(
+    IdempotencyKeyRow,
+    without=("response_status", "response_body"),
+    suffix="ON CONFLICT (user_id, key) DO NOTHING RETURNING key",
+)
+_CLAIMED_KEY = (
+    "SELECT request_hash, state, response_status, response_body, updated_at FROM idempotency_keys"
+    " WHERE user_id = {} AND key = {}"
+)
+_TAKE_OVER_KEY = (
+    "UPDATE idempotency_keys SET updated_at = {} WHERE user_id = {} AND key = {}"
+    " AND state = 'in_progress' AND updated_at = {} RETURNING key"
+)
+_COMPLETE_KEY = (
+    "UPDATE idempotency_keys SET state = 'completed', response_status = {}, response_body = {},"
+    " updated_at = {} WHERE user_id = {} AND key = {}"
+)
+
+
+class SqlIdempotencyStore:
     """Keys live in the database, so they hold across restarts and workers. Each call is its own
-    statement (autocommit): a claim must be visible to concurrent requests at once."""
+    statement (autocommit): a claim must be visible to concurrent requests at once. Every checkout claims
+    and completes a key, and retries read it back: written SQL; giving up and purging use the query builder."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def begin(self, user_id: str, key: str, request_hash: str, now: datetime) -> IdempotentReplay | str:
+        claim = {
+            "user_id": user_id,
+            "key": key,
+            "request_hash": request_hash,
+            "state": "in_progress",
+            "created_at": now,
+            "updated_at": now,
+        }
         claimed = await self._db.fetch(
-            "INSERT INTO idempotency_keys (user_id, key, request_hash, state, created_at, updated_at)"
-            " VALUES ({}, {}, {}, 'in_progress', {}, {}) ON CONFLICT (user_id, key) DO NOTHING RETURNING key",
-            user_id,
-            key,
-            request_hash,
-            now,
-            now,
+            _CLAIM_KEY, *row_values(IdempotencyKeyRow, claim, without=("response_status", "response_body"))
         )
         if claimed:
             return "new"
-        rows = await self._db.fetch(
-            "SELECT request_hash, state, response_status, response_body, updated_at FROM idempotency_keys"
-            " WHERE user_id = {} AND key = {}",
-            user_id,
-            key,
-        )
+        rows = await self._db.fetch(_CLAIMED_KEY, user_id, key)
         if not rows:  # abandoned between our INSERT and SELECT: try once more
             return await self.begin(user_id, key, request_hash, now)
         row = rows[0]
@@ -425,38 +460,25 @@ class PiccoloIdempotencyStore:
         if row["state"] == "completed":
             return IdempotentReplay(status=row["response_status"], body=row["response_body"].encode())
         if row["updated_at"] < now - IDEMPOTENCY_TAKEOVER_AFTER:
-            taken = await self._db.fetch(
-                "UPDATE idempotency_keys SET updated_at = {} WHERE user_id = {} AND key = {}"
-                " AND state = 'in_progress' AND updated_at = {} RETURNING key",
-                now,
-                user_id,
-                key,
-                row["updated_at"],
-            )
+            taken = await self._db.fetch(_TAKE_OVER_KEY, now, user_id, key, row["updated_at"])
             if taken:
                 return "new"
         return "in_progress"
 
     async def complete(self, user_id: str, key: str, status: int, body: bytes, now: datetime) -> None:
-        await self._db.fetch(
-            "UPDATE idempotency_keys SET state = 'completed', response_status = {}, response_body = {},"
-            " updated_at = {} WHERE user_id = {} AND key = {}",
-            status,
-            body.decode(),
-            now,
-            user_id,
-            key,
-        )
+        await self._db.fetch(_COMPLETE_KEY, status, body.decode(), now, user_id, key)
 
     async def abandon(self, user_id: str, key: str) -> None:
-        await self._db.fetch(
-            "DELETE FROM idempotency_keys WHERE user_id = {} AND key = {} AND state = 'in_progress'",
-            user_id,
-            key,
+        await IdempotencyKeyRow.delete().where(
+            (IdempotencyKeyRow.user_id == user_id)
+            & (IdempotencyKeyRow.key == key)
+            & (IdempotencyKeyRow.state == "in_progress")
         )
 
     async def purge(self, older_than: datetime) -> int:
-        rows = await self._db.fetch(
-            "DELETE FROM idempotency_keys WHERE created_at < {} RETURNING key", older_than
+        rows = await (
+            IdempotencyKeyRow.delete()
+            .where(IdempotencyKeyRow.created_at < older_than)
+            .returning(IdempotencyKeyRow.key)
         )
         return len(rows)

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from string import Formatter
 from typing import Any
 
 from piccolo.columns import Column
@@ -186,33 +185,15 @@ class Database:
         return self.engine.transaction()
 
     async def fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
-        """Run raw SQL with `{}` placeholders (compiled to $n or ? per engine). Rows are read by column
-        name (asyncpg Records on PostgreSQL, dicts on SQLite).
-
-        On PostgreSQL the template is compiled once and run straight on the engine's pool, or on the
-        current transaction's connection, exactly where Piccolo would run it: Piccolo re-parses the template
-        on every call (its CPU cost: benchmarks/README.md). Either way the statement gets its
-        span (the engine traces its own path)."""
-        engine = self.engine
-        if isinstance(engine, PostgresEngine) and not any(isinstance(a, QueryString | Column) for a in args):
-            query = _postgres_sql(sql)
-            with self.spans.statement(query):  # measured always, spanned when traced
-                return await self._fetch_postgres(engine, query, args)
-        return await engine.run_querystring(QueryString(sql, *args))
-
-    @staticmethod
-    async def _fetch_postgres(engine: PostgresEngine, query: str, args: Sequence[Any]) -> Any:
-        transaction = engine.current_transaction.get()
-        if transaction is not None:
-            return await transaction.connection.fetch(query, *args)
-        if engine.pool is not None:
-            async with engine.pool.acquire() as connection:
-                return await connection.fetch(query, *args)
-        connection = await engine.get_new_connection()
-        try:
-            return await connection.fetch(query, *args)
-        finally:
-            await connection.close()
+        """Run raw SQL with `{}` placeholders, in the current transaction if there is one. Rows are read by
+        column name (asyncpg Records on PostgreSQL, dicts on SQLite). The statement runs through the Piccolo
+        engine like any Piccolo query (the traced engine gives it its span); Piccolo's compiler turns the
+        template into $n or ? once per template and engine rather than on every call, which cost 40-150 µs of
+        CPU a statement, 1.5 ms a checkout (benchmarks/README.md, "Figures behind choices in the code")."""
+        if any(isinstance(arg, QueryString | Column) for arg in args):  # nested SQL: compiled as a whole
+            return await self.engine.run_querystring(QueryString(sql, *args))
+        text = _compiled_template(sql, len(args), self.engine.engine_type)
+        return await self.engine.run_querystring(_CompiledQuery(sql, text, args))
 
 
 class _BoundedPool:
@@ -248,13 +229,17 @@ class _Acquire:
 
 
 @lru_cache(maxsize=1024)
-def _postgres_sql(template: str) -> str:
-    """`{}` placeholders numbered `$1`, `$2`, ... as Piccolo compiles them (`{{`/`}}` are literal braces)."""
-    parts: list[str] = []
-    number = 0
-    for literal, field, _, _ in Formatter().parse(template):
-        parts.append(literal)
-        if field is not None:
-            number += 1
-            parts.append(f"${number}")
-    return "".join(parts)
+def _compiled_template(template: str, arg_count: int, engine_type: str) -> str:
+    """`template` as Piccolo compiles it for `engine_type` (`{}` numbered `$1`, `$2`, ... or `?`)."""
+    return QueryString(template, *([None] * arg_count)).compile_string(engine_type=engine_type)[0]
+
+
+class _CompiledQuery(QueryString):
+    """A Piccolo QueryString whose template is already compiled: the engine runs it as it runs any other."""
+
+    def __init__(self, template: str, text: str, args: Sequence[Any]) -> None:
+        super().__init__(template)
+        self._compiled = (text, list(args))
+
+    def compile_string(self, engine_type: str = "postgres") -> tuple[str, list[Any]]:
+        return self._compiled

@@ -1,4 +1,5 @@
-"""Piccolo implementations of the repository ports and the unit of work."""
+"""Users and items through Piccolo's query builder (browse and search are written SQL: search.py), the unit
+of work on Piccolo's transactions, and the repositories it hands out."""
 
 from __future__ import annotations
 
@@ -16,33 +17,16 @@ from market.domain.users import User, UserStatus
 
 from .analytics import Identity, SqlAnalyticsLog, anonymous
 from .commerce import (
-    PiccoloCartRepository,
-    PiccoloOrderRepository,
     PiccoloPaymentEventLog,
-    PiccoloStockRepository,
-    PiccoloWebhookOutbox,
+    SqlCartRepository,
+    SqlOrderRepository,
+    SqlStockRepository,
+    SqlWebhookOutbox,
 )
 from .database import Database
-from .rows import item_from_row, parse_id, user_from_row
+from .rows import item_from_row, item_values, parse_id, user_from_row
 from .search import browse_items
 from .tables import ItemRow, UserRow
-
-
-def _item_columns(item: Item) -> dict[str, Any]:
-    """Every stored column but the primary key."""
-    return {
-        "seller_id": uuid.UUID(item.seller_id),
-        "title": item.title,
-        "description": item.description,
-        "price_cents": item.price_cents,
-        "currency": item.currency,
-        "stock": item.stock,
-        "category": item.category,
-        # A suspended item is stored archived (with `suspended_at`, which only moderation sets or clears).
-        "status": ItemStatus.ARCHIVED.value if item.status is ItemStatus.SUSPENDED else item.status.value,
-        "created_at": item.created_at,
-        "updated_at": item.updated_at,
-    }
 
 
 class PiccoloUserRepository:
@@ -52,19 +36,19 @@ class PiccoloUserRepository:
     async def add(self, user: User) -> None:
         # The UNIQUE constraint is the arbiter (two concurrent registrations cannot both pass a pre-check),
         # but inserting nothing on conflict keeps the transaction usable and the error readable.
-        rows = await self._db.fetch(
-            "INSERT INTO users (id, email, display_name, role, password_hash, created_at, token_version, status,"
-            " last_login_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {})"
-            " ON CONFLICT (email) DO NOTHING RETURNING id",
-            uuid.UUID(user.id),
-            user.email,
-            user.display_name,
-            user.role.value,
-            user.password_hash,
-            user.created_at,
-            user.token_version,
-            user.status.value,
-            user.last_login_at,
+        row = UserRow(
+            id=uuid.UUID(user.id),
+            email=user.email,
+            display_name=user.display_name,
+            role=user.role.value,
+            password_hash=user.password_hash,
+            created_at=user.created_at,
+            token_version=user.token_version,
+            status=user.status.value,
+            last_login_at=user.last_login_at,
+        )
+        rows = await (
+            UserRow.insert(row).on_conflict(target=UserRow.email, action="DO NOTHING").returning(UserRow.id)
         )
         if not rows:
             raise EmailAlreadyRegistered()
@@ -100,11 +84,13 @@ class PiccoloUserRepository:
 
 
 class PiccoloItemRepository:
+    """Piccolo's query builder, but for browse and search (search.py): the front page's hot path."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def add(self, item: Item) -> None:
-        await ItemRow.insert(ItemRow(id=uuid.UUID(item.id), **_item_columns(item)))
+        await ItemRow.insert(ItemRow(id=uuid.UUID(item.id), **item_values(item)))
 
     async def get(self, item_id: str) -> Item | None:
         canonical = parse_id(item_id)
@@ -119,7 +105,7 @@ class PiccoloItemRepository:
         return item
 
     async def update(self, item: Item) -> None:
-        await ItemRow.update(_item_columns(item)).where(ItemRow.id == uuid.UUID(item.id))
+        await ItemRow.update(item_values(item)).where(ItemRow.id == uuid.UUID(item.id))
 
     async def browse(self, item_filter: ItemFilter, limit: int, cursor: str | None) -> Page[Item]:
         return await browse_items(self._db, item_filter, limit, cursor)
@@ -136,11 +122,11 @@ class PiccoloUnitOfWork:
         self._publisher = events
         self.users = PiccoloUserRepository(db)
         self.items = PiccoloItemRepository(db)
-        self.carts = PiccoloCartRepository(db)
-        self.stock = PiccoloStockRepository(db)
-        self.orders = PiccoloOrderRepository(db)
+        self.carts = SqlCartRepository(db)
+        self.stock = SqlStockRepository(db)
+        self.orders = SqlOrderRepository(db)
         self.payment_events = PiccoloPaymentEventLog(db)
-        self.outbox = PiccoloWebhookOutbox(db)
+        self.outbox = SqlWebhookOutbox(db)
         self.analytics = SqlAnalyticsLog(db, identity)
 
     async def __aenter__(self) -> Self:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from market.domain.catalog import Item, ItemStatus
 from market.domain.users import Role, User, UserStatus
+
+from .tables import ItemRow, columns
 
 
 def parse_id(value: str) -> str | None:
@@ -37,71 +38,42 @@ def user_from_row(row: Mapping[str, Any]) -> User:
 # still go through `ItemStatus(...)` and raise.
 _ITEM_STATUSES = {status.value: status for status in ItemStatus}
 
-# Items are built from rows on every browse and search page (20-100 per request). The `__init__` of a frozen
-# dataclass calls `object.__setattr__` once per field; filling the slots through their descriptors gives the
-# same object for about half the cost (figures: benchmarks/README.md). Only while Item is exactly these slots and its
-# `__init__` does nothing else; otherwise rows go through the constructor.
-ITEM_COLUMNS = (  # the items table's columns, in the order Item declares them
-    "id",
-    "seller_id",
-    "title",
-    "description",
-    "price_cents",
-    "currency",
-    "stock",
-    "category",
-    "status",
-    "created_at",
-    "updated_at",
-)
-_FILL_SLOTS = (
-    tuple(f.name for f in dataclasses.fields(Item)) == ITEM_COLUMNS
-    and all(f.init for f in dataclasses.fields(Item))
-    and tuple(Item.__slots__) == ITEM_COLUMNS
-    and not hasattr(Item, "__post_init__")
-)
-_new = object.__new__
-(
-    _set_id,
-    _set_seller_id,
-    _set_title,
-    _set_description,
-    _set_price_cents,
-    _set_currency,
-    _set_stock,
-    _set_category,
-    _set_status,
-    _set_created_at,
-    _set_updated_at,
-) = (Item.__dict__[name].__set__ for name in ITEM_COLUMNS) if _FILL_SLOTS else (None,) * len(ITEM_COLUMNS)
+MODERATION_COLUMNS = ("suspended_at", "moderation_reason")
+"""Columns only moderation writes (adapters/db/admin.py); `Item` has no field for them."""
+
+ITEM_COLUMNS = columns(ItemRow, without=MODERATION_COLUMNS)
+"""The items table's columns but moderation's, in the order `Item` declares its fields (a unit test keeps them
+equal)."""
 
 
 def item_from_row(row: Mapping[str, Any]) -> Item:
-    status = _ITEM_STATUSES.get(row["status"]) or ItemStatus(row["status"])
-    if not _FILL_SLOTS:
-        return Item(
-            id=str(row["id"]),
-            seller_id=str(row["seller_id"]),
-            title=row["title"],
-            description=row["description"],
-            price_cents=row["price_cents"],
-            currency=row["currency"],
-            stock=row["stock"],
-            category=row["category"],
-            status=status,
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-        )
-    item = _new(Item)
-    _set_id(item, str(row["id"]))
-    _set_seller_id(item, str(row["seller_id"]))
-    _set_title(item, row["title"])
-    _set_description(item, row["description"])
-    _set_price_cents(item, row["price_cents"])
-    _set_currency(item, row["currency"])
-    _set_stock(item, row["stock"])
-    _set_category(item, row["category"])
-    _set_status(item, status)
-    _set_created_at(item, row["created_at"])
-    _set_updated_at(item, row["updated_at"])
-    return item
+    return Item(
+        id=str(row["id"]),
+        seller_id=str(row["seller_id"]),
+        title=row["title"],
+        description=row["description"],
+        price_cents=row["price_cents"],
+        currency=row["currency"],
+        stock=row["stock"],
+        category=row["category"],
+        status=_ITEM_STATUSES.get(row["status"]) or ItemStatus(row["status"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def item_values(item: Item) -> dict[str, Any]:
+    """The stored value of each of `item`'s columns but the primary key, by column name."""
+    return {
+        "seller_id": uuid.UUID(item.seller_id),
+        "title": item.title,
+        "description": item.description,
+        "price_cents": item.price_cents,
+        "currency": item.currency,
+        "stock": item.stock,
+        "category": item.category,
+        # A suspended item is stored archived (with `suspended_at`, which only moderation sets or clears).
+        "status": ItemStatus.ARCHIVED.value if item.status is ItemStatus.SUSPENDED else item.status.value,
+        "created_at": item.created_at,
+        "updated_at": item.updated_at,
+    }

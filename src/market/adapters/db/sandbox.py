@@ -26,8 +26,8 @@ class SqlSandboxLedger:
             request.order_id,
             status,
             request.method,
-            request.amount_cents,
-            request.currency,
+            request.amount.cents,
+            request.amount.currency,
             reason,
             at,
         )

@@ -18,12 +18,10 @@ from market.domain.errors import InvalidCursor
 
 from .cursors import decode_cursor, decode_keyset_cursor, encode_cursor, encode_keyset_cursor
 from .database import Database
-from .rows import item_from_row, parse_id
+from .rows import MODERATION_COLUMNS, item_from_row, parse_id
+from .tables import ItemRow, select_list
 
-_COLUMNS = (
-    "i.id, i.seller_id, i.title, i.description, i.price_cents, i.currency, i.stock, i.category,"
-    " i.status, i.created_at, i.updated_at"
-)
+_COLUMNS = select_list(ItemRow, "i", without=MODERATION_COLUMNS)
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_SEARCH_OFFSET = 10_000  # deeper than any person pages; bounds the work one request can ask for
 

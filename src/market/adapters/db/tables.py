@@ -1,10 +1,19 @@
-"""Piccolo table definitions. The schema itself is created by the SQL migrations in `migrations/`
-(full-text search, CHECK constraints and partial indexes are beyond the ORM); a test checks that these
-classes and the migrated schema agree."""
+"""The schema as the code sees it: one Piccolo `Table` per table the migrations create, and the column lists
+the repositories' SQL is written from (`columns`, `select_list`, `insert_sql`).
+
+The schema itself is created by the SQL migrations in `migrations/` (full-text search, CHECK constraints,
+partial indexes and composite keys are beyond the ORM); tests/integration/test_schema.py checks, on both
+engines, that these classes and the migrated schema agree column by column (name, type, length, NULL,
+UNIQUE, primary key). Piccolo gives every table one primary-key column; where the migration declares a
+composite key the first of its columns carries `primary_key=True` and `COMPOSITE_KEYS` holds the whole key.
+"""
 
 from __future__ import annotations
 
-from piccolo.columns import UUID, BigInt, Integer, Text, Timestamptz, Varchar
+from collections.abc import Mapping
+from typing import Any
+
+from piccolo.columns import UUID, BigInt, BigSerial, Integer, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
 
@@ -21,10 +30,12 @@ class UserRow(Table, tablename="users"):
 
 
 class ItemRow(Table, tablename="items"):
+    """Declared in the order of `Item`'s fields (a test keeps them so): rows map to items column by column."""
+
     id = UUID(primary_key=True)
     seller_id = UUID(index=True)
     title = Varchar(length=200)
-    description = Text()
+    description = Text(default="")
     price_cents = BigInt()
     currency = Varchar(length=3)
     stock = Integer()
@@ -34,6 +45,140 @@ class ItemRow(Table, tablename="items"):
     updated_at = Timestamptz()
     suspended_at = Timestamptz(null=True, default=None)
     moderation_reason = Varchar(length=500, null=True, default=None)
+
+
+class CartRow(Table, tablename="carts"):
+    buyer_id = UUID(primary_key=True)
+    checkout_order_id = UUID(null=True, default=None)
+    checkout_started_at = Timestamptz(null=True, default=None)
+    updated_at = Timestamptz()
+
+
+class CartLineRow(Table, tablename="cart_lines"):
+    buyer_id = UUID(primary_key=True)  # with item_id (COMPOSITE_KEYS)
+    item_id = UUID()
+    quantity = Integer()
+    added_at = Timestamptz()
+
+
+class OrderRow(Table, tablename="orders"):
+    id = UUID(primary_key=True)
+    buyer_id = UUID()
+    status = Varchar(length=20)
+    total_cents = BigInt()
+    currency = Varchar(length=3)
+    traceparent = Varchar(length=55, null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class OrderLineRow(Table, tablename="order_lines"):
+    order_id = UUID(primary_key=True)  # with item_id (COMPOSITE_KEYS)
+    item_id = UUID()
+    seller_id = UUID()
+    title = Varchar(length=200)
+    quantity = Integer()
+    unit_price_cents = BigInt()
+
+
+class PaymentRow(Table, tablename="payments"):
+    id = UUID(primary_key=True)
+    order_id = UUID(unique=True)
+    status = Varchar(length=16)
+    method = Varchar(length=32)
+    amount_cents = BigInt()
+    currency = Varchar(length=3)
+    provider = Varchar(length=32)
+    provider_payment_id = Varchar(length=255, null=True, default=None)
+    failure_reason = Varchar(length=64, null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class PaymentEventRow(Table, tablename="payment_events"):
+    event_id = Varchar(length=255, primary_key=True)
+    type = Varchar(length=64)
+    order_id = UUID(null=True, default=None)
+    outcome = Varchar(length=32)
+    received_at = Timestamptz()
+
+
+class IdempotencyKeyRow(Table, tablename="idempotency_keys"):
+    user_id = UUID(primary_key=True)  # with key (COMPOSITE_KEYS)
+    key = Varchar(length=255)
+    request_hash = Varchar(length=64)
+    state = Varchar(length=16)
+    response_status = Integer(null=True, default=None)
+    response_body = Text(null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class SandboxChargeRow(Table, tablename="sandbox_charges"):
+    """The sandbox gateway's ledger (adapters/payments/sandbox.py)."""
+
+    id = Varchar(length=64, primary_key=True)
+    order_id = UUID(unique=True)
+    status = Varchar(length=16)
+    method = Varchar(length=32)
+    amount_cents = BigInt()
+    currency = Varchar(length=3)
+    failure_reason = Varchar(length=64, null=True, default=None)
+    created_at = Timestamptz()
+
+
+class SellerWebhookRow(Table, tablename="seller_webhooks"):
+    seller_id = UUID(primary_key=True)
+    url = Text()
+    secret = Text()
+    disabled_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class WebhookDeliveryRow(Table, tablename="webhook_deliveries"):
+    id = UUID(primary_key=True)
+    seller_id = UUID()
+    event_type = Varchar(length=64)
+    payload = Text()
+    status = Varchar(length=16)
+    attempts = Integer(default=0)
+    next_attempt_at = Timestamptz(null=True, default=None)
+    last_status_code = Integer(null=True, default=None)
+    last_error = Text(null=True, default=None)
+    traceparent = Varchar(length=55, null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class WebhookAttemptRow(Table, tablename="webhook_attempts"):
+    id = UUID(primary_key=True)
+    delivery_id = UUID()
+    attempted_at = Timestamptz()
+    status_code = Integer(null=True, default=None)
+    error = Text(null=True, default=None)
+    duration_ms = Integer()
+
+
+class AnalyticsEventRow(Table, tablename="analytics_events"):
+    """BIGINT GENERATED BY DEFAULT AS IDENTITY on PostgreSQL, INTEGER PRIMARY KEY (the rowid) on SQLite."""
+
+    id = BigSerial(primary_key=True)
+    occurred_at = Timestamptz()
+    kind = Varchar(length=32)
+    session_id = Varchar(length=64, null=True, default=None)
+    user_id = UUID(null=True, default=None)
+    trace_id = Varchar(length=32, null=True, default=None)
+    item_id = UUID(null=True, default=None)
+    seller_id = UUID(null=True, default=None)
+    order_id = UUID(null=True, default=None)
+    query = Text(null=True, default=None)
+    result_count = Integer(null=True, default=None)
+    quantity = Integer(null=True, default=None)
+    amount_cents = BigInt(null=True, default=None)
+    currency = Varchar(length=3, null=True, default=None)
+    method = Varchar(length=32, null=True, default=None)
+    reason = Varchar(length=64, null=True, default=None)
 
 
 class SessionEntryRow(Table, tablename="session_entries"):
@@ -66,4 +211,70 @@ class AuditRow(Table, tablename="audit_log"):
     trace_id = Varchar(length=32, null=True, default=None)
 
 
-ALL_TABLES: tuple[type[Table], ...] = (UserRow, ItemRow, SessionEntryRow, AuditRow)
+ALL_TABLES: tuple[type[Table], ...] = (
+    UserRow,
+    ItemRow,
+    CartRow,
+    CartLineRow,
+    OrderRow,
+    OrderLineRow,
+    PaymentRow,
+    PaymentEventRow,
+    IdempotencyKeyRow,
+    SandboxChargeRow,
+    SellerWebhookRow,
+    WebhookDeliveryRow,
+    WebhookAttemptRow,
+    AnalyticsEventRow,
+    SessionEntryRow,
+    AuditRow,
+)
+
+COMPOSITE_KEYS: dict[type[Table], tuple[str, ...]] = {
+    CartLineRow: ("buyer_id", "item_id"),
+    OrderLineRow: ("order_id", "item_id"),
+    IdempotencyKeyRow: ("user_id", "key"),
+}
+
+
+def primary_key(table: type[Table]) -> tuple[str, ...]:
+    """The columns of `table`'s primary key, as the migration declares it."""
+    return COMPOSITE_KEYS.get(table, (table._meta.primary_key._meta.db_column_name,))
+
+
+def columns(table: type[Table], *, without: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """`table`'s column names in declaration order, leaving out `without`."""
+    names = tuple(column._meta.db_column_name for column in table._meta.columns)
+    unknown = set(without) - set(names)
+    if unknown:
+        raise ValueError(f"{table._meta.tablename} has no column {sorted(unknown)}")
+    return tuple(name for name in names if name not in without)
+
+
+def select_list(table: type[Table], alias: str | None = None, *, without: tuple[str, ...] = ()) -> str:
+    """`a.col1, a.col2, ...` for a SELECT of `table` under `alias` (bare names without one)."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(prefix + name for name in columns(table, without=without))
+
+
+def insert_sql(table: type[Table], *, without: tuple[str, ...] = (), suffix: str = "") -> str:
+    """`INSERT INTO t (c1, c2, ...) VALUES ({}, {}, ...)` + `suffix`, one `{}` per column in declaration
+    order: the arguments follow the Table's order."""
+    names = columns(table, without=without)
+    placeholders = ", ".join("{}" for _ in names)
+    statement = f"INSERT INTO {table._meta.tablename} ({', '.join(names)}) VALUES ({placeholders})"
+    return statement + (f" {suffix}" if suffix else "")
+
+
+def row_values(
+    table: type[Table], values: Mapping[str, Any], *, without: tuple[str, ...] = ()
+) -> tuple[Any, ...]:
+    """`values` (by column name) in `table`'s column order, for the placeholders of `insert_sql(table)`; a
+    missing or unknown column is an error, so the arguments cannot drift from the statement."""
+    names = columns(table, without=without)
+    if values.keys() != set(names):
+        raise ValueError(
+            f"values for {table._meta.tablename}: missing {sorted(set(names) - values.keys())},"
+            f" unknown {sorted(values.keys() - set(names))}"
+        )
+    return tuple(values[name] for name in names)

@@ -35,7 +35,7 @@ class CartOut(msgspec.Struct):
         return cls(
             lines=[
                 CartLineOut(
-                    line.item_id, line.title, line.quantity, line.unit_price_cents, line.line_total_cents
+                    line.item_id, line.title, line.quantity, line.unit_price.cents, line.line_total.cents
                 )
                 for line in cart.lines
             ],

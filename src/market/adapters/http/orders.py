@@ -88,9 +88,9 @@ class OrderOut(msgspec.Struct):
                 )
                 for line in order.lines
             ],
-            total_cents=order.total_cents,
-            currency=order.currency,
-            payment=PaymentOut(p.id, p.status.value, p.method, p.amount_cents) if p else None,
+            total_cents=order.total.cents,
+            currency=order.total.currency,
+            payment=PaymentOut(p.id, p.status.value, p.method, p.amount.cents) if p else None,
             created_at=order.created_at,
             updated_at=order.updated_at,
         )

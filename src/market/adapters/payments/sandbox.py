@@ -76,8 +76,8 @@ class SandboxPaymentGateway:
                     "data": {
                         "payment_id": charge_id,
                         "order_id": request.order_id,
-                        "amount_cents": request.amount_cents,
-                        "currency": request.currency,
+                        "amount_cents": request.amount.cents,
+                        "currency": request.amount.currency,
                     },
                 }
             )

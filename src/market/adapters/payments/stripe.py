@@ -141,8 +141,8 @@ class StripePaymentGateway:
 
 def _charge_form(request: ChargeRequest) -> list[tuple[str, str]]:
     form = [
-        ("amount", str(request.amount_cents)),
-        ("currency", request.currency.lower()),
+        ("amount", str(request.amount.cents)),
+        ("currency", request.amount.currency.lower()),
         ("confirm", "true"),
         ("error_on_requires_action", "true"),
         # Naming the method type turns automatic payment methods off: no redirect-based method, so no

@@ -55,8 +55,8 @@ class OtelEventPublisher:
                     m.checkout_started.add(1)
                 return names.EVENT_CHECKOUT_STARTED, {
                     names.ORDER_ID: event.order_id,
-                    names.ORDER_TOTAL_CENTS: event.total_cents,
-                    names.ORDER_CURRENCY: event.currency,
+                    names.ORDER_TOTAL_CENTS: event.total.cents,
+                    names.ORDER_CURRENCY: event.total.currency,
                     names.CART_LINE_COUNT: event.line_count,
                 }
             case events.PaymentAttempted():
@@ -65,8 +65,8 @@ class OtelEventPublisher:
                         1, {names.PAYMENT_OUTCOME: event.outcome, names.PAYMENT_METHOD: event.method}
                     )
                     m.payment_amount.record(
-                        event.amount_cents,
-                        {names.PAYMENT_OUTCOME: event.outcome, names.ORDER_CURRENCY: event.currency},
+                        event.amount.cents,
+                        {names.PAYMENT_OUTCOME: event.outcome, names.ORDER_CURRENCY: event.amount.currency},
                     )
                 return names.EVENT_PAYMENT_ATTEMPTED, {
                     names.ORDER_ID: event.order_id,
@@ -75,7 +75,7 @@ class OtelEventPublisher:
                 }
             case events.OrderPaid():
                 if m:
-                    m.orders_completed.add(1, {names.ORDER_CURRENCY: event.currency})
+                    m.orders_completed.add(1, {names.ORDER_CURRENCY: event.total.currency})
                 return names.EVENT_ORDER_PAID, {names.ORDER_ID: event.order_id}
             case events.OrderRefunded():
                 return names.EVENT_ORDER_REFUNDED, {names.ORDER_ID: event.order_id}

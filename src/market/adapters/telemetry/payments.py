@@ -23,8 +23,8 @@ class TracedPaymentGateway:
             names.PAYMENT_PROVIDER: self.name,
             names.PAYMENT_METHOD: request.method,
             names.ORDER_ID: request.order_id,
-            names.ORDER_TOTAL_CENTS: request.amount_cents,
-            names.ORDER_CURRENCY: request.currency,
+            names.ORDER_TOTAL_CENTS: request.amount.cents,
+            names.ORDER_CURRENCY: request.amount.currency,
         }
         with self._tracer.start_as_current_span(
             names.SPAN_PAYMENT_CHARGE, kind=SpanKind.CLIENT, attributes=attributes, record_exception=False

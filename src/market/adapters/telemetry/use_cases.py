@@ -51,8 +51,8 @@ def traced_checkout(checkout: Callable[..., Awaitable[Order]], tracer: Tracer) -
             span.set_attributes(
                 {
                     names.ORDER_ID: order.id,
-                    names.ORDER_TOTAL_CENTS: order.total_cents,
-                    names.ORDER_CURRENCY: order.currency,
+                    names.ORDER_TOTAL_CENTS: order.total.cents,
+                    names.ORDER_CURRENCY: order.total.currency,
                     names.CART_LINE_COUNT: len(order.lines),
                     names.CHECKOUT_OUTCOME: order.status.value,
                 }
