@@ -61,11 +61,12 @@ def test_the_database_its_wal_and_shm_the_key_and_metrics_snapshots_are_private_
     assert _mode(var) == 0o700
     assert _mode(var / "secret_key") == 0o600
     deadline = time.monotonic() + SNAPSHOT_WAIT_S
-    while not list((var / "metrics").glob("*.json")) and time.monotonic() < deadline:
+    while not list((var / "metrics").glob("*/*.json")) and time.monotonic() < deadline:
         time.sleep(0.2)
-    snapshots = list((var / "metrics").glob("*.json"))
+    snapshots = list((var / "metrics").glob("*/*.json"))
     assert snapshots, "no metrics snapshot was written"
     assert _mode(var / "metrics") == 0o700
+    assert {_mode(p.parent) for p in snapshots} == {0o700}  # its own serve group's folder
     assert {_mode(p) for p in snapshots} == {0o600}
 
 
