@@ -1,4 +1,21 @@
-"""The composition root: the one place that builds adapters and wires them to the use cases."""
+"""The composition root: the one place that builds adapters and wires them to the use cases.
+
+How a controller gets a use case (follow this when adding a route):
+1. The use case is an async function in `market.application`: its input first, then its ports keyword-only
+   (`async def view_cart(buyer, *, uow)`). Next to it, a `Callable` alias names it as controllers see it, ports
+   bound: `ViewCart = Callable[[User], Awaitable[Cart]]` (the CamelCase of the function's name).
+2. `bind_use_cases` below binds it once, with its ports (`BoundUseCase`, a `functools.partial` whose repr hides
+   the ports), under the function's name;
+   wrappers that add business spans or other telemetry are applied here too (adapters/telemetry/use_cases.py),
+   so the use case never imports OpenTelemetry.
+3. `create_app` registers every bound use case as a Litestar dependency of the same name
+   (`Provide`, one per use case), so a handler asks for it by parameter name and alias:
+   `async def get_cart(self, user: User, view_cart: ViewCart) -> CartOut: return CartOut.of(await view_cart(user))`.
+   The controller parses, calls one use case and shapes the response; it never sees a port.
+A test (tests/unit/test_use_case_wiring.py) fails when a handler asks for a use case that is not bound, or one
+is bound that no handler asks for. Inside a use case, domain events go through the unit of work
+(`await work.collect(events, now)`): recorded with the work, published only after it commits.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +51,7 @@ from market.adapters.db.webhooks import PiccoloSellerWebhookRepository, SqlWebho
 from market.adapters.http.app import create_app
 from market.adapters.http.limits import RouteLimits
 from market.adapters.http.sessions import SessionLinks
+from market.adapters.payments.events import SignedProviderEvents
 from market.adapters.payments.sandbox import SandboxPaymentGateway
 from market.adapters.security.devices import KnownDevices
 from market.adapters.security.limits import Limiter, StoreSignInThrottle, build_store
@@ -42,18 +60,34 @@ from market.adapters.security.tokens import JwtTokenService, load_or_create_secr
 from market.adapters.telemetry.business import refresh_business_gauges_forever
 from market.adapters.telemetry.events import OtelEventPublisher
 from market.adapters.telemetry.payments import TracedPaymentGateway
+from market.adapters.telemetry.use_cases import traced_apply_provider_event, traced_checkout
 from market.adapters.webhooks.sender import HttpxWebhookSender
 from market.adapters.webhooks.signing import new_secret
 from market.adapters.webhooks.ssrf import SsrfGuard
 from market.adapters.webhooks.worker import WebhookDeliveryWorker
+from market.application import (
+    accounts,
+    admin,
+    analytics,
+    cart,
+    catalog,
+    checkout,
+    deliveries,
+    moderation,
+    provider_events,
+    seller_webhooks,
+    sessions,
+)
 from market.application.admin import AdminPorts
 from market.application.analytics import prune_events
 from market.application.checkout import reconcile_payments
-from market.application.ports import PaymentGateway
+from market.application.ports import PaymentGateway, SessionRecorder, SessionStore
 from market.application.seller_webhooks import SellerWebhookPorts
 from market.application.services import Services
 from market.config import ConfigError, Settings
 from market.domain.redaction import safe_url
+from market.ops import dashboard as ops_dashboard
+from market.ops import selftest
 from market.ops.alerting.monitor import AlertMonitor, FileLease, Lease, RedisLease
 from market.ops.alerting.notifiers import (
     Notifier,
@@ -150,7 +184,8 @@ def signing_key(settings: Settings) -> str:
 
 
 def build_admin_ports(database: Database, services: Services) -> AdminPorts:
-    """The admin tools' ports (people, audit trail), injected into their controllers as `admin`."""
+    """The admin tools' ports (people, audit trail, moderation, deliveries), bound to their use cases by
+    `bind_use_cases` (controllers never see them)."""
     return AdminPorts(
         uow=lambda: PiccoloAdminUnitOfWork(database, request_context.identity),
         directory=SqlUserDirectory(database),
@@ -174,8 +209,9 @@ def build_services(
     webhook_secret = payment_webhook_secret(settings, secret)
     never_send(secret, webhook_secret, *settings.secret_values())
     gateway, sandbox = build_gateways(settings, database, webhook_secret)
+    events = OtelEventPublisher(telemetry.instruments if telemetry else None)
     return Services(
-        uow=lambda: PiccoloUnitOfWork(database, request_context.identity),
+        uow=lambda: PiccoloUnitOfWork(database, request_context.identity, events),
         repos=PiccoloReadRepositories(database, request_context.identity),
         hasher=Argon2PasswordHasher(
             argon2,
@@ -188,7 +224,7 @@ def build_services(
         tokens=JwtTokenService(secret, settings.auth.token_ttl_seconds),
         ids=UuidGenerator(),
         clock=SystemClock(),
-        events=OtelEventPublisher(telemetry.instruments if telemetry else None),
+        events=events,
         dummy_password_hash=argon2.hash(uuid.uuid4().hex),
         gateway=gateway,
         sandbox_gateway=sandbox,
@@ -209,6 +245,122 @@ def build_services(
     )
 
 
+class BoundUseCase(partial[Any]):
+    """A use case with its ports bound. Its repr names the use case only: a port may hold a secret (the dummy
+    password hash, keys inside services) and a repr ends up in tracebacks and Sentry's local variables."""
+
+    def __repr__(self) -> str:
+        return f"<{self.func.__module__}.{self.func.__qualname__}, ports bound>"
+
+
+def bind_use_cases(
+    services: Services,
+    *,
+    admin_ports: AdminPorts,
+    session_store: SessionStore,
+    session_recorder: SessionRecorder,
+) -> dict[str, Callable[..., Any]]:
+    """Every use case a controller may call, its ports bound, by the name controllers ask for it (see the module
+    docstring). The CLI may call these too."""
+    s = services
+    tracer = trace.get_tracer(INSTRUMENTATION_SCOPE)
+    place_order = traced_checkout(
+        BoundUseCase(checkout.checkout, uow=s.uow, gateway=s.gateway, ids=s.ids, clock=s.clock),
+        tracer,
+    )
+    apply_provider_event = traced_apply_provider_event(
+        BoundUseCase(checkout.apply_provider_event, uow=s.uow, clock=s.clock), s.uow, tracer
+    )
+    webhooks = s.webhooks
+    record_admin_action = BoundUseCase(admin.record_admin_action, ports=admin_ports)
+    return {
+        # accounts
+        "register_user": BoundUseCase(
+            accounts.register_user, uow=s.uow, hasher=s.hasher, ids=s.ids, clock=s.clock
+        ),
+        "issue_token": BoundUseCase(
+            accounts.issue_token,
+            repos=s.repos,
+            uow=s.uow,
+            hasher=s.hasher,
+            tokens=s.tokens,
+            clock=s.clock,
+            dummy_hash=s.dummy_password_hash,
+            throttle=s.sign_in_throttle,
+        ),
+        "user_of_token": BoundUseCase(accounts.user_of_token, tokens=s.tokens, repos=s.repos),
+        "change_password": BoundUseCase(accounts.change_password, uow=s.uow, hasher=s.hasher),
+        "sign_out_everywhere": BoundUseCase(accounts.sign_out_everywhere, uow=s.uow),
+        # catalog
+        "browse_items": BoundUseCase(catalog.browse_items, repos=s.repos, clock=s.clock, events=s.events),
+        "view_item": BoundUseCase(catalog.view_item, repos=s.repos, clock=s.clock, events=s.events),
+        "list_item": BoundUseCase(catalog.list_item, uow=s.uow, ids=s.ids, clock=s.clock),
+        "edit_item": BoundUseCase(moderation.edit_item, ports=admin_ports, uow=s.uow),
+        "archive_item": BoundUseCase(catalog.archive_item, uow=s.uow, clock=s.clock),
+        # cart and orders
+        "view_cart": BoundUseCase(cart.view_cart, uow=s.uow),
+        "set_cart_quantity": BoundUseCase(cart.set_cart_quantity, uow=s.uow, clock=s.clock),
+        "idempotent_checkout": BoundUseCase(
+            checkout.idempotent_checkout, place_order=place_order, idempotency=s.idempotency, clock=s.clock
+        ),
+        "list_orders": BoundUseCase(checkout.list_orders, uow=s.uow),
+        "get_order": BoundUseCase(checkout.get_order, uow=s.uow),
+        "receive_provider_event": BoundUseCase(
+            provider_events.receive_provider_event,
+            source=SignedProviderEvents.for_gateway(s.gateway.name, s.payment_webhook_secret),
+            apply=apply_provider_event,
+            events=s.events,
+        ),
+        # seller webhooks
+        "set_seller_webhook": BoundUseCase(
+            seller_webhooks.set_seller_webhook,
+            endpoints=webhooks.endpoints,
+            guard=webhooks.guard,
+            new_secret=webhooks.new_secret,
+            clock=s.clock,
+        ),
+        "get_seller_webhook": BoundUseCase(seller_webhooks.get_seller_webhook, endpoints=webhooks.endpoints),
+        "list_webhook_deliveries": BoundUseCase(
+            seller_webhooks.list_webhook_deliveries, deliveries=webhooks.deliveries
+        ),
+        # analytics
+        "run_report": BoundUseCase(
+            analytics.run_report, reports=s.reports, clock=s.clock, abandon_after=s.cart_abandon_after
+        ),
+        "seller_dashboard": BoundUseCase(analytics.seller_dashboard, reports=s.reports),
+        # operations
+        "run_monitoring_self_test": BoundUseCase(
+            selftest.run_monitoring_self_test,
+            record_admin_action=record_admin_action,
+            produce_monitoring_signal=BoundUseCase(
+                selftest.produce_monitoring_signal,
+                sandbox_gateway=s.sandbox_gateway,
+                events=s.events,
+                analytics=s.repos.analytics,
+                clock=s.clock,
+            ),
+        ),
+        "figures": BoundUseCase(
+            ops_dashboard.figures, reports=s.reports, clock=s.clock, abandon_after=s.cart_abandon_after
+        ),
+        # admin tools (people, audit trail, moderation, webhook deliveries)
+        "find_users": BoundUseCase(admin.find_users, ports=admin_ports),
+        "change_account": BoundUseCase(admin.change_account, ports=admin_ports),
+        "find_audit": BoundUseCase(admin.find_audit, ports=admin_ports),
+        "set_item_status": BoundUseCase(moderation.set_item_status, ports=admin_ports),
+        "find_deliveries": BoundUseCase(deliveries.find_deliveries, ports=admin_ports),
+        "retry_delivery": BoundUseCase(deliveries.retry_delivery, ports=admin_ports),
+        # session replay
+        "find_sessions": BoundUseCase(sessions.find_sessions, store=session_store, users=s.repos.users),
+        "session_timeline": BoundUseCase(sessions.session_timeline, store=session_store),
+        "add_client_events": BoundUseCase(
+            sessions.add_client_events, recorder=session_recorder, clock=s.clock
+        ),
+        # not a use case: the present, for input that is relative to it (a report's default period)
+        "now": s.clock.now,
+    }
+
+
 def refusal_counter(telemetry: Telemetry | None) -> Callable[[str], None]:
     """Counts a refusal by an abuse limit or the hashing budget in `market.rate_limit.refused{bucket}`."""
 
@@ -227,7 +379,7 @@ async def reconcile_forever(services: Services, interval_s: float) -> None:
         await asyncio.sleep(interval_s)
         try:
             counts = await reconcile_payments(
-                uow=services.uow, gateway=services.gateway, clock=services.clock, events=services.events
+                uow=services.uow, gateway=services.gateway, clock=services.clock
             )
             if counts["paid"] or counts["payment_failed"]:
                 log.info("reconciled payments", extra=counts)
@@ -346,7 +498,12 @@ def build_app(
             yield
 
     app = create_app(
-        services,
+        bind_use_cases(
+            services,
+            admin_ports=build_admin_ports(database, services),
+            session_store=session_store,
+            session_recorder=recording,
+        ),
         database,
         metrics=telemetry.exposition,
         metrics_token=settings.telemetry.metrics_token,
@@ -359,10 +516,7 @@ def build_app(
         ),
         lifespan=[lifespan],
         unavailable=unavailable_reason,
-        dependencies={
-            **session_dependencies(session_store, recording, links),
-            "admin": Provide(_constant(build_admin_ports(database, services)), sync_to_thread=False),
-        },
+        dependencies=session_dependencies(links),
     )
     # Outside Litestar's exception handling, so that even 404s of unknown routes and 500s are traced.
     app.asgi_handler = ServerSpanMiddleware(
@@ -379,22 +533,9 @@ def session_links(settings: Settings) -> SessionLinks:
     return SessionLinks(settings.sessions.trace_url_template, settings.sessions.sentry_url_template)
 
 
-def session_dependencies(
-    store: SqlSessionStore, recording: SessionRecording, links: SessionLinks
-) -> dict[str, Provide]:
-    """Session replay's ports, for the controllers that ask for them by name."""
-    return {
-        "session_store": Provide(lambda: store, sync_to_thread=False),
-        "session_recorder": Provide(lambda: recording, sync_to_thread=False),
-        "session_links": Provide(lambda: links, sync_to_thread=False),
-    }
-
-
-def _constant(value: Any) -> Any:
-    def provide() -> Any:
-        return value
-
-    return provide
+def session_dependencies(links: SessionLinks) -> dict[str, Provide]:
+    """What session replay's pages need besides their use cases: the addresses of the trace and Sentry pages."""
+    return {"session_links": Provide(lambda: links, sync_to_thread=False)}
 
 
 async def close_gateways(services: Services) -> None:

@@ -185,7 +185,6 @@ def reconcile() -> None:
                 uow=services.uow,
                 gateway=services.gateway,
                 clock=services.clock,
-                events=services.events,
             )
         finally:
             await services.gateway.close()
@@ -246,7 +245,6 @@ def create_admin(email: str, display_name: str) -> None:
             hasher=services.hasher,
             ids=services.ids,
             clock=services.clock,
-            events=services.events,
             allow_admin=True,
         )
     )

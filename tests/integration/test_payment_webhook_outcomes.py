@@ -9,6 +9,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from litestar.testing import TestClient
@@ -24,6 +25,13 @@ WEBHOOK = "/api/v1/webhooks/payments"
 
 @pytest.fixture
 def client(tmp_path) -> Iterator[TestClient]:
+    with serve(tmp_path) as test_client:
+        yield test_client
+
+
+@contextmanager
+def serve(tmp_path) -> Iterator[TestClient]:
+    """The app on SQLite; its use cases are bound when it is built (patch them before)."""
     settings = Settings.from_env(
         {
             "MARKET_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
@@ -70,15 +78,16 @@ def growth(before: dict[str, float], after: dict[str, float]) -> dict[str, float
     return {key: after[key] - before.get(key, 0.0) for key in after if after[key] != before.get(key, 0.0)}
 
 
-def test_an_error_while_applying_an_authentic_event_is_a_failed_delivery(client, monkeypatch):
+def test_an_error_while_applying_an_authentic_event_is_a_failed_delivery(tmp_path, monkeypatch):
     async def broken(*args, **kwargs):
         raise RuntimeError("the database went away")
 
     monkeypatch.setattr(checkout_use_cases, "apply_provider_event", broken)
     body, headers = signed_event()
-    before = inbound(client)
-    assert client.post(WEBHOOK, content=body, headers=headers).status_code == 500
-    assert growth(before, inbound(client)) == {"failure": 1.0}
+    with serve(tmp_path) as client:
+        before = inbound(client)
+        assert client.post(WEBHOOK, content=body, headers=headers).status_code == 500
+        assert growth(before, inbound(client)) == {"failure": 1.0}
 
 
 def test_an_authentic_event_we_do_not_understand_is_a_failed_delivery_not_a_rejection(client):

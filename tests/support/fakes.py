@@ -102,10 +102,15 @@ class FakeUnitOfWork:
     """Stages writes in copies; only `commit()` makes them visible in the shared stores."""
 
     def __init__(
-        self, users: dict[str, User], items: dict[str, Item], commerce: FakeCommerceState | None = None
+        self,
+        users: dict[str, User],
+        items: dict[str, Item],
+        commerce: FakeCommerceState | None = None,
+        events: FakeEventPublisher | None = None,
     ) -> None:
         self._users, self._items = users, items
         self._commerce = commerce if commerce is not None else FakeCommerceState()
+        self._publisher = events
         self.committed = False
 
     async def __aenter__(self) -> Self:
@@ -120,10 +125,15 @@ class FakeUnitOfWork:
         self.payment_events = FakePaymentEventLog(self._staged)
         self.outbox = FakeWebhookOutbox(self._staged)
         self.analytics = FakeAnalyticsLog(self._staged.analytics)
+        self._collected: list[Event] = []
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        return None
+        self._collected = []
+
+    async def collect(self, events: Sequence[Event], now: datetime) -> None:
+        await self.analytics.record(events, now)
+        self._collected.extend(events)
 
     async def commit(self) -> None:
         self._users.clear()
@@ -132,19 +142,24 @@ class FakeUnitOfWork:
         self._items.update(self.items.store)
         self._commerce.replace_with(self._staged)
         self.committed = True
+        collected, self._collected = self._collected, []
+        if collected and self._publisher is not None:
+            self._publisher.publish(collected)
 
 
 class FakeStore:
     """The shared state behind the fakes, with factories shaped like the real ports."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: FakeEventPublisher | None = None) -> None:
         self.users: dict[str, User] = {}
         self.items: dict[str, Item] = {}
         self.commerce = FakeCommerceState()
         """Carts, claims, orders, provider events and queued webhooks (read it through its fields)."""
+        self.events = events
+        """Where units of work publish the events they collected, once committed (None: nowhere)."""
 
     def uow(self) -> FakeUnitOfWork:
-        return FakeUnitOfWork(self.users, self.items, self.commerce)
+        return FakeUnitOfWork(self.users, self.items, self.commerce, self.events)
 
     @property
     def repos(self) -> Any:

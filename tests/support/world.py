@@ -46,11 +46,11 @@ class World:
     """One store and one of each fake port, shared by every use case called through it."""
 
     def __init__(self) -> None:
-        self.store = FakeStore()
+        self.events = FakeEventPublisher()
+        self.store = FakeStore(self.events)  # its units of work publish there once committed
         self.hasher = FakePasswordHasher()
         self.ids = FakeIdGenerator()
         self.clock = FakeClock()
-        self.events = FakeEventPublisher()
         self.tokens = FakeTokenService()
         self.gateway = FakePaymentGateway()
         self.audit: list = []
@@ -78,7 +78,6 @@ class World:
             hasher=self.hasher,
             ids=self.ids,
             clock=self.clock,
-            events=self.events,
             **kwargs,
         )
 
@@ -123,7 +122,6 @@ class World:
             uow=self.store.uow,
             ids=self.ids,
             clock=self.clock,
-            events=self.events,
         )
 
     async def change(self, who, item_id, changes):
@@ -162,9 +160,7 @@ class World:
 
     async def put(self, item_id: str, quantity: int, buyer=BUYER):
         """`set_cart_quantity`."""
-        return await set_cart_quantity(
-            buyer, item_id, quantity, uow=self.store.uow, clock=self.clock, events=self.events
-        )
+        return await set_cart_quantity(buyer, item_id, quantity, uow=self.store.uow, clock=self.clock)
 
     async def cart(self, buyer=BUYER):
         """`view_cart`."""
@@ -179,7 +175,6 @@ class World:
             gateway=self.gateway,
             ids=self.ids,
             clock=self.clock,
-            events=self.events,
             traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01",
         )
 
@@ -189,15 +184,12 @@ class World:
             ProviderEvent(event_id, event_type, order_id, **extra),
             uow=self.store.uow,
             clock=self.clock,
-            events=self.events,
         )
 
     async def reconcile(self):
         """`reconcile_payments`, a minute later (past the grace period)."""
         self.clock.advance(timedelta(minutes=1))
-        return await reconcile_payments(
-            uow=self.store.uow, gateway=self.gateway, clock=self.clock, events=self.events
-        )
+        return await reconcile_payments(uow=self.store.uow, gateway=self.gateway, clock=self.clock)
 
     def order(self, order_id: str):
         """The stored order."""

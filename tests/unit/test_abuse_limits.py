@@ -19,7 +19,6 @@ from market.config import ConfigError, Rate, Settings
 from market.domain.errors import InvalidCredentials, RateLimited, ServerBusy
 from tests.support.fakes import (
     FakeClock,
-    FakeEventPublisher,
     FakeIdGenerator,
     FakePasswordHasher,
     FakeSignInThrottle,
@@ -38,7 +37,6 @@ async def _world_with_ada() -> tuple[FakeStore, FakePasswordHasher]:
         hasher=hasher,
         ids=FakeIdGenerator(),
         clock=FakeClock(),
-        events=FakeEventPublisher(),
     )
     return store, hasher
 

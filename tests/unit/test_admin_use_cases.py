@@ -9,7 +9,7 @@ import pytest
 
 from market.application.admin import change_account, find_audit, find_users, record_admin_action
 from market.application.deliveries import retry_delivery
-from market.application.moderation import set_item_status
+from market.application.moderation import edit_item, set_item_status
 from market.domain.admin import (
     AuditAction,
     AuditFilter,
@@ -25,6 +25,7 @@ from market.domain.catalog import ItemStatus
 from market.domain.errors import NotFound, PermissionDenied
 from market.domain.users import Role, UserStatus
 from market.domain.webhooks import DeliveryRecord, DeliveryStatus
+from market.ops.selftest import MonitoringTestError, produce_monitoring_signal, run_monitoring_self_test
 from tests.support.factories import user
 from tests.support.world import ADMIN, OTHER_SELLER, SELLER, World
 
@@ -266,3 +267,50 @@ async def test_a_seller_retries_only_their_own_delivery_and_without_an_audit_ent
 
     assert world.deliveries[mine.id].status is DeliveryStatus.PENDING
     assert world.audit == []
+
+
+async def test_a_seller_restores_and_changes_their_archived_item_in_one_edit():
+    world = World()
+    item = await _listed(world)
+    await world.archive(SELLER, item.id)
+
+    edited = await edit_item(
+        SELLER, item.id, ItemStatus.ACTIVE, {"stock": 7}, ports=world.admin, uow=world.store.uow
+    )
+
+    assert (edited.status, edited.stock) == (ItemStatus.ACTIVE, 7)
+    assert world.store.items[item.id].stock == 7
+
+
+async def test_an_edit_of_an_archived_item_without_its_status_is_a_404():
+    world = World()
+    item = await _listed(world)
+    await world.archive(SELLER, item.id)
+    with pytest.raises(NotFound):
+        await edit_item(SELLER, item.id, None, {"stock": 7}, ports=world.admin, uow=world.store.uow)
+
+
+async def test_the_self_test_of_kind_error_is_audited_before_it_fails_on_purpose():
+    world = await _world_with(ADMIN)
+
+    async def record(*args):
+        return await record_admin_action(*args, ports=world.admin)
+
+    async def produce(kind, **context):
+        return await produce_monitoring_signal(kind, sandbox_gateway=None, events=None, **context)
+
+    with pytest.raises(MonitoringTestError):
+        await run_monitoring_self_test(
+            "error",
+            user=ADMIN,
+            route="/x",
+            method="POST",
+            record_admin_action=record,
+            produce_monitoring_signal=produce,
+        )
+    [entry] = world.audit
+    assert (entry.action, entry.target_id, entry.details) == (
+        AuditAction.MONITORING_TESTED,
+        "error",
+        {"kind": "error"},
+    )

@@ -417,9 +417,7 @@ async def test_reconcile_waits_for_the_grace_period_so_a_charge_in_flight_is_not
     world.gateway.down = True
     with pytest.raises(PaymentGatewayUnavailable):
         await world.checkout()
-    counts = await reconcile_payments(
-        uow=world.store.uow, gateway=world.gateway, clock=world.clock, events=world.events
-    )
+    counts = await reconcile_payments(uow=world.store.uow, gateway=world.gateway, clock=world.clock)
     assert counts == {"paid": 0, "payment_failed": 0, "unchanged": 0}
     assert world.only_order().status is OrderStatus.PENDING_PAYMENT
 

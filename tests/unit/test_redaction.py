@@ -18,6 +18,7 @@ import msgspec
 import pytest
 
 import market
+from market.adapters.db.database import Database
 from market.adapters.http.accounts import RegisterBody, TokenBody, TokenOut
 from market.adapters.http.orders import PaymentMethodBody
 from market.adapters.http.redacted import RedactedStruct
@@ -26,6 +27,7 @@ from market.application.accounts import Register
 from market.application.checkout import PaymentMethodInput
 from market.application.ports import AccessToken, ChargeRequest
 from market.application.services import Services
+from market.bootstrap import bind_use_cases, build_admin_ports, build_services
 from market.config import (
     AlertSettings,
     AuthSettings,
@@ -41,6 +43,7 @@ from market.domain.redaction import INVALID_URL, safe_url
 from market.domain.webhooks import WebhookEndpoint
 from market.telemetry import sentry
 from market.telemetry.logs import logging_config
+from tests.support.fakes import FakeSessionRecorder, FakeSessionStore
 
 SECRET = "s3cret-value-9f8e7d-0123456789abcdef"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -91,6 +94,24 @@ SECRET_BEARERS = {
     "WebhookOut (secret)": lambda: WebhookOut("https://h.example/", SECRET, None),
     "WebhookOut (URL token)": lambda: WebhookOut(f"https://h.example/?token={SECRET}", "whsec_x", None),
 }
+
+
+def test_no_bound_use_case_shows_a_secret_of_its_ports_in_its_repr(tmp_path):
+    settings = Settings.from_env(
+        {"MARKET_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}", "MARKET_PAYMENT_WEBHOOK_SECRET": SECRET},
+        dotenv=None,
+    )
+    database = Database(settings.database)
+    services = dataclasses.replace(build_services(settings, database), dummy_password_hash=SECRET)
+    use_cases = bind_use_cases(
+        services,
+        admin_ports=build_admin_ports(database, services),
+        session_store=FakeSessionStore(),
+        session_recorder=FakeSessionRecorder(),
+    )
+    assert "issue_token" in use_cases and "receive_provider_event" in use_cases
+    for name, use_case in use_cases.items():
+        assert SECRET not in repr(use_case), name
 
 
 @pytest.mark.parametrize("make", SECRET_BEARERS.values(), ids=SECRET_BEARERS.keys())

@@ -4,12 +4,11 @@ respx refuses any request it has no route for), Stripe event translation, and it
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
-from types import SimpleNamespace
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -22,18 +21,18 @@ from litestar.testing import create_test_client
 
 from market.adapters.http import payment_webhooks
 from market.adapters.http.problems import exception_handlers
+from market.adapters.payments.events import SignedProviderEvents
 from market.adapters.payments.stripe import (
     STRIPE_VERSION,
     InvalidStripeEvent,
     StripePaymentGateway,
     parse_stripe_event,
 )
-from market.application.checkout import ProviderEvent
-from market.application.ports import ChargeRequest, ChargeResult
-from market.application.services import Services
+from market.application.ports import ChargeRequest, ChargeResult, ProviderEvent
+from market.application.provider_events import receive_provider_event
 from market.domain.money import Money
 from market.domain.orders import PaymentGatewayUnavailable
-from tests.support.fakes import FakeEventPublisher, FakeStore
+from tests.support.fakes import FakeEventPublisher
 
 API_KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
 ORDER_ID = "0b6f1f8e-1111-4c3b-9a57-6d1c3c1f0a01"
@@ -483,32 +482,29 @@ def test_a_body_that_is_not_a_stripe_event_is_refused(body: bytes) -> None:
 
 
 @pytest.fixture
-def applied(monkeypatch: pytest.MonkeyPatch) -> list[ProviderEvent]:
-    """The events the webhook hands to the use case (applying them is the use case's own business)."""
-    received: list[ProviderEvent] = []
+def applied() -> list[ProviderEvent]:
+    """The events the webhook hands to the use case that applies them (applying them is its own business)."""
+    return []
 
-    async def apply_provider_event(event: ProviderEvent, **_: Any) -> str:
-        received.append(event)
+
+def post_webhook(
+    gateway_name: str, body: bytes, signature: str, applied: list[ProviderEvent]
+) -> httpx.Response:
+    """The route with the intake use case bound as bootstrap binds it, but for the applying use case."""
+
+    async def apply_provider_event(event: ProviderEvent) -> str:
+        applied.append(event)
         return "applied"
 
-    monkeypatch.setattr(payment_webhooks.checkout_use_cases, "apply_provider_event", apply_provider_event)
-    return received
-
-
-def post_webhook(gateway_name: str, body: bytes, signature: str) -> httpx.Response:
-    unused: dict[str, Any] = dict.fromkeys(f.name for f in dataclasses.fields(Services))
-    services = Services(
-        **unused
-        | {
-            "gateway": SimpleNamespace(name=gateway_name),
-            "payment_webhook_secret": WEBHOOK_SECRET,
-            "events": FakeEventPublisher(),
-            "uow": FakeStore().uow,  # no orders: the event's span has no checkout trace to link to
-        }
+    receive = partial(
+        receive_provider_event,
+        source=SignedProviderEvents.for_gateway(gateway_name, WEBHOOK_SECRET),
+        apply=apply_provider_event,
+        events=FakeEventPublisher(),
     )
     with create_test_client(
         route_handlers=[payment_webhooks.payment_webhook],
-        dependencies={"services": Provide(lambda: services, sync_to_thread=False)},
+        dependencies={"receive_provider_event": Provide(lambda: receive, sync_to_thread=False)},
         exception_handlers=exception_handlers(),
     ) as client:
         return client.post(
@@ -524,7 +520,7 @@ def test_the_webhook_applies_a_signed_stripe_event_when_stripe_is_the_gateway(
     body = stripe_event("payment_intent.succeeded", payment_intent("succeeded"))
     signature = stripe.WebhookSignature.generate_signature_header(body.decode(), WEBHOOK_SECRET)
 
-    response = post_webhook("stripe", body, signature)
+    response = post_webhook("stripe", body, signature, applied)
 
     assert response.status_code == 200, response.text
     assert response.json() == {"received": True, "outcome": "applied"}
@@ -539,7 +535,7 @@ def test_the_webhook_acknowledges_and_ignores_stripe_events_not_about_our_orders
     body = stripe_event("charge.refunded", charge_object(refunded=False, amount_refunded=500))
     signature = stripe.WebhookSignature.generate_signature_header(body.decode(), WEBHOOK_SECRET)
 
-    response = post_webhook("stripe", body, signature)
+    response = post_webhook("stripe", body, signature, applied)
 
     assert response.status_code == 200, response.text
     assert response.json() == {"received": True, "outcome": "ignored"}
@@ -553,7 +549,7 @@ def test_the_webhook_refuses_a_stripe_event_with_a_bad_signature(
     body = stripe_event("payment_intent.succeeded", payment_intent("succeeded"))
     signature = stripe.WebhookSignature.generate_signature_header(body.decode(), "whsec_someone_else")
 
-    response = post_webhook(gateway_name, body, signature)
+    response = post_webhook(gateway_name, body, signature, applied)
 
     assert response.status_code == 400
     assert applied == []
@@ -565,7 +561,7 @@ def test_the_webhook_refuses_a_stripe_event_when_the_sandbox_is_the_gateway(
     body = stripe_event("payment_intent.succeeded", payment_intent("succeeded"))
     signature = stripe.WebhookSignature.generate_signature_header(body.decode(), WEBHOOK_SECRET)
 
-    response = post_webhook("sandbox", body, signature)
+    response = post_webhook("sandbox", body, signature, applied)
 
     assert response.status_code == 400
     assert applied == []

@@ -3,7 +3,7 @@ own: set a password, disable and enable an account, list accounts."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from market.domain.errors import InvalidCredentials, NotFound, ServerBusy, WrongPassword
@@ -20,7 +20,6 @@ from market.domain.users import (
 from .ports import (
     AccessToken,
     Clock,
-    EventPublisher,
     IdGenerator,
     PasswordHasher,
     ReadRepositories,
@@ -50,7 +49,6 @@ async def register_user(
     hasher: PasswordHasher,
     ids: IdGenerator,
     clock: Clock,
-    events: EventPublisher,
     allow_admin: bool = False,
 ) -> User:
     """Create an account. Raises ValidationFailed or EmailAlreadyRegistered."""
@@ -65,8 +63,8 @@ async def register_user(
     )
     async with uow() as work:
         await work.users.add(user)
+        await work.collect([UserRegistered(user.id, user.role)], user.created_at)
         await work.commit()
-    events.publish([UserRegistered(user.id, user.role)])
     return user
 
 
@@ -110,6 +108,18 @@ async def issue_token(
     # Issued with the version read before the password check: a revocation that lands meanwhile revokes
     # this token too.
     return tokens.issue(user)
+
+
+async def user_of_token(token: str, *, tokens: TokenService, repos: ReadRepositories) -> User | None:
+    """The user an access token was issued to, or None when the token is forged, malformed, expired or revoked,
+    or its user is gone or disabled. Revocation costs no extra query: the user row carries the token version."""
+    claims = tokens.read(token)
+    if claims is None:
+        return None
+    user = await repos.users.get(claims.user_id)
+    if user is None or not user.accepts_token(claims.token_version):
+        return None
+    return user
 
 
 async def current_user(user_id: str, *, repos: ReadRepositories) -> User:
@@ -192,3 +202,15 @@ async def _account(work: UnitOfWork, email: str) -> User:
     if user is None:
         raise NotFound("No account has this e-mail address.")
     return user
+
+
+# --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
+
+RegisterUser = Callable[[Register], Awaitable[User]]
+IssueToken = Callable[[str, str], Awaitable[AccessToken]]
+"""(email, password)"""
+UserOfToken = Callable[[str], Awaitable[User | None]]
+ChangePassword = Callable[[User, str, str], Awaitable[None]]
+"""(user, current password, new password)"""
+SignOutEverywhere = Callable[[str], Awaitable[None]]
+"""(user id)"""

@@ -3,7 +3,7 @@ that every admin write appends to in the same transaction as the change."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from market.domain.admin import (
@@ -33,8 +33,8 @@ from .ports import (
 
 @dataclass(frozen=True, slots=True)
 class AdminPorts:
-    """What the admin use cases need; bound once by bootstrap.py and handed to the admin controllers by
-    dependency injection."""
+    """What the admin use cases need; bootstrap.py binds them to each admin use case (`bind_use_cases`), and the
+    controllers receive those use cases, never these ports."""
 
     uow: AdminUnitOfWorkFactory
     directory: UserDirectory
@@ -129,3 +129,17 @@ async def find_audit(
     audit_filter: AuditFilter, limit: int, cursor: str | None, *, ports: AdminPorts
 ) -> Page[AuditEntry]:
     return await ports.audit.find(audit_filter, limit, cursor)
+
+
+# --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
+
+RecordAdminAction = Callable[
+    [User, AuditAction, AuditTarget, str, Mapping[str, AuditValue]], Awaitable[AuditEntry]
+]
+"""(actor, action, target type, target id, details)"""
+FindUsers = Callable[[UserFilter, int, str | None], Awaitable[Page[User]]]
+"""(filter, limit, cursor)"""
+ChangeAccount = Callable[..., Awaitable[User]]
+"""(actor, user id, *, role, status)"""
+FindAudit = Callable[[AuditFilter, int, str | None], Awaitable[Page[AuditEntry]]]
+"""(filter, limit, cursor)"""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from market.domain.analytics import (
@@ -49,3 +49,10 @@ async def seller_dashboard(seller: User, period: Period, *, reports: AnalyticsRe
 async def prune_events(retention: timedelta, *, reports: AnalyticsReports, clock: Clock) -> int:
     """Forget events older than the retention period; returns how many were deleted."""
     return await reports.prune(clock.now() - retention)
+
+
+# --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
+
+RunReport = Callable[[str, Period], Awaitable[Report]]
+"""(report name, period)"""
+SellerDashboardOf = Callable[[User, Period], Awaitable[SellerDashboard]]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from market.domain.catalog import ItemStatus
 from market.domain.errors import NotFound
 from market.domain.events import CartChanged
 from market.domain.orders import Cart, check_cart_quantity
 from market.domain.users import User
 
-from .ports import Clock, EventPublisher, UnitOfWorkFactory
+from .ports import Clock, UnitOfWorkFactory
 
 
 async def view_cart(buyer: User, *, uow: UnitOfWorkFactory) -> Cart:
@@ -17,7 +19,7 @@ async def view_cart(buyer: User, *, uow: UnitOfWorkFactory) -> Cart:
 
 
 async def set_cart_quantity(
-    buyer: User, item_id: str, quantity: int, *, uow: UnitOfWorkFactory, clock: Clock, events: EventPublisher
+    buyer: User, item_id: str, quantity: int, *, uow: UnitOfWorkFactory, clock: Clock
 ) -> Cart:
     """Put `quantity` of the item in the cart; 0 removes the line. Checked against stock and the cart's
     currency. An archived item can still be removed, not added."""
@@ -35,13 +37,18 @@ async def set_cart_quantity(
             stock=item.stock,
             quantity=quantity,
         )
-        changed = []
         if quantity != current:
             now = clock.now()
             await work.carts.set_quantity(buyer.id, item.id, quantity, now)
             cart = await work.carts.get(buyer.id)
-            changed = [CartChanged(item.id, "add" if quantity > current else "remove", quantity - current)]
-            await work.analytics.record(changed, now)
+            changed = CartChanged(item.id, "add" if quantity > current else "remove", quantity - current)
+            await work.collect([changed], now)
         await work.commit()
-    events.publish(changed)
     return cart
+
+
+# --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
+
+ViewCart = Callable[[User], Awaitable[Cart]]
+SetCartQuantity = Callable[[User, str, int], Awaitable[Cart]]
+"""(buyer, item id, quantity)"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from market.domain.catalog import Item, ItemFilter, ItemStatus, new_item
@@ -21,13 +22,12 @@ async def list_item(
     uow: UnitOfWorkFactory,
     ids: IdGenerator,
     clock: Clock,
-    events: EventPublisher,
 ) -> Item:
     item = new_item(item_id=ids.new_id(), seller=seller, fields=fields, now=clock.now())
     async with uow() as work:
         await work.items.add(item)
+        await work.collect([ItemListed(item.id, item.seller_id)], item.created_at)
         await work.commit()
-    events.publish([ItemListed(item.id, item.seller_id)])
     return item
 
 
@@ -88,3 +88,14 @@ async def browse_items(
         await repos.analytics.record(searched, clock.now())
         events.publish(searched)
     return page
+
+
+# --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
+
+BrowseItems = Callable[[ItemFilter, int, str | None], Awaitable[Page[Item]]]
+"""(filter, limit, cursor)"""
+ViewItem = Callable[[str], Awaitable[Item]]
+ListItem = Callable[[User, dict[str, Any]], Awaitable[Item]]
+ChangeItem = Callable[[User, str, dict[str, Any]], Awaitable[Item]]
+"""(user, item id, fields)"""
+ArchiveItem = Callable[[User, str], Awaitable[None]]

@@ -4,11 +4,18 @@ webhook events, and reconciliation of orders whose outcome was unknown."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from market.domain.catalog import ItemStatus
-from market.domain.errors import NotFound
+from market.domain.errors import (
+    DomainError,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    IdempotentRequestInProgress,
+    NotFound,
+)
 from market.domain.events import CheckoutStarted, Event, OrderPaid, OrderRefunded, PaymentAttempted
 from market.domain.orders import (
     GATEWAY_UNAVAILABLE,
@@ -30,10 +37,12 @@ from .ports import (
     ChargeRequest,
     ChargeResult,
     Clock,
-    EventPublisher,
+    IdempotencyStore,
+    IdempotentReplay,
     IdGenerator,
     Page,
     PaymentGateway,
+    ProviderEvent,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -55,7 +64,6 @@ async def checkout(
     gateway: PaymentGateway,
     ids: IdGenerator,
     clock: Clock,
-    events: EventPublisher,
     traceparent: str | None = None,
 ) -> Order:
     """Turn the cart into an order, reserve its stock and charge for it.
@@ -91,10 +99,8 @@ async def checkout(
         )
         order = dataclasses.replace(order, payment=payment)
         await work.orders.add(order)
-        started = [CheckoutStarted(order.id, order.total, len(order.lines))]
-        await work.analytics.record(started, now)
+        await work.collect([CheckoutStarted(order.id, order.total, len(order.lines))], now)
         await work.commit()
-    events.publish(started)
 
     request = ChargeRequest(order.id, payment.id, order.total, method.type, method.token)
     try:
@@ -105,18 +111,72 @@ async def checkout(
             # Marks the outcome as unknown (rather than in flight), so reconciliation may settle it at once.
             unknown = dataclasses.replace(payment, failure_reason=GATEWAY_UNAVAILABLE)
             await work.orders.save_status(dataclasses.replace(order, payment=unknown))
-            errored = [_attempt(order, "error", GATEWAY_UNAVAILABLE)]
-            await work.analytics.record(errored, clock.now())
+            await work.collect([_attempt(order, "error", GATEWAY_UNAVAILABLE)], clock.now())
             await work.commit()
-        events.publish(errored)
         raise PaymentGatewayUnavailable(order.id) from None
 
     # An asynchronous attempt is counted when it ends (see _settle).
     attempt = _attempt(order, result.status, result.reason) if result.status != PROCESSING else None
-    settled = await settle_payment(order.id, result, uow=uow, clock=clock, events=events, attempt=attempt)
+    settled = await settle_payment(order.id, result, uow=uow, clock=clock, attempt=attempt)
     if settled.status is OrderStatus.PAYMENT_FAILED:
         raise PaymentDeclined(order.id, result.reason or "declined")
     return settled
+
+
+PlaceOrder = Callable[[User, PaymentMethodInput], Awaitable[Order]]
+"""`checkout` with its ports bound (bootstrap wraps it in the `checkout.place_order` business span, which also
+supplies the `traceparent`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutAnswer:
+    """The answer a checkout request gets: `status` and `body` as `respond` shaped them, and whether they are a
+    replay of the first answer under the same idempotency key."""
+
+    status: int
+    body: bytes
+    replayed: bool
+
+
+async def idempotent_checkout(
+    buyer: User,
+    key: str | None,
+    request_hash: str,
+    method: PaymentMethodInput,
+    respond: Callable[[Order | DomainError], IdempotentReplay],
+    *,
+    place_order: PlaceOrder,
+    idempotency: IdempotencyStore,
+    clock: Clock,
+) -> CheckoutAnswer:
+    """Checkout once per idempotency key: the first request with `key` places the order and stores its answer
+    (an order, or a domain error such as a decline, both shaped by `respond`); a retry with the same key and
+    body replays that answer. Raises IdempotencyKeyRequired (no key), IdempotencyKeyReused (same key, another
+    body: `request_hash` differs), IdempotentRequestInProgress (the first is still running).
+
+    A CheckoutInProgress (another request holds the cart) or an unexpected failure is not this key's outcome:
+    the key is forgotten, so the client may retry with it."""
+    if not key:
+        raise IdempotencyKeyRequired()
+    claim = await idempotency.begin(buyer.id, key, request_hash, clock.now())
+    if isinstance(claim, IdempotentReplay):
+        return CheckoutAnswer(claim.status, claim.body, replayed=True)
+    if claim == "mismatch":
+        raise IdempotencyKeyReused()
+    if claim == "in_progress":
+        raise IdempotentRequestInProgress()
+    try:
+        answer = respond(await place_order(buyer, method))
+    except CheckoutInProgress:  # transient, and about another request: not this key's outcome
+        await idempotency.abandon(buyer.id, key)
+        raise
+    except DomainError as exc:  # an outcome of this key, replayed like a success
+        answer = respond(exc)
+    except BaseException:
+        await idempotency.abandon(buyer.id, key)
+        raise
+    await idempotency.complete(buyer.id, key, answer.status, answer.body, clock.now())
+    return CheckoutAnswer(answer.status, answer.body, replayed=False)
 
 
 async def settle_payment(
@@ -125,7 +185,6 @@ async def settle_payment(
     *,
     uow: UnitOfWorkFactory,
     clock: Clock,
-    events: EventPublisher,
     attempt: PaymentAttempted | None = None,
 ) -> Order:
     """Apply the provider's answer about an order's charge (see `_settle`). `attempt` is the charge call
@@ -138,9 +197,8 @@ async def settle_payment(
         settled, published = await _settle(work, order, result, now)
         if attempt is not None:
             published.insert(0, attempt)
-        await work.analytics.record(published, now)
+        await work.collect(published, now)
         await work.commit()
-    events.publish(published)
     return settled
 
 
@@ -192,20 +250,7 @@ _PAYMENT_STATUS_FOR = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ProviderEvent:
-    """A verified event from the payment provider."""
-
-    id: str
-    type: str  # payment.succeeded | payment.failed | payment.refunded
-    order_id: str
-    provider_payment_id: str | None = None
-    reason: str | None = None
-
-
-async def apply_provider_event(
-    event: ProviderEvent, *, uow: UnitOfWorkFactory, clock: Clock, events: EventPublisher
-) -> str:
+async def apply_provider_event(event: ProviderEvent, *, uow: UnitOfWorkFactory, clock: Clock) -> str:
     """Apply a provider event once. The event id is recorded in the same transaction as the change, so a
     redelivery is recognised however it races. Returns `applied`, `ignored` (the order's state does not
     admit it, e.g. `payment.failed` after `paid`), `duplicate` or `unknown_order`."""
@@ -234,9 +279,8 @@ async def apply_provider_event(
         order_ref = order.id if order is not None else None
         if not await work.payment_events.record(event.id, event.type, order_ref, outcome, now):
             return "duplicate"  # leaving without commit rolls back whatever this delivery did
-        await work.analytics.record(published, now)
+        await work.collect(published, now)
         await work.commit()
-    events.publish(published)
     return outcome
 
 
@@ -245,7 +289,6 @@ async def reconcile_payments(
     uow: UnitOfWorkFactory,
     gateway: PaymentGateway,
     clock: Clock,
-    events: EventPublisher,
     grace: timedelta = timedelta(seconds=10),
     limit: int = 100,
 ) -> dict[str, int]:
@@ -265,7 +308,7 @@ async def reconcile_payments(
             continue
         if record is None:
             record = ChargeResult(DECLINED, reason="not_received_by_provider")
-        settled = await settle_payment(order.id, record, uow=uow, clock=clock, events=events)
+        settled = await settle_payment(order.id, record, uow=uow, clock=clock)
         outcome = settled.status.value
         counts[outcome if outcome in counts else "unchanged"] += 1
     return counts
@@ -312,3 +355,17 @@ async def list_orders(
     async with uow() as work:
         page = await work.orders.list_visible_to(user, limit, cursor, order_filter)
     return dataclasses.replace(page, items=[order.as_seen_by(user) for order in page.items])
+
+
+# --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
+
+IdempotentCheckout = Callable[
+    [User, str | None, str, PaymentMethodInput, Callable[[Order | DomainError], IdempotentReplay]],
+    Awaitable[CheckoutAnswer],
+]
+"""(buyer, idempotency key, request hash, payment method, respond)"""
+ApplyProviderEvent = Callable[[ProviderEvent], Awaitable[str]]
+ListOrders = Callable[..., Awaitable[Page[Order]]]
+"""(user, limit, cursor, *, order_filter=None)"""
+GetOrder = Callable[[str, User], Awaitable[Order]]
+"""(order id, user)"""

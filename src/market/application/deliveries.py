@@ -3,6 +3,8 @@ pending one attempted again now (by an admin, audited, or by the seller it belon
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from market.domain.admin import AuditAction, AuditTarget, DeliveryNotRetryable
 from market.domain.errors import NotFound
 from market.domain.users import Role, User
@@ -44,3 +46,13 @@ async def retry_delivery(user: User, delivery_id: str, *, ports: AdminPorts) -> 
         await work.commit()
     assert retried is not None
     return retried
+
+
+# --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
+
+FindDeliveries = Callable[
+    [str | None, DeliveryStatus | None, int, str | None], Awaitable[Page[DeliveryRecord]]
+]
+"""(seller id, status, limit, cursor)"""
+RetryDelivery = Callable[[User, str], Awaitable[DeliveryRecord]]
+"""(user, delivery id)"""

@@ -3,12 +3,17 @@ archives and restores their own items but cannot touch a suspended one."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
 from market.domain.admin import AuditAction, AuditTarget
 from market.domain.catalog import Item, ItemStatus
 from market.domain.errors import NotFound
 from market.domain.users import Role, User
 
 from .admin import AdminPorts, append_audit
+from .catalog import change_item
+from .ports import UnitOfWorkFactory
 
 _NO_SUCH_ITEM = "There is no such item."
 
@@ -40,3 +45,31 @@ async def set_item_status(
             )
         await work.commit()
     return changed
+
+
+async def edit_item(
+    user: User,
+    item_id: str,
+    status: ItemStatus | None,
+    fields: Mapping[str, Any],
+    *,
+    ports: AdminPorts,
+    uow: UnitOfWorkFactory,
+) -> Item:
+    """`PATCH /items/{id}`: the status first (a seller restores their archived item, or archives it; an admin's
+    change is audited, with no reason), then the other fields. Nothing sent: the item as it is, if the caller
+    may change it. Raises NotFound or PermissionDenied."""
+    item = None
+    if status is not None:
+        item = await set_item_status(user, item_id, status, None, ports=ports)
+    if fields or item is None:
+        item = await change_item(user, item_id, dict(fields), uow=uow, clock=ports.clock)
+    return item
+
+
+# --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
+
+SetItemStatus = Callable[[User, str, ItemStatus, str | None], Awaitable[Item]]
+"""(user, item id, status, reason)"""
+EditItem = Callable[[User, str, ItemStatus | None, Mapping[str, Any]], Awaitable[Item]]
+"""(user, item id, status or None, other fields)"""

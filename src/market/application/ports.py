@@ -75,7 +75,10 @@ class ItemRepository(Protocol):
 
 
 class UnitOfWork(Protocol):
-    """One atomic piece of work. Leaving the block without `commit()` rolls everything back."""
+    """One atomic piece of work. Leaving the block without `commit()` rolls everything back.
+
+    Domain events go through `collect`: recorded in the analytics log with the work, and published (metrics,
+    span events) only once it has committed, so that a rolled-back change is never counted."""
 
     users: UserRepository
     items: ItemRepository
@@ -90,7 +93,12 @@ class UnitOfWork(Protocol):
 
     async def __aexit__(self, *exc_info: object) -> None: ...
 
-    async def commit(self) -> None: ...
+    async def collect(self, events: Sequence[Event], now: datetime) -> None:
+        """Record `events` (those analytics keeps) in this unit of work and publish them after `commit()`;
+        leaving without commit drops them unpublished."""
+
+    async def commit(self) -> None:
+        """Make the work durable, then publish the collected events."""
 
 
 class UnitOfWorkFactory(Protocol):
@@ -280,6 +288,37 @@ class PaymentGateway(Protocol):
 
     async def close(self) -> None:
         """Release connections and background work at shutdown."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEvent:
+    """A verified event from the payment provider."""
+
+    id: str
+    type: str  # payment.succeeded | payment.failed | payment.refunded
+    order_id: str
+    provider_payment_id: str | None = None
+    reason: str | None = None
+
+
+class InvalidProviderSignature(Exception):
+    """A provider webhook delivery whose signature does not authenticate it (missing, malformed, stale, or
+    no match). `reason` is one of a bounded set, fit for a metric attribute."""
+
+    def __init__(self, detail: str, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class ProviderEventSource(Protocol):
+    """The payment provider's webhook deliveries: whether they are authentic, and what they say."""
+
+    def verify(self, body: bytes, signature: str | None) -> None:
+        """Raise InvalidProviderSignature unless `signature` (the delivery's signature header) signs `body`."""
+
+    def parse(self, body: bytes) -> ProviderEvent | None:
+        """The event in an authentic body; None for one that is not about our orders (acknowledged, so that the
+        provider stops redelivering it). Raises InvalidProviderEvent for a body it does not understand."""
 
 
 @dataclass(frozen=True, slots=True)

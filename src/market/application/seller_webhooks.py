@@ -9,7 +9,7 @@ runs out. Receivers deduplicate on `webhook-id`, which is the delivery's id and 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -179,3 +179,12 @@ async def deliver_due_webhooks(
 
     # Each task runs its own statements (no transaction is open here), so they may overlap.
     return list(await asyncio.gather(*(deliver(c) for c in claims)))
+
+
+# --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
+
+SetSellerWebhook = Callable[..., Awaitable[WebhookEndpoint]]
+"""(seller, url, *, rotate_secret=False)"""
+GetSellerWebhook = Callable[[User], Awaitable[WebhookEndpoint]]
+ListWebhookDeliveries = Callable[[User, int, str | None], Awaitable[Page[DeliveryRecord]]]
+"""(seller, limit, cursor)"""

@@ -1,5 +1,6 @@
-"""The ports a running service has, bundled so that entrypoints (HTTP, CLI) receive them in one piece.
-Built only by bootstrap.py."""
+"""The ports a running service has, built once by bootstrap.py, which binds the use cases with them
+(`bind_use_cases`); the CLI and the background tasks read them too. Controllers never see this bundle: they
+receive bound use cases by dependency injection (see bootstrap.py's docstring)."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ what is past retention."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -83,3 +84,12 @@ async def add_client_events(
 async def prune_sessions(retention: timedelta, *, store: SessionStore, clock: Clock) -> int:
     """Forget timeline entries older than the retention period; returns how many were deleted."""
     return await store.prune(clock.now() - retention)
+
+
+# --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
+
+FindSessions = Callable[..., Awaitable[Page[SessionSummary]]]
+"""(criteria, limit, cursor, *, email=None)"""
+SessionTimeline = Callable[[str], Awaitable[Timeline]]
+AddClientEvents = Callable[..., Awaitable[int]]
+"""(session id, body, *, caller_session, trace_id, user_id)"""

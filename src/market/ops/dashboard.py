@@ -6,7 +6,7 @@ market.adapters.http.templating.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -140,6 +140,10 @@ async def figures(
         sessions=shaped[ReportName.SESSIONS],  # type: ignore[arg-type]
         payments_by_day=await analytics.payments_by_day(period, reports=reports),
     )
+
+
+DashboardFigures = Callable[[Period], Awaitable[Figures]]
+"""`figures` with its ports bound (bootstrap)."""
 
 
 def funnel_rows(funnel: FunnelOut) -> list[FunnelRow]:

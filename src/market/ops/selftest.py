@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Literal, get_args
 
 from opentelemetry import trace
 
+from market.application.admin import RecordAdminAction
 from market.application.ports import AnalyticsLog, ChargeRequest, Clock, EventPublisher, PaymentGateway
+from market.domain.admin import AuditAction, AuditTarget
 from market.domain.events import PaymentAttempted
 from market.domain.money import Money
 from market.domain.users import User
@@ -65,3 +68,29 @@ async def produce_monitoring_signal(
             method=method,
         )
     return None
+
+
+ProduceMonitoringSignal = Callable[..., Awaitable[str | None]]
+"""`produce_monitoring_signal` with its ports bound (bootstrap): (kind, *, user, route, method)."""
+
+
+async def run_monitoring_self_test(
+    kind: MonitoringKind,
+    *,
+    user: User,
+    route: str,
+    method: str,
+    record_admin_action: RecordAdminAction,
+    produce_monitoring_signal: ProduceMonitoringSignal,
+) -> str | None:
+    """The self-test as an admin write, whoever asks (the API route, the dashboard's buttons): its audit entry
+    first, committed on its own (the `error` kind fails on purpose after it), then the signal. Returns what
+    `produce_monitoring_signal` returns and raises what it raises."""
+    await record_admin_action(
+        user, AuditAction.MONITORING_TESTED, AuditTarget.MONITORING, kind, {"kind": kind}
+    )
+    return await produce_monitoring_signal(kind, user=user, route=route, method=method)
+
+
+RunMonitoringSelfTest = Callable[..., Awaitable[str | None]]
+"""`run_monitoring_self_test` with its ports bound (bootstrap): (kind, *, user, route, method)."""

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Self
 
-from market.application.ports import Page
+from market.application.ports import EventPublisher, Page
 from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import EmailAlreadyRegistered
+from market.domain.events import Event
 from market.domain.users import User, UserStatus
 
 from .analytics import Identity, SqlAnalyticsLog, anonymous
@@ -111,10 +112,14 @@ class PiccoloItemRepository:
 
 
 class PiccoloUnitOfWork:
-    """Rolls back unless `commit()` was called (Piccolo's own transaction commits on a clean exit)."""
+    """Rolls back unless `commit()` was called (Piccolo's own transaction commits on a clean exit). Collected
+    events are published once the transaction has committed (`events` None: published nowhere)."""
 
-    def __init__(self, db: Database, identity: Identity = anonymous) -> None:
+    def __init__(
+        self, db: Database, identity: Identity = anonymous, events: EventPublisher | None = None
+    ) -> None:
         self._db = db
+        self._publisher = events
         self.users = PiccoloUserRepository(db)
         self.items = PiccoloItemRepository(db)
         self.carts = SqlCartRepository(db)
@@ -128,16 +133,25 @@ class PiccoloUnitOfWork:
         self._transaction = self._db.write_transaction()
         await self._transaction.__aenter__()
         self._committed = False
+        self._collected: list[Event] = []
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._collected = []  # committed ones are published already; others never happened
         if not self._committed and exc is None:
             await self._transaction.rollback()
         await self._transaction.__aexit__(exc_type, exc, tb)
 
+    async def collect(self, events: Sequence[Event], now: datetime) -> None:
+        await self.analytics.record(events, now)
+        self._collected.extend(events)
+
     async def commit(self) -> None:
         await self._transaction.commit()
         self._committed = True
+        collected, self._collected = self._collected, []
+        if collected and self._publisher is not None:
+            self._publisher.publish(collected)
 
 
 class PiccoloReadRepositories:

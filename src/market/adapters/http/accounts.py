@@ -12,9 +12,14 @@ from litestar.datastructures import Cookie
 
 from market.adapters.security.devices import COOKIE as DEVICE_COOKIE
 from market.adapters.security.passwords import known_credentials
-from market.application import accounts
+from market.application.accounts import (
+    ChangePassword,
+    IssueToken,
+    Register,
+    RegisterUser,
+    SignOutEverywhere,
+)
 from market.application.ports import AccessToken
-from market.application.services import Services
 from market.domain.users import (
     MAX_EMAIL_LENGTH,
     MAX_PASSWORD_LENGTH,
@@ -83,16 +88,9 @@ class AccountController(Controller):
         guards=[rate_limited("register")],
         responses=problems(400, 409, 422, 429, 503),
     )
-    async def register(self, data: RegisterBody, services: Services) -> UserOut:
+    async def register(self, data: RegisterBody, register_user: RegisterUser) -> UserOut:
         """Create a buyer or seller account. Passwords need at least 10 characters."""
-        user = await accounts.register_user(
-            accounts.Register(data.email, data.password, data.display_name, data.role),
-            uow=services.uow,
-            hasher=services.hasher,
-            ids=services.ids,
-            clock=services.clock,
-            events=services.events,
-        )
+        user = await register_user(Register(data.email, data.password, data.display_name, data.role))
         return UserOut.of(user)
 
     @post(
@@ -103,12 +101,12 @@ class AccountController(Controller):
         responses=problems(400, 401, 422, 429, 503),
     )
     async def token(
-        self, request: Request[Any, Any, Any], data: TokenBody, services: Services
+        self, request: Request[Any, Any, Any], data: TokenBody, issue_token: IssueToken
     ) -> Response[TokenOut]:
         """Exchange e-mail and password for a bearer token. The response also sets `market_device`, a signed
         known-device cookie: sent back with later sign-ins to the same account, it keeps them served promptly
         while the service refuses a flood of bad sign-ins (429/503)."""
-        signed_in = await sign_in(request, services, data.email, data.password)
+        signed_in = await sign_in(request, issue_token, data.email, data.password)
         issued = signed_in.issued
         return Response(
             TokenOut(access_token=issued.token, token_type="bearer", expires_in=issued.expires_in),
@@ -128,9 +126,9 @@ class AccountController(Controller):
         security=BEARER,
         responses=problems(401),
     )
-    async def logout(self, user: User, services: Services) -> None:
+    async def logout(self, user: User, sign_out_everywhere: SignOutEverywhere) -> None:
         """Sign out everywhere: every token issued to the caller so far, this one included, stops working."""
-        await accounts.sign_out_everywhere(user.id, uow=services.uow)
+        await sign_out_everywhere(user.id)
 
     @post(
         "/me/password",
@@ -140,13 +138,13 @@ class AccountController(Controller):
         security=BEARER,
         responses=problems(400, 401, 422),
     )
-    async def change_password(self, data: PasswordChangeBody, user: User, services: Services) -> None:
+    async def change_password(
+        self, data: PasswordChangeBody, user: User, change_password: ChangePassword
+    ) -> None:
         """Change the caller's password. Every token issued before, this one included, stops working: sign in
         again with the new password. A wrong current password is a 401 `wrong-password` problem."""
         with known_credentials():  # a signed-in user: the reserved hashing lane
-            await accounts.change_password(
-                user, data.current_password, data.new_password, uow=services.uow, hasher=services.hasher
-            )
+            await change_password(user, data.current_password, data.new_password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,22 +154,14 @@ class SignedIn:
     """The known-device cookie to set (None when limits are off)."""
 
 
-async def sign_in(request: Request[Any, Any, Any], services: Services, email: str, password: str) -> SignedIn:
+async def sign_in(
+    request: Request[Any, Any, Any], issue_token: IssueToken, email: str, password: str
+) -> SignedIn:
     """The sign-in use case in one of the client address's few concurrent sign-in places, in the reserved
     hashing lane when the device signed in to this account before: what both the API's `POST /auth/token` and
     the admin dashboard's form run. A success (re)issues the device's known-device cookie."""
     async with sign_in_slot(request, email):
-        issued = await accounts.issue_token(
-            email,
-            password,
-            repos=services.repos,
-            uow=services.uow,
-            hasher=services.hasher,
-            tokens=services.tokens,
-            clock=services.clock,
-            dummy_hash=services.dummy_password_hash,
-            throttle=services.sign_in_throttle,
-        )
+        issued = await issue_token(email, password)
     limits: RouteLimits | None = request.app.state.get("limits")
     if limits is None:
         return SignedIn(issued, None)

@@ -7,11 +7,8 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, post
 
-from market.application.admin import AdminPorts, record_admin_action
-from market.application.services import Services
-from market.domain.admin import AuditAction, AuditTarget
 from market.domain.users import Role, User
-from market.ops.selftest import MonitoringKind, produce_monitoring_signal
+from market.ops.selftest import MonitoringKind, RunMonitoringSelfTest
 
 from .auth import requires
 from .openapi import problems
@@ -43,28 +40,15 @@ class AdminController(Controller):
         request: Request[Any, Any, Any],
         data: MonitoringTestBody,
         user: User,
-        services: Services,
-        admin: AdminPorts,
+        run_monitoring_self_test: RunMonitoringSelfTest,
     ) -> MonitoringTestOut:
         """Produce exactly one monitoring signal, to check a deployment end to end:
         `error` raises a real unhandled exception (the 500 problem carries `trace_id` and `sentry_event_id`);
         `slow` makes a span of at least 2.5 s; `payment_failure` runs a declined charge through the sandbox
         gateway; `message` sends an info-level Sentry message. Each call appends an audit entry first (the
         `error` kind fails on purpose after it)."""
-        await record_admin_action(
-            user,
-            AuditAction.MONITORING_TESTED,
-            AuditTarget.MONITORING,
+        event_id = await run_monitoring_self_test(
             data.kind,
-            {"kind": data.kind},
-            ports=admin,
-        )
-        event_id = await produce_monitoring_signal(
-            data.kind,
-            sandbox_gateway=services.sandbox_gateway,
-            events=services.events,
-            analytics=services.repos.analytics,
-            clock=services.clock,
             user=user,
             route=request.scope.get("path_template") or request.url.path,
             method=request.method,

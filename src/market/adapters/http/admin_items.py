@@ -7,8 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from litestar import Controller, patch
 
-from market.application import moderation
-from market.application.admin import AdminPorts
+from market.application.moderation import SetItemStatus
 from market.domain.admin import MAX_REASON
 from market.domain.catalog import ItemStatus
 from market.domain.users import Role, User
@@ -36,10 +35,10 @@ class AdminItemsController(Controller):
     before_request = strict_request
 
     @patch("/{item_id:str}", operation_id="adminModerateItem", responses=problems(400, 401, 403, 404, 422))
-    async def moderate(self, item_id: str, data: Moderation, user: User, admin: AdminPorts) -> ItemOut:
+    async def moderate(
+        self, item_id: str, data: Moderation, user: User, set_item_status: SetItemStatus
+    ) -> ItemOut:
         """Set any item's `status` (`active`, `archived`, `suspended`) with a `reason`; appends an audit entry
         in the same transaction."""
-        item = await moderation.set_item_status(
-            user, item_id, ItemStatus(data.status), data.reason.strip(), ports=admin
-        )
+        item = await set_item_status(user, item_id, ItemStatus(data.status), data.reason.strip())
         return ItemOut.of(item)

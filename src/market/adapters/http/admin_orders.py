@@ -5,8 +5,7 @@ from __future__ import annotations
 from litestar import Controller, get
 from litestar.params import Parameter
 
-from market.application import checkout as checkout_use_cases
-from market.application.services import Services
+from market.application.checkout import ListOrders
 from market.domain.users import Role, User
 
 from .auth import requires
@@ -26,7 +25,7 @@ class AdminOrdersController(Controller):
     async def list_orders(
         self,
         user: User,
-        services: Services,
+        list_orders: ListOrders,
         status: OrderStatusName | None = Parameter(default=None),
         buyer_id: str | None = Parameter(default=None, max_length=64, schema_extra=UUID_FORMAT),
         seller_id: str | None = Parameter(
@@ -39,11 +38,7 @@ class AdminOrdersController(Controller):
     ) -> OrderPage:
         """Every order, newest first, filtered by `status`, `buyer_id`, `seller_id` and `created_at` (`from`
         included, `to` excluded). An unknown filter or a bad value is a 400 problem naming it."""
-        page = await checkout_use_cases.list_orders(
-            user,
-            limit,
-            cursor or None,
-            uow=services.uow,
-            order_filter=order_filter_of(status, buyer_id, seller_id, from_, to),
+        page = await list_orders(
+            user, limit, cursor or None, order_filter=order_filter_of(status, buyer_id, seller_id, from_, to)
         )
         return OrderPage(items=[OrderOut.of(o) for o in page.items], next_cursor=page.next_cursor)

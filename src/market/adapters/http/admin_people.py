@@ -9,8 +9,7 @@ import msgspec
 from litestar import Controller, get, patch
 from litestar.params import Parameter
 
-from market.application import admin as admin_use_cases
-from market.application.admin import AdminPorts
+from market.application.admin import ChangeAccount, FindAudit, FindUsers
 from market.domain.admin import MAX_QUERY, AuditAction, AuditEntry, AuditFilter, UserFilter
 from market.domain.users import Role, User, UserStatus
 
@@ -98,7 +97,7 @@ class AdminPeopleController(Controller):
     @get("/users", operation_id="adminListUsers", responses=problems(400, 401, 403))
     async def list_users(
         self,
-        admin: AdminPorts,
+        find_users: FindUsers,
         q: str | None = Parameter(
             default=None,
             max_length=MAX_QUERY,
@@ -116,7 +115,7 @@ class AdminPeopleController(Controller):
             role=Role(role) if role else None,
             status=UserStatus(status) if status else None,
         )
-        page = await admin_use_cases.find_users(user_filter, limit, cursor or None, ports=admin)
+        page = await find_users(user_filter, limit, cursor or None)
         return AdminUserPage([AdminUserOut.of(u) for u in page.items], page.next_cursor)
 
     @patch(
@@ -125,24 +124,23 @@ class AdminPeopleController(Controller):
         responses=problems(400, 401, 403, 404, 409, 422),
     )
     async def update_user(
-        self, user_id: str, data: AccountChanges, user: User, admin: AdminPorts
+        self, user_id: str, data: AccountChanges, user: User, change_account: ChangeAccount
     ) -> AdminUserOut:
         """Set an account's `role` and/or `status`. Disabling ends its tokens at once (enabling does not bring
         them back). An admin cannot disable or demote themselves, nor remove the last active admin (409).
         Each change appends an audit entry in the same transaction."""
-        changed = await admin_use_cases.change_account(
+        changed = await change_account(
             user,
             user_id,
             role=Role(data.role) if data.role is not msgspec.UNSET else None,
             status=UserStatus(data.status) if data.status is not msgspec.UNSET else None,
-            ports=admin,
         )
         return AdminUserOut.of(changed)
 
     @get("/audit", operation_id="adminListAudit", responses=problems(400, 401, 403))
     async def list_audit(
         self,
-        admin: AdminPorts,
+        find_audit: FindAudit,
         actor_id: str | None = Parameter(default=None, max_length=64, pattern=NO_NUL),
         action: ActionName | None = Parameter(default=None),
         target_id: str | None = Parameter(default=None, max_length=64, pattern=NO_NUL),
@@ -161,5 +159,5 @@ class AdminPeopleController(Controller):
             since=since,
             until=until,
         )
-        page = await admin_use_cases.find_audit(audit_filter, limit, cursor or None, ports=admin)
+        page = await find_audit(audit_filter, limit, cursor or None)
         return AuditPage([AuditEntryOut.of(e) for e in page.items], page.next_cursor)

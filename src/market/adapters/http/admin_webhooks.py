@@ -9,8 +9,7 @@ import msgspec
 from litestar import Controller, get, post
 from litestar.params import Parameter
 
-from market.application import deliveries
-from market.application.admin import AdminPorts
+from market.application.deliveries import FindDeliveries, RetryDelivery
 from market.domain.users import Role, User
 from market.domain.webhooks import DeliveryRecord, DeliveryStatus
 
@@ -56,19 +55,18 @@ class AdminWebhooksController(Controller):
     @get(operation_id="adminListWebhookDeliveries", responses=problems(400, 401, 403))
     async def list_deliveries(
         self,
-        admin: AdminPorts,
+        find_deliveries: FindDeliveries,
         seller_id: str | None = Parameter(default=None, max_length=64, schema_extra=UUID_FORMAT),
         status: DeliveryStatusName | None = Parameter(default=None),
         limit: int = Parameter(default=20, ge=1, le=100),
         cursor: str | None = Parameter(default=None, description="`next_cursor` of the previous page."),
     ) -> AdminDeliveryPage:
         """Every seller webhook delivery, newest first, with its attempts; filtered by seller and status."""
-        page = await deliveries.find_deliveries(
+        page = await find_deliveries(
             uuid_or_400("seller_id", seller_id),
             DeliveryStatus(status) if status else None,
             limit,
             cursor or None,
-            ports=admin,
         )
         return AdminDeliveryPage([AdminDeliveryOut.of_record(d) for d in page.items], page.next_cursor)
 
@@ -79,8 +77,8 @@ class AdminWebhooksController(Controller):
         responses=problems(400, 401, 403, 404, 409),
         description=_RETRY_DOC + " Appends an audit entry in the same transaction.",
     )
-    async def retry(self, delivery_id: str, user: User, admin: AdminPorts) -> AdminDeliveryOut:
-        return AdminDeliveryOut.of_record(await deliveries.retry_delivery(user, delivery_id, ports=admin))
+    async def retry(self, delivery_id: str, user: User, retry_delivery: RetryDelivery) -> AdminDeliveryOut:
+        return AdminDeliveryOut.of_record(await retry_delivery(user, delivery_id))
 
 
 class SellerDeliveryRetryController(Controller):
@@ -97,5 +95,5 @@ class SellerDeliveryRetryController(Controller):
         responses=problems(400, 401, 403, 404, 409),
         description=_RETRY_DOC + " Another seller's delivery is a 404.",
     )
-    async def retry(self, delivery_id: str, user: User, admin: AdminPorts) -> DeliveryOut:
-        return DeliveryOut.of(await deliveries.retry_delivery(user, delivery_id, ports=admin))
+    async def retry(self, delivery_id: str, user: User, retry_delivery: RetryDelivery) -> DeliveryOut:
+        return DeliveryOut.of(await retry_delivery(user, delivery_id))

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Literal
 
 from litestar import Controller, get
 from litestar.exceptions import ValidationException
 from litestar.params import Parameter
 
-from market.application import analytics
-from market.application.services import Services
+from market.application.analytics import RunReport, SellerDashboardOf
 from market.domain import analytics as reports
 from market.domain.errors import ValidationFailed
 from market.domain.users import Role, User
@@ -31,10 +32,10 @@ FromParam = Annotated[str | None, Parameter(query="from", description=_PERIOD_HE
 ToParam = Annotated[str | None, Parameter(query="to", description=_PERIOD_HELP, max_length=64)]
 
 
-def period_of(raw_from: str | None, raw_to: str | None, services: Services) -> reports.Period:
+def period_of(raw_from: str | None, raw_to: str | None, now: datetime) -> reports.Period:
     """The period of the query parameters, or a 400 problem naming the bad one."""
     try:
-        return reports.parse_period(raw_from, raw_to, services.clock.now())
+        return reports.parse_period(raw_from, raw_to, now)
     except ValidationFailed as exc:
         raise ValidationException(
             "The period is not valid.",
@@ -50,7 +51,8 @@ class AnalyticsController(Controller):
     @get("/{report:str}", operation_id="analyticsReport", responses=problems(400, 401, 403, 404))
     async def report(
         self,
-        services: Services,
+        run_report: RunReport,
+        now: Callable[[], datetime],
         report: Annotated[
             ReportNameParam,
             Parameter(description="Which report."),
@@ -67,15 +69,7 @@ class AnalyticsController(Controller):
         - `sessions`: count, median and p95 duration, events per session.
 
         Rates are fractions in [0, 1]; an empty period gives zeros."""
-        period = period_of(from_, to, services)
-        result = await analytics.run_report(
-            report,
-            period,
-            reports=services.reports,
-            clock=services.clock,
-            abandon_after=services.cart_abandon_after,
-        )
-        return report_out(result)
+        return report_out(await run_report(report, period_of(from_, to, now())))
 
 
 class SellerDashboardController(Controller):
@@ -85,9 +79,13 @@ class SellerDashboardController(Controller):
 
     @get(operation_id="sellerDashboard", responses=problems(400, 401, 403))
     async def dashboard(
-        self, services: Services, user: User, from_: FromParam = None, to: ToParam = None
+        self,
+        seller_dashboard: SellerDashboardOf,
+        now: Callable[[], datetime],
+        user: User,
+        from_: FromParam = None,
+        to: ToParam = None,
     ) -> SellerDashboardOut:
         """The signed-in seller's sales over a period: revenue per currency, orders, units, top items, and
         the views and conversion of their own items."""
-        period = period_of(from_, to, services)
-        return dashboard_out(await analytics.seller_dashboard(user, period, reports=services.reports))
+        return dashboard_out(await seller_dashboard(user, period_of(from_, to, now())))

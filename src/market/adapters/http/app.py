@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from litestar import Litestar, Request, Response, Router
@@ -14,7 +14,6 @@ from litestar.openapi.spec import Components, Tag
 from litestar.routes import HTTPRoute
 
 from market import __version__
-from market.application.services import Services
 from market.telemetry.prometheus import MetricsExposition
 
 from .accounts import AccountController
@@ -94,8 +93,20 @@ def _from_state(key: str) -> Any:
     return provide
 
 
+def _constant(value: Any) -> Provide:
+    def provide() -> Any:
+        return value
+
+    return Provide(provide, sync_to_thread=False)
+
+
+def use_case_dependencies(use_cases: Mapping[str, Callable[..., Any]]) -> dict[str, Provide]:
+    """One dependency per bound use case, under its name (bootstrap.py's docstring tells the pattern)."""
+    return {name: _constant(use_case) for name, use_case in use_cases.items()}
+
+
 def create_app(
-    services: Services,
+    use_cases: Mapping[str, Callable[..., Any]],
     database: Readiness,
     *,
     metrics: MetricsExposition,
@@ -107,10 +118,11 @@ def create_app(
     unavailable: UnavailableReason | None = None,
     dependencies: Mapping[str, Provide] | None = None,
 ) -> Litestar:
-    """The app. `limits` are the per-IP rate limits of the guarded routes (None: no limits); a request body
-    over `max_body_bytes` is refused with 413; `unavailable` tells which exceptions mean "the database cannot
-    serve this now" (a 503 instead of a 500; None: every unexpected exception is a 500). `dependencies`: the
-    use cases' ports bound by bootstrap.py, injected by name into the controllers that declare them."""
+    """The app. `use_cases` are the bound use cases handlers receive by name (see bootstrap.py); the bearer
+    guard reads tokens with the one named `user_of_token`. `limits` are the per-IP rate limits of the guarded
+    routes (None: no limits); a request body over `max_body_bytes` is refused with 413; `unavailable` tells which
+    exceptions mean "the database cannot serve this now" (a 503 instead of a 500; None: every unexpected exception
+    is a 500). `dependencies`: other values handlers ask for by name (not ports: a controller calls use cases)."""
     api = Router(
         path="/api/v1",
         route_handlers=[
@@ -137,9 +149,9 @@ def create_app(
     app = Litestar(
         route_handlers=[api, dashboard_router(), docs_router(), live, ready, metrics_endpoint],
         dependencies={
-            "services": Provide(_from_state("services"), sync_to_thread=False),
             "database": Provide(_from_state("database"), sync_to_thread=False),
             "user": Provide(provide_user),
+            **use_case_dependencies(use_cases),
             **(dependencies or {}),
         },
         exception_handlers=exception_handlers(),
@@ -149,7 +161,7 @@ def create_app(
         lifespan=list(lifespan),
         state=State(
             {
-                "services": services,
+                "user_of_token": use_cases["user_of_token"],  # guards have no dependency injection
                 "database": database,
                 "metrics": metrics,
                 "metrics_token": metrics_token,

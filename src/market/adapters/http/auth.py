@@ -14,7 +14,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from opentelemetry import trace
 
-from market.application.services import Services
+from market.application.accounts import UserOfToken
 from market.domain.users import Role, User
 from market.telemetry import names, request_context
 
@@ -36,12 +36,9 @@ async def user_of_token(connection: ASGIConnection[Any, Any, Any, Any], token: s
     """The user an access token was issued to (remembered for the request), or None when the token is forged,
     malformed, expired or revoked, or its user is gone or disabled. The admin dashboard's session cookie holds
     such a token too. Revocation costs no extra query: the user row read here carries the token version."""
-    services: Services = connection.app.state["services"]
-    claims = services.tokens.read(token)
-    if claims is None:
-        return None
-    user = await services.repos.users.get(claims.user_id)
-    if user is None or not user.accepts_token(claims.token_version):
+    user_of: UserOfToken = connection.app.state["user_of_token"]
+    user = await user_of(token)
+    if user is None:
         return None
     remember_user(connection, user)
     return user

@@ -7,8 +7,7 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, delete, get, put
 
-from market.application import cart as cart_use_cases
-from market.application.services import Services
+from market.application.cart import SetCartQuantity, ViewCart
 from market.domain.orders import MAX_LINE_QUANTITY, Cart
 from market.domain.users import Role, User
 
@@ -55,21 +54,20 @@ class CartController(Controller):
     guards = [requires(Role.BUYER)]
 
     @get(operation_id="getCart", responses=problems(401, 403))
-    async def get_cart(self, user: User, services: Services) -> CartOut:
+    async def get_cart(self, user: User, view_cart: ViewCart) -> CartOut:
         """The buyer's cart at current prices."""
-        return CartOut.of(await cart_use_cases.view_cart(user, uow=services.uow))
+        return CartOut.of(await view_cart(user))
 
     @put(
         "/items/{item_id:str}",
         operation_id="setCartQuantity",
         responses=problems(400, 401, 403, 404, 409, 422),
     )
-    async def set_quantity(self, item_id: str, data: QuantityBody, user: User, services: Services) -> CartOut:
+    async def set_quantity(
+        self, item_id: str, data: QuantityBody, user: User, set_cart_quantity: SetCartQuantity
+    ) -> CartOut:
         """Set how many of an item the cart holds (0 removes it). More than the stock is a 409."""
-        cart = await cart_use_cases.set_cart_quantity(
-            user, item_id, data.quantity, uow=services.uow, clock=services.clock, events=services.events
-        )
-        return CartOut.of(cart)
+        return CartOut.of(await set_cart_quantity(user, item_id, data.quantity))
 
     @delete(
         "/items/{item_id:str}",
@@ -77,9 +75,6 @@ class CartController(Controller):
         status_code=200,
         responses=problems(401, 403, 404),
     )
-    async def remove(self, item_id: str, user: User, services: Services) -> CartOut:
+    async def remove(self, item_id: str, user: User, set_cart_quantity: SetCartQuantity) -> CartOut:
         """Remove the item's line from the cart."""
-        cart = await cart_use_cases.set_cart_quantity(
-            user, item_id, 0, uow=services.uow, clock=services.clock, events=services.events
-        )
-        return CartOut.of(cart)
+        return CartOut.of(await set_cart_quantity(user, item_id, 0))

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any, cast
 
 from litestar import Request, Response, Router, get, post
@@ -24,20 +26,13 @@ from litestar.exceptions import ValidationException
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
-from market.application import accounts
-from market.application.admin import AdminPorts, record_admin_action
-from market.application.ports import SessionStore
-from market.application.services import Services
-from market.domain.admin import AuditAction, AuditTarget
+from market.application.accounts import IssueToken, SignOutEverywhere
+from market.application.sessions import FindSessions
 from market.domain.errors import InvalidCredentials
 from market.domain.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, Role, User
 from market.ops import dashboard as pages
-from market.ops.selftest import (
-    MONITORING_KINDS,
-    MonitoringKind,
-    MonitoringTestError,
-    produce_monitoring_signal,
-)
+from market.ops.dashboard import DashboardFigures
+from market.ops.selftest import MONITORING_KINDS, MonitoringKind, MonitoringTestError, RunMonitoringSelfTest
 
 from .accounts import sign_in
 from .alerts import AlertBoard
@@ -121,7 +116,7 @@ async def login_page() -> Template:
 
 
 @post("/login", guards=[rate_limited("sign-in")])
-async def login(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
+async def login(request: Request[Any, Any, Any], issue_token: IssueToken) -> Response[Any]:
     """Check the credentials as `POST /api/v1/auth/token` does; an admin gets the session cookie."""
     form = await request.form()
     email = str(form.get("email") or "")
@@ -135,7 +130,7 @@ async def login(request: Request[Any, Any, Any], services: Services) -> Response
     try:
         if not plausible:
             raise InvalidCredentials()
-        signed_in = await sign_in(request, services, email, password)
+        signed_in = await sign_in(request, issue_token, email, password)
     except InvalidCredentials:
         return _login_page(401, email=email, message=WRONG_CREDENTIALS)
     issued = signed_in.issued
@@ -151,18 +146,21 @@ async def login(request: Request[Any, Any, Any], services: Services) -> Response
 
 
 @post("/logout")
-async def logout(request: Request[Any, Any, Any], services: Services) -> Redirect:
+async def logout(request: Request[Any, Any, Any], sign_out_everywhere: SignOutEverywhere) -> Redirect:
     """Sign out everywhere (the session's token is revoked, not only its cookie cleared: a copied cookie must
     not outlive the sign-out). No CSRF check: the worst a forged sign-out does is sign someone out."""
     session = await _session(request)
     if session is not None:
-        await accounts.sign_out_everywhere(session[0].id, uow=services.uow)
+        await sign_out_everywhere(session[0].id)
     return _redirect(LOGIN_URL, CLEARED_COOKIE)
 
 
 @get("/dashboard")
 async def dashboard(
-    request: Request[Any, Any, Any], services: Services, session_store: SessionStore
+    request: Request[Any, Any, Any],
+    figures: DashboardFigures,
+    now: Callable[[], datetime],
+    find_sessions: FindSessions,
 ) -> Response[Any]:
     """The dashboard over `from`/`to` (dates, or RFC 3339 timestamps; the last 30 days by default)."""
     session = await _session(request)
@@ -173,17 +171,18 @@ async def dashboard(
         return _forbidden()
     raw_from = request.query_params.get("from") or ""
     raw_to = request.query_params.get("to") or ""
-    context, status = await _render(request, services, user, token, raw_from, raw_to)
-    context["failing_sessions"] = await recent_failures(session_store, services)
+    context, status = await _render(request, figures, now(), user, token, raw_from, raw_to)
+    context["failing_sessions"] = await recent_failures(find_sessions, now())
     return _page("dashboard.html", status, **context)
 
 
 @post("/dashboard/test-monitoring")
 async def test_monitoring(
     request: Request[Any, Any, Any],
-    services: Services,
-    session_store: SessionStore,
-    admin: AdminPorts,
+    run_monitoring_self_test: RunMonitoringSelfTest,
+    figures: DashboardFigures,
+    now: Callable[[], datetime],
+    find_sessions: FindSessions,
 ) -> Response[Any]:
     """The monitoring self-test's buttons: the very signal of `POST /api/v1/admin/test-monitoring`, then the
     dashboard with what was produced, its trace id and Sentry event id."""
@@ -206,16 +205,9 @@ async def test_monitoring(
         status = 400
     else:
         route = request.scope.get("path_template") or request.url.path
-        await record_admin_action(
-            user, AuditAction.MONITORING_TESTED, AuditTarget.MONITORING, kind, {"kind": kind}, ports=admin
-        )
         try:
-            event_id = await produce_monitoring_signal(
+            event_id = await run_monitoring_self_test(
                 cast(MonitoringKind, kind),
-                sandbox_gateway=services.sandbox_gateway,
-                events=services.events,
-                analytics=services.repos.analytics,
-                clock=services.clock,
                 user=user,
                 route=route,
                 method=request.method,
@@ -227,14 +219,15 @@ async def test_monitoring(
             status = 500
         result = pages.MonitoringResult(kind, trace_id, event_id)
     raw_from, raw_to = str(form.get("from") or ""), str(form.get("to") or "")
-    context, page_status = await _render(request, services, user, token, raw_from, raw_to, result)
-    context["failing_sessions"] = await recent_failures(session_store, services)
+    context, page_status = await _render(request, figures, now(), user, token, raw_from, raw_to, result)
+    context["failing_sessions"] = await recent_failures(find_sessions, now())
     return _page("dashboard.html", max(status, page_status), **context)
 
 
 async def _render(
     request: Request[Any, Any, Any],
-    services: Services,
+    figures_of: DashboardFigures,
+    now: datetime,
     user: User,
     token: str,
     raw_from: str,
@@ -248,16 +241,11 @@ async def _render(
     try:
         # A date typed as `to` includes its whole day (the API takes a bare date as its first instant).
         to = f"{raw_to}T23:59:59.999999+00:00" if _BARE_DATE.match(raw_to) else raw_to
-        period = period_of(raw_from or None, to or None, services)
+        period = period_of(raw_from or None, to or None, now)
     except ValidationException as exc:
         errors = [(str(e.get("key")), str(e.get("message"))) for e in exc.extra if isinstance(e, dict)]  # type: ignore[union-attr]
     else:
-        figures = await pages.figures(
-            period,
-            reports=services.reports,
-            clock=services.clock,
-            abandon_after=services.cart_abandon_after,
-        )
+        figures = await figures_of(period)
     form = pages.PeriodForm(
         raw_from=raw_from,
         raw_to=raw_to,

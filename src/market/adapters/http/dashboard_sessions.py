@@ -6,15 +6,14 @@ markup is in templates/sessions.html and templates/session.html."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from litestar import Request, Response, get
 
-from market.application import sessions as use_cases
-from market.application.ports import SessionStore
-from market.application.services import Services
+from market.application.sessions import FindSessions, SessionTimeline
 from market.domain.analytics import Period, parse_period
 from market.domain.errors import InvalidCursor, NotFound, ValidationFailed
 from market.domain.sessions import SessionFilter, Timeline
@@ -101,10 +100,10 @@ def timeline_rows(timeline: Timeline, links: SessionLinks) -> list[Row]:
     return rows
 
 
-async def recent_failures(store: SessionStore, services: Services) -> list[Any]:
+async def recent_failures(find_sessions: FindSessions, now: datetime) -> list[Any]:
     """The latest sessions that hit a 5xx (last 30 days), for the dashboard."""
-    period = parse_period(None, None, services.clock.now())
-    page = await store.find(
+    period = parse_period(None, None, now)
+    page = await find_sessions(
         SessionFilter(has_errors=True, start=period.start, end=period.end), RECENT_FAILURES, None
     )
     return list(page.items)
@@ -123,7 +122,7 @@ async def _admin(request: Request[Any, Any, Any]) -> tuple[Any, Response[Any] | 
 
 @get("/sessions")
 async def sessions_page(
-    request: Request[Any, Any, Any], services: Services, session_store: SessionStore
+    request: Request[Any, Any, Any], find_sessions: FindSessions, now: Callable[[], datetime]
 ) -> Response[Any]:
     """Search sessions by trace id, order id, e-mail or user id; the list, most recently active first."""
     from .dashboard import _page, csrf_token
@@ -145,7 +144,7 @@ async def sessions_page(
     if form["trace_id"] and not _TRACE_ID.match(form["trace_id"]):
         error = "A trace id is 32 hexadecimal characters."
     else:
-        period = parse_period(None, None, services.clock.now())
+        period = parse_period(None, None, now())
         if not any(form[name] for name in ("trace_id", "order_id", "email", "user_id")) and not errors_only:
             # Unfiltered, every entry of the period is grouped: the last day keeps the page quick on a big table.
             period = Period(period.end - UNFILTERED_PERIOD, period.end)
@@ -158,14 +157,7 @@ async def sessions_page(
             end=period.end,
         )
         try:
-            page = await use_cases.find_sessions(
-                criteria,
-                50,
-                form["cursor"] or None,
-                email=form["email"] or None,
-                store=session_store,
-                users=services.repos.users,
-            )
+            page = await find_sessions(criteria, 50, form["cursor"] or None, email=form["email"] or None)
         except (InvalidCursor, ValidationFailed):
             error = "That page of results cannot be shown any more; search again."
         else:
@@ -188,7 +180,10 @@ async def sessions_page(
 
 @get("/sessions/{session_id:str}")
 async def session_page(
-    request: Request[Any, Any, Any], session_id: str, session_store: SessionStore, session_links: SessionLinks
+    request: Request[Any, Any, Any],
+    session_id: str,
+    session_timeline: SessionTimeline,
+    session_links: SessionLinks,
 ) -> Response[Any]:
     """One session's timeline."""
     from .dashboard import _page, csrf_token
@@ -198,7 +193,7 @@ async def session_page(
         return refusal
     user, token = session
     try:
-        timeline = await use_cases.session_timeline(session_id, store=session_store)
+        timeline = await session_timeline(session_id)
     except NotFound as exc:
         return _page("message.html", 404, title="No such session", message=exc.detail, signed_in=True)
     rows = timeline_rows(timeline, session_links)

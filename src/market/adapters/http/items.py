@@ -9,9 +9,8 @@ import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.params import Parameter
 
-from market.application import catalog, moderation
-from market.application.admin import AdminPorts
-from market.application.services import Services
+from market.application.catalog import ArchiveItem, BrowseItems, ListItem, ViewItem
+from market.application.moderation import EditItem
 from market.domain.catalog import (
     MAX_CATEGORY,
     MAX_DESCRIPTION,
@@ -114,7 +113,7 @@ class ItemController(Controller):
     @get(operation_id="browseItems", responses=problems(400))
     async def browse(
         self,
-        services: Services,
+        browse_items: BrowseItems,
         q: str | None = Parameter(
             default=None, pattern=NO_NUL, description="Full-text search; results in relevance order."
         ),
@@ -136,23 +135,13 @@ class ItemController(Controller):
             max_price_cents=max_price_cents,
             seller_id=seller_id,
         )
-        page = await catalog.browse_items(
-            item_filter,
-            limit,
-            cursor or None,
-            repos=services.repos,
-            clock=services.clock,
-            events=services.events,
-        )
+        page = await browse_items(item_filter, limit, cursor or None)
         return ItemPage(items=[ItemOut.of(i) for i in page.items], next_cursor=page.next_cursor)
 
     @get("/{item_id:str}", operation_id="getItem", responses=problems(404))
-    async def get_item(self, item_id: str, services: Services) -> ItemOut:
+    async def get_item(self, item_id: str, view_item: ViewItem) -> ItemOut:
         """One active item."""
-        item = await catalog.view_item(
-            item_id, repos=services.repos, clock=services.clock, events=services.events
-        )
-        return ItemOut.of(item)
+        return ItemOut.of(await view_item(item_id))
 
     @post(
         operation_id="createItem",
@@ -161,17 +150,9 @@ class ItemController(Controller):
         security=BEARER,
         responses=problems(400, 401, 403, 422),
     )
-    async def create(self, data: NewItem, user: User, services: Services) -> ItemOut:
+    async def create(self, data: NewItem, user: User, list_item: ListItem) -> ItemOut:
         """List a new item (sellers)."""
-        item = await catalog.list_item(
-            user,
-            _fields(data),
-            uow=services.uow,
-            ids=services.ids,
-            clock=services.clock,
-            events=services.events,
-        )
-        return ItemOut.of(item)
+        return ItemOut.of(await list_item(user, _fields(data)))
 
     @patch(
         "/{item_id:str}",
@@ -180,20 +161,12 @@ class ItemController(Controller):
         security=BEARER,
         responses=problems(400, 401, 403, 404, 422),
     )
-    async def update(
-        self, item_id: str, data: ItemChanges, user: User, services: Services, admin: AdminPorts
-    ) -> ItemOut:
+    async def update(self, item_id: str, data: ItemChanges, user: User, edit_item: EditItem) -> ItemOut:
         """Change some of an item's fields (its seller, or an admin). `status` first: an archived item can be
         restored (`active`) and changed in one request; a suspended one only by an admin
         (`PATCH /admin/items/{item_id}`)."""
-        item = None
-        if data.status is not msgspec.UNSET:
-            item = await moderation.set_item_status(user, item_id, ItemStatus(data.status), None, ports=admin)
-        if fields := _fields(data):
-            item = await catalog.change_item(user, item_id, fields, uow=services.uow, clock=services.clock)
-        if item is None:  # nothing sent: the item as it is, if the caller may change it
-            item = await catalog.change_item(user, item_id, {}, uow=services.uow, clock=services.clock)
-        return ItemOut.of(item)
+        status = ItemStatus(data.status) if data.status is not msgspec.UNSET else None
+        return ItemOut.of(await edit_item(user, item_id, status, _fields(data)))
 
     @delete(
         "/{item_id:str}",
@@ -202,6 +175,6 @@ class ItemController(Controller):
         security=BEARER,
         responses=problems(401, 403, 404),
     )
-    async def archive(self, item_id: str, user: User, services: Services) -> None:
+    async def archive(self, item_id: str, user: User, archive_item: ArchiveItem) -> None:
         """Archive an item (its seller, or an admin). It disappears from browsing; orders keep it."""
-        await catalog.archive_item(user, item_id, uow=services.uow, clock=services.clock)
+        await archive_item(user, item_id)

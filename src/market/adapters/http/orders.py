@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
-from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
 
-from market.application import checkout as checkout_use_cases
+from market.application.checkout import GetOrder, IdempotentCheckout, ListOrders, PaymentMethodInput
 from market.application.ports import IdempotentReplay
-from market.application.services import Services
 from market.domain import errors
-from market.domain.orders import CheckoutInProgress, Order, PaymentGatewayUnavailable
+from market.domain.orders import Order
 from market.domain.users import Role, User
-from market.telemetry import names
 
 from .auth import requires
 from .limits import rate_limited
@@ -28,7 +25,6 @@ from .query import UUID_FORMAT, order_filter_of, strict_request
 from .redacted import RedactedStruct
 
 MAX_IDEMPOTENCY_KEY = 255
-_TRACER = trace.get_tracer(names.INSTRUMENTATION_SCOPE)
 
 
 class PaymentMethodBody(RedactedStruct, forbid_unknown_fields=True):
@@ -120,7 +116,7 @@ class CheckoutController(Controller):
         request: Request[Any, Any, Any],
         data: CheckoutBody,
         user: User,
-        services: Services,
+        idempotent_checkout: IdempotentCheckout,
         # Documented as required; a missing key still reaches the handler (default None), which answers with
         # the specific `idempotency-key-required` problem rather than a generic invalid-parameter one.
         idempotency_key: str | None = Parameter(
@@ -134,30 +130,18 @@ class CheckoutController(Controller):
     ) -> Response[Any]:
         """Place an order from the cart and pay for it: 201 `paid` (or `processing`), 402 declined (order
         kept as payment_failed, stock released), 503 provider unavailable (order kept as pending_payment)."""
-        if not idempotency_key:
-            raise errors.IdempotencyKeyRequired()
-        request_hash = hashlib.sha256(msgspec.json.encode(data)).hexdigest()
-        claim = await services.idempotency.begin(user.id, idempotency_key, request_hash, services.clock.now())
-        if isinstance(claim, IdempotentReplay):
-            return _raw_response(claim.status, claim.body, replayed=True)
-        if claim == "mismatch":
-            raise errors.IdempotencyKeyReused()
-        if claim == "in_progress":
-            raise errors.IdempotentRequestInProgress()
-        try:
-            order = await _place_order(user, data, services)
-            status, body = 201, msgspec.json.encode(OrderOut.of(order))
-        except CheckoutInProgress:  # transient, and about another request: not this key's outcome
-            await services.idempotency.abandon(user.id, idempotency_key)
-            raise
-        except errors.DomainError as exc:  # an outcome of this key, replayed like a success
-            problem = domain_error_handler(request, exc)
-            status, body = problem.status_code, msgspec.json.encode(problem.content)
-        except BaseException:
-            await services.idempotency.abandon(user.id, idempotency_key)
-            raise
-        await services.idempotency.complete(user.id, idempotency_key, status, body, services.clock.now())
-        return _raw_response(status, body, replayed=False)
+        answer = await idempotent_checkout(
+            user,
+            idempotency_key,
+            hashlib.sha256(msgspec.json.encode(data)).hexdigest(),
+            PaymentMethodInput(data.payment_method.type, data.payment_method.token),
+            partial(_respond, request),
+        )
+        headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+        media_type = PROBLEM_JSON if answer.status >= 400 else "application/json"
+        return Response(
+            content=answer.body, status_code=answer.status, media_type=media_type, headers=headers
+        )
 
     @get(
         "/orders",
@@ -169,7 +153,7 @@ class CheckoutController(Controller):
     async def list_orders(
         self,
         user: User,
-        services: Services,
+        list_orders: ListOrders,
         status: OrderStatusName | None = Parameter(default=None),
         buyer_id: str | None = Parameter(default=None, max_length=64, schema_extra=UUID_FORMAT),
         seller_id: str | None = Parameter(
@@ -185,77 +169,24 @@ class CheckoutController(Controller):
 
         A seller sees each order as on `GET /orders/{order_id}`: only their own lines, with `total_cents` and
         `payment.amount_cents` being their subtotal."""
-        page = await checkout_use_cases.list_orders(
-            user,
-            limit,
-            cursor or None,
-            uow=services.uow,
-            order_filter=order_filter_of(status, buyer_id, seller_id, from_, to),
+        page = await list_orders(
+            user, limit, cursor or None, order_filter=order_filter_of(status, buyer_id, seller_id, from_, to)
         )
         return OrderPage(items=[OrderOut.of(o) for o in page.items], next_cursor=page.next_cursor)
 
     @get("/orders/{order_id:str}", operation_id="getOrder", guards=[requires()], responses=problems(401, 404))
-    async def get_order(self, order_id: str, user: User, services: Services) -> OrderOut:
+    async def get_order(self, order_id: str, user: User, get_order: GetOrder) -> OrderOut:
         """One order the caller may see; any other is a 404.
 
         The buyer and admins see the whole order. A seller sees only their own lines, and `total_cents` and
         `payment.amount_cents` are their subtotal of it (the payment keeps its id, status and method): other
         sellers' items, quantities and prices in the same basket are not theirs to see."""
-        return OrderOut.of(await checkout_use_cases.get_order(order_id, user, uow=services.uow))
+        return OrderOut.of(await get_order(order_id, user))
 
 
-async def _place_order(user: User, data: CheckoutBody, services: Services) -> Order:
-    """The checkout use case inside its business span, `checkout.place_order`."""
-    traceparent = _current_traceparent()  # the server span's: provider events link back to it
-    # Expected outcomes (declined, out of stock) leave the span's status alone: only our failures are errors.
-    with _TRACER.start_as_current_span(
-        names.SPAN_CHECKOUT_PLACE_ORDER, record_exception=False, set_status_on_exception=False
-    ) as span:
-        try:
-            order = await checkout_use_cases.checkout(
-                user,
-                checkout_use_cases.PaymentMethodInput(data.payment_method.type, data.payment_method.token),
-                uow=services.uow,
-                gateway=services.gateway,
-                ids=services.ids,
-                clock=services.clock,
-                events=services.events,
-                traceparent=traceparent,
-            )
-        except errors.DomainError as exc:
-            order_id = getattr(exc, "order_id", None)
-            if order_id:
-                span.set_attribute(names.ORDER_ID, order_id)
-            span.set_attribute(names.CHECKOUT_OUTCOME, type(exc).__name__)
-            if isinstance(exc, PaymentGatewayUnavailable):
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, "payment provider unavailable"))
-            raise
-        except Exception as exc:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            raise
-        span.set_attributes(
-            {
-                names.ORDER_ID: order.id,
-                names.ORDER_TOTAL_CENTS: order.total.cents,
-                names.ORDER_CURRENCY: order.total.currency,
-                names.CART_LINE_COUNT: len(order.lines),
-                names.CHECKOUT_OUTCOME: order.status.value,
-            }
-        )
-        return order
-
-
-def _raw_response(status: int, body: bytes, *, replayed: bool) -> Response[Any]:
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    media_type = PROBLEM_JSON if status >= 400 else "application/json"
-    return Response(content=body, status_code=status, media_type=media_type, headers=headers)
-
-
-def _current_traceparent() -> str | None:
-    """The W3C reference of the request's server span: where this order was created."""
-    ctx = trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
-        return None
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+def _respond(request: Request[Any, Any, Any], outcome: Order | errors.DomainError) -> IdempotentReplay:
+    """The response a checkout's outcome gets (and its retries with the same key): the order, or its problem."""
+    if isinstance(outcome, Order):
+        return IdempotentReplay(201, msgspec.json.encode(OrderOut.of(outcome)))
+    problem = domain_error_handler(request, outcome)
+    return IdempotentReplay(problem.status_code, msgspec.json.encode(problem.content))

@@ -9,8 +9,7 @@ import msgspec
 from litestar import Controller, get, put
 from litestar.params import Parameter
 
-from market.application import seller_webhooks
-from market.application.services import Services
+from market.application.seller_webhooks import GetSellerWebhook, ListWebhookDeliveries, SetSellerWebhook
 from market.domain.users import Role, User
 from market.domain.webhooks import MAX_WEBHOOK_URL, DeliveryRecord, WebhookEndpoint
 
@@ -137,43 +136,31 @@ class SellerWebhookController(Controller):
     guards = [requires(Role.SELLER)]
 
     @put(operation_id="setSellerWebhook", status_code=200, responses=problems(400, 401, 403, 422))
-    async def set_webhook(self, data: WebhookBody, user: User, services: Services) -> WebhookOut:
+    async def set_webhook(
+        self, data: WebhookBody, user: User, set_seller_webhook: SetSellerWebhook
+    ) -> WebhookOut:
         """Send the seller's `order.paid` events to `url`, signed per Standard Webhooks with `secret`.
 
         The secret is created on the first call and kept on later ones (`rotate_secret: true` replaces it).
         Setting the URL re-enables an endpoint disabled by a 410. The URL must be http(s) and lead to public
         addresses only: loopback, private, link-local, unique-local, multicast and cloud metadata targets are a
         422 `webhook-url-not-allowed`."""
-        ports = services.webhooks
-        endpoint = await seller_webhooks.set_seller_webhook(
-            user,
-            data.url,
-            endpoints=ports.endpoints,
-            guard=ports.guard,
-            new_secret=ports.new_secret,
-            clock=services.clock,
-            rotate_secret=data.rotate_secret,
-        )
-        return WebhookOut.of(endpoint)
+        return WebhookOut.of(await set_seller_webhook(user, data.url, rotate_secret=data.rotate_secret))
 
     @get(operation_id="getSellerWebhook", responses=problems(401, 403, 404))
-    async def get_webhook(self, user: User, services: Services) -> WebhookOut:
+    async def get_webhook(self, user: User, get_seller_webhook: GetSellerWebhook) -> WebhookOut:
         """The seller's endpoint; 404 when none is set."""
-        return WebhookOut.of(
-            await seller_webhooks.get_seller_webhook(user, endpoints=services.webhooks.endpoints)
-        )
+        return WebhookOut.of(await get_seller_webhook(user))
 
     @get("/deliveries", operation_id="listSellerWebhookDeliveries", responses=problems(400, 401, 403))
     async def list_deliveries(
         self,
         user: User,
-        services: Services,
+        list_webhook_deliveries: ListWebhookDeliveries,
         limit: int = Parameter(default=20, ge=1, le=100),
         cursor: str | None = Parameter(default=None, description="`next_cursor` of the previous page."),
     ) -> DeliveryPage:
         """The seller's own deliveries, newest first, with every attempt: status code, error, duration, and
         when the next retry is due."""
-        page = await seller_webhooks.list_webhook_deliveries(
-            user, limit, cursor or None, deliveries=services.webhooks.deliveries
-        )
+        page = await list_webhook_deliveries(user, limit, cursor or None)
         return DeliveryPage(items=[DeliveryOut.of(d) for d in page.items], next_cursor=page.next_cursor)

@@ -1,10 +1,11 @@
 """Session replay over HTTP: admins find sessions and read their timelines (`GET /admin/sessions`,
 `GET /admin/sessions/{session_id}`); a session's own client adds what the shopper saw
-(`POST /sessions/{session_id}/events`). The use cases and their ports arrive by dependency injection
-(`session_store`, `session_recorder`, `session_links`, bound in bootstrap)."""
+(`POST /sessions/{session_id}/events`). The use cases arrive by dependency injection, their ports bound in
+bootstrap (as `session_links`, the addresses of the trace and Sentry pages)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -13,9 +14,7 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 
-from market.application import sessions as use_cases
-from market.application.ports import SessionRecorder, SessionStore
-from market.application.services import Services
+from market.application.sessions import AddClientEvents, FindSessions, SessionTimeline
 from market.domain.sessions import (
     EVENT_NAME,
     MAX_CLIENT_EVENTS,
@@ -141,8 +140,8 @@ class SessionController(Controller):
     @get("/", operation_id="listSessions", responses=problems(400, 401, 403))
     async def list_sessions(
         self,
-        services: Services,
-        session_store: SessionStore,
+        find_sessions: FindSessions,
+        now: Callable[[], datetime],
         raw_from: FromParam = None,
         raw_to: ToParam = None,
         user_id: Annotated[str | None, Parameter(max_length=64, pattern=r"^[^\x00]*$")] = None,
@@ -157,7 +156,7 @@ class SessionController(Controller):
         errors (5xx answers) and its last route. Filters: `user_id`, `email` (the account's), `order_id` (the
         session that checked the order out), `trace_id` (of any of its requests or events), `has_errors`,
         and the period `from`/`to` (default: the last 30 days) in which its entries fall."""
-        period = period_of(raw_from, raw_to, services)
+        period = period_of(raw_from, raw_to, now())
         criteria = SessionFilter(
             user_id=user_id,
             order_id=order_id,
@@ -166,17 +165,15 @@ class SessionController(Controller):
             start=period.start,
             end=period.end,
         )
-        page = await use_cases.find_sessions(
-            criteria, limit, cursor or None, email=email, store=session_store, users=services.repos.users
-        )
+        page = await find_sessions(criteria, limit, cursor or None, email=email)
         return page_out(page)
 
     @get("/{session_id:str}", operation_id="getSession", responses=problems(401, 403, 404))
-    async def get_session(self, session_id: str, session_store: SessionStore) -> TimelineOut:
+    async def get_session(self, session_id: str, session_timeline: SessionTimeline) -> TimelineOut:
         """The session's whole story in time order: its requests and its business events (views, searches
         with their result count, cart changes, checkout, payment outcomes), and what its client reported.
         Unknown session → 404."""
-        return timeline_out(await use_cases.session_timeline(session_id, store=session_store))
+        return timeline_out(await session_timeline(session_id))
 
 
 @post(
@@ -192,8 +189,7 @@ async def add_session_events(
     request: Request[Any, Any, Any],
     session_id: str,
     data: ClientEventsIn,
-    services: Services,
-    session_recorder: SessionRecorder,
+    add_client_events: AddClientEvents,
     x_session_id: Annotated[
         str | None,
         Parameter(
@@ -208,14 +204,12 @@ async def add_session_events(
     per client address; accepted events are written shortly after the answer."""
     state = request.scope.get("state", {})
     user = state.get("user")
-    accepted = await use_cases.add_client_events(
+    accepted = await add_client_events(
         session_id,
         {"events": data.events},
         # The session the edge middleware settled on: the header's id when it is a valid one.
         caller_session=state.get("session_id") if x_session_id else None,
         trace_id=state.get("trace_id"),
         user_id=getattr(user, "id", None),
-        recorder=session_recorder,
-        clock=services.clock,
     )
     return ClientEventsAccepted(accepted=accepted)

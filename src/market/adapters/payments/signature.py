@@ -11,22 +11,20 @@ import hmac
 import re
 import time
 
+from market.application.ports import InvalidProviderSignature
+
 TOLERANCE_S = 300
 MAX_HEADER_PARTS = 16
 """Parts of a header read at most (Stripe sends `t` and one `v1` per active secret, plus the odd `v0`)."""
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
-class InvalidSignature(Exception):
+class InvalidSignature(InvalidProviderSignature):
     """The signature header is missing, malformed, stale, from the future, or does not match the body.
 
     `reason` is one of a bounded set, fit for a metric attribute: `missing_signature`, `malformed`,
     `stale_signature` (outside the tolerance, either way), `bad_signature` (no match: another secret, or a
     tampered body)."""
-
-    def __init__(self, detail: str, reason: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:

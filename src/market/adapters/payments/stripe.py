@@ -29,8 +29,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from market.application.checkout import ProviderEvent
-from market.application.ports import ChargeRequest, ChargeResult
+from market.application.ports import ChargeRequest, ChargeResult, ProviderEvent
 from market.domain.orders import PaymentGatewayUnavailable
 
 log = logging.getLogger(__name__)
