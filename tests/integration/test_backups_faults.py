@@ -228,8 +228,9 @@ def _inflate(url: str, doublings: int) -> None:
     with closing(sqlite3.connect(DatabaseURL.parse(url).path)) as db:
         for _ in range(doublings):
             db.execute(
-                "INSERT INTO items SELECT lower(hex(randomblob(16))), seller_id, title, description, price_cents,"
-                " currency, stock, category, status, created_at, updated_at FROM items"
+                "INSERT INTO items (id, seller_id, title, description, price_cents, currency, stock, category,"
+                " status, created_at, updated_at) SELECT lower(hex(randomblob(16))), seller_id, title,"
+                " description, price_cents, currency, stock, category, status, created_at, updated_at FROM items"
             )
         db.commit()
 
