@@ -204,14 +204,14 @@ async def test_each_order_paid_is_delivered_once_whichever_replica_took_the_orde
 
 _ITEM_GETS = re.compile(
     r'^http_server_request_duration_seconds_count\{[^}]*http_request_method="GET"[^}]*'
-    r'http_route="/api/v1/items/\{[a-z_]+\}"[^}]*\} (\d+)$',
+    r'http_route="/api/v1/items/\{[a-z_]+\}"[^}]*\} (\d+(?:\.\d+)?)$',  # prometheus_client writes 10.0
     re.M,
 )
 
 
 def item_gets(base_url: str) -> int:
     text = httpx.get(base_url + "/metrics", timeout=10).text
-    return sum(int(n) for n in _ITEM_GETS.findall(text))
+    return sum(int(float(n)) for n in _ITEM_GETS.findall(text))
 
 
 def test_each_replicas_metrics_count_its_own_requests_and_the_replicas_add_up(topology: Topology):
