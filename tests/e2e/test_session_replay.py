@@ -267,6 +267,11 @@ def test_a_client_adds_events_only_to_its_own_session_in_small_valid_batches(sho
         assert_problem(client.post(path, json={"events": [event]}), 403)
         r = client.post(path, json={"events": [event]}, headers={"X-Session-Id": "someone-else"})
         assert_problem(r, 403)
+        # An invalid id (too long, or not ASCII once the server reads it) is replaced by a new one, as every
+        # route does: it names another session (403), it is not a malformed request (it was a 400).
+        for invalid in ("x" * 65, "sess-é" * 12):
+            r = client.post(path, json={"events": [event]}, headers={"X-Session-Id": invalid.encode()})
+            assert_problem(r, 403)
         own = {"X-Session-Id": shopper.session_id}
         assert_problem(client.post(path, json={"events": [event] * 21}, headers=own), 422)
         assert_problem(client.post(path, json={"events": []}, headers=own), 422)

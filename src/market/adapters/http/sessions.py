@@ -194,8 +194,10 @@ async def add_session_events(
         str | None,
         Parameter(
             header="X-Session-Id",
-            description="The caller's own session: events are taken only for this id.",
-            max_length=64,
+            # Not validated here: the contract replaces an invalid id with a new one (the edge middleware does),
+            # so a malformed header means "another session" (403), never a 400.
+            description="The caller's own session (1–64 chars of `[A-Za-z0-9._-]`): events are taken only for "
+            "this id. An invalid one is replaced by a new id, so its events are refused (403).",
         ),
     ] = None,
 ) -> ClientEventsAccepted:
