@@ -60,6 +60,7 @@ from market.adapters.security.tokens import JwtTokenService, load_or_create_secr
 from market.adapters.telemetry.business import refresh_business_gauges_forever
 from market.adapters.telemetry.events import OtelEventPublisher
 from market.adapters.telemetry.payments import TracedPaymentGateway
+from market.adapters.telemetry.probe import AvailabilityProbe
 from market.adapters.telemetry.use_cases import traced_apply_provider_event, traced_checkout
 from market.adapters.webhooks.sender import HttpxWebhookSender
 from market.adapters.webhooks.signing import new_secret
@@ -467,9 +468,17 @@ def build_app(
                     reconcile_forever(services, settings.payments.reconcile_interval_s), name="reconciler"
                 ),
                 asyncio.create_task(
-                    refresh_business_gauges_forever(services, telemetry.instruments), name="business-gauges"
+                    refresh_business_gauges_forever(
+                        services, telemetry.instruments, settings.analytics.gauges_interval_s
+                    ),
+                    name="business-gauges",
                 ),
             ]
+            if settings.probe.interval_s > 0:  # availability from outside: the public URL, traffic or not
+                probe = AvailabilityProbe(
+                    settings.probe_url, settings.probe.interval_s, telemetry.instruments
+                )
+                background.append(asyncio.create_task(probe.run_forever(), name="availability-probe"))
             stack.push_async_callback(cancel_and_wait, background)
             if worker:
                 background.append(asyncio.create_task(share_metrics_forever(telemetry), name="metrics-share"))

@@ -78,6 +78,9 @@ class Instruments:
     cart_abandonment_rate: _Gauge
     search_success_rate: _Gauge
     session_duration: _Gauge
+    probe_checks: Counter
+    probe_duration: Histogram
+    probe_success: _Gauge
 
     @classmethod
     def create(cls, meter: Meter) -> Instruments:
@@ -104,6 +107,9 @@ class Instruments:
             cart_abandonment_rate=gauge(meter, names.CART_ABANDONMENT_RATE),
             search_success_rate=gauge(meter, names.SEARCH_SUCCESS_RATE),
             session_duration=gauge(meter, names.SESSION_DURATION),
+            probe_checks=counter(meter, names.PROBE_CHECKS),
+            probe_duration=histogram(meter, names.PROBE_DURATION),
+            probe_success=gauge(meter, names.PROBE_SUCCESS),
         )
 
 
@@ -117,6 +123,7 @@ CART_ACTIONS = ("add", "remove")
 WEBHOOK_DIRECTIONS = ("inbound", "outbound")
 WEBHOOK_OUTCOMES = ("success", "failure")
 WEBHOOK_REJECTION_REASONS = ("missing_signature", "malformed", "stale_signature", "bad_signature")
+PROBE_OUTCOMES = ("success", "failure")
 
 
 def zero_known_series(m: Instruments) -> None:
@@ -132,6 +139,8 @@ def zero_known_series(m: Instruments) -> None:
             m.webhook_deliveries.add(0, {names.WEBHOOK_DIRECTION: direction, names.WEBHOOK_OUTCOME: outcome})
     for reason in WEBHOOK_REJECTION_REASONS:
         m.webhook_rejected.add(0, {names.WEBHOOK_REJECTION_REASON: reason})
+    for outcome in PROBE_OUTCOMES:
+        m.probe_checks.add(0, {names.PROBE_OUTCOME: outcome})
     m.item_views.add(0)
     m.checkout_started.add(0)
 
@@ -174,6 +183,10 @@ def build_meter_provider(
         ),
         View(
             instrument_name=names.DB_CLIENT_OPERATION_DURATION[0],
+            aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS_S),
+        ),
+        View(
+            instrument_name=names.PROBE_DURATION[0],
             aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS_S),
         ),
         View(

@@ -85,6 +85,7 @@ CART_QUANTITY_DELTA = "market.cart.quantity_delta"
 CHECKOUT_OUTCOME = "market.checkout.outcome"  # the order's status, or the exception's class name
 PAYMENT_EVENT_TYPE = "market.payment.event_type"  # payment.succeeded, payment.failed, payment.refunded
 PAYMENT_EVENT_OUTCOME = "market.payment.event_outcome"
+PROBE_OUTCOME = "market.probe.outcome"  # `success` (a 2xx in time) or `failure` (anything else)
 TELEMETRY_SIGNAL = "market.telemetry.signal"  # `spans`, `sentry_events` or `session`: what was dropped
 
 # --- Outgoing seller webhooks: one CLIENT span per attempt (HTTP client semantic conventions) -------------
@@ -182,6 +183,19 @@ TELEMETRY_DROPPED = (
     "Spans and Sentry events given up on (queue full, export failed, rate limited), by signal.",
 )
 
+# The synthetic availability probe: the service requests its own public URL (MARKET_PROBE_URL) every
+# MARKET_PROBE_INTERVAL, so that an outage with no traffic still reads as down (docs/MONITORING-SETUP.md).
+PROBE_CHECKS = (
+    "market.probe.checks",
+    "{check}",
+    "Synthetic availability probes of the service's public URL, by outcome (success: a 2xx within the timeout).",
+)
+PROBE_DURATION = ("market.probe.duration", "s", "Duration of the synthetic availability probes.")
+PROBE_SUCCESS = (
+    "market.probe.success",
+    "1",
+    "1 when the newest synthetic availability probe succeeded, 0 when it failed (blackbox exporter's probe_success).",
+)
 # --- Headers ---------------------------------------------------------------------------------------------
 TRACERESPONSE_HEADER = "traceresponse"
 SESSION_HEADER = "x-session-id"
