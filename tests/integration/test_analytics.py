@@ -207,14 +207,14 @@ async def test_the_payments_report_with_percentiles_per_currency(db):
     by_currency = {a.currency: a for a in report.amounts}
     euros = by_currency["EUR"]
     p95 = statistics.quantiles(eur, n=100, method="inclusive")[94]
-    assert (euros.count, euros.sum_cents, euros.mean_cents, euros.p50_cents) == (6, sum(eur), 4083, 3250)
-    assert euros.p95_cents == int(p95 + 0.5)
+    assert (euros.count, euros.sum, euros.mean, euros.p50) == (
+        6,
+        *(Money(n, "EUR") for n in (sum(eur), 4083, 3250)),
+    )
+    assert euros.p95 == Money(int(p95 + 0.5), "EUR")
     dollars = by_currency["USD"]
-    assert (dollars.sum_cents, dollars.mean_cents, dollars.p50_cents, dollars.p95_cents) == (
-        1001,
-        501,
-        501,
-        680,
+    assert (dollars.sum, dollars.mean, dollars.p50, dollars.p95) == tuple(
+        Money(n, "USD") for n in (1001, 501, 501, 680)
     )
 
 
@@ -299,7 +299,7 @@ async def test_a_seller_sees_only_their_own_sales_views_and_conversion(db):
 
     async def paid(session, minutes, *lines, status=OrderStatus.PAID):
         order = new_order(buyer, lines, created_at=at(minutes), status=status)
-        currency = lines[0][0].currency
+        currency = lines[0][0].price.currency
         total = Money(order.total.cents, currency)
         order = dataclasses.replace(
             order, total=total, payment=dataclasses.replace(order.payment, amount=total)
@@ -317,15 +317,15 @@ async def test_a_seller_sees_only_their_own_sales_views_and_conversion(db):
     await paid("v4", 3, (mug, 5), status=OrderStatus.PAYMENT_FAILED)  # not revenue
 
     board = await SqlAnalyticsReports(db).seller_dashboard(me.id, PERIOD)
-    assert [(r.currency, r.revenue_cents, r.orders, r.units) for r in board.revenue] == [
+    assert [(r.currency, r.revenue.cents, r.orders, r.units) for r in board.revenue] == [
         ("EUR", 2000, 1, 2),
         ("USD", 900, 1, 3),
     ]
     assert (board.orders, board.units, board.views) == (2, 5, 3)
     assert board.conversion == pytest.approx(2 / 3)  # v1 and v3 bought after viewing; v2 did not
-    assert [(i.title, i.units, i.revenue_cents, i.views, i.conversion) for i in board.top_items] == [
-        ("Cup", 3, 900, 1, 1.0),
-        ("Mug", 2, 2000, 2, 0.5),
+    assert [(i.title, i.units, i.revenue, i.views, i.conversion) for i in board.top_items] == [
+        ("Cup", 3, Money(900, "USD"), 1, 1.0),
+        ("Mug", 2, Money(2000, "EUR"), 2, 0.5),
     ]
     theirs = await SqlAnalyticsReports(db).seller_dashboard(other.id, PERIOD)
     assert [i.title for i in theirs.top_items] == ["Hat"]
