@@ -27,8 +27,9 @@ import hmac
 import ipaddress
 import logging.config
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -79,13 +80,27 @@ from market.application import (
     sessions,
 )
 from market.application.admin import AdminPorts
-from market.application.analytics import prune_events
+from market.application.analytics import RunReport, prune_events
 from market.application.checkout import reconcile_payments
-from market.application.ports import PaymentGateway, SessionRecorder, SessionStore
+from market.application.ports import (
+    AnalyticsReports,
+    Clock,
+    EventPublisher,
+    IdempotencyStore,
+    IdGenerator,
+    PasswordHasher,
+    PaymentGateway,
+    ReadRepositories,
+    SessionRecorder,
+    SessionStore,
+    SignInThrottle,
+    TokenService,
+    UnitOfWorkFactory,
+)
 from market.application.seller_webhooks import SellerWebhookPorts
-from market.application.services import Services
 from market.config import ConfigError, Settings
 from market.domain.redaction import safe_url
+from market.domain.users import User
 from market.ops import dashboard as ops_dashboard
 from market.ops import selftest
 from market.ops.alerting.monitor import AlertMonitor, FileLease, Lease, RedisLease
@@ -183,7 +198,38 @@ def signing_key(settings: Settings) -> str:
     return settings.auth.secret_key or load_or_create_secret_key(settings.var_dir)
 
 
-def build_admin_ports(database: Database, services: Services) -> AdminPorts:
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """The ports a running service has, built once (`build_ports`) and bound to the use cases here; nothing
+    outside the composition root sees this bundle: controllers, commands and background tasks receive bound
+    use cases."""
+
+    uow: UnitOfWorkFactory
+    repos: ReadRepositories
+    hasher: PasswordHasher
+    tokens: TokenService  # the service (its key stays inside it)
+    ids: IdGenerator
+    clock: Clock
+    events: EventPublisher
+    dummy_password_hash: str = field(repr=False)
+    """A real hash of a throwaway password: sign-in verifies against it for unknown e-mails."""
+    gateway: PaymentGateway
+    sandbox_gateway: PaymentGateway
+    """The sandbox, whatever `gateway` is: the monitoring self-test declines a test card through it."""
+    idempotency: IdempotencyStore
+    payment_webhook_secret: str = field(repr=False)
+    """Verifies `POST /webhooks/payments` signatures."""
+    webhooks: SellerWebhookPorts
+    """Seller webhook endpoints and their deliveries."""
+    reports: AnalyticsReports
+    cart_abandon_after: timedelta
+    """A cart with no checkout this long after its last addition is abandoned (carts report)."""
+    analytics_retention: timedelta
+    sign_in_throttle: SignInThrottle | None = None
+    """Per-account sign-in limit; None when rate limits are off (MARKET_RATE_LIMITS=off)."""
+
+
+def build_admin_ports(database: Database, ports: Ports) -> AdminPorts:
     """The admin tools' ports (people, audit trail, moderation, deliveries), bound to their use cases by
     `bind_use_cases` (controllers never see them)."""
     return AdminPorts(
@@ -191,17 +237,17 @@ def build_admin_ports(database: Database, services: Services) -> AdminPorts:
         directory=SqlUserDirectory(database),
         audit=SqlAuditLog(database, request_context.identity),
         deliveries=SqlWebhookDeliveryRepository(database),
-        clock=services.clock,
-        ids=services.ids,
+        clock=ports.clock,
+        ids=ports.ids,
     )
 
 
-def build_services(
+def build_ports(
     settings: Settings,
     database: Database,
     telemetry: Telemetry | None = None,
     limiter: Limiter | None = None,
-) -> Services:
+) -> Ports:
     """Every port the use cases need. `limiter`: the per-account sign-in limit counts there (None: no limit)."""
     secret = signing_key(settings)
     argon2 = Argon2()
@@ -210,7 +256,7 @@ def build_services(
     never_send(secret, webhook_secret, *settings.secret_values())
     gateway, sandbox = build_gateways(settings, database, webhook_secret)
     events = OtelEventPublisher(telemetry.instruments if telemetry else None)
-    return Services(
+    return Ports(
         uow=lambda: PiccoloUnitOfWork(database, request_context.identity, events),
         repos=PiccoloReadRepositories(database, request_context.identity),
         hasher=Argon2PasswordHasher(
@@ -247,14 +293,14 @@ def build_services(
 
 class BoundUseCase(partial[Any]):
     """A use case with its ports bound. Its repr names the use case only: a port may hold a secret (the dummy
-    password hash, keys inside services) and a repr ends up in tracebacks and Sentry's local variables."""
+    password hash, keys inside ports) and a repr ends up in tracebacks and Sentry's local variables."""
 
     def __repr__(self) -> str:
         return f"<{self.func.__module__}.{self.func.__qualname__}, ports bound>"
 
 
 def bind_use_cases(
-    services: Services,
+    ports: Ports,
     *,
     admin_ports: AdminPorts,
     session_store: SessionStore,
@@ -262,7 +308,7 @@ def bind_use_cases(
 ) -> dict[str, Callable[..., Any]]:
     """Every use case a controller may call, its ports bound, by the name controllers ask for it (see the module
     docstring). The CLI may call these too."""
-    s = services
+    s = ports
     tracer = trace.get_tracer(INSTRUMENTATION_SCOPE)
     place_order = traced_checkout(
         BoundUseCase(checkout.checkout, uow=s.uow, gateway=s.gateway, ids=s.ids, clock=s.clock),
@@ -324,9 +370,7 @@ def bind_use_cases(
             seller_webhooks.list_webhook_deliveries, deliveries=webhooks.deliveries
         ),
         # analytics
-        "run_report": BoundUseCase(
-            analytics.run_report, reports=s.reports, clock=s.clock, abandon_after=s.cart_abandon_after
-        ),
+        "run_report": _run_report(s),
         "seller_dashboard": BoundUseCase(analytics.seller_dashboard, reports=s.reports),
         # operations
         "run_monitoring_self_test": BoundUseCase(
@@ -361,6 +405,54 @@ def bind_use_cases(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class CommandUseCases:
+    """What the `market` commands call, their ports bound (the commands never see a port)."""
+
+    reconcile_payments: Callable[[], Awaitable[dict[str, int]]]
+    register_user: Callable[..., Awaitable[User]]
+    """(Register, allow_admin=False)"""
+    set_password: Callable[[str, str], Awaitable[User]]
+    """(email, new password)"""
+    disable_user: Callable[[str], Awaitable[User]]
+    enable_user: Callable[[str], Awaitable[User]]
+    list_users: Callable[[], Awaitable[Sequence[User]]]
+    run_report: RunReport
+    prune_events: Callable[[timedelta], Awaitable[int]]
+    """(retention)"""
+    now: Callable[[], datetime]
+
+
+@asynccontextmanager
+async def command_use_cases(settings: Settings, database: Database) -> AsyncIterator[CommandUseCases]:
+    """The commands' use cases on `database` (started), for the length of one command."""
+    s = build_ports(settings, database)
+    try:
+        yield CommandUseCases(
+            reconcile_payments=BoundUseCase(
+                checkout.reconcile_payments, uow=s.uow, gateway=s.gateway, clock=s.clock
+            ),
+            register_user=BoundUseCase(
+                accounts.register_user, uow=s.uow, hasher=s.hasher, ids=s.ids, clock=s.clock
+            ),
+            set_password=BoundUseCase(accounts.set_password, uow=s.uow, hasher=s.hasher),
+            disable_user=BoundUseCase(accounts.disable_user, uow=s.uow),
+            enable_user=BoundUseCase(accounts.enable_user, uow=s.uow),
+            list_users=BoundUseCase(accounts.list_users, repos=s.repos),
+            run_report=_run_report(s),
+            prune_events=BoundUseCase(analytics.prune_events, reports=s.reports, clock=s.clock),
+            now=s.clock.now,
+        )
+    finally:
+        await close_gateways(s)
+
+
+def _run_report(s: Ports) -> RunReport:
+    return BoundUseCase(
+        analytics.run_report, reports=s.reports, clock=s.clock, abandon_after=s.cart_abandon_after
+    )
+
+
 def refusal_counter(telemetry: Telemetry | None) -> Callable[[str], None]:
     """Counts a refusal by an abuse limit or the hashing budget in `market.rate_limit.refused{bucket}`."""
 
@@ -371,20 +463,18 @@ def refusal_counter(telemetry: Telemetry | None) -> Callable[[str], None]:
     return refused
 
 
-async def reconcile_forever(services: Services, interval_s: float) -> None:
+async def reconcile_forever(ports: Ports, interval_s: float) -> None:
     """The background reconciler: settles orders whose payment outcome was unknown, and forgets
     idempotency keys and analytics events past their retention. Safe in every worker at once (settling is
     idempotent; deleting what is past retention twice deletes nothing the second time)."""
     while True:
         await asyncio.sleep(interval_s)
         try:
-            counts = await reconcile_payments(
-                uow=services.uow, gateway=services.gateway, clock=services.clock
-            )
+            counts = await reconcile_payments(uow=ports.uow, gateway=ports.gateway, clock=ports.clock)
             if counts["paid"] or counts["payment_failed"]:
                 log.info("reconciled payments", extra=counts)
-            await services.idempotency.purge(services.clock.now() - IDEMPOTENCY_RETENTION)
-            await prune_events(services.analytics_retention, reports=services.reports, clock=services.clock)
+            await ports.idempotency.purge(ports.clock.now() - IDEMPOTENCY_RETENTION)
+            await prune_events(ports.analytics_retention, reports=ports.reports, clock=ports.clock)
         except Exception:
             log.exception("reconciliation failed; will retry")
 
@@ -440,8 +530,14 @@ def build_app(
     limiter = (
         Limiter(build_store(settings.limits), refusal_counter(telemetry)) if settings.limits.enabled else None
     )
-    services = build_services(settings, database, telemetry, limiter)
+    ports = build_ports(settings, database, telemetry, limiter)
     alerts = build_alert_monitor(settings, telemetry)
+    use_cases = bind_use_cases(
+        ports,
+        admin_ports=build_admin_ports(database, ports),
+        session_store=session_store,
+        session_recorder=recording,
+    )
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -453,9 +549,9 @@ def build_app(
                 stack.push_async_callback(limiter.close)
             if worker:
                 stack.push_async_callback(shutdown_telemetry, telemetry)
-            stack.push_async_callback(close_gateways, services)
-            if isinstance(services.hasher, Argon2PasswordHasher):
-                stack.callback(services.hasher.close)
+            stack.push_async_callback(close_gateways, ports)
+            if isinstance(ports.hasher, Argon2PasswordHasher):
+                stack.callback(ports.hasher.close)
             await database.start()
             stack.push_async_callback(database.close)
             if auto_migrate:
@@ -464,10 +560,13 @@ def build_app(
             stack.push_async_callback(recording.stop)  # before the pool closes: the last batch is written
             background = [
                 asyncio.create_task(
-                    reconcile_forever(services, settings.payments.reconcile_interval_s), name="reconciler"
+                    reconcile_forever(ports, settings.payments.reconcile_interval_s), name="reconciler"
                 ),
                 asyncio.create_task(
-                    refresh_business_gauges_forever(services, telemetry.instruments), name="business-gauges"
+                    refresh_business_gauges_forever(
+                        use_cases["run_report"], ports.clock.now, telemetry.instruments
+                    ),
+                    name="business-gauges",
                 ),
             ]
             stack.push_async_callback(cancel_and_wait, background)
@@ -485,9 +584,9 @@ def build_app(
             )
             stack.push_async_callback(webhook_sender.close)
             webhook_worker = WebhookDeliveryWorker(
-                services.webhooks.deliveries,
+                ports.webhooks.deliveries,
                 webhook_sender,
-                services.clock,
+                ports.clock,
                 settings.webhooks.retry_schedule_s,
             )
             webhook_worker.start()
@@ -498,12 +597,7 @@ def build_app(
             yield
 
     app = create_app(
-        bind_use_cases(
-            services,
-            admin_ports=build_admin_ports(database, services),
-            session_store=session_store,
-            session_recorder=recording,
-        ),
+        use_cases,
         database,
         metrics=telemetry.exposition,
         metrics_token=settings.telemetry.metrics_token,
@@ -538,10 +632,10 @@ def session_dependencies(links: SessionLinks) -> dict[str, Provide]:
     return {"session_links": Provide(lambda: links, sync_to_thread=False)}
 
 
-async def close_gateways(services: Services) -> None:
-    await services.gateway.close()
-    if services.sandbox_gateway is not services.gateway:
-        await services.sandbox_gateway.close()
+async def close_gateways(ports: Ports) -> None:
+    await ports.gateway.close()
+    if ports.sandbox_gateway is not ports.gateway:
+        await ports.sandbox_gateway.close()
 
 
 async def shutdown_telemetry(telemetry: Telemetry) -> None:

@@ -336,12 +336,13 @@ async def test_a_seller_sees_only_their_own_sales_views_and_conversion(db):
 
 
 async def test_the_business_gauges_show_the_last_24_hours_reports(db):
-    from types import SimpleNamespace
+    from functools import partial
 
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     from market.adapters.telemetry.business import refresh_business_gauges
+    from market.application import analytics
     from market.telemetry.metrics import Instruments
     from tests.support.fakes import FakeClock
 
@@ -354,10 +355,11 @@ async def test_the_business_gauges_show_the_last_24_hours_reports(db):
 
     reader = InMemoryMetricReader()
     instruments = Instruments.create(MeterProvider(metric_readers=[reader]).get_meter("test"))
-    services = SimpleNamespace(
-        reports=SqlAnalyticsReports(db), clock=FakeClock(at(60 * 2)), cart_abandon_after=timedelta(hours=1)
+    clock = FakeClock(at(60 * 2))
+    run_report = partial(
+        analytics.run_report, reports=SqlAnalyticsReports(db), clock=clock, abandon_after=timedelta(hours=1)
     )
-    await refresh_business_gauges(services, instruments)
+    await refresh_business_gauges(run_report, clock.now, instruments)
 
     points = {
         (metric.name, tuple(sorted(p.attributes.items()))): p.value
