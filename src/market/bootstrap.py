@@ -39,7 +39,6 @@ from litestar import Litestar
 from litestar.di import Provide
 from opentelemetry import trace
 
-from market.adapters.background import cancel_and_wait
 from market.adapters.db.admin import PiccoloAdminUnitOfWork, SqlAuditLog, SqlUserDirectory
 from market.adapters.db.analytics import SqlAnalyticsReports
 from market.adapters.db.commerce import SqlIdempotencyStore
@@ -56,7 +55,7 @@ from market.adapters.payments.events import SignedProviderEvents
 from market.adapters.payments.sandbox import SandboxPaymentGateway
 from market.adapters.security.devices import KnownDevices
 from market.adapters.security.limits import Limiter, StoreSignInThrottle, build_store
-from market.adapters.security.passwords import Argon2PasswordHasher
+from market.adapters.security.passwords import Argon2PasswordHasher, known_credentials
 from market.adapters.security.tokens import JwtTokenService, load_or_create_secret_key
 from market.adapters.telemetry.business import refresh_business_gauges_forever
 from market.adapters.telemetry.events import OtelEventPublisher
@@ -98,6 +97,7 @@ from market.application.ports import (
     UnitOfWorkFactory,
 )
 from market.application.seller_webhooks import SellerWebhookPorts
+from market.background import cancel_and_wait
 from market.config import ConfigError, Settings
 from market.domain.redaction import safe_url
 from market.domain.users import User
@@ -604,7 +604,7 @@ def build_app(
         max_body_bytes=settings.server.max_body_bytes,
         alerts=alerts,
         limits=(
-            RouteLimits.of(settings.limits, limiter, KnownDevices(signing_key(settings)))
+            RouteLimits.of(settings.limits, limiter, KnownDevices(signing_key(settings)), known_credentials)
             if limiter is not None
             else None
         ),
