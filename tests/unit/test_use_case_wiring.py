@@ -1,4 +1,4 @@
-"""The controllers receive use cases by name (bootstrap.py's docstring): every use case a handler asks for is
+"""The controllers receive use cases by name (market.bootstrap's docstring): every use case a handler asks for is
 bound, every bound one is asked for, and each is its use case with the ports bound, not a port."""
 
 from __future__ import annotations
