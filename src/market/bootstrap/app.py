@@ -113,7 +113,9 @@ def build_app(
                 ),
             ]
             if settings.probe.interval_s > 0:  # availability from outside: the public URL, traffic or not
-                probe = AvailabilityProbe(settings.probe_url, settings.probe.interval_s, telemetry.instruments)
+                probe = AvailabilityProbe(
+                    settings.probe_url, settings.probe.interval_s, telemetry.instruments
+                )
                 background.append(asyncio.create_task(probe.run_forever(), name="availability-probe"))
             stack.push_async_callback(cancel_and_wait, background)
             if worker:
