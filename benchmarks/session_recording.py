@@ -1,11 +1,15 @@
 """What session recording costs: `GET /api/v1/items?limit=20` with an `X-Session-Id` header through `market serve`
 (PostgreSQL, one uvicorn worker, telemetry exporters off) with recording on (the default) and off
-(`MARKET_SESSION_RECORDING=0`), side by side: both servers run at once on the same seeded database, wrk drives
-one at a time, interleaved round by round. Prints req/s, p50, p99, server CPU per request and the ratio on/off
-(target >= 0.95x), then what the recording stored: rows, `pg_total_relation_size('session_entries')` (table,
-TOAST and indexes) per row, and so per 1 000 000 requests. Nothing is asserted.
+(`MARKET_SESSION_RECORDING=0`), side by side: both servers run at once on the same seeded database; first wrk
+drives one at a time, interleaved round by round, then (`--together-rounds`) a wrk each drives both at once, so
+that whatever else the machine runs slows both alike. Prints req/s, p50, p99, server CPU per request and the
+ratio on/off (target >= 0.95x) per round and of the medians; then the recorder's own costs in this process
+(the request path's µs, the writer's µs per entry, PostgreSQL's backend CPU per row, garbage collections) and
+what the recording stored: rows, `pg_total_relation_size('session_entries')` (table, TOAST and indexes) per
+row, and so per 1 000 000 requests. Nothing is asserted.
 
-    .venv/bin/python benchmarks/session_recording.py [--duration 10] [--rounds 3] [--connections 32]
+    .venv/bin/python benchmarks/session_recording.py [--duration 10] [--rounds 3] [--together-rounds 3]
+    .venv/bin/python benchmarks/session_recording.py --in-process-only   # seconds: the recorder's own costs
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import asyncpg
@@ -207,6 +212,40 @@ async def _storage(url: str) -> tuple[int, int, int]:
         await connection.close()
 
 
+def _summary(title: str, results: dict[str, list[Run]]) -> None:
+    print(f"\n{title:<36}{'req/s':>6} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>7}")
+    medians = {}
+    for name, runs in results.items():
+        cpus = [r.cpu_us_per_request for r in runs if r.cpu_us_per_request is not None]
+        medians[name] = Run(
+            rps=statistics.median(r.rps for r in runs),
+            p50_ms=statistics.median(r.p50_ms for r in runs),
+            p99_ms=statistics.median(r.p99_ms for r in runs),
+            requests=sum(r.requests for r in runs),
+            errors=sum(r.errors for r in runs),
+            cpu_us_per_request=statistics.median(cpus) if cpus else None,
+        )
+        print(_row(name, medians[name]))
+    on, off = medians["recording on"], medians["recording off"]
+    pairs = list(zip(results["recording on"], results["recording off"], strict=True))
+    ratios = [a.rps / b.rps for a, b in pairs]
+    print(
+        f"ratio on/off: {on.rps / off.rps:.2f}x of the medians; per round {', '.join(f'{r:.2f}' for r in ratios)},"
+        f" their median {statistics.median(ratios):.2f}x (target >= 0.95x)"
+    )
+    if on.cpu_us_per_request and off.cpu_us_per_request:
+        deltas = [
+            a.cpu_us_per_request - b.cpu_us_per_request
+            for a, b in pairs
+            if a.cpu_us_per_request is not None and b.cpu_us_per_request is not None
+        ]
+        print(
+            f"  server CPU per request with recording: {on.cpu_us_per_request - off.cpu_us_per_request:+.0f} µs"
+            f" (medians); per round {', '.join(f'{d:+.0f}' for d in deltas)}, their median"
+            f" {statistics.median(deltas):+.0f} µs"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -215,6 +254,12 @@ def main() -> None:
     parser.set_defaults(items=20_000, sellers=20)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: %(default)s)")
+    parser.add_argument(
+        "--together-rounds",
+        type=int,
+        default=3,
+        help="then rounds with both servers loaded at once, by a wrk each (default: %(default)s)",
+    )
     parser.add_argument("--warmup", type=int, default=3, help="seconds of discarded load per server first")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
@@ -257,45 +302,30 @@ def main() -> None:
                     run = wrk(server, args, args.duration)
                     results[server.name].append(run)
                     print(_row(server.name, run))
+            # Both at once: whatever else the machine runs slows both alike, and the scheduler shares the
+            # cores between two busy servers, so the one with more work per request answers fewer.
+            together: dict[str, list[Run]] = {server.name: [] for server in servers}
+            for round_number in range(1, args.together_rounds + 1):
+                load = f"load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+                print(
+                    f"both at once {round_number}:{'req/s':>20} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>7}  {load}"
+                )
+                with ThreadPoolExecutor(len(servers)) as pool:
+                    runs = list(pool.map(lambda server: wrk(server, args, args.duration), servers))
+                for server, run in zip(servers, runs, strict=True):
+                    together[server.name].append(run)
+                    print(_row(server.name, run))
             time.sleep(2)  # the recorder writes every second: let the last batch land
-            recorded = sum(r.requests for r in results["recording on"])
+            recorded = sum(r.requests for r in results["recording on"] + together["recording on"])
         finally:
             for server in servers:
                 server.stop()
         rows, total, heap = asyncio.run(_storage(url))
         in_process = asyncio.run(_in_process_cost(url))
 
-    print(f"\nmedians over {args.rounds} rounds:{'req/s':>14} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>7}")
-    medians = {}
-    for name, runs in results.items():
-        cpus = [r.cpu_us_per_request for r in runs if r.cpu_us_per_request is not None]
-        medians[name] = Run(
-            rps=statistics.median(r.rps for r in runs),
-            p50_ms=statistics.median(r.p50_ms for r in runs),
-            p99_ms=statistics.median(r.p99_ms for r in runs),
-            requests=sum(r.requests for r in runs),
-            errors=sum(r.errors for r in runs),
-            cpu_us_per_request=statistics.median(cpus) if cpus else None,
-        )
-        print(_row(name, medians[name]))
-    on, off = medians["recording on"], medians["recording off"]
-    pairs = list(zip(results["recording on"], results["recording off"], strict=True))
-    ratios = [a.rps / b.rps for a, b in pairs]
-    print(
-        f"ratio on/off: {on.rps / off.rps:.2f}x of the medians; per round {', '.join(f'{r:.2f}' for r in ratios)},"
-        f" their median {statistics.median(ratios):.2f}x (target >= 0.95x)"
-    )
-    if on.cpu_us_per_request and off.cpu_us_per_request:
-        deltas = [
-            a.cpu_us_per_request - b.cpu_us_per_request
-            for a, b in pairs
-            if a.cpu_us_per_request is not None and b.cpu_us_per_request is not None
-        ]
-        print(
-            f"  server CPU per request with recording: {on.cpu_us_per_request - off.cpu_us_per_request:+.0f} µs"
-            f" (medians); per round {', '.join(f'{d:+.0f}' for d in deltas)}, their median"
-            f" {statistics.median(deltas):+.0f} µs"
-        )
+    _summary(f"one at a time, medians over {args.rounds} rounds:", results)
+    if args.together_rounds:
+        _summary(f"both at once, medians over {args.together_rounds} rounds:", together)
     _print_in_process(in_process)
     print(
         f"storage: {rows} rows for ~{recorded} measured requests (+ warm-up); session_entries {total / 1e6:.1f} MB"
