@@ -60,7 +60,11 @@ from market.adapters.security.tokens import JwtTokenService, load_or_create_secr
 from market.adapters.telemetry.business import refresh_business_gauges_forever
 from market.adapters.telemetry.events import OtelEventPublisher
 from market.adapters.telemetry.payments import TracedPaymentGateway
-from market.adapters.telemetry.use_cases import traced_apply_provider_event, traced_checkout
+from market.adapters.telemetry.use_cases import (
+    traced_apply_provider_event,
+    traced_checkout,
+    traced_refund_order,
+)
 from market.adapters.webhooks.sender import HttpxWebhookSender
 from market.adapters.webhooks.signing import new_secret
 from market.adapters.webhooks.ssrf import SsrfGuard
@@ -75,6 +79,7 @@ from market.application import (
     deliveries,
     moderation,
     provider_events,
+    refunds,
     seller_webhooks,
     sessions,
 )
@@ -187,7 +192,7 @@ def build_admin_ports(database: Database, services: Services) -> AdminPorts:
     """The admin tools' ports (people, audit trail, moderation, deliveries), bound to their use cases by
     `bind_use_cases` (controllers never see them)."""
     return AdminPorts(
-        uow=lambda: PiccoloAdminUnitOfWork(database, request_context.identity),
+        uow=lambda: PiccoloAdminUnitOfWork(database, request_context.identity, services.events),
         directory=SqlUserDirectory(database),
         audit=SqlAuditLog(database, request_context.identity),
         deliveries=SqlWebhookDeliveryRepository(database),
@@ -269,7 +274,10 @@ def bind_use_cases(
         tracer,
     )
     apply_provider_event = traced_apply_provider_event(
-        BoundUseCase(checkout.apply_provider_event, uow=s.uow, clock=s.clock), s.uow, tracer
+        BoundUseCase(checkout.apply_provider_event, uow=s.uow, clock=s.clock, ids=s.ids), s.uow, tracer
+    )
+    refund_order = traced_refund_order(
+        BoundUseCase(refunds.refund_order, ports=admin_ports, gateway=s.gateway), tracer
     )
     webhooks = s.webhooks
     record_admin_action = BoundUseCase(admin.record_admin_action, ports=admin_ports)
@@ -304,6 +312,9 @@ def bind_use_cases(
             checkout.idempotent_checkout, place_order=place_order, idempotency=s.idempotency, clock=s.clock
         ),
         "list_orders": BoundUseCase(checkout.list_orders, uow=s.uow),
+        "idempotent_refund": BoundUseCase(
+            refunds.idempotent_refund, refund=refund_order, idempotency=s.idempotency, clock=s.clock
+        ),
         "get_order": BoundUseCase(checkout.get_order, uow=s.uow),
         "receive_provider_event": BoundUseCase(
             provider_events.receive_provider_event,

@@ -125,8 +125,9 @@ def _row(event: events.Event) -> _Row | None:
             return _Row(
                 "order_refunded",
                 order_id=event.order_id,
-                amount_cents=event.total.cents,
-                currency=event.total.currency,
+                amount_cents=event.amount.cents,
+                currency=event.amount.currency,
+                reason=event.reason,
             )
     return None
 
