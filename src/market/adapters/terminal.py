@@ -80,6 +80,11 @@ def _tables(report: reports.Report) -> Group:
                     a.currency,
                     *(str(v) for v in (a.count, a.sum_cents, a.mean_cents, a.p50_cents, a.p95_cents)),
                 )
+            refunds = Table(title="Refunds (minor units)", title_justify="left")
+            for column in ("currency", "refunds", "refunded", "net"):
+                refunds.add_column(column, justify="left" if column == "currency" else "right")
+            for r in report.refunds:
+                refunds.add_row(r.currency, str(r.refunds), str(r.refunded_cents), str(r.net_cents))
             return Group(
                 _pairs(
                     "Payments",
@@ -93,6 +98,7 @@ def _tables(report: reports.Report) -> Group:
                 ),
                 methods,
                 amounts,
+                refunds,
             )
         case reports.CartsReport():
             return Group(

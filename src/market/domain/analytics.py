@@ -201,6 +201,17 @@ class AmountStats:
 
 
 @dataclass(frozen=True, slots=True)
+class RefundTotals:
+    """Refunds that went through during the period, in one currency, and the period's succeeded payments in
+    that currency net of them (negative when more went back than came in)."""
+
+    currency: str
+    refunds: int
+    refunded_cents: int
+    net_cents: int
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentsReport:
     start: datetime
     end: datetime
@@ -212,6 +223,8 @@ class PaymentsReport:
     by_method: tuple[MethodStats, ...]
     amounts: tuple[AmountStats, ...]
     """Over every payment that succeeded (each order paid, however it was settled), per currency."""
+    refunds: tuple[RefundTotals, ...] = ()
+    """Per currency that had payments or refunds in the period."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,10 +277,16 @@ class SellerItemStats:
 
 @dataclass(frozen=True, slots=True)
 class Revenue:
+    """A seller's paid orders in one currency: `revenue_cents` as paid, `refunded_cents` their share of what
+    went back (a refund of an order holding several sellers' lines is shared in proportion to their
+    subtotals), `net_revenue_cents` what is left."""
+
     currency: str
     revenue_cents: int
     orders: int
     units: int
+    refunded_cents: int = 0
+    net_revenue_cents: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,3 +302,5 @@ class SellerDashboard:
     conversion: float
     """Share of the sessions that viewed one of the seller's items which then paid for an order holding one."""
     top_items: tuple[SellerItemStats, ...]
+    refunds: int = 0
+    """Refunds that went through on the period's orders holding the seller's items."""

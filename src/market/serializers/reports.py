@@ -55,6 +55,8 @@ class PaymentsOut(msgspec.Struct):
     success_rate: float
     by_method: list[reports.MethodStats]
     amounts: list[reports.AmountStats]
+    refunds: list[reports.RefundTotals]
+    """Refunds that went through during the period, per currency, and `net_cents`: `amounts`' sum less them."""
 
 
 class CartsOut(msgspec.Struct):
@@ -109,8 +111,8 @@ def report_out(report: reports.Report) -> ReportOut:
 
 
 class SellerDashboardOut(msgspec.Struct):
-    """The seller's own paid orders (revenue per currency: sums across currencies are refused) and the views
-    of their own items; nobody else's."""
+    """The seller's own paid orders, refunded since or not (revenue per currency, gross and net of refunds:
+    sums across currencies are refused) and the views of their own items; nobody else's."""
 
     from_: datetime = msgspec.field(name="from")
     to: datetime
@@ -121,6 +123,9 @@ class SellerDashboardOut(msgspec.Struct):
     conversion: float
     """Share of the sessions that viewed one of the seller's items which then paid for an order holding one."""
     top_items: list[reports.SellerItemStats]
+    refunds: int
+    """Refunds that went through on these orders; each `revenue` entry has `refunded_cents` (the seller's share
+    of them) and `net_revenue_cents`."""
 
 
 def dashboard_out(board: reports.SellerDashboard) -> SellerDashboardOut:
