@@ -13,6 +13,8 @@ import pytest
 
 from market.adapters.db.admin import PiccoloAdminUnitOfWork, SqlAuditLog, SqlUserDirectory
 from market.adapters.db.commerce import SqlOrderRepository, SqlWebhookOutbox
+from market.adapters.db.migrations import MIGRATIONS, m0009_refunds
+from market.adapters.db.migrations.runner import apply_migrations
 from market.adapters.db.refunds import SqlRefundRepository
 from market.adapters.db.sandbox import SqlSandboxLedger
 from market.adapters.db.webhooks import SqlWebhookDeliveryRepository
@@ -182,3 +184,31 @@ async def test_concurrent_refunds_of_one_order_never_exceed_its_total(db):
 class _UuidIds:
     def new_id(self) -> str:
         return str(uuid.uuid4())
+
+
+async def test_the_refunds_migration_keeps_existing_orders_and_widens_their_status(bare_db):
+    """A database that had orders before m0009: they survive it, may then become `partially_refunded`, and an
+    unknown status is still refused (SQLite: its stored table definition is edited in place; still sound)."""
+    before = [m for m in MIGRATIONS if m.version < m0009_refunds.MIGRATION.version]
+    await apply_migrations(bare_db.engine, before)
+    with pytest.raises(Exception, match=r"(?i)check"):
+        await bare_db.fetch(
+            "INSERT INTO orders (id, buyer_id, status, total_cents, currency, created_at, updated_at)"
+            " VALUES ({}, {}, 'partially_refunded', 100, 'EUR', {}, {})",
+            str(uuid.uuid4()),
+            str(uuid.uuid4()),
+            T0,
+            T0,
+        )
+    order = await paid_order(bare_db)
+
+    assert m0009_refunds.MIGRATION.version in await bare_db.migrate()
+    orders = SqlOrderRepository(bare_db)
+    assert await orders.get(order.id) == order
+    await orders.save_status(order.transition(OrderStatus.PARTIALLY_REFUNDED, T0))
+    assert (await orders.get(order.id)).status is OrderStatus.PARTIALLY_REFUNDED
+    with pytest.raises(Exception, match=r"(?i)check"):
+        await bare_db.fetch("UPDATE orders SET status = 'half_refunded' WHERE id = {}", order.id)
+    if not bare_db.is_postgres:
+        assert [tuple(r.values()) for r in await bare_db.fetch("PRAGMA integrity_check")] == [("ok",)]
+        assert await bare_db.fetch("PRAGMA foreign_key_check") == []
