@@ -175,8 +175,13 @@ def test_twenty_refunds_of_one_order_at_once_never_exceed_its_total(live_server,
     with ThreadPoolExecutor(max_workers=20) as pool:
         answers = list(pool.map(one, range(20)))
 
+    # 503 (with Retry-After) is what a request gets when it waits on the database's lock past
+    # MARKET_DATABASE_LOCK_TIMEOUT, as any write does on a machine this busy; never a 500, never too much money.
     statuses = sorted(r.status_code for r in answers)
-    assert set(statuses) <= {201, 409}, [r.text for r in answers if r.status_code not in (201, 409)]
+    assert set(statuses) <= {201, 409, 503}, [r.text for r in answers if r.status_code not in (201, 409, 503)]
+    for r in answers:
+        if r.status_code == 503:
+            assert r.headers["Retry-After"] and r.json()["status"] == 503, r.text
     refunded = sum(r.json()["amount_cents"] for r in answers if r.status_code == 201)
     assert 0 < refunded <= total
     for r in answers:
@@ -191,9 +196,14 @@ def test_twenty_refunds_of_one_order_at_once_never_exceed_its_total(live_server,
             1.0
         )  # the sandbox's own payment.refunded events arrive meanwhile: recognised, not re-applied
         left = refund(client, admin, order["id"])
-        if refunded == total:
-            assert_problem(left, 409, type_uri=problem_type("order-not-refundable"))
+        if left.status_code == 201:
+            rest = left.json()["amount_cents"]
+            # A 503 may have come after its refund went through (the provider's event then settles it).
+            assert rest == total - refunded if 503 not in statuses else rest <= total - refunded
         else:
-            assert left.status_code == 201, left.text
-            assert left.json()["amount_cents"] == total - refunded
-        assert order_status(client, admin, order["id"]) == "refunded"
+            assert_problem(left, 409, type_uri=problem_type("order-not-refundable"))
+            assert refunded == total or 503 in statuses
+        deadline = time.monotonic() + 20  # a refund settled by the provider's event may still be on its way
+        while order_status(client, admin, order["id"]) != "refunded":
+            assert time.monotonic() < deadline, order_status(client, admin, order["id"])
+            time.sleep(0.5)
