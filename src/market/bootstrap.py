@@ -87,6 +87,7 @@ from market.application.admin import AdminPorts
 from market.application.analytics import prune_events
 from market.application.checkout import reconcile_payments
 from market.application.ports import PaymentGateway, SessionRecorder, SessionStore
+from market.application.refund_settlement import settle_pending_refunds
 from market.application.seller_webhooks import SellerWebhookPorts
 from market.application.services import Services
 from market.config import ConfigError, Settings
@@ -383,8 +384,8 @@ def refusal_counter(telemetry: Telemetry | None) -> Callable[[str], None]:
 
 
 async def reconcile_forever(services: Services, interval_s: float) -> None:
-    """The background reconciler: settles orders whose payment outcome was unknown, and forgets
-    idempotency keys and analytics events past their retention. Safe in every worker at once (settling is
+    """The background reconciler: settles orders whose payment outcome was unknown and refunds left pending, and
+    forgets idempotency keys and analytics events past their retention. Safe in every worker at once (settling is
     idempotent; deleting what is past retention twice deletes nothing the second time)."""
     while True:
         await asyncio.sleep(interval_s)
@@ -394,6 +395,11 @@ async def reconcile_forever(services: Services, interval_s: float) -> None:
             )
             if counts["paid"] or counts["payment_failed"]:
                 log.info("reconciled payments", extra=counts)
+            refunds = await settle_pending_refunds(
+                uow=services.uow, gateway=services.gateway, clock=services.clock
+            )
+            if refunds["succeeded"] or refunds["failed"]:
+                log.info("settled pending refunds", extra=refunds)
             await services.idempotency.purge(services.clock.now() - IDEMPOTENCY_RETENTION)
             await prune_events(services.analytics_retention, reports=services.reports, clock=services.clock)
         except Exception:

@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import json
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -212,3 +213,18 @@ async def test_the_refunds_migration_keeps_existing_orders_and_widens_their_stat
     if not bare_db.is_postgres:
         assert [tuple(r.values()) for r in await bare_db.fetch("PRAGMA integrity_check")] == [("ok",)]
         assert await bare_db.fetch("PRAGMA foreign_key_check") == []
+
+
+async def test_pending_refunds_are_found_by_age_oldest_first(db):
+    order = await paid_order(db)
+    refunds = SqlRefundRepository(db)
+    old = new_refund(order, 100, created_at=T0 - timedelta(hours=30), updated_at=T0 - timedelta(hours=30))
+    waiting = new_refund(order, 200, created_at=T0 - timedelta(hours=2), updated_at=T0 - timedelta(hours=2))
+    earlier = new_refund(order, 250, created_at=T0 - timedelta(hours=3), updated_at=T0 - timedelta(hours=3))
+    fresh = new_refund(order, 300, created_at=T0, updated_at=T0)
+    done = new_refund(order, 400, status=RefundStatus.SUCCEEDED, created_at=T0 - timedelta(hours=1))
+    for refund in (old, waiting, earlier, fresh, done):
+        await refunds.add(refund)
+    found = await refunds.pending(T0 - timedelta(hours=24), T0 - timedelta(minutes=1), 10)
+    assert found == [earlier, waiting]
+    assert await refunds.pending(T0 - timedelta(hours=24), T0 - timedelta(minutes=1), 1) == [earlier]

@@ -26,7 +26,7 @@ from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import EmailAlreadyRegistered, InvalidCursor, RateLimited
 from market.domain.events import Event
 from market.domain.orders import RESERVING, Cart, CartLine, Order, OrderFilter, PaymentGatewayUnavailable
-from market.domain.refunds import Refund
+from market.domain.refunds import Refund, RefundStatus
 from market.domain.sessions import ClientEvent, RequestEntry, SessionFilter, SessionSummary, Timeline
 from market.domain.users import Role, User, UserStatus
 from market.domain.webhooks import DeliveryRecord, DeliveryStatus
@@ -425,6 +425,18 @@ class FakeRefundRepository:
     async def add(self, refund: Refund) -> None:
         assert refund.id not in self.state.refunds, f"refund {refund.id} added twice"
         self.state.refunds[refund.id] = refund
+
+    async def pending(
+        self, created_after: datetime, updated_before: datetime, limit: int
+    ) -> Sequence[Refund]:
+        waiting = [
+            r
+            for r in self.state.refunds.values()
+            if r.status is RefundStatus.PENDING
+            and r.created_at > created_after
+            and r.updated_at < updated_before
+        ]
+        return sorted(waiting, key=lambda r: (r.created_at, r.id))[:limit]
 
     async def save(self, refund: Refund) -> None:
         stored = self.state.refunds[refund.id]

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from datetime import timedelta
 from functools import partial
 
 import pytest
 
 from market.application.ports import IdempotentReplay
+from market.application.refund_settlement import settle_pending_refunds
 from market.application.refunds import idempotency_scope, idempotent_refund
 from market.domain.admin import AuditAction, AuditTarget
 from market.domain.errors import (
@@ -318,3 +320,54 @@ async def test_an_unknown_outcome_forgets_the_key_so_a_retry_resumes_the_same_re
     answer = await run(ADMIN, order.id, "k", "h", 500, RefundReason.OTHER, respond)
     assert answer.status == 201 and not answer.replayed
     assert len(world.refunds(order.id)) == 1 and len(world.gateway.refunds) == 1
+
+
+# --- the background sweep of pending refunds ---------------------------------------------------------------
+
+
+async def sweep(world: World, minutes: int = 2):
+    world.clock.advance(timedelta(minutes=minutes))
+    return await settle_pending_refunds(uow=world.store.uow, gateway=world.gateway, clock=world.clock)
+
+
+async def test_the_sweep_settles_a_refund_the_provider_did_not_answer_about_once(world):
+    order = await paid_order(world)
+    world.gateway.down = True
+    with pytest.raises(RefundPending):
+        await world.refund(order.id, 500)
+    assert await sweep(world) == {"succeeded": 0, "failed": 0, "pending": 1}
+    world.gateway.down = False
+    assert await sweep(world) == {"succeeded": 1, "failed": 0, "pending": 0}
+    [refund] = world.refunds(order.id)
+    assert refund.status is RefundStatus.SUCCEEDED
+    assert world.order(order.id).status is OrderStatus.PARTIALLY_REFUNDED
+    assert len(world.published(OrderRefunded)) == 1
+    assert await sweep(world) == {"succeeded": 0, "failed": 0, "pending": 0}
+    assert len(world.gateway.refunds) == 1
+
+
+async def test_the_sweep_leaves_a_refund_in_flight_and_one_too_old_to_ask_about_again(world):
+    order = await paid_order(world)
+    world.gateway.down = True
+    with pytest.raises(RefundPending):
+        await world.refund(order.id, 500)
+    world.gateway.down = False
+    world.clock.advance(timedelta(seconds=10))
+    assert await settle_pending_refunds(uow=world.store.uow, gateway=world.gateway, clock=world.clock) == {
+        "succeeded": 0,
+        "failed": 0,
+        "pending": 0,
+    }
+    assert await sweep(world, minutes=25 * 60) == {"succeeded": 0, "failed": 0, "pending": 0}
+    assert world.refunds(order.id)[0].status is RefundStatus.PENDING
+
+
+async def test_the_sweep_fails_a_refund_the_provider_refuses(world):
+    order = await paid_order(world)
+    world.gateway.down = True
+    with pytest.raises(RefundPending):
+        await world.refund(order.id, 500)
+    world.gateway.down, world.gateway.refund_answer = False, "declined"
+    assert await sweep(world) == {"succeeded": 0, "failed": 1, "pending": 0}
+    assert world.refunds(order.id)[0].status is RefundStatus.FAILED
+    assert left_to_refund(world.order(order.id), world.refunds(order.id)) == order.total

@@ -259,6 +259,12 @@ class RefundRepository(Protocol):
     async def save(self, refund: Refund) -> None:
         """Persist the refund's status, provider refund id and `updated_at`."""
 
+    async def pending(
+        self, created_after: datetime, updated_before: datetime, limit: int
+    ) -> Sequence[Refund]:
+        """Refunds still pending, created after `created_after` and last changed before `updated_before`,
+        oldest first."""
+
 
 class PaymentEventLog(Protocol):
     async def record(

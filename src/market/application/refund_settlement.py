@@ -4,10 +4,10 @@ use case (refunds.py) and by provider-event intake (checkout.py)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from market.domain.events import Event, OrderRefunded
-from market.domain.orders import PAID_STATES, Order
+from market.domain.orders import PAID_STATES, Order, PaymentGatewayUnavailable
 from market.domain.refunds import (
     Refund,
     RefundReason,
@@ -17,7 +17,19 @@ from market.domain.refunds import (
     order_after_refunds,
 )
 
-from .ports import IdGenerator, ProviderEvent, UnitOfWork
+from .ports import (
+    Clock,
+    IdGenerator,
+    PaymentGateway,
+    ProviderEvent,
+    RefundRequest,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+
+PROVIDER_IDEMPOTENCY_WINDOW = timedelta(hours=24)
+"""How long a provider is trusted to recognise a refund it is asked about again by its idempotency key (Stripe keeps
+keys 24 hours). A refund pending longer is left alone: asking again could refund twice; an admin looks at it."""
 
 
 async def complete_refund(
@@ -80,3 +92,61 @@ async def apply_refund_event(
         work, order, [*refunds, external], external, event.provider_refund_id, now
     )
     return "applied", published
+
+
+async def settle_pending_refunds(
+    *,
+    uow: UnitOfWorkFactory,
+    gateway: PaymentGateway,
+    clock: Clock,
+    grace: timedelta = timedelta(minutes=1),
+    limit: int = 100,
+) -> dict[str, int]:
+    """The background sweep of refunds left pending: ask the provider again about each (our refund id is its
+    idempotency key, so asking again never refunds twice) and apply its answer as the admin's request would
+    have. Only refunds last changed more than `grace` ago (not one still in flight) and younger than the
+    provider's idempotency window. Returns counts: `succeeded`, `failed`, `pending` (no answer yet)."""
+    counts = {"succeeded": 0, "failed": 0, "pending": 0}
+    now = clock.now()
+    async with uow() as work:
+        waiting = list(await work.refunds.pending(now - PROVIDER_IDEMPOTENCY_WINDOW, now - grace, limit))
+        orders = {r.order_id: await work.orders.get(r.order_id) for r in waiting}
+    for refund in waiting:
+        order = orders[refund.order_id]
+        if order is None or order.payment is None:
+            continue
+        request = RefundRequest(
+            refund_id=refund.id,
+            order_id=order.id,
+            payment_id=order.payment.id,
+            provider_payment_id=order.payment.provider_payment_id,
+            amount=refund.amount,
+            reason=refund.reason.value,
+        )
+        try:
+            result = await gateway.refund(request)
+        except PaymentGatewayUnavailable:
+            counts["pending"] += 1
+            continue
+        async with uow() as work:
+            locked = await work.orders.get(order.id, for_update=True)
+            assert locked is not None
+            refunds = list(await work.refunds.of_order(order.id))
+            current = next(r for r in refunds if r.id == refund.id)
+            at = clock.now()
+            published: list[Event] = []
+            if result.status == "succeeded":
+                current, published = await complete_refund(
+                    work, locked, refunds, current, result.provider_refund_id, at
+                )
+            elif result.status == "declined" and current.status is RefundStatus.PENDING:
+                current = current.settled(RefundStatus.FAILED, result.provider_refund_id, at)
+                await work.refunds.save(current)
+            elif current.status is RefundStatus.PENDING:
+                # Still pending at the provider: stamp it, so the next sweep asks after `grace` again.
+                current = current.settled(RefundStatus.PENDING, result.provider_refund_id, at)
+                await work.refunds.save(current)
+            await work.collect(published, at)
+            await work.commit()
+        counts[current.status.value] += 1
+    return counts

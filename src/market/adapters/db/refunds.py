@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from market.domain.money import Money
@@ -14,6 +15,10 @@ from .tables import RefundRow, insert_sql, row_values, select_list
 
 _INSERT_REFUND = insert_sql(RefundRow)
 _REFUNDS_OF = f"SELECT {select_list(RefundRow)} FROM refunds WHERE order_id = {{}} ORDER BY created_at, id"
+_PENDING = (
+    f"SELECT {select_list(RefundRow)} FROM refunds WHERE status = 'pending' AND created_at > {{}}"
+    " AND updated_at < {} ORDER BY created_at, id LIMIT {}"
+)
 _SAVE_REFUND = "UPDATE refunds SET status = {}, provider_refund_id = {}, updated_at = {} WHERE id = {}"
 
 
@@ -67,3 +72,9 @@ class SqlRefundRepository:
         await self._db.fetch(
             _SAVE_REFUND, refund.status.value, refund.provider_refund_id, refund.updated_at, refund.id
         )
+
+    async def pending(
+        self, created_after: datetime, updated_before: datetime, limit: int
+    ) -> Sequence[Refund]:
+        rows = await self._db.fetch(_PENDING, created_after, updated_before, limit)
+        return [refund_from_row(row) for row in rows]
