@@ -78,13 +78,13 @@ def _tables(report: reports.Report) -> Group:
             for a in report.amounts:
                 amounts.add_row(
                     a.currency,
-                    *(str(v) for v in (a.count, a.sum_cents, a.mean_cents, a.p50_cents, a.p95_cents)),
+                    *(str(v) for v in (a.count, a.sum.cents, a.mean.cents, a.p50.cents, a.p95.cents)),
                 )
             refunds = Table(title="Refunds (minor units)", title_justify="left")
             for column in ("currency", "refunds", "refunded", "net"):
                 refunds.add_column(column, justify="left" if column == "currency" else "right")
             for r in report.refunds:
-                refunds.add_row(r.currency, str(r.refunds), str(r.refunded_cents), str(r.net_cents))
+                refunds.add_row(r.currency, str(r.refunds), str(r.refunded.cents), str(r.net.cents))
             return Group(
                 _pairs(
                     "Payments",

@@ -42,6 +42,7 @@ from market.domain.analytics import (
     rate,
     round_half_up,
 )
+from market.domain.money import Money
 
 from .database import Database
 from .tables import AnalyticsEventRow, select_list
@@ -380,13 +381,12 @@ class SqlAnalyticsReports:
             period.end,
         )
         refunded = {r["currency"]: (int(r["n"]), int(r["total"])) for r in rows}
-        paid = {a.currency: a.sum_cents for a in amounts}
+        paid = {a.currency: a.sum.cents for a in amounts}
         return tuple(
             RefundTotals(
-                currency=currency,
                 refunds=refunded.get(currency, (0, 0))[0],
-                refunded_cents=refunded.get(currency, (0, 0))[1],
-                net_cents=paid.get(currency, 0) - refunded.get(currency, (0, 0))[1],
+                refunded=Money(refunded.get(currency, (0, 0))[1], currency),
+                net=Money(paid.get(currency, 0) - refunded.get(currency, (0, 0))[1], currency),
             )
             for currency in sorted(paid.keys() | refunded.keys())
         )
@@ -413,15 +413,14 @@ class SqlAnalyticsReports:
         amounts = []
         for row in sorted(sums, key=lambda r: r["currency"]):
             count, values = ranked[row["currency"]]
-            total = int(row["total"])
+            total, currency = int(row["total"]), row["currency"]
             amounts.append(
                 AmountStats(
-                    currency=row["currency"],
                     count=count,
-                    sum_cents=total,
-                    mean_cents=round_half_up(Fraction(total, count)),
-                    p50_cents=round_half_up(percentile(count, 50, values)),
-                    p95_cents=round_half_up(percentile(count, 95, values)),
+                    sum=Money(total, currency),
+                    mean=Money(round_half_up(Fraction(total, count)), currency),
+                    p50=Money(round_half_up(percentile(count, 50, values)), currency),
+                    p95=Money(round_half_up(percentile(count, 95, values)), currency),
                 )
             )
         return tuple(amounts)
@@ -567,9 +566,8 @@ class SqlAnalyticsReports:
             items[(item_id, row["currency"])] = SellerItemStats(
                 item_id=item_id,
                 title=row["title"],
-                currency=row["currency"],
                 units=int(row["units"]),
-                revenue_cents=int(row["revenue"]),
+                revenue=Money(int(row["revenue"]), row["currency"]),
                 views=int(seen["views"]) if seen else 0,
                 conversion=rate(converted.get(item_id, 0), viewers),
             )
@@ -577,7 +575,7 @@ class SqlAnalyticsReports:
         for item_id, row in viewed.items():
             if item_id not in sold:
                 items[(item_id, row["currency"])] = SellerItemStats(
-                    item_id, row["title"], row["currency"], 0, 0, int(row["views"]), 0.0
+                    item_id, row["title"], 0, Money(0, row["currency"]), int(row["views"]), 0.0
                 )
         top = sorted(items.values(), key=lambda s: (-s.units, -s.views, s.title, s.item_id))[:TOP]
         totals = viewers_overall[0]
@@ -587,12 +585,11 @@ class SqlAnalyticsReports:
             end=period.end,
             revenue=tuple(
                 Revenue(
-                    r["currency"],
-                    int(r["revenue"]),
-                    int(r["orders"]),
-                    int(r["units"]),
-                    refunded_cents=refunded.get(r["currency"], 0),
-                    net_revenue_cents=int(r["revenue"]) - refunded.get(r["currency"], 0),
+                    revenue=Money(int(r["revenue"]), r["currency"]),
+                    orders=int(r["orders"]),
+                    units=int(r["units"]),
+                    refunded=Money(refunded.get(r["currency"], 0), r["currency"]),
+                    net_revenue=Money(int(r["revenue"]) - refunded.get(r["currency"], 0), r["currency"]),
                 )
                 for r in sorted(revenue, key=lambda r: r["currency"])
             ),
