@@ -20,6 +20,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
+from market.domain.refunds import RefundReason
+
 from . import names
 from .drops import DROPS
 from .tracing import chosen_exporters
@@ -68,6 +70,7 @@ class Instruments:
     cart_changes: Counter
     checkout_started: Counter
     orders_completed: Counter
+    refunds: Counter
     payment_attempts: Counter
     payment_amount: Histogram
     webhook_deliveries: Counter
@@ -97,6 +100,7 @@ class Instruments:
             cart_changes=counter(meter, names.CART_CHANGES),
             checkout_started=counter(meter, names.CHECKOUT_STARTED),
             orders_completed=counter(meter, names.ORDERS_COMPLETED),
+            refunds=counter(meter, names.REFUNDS),
             payment_attempts=counter(meter, names.PAYMENT_ATTEMPTS),
             payment_amount=histogram(meter, names.PAYMENT_AMOUNT),
             webhook_deliveries=counter(meter, names.WEBHOOK_DELIVERIES),
@@ -122,6 +126,7 @@ SEARCH_OUTCOMES = ("results", "no_results")
 CART_ACTIONS = ("add", "remove")
 WEBHOOK_DIRECTIONS = ("inbound", "outbound")
 WEBHOOK_OUTCOMES = ("success", "failure")
+REFUND_REASONS = tuple(reason.value for reason in RefundReason)
 WEBHOOK_REJECTION_REASONS = ("missing_signature", "malformed", "stale_signature", "bad_signature")
 PROBE_OUTCOMES = ("success", "failure")
 
@@ -141,6 +146,8 @@ def zero_known_series(m: Instruments) -> None:
         m.webhook_rejected.add(0, {names.WEBHOOK_REJECTION_REASON: reason})
     for outcome in PROBE_OUTCOMES:
         m.probe_checks.add(0, {names.PROBE_OUTCOME: outcome})
+    for reason in REFUND_REASONS:
+        m.refunds.add(0, {names.REFUND_REASON: reason})
     m.item_views.add(0)
     m.checkout_started.add(0)
 

@@ -65,6 +65,10 @@ CART_LINE_COUNT = "market.cart.line_count"
 PAYMENT_PROVIDER = "market.payment.provider"
 PAYMENT_METHOD = "market.payment.method"
 PAYMENT_OUTCOME = "market.payment.outcome"
+REFUND_REASON = "market.refund.reason"  # a RefundReason value (bounded): requested_by_customer, duplicate...
+REFUND_AMOUNT_CENTS = "market.refund.amount_cents"
+REFUND_ID = "market.refund.id"
+REFUND_OUTCOME = "market.refund.outcome"  # succeeded, pending, or the refusing error's class name
 SEARCH_OUTCOME = "market.search.outcome"
 CART_ACTION = "market.cart.action"
 WEBHOOK_DIRECTION = "market.webhook.direction"
@@ -101,11 +105,13 @@ ERROR_TYPE = error_attributes.ERROR_TYPE
 SPAN_BACKUP_CREATE = "backup.create"
 SPAN_CHECKOUT_PLACE_ORDER = "checkout.place_order"
 SPAN_PAYMENT_WEBHOOK_APPLY = "payment.webhook.apply"  # linked to the provider's trace when it sent one
+SPAN_ORDER_REFUND = "order.refund"  # an admin refunds (part of) an order
 SPAN_MONITORING_SLOW = "monitoring.slow"  # the admin's deliberately slow endpoint, to test latency alerts
 
 # --- Payment provider calls (CLIENT spans) ---------------------------------------------------------------
 SPAN_PAYMENT_CHARGE = "payment charge"
 SPAN_PAYMENT_LOOKUP = "payment lookup"
+SPAN_PAYMENT_REFUND = "payment refund"
 
 # --- Span events for business events ---------------------------------------------------------------------
 EVENT_ITEM_VIEWED = "market.item.viewed"
@@ -136,6 +142,7 @@ SEARCH_QUERIES = ("market.search.queries", "{query}", "Catalog searches, by whet
 CART_CHANGES = ("market.cart.changes", "{change}", "Cart lines added or removed.")
 CHECKOUT_STARTED = ("market.checkout.started", "{checkout}", "Checkouts started.")
 ORDERS_COMPLETED = ("market.orders.completed", "{order}", "Orders paid.")
+REFUNDS = ("market.refunds", "{refund}", "Refunds that went through (partial or full), by reason.")
 PAYMENT_ATTEMPTS = ("market.payment.attempts", "{attempt}", "Payment attempts, by outcome and method.")
 PAYMENT_AMOUNT = ("market.payment.amount", "{cent}", "Amounts of payment attempts, in minor units.")
 WEBHOOK_DELIVERIES = (
