@@ -79,7 +79,7 @@ from market.application import (
     sessions,
 )
 from market.application.admin import AdminPorts
-from market.application.analytics import prune_events
+from market.application.analytics import prune_events, roll_up_events
 from market.application.checkout import reconcile_payments
 from market.application.ports import PaymentGateway, SessionRecorder, SessionStore
 from market.application.seller_webhooks import SellerWebhookPorts
@@ -372,8 +372,9 @@ def refusal_counter(telemetry: Telemetry | None) -> Callable[[str], None]:
 
 
 async def reconcile_forever(services: Services, interval_s: float) -> None:
-    """The background reconciler: settles orders whose payment outcome was unknown, and forgets
-    idempotency keys and analytics events past their retention. Safe in every worker at once (settling is
+    """The background reconciler: settles orders whose payment outcome was unknown, forgets
+    idempotency keys and analytics events past their retention, and rolls up the analytics of closed days
+    (a bounded pass: adapters/db/rollups.py). Safe in every worker at once (settling is
     idempotent; deleting what is past retention twice deletes nothing the second time)."""
     while True:
         await asyncio.sleep(interval_s)
@@ -385,6 +386,7 @@ async def reconcile_forever(services: Services, interval_s: float) -> None:
                 log.info("reconciled payments", extra=counts)
             await services.idempotency.purge(services.clock.now() - IDEMPOTENCY_RETENTION)
             await prune_events(services.analytics_retention, reports=services.reports, clock=services.clock)
+            await roll_up_events(reports=services.reports, clock=services.clock)
         except Exception:
             log.exception("reconciliation failed; will retry")
 

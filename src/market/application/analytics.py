@@ -51,6 +51,11 @@ async def prune_events(retention: timedelta, *, reports: AnalyticsReports, clock
     return await reports.prune(clock.now() - retention)
 
 
+async def roll_up_events(*, reports: AnalyticsReports, clock: Clock) -> int:
+    """One bounded pass of the reports' rollups (closed days, and days that received late events)."""
+    return await reports.roll_up(clock.now())
+
+
 # --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
 
 RunReport = Callable[[str, Period], Awaitable[Report]]

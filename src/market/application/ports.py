@@ -189,6 +189,9 @@ class AnalyticsReports(Protocol):
     async def prune(self, older_than: datetime) -> int:
         """Delete the events that happened before `older_than`; returns how many."""
 
+    async def roll_up(self, now: datetime) -> int:
+        """One bounded pass maintaining the reports' rollups of closed days; returns how many days it did."""
+
 
 class Clock(Protocol):
     def now(self) -> datetime:

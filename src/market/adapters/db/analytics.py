@@ -43,6 +43,7 @@ from market.domain.analytics import (
 )
 
 from .database import Database
+from .rollups import AnalyticsRollups, Split
 from .tables import AnalyticsEventRow, select_list
 
 log = logging.getLogger(__name__)
@@ -251,27 +252,62 @@ FINAL_PAYMENT_KIND = (
 paid after all counts as succeeded. The payment success SLI (docs/MONITORING-SETUP.md, SLI catalogue)."""
 
 
+def _edges(prefix: str = "") -> str:
+    """The raw edges of a split period, [start, head_end) and [tail_start, end] (arguments: _edge_args)."""
+    return (
+        f"(({prefix}occurred_at >= {{}} AND {prefix}occurred_at < {{}})"
+        f" OR ({prefix}occurred_at >= {{}} AND {prefix}occurred_at <= {{}}))"
+    )
+
+
+def _edge_args(period: Period, split: Split) -> tuple[datetime, datetime, datetime, datetime]:
+    return period.start, split.head_end, split.tail_start, period.end
+
+
 class SqlAnalyticsReports:
-    def __init__(self, db: Database) -> None:
+    """The reports. The funnel, search and sessions reports and the seller dashboard read the rollups
+    (rollups.py) for the whole days of their period that are rolled up, and the raw events for the rest;
+    `use_rollups=False` reads raw events only (the tests compare both)."""
+
+    def __init__(self, db: Database, *, use_rollups: bool = True) -> None:
         self._db = db
         self._sql = _Dialect(db.is_postgres)
+        self.rollups = AnalyticsRollups(db)
+        self._use_rollups = use_rollups
+
+    async def _split(self, period: Period) -> Split:
+        if not self._use_rollups:
+            return Split.raw(period)
+        return await self.rollups.split(period)
+
+    async def roll_up(self, now: datetime) -> int:
+        """One bounded pass of the rollups (rollups.py); returns how many days it rolled up."""
+        return len(await self.rollups.roll_up(now))
 
     @_planned_for_its_period
     async def funnel(self, period: Period) -> FunnelReport:
+        # A session counts once however many days it spans: its days' steps are grouped by session.
+        split = await self._split(period)
         rows = await self._db.fetch(
             "SELECT count(*) AS browsed, coalesce(sum(c), 0) AS carted, coalesce(sum(c * s), 0) AS started,"
             " coalesce(sum(c * s * p), 0) AS paid"
-            " FROM (SELECT session_id,"
-            "   max(CASE WHEN kind = 'cart_add' THEN 1 ELSE 0 END) AS c,"
-            "   max(CASE WHEN kind = 'checkout_started' THEN 1 ELSE 0 END) AS s,"
-            "   max(CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END) AS p"
+            " FROM (SELECT session_id, max(c) AS c, max(s) AS s, max(p) AS p FROM ("
+            "  SELECT session_id, browsed AS b, carted AS c, started AS s, paid AS p"
+            "  FROM analytics_session_days WHERE day >= {} AND day < {}"
+            "  UNION ALL"
+            "  SELECT session_id,"
+            "   max(CASE WHEN kind IN ('item_viewed', 'search') THEN 1 ELSE 0 END),"
+            "   max(CASE WHEN kind = 'cart_add' THEN 1 ELSE 0 END),"
+            "   max(CASE WHEN kind = 'checkout_started' THEN 1 ELSE 0 END),"
+            "   max(CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END)"
             "  FROM analytics_events"
             "  WHERE kind IN ('item_viewed', 'search', 'cart_add', 'checkout_started', 'order_paid')"
-            "   AND occurred_at >= {} AND occurred_at <= {} AND session_id IS NOT NULL"
-            "  GROUP BY session_id"
-            "  HAVING max(CASE WHEN kind IN ('item_viewed', 'search') THEN 1 ELSE 0 END) = 1) AS sessions",
-            period.start,
-            period.end,
+            f"   AND {_edges()} AND session_id IS NOT NULL"
+            "  GROUP BY session_id) AS days"
+            " GROUP BY session_id HAVING max(b) = 1) AS sessions",
+            split.first_day,
+            split.after_day,
+            *_edge_args(period, split),
         )
         row = rows[0]
         return funnel_report(
@@ -282,34 +318,43 @@ class SqlAnalyticsReports:
     async def search(self, period: Period) -> SearchReport:
         # One pass over the period's searches gives the totals and both top lists (ties by query, as ORDER BY
         # n DESC, query LIMIT TOP would).
+        split = await self._split(period)
         queries = await self._db.fetch(
-            "WITH q AS (SELECT query, count(*) AS n,"
-            "   sum(CASE WHEN result_count = 0 THEN 1 ELSE 0 END) AS empty"
-            "  FROM analytics_events WHERE kind = 'search' AND occurred_at >= {} AND occurred_at <= {}"
-            "  GROUP BY query),"
+            "WITH q AS (SELECT query, sum(n) AS n, sum(empty) AS empty FROM ("
+            "  SELECT query, searches AS n, no_results AS empty FROM analytics_search_days"
+            "  WHERE day >= {} AND day < {}"
+            "  UNION ALL"
+            "  SELECT query, count(*), sum(CASE WHEN result_count = 0 THEN 1 ELSE 0 END)"
+            f"  FROM analytics_events WHERE kind = 'search' AND {_edges()}"
+            "  GROUP BY query) AS days GROUP BY query),"
             " r AS (SELECT query, n, empty, sum(n) OVER () AS searches, sum(empty) OVER () AS no_results,"
             "  row_number() OVER (ORDER BY n DESC, query) AS top,"
             "  row_number() OVER (ORDER BY empty DESC, query) AS top_empty FROM q)"
             f" SELECT query, n, empty, searches, no_results, top, top_empty FROM r"
             f" WHERE top <= {TOP} OR top_empty <= {TOP}",
-            period.start,
-            period.end,
+            split.first_day,
+            split.after_day,
+            *_edge_args(period, split),
         )
         # A semi-join (EXISTS in WHERE), which PostgreSQL may run as one hash join, where a correlated EXISTS
         # in the select list probed the session index once per search (1.4 s at 1M events). The bounds on
         # e.occurred_at follow from the others (e >= s >= start, e <= s + window <= end + window; a second
         # more for SQLite's julianday rounding) and keep the engagement side to the period.
         engaged = self._sql.not_later_than("e.occurred_at", "s.occurred_at", SEARCH_SUCCESS_WINDOW.seconds)
+        # Whether a search succeeded depends on the search alone (and what followed it), not on the period:
+        # the rolled-up days' successes add up.
         succeeded = await self._db.fetch(
-            "SELECT count(*) AS n FROM analytics_events s"
-            " WHERE s.kind = 'search' AND s.occurred_at >= {} AND s.occurred_at <= {}"
+            "SELECT (SELECT coalesce(sum(succeeded), 0) FROM analytics_search_days"
+            "  WHERE day >= {} AND day < {}) + count(*) AS n FROM analytics_events s"
+            f" WHERE s.kind = 'search' AND {_edges('s.')}"
             " AND s.result_count > 0"  # a search with no results never succeeded, whatever followed
             " AND EXISTS (SELECT 1 FROM analytics_events e"
             "  WHERE e.session_id = s.session_id AND e.kind IN ('item_viewed', 'cart_add')"
             f"  AND e.occurred_at >= s.occurred_at AND {engaged}"
             "  AND e.occurred_at >= {} AND e.occurred_at <= {})",
-            period.start,
-            period.end,
+            split.first_day,
+            split.after_day,
+            *_edge_args(period, split),
             period.start,
             period.end + SEARCH_SUCCESS_WINDOW + timedelta(seconds=1),
         )
@@ -440,19 +485,25 @@ class SqlAnalyticsReports:
 
     @_planned_for_its_period
     async def sessions(self, period: Period) -> SessionsReport:
+        split = await self._split(period)
         per_session = (
-            "SELECT session_id, count(*) AS events,"
-            f" {self._sql.seconds_between('min(occurred_at)', 'max(occurred_at)')} AS duration"
-            " FROM analytics_events WHERE occurred_at >= {} AND occurred_at <= {}"
-            " AND session_id IS NOT NULL GROUP BY session_id"
+            "SELECT session_id, sum(events) AS events,"
+            f" {self._sql.seconds_between('min(first_at)', 'max(last_at)')} AS duration FROM ("
+            " SELECT session_id, events, first_at, last_at FROM analytics_session_days"
+            " WHERE day >= {} AND day < {}"
+            " UNION ALL"
+            " SELECT session_id, count(*), min(occurred_at), max(occurred_at)"
+            f" FROM analytics_events WHERE {_edges()}"
+            " AND session_id IS NOT NULL GROUP BY session_id) AS days GROUP BY session_id"
         )
         # One grouping of the period's events by session gives the count, the events and the percentiles.
         rows = await self._db.fetch(
             _percentile_sql(
                 f"SELECT 1 AS grp, duration AS value, sum(events) OVER () AS events FROM ({per_session}) AS s"
             ),
-            period.start,
-            period.end,
+            split.first_day,
+            split.after_day,
+            *_edge_args(period, split),
         )
         if not rows:
             return SessionsReport(period.start, period.end, 0, 0.0, 0.0, 0.0)
@@ -500,35 +551,49 @@ class SqlAnalyticsReports:
             " GROUP BY ol.item_id, ol.title, o.currency",
             *args,
         )
+        # The period's views of the seller's items, per item and viewing session: how many, and the first.
+        split = await self._split(period)
+        viewed_sql = (
+            "WITH v AS (SELECT item_id, session_id, sum(views) AS views, min(first_at) AS first_at FROM ("
+            " SELECT item_id, session_id, views, first_at FROM analytics_view_days"
+            " WHERE seller_id = {} AND day >= {} AND day < {}"
+            " UNION ALL"
+            " SELECT item_id, session_id, count(*), min(occurred_at) FROM analytics_events"
+            f" WHERE kind = 'item_viewed' AND seller_id = {{}} AND {_edges()}"
+            " GROUP BY item_id, session_id) AS days GROUP BY item_id, session_id) "
+        )
+        viewed_args = (seller_id, split.first_day, split.after_day, seller_id, *_edge_args(period, split))
         views = await self._db.fetch(
-            "SELECT v.item_id, i.title, i.currency, count(*) AS views, count(DISTINCT v.session_id) AS viewers"
-            " FROM analytics_events v JOIN items i ON i.id = v.item_id"
-            " WHERE v.kind = 'item_viewed' AND v.seller_id = {} AND v.occurred_at >= {} AND v.occurred_at <= {}"
+            viewed_sql + "SELECT v.item_id, i.title, i.currency, sum(v.views) AS views,"
+            " count(DISTINCT v.session_id) AS viewers FROM v JOIN items i ON i.id = v.item_id"
             " GROUP BY v.item_id, i.title, i.currency",
-            *args,
+            *viewed_args,
         )
-        # A viewing session converted when it later paid for an order holding the item viewed (overall:
-        # holding any of the seller's items).
-        converted_sql = (
-            "SELECT {group} count(DISTINCT v.session_id) AS sessions FROM analytics_events v"
-            " JOIN analytics_events p ON p.session_id = v.session_id AND p.kind = 'order_paid'"
-            "  AND p.occurred_at >= v.occurred_at"
-            " JOIN order_lines ol ON ol.order_id = p.order_id AND ol.{match} = v.{match}"
-            " WHERE v.kind = 'item_viewed' AND v.seller_id = {{}} AND v.occurred_at >= {{}}"
-            " AND v.occurred_at <= {{}} AND p.occurred_at <= {{}}{group_by}"  # paid within the period too
-        )
+        # A viewing session converted when it later paid (after its first view in the period, within the
+        # period) for an order holding the item viewed (overall: holding any of the seller's items).
         per_item = await self._db.fetch(
-            converted_sql.format(group="v.item_id,", match="item_id", group_by=" GROUP BY v.item_id"),
-            *args,
+            viewed_sql + "SELECT v.item_id, count(DISTINCT v.session_id) AS sessions FROM v"
+            " JOIN analytics_events p ON p.session_id = v.session_id AND p.kind = 'order_paid'"
+            "  AND p.occurred_at >= v.first_at AND p.occurred_at <= {}"
+            " JOIN order_lines ol ON ol.order_id = p.order_id AND ol.item_id = v.item_id"
+            " GROUP BY v.item_id",
+            *viewed_args,
             period.end,
         )
         overall = await self._db.fetch(
-            converted_sql.format(group="", match="seller_id", group_by=""), *args, period.end
+            viewed_sql + ", vs AS (SELECT session_id, min(first_at) AS first_at FROM v GROUP BY session_id)"
+            " SELECT count(DISTINCT vs.session_id) AS sessions FROM vs"
+            " JOIN analytics_events p ON p.session_id = vs.session_id AND p.kind = 'order_paid'"
+            "  AND p.occurred_at >= vs.first_at AND p.occurred_at <= {}"
+            " JOIN order_lines ol ON ol.order_id = p.order_id AND ol.seller_id = {}",
+            *viewed_args,
+            period.end,
+            seller_id,
         )
         viewers_overall = await self._db.fetch(
-            "SELECT count(*) AS views, count(DISTINCT session_id) AS viewers FROM analytics_events"
-            " WHERE kind = 'item_viewed' AND seller_id = {} AND occurred_at >= {} AND occurred_at <= {}",
-            *args,
+            viewed_sql
+            + "SELECT coalesce(sum(views), 0) AS views, count(DISTINCT session_id) AS viewers FROM v",
+            *viewed_args,
         )
         converted = {str(r["item_id"]): int(r["sessions"]) for r in per_item}
         viewed = {str(r["item_id"]): r for r in views}
@@ -571,7 +636,7 @@ class SqlAnalyticsReports:
     async def prune(self, older_than: datetime) -> int:
         """Forget the events before `older_than`. On PostgreSQL (monthly partitions, m0006) the months that
         ended before it are dropped whole and only the rest of the boundary month is deleted row by row; the
-        months ahead are created on the way."""
+        months ahead are created on the way. The rollups of the days pruned go with them (rollups.py)."""
         if self._db.is_postgres:
             await self.ensure_partitions(datetime.now(UTC))
         async with self._db.write_transaction(), self._db.long_statements():
@@ -583,6 +648,7 @@ class SqlAnalyticsReports:
                     if end <= older_than:
                         await self._db.fetch(f'DROP TABLE "{name}"')
             await self._db.fetch("DELETE FROM analytics_events WHERE occurred_at < {}", older_than)
+            await self.rollups.forget_before(older_than, events_deleted=int(rows[0]["n"]) > 0)
         return int(rows[0]["n"])
 
     async def _partitions(self) -> list[tuple[str, datetime, datetime]]:
