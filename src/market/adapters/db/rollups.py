@@ -192,6 +192,9 @@ class AnalyticsRollups:
             await self._db.fetch(
                 "UPDATE analytics_rollup_state SET watermark = {} WHERE id = 1 AND watermark < {}", mark, mark
             )
+        if done and self._postgres:
+            for table in ROLLUP_TABLES:  # fresh statistics: the reports' plans depend on these tables' sizes
+                await self._db.fetch(f"ANALYZE {table}")
         if done:
             log.info("analytics rolled up", extra={"days": len(done), "newest": done[0], "oldest": done[-1]})
         return done
