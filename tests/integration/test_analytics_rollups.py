@@ -235,3 +235,21 @@ async def test_retention_drops_the_rollups_of_pruned_days_and_the_boundary_day_i
 
 def test_split_days_are_whole_utc_days():
     assert Split("2026-11-20", "2026-11-22", DAY0, DAY0 + timedelta(days=2)).days == 2
+
+
+async def test_a_session_alone_on_a_rolled_up_day_that_comes_back_in_the_raw_edge_counts_once(db, shop):
+    item = shop.items[2]
+    await record(db, "returning", DAY0 + timedelta(days=3, hours=9), ItemViewed(item.id, item.seller_id))
+    reports = SqlAnalyticsReports(db)
+    await reports.rollups.roll_up(NOW)
+    [row] = await db.fetch("SELECT alone FROM analytics_session_days WHERE session_id = 'returning'")
+    assert row["alone"] == 1
+    # Back today (not rolled up yet: read raw), and adds to the cart.
+    await record(db, "returning", NOW - timedelta(minutes=5), CartChanged(item.id, "add", 1))
+    period = Period(DAY0, NOW)
+    assert (await reports.rollups.split(period)).days == 2  # days 3 and 4 (from the first day with events)
+    funnel = await reports.funnel(period)
+    assert (funnel.steps[0].sessions, funnel.steps[1].sessions) == (1, 1)
+    sessions = await reports.sessions(period)
+    assert (sessions.sessions, sessions.events_per_session) == (1, 2.0)
+    await assert_rollups_match_raw(db, shop, random.Random(8))

@@ -198,13 +198,14 @@ class _Dialect:
         return f"substr({column}, 1, 10)"  # stored as UTC text by Piccolo's converter
 
 
-def _percentile_sql(values_sql: str) -> str:
+def _percentile_sql(values_sql: str, ctes: str = "") -> str:
     """The rows of `values_sql` (columns `grp`, `value` and any others, passed through) that the 50th and 95th
     percentiles of each group lie between, with their 0-based rank and the group's size: the database sorts,
-    only four rows per group travel."""
+    only four rows per group travel. `ctes`: common table expressions `values_sql` reads, each followed by a
+    comma."""
     ranks = " OR ".join(f"rank IN (((n - 1) * {p}) / 100, ((n - 1) * {p}) / 100 + 1)" for p in (50, 95))
     return (
-        f"WITH v AS ({values_sql}),"
+        f"WITH {ctes}v AS ({values_sql}),"
         " r AS (SELECT v.*, row_number() OVER (PARTITION BY grp ORDER BY value) - 1 AS rank,"
         "   count(*) OVER (PARTITION BY grp) AS n FROM v)"
         f" SELECT * FROM r WHERE {ranks}"
@@ -292,28 +293,32 @@ class SqlAnalyticsReports:
 
     @_planned_for_its_period
     async def funnel(self, period: Period) -> FunnelReport:
-        # A session counts once however many days it spans: its days' steps are grouped by session.
+        # A session counts once however many days it spans: a rolled-up day's session seen on that day alone
+        # counts as it is; the others (several days, or also in the raw edges) are grouped by session.
         split = await self._split(period)
+        days = (
+            "SELECT session_id, browsed AS b, carted AS c, started AS s, paid AS p FROM analytics_session_days"
+            " WHERE day >= {} AND day < {} AND "
+        )
         rows = await self._db.fetch(
-            "SELECT count(*) AS browsed, coalesce(sum(c), 0) AS carted, coalesce(sum(c * s), 0) AS started,"
-            " coalesce(sum(c * s * p), 0) AS paid"
-            " FROM (SELECT session_id, max(c) AS c, max(s) AS s, max(p) AS p FROM ("
-            "  SELECT session_id, browsed AS b, carted AS c, started AS s, paid AS p"
-            "  FROM analytics_session_days WHERE day >= {} AND day < {}"
-            "  UNION ALL"
-            "  SELECT session_id,"
-            "   max(CASE WHEN kind IN ('item_viewed', 'search') THEN 1 ELSE 0 END),"
-            "   max(CASE WHEN kind = 'cart_add' THEN 1 ELSE 0 END),"
-            "   max(CASE WHEN kind = 'checkout_started' THEN 1 ELSE 0 END),"
-            "   max(CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END)"
-            "  FROM analytics_events"
-            "  WHERE kind IN ('item_viewed', 'search', 'cart_add', 'checkout_started', 'order_paid')"
-            f"   AND {_edges()} AND session_id IS NOT NULL"
-            "  GROUP BY session_id) AS days"
-            " GROUP BY session_id HAVING max(b) = 1) AS sessions",
+            "WITH edge AS (SELECT session_id,"
+            "  max(CASE WHEN kind IN ('item_viewed', 'search') THEN 1 ELSE 0 END) AS b,"
+            "  max(CASE WHEN kind = 'cart_add' THEN 1 ELSE 0 END) AS c,"
+            "  max(CASE WHEN kind = 'checkout_started' THEN 1 ELSE 0 END) AS s,"
+            "  max(CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END) AS p"
+            f"  FROM analytics_events WHERE {_edges()} AND session_id IS NOT NULL GROUP BY session_id),"
+            f" single AS ({days}alone = 1 AND session_id NOT IN (SELECT session_id FROM edge)),"
+            " grouped AS (SELECT session_id, max(b) AS b, max(c) AS c, max(s) AS s, max(p) AS p FROM ("
+            f"  {days}(alone = 0 OR session_id IN (SELECT session_id FROM edge))"
+            "  UNION ALL SELECT session_id, b, c, s, p FROM edge) AS u GROUP BY session_id),"
+            " steps AS (SELECT b, c, s, p FROM single UNION ALL SELECT b, c, s, p FROM grouped)"
+            " SELECT count(*) AS browsed, coalesce(sum(c), 0) AS carted, coalesce(sum(c * s), 0) AS started,"
+            " coalesce(sum(c * s * p), 0) AS paid FROM steps WHERE b = 1",
+            *_edge_args(period, split),
             split.first_day,
             split.after_day,
-            *_edge_args(period, split),
+            split.first_day,
+            split.after_day,
         )
         row = rows[0]
         return funnel_report(
@@ -492,24 +497,35 @@ class SqlAnalyticsReports:
     @_planned_for_its_period
     async def sessions(self, period: Period) -> SessionsReport:
         split = await self._split(period)
-        per_session = (
-            "SELECT session_id, sum(events) AS events,"
-            f" {self._sql.seconds_between('min(first_at)', 'max(last_at)')} AS duration FROM ("
-            " SELECT session_id, events, first_at, last_at FROM analytics_session_days"
-            " WHERE day >= {} AND day < {}"
-            " UNION ALL"
-            " SELECT session_id, count(*), min(occurred_at), max(occurred_at)"
-            f" FROM analytics_events WHERE {_edges()}"
-            " AND session_id IS NOT NULL GROUP BY session_id) AS days GROUP BY session_id"
+        # A rolled-up day's session seen on that day alone is taken as it is; the others (several days, or also
+        # in the raw edges) are grouped by session.
+        edge = (
+            "edge AS (SELECT session_id, count(*) AS events, min(occurred_at) AS first_at,"
+            f" max(occurred_at) AS last_at FROM analytics_events WHERE {_edges()}"
+            " AND session_id IS NOT NULL GROUP BY session_id), "
         )
-        # One grouping of the period's events by session gives the count, the events and the percentiles.
+        days = "FROM analytics_session_days WHERE day >= {} AND day < {} AND "
+        per_session = (
+            f"SELECT events, {self._sql.seconds_between('first_at', 'last_at')} AS duration"
+            f" {days}alone = 1 AND session_id NOT IN (SELECT session_id FROM edge)"
+            " UNION ALL"
+            " SELECT sum(events),"
+            f" {self._sql.seconds_between('min(first_at)', 'max(last_at)')} FROM ("
+            f"  SELECT session_id, events, first_at, last_at {days}"
+            "  (alone = 0 OR session_id IN (SELECT session_id FROM edge))"
+            "  UNION ALL SELECT session_id, events, first_at, last_at FROM edge) AS u GROUP BY session_id"
+        )
+        # One pass over the period's sessions gives the count, the events and the percentiles.
         rows = await self._db.fetch(
             _percentile_sql(
-                f"SELECT 1 AS grp, duration AS value, sum(events) OVER () AS events FROM ({per_session}) AS s"
+                f"SELECT 1 AS grp, duration AS value, sum(events) OVER () AS events FROM ({per_session}) AS s",
+                ctes=edge,
             ),
+            *_edge_args(period, split),
             split.first_day,
             split.after_day,
-            *_edge_args(period, split),
+            split.first_day,
+            split.after_day,
         )
         if not rows:
             return SessionsReport(period.start, period.end, 0, 0.0, 0.0, 0.0)

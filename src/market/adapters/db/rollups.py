@@ -2,8 +2,10 @@
 UTC day, kept so that a 30-day report reads a few rows per session and query instead of every event.
 
 - `analytics_session_days`: per day and session, its events, first and last instant, and which funnel steps it
-  took that day (browsed, carted, started a checkout, paid). Distinct sessions do not sum across days; these
-  rows do: a report groups them by session, as the raw report groups events.
+  took that day (browsed, carted, started a checkout, paid). Distinct sessions do not sum across days, so each
+  row also says whether its session is `alone` on its day (no event on any other day): those rows (nearly all)
+  are counted as they are, and only the sessions seen on several days, or also in the raw edges of the
+  period, are grouped by session. Rolling up a day marks the session's rows of other days too.
 - `analytics_search_days`: per day and query, the searches, those with no results and those that succeeded
   (same session viewed an item or added one to its cart within SEARCH_SUCCESS_WINDOW after).
 - `analytics_view_days`: per day, item and viewing session, the views and the first view's instant (the
@@ -218,17 +220,32 @@ class AnalyticsRollups:
                 await self._db.fetch(f"DELETE FROM {table} WHERE day = {{}}", day)
             await self._db.fetch(
                 "INSERT INTO analytics_session_days"
-                " (day, session_id, events, first_at, last_at, browsed, carted, started, paid)"
+                " (day, session_id, events, first_at, last_at, browsed, carted, started, paid, alone)"
                 " SELECT {}, session_id, count(*), min(occurred_at), max(occurred_at),"
                 "  max(CASE WHEN kind IN ('item_viewed', 'search') THEN 1 ELSE 0 END),"
                 "  max(CASE WHEN kind = 'cart_add' THEN 1 ELSE 0 END),"
                 "  max(CASE WHEN kind = 'checkout_started' THEN 1 ELSE 0 END),"
-                "  max(CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END)"
+                "  max(CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END), 1"
                 " FROM analytics_events WHERE occurred_at >= {} AND occurred_at < {}"
                 " AND session_id IS NOT NULL GROUP BY session_id",
                 day,
                 start,
                 end,
+            )
+            # A session with events on other days too is not alone, here nor on those days.
+            await self._db.fetch(
+                "UPDATE analytics_session_days SET alone = 0 WHERE day = {} AND EXISTS ("
+                " SELECT 1 FROM analytics_events e WHERE e.session_id = analytics_session_days.session_id"
+                " AND (e.occurred_at < {} OR e.occurred_at >= {}))",
+                day,
+                start,
+                end,
+            )
+            await self._db.fetch(
+                "UPDATE analytics_session_days SET alone = 0 WHERE alone = 1 AND day <> {} AND session_id IN"
+                " (SELECT session_id FROM analytics_session_days WHERE day = {} AND alone = 0)",
+                day,
+                day,
             )
             # A search succeeded when the same session engaged within the window after it (the report's
             # definition; the engagement may fall in the next day, which is why a day waits CLOSE_DELAY).

@@ -223,6 +223,8 @@ class AnalyticsSessionDayRow(Table, tablename="analytics_session_days"):
     carted = Integer()
     started = Integer()
     paid = Integer()
+    alone = Integer()
+    """1: the session had events on this day only (as far as the rollups know): no grouping across days."""
 
 
 class AnalyticsSearchDayRow(Table, tablename="analytics_search_days"):

@@ -12,7 +12,8 @@ def _statements(identity: str) -> list[str]:
         "CREATE TABLE analytics_session_days (day VARCHAR(10) NOT NULL, session_id VARCHAR(64) NOT NULL,"
         " events INTEGER NOT NULL, first_at TIMESTAMPTZ NOT NULL, last_at TIMESTAMPTZ NOT NULL,"
         " browsed INTEGER NOT NULL, carted INTEGER NOT NULL, started INTEGER NOT NULL, paid INTEGER NOT NULL,"
-        " PRIMARY KEY (day, session_id))",
+        " alone INTEGER NOT NULL, PRIMARY KEY (day, session_id))",
+        "CREATE INDEX analytics_session_days_session_idx ON analytics_session_days (session_id)",
         f"CREATE TABLE analytics_search_days (id {identity}, day VARCHAR(10) NOT NULL, query TEXT,"
         " searches INTEGER NOT NULL, no_results INTEGER NOT NULL, succeeded INTEGER NOT NULL)",
         "CREATE INDEX analytics_search_days_day_idx ON analytics_search_days (day)",
