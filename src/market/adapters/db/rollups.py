@@ -3,7 +3,7 @@ UTC day, kept so that a 30-day report reads a few rows per session and query ins
 
 - `analytics_session_days`: per day and session, its events, first and last instant, and which funnel steps it
   took that day (browsed, carted, started a checkout, paid). Distinct sessions do not sum across days, so each
-  row also says whether its session is `alone` on its day (no event on any other day): those rows (nearly all)
+  row also says whether its session is `alone` on its day (on no other day rolled up): those rows (nearly all)
   are counted as they are, and only the sessions seen on several days, or also in the raw edges of the
   period, are grouped by session. Rolling up a day marks the session's rows of other days too.
 - `analytics_search_days`: per day and query, the searches, those with no results and those that succeeded
@@ -232,14 +232,15 @@ class AnalyticsRollups:
                 start,
                 end,
             )
-            # A session with events on other days too is not alone, here nor on those days.
+            # A session rolled up on other days too is not alone, here nor on those days. (Its events on days
+            # not rolled up yet are the raw edges of a report, which groups such sessions anyway; when such a
+            # day is rolled up, this marks both.)
             await self._db.fetch(
                 "UPDATE analytics_session_days SET alone = 0 WHERE day = {} AND EXISTS ("
-                " SELECT 1 FROM analytics_events e WHERE e.session_id = analytics_session_days.session_id"
-                " AND (e.occurred_at < {} OR e.occurred_at >= {}))",
+                " SELECT 1 FROM analytics_session_days o WHERE o.session_id = analytics_session_days.session_id"
+                " AND o.day <> {})",
                 day,
-                start,
-                end,
+                day,
             )
             await self._db.fetch(
                 "UPDATE analytics_session_days SET alone = 0 WHERE alone = 1 AND day <> {} AND session_id IN"
