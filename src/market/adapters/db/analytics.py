@@ -600,22 +600,28 @@ class SqlAnalyticsReports:
         )
         # The period's views of the seller's items, per item and viewing session: how many, and the first.
         split = await self._split(period)
-        viewed_sql = (
-            "WITH v AS (SELECT item_id, session_id, sum(views) AS views, min(first_at) AS first_at FROM ("
-            " SELECT item_id, session_id, views, first_at FROM analytics_view_days"
+        # Per item and overall (the item-less row) in one statement: views add up, viewers are distinct.
+        viewed = await self._db.fetch(
+            "WITH v AS ("
+            " SELECT item_id, session_id, views FROM analytics_view_days"
             " WHERE seller_id = {} AND day >= {} AND day < {}"
             " UNION ALL"
-            " SELECT item_id, session_id, count(*), min(occurred_at) FROM analytics_events"
+            " SELECT item_id, session_id, count(*) FROM analytics_events"
             f" WHERE kind = 'item_viewed' AND seller_id = {{}} AND {_edges()}"
-            " GROUP BY item_id, session_id) AS days GROUP BY item_id, session_id) "
-        )
-        viewed_args = (seller_id, split.first_day, split.after_day, seller_id, *_edge_args(period, split))
-        views = await self._db.fetch(
-            viewed_sql + "SELECT v.item_id, i.title, i.currency, sum(v.views) AS views,"
+            " GROUP BY item_id, session_id)"
+            " SELECT v.item_id, i.title, i.currency, sum(v.views) AS views,"
             " count(DISTINCT v.session_id) AS viewers FROM v JOIN items i ON i.id = v.item_id"
-            " GROUP BY v.item_id, i.title, i.currency",
-            *viewed_args,
+            " GROUP BY v.item_id, i.title, i.currency"
+            " UNION ALL"
+            " SELECT NULL, NULL, NULL, coalesce(sum(views), 0), count(DISTINCT session_id) FROM v",
+            seller_id,
+            split.first_day,
+            split.after_day,
+            seller_id,
+            *_edge_args(period, split),
         )
+        views = [r for r in viewed if r["item_id"] is not None]
+        [totals] = [r for r in viewed if r["item_id"] is None]
         # A viewing session converted when it later paid, within the period, for an order holding the item
         # viewed (overall: holding any of the seller's items). Payments are far fewer than views: start from
         # the period's paid orders and look for a view before each in its session (the session index).
@@ -647,11 +653,6 @@ class SqlAnalyticsReports:
             seller_id,
             period.start,
         )
-        viewers_overall = await self._db.fetch(
-            viewed_sql
-            + "SELECT coalesce(sum(views), 0) AS views, count(DISTINCT session_id) AS viewers FROM v",
-            *viewed_args,
-        )
         converted = {str(r["item_id"]): int(r["sessions"]) for r in per_item}
         viewed = {str(r["item_id"]): r for r in views}
         items: dict[tuple[str, str], SellerItemStats] = {}
@@ -675,7 +676,6 @@ class SqlAnalyticsReports:
                     item_id, row["title"], row["currency"], 0, 0, int(row["views"]), 0.0
                 )
         top = sorted(items.values(), key=lambda s: (-s.units, -s.views, s.title, s.item_id))[:TOP]
-        totals = viewers_overall[0]
         return SellerDashboard(
             start=period.start,
             end=period.end,

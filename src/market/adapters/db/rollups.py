@@ -8,9 +8,8 @@ UTC day, kept so that a 30-day report reads a few rows per session and query ins
   period, are grouped by session. Rolling up a day marks the session's rows of other days too.
 - `analytics_search_days`: per day and query, the searches, those with no results and those that succeeded
   (same session viewed an item or added one to its cart within SEARCH_SUCCESS_WINDOW after).
-- `analytics_view_days`: per day, item and viewing session, the views and the first view's instant (the
-  seller dashboard's views, distinct viewers and conversion: a session converted when it paid after a view,
-  so after its first view in the period).
+- `analytics_view_days`: per day, item and viewing session, the views (the seller dashboard's views and
+  distinct viewers; its conversion starts from the period's few paid orders, on the raw events).
 
 Written by a bounded background pass (`roll_up`, every MARKET_RECONCILE_INTERVAL in the service, at most
 ROLLUP_DAYS_PER_PASS days a pass, newest first), never on the request path: a day is rolled up once it is
@@ -273,8 +272,8 @@ class AnalyticsRollups:
                 end + SEARCH_SUCCESS_WINDOW + timedelta(seconds=1),
             )
             await self._db.fetch(
-                "INSERT INTO analytics_view_days (day, seller_id, item_id, session_id, views, first_at)"
-                " SELECT {}, seller_id, item_id, session_id, count(*), min(occurred_at)"
+                "INSERT INTO analytics_view_days (day, seller_id, item_id, session_id, views)"
+                " SELECT {}, seller_id, item_id, session_id, count(*)"
                 " FROM analytics_events WHERE kind = 'item_viewed' AND seller_id IS NOT NULL"
                 " AND occurred_at >= {} AND occurred_at < {} GROUP BY seller_id, item_id, session_id",
                 day,

@@ -243,7 +243,6 @@ class AnalyticsViewDayRow(Table, tablename="analytics_view_days"):
     item_id = UUID(null=True, default=None)
     session_id = Varchar(length=64, null=True, default=None)
     views = Integer()
-    first_at = Timestamptz()
 
 
 class AnalyticsRollupDayRow(Table, tablename="analytics_rollup_days"):

@@ -18,7 +18,7 @@ def _statements(identity: str) -> list[str]:
         " searches INTEGER NOT NULL, no_results INTEGER NOT NULL, succeeded INTEGER NOT NULL)",
         "CREATE INDEX analytics_search_days_day_idx ON analytics_search_days (day)",
         f"CREATE TABLE analytics_view_days (id {identity}, day VARCHAR(10) NOT NULL, seller_id UUID NOT NULL,"
-        " item_id UUID, session_id VARCHAR(64), views INTEGER NOT NULL, first_at TIMESTAMPTZ NOT NULL)",
+        " item_id UUID, session_id VARCHAR(64), views INTEGER NOT NULL)",
         "CREATE INDEX analytics_view_days_seller_idx ON analytics_view_days (seller_id, day)",
         "CREATE TABLE analytics_rollup_days (day VARCHAR(10) PRIMARY KEY, events BIGINT NOT NULL,"
         " rolled_at TIMESTAMPTZ NOT NULL)",
