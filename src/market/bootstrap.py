@@ -386,7 +386,7 @@ async def reconcile_forever(services: Services, interval_s: float) -> None:
                 log.info("reconciled payments", extra=counts)
             await services.idempotency.purge(services.clock.now() - IDEMPOTENCY_RETENTION)
             await prune_events(services.analytics_retention, reports=services.reports, clock=services.clock)
-            await roll_up_events(reports=services.reports, clock=services.clock)
+            await roll_up_events(services.analytics_retention, reports=services.reports, clock=services.clock)
         except Exception:
             log.exception("reconciliation failed; will retry")
 

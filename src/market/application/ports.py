@@ -189,8 +189,9 @@ class AnalyticsReports(Protocol):
     async def prune(self, older_than: datetime) -> int:
         """Delete the events that happened before `older_than`; returns how many."""
 
-    async def roll_up(self, now: datetime) -> int:
-        """One bounded pass maintaining the reports' rollups of closed days; returns how many days it did."""
+    async def roll_up(self, now: datetime, kept_from: datetime | None = None) -> int:
+        """One bounded pass maintaining the reports' rollups of closed days (none before `kept_from`, the
+        retention's cut-off); returns how many days it did."""
 
 
 class Clock(Protocol):

@@ -289,9 +289,9 @@ class SqlAnalyticsReports:
             return Split.raw(period)
         return await self.rollups.split(period)
 
-    async def roll_up(self, now: datetime) -> int:
+    async def roll_up(self, now: datetime, kept_from: datetime | None = None) -> int:
         """One bounded pass of the rollups (rollups.py); returns how many days it rolled up."""
-        return len(await self.rollups.roll_up(now))
+        return len(await self.rollups.roll_up(now, kept_from=kept_from))
 
     @_planned_for_its_period
     async def funnel(self, period: Period) -> FunnelReport:

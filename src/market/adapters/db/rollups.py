@@ -153,9 +153,13 @@ class AnalyticsRollups:
 
     # --- writing ------------------------------------------------------------------------------------------
 
-    async def roll_up(self, now: datetime, max_days: int = ROLLUP_DAYS_PER_PASS) -> list[str]:
+    async def roll_up(
+        self, now: datetime, max_days: int = ROLLUP_DAYS_PER_PASS, kept_from: datetime | None = None
+    ) -> list[str]:
         """One bounded pass: roll up again the days that received late events, then the closed days not yet
-        rolled up, newest first, `max_days` at most. Returns the days rolled up."""
+        rolled up, newest first, `max_days` at most. Returns the days rolled up. `kept_from`: the retention's
+        cut-off; the day it falls in, which retention prunes a little more of at every pass, is left to the
+        raw events rather than rolled up again and again."""
         closed_before = _midnight(now - CLOSE_DELAY)  # days that began before this are closed
         [state] = await self._db.fetch(
             "SELECT (SELECT watermark FROM analytics_rollup_state WHERE id = 1) AS watermark,"
@@ -177,6 +181,8 @@ class AnalyticsRollups:
             )
             late = {str(row[column]) for row in rows for column in ("day", "before")} & rolled
         oldest = _midnight(_as_datetime(state["oldest"]))
+        if kept_from is not None:
+            oldest = max(oldest, _midnight(kept_from) + DAY)
         missing = []
         day = closed_before - DAY
         while day >= oldest and len(missing) < max_days:
