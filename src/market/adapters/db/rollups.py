@@ -144,7 +144,7 @@ class AnalyticsRollups:
         after midnight, a search success of the evening before)."""
         rows = await self._db.fetch(
             f"SELECT DISTINCT {self._days_touched_sql()} FROM analytics_events"
-            " WHERE id > (SELECT watermark FROM analytics_rollup_state WHERE id = 1)"
+            " WHERE id > coalesce((SELECT watermark FROM analytics_rollup_state WHERE id = 1), 0)"
             " AND occurred_at >= {} AND occurred_at < {}",
             start,
             end + SEARCH_SUCCESS_WINDOW,
@@ -162,7 +162,7 @@ class AnalyticsRollups:
         raw events rather than rolled up again and again."""
         closed_before = _midnight(now - CLOSE_DELAY)  # days that began before this are closed
         [state] = await self._db.fetch(
-            "SELECT (SELECT watermark FROM analytics_rollup_state WHERE id = 1) AS watermark,"
+            "SELECT coalesce((SELECT watermark FROM analytics_rollup_state WHERE id = 1), 0) AS watermark,"
             " (SELECT max(id) FROM analytics_events) AS mark,"
             " (SELECT min(occurred_at) FROM analytics_events) AS oldest"
         )
@@ -197,7 +197,9 @@ class AnalyticsRollups:
                 done.append(day_text)
         if late <= set(done) and mark > watermark:
             await self._db.fetch(
-                "UPDATE analytics_rollup_state SET watermark = {} WHERE id = 1 AND watermark < {}", mark, mark
+                "INSERT INTO analytics_rollup_state (id, watermark) VALUES (1, {}) ON CONFLICT (id) DO UPDATE"
+                " SET watermark = excluded.watermark WHERE analytics_rollup_state.watermark < excluded.watermark",
+                mark,
             )
         if done and self._postgres:
             for table in ROLLUP_TABLES:  # fresh statistics: the reports' plans depend on these tables' sizes

@@ -2,7 +2,7 @@
 viewing session, filled for whole closed days by a bounded background pass. The reports read them for the whole
 days of a period and the raw events for its edges, so their figures stay exactly those of the raw events.
 `analytics_rollup_days` lists the days rolled up; `analytics_rollup_state` holds the id of the newest event the
-last pass saw (a later event in a day already rolled up makes that day be read raw, then rolled up again)."""
+last pass saw (no row before the first pass: a new database stays empty for `market backup restore`) (a later event in a day already rolled up makes that day be read raw, then rolled up again)."""
 
 from .runner import Migration
 
@@ -23,7 +23,6 @@ def _statements(identity: str) -> list[str]:
         "CREATE TABLE analytics_rollup_days (day VARCHAR(10) PRIMARY KEY, events BIGINT NOT NULL,"
         " rolled_at TIMESTAMPTZ NOT NULL)",
         "CREATE TABLE analytics_rollup_state (id INTEGER PRIMARY KEY, watermark BIGINT NOT NULL)",
-        "INSERT INTO analytics_rollup_state (id, watermark) VALUES (1, 0)",
     ]
 
 
