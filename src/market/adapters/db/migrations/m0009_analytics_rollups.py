@@ -2,7 +2,8 @@
 viewing session, filled for whole closed days by a bounded background pass. The reports read them for the whole
 days of a period and the raw events for its edges, so their figures stay exactly those of the raw events.
 `analytics_rollup_days` lists the days rolled up; `analytics_rollup_state` holds the id of the newest event the
-last pass saw (no row before the first pass: a new database stays empty for `market backup restore`) (a later event in a day already rolled up makes that day be read raw, then rolled up again)."""
+last pass saw (a later event in a day already rolled up makes that day be read raw, then rolled up again); it has
+no row before the first pass, so that a migrated database stays empty for `market backup restore`."""
 
 from .runner import Migration
 
