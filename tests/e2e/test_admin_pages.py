@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import re
 import uuid
+from urllib.parse import quote
 
 import pytest
 
@@ -368,3 +369,29 @@ def test_the_audit_trail_pages_through_every_entry(client, admin, session):
 def test_a_bad_audit_filter_is_a_400_page_naming_it(client, session, params, field):
     text = assert_html_page(client.get("/admin/audit", params=params, headers=session), 400)
     assert f"<strong>{field}</strong>" in text
+
+
+HOSTILE = ["\x00", "%00", "'; DROP TABLE users; --", "\u202e" * 10, "x" * 5000, "../../etc/passwd"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_filters_and_ids_are_never_a_500(client, session, value):
+    for path, names in (
+        ("/admin/users", ("q", "role", "status", "cursor")),
+        ("/admin/orders", ("status", "buyer_id", "seller_id", "from", "to", "cursor")),
+        ("/admin/deliveries", ("seller_id", "status", "cursor")),
+        ("/admin/items", ("status", "q", "seller_id", "cursor")),
+        ("/admin/audit", ("actor_id", "action", "target_id", "from", "to", "cursor")),
+        ("/seller/deliveries", ("cursor",)),
+    ):
+        for name in names:
+            r = client.get(path, params={name: value}, headers=session)
+            assert r.status_code in (200, 303, 400), (path, name, r.status_code, r.text[:300])
+    csrf = csrf_of(session)
+    for path in ("/admin/users/{}", "/admin/deliveries/{}/retry", "/admin/items/{}/status"):
+        url = path.format(quote(value, safe=""))
+        fields = {"csrf_token": csrf, "new_role": value, "new_status": "active", "reason": value}
+        r = client.post(url, data=fields, headers=session)
+        assert r.status_code in (400, 404, 409), (url, r.status_code, r.text[:300])
+    r = client.get(f"/admin/orders/{quote(value, safe='')}", headers=session)
+    assert r.status_code in (400, 404), r.text[:300]
