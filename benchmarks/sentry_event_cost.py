@@ -1,6 +1,6 @@
 """What one Sentry error event costs with and without local variables: the service's own `init_sentry` options
 (scrubbers included), reporting to a local sink, for an exception raised four frames deep under a request
-handler that holds the service's `Services` (as the test-monitoring and register 500s do). Prints the CPU time
+handler that holds the service's `Ports` (as the test-monitoring and register 500s do). Prints the CPU time
 of `report_exception` in the calling thread (capture, scrubbing, serialisation; compression and the send happen
 on Sentry's thread) and the size of the envelope that reached the sink, as sent (compressed). Each variant runs in its own process (Sentry is set up once per process).
 Nothing is asserted.
@@ -41,7 +41,7 @@ def _variant(locals_on: bool, events: int) -> None:
     import sentry_sdk
 
     from market.adapters.db.database import Database
-    from market.bootstrap import build_services
+    from market.bootstrap import build_ports
     from market.config import SentrySettings, Settings
     from market.telemetry import sentry
 
@@ -55,7 +55,7 @@ def _variant(locals_on: bool, events: int) -> None:
     settings = Settings.from_env(
         {"MARKET_DATABASE_URL": f"sqlite:///{var}/m.db", "MARKET_VAR_DIR": str(var)}, dotenv=None
     )
-    services = build_services(settings, Database(settings.database))  # never started: no query is made
+    services = build_ports(settings, Database(settings.database))  # never started: no query is made
 
     def deep(depth: int, payload: dict[str, Any]) -> None:
         if depth == 0:

@@ -6,7 +6,7 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -16,6 +16,9 @@ from market.domain.analytics import ReportName, report_names_in_words
 
 # `market backup …` lives in the operations wing; that module imports only click and the config at start.
 from market.ops.backups.cli import SCHEMA_VERSIONS, backup
+
+if TYPE_CHECKING:
+    from market.bootstrap import CommandUseCases
 
 T = TypeVar("T")
 
@@ -172,22 +175,14 @@ def payments() -> None:
 @payments.command()
 def reconcile() -> None:
     """Settle orders whose payment outcome is unknown (pending_payment, processing) from the provider's records."""
-    from market.application.checkout import reconcile_payments
-    from market.bootstrap import build_services
+    from market.bootstrap import command_use_cases
 
     settings = _settings()
 
     async def work(database: Any) -> dict[str, int]:
         await database.migrate()
-        services = build_services(settings, database)
-        try:
-            return await reconcile_payments(
-                uow=services.uow,
-                gateway=services.gateway,
-                clock=services.clock,
-            )
-        finally:
-            await services.gateway.close()
+        async with command_use_cases(settings, database) as use_cases:
+            return await use_cases.reconcile_payments()
 
     counts = _with_database(settings, work)
     click.echo(", ".join(f"{outcome}: {n}" for outcome, n in counts.items()))
@@ -205,23 +200,22 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-def _run_account_command(work: Callable[[Any], Awaitable[T]], log_stream: str = "ext://sys.stdout") -> T:
-    """Run `work(services)` on a migrated database; a refused change is one line on stderr, no traceback."""
-    from market.bootstrap import build_services
+def _run_account_command(
+    work: Callable[[CommandUseCases], Awaitable[T]], log_stream: str = "ext://sys.stdout"
+) -> T:
+    """Run `work(use_cases)` on a migrated database; a refused change is one line on stderr, no traceback."""
+    from market.bootstrap import command_use_cases
     from market.domain.errors import DomainError, ValidationFailed
 
     settings = _settings()
 
-    async def with_services(database: Any) -> T:
+    async def with_use_cases(database: Any) -> T:
         await database.migrate()
-        services = build_services(settings, database)
-        try:
-            return await work(services)
-        finally:
-            await services.gateway.close()
+        async with command_use_cases(settings, database) as use_cases:
+            return await work(use_cases)
 
     try:
-        return _with_database(settings, with_services, log_stream)
+        return _with_database(settings, with_use_cases, log_stream)
     except ValidationFailed as exc:
         click.echo("market: " + "; ".join(f"{e.field} {e.message}" for e in exc.errors), err=True)
         sys.exit(2)
@@ -235,17 +229,12 @@ def _run_account_command(work: Callable[[Any], Awaitable[T]], log_stream: str = 
 @click.option("--display-name", default="Administrator", show_default=True)
 def create_admin(email: str, display_name: str) -> None:
     """Create an admin. The password is read from a prompt, or from stdin when it is not a terminal."""
-    from market.application.accounts import Register, register_user
+    from market.application.accounts import Register
 
     password = _read_password()
     user = _run_account_command(
-        lambda services: register_user(
-            Register(email, password, display_name, "admin"),
-            uow=services.uow,
-            hasher=services.hasher,
-            ids=services.ids,
-            clock=services.clock,
-            allow_admin=True,
+        lambda use_cases: use_cases.register_user(
+            Register(email, password, display_name, "admin"), allow_admin=True
         )
     )
     click.echo(f"created admin {user.email} ({user.id})")
@@ -256,12 +245,8 @@ def create_admin(email: str, display_name: str) -> None:
 def set_password(email: str) -> None:
     """Set a user's password and revoke all their tokens. The password is read from a prompt, or from stdin
     when it is not a terminal."""
-    from market.application.accounts import set_password as set_user_password
-
     password = _read_password()
-    user = _run_account_command(
-        lambda services: set_user_password(email, password, uow=services.uow, hasher=services.hasher)
-    )
+    user = _run_account_command(lambda use_cases: use_cases.set_password(email, password))
     click.echo(f"password set for {user.email}; their tokens are revoked")
 
 
@@ -269,9 +254,7 @@ def set_password(email: str) -> None:
 @click.option("--email", required=True)
 def disable(email: str) -> None:
     """Disable an account: its tokens stop working at once and it can no longer sign in."""
-    from market.application.accounts import disable_user
-
-    user = _run_account_command(lambda services: disable_user(email, uow=services.uow))
+    user = _run_account_command(lambda use_cases: use_cases.disable_user(email))
     click.echo(f"disabled {user.email}; their tokens are revoked")
 
 
@@ -279,9 +262,7 @@ def disable(email: str) -> None:
 @click.option("--email", required=True)
 def enable(email: str) -> None:
     """Enable a disabled account again (it signs in afresh; its old tokens stay revoked)."""
-    from market.application.accounts import enable_user
-
-    user = _run_account_command(lambda services: enable_user(email, uow=services.uow))
+    user = _run_account_command(lambda use_cases: use_cases.enable_user(email))
     click.echo(f"enabled {user.email}")
 
 
@@ -289,12 +270,8 @@ def enable(email: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_accounts(as_json: bool) -> None:
     """List every account, oldest first."""
-    from market.application.accounts import list_users
-
     # Logs go to stderr: stdout is the list (`--json | jq` must read JSON only).
-    accounts = _run_account_command(
-        lambda services: list_users(repos=services.repos), log_stream="ext://sys.stderr"
-    )
+    accounts = _run_account_command(lambda use_cases: use_cases.list_users(), log_stream="ext://sys.stderr")
     if as_json:
         import msgspec
 
@@ -330,8 +307,7 @@ def list_accounts(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead of tables.")
 def report(name: str, from_: str | None, to: str | None, as_json: bool) -> None:
     """Print a business report (the help text is derived from ReportName)."""
-    from market.application.analytics import run_report
-    from market.bootstrap import build_services
+    from market.bootstrap import command_use_cases
     from market.domain.analytics import parse_period
     from market.domain.errors import ValidationFailed
 
@@ -339,18 +315,8 @@ def report(name: str, from_: str | None, to: str | None, as_json: bool) -> None:
 
     async def work(database: Any) -> Any:
         await database.migrate()
-        services = build_services(settings, database)
-        try:
-            period = parse_period(from_, to, services.clock.now())
-            return await run_report(
-                name,
-                period,
-                reports=services.reports,
-                clock=services.clock,
-                abandon_after=services.cart_abandon_after,
-            )
-        finally:
-            await services.gateway.close()
+        async with command_use_cases(settings, database) as use_cases:
+            return await use_cases.run_report(name, parse_period(from_, to, use_cases.now()))
 
     try:
         # Logs go to stderr: stdout is the report (`--json | jq` must read JSON only).
@@ -388,19 +354,15 @@ def prune(older_than_days: int | None) -> None:
     """Delete analytics events older than the retention period."""
     from datetime import timedelta
 
-    from market.application.analytics import prune_events
-    from market.bootstrap import build_services
+    from market.bootstrap import command_use_cases
 
     settings = _settings()
     days = older_than_days or settings.analytics.retention_days
 
     async def work(database: Any) -> int:
         await database.migrate()
-        services = build_services(settings, database)
-        try:
-            return await prune_events(timedelta(days=days), reports=services.reports, clock=services.clock)
-        finally:
-            await services.gateway.close()
+        async with command_use_cases(settings, database) as use_cases:
+            return await use_cases.prune_events(timedelta(days=days))
 
     deleted = _with_database(settings, work)
     click.echo(f"deleted {deleted} analytics events older than {days} days")

@@ -207,14 +207,14 @@ async def test_the_payments_report_with_percentiles_per_currency(db):
     by_currency = {a.currency: a for a in report.amounts}
     euros = by_currency["EUR"]
     p95 = statistics.quantiles(eur, n=100, method="inclusive")[94]
-    assert (euros.count, euros.sum_cents, euros.mean_cents, euros.p50_cents) == (6, sum(eur), 4083, 3250)
-    assert euros.p95_cents == int(p95 + 0.5)
+    assert (euros.count, euros.sum, euros.mean, euros.p50) == (
+        6,
+        *(Money(n, "EUR") for n in (sum(eur), 4083, 3250)),
+    )
+    assert euros.p95 == Money(int(p95 + 0.5), "EUR")
     dollars = by_currency["USD"]
-    assert (dollars.sum_cents, dollars.mean_cents, dollars.p50_cents, dollars.p95_cents) == (
-        1001,
-        501,
-        501,
-        680,
+    assert (dollars.sum, dollars.mean, dollars.p50, dollars.p95) == tuple(
+        Money(n, "USD") for n in (1001, 501, 501, 680)
     )
 
 
@@ -299,7 +299,7 @@ async def test_a_seller_sees_only_their_own_sales_views_and_conversion(db):
 
     async def paid(session, minutes, *lines, status=OrderStatus.PAID):
         order = new_order(buyer, lines, created_at=at(minutes), status=status)
-        currency = lines[0][0].currency
+        currency = lines[0][0].price.currency
         total = Money(order.total.cents, currency)
         order = dataclasses.replace(
             order, total=total, payment=dataclasses.replace(order.payment, amount=total)
@@ -317,15 +317,15 @@ async def test_a_seller_sees_only_their_own_sales_views_and_conversion(db):
     await paid("v4", 3, (mug, 5), status=OrderStatus.PAYMENT_FAILED)  # not revenue
 
     board = await SqlAnalyticsReports(db).seller_dashboard(me.id, PERIOD)
-    assert [(r.currency, r.revenue_cents, r.orders, r.units) for r in board.revenue] == [
+    assert [(r.currency, r.revenue.cents, r.orders, r.units) for r in board.revenue] == [
         ("EUR", 2000, 1, 2),
         ("USD", 900, 1, 3),
     ]
     assert (board.orders, board.units, board.views) == (2, 5, 3)
     assert board.conversion == pytest.approx(2 / 3)  # v1 and v3 bought after viewing; v2 did not
-    assert [(i.title, i.units, i.revenue_cents, i.views, i.conversion) for i in board.top_items] == [
-        ("Cup", 3, 900, 1, 1.0),
-        ("Mug", 2, 2000, 2, 0.5),
+    assert [(i.title, i.units, i.revenue, i.views, i.conversion) for i in board.top_items] == [
+        ("Cup", 3, Money(900, "USD"), 1, 1.0),
+        ("Mug", 2, Money(2000, "EUR"), 2, 0.5),
     ]
     theirs = await SqlAnalyticsReports(db).seller_dashboard(other.id, PERIOD)
     assert [i.title for i in theirs.top_items] == ["Hat"]
@@ -336,12 +336,13 @@ async def test_a_seller_sees_only_their_own_sales_views_and_conversion(db):
 
 
 async def test_the_business_gauges_show_the_last_24_hours_reports(db):
-    from types import SimpleNamespace
+    from functools import partial
 
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     from market.adapters.telemetry.business import refresh_business_gauges
+    from market.application import analytics
     from market.telemetry.metrics import Instruments
     from tests.support.fakes import FakeClock
 
@@ -354,10 +355,11 @@ async def test_the_business_gauges_show_the_last_24_hours_reports(db):
 
     reader = InMemoryMetricReader()
     instruments = Instruments.create(MeterProvider(metric_readers=[reader]).get_meter("test"))
-    services = SimpleNamespace(
-        reports=SqlAnalyticsReports(db), clock=FakeClock(at(60 * 2)), cart_abandon_after=timedelta(hours=1)
+    clock = FakeClock(at(60 * 2))
+    run_report = partial(
+        analytics.run_report, reports=SqlAnalyticsReports(db), clock=clock, abandon_after=timedelta(hours=1)
     )
-    await refresh_business_gauges(services, instruments)
+    await refresh_business_gauges(run_report, clock.now, instruments)
 
     points = {
         (metric.name, tuple(sorted(p.attributes.items()))): p.value

@@ -24,6 +24,7 @@ from market.adapters.db.repositories import PiccoloItemRepository, PiccoloUnitOf
 from market.application.ports import IdempotentReplay
 from market.domain.catalog import ItemStatus
 from market.domain.errors import InvalidCursor
+from market.domain.money import Money
 from market.domain.orders import Order, OrderStatus, PaymentStatus
 from market.domain.users import Role
 from tests.support.database import add_item, add_user, count
@@ -102,7 +103,7 @@ async def test_a_cart_reads_its_lines_at_current_prices_in_the_order_they_were_a
     await carts.set_quantity(buyer.id, mug.id, 2, T0)
     await carts.set_quantity(buyer.id, hat.id, 1, T0 + timedelta(seconds=1))
     await carts.set_quantity(buyer.id, mug.id, 3, T0 + timedelta(seconds=2))  # keeps its place
-    await PiccoloItemRepository(db).update(dataclasses.replace(mug, price_cents=2100))
+    await PiccoloItemRepository(db).update(dataclasses.replace(mug, price=Money(2100, "EUR")))
     cart = await carts.get(buyer.id)
     assert [(c.item_id, c.quantity, c.unit_price.cents, c.stock, c.seller_id) for c in cart.lines] == [
         (mug.id, 3, 2100, 5, seller.id),

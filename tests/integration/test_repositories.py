@@ -12,6 +12,7 @@ import pytest
 from market.adapters.db.repositories import PiccoloItemRepository, PiccoloUnitOfWork, PiccoloUserRepository
 from market.domain.catalog import ItemStatus
 from market.domain.errors import EmailAlreadyRegistered
+from market.domain.money import Money
 from market.domain.users import Role, UserStatus
 from tests.support.database import add_item, add_user, count, new_item, new_user
 from tests.support.factories import T0
@@ -160,8 +161,7 @@ async def test_an_update_changes_that_item_only(db):
         item,
         title="Green mug",
         description="Now green.",
-        price_cents=2500,
-        currency="USD",
+        price=Money(2500, "USD"),
         stock=9,
         category="home",
         status=ItemStatus.ARCHIVED,

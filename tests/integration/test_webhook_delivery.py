@@ -90,7 +90,10 @@ async def queue_order_paid(
         id=str(uuid.uuid4()),
         buyer_id=str(uuid.uuid4()),
         status=OrderStatus.PAID,
-        lines=tuple(OrderLine(str(uuid.uuid4()), s.id, f"Mug {n}", 2, 1500) for n, s in enumerate(sellers)),
+        lines=tuple(
+            OrderLine(str(uuid.uuid4()), s.id, f"Mug {n}", 2, Money(1500, "EUR"))
+            for n, s in enumerate(sellers)
+        ),
         total=Money(3000 * len(sellers), "EUR"),
         created_at=now,
         updated_at=now,

@@ -26,13 +26,14 @@ def user(role: Role = Role.SELLER, user_id: str = "seller-1", email: str | None 
 
 
 def item(**overrides: Any) -> Item:
+    """An item; `price_cents` and `currency` may be given apart (they make its `price`)."""
+    price = Money(overrides.pop("price_cents", 1999), overrides.pop("currency", "EUR"))
     values: dict[str, Any] = {
         "id": "item-1",
         "seller_id": "seller-1",
         "title": "Blue mug",
         "description": "A blue ceramic mug.",
-        "price_cents": 1999,
-        "currency": "EUR",
+        "price": price,
         "stock": 5,
         "category": "kitchen",
         "status": ItemStatus.ACTIVE,
@@ -64,9 +65,9 @@ def new_order(buyer, items_and_quantities, *, created_at=T0, status=OrderStatus.
     """An order of `buyer` for [(item, quantity)], with a fresh id and a pending card payment."""
     order_id = str(uuid.uuid4())
     lines = tuple(
-        OrderLine(i.id, i.seller_id, i.title, quantity, i.price_cents) for i, quantity in items_and_quantities
+        OrderLine(i.id, i.seller_id, i.title, quantity, i.price) for i, quantity in items_and_quantities
     )
-    total = Money(sum(line.line_total_cents for line in lines), "EUR")
+    total = Money(sum(line.line_total.cents for line in lines), lines[0].unit_price.currency)
     return Order(
         id=order_id,
         buyer_id=buyer.id,

@@ -86,8 +86,8 @@ class FakeItemRepository:
             and (item_filter.query is None or item_filter.query in f"{i.title} {i.description}".lower())
             and (item_filter.category is None or i.category == item_filter.category)
             and (item_filter.seller_id is None or i.seller_id == item_filter.seller_id)
-            and (item_filter.min_price_cents is None or i.price_cents >= item_filter.min_price_cents)
-            and (item_filter.max_price_cents is None or i.price_cents <= item_filter.max_price_cents)
+            and (item_filter.min_price_cents is None or i.price.cents >= item_filter.min_price_cents)
+            and (item_filter.max_price_cents is None or i.price.cents <= item_filter.max_price_cents)
         ]
         try:
             start = int(cursor) if cursor else 0

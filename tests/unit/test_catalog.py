@@ -14,6 +14,7 @@ from market.domain.catalog import (
     validate_item_fields,
 )
 from market.domain.errors import PermissionDenied, ValidationFailed
+from market.domain.money import Money
 from market.domain.users import Role
 from tests.support.factories import T0, item, item_fields, user
 
@@ -142,7 +143,7 @@ def test_changes_apply_only_seller_writable_fields_and_bump_updated_at():
         },
         later,
     )
-    assert (changed.title, changed.price_cents) == ("Red mug", 2500)
+    assert (changed.title, changed.price) == ("Red mug", Money(2500, "EUR"))
     assert (changed.id, changed.seller_id, changed.status) == ("item-1", "seller-1", ItemStatus.ACTIVE)
     assert changed.created_at == T0
     assert changed.updated_at == later

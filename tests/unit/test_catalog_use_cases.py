@@ -7,6 +7,7 @@ import pytest
 from market.domain.catalog import ItemFilter, ItemStatus, normalise_query
 from market.domain.errors import NotFound, PermissionDenied, ValidationFailed
 from market.domain.events import ItemListed, ItemViewed, SearchPerformed
+from market.domain.money import Money
 from tests.support.factories import item
 from tests.support.world import ADMIN, BUYER, OTHER_SELLER, SELLER, World
 
@@ -46,7 +47,7 @@ async def test_the_owning_seller_changes_their_item(world):
     listed = await world.list()
     changed = await world.change(SELLER, listed.id, {"price_cents": 2500, "title": "Big mug"})
     assert world.store.items[listed.id] == changed
-    assert (changed.price_cents, changed.title) == (2500, "Big mug")
+    assert (changed.price, changed.title) == (Money(2500, "EUR"), "Big mug")
     assert changed.updated_at > listed.updated_at
 
 

@@ -48,7 +48,7 @@ def order(status: OrderStatus = S.PENDING_PAYMENT) -> Order:
         id="order-1",
         buyer_id="buyer-1",
         status=status,
-        lines=(OrderLine("item-1", "seller-1", "Blue mug", 2, 1000),),
+        lines=(OrderLine("item-1", "seller-1", "Blue mug", 2, Money(1000, "EUR")),),
         total=Money(2000, "EUR"),
         created_at=T0,
         updated_at=T0,
@@ -186,8 +186,8 @@ def test_an_order_is_placed_from_the_cart_lines_awaiting_payment():
     assert placed.id == "order-1" and placed.buyer_id == "buyer-1"
     assert placed.status is OrderStatus.PENDING_PAYMENT
     assert placed.lines == (
-        OrderLine("a", "seller-1", "Blue mug", 2, 1999),
-        OrderLine("b", "seller-2", "Hat", 1, 500),
+        OrderLine("a", "seller-1", "Blue mug", 2, Money(1999, "EUR")),
+        OrderLine("b", "seller-2", "Hat", 1, Money(500, "EUR")),
     )
     assert placed.total == Money(2 * 1999 + 500, "EUR")
     assert placed.created_at == placed.updated_at == T0
@@ -221,11 +221,11 @@ def test_a_cart_that_ended_up_in_two_currencies_cannot_be_ordered():
 def test_a_seller_view_of_an_unpaid_order_keeps_only_their_lines_and_no_payment():
     two_sellers = dataclasses.replace(
         order(),
-        lines=(*order().lines, OrderLine("item-2", "seller-2", "Hat", 1, 500)),
+        lines=(*order().lines, OrderLine("item-2", "seller-2", "Hat", 1, Money(500, "EUR"))),
         total=Money(2500, "EUR"),
     )
     seen = two_sellers.as_seen_by(user(Role.SELLER, "seller-2"))
-    assert seen.lines == (OrderLine("item-2", "seller-2", "Hat", 1, 500),)
+    assert seen.lines == (OrderLine("item-2", "seller-2", "Hat", 1, Money(500, "EUR")),)
     assert seen.total == Money(500, "EUR") and seen.payment is None
     assert two_sellers.as_seen_by(user(Role.BUYER, "buyer-1")) == two_sellers
     assert two_sellers.as_seen_by(user(Role.ADMIN, "admin-1")) == two_sellers

@@ -10,6 +10,7 @@ from market.adapters.http.admin_pages import NOTHING, Outcome
 from market.adapters.http.templating import template_engine
 from market.domain.admin import AuditAction, AuditEntry, AuditTarget
 from market.domain.catalog import Item, ItemStatus
+from market.domain.money import Money
 from market.domain.users import Role, User
 from market.domain.webhooks import DeliveryRecord, DeliveryStatus
 
@@ -44,7 +45,7 @@ def test_the_users_page_escapes_names_and_keeps_filters_in_each_form():
 
 
 def test_the_moderation_and_audit_pages_escape_titles_reasons_and_details():
-    item = Item("i1", "s1", SCRIPT, "d", 100, "EUR", 1, "c", ItemStatus.SUSPENDED, NOW, NOW)
+    item = Item("i1", "s1", SCRIPT, "d", Money(100, "EUR"), 1, "c", ItemStatus.SUSPENDED, NOW, NOW)
     items = render(
         "admin/items.html",
         form={"status": "suspended", "q": "", "seller_id": "", "cursor": ""},

@@ -26,8 +26,7 @@ from market.adapters.http.seller import WebhookBody, WebhookOut
 from market.application.accounts import Register
 from market.application.checkout import PaymentMethodInput
 from market.application.ports import AccessToken, ChargeRequest
-from market.application.services import Services
-from market.bootstrap import bind_use_cases, build_admin_ports, build_services
+from market.bootstrap import Ports, bind_use_cases, build_admin_ports, build_ports
 from market.config import (
     AlertSettings,
     AuthSettings,
@@ -51,9 +50,9 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 # --- repr ---------------------------------------------------------------------------------------------------
 
 
-def _services(**secrets: str) -> Services:
-    values: dict[str, Any] = {f.name: None for f in dataclasses.fields(Services)}
-    return Services(**{**values, **secrets})
+def _ports(**secrets: str) -> Ports:
+    values: dict[str, Any] = {f.name: None for f in dataclasses.fields(Ports)}
+    return Ports(**{**values, **secrets})
 
 
 SECRET_BEARERS = {
@@ -61,8 +60,8 @@ SECRET_BEARERS = {
     "AccessToken": lambda: AccessToken(SECRET, 3600),
     "ChargeRequest": lambda: ChargeRequest("o", "p", Money(100, "EUR"), "card", SECRET),
     "PaymentMethodInput": lambda: PaymentMethodInput("card", SECRET),
-    "Services (payment webhook secret)": lambda: _services(payment_webhook_secret=SECRET),
-    "Services (dummy password hash)": lambda: _services(dummy_password_hash=SECRET),
+    "Ports (payment webhook secret)": lambda: _ports(payment_webhook_secret=SECRET),
+    "Ports (dummy password hash)": lambda: _ports(dummy_password_hash=SECRET),
     "WebhookEndpoint (secret)": lambda: WebhookEndpoint("s", "https://h.example/x", SECRET, NOW, NOW),
     "WebhookEndpoint (URL token)": lambda: WebhookEndpoint(
         "s", f"https://h.example/?t={SECRET}", "w", NOW, NOW
@@ -102,7 +101,7 @@ def test_no_bound_use_case_shows_a_secret_of_its_ports_in_its_repr(tmp_path):
         dotenv=None,
     )
     database = Database(settings.database)
-    services = dataclasses.replace(build_services(settings, database), dummy_password_hash=SECRET)
+    services = dataclasses.replace(build_ports(settings, database), dummy_password_hash=SECRET)
     use_cases = bind_use_cases(
         services,
         admin_ports=build_admin_ports(database, services),

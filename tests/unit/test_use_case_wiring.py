@@ -1,4 +1,4 @@
-"""The controllers receive use cases by name (bootstrap.py's docstring): every use case a handler asks for is
+"""The controllers receive use cases by name (market.bootstrap's docstring): every use case a handler asks for is
 bound, every bound one is asked for, and each is its use case with the ports bound, not a port."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 
 from market.adapters.db.database import Database
-from market.bootstrap import bind_use_cases, build_admin_ports, build_app, build_services
+from market.bootstrap import bind_use_cases, build_admin_ports, build_app, build_ports
 from market.config import Settings
 from tests.support.fakes import FakeSessionRecorder, FakeSessionStore
 
@@ -70,7 +70,7 @@ def test_every_bound_use_case_is_asked_for_by_some_handler(app: Litestar) -> Non
 def test_a_bound_use_case_is_its_function_with_ports_bound_under_its_own_name(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     database = Database(settings.database)
-    services = build_services(settings, database)
+    services = build_ports(settings, database)
     use_cases = bind_use_cases(
         services,
         admin_ports=build_admin_ports(database, services),

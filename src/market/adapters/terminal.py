@@ -78,7 +78,7 @@ def _tables(report: reports.Report) -> Group:
             for a in report.amounts:
                 amounts.add_row(
                     a.currency,
-                    *(str(v) for v in (a.count, a.sum_cents, a.mean_cents, a.p50_cents, a.p95_cents)),
+                    *(str(v) for v in (a.count, a.sum.cents, a.mean.cents, a.p50.cents, a.p95.cents)),
                 )
             return Group(
                 _pairs(

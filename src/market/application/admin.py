@@ -33,7 +33,7 @@ from .ports import (
 
 @dataclass(frozen=True, slots=True)
 class AdminPorts:
-    """What the admin use cases need; bootstrap.py binds them to each admin use case (`bind_use_cases`), and the
+    """What the admin use cases need; bootstrap binds them to each admin use case (`bind_use_cases`), and the
     controllers receive those use cases, never these ports."""
 
     uow: AdminUnitOfWorkFactory

@@ -33,7 +33,7 @@ async def set_cart_quantity(
             cart,
             item_id=item.id,
             title=item.title,
-            currency=item.currency,
+            currency=item.price.currency,
             stock=item.stock,
             quantity=quantity,
         )

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from fractions import Fraction
 
+from .money import Money
 from .validation import FieldErrors
 
 _URL_DECODED_OFFSET = re.compile(r"(?<=\d) (\d{2}:\d{2})$")
@@ -190,14 +191,17 @@ class MethodStats:
 
 @dataclass(frozen=True, slots=True)
 class AmountStats:
-    """Succeeded payments in one currency (sums across currencies are refused)."""
+    """Succeeded payments in one currency (sums across currencies are refused): every amount is in it."""
 
-    currency: str
     count: int
-    sum_cents: int
-    mean_cents: int
-    p50_cents: int
-    p95_cents: int
+    sum: Money
+    mean: Money
+    p50: Money
+    p95: Money
+
+    @property
+    def currency(self) -> str:
+        return self.sum.currency
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,20 +258,29 @@ class PaymentsOnDay:
 class SellerItemStats:
     item_id: str
     title: str
-    currency: str
     units: int
-    revenue_cents: int
+    revenue: Money
+    """In the currency the item was sold (or, unsold, is priced) in."""
     views: int
     conversion: float
     """Share of the sessions that viewed the item which then paid for an order holding it."""
 
+    @property
+    def currency(self) -> str:
+        return self.revenue.currency
+
 
 @dataclass(frozen=True, slots=True)
 class Revenue:
-    currency: str
-    revenue_cents: int
+    """A seller's paid orders in one currency."""
+
+    revenue: Money
     orders: int
     units: int
+
+    @property
+    def currency(self) -> str:
+        return self.revenue.currency
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ MAX_STOCK = 1_000_000_000
 MAX_QUERY_TERMS = 32  # longer queries are cut: relevance does not improve and cost grows per term
 
 SELLER_WRITABLE = ("title", "description", "price_cents", "currency", "stock", "category")
+"""The fields a seller sends (as the API names them); `price_cents` and `currency` make the item's `price`."""
 
 
 class ItemStatus(StrEnum):
@@ -35,17 +36,12 @@ class Item:
     seller_id: str
     title: str
     description: str
-    price_cents: int
-    currency: str
+    price: Money
     stock: int
     category: str
     status: ItemStatus
     created_at: datetime
     updated_at: datetime
-
-    @property
-    def price(self) -> Money:
-        return Money(self.price_cents, self.currency)
 
     def ensure_editable_by(self, user: User) -> None:
         """Sellers edit their own items; admins edit any. Items are public, so this is a 403, not a 404."""
@@ -61,6 +57,10 @@ class Item:
             allowed["title"] = allowed["title"].strip()
         if "category" in allowed:
             allowed["category"] = allowed["category"].strip()
+        if "price_cents" in allowed or "currency" in allowed:
+            allowed["price"] = Money(
+                allowed.pop("price_cents", self.price.cents), allowed.pop("currency", self.price.currency)
+            )
         return dataclasses.replace(self, **allowed, updated_at=now)
 
     def with_status(self, user: User, status: ItemStatus, now: datetime) -> Item:
@@ -108,8 +108,7 @@ def new_item(*, item_id: str, seller: User, fields: dict[str, Any], now: datetim
         seller_id=seller.id,
         title=values["title"].strip(),
         description=values["description"],
-        price_cents=values["price_cents"],
-        currency=values["currency"],
+        price=Money(values["price_cents"], values["currency"]),
         stock=values["stock"],
         category=values["category"].strip(),
         status=ItemStatus.ACTIVE,

@@ -135,11 +135,11 @@ class OrderLine:
     seller_id: str
     title: str
     quantity: int
-    unit_price_cents: int
+    unit_price: Money
 
     @property
-    def line_total_cents(self) -> int:
-        return self.unit_price_cents * self.quantity
+    def line_total(self) -> Money:
+        return self.unit_price.times(self.quantity)
 
 
 GATEWAY_UNAVAILABLE = "gateway_unavailable"
@@ -193,7 +193,9 @@ class Order:
         """Only `seller_id`'s lines; the total and the payment amount become their subtotal (the payment keeps
         its id, status and method: whether and how the order was paid is the seller's business too)."""
         lines = tuple(line for line in self.lines if line.seller_id == seller_id)
-        subtotal = Money(sum(line.line_total_cents for line in lines), self.currency)
+        subtotal = Money(0, self.currency)
+        for line in lines:
+            subtotal = subtotal + line.line_total
         payment = dataclasses.replace(self.payment, amount=subtotal) if self.payment else None
         return dataclasses.replace(self, lines=lines, total=subtotal, payment=payment)
 
@@ -245,9 +247,7 @@ def place_order(*, order_id: str, cart: Cart, now: datetime, traceparent: str | 
         id=order_id,
         buyer_id=cart.buyer_id,
         status=OrderStatus.PENDING_PAYMENT,
-        lines=tuple(
-            OrderLine(c.item_id, c.seller_id, c.title, c.quantity, c.unit_price.cents) for c in cart.lines
-        ),
+        lines=tuple(OrderLine(c.item_id, c.seller_id, c.title, c.quantity, c.unit_price) for c in cart.lines),
         total=total,
         created_at=now,
         updated_at=now,

@@ -19,6 +19,57 @@ def _second(moment: datetime) -> datetime:
     return moment.replace(microsecond=0)
 
 
+# Amounts travel as `Money` up to here; on the wire they are flat `*_cents` integers beside one `currency`.
+# These structs keep the domain's names, which are the OpenAPI schema's component names.
+
+
+class AmountStats(msgspec.Struct):
+    currency: str
+    count: int
+    sum_cents: int
+    mean_cents: int
+    p50_cents: int
+    p95_cents: int
+
+    @classmethod
+    def of(cls, a: reports.AmountStats) -> AmountStats:
+        return cls(a.currency, a.count, a.sum.cents, a.mean.cents, a.p50.cents, a.p95.cents)
+
+
+class Revenue(msgspec.Struct):
+    currency: str
+    revenue_cents: int
+    orders: int
+    units: int
+
+    @classmethod
+    def of(cls, r: reports.Revenue) -> Revenue:
+        return cls(r.currency, r.revenue.cents, r.orders, r.units)
+
+
+class SellerItemStats(msgspec.Struct):
+    item_id: str
+    title: str
+    currency: str
+    units: int
+    revenue_cents: int
+    views: int
+    conversion: float
+    """Share of the sessions that viewed the item which then paid for an order holding it."""
+
+    @classmethod
+    def of(cls, s: reports.SellerItemStats) -> SellerItemStats:
+        return cls(s.item_id, s.title, s.currency, s.units, s.revenue.cents, s.views, s.conversion)
+
+
+_FLAT: dict[type, Any] = {
+    reports.AmountStats: AmountStats.of,
+    reports.Revenue: Revenue.of,
+    reports.SellerItemStats: SellerItemStats.of,
+}
+"""The figures holding `Money`, each with its flat shape."""
+
+
 class FunnelOut(msgspec.Struct):
     """Sessions (distinct `X-Session-Id`s) at each step; each step counts only sessions that reached every
     step before it: browsed (viewed an item or searched), carted, started a checkout, paid."""
@@ -54,7 +105,7 @@ class PaymentsOut(msgspec.Struct):
     errored: int
     success_rate: float
     by_method: list[reports.MethodStats]
-    amounts: list[reports.AmountStats]
+    amounts: list[AmountStats]
 
 
 class CartsOut(msgspec.Struct):
@@ -93,10 +144,16 @@ _SHAPES: dict[type, type[ReportOut]] = {
 }
 
 
+def _flat(value: Any) -> Any:
+    flat = _FLAT.get(type(value))
+    return flat(value) if flat else value
+
+
 def _shaped(figures: Any, shape: type[T]) -> T:
-    """A report's JSON shape: its own fields, with its period as `from`/`to` to the second."""
+    """A report's JSON shape: its own fields, with its period as `from`/`to` to the second and its amounts
+    flat."""
     values = {
-        f.name: list(value) if isinstance(value := getattr(figures, f.name), tuple) else value
+        f.name: [_flat(v) for v in value] if isinstance(value := getattr(figures, f.name), tuple) else value
         for f in dataclasses.fields(figures)
         if f.name not in ("start", "end")
     }
@@ -114,13 +171,13 @@ class SellerDashboardOut(msgspec.Struct):
 
     from_: datetime = msgspec.field(name="from")
     to: datetime
-    revenue: list[reports.Revenue]
+    revenue: list[Revenue]
     orders: int
     units: int
     views: int
     conversion: float
     """Share of the sessions that viewed one of the seller's items which then paid for an order holding one."""
-    top_items: list[reports.SellerItemStats]
+    top_items: list[SellerItemStats]
 
 
 def dashboard_out(board: reports.SellerDashboard) -> SellerDashboardOut:

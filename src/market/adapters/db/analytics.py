@@ -41,6 +41,7 @@ from market.domain.analytics import (
     rate,
     round_half_up,
 )
+from market.domain.money import Money
 
 from .database import Database
 from .tables import AnalyticsEventRow, select_list
@@ -388,15 +389,14 @@ class SqlAnalyticsReports:
         amounts = []
         for row in sorted(sums, key=lambda r: r["currency"]):
             count, values = ranked[row["currency"]]
-            total = int(row["total"])
+            total, currency = int(row["total"]), row["currency"]
             amounts.append(
                 AmountStats(
-                    currency=row["currency"],
                     count=count,
-                    sum_cents=total,
-                    mean_cents=round_half_up(Fraction(total, count)),
-                    p50_cents=round_half_up(percentile(count, 50, values)),
-                    p95_cents=round_half_up(percentile(count, 95, values)),
+                    sum=Money(total, currency),
+                    mean=Money(round_half_up(Fraction(total, count)), currency),
+                    p50=Money(round_half_up(percentile(count, 50, values)), currency),
+                    p95=Money(round_half_up(percentile(count, 95, values)), currency),
                 )
             )
         return tuple(amounts)
@@ -540,9 +540,8 @@ class SqlAnalyticsReports:
             items[(item_id, row["currency"])] = SellerItemStats(
                 item_id=item_id,
                 title=row["title"],
-                currency=row["currency"],
                 units=int(row["units"]),
-                revenue_cents=int(row["revenue"]),
+                revenue=Money(int(row["revenue"]), row["currency"]),
                 views=int(seen["views"]) if seen else 0,
                 conversion=rate(converted.get(item_id, 0), viewers),
             )
@@ -550,7 +549,7 @@ class SqlAnalyticsReports:
         for item_id, row in viewed.items():
             if item_id not in sold:
                 items[(item_id, row["currency"])] = SellerItemStats(
-                    item_id, row["title"], row["currency"], 0, 0, int(row["views"]), 0.0
+                    item_id, row["title"], 0, Money(0, row["currency"]), int(row["views"]), 0.0
                 )
         top = sorted(items.values(), key=lambda s: (-s.units, -s.views, s.title, s.item_id))[:TOP]
         totals = viewers_overall[0]
@@ -558,7 +557,7 @@ class SqlAnalyticsReports:
             start=period.start,
             end=period.end,
             revenue=tuple(
-                Revenue(r["currency"], int(r["revenue"]), int(r["orders"]), int(r["units"]))
+                Revenue(Money(int(r["revenue"]), r["currency"]), int(r["orders"]), int(r["units"]))
                 for r in sorted(revenue, key=lambda r: r["currency"])
             ),
             orders=sum(int(r["orders"]) for r in revenue),

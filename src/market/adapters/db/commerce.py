@@ -187,7 +187,7 @@ class SqlOrderRepository:
                         "seller_id": line.seller_id,
                         "title": line.title,
                         "quantity": line.quantity,
-                        "unit_price_cents": line.unit_price_cents,
+                        "unit_price_cents": line.unit_price.cents,
                     },
                 ),
             )
@@ -295,11 +295,12 @@ class SqlOrderRepository:
         ids = [str(r["id"]) for r in rows]
         marks = ", ".join("{}" for _ in ids)
         lines: dict[str, list[OrderLine]] = {i: [] for i in ids}
+        currencies = {str(r["id"]): r["currency"] for r in rows}  # an order's lines are in its currency
         for r in await self._db.fetch(_ORDER_LINES_OF.format(marks=marks), *ids):
-            lines[str(r["order_id"])].append(
-                OrderLine(
-                    str(r["item_id"]), str(r["seller_id"]), r["title"], r["quantity"], r["unit_price_cents"]
-                )
+            order_id = str(r["order_id"])
+            unit_price = Money(r["unit_price_cents"], currencies[order_id])
+            lines[order_id].append(
+                OrderLine(str(r["item_id"]), str(r["seller_id"]), r["title"], r["quantity"], unit_price)
             )
         payments: dict[str, Payment] = {}
         for r in await self._db.fetch(_PAYMENTS_OF.format(marks=marks), *ids):
@@ -378,13 +379,13 @@ class SqlWebhookOutbox:
                     "order_id": order.id,
                     "status": order.status.value,
                     "currency": order.currency,
-                    "seller_total_cents": sum(line.line_total_cents for line in lines),
+                    "seller_total_cents": order.seller_view(seller_id).total.cents,
                     "lines": [
                         {
                             "item_id": line.item_id,
                             "title": line.title,
                             "quantity": line.quantity,
-                            "unit_price_cents": line.unit_price_cents,
+                            "unit_price_cents": line.unit_price.cents,
                         }
                         for line in lines
                     ],

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from market.domain.catalog import Item, ItemStatus
+from market.domain.money import Money
 from market.domain.users import Role, User, UserStatus
 
 from .tables import ItemRow, columns
@@ -42,8 +43,8 @@ MODERATION_COLUMNS = ("suspended_at", "moderation_reason")
 """Columns only moderation writes (adapters/db/admin.py); `Item` has no field for them."""
 
 ITEM_COLUMNS = columns(ItemRow, without=MODERATION_COLUMNS)
-"""The items table's columns but moderation's, in the order `Item` declares its fields (a unit test keeps them
-equal)."""
+"""The items table's columns but moderation's, in the order `Item` declares its fields, its `price` stored as
+`price_cents` and `currency` (a unit test keeps them equal)."""
 
 
 def item_from_row(row: Mapping[str, Any]) -> Item:
@@ -52,8 +53,7 @@ def item_from_row(row: Mapping[str, Any]) -> Item:
         seller_id=str(row["seller_id"]),
         title=row["title"],
         description=row["description"],
-        price_cents=row["price_cents"],
-        currency=row["currency"],
+        price=Money(row["price_cents"], row["currency"]),
         stock=row["stock"],
         category=row["category"],
         status=_ITEM_STATUSES.get(row["status"]) or ItemStatus(row["status"]),
@@ -68,8 +68,8 @@ def item_values(item: Item) -> dict[str, Any]:
         "seller_id": uuid.UUID(item.seller_id),
         "title": item.title,
         "description": item.description,
-        "price_cents": item.price_cents,
-        "currency": item.currency,
+        "price_cents": item.price.cents,
+        "currency": item.price.currency,
         "stock": item.stock,
         "category": item.category,
         # A suspended item is stored archived (with `suspended_at`, which only moderation sets or clears).

@@ -10,8 +10,6 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
 
-from market.adapters.security.devices import COOKIE as DEVICE_COOKIE
-from market.adapters.security.passwords import known_credentials
 from market.application.accounts import (
     ChangePassword,
     IssueToken,
@@ -28,7 +26,7 @@ from market.domain.users import (
 )
 
 from .auth import requires
-from .limits import RouteLimits, rate_limited, sign_in_slot
+from .limits import DEVICE_COOKIE, RouteLimits, rate_limited, sign_in_slot, signed_in_lane
 from .openapi import BEARER, problems
 from .redacted import RedactedStruct
 from .validation import EMAIL, NO_NUL, NOT_BLANK
@@ -139,11 +137,15 @@ class AccountController(Controller):
         responses=problems(400, 401, 422),
     )
     async def change_password(
-        self, data: PasswordChangeBody, user: User, change_password: ChangePassword
+        self,
+        request: Request[Any, Any, Any],
+        data: PasswordChangeBody,
+        user: User,
+        change_password: ChangePassword,
     ) -> None:
         """Change the caller's password. Every token issued before, this one included, stops working: sign in
         again with the new password. A wrong current password is a 401 `wrong-password` problem."""
-        with known_credentials():  # a signed-in user: the reserved hashing lane
+        with signed_in_lane(request):  # a signed-in user: the reserved hashing lane
             await change_password(user, data.current_password, data.new_password)
 
 

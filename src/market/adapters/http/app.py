@@ -102,7 +102,7 @@ def _constant(value: Any) -> Provide:
 
 
 def use_case_dependencies(use_cases: Mapping[str, Callable[..., Any]]) -> dict[str, Provide]:
-    """One dependency per bound use case, under its name (bootstrap.py's docstring tells the pattern)."""
+    """One dependency per bound use case, under its name (market.bootstrap's docstring tells the pattern)."""
     return {name: _constant(use_case) for name, use_case in use_cases.items()}
 
 
@@ -119,7 +119,7 @@ def create_app(
     unavailable: UnavailableReason | None = None,
     dependencies: Mapping[str, Provide] | None = None,
 ) -> Litestar:
-    """The app. `use_cases` are the bound use cases handlers receive by name (see bootstrap.py); the bearer
+    """The app. `use_cases` are the bound use cases handlers receive by name (see market.bootstrap); the bearer
     guard reads tokens with the one named `user_of_token`. `limits` are the per-IP rate limits of the guarded
     routes (None: no limits); a request body over `max_body_bytes` is refused with 413; `unavailable` tells which
     exceptions mean "the database cannot serve this now" (a 503 instead of a 500; None: every unexpected exception

@@ -6,21 +6,45 @@ read, so a refused request costs next to nothing. Routes without it (health, met
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address
-from typing import Any
+from typing import Any, Protocol
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from market.adapters.security.devices import COOKIE as DEVICE_COOKIE
-from market.adapters.security.devices import KnownDevices
-from market.adapters.security.limits import Limiter
-from market.adapters.security.passwords import known_credentials
 from market.config import Rate, RateLimitSettings
 from market.domain.errors import RateLimited
+
+DEVICE_COOKIE = "market_device"
+"""The known-device cookie a successful sign-in sets (see `KnownDevices`, bound in bootstrap)."""
+
+
+class RequestLimiter(Protocol):
+    """Counts requests per key against a rate (the security adapter's `Limiter`, on Redis or in-process)."""
+
+    async def hit(self, key: str, rate: Rate, detail: str, *, bucket: str = "other") -> None:
+        """Count one request; RateLimited when `key` is over `rate`."""
+
+    def refused(self, bucket: str) -> None:
+        """Count a refusal made elsewhere (the sign-ins in flight)."""
+
+
+class KnownDevices(Protocol):
+    """Signs and recognises known-device cookies (the security adapter's `KnownDevices`)."""
+
+    lifetime_s: int
+
+    def issue(self, email: str) -> str: ...
+
+    def recognises(self, cookie: str | None, email: str) -> bool: ...
+
+
+HashingLane = Callable[[bool], AbstractContextManager[None]]
+"""`lane(known)`: within the block, this task's password hashes may use the lane reserved for credentials that
+look legitimate (the security adapter's `known_credentials`)."""
 
 
 class InFlight:
@@ -54,14 +78,21 @@ class InFlight:
 class RouteLimits:
     """The limiter and the rate of each bucket; in the app state as `limits` (absent when limits are off)."""
 
-    limiter: Limiter
+    limiter: RequestLimiter
     rates: dict[str, Rate]
     sign_ins: InFlight
     devices: KnownDevices
+    hashing_lane: HashingLane
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = field(default=())
 
     @classmethod
-    def of(cls, settings: RateLimitSettings, limiter: Limiter, devices: KnownDevices) -> RouteLimits:
+    def of(
+        cls,
+        settings: RateLimitSettings,
+        limiter: RequestLimiter,
+        devices: KnownDevices,
+        hashing_lane: HashingLane,
+    ) -> RouteLimits:
         return cls(
             limiter,
             {
@@ -73,6 +104,7 @@ class RouteLimits:
             },
             InFlight(settings.sign_in_concurrency, lambda: limiter.refused("sign-in-concurrency")),
             devices,
+            hashing_lane,
             settings.trusted_proxies,
         )
 
@@ -132,5 +164,17 @@ async def sign_in_slot(connection: ASGIConnection[Any, Any, Any, Any], email: st
         return
     known = limits.devices.recognises(connection.cookies.get(DEVICE_COOKIE), email)
     async with limits.sign_ins.slot(client_ip(connection, limits.trusted_proxies)):
-        with known_credentials(known):
+        with limits.hashing_lane(known):
             yield known
+
+
+@contextmanager
+def signed_in_lane(connection: ASGIConnection[Any, Any, Any, Any]) -> Iterator[None]:
+    """Around a signed-in user's password check: the reserved hashing lane. With limits off there is one lane
+    for every caller, so nothing to choose."""
+    limits: RouteLimits | None = connection.app.state.get("limits")
+    if limits is None:
+        yield
+        return
+    with limits.hashing_lane(True):
+        yield

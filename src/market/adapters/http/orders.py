@@ -84,7 +84,7 @@ class OrderOut(msgspec.Struct):
             status=order.status.value,  # type: ignore[arg-type]
             lines=[
                 OrderLineOut(
-                    line.item_id, line.title, line.quantity, line.unit_price_cents, line.line_total_cents
+                    line.item_id, line.title, line.quantity, line.unit_price.cents, line.line_total.cents
                 )
                 for line in order.lines
             ],

@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 from market.domain.users import normalise_email
 
-COOKIE = "market_device"
 LIFETIME_S = 180 * 86400
 _MAX_COOKIE = 128
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
-from market.application.analytics import run_report
-from market.application.services import Services
+from market.application.analytics import RunReport
 from market.domain.analytics import (
     CartsReport,
     FunnelReport,
@@ -27,18 +27,15 @@ REFRESH_INTERVAL_S = 60.0
 log = logging.getLogger(__name__)
 
 
-async def refresh_business_gauges(services: Services, instruments: Instruments) -> None:
-    now = services.clock.now()
-    period = Period(now - WINDOW, now)
+async def refresh_business_gauges(
+    run_report: RunReport, now: Callable[[], datetime], instruments: Instruments
+) -> None:
+    """Set the gauges from the reports of the last 24 hours (`run_report`: the bound use case)."""
+    end = now()
+    period = Period(end - WINDOW, end)
 
     async def report(name: str) -> object:
-        return await run_report(
-            name,
-            period,
-            reports=services.reports,
-            clock=services.clock,
-            abandon_after=services.cart_abandon_after,
-        )
+        return await run_report(name, period)
 
     funnel = await report(ReportName.FUNNEL)
     assert isinstance(funnel, FunnelReport)
@@ -57,11 +54,14 @@ async def refresh_business_gauges(services: Services, instruments: Instruments) 
 
 
 async def refresh_business_gauges_forever(
-    services: Services, instruments: Instruments, interval_s: float = REFRESH_INTERVAL_S
+    run_report: RunReport,
+    now: Callable[[], datetime],
+    instruments: Instruments,
+    interval_s: float = REFRESH_INTERVAL_S,
 ) -> None:
     while True:
         try:
-            await refresh_business_gauges(services, instruments)
+            await refresh_business_gauges(run_report, now, instruments)
         except Exception:
             log.exception("could not refresh the business gauges; will retry")
         await asyncio.sleep(interval_s)

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
-from market.adapters.background import cancel_and_wait
 from market.application.ports import Clock
 from market.application.seller_webhooks import (
     DeliveryReport,
@@ -20,6 +19,7 @@ from market.application.seller_webhooks import (
     WebhookSender,
     deliver_due_webhooks,
 )
+from market.background import cancel_and_wait
 from market.domain.webhooks import DeliveryStatus
 
 from .sender import ATTEMPT_TIMEOUT_S

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from market.adapters.background import cancel_and_wait
+from market.background import cancel_and_wait
 from market.ops.alerting.rules import AlertEvaluator, AlertStatus, Reading, Transition
 from market.private_files import private_dir
 
