@@ -64,7 +64,7 @@ def assert_html_page(response: httpx.Response, status: int) -> str:
     return text
 
 
-def testids(text: str, testid: str) -> list[str]:
+def texts_of(text: str, testid: str) -> list[str]:
     """The unescaped text of every element with this data-testid whose content is plain text."""
     return [html.unescape(t) for t in re.findall(rf'data-testid="{testid}"[^>]*>([^<]*)<', text)]
 

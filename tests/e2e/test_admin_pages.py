@@ -25,7 +25,7 @@ from .pages import (
     rows,
     seller_session,
     sign_in,
-    testids,
+    texts_of,
 )
 
 ADMIN_ITEMS = "/api/v1/admin/items"
@@ -235,20 +235,20 @@ def test_orders_are_listed_by_filter_and_an_order_has_its_page(client, session):
     text = assert_html_page(
         client.get("/admin/orders", params={"buyer_id": buyer["id"]}, headers=session), 200
     )
-    assert testids(text, "order-link") == [failed["id"], paid["id"]]
+    assert texts_of(text, "order-link") == [failed["id"], paid["id"]]
     only_paid = client.get(
         "/admin/orders", params={"buyer_id": buyer["id"], "status": "paid"}, headers=session
     )
-    assert testids(assert_html_page(only_paid, 200), "order-link") == [paid["id"]]
+    assert texts_of(assert_html_page(only_paid, 200), "order-link") == [paid["id"]]
     by_seller = client.get(
         "/admin/orders", params={"seller_id": seller["id"], "to": "2000-01-01"}, headers=session
     )
-    assert testids(assert_html_page(by_seller, 200), "order-link") == []
+    assert texts_of(assert_html_page(by_seller, 200), "order-link") == []
 
     page = assert_html_page(client.get(f"/admin/orders/{paid['id']}", headers=session), 200)
-    assert testids(page, "order-id") == [paid["id"]]
-    assert testids(page, "order-status") == ["paid"]
-    assert testids(page, "order-total") == ["2\u202f500 EUR"]
+    assert texts_of(page, "order-id") == [paid["id"]]
+    assert texts_of(page, "order-status") == ["paid"]
+    assert texts_of(page, "order-total") == ["2\u202f500 EUR"]
 
 
 @pytest.mark.parametrize(

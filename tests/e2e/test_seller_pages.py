@@ -26,7 +26,7 @@ from .pages import (
     page_notice,
     rows,
     seller_session,
-    testids,
+    texts_of,
 )
 
 SELLER_DELIVERIES = "/api/v1/seller/webhook/deliveries"
@@ -145,10 +145,10 @@ def test_the_seller_dashboard_page_shows_the_apis_figures(client):
     text = assert_html_page(client.get("/seller/dashboard", headers=seller_session(client, seller)), 200)
 
     assert api["orders"] == 2 and api["units"] == 3
-    assert testids(text, "seller-orders") == ["2"]
-    assert testids(text, "seller-units") == ["3"]
-    assert testids(text, "seller-conversion") == [f"{api['conversion'] * 100:.1f} %"]
-    assert testids(text, "revenue-EUR-cents") == ["4\u202f500"]
+    assert texts_of(text, "seller-orders") == ["2"]
+    assert texts_of(text, "seller-units") == ["3"]
+    assert texts_of(text, "seller-conversion") == [f"{api['conversion'] * 100:.1f} %"]
+    assert texts_of(text, "revenue-EUR-cents") == ["4\u202f500"]
     assert [r["revenue_cents"] for r in api["revenue"]] == [4500]
     assert "Vase &lt;i&gt;" in text and "<i>" not in text  # item titles are escaped
 
@@ -172,7 +172,7 @@ def test_a_seller_sees_and_retries_their_own_deliveries_only(client, admin, rece
 
     text = assert_html_page(client.get("/seller/deliveries", headers=mine), 200)
     assert rows(text, "delivery-row", "data-delivery-id") == [delivery["id"]]
-    assert testids(text, "delivery-status") == ["failed"]
+    assert texts_of(text, "delivery-status") == ["failed"]
     assert 'data-testid="retry-delivery"' in text
     assert (
         rows(
