@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from market.application.ports import Page
@@ -114,16 +115,18 @@ class SqlSessionStore:
         self._db = db
 
     async def write(self, requests: Sequence[RequestEntry], events: Sequence[ClientEvent]) -> None:
-        records = [*map(_request_record, requests), *map(_event_record, events)]
-        if not records:
+        if not requests and not events:
             return
+        # Lazily: COPY encodes each row as it is made, so a batch's rows are never all alive at once.
+        records = chain(map(_request_record, requests), map(_event_record, events))
         if self._db.is_postgres:
             await self._db.copy_records(TABLE, COLUMNS, records)
             return
+        rows = list(records)
         row = "(" + ", ".join("{}" for _ in COLUMNS) + ")"
         async with self._db.write_transaction():
-            for start in range(0, len(records), SQLITE_ROWS_PER_INSERT):
-                chunk = records[start : start + SQLITE_ROWS_PER_INSERT]
+            for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
+                chunk = rows[start : start + SQLITE_ROWS_PER_INSERT]
                 await self._db.fetch(
                     f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES " + ", ".join(row for _ in chunk),
                     *(value for record in chunk for value in record),
