@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check test-unit test-integration test-e2e test-scale fuzz schemathesis clean
+.PHONY: run test check test-unit test-integration test-e2e test-scale signals fuzz schemathesis clean
 
 $(BIN)/market: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ test-integration: $(BIN)/market
 ## The app over HTTP: `market serve` in a subprocess, on each engine.
 test-e2e: $(BIN)/market
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not fuzz" tests/e2e
+
+## Every number agrees (part of test-e2e): one scripted mix against `market serve` on PostgreSQL and SQLite,
+## scraped by Debian's real `prometheus` loading infra/prometheus/rules.yaml; the reports, /metrics, the in-app
+## alerts, every recording rule and the Grafana panels checked against the ground truth. About 2.5 minutes.
+signals: $(BIN)/market
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e/test_signals_agree.py
 
 ## Three replicas (`market serve --workers 2` each) on one PostgreSQL and Redis behind HAProxy (Debian's
 ## `haproxy`), started by the tests and torn down after: idempotency, stock, webhooks, alerts, backups and

@@ -1,6 +1,6 @@
 """Schemathesis hooks for `make schemathesis`, loaded through SCHEMATHESIS_HOOKS by scripts/schemathesis_run.py.
 
-`POST /api/v1/checkout` refuses a reused Idempotency-Key with a different body (422 `idempotency-key-reused`): that
+`POST /api/v1/checkout` (and `POST /api/v1/admin/orders/{order_id}/refunds`) refuses a reused Idempotency-Key with a different body (422 `idempotency-key-reused`): that
 is the contract, but generated requests draw keys from a small space ("0", "00", ...) and reuse them with other
 bodies all the time, which a schema cannot prevent. Every generated case whose header is valid gets a key of its
 own here, so that the 422 only ever means a validation mismatch. Headers generated to be invalid (a key that is too
@@ -21,6 +21,11 @@ from schemathesis.generation.modes import GenerationMode
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 _serial = itertools.count()
+
+
+@schemathesis.hook("map_case").apply_to(operation_id="adminRefundOrder")
+def fresh_refund_idempotency_key(context: Any, case: Any) -> Any:
+    return fresh_idempotency_key(context, case)
 
 
 @schemathesis.hook("map_case").apply_to(operation_id="checkout")

@@ -59,6 +59,12 @@ def serve(host: str | None, port: int | None, workers: int, reload: bool) -> Non
     warn_if_sandbox_exposed(settings, bind)  # here, once, not in every worker
     # This server's workers merge each other's metrics, and no other server's (replicas sharing MARKET_VAR_DIR).
     os.environ[GROUP_VARIABLE] = new_process_group()
+    # The workers read their settings again: --host/--port must reach them (the default public URL and the
+    # availability probe's address are built from them).
+    if host:
+        os.environ["MARKET_HOST"] = host
+    if port is not None:
+        os.environ["MARKET_PORT"] = str(port)
     metrics_directory(settings).clear()  # last run's worker snapshots must not be added to this run's
     uvicorn.run(
         "market.bootstrap:app_factory",

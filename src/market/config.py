@@ -318,6 +318,28 @@ class AnalyticsSettings:
     cart_abandon_after_s: int = setting("MARKET_CART_ABANDON_AFTER", _seconds(), 86400)
     """A cart with no checkout this long after its last addition counts as abandoned in the carts report
     (MARKET_CART_ABANDON_AFTER: seconds, or 30m, 24h, 2d)."""
+    gauges_interval_s: int = setting("MARKET_BUSINESS_GAUGES_INTERVAL", _seconds(1), 60)
+    """Seconds between refreshes of the business gauges of /metrics from the last 24 h's reports
+    (MARKET_BUSINESS_GAUGES_INTERVAL)."""
+
+
+def _probe_url(env: _Env, name: str, _default: None) -> str | None:
+    raw = env.str(name, "")
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}: expected an http(s) URL, as in https://market.example.com/health/ready")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSettings:
+    url: str | None = setting("MARKET_PROBE_URL", _probe_url, None)
+    """What the synthetic availability probe requests (MARKET_PROBE_URL): the service's public address, e.g.
+    https://market.example.com/health/ready through the balancer; None: `/health/ready` on the bind address."""
+    interval_s: int = setting("MARKET_PROBE_INTERVAL", _seconds(), 15)
+    """Seconds between probes (MARKET_PROBE_INTERVAL, or 30s, 1m); 0 turns the probe off."""
 
 
 def _url_template(env: _Env, name: str, _default: None) -> str | None:
@@ -544,10 +566,22 @@ class Settings:
     analytics: AnalyticsSettings = _section(AnalyticsSettings)
     limits: RateLimitSettings = _section(RateLimitSettings)
     sessions: SessionSettings = _section(SessionSettings)
+    probe: ProbeSettings = _section(ProbeSettings)
 
     @property
     def public_url(self) -> str:
         return self.server.public_url or f"http://{self.server.host}:{self.server.port}"
+
+    @property
+    def probe_url(self) -> str:
+        """What the availability probe requests: MARKET_PROBE_URL, or readiness on the bind address (an
+        unspecified address, 0.0.0.0 or ::, is reached on loopback)."""
+        if self.probe.url:
+            return self.probe.url
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.server.host, self.server.host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.server.port}/health/ready"
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret these settings hold, as configured: what must never leave the process (error

@@ -442,7 +442,11 @@ def expected_dashboard(model: Model, seller: str, ids: dict[str, str]) -> dict[s
         if units[item] or views[item]
     }
     return {
-        "revenue": [{"currency": c, **figures} for c, figures in sorted(revenue.items())],
+        # No refunds in this scenario: net revenue is the revenue (tests/e2e/test_admin_refunds.py has them).
+        "revenue": [
+            {"currency": c, **figures, "refunded_cents": 0, "net_revenue_cents": figures["revenue_cents"]}
+            for c, figures in sorted(revenue.items())
+        ],
         "orders": sum(f["orders"] for f in revenue.values()),
         "units": sum(f["units"] for f in revenue.values()),
         "views": sum(views.values()),

@@ -62,8 +62,10 @@ HISTOGRAMS = {
     names.HTTP_SERVER_REQUEST_DURATION[0],
     names.DB_CLIENT_OPERATION_DURATION[0],
     names.PAYMENT_AMOUNT[0],
+    names.PROBE_DURATION[0],
 }
 GAUGES = {
+    names.PROBE_SUCCESS[0],
     names.BACKUP_LAST_SUCCESS[0],
     names.FUNNEL_SESSIONS[0],
     names.CART_ABANDONMENT_RATE[0],
@@ -120,6 +122,7 @@ METRIC_ATTRIBUTES = (
     names.WEBHOOK_REJECTION_REASON,
     names.BACKUP_OUTCOME,
     names.TELEMETRY_SIGNAL,
+    names.PROBE_OUTCOME,
     names.FUNNEL_STEP,
     names.STATISTIC,
     names.URL_SCHEME,
@@ -240,6 +243,7 @@ def test_promtool_check_rules() -> None:
 
 
 @needs_promtool
+@pytest.mark.timeout(300)  # about 30 s of CPU; several times that on a busy shared machine
 def test_promtool_test_rules() -> None:
     result = subprocess.run(
         [PROMTOOL, "test", "rules", str(RULES_TEST)], capture_output=True, text=True, timeout=300

@@ -17,6 +17,8 @@ from market.application.ports import (
     ChargeResult,
     IdempotentReplay,
     Page,
+    RefundRequest,
+    RefundResult,
     TokenClaims,
 )
 from market.domain.admin import AuditEntry, AuditFilter, UserFilter
@@ -24,6 +26,7 @@ from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import EmailAlreadyRegistered, InvalidCursor, RateLimited
 from market.domain.events import Event
 from market.domain.orders import RESERVING, Cart, CartLine, Order, OrderFilter, PaymentGatewayUnavailable
+from market.domain.refunds import Refund, RefundStatus
 from market.domain.sessions import ClientEvent, RequestEntry, SessionFilter, SessionSummary, Timeline
 from market.domain.users import Role, User, UserStatus
 from market.domain.webhooks import DeliveryRecord, DeliveryStatus
@@ -122,6 +125,7 @@ class FakeUnitOfWork:
         self.carts = FakeCartRepository(self._staged, self.items.store)
         self.stock = FakeStockRepository(self.items.store)
         self.orders = FakeOrderRepository(self._staged)
+        self.refunds = FakeRefundRepository(self._staged)
         self.payment_events = FakePaymentEventLog(self._staged)
         self.outbox = FakeWebhookOutbox(self._staged)
         self.analytics = FakeAnalyticsLog(self._staged.analytics)
@@ -295,6 +299,10 @@ class FakeCommerceState:
     """(seller id, order id) of every queued `order.paid` delivery."""
     analytics: list[Event] = dataclasses.field(default_factory=list)
     """Every event handed to the analytics log, committed ones only."""
+    refunds: dict[str, Refund] = dataclasses.field(default_factory=dict)
+    """Every refund by id, in the order they were added."""
+    refund_deliveries: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    """(seller id, order id, refund id) of every queued `order.refunded` delivery."""
 
     def replace_with(self, other: FakeCommerceState) -> None:
         for f in dataclasses.fields(self):
@@ -407,6 +415,39 @@ class FakeOrderRepository:
         return sorted(waiting, key=lambda o: o.updated_at)[:limit]
 
 
+class FakeRefundRepository:
+    def __init__(self, state: FakeCommerceState) -> None:
+        self.state = state
+
+    async def of_order(self, order_id: str) -> Sequence[Refund]:
+        return [r for r in self.state.refunds.values() if r.order_id == order_id]
+
+    async def add(self, refund: Refund) -> None:
+        assert refund.id not in self.state.refunds, f"refund {refund.id} added twice"
+        self.state.refunds[refund.id] = refund
+
+    async def pending(
+        self, created_after: datetime, updated_before: datetime, limit: int
+    ) -> Sequence[Refund]:
+        waiting = [
+            r
+            for r in self.state.refunds.values()
+            if r.status is RefundStatus.PENDING
+            and r.created_at > created_after
+            and r.updated_at < updated_before
+        ]
+        return sorted(waiting, key=lambda r: (r.created_at, r.id))[:limit]
+
+    async def save(self, refund: Refund) -> None:
+        stored = self.state.refunds[refund.id]
+        self.state.refunds[refund.id] = dataclasses.replace(
+            stored,
+            status=refund.status,
+            provider_refund_id=refund.provider_refund_id,
+            updated_at=refund.updated_at,
+        )
+
+
 class FakePaymentEventLog:
     def __init__(self, state: FakeCommerceState) -> None:
         self.state = state
@@ -427,6 +468,11 @@ class FakeWebhookOutbox:
     async def enqueue_order_paid(self, order: Order, now: datetime) -> int:
         sellers = sorted(order.seller_ids & self.state.webhook_sellers)
         self.state.webhook_deliveries.extend((seller_id, order.id) for seller_id in sellers)
+        return len(sellers)
+
+    async def enqueue_order_refunded(self, order: Order, refund: Refund, now: datetime) -> int:
+        sellers = sorted(order.seller_ids & self.state.webhook_sellers)
+        self.state.refund_deliveries.extend((seller_id, order.id, refund.id) for seller_id in sellers)
         return len(sellers)
 
 
@@ -494,8 +540,26 @@ class FakePaymentGateway:
     def __init__(self) -> None:
         self.charges: dict[str, ChargeResult] = {}
         self.requests: list[ChargeRequest] = []
+        self.refunds: dict[str, tuple[str, RefundRequest]] = {}
+        """Our refund id -> (the provider's refund id, the request), refunds that went through."""
+        self.refund_requests: list[RefundRequest] = []
+        self.refund_answer: str = "succeeded"
+        """What a new refund answers: `succeeded`, `pending` or `declined` (`down` overrides it)."""
         self.down = False
         self.closed = False
+
+    async def refund(self, request: RefundRequest) -> RefundResult:
+        self.refund_requests.append(request)
+        if self.down:
+            raise PaymentGatewayUnavailable(request.order_id)
+        if request.refund_id in self.refunds:  # one refund per refund id, as providers deduplicate
+            return RefundResult("succeeded", self.refunds[request.refund_id][0])
+        if self.refund_answer == "declined":
+            return RefundResult("declined", None, "charge_already_refunded")
+        provider_id = f"fake_re_{len(self.refunds) + 1}"
+        if self.refund_answer == "succeeded":
+            self.refunds[request.refund_id] = (provider_id, request)
+        return RefundResult(self.refund_answer, provider_id)
 
     async def charge(self, request: ChargeRequest) -> ChargeResult:
         self.requests.append(request)
@@ -706,9 +770,13 @@ class FakeAdminUnitOfWork(FakeUnitOfWork):
     """The admin writes' unit of work: audit entries are staged and committed with the rest."""
 
     def __init__(
-        self, store: FakeStore, audit: list[AuditEntry], deliveries: dict[str, DeliveryRecord] | None = None
+        self,
+        store: FakeStore,
+        audit: list[AuditEntry],
+        deliveries: dict[str, DeliveryRecord] | None = None,
+        events: FakeEventPublisher | None = None,
     ) -> None:
-        super().__init__(store.users, store.items, store.commerce)
+        super().__init__(store.users, store.items, store.commerce, events)
         self._audit = audit
         self._deliveries = deliveries if deliveries is not None else {}
 

@@ -17,7 +17,9 @@ from market.application.checkout import (
     checkout,
     reconcile_payments,
 )
+from market.application.refunds import refund_order
 from market.domain.catalog import ItemFilter
+from market.domain.refunds import RefundReason
 from market.domain.users import Role
 from tests.support.factories import item, item_fields, user
 from tests.support.fakes import (
@@ -104,7 +106,7 @@ class World:
     def admin(self) -> AdminPorts:
         """The admin tools' ports over the same store."""
         return AdminPorts(
-            uow=lambda: FakeAdminUnitOfWork(self.store, self.audit, self.deliveries),
+            uow=lambda: FakeAdminUnitOfWork(self.store, self.audit, self.deliveries, self.events),
             directory=FakeUserDirectory(self.store.users),
             audit=FakeAuditLog(self.audit),
             deliveries=FakeDeliveryDesk(self.deliveries),
@@ -184,12 +186,29 @@ class World:
             ProviderEvent(event_id, event_type, order_id, **extra),
             uow=self.store.uow,
             clock=self.clock,
+            ids=self.ids,
         )
 
     async def reconcile(self):
         """`reconcile_payments`, a minute later (past the grace period)."""
         self.clock.advance(timedelta(minutes=1))
         return await reconcile_payments(uow=self.store.uow, gateway=self.gateway, clock=self.clock)
+
+    async def refund(self, order_id: str, amount_cents=None, reason=None, *, admin=ADMIN, key=None):
+        """`refund_order` through the fake gateway, by `admin` (reason: requested by the customer)."""
+        return await refund_order(
+            admin,
+            order_id,
+            amount_cents,
+            reason or RefundReason.REQUESTED_BY_CUSTOMER,
+            idempotency_key=key,
+            ports=self.admin,
+            gateway=self.gateway,
+        )
+
+    def refunds(self, order_id: str):
+        """The order's stored refunds."""
+        return [r for r in self.state.refunds.values() if r.order_id == order_id]
 
     def order(self, order_id: str):
         """The stored order."""

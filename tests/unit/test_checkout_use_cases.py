@@ -340,7 +340,9 @@ async def test_a_paid_order_is_refunded(world):
     refunded = world.order(order.id)
     assert refunded.status is OrderStatus.REFUNDED
     assert refunded.payment.status is PaymentStatus.REFUNDED
-    assert world.published(OrderRefunded) == [OrderRefunded(order.id, order.total)]
+    [refund] = world.refunds(order.id)  # made at the provider: recorded as a refund of all that was left
+    assert (refund.amount, refund.reason.value, refund.actor_id) == (order.total, "provider", None)
+    assert world.published(OrderRefunded) == [OrderRefunded(order.id, order.total, "provider", refund.id)]
     assert world.state.payment_events["evt_r"] == ("payment.refunded", order.id, "applied")
 
 

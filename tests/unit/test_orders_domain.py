@@ -35,6 +35,8 @@ LEGAL = {
     (S.PROCESSING, S.PAID),
     (S.PROCESSING, S.PAYMENT_FAILED),
     (S.PAID, S.REFUNDED),
+    (S.PAID, S.PARTIALLY_REFUNDED),
+    (S.PARTIALLY_REFUNDED, S.REFUNDED),
 }
 ILLEGAL = sorted(set(itertools.product(S, S)) - LEGAL)
 

@@ -80,6 +80,11 @@ def _tables(report: reports.Report) -> Group:
                     a.currency,
                     *(str(v) for v in (a.count, a.sum.cents, a.mean.cents, a.p50.cents, a.p95.cents)),
                 )
+            refunds = Table(title="Refunds (minor units)", title_justify="left")
+            for column in ("currency", "refunds", "refunded", "net"):
+                refunds.add_column(column, justify="left" if column == "currency" else "right")
+            for r in report.refunds:
+                refunds.add_row(r.currency, str(r.refunds), str(r.refunded.cents), str(r.net.cents))
             return Group(
                 _pairs(
                     "Payments",
@@ -93,6 +98,7 @@ def _tables(report: reports.Report) -> Group:
                 ),
                 methods,
                 amounts,
+                refunds,
             )
         case reports.CartsReport():
             return Group(

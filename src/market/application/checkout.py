@@ -16,7 +16,7 @@ from market.domain.errors import (
     IdempotentRequestInProgress,
     NotFound,
 )
-from market.domain.events import CheckoutStarted, Event, OrderPaid, OrderRefunded, PaymentAttempted
+from market.domain.events import CheckoutStarted, Event, OrderPaid, PaymentAttempted
 from market.domain.orders import (
     GATEWAY_UNAVAILABLE,
     CheckoutInProgress,
@@ -46,6 +46,7 @@ from .ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
+from .refund_settlement import apply_refund_event
 
 SUCCEEDED, DECLINED, PROCESSING = "succeeded", "declined", "processing"
 
@@ -250,7 +251,9 @@ _PAYMENT_STATUS_FOR = {
 }
 
 
-async def apply_provider_event(event: ProviderEvent, *, uow: UnitOfWorkFactory, clock: Clock) -> str:
+async def apply_provider_event(
+    event: ProviderEvent, *, uow: UnitOfWorkFactory, clock: Clock, ids: IdGenerator
+) -> str:
     """Apply a provider event once. The event id is recorded in the same transaction as the change, so a
     redelivery is recognised however it races. Returns `applied`, `ignored` (the order's state does not
     admit it, e.g. `payment.failed` after `paid`), `duplicate` or `unknown_order`."""
@@ -261,15 +264,9 @@ async def apply_provider_event(event: ProviderEvent, *, uow: UnitOfWorkFactory, 
         if order is None or order.payment is None:
             outcome = "unknown_order"
         elif event.type == "payment.refunded":
-            outcome = "ignored"
-            if order.can_become(OrderStatus.REFUNDED):
-                refunded = dataclasses.replace(
-                    order.transition(OrderStatus.REFUNDED, now),
-                    payment=dataclasses.replace(order.payment, status=PaymentStatus.REFUNDED),
-                )
-                await work.orders.save_status(refunded)
-                published.append(OrderRefunded(order.id, order.total))
-                outcome = "applied"
+            # Partial or full, ours or made at the provider: never more than what is left, and a refund
+            # already applied (by the admin's own request or an earlier event) changes nothing.
+            outcome, published = await apply_refund_event(work, order, event, now, ids)
         else:
             status = SUCCEEDED if event.type == "payment.succeeded" else DECLINED
             settled, published = await _settle(

@@ -23,6 +23,7 @@ from market.domain.catalog import Item, ItemFilter
 from market.domain.events import Event
 from market.domain.money import Money
 from market.domain.orders import Cart, Order, OrderFilter
+from market.domain.refunds import Refund
 from market.domain.sessions import ClientEvent, RequestEntry, SessionFilter, SessionSummary, Timeline
 from market.domain.users import Role, User, UserStatus
 from market.domain.webhooks import DeliveryRecord, DeliveryStatus
@@ -85,6 +86,7 @@ class UnitOfWork(Protocol):
     carts: CartRepository
     stock: StockRepository
     orders: OrderRepository
+    refunds: RefundRepository
     payment_events: PaymentEventLog
     outbox: WebhookOutbox
     analytics: AnalyticsLog
@@ -245,6 +247,25 @@ class OrderRepository(Protocol):
         whose charge call failed (payment failure_reason `gateway_unavailable`)."""
 
 
+class RefundRepository(Protocol):
+    """An order's refunds. Read them with the order's row locked (`OrderRepository.get(for_update=True)`,
+    or SQLite's write transaction): what is left to refund is decided under that lock."""
+
+    async def of_order(self, order_id: str) -> Sequence[Refund]:
+        """Every refund of the order, oldest first."""
+
+    async def add(self, refund: Refund) -> None: ...
+
+    async def save(self, refund: Refund) -> None:
+        """Persist the refund's status, provider refund id and `updated_at`."""
+
+    async def pending(
+        self, created_after: datetime, updated_before: datetime, limit: int
+    ) -> Sequence[Refund]:
+        """Refunds still pending, created after `created_after` and last changed before `updated_before`,
+        oldest first."""
+
+
 class PaymentEventLog(Protocol):
     async def record(
         self, event_id: str, event_type: str, order_id: str | None, outcome: str, now: datetime
@@ -255,6 +276,10 @@ class PaymentEventLog(Protocol):
 class WebhookOutbox(Protocol):
     async def enqueue_order_paid(self, order: Order, now: datetime) -> int:
         """Queue an `order.paid` delivery for each of the order's sellers with an enabled endpoint, in the
+        current transaction. Returns how many were queued."""
+
+    async def enqueue_order_refunded(self, order: Order, refund: Refund, now: datetime) -> int:
+        """Queue an `order.refunded` delivery for each of the order's sellers with an enabled endpoint, in the
         current transaction. Returns how many were queued."""
 
 
@@ -276,6 +301,29 @@ class ChargeResult:
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    """Give `amount` of the order's payment back. `refund_id` is ours: the provider deduplicates on it (a
+    retry refunds once) and echoes it in its events, so that an event about this refund is recognised."""
+
+    refund_id: str
+    order_id: str
+    payment_id: str
+    provider_payment_id: str | None
+    amount: Money
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    """What the provider says about a refund: `succeeded`, `pending` (its event settles it later) or
+    `declined` (with a reason; nothing was refunded)."""
+
+    status: str
+    provider_refund_id: str | None = None
+    reason: str | None = None
+
+
 class PaymentGateway(Protocol):
     name: str
 
@@ -285,6 +333,10 @@ class PaymentGateway(Protocol):
 
     async def lookup(self, order_id: str, payment_id: str) -> ChargeResult | None:
         """The provider's record of the charge for this order, or None when it never received one."""
+
+    async def refund(self, request: RefundRequest) -> RefundResult:
+        """Refund once per `refund_id`. Raises PaymentGatewayUnavailable on timeouts and provider errors: the
+        outcome is then unknown."""
 
     async def close(self) -> None:
         """Release connections and background work at shutdown."""
@@ -299,6 +351,11 @@ class ProviderEvent:
     order_id: str
     provider_payment_id: str | None = None
     reason: str | None = None
+    refund_id: str | None = None
+    """payment.refunded: our refund's id when the refund was ours (the provider echoes it)."""
+    provider_refund_id: str | None = None
+    amount_cents: int | None = None
+    """payment.refunded: the amount of this refund; None: the payment is refunded in full."""
 
 
 class InvalidProviderSignature(Exception):

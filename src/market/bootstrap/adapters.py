@@ -174,7 +174,7 @@ def build_admin_ports(database: Database, ports: Ports) -> AdminPorts:
     """The admin tools' ports (people, audit trail, moderation, deliveries), bound to their use cases by
     `bind_use_cases` (controllers never see them)."""
     return AdminPorts(
-        uow=lambda: PiccoloAdminUnitOfWork(database, request_context.identity),
+        uow=lambda: PiccoloAdminUnitOfWork(database, request_context.identity, ports.events),
         directory=SqlUserDirectory(database),
         audit=SqlAuditLog(database, request_context.identity),
         deliveries=SqlWebhookDeliveryRepository(database),

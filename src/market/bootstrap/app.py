@@ -25,6 +25,7 @@ from market.adapters.security.devices import KnownDevices
 from market.adapters.security.limits import Limiter, build_store
 from market.adapters.security.passwords import Argon2PasswordHasher, known_credentials
 from market.adapters.telemetry.business import refresh_business_gauges_forever
+from market.adapters.telemetry.probe import AvailabilityProbe
 from market.adapters.webhooks.sender import HttpxWebhookSender
 from market.adapters.webhooks.ssrf import SsrfGuard
 from market.adapters.webhooks.worker import WebhookDeliveryWorker
@@ -103,11 +104,19 @@ def build_app(
                 ),
                 asyncio.create_task(
                     refresh_business_gauges_forever(
-                        use_cases["run_report"], ports.clock.now, telemetry.instruments
+                        use_cases["run_report"],
+                        ports.clock.now,
+                        telemetry.instruments,
+                        settings.analytics.gauges_interval_s,
                     ),
                     name="business-gauges",
                 ),
             ]
+            if settings.probe.interval_s > 0:  # availability from outside: the public URL, traffic or not
+                probe = AvailabilityProbe(
+                    settings.probe_url, settings.probe.interval_s, telemetry.instruments
+                )
+                background.append(asyncio.create_task(probe.run_forever(), name="availability-probe"))
             stack.push_async_callback(cancel_and_wait, background)
             if worker:
                 background.append(asyncio.create_task(share_metrics_forever(telemetry), name="metrics-share"))

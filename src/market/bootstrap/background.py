@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from market.application.analytics import prune_events
 from market.application.checkout import reconcile_payments
+from market.application.refund_settlement import settle_pending_refunds
 from market.telemetry.sentry import close_sentry
 from market.telemetry.setup import Telemetry
 
@@ -22,8 +23,8 @@ log = logging.getLogger(__name__)
 
 
 async def reconcile_forever(ports: Ports, interval_s: float) -> None:
-    """The background reconciler: settles orders whose payment outcome was unknown, and forgets
-    idempotency keys and analytics events past their retention. Safe in every worker at once (settling is
+    """The background reconciler: settles orders whose payment outcome was unknown and refunds left pending, and
+    forgets idempotency keys and analytics events past their retention. Safe in every worker at once (settling is
     idempotent; deleting what is past retention twice deletes nothing the second time)."""
     while True:
         await asyncio.sleep(interval_s)
@@ -31,6 +32,9 @@ async def reconcile_forever(ports: Ports, interval_s: float) -> None:
             counts = await reconcile_payments(uow=ports.uow, gateway=ports.gateway, clock=ports.clock)
             if counts["paid"] or counts["payment_failed"]:
                 log.info("reconciled payments", extra=counts)
+            refunds = await settle_pending_refunds(uow=ports.uow, gateway=ports.gateway, clock=ports.clock)
+            if refunds["succeeded"] or refunds["failed"]:
+                log.info("settled pending refunds", extra=refunds)
             await ports.idempotency.purge(ports.clock.now() - IDEMPOTENCY_RETENTION)
             await prune_events(ports.analytics_retention, reports=ports.reports, clock=ports.clock)
         except Exception:

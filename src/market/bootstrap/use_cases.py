@@ -14,7 +14,11 @@ from opentelemetry import trace
 
 from market.adapters.db.database import Database
 from market.adapters.payments.events import SignedProviderEvents
-from market.adapters.telemetry.use_cases import traced_apply_provider_event, traced_checkout
+from market.adapters.telemetry.use_cases import (
+    traced_apply_provider_event,
+    traced_checkout,
+    traced_refund_order,
+)
 from market.application import (
     accounts,
     admin,
@@ -25,6 +29,7 @@ from market.application import (
     deliveries,
     moderation,
     provider_events,
+    refunds,
     seller_webhooks,
     sessions,
 )
@@ -67,7 +72,10 @@ def bind_use_cases(
         tracer,
     )
     apply_provider_event = traced_apply_provider_event(
-        BoundUseCase(checkout.apply_provider_event, uow=s.uow, clock=s.clock), s.uow, tracer
+        BoundUseCase(checkout.apply_provider_event, uow=s.uow, clock=s.clock, ids=s.ids), s.uow, tracer
+    )
+    refund_order = traced_refund_order(
+        BoundUseCase(refunds.refund_order, ports=admin_ports, gateway=s.gateway), tracer
     )
     webhooks = s.webhooks
     record_admin_action = BoundUseCase(admin.record_admin_action, ports=admin_ports)
@@ -102,6 +110,9 @@ def bind_use_cases(
             checkout.idempotent_checkout, place_order=place_order, idempotency=s.idempotency, clock=s.clock
         ),
         "list_orders": BoundUseCase(checkout.list_orders, uow=s.uow),
+        "idempotent_refund": BoundUseCase(
+            refunds.idempotent_refund, refund=refund_order, idempotency=s.idempotency, clock=s.clock
+        ),
         "get_order": BoundUseCase(checkout.get_order, uow=s.uow),
         "receive_provider_event": BoundUseCase(
             provider_events.receive_provider_event,

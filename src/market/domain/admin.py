@@ -28,6 +28,7 @@ class AuditAction(StrEnum):
     ITEM_MODERATED = "item.moderated"
     WEBHOOK_RETRIED = "webhook.retried"
     MONITORING_TESTED = "monitoring.tested"
+    ORDER_REFUNDED = "order.refunded"
 
 
 class AuditTarget(StrEnum):
@@ -35,6 +36,7 @@ class AuditTarget(StrEnum):
     ITEM = "item"
     WEBHOOK_DELIVERY = "webhook_delivery"
     MONITORING = "monitoring"
+    ORDER = "order"
 
 
 MAX_REASON = 500

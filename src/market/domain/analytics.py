@@ -205,6 +205,20 @@ class AmountStats:
 
 
 @dataclass(frozen=True, slots=True)
+class RefundTotals:
+    """Refunds that went through during the period, in one currency, and the period's succeeded payments in
+    that currency net of them (negative when more went back than came in)."""
+
+    refunds: int
+    refunded: Money
+    net: Money
+
+    @property
+    def currency(self) -> str:
+        return self.refunded.currency
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentsReport:
     start: datetime
     end: datetime
@@ -216,6 +230,8 @@ class PaymentsReport:
     by_method: tuple[MethodStats, ...]
     amounts: tuple[AmountStats, ...]
     """Over every payment that succeeded (each order paid, however it was settled), per currency."""
+    refunds: tuple[RefundTotals, ...] = ()
+    """Per currency that had payments or refunds in the period."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,11 +288,15 @@ class SellerItemStats:
 
 @dataclass(frozen=True, slots=True)
 class Revenue:
-    """A seller's paid orders in one currency."""
+    """A seller's paid orders in one currency: `revenue` as paid, `refunded` their share of what went back (a
+    refund of an order holding several sellers' lines is shared in proportion to their subtotals),
+    `net_revenue` what is left."""
 
     revenue: Money
     orders: int
     units: int
+    refunded: Money
+    net_revenue: Money
 
     @property
     def currency(self) -> str:
@@ -296,3 +316,5 @@ class SellerDashboard:
     conversion: float
     """Share of the sessions that viewed one of the seller's items which then paid for an order holding one."""
     top_items: tuple[SellerItemStats, ...]
+    refunds: int = 0
+    """Refunds that went through on the period's orders holding the seller's items."""

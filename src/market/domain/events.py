@@ -75,8 +75,13 @@ class OrderPaid(Event):
 
 @dataclass(frozen=True, slots=True)
 class OrderRefunded(Event):
+    """One refund went through: `amount` of the order's money went back to the buyer, for `reason` (a
+    bounded RefundReason value)."""
+
     order_id: str
-    total: Money
+    amount: Money
+    reason: str
+    refund_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

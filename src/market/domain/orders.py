@@ -62,6 +62,7 @@ class OrderStatus(StrEnum):
     PROCESSING = "processing"
     PAID = "paid"
     PAYMENT_FAILED = "payment_failed"
+    PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
 
 
@@ -70,10 +71,14 @@ ALLOWED_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
         {OrderStatus.PAID, OrderStatus.PAYMENT_FAILED, OrderStatus.PROCESSING}
     ),
     OrderStatus.PROCESSING: frozenset({OrderStatus.PAID, OrderStatus.PAYMENT_FAILED}),
-    OrderStatus.PAID: frozenset({OrderStatus.REFUNDED}),
+    OrderStatus.PAID: frozenset({OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED}),
+    OrderStatus.PARTIALLY_REFUNDED: frozenset({OrderStatus.REFUNDED}),
     OrderStatus.PAYMENT_FAILED: frozenset(),
     OrderStatus.REFUNDED: frozenset(),
 }
+
+# Orders whose payment went through: what a refund may take money back from.
+PAID_STATES = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
 
 # While an order is in one of these states its stock stays reserved.
 RESERVING = frozenset({OrderStatus.PENDING_PAYMENT, OrderStatus.PROCESSING})

@@ -36,15 +36,28 @@ class AmountStats(msgspec.Struct):
         return cls(a.currency, a.count, a.sum.cents, a.mean.cents, a.p50.cents, a.p95.cents)
 
 
+class RefundTotals(msgspec.Struct):
+    currency: str
+    refunds: int
+    refunded_cents: int
+    net_cents: int
+
+    @classmethod
+    def of(cls, r: reports.RefundTotals) -> RefundTotals:
+        return cls(r.currency, r.refunds, r.refunded.cents, r.net.cents)
+
+
 class Revenue(msgspec.Struct):
     currency: str
     revenue_cents: int
     orders: int
     units: int
+    refunded_cents: int = 0
+    net_revenue_cents: int = 0
 
     @classmethod
     def of(cls, r: reports.Revenue) -> Revenue:
-        return cls(r.currency, r.revenue.cents, r.orders, r.units)
+        return cls(r.currency, r.revenue.cents, r.orders, r.units, r.refunded.cents, r.net_revenue.cents)
 
 
 class SellerItemStats(msgspec.Struct):
@@ -64,6 +77,7 @@ class SellerItemStats(msgspec.Struct):
 
 _FLAT: dict[type, Any] = {
     reports.AmountStats: AmountStats.of,
+    reports.RefundTotals: RefundTotals.of,
     reports.Revenue: Revenue.of,
     reports.SellerItemStats: SellerItemStats.of,
 }
@@ -106,6 +120,8 @@ class PaymentsOut(msgspec.Struct):
     success_rate: float
     by_method: list[reports.MethodStats]
     amounts: list[AmountStats]
+    refunds: list[RefundTotals]
+    """Refunds that went through during the period, per currency, and `net_cents`: `amounts`' sum less them."""
 
 
 class CartsOut(msgspec.Struct):
@@ -166,8 +182,8 @@ def report_out(report: reports.Report) -> ReportOut:
 
 
 class SellerDashboardOut(msgspec.Struct):
-    """The seller's own paid orders (revenue per currency: sums across currencies are refused) and the views
-    of their own items; nobody else's."""
+    """The seller's own paid orders, refunded since or not (revenue per currency, gross and net of refunds:
+    sums across currencies are refused) and the views of their own items; nobody else's."""
 
     from_: datetime = msgspec.field(name="from")
     to: datetime
@@ -178,6 +194,9 @@ class SellerDashboardOut(msgspec.Struct):
     conversion: float
     """Share of the sessions that viewed one of the seller's items which then paid for an order holding one."""
     top_items: list[SellerItemStats]
+    refunds: int
+    """Refunds that went through on these orders; each `revenue` entry has `refunded_cents` (the seller's share
+    of them) and `net_revenue_cents`."""
 
 
 def dashboard_out(board: reports.SellerDashboard) -> SellerDashboardOut:

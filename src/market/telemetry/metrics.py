@@ -20,6 +20,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
+from market.domain.refunds import RefundReason
+
 from . import names
 from .drops import DROPS
 from .tracing import chosen_exporters
@@ -68,6 +70,7 @@ class Instruments:
     cart_changes: Counter
     checkout_started: Counter
     orders_completed: Counter
+    refunds: Counter
     payment_attempts: Counter
     payment_amount: Histogram
     webhook_deliveries: Counter
@@ -78,6 +81,9 @@ class Instruments:
     cart_abandonment_rate: _Gauge
     search_success_rate: _Gauge
     session_duration: _Gauge
+    probe_checks: Counter
+    probe_duration: Histogram
+    probe_success: _Gauge
 
     @classmethod
     def create(cls, meter: Meter) -> Instruments:
@@ -94,6 +100,7 @@ class Instruments:
             cart_changes=counter(meter, names.CART_CHANGES),
             checkout_started=counter(meter, names.CHECKOUT_STARTED),
             orders_completed=counter(meter, names.ORDERS_COMPLETED),
+            refunds=counter(meter, names.REFUNDS),
             payment_attempts=counter(meter, names.PAYMENT_ATTEMPTS),
             payment_amount=histogram(meter, names.PAYMENT_AMOUNT),
             webhook_deliveries=counter(meter, names.WEBHOOK_DELIVERIES),
@@ -104,6 +111,9 @@ class Instruments:
             cart_abandonment_rate=gauge(meter, names.CART_ABANDONMENT_RATE),
             search_success_rate=gauge(meter, names.SEARCH_SUCCESS_RATE),
             session_duration=gauge(meter, names.SESSION_DURATION),
+            probe_checks=counter(meter, names.PROBE_CHECKS),
+            probe_duration=histogram(meter, names.PROBE_DURATION),
+            probe_success=gauge(meter, names.PROBE_SUCCESS),
         )
 
 
@@ -116,7 +126,9 @@ SEARCH_OUTCOMES = ("results", "no_results")
 CART_ACTIONS = ("add", "remove")
 WEBHOOK_DIRECTIONS = ("inbound", "outbound")
 WEBHOOK_OUTCOMES = ("success", "failure")
+REFUND_REASONS = tuple(reason.value for reason in RefundReason)
 WEBHOOK_REJECTION_REASONS = ("missing_signature", "malformed", "stale_signature", "bad_signature")
+PROBE_OUTCOMES = ("success", "failure")
 
 
 def zero_known_series(m: Instruments) -> None:
@@ -132,6 +144,10 @@ def zero_known_series(m: Instruments) -> None:
             m.webhook_deliveries.add(0, {names.WEBHOOK_DIRECTION: direction, names.WEBHOOK_OUTCOME: outcome})
     for reason in WEBHOOK_REJECTION_REASONS:
         m.webhook_rejected.add(0, {names.WEBHOOK_REJECTION_REASON: reason})
+    for outcome in PROBE_OUTCOMES:
+        m.probe_checks.add(0, {names.PROBE_OUTCOME: outcome})
+    for reason in REFUND_REASONS:
+        m.refunds.add(0, {names.REFUND_REASON: reason})
     m.item_views.add(0)
     m.checkout_started.add(0)
 
@@ -174,6 +190,10 @@ def build_meter_provider(
         ),
         View(
             instrument_name=names.DB_CLIENT_OPERATION_DURATION[0],
+            aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS_S),
+        ),
+        View(
+            instrument_name=names.PROBE_DURATION[0],
             aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS_S),
         ),
         View(

@@ -65,6 +65,10 @@ CART_LINE_COUNT = "market.cart.line_count"
 PAYMENT_PROVIDER = "market.payment.provider"
 PAYMENT_METHOD = "market.payment.method"
 PAYMENT_OUTCOME = "market.payment.outcome"
+REFUND_REASON = "market.refund.reason"  # a RefundReason value (bounded): requested_by_customer, duplicate...
+REFUND_AMOUNT_CENTS = "market.refund.amount_cents"
+REFUND_ID = "market.refund.id"
+REFUND_OUTCOME = "market.refund.outcome"  # succeeded, pending, or the refusing error's class name
 SEARCH_OUTCOME = "market.search.outcome"
 CART_ACTION = "market.cart.action"
 WEBHOOK_DIRECTION = "market.webhook.direction"
@@ -85,6 +89,7 @@ CART_QUANTITY_DELTA = "market.cart.quantity_delta"
 CHECKOUT_OUTCOME = "market.checkout.outcome"  # the order's status, or the exception's class name
 PAYMENT_EVENT_TYPE = "market.payment.event_type"  # payment.succeeded, payment.failed, payment.refunded
 PAYMENT_EVENT_OUTCOME = "market.payment.event_outcome"
+PROBE_OUTCOME = "market.probe.outcome"  # `success` (a 2xx in time) or `failure` (anything else)
 TELEMETRY_SIGNAL = "market.telemetry.signal"  # `spans`, `sentry_events` or `session`: what was dropped
 
 # --- Outgoing seller webhooks: one CLIENT span per attempt (HTTP client semantic conventions) -------------
@@ -100,11 +105,13 @@ ERROR_TYPE = error_attributes.ERROR_TYPE
 SPAN_BACKUP_CREATE = "backup.create"
 SPAN_CHECKOUT_PLACE_ORDER = "checkout.place_order"
 SPAN_PAYMENT_WEBHOOK_APPLY = "payment.webhook.apply"  # linked to the provider's trace when it sent one
+SPAN_ORDER_REFUND = "order.refund"  # an admin refunds (part of) an order
 SPAN_MONITORING_SLOW = "monitoring.slow"  # the admin's deliberately slow endpoint, to test latency alerts
 
 # --- Payment provider calls (CLIENT spans) ---------------------------------------------------------------
 SPAN_PAYMENT_CHARGE = "payment charge"
 SPAN_PAYMENT_LOOKUP = "payment lookup"
+SPAN_PAYMENT_REFUND = "payment refund"
 
 # --- Span events for business events ---------------------------------------------------------------------
 EVENT_ITEM_VIEWED = "market.item.viewed"
@@ -135,6 +142,7 @@ SEARCH_QUERIES = ("market.search.queries", "{query}", "Catalog searches, by whet
 CART_CHANGES = ("market.cart.changes", "{change}", "Cart lines added or removed.")
 CHECKOUT_STARTED = ("market.checkout.started", "{checkout}", "Checkouts started.")
 ORDERS_COMPLETED = ("market.orders.completed", "{order}", "Orders paid.")
+REFUNDS = ("market.refunds", "{refund}", "Refunds that went through (partial or full), by reason.")
 PAYMENT_ATTEMPTS = ("market.payment.attempts", "{attempt}", "Payment attempts, by outcome and method.")
 PAYMENT_AMOUNT = ("market.payment.amount", "{cent}", "Amounts of payment attempts, in minor units.")
 WEBHOOK_DELIVERIES = (
@@ -182,6 +190,19 @@ TELEMETRY_DROPPED = (
     "Spans and Sentry events given up on (queue full, export failed, rate limited), by signal.",
 )
 
+# The synthetic availability probe: the service requests its own public URL (MARKET_PROBE_URL) every
+# MARKET_PROBE_INTERVAL, so that an outage with no traffic still reads as down (docs/MONITORING-SETUP.md).
+PROBE_CHECKS = (
+    "market.probe.checks",
+    "{check}",
+    "Synthetic availability probes of the service's public URL, by outcome (success: a 2xx within the timeout).",
+)
+PROBE_DURATION = ("market.probe.duration", "s", "Duration of the synthetic availability probes.")
+PROBE_SUCCESS = (
+    "market.probe.success",
+    "1",
+    "1 when the newest synthetic availability probe succeeded, 0 when it failed (blackbox exporter's probe_success).",
+)
 # --- Headers ---------------------------------------------------------------------------------------------
 TRACERESPONSE_HEADER = "traceresponse"
 SESSION_HEADER = "x-session-id"

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from market.application.ports import Page
+from market.application.ports import EventPublisher, Page
 from market.domain.admin import AuditAction, AuditEntry, AuditFilter, AuditTarget, UserFilter
 from market.domain.users import Role, User
 
@@ -155,8 +155,10 @@ class PiccoloAdminUnitOfWork(PiccoloUnitOfWork):
     """The unit of work of admin writes: the commerce repositories plus the people list and the audit trail,
     all in the one transaction."""
 
-    def __init__(self, db: Database, identity: Identity = anonymous) -> None:
-        super().__init__(db, identity)
+    def __init__(
+        self, db: Database, identity: Identity = anonymous, events: EventPublisher | None = None
+    ) -> None:
+        super().__init__(db, identity, events)
         self.audit = SqlAuditLog(db, identity)
         self.directory = SqlUserDirectory(db)
         self.moderation = SqlItemModeration(db)

@@ -31,6 +31,7 @@ from market.domain.analytics import (
     PaymentsReport,
     Period,
     QueryCount,
+    RefundTotals,
     Revenue,
     SearchReport,
     SellerDashboard,
@@ -126,8 +127,9 @@ def _row(event: events.Event) -> _Row | None:
             return _Row(
                 "order_refunded",
                 order_id=event.order_id,
-                amount_cents=event.total.cents,
-                currency=event.total.currency,
+                amount_cents=event.amount.cents,
+                currency=event.amount.currency,
+                reason=event.reason,
             )
     return None
 
@@ -353,6 +355,7 @@ class SqlAnalyticsReports:
                 by_method[row["method"]][1] += n
         attempts = sum(by_kind.values())
         succeeded = by_kind["payment_succeeded"]
+        amounts = await self._amounts(period)
         return PaymentsReport(
             start=period.start,
             end=period.end,
@@ -364,7 +367,28 @@ class SqlAnalyticsReports:
             by_method=tuple(
                 MethodStats(method, n, rate(ok, n)) for method, (n, ok) in sorted(by_method.items())
             ),
-            amounts=await self._amounts(period),
+            amounts=amounts,
+            refunds=await self._refunds(period, amounts),
+        )
+
+    async def _refunds(self, period: Period, amounts: tuple[AmountStats, ...]) -> tuple[RefundTotals, ...]:
+        """Refunds that went through in the period (each is an `order_refunded` event), per currency, and the
+        period's payments net of them."""
+        rows = await self._db.fetch(
+            "SELECT currency, count(*) AS n, sum(amount_cents) AS total FROM analytics_events"
+            " WHERE kind = 'order_refunded' AND occurred_at >= {} AND occurred_at <= {} GROUP BY currency",
+            period.start,
+            period.end,
+        )
+        refunded = {r["currency"]: (int(r["n"]), int(r["total"])) for r in rows}
+        paid = {a.currency: a.sum.cents for a in amounts}
+        return tuple(
+            RefundTotals(
+                refunds=refunded.get(currency, (0, 0))[0],
+                refunded=Money(refunded.get(currency, (0, 0))[1], currency),
+                net=Money(paid.get(currency, 0) - refunded.get(currency, (0, 0))[1], currency),
+            )
+            for currency in sorted(paid.keys() | refunded.keys())
         )
 
     async def _amounts(self, period: Period) -> tuple[AmountStats, ...]:
@@ -484,9 +508,11 @@ class SqlAnalyticsReports:
 
     @_planned_for_its_period
     async def seller_dashboard(self, seller_id: str, period: Period) -> SellerDashboard:
+        # Paid orders, refunded since or not: their refunds are taken off below (net revenue).
         paid_lines = (
             " FROM order_lines ol JOIN orders o ON o.id = ol.order_id"
-            " WHERE ol.seller_id = {} AND o.status = 'paid' AND o.created_at >= {} AND o.created_at <= {}"
+            " WHERE ol.seller_id = {} AND o.status IN ('paid', 'partially_refunded', 'refunded')"
+            " AND o.created_at >= {} AND o.created_at <= {}"
         )
         args = (seller_id, period.start, period.end)
         revenue = await self._db.fetch(
@@ -553,19 +579,50 @@ class SqlAnalyticsReports:
                 )
         top = sorted(items.values(), key=lambda s: (-s.units, -s.views, s.title, s.item_id))[:TOP]
         totals = viewers_overall[0]
+        refund_count, refunded = await self._seller_refunds(seller_id, period)
         return SellerDashboard(
             start=period.start,
             end=period.end,
             revenue=tuple(
-                Revenue(Money(int(r["revenue"]), r["currency"]), int(r["orders"]), int(r["units"]))
+                Revenue(
+                    revenue=Money(int(r["revenue"]), r["currency"]),
+                    orders=int(r["orders"]),
+                    units=int(r["units"]),
+                    refunded=Money(refunded.get(r["currency"], 0), r["currency"]),
+                    net_revenue=Money(int(r["revenue"]) - refunded.get(r["currency"], 0), r["currency"]),
+                )
                 for r in sorted(revenue, key=lambda r: r["currency"])
             ),
+            refunds=refund_count,
             orders=sum(int(r["orders"]) for r in revenue),
             units=sum(int(r["units"]) for r in revenue),
             views=int(totals["views"]),
             conversion=rate(int(overall[0]["sessions"]), int(totals["viewers"])),
             top_items=tuple(top),
         )
+
+    async def _seller_refunds(self, seller_id: str, period: Period) -> tuple[int, dict[str, int]]:
+        """(how many refunds went through on the period's orders holding the seller's lines, the seller's share
+        of them per currency). A refund is of the whole order: each seller bears the part of it that their
+        subtotal is of the order's total (rounded down, never more than their subtotal)."""
+        rows = await self._db.fetch(
+            "SELECT o.currency, o.total_cents, s.subtotal, count(r.id) AS n, sum(r.amount_cents) AS refunded"
+            " FROM orders o"
+            " JOIN (SELECT order_id, sum(quantity * unit_price_cents) AS subtotal FROM order_lines"
+            "  WHERE seller_id = {} GROUP BY order_id) s ON s.order_id = o.id"
+            " JOIN refunds r ON r.order_id = o.id AND r.status = 'succeeded'"
+            " WHERE o.status IN ('partially_refunded', 'refunded') AND o.created_at >= {} AND o.created_at <= {}"
+            " GROUP BY o.id, o.currency, o.total_cents, s.subtotal",
+            seller_id,
+            period.start,
+            period.end,
+        )
+        shares: dict[str, int] = defaultdict(int)
+        for row in rows:
+            total, subtotal, refunded = int(row["total_cents"]), int(row["subtotal"]), int(row["refunded"])
+            share = subtotal if refunded >= total else refunded * subtotal // max(total, 1)
+            shares[row["currency"]] += min(share, subtotal)
+        return sum(int(row["n"]) for row in rows), dict(shares)
 
     async def prune(self, older_than: datetime) -> int:
         """Forget the events before `older_than`. On PostgreSQL (monthly partitions, m0006) the months that

@@ -30,6 +30,7 @@ from market.domain.orders import (
     Payment,
     PaymentStatus,
 )
+from market.domain.refunds import Refund
 from market.domain.users import Role, User
 
 from .cursors import decode_keyset_cursor, encode_keyset_cursor
@@ -366,6 +367,23 @@ class SqlWebhookOutbox:
         self._db = db
 
     async def enqueue_order_paid(self, order: Order, now: datetime) -> int:
+        return await self._enqueue(order, "order.paid", now, {})
+
+    async def enqueue_order_refunded(self, order: Order, refund: Refund, now: datetime) -> int:
+        """Each seller hears of the refund and of the order's status; the amount is the order's (a refund is
+        of the payment, not of one seller's lines)."""
+        extra = {
+            "refund": {
+                "id": refund.id,
+                "amount_cents": refund.amount.cents,
+                "currency": refund.amount.currency,
+                "reason": refund.reason.value,
+                "created_at": refund.created_at.isoformat().replace("+00:00", "Z"),
+            }
+        }
+        return await self._enqueue(order, "order.refunded", now, extra)
+
+    async def _enqueue(self, order: Order, event_type: str, now: datetime, extra: dict[str, Any]) -> int:
         queued = 0
         for seller_id in sorted(order.seller_ids):
             endpoint = await self._db.fetch(_ENABLED_ENDPOINT, seller_id)
@@ -373,7 +391,7 @@ class SqlWebhookOutbox:
                 continue
             lines = [line for line in order.lines if line.seller_id == seller_id]
             payload = {
-                "type": "order.paid",
+                "type": event_type,
                 "timestamp": now.isoformat().replace("+00:00", "Z"),
                 "data": {
                     "order_id": order.id,
@@ -389,12 +407,13 @@ class SqlWebhookOutbox:
                         }
                         for line in lines
                     ],
+                    **extra,
                 },
             }
             delivery = {
                 "id": str(uuid.uuid4()),
                 "seller_id": seller_id,
-                "event_type": "order.paid",
+                "event_type": event_type,
                 "payload": json.dumps(payload, separators=(",", ":")),
                 "status": "pending",
                 "attempts": 0,

@@ -24,6 +24,7 @@ from .commerce import (
     SqlWebhookOutbox,
 )
 from .database import Database
+from .refunds import SqlRefundRepository
 from .rows import item_from_row, item_values, parse_id, user_from_row
 from .search import browse_items
 from .tables import ItemRow, UserRow
@@ -125,6 +126,7 @@ class PiccoloUnitOfWork:
         self.carts = SqlCartRepository(db)
         self.stock = SqlStockRepository(db)
         self.orders = SqlOrderRepository(db)
+        self.refunds = SqlRefundRepository(db)
         self.payment_events = PiccoloPaymentEventLog(db)
         self.outbox = SqlWebhookOutbox(db)
         self.analytics = SqlAnalyticsLog(db, identity)

@@ -127,6 +127,34 @@ class SandboxChargeRow(Table, tablename="sandbox_charges"):
     created_at = Timestamptz()
 
 
+class RefundRow(Table, tablename="refunds"):
+    """One refund of an order (m0009)."""
+
+    id = UUID(primary_key=True)
+    order_id = UUID()
+    amount_cents = BigInt()
+    currency = Varchar(length=3)
+    status = Varchar(length=16)
+    reason = Varchar(length=32)
+    idempotency_scope = UUID(null=True, default=None)
+    idempotency_key = Varchar(length=255, null=True, default=None)
+    provider_refund_id = Varchar(length=255, null=True, default=None)
+    actor_id = UUID(null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class SandboxRefundRow(Table, tablename="sandbox_refunds"):
+    """The sandbox gateway's refund ledger (adapters/payments/sandbox.py)."""
+
+    id = Varchar(length=64, primary_key=True)
+    refund_id = UUID(unique=True)
+    order_id = UUID()
+    amount_cents = BigInt()
+    currency = Varchar(length=3)
+    created_at = Timestamptz()
+
+
 class SellerWebhookRow(Table, tablename="seller_webhooks"):
     seller_id = UUID(primary_key=True)
     url = Text()
@@ -228,6 +256,8 @@ ALL_TABLES: tuple[type[Table], ...] = (
     AnalyticsEventRow,
     SessionEntryRow,
     AuditRow,
+    RefundRow,
+    SandboxRefundRow,
 )
 
 COMPOSITE_KEYS: dict[type[Table], tuple[str, ...]] = {

@@ -176,7 +176,8 @@ _LINKS: dict[tuple[str, str], dict[str, Link]] = {
         "GetCart": Link(operation_id="getCart"),
     },
     ("checkout", "201"): {
-        "GetOrder": Link(operation_id="getOrder", parameters={"order_id": "$response.body#/id"})
+        "GetOrder": Link(operation_id="getOrder", parameters={"order_id": "$response.body#/id"}),
+        "RefundOrder": Link(operation_id="adminRefundOrder", parameters={"order_id": "$response.body#/id"}),
     },
     ("setSellerWebhook", "200"): {"GetSellerWebhook": Link(operation_id="getSellerWebhook")},
 }

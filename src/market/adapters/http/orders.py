@@ -55,7 +55,9 @@ class PaymentOut(msgspec.Struct):
     amount_cents: int
 
 
-OrderStatusName = Literal["pending_payment", "processing", "paid", "payment_failed", "refunded"]
+OrderStatusName = Literal[
+    "pending_payment", "processing", "paid", "payment_failed", "partially_refunded", "refunded"
+]
 _BOUND_HELP = "RFC 3339 timestamp with a time zone, or a date (its first instant in UTC), on `created_at`."
 FromBound = Annotated[
     str | None, Parameter(query="from", max_length=64, description=_BOUND_HELP + " Included.")

@@ -23,7 +23,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from market.domain import admin, errors, orders
+from market.domain import admin, errors, orders, refunds
 from market.telemetry import request_context
 from market.telemetry.sentry import report_exception
 
@@ -89,6 +89,14 @@ PROBLEM_TYPES: dict[type[errors.DomainError], ProblemType] = {
         "idempotency-key-required", "Idempotency-Key header required", 400
     ),
     errors.IdempotencyKeyReused: ProblemType("idempotency-key-reused", "Idempotency-Key reused", 422),
+    refunds.OrderNotRefundable: ProblemType("order-not-refundable", "The order cannot be refunded", 409),
+    refunds.RefundExceedsBalance: ProblemType(
+        "refund-exceeds-balance", "More than what is left of the order", 409
+    ),
+    refunds.RefundDeclined: ProblemType("refund-declined", "The payment provider refused the refund", 409),
+    refunds.RefundPending: ProblemType(
+        "refund-pending", "The payment provider did not answer; the refund is pending", 503
+    ),
     admin.SelfLockout: ProblemType("self-lockout", "You cannot lock yourself out", 409),
     admin.DeliveryNotRetryable: ProblemType(
         "delivery-not-retryable", "Only pending or failed deliveries are retried", 409

@@ -21,6 +21,8 @@ class _EventData(msgspec.Struct):
     amount_cents: int | None = None
     currency: str | None = None
     reason: str | None = None
+    refund_id: str | None = None
+    provider_refund_id: str | None = None
 
 
 class _SandboxEventBody(msgspec.Struct):
@@ -39,6 +41,10 @@ def parse_sandbox_event(body: bytes) -> ProviderEvent:
         order_id=event.data.order_id,
         provider_payment_id=event.data.payment_id,
         reason=event.data.reason,
+        refund_id=event.data.refund_id if event.type == "payment.refunded" else None,
+        provider_refund_id=event.data.provider_refund_id if event.type == "payment.refunded" else None,
+        # payment.refunded with an amount: a refund of that much; without one: of the whole payment
+        amount_cents=event.data.amount_cents if event.type == "payment.refunded" else None,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import httpx
 
-from market.application.ports import ChargeRequest, ChargeResult
+from market.application.ports import ChargeRequest, ChargeResult, RefundRequest, RefundResult
 from market.domain.orders import PaymentGatewayUnavailable
 
 from . import signature
@@ -46,6 +46,13 @@ class SandboxLedger(Protocol):
 
     async def find(self, order_id: str) -> ChargeResult | None:
         """The order's charge as recorded, or None."""
+        ...
+
+    async def record_refund(
+        self, provider_refund_id: str, request: RefundRequest, at: datetime
+    ) -> RefundResult:
+        """Refund part of the order's succeeded charge, once per `request.refund_id` (a repeat answers as the
+        first did); declined when there is no such charge or the refunds would exceed it."""
         ...
 
 
@@ -85,6 +92,30 @@ class SandboxPaymentGateway:
 
     async def lookup(self, order_id: str, payment_id: str) -> ChargeResult | None:
         return await self._ledger.find(order_id)
+
+    async def refund(self, request: RefundRequest) -> RefundResult:
+        """Refunds at once, then tells the service by a signed `payment.refunded` event, as providers do (the
+        service recognises its own refund in it and applies it once)."""
+        result = await self._ledger.record_refund(
+            "re_sandbox_" + secrets.token_hex(12), request, datetime.now(UTC)
+        )
+        if result.status == "succeeded":
+            self._deliver_later(
+                {
+                    "id": "evt_" + secrets.token_hex(12),
+                    "type": "payment.refunded",
+                    "created": int(time.time()),
+                    "data": {
+                        "payment_id": request.provider_payment_id,
+                        "order_id": request.order_id,
+                        "refund_id": request.refund_id,
+                        "provider_refund_id": result.provider_refund_id,
+                        "amount_cents": request.amount.cents,
+                        "currency": request.amount.currency,
+                    },
+                }
+            )
+        return result
 
     def _deliver_later(self, event: dict[str, object]) -> None:
         task = asyncio.create_task(self._deliver(event))

@@ -11,6 +11,11 @@ How Stripe's answers map onto the port, chosen so that a charge is never doubled
   reconciliation: timeouts, connection errors, 5xx, 429, 409 (the same key still in flight), 400
   `idempotency_error` (a PaymentIntent for this payment may exist), 401/403 (our key is wrong: an outage of
   ours, not the buyer's card) and any status Stripe does not document for this call.
+- Refunds: one Refund per refund of ours (`POST /v1/refunds` on the PaymentIntent), its `Idempotency-Key` our
+  refund id, which also travels in its metadata so that Stripe's `refund.*` events name it. A 2xx is decided
+  by the Refund's status (`succeeded`; `pending`/`requires_action`: pending, its event settles it;
+  `failed`/`canceled`: declined); a 400/402/404 that is not an idempotency error is a refusal (declined with
+  Stripe's error code: e.g. `charge_already_refunded`); anything else is an unknown outcome.
 - `requires_action` cannot be completed by a server-only checkout, so charges ask Stripe to fail instead
   (`error_on_requires_action`): such a card is declined with `authentication_required` rather than left
   `processing` forever.
@@ -29,7 +34,13 @@ from urllib.parse import urlencode
 
 import httpx
 
-from market.application.ports import ChargeRequest, ChargeResult, ProviderEvent
+from market.application.ports import (
+    ChargeRequest,
+    ChargeResult,
+    ProviderEvent,
+    RefundRequest,
+    RefundResult,
+)
 from market.domain.orders import PaymentGatewayUnavailable
 
 log = logging.getLogger(__name__)
@@ -45,6 +56,8 @@ confirmed against the strongly consistent list of PaymentIntents created this re
 LIST_MAX_PAGES = 10
 
 SUCCEEDED, DECLINED, PROCESSING = "succeeded", "declined", "processing"
+_STRIPE_REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
+"""Stripe takes only these `reason`s; ours beyond them are kept in our records only."""
 _PENDING_STATUSES = frozenset({"processing", "requires_action", "requires_confirmation", "requires_capture"})
 _FAILED_STATUSES = frozenset({"requires_payment_method", "canceled"})
 _RANK = {SUCCEEDED: 2, PROCESSING: 1, DECLINED: 0}
@@ -100,6 +113,45 @@ class StripePaymentGateway:
             return None
         results = [_result_from_intent(intent, order_id) for intent in intents]
         return max(results, key=lambda result: _RANK[result.status])
+
+    async def refund(self, request: RefundRequest) -> RefundResult:
+        if not request.provider_payment_id:  # never charged through Stripe: nothing it could refund
+            return RefundResult(DECLINED, None, "no_provider_payment")
+        form = [
+            ("payment_intent", request.provider_payment_id),
+            ("amount", str(request.amount.cents)),
+            ("metadata[order_id]", request.order_id),
+            ("metadata[refund_id]", request.refund_id),
+        ]
+        if request.reason in _STRIPE_REFUND_REASONS:
+            form.append(("reason", request.reason))
+        response = await self._send(
+            "POST",
+            "/v1/refunds",
+            request.order_id,
+            content=urlencode(form),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Idempotency-Key": request.refund_id,
+            },
+        )
+        if response.is_success:
+            refund = _json_object(response, request.order_id)
+            refund_id = refund.get("id") if isinstance(refund.get("id"), str) else None
+            status = refund.get("status")
+            if status == "succeeded":
+                return RefundResult(SUCCEEDED, refund_id)
+            if status in ("pending", "requires_action"):
+                return RefundResult("pending", refund_id)
+            if status in ("failed", "canceled"):
+                return RefundResult(DECLINED, refund_id, str(refund.get("failure_reason") or status))
+            log.warning("stripe refund in an unknown state", extra={"order_id": request.order_id})
+            raise PaymentGatewayUnavailable(request.order_id)
+        error = _error_of(response)
+        _log_refusal(response, error, request.order_id)
+        if response.status_code in (400, 402, 404) and error.get("type") != "idempotency_error":
+            return RefundResult(DECLINED, None, str(error.get("code") or "invalid_request"))
+        raise PaymentGatewayUnavailable(request.order_id)
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -227,7 +279,31 @@ EVENT_TYPES = {
     "payment_intent.succeeded": "payment.succeeded",
     "payment_intent.payment_failed": "payment.failed",
     "charge.refunded": "payment.refunded",
+    "refund.created": "payment.refunded",
+    "refund.updated": "payment.refunded",
 }
+
+
+def _refund_event(event_id: str, refund: Mapping[str, Any], order_id: str) -> ProviderEvent | None:
+    """A Refund that went through (`succeeded`): ours when its metadata names our refund, else one made at
+    Stripe itself. One not yet (or never) through is not an event about money that moved."""
+    if refund.get("status") != "succeeded":
+        return None
+    amount = refund.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidStripeEvent("the refund has no amount")
+    ours = _metadata(refund).get("refund_id")
+    provider_refund_id = refund.get("id")
+    payment_id = refund.get("payment_intent")
+    return ProviderEvent(
+        id=event_id,
+        type="payment.refunded",
+        order_id=order_id,
+        provider_payment_id=payment_id if isinstance(payment_id, str) else None,
+        refund_id=ours if isinstance(ours, str) and ours else None,
+        provider_refund_id=provider_refund_id if isinstance(provider_refund_id, str) else None,
+        amount_cents=amount,
+    )
 
 
 class InvalidStripeEvent(ValueError):
@@ -255,9 +331,11 @@ def parse_stripe_event(body: bytes) -> ProviderEvent | None:
     if not isinstance(order_id, str) or not order_id:
         return None
     reason = None
+    if str(event.get("type")).startswith("refund."):
+        return _refund_event(event["id"], obj, order_id)
     if our_type == "payment.refunded":
         if obj.get("refunded") is not True:
-            return None
+            return None  # a partial refund: its `refund.*` event tells its amount
         payment_id = obj.get("payment_intent")
     else:
         payment_id = obj.get("id")

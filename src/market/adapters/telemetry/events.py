@@ -78,7 +78,14 @@ class OtelEventPublisher:
                     m.orders_completed.add(1, {names.ORDER_CURRENCY: event.total.currency})
                 return names.EVENT_ORDER_PAID, {names.ORDER_ID: event.order_id}
             case events.OrderRefunded():
-                return names.EVENT_ORDER_REFUNDED, {names.ORDER_ID: event.order_id}
+                if m:
+                    m.refunds.add(1, {names.REFUND_REASON: event.reason})
+                return names.EVENT_ORDER_REFUNDED, {
+                    names.ORDER_ID: event.order_id,
+                    names.REFUND_AMOUNT_CENTS: event.amount.cents,
+                    names.ORDER_CURRENCY: event.amount.currency,
+                    names.REFUND_REASON: event.reason,
+                }
             case events.WebhookReceived():
                 if m:
                     m.webhook_deliveries.add(

@@ -6,6 +6,7 @@ OpenTelemetry (an import contract says so), and the controllers that call them s
 - `traced_apply_provider_event`: the `payment.webhook.apply` span, linked (and the server span with it) to the
   trace that created the payment: a provider event starts a trace of its own, and the link is how an SRE walks
   back to the checkout.
+- `traced_refund_order`: the `order.refund` span, with the order, the refund's id, amount, reason and outcome.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from opentelemetry.trace import Link, Status, StatusCode, Tracer
 
 from market.application.checkout import ApplyProviderEvent, PaymentMethodInput, PlaceOrder
 from market.application.ports import ProviderEvent, UnitOfWorkFactory
+from market.application.refunds import RefundOrder
 from market.domain import errors
 from market.domain.orders import Order, PaymentGatewayUnavailable
+from market.domain.refunds import Refund, RefundPending, RefundReason
 from market.domain.users import User
 from market.telemetry import names
 from market.telemetry.asgi import span_context_from_traceparent
@@ -84,6 +87,52 @@ def traced_apply_provider_event(
             return outcome
 
     return apply_traced
+
+
+def traced_refund_order(refund_order: RefundOrder, tracer: Tracer) -> RefundOrder:
+    """`refund_order` inside the `order.refund` span. Refusals (409s, a declined refund) are outcomes, not
+    errors of ours; a provider that does not answer is."""
+
+    async def refund_traced(
+        admin: User,
+        order_id: str,
+        amount_cents: int | None,
+        reason: RefundReason,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Refund:
+        attributes = {names.ORDER_ID: order_id, names.REFUND_REASON: reason.value}
+        with tracer.start_as_current_span(
+            names.SPAN_ORDER_REFUND,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                refund = await refund_order(
+                    admin, order_id, amount_cents, reason, idempotency_key=idempotency_key
+                )
+            except errors.DomainError as exc:
+                span.set_attribute(names.REFUND_OUTCOME, type(exc).__name__)
+                if isinstance(exc, RefundPending):
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, "payment provider unavailable"))
+                raise
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+            span.set_attributes(
+                {
+                    names.REFUND_ID: refund.id,
+                    names.REFUND_AMOUNT_CENTS: refund.amount.cents,
+                    names.ORDER_CURRENCY: refund.amount.currency,
+                    names.REFUND_OUTCOME: refund.status.value,
+                }
+            )
+            return refund
+
+    return refund_traced
 
 
 def current_traceparent() -> str | None:

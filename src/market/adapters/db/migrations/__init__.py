@@ -12,6 +12,7 @@ from . import (
     m0006_analytics_partitions,
     m0007_admin_audit,
     m0008_session_replay_indexes,
+    m0009_refunds,
 )
 from .runner import Migration
 
@@ -24,6 +25,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0006_analytics_partitions.MIGRATION,
     m0007_admin_audit.MIGRATION,
     m0008_session_replay_indexes.MIGRATION,
+    m0009_refunds.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
 
@@ -44,6 +46,8 @@ TABLES: tuple[str, ...] = (
     "analytics_events",
     "session_entries",
     "audit_log",
+    "refunds",
+    "sandbox_refunds",
 )
 """The business tables the migrations up to HEAD create, on both engines (search indexes aside): readiness
 checks that every one exists. A test keeps this list equal to what the migrations make."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,13 +18,18 @@ log = logging.getLogger(__name__)
 _MIGRATION_LOCK_ID = 72_616_001
 
 
+Step = str | Callable[[Engine], Awaitable[None]]
+"""A statement, or (rarely: when SQL alone cannot say it) an async function run with the engine, in the
+migration's transaction."""
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: str
-    postgresql: Sequence[str]
-    sqlite: Sequence[str]
+    postgresql: Sequence[Step]
+    sqlite: Sequence[Step]
 
-    def statements(self, engine_type: str) -> Sequence[str]:
+    def statements(self, engine_type: str) -> Sequence[Step]:
         return self.postgresql if engine_type == "postgres" else self.sqlite
 
 
@@ -56,7 +61,10 @@ async def apply_migrations(engine: Engine, migrations: Sequence[Migration]) -> l
             if migration.version in done:
                 continue
             for statement in migration.statements(engine.engine_type):
-                await engine.run_ddl(statement)
+                if callable(statement):
+                    await statement(engine)
+                else:
+                    await engine.run_ddl(statement)
             await _record(engine, migration.version)
             applied.append(migration.version)
     for version in applied:

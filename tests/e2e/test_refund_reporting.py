@@ -1,0 +1,115 @@
+"""What a refund changes beyond the order, over HTTP on both engines: the seller's signed `order.refunded`
+webhook (through the outbox, to a real receiver on 127.0.0.1), the seller dashboard's net revenue, the payments
+report's refunded and net amounts, the audit trail and the `market.refunds` metric."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from standardwebhooks import Webhook
+
+from tests.support.live_server import LiveServer, auth, register, start_server, stop_server
+from tests.support.servers.webhook_receiver import running_receiver
+
+from .helpers import create_admin, create_item
+from .test_seller_webhooks import DEV_SETTINGS, fresh_database, set_webhook
+
+PRICE = 1250
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def dev_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """The service with private webhook targets allowed (the receiver is on 127.0.0.1)."""
+    workdir = tmp_path_factory.mktemp(f"refund-reports-{request.param}")
+    with fresh_database(request.param, workdir) as url:
+        server = start_server(url, workdir, request.param, DEV_SETTINGS)
+        try:
+            yield server
+        finally:
+            stop_server(server)
+
+
+def buy(client: httpx.Client, buyer, item, quantity: int) -> dict:
+    r = client.put(f"/api/v1/cart/items/{item['id']}", json={"quantity": quantity}, headers=auth(buyer))
+    assert r.status_code == 200, r.text
+    r = client.post(
+        "/api/v1/checkout",
+        json={"payment_method": {"type": "card", "token": "tok_visa"}},
+        headers={**auth(buyer), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_a_refund_reaches_the_seller_and_every_figure(dev_server):
+    with dev_server.client() as client, running_receiver() as receiver:
+        seller, buyer = register(client, "seller"), register(client)
+        secret = set_webhook(client, seller, receiver.url).json()["secret"]
+        item = create_item(client, seller, price_cents=PRICE, stock=50)
+        admin = create_admin(dev_server, client)
+        order = buy(client, buyer, item, quantity=4)  # 5000
+        receiver.wait_for(1)  # order.paid
+
+        before = client.get("/api/v1/seller/dashboard", headers=auth(seller)).json()
+        assert before["revenue"] == [
+            {
+                "currency": "EUR",
+                "revenue_cents": 4 * PRICE,
+                "orders": 1,
+                "units": 4,
+                "refunded_cents": 0,
+                "net_revenue_cents": 4 * PRICE,
+            }
+        ]
+        r = client.post(
+            f"/api/v1/admin/orders/{order['id']}/refunds",
+            json={"amount_cents": 1200, "reason": "damaged"},
+            headers={**auth(admin), "Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert r.status_code == 201, r.text
+        refund = r.json()
+
+        paid, refunded = receiver.wait_for(2)
+        event = Webhook(secret).verify(refunded.body, refunded.headers)
+        assert Webhook(secret).verify(paid.body, paid.headers)["type"] == "order.paid"
+        assert event["type"] == "order.refunded"
+        assert event["data"]["order_id"] == order["id"]
+        assert event["data"]["status"] == "partially_refunded"
+        assert event["data"]["refund"]["id"] == refund["id"]
+        assert (event["data"]["refund"]["amount_cents"], event["data"]["refund"]["reason"]) == (
+            1200,
+            "damaged",
+        )
+
+        after = client.get("/api/v1/seller/dashboard", headers=auth(seller)).json()
+        assert after["revenue"][0]["revenue_cents"] == 4 * PRICE
+        assert after["revenue"][0]["refunded_cents"] == 1200
+        assert after["revenue"][0]["net_revenue_cents"] == 4 * PRICE - 1200
+        assert (after["refunds"], after["orders"]) == (1, 1)
+
+        report = client.get("/api/v1/admin/analytics/payments", headers=auth(admin)).json()
+        eur = next(r for r in report["refunds"] if r["currency"] == "EUR")
+        paid_eur = next(a for a in report["amounts"] if a["currency"] == "EUR")
+        assert (eur["refunds"], eur["refunded_cents"]) == (1, 1200)
+        assert eur["net_cents"] == paid_eur["sum_cents"] - 1200
+
+        audit = client.get(
+            "/api/v1/admin/audit", params={"action": "order.refunded"}, headers=auth(admin)
+        ).json()["items"]
+        assert [(e["target_type"], e["target_id"], e["actor_id"]) for e in audit] == [
+            ("order", order["id"], admin["id"])
+        ]
+        assert (
+            audit[0]["details"]["amount_cents"] == 1200 and audit[0]["details"]["refund_id"] == refund["id"]
+        )
+
+        metrics = client.get("/metrics").text
+        damaged = [line for line in metrics.splitlines() if line.startswith("market_refunds_total{")]
+        assert any(
+            'market_refund_reason="damaged"' in line and float(line.split()[-1]) == 1 for line in damaged
+        ), damaged
