@@ -149,6 +149,7 @@ def test_the_seller_dashboard_page_shows_the_apis_figures(client):
     assert texts_of(text, "seller-units") == ["3"]
     assert texts_of(text, "seller-conversion") == [f"{api['conversion'] * 100:.1f} %"]
     assert texts_of(text, "revenue-EUR-cents") == ["4\u202f500"]
+    assert texts_of(text, "refunded-EUR-cents") == ["0"] and texts_of(text, "seller-refunds") == ["0"]
     assert [r["revenue_cents"] for r in api["revenue"]] == [4500]
     assert "Vase &lt;i&gt;" in text and "<i>" not in text  # item titles are escaped
 

@@ -286,12 +286,15 @@ async def orders_page(request: Request[Any, Any, Any], list_orders: ListOrders) 
     )
 
 
-async def _order(
+async def order_page_response(
     request: Request[Any, Any, Any],
     order_id: str,
     get_order: GetOrder,
     outcome: Outcome = NOTHING,
 ) -> Response[Any]:
+    """An order's page (with its refund form: admin_refund_pages.py), saying what a form did."""
+    from .admin_refund_pages import refund_form_context  # it builds on this module
+
     session, refusal = await _admin(request)
     if refusal is not None:
         return refusal
@@ -302,13 +305,13 @@ async def _order(
         return _page(
             "message.html", problem_status(exc), title="No such order", message=exc.detail, signed_in=True
         )
-    return _render("admin/order.html", user, token, outcome, {}, [], order=order)
+    return _render("admin/order.html", user, token, outcome, {}, [], order=order, **refund_form_context())
 
 
 @get("/orders/{order_id:str}")
 async def order_page(request: Request[Any, Any, Any], order_id: str, get_order: GetOrder) -> Response[Any]:
-    """One order: its lines, total and payment."""
-    return await _order(request, order_id, get_order)
+    """One order: its lines, total and payment, and a refund form."""
+    return await order_page_response(request, order_id, get_order)
 
 
 # --- Webhook deliveries ------------------------------------------------------------------------------------

@@ -285,7 +285,9 @@ def _date_or_empty(raw: str) -> str:
 
 def dashboard_router() -> Router:
     """The pages under /admin: HTML for people, not part of the API (nor of its schema)."""
-    from .admin_pages import ADMIN_PAGES  # they build on this module's helpers
+    # They build on this module's helpers.
+    from .admin_pages import ADMIN_PAGES
+    from .admin_refund_pages import refund_form
 
     return Router(
         path="/admin",
@@ -298,6 +300,7 @@ def dashboard_router() -> Router:
             sessions_page,
             session_page,
             *ADMIN_PAGES,
+            refund_form,
             create_static_files_router(path=STATIC_PATH.removeprefix("/admin"), directories=[STATIC_DIR]),
         ],
         include_in_schema=False,
