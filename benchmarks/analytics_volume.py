@@ -1,12 +1,15 @@
 """Analytics at volume on PostgreSQL: `--events` analytics events spread over `--days` (a year by default),
-loaded with COPY month by month into the monthly partitions (m0006), then the reports over the last 30 days and
-the last day, and the cost of writing one more event. Run it at 1 M, 10 M, 100 M to see whether report times
-stay flat as the table grows (check the disk first: about 400 MiB per million events with the indexes).
+loaded with COPY month by month into the monthly partitions (m0006), then the rollups of every closed day
+(m0010, rollups.py: the background pass, run until it has nothing left, timed), then the reports over the last
+30 days and the last day, each timed from the raw events alone and with the rollups, and the cost of writing one
+more event. Run it at 1 M, 10 M, 100 M to see whether report times stay flat as the table grows (check the disk
+first: about 400 MiB per million events with the indexes).
 
 The events are simple simulated sessions (a search half of the time, 1 to 8 item views, a cart addition in one
 session out of ten, a checkout for four carts out of ten, 90 % of payments succeeding), generated in time order
-day by day, never all in memory. It does not create users, items or orders: the seller dashboard, which joins
-them, is left to analytics_reports.py. Nothing is asserted.
+day by day, never all in memory. The generator's sellers and items are inserted as users and items (no orders:
+the seller dashboard is timed for the seller of the most viewed item and for a seller of middling traffic, its
+conversion joins finding no order lines). Nothing is asserted.
 
     .venv/bin/python benchmarks/analytics_volume.py --events 1000000
     .venv/bin/python benchmarks/analytics_volume.py --events 10000000 --keep   # then --database-url to re-time
@@ -23,6 +26,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from _harness import add_connection_arguments, empty_database, print_environment
@@ -139,30 +143,90 @@ async def load(db: Database, events: int, days: int, end: datetime, seed: int) -
     return written, copy_s
 
 
-async def time_reports(db: Database, now: datetime, runs: int) -> None:
-    reports = SqlAnalyticsReports(db)
-    calls: dict[str, Callable[[Period], Awaitable[Any]]] = {
-        "funnel": reports.funnel,
-        "search": reports.search,
-        "sessions": reports.sessions,
-        "payments": reports.payments,
-        "carts": lambda p: reports.carts(p, timedelta(days=1), now),
-    }
+async def add_sellers_and_items(db: Database, seed: int) -> tuple[str, str]:
+    """The generator's sellers and items as users and items (the seller dashboard joins items), unless there;
+    returns (the seller of the most viewed item, a seller of middling traffic)."""
+    generator = Generator(seed)
+    top, middling = str(generator.items[0][1]), str(generator.items[40][1])
+    [row] = await db.fetch("SELECT count(*) AS n FROM items")
+    if int(row["n"]):
+        return top, middling
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    await db.copy_records(
+        "users",
+        ("id", "email", "display_name", "role", "password_hash", "created_at"),
+        [
+            (seller, f"seller{n}@bench.example", f"Seller {n}", "seller", "x", created)
+            for n, seller in enumerate(generator.sellers)
+        ],
+    )
+    await db.copy_records(
+        "items",
+        (
+            "id",
+            "seller_id",
+            "title",
+            "description",
+            "price_cents",
+            "currency",
+            "stock",
+            "category",
+            "status",
+            "created_at",
+            "updated_at",
+        ),
+        [
+            (item, seller, f"Item {n}", "", 1000, "EUR", 10, "bench", "active", created, created)
+            for n, (item, seller) in enumerate(generator.items)
+        ],
+    )
+    return top, middling
+
+
+async def roll_up_all(db: Database, now: datetime) -> None:
+    """The background pass, run until it has nothing left (a backfill of every closed day), timed."""
+    rollups, days, started = SqlAnalyticsReports(db).rollups, 0, time.perf_counter()
+    while done := await rollups.roll_up(now):
+        days += len(done)
+    took = time.perf_counter() - started
+    if days:
+        print(f"rollups: {days} days rolled up in {took:.1f} s ({took / days * 1e3:.0f} ms a day)")
+    sizes = []
+    for table in ("analytics_session_days", "analytics_search_days", "analytics_view_days"):
+        [row] = await db.fetch(f"SELECT count(*) AS n, pg_total_relation_size('{table}') AS b FROM {table}")
+        sizes.append(f"{table} {int(row['n'])} rows {int(row['b']) / 2**20:.0f} MiB")
+    print("  " + "; ".join(sizes))
+
+
+async def time_reports(db: Database, now: datetime, runs: int, sellers: tuple[str, str]) -> None:
     for label, period in (
         ("30 days", Period(now - timedelta(days=30), now)),
         ("1 day", Period(now - timedelta(days=1), now)),
     ):
-        for name, call in calls.items():
-            for _ in range(2):
-                await call(period)
-            seconds = []
-            for _ in range(runs):
-                started = time.perf_counter()
-                await call(period)
-                seconds.append(time.perf_counter() - started)
-            print(
-                f"  {name:<9} {label:<7} median {statistics.median(seconds):7.3f} s  max {max(seconds):7.3f} s"
-            )
+        for source in ("raw", "rollups"):
+            reports = SqlAnalyticsReports(db, use_rollups=source == "rollups")
+            calls: dict[str, Callable[[Period], Awaitable[Any]]] = {
+                "funnel": reports.funnel,
+                "search": reports.search,
+                "sessions": reports.sessions,
+                "seller top": partial(reports.seller_dashboard, sellers[0]),
+                "seller mid": partial(reports.seller_dashboard, sellers[1]),
+            }
+            if source == "raw":  # these two read no rollup
+                calls["payments"] = reports.payments
+                calls["carts"] = lambda p, reports=reports: reports.carts(p, timedelta(days=1), now)
+            for name, call in calls.items():
+                for _ in range(2):
+                    await call(period)
+                seconds = []
+                for _ in range(runs):
+                    started = time.perf_counter()
+                    await call(period)
+                    seconds.append(time.perf_counter() - started)
+                print(
+                    f"  {name:<10} {label:<7} {source:<7} median {statistics.median(seconds):7.3f} s"
+                    f"  max {max(seconds):7.3f} s"
+                )
 
 
 async def record_cost(db: Database, now: datetime, n: int = 500) -> None:
@@ -197,8 +261,8 @@ async def run(args: argparse.Namespace, url: str) -> None:
     await db.start()
     try:
         now = datetime.now(UTC)
+        await db.migrate()  # an earlier --keep run's database gets the migrations since (the rollups' tables)
         if not args.database_url:
-            await db.migrate()
             started = time.perf_counter()
             written, copy_s = await load(db, args.events, args.days, now, args.seed)
             print(
@@ -208,8 +272,12 @@ async def run(args: argparse.Namespace, url: str) -> None:
         [row] = await db.fetch("SELECT count(*) AS n, max(occurred_at) AS last FROM analytics_events")
         print(f"table: {row['n']} events")
         await sizes(db)
-        print("reports (median / max of the timed runs, after 2 untimed):")
-        await time_reports(db, row["last"] or now, args.runs)
+        sellers = await add_sellers_and_items(db, args.seed)
+        await roll_up_all(db, now)
+        print(
+            "reports (median / max of the timed runs, after 2 untimed; raw events alone, then with rollups):"
+        )
+        await time_reports(db, row["last"] or now, args.runs, sellers)
         await record_cost(db, now)
     finally:
         await db.close()

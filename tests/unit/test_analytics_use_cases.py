@@ -4,13 +4,16 @@ log keeps is exactly what was published after commit, and work that rolls back l
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
 import pytest
 
+from market.application.analytics import roll_up_events
 from market.application.catalog import browse_items, view_item
 from market.domain.catalog import ItemFilter
 from market.domain.events import CartChanged, CheckoutStarted, ItemViewed, OrderPaid, PaymentAttempted
 from market.domain.orders import InsufficientStock, PaymentDeclined, PaymentGatewayUnavailable
+from tests.support.fakes import FakeClock
 from tests.support.world import World
 
 
@@ -113,3 +116,16 @@ async def test_views_and_first_page_searches_are_recorded(world):
     await browse_items(ItemFilter(), 20, None, repos=store.repos, clock=world.clock, events=world.events)
     assert kinds(store.commerce.analytics) == ["ItemViewed", "SearchPerformed"]
     assert store.commerce.analytics[0] == ItemViewed("mug", store.items["mug"].seller_id)
+
+
+async def test_the_rollup_pass_leaves_the_day_of_the_retention_cut_off_to_the_raw_events():
+    class Reports:
+        calls: list = []
+
+        async def roll_up(self, now, kept_from=None):
+            self.calls.append((now, kept_from))
+            return 2
+
+    clock, reports = FakeClock(step=timedelta(0)), Reports()
+    assert await roll_up_events(timedelta(days=400), reports=reports, clock=clock) == 2
+    assert reports.calls == [(clock.now(), clock.now() - timedelta(days=400))]

@@ -51,6 +51,13 @@ async def prune_events(retention: timedelta, *, reports: AnalyticsReports, clock
     return await reports.prune(clock.now() - retention)
 
 
+async def roll_up_events(retention: timedelta, *, reports: AnalyticsReports, clock: Clock) -> int:
+    """One bounded pass of the reports' rollups (closed days, and days that received late events), none for
+    the day the retention's cut-off falls in (pruned a little more at every pass)."""
+    now = clock.now()
+    return await reports.roll_up(now, kept_from=now - retention)
+
+
 # --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
 
 RunReport = Callable[[str, Period], Awaitable[Report]]

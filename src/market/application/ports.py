@@ -191,6 +191,10 @@ class AnalyticsReports(Protocol):
     async def prune(self, older_than: datetime) -> int:
         """Delete the events that happened before `older_than`; returns how many."""
 
+    async def roll_up(self, now: datetime, kept_from: datetime | None = None) -> int:
+        """One bounded pass maintaining the reports' rollups of closed days (none before `kept_from`, the
+        retention's cut-off); returns how many days it did."""
+
 
 class Clock(Protocol):
     def now(self) -> datetime:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from market.application.analytics import prune_events
+from market.application.analytics import prune_events, roll_up_events
 from market.application.checkout import reconcile_payments
 from market.application.refund_settlement import settle_pending_refunds
 from market.telemetry.sentry import close_sentry
@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 
 async def reconcile_forever(ports: Ports, interval_s: float) -> None:
-    """The background reconciler: settles orders whose payment outcome was unknown and refunds left pending, and
-    forgets idempotency keys and analytics events past their retention. Safe in every worker at once (settling is
+    """The background reconciler: settles orders whose payment outcome was unknown and refunds left pending, forgets
+    idempotency keys and analytics events past their retention, and rolls up the analytics of closed days
+    (a bounded pass: adapters/db/rollups.py). Safe in every worker at once (settling is
     idempotent; deleting what is past retention twice deletes nothing the second time)."""
     while True:
         await asyncio.sleep(interval_s)
@@ -37,6 +38,7 @@ async def reconcile_forever(ports: Ports, interval_s: float) -> None:
                 log.info("settled pending refunds", extra=refunds)
             await ports.idempotency.purge(ports.clock.now() - IDEMPOTENCY_RETENTION)
             await prune_events(ports.analytics_retention, reports=ports.reports, clock=ports.clock)
+            await roll_up_events(ports.analytics_retention, reports=ports.reports, clock=ports.clock)
         except Exception:
             log.exception("reconciliation failed; will retry")
 

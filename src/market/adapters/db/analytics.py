@@ -45,6 +45,7 @@ from market.domain.analytics import (
 from market.domain.money import Money
 
 from .database import Database
+from .rollups import AnalyticsRollups, Split
 from .tables import AnalyticsEventRow, select_list
 
 log = logging.getLogger(__name__)
@@ -200,13 +201,14 @@ class _Dialect:
         return f"substr({column}, 1, 10)"  # stored as UTC text by Piccolo's converter
 
 
-def _percentile_sql(values_sql: str) -> str:
+def _percentile_sql(values_sql: str, ctes: str = "") -> str:
     """The rows of `values_sql` (columns `grp`, `value` and any others, passed through) that the 50th and 95th
     percentiles of each group lie between, with their 0-based rank and the group's size: the database sorts,
-    only four rows per group travel."""
+    only four rows per group travel. `ctes`: common table expressions `values_sql` reads, each followed by a
+    comma."""
     ranks = " OR ".join(f"rank IN (((n - 1) * {p}) / 100, ((n - 1) * {p}) / 100 + 1)" for p in (50, 95))
     return (
-        f"WITH v AS ({values_sql}),"
+        f"WITH {ctes}v AS ({values_sql}),"
         " r AS (SELECT v.*, row_number() OVER (PARTITION BY grp ORDER BY value) - 1 AS rank,"
         "   count(*) OVER (PARTITION BY grp) AS n FROM v)"
         f" SELECT * FROM r WHERE {ranks}"
@@ -220,6 +222,9 @@ def _percentiles(rows: Iterable[Mapping[str, Any]]) -> dict[Any, tuple[int, dict
         groups.setdefault(row["grp"], (int(row["n"]), {}))[1][int(row["rank"])] = float(row["value"])
     return groups
 
+
+REPORT_WORK_MEM = "64MB"
+"""PostgreSQL memory a report's sorts and hash tables may each use (the reports run one at a time, rarely)."""
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -241,6 +246,11 @@ def _planned_for_its_period(
             return await report(self, *args, **kwargs)
         async with self._db.engine.transaction(), self._db.long_statements():
             await self._db.fetch("SET LOCAL plan_cache_mode = force_custom_plan")
+            # Grouping a month's sessions and sorting their durations fits in memory instead of spilling to
+            # disk (4 MB, the default, made the 30-day sessions report at 10 M events twice as slow).
+            await self._db.fetch(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'")
+            # JIT compiling a report's plan took longer (≈ 0.12 s at 10 M events) than it saved.
+            await self._db.fetch("SET LOCAL jit = off")
             return await report(self, *args, **kwargs)
 
     return run
@@ -254,27 +264,66 @@ FINAL_PAYMENT_KIND = (
 paid after all counts as succeeded. The payment success SLI (docs/MONITORING-SETUP.md, SLI catalogue)."""
 
 
+def _edges(prefix: str = "") -> str:
+    """The raw edges of a split period, [start, head_end) and [tail_start, end] (arguments: _edge_args)."""
+    return (
+        f"(({prefix}occurred_at >= {{}} AND {prefix}occurred_at < {{}})"
+        f" OR ({prefix}occurred_at >= {{}} AND {prefix}occurred_at <= {{}}))"
+    )
+
+
+def _edge_args(period: Period, split: Split) -> tuple[datetime, datetime, datetime, datetime]:
+    return period.start, split.head_end, split.tail_start, period.end
+
+
 class SqlAnalyticsReports:
-    def __init__(self, db: Database) -> None:
+    """The reports. The funnel, search and sessions reports and the seller dashboard read the rollups
+    (rollups.py) for the whole days of their period that are rolled up, and the raw events for the rest;
+    `use_rollups=False` reads raw events only (the tests compare both)."""
+
+    def __init__(self, db: Database, *, use_rollups: bool = True) -> None:
         self._db = db
         self._sql = _Dialect(db.is_postgres)
+        self.rollups = AnalyticsRollups(db)
+        self._use_rollups = use_rollups
+
+    async def _split(self, period: Period) -> Split:
+        if not self._use_rollups:
+            return Split.raw(period)
+        return await self.rollups.split(period)
+
+    async def roll_up(self, now: datetime, kept_from: datetime | None = None) -> int:
+        """One bounded pass of the rollups (rollups.py); returns how many days it rolled up."""
+        return len(await self.rollups.roll_up(now, kept_from=kept_from))
 
     @_planned_for_its_period
     async def funnel(self, period: Period) -> FunnelReport:
+        # A session counts once however many days it spans: a rolled-up day's session seen on that day alone
+        # counts as it is; the others (several days, or also in the raw edges) are grouped by session.
+        split = await self._split(period)
+        days = (
+            "SELECT session_id, browsed AS b, carted AS c, started AS s, paid AS p FROM analytics_session_days"
+            " WHERE day >= {} AND day < {} AND "
+        )
         rows = await self._db.fetch(
-            "SELECT count(*) AS browsed, coalesce(sum(c), 0) AS carted, coalesce(sum(c * s), 0) AS started,"
-            " coalesce(sum(c * s * p), 0) AS paid"
-            " FROM (SELECT session_id,"
-            "   max(CASE WHEN kind = 'cart_add' THEN 1 ELSE 0 END) AS c,"
-            "   max(CASE WHEN kind = 'checkout_started' THEN 1 ELSE 0 END) AS s,"
-            "   max(CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END) AS p"
-            "  FROM analytics_events"
-            "  WHERE kind IN ('item_viewed', 'search', 'cart_add', 'checkout_started', 'order_paid')"
-            "   AND occurred_at >= {} AND occurred_at <= {} AND session_id IS NOT NULL"
-            "  GROUP BY session_id"
-            "  HAVING max(CASE WHEN kind IN ('item_viewed', 'search') THEN 1 ELSE 0 END) = 1) AS sessions",
-            period.start,
-            period.end,
+            "WITH edge AS (SELECT session_id,"
+            "  max(CASE WHEN kind IN ('item_viewed', 'search') THEN 1 ELSE 0 END) AS b,"
+            "  max(CASE WHEN kind = 'cart_add' THEN 1 ELSE 0 END) AS c,"
+            "  max(CASE WHEN kind = 'checkout_started' THEN 1 ELSE 0 END) AS s,"
+            "  max(CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END) AS p"
+            f"  FROM analytics_events WHERE {_edges()} AND session_id IS NOT NULL GROUP BY session_id),"
+            f" single AS ({days}alone = 1 AND session_id NOT IN (SELECT session_id FROM edge)),"
+            " grouped AS (SELECT session_id, max(b) AS b, max(c) AS c, max(s) AS s, max(p) AS p FROM ("
+            f"  {days}(alone = 0 OR session_id IN (SELECT session_id FROM edge))"
+            "  UNION ALL SELECT session_id, b, c, s, p FROM edge) AS u GROUP BY session_id),"
+            " steps AS (SELECT b, c, s, p FROM single UNION ALL SELECT b, c, s, p FROM grouped)"
+            " SELECT count(*) AS browsed, coalesce(sum(c), 0) AS carted, coalesce(sum(c * s), 0) AS started,"
+            " coalesce(sum(c * s * p), 0) AS paid FROM steps WHERE b = 1",
+            *_edge_args(period, split),
+            split.first_day,
+            split.after_day,
+            split.first_day,
+            split.after_day,
         )
         row = rows[0]
         return funnel_report(
@@ -285,34 +334,43 @@ class SqlAnalyticsReports:
     async def search(self, period: Period) -> SearchReport:
         # One pass over the period's searches gives the totals and both top lists (ties by query, as ORDER BY
         # n DESC, query LIMIT TOP would).
+        split = await self._split(period)
         queries = await self._db.fetch(
-            "WITH q AS (SELECT query, count(*) AS n,"
-            "   sum(CASE WHEN result_count = 0 THEN 1 ELSE 0 END) AS empty"
-            "  FROM analytics_events WHERE kind = 'search' AND occurred_at >= {} AND occurred_at <= {}"
-            "  GROUP BY query),"
+            "WITH q AS (SELECT query, sum(n) AS n, sum(empty) AS empty FROM ("
+            "  SELECT query, searches AS n, no_results AS empty FROM analytics_search_days"
+            "  WHERE day >= {} AND day < {}"
+            "  UNION ALL"
+            "  SELECT query, count(*), sum(CASE WHEN result_count = 0 THEN 1 ELSE 0 END)"
+            f"  FROM analytics_events WHERE kind = 'search' AND {_edges()}"
+            "  GROUP BY query) AS days GROUP BY query),"
             " r AS (SELECT query, n, empty, sum(n) OVER () AS searches, sum(empty) OVER () AS no_results,"
             "  row_number() OVER (ORDER BY n DESC, query) AS top,"
             "  row_number() OVER (ORDER BY empty DESC, query) AS top_empty FROM q)"
             f" SELECT query, n, empty, searches, no_results, top, top_empty FROM r"
             f" WHERE top <= {TOP} OR top_empty <= {TOP}",
-            period.start,
-            period.end,
+            split.first_day,
+            split.after_day,
+            *_edge_args(period, split),
         )
         # A semi-join (EXISTS in WHERE), which PostgreSQL may run as one hash join, where a correlated EXISTS
         # in the select list probed the session index once per search (1.4 s at 1M events). The bounds on
         # e.occurred_at follow from the others (e >= s >= start, e <= s + window <= end + window; a second
         # more for SQLite's julianday rounding) and keep the engagement side to the period.
         engaged = self._sql.not_later_than("e.occurred_at", "s.occurred_at", SEARCH_SUCCESS_WINDOW.seconds)
+        # Whether a search succeeded depends on the search alone (and what followed it), not on the period:
+        # the rolled-up days' successes add up.
         succeeded = await self._db.fetch(
-            "SELECT count(*) AS n FROM analytics_events s"
-            " WHERE s.kind = 'search' AND s.occurred_at >= {} AND s.occurred_at <= {}"
+            "SELECT (SELECT coalesce(sum(succeeded), 0) FROM analytics_search_days"
+            "  WHERE day >= {} AND day < {}) + count(*) AS n FROM analytics_events s"
+            f" WHERE s.kind = 'search' AND {_edges('s.')}"
             " AND s.result_count > 0"  # a search with no results never succeeded, whatever followed
             " AND EXISTS (SELECT 1 FROM analytics_events e"
             "  WHERE e.session_id = s.session_id AND e.kind IN ('item_viewed', 'cart_add')"
             f"  AND e.occurred_at >= s.occurred_at AND {engaged}"
             "  AND e.occurred_at >= {} AND e.occurred_at <= {})",
-            period.start,
-            period.end,
+            split.first_day,
+            split.after_day,
+            *_edge_args(period, split),
             period.start,
             period.end + SEARCH_SUCCESS_WINDOW + timedelta(seconds=1),
         )
@@ -464,19 +522,59 @@ class SqlAnalyticsReports:
 
     @_planned_for_its_period
     async def sessions(self, period: Period) -> SessionsReport:
-        per_session = (
-            "SELECT session_id, count(*) AS events,"
-            f" {self._sql.seconds_between('min(occurred_at)', 'max(occurred_at)')} AS duration"
-            " FROM analytics_events WHERE occurred_at >= {} AND occurred_at <= {}"
-            " AND session_id IS NOT NULL GROUP BY session_id"
+        split = await self._split(period)
+        # A rolled-up day's session seen on that day alone is taken as it is; the others (several days, or also
+        # in the raw edges) are grouped by session.
+        edge = (
+            "edge AS (SELECT session_id, count(*) AS events, min(occurred_at) AS first_at,"
+            f" max(occurred_at) AS last_at FROM analytics_events WHERE {_edges()}"
+            " AND session_id IS NOT NULL GROUP BY session_id), "
         )
-        # One grouping of the period's events by session gives the count, the events and the percentiles.
+        days = "FROM analytics_session_days WHERE day >= {} AND day < {} AND "
+        per_session = (
+            f"SELECT events, {self._sql.seconds_between('first_at', 'last_at')} AS duration"
+            f" {days}alone = 1 AND session_id NOT IN (SELECT session_id FROM edge)"
+            " UNION ALL"
+            " SELECT sum(events),"
+            f" {self._sql.seconds_between('min(first_at)', 'max(last_at)')} FROM ("
+            f"  SELECT session_id, events, first_at, last_at {days}"
+            "  (alone = 0 OR session_id IN (SELECT session_id FROM edge))"
+            "  UNION ALL SELECT session_id, events, first_at, last_at FROM edge) AS u GROUP BY session_id"
+        )
+        args = (
+            *_edge_args(period, split),
+            split.first_day,
+            split.after_day,
+            split.first_day,
+            split.after_day,
+        )
+        if self._db.is_postgres:
+            # One sort of the period's durations (percentile_cont interpolates as domain.percentile does),
+            # where the window functions below took three passes over them.
+            [row] = await self._db.fetch(
+                f"WITH {edge}s AS ({per_session}) SELECT count(*) AS n, sum(events) AS events,"
+                " percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY duration) AS p FROM s",
+                *args,
+            )
+            count = int(row["n"])
+            if not count:
+                return SessionsReport(period.start, period.end, 0, 0.0, 0.0, 0.0)
+            median, p95 = (float(value) for value in row["p"])
+            return SessionsReport(
+                start=period.start,
+                end=period.end,
+                sessions=count,
+                median_duration_s=round(median, 3),
+                p95_duration_s=round(p95, 3),
+                events_per_session=int(row["events"]) / count,
+            )
+        # One pass over the period's sessions gives the count, the events and the percentiles.
         rows = await self._db.fetch(
             _percentile_sql(
-                f"SELECT 1 AS grp, duration AS value, sum(events) OVER () AS events FROM ({per_session}) AS s"
+                f"SELECT 1 AS grp, duration AS value, sum(events) OVER () AS events FROM ({per_session}) AS s",
+                ctes=edge,
             ),
-            period.start,
-            period.end,
+            *args,
         )
         if not rows:
             return SessionsReport(period.start, period.end, 0, 0.0, 0.0, 0.0)
@@ -526,35 +624,60 @@ class SqlAnalyticsReports:
             " GROUP BY ol.item_id, ol.title, o.currency",
             *args,
         )
-        views = await self._db.fetch(
-            "SELECT v.item_id, i.title, i.currency, count(*) AS views, count(DISTINCT v.session_id) AS viewers"
-            " FROM analytics_events v JOIN items i ON i.id = v.item_id"
-            " WHERE v.kind = 'item_viewed' AND v.seller_id = {} AND v.occurred_at >= {} AND v.occurred_at <= {}"
-            " GROUP BY v.item_id, i.title, i.currency",
-            *args,
+        # The period's views of the seller's items, per item and viewing session: how many, and the first.
+        split = await self._split(period)
+        # Per item and overall (the item-less row) in one statement: views add up, viewers are distinct.
+        viewed = await self._db.fetch(
+            "WITH v AS ("
+            " SELECT item_id, session_id, views FROM analytics_view_days"
+            " WHERE seller_id = {} AND day >= {} AND day < {}"
+            " UNION ALL"
+            " SELECT item_id, session_id, count(*) FROM analytics_events"
+            f" WHERE kind = 'item_viewed' AND seller_id = {{}} AND {_edges()}"
+            " GROUP BY item_id, session_id)"
+            " SELECT v.item_id, i.title, i.currency, sum(v.views) AS views,"
+            " count(DISTINCT v.session_id) AS viewers FROM v JOIN items i ON i.id = v.item_id"
+            " GROUP BY v.item_id, i.title, i.currency"
+            " UNION ALL"
+            " SELECT NULL, NULL, NULL, coalesce(sum(views), 0), count(DISTINCT session_id) FROM v",
+            seller_id,
+            split.first_day,
+            split.after_day,
+            seller_id,
+            *_edge_args(period, split),
         )
-        # A viewing session converted when it later paid for an order holding the item viewed (overall:
-        # holding any of the seller's items).
-        converted_sql = (
-            "SELECT {group} count(DISTINCT v.session_id) AS sessions FROM analytics_events v"
-            " JOIN analytics_events p ON p.session_id = v.session_id AND p.kind = 'order_paid'"
-            "  AND p.occurred_at >= v.occurred_at"
-            " JOIN order_lines ol ON ol.order_id = p.order_id AND ol.{match} = v.{match}"
-            " WHERE v.kind = 'item_viewed' AND v.seller_id = {{}} AND v.occurred_at >= {{}}"
-            " AND v.occurred_at <= {{}} AND p.occurred_at <= {{}}{group_by}"  # paid within the period too
+        views = [r for r in viewed if r["item_id"] is not None]
+        [totals] = [r for r in viewed if r["item_id"] is None]
+        # A viewing session converted when it later paid, within the period, for an order holding the item
+        # viewed (overall: holding any of the seller's items). Payments are far fewer than views: start from
+        # the period's paid orders and look for a view before each in its session (the session index).
+        paid_sql = (
+            "SELECT {group} count(DISTINCT p.session_id) AS sessions FROM analytics_events p"
+            " JOIN order_lines ol ON ol.order_id = p.order_id{match}"
+            " WHERE p.kind = 'order_paid' AND p.occurred_at >= {{}} AND p.occurred_at <= {{}}"
+            " AND EXISTS (SELECT 1 FROM analytics_events v WHERE v.session_id = p.session_id"
+            "  AND v.kind = 'item_viewed' AND v.seller_id = {{}}{same_item}"
+            "  AND v.occurred_at >= {{}} AND v.occurred_at <= p.occurred_at){group_by}"
         )
         per_item = await self._db.fetch(
-            converted_sql.format(group="v.item_id,", match="item_id", group_by=" GROUP BY v.item_id"),
-            *args,
+            paid_sql.format(
+                group="ol.item_id,",
+                match="",
+                same_item=" AND v.item_id = ol.item_id",
+                group_by=" GROUP BY ol.item_id",
+            ),
+            period.start,
             period.end,
+            seller_id,
+            period.start,
         )
         overall = await self._db.fetch(
-            converted_sql.format(group="", match="seller_id", group_by=""), *args, period.end
-        )
-        viewers_overall = await self._db.fetch(
-            "SELECT count(*) AS views, count(DISTINCT session_id) AS viewers FROM analytics_events"
-            " WHERE kind = 'item_viewed' AND seller_id = {} AND occurred_at >= {} AND occurred_at <= {}",
-            *args,
+            paid_sql.format(group="", match=" AND ol.seller_id = {}", same_item="", group_by=""),
+            seller_id,
+            period.start,
+            period.end,
+            seller_id,
+            period.start,
         )
         converted = {str(r["item_id"]): int(r["sessions"]) for r in per_item}
         viewed = {str(r["item_id"]): r for r in views}
@@ -578,7 +701,6 @@ class SqlAnalyticsReports:
                     item_id, row["title"], 0, Money(0, row["currency"]), int(row["views"]), 0.0
                 )
         top = sorted(items.values(), key=lambda s: (-s.units, -s.views, s.title, s.item_id))[:TOP]
-        totals = viewers_overall[0]
         refund_count, refunded = await self._seller_refunds(seller_id, period)
         return SellerDashboard(
             start=period.start,
@@ -627,7 +749,7 @@ class SqlAnalyticsReports:
     async def prune(self, older_than: datetime) -> int:
         """Forget the events before `older_than`. On PostgreSQL (monthly partitions, m0006) the months that
         ended before it are dropped whole and only the rest of the boundary month is deleted row by row; the
-        months ahead are created on the way."""
+        months ahead are created on the way. The rollups of the days pruned go with them (rollups.py)."""
         if self._db.is_postgres:
             await self.ensure_partitions(datetime.now(UTC))
         async with self._db.write_transaction(), self._db.long_statements():
@@ -639,6 +761,7 @@ class SqlAnalyticsReports:
                     if end <= older_than:
                         await self._db.fetch(f'DROP TABLE "{name}"')
             await self._db.fetch("DELETE FROM analytics_events WHERE occurred_at < {}", older_than)
+            await self.rollups.forget_before(older_than, events_deleted=int(rows[0]["n"]) > 0)
         return int(rows[0]["n"])
 
     async def _partitions(self) -> list[tuple[str, datetime, datetime]]:

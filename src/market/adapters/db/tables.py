@@ -239,6 +239,51 @@ class AuditRow(Table, tablename="audit_log"):
     trace_id = Varchar(length=32, null=True, default=None)
 
 
+class AnalyticsSessionDayRow(Table, tablename="analytics_session_days"):
+    """Rollups (m0010, rollups.py): a session's events of one UTC day and the funnel steps it took that day."""
+
+    day = Varchar(length=10, primary_key=True)
+    session_id = Varchar(length=64)
+    events = Integer()
+    first_at = Timestamptz()
+    last_at = Timestamptz()
+    browsed = Integer()
+    carted = Integer()
+    started = Integer()
+    paid = Integer()
+    alone = Integer()
+    """1: the session had events on this day only (as far as the rollups know): no grouping across days."""
+
+
+class AnalyticsSearchDayRow(Table, tablename="analytics_search_days"):
+    id = BigSerial(primary_key=True)
+    day = Varchar(length=10)
+    query = Text(null=True, default=None)
+    searches = Integer()
+    no_results = Integer()
+    succeeded = Integer()
+
+
+class AnalyticsViewDayRow(Table, tablename="analytics_view_days"):
+    id = BigSerial(primary_key=True)
+    day = Varchar(length=10)
+    seller_id = UUID()
+    item_id = UUID(null=True, default=None)
+    session_id = Varchar(length=64, null=True, default=None)
+    views = Integer()
+
+
+class AnalyticsRollupDayRow(Table, tablename="analytics_rollup_days"):
+    day = Varchar(length=10, primary_key=True)
+    events = BigInt()
+    rolled_at = Timestamptz()
+
+
+class AnalyticsRollupStateRow(Table, tablename="analytics_rollup_state"):
+    id = Integer(primary_key=True)
+    watermark = BigInt()
+
+
 ALL_TABLES: tuple[type[Table], ...] = (
     UserRow,
     ItemRow,
@@ -258,12 +303,18 @@ ALL_TABLES: tuple[type[Table], ...] = (
     AuditRow,
     RefundRow,
     SandboxRefundRow,
+    AnalyticsSessionDayRow,
+    AnalyticsSearchDayRow,
+    AnalyticsViewDayRow,
+    AnalyticsRollupDayRow,
+    AnalyticsRollupStateRow,
 )
 
 COMPOSITE_KEYS: dict[type[Table], tuple[str, ...]] = {
     CartLineRow: ("buyer_id", "item_id"),
     OrderLineRow: ("order_id", "item_id"),
     IdempotencyKeyRow: ("user_id", "key"),
+    AnalyticsSessionDayRow: ("day", "session_id"),
 }
 
 

@@ -13,6 +13,7 @@ from . import (
     m0007_admin_audit,
     m0008_session_replay_indexes,
     m0009_refunds,
+    m0010_analytics_rollups,
 )
 from .runner import Migration
 
@@ -26,6 +27,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0007_admin_audit.MIGRATION,
     m0008_session_replay_indexes.MIGRATION,
     m0009_refunds.MIGRATION,
+    m0010_analytics_rollups.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
 
@@ -48,6 +50,11 @@ TABLES: tuple[str, ...] = (
     "audit_log",
     "refunds",
     "sandbox_refunds",
+    "analytics_session_days",
+    "analytics_search_days",
+    "analytics_view_days",
+    "analytics_rollup_days",
+    "analytics_rollup_state",
 )
 """The business tables the migrations up to HEAD create, on both engines (search indexes aside): readiness
 checks that every one exists. A test keeps this list equal to what the migrations make."""
