@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import random
 import string
@@ -10,8 +11,9 @@ from datetime import timedelta
 
 import pytest
 
+from market.adapters.db.admin import SqlItemModeration
 from market.adapters.db.repositories import PiccoloItemRepository
-from market.domain.catalog import ItemFilter, normalise_query
+from market.domain.catalog import ItemFilter, ItemStatus, normalise_query
 from market.domain.errors import InvalidCursor
 from tests.support.database import add_item, add_user, count
 from tests.support.factories import T0
@@ -145,6 +147,32 @@ async def test_archived_items_are_neither_browsed_nor_found_but_still_readable(d
     assert [i.id for i in (await items.browse(ItemFilter(), 20, None)).items] == [kept.id]
     assert [i.id for i in (await items.browse(_search("mug"), 20, None)).items] == [kept.id]
     assert (await items.get(gone.id)).status == "archived"
+
+
+async def test_the_moderation_list_browses_and_searches_archived_and_suspended_items_apart(db):
+    items = PiccoloItemRepository(db)
+    moderation = SqlItemModeration(db)
+    seller = await add_user(db)
+    active = await add_item(db, seller, title="Blue mug")
+    archived = await add_item(db, seller, title="Red mug")
+    suspended = await add_item(db, seller, title="Fake mug")
+    await items.update(archived.archived(T0 + timedelta(hours=1)))
+    await items.update(dataclasses.replace(suspended, status=ItemStatus.SUSPENDED))
+    await moderation.record(suspended.id, T0 + timedelta(hours=1), "counterfeit")
+
+    def ids(page):
+        return [(i.id, i.status) for i in page.items]
+
+    for status, item in ((ItemStatus.ARCHIVED, archived), (ItemStatus.SUSPENDED, suspended)):
+        assert ids(await items.browse(ItemFilter(status=status), 20, None)) == [(item.id, status)]
+        assert ids(await items.browse(_search("mug", status=status), 20, None)) == [(item.id, status)]
+    assert ids(await items.browse(ItemFilter(), 20, None)) == [(active.id, ItemStatus.ACTIVE)]
+    # A cursor of one status's list is refused by another's.
+    for _ in range(2):
+        await add_item(db, seller, title="Another mug")
+    page = await items.browse(ItemFilter(), 1, None)
+    with pytest.raises(InvalidCursor):
+        await items.browse(ItemFilter(status=ItemStatus.ARCHIVED), 1, page.next_cursor)
 
 
 # --- search -----------------------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ class FakeItemRepository:
         matches = [
             i
             for i in sorted(self.store.values(), key=lambda i: (i.created_at, i.id), reverse=True)
-            if i.status is ItemStatus.ACTIVE
+            if i.status is item_filter.status
             and (item_filter.query is None or item_filter.query in f"{i.title} {i.description}".lower())
             and (item_filter.category is None or i.category == item_filter.category)
             and (item_filter.seller_id is None or i.seller_id == item_filter.seller_id)

@@ -7,13 +7,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from market.domain.admin import AuditAction, AuditTarget
-from market.domain.catalog import Item, ItemStatus
+from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import NotFound
 from market.domain.users import Role, User
 
 from .admin import AdminPorts, append_audit
 from .catalog import change_item
-from .ports import UnitOfWorkFactory
+from .ports import Page, ReadRepositories, UnitOfWorkFactory
 
 _NO_SUCH_ITEM = "There is no such item."
 
@@ -67,9 +67,19 @@ async def edit_item(
     return item
 
 
+async def find_items(
+    item_filter: ItemFilter, limit: int, cursor: str | None, *, repos: ReadRepositories
+) -> Page[Item]:
+    """Items in the filter's status (archived and suspended ones too), for the moderation page: a read by an
+    admin, so no search is counted in the analytics."""
+    return await repos.items.browse(item_filter, limit, cursor)
+
+
 # --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
 
 SetItemStatus = Callable[[User, str, ItemStatus, str | None], Awaitable[Item]]
 """(user, item id, status, reason)"""
 EditItem = Callable[[User, str, ItemStatus | None, Mapping[str, Any]], Awaitable[Item]]
 """(user, item id, status or None, other fields)"""
+FindItems = Callable[[ItemFilter, int, str | None], Awaitable[Page[Item]]]
+"""(filter with a status, limit, cursor)"""

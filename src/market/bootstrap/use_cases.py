@@ -155,6 +155,7 @@ def bind_use_cases(
         "change_account": BoundUseCase(admin.change_account, ports=admin_ports),
         "find_audit": BoundUseCase(admin.find_audit, ports=admin_ports),
         "set_item_status": BoundUseCase(moderation.set_item_status, ports=admin_ports),
+        "find_items": BoundUseCase(moderation.find_items, repos=s.repos),
         "find_deliveries": BoundUseCase(deliveries.find_deliveries, ports=admin_ports),
         "retry_delivery": BoundUseCase(deliveries.retry_delivery, ports=admin_ports),
         # session replay

@@ -119,13 +119,15 @@ def new_item(*, item_id: str, seller: User, fields: dict[str, Any], now: datetim
 
 @dataclass(frozen=True, slots=True)
 class ItemFilter:
-    """What a buyer asked to browse. `query` is already normalised; None means browse, not search."""
+    """What a buyer asked to browse. `query` is already normalised; None means browse, not search. `status`:
+    buyers browse active items only; the moderation page lists archived or suspended ones too."""
 
     query: str | None = None
     category: str | None = None
     min_price_cents: int | None = None
     max_price_cents: int | None = None
     seller_id: str | None = None
+    status: ItemStatus = ItemStatus.ACTIVE
 
 
 # Control characters separate words like spaces do (PostgreSQL text cannot even hold NUL).

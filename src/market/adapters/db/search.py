@@ -7,13 +7,14 @@ stable key to seek on, and nobody pages deep into search results.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from functools import lru_cache
 from typing import Any
 
 from market.application.ports import Page
-from market.domain.catalog import MAX_QUERY_TERMS, Item, ItemFilter
+from market.domain.catalog import MAX_QUERY_TERMS, Item, ItemFilter, ItemStatus
 from market.domain.errors import InvalidCursor
 
 from .cursors import decode_cursor, decode_keyset_cursor, encode_cursor, encode_keyset_cursor
@@ -23,12 +24,19 @@ from .tables import ItemRow, select_list
 
 _COLUMNS = select_list(ItemRow, "i", without=MODERATION_COLUMNS)
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Literals, not parameters: the partial indexes (items_active_*) are chosen only for `status = 'active'`. A
+# suspended item is stored archived with `suspended_at` set (rows.item_values).
+_STATUS_WHERE = {
+    ItemStatus.ACTIVE: "i.status = 'active'",
+    ItemStatus.ARCHIVED: "i.status = 'archived' AND i.suspended_at IS NULL",
+    ItemStatus.SUSPENDED: "i.status = 'archived' AND i.suspended_at IS NOT NULL",
+}
 MAX_SEARCH_OFFSET = 10_000  # deeper than any person pages; bounds the work one request can ask for
 
 
 async def browse_items(db: Database, item_filter: ItemFilter, limit: int, cursor: str | None) -> Page[Item]:
     scope = _cursor_scope(item_filter)
-    where = ["i.status = 'active'"]
+    where = [_STATUS_WHERE[item_filter.status]]
     args: list[Any] = []
     if item_filter.category is not None:
         where.append("i.category = {}")
@@ -63,6 +71,8 @@ async def browse_items(db: Database, item_filter: ItemFilter, limit: int, cursor
             return Page(items=[], next_cursor=None)
 
     items = [item_from_row(row) for row in rows[:limit]]
+    if item_filter.status is ItemStatus.SUSPENDED:  # stored archived, with `suspended_at`
+        items = [dataclasses.replace(item, status=ItemStatus.SUSPENDED) for item in items]
     next_cursor = None
     if len(rows) > limit:
         last = items[-1]
@@ -122,6 +132,8 @@ def _cursor_scope(item_filter: ItemFilter) -> str:
             item_filter.min_price_cents,
             item_filter.max_price_cents,
             item_filter.seller_id,
+            # Browsing active items keeps the scope it always had.
+            *(() if item_filter.status is ItemStatus.ACTIVE else (item_filter.status.value,)),
         )
     )
     return "items:" + hashlib.blake2s(raw.encode(), digest_size=6).hexdigest()

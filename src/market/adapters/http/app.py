@@ -37,6 +37,7 @@ from .orders import CheckoutController
 from .payment_webhooks import payment_webhook
 from .problems import CATALOGUE, UnavailableReason, exception_handlers
 from .seller import SellerWebhookController
+from .seller_pages import seller_pages_router
 from .sessions import SessionController, add_session_events
 from .templating import template_config
 from .validation import strict_body
@@ -147,7 +148,15 @@ def create_app(
     )
 
     app = Litestar(
-        route_handlers=[api, dashboard_router(), docs_router(), live, ready, metrics_endpoint],
+        route_handlers=[
+            api,
+            dashboard_router(),
+            seller_pages_router(),
+            docs_router(),
+            live,
+            ready,
+            metrics_endpoint,
+        ],
         dependencies={
             "database": Provide(_from_state("database"), sync_to_thread=False),
             "user": Provide(provide_user),

@@ -59,6 +59,10 @@ SECURITY_HEADERS = {
 }
 WRONG_CREDENTIALS = "Wrong e-mail or password."
 NOT_ALLOWED = "This account may not use the admin dashboard: it is for administrators only."
+NOT_A_SELLER_OR_ADMIN = (
+    "This account may not sign in here: the admin pages are for administrators only, and the seller area for "
+    "sellers."
+)
 FORM_REFUSED = (
     "This form was not sent from your dashboard session (or the session has changed since the page was shown), "
     "so nothing was done. Reload the dashboard and try again."
@@ -74,12 +78,16 @@ def _redirect(url: str, set_cookie: str | None = None) -> Redirect:
     return Redirect(url, status_code=303, headers={"Set-Cookie": set_cookie} if set_cookie else None)
 
 
-def _session_cookie(token: str, max_age: int) -> str:
+def _session_cookie(token: str, max_age: int, name: str = COOKIE, path: str = COOKIE_PATH) -> str:
     # Written by hand: Litestar spells the attribute `SameSite=strict`; this is the spelling of RFC 6265bis.
-    return f"{COOKIE}={token}; Max-Age={max_age}; Path={COOKIE_PATH}; Secure; HttpOnly; SameSite=Strict"
+    return f"{name}={token}; Max-Age={max_age}; Path={path}; Secure; HttpOnly; SameSite=Strict"
 
 
 CLEARED_COOKIE = _session_cookie("", 0)
+SELLER_COOKIE = "market_seller"
+"""The seller area's session cookie (seller_pages.py): the same kind of token, sent to /seller only."""
+SELLER_COOKIE_PATH = "/seller"
+SELLER_HOME = "/seller/dashboard"
 
 
 def csrf_token(session_token: str) -> str:
@@ -117,7 +125,8 @@ async def login_page() -> Template:
 
 @post("/login", guards=[rate_limited("sign-in")])
 async def login(request: Request[Any, Any, Any], issue_token: IssueToken) -> Response[Any]:
-    """Check the credentials as `POST /api/v1/auth/token` does; an admin gets the session cookie."""
+    """Check the credentials as `POST /api/v1/auth/token` does; an admin gets the session cookie and the
+    dashboard, a seller the seller area's cookie and their dashboard (seller_pages.py)."""
     form = await request.form()
     email = str(form.get("email") or "")
     password = str(form.get("password") or "")
@@ -137,9 +146,13 @@ async def login(request: Request[Any, Any, Any], issue_token: IssueToken) -> Res
     user = await user_of_token(request, issued.token)
     if user is None:  # deleted between the two reads
         return _login_page(401, email=email, message=WRONG_CREDENTIALS)
-    if user.role is not Role.ADMIN:
-        return _forbidden()
-    redirect = _redirect(DASHBOARD_URL, _session_cookie(issued.token, issued.expires_in))
+    if user.role is Role.SELLER:  # the same form signs a seller into their own area
+        cookie = _session_cookie(issued.token, issued.expires_in, SELLER_COOKIE, SELLER_COOKIE_PATH)
+        redirect = _redirect(SELLER_HOME, cookie)
+    elif user.role is Role.ADMIN:
+        redirect = _redirect(DASHBOARD_URL, _session_cookie(issued.token, issued.expires_in))
+    else:
+        return _page("message.html", 403, title="Not allowed", message=NOT_A_SELLER_OR_ADMIN, signed_in=False)
     if signed_in.device_cookie is not None:
         redirect.set_cookie(signed_in.device_cookie)
     return redirect
@@ -272,6 +285,10 @@ def _date_or_empty(raw: str) -> str:
 
 def dashboard_router() -> Router:
     """The pages under /admin: HTML for people, not part of the API (nor of its schema)."""
+    # They build on this module's helpers.
+    from .admin_pages import ADMIN_PAGES
+    from .admin_refund_pages import refund_form
+
     return Router(
         path="/admin",
         route_handlers=[
@@ -282,6 +299,8 @@ def dashboard_router() -> Router:
             test_monitoring,
             sessions_page,
             session_page,
+            *ADMIN_PAGES,
+            refund_form,
             create_static_files_router(path=STATIC_PATH.removeprefix("/admin"), directories=[STATIC_DIR]),
         ],
         include_in_schema=False,
