@@ -13,7 +13,7 @@ import pytest
 
 from market.adapters.db.analytics import SqlAnalyticsLog, SqlAnalyticsReports
 from market.adapters.db.commerce import SqlOrderRepository
-from market.adapters.db.rollups import CLOSE_DELAY, Split
+from market.adapters.db.rollups import CLOSE_DELAY, ROLLUP_TABLES, Split
 from market.domain.analytics import Period
 from market.domain.events import CartChanged, CheckoutStarted, ItemViewed, OrderPaid, SearchPerformed
 from market.domain.orders import OrderStatus
@@ -256,3 +256,92 @@ async def test_a_session_alone_on_a_rolled_up_day_that_comes_back_in_the_raw_edg
     sessions = await reports.sessions(period)
     assert (sessions.sessions, sessions.events_per_session) == (1, 2.0)
     await assert_rollups_match_raw(db, shop, random.Random(8))
+
+
+async def rollup_contents(db) -> dict[str, list[tuple[str, ...]]]:
+    """Every rollup table's rows (less their surrogate ids and when they were written), sorted."""
+    contents = {}
+    for table in (*ROLLUP_TABLES, "analytics_rollup_days", "analytics_rollup_state"):
+        rows = await db.fetch(f"SELECT * FROM {table}")
+        contents[table] = sorted(
+            tuple(f"{key}={value}" for key, value in sorted(row.items()) if key not in ("id", "rolled_at"))
+            for row in rows
+        )
+    return contents
+
+
+async def test_a_backfill_writes_what_the_background_pass_writes(db, shop):
+    rng = random.Random(11)
+    await random_sessions(shop, rng, 60)
+    rollups = SqlAnalyticsReports(db).rollups
+    while await rollups.roll_up(NOW, max_days=2):
+        pass
+    by_pass = await rollup_contents(db)
+    assert all(by_pass[table] for table in ROLLUP_TABLES)
+    with pytest.raises(ValueError):
+        await rollups.backfill(NOW)  # only into empty rollups
+    for table in (*ROLLUP_TABLES, "analytics_rollup_days", "analytics_rollup_state"):
+        await db.fetch(f"DELETE FROM {table}")
+
+    days = await rollups.backfill(NOW, chunk_days=2)  # chunks that cut the days in several statements
+
+    assert days == [(DAY0 + timedelta(days=n)).strftime("%Y-%m-%d") for n in reversed(range(DAYS))]
+    assert await rollup_contents(db) == by_pass
+    assert await rollups.roll_up(NOW) == []  # the background pass finds nothing left to do
+    await assert_rollups_match_raw(db, shop, rng)
+
+
+async def test_a_day_rolled_up_after_its_neighbour_takes_the_sessions_they_share_out_of_its_sums(db, shop):
+    item = shop.items[0]
+    late_night = DAY0 + timedelta(days=1, hours=23, minutes=58)
+    await record(db, "owl", late_night, ItemViewed(item.id, item.seller_id))
+    await record(db, "owl", late_night + timedelta(minutes=5), ItemViewed(item.id, item.seller_id))
+    await record(db, "lark", DAY0 + timedelta(days=1, hours=8), ItemViewed(item.id, item.seller_id))
+    rollups = SqlAnalyticsReports(db).rollups
+    await rollups.roll_up_day("2026-11-21", NOW)
+    [day1] = await db.fetch("SELECT sessions, browsed FROM analytics_day_totals WHERE day = '2026-11-21'")
+    assert (day1["sessions"], day1["browsed"]) == (2, 2)  # owl alone on day 1 as far as the rollups know
+
+    await rollups.roll_up_day("2026-11-22", NOW)  # owl is on day 2 too: no longer alone, on either day
+
+    totals = await db.fetch("SELECT day, sessions, browsed FROM analytics_day_totals ORDER BY day")
+    assert [(r["day"], r["sessions"], r["browsed"]) for r in totals] == [("2026-11-21", 1, 1)]
+    [viewers] = await db.fetch(
+        "SELECT views, viewers FROM analytics_seller_view_days WHERE day = '2026-11-21' AND seller_id = {}",
+        item.seller_id,
+    )
+    assert (viewers["views"], viewers["viewers"]) == (2, 1)
+    await rollups.roll_up(NOW)  # the days left (no events) and the watermark
+    period = Period(DAY0 + timedelta(days=1), DAY0 + timedelta(days=3))
+    reports = SqlAnalyticsReports(db)
+    assert (await reports.rollups.split(period)).days == 2
+    funnel = await reports.funnel(period)
+    assert funnel.steps[0].sessions == 2
+    board = await reports.seller_dashboard(item.seller_id, period)
+    assert (board.views, board.top_items[0].views) == (3, 3)
+    sessions = await reports.sessions(period)
+    assert (sessions.sessions, sessions.events_per_session) == (2, 1.5)
+    assert await figures(db, shop, period, use_rollups=True) == await figures(
+        db, shop, period, use_rollups=False
+    )
+
+
+async def test_percentiles_from_the_duration_buckets_equal_the_raw_ones(db, shop):
+    # Many sessions, several in the same whole second, some returning in the raw edge: the ranks the
+    # percentiles lie between fall in shared buckets, read back exactly.
+    rng = random.Random(12)
+    item = shop.items[1]
+    for n in range(57):
+        start = DAY0 + timedelta(days=rng.randrange(DAYS), hours=rng.randrange(1, 20))
+        await record(db, f"p{n}", start, SearchPerformed("mug", 3))
+        length = timedelta(seconds=rng.choice((30, 30.4, 31, 90, 90.5, 600)) + rng.random() / 10)
+        await record(db, f"p{n}", start + length, ItemViewed(item.id, item.seller_id))
+    reports = SqlAnalyticsReports(db)
+    await reports.rollups.roll_up(NOW)
+    for n in range(0, 57, 9):
+        await record(db, f"p{n}", NOW - timedelta(minutes=3), CartChanged(item.id, "add", 1))
+    for period in (Period(DAY0, NOW), Period(DAY0 + timedelta(hours=13), NOW - timedelta(hours=30))):
+        assert (await reports.rollups.split(period)).days >= 2
+        rolled = await reports.sessions(period)
+        assert rolled == await SqlAnalyticsReports(db, use_rollups=False).sessions(period)
+    assert rolled.sessions > 30

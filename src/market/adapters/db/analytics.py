@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -298,13 +299,12 @@ class SqlAnalyticsReports:
 
     @_planned_for_its_period
     async def funnel(self, period: Period) -> FunnelReport:
-        # A session counts once however many days it spans: a rolled-up day's session seen on that day alone
-        # counts as it is; the others (several days, or also in the raw edges) are grouped by session.
+        # A session counts once however many days it spans. The rolled-up days give the sums of their sessions
+        # alone on their day (analytics_day_totals: a row a day, whatever the traffic); the sessions seen on
+        # several days (`alone = 0`, few: those crossing midnight) and those that come back in the raw edges
+        # are grouped by session, from their day rows and edge events, and the latter's alone rows are taken
+        # back out of the sums (`back`).
         split = await self._split(period)
-        days = (
-            "SELECT session_id, browsed AS b, carted AS c, started AS s, paid AS p FROM analytics_session_days"
-            " WHERE day >= {} AND day < {} AND "
-        )
         rows = await self._db.fetch(
             "WITH edge AS (SELECT session_id,"
             "  max(CASE WHEN kind IN ('item_viewed', 'search') THEN 1 ELSE 0 END) AS b,"
@@ -312,18 +312,25 @@ class SqlAnalyticsReports:
             "  max(CASE WHEN kind = 'checkout_started' THEN 1 ELSE 0 END) AS s,"
             "  max(CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END) AS p"
             f"  FROM analytics_events WHERE {_edges()} AND session_id IS NOT NULL GROUP BY session_id),"
-            f" single AS ({days}alone = 1 AND session_id NOT IN (SELECT session_id FROM edge)),"
+            " back AS (SELECT session_id, browsed AS b, carted AS c, started AS s, paid AS p"
+            "  FROM analytics_session_days WHERE day >= {} AND day < {} AND alone = 1"
+            "  AND session_id IN (SELECT session_id FROM edge)),"
             " grouped AS (SELECT session_id, max(b) AS b, max(c) AS c, max(s) AS s, max(p) AS p FROM ("
-            f"  {days}(alone = 0 OR session_id IN (SELECT session_id FROM edge))"
+            "  SELECT session_id, browsed AS b, carted AS c, started AS s, paid AS p FROM analytics_session_days"
+            "  WHERE day >= {} AND day < {} AND alone = 0"
+            "  UNION ALL SELECT session_id, b, c, s, p FROM back"
             "  UNION ALL SELECT session_id, b, c, s, p FROM edge) AS u GROUP BY session_id),"
-            " steps AS (SELECT b, c, s, p FROM single UNION ALL SELECT b, c, s, p FROM grouped)"
-            " SELECT count(*) AS browsed, coalesce(sum(c), 0) AS carted, coalesce(sum(c * s), 0) AS started,"
-            " coalesce(sum(c * s * p), 0) AS paid FROM steps WHERE b = 1",
+            " sums AS (SELECT coalesce(sum(browsed), 0) AS b, coalesce(sum(carted), 0) AS c,"
+            "  coalesce(sum(started), 0) AS s, coalesce(sum(paid), 0) AS p FROM analytics_day_totals"
+            "  WHERE day >= {} AND day < {}),"
+            " g AS (SELECT count(*) AS b, coalesce(sum(c), 0) AS c, coalesce(sum(c * s), 0) AS s,"
+            "  coalesce(sum(c * s * p), 0) AS p FROM grouped WHERE b = 1),"
+            " r AS (SELECT count(*) AS b, coalesce(sum(c), 0) AS c, coalesce(sum(c * s), 0) AS s,"
+            "  coalesce(sum(c * s * p), 0) AS p FROM back WHERE b = 1)"
+            " SELECT sums.b + g.b - r.b AS browsed, sums.c + g.c - r.c AS carted,"
+            " sums.s + g.s - r.s AS started, sums.p + g.p - r.p AS paid FROM sums, g, r",
             *_edge_args(period, split),
-            split.first_day,
-            split.after_day,
-            split.first_day,
-            split.after_day,
+            *(split.first_day, split.after_day) * 3,
         )
         row = rows[0]
         return funnel_report(
@@ -523,6 +530,8 @@ class SqlAnalyticsReports:
     @_planned_for_its_period
     async def sessions(self, period: Period) -> SessionsReport:
         split = await self._split(period)
+        if split.days:
+            return await self._sessions_rolled_up(period, split)
         # A rolled-up day's session seen on that day alone is taken as it is; the others (several days, or also
         # in the raw edges) are grouped by session.
         edge = (
@@ -588,6 +597,99 @@ class SqlAnalyticsReports:
             events_per_session=int(rows[0]["events"]) / count,
         )
 
+    async def _sessions_rolled_up(self, period: Period, split: Split) -> SessionsReport:
+        """The sessions report from the per-day sums of the rolled-up days (sessions alone on their day: their
+        count, events and a histogram of their durations by whole second), corrected as the funnel is for the
+        sessions grouped across days or with the raw edges. The percentiles are exact: the histogram says which
+        buckets the ranks they lie between fall in, and only those buckets' durations are read (an index)."""
+        rolled = ("day >= {} AND day < {}", split.first_day, split.after_day)
+        duration = self._sql.seconds_between("first_at", "last_at")
+        bucket = self.rollups.bucket_sql("first_at", "last_at")
+        rows = await self._db.fetch(
+            "WITH edge AS (SELECT session_id, count(*) AS events, min(occurred_at) AS first_at,"
+            f"  max(occurred_at) AS last_at FROM analytics_events WHERE {_edges()}"
+            "  AND session_id IS NOT NULL GROUP BY session_id),"
+            " back AS (SELECT session_id, events, first_at, last_at, bucket FROM analytics_session_days"
+            f"  WHERE {rolled[0]} AND alone = 1 AND session_id IN (SELECT session_id FROM edge)),"
+            " grouped AS (SELECT session_id, sum(events) AS events, min(first_at) AS first_at,"
+            "  max(last_at) AS last_at FROM ("
+            "  SELECT session_id, events, first_at, last_at FROM analytics_session_days"
+            f"  WHERE {rolled[0]} AND alone = 0"
+            "  UNION ALL SELECT session_id, events, first_at, last_at FROM back"
+            "  UNION ALL SELECT session_id, events, first_at, last_at FROM edge) AS u GROUP BY session_id)"
+            f" SELECT 1 AS sign, NULL AS session_id, events, {duration} AS duration, {bucket} AS bucket"
+            " FROM grouped"
+            " UNION ALL SELECT -1, session_id, events, NULL, bucket FROM back",
+            *_edge_args(period, split),
+            *rolled[1:],
+            *rolled[1:],
+        )
+        [sums] = await self._db.fetch(
+            "SELECT coalesce(sum(sessions), 0) AS n, coalesce(sum(events), 0) AS events"
+            f" FROM analytics_day_totals WHERE {rolled[0]}",
+            *rolled[1:],
+        )
+        histogram: dict[int, int] = defaultdict(int)
+        for row in await self._db.fetch(
+            f"SELECT bucket, sum(sessions) AS n FROM analytics_duration_days WHERE {rolled[0]} GROUP BY bucket",
+            *rolled[1:],
+        ):
+            histogram[int(row["bucket"])] += int(row["n"])
+        count, total_events = int(sums["n"]), int(sums["events"])
+        back: set[str] = set()
+        grouped: dict[int, list[float]] = defaultdict(list)
+        for row in rows:
+            sign, b = int(row["sign"]), int(row["bucket"])
+            count += sign
+            total_events += sign * int(row["events"])
+            histogram[b] += sign
+            if sign < 0:
+                back.add(row["session_id"])
+            else:
+                grouped[b].append(float(row["duration"]))
+        if not count:
+            return SessionsReport(period.start, period.end, 0, 0.0, 0.0, 0.0)
+        # The two ranks each percentile lies between (and the one below: PostgreSQL's 0.95 * (count - 1) is a
+        # float, which may fall just under the exact position).
+        ranks = {((count - 1) * p) // 100 + step for p in (50, 95) for step in (-1, 0, 1)} & set(range(count))
+        # The bucket of each rank wanted, and the rank's place in it.
+        wanted: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        seen = 0
+        for b in sorted(histogram):
+            n = histogram[b]
+            for rank in ranks:
+                if seen <= rank < seen + n:
+                    wanted[b].append((rank, rank - seen))
+            seen += n
+        values_in: dict[int, list[float]] = {b: list(grouped.get(b, ())) for b in wanted}
+        if wanted:
+            marks = ", ".join("{}" for _ in wanted)
+            for row in await self._db.fetch(
+                f"SELECT session_id, bucket, {duration} AS duration FROM analytics_session_days"
+                f" WHERE bucket IN ({marks}) AND {rolled[0]} AND alone = 1",
+                *wanted,
+                *rolled[1:],
+            ):
+                if row["session_id"] not in back:
+                    values_in[int(row["bucket"])].append(float(row["duration"]))
+        value_at: dict[int, float] = {}
+        for b, places in wanted.items():
+            ordered = sorted(values_in[b])
+            for rank, place in places:
+                value_at[rank] = ordered[place]
+        if self._db.is_postgres:
+            median, p95 = (_percentile_cont(count, fraction, value_at) for fraction in (0.5, 0.95))
+        else:
+            median, p95 = (float(percentile(count, p, value_at)) for p in (50, 95))
+        return SessionsReport(
+            start=period.start,
+            end=period.end,
+            sessions=count,
+            median_duration_s=round(median, 3),
+            p95_duration_s=round(p95, 3),
+            events_per_session=total_events / count,
+        )
+
     @_planned_for_its_period
     async def payments_by_day(self, period: Period) -> Sequence[PaymentsOnDay]:
         day = self._sql.day("occurred_at")
@@ -624,27 +726,59 @@ class SqlAnalyticsReports:
             " GROUP BY ol.item_id, ol.title, o.currency",
             *args,
         )
-        # The period's views of the seller's items, per item and viewing session: how many, and the first.
+        # The period's views of the seller's items and their distinct viewing sessions, per item and overall
+        # (the item-less row), in one statement. The rolled-up days give per day and item (and per day) the
+        # views of every session and the viewers alone on that day (a row an item a day, whatever the traffic);
+        # the viewers seen on several days (few: crossing midnight) or also in the raw edges are counted
+        # distinct from their view rows and edge events, and the latter's alone rows taken back out (`back`).
         split = await self._split(period)
-        # Per item and overall (the item-less row) in one statement: views add up, viewers are distinct.
         viewed = await self._db.fetch(
-            "WITH v AS ("
-            " SELECT item_id, session_id, views FROM analytics_view_days"
-            " WHERE seller_id = {} AND day >= {} AND day < {}"
+            "WITH edge AS (SELECT item_id, session_id, count(*) AS views FROM analytics_events"
+            f" WHERE kind = 'item_viewed' AND seller_id = {{}} AND {_edges()} GROUP BY item_id, session_id),"
+            " back AS (SELECT v.item_id, v.session_id FROM analytics_view_days v"
+            "  JOIN analytics_session_days s ON s.day = v.day AND s.session_id = v.session_id AND s.alone = 1"
+            "  WHERE v.seller_id = {} AND v.day >= {} AND v.day < {}"
+            "  AND v.session_id IN (SELECT session_id FROM edge)),"
+            " grouped AS (SELECT v.item_id, v.session_id FROM analytics_session_days s"
+            "  JOIN analytics_view_days v ON v.session_id = s.session_id AND v.day = s.day"
+            "  WHERE s.day >= {} AND s.day < {} AND s.alone = 0 AND v.seller_id = {}"
+            "  UNION ALL SELECT item_id, session_id FROM back"
+            "  UNION ALL SELECT item_id, session_id FROM edge),"
+            " per_item AS (SELECT item_id, sum(views) AS views, sum(viewers) AS viewers FROM ("
+            "  SELECT item_id, views, viewers FROM analytics_item_view_days"
+            "  WHERE seller_id = {} AND day >= {} AND day < {}"
+            "  UNION ALL SELECT item_id, views, 0 FROM edge"
+            "  UNION ALL SELECT item_id, 0, -count(*) FROM back GROUP BY item_id"
+            "  UNION ALL SELECT item_id, 0, count(DISTINCT session_id) FROM grouped GROUP BY item_id) AS x"
+            "  GROUP BY item_id)"
+            " SELECT p.item_id, i.title, i.currency, p.views, p.viewers FROM per_item p"
+            " JOIN items i ON i.id = p.item_id"
             " UNION ALL"
-            " SELECT item_id, session_id, count(*) FROM analytics_events"
-            f" WHERE kind = 'item_viewed' AND seller_id = {{}} AND {_edges()}"
-            " GROUP BY item_id, session_id)"
-            " SELECT v.item_id, i.title, i.currency, sum(v.views) AS views,"
-            " count(DISTINCT v.session_id) AS viewers FROM v JOIN items i ON i.id = v.item_id"
-            " GROUP BY v.item_id, i.title, i.currency"
-            " UNION ALL"
-            " SELECT NULL, NULL, NULL, coalesce(sum(views), 0), count(DISTINCT session_id) FROM v",
+            " SELECT NULL, NULL, NULL,"
+            " (SELECT coalesce(sum(views), 0) FROM analytics_seller_view_days"
+            "  WHERE seller_id = {} AND day >= {} AND day < {})"
+            " + (SELECT coalesce(sum(views), 0) FROM edge),"
+            " (SELECT coalesce(sum(viewers), 0) FROM analytics_seller_view_days"
+            "  WHERE seller_id = {} AND day >= {} AND day < {})"
+            " - (SELECT count(DISTINCT session_id) FROM back)"
+            " + (SELECT count(DISTINCT session_id) FROM grouped)",
+            seller_id,
+            *_edge_args(period, split),
+            seller_id,
+            split.first_day,
+            split.after_day,
+            split.first_day,
+            split.after_day,
+            seller_id,
             seller_id,
             split.first_day,
             split.after_day,
             seller_id,
-            *_edge_args(period, split),
+            split.first_day,
+            split.after_day,
+            seller_id,
+            split.first_day,
+            split.after_day,
         )
         views = [r for r in viewed if r["item_id"] is not None]
         [totals] = [r for r in viewed if r["item_id"] is None]
@@ -803,6 +937,17 @@ class SqlAnalyticsReports:
                     )
             start = end
         return created
+
+
+def _percentile_cont(count: int, fraction: float, value_at: Mapping[int, float]) -> float:
+    """PostgreSQL's percentile_cont(fraction) of `count` sorted values, of which `value_at` holds (by 0-based rank)
+    the two it lies between: the same float arithmetic, so that a report from the rollups gives the very figure
+    the raw report's percentile_cont gives."""
+    position = fraction * (count - 1)
+    low, high = math.floor(position), math.ceil(position)
+    if low == high:
+        return value_at[low]
+    return value_at[low] + (value_at[high] - value_at[low]) * (position - low)
 
 
 def _next_month(start: datetime) -> datetime:

@@ -42,7 +42,23 @@ CLOSE_DELAY = SEARCH_SUCCESS_WINDOW + timedelta(minutes=30)
 ROLLUP_DAYS_PER_PASS = 31
 """At most this many days rolled up per background pass (a backfill takes several passes)."""
 _LOCK_KEY = 0x616E_726F_6C6C  # PostgreSQL advisory lock: one pass at a time across workers and replicas
-ROLLUP_TABLES = ("analytics_session_days", "analytics_search_days", "analytics_view_days")
+ROLLUP_TABLES = (
+    "analytics_session_days",
+    "analytics_search_days",
+    "analytics_view_days",
+    "analytics_day_totals",
+    "analytics_duration_days",
+    "analytics_item_view_days",
+    "analytics_seller_view_days",
+)
+_SESSION_STEPS = (
+    "count(*), min(occurred_at), max(occurred_at),"
+    " max(CASE WHEN kind IN ('item_viewed', 'search') THEN 1 ELSE 0 END),"
+    " max(CASE WHEN kind = 'cart_add' THEN 1 ELSE 0 END),"
+    " max(CASE WHEN kind = 'checkout_started' THEN 1 ELSE 0 END),"
+    " max(CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END), 1"
+)
+"""A session's events, first and last instant and funnel steps over the rows grouped (alone = 1)."""
 
 
 def day_of(moment: datetime) -> str:
@@ -96,6 +112,18 @@ class AnalyticsRollups:
         else:
             before = f"strftime('%Y-%m-%d', occurred_at, '-{seconds} seconds')"
         return f"{self._day_sql('occurred_at')} AS day, {before} AS before"
+
+    def seconds_between(self, earlier: str, later: str) -> str:
+        if self._postgres:
+            return f"EXTRACT(EPOCH FROM ({later} - {earlier}))"
+        return f"((julianday({later}) - julianday({earlier})) * 86400.0)"
+
+    def bucket_sql(self, earlier: str, later: str) -> str:
+        """The whole seconds of a duration: `analytics_duration_days`' buckets, and the session rows' `bucket`.
+        Reports bucket a duration with this same expression, so that buckets order as the durations do."""
+        if self._postgres:
+            return f"floor({self.seconds_between(earlier, later)})::int"
+        return f"CAST({self.seconds_between(earlier, later)} AS INTEGER)"
 
     def _engaged(self) -> str:
         seconds = int(SEARCH_SUCCESS_WINDOW.total_seconds())
@@ -227,12 +255,9 @@ class AnalyticsRollups:
                 await self._db.fetch(f"DELETE FROM {table} WHERE day = {{}}", day)
             await self._db.fetch(
                 "INSERT INTO analytics_session_days"
-                " (day, session_id, events, first_at, last_at, browsed, carted, started, paid, alone)"
-                " SELECT {}, session_id, count(*), min(occurred_at), max(occurred_at),"
-                "  max(CASE WHEN kind IN ('item_viewed', 'search') THEN 1 ELSE 0 END),"
-                "  max(CASE WHEN kind = 'cart_add' THEN 1 ELSE 0 END),"
-                "  max(CASE WHEN kind = 'checkout_started' THEN 1 ELSE 0 END),"
-                "  max(CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END), 1"
+                " (day, session_id, events, first_at, last_at, browsed, carted, started, paid, alone, bucket)"
+                f" SELECT {{}}, session_id, {_SESSION_STEPS},"
+                f" {self.bucket_sql('min(occurred_at)', 'max(occurred_at)')}"
                 " FROM analytics_events WHERE occurred_at >= {} AND occurred_at < {}"
                 " AND session_id IS NOT NULL GROUP BY session_id",
                 day,
@@ -293,6 +318,16 @@ class AnalyticsRollups:
                 start,
                 end,
             )
+            # The per-day sums of the sessions alone on their day: this day's, and those of the days whose
+            # sessions this one has just made not alone.
+            others = await self._db.fetch(
+                "SELECT DISTINCT day FROM analytics_session_days WHERE day <> {} AND session_id IN"
+                " (SELECT session_id FROM analytics_session_days WHERE day = {} AND alone = 0)",
+                day,
+                day,
+            )
+            for total_day in (day, *sorted(str(r["day"]) for r in others)):
+                await self._sum_day(total_day)
             await self._db.fetch("DELETE FROM analytics_rollup_days WHERE day = {}", day)
             await self._db.fetch(
                 "INSERT INTO analytics_rollup_days (day, events, rolled_at) VALUES ({}, {}, {})",
@@ -301,6 +336,148 @@ class AnalyticsRollups:
                 now,
             )
         return True
+
+    async def backfill(self, now: datetime, chunk_days: int = 31) -> list[str]:
+        """Roll up every closed day at once, set-based (one `INSERT ... SELECT ... GROUP BY day` per table and
+        `chunk_days` days, a transaction each, then the sessions' `alone` and the per-day sums): what a bulk load
+        wants, where the background pass would take a day at a time. Only into empty rollups (ValueError
+        otherwise); what it writes equals what `roll_up` run until it has nothing left writes (a test compares
+        them). Returns the days rolled up, newest first."""
+        if await self._db.fetch("SELECT day FROM analytics_rollup_days LIMIT 1"):
+            raise ValueError("backfill needs empty rollups: the background pass keeps them up to date")
+        closed_before = _midnight(now - CLOSE_DELAY)
+        [state] = await self._db.fetch(
+            "SELECT (SELECT max(id) FROM analytics_events) AS mark,"
+            " (SELECT min(occurred_at) FROM analytics_events) AS oldest"
+        )
+        if state["oldest"] is None:
+            return []
+        oldest = _midnight(_as_datetime(state["oldest"]))
+        day_sql = self._day_sql("occurred_at")
+        start = oldest
+        while start < closed_before:
+            end = min(start + chunk_days * DAY, closed_before)
+            async with self._db.write_transaction(), self._db.long_statements():
+                await self._db.fetch(
+                    "INSERT INTO analytics_session_days"
+                    " (day, session_id, events, first_at, last_at, browsed, carted, started, paid, alone, bucket)"
+                    f" SELECT {day_sql} AS day, session_id, {_SESSION_STEPS},"
+                    f" {self.bucket_sql('min(occurred_at)', 'max(occurred_at)')}"
+                    " FROM analytics_events WHERE occurred_at >= {} AND occurred_at < {}"
+                    f" AND session_id IS NOT NULL GROUP BY {day_sql}, session_id",
+                    start,
+                    end,
+                )
+                s_day = self._day_sql("s.occurred_at")
+                await self._db.fetch(
+                    "INSERT INTO analytics_search_days (day, query, searches, no_results, succeeded)"
+                    " SELECT day, query, sum(n), sum(empty), sum(ok) FROM ("
+                    f"  SELECT {day_sql} AS day, query, count(*) AS n,"
+                    "   sum(CASE WHEN result_count = 0 THEN 1 ELSE 0 END) AS empty, 0 AS ok FROM analytics_events"
+                    "   WHERE kind = 'search' AND occurred_at >= {} AND occurred_at < {}"
+                    f"   GROUP BY {day_sql}, query"
+                    "  UNION ALL"
+                    f"  SELECT {s_day}, s.query, 0, 0, count(*) FROM analytics_events s"
+                    "   WHERE s.kind = 'search' AND s.occurred_at >= {} AND s.occurred_at < {}"
+                    "   AND s.result_count > 0 AND EXISTS (SELECT 1 FROM analytics_events e"
+                    "    WHERE e.session_id = s.session_id AND e.kind IN ('item_viewed', 'cart_add')"
+                    f"    AND e.occurred_at >= s.occurred_at AND {self._engaged()}"
+                    "    AND e.occurred_at >= {} AND e.occurred_at <= {})"
+                    f"   GROUP BY {s_day}, s.query) AS q GROUP BY day, query",
+                    start,
+                    end,
+                    start,
+                    end,
+                    start,
+                    end + SEARCH_SUCCESS_WINDOW + timedelta(seconds=1),
+                )
+                await self._db.fetch(
+                    "INSERT INTO analytics_view_days (day, seller_id, item_id, session_id, views)"
+                    f" SELECT {day_sql}, seller_id, item_id, session_id, count(*)"
+                    " FROM analytics_events WHERE kind = 'item_viewed' AND seller_id IS NOT NULL"
+                    " AND occurred_at >= {} AND occurred_at < {}"
+                    f" GROUP BY {day_sql}, seller_id, item_id, session_id",
+                    start,
+                    end,
+                )
+            start = end
+        counts = {
+            str(row["day"]): int(row["n"])
+            for row in await self._db.fetch(
+                f"SELECT {day_sql} AS day, count(*) AS n FROM analytics_events"
+                f" WHERE occurred_at >= {{}} AND occurred_at < {{}} GROUP BY {day_sql}",
+                oldest,
+                closed_before,
+            )
+        }
+        days = []
+        day = closed_before - DAY
+        while day >= oldest:
+            days.append(day_of(day))
+            day -= DAY
+        async with self._db.write_transaction(), self._db.long_statements():
+            await self._db.fetch(
+                "UPDATE analytics_session_days SET alone = 0 WHERE session_id IN (SELECT session_id"
+                " FROM analytics_session_days GROUP BY session_id HAVING count(*) > 1)"
+            )
+            await self._sum_days("day >= {}", ("",))
+            for day_text in days:
+                await self._db.fetch(
+                    "INSERT INTO analytics_rollup_days (day, events, rolled_at) VALUES ({}, {}, {})",
+                    day_text,
+                    counts.get(day_text, 0),
+                    now,
+                )
+            await self._db.fetch(
+                "INSERT INTO analytics_rollup_state (id, watermark) VALUES (1, {}) ON CONFLICT (id) DO UPDATE"
+                " SET watermark = excluded.watermark",
+                int(state["mark"]),
+            )
+        if self._postgres:
+            for table in ROLLUP_TABLES:
+                await self._db.fetch(f"ANALYZE {table}")
+        return days
+
+    async def _sum_day(self, day: str) -> None:
+        """(Re)compute the per-day sums (m0011) of `day` from its session and view rows (caller's transaction)."""
+        for table in ROLLUP_TABLES[3:]:
+            await self._db.fetch(f"DELETE FROM {table} WHERE day = {{}}", day)
+        await self._sum_days("day = {}", (day,))
+
+    async def _sum_days(self, where: str, args: tuple[object, ...]) -> None:
+        """The per-day sums of the days `where` (on `day`) selects, from their session and view rows."""
+        await self._db.fetch(
+            "INSERT INTO analytics_day_totals (day, sessions, events, browsed, carted, started, paid)"
+            " SELECT day, count(*), sum(events), sum(browsed), sum(browsed * carted),"
+            " sum(browsed * carted * started), sum(browsed * carted * started * paid)"
+            f" FROM analytics_session_days WHERE {where} AND alone = 1 GROUP BY day",
+            *args,
+        )
+        await self._db.fetch(
+            "INSERT INTO analytics_duration_days (day, bucket, sessions)"
+            f" SELECT day, bucket, count(*) FROM analytics_session_days WHERE {where} AND alone = 1"
+            " GROUP BY day, bucket",
+            *args,
+        )
+        # A view row is one session's views of one item that day: the viewers alone on the day count as they
+        # are (a row with no session, or of a session seen on other days too, adds its views only).
+        alone = (
+            " FROM analytics_view_days v LEFT JOIN analytics_session_days s"
+            " ON s.day = v.day AND s.session_id = v.session_id AND s.alone = 1"
+            f" WHERE {where.replace('day', 'v.day')}"
+        )
+        await self._db.fetch(
+            "INSERT INTO analytics_item_view_days (day, seller_id, item_id, views, viewers)"
+            " SELECT v.day, v.seller_id, v.item_id, sum(v.views), count(s.session_id)"
+            f"{alone} AND v.item_id IS NOT NULL GROUP BY v.day, v.seller_id, v.item_id",
+            *args,
+        )
+        await self._db.fetch(
+            "INSERT INTO analytics_seller_view_days (day, seller_id, views, viewers)"
+            f" SELECT v.day, v.seller_id, sum(v.views), count(DISTINCT s.session_id){alone}"
+            " GROUP BY v.day, v.seller_id",
+            *args,
+        )
 
     async def forget_before(self, older_than: datetime, events_deleted: bool) -> None:
         """Retention: drop the rollups of the days that began before `older_than` (the boundary day only when

@@ -253,6 +253,8 @@ class AnalyticsSessionDayRow(Table, tablename="analytics_session_days"):
     paid = Integer()
     alone = Integer()
     """1: the session had events on this day only (as far as the rollups know): no grouping across days."""
+    bucket = Integer(null=True, default=None)
+    """m0011: the whole seconds of its duration that day (last_at - first_at), as analytics_duration_days counts."""
 
 
 class AnalyticsSearchDayRow(Table, tablename="analytics_search_days"):
@@ -284,6 +286,40 @@ class AnalyticsRollupStateRow(Table, tablename="analytics_rollup_state"):
     watermark = BigInt()
 
 
+class AnalyticsDayTotalsRow(Table, tablename="analytics_day_totals"):
+    """Rollups (m0011): per day, the sessions alone on it (see AnalyticsSessionDayRow.alone), summed."""
+
+    day = Varchar(length=10, primary_key=True)
+    sessions = BigInt()
+    events = BigInt()
+    browsed = BigInt()
+    carted = BigInt()
+    """Browsed and carted (the funnel's steps are cumulative), as are `started` and `paid`."""
+    started = BigInt()
+    paid = BigInt()
+
+
+class AnalyticsDurationDayRow(Table, tablename="analytics_duration_days"):
+    day = Varchar(length=10, primary_key=True)
+    bucket = Integer()
+    sessions = BigInt()
+
+
+class AnalyticsItemViewDayRow(Table, tablename="analytics_item_view_days"):
+    seller_id = UUID(primary_key=True)
+    day = Varchar(length=10)
+    item_id = UUID()
+    views = BigInt()
+    viewers = BigInt()
+
+
+class AnalyticsSellerViewDayRow(Table, tablename="analytics_seller_view_days"):
+    seller_id = UUID(primary_key=True)
+    day = Varchar(length=10)
+    views = BigInt()
+    viewers = BigInt()
+
+
 ALL_TABLES: tuple[type[Table], ...] = (
     UserRow,
     ItemRow,
@@ -308,6 +344,10 @@ ALL_TABLES: tuple[type[Table], ...] = (
     AnalyticsViewDayRow,
     AnalyticsRollupDayRow,
     AnalyticsRollupStateRow,
+    AnalyticsDayTotalsRow,
+    AnalyticsDurationDayRow,
+    AnalyticsItemViewDayRow,
+    AnalyticsSellerViewDayRow,
 )
 
 COMPOSITE_KEYS: dict[type[Table], tuple[str, ...]] = {
@@ -315,6 +355,9 @@ COMPOSITE_KEYS: dict[type[Table], tuple[str, ...]] = {
     OrderLineRow: ("order_id", "item_id"),
     IdempotencyKeyRow: ("user_id", "key"),
     AnalyticsSessionDayRow: ("day", "session_id"),
+    AnalyticsDurationDayRow: ("day", "bucket"),
+    AnalyticsItemViewDayRow: ("seller_id", "day", "item_id"),
+    AnalyticsSellerViewDayRow: ("seller_id", "day"),
 }
 
 

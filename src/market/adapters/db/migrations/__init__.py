@@ -14,6 +14,7 @@ from . import (
     m0008_session_replay_indexes,
     m0009_refunds,
     m0010_analytics_rollups,
+    m0011_analytics_day_totals,
 )
 from .runner import Migration
 
@@ -28,6 +29,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0008_session_replay_indexes.MIGRATION,
     m0009_refunds.MIGRATION,
     m0010_analytics_rollups.MIGRATION,
+    m0011_analytics_day_totals.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
 
@@ -55,6 +57,10 @@ TABLES: tuple[str, ...] = (
     "analytics_view_days",
     "analytics_rollup_days",
     "analytics_rollup_state",
+    "analytics_day_totals",
+    "analytics_duration_days",
+    "analytics_item_view_days",
+    "analytics_seller_view_days",
 )
 """The business tables the migrations up to HEAD create, on both engines (search indexes aside): readiness
 checks that every one exists. A test keeps this list equal to what the migrations make."""
