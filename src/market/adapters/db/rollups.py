@@ -41,6 +41,8 @@ CLOSE_DELAY = SEARCH_SUCCESS_WINDOW + timedelta(minutes=30)
 """A day is rolled up this long after it ended: its last searches have had their success window."""
 ROLLUP_DAYS_PER_PASS = 31
 """At most this many days rolled up per background pass (a backfill takes several passes)."""
+BACKFILL_WORK_MEM = "256MB"
+"""PostgreSQL memory each sort or hash of a backfill statement may use (run once, after a bulk load)."""
 _LOCK_KEY = 0x616E_726F_6C6C  # PostgreSQL advisory lock: one pass at a time across workers and replicas
 ROLLUP_TABLES = (
     "analytics_session_days",
@@ -337,12 +339,13 @@ class AnalyticsRollups:
             )
         return True
 
-    async def backfill(self, now: datetime, chunk_days: int = 31) -> list[str]:
+    async def backfill(self, now: datetime, chunk_days: int = 31, since: datetime | None = None) -> list[str]:
         """Roll up every closed day at once, set-based (one `INSERT ... SELECT ... GROUP BY day` per table and
         `chunk_days` days, a transaction each, then the sessions' `alone` and the per-day sums): what a bulk load
         wants, where the background pass would take a day at a time. Only into empty rollups (ValueError
         otherwise); what it writes equals what `roll_up` run until it has nothing left writes (a test compares
-        them). Returns the days rolled up, newest first."""
+        them). `since`: only the days from the one it falls in (the older ones are left to the background pass,
+        which rolls up the newest first). Returns the days rolled up, newest first."""
         if await self._db.fetch("SELECT day FROM analytics_rollup_days LIMIT 1"):
             raise ValueError("backfill needs empty rollups: the background pass keeps them up to date")
         closed_before = _midnight(now - CLOSE_DELAY)
@@ -353,11 +356,15 @@ class AnalyticsRollups:
         if state["oldest"] is None:
             return []
         oldest = _midnight(_as_datetime(state["oldest"]))
+        if since is not None:
+            oldest = max(oldest, _midnight(since))
         day_sql = self._day_sql("occurred_at")
         start = oldest
         while start < closed_before:
             end = min(start + chunk_days * DAY, closed_before)
             async with self._db.write_transaction(), self._db.long_statements():
+                if self._postgres:  # a month's sessions grouped in memory rather than spilled to disk
+                    await self._db.fetch(f"SET LOCAL work_mem = '{BACKFILL_WORK_MEM}'")
                 await self._db.fetch(
                     "INSERT INTO analytics_session_days"
                     " (day, session_id, events, first_at, last_at, browsed, carted, started, paid, alone, bucket)"
@@ -401,21 +408,23 @@ class AnalyticsRollups:
                     end,
                 )
             start = end
-        counts = {
-            str(row["day"]): int(row["n"])
-            for row in await self._db.fetch(
-                f"SELECT {day_sql} AS day, count(*) AS n FROM analytics_events"
-                f" WHERE occurred_at >= {{}} AND occurred_at < {{}} GROUP BY {day_sql}",
-                oldest,
-                closed_before,
-            )
-        }
         days = []
         day = closed_before - DAY
         while day >= oldest:
             days.append(day_of(day))
             day -= DAY
         async with self._db.write_transaction(), self._db.long_statements():
+            if self._postgres:
+                await self._db.fetch(f"SET LOCAL work_mem = '{BACKFILL_WORK_MEM}'")
+            counts = {
+                str(row["day"]): int(row["n"])
+                for row in await self._db.fetch(
+                    f"SELECT {day_sql} AS day, count(*) AS n FROM analytics_events"
+                    f" WHERE occurred_at >= {{}} AND occurred_at < {{}} GROUP BY {day_sql}",
+                    oldest,
+                    closed_before,
+                )
+            }
             await self._db.fetch(
                 "UPDATE analytics_session_days SET alone = 0 WHERE session_id IN (SELECT session_id"
                 " FROM analytics_session_days GROUP BY session_id HAVING count(*) > 1)"
