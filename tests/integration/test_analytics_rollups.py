@@ -345,3 +345,32 @@ async def test_percentiles_from_the_duration_buckets_equal_the_raw_ones(db, shop
         rolled = await reports.sessions(period)
         assert rolled == await SqlAnalyticsReports(db, use_rollups=False).sessions(period)
     assert rolled.sessions > 30
+
+
+async def test_a_session_in_the_head_edge_and_on_the_rolled_up_days_counts_once(db, shop):
+    item = shop.items[3]
+    # Seen in the head edge (day 1's evening, rolled up) and on day 2: not alone, grouped.
+    await record(db, "early", DAY0 + timedelta(days=1, hours=20), ItemViewed(item.id, item.seller_id))
+    await record(db, "early", DAY0 + timedelta(days=2, hours=10), CartChanged(item.id, "add", 1))
+    # Alone on day 3 when rolled up, then an event written late into day 1's evening: day 1 is read raw again.
+    await record(db, "late-head", DAY0 + timedelta(days=3, hours=9), ItemViewed(item.id, item.seller_id))
+    reports = SqlAnalyticsReports(db)
+    await reports.rollups.roll_up(NOW)
+    period = Period(DAY0 + timedelta(days=1, hours=12), NOW)
+    split = await reports.rollups.split(period)
+    assert (split.days, split.head_rolled) == (3, True)
+    funnel = await reports.funnel(period)
+    assert (funnel.steps[0].sessions, funnel.steps[1].sessions) == (2, 1)
+
+    await record(db, "late-head", DAY0 + timedelta(days=1, hours=22), CartChanged(item.id, "add", 1))
+
+    assert (await reports.rollups.split(period)).head_rolled is False
+    funnel = await reports.funnel(period)
+    assert (funnel.steps[0].sessions, funnel.steps[1].sessions) == (2, 2)
+    sessions = await reports.sessions(period)
+    assert sessions.sessions == 2
+    board = await reports.seller_dashboard(item.seller_id, period)
+    assert board.views == 2
+    assert await figures(db, shop, period, use_rollups=True) == await figures(
+        db, shop, period, use_rollups=False
+    )

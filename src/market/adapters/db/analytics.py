@@ -277,6 +277,13 @@ def _edge_args(period: Period, split: Split) -> tuple[datetime, datetime, dateti
     return period.start, split.head_end, split.tail_start, period.end
 
 
+def _coming_back(split: Split) -> str:
+    """Which of the edge's sessions (CTE `edge`, with its `tail` flag) may have an `alone = 1` row on the rolled-up
+    days: all of them, or those of the tail edge alone when the head edge's day is rolled up too (Split.head_rolled):
+    the few looked up one by one in the session index."""
+    return "SELECT session_id FROM edge" + (" WHERE tail = 1" if split.head_rolled else "")
+
+
 class SqlAnalyticsReports:
     """The reports. The funnel, search and sessions reports and the seller dashboard read the rollups
     (rollups.py) for the whole days of their period that are rolled up, and the raw events for the rest;
@@ -310,11 +317,12 @@ class SqlAnalyticsReports:
             "  max(CASE WHEN kind IN ('item_viewed', 'search') THEN 1 ELSE 0 END) AS b,"
             "  max(CASE WHEN kind = 'cart_add' THEN 1 ELSE 0 END) AS c,"
             "  max(CASE WHEN kind = 'checkout_started' THEN 1 ELSE 0 END) AS s,"
-            "  max(CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END) AS p"
+            "  max(CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END) AS p,"
+            "  max(CASE WHEN occurred_at >= {} THEN 1 ELSE 0 END) AS tail"
             f"  FROM analytics_events WHERE {_edges()} AND session_id IS NOT NULL GROUP BY session_id),"
             " back AS (SELECT session_id, browsed AS b, carted AS c, started AS s, paid AS p"
             "  FROM analytics_session_days WHERE day >= {} AND day < {} AND alone = 1"
-            "  AND session_id IN (SELECT session_id FROM edge)),"
+            f"  AND session_id IN ({_coming_back(split)})),"
             " grouped AS (SELECT session_id, max(b) AS b, max(c) AS c, max(s) AS s, max(p) AS p FROM ("
             "  SELECT session_id, browsed AS b, carted AS c, started AS s, paid AS p FROM analytics_session_days"
             "  WHERE day >= {} AND day < {} AND alone = 0"
@@ -329,6 +337,7 @@ class SqlAnalyticsReports:
             "  coalesce(sum(c * s * p), 0) AS p FROM back WHERE b = 1)"
             " SELECT sums.b + g.b - r.b AS browsed, sums.c + g.c - r.c AS carted,"
             " sums.s + g.s - r.s AS started, sums.p + g.p - r.p AS paid FROM sums, g, r",
+            split.tail_start,
             *_edge_args(period, split),
             *(split.first_day, split.after_day) * 3,
         )
@@ -607,10 +616,10 @@ class SqlAnalyticsReports:
         bucket = self.rollups.bucket_sql("first_at", "last_at")
         rows = await self._db.fetch(
             "WITH edge AS (SELECT session_id, count(*) AS events, min(occurred_at) AS first_at,"
-            f"  max(occurred_at) AS last_at FROM analytics_events WHERE {_edges()}"
-            "  AND session_id IS NOT NULL GROUP BY session_id),"
+            "  max(occurred_at) AS last_at, max(CASE WHEN occurred_at >= {} THEN 1 ELSE 0 END) AS tail"
+            f"  FROM analytics_events WHERE {_edges()} AND session_id IS NOT NULL GROUP BY session_id),"
             " back AS (SELECT session_id, events, first_at, last_at, bucket FROM analytics_session_days"
-            f"  WHERE {rolled[0]} AND alone = 1 AND session_id IN (SELECT session_id FROM edge)),"
+            f"  WHERE {rolled[0]} AND alone = 1 AND session_id IN ({_coming_back(split)})),"
             " grouped AS (SELECT session_id, sum(events) AS events, min(first_at) AS first_at,"
             "  max(last_at) AS last_at FROM ("
             "  SELECT session_id, events, first_at, last_at FROM analytics_session_days"
@@ -620,6 +629,7 @@ class SqlAnalyticsReports:
             f" SELECT 1 AS sign, NULL AS session_id, events, {duration} AS duration, {bucket} AS bucket"
             " FROM grouped"
             " UNION ALL SELECT -1, session_id, events, NULL, bucket FROM back",
+            split.tail_start,
             *_edge_args(period, split),
             *rolled[1:],
             *rolled[1:],
@@ -733,12 +743,13 @@ class SqlAnalyticsReports:
         # distinct from their view rows and edge events, and the latter's alone rows taken back out (`back`).
         split = await self._split(period)
         viewed = await self._db.fetch(
-            "WITH edge AS (SELECT item_id, session_id, count(*) AS views FROM analytics_events"
+            "WITH edge AS (SELECT item_id, session_id, count(*) AS views,"
+            " max(CASE WHEN occurred_at >= {} THEN 1 ELSE 0 END) AS tail FROM analytics_events"
             f" WHERE kind = 'item_viewed' AND seller_id = {{}} AND {_edges()} GROUP BY item_id, session_id),"
             " back AS (SELECT v.item_id, v.session_id FROM analytics_view_days v"
             "  JOIN analytics_session_days s ON s.day = v.day AND s.session_id = v.session_id AND s.alone = 1"
             "  WHERE v.seller_id = {} AND v.day >= {} AND v.day < {}"
-            "  AND v.session_id IN (SELECT session_id FROM edge)),"
+            f"  AND v.session_id IN ({_coming_back(split)})),"
             " grouped AS (SELECT v.item_id, v.session_id FROM analytics_session_days s"
             "  JOIN analytics_view_days v ON v.session_id = s.session_id AND v.day = s.day"
             "  WHERE s.day >= {} AND s.day < {} AND s.alone = 0 AND v.seller_id = {}"
@@ -762,6 +773,7 @@ class SqlAnalyticsReports:
             "  WHERE seller_id = {} AND day >= {} AND day < {})"
             " - (SELECT count(DISTINCT session_id) FROM back)"
             " + (SELECT count(DISTINCT session_id) FROM grouped)",
+            split.tail_start,
             seller_id,
             *_edge_args(period, split),
             seller_id,

@@ -84,6 +84,9 @@ class Split:
     after_day: str
     head_end: datetime
     tail_start: datetime
+    head_rolled: bool = False
+    """The head edge lies in one day that is rolled up too (and has no late event): a session seen there and on
+    the rolled-up days is already `alone = 0` on them, so only the tail edge's sessions need looking up."""
 
     @staticmethod
     def raw(period: Period) -> Split:
@@ -143,17 +146,18 @@ class AnalyticsRollups:
         if first + DAY > period.end + timedelta(microseconds=1):
             return Split.raw(period)
         last = _midnight(period.end + timedelta(microseconds=1)) - DAY  # the last day ending by period.end
+        head = first - DAY  # the day of the head edge, if the period does not start at a midnight
         rolled = {
             str(row["day"])
             for row in await self._db.fetch(
                 "SELECT day FROM analytics_rollup_days WHERE day >= {} AND day <= {}",
-                day_of(first),
+                day_of(head),
                 day_of(last),
             )
         }
         if not rolled:
             return Split.raw(period)
-        rolled -= await self._late_days(first, last + DAY)
+        rolled -= await self._late_days(head, last + DAY)
         best: tuple[datetime, datetime] | None = None
         run_start: datetime | None = None
         day = first
@@ -167,7 +171,8 @@ class AnalyticsRollups:
             day += DAY
         if best is None:
             return Split.raw(period)
-        return Split(day_of(best[0]), day_of(best[1]), best[0], best[1])
+        head_rolled = best[0] == first and (first == period.start or day_of(head) in rolled)
+        return Split(day_of(best[0]), day_of(best[1]), best[0], best[1], head_rolled)
 
     async def _late_days(self, start: datetime, end: datetime) -> set[str]:
         """Days in [start, end) whose rollup misses an event written after the last pass (or, for an event just
