@@ -242,6 +242,9 @@ async def roll_up_all(db: Database, now: datetime, days_back: int | None) -> Non
     if not await db.fetch("SELECT day FROM analytics_rollup_days LIMIT 1"):
         since = now - timedelta(days=days_back) if days_back else None
         days, how = len(await rollups.backfill(now, since=since)), "backfill (set-based)"
+    elif days_back:
+        days, how = 0, "nothing: rollups there (--rollup-days), older days left to the background pass"
+        print(f"rollups: {how}")
     else:
         days, how = 0, "background pass"
         while done := await rollups.roll_up(now):
