@@ -3,12 +3,16 @@ semconv duration buckets, the release name, and how /metrics merges and renders 
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
+from prometheus_client.exposition import generate_latest as generate_text
 from prometheus_client.openmetrics import parser as openmetrics_parser
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
 
 from market import __version__
 from market.adapters.telemetry.db import summarize
@@ -16,7 +20,14 @@ from market.build import release
 from market.config import Settings
 from market.telemetry import names
 from market.telemetry.metrics import DURATION_BUCKETS_S, Instruments, build_meter_provider
-from market.telemetry.prometheus import merge, render, snapshot, wants_openmetrics
+from market.telemetry.prometheus import (
+    _Families,
+    merge,
+    render,
+    snapshot,
+    wants_openmetrics,
+    with_known_series,
+)
 from market.telemetry.tracing import build_resource, build_tracer_provider, chosen_exporters
 
 SEMCONV_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
@@ -175,6 +186,110 @@ def test_known_label_sets_start_at_zero_and_every_route_has_zero_5xx_series():
             f'error_type="{status}",http_request_method="GET",http_response_status_code="{status}",'
             'http_route="/api/v1/items",url_scheme="http"} 0.0'
         ) in text
+
+
+def _zero_5xx_counts(text: str, route: str, method: str) -> list[str]:
+    return [
+        line
+        for line in text.splitlines()
+        if line.startswith("http_server_request_duration_seconds_count{")
+        and f'http_route="{route}"' in line
+        and f'http_request_method="{method}"' in line
+        and line.endswith(" 0.0")
+    ]
+
+
+def test_every_route_the_app_serves_has_zero_5xx_series_before_its_first_request():
+    # /api/v1/checkout was never requested: its first 5xx must find a series at zero, with every bucket
+    snap = merge([_worker_snapshot(1, [])])
+    routes = [("/api/v1/checkout", "POST"), ("/api/v1/items", "GET"), ("/api/v1/items", "POST")]
+    text = render(snap, routes=routes)
+    for status in ("500", "503"):
+        assert (
+            "http_server_request_duration_seconds_count{"
+            f'error_type="{status}",http_request_method="POST",http_response_status_code="{status}",'
+            'http_route="/api/v1/checkout",url_scheme="http"} 0.0'
+        ) in text
+    assert len(_zero_5xx_counts(text, "/api/v1/checkout", "POST")) == 2
+    assert len(_zero_5xx_counts(text, "/api/v1/items", "POST")) == 2
+    buckets = [
+        line
+        for line in text.splitlines()
+        if line.startswith("http_server_request_duration_seconds_bucket{")
+        and 'http_route="/api/v1/checkout"' in line
+        and 'http_response_status_code="503"' in line
+    ]
+    assert len(buckets) == len(DURATION_BUCKETS_S) + 1 and all(b.endswith(" 0.0") for b in buckets)
+    # the route seen keeps its one 200 series; no 200 is made up for the others
+    assert text.count('http_response_status_code="200"') == len(DURATION_BUCKETS_S) + 3
+    assert 'http_request_method="OPTIONS"' not in text
+    om = render(snap, openmetrics=True, routes=routes)
+    assert len(_zero_5xx_counts(om, "/api/v1/checkout", "POST")) == 2
+    families = [f.name for f in openmetrics_parser.text_string_to_metric_families(om)]  # valid OpenMetrics
+    assert len(families) == len(set(families)) and om.count("# EOF") == 1
+    # the zero series' text is rendered once and spliced in: the same lines as rendering them as samples
+    for openmetrics, spliced in ((False, text), (True, om)):
+        whole = generate_text if not openmetrics else generate_openmetrics
+        materialized = whole(_Families(with_known_series(copy.deepcopy(snap), routes), None, openmetrics))
+        assert sorted(spliced.splitlines()) == sorted(materialized.decode().splitlines())
+
+
+def _counts(text: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The request-duration `_count` samples of a text exposition, by label set."""
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "http_server_request_duration_seconds_count"
+    }
+
+
+def test_zero_5xx_series_exist_before_any_request_at_all_and_never_hide_a_real_count():
+    routes = [("/api/v1/checkout", "POST")]
+    reader = InMemoryMetricReader()
+    provider = build_meter_provider(Resource.create({}), [reader], {})
+    try:
+        instruments = Instruments.create(provider.get_meter("t"))
+        fresh = _counts(render(snapshot(reader.get_metrics_data()), routes=routes))
+        instruments.http_duration.record(
+            0.2,
+            {
+                names.HTTP_REQUEST_METHOD: "POST",
+                names.HTTP_ROUTE: "/api/v1/checkout",
+                names.HTTP_RESPONSE_STATUS_CODE: 503,
+                names.URL_SCHEME: "http",
+                names.ERROR_TYPE: "503",
+            },
+        )
+        after = _counts(render(snapshot(reader.get_metrics_data()), routes=routes))
+    finally:
+        provider.shutdown()
+
+    def series(status: str) -> tuple[tuple[str, str], ...]:
+        labels = {
+            "error_type": status,
+            "http_request_method": "POST",
+            "http_response_status_code": status,
+            "http_route": "/api/v1/checkout",
+            "url_scheme": "http",
+        }
+        return tuple(sorted(labels.items()))
+
+    assert fresh == {series("500"): 0.0, series("503"): 0.0}
+    assert after == {series("500"): 0.0, series("503"): 1.0}
+
+
+def test_the_app_answers_no_5xx_status_without_a_zero_series():
+    """Every problem type of 500 and above has its zero series (a new 5xx status would appear at 1)."""
+    from market.adapters.http import problems
+    from market.telemetry.prometheus import ZERO_STATUSES
+
+    statuses = {
+        value.status
+        for value in [*vars(problems).values(), *getattr(problems, "PROBLEM_TYPES", {}).values()]
+        if isinstance(value, problems.ProblemType) and value.status >= 500
+    }
+    assert statuses and {str(status) for status in statuses} <= set(ZERO_STATUSES)
 
 
 def test_openmetrics_is_valid_with_created_and_eof_and_the_text_format_has_neither():

@@ -14,6 +14,7 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.di import Provide
+from litestar.routes import HTTPRoute
 
 from market.adapters.db.database import Database
 from market.adapters.db.errors import unavailable_reason
@@ -168,7 +169,21 @@ def build_app(
         AccessLog(via_logging=telemetry.logger_provider is not None),  # exported lines go through logging
         sessions=recording if settings.sessions.recording else None,
     )
+    telemetry.exposition.expect_routes(served_routes(app))  # their 5xx series exist at zero from the start
     return app
+
+
+def served_routes(app: Litestar) -> list[tuple[str, str]]:
+    """(route template, method) of every handler the app declares, as the edge middleware labels requests.
+    Litestar's automatic OPTIONS answer (no handler of ours, no I/O) is left out: its zero 5xx series would add
+    2 108 lines (62 paths x 2 statuses x 17 samples, +60 %) to /metrics for an answer our code cannot fail."""
+    return [
+        (route.path_format, method)
+        for route in app.routes
+        if isinstance(route, HTTPRoute)
+        for method in route.methods
+        if method != "OPTIONS"
+    ]
 
 
 def session_dependencies(links: SessionLinks) -> dict[str, Provide]:

@@ -20,6 +20,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
+from market.domain.money import CURRENCIES
 from market.domain.refunds import RefundReason
 
 from . import names
@@ -119,7 +120,9 @@ class Instruments:
 
 # Every series of a bounded label set exists from the start, at zero: the first decline, gateway error or
 # rejected webhook then moves increase() and rate(), instead of appearing at 1 (which Prometheus cannot tell
-# from a series that was always 1).
+# from a series that was always 1; the `_created` of OpenMetrics would, but Prometheus 2.42 ignores it). The
+# request duration's 5xx series are added at render time instead (prometheus.with_known_series): a histogram
+# cannot record a zero count.
 PAYMENT_OUTCOMES = ("succeeded", "declined", "error")
 PAYMENT_METHODS = ("card",)
 SEARCH_OUTCOMES = ("results", "no_results")
@@ -129,6 +132,9 @@ WEBHOOK_OUTCOMES = ("success", "failure")
 REFUND_REASONS = tuple(reason.value for reason in RefundReason)
 WEBHOOK_REJECTION_REASONS = ("missing_signature", "malformed", "stale_signature", "bad_signature")
 PROBE_OUTCOMES = ("success", "failure")
+# Orders paid, by currency: any active ISO 4217 code an item may be priced in (about 150 series of one line each),
+# so that the first order in a currency moves the funnel's "orders / checkouts started".
+ORDER_CURRENCIES = tuple(sorted(CURRENCIES))
 
 
 def zero_known_series(m: Instruments) -> None:
@@ -148,6 +154,8 @@ def zero_known_series(m: Instruments) -> None:
         m.probe_checks.add(0, {names.PROBE_OUTCOME: outcome})
     for reason in REFUND_REASONS:
         m.refunds.add(0, {names.REFUND_REASON: reason})
+    for currency in ORDER_CURRENCIES:
+        m.orders_completed.add(0, {names.ORDER_CURRENCY: currency})
     m.item_views.add(0)
     m.checkout_started.add(0)
 

@@ -14,12 +14,14 @@ environment): replicas that share a var folder each report their own work, never
 Prometheus scrapes every replica and adds them up itself.
 
 Also exposed: `target_info` (the resource: service.name, service.instance.id, ...), and a zero series for
-every known label set (payment outcomes, search outcomes, webhook outcomes, and status 500/503 of every
-route seen), so that the first error moves `increase()` instead of appearing at 1.
+every known label set (payment outcomes, search outcomes, webhook outcomes, and status 500/503 of every route
+the app serves, from the start, and of every route seen), so that the first error moves `increase()` instead of
+appearing at 1.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -42,6 +44,7 @@ from prometheus_client.utils import floatToGoString
 from market.private_files import private_dir, write_private_text
 
 from . import names
+from .metrics import DURATION_BUCKETS_S
 
 # prometheus family name -> {"type", "help", "samples": {key: value}, and optionally "created": {key: unix s},
 # "exemplars": {key: [trace_id, span_id, value, unix s]}, "merge": "sum" | "min" | "max" (gauges)}
@@ -180,37 +183,101 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
 
 
 # --- Known label sets, zero until they happen --------------------------------------------------------------
-# Counters start every known series at zero themselves (metrics.zero_known_series); the HTTP duration gets a
-# 500 and a 503 series beside every (method, route, scheme) it has seen.
+# Counters start every known series at zero themselves (metrics.zero_known_series). The request duration gets,
+# at render time, a zero series for each 5xx status the app can answer beside every (method, route) the app
+# serves (MetricsExposition.expect_routes, from the Litestar app at start) and every (method, route, scheme)
+# seen: a route's first-ever 5xx then moves increase() instead of appearing at 1. The app answers only these
+# two 5xx statuses (adapters/http/problems.py): 500 for what it did not expect (an HTTPException >= 500 too),
+# 503 when the database, the payment provider or the password-hashing budget cannot serve now, and for
+# /health/ready while the database is unreachable.
 ZERO_STATUSES = ("500", "503")
+ZERO_SCHEME = "http"  # uvicorn runs without TLS or proxy headers (cli.py): every request's url.scheme is http
 _HTTP_DURATION = "http_server_request_duration_seconds"
+_METHOD = names.HTTP_REQUEST_METHOD.replace(".", "_")
+_ROUTE = names.HTTP_ROUTE.replace(".", "_")
+_SCHEME = names.URL_SCHEME.replace(".", "_")
 _STATUS = names.HTTP_RESPONSE_STATUS_CODE.replace(".", "_")
 _ERROR_TYPE = names.ERROR_TYPE.replace(".", "_")
+Route = tuple[str, str]
+"""(route template, method), e.g. ("/api/v1/items/{item_id}", "GET")."""
 
 
-def with_known_series(snap: Snapshot) -> Snapshot:
-    """The snapshot plus zero 500 and 503 series of the request duration for every route seen."""
+def missing_zero_series(
+    snap: Snapshot, routes: Iterable[Route] = ()
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The `_count` keys of the zero 5xx series to add (one for each of ZERO_STATUSES beside every (method,
+    route, scheme) seen and every expected (method, route) with scheme `http`, where the status has no series
+    yet), and the `le` values of their buckets. Creates the request-duration family (empty) when routes are
+    expected and nothing was recorded yet."""
     family = snap.get(_HTTP_DURATION)
-    if family is not None:
-        seen = {}
-        bounds: set[str] = set()
-        for key in family["samples"]:
-            suffix, labels = json.loads(key)
-            if suffix == "_bucket":
-                bounds.update(v for k, v in labels if k == "le")
-            elif suffix == "_count":
-                series = {k: v for k, v in labels if k not in (_STATUS, _ERROR_TYPE)}
-                seen[json.dumps(sorted(series.items()))] = series
-        for series in seen.values():
-            for status in ZERO_STATUSES:
-                labels = sorted([[k, v] for k, v in {**series, _STATUS: status, _ERROR_TYPE: status}.items()])
-                if _key("_count", labels) in family["samples"]:
-                    continue
-                family["samples"][_key("_count", labels)] = 0
-                family["samples"][_key("_sum", labels)] = 0
-                for le in bounds:
-                    family["samples"][_key("_bucket", sorted([*labels, ["le", le]]))] = 0
+    routes = tuple(routes)
+    if family is None:
+        if not routes:
+            return (), ()
+        name, _, description = names.HTTP_SERVER_REQUEST_DURATION
+        family = snap[_HTTP_DURATION] = {"type": "histogram", "help": description or name, "samples": {}}
+    seen: set[tuple[tuple[str, str], ...]] = set()
+    bounds: set[str] = set()
+    samples = family["samples"]
+    for key in samples:
+        suffix, labels = json.loads(key)
+        if suffix == "_bucket":
+            bounds.update(v for k, v in labels if k == "le")
+        elif suffix == "_count":
+            seen.add(tuple((k, v) for k, v in labels if k not in (_STATUS, _ERROR_TYPE)))
+    for route, method in routes:
+        seen.add(tuple(sorted({_METHOD: method, _ROUTE: route, _SCHEME: ZERO_SCHEME}.items())))
+    missing = tuple(key for key in _zero_count_keys(frozenset(seen)) if key not in samples)
+    return missing, tuple(sorted(bounds)) or _default_bounds()
+
+
+def with_known_series(snap: Snapshot, routes: Iterable[Route] = ()) -> Snapshot:
+    """The snapshot plus the zero series of missing_zero_series() as samples (render() adds them as text)."""
+    missing, bounds = missing_zero_series(snap, routes)
+    if missing:
+        snap[_HTTP_DURATION]["samples"].update(_zero_samples(missing, bounds))
     return snap
+
+
+def _default_bounds() -> tuple[str, ...]:
+    """The `le` values of the request-duration view, as snapshot() spells them (before any request is seen)."""
+    return tuple(sorted([*(_number(float(b)) for b in DURATION_BUCKETS_S), "+Inf"]))
+
+
+@functools.lru_cache(maxsize=4)
+def _zero_count_keys(series: frozenset[tuple[tuple[str, str], ...]]) -> tuple[str, ...]:
+    """The `_count` key of each series with each zero status (built once per set of series, not per scrape)."""
+    return tuple(
+        _key("_count", sorted([[k, v] for k, v in (*labels, (_STATUS, status), (_ERROR_TYPE, status))]))
+        for labels in sorted(series)
+        for status in ZERO_STATUSES
+    )
+
+
+def _zero_samples(count_keys: tuple[str, ...], bounds: tuple[str, ...]) -> dict[str, int]:
+    samples = {}
+    for count_key in count_keys:
+        labels = json.loads(count_key)[1]
+        samples[count_key] = 0
+        samples[_key("_sum", labels)] = 0
+        for le in bounds:
+            samples[_key("_bucket", sorted([*labels, ["le", le]]))] = 0
+    return samples
+
+
+def _zero_text(count_keys: tuple[str, ...], bounds: tuple[str, ...], openmetrics: bool) -> str:
+    """The zero series' sample lines (about 2 300 for the app's 69 (route, method) pairs: the bulk of /metrics),
+    each series rendered by prometheus_client once per format, not at every scrape."""
+    return "".join(_zero_block(key, bounds, openmetrics) for key in count_keys)
+
+
+@functools.lru_cache(maxsize=4096)
+def _zero_block(count_key: str, bounds: tuple[str, ...], openmetrics: bool) -> str:
+    family = {"type": "histogram", "help": "", "samples": _zero_samples((count_key,), bounds)}
+    collector = _Families({_HTTP_DURATION: family}, None, openmetrics)
+    generate = generate_openmetrics if openmetrics else generate_text
+    text = generate(collector).decode()  # type: ignore[arg-type]
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith("#"))
 
 
 # --- Process metrics (per worker, added up by merge) -------------------------------------------------------
@@ -241,10 +308,17 @@ def wants_openmetrics(accept: str | None) -> bool:
 class _Families:
     """A prometheus_client collector over one merged snapshot."""
 
-    def __init__(self, snap: Snapshot, resource: Resource | None, openmetrics: bool) -> None:
+    def __init__(
+        self,
+        snap: Snapshot,
+        resource: Resource | None,
+        openmetrics: bool,
+        families: Iterable[str] | None = None,
+    ) -> None:
         self.snap = snap
         self.resource = resource
         self.openmetrics = openmetrics
+        self.families = sorted(snap) if families is None else list(families)  # which, in this order
 
     def collect(self) -> Iterable[Metric]:
         if self.resource is not None:
@@ -252,7 +326,7 @@ class _Families:
             labels = {k.replace(".", "_"): str(v) for k, v in sorted(self.resource.attributes.items())}
             info.add_sample("target_info", labels, 1)
             yield info
-        for name in sorted(self.snap):
+        for name in self.families:
             yield self._family(name, self.snap[name])
 
     def _family(self, name: str, family: dict[str, Any]) -> Metric:
@@ -278,13 +352,10 @@ class _Families:
                     _exemplar(exemplars.get(key)),
                 )
             )
+            if not self.openmetrics or suffix not in ("", "_count"):
+                continue
             series = _key("", [pair for pair in labels if pair[0] != "le"])
-            if (
-                self.openmetrics
-                and series in created
-                and series not in seen_series
-                and suffix in ("", "_count")
-            ):
+            if series in created and series not in seen_series:
                 seen_series.add(series)
                 series_labels = {k: v for k, v in labels if k != "le"}
                 metric.samples.append(Sample(base + "_created", series_labels, created[series], None, None))
@@ -302,12 +373,25 @@ def _exemplar(found: list[Any] | None) -> Exemplar | None:
     return Exemplar({"trace_id": trace_id, "span_id": span_id}, float(value), when)
 
 
-def render(snap: Snapshot, *, openmetrics: bool = False, resource: Resource | None = None) -> str:
-    """The exposition of a merged snapshot: Prometheus text (default) or OpenMetrics 1.0."""
-    collector = _Families(with_known_series(snap), resource, openmetrics)
-    if openmetrics:
-        return generate_openmetrics(collector).decode()  # type: ignore[arg-type]
-    return generate_text(collector).decode()  # type: ignore[arg-type]
+def render(
+    snap: Snapshot,
+    *,
+    openmetrics: bool = False,
+    resource: Resource | None = None,
+    routes: Iterable[Route] = (),
+) -> str:
+    """The exposition of a merged snapshot: Prometheus text (default) or OpenMetrics 1.0, with the zero series
+    of every known label set (`routes`: the app's (route template, method) pairs)."""
+    missing, bounds = missing_zero_series(snap, routes)
+    generate = generate_openmetrics if openmetrics else generate_text
+    if not missing:
+        return generate(_Families(snap, resource, openmetrics)).decode()  # type: ignore[arg-type]
+    # The request-duration family, then its zero series (text rendered once, see _zero_text), then the rest.
+    ordered = sorted(snap)
+    cut = ordered.index(_HTTP_DURATION) + 1
+    head = generate(_Families(snap, resource, openmetrics, ordered[:cut])).decode()  # type: ignore[arg-type]
+    tail = generate(_Families(snap, None, openmetrics, ordered[cut:])).decode()  # type: ignore[arg-type]
+    return head.removesuffix("# EOF\n") + _zero_text(missing, bounds, openmetrics) + tail
 
 
 _SUFFIX_RANK = {"": 0, "_bucket": 1, "_sum": 2, "_count": 3}
@@ -399,6 +483,12 @@ class MetricsExposition:
         # collected every few seconds): the latest per sample is kept here until a newer one replaces it.
         self._exemplars: dict[str, dict[str, list[Any]]] = {}
         self._lock = threading.Lock()
+        self.routes: tuple[Route, ...] = ()
+
+    def expect_routes(self, routes: Iterable[Route]) -> None:
+        """The (route template, method) pairs the app serves, known at start: each gets zero 5xx series of the
+        request duration from the first scrape on, before its first request."""
+        self.routes = tuple(sorted(set(routes)))
 
     def collect(self) -> Snapshot:
         snap = snapshot(self.reader.get_metrics_data())
@@ -416,7 +506,12 @@ class MetricsExposition:
 
     def render(self, *, openmetrics: bool = False) -> str:
         own = {**self.collect(), **process_snapshot()}
-        return render(merge([*self.directory.others(), own]), openmetrics=openmetrics, resource=self.resource)
+        return render(
+            merge([*self.directory.others(), own]),
+            openmetrics=openmetrics,
+            resource=self.resource,
+            routes=self.routes,
+        )
 
     def write_snapshot(self) -> None:
         self.directory.write({**self.collect(), **process_snapshot()})

@@ -126,6 +126,8 @@ class BackupService:
         self._tracer = trace.get_tracer(names.INSTRUMENTATION_SCOPE, tracer_provider=tracer_provider)
         meter = metrics.get_meter(names.INSTRUMENTATION_SCOPE, meter_provider=meter_provider)
         self._runs = counter(meter, names.BACKUP_RUNS)
+        for outcome in (SUCCESS, FAILURE):  # at zero from the start: the first failure moves increase()
+            self._runs.add(0, {names.BACKUP_OUTCOME: outcome})
         self._last_success = gauge(meter, names.BACKUP_LAST_SUCCESS)
 
     @classmethod
