@@ -372,6 +372,9 @@ class FakeOrderRepository:
     async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
         return self.state.orders.get(order_id)
 
+    async def lock_current(self, order: Order) -> Order | None:
+        return self.state.orders.get(order.id)
+
     async def save_status(self, order: Order) -> None:
         stored = self.state.orders[order.id]
         self.state.orders[order.id] = dataclasses.replace(

@@ -237,6 +237,12 @@ class OrderRepository(Protocol):
     async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
         """With `for_update`, the row stays locked until the transaction ends (PostgreSQL)."""
 
+    async def lock_current(self, order: Order) -> Order | None:
+        """`order` as stored now, its row locked until the transaction ends (PostgreSQL), like
+        `get(order.id, for_update=True)` but reading back only what may change once an order is placed (status,
+        `updated_at`, the payment's fields): its lines and total are `order`'s own. None if there is no such
+        order."""
+
     async def save_status(self, order: Order) -> None:
         """Persist the order's status and its payment's fields."""
 
