@@ -57,6 +57,20 @@ async def test_a_reservation_takes_stock_only_when_enough_is_left(db):
     assert await stock_of(db, item.id) == 2
 
 
+async def test_reserving_several_lines_takes_each_or_names_the_first_short_one(db):
+    stock = SqlStockRepository(db)
+    seller = await add_user(db)
+    items = sorted([await add_item(db, seller, stock=n) for n in (3, 1, 5)], key=lambda i: i.id)
+    wanted = [(item.id, 1) for item in items]
+    assert await stock.reserve_all(wanted) is None
+    assert [await stock_of(db, item.id) for item in items] == [item.stock - 1 for item in items]
+    short = next(item.id for item in items if item.stock == 1)
+    async with PiccoloUnitOfWork(db) as work:  # the caller rolls back what was taken of the others
+        assert await work.stock.reserve_all(wanted) == short
+    assert [await stock_of(db, item.id) for item in items] == [item.stock - 1 for item in items]
+    assert await stock.reserve_all([(items[0].id, 99), (items[1].id, 1)]) == items[0].id
+
+
 async def test_an_archived_item_cannot_be_reserved(db):
     item = await add_item(db, await add_user(db), stock=3, status=ItemStatus.ARCHIVED)
     assert await SqlStockRepository(db).reserve(item.id, 1) is False

@@ -355,6 +355,12 @@ class FakeStockRepository:
         self.items[item_id] = dataclasses.replace(item, stock=item.stock - quantity)
         return True
 
+    async def reserve_all(self, wanted: Sequence[tuple[str, int]]) -> str | None:
+        for item_id, quantity in wanted:
+            if not await self.reserve(item_id, quantity):
+                return item_id
+        return None
+
     async def release(self, item_id: str, quantity: int) -> None:
         item = self.items[item_id]
         self.items[item_id] = dataclasses.replace(item, stock=item.stock + quantity)

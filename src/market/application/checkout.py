@@ -96,13 +96,15 @@ async def checkout(
         # The stock last: a popular item's row stays locked from its reservation to the commit, and every
         # other checkout of it waits that long. Item rows are locked in one global order (by id), whatever the
         # cart's order: two checkouts taking the same items in opposite orders would otherwise deadlock.
-        for line in _in_lock_order(order.lines):
-            if not await work.stock.reserve(line.item_id, line.quantity):
-                # Tell what is left now: the cart's figure predates the checkouts that won the race.
-                item = await work.items.get(line.item_id)
-                left = item.stock if item is not None and item.status is ItemStatus.ACTIVE else 0
-                # Rolls back every reservation, the order and the claim.
-                raise InsufficientStock(line.title, left)
+        lines = _in_lock_order(order.lines)
+        short = await work.stock.reserve_all([(line.item_id, line.quantity) for line in lines])
+        if short is not None:
+            line = next(line for line in lines if line.item_id == short)
+            # Tell what is left now: the cart's figure predates the checkouts that won the race.
+            item = await work.items.get(line.item_id)
+            left = item.stock if item is not None and item.status is ItemStatus.ACTIVE else 0
+            # Rolls back every reservation, the order and the claim.
+            raise InsufficientStock(line.title, left)
         await work.commit()
 
     request = ChargeRequest(order.id, payment.id, order.total, method.type, method.token)

@@ -227,6 +227,11 @@ class StockRepository(Protocol):
     async def reserve(self, item_id: str, quantity: int) -> bool:
         """Atomically take `quantity` units if that many are left; False (and no change) otherwise."""
 
+    async def reserve_all(self, wanted: Sequence[tuple[str, int]]) -> str | None:
+        """Take each (item id, quantity) of `wanted` (sorted by item id) if that many are left, in one go;
+        returns None, or the first item of `wanted` that lacks stock: then the caller rolls back (what was
+        taken of the others is not given back here)."""
+
     async def release(self, item_id: str, quantity: int) -> None: ...
 
 

@@ -145,8 +145,48 @@ class SqlStockRepository:
         rows = await self._db.fetch(_RESERVE_STOCK, quantity, item_id, quantity)
         return bool(rows)
 
+    async def reserve_all(self, wanted: Sequence[tuple[str, int]]) -> str | None:
+        """Every (item, quantity) in one statement. PostgreSQL locks the rows in id order first (a MATERIALIZED
+        CTE with ORDER BY ... FOR NO KEY UPDATE, which every row the UPDATE changes passes through), so two
+        checkouts of the same items cannot deadlock; NO KEY UPDATE is the lock the UPDATE takes anyway, and lets
+        other checkouts' order lines through (their foreign-key checks take KEY SHARE: FOR UPDATE would wait for
+        them, and deadlock). SQLite has one writer at a time."""
+        if len(wanted) == 1:
+            item_id, quantity = wanted[0]
+            return None if await self.reserve(item_id, quantity) else item_id
+        args = [value for pair in wanted for value in pair]
+        if self._db.is_postgres:
+            rows = await self._db.fetch(_reserve_all_postgres(len(wanted)), *args)
+        else:
+            ids = [item_id for item_id, _ in wanted]
+            rows = await self._db.fetch(_reserve_all_sqlite(len(wanted)), *args, *ids, *args)
+        taken = {str(r["id"]) for r in rows}
+        return next((item_id for item_id, _ in wanted if item_id not in taken), None)
+
     async def release(self, item_id: str, quantity: int) -> None:
         await self._db.fetch(_RELEASE_STOCK, quantity, item_id)
+
+
+@functools.lru_cache(maxsize=32)
+def _reserve_all_postgres(count: int) -> str:
+    values = ", ".join(["(CAST({} AS uuid), CAST({} AS integer))"] * count)
+    return (
+        f"WITH want (id, quantity) AS (VALUES {values}),"
+        " locked AS MATERIALIZED (SELECT i.id FROM items i JOIN want w ON w.id = i.id ORDER BY i.id FOR NO KEY UPDATE OF i)"
+        " UPDATE items SET stock = items.stock - want.quantity FROM want, locked"
+        " WHERE items.id = want.id AND locked.id = items.id AND items.status = 'active'"
+        " AND items.stock >= want.quantity RETURNING items.id"
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _reserve_all_sqlite(count: int) -> str:
+    quantity = "CASE id " + " ".join(["WHEN {} THEN {}"] * count) + " END"
+    marks = ", ".join(["{}"] * count)
+    return (
+        f"UPDATE items SET stock = stock - {quantity} WHERE id IN ({marks}) AND status = 'active'"
+        f" AND stock >= {quantity} RETURNING id"
+    )
 
 
 _ORDER_COLUMNS = select_list(OrderRow, "o")
