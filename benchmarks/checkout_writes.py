@@ -4,7 +4,8 @@ committed — the "writes per checkout" line of docs/CAPACITY.md.
 Seeds a small database, fills `--buyers` carts (as checkout_throughput.py does), reads PostgreSQL's own
 counters (pg_stat_user_tables, pg_stat_database), runs the checkouts one at a time with `tok_visa`, waits for
 the server's backends to flush their statistics, and prints the difference divided by the number of paid
-orders. The reconciler is held off; the webhook outbox is written only for sellers with an endpoint (none
+orders; then the statements (round trips but BEGIN/COMMIT) per order, by operation and table, from the server's
+own `db.client.operation.duration` counts on /metrics. The reconciler is held off; the webhook outbox is written only for sellers with an endpoint (none
 here: add one row per paid order and seller with an endpoint). Nothing is asserted.
 
     .venv/bin/python benchmarks/checkout_writes.py [--buyers 200]
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import time
 import uuid
 from collections import Counter
@@ -58,6 +60,31 @@ async def _checkouts(base: str, buyers: list[str]) -> int:
     return paid
 
 
+def _statements(base: str) -> Counter[str]:
+    """Statements the server has run so far, by operation and table, from its own
+    `db.client.operation.duration` histogram on /metrics (BEGIN and COMMIT are not statements there)."""
+    counts: Counter[str] = Counter()
+    text = httpx.get(base + "/metrics", timeout=30).text
+    for line in text.splitlines():
+        if not line.startswith("db_client_operation_duration_seconds_count{"):
+            continue
+        labels, _, value = line.rpartition(" ")
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        counts[f"{fields.get('db_operation_name', '?')} {fields.get('db_collection_name', '')}".strip()] += (
+            int(float(value))
+        )
+    return counts
+
+
+def _report_statements(before: Counter[str], after: Counter[str], paid: int) -> None:
+    delta = {name: after[name] - before.get(name, 0) for name in after}
+    print(f"{'statement':<34} {'per order':>10}")
+    for name, count in sorted(delta.items()):
+        if count:
+            print(f"{name:<34} {count / paid:>10.2f}")
+    print(f"{'statements per order (no BEGIN/COMMIT)':<34} {sum(delta.values()) / paid:>10.2f}")
+
+
 def _report(before: Any, after: Any, paid: int) -> None:
     (tables_before, commits_before), (tables_after, commits_after) = before, after
     print(f"paid orders: {paid}")
@@ -98,12 +125,15 @@ def main() -> None:
             buyers, _ = asyncio.run(_prepare(url, server.base_url, args.buyers))
             time.sleep(FLUSH_WAIT_S)
             before = asyncio.run(_counters(url))
+            statements_before = _statements(server.base_url)
             paid = asyncio.run(_checkouts(server.base_url, buyers))
+            statements_after = _statements(server.base_url)
             time.sleep(FLUSH_WAIT_S)
             after = asyncio.run(_counters(url))
         finally:
             server.stop()
     _report(before, after, max(paid, 1))
+    _report_statements(statements_before, statements_after, max(paid, 1))
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ from datetime import timedelta
 
 import pytest
 
-from market.adapters.db.analytics import SqlAnalyticsLog, SqlAnalyticsReports
+from market.adapters.db.analytics import BufferedAnalyticsLog, SqlAnalyticsLog, SqlAnalyticsReports
 from market.adapters.db.commerce import SqlOrderRepository
 from market.adapters.db.repositories import PiccoloUnitOfWork
+from market.batching import flushed_first
 from market.domain.analytics import Period
 from market.domain.events import (
     CartChanged,
@@ -101,6 +102,97 @@ async def test_events_recorded_in_a_unit_of_work_that_rolls_back_are_gone(db):
         await work.analytics.record([SearchPerformed("kept", 1)], T0)
         await work.commit()
     assert [r["kind"] for r in await rows(db)] == ["search"]
+
+
+async def test_several_events_of_one_change_are_one_statement_and_each_keeps_its_order_session(db):
+    buyer, order = uid(), uid()
+    await record(db, "shopper", 0, CheckoutStarted(order, Money(1000, "EUR"), 1), user=buyer)
+    with request("provider-webhook"):
+        await SqlAnalyticsLog(db, request_context.identity).record(
+            [
+                PaymentAttempted(order, "succeeded", "card", Money(1000, "EUR")),
+                OrderPaid(order, Money(1000, "EUR")),
+            ],
+            at(1),
+        )
+    assert [(r["kind"], r["session_id"], str(r["user_id"])) for r in await rows(db)] == [
+        ("checkout_started", "shopper", buyer),
+        ("payment_succeeded", "shopper", buyer),
+        ("order_paid", "shopper", buyer),
+    ]
+
+
+async def test_buffered_views_and_searches_reach_the_table_in_a_batch_and_reports_flushed_first_see_them(db):
+    log = BufferedAnalyticsLog(db, request_context.identity, flush_interval_s=3600)
+    log.buffer.start()
+    try:
+        buyer, item, seller = uid(), uid(), uid()
+        with request("s1", buyer):
+            await log.record([ItemViewed(item, seller), ItemListed(item, seller)], at(0))
+            await log.record([SearchPerformed("mug", 0)], at(1))
+        assert await rows(db) == []  # not on the request's path: in the buffer
+        assert log.buffer.pending() == 2
+        reports = flushed_first(SqlAnalyticsReports(db), log.flush)
+        search = await reports.search(PERIOD)
+        assert (search.searches, search.no_results) == (1, 1)
+        assert [(r["kind"], r["session_id"], str(r["user_id"]), r["trace_id"]) for r in await rows(db)] == [
+            ("item_viewed", "s1", buyer, TRACE),
+            ("search", "s1", buyer, TRACE),
+        ]
+        stored = await db.fetch(
+            "SELECT occurred_at, item_id, seller_id, query, result_count FROM analytics_events"
+        )
+        assert [(str(r["item_id"]), str(r["seller_id"])) for r in stored[:1]] == [(item, seller)]
+        assert (stored[1]["query"], stored[1]["result_count"]) == ("mug", 0)
+        assert stored[0]["occurred_at"] == at(0)
+    finally:
+        await log.buffer.stop()
+
+
+async def test_buffered_events_are_written_at_shutdown_and_without_a_writer_at_once(db):
+    log = BufferedAnalyticsLog(db, request_context.identity, flush_interval_s=3600)
+    await log.record([SearchPerformed("not started: written at once", 3)], at(0))
+    assert len(await rows(db)) == 1
+    log.buffer.start()
+    await log.record([SearchPerformed("buffered", 3)], at(1))
+    assert len(await rows(db)) == 1
+    await log.buffer.stop()
+    assert [r["kind"] for r in await rows(db)] == ["search", "search"]
+
+
+async def test_a_full_buffer_or_an_event_of_an_order_is_written_at_once(db):
+    log = BufferedAnalyticsLog(db, request_context.identity, capacity=1, flush_interval_s=3600)
+    log.buffer.start()
+    try:
+        await log.record([SearchPerformed("first", 1)], at(0))
+        await log.record([SearchPerformed("no room left", 1)], at(1))
+        await log.record([OrderPaid(uid(), Money(1, "EUR"))], at(2))
+        assert [r["kind"] for r in await rows(db)] == ["search", "order_paid"]
+        assert log.buffer.pending() == 1
+    finally:
+        await log.buffer.stop()
+    assert len(await rows(db)) == 3
+
+
+async def test_a_batch_that_cannot_be_written_stays_buffered_and_is_written_later(db):
+    log = BufferedAnalyticsLog(db, request_context.identity, flush_interval_s=3600)
+    log.buffer.start()
+    try:
+        await log.record([SearchPerformed("kept", 1)], at(0))
+        write = log._write
+
+        async def failing(values):
+            raise ConnectionError("database gone")
+
+        log.buffer._write = failing
+        with pytest.raises(ConnectionError):
+            await log.flush()
+        assert log.buffer.pending() == 1
+        log.buffer._write = write
+        assert await log.flush() == 1
+        assert [r["kind"] for r in await rows(db)] == ["search"]
+    finally:
+        await log.buffer.stop()
 
 
 # --- reports ----------------------------------------------------------------------------------------------

@@ -57,6 +57,20 @@ async def test_a_reservation_takes_stock_only_when_enough_is_left(db):
     assert await stock_of(db, item.id) == 2
 
 
+async def test_reserving_several_lines_takes_each_or_names_the_first_short_one(db):
+    stock = SqlStockRepository(db)
+    seller = await add_user(db)
+    items = sorted([await add_item(db, seller, stock=n) for n in (3, 1, 5)], key=lambda i: i.id)
+    wanted = [(item.id, 1) for item in items]
+    assert await stock.reserve_all(wanted) is None
+    assert [await stock_of(db, item.id) for item in items] == [item.stock - 1 for item in items]
+    short = next(item.id for item in items if item.stock == 1)
+    async with PiccoloUnitOfWork(db) as work:  # the caller rolls back what was taken of the others
+        assert await work.stock.reserve_all(wanted) == short
+    assert [await stock_of(db, item.id) for item in items] == [item.stock - 1 for item in items]
+    assert await stock.reserve_all([(items[0].id, 99), (items[1].id, 1)]) == items[0].id
+
+
 async def test_an_archived_item_cannot_be_reserved(db):
     item = await add_item(db, await add_user(db), stock=3, status=ItemStatus.ARCHIVED)
     assert await SqlStockRepository(db).reserve(item.id, 1) is False
@@ -191,6 +205,35 @@ async def test_saving_a_status_persists_the_order_and_payment_fields(db):
     )
     await orders.save_status(failed)
     assert (await orders.get(order.id)).payment.failure_reason == "card_declined"
+
+
+async def test_locking_a_placed_order_reads_back_its_current_state_as_get_does(db):
+    orders = SqlOrderRepository(db)
+    buyer = await add_user(db, Role.BUYER)
+    seller = await add_user(db)
+    items = [await add_item(db, seller, title=title) for title in ("b", "Z", "a", "é")]
+    placed = dataclasses.replace(
+        new_order(buyer, [(item, 1) for item in items]),
+        lines=tuple(line for item in items for line in new_order(buyer, [(item, 1)]).lines),
+    )
+    await add_order(db, placed)
+    assert [line.title for line in placed.lines] == ["b", "Z", "a", "é"]  # the cart's order
+    later = T0 + timedelta(minutes=5)
+    paid = dataclasses.replace(
+        placed.transition(OrderStatus.PAID, later),
+        payment=dataclasses.replace(
+            placed.payment, status=PaymentStatus.SUCCEEDED, provider_payment_id="ch_9"
+        ),
+    )
+    await orders.save_status(paid)  # a webhook settled it meanwhile
+    async with PiccoloUnitOfWork(db) as work:
+        current = await work.orders.lock_current(placed)
+        assert current == await work.orders.get(placed.id, for_update=True)
+        await work.commit()
+    assert current.status is OrderStatus.PAID and current.payment.provider_payment_id == "ch_9"
+    assert [line.title for line in current.lines] == ["Z", "a", "b", "é"]
+    missing = dataclasses.replace(placed, id=str(uuid.uuid4()))
+    assert await orders.lock_current(missing) is None
 
 
 async def test_unsettled_orders_are_the_waiting_ones_not_changed_recently(db):

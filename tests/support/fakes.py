@@ -355,6 +355,12 @@ class FakeStockRepository:
         self.items[item_id] = dataclasses.replace(item, stock=item.stock - quantity)
         return True
 
+    async def reserve_all(self, wanted: Sequence[tuple[str, int]]) -> str | None:
+        for item_id, quantity in wanted:
+            if not await self.reserve(item_id, quantity):
+                return item_id
+        return None
+
     async def release(self, item_id: str, quantity: int) -> None:
         item = self.items[item_id]
         self.items[item_id] = dataclasses.replace(item, stock=item.stock + quantity)
@@ -371,6 +377,9 @@ class FakeOrderRepository:
 
     async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
         return self.state.orders.get(order_id)
+
+    async def lock_current(self, order: Order) -> Order | None:
+        return self.state.orders.get(order.id)
 
     async def save_status(self, order: Order) -> None:
         stored = self.state.orders[order.id]

@@ -82,14 +82,6 @@ async def checkout(
             raise CheckoutInProgress()
         cart = await work.carts.get(buyer.id)
         order = place_order(order_id=order_id, cart=cart, now=now, traceparent=traceparent)
-        # Item rows are locked in one global order (by id), whatever the cart's order: two checkouts taking
-        # the same items in opposite orders would otherwise deadlock.
-        for line in _in_lock_order(order.lines):
-            if not await work.stock.reserve(line.item_id, line.quantity):
-                # Tell what is left now: the cart's figure predates the checkouts that won the race.
-                item = await work.items.get(line.item_id)
-                left = item.stock if item is not None and item.status is ItemStatus.ACTIVE else 0
-                raise InsufficientStock(line.title, left)  # rolls back every reservation and the claim
         payment = Payment(
             id=ids.new_id(),
             order_id=order.id,
@@ -101,6 +93,18 @@ async def checkout(
         order = dataclasses.replace(order, payment=payment)
         await work.orders.add(order)
         await work.collect([CheckoutStarted(order.id, order.total, len(order.lines))], now)
+        # The stock last: a popular item's row stays locked from its reservation to the commit, and every
+        # other checkout of it waits that long. Item rows are locked in one global order (by id), whatever the
+        # cart's order: two checkouts taking the same items in opposite orders would otherwise deadlock.
+        lines = _in_lock_order(order.lines)
+        short = await work.stock.reserve_all([(line.item_id, line.quantity) for line in lines])
+        if short is not None:
+            line = next(line for line in lines if line.item_id == short)
+            # Tell what is left now: the cart's figure predates the checkouts that won the race.
+            item = await work.items.get(line.item_id)
+            left = item.stock if item is not None and item.status is ItemStatus.ACTIVE else 0
+            # Rolls back every reservation, the order and the claim.
+            raise InsufficientStock(line.title, left)
         await work.commit()
 
     request = ChargeRequest(order.id, payment.id, order.total, method.type, method.token)
@@ -118,7 +122,7 @@ async def checkout(
 
     # An asynchronous attempt is counted when it ends (see _settle).
     attempt = _attempt(order, result.status, result.reason) if result.status != PROCESSING else None
-    settled = await settle_payment(order.id, result, uow=uow, clock=clock, attempt=attempt)
+    settled = await settle_payment(order.id, result, uow=uow, clock=clock, attempt=attempt, placed=order)
     if settled.status is OrderStatus.PAYMENT_FAILED:
         raise PaymentDeclined(order.id, result.reason or "declined")
     return settled
@@ -187,11 +191,17 @@ async def settle_payment(
     uow: UnitOfWorkFactory,
     clock: Clock,
     attempt: PaymentAttempted | None = None,
+    placed: Order | None = None,
 ) -> Order:
     """Apply the provider's answer about an order's charge (see `_settle`). `attempt` is the charge call
-    this answer came from: it is recorded in the same transaction, whatever the order's state admits."""
+    this answer came from: it is recorded in the same transaction, whatever the order's state admits.
+    `placed`: the order as its checkout placed it (then only its current state is read back, under the same
+    lock: a webhook or reconciliation may have settled it meanwhile)."""
     async with uow() as work:
-        order = await work.orders.get(order_id, for_update=True)
+        if placed is not None:
+            order = await work.orders.lock_current(placed)
+        else:
+            order = await work.orders.get(order_id, for_update=True)
         if order is None or order.payment is None:
             raise NotFound("There is no such order.")
         now = clock.now()

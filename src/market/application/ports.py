@@ -227,6 +227,11 @@ class StockRepository(Protocol):
     async def reserve(self, item_id: str, quantity: int) -> bool:
         """Atomically take `quantity` units if that many are left; False (and no change) otherwise."""
 
+    async def reserve_all(self, wanted: Sequence[tuple[str, int]]) -> str | None:
+        """Take each (item id, quantity) of `wanted` (sorted by item id) if that many are left, in one go;
+        returns None, or the first item of `wanted` that lacks stock: then the caller rolls back (what was
+        taken of the others is not given back here)."""
+
     async def release(self, item_id: str, quantity: int) -> None: ...
 
 
@@ -236,6 +241,12 @@ class OrderRepository(Protocol):
 
     async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
         """With `for_update`, the row stays locked until the transaction ends (PostgreSQL)."""
+
+    async def lock_current(self, order: Order) -> Order | None:
+        """`order` as stored now, its row locked until the transaction ends (PostgreSQL), like
+        `get(order.id, for_update=True)` but reading back only what may change once an order is placed (status,
+        `updated_at`, the payment's fields): its lines and total are `order`'s own. None if there is no such
+        order."""
 
     async def save_status(self, order: Order) -> None:
         """Persist the order's status and its payment's fields."""

@@ -17,7 +17,7 @@ from argon2 import PasswordHasher as Argon2
 from opentelemetry import trace
 
 from market.adapters.db.admin import PiccoloAdminUnitOfWork, SqlAuditLog, SqlUserDirectory
-from market.adapters.db.analytics import SqlAnalyticsReports
+from market.adapters.db.analytics import BufferedAnalyticsLog, SqlAnalyticsReports
 from market.adapters.db.commerce import SqlIdempotencyStore
 from market.adapters.db.database import Database
 from market.adapters.db.repositories import PiccoloReadRepositories, PiccoloUnitOfWork
@@ -47,6 +47,7 @@ from market.application.ports import (
     UnitOfWorkFactory,
 )
 from market.application.seller_webhooks import SellerWebhookPorts
+from market.batching import BatchBuffer, flushed_first
 from market.config import ConfigError, Settings
 from market.domain.redaction import safe_url
 from market.ops.alerting.monitor import AlertMonitor, FileLease, Lease, RedisLease
@@ -168,6 +169,9 @@ class Ports:
     analytics_retention: timedelta
     sign_in_throttle: SignInThrottle | None = None
     """Per-account sign-in limit; None when rate limits are off (MARKET_RATE_LIMITS=off)."""
+    analytics_writer: BatchBuffer | None = None
+    """The buffer of item views and searches (BufferedAnalyticsLog): the app's lifespan starts and stops its
+    writer; reports and session timelines flush it before they read."""
 
 
 def build_admin_ports(database: Database, ports: Ports) -> AdminPorts:
@@ -197,9 +201,10 @@ def build_ports(
     never_send(secret, webhook_secret, *settings.secret_values())
     gateway, sandbox = build_gateways(settings, database, webhook_secret)
     events = OtelEventPublisher(telemetry.instruments if telemetry else None)
+    analytics = BufferedAnalyticsLog(database, request_context.identity)
     return Ports(
         uow=lambda: PiccoloUnitOfWork(database, request_context.identity, events),
-        repos=PiccoloReadRepositories(database, request_context.identity),
+        repos=PiccoloReadRepositories(database, request_context.identity, analytics),
         hasher=Argon2PasswordHasher(
             argon2,
             concurrency=settings.limits.hash_concurrency,
@@ -223,12 +228,13 @@ def build_ports(
             guard=SsrfGuard(allow_private=settings.webhooks.allow_private),
             new_secret=new_secret,
         ),
-        reports=SqlAnalyticsReports(database),
+        reports=flushed_first(SqlAnalyticsReports(database), analytics.flush),
         cart_abandon_after=timedelta(seconds=settings.analytics.cart_abandon_after_s),
         analytics_retention=timedelta(days=settings.analytics.retention_days),
         sign_in_throttle=(
             StoreSignInThrottle(limiter, settings.limits.account_failures) if limiter is not None else None
         ),
+        analytics_writer=analytics.buffer,
     )
 
 

@@ -31,6 +31,7 @@ from market.adapters.webhooks.sender import HttpxWebhookSender
 from market.adapters.webhooks.ssrf import SsrfGuard
 from market.adapters.webhooks.worker import WebhookDeliveryWorker
 from market.background import cancel_and_wait
+from market.batching import flushed_first
 from market.config import Settings
 from market.telemetry.asgi import ServerSpanMiddleware
 from market.telemetry.logs import AccessLog
@@ -76,7 +77,12 @@ def build_app(
     use_cases = bind_use_cases(
         ports,
         admin_ports=build_admin_ports(database, ports),
-        session_store=session_store,
+        # Session timelines show the analytics events too: what this process buffered is written first.
+        session_store=(
+            flushed_first(session_store, ports.analytics_writer.flush)
+            if ports.analytics_writer is not None
+            else session_store
+        ),
         session_recorder=recording,
     )
 
@@ -99,6 +105,9 @@ def build_app(
                 await database.migrate()
             recording.start()
             stack.push_async_callback(recording.stop)  # before the pool closes: the last batch is written
+            if ports.analytics_writer is not None:
+                ports.analytics_writer.start()
+                stack.push_async_callback(ports.analytics_writer.stop)  # idem: buffered views and searches
             background = [
                 asyncio.create_task(
                     reconcile_forever(ports, settings.payments.reconcile_interval_s), name="reconciler"

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from market.batching import BatchBuffer
 from market.domain import events
 from market.domain.analytics import (
     SEARCH_SUCCESS_WINDOW,
@@ -61,16 +62,29 @@ _PAYMENT_KINDS = {
     "error": "payment_errored",
 }
 _COLUMNS = select_list(AnalyticsEventRow, without=("id",))  # the order _INSERT's values follow
+_COLUMN_NAMES = tuple(_COLUMNS.split(", "))
 # Events about an order after its checkout (a payment settled by a provider webhook or by reconciliation)
 # belong to the session and buyer that checked out, not to whichever request or job delivered them.
-_INSERT = (
-    f"INSERT INTO analytics_events ({_COLUMNS}) VALUES ({{}}, {{}},"
+_VALUES = (
+    "({}, {},"
     " COALESCE((SELECT session_id FROM analytics_events"
     "   WHERE kind = 'checkout_started' AND order_id = {} LIMIT 1), {}),"
     " COALESCE((SELECT user_id FROM analytics_events"
     "   WHERE kind = 'checkout_started' AND order_id = {} LIMIT 1), {}),"
     " {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})"
 )
+_INSERT = f"INSERT INTO analytics_events ({_COLUMNS}) VALUES {_VALUES}"
+_VALUES_PER_ROW = _VALUES.count("{}")
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_sql(rows: int) -> str:
+    """One INSERT of `rows` events (multi-row VALUES): the events of one business change in one statement."""
+    return (
+        _INSERT
+        if rows == 1
+        else f"INSERT INTO analytics_events ({_COLUMNS}) VALUES " + ", ".join([_VALUES] * rows)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,13 +166,14 @@ class SqlAnalyticsLog:
         self._identity = identity
 
     async def record(self, published: Sequence[events.Event], now: datetime) -> None:
+        """The events' rows, in one statement."""
         session_id, user_id, trace_id = self._identity()
+        values: list[Any] = []
         for event in published:
             row = _row(event)
             if row is None:
                 continue
-            await self._db.fetch(
-                _INSERT,
+            values += (
                 now,
                 row.kind,
                 row.order_id,
@@ -177,6 +192,107 @@ class SqlAnalyticsLog:
                 row.method,
                 row.reason,
             )
+        if values:
+            await self._db.fetch(_insert_sql(len(values) // _VALUES_PER_ROW), *values)
+
+
+_WIDTH = _COLUMNS.count(",") + 1
+"""Values per event in BufferedAnalyticsLog's buffer: every column but the id, in _COLUMNS' order."""
+CAPACITY = 20_000
+BATCH = 2_000
+FLUSH_INTERVAL_S = 1.0
+SQLITE_ROWS_PER_INSERT = 500
+"""15 parameters a row: far below SQLite's limit of 32 766 variables a statement."""
+
+
+class BufferedAnalyticsLog:
+    """The analytics log of reads outside a transaction (item views, searches): the request appends the row's
+    values to a per-process buffer (market.batching, as session recording does) and a background writer stores
+    them every FLUSH_INTERVAL_S or BATCH events, with COPY on PostgreSQL, so the request no longer waits for an
+    INSERT. Reports in this process flush it before they read (bootstrap wraps them: `flushed_first`); other
+    processes see the events within about a second. A batch that cannot be written stays buffered and is
+    retried; when the buffer is full, or the writer is not running (commands, tests), or an event belongs to an
+    order (it takes the session of the order's checkout), the event is written at once as before. Events
+    recorded in a unit of work stay in its transaction (SqlAnalyticsLog).
+
+    A late batch is never lost from the rollups: its rows get ids above the rollup watermark, so a day already
+    rolled up is read raw, then rolled up again (rollups.py)."""
+
+    def __init__(
+        self,
+        db: Database,
+        identity: Identity = anonymous,
+        *,
+        capacity: int = CAPACITY,
+        batch: int = BATCH,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
+    ) -> None:
+        self._db = db
+        self._identity = identity
+        self._direct = SqlAnalyticsLog(db, identity)
+        self.buffer = BatchBuffer(
+            self._write,
+            width=_WIDTH,
+            capacity=capacity,
+            batch=batch,
+            interval_s=flush_interval_s,
+            name="analytics-events",
+            on_failure=self._lost,
+        )
+
+    async def record(self, published: Sequence[events.Event], now: datetime) -> None:
+        buffer = self.buffer
+        rows = [row for row in map(_row, published) if row is not None]
+        if not rows:
+            return
+        if not buffer.running or not buffer.has_room(len(rows)) or any(r.order_id for r in rows):
+            await self._direct.record(published, now)
+            return
+        session_id, user_id, trace_id = self._identity()
+        values = buffer.values
+        for r in rows:
+            values += (
+                now,
+                r.kind,
+                session_id,
+                user_id,
+                trace_id,
+                r.item_id,
+                r.seller_id,
+                None,
+                r.query,
+                r.result_count,
+                r.quantity,
+                r.amount_cents,
+                r.currency,
+                r.method,
+                r.reason,
+            )
+        buffer.appended()
+
+    async def flush(self) -> int:
+        return await self.buffer.flush()
+
+    async def _write(self, values: list[Any]) -> None:
+        records = zip(*[iter(values)] * _WIDTH, strict=True)
+        if self._db.is_postgres:
+            await self._db.copy_records("analytics_events", _COLUMN_NAMES, records)
+            return
+        rows = list(records)
+        row = "(" + ", ".join("{}" for _ in _COLUMN_NAMES) + ")"
+        async with self._db.write_transaction():
+            for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
+                chunk = rows[start : start + SQLITE_ROWS_PER_INSERT]
+                await self._db.fetch(
+                    f"INSERT INTO analytics_events ({_COLUMNS}) VALUES " + ", ".join(row for _ in chunk),
+                    *(value for record in chunk for value in record),
+                )
+
+    @staticmethod
+    def _lost(values: list[Any]) -> None:
+        log.error(
+            "analytics events could not be written and were lost", extra={"events": len(values) // _WIDTH}
+        )
 
 
 class _Dialect:

@@ -10,6 +10,8 @@ Statements off the hot path use the query builder.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import uuid
@@ -44,6 +46,7 @@ from .tables import (
     PaymentEventRow,
     PaymentRow,
     WebhookDeliveryRow,
+    columns,
     insert_sql,
     row_values,
     select_list,
@@ -62,9 +65,13 @@ _DELETE_CART_LINE = "DELETE FROM cart_lines WHERE buyer_id = {} AND item_id = {}
 _SET_CART_LINE = insert_sql(
     CartLineRow, suffix="ON CONFLICT (buyer_id, item_id) DO UPDATE SET quantity = excluded.quantity"
 )
+# The cart row is created if missing and claimed in one statement: a cart held by another checkout (whose
+# claim has not timed out) is left as it is and nothing is returned (the caller rolls back).
 _CLAIM_CART = (
-    "UPDATE carts SET checkout_order_id = {}, checkout_started_at = {}"
-    " WHERE buyer_id = {} AND (checkout_order_id IS NULL OR checkout_started_at < {}) RETURNING buyer_id"
+    "INSERT INTO carts (buyer_id, updated_at, checkout_order_id, checkout_started_at) VALUES ({}, {}, {}, {})"
+    " ON CONFLICT (buyer_id) DO UPDATE SET updated_at = excluded.updated_at,"
+    " checkout_order_id = excluded.checkout_order_id, checkout_started_at = excluded.checkout_started_at"
+    " WHERE carts.checkout_order_id IS NULL OR carts.checkout_started_at < {} RETURNING buyer_id"
 )
 _RELEASE_CART = (
     "UPDATE carts SET checkout_order_id = NULL, checkout_started_at = NULL"
@@ -106,12 +113,15 @@ class SqlCartRepository:
         await self._db.fetch(_SET_CART_LINE, *row_values(CartLineRow, line))
 
     async def remove_items(self, buyer_id: str, item_ids: Sequence[str]) -> None:
-        for item_id in item_ids:
-            await self._db.fetch(_DELETE_CART_LINE, buyer_id, item_id)
+        if not item_ids:
+            return
+        marks = ", ".join("{}" for _ in item_ids)
+        await self._db.fetch(
+            f"DELETE FROM cart_lines WHERE buyer_id = {{}} AND item_id IN ({marks})", buyer_id, *item_ids
+        )
 
     async def claim_for_checkout(self, buyer_id: str, order_id: str, now: datetime) -> bool:
-        await self._ensure_cart(buyer_id, now)
-        rows = await self._db.fetch(_CLAIM_CART, order_id, now, buyer_id, now - CHECKOUT_CLAIM_TIMEOUT)
+        rows = await self._db.fetch(_CLAIM_CART, buyer_id, now, order_id, now, now - CHECKOUT_CLAIM_TIMEOUT)
         return bool(rows)
 
     async def release_checkout(self, buyer_id: str, order_id: str) -> None:
@@ -135,13 +145,52 @@ class SqlStockRepository:
         rows = await self._db.fetch(_RESERVE_STOCK, quantity, item_id, quantity)
         return bool(rows)
 
+    async def reserve_all(self, wanted: Sequence[tuple[str, int]]) -> str | None:
+        """Every (item, quantity) in one statement. PostgreSQL locks the rows in id order first (a MATERIALIZED
+        CTE with ORDER BY ... FOR NO KEY UPDATE, which every row the UPDATE changes passes through), so two
+        checkouts of the same items cannot deadlock; NO KEY UPDATE is the lock the UPDATE takes anyway, and lets
+        other checkouts' order lines through (their foreign-key checks take KEY SHARE: FOR UPDATE would wait for
+        them, and deadlock). SQLite has one writer at a time."""
+        if len(wanted) == 1:
+            item_id, quantity = wanted[0]
+            return None if await self.reserve(item_id, quantity) else item_id
+        args = [value for pair in wanted for value in pair]
+        if self._db.is_postgres:
+            rows = await self._db.fetch(_reserve_all_postgres(len(wanted)), *args)
+        else:
+            ids = [item_id for item_id, _ in wanted]
+            rows = await self._db.fetch(_reserve_all_sqlite(len(wanted)), *args, *ids, *args)
+        taken = {str(r["id"]) for r in rows}
+        return next((item_id for item_id, _ in wanted if item_id not in taken), None)
+
     async def release(self, item_id: str, quantity: int) -> None:
         await self._db.fetch(_RELEASE_STOCK, quantity, item_id)
 
 
+@functools.lru_cache(maxsize=32)
+def _reserve_all_postgres(count: int) -> str:
+    values = ", ".join(["(CAST({} AS uuid), CAST({} AS integer))"] * count)
+    return (
+        f"WITH want (id, quantity) AS (VALUES {values}),"
+        " locked AS MATERIALIZED (SELECT i.id FROM items i JOIN want w ON w.id = i.id ORDER BY i.id FOR NO KEY UPDATE OF i)"
+        " UPDATE items SET stock = items.stock - want.quantity FROM want, locked"
+        " WHERE items.id = want.id AND locked.id = items.id AND items.status = 'active'"
+        " AND items.stock >= want.quantity RETURNING items.id"
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _reserve_all_sqlite(count: int) -> str:
+    quantity = "CASE id " + " ".join(["WHEN {} THEN {}"] * count) + " END"
+    marks = ", ".join(["{}"] * count)
+    return (
+        f"UPDATE items SET stock = stock - {quantity} WHERE id IN ({marks}) AND status = 'active'"
+        f" AND stock >= {quantity} RETURNING id"
+    )
+
+
 _ORDER_COLUMNS = select_list(OrderRow, "o")
 _INSERT_ORDER = insert_sql(OrderRow)
-_INSERT_ORDER_LINE = insert_sql(OrderLineRow)
 _INSERT_PAYMENT = insert_sql(PaymentRow)
 _ORDER = f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.id = {{}}"
 _SAVE_ORDER_STATUS = "UPDATE orders SET status = {}, updated_at = {} WHERE id = {}"
@@ -151,8 +200,58 @@ _UNSETTLED_ORDERS = (
     " AND (o.updated_at < {} OR o.id IN (SELECT p.order_id FROM payments p WHERE p.failure_reason = {}))"
     " ORDER BY o.updated_at LIMIT {}"
 )
-_ORDER_LINES_OF = f"SELECT {select_list(OrderLineRow)} FROM order_lines WHERE order_id IN ({{marks}}) ORDER BY title, item_id"
+# What may change about an order once placed (its lines and total never do): for settling the order that
+# checkout has just placed without reading its lines back.
+_CURRENT_STATE = (
+    "SELECT o.status, o.updated_at, p.status AS payment_status, p.provider_payment_id, p.failure_reason"
+    " FROM orders o LEFT JOIN payments p ON p.order_id = o.id WHERE o.id = {}"
+)
+# Lines by title, then item id, compared as code points on both engines (SQLite's default BINARY collation;
+# "C" on PostgreSQL, whatever the database's own): the order `_by_title` gives in Python.
+_ORDER_LINES_OF = (
+    f"SELECT {select_list(OrderLineRow)} FROM order_lines WHERE order_id IN ({{marks}})"
+    " ORDER BY title{collate}, item_id"
+)
 _PAYMENTS_OF = f"SELECT {select_list(PaymentRow)} FROM payments WHERE order_id IN ({{marks}})"
+
+
+def _expect_columns(table: type[Any], *expected: str) -> None:
+    """SqlOrderRepository.add passes its values positionally, in these orders (no dict per row on checkout's
+    path): a column added to the table must be added there too, or the service does not start."""
+    if columns(table) != expected:
+        raise RuntimeError(f"{table._meta.tablename} columns changed: {columns(table)}; update commerce.py")
+
+
+_expect_columns(
+    OrderRow, "id", "buyer_id", "status", "total_cents", "currency", "traceparent", "created_at", "updated_at"
+)
+_expect_columns(OrderLineRow, "order_id", "item_id", "seller_id", "title", "quantity", "unit_price_cents")
+_expect_columns(
+    PaymentRow,
+    "id",
+    "order_id",
+    "status",
+    "method",
+    "amount_cents",
+    "currency",
+    "provider",
+    "provider_payment_id",
+    "failure_reason",
+    "created_at",
+    "updated_at",
+)
+
+
+def _by_title(line: OrderLine) -> tuple[str, str]:
+    return line.title, line.item_id
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_lines_sql(count: int) -> str:
+    """One INSERT of `count` order lines (multi-row VALUES, in OrderLineRow's column order)."""
+    single = insert_sql(OrderLineRow)
+    head, _, row = single.partition(" VALUES ")
+    return f"{head} VALUES {', '.join([row] * count)}"
 
 
 class SqlOrderRepository:
@@ -160,57 +259,81 @@ class SqlOrderRepository:
         self._db = db
 
     async def add(self, order: Order) -> None:
+        """One statement on PostgreSQL (the order, its lines and its payment as data-modifying CTEs); on SQLite
+        three: the order, every line in one multi-row INSERT, the payment."""
         assert order.payment is not None
-        await self._db.fetch(
-            _INSERT_ORDER,
-            *row_values(
-                OrderRow,
-                {
-                    "id": order.id,
-                    "buyer_id": order.buyer_id,
-                    "status": order.status.value,
-                    "total_cents": order.total.cents,
-                    "currency": order.total.currency,
-                    "traceparent": order.traceparent,
-                    "created_at": order.created_at,
-                    "updated_at": order.updated_at,
-                },
-            ),
-        )
-        for line in order.lines:
-            await self._db.fetch(
-                _INSERT_ORDER_LINE,
-                *row_values(
-                    OrderLineRow,
-                    {
-                        "order_id": order.id,
-                        "item_id": line.item_id,
-                        "seller_id": line.seller_id,
-                        "title": line.title,
-                        "quantity": line.quantity,
-                        "unit_price_cents": line.unit_price.cents,
-                    },
-                ),
-            )
         p = order.payment
-        await self._db.fetch(
-            _INSERT_PAYMENT,
-            *row_values(
-                PaymentRow,
-                {
-                    "id": p.id,
-                    "order_id": order.id,
-                    "status": p.status.value,
-                    "method": p.method,
-                    "amount_cents": p.amount.cents,
-                    "currency": p.amount.currency,
-                    "provider": p.provider,
-                    "provider_payment_id": p.provider_payment_id,
-                    "failure_reason": p.failure_reason,
-                    "created_at": order.created_at,
-                    "updated_at": order.updated_at,
-                },
-            ),
+        order_values = (
+            order.id,
+            order.buyer_id,
+            order.status.value,
+            order.total.cents,
+            order.total.currency,
+            order.traceparent,
+            order.created_at,
+            order.updated_at,
+        )
+        line_values = [
+            value
+            for line in order.lines
+            for value in (
+                order.id,
+                line.item_id,
+                line.seller_id,
+                line.title,
+                line.quantity,
+                line.unit_price.cents,
+            )
+        ]
+        payment_values = (
+            p.id,
+            order.id,
+            p.status.value,
+            p.method,
+            p.amount.cents,
+            p.amount.currency,
+            p.provider,
+            p.provider_payment_id,
+            p.failure_reason,
+            order.created_at,
+            order.updated_at,
+        )
+        lines_sql = _insert_lines_sql(len(order.lines))
+        if self._db.is_postgres:
+            # The main statement is the order's (its span and metrics read `INSERT orders`); the foreign keys
+            # of the lines and the payment are checked at the end of the statement, when the order exists.
+            await self._db.fetch(
+                f"WITH l AS ({lines_sql}), p AS ({_INSERT_PAYMENT}) {_INSERT_ORDER}",
+                *line_values,
+                *payment_values,
+                *order_values,
+            )
+            return
+        await self._db.fetch(_INSERT_ORDER, *order_values)
+        await self._db.fetch(lines_sql, *line_values)
+        await self._db.fetch(_INSERT_PAYMENT, *payment_values)
+
+    async def lock_current(self, order: Order) -> Order | None:
+        row = await self._db.fetch(
+            _CURRENT_STATE + (" FOR UPDATE OF o" if self._db.is_postgres else ""), order.id
+        )
+        if not row:
+            return None
+        r = row[0]
+        payment = order.payment
+        if payment is not None and r["payment_status"] is not None:
+            payment = dataclasses.replace(
+                payment,
+                status=PaymentStatus(r["payment_status"]),
+                provider_payment_id=r["provider_payment_id"],
+                failure_reason=r["failure_reason"],
+            )
+        return dataclasses.replace(
+            order,
+            status=OrderStatus(r["status"]),
+            updated_at=r["updated_at"],
+            payment=payment,
+            lines=tuple(sorted(order.lines, key=_by_title)),  # as `get` reads them back
         )
 
     async def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
@@ -224,17 +347,20 @@ class SqlOrderRepository:
         return (await self._hydrate(rows))[0]
 
     async def save_status(self, order: Order) -> None:
-        await self._db.fetch(_SAVE_ORDER_STATUS, order.status.value, order.updated_at, order.id)
-        if order.payment is not None:
-            p = order.payment
+        """One statement on PostgreSQL (the payment's UPDATE as a CTE), two on SQLite."""
+        order_args = (order.status.value, order.updated_at, order.id)
+        if order.payment is None:
+            await self._db.fetch(_SAVE_ORDER_STATUS, *order_args)
+            return
+        p = order.payment
+        payment_args = (p.status.value, p.provider_payment_id, p.failure_reason, order.updated_at, p.id)
+        if self._db.is_postgres:
             await self._db.fetch(
-                _SAVE_PAYMENT_STATUS,
-                p.status.value,
-                p.provider_payment_id,
-                p.failure_reason,
-                order.updated_at,
-                p.id,
+                f"WITH p AS ({_SAVE_PAYMENT_STATUS}) {_SAVE_ORDER_STATUS}", *payment_args, *order_args
             )
+            return
+        await self._db.fetch(_SAVE_ORDER_STATUS, *order_args)
+        await self._db.fetch(_SAVE_PAYMENT_STATUS, *payment_args)
 
     async def list_visible_to(
         self, user: User, limit: int, cursor: str | None, order_filter: OrderFilter | None = None
@@ -297,7 +423,9 @@ class SqlOrderRepository:
         marks = ", ".join("{}" for _ in ids)
         lines: dict[str, list[OrderLine]] = {i: [] for i in ids}
         currencies = {str(r["id"]): r["currency"] for r in rows}  # an order's lines are in its currency
-        for r in await self._db.fetch(_ORDER_LINES_OF.format(marks=marks), *ids):
+        for r in await self._db.fetch(
+            _ORDER_LINES_OF.format(marks=marks, collate=' COLLATE "C"' if self._db.is_postgres else ""), *ids
+        ):
             order_id = str(r["order_id"])
             unit_price = Money(r["unit_price_cents"], currencies[order_id])
             lines[order_id].append(

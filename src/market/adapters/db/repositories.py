@@ -15,7 +15,7 @@ from market.domain.errors import EmailAlreadyRegistered
 from market.domain.events import Event
 from market.domain.users import User, UserStatus
 
-from .analytics import Identity, SqlAnalyticsLog, anonymous
+from .analytics import BufferedAnalyticsLog, Identity, SqlAnalyticsLog, anonymous
 from .commerce import (
     PiccoloPaymentEventLog,
     SqlCartRepository,
@@ -159,7 +159,12 @@ class PiccoloUnitOfWork:
 class PiccoloReadRepositories:
     """Repositories for reads outside a transaction (each query takes a pooled connection)."""
 
-    def __init__(self, db: Database, identity: Identity = anonymous) -> None:
+    def __init__(
+        self,
+        db: Database,
+        identity: Identity = anonymous,
+        analytics: SqlAnalyticsLog | BufferedAnalyticsLog | None = None,
+    ) -> None:
         self.users = PiccoloUserRepository(db)
         self.items = PiccoloItemRepository(db)
-        self.analytics = SqlAnalyticsLog(db, identity)
+        self.analytics = analytics or SqlAnalyticsLog(db, identity)

@@ -18,10 +18,10 @@ class SqlSandboxLedger:
 
     async def record(
         self, charge_id: str, request: ChargeRequest, status: str, reason: str | None, at: datetime
-    ) -> None:
-        await self._db.fetch(
+    ) -> ChargeResult | None:
+        inserted = await self._db.fetch(
             "INSERT INTO sandbox_charges (id, order_id, status, method, amount_cents, currency, failure_reason,"
-            " created_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}) ON CONFLICT (order_id) DO NOTHING",
+            " created_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}) ON CONFLICT (order_id) DO NOTHING RETURNING id",
             charge_id,
             request.order_id,
             status,
@@ -31,6 +31,7 @@ class SqlSandboxLedger:
             reason,
             at,
         )
+        return None if inserted else await self.find(request.order_id)
 
     async def find(self, order_id: str) -> ChargeResult | None:
         rows = await self._db.fetch(

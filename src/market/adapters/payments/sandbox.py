@@ -40,8 +40,9 @@ class SandboxLedger(Protocol):
 
     async def record(
         self, charge_id: str, request: ChargeRequest, status: str, reason: str | None, at: datetime
-    ) -> None:
-        """Record a charge, unless the order already has one (the provider deduplicates per order)."""
+    ) -> ChargeResult | None:
+        """Record a charge, unless the order already has one (the provider deduplicates per order): then
+        nothing is recorded and that charge is returned; None when this one was recorded."""
         ...
 
     async def find(self, order_id: str) -> ChargeResult | None:
@@ -66,12 +67,11 @@ class SandboxPaymentGateway:
         self._deliveries: set[asyncio.Task[None]] = set()
 
     async def charge(self, request: ChargeRequest) -> ChargeResult:
-        existing = await self.lookup(request.order_id, request.payment_id)
-        if existing is not None:  # the provider deduplicates: one charge per order
-            return existing
         truth, answer, reason = TEST_TOKENS.get(request.token, UNKNOWN_TOKEN)
         charge_id = "ch_sandbox_" + secrets.token_hex(12)
-        await self._ledger.record(charge_id, request, truth, reason, datetime.now(UTC))
+        existing = await self._ledger.record(charge_id, request, truth, reason, datetime.now(UTC))
+        if existing is not None:  # the provider deduplicates: one charge per order, answered as recorded
+            return existing
         if answer == "timeout":
             raise PaymentGatewayUnavailable(request.order_id)
         if answer == "processing":
