@@ -20,6 +20,7 @@ import subprocess
 import sys
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 from _harness import (
     Server,
@@ -73,6 +74,31 @@ def wrk(server: Server, args: argparse.Namespace, duration_s: int) -> Run:
     )
 
 
+class _ProcessTree(Server):
+    """A server with worker processes (`market serve --workers N`): its CPU is the whole tree's."""
+
+    def cpu_seconds(self) -> float | None:
+        if self.process is None:
+            return None
+        total, pending = 0.0, [self.process.pid]
+        while pending:
+            pid = pending.pop()
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pending += [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue  # gone meanwhile
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+
+def _workers_server(url: str, cwd: Path, workers: int) -> Server:
+    base = market_server(f"market --workers {workers}", url, cwd)
+    command = [*base.command[: base.command.index("--workers")], "--workers", str(workers)]
+    return _ProcessTree(name=base.name, command=command, env=base.env, cwd=cwd, ready_path=base.ready_path)
+
+
 def _first_page_ids(server: Server) -> list[str]:
     with urllib.request.urlopen(server.base_url + PATH, timeout=10) as response:
         return [item["id"] for item in json.load(response)["items"]]
@@ -123,6 +149,14 @@ def main() -> None:
         " on a database that build seeds",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="also `market serve --workers N` (telemetry off; CPU summed over its processes), e.g. 2",
+    )
+    parser.add_argument(
         "--baseline",
         default=None,
         metavar="NAME",
@@ -147,6 +181,7 @@ def main() -> None:
                 market_server(f"market {name}", build_urls[name], cwd, python=path)
                 for name, path in map(_build, args.build)
             ),
+            *(_workers_server(url, cwd, n) for n in args.workers),
             floor_server(url, cwd),
         ]
         try:

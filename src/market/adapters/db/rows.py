@@ -48,18 +48,36 @@ ITEM_COLUMNS = columns(ItemRow, without=MODERATION_COLUMNS)
 
 
 def item_from_row(row: Mapping[str, Any]) -> Item:
+    # Positional, in `Item`'s field order (cheaper than keywords on every row of every page).
     return Item(
-        id=str(row["id"]),
-        seller_id=str(row["seller_id"]),
-        title=row["title"],
-        description=row["description"],
-        price=Money(row["price_cents"], row["currency"]),
-        stock=row["stock"],
-        category=row["category"],
-        status=_ITEM_STATUSES.get(row["status"]) or ItemStatus(row["status"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
+        str(row["id"]),
+        str(row["seller_id"]),
+        row["title"],
+        row["description"],
+        stored_money(row["price_cents"], row["currency"]),
+        row["stock"],
+        row["category"],
+        _ITEM_STATUSES.get(row["status"]) or ItemStatus(row["status"]),
+        row["created_at"],
+        row["updated_at"],
     )
+
+
+_MONEY: dict[tuple[int, str], Money] = {}
+_MONEY_KEPT = 4096
+
+
+def stored_money(cents: int, currency: str) -> Money:
+    """`Money` read back from a row. A catalog has far fewer distinct prices than rows read (every page of
+    every browse builds one per item, each checking its currency): `Money` is immutable, so one object serves
+    every row with that price. Built, and so checked, the first time; the memo is bounded."""
+    key = (cents, currency)
+    money = _MONEY.get(key)
+    if money is None:
+        if len(_MONEY) >= _MONEY_KEPT:
+            _MONEY.clear()
+        money = _MONEY[key] = Money(cents, currency)
+    return money
 
 
 def item_values(item: Item) -> dict[str, Any]:

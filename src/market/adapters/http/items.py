@@ -84,10 +84,14 @@ class ItemOut(msgspec.Struct):
             item.price.currency,
             item.stock,
             item.category,
-            item.status.value,
+            _STATUS_VALUES[item.status],
             item.created_at,
             item.updated_at,
         )
+
+
+_STATUS_VALUES = {status: status.value for status in ItemStatus}
+# `.value` is an enum property (a descriptor call per item of every page); the mapping is a dict lookup.
 
 
 class ItemPage(msgspec.Struct):
