@@ -11,6 +11,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -179,3 +180,18 @@ def test_untraced_statements_are_measured_without_a_span(db_spans):
         assert span is None
     assert exporter.get_finished_spans() == ()
     assert list(_points(reader).values()) == [1]
+
+
+def test_the_resource_is_hashed_once_and_equals_what_the_sdk_would_build():
+    from market.config import Settings
+    from market.telemetry.tracing import HashedOnceResource, build_resource
+
+    resource = build_resource(
+        Settings.from_env({}, dotenv=None), {"OTEL_RESOURCE_ATTRIBUTES": "k8s.pod.name=p"}
+    )
+    assert isinstance(resource, HashedOnceResource)
+    plain = Resource(resource.attributes, resource.schema_url)
+    assert resource == plain and hash(resource) == hash(plain)
+    assert resource.attributes["k8s.pod.name"] == "p"
+    with pytest.raises(TypeError):
+        resource.attributes["service.name"] = "changed"  # immutable: the cached hash stays true
