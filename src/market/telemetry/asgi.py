@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from bisect import bisect_left
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -20,6 +22,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from . import names, request_context
 from .logs import AccessLog
+from .metrics import DURATION_BUCKETS_S, NO_EXEMPLAR
 from .sessions import RECORDED_PREFIX, SessionRecording
 
 _VALID_SESSION = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
@@ -76,6 +79,62 @@ def span_context_from_traceparent(traceparent: str | None) -> SpanContext | None
     return context if context.is_valid else None
 
 
+class DurationSeries:
+    """The attributes of `http.server.request.duration` per series, built once: a request records the same dict
+    as every other request of its (method, status, scheme, route), instead of building one (the SDK copies
+    what it keeps). A 5xx carries `error.type`, its status code as a string (HTTP semantic conventions)."""
+
+    MAX_SERIES = 4096
+    """Past this many (a scanner's odd statuses), the cache starts over; the dicts stay right either way."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, int, str, str | None], dict[str, Any]] = {}
+
+    def attributes(self, method: str, status_code: int, scheme: str, template: str | None) -> dict[str, Any]:
+        key = (method, status_code, scheme, template)
+        found = self._cache.get(key)
+        if found is None:
+            found = {
+                names.HTTP_REQUEST_METHOD: method,
+                names.HTTP_RESPONSE_STATUS_CODE: status_code,
+                names.URL_SCHEME: scheme,
+            }
+            if template:
+                found[names.HTTP_ROUTE] = template
+            if status_code >= 500:
+                found[names.ERROR_TYPE] = str(status_code)
+            if len(self._cache) >= self.MAX_SERIES:
+                self._cache.clear()
+            self._cache[key] = found
+        return found
+
+
+class ExemplarPacer:
+    """Whether a measurement should offer its trace as an exemplar: the first of each (series, bucket), then
+    at most one per `interval_s`. Prometheus keeps one exemplar per bucket and scrapes every 15 s or so; the
+    SDK's reservoir keeps the last offer per bucket; offering every sampled request (two readers, each
+    building an exemplar) cost every request a few µs of CPU for links nobody could see."""
+
+    MAX_KEYS = 16384
+
+    def __init__(self, bounds: Sequence[float], interval_s: float = 1.0) -> None:
+        self._bounds = tuple(bounds)
+        self._interval_s = interval_s
+        self._last: dict[tuple[int, int], float] = {}
+
+    def due(self, series: object, value: float, now: float) -> bool:
+        """`series`: the attributes object of the series (DurationSeries hands out one per series; an id
+        reused after the cache starts over only shifts the pace of one bucket)."""
+        key = (id(series), bisect_left(self._bounds, value))
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval_s:
+            return False
+        if last is None and len(self._last) >= self.MAX_KEYS:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
 class ServerSpanMiddleware:
     """Wraps the whole Litestar ASGI handler (outside its exception handling), so that every response,
     including 404s of unknown routes and 500s, is inside the span and carries `traceresponse`."""
@@ -96,6 +155,8 @@ class ServerSpanMiddleware:
         # One JSON line per request, written here rather than by uvicorn: with the request's trace and span
         # ids, without the query string (search terms are user input), and cheaper.
         self.access_log = access_log or AccessLog()
+        self._series = DurationSeries()
+        self._exemplars = ExemplarPacer(DURATION_BUCKETS_S)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -196,26 +257,20 @@ class ServerSpanMiddleware:
                 )
             request_context.end(request)
             otel_context.detach(token)
+            finish: dict[str, Any] = {names.HTTP_RESPONSE_STATUS_CODE: status_code}
             if template:
                 span.update_name(f"{method} {template}")
-                span.set_attribute(names.HTTP_ROUTE, template)
-            span.set_attribute(names.HTTP_RESPONSE_STATUS_CODE, status_code)
+                finish[names.HTTP_ROUTE] = template
             # error.type: for a server, a 5xx is the error (the status code as a string, per the HTTP
             # semantic conventions); a 4xx is the client's.
-            error_type = str(status_code) if status_code >= 500 else None
-            if error_type is not None:
-                span.set_attribute(names.ERROR_TYPE, error_type)
+            if status_code >= 500:
+                finish[names.ERROR_TYPE] = str(status_code)
                 span.set_status(Status(StatusCode.ERROR))
+            span.set_attributes(finish)  # one call, one lock
             span.end()
             if self.duration is not None:
-                metric_attributes = {
-                    names.HTTP_REQUEST_METHOD: method,
-                    names.HTTP_RESPONSE_STATUS_CODE: status_code,
-                    names.URL_SCHEME: attributes[names.URL_SCHEME],
-                }
-                if template:
-                    metric_attributes[names.HTTP_ROUTE] = template
-                if error_type is not None:
-                    metric_attributes[names.ERROR_TYPE] = error_type
-                # In the request's context, so that a sampled request leaves its trace id as an exemplar.
-                self.duration.record(elapsed, metric_attributes, context=span_context)
+                series = self._series.attributes(method, status_code, attributes[names.URL_SCHEME], template)
+                # In the request's context, so that a sampled request leaves its trace id as an exemplar, at
+                # most once a second per series and bucket (the exposition shows the latest one per bucket).
+                exemplar = self._exemplars.due(series, elapsed, started + elapsed)
+                self.duration.record(elapsed, series, context=span_context if exemplar else NO_EXEMPLAR)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackT, Counter, Histogram, Meter, ObservableCounter, _Gauge
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -32,6 +33,10 @@ from .tracing import chosen_exporters
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 AMOUNT_BUCKETS_CENTS = (100, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000)
 
+NO_EXEMPLAR = Context({names.NO_EXEMPLAR_KEY: True})
+"""The context to record in when a measurement must offer no exemplar: it holds no span. Not an empty Context,
+which the SDK takes for "none given" (an empty one is falsy) and replaces with the current context, whose
+sampled span it then offers."""
 
 # The only place that creates instruments: each takes its (name, unit, description) from names.py, so that
 # a metric's name and unit cannot drift between the modules that record it.

@@ -208,3 +208,7 @@ TRACERESPONSE_HEADER = "traceresponse"
 SESSION_HEADER = "x-session-id"
 
 INSTRUMENTATION_SCOPE = "market"
+
+NO_EXEMPLAR_KEY = "market.no_exemplar"
+"""A context entry of ours only (never exported): marks a context with no span, for measurements that must not
+offer an exemplar (metrics.NO_EXEMPLAR)."""

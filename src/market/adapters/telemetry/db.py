@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from piccolo.engine.postgres import PostgresEngine
@@ -24,10 +23,9 @@ from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.querystring import QueryString
 
 from market.telemetry import names
-from market.telemetry.metrics import histogram
+from market.telemetry.metrics import NO_EXEMPLAR, histogram
 
 MAX_QUERY_TEXT = 2000
-_NO_TRACE = otel_context.Context()
 
 _WORD = re.compile(r'"[^"]*"|[A-Za-z_][A-Za-z0-9_.$]*(?:\."[^"]*")?|[()]')
 _DML = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE"})
@@ -105,8 +103,34 @@ def _ddl_table(tokens: list[str]) -> str | None:
     return None
 
 
+class _Statement:
+    """What every run of one statement records, built once per statement text: the metric's attributes, the
+    span's name and attributes. Shared by every run (the SDK copies what it keeps); never mutated."""
+
+    __slots__ = ("metric_attributes", "span_attributes", "span_name")
+
+    def __init__(self, sql: str, system: str, namespace: str) -> None:
+        operation, table = summarize(sql)
+        self.metric_attributes: dict[str, Any] = {
+            names.DB_SYSTEM_NAME: system,
+            names.DB_OPERATION_NAME: operation,
+            names.DB_NAMESPACE: namespace,
+        }
+        if table:
+            self.metric_attributes[names.DB_COLLECTION_NAME] = table
+        self.span_name = f"{operation} {table}" if table else operation
+        self.span_attributes: dict[str, Any] = {
+            **self.metric_attributes,
+            names.DB_QUERY_SUMMARY: self.span_name,
+            names.DB_QUERY_TEXT: " ".join(sql.split())[:MAX_QUERY_TEXT],
+        }
+
+
 class DbSpans:
     """Names, attributes and the duration histogram shared by every statement of one database."""
+
+    MAX_STATEMENTS = 1024
+    """Statements are templates written in code (a small set); past this many the cache starts over."""
 
     def __init__(self, system: str, namespace: str) -> None:
         self.system = system  # "postgresql" or "sqlite"
@@ -116,59 +140,60 @@ class DbSpans:
         self._duration = histogram(
             metrics.get_meter(names.INSTRUMENTATION_SCOPE), names.DB_CLIENT_OPERATION_DURATION
         )
+        self._statements: dict[str, _Statement] = {}
 
     @staticmethod
     def wanted() -> bool:
         return trace.get_current_span().is_recording()
 
+    def described(self, sql: str) -> _Statement:
+        """The statement's names and attributes (cached per text)."""
+        found = self._statements.get(sql)
+        if found is None:
+            found = _Statement(sql, self.system, self.namespace)
+            if len(self._statements) >= self.MAX_STATEMENTS:
+                self._statements.clear()
+            self._statements[sql] = found
+        return found
+
     @contextmanager
     def statement(self, sql: str) -> Iterator[Span | None]:
         """Measures the statement; spans it when the current operation is traced."""
-        operation, table = summarize(sql)
-        attributes: dict[str, Any] = {
-            names.DB_SYSTEM_NAME: self.system,
-            names.DB_OPERATION_NAME: operation,
-            names.DB_NAMESPACE: self.namespace,
-        }
-        if table:
-            attributes[names.DB_COLLECTION_NAME] = table
+        described = self.described(sql)
+        attributes = described.metric_attributes
         started = time.perf_counter()
         try:
-            if not self.wanted():
+            if not trace.get_current_span().is_recording():
                 yield None
             else:
-                yield from self._spanned(sql, operation, table, dict(attributes))
+                with self._tracer.start_as_current_span(
+                    described.span_name,
+                    kind=SpanKind.CLIENT,
+                    attributes=described.span_attributes,
+                    record_exception=False,
+                    set_status_on_exception=False,
+                ) as span:
+                    try:
+                        yield span
+                    except Exception as exc:
+                        _failed(span, exc)
+                        raise
         except Exception as exc:
-            attributes[names.ERROR_TYPE] = type(exc).__qualname__
+            attributes = {**attributes, names.ERROR_TYPE: type(exc).__qualname__}
             raise
         finally:
             # Without the trace in the context: no exemplar offered per statement (a cost every request would
             # pay); the request-duration histogram carries the exemplars that lead to traces.
-            self._duration.record(time.perf_counter() - started, attributes, context=_NO_TRACE)
+            self._duration.record(time.perf_counter() - started, attributes, context=NO_EXEMPLAR)
 
-    def _spanned(
-        self, sql: str, operation: str, table: str | None, attributes: dict[str, Any]
-    ) -> Iterator[Span]:
-        summary = f"{operation} {table}" if table else operation
-        attributes[names.DB_QUERY_SUMMARY] = summary
-        attributes[names.DB_QUERY_TEXT] = " ".join(sql.split())[:MAX_QUERY_TEXT]
-        with self._tracer.start_as_current_span(
-            summary,
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            try:
-                yield span
-            except Exception as exc:
-                span.record_exception(exc)
-                span.set_attribute(names.ERROR_TYPE, type(exc).__qualname__)
-                sqlstate = getattr(exc, "sqlstate", None)
-                if isinstance(sqlstate, str):
-                    span.set_attribute(names.DB_RESPONSE_STATUS_CODE, sqlstate)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                raise
+
+def _failed(span: Span, exc: Exception) -> None:
+    span.record_exception(exc)
+    span.set_attribute(names.ERROR_TYPE, type(exc).__qualname__)
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        span.set_attribute(names.DB_RESPONSE_STATUS_CODE, sqlstate)
+    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
 
 class _TracedQueries:

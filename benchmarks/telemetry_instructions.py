@@ -1,0 +1,193 @@
+"""Telemetry's cost in CPU instructions, which other load on the machine does not change (unlike req/s and CPU
+time on a shared machine): `GET /api/v1/items?limit=20` served in process through the whole ASGI app (edge
+middleware, Litestar, PostgreSQL through the pool), counted by valgrind (`cachegrind`, no cache simulation),
+with telemetry off and at 100 % sampling (spans over OTLP/HTTP to a local receiver, Sentry on to a local
+receiver, metrics), as telemetry_cost.py runs them.
+
+Each count is one process: start, warm up, serve N requests (8 at a time), exit. Two values of N per setting;
+the difference divided by the difference in N is the instructions per request, without start-up and shutdown.
+The span exporter runs in its thread inside the count (its work is per span); the periodic OTLP metric export
+and the background loops (webhook polling, business gauges, the probe) are slowed to once an hour: their cost
+is per second of wall time, not per request, and under valgrind a second is a few requests.
+
+Other versions of the code side by side with `--src NAME=DIR` (a `src` folder, e.g. a `git worktree` of an
+older commit: `--src 1b8aa5b=/work/wt/before-1b8/src`), run by this interpreter. Nothing is asserted.
+
+    .venv/bin/python benchmarks/telemetry_instructions.py [--requests 200 1000] [--src NAME=DIR ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from _harness import add_database_arguments, market_env, seeded_database, workdir
+from telemetry_cost import _start_sink
+
+CONCURRENCY = 8
+HOUR_S = 3600.0
+
+
+def _quiet_background_work() -> None:
+    """Loops whose cost is per second of wall time: once an hour here (whatever the version has of them)."""
+    from market.adapters.webhooks.worker import WebhookDeliveryWorker
+
+    init = WebhookDeliveryWorker.__init__
+    if init.__kwdefaults__ and "poll_interval_s" in init.__kwdefaults__:
+        init.__kwdefaults__["poll_interval_s"] = HOUR_S
+    else:  # older versions: a positional default
+        names = init.__code__.co_varnames[1 : init.__code__.co_argcount]
+        defaults = list(init.__defaults__ or ())
+        at = names.index("poll_interval_s") - (len(names) - len(defaults))
+        defaults[at] = HOUR_S
+        init.__defaults__ = tuple(defaults)
+    from market.adapters.telemetry import business
+
+    business.refresh_business_gauges_forever.__defaults__ = (HOUR_S,)
+
+
+async def serve(requests: int) -> None:
+    from market.bootstrap import build_app
+
+    _quiet_background_work()
+    app = build_app(auto_migrate=False)
+    inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    lifespan = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+    )
+    started = await outbox.get()
+    assert started["type"] == "lifespan.startup.complete", started
+    recorder = getattr(app.asgi_handler, "sessions", None)
+    if recorder is not None:  # session recording (newer versions): batches as at production rates
+        recorder._flush_interval_s = HOUR_S
+        recorder._wake.set()
+    body = {"type": "http.request", "body": b"", "more_body": False}
+
+    async def receive() -> dict[str, object]:
+        return body
+
+    async def one() -> None:
+        status: list[int] = []
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])  # type: ignore[arg-type]
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/api/v1/items",
+            "raw_path": b"/api/v1/items",
+            "query_string": b"limit=20",
+            "root_path": "",
+            "headers": [(b"host", b"127.0.0.1"), (b"user-agent", b"bench")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+            "state": {},
+        }
+        await app(scope, receive, send)
+        if status != [200]:
+            raise RuntimeError(f"GET /api/v1/items answered {status}")
+
+    async def client(n: int) -> None:
+        for _ in range(n):
+            await one()
+
+    await asyncio.gather(*(client(20 // CONCURRENCY + 1) for _ in range(CONCURRENCY)))  # warm-up
+    await asyncio.gather(*(client(requests // CONCURRENCY) for _ in range(CONCURRENCY)))
+    if recorder is not None:
+        await recorder.flush()  # what was recorded is written inside the count
+    await inbox.put({"type": "lifespan.shutdown"})
+    await outbox.get()
+    await lifespan
+
+
+def count(url: str, cwd: Path, requests: int, src: str | None, telemetry: dict[str, str]) -> int:
+    env = market_env(
+        url,
+        cwd / "var",
+        MARKET_RATE_LIMITS="off",
+        PYTHONHASHSEED="0",
+        MARKET_LOG_LEVEL="WARNING",
+        MARKET_RECONCILE_INTERVAL="86400",
+        MARKET_ALERT_EVAL_INTERVAL="3600",
+        MARKET_PROBE_INTERVAL="0",
+        **telemetry,
+    )
+    if src:
+        env["PYTHONPATH"] = src
+    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+    command += [sys.executable, __file__, "--child", str(requests)]
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    match = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if match is None:
+        raise RuntimeError(f"no instruction count in:\n{done.stderr[-2000:]}")
+    return int(match[1].replace(",", ""))
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        import uvloop
+
+        uvloop.run(serve(int(sys.argv[2])))
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_database_arguments(parser)
+    parser.set_defaults(items=20_000, sellers=20)
+    parser.add_argument("--requests", type=int, nargs=2, default=[200, 1000], metavar=("FEW", "MANY"))
+    parser.add_argument(
+        "--src", action="append", default=[], metavar="NAME=DIR", help="another version's src"
+    )
+    parser.add_argument("--no-this", action="store_true", help="count only the --src versions")
+    parser.add_argument("--only", choices=["off", "full"], help="count one setting only")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is needed (Debian: apt-get install -y valgrind)")
+    few, many = args.requests
+    collector, sentry = _start_sink(), _start_sink()
+    settings = {
+        "off": {},
+        "full": {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector}",
+            "SENTRY_DSN": f"http://publickey@127.0.0.1:{sentry}/1",
+            "OTEL_BSP_SCHEDULE_DELAY": "1000",
+            "OTEL_METRIC_EXPORT_INTERVAL": str(int(HOUR_S * 1000)),
+        },
+    }
+    versions = [] if args.no_this else [("this", None)]
+    versions += [(name, src) for name, _, src in (spec.partition("=") for spec in args.src)]
+    print(f"GET /api/v1/items?limit=20, in process, {CONCURRENCY} at a time; {few} and {many} requests")
+    with workdir() as cwd, seeded_database(args, cwd) as url:
+        for name, src in versions:
+            per_request = {}
+            for setting in ("off", "full") if args.only is None else (args.only,):
+                low, high = (count(url, cwd, n, src, settings[setting]) for n in (few, many))
+                per_request[setting] = (high - low) / (many - few)
+                print(
+                    f"  {name:<12} telemetry {setting:<4}: {low:,} and {high:,} instructions:"
+                    f" {per_request[setting]:,.0f} per request",
+                    flush=True,
+                )
+            if len(per_request) == 2:
+                off, full = per_request["off"], per_request["full"]
+                print(f"  {name:<12} 100 % costs {full - off:+,.0f} per request ({(full - off) / off:+.1%})")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()

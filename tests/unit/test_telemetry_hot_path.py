@@ -1,0 +1,197 @@
+"""What the request path caches so that telemetry at 100 % sampling costs less (benchmarks/README.md,
+telemetry_instructions.py): the request-duration series' attributes, the DB statements' names and attributes,
+the pace of exemplar offers, and the context that offers none. Against the real OpenTelemetry SDK (in-memory
+reader and exporter), no server."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from market.adapters.telemetry.db import DbSpans
+from market.telemetry import names
+from market.telemetry.asgi import DurationSeries, ExemplarPacer
+from market.telemetry.metrics import DURATION_BUCKETS_S, NO_EXEMPLAR
+
+
+def test_each_request_series_has_its_own_attributes_built_once():
+    series = DurationSeries()
+    ok = series.attributes("GET", 200, "http", "/api/v1/items")
+    assert ok == {
+        names.HTTP_REQUEST_METHOD: "GET",
+        names.HTTP_RESPONSE_STATUS_CODE: 200,
+        names.URL_SCHEME: "http",
+        names.HTTP_ROUTE: "/api/v1/items",
+    }
+    assert series.attributes("GET", 200, "http", "/api/v1/items") is ok  # the same dict, not a new one
+    failed = series.attributes("GET", 503, "http", "/api/v1/items")
+    assert failed[names.ERROR_TYPE] == "503" and failed[names.HTTP_RESPONSE_STATUS_CODE] == 503
+    assert names.ERROR_TYPE not in series.attributes("GET", 404, "http", "/api/v1/items")  # the client's
+    assert series.attributes("POST", 200, "https", "/api/v1/items") == {
+        names.HTTP_REQUEST_METHOD: "POST",
+        names.HTTP_RESPONSE_STATUS_CODE: 200,
+        names.URL_SCHEME: "https",
+        names.HTTP_ROUTE: "/api/v1/items",
+    }
+    assert names.HTTP_ROUTE not in series.attributes("GET", 404, "http", None)  # no route matched
+    assert ok == series.attributes("GET", 200, "http", "/api/v1/items")  # left as built
+
+
+def test_the_series_cache_starts_over_when_full_and_stays_right():
+    series = DurationSeries()
+    series.MAX_SERIES = 3
+    for status in (200, 201, 202, 203, 500):
+        attributes = series.attributes("GET", status, "http", "/x")
+        assert attributes[names.HTTP_RESPONSE_STATUS_CODE] == status
+    assert len(series._cache) <= 3
+
+
+def test_exemplars_are_offered_once_per_second_per_series_and_bucket():
+    pacer = ExemplarPacer(DURATION_BUCKETS_S, interval_s=1.0)
+    fast, other_series = object(), object()
+    assert pacer.due(fast, 0.003, now=100.0)  # the first of its bucket
+    assert not pacer.due(fast, 0.004, now=100.5)  # same bucket (<= 5 ms), within the second
+    assert pacer.due(fast, 0.2, now=100.5)  # another bucket
+    assert pacer.due(other_series, 0.003, now=100.5)  # another series
+    assert pacer.due(fast, 0.001, now=101.0)  # a second later
+    assert not pacer.due(fast, 0.002, now=101.9)
+
+
+def _metrics() -> tuple[MeterProvider, InMemoryMetricReader]:
+    reader = InMemoryMetricReader()
+    view = View(instrument_name="*", aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS_S))
+    return MeterProvider(metric_readers=[reader], views=[view]), reader
+
+
+def _exemplars(reader: InMemoryMetricReader) -> list[object]:
+    data = reader.get_metrics_data()
+    return [
+        exemplar
+        for resource_metrics in data.resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+        for metric in scope_metrics.metrics
+        for point in metric.data.data_points
+        for exemplar in point.exemplars
+    ]
+
+
+def test_no_exemplar_context_offers_none_inside_a_sampled_span():
+    provider, reader = _metrics()
+    duration = provider.get_meter("test").create_histogram("d", unit="s")
+    span = TracerProvider().get_tracer("test").start_span("request")
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        duration.record(0.01, {"k": "v"}, context=NO_EXEMPLAR)
+        assert _exemplars(reader) == []
+        # An empty Context would not do: the SDK takes it for "none given" and offers the current span.
+        duration.record(0.01, {"k": "v"}, context=otel_context.Context())
+        (exemplar,) = _exemplars(reader)
+        assert exemplar.trace_id == span.get_span_context().trace_id
+    finally:
+        otel_context.detach(token)
+        span.end()
+
+
+@pytest.fixture
+def db_spans(monkeypatch: pytest.MonkeyPatch):
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    meter_provider, reader = _metrics()
+    spans = DbSpans("postgresql", "market")
+    spans._tracer = tracer_provider.get_tracer("test")
+    spans._duration = meter_provider.get_meter("test").create_histogram(names.DB_CLIENT_OPERATION_DURATION[0])
+    return spans, tracer_provider, exporter, reader
+
+
+def _points(reader: InMemoryMetricReader) -> dict[frozenset, int]:
+    data = reader.get_metrics_data()
+    return {
+        frozenset(point.attributes.items()): point.count
+        for resource_metrics in data.resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+        for metric in scope_metrics.metrics
+        for point in metric.data.data_points
+    }
+
+
+def test_each_statement_is_measured_and_spanned_by_its_own_operation_and_table(db_spans):
+    spans, tracer_provider, exporter, reader = db_spans
+    select = "SELECT id FROM items WHERE id = $1"
+    insert = "INSERT INTO orders (id) VALUES ($1)"
+    with tracer_provider.get_tracer("test").start_as_current_span("request"):
+        for sql in (select, insert, select, "BEGIN"):
+            with spans.statement(sql):
+                pass
+    assert spans.described(select) is spans.described(select)  # built once per text
+    base = {names.DB_SYSTEM_NAME: "postgresql", names.DB_NAMESPACE: "market"}
+    assert _points(reader) == {
+        frozenset({**base, names.DB_OPERATION_NAME: "SELECT", names.DB_COLLECTION_NAME: "items"}.items()): 2,
+        frozenset({**base, names.DB_OPERATION_NAME: "INSERT", names.DB_COLLECTION_NAME: "orders"}.items()): 1,
+        frozenset({**base, names.DB_OPERATION_NAME: "BEGIN"}.items()): 1,
+    }
+    finished = [s for s in exporter.get_finished_spans() if s.kind == trace.SpanKind.CLIENT]
+    assert [s.name for s in finished] == ["SELECT items", "INSERT orders", "SELECT items", "BEGIN"]
+    assert dict(finished[1].attributes) == {
+        **base,
+        names.DB_OPERATION_NAME: "INSERT",
+        names.DB_COLLECTION_NAME: "orders",
+        names.DB_QUERY_SUMMARY: "INSERT orders",
+        names.DB_QUERY_TEXT: insert,
+    }
+    assert _exemplars(reader) == []  # statements offer none, traced or not
+
+
+def test_a_failed_statement_adds_error_type_without_changing_the_cached_attributes(db_spans):
+    spans, tracer_provider, exporter, reader = db_spans
+    sql = "UPDATE items SET stock = stock - $1 WHERE id = $2"
+    with tracer_provider.get_tracer("test").start_as_current_span("request"):
+        with pytest.raises(LookupError), spans.statement(sql):
+            raise LookupError("gone")
+        with spans.statement(sql):
+            pass
+    assert names.ERROR_TYPE not in spans.described(sql).metric_attributes
+    base = {
+        names.DB_SYSTEM_NAME: "postgresql",
+        names.DB_NAMESPACE: "market",
+        names.DB_OPERATION_NAME: "UPDATE",
+        names.DB_COLLECTION_NAME: "items",
+    }
+    assert _points(reader) == {
+        frozenset({**base, names.ERROR_TYPE: "LookupError"}.items()): 1,
+        frozenset(base.items()): 1,
+    }
+    failed, succeeded = [s for s in exporter.get_finished_spans() if s.kind == trace.SpanKind.CLIENT]
+    assert failed.attributes[names.ERROR_TYPE] == "LookupError" and not failed.status.is_ok
+    assert names.ERROR_TYPE not in succeeded.attributes
+
+
+def test_untraced_statements_are_measured_without_a_span(db_spans):
+    spans, _, exporter, reader = db_spans
+    with spans.statement("DELETE FROM carts WHERE buyer_id = $1") as span:
+        assert span is None
+    assert exporter.get_finished_spans() == ()
+    assert list(_points(reader).values()) == [1]
+
+
+def test_the_resource_is_hashed_once_and_equals_what_the_sdk_would_build():
+    from market.config import Settings
+    from market.telemetry.tracing import HashedOnceResource, build_resource
+
+    resource = build_resource(
+        Settings.from_env({}, dotenv=None), {"OTEL_RESOURCE_ATTRIBUTES": "k8s.pod.name=p"}
+    )
+    assert isinstance(resource, HashedOnceResource)
+    plain = Resource(resource.attributes, resource.schema_url)
+    assert resource == plain and hash(resource) == hash(plain)
+    assert resource.attributes["k8s.pod.name"] == "p"
+    with pytest.raises(TypeError):
+        resource.attributes["service.name"] = "changed"  # immutable: the cached hash stays true
