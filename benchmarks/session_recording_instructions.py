@@ -57,8 +57,8 @@ async def serve(requests: int, recording: bool) -> None:
     if recorder is not None:
         # Batches as at production rates: the writer's second is a few requests under valgrind, and a batch
         # of a few entries costs its transaction's round trips per entry. Written when full, or at the end.
-        recorder._flush_interval_s = 3600.0
-        recorder._wake.set()  # the writer takes the new interval on its next turn
+        recorder.buffer._interval_s = 3600.0
+        recorder.buffer._wake.set()  # the writer takes the new interval on its next turn
     if not recording:
         edge.sessions = None
     body = {"type": "http.request", "body": b"", "more_body": False}

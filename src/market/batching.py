@@ -1,12 +1,15 @@
-"""A per-process buffer written in batches by a background task: the pattern of session recording
-(`market.telemetry.sessions`), made reusable. The request path appends values to a flat list (no await, no
-object of its own per entry); the writer takes the whole list every `interval_s`, or sooner when `batch`
-entries wait, and hands it to `write`. `flush()` may be awaited by anyone who must read what was recorded
-(a report in the same process): it waits for a write in flight, then writes what is left, so that what was
-recorded before the call is in the database when it returns. `stop()` flushes once more within a deadline.
+"""A per-process buffer written in batches by a background task (analytics events, session recording). The
+request path appends values to a flat list (no await, no object of its own per entry); the writer takes the
+whole list every `interval_s`, or sooner when `batch` entries wait, and hands it to `write`. An owner may also
+queue `side` items (e.g. client events next to session entries): they share the capacity, one entry each, and
+are written in the same call as the values taken with them. `flush()` may be awaited by anyone who must read
+what was recorded (a report in the same process): it waits for a write in flight, then writes what is left,
+so that what was recorded before the call is in the database when it returns. `stop()` flushes once more
+within a deadline.
 
-What happens when `write` fails is the owner's choice (`on_failure`): the batch is handed back, with whether
-the writer will try again (the buffer keeps it, while it fits) or gave it up.
+What happens when `write` fails is the owner's choice (`retry`): the batch is put back in front of the buffer
+and written again at the next flush (while it fits), or given up at once. A batch given up, and what `stop()`
+could not write in time, goes to `on_failure`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -23,30 +26,38 @@ STOP_DEADLINE_S = 2.0
 
 
 class BatchBuffer:
-    """`values` is the flat list the request path extends with `width` values per entry. `write(values)`
-    stores a batch; it is never called twice at once. A batch whose write fails is put back in front of the
-    buffer (retried at the next flush) while the buffer stays under `capacity` entries; past that it is given
-    up to `on_failure`."""
+    """`values` is the flat list the request path extends with `width` values per entry, while
+    `len(values) < limit` (one comparison; `has_room` says the same for several entries). `side` holds items
+    added with `add_side`. `write(values, side)` stores a batch; it is never called twice at once. A batch
+    whose write fails is put back in front of the buffer (retried at the next flush) when `retry` and while
+    the buffer stays under `capacity` entries; otherwise it is given up to `on_failure(values, side)`."""
 
     def __init__(
         self,
-        write: Callable[[list[Any]], Awaitable[None]],
+        write: Callable[[list[Any], list[Any]], Awaitable[None]],
         *,
         width: int,
         capacity: int,
         batch: int,
         interval_s: float,
         name: str,
-        on_failure: Callable[[list[Any]], None] | None = None,
+        on_failure: Callable[[list[Any], list[Any]], None] | None = None,
+        retry: bool = True,
     ) -> None:
         self._write = write
         self._width = width
+        self._capacity = capacity
         self._capacity_values = capacity * width
         self._batch_values = batch * width
         self._interval_s = interval_s
         self._name = name
         self._on_failure = on_failure
+        self._retry = retry
         self.values: list[Any] = []
+        self.side: list[Any] = []
+        self.limit = self._capacity_values
+        """Length of `values` from which an entry no longer fits: (capacity - side items) * width, kept up to
+        date so that the request path compares one number."""
         self._lock = asyncio.Lock()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -54,15 +65,23 @@ class BatchBuffer:
     # --- the request path ---------------------------------------------------------------------------------
 
     def has_room(self, entries: int = 1) -> bool:
-        return len(self.values) + entries * self._width <= self._capacity_values
+        return len(self.values) + entries * self._width <= self.limit
 
     def appended(self) -> None:
         """Call after extending `values`: wakes the writer when a batch is full."""
         if len(self.values) >= self._batch_values and self._wake is not None:
             self._wake.set()
 
+    def add_side(self, items: Sequence[Any]) -> bool:
+        """Queue `items` to be written with the next batch, all or none: False when they do not fit."""
+        if self.pending() + len(items) > self._capacity:
+            return False
+        self.side.extend(items)
+        self.limit = (self._capacity - len(self.side)) * self._width
+        return True
+
     def pending(self) -> int:
-        return len(self.values) // self._width
+        return len(self.values) // self._width + len(self.side)
 
     @property
     def running(self) -> bool:
@@ -86,30 +105,43 @@ class BatchBuffer:
             await asyncio.wait_for(self.flush(retry=False), deadline_s)
         except Exception:  # the timeout included: a shutdown must end
             log.warning("%s: buffered entries not written at shutdown", self._name, exc_info=True)
-            self._give_up(self.values)
-            self.values = []
+            values, side = self._take()
+            self._give_up(values, side)
 
-    async def flush(self, *, retry: bool = True) -> int:
+    async def flush(self, *, retry: bool | None = None) -> int:
         """Write everything recorded before this call (waiting for a write in flight first); returns how many
-        entries this call wrote. A failed write raises after putting the batch back (`retry`) or giving it
-        up."""
+        entries (and side items) this call wrote. A failed write raises after putting the batch back (`retry`,
+        by default the buffer's) or giving it up."""
         async with self._lock:
-            batch, self.values = self.values, []
-            if not batch:
+            batch, side = self._take()
+            if not batch and not side:
                 return 0
             try:
-                await self._write(batch)
+                await self._write(batch, side)
             except BaseException:
-                if retry and len(batch) + len(self.values) <= self._capacity_values:
+                keep = self._retry if retry is None else retry
+                if (
+                    keep
+                    and (len(batch) + len(self.values)) // self._width + len(side) + len(self.side)
+                    <= self._capacity
+                ):
                     self.values[:0] = batch
+                    self.side[:0] = side
+                    self.limit = (self._capacity - len(self.side)) * self._width
                 else:
-                    self._give_up(batch)
+                    self._give_up(batch, side)
                 raise
-            return len(batch) // self._width
+            return len(batch) // self._width + len(side)
 
-    def _give_up(self, batch: list[Any]) -> None:
-        if batch and self._on_failure is not None:
-            self._on_failure(batch)
+    def _take(self) -> tuple[list[Any], list[Any]]:
+        batch, side = self.values, self.side
+        self.values, self.side = [], []
+        self.limit = self._capacity_values
+        return batch, side
+
+    def _give_up(self, batch: list[Any], side: list[Any]) -> None:
+        if (batch or side) and self._on_failure is not None:
+            self._on_failure(batch, side)
 
     async def _flush_forever(self) -> None:
         assert self._wake is not None
@@ -122,7 +154,8 @@ class BatchBuffer:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.warning("%s: could not write a batch; will retry", self._name, exc_info=True)
+                outcome = "will retry" if self._retry else "given up"
+                log.warning("%s: could not write a batch; %s", self._name, outcome, exc_info=True)
 
 
 def flushed_first(inner: Any, flush: Callable[[], Awaitable[object]]) -> Any:

@@ -181,7 +181,7 @@ async def test_a_batch_that_cannot_be_written_stays_buffered_and_is_written_late
         await log.record([SearchPerformed("kept", 1)], at(0))
         write = log._write
 
-        async def failing(values):
+        async def failing(values, side):
             raise ConnectionError("database gone")
 
         log.buffer._write = failing

@@ -320,3 +320,22 @@ def test_the_session_page_escapes_what_a_client_reported_and_links_out_only_wher
     assert 'data-testid="failing-request"' in page
     assert "sentry-link" not in page  # no MARKET_SENTRY_URL_TEMPLATE: the id, without a link
     assert "c" * 32 in page
+
+
+async def test_client_events_share_the_capacity_and_are_written_with_the_entries_or_dropped_with_them():
+    tally = DropTally()
+    store = FakeSessionStore()
+    recording = SessionRecording(store, retention=timedelta(days=30), capacity=3, tally=tally)
+    two = parse(*[{"at": "2026-11-28T11:59:00Z", "name": "page_view"}] * 2)
+    assert recording.record_events(two)
+    record(recording)
+    record(recording)  # no room: two events and one entry fill the capacity
+    assert not recording.record_events(two[:1])  # all or none, and counted
+    assert recording.pending() == 3 and tally.totals()[SESSIONS] == 2
+    assert await recording.flush() == 3
+    assert len(store.requests) == 1 and len(store.events) == 2
+    assert recording.record_events(two) and recording.pending() == 2  # the capacity is whole again
+    store.fail = True
+    record(recording)
+    assert await recording.flush() == 0
+    assert tally.totals()[SESSIONS] == 5 and recording.pending() == 0

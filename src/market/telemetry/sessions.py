@@ -5,19 +5,21 @@ collector counts, and 2 000 of them waiting per second made it run several times
 A full buffer drops the entry and counts it (`market.telemetry.dropped{signal="session"}`). The writer builds
 the entries, their timestamps and rows one at a time as the batch streams into the database.
 
-Entries are flushed every FLUSH_INTERVAL_S, or sooner when a batch is full, and once more at shutdown within
-its deadline. Entries older than the retention are pruned every PRUNE_INTERVAL_S.
+The buffer and its writer are a `market.batching.BatchBuffer` (client events ride along as its side items,
+sharing the capacity); a batch the database refuses is dropped and counted, not retried. Entries are flushed
+every FLUSH_INTERVAL_S, or sooner when a batch is full, and once more at shutdown within its deadline.
+Entries older than the retention are pruned every PRUNE_INTERVAL_S.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, overload
 
+from market.batching import BatchBuffer
 from market.domain.sessions import ClientEvent, RequestEntry
 
 from .drops import DROPS, SESSIONS, DropTally
@@ -47,8 +49,9 @@ trace_id, problem type, sentry event id, user id."""
 
 
 class SessionRecording:
-    """The per-process buffer and its writer. `record_request` and `record_events` are safe to call from
-    request handlers; `start()`/`stop()` run the writer in the event loop (the app's lifespan)."""
+    """The per-process buffer (a `BatchBuffer`: request entries as its values, client events as its side
+    items) and its pruner. `record_request` and `record_events` are safe to call from request handlers;
+    `start()`/`stop()` run the writer and the pruner in the event loop (the app's lifespan)."""
 
     def __init__(
         self,
@@ -65,19 +68,21 @@ class SessionRecording:
         self._store = store
         self._retention = retention
         self._now = now
-        self._capacity = capacity
-        self._flush_interval_s = flush_interval_s
         self._prune_interval_s = prune_interval_s
         self._tally = tally
-        self._requests: list[Any] = []
-        """Flat: FIELDS values per entry, one after the other."""
+        self.buffer = BatchBuffer(
+            self._write,
+            width=FIELDS,
+            capacity=capacity,
+            batch=batch,
+            interval_s=flush_interval_s,
+            name="session-recorder",
+            on_failure=self._dropped,
+            retry=False,  # retrying would let a dead database fill memory
+        )
+        """Flat: FIELDS values per request entry, one after the other; client events as side items."""
         self._batch_values = batch * FIELDS
-        self._limit = capacity * FIELDS
-        """Buffer length at which a request entry no longer fits: (capacity - client events waiting) * FIELDS,
-        kept up to date so that the request path compares one number."""
-        self._events: list[ClientEvent] = []
-        self._wake: asyncio.Event | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._pruner: asyncio.Task[None] | None = None
 
     # --- the request path -------------------------------------------------------------------------------
 
@@ -95,8 +100,9 @@ class SessionRecording:
         user_id: str | None,
     ) -> None:
         """One request's entry (`started`: unix time in seconds). Never blocks; drops and counts when full."""
-        requests = self._requests
-        if len(requests) >= self._limit:
+        buffer = self.buffer
+        requests = buffer.values
+        if len(requests) >= buffer.limit:
             self._tally.add(SESSIONS)
             return
         # extend, not append: the values go into the list itself, and the argument tuple is freed at once.
@@ -112,69 +118,48 @@ class SessionRecording:
             sentry_event_id,
             user_id,
         )
-        if len(requests) >= self._batch_values and self._wake is not None:
-            self._wake.set()
+        if len(requests) >= self._batch_values:
+            buffer.appended()
 
     def record_events(self, events: Sequence[ClientEvent]) -> bool:
         """Client-reported events, all or none; False (and counted as dropped) when they do not fit."""
-        if self.pending() + len(events) > self._capacity:
+        if not self.buffer.add_side(events):
             self._tally.add(SESSIONS, len(events))
             return False
-        self._events.extend(events)
-        self._limit = (self._capacity - len(self._events)) * FIELDS
         return True
 
     def pending(self) -> int:
-        return len(self._requests) // FIELDS + len(self._events)
+        return self.buffer.pending()
 
     # --- the writer -------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._wake = asyncio.Event()
-        self._tasks = [
-            asyncio.create_task(self._flush_forever(), name="session-recorder"),
-            asyncio.create_task(self._prune_forever(), name="session-pruner"),
-        ]
+        self.buffer.start()
+        self._pruner = asyncio.create_task(self._prune_forever(), name="session-pruner")
 
     async def stop(self, deadline_s: float = STOP_DEADLINE_S) -> None:
         """Stop the writer and flush what is buffered, within `deadline_s`; the rest is counted as dropped."""
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:  # a write in flight unwinds, or is left behind: the deadline holds either way
-            await asyncio.wait(self._tasks, timeout=deadline_s)
-        self._tasks = []
-        try:
-            await asyncio.wait_for(self.flush(), deadline_s)
-        except Exception:  # the timeout included: a shutdown must end
-            log.warning("session entries not written at shutdown", exc_info=True)
+        pruner, self._pruner = self._pruner, None
+        if pruner is None:
+            await self.buffer.stop(deadline_s)
+            return
+        pruner.cancel()
+        await asyncio.gather(self.buffer.stop(deadline_s), asyncio.wait([pruner], timeout=deadline_s))
 
     async def flush(self) -> int:
         """Write what is buffered in one batch; returns how many entries were written. A failed write is
         logged and its entries counted as dropped (retrying would let a dead database fill memory)."""
-        raw, events = self._requests, self._events
-        if not raw and not events:
-            return 0
-        self._requests, self._events = [], []
-        self._limit = self._capacity * FIELDS
-        requests = _Entries(raw)
         try:
-            await self._store.write(requests, events)
-        except asyncio.CancelledError:
-            self._tally.add(SESSIONS, len(requests) + len(events))
-            raise
+            return await self.buffer.flush(retry=False)
         except Exception:
-            self._tally.add(SESSIONS, len(requests) + len(events))
             log.warning("could not write session entries; dropped", exc_info=True)
             return 0
-        return len(requests) + len(events)
 
-    async def _flush_forever(self) -> None:
-        assert self._wake is not None
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._flush_interval_s)
-            self._wake.clear()
-            await self.flush()
+    async def _write(self, values: list[Any], events: list[ClientEvent]) -> None:
+        await self._store.write(_Entries(values), events)
+
+    def _dropped(self, values: list[Any], events: list[ClientEvent]) -> None:
+        self._tally.add(SESSIONS, len(values) // FIELDS + len(events))
 
     async def _prune_forever(self) -> None:
         while True:

@@ -273,7 +273,8 @@ class BufferedAnalyticsLog:
     async def flush(self) -> int:
         return await self.buffer.flush()
 
-    async def _write(self, values: list[Any]) -> None:
+    async def _write(self, values: list[Any], side: list[Any]) -> None:
+        # no side items: `record` adds none
         records = zip(*[iter(values)] * _WIDTH, strict=True)
         if self._db.is_postgres:
             await self._db.copy_records("analytics_events", _COLUMN_NAMES, records)
@@ -289,7 +290,7 @@ class BufferedAnalyticsLog:
                 )
 
     @staticmethod
-    def _lost(values: list[Any]) -> None:
+    def _lost(values: list[Any], side: list[Any]) -> None:
         log.error(
             "analytics events could not be written and were lost", extra={"events": len(values) // _WIDTH}
         )
