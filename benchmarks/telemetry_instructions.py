@@ -67,8 +67,12 @@ async def serve(requests: int) -> None:
     assert started["type"] == "lifespan.startup.complete", started
     recorder = getattr(app.asgi_handler, "sessions", None)
     if recorder is not None:  # session recording (newer versions): batches as at production rates
-        recorder._flush_interval_s = HOUR_S
-        recorder._wake.set()
+        buffer = getattr(recorder, "buffer", recorder)  # its BatchBuffer (since e4c4da6), else the recorder
+        if hasattr(buffer, "_interval_s"):
+            buffer._interval_s = HOUR_S
+        else:
+            buffer._flush_interval_s = HOUR_S
+        buffer._wake.set()
     body = {"type": "http.request", "body": b"", "more_body": False}
 
     async def receive() -> dict[str, object]:

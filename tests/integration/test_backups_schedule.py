@@ -89,7 +89,7 @@ def test_several_workers_take_one_backup_per_day_between_them(market: Market, en
         archive_name(datetime(2026, 3, day, 3, 0, tzinfo=UTC)) for day in (1, 2, 3)
     ]
     # Had two workers tried the same day, the second would have failed (and been counted).
-    assert _runs(reader) == {"success": 3}
+    assert _runs(reader) == {"success": 3, "failure": 0}  # the failure series exists at zero from the start
 
 
 def test_leadership_is_exclusive_and_passes_on_when_the_leader_dies(fresh_postgres_url, tmp_path):
