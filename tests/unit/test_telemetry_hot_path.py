@@ -5,6 +5,8 @@ reader and exporter), no server."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -18,7 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from market.adapters.telemetry.db import DbSpans
 from market.telemetry import names
-from market.telemetry.asgi import DurationSeries, ExemplarPacer
+from market.telemetry.asgi import DurationSeries, ExemplarPacer, ServerSpanMiddleware
+from market.telemetry.logs import AccessLog
 from market.telemetry.metrics import DURATION_BUCKETS_S, NO_EXEMPLAR
 
 
@@ -195,3 +198,37 @@ def test_the_resource_is_hashed_once_and_equals_what_the_sdk_would_build():
     assert resource.attributes["k8s.pod.name"] == "p"
     with pytest.raises(TypeError):
         resource.attributes["service.name"] = "changed"  # immutable: the cached hash stays true
+
+
+def test_unsampled_requests_do_not_use_up_the_exemplar_turn_of_a_sampled_one():
+    """The middleware called directly: an unsampled request (its parent says so) then a sampled one, in the
+    same series and bucket within the second; the sampled one's trace is the exemplar."""
+    provider, reader = _metrics()
+    duration = provider.get_meter("test").create_histogram("d", unit="s")
+    tracer = TracerProvider().get_tracer("test")  # parent-based: the traceparent's flag decides
+
+    async def app(scope, receive, send):
+        scope["path_template"] = "/health/live"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    responses: list[dict] = []
+
+    async def keep(message):
+        responses.append(message)
+
+    def request(traceparent: str) -> str:
+        headers = [(b"traceparent", traceparent.encode())]
+        scope = {"type": "http", "method": "GET", "path": "/health/live", "headers": headers}
+        asyncio.run(middleware(scope, None, keep))
+        start = [m for m in responses if m["type"] == "http.response.start"][-1]
+        return dict(start["headers"])[b"traceresponse"].decode().split("-")[1]
+
+    middleware = ServerSpanMiddleware(app, tracer, duration=duration, access_log=AccessLog())
+    # One bucket for every value and an hour's pace: only the first offer of the test can be due.
+    middleware._exemplars = ExemplarPacer((), interval_s=3600.0)
+    request("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+    assert _exemplars(reader) == []
+    sampled = request("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    (exemplar,) = _exemplars(reader)
+    assert format(exemplar.trace_id, "032x") == sampled

@@ -272,5 +272,8 @@ class ServerSpanMiddleware:
                 series = self._series.attributes(method, status_code, attributes[names.URL_SCHEME], template)
                 # In the request's context, so that a sampled request leaves its trace id as an exemplar, at
                 # most once a second per series and bucket (the exposition shows the latest one per bucket).
-                exemplar = self._exemplars.due(series, elapsed, started + elapsed)
+                # Sampled first: an unsampled request offers none, so it must not use up the bucket's turn.
+                exemplar = span.get_span_context().trace_flags.sampled and self._exemplars.due(
+                    series, elapsed, started + elapsed
+                )
                 self.duration.record(elapsed, series, context=span_context if exemplar else NO_EXEMPLAR)
