@@ -4,6 +4,8 @@ column follow them, and the SQL written from them names their columns (no databa
 from __future__ import annotations
 
 import dataclasses
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 from piccolo.querystring import QueryString
@@ -20,7 +22,8 @@ from market.adapters.db.tables import (
     primary_key,
     select_list,
 )
-from market.domain.catalog import Item
+from market.domain.catalog import Item, ItemStatus
+from market.domain.money import Money
 from market.domain.users import User
 from tests.support.factories import item
 
@@ -45,6 +48,33 @@ def test_an_item_read_back_from_its_stored_values_is_the_same_item():
     row = {"id": original.id, **item_values(original)}
     assert set(row) == set(ITEM_COLUMNS)
     assert item_from_row(row) == original
+
+
+def test_an_item_filled_from_a_row_equals_the_constructors_field_for_field():
+    """`item_from_row` fills the slots itself: every field set, each to its own column's value (the values all
+    differ, so two swapped columns show), the object an `Item` like any other (equal, hashable, frozen)."""
+    built = Item(
+        id="0b1d3f64-52c5-4b8e-9f7a-0d7c1c7a2b11",
+        seller_id="5a0e4b9e-6d1c-4c59-8a43-7e2b3c4d5e6f",
+        title="Blue mug",
+        description="A blue ceramic mug.",
+        price=Money(1999, "EUR"),
+        stock=7,
+        category="kitchen",
+        status=ItemStatus.ARCHIVED,
+        created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        updated_at=datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC),
+    )
+    row = {"id": uuid.UUID(built.id), **item_values(built)}
+    row["seller_id"] = uuid.UUID(built.seller_id)  # as asyncpg returns them
+    filled = item_from_row(row)
+    assert type(filled) is Item
+    for field in dataclasses.fields(Item):
+        # A slot left unset raises AttributeError here.
+        assert getattr(filled, field.name) == getattr(built, field.name), field.name
+    assert filled == built and hash(filled) == hash(built)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        filled.title = "changed"  # type: ignore[misc]
 
 
 def test_a_row_with_an_unknown_item_status_is_refused():
