@@ -232,3 +232,36 @@ def test_unsampled_requests_do_not_use_up_the_exemplar_turn_of_a_sampled_one():
     sampled = request("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
     (exemplar,) = _exemplars(reader)
     assert format(exemplar.trace_id, "032x") == sampled
+
+
+def test_an_unsampled_statement_is_measured_as_the_untraced_path_measures_it(db_spans):
+    """`measured`, the path of every statement outside a sampled span: the statement's result, the same
+    points as `statement` would record (error.type added on failure), no span."""
+    spans, _, exporter, reader = db_spans
+    sql = "SELECT id FROM items WHERE id = $1"
+
+    async def rows() -> list[int]:
+        return [1, 2]
+
+    async def fails() -> None:
+        raise LookupError("gone")
+
+    async def run() -> None:
+        assert await spans.measured(sql, rows()) == [1, 2]
+        with pytest.raises(LookupError):
+            await spans.measured(sql, fails())
+
+    asyncio.run(run())
+    assert exporter.get_finished_spans() == ()
+    base = {
+        names.DB_SYSTEM_NAME: "postgresql",
+        names.DB_NAMESPACE: "market",
+        names.DB_OPERATION_NAME: "SELECT",
+        names.DB_COLLECTION_NAME: "items",
+    }
+    assert _points(reader) == {
+        frozenset(base.items()): 1,
+        frozenset({**base, names.ERROR_TYPE: "LookupError"}.items()): 1,
+    }
+    assert names.ERROR_TYPE not in spans.described(sql).metric_attributes
+    assert _exemplars(reader) == []

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -26,6 +26,8 @@ from market.telemetry import names
 from market.telemetry.metrics import NO_EXEMPLAR, histogram
 
 MAX_QUERY_TEXT = 2000
+
+_T = TypeVar("_T")
 
 _WORD = re.compile(r'"[^"]*"|[A-Za-z_][A-Za-z0-9_.$]*(?:\."[^"]*")?|[()]')
 _DML = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE"})
@@ -186,6 +188,21 @@ class DbSpans:
             # pay); the request-duration histogram carries the exemplars that lead to traces.
             self._duration.record(time.perf_counter() - started, attributes, context=NO_EXEMPLAR)
 
+    async def measured(self, sql: str, operation: Awaitable[_T]) -> _T:
+        """`operation` (the statement `sql` running) awaited and measured, for a statement outside any traced
+        operation (telemetry off, or the request not sampled): what `statement` does when it yields None, the
+        same measurement with the same attributes, without a span to look for again, a context manager and
+        its generator (a cost every statement of every unsampled request paid)."""
+        attributes = self.described(sql).metric_attributes
+        started = time.perf_counter()
+        try:
+            return await operation
+        except Exception as exc:
+            attributes = {**attributes, names.ERROR_TYPE: type(exc).__qualname__}
+            raise
+        finally:
+            self._duration.record(time.perf_counter() - started, attributes, context=NO_EXEMPLAR)
+
 
 def _failed(span: Span, exc: Exception) -> None:
     span.record_exception(exc)
@@ -206,14 +223,19 @@ class _TracedQueries:
         # Raw SQL (Database.fetch) carries its whole text in the template; an ORM query's template is
         # made of sub-strings, compiled here only for its text (Piccolo compiles it again to run it).
         sql = querystring.template
-        if sql.lstrip().startswith("{") or DbSpans.wanted():
+        if DbSpans.wanted():
             sql, _ = querystring.compile_string(engine_type=self.engine_type)
-        with self.db_spans.statement(sql):
-            return await super().run_querystring(querystring, in_pool)  # type: ignore[misc]
+            with self.db_spans.statement(sql):
+                return await super().run_querystring(querystring, in_pool)  # type: ignore[misc]
+        if sql.lstrip().startswith("{"):
+            sql, _ = querystring.compile_string(engine_type=self.engine_type)
+        return await self.db_spans.measured(sql, super().run_querystring(querystring, in_pool))  # type: ignore[misc]
 
     async def run_ddl(self, ddl: str, in_pool: bool = True) -> Any:
-        with self.db_spans.statement(ddl):
-            return await super().run_ddl(ddl, in_pool)  # type: ignore[misc]
+        if DbSpans.wanted():
+            with self.db_spans.statement(ddl):
+                return await super().run_ddl(ddl, in_pool)  # type: ignore[misc]
+        return await self.db_spans.measured(ddl, super().run_ddl(ddl, in_pool))  # type: ignore[misc]
 
 
 class TracedPostgresEngine(_TracedQueries, PostgresEngine):
