@@ -177,6 +177,19 @@ def test_a_failed_statement_adds_error_type_without_changing_the_cached_attribut
     assert names.ERROR_TYPE not in succeeded.attributes
 
 
+def test_a_statements_span_is_a_child_of_the_current_span_but_not_made_current(db_spans):
+    """No context attached and detached per statement: during it, the current span stays the request's."""
+    spans, tracer_provider, exporter, _ = db_spans
+    with tracer_provider.get_tracer("test").start_as_current_span("request") as request:
+        with spans.statement("SELECT id FROM items WHERE id = $1") as span:
+            assert span is not None and span.is_recording()
+            assert trace.get_current_span() is request
+        assert not span.is_recording()  # ended on leaving the statement
+    statement, parent = exporter.get_finished_spans()
+    assert statement.parent.span_id == parent.context.span_id
+    assert statement.context.trace_id == parent.context.trace_id
+
+
 def test_untraced_statements_are_measured_without_a_span(db_spans):
     spans, _, exporter, reader = db_spans
     with spans.statement("DELETE FROM carts WHERE buyer_id = $1") as span:

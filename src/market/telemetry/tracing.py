@@ -108,9 +108,9 @@ def otlp_span_exporter(environ: Mapping[str, str], *, required: bool = False) ->
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         return GrpcExporter()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+    from .otlp_spans import OtlpHttpSpanExporter  # the SDK's, writing the protobuf bytes directly
 
-    return HttpExporter()
+    return OtlpHttpSpanExporter()
 
 
 def build_tracer_provider(

@@ -168,18 +168,23 @@ class DbSpans:
             if not trace.get_current_span().is_recording():
                 yield None
             else:
-                with self._tracer.start_as_current_span(
+                # A child of the current span, not made current itself: a statement starts no spans of its
+                # own, so attaching and detaching a context per statement would be pure cost. (A log line
+                # written during the statement carries the enclosing span's id.)
+                span = self._tracer.start_span(
                     described.span_name,
                     kind=SpanKind.CLIENT,
                     attributes=described.span_attributes,
                     record_exception=False,
                     set_status_on_exception=False,
-                ) as span:
-                    try:
-                        yield span
-                    except Exception as exc:
-                        _failed(span, exc)
-                        raise
+                )
+                try:
+                    yield span
+                except Exception as exc:
+                    _failed(span, exc)
+                    raise
+                finally:
+                    span.end()
         except Exception as exc:
             attributes = {**attributes, names.ERROR_TYPE: type(exc).__qualname__}
             raise
