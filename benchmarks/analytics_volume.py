@@ -37,7 +37,7 @@ from _harness import add_connection_arguments, empty_database, print_environment
 from market.adapters.db.analytics import SqlAnalyticsLog, SqlAnalyticsReports
 from market.adapters.db.database import Database
 from market.adapters.db.migrations.m0003_analytics import _INDEXES
-from market.adapters.db.rollups import HOUR_TABLES, ROLLUP_TABLES
+from market.adapters.db.rollups import ROLLUP_TABLES
 from market.config import DatabaseSettings, DatabaseURL
 from market.domain import events as domain_events
 from market.domain.analytics import Period
@@ -235,19 +235,6 @@ async def add_sellers_and_items(db: Database, seed: int) -> tuple[str, str]:
     return top, middling
 
 
-async def vacuum_rollups(url: str) -> None:
-    """VACUUM ANALYZE the rollups just written, as autovacuum would in time: the reports' index-only scans want
-    the visibility map set."""
-    started = time.perf_counter()
-    conn = await asyncpg.connect(url)
-    try:
-        for table in (*ROLLUP_TABLES, *HOUR_TABLES):
-            await conn.execute(f"VACUUM ANALYZE {table}")
-    finally:
-        await conn.close()
-    print(f"  VACUUM ANALYZE of the rollups {time.perf_counter() - started:.1f} s")
-
-
 async def roll_up_all(db: Database, now: datetime, days_back: int | None) -> None:
     """The rollups of every closed day: set-based (`AnalyticsRollups.backfill`, what a bulk load wants) into
     empty rollups, else the service's background pass until it has nothing left; timed."""
@@ -267,20 +254,9 @@ async def roll_up_all(db: Database, now: datetime, days_back: int | None) -> Non
         print(
             f"rollups: {days} days rolled up by the {how} in {took:.1f} s ({took / days * 1e3:.0f} ms a day)"
         )
-    started = time.perf_counter()
-    if not await db.fetch("SELECT hour FROM analytics_rollup_hours LIMIT 1"):
-        since = now - timedelta(days=days_back) if days_back else None
-        hours, how = len(await rollups.backfill_hours(now, since=since)), "backfill (set-based)"
-    else:
-        hours, how = 0, "background pass"
-        while done := await rollups.roll_up_hours(now):
-            hours += len(done)
-    took = time.perf_counter() - started
-    if hours:
-        print(f"rollups: {hours} hours rolled up by the {how} in {took:.1f} s")
     sizes = []
     async with db.engine.transaction(), db.long_statements():
-        for table in (*ROLLUP_TABLES, *HOUR_TABLES):
+        for table in ROLLUP_TABLES:
             [row] = await db.fetch(
                 f"SELECT count(*) AS n, pg_total_relation_size('{table}') AS b FROM {table}"
             )
@@ -291,7 +267,6 @@ async def roll_up_all(db: Database, now: datetime, days_back: int | None) -> Non
 async def time_reports(
     db: Database, now: datetime, runs: int, sellers: tuple[str, str], skip_raw: bool = False
 ) -> None:
-    print(f"periods ending {now:%Y-%m-%d %H:%M:%S} UTC:")
     for label, period in (
         ("30 days", Period(now - timedelta(days=30), now)),
         ("1 day", Period(now - timedelta(days=1), now)),
@@ -377,30 +352,13 @@ async def run(args: argparse.Namespace, url: str) -> None:
         if args.load_only:
             return
         await roll_up_all(db, now, args.rollup_days)
-        await vacuum_rollups(url)
         print(
             "reports (median / max of the timed runs, after 2 untimed; raw events alone, then with rollups):"
         )
-        last = row["last"] or now
-        for end in period_ends(last, args.hours):
-            await time_reports(db, end, args.runs, sellers, args.skip_raw or end != last)
+        await time_reports(db, row["last"] or now, args.runs, sellers, args.skip_raw)
         await record_cost(db, now)
     finally:
         await db.close()
-
-
-def period_ends(last: datetime, hours: str | None) -> list[datetime]:
-    """The ends of the periods timed: the last event, or (`--hours 00:30,12:00,23:30`) the latest instants at
-    those UTC times of day before the last event, closed-day rollups and all (the raw edges of a report ending
-    late in the day were the longest before the hour rollups)."""
-    if not hours:
-        return [last]
-    ends = []
-    for text in hours.split(","):
-        hour, minute = (int(part) for part in text.split(":"))
-        end = last.replace(hour=hour, minute=minute, second=0, microsecond=0)
-        ends.append(end if end <= last else end - timedelta(days=1))
-    return ends
 
 
 def main() -> None:
@@ -422,12 +380,6 @@ def main() -> None:
         "--skip-raw",
         action="store_true",
         help="no 30-day report from the raw events alone (minutes at 100 M)",
-    )
-    parser.add_argument(
-        "--hours",
-        default=None,
-        help="time periods ending at these UTC times of day (HH:MM,...: e.g. 00:30,12:00,23:30; raw only for the"
-        " last event's)",
     )
     parser.add_argument("--load-only", action="store_true", help="load (and --keep), no rollups nor reports")
     parser.add_argument("--keep", action="store_true", help="keep the database (its URL is printed)")
