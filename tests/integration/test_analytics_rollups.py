@@ -13,7 +13,7 @@ import pytest
 
 from market.adapters.db.analytics import SqlAnalyticsLog, SqlAnalyticsReports
 from market.adapters.db.commerce import SqlOrderRepository
-from market.adapters.db.rollups import CLOSE_DELAY, HOUR_CLOSE_DELAY, HOUR_TABLES, ROLLUP_TABLES, Split
+from market.adapters.db.rollups import CLOSE_DELAY, ROLLUP_TABLES, Split
 from market.domain.analytics import Period
 from market.domain.events import CartChanged, CheckoutStarted, ItemViewed, OrderPaid, SearchPerformed
 from market.domain.orders import OrderStatus
@@ -104,28 +104,8 @@ async def figures(db, shop: Shop, period: Period, *, use_rollups: bool):
     )
 
 
-def hour_periods(rng: random.Random) -> list[Period]:
-    """Periods whose ends fall mid-hour, on the hour, inside one hour, across the midnights and the month's end
-    (November 30th), for the hour rollups; and random ones."""
-
-    def at(**delta: int) -> datetime:
-        return DAY0 + timedelta(**delta)
-
-    return [
-        Period(at(days=1, hours=7, minutes=13), at(days=4, hours=2, minutes=41)),
-        Period(at(days=1, hours=22, minutes=59), at(days=3, minutes=10)),
-        Period(at(days=2, hours=1), at(days=2, hours=20)),  # whole hours inside one day
-        Period(at(days=2, hours=1, minutes=30), at(days=2, hours=23, minutes=5)),
-        Period(at(days=2, hours=1, minutes=30), at(days=2, hours=1, minutes=50)),  # inside one hour
-        Period(at(days=3, hours=12, minutes=1), at(days=4, hours=12, minutes=1)),  # a day, over a midnight
-        Period(at(days=4, hours=23, minutes=30), NOW),  # into the next month
-        Period(at(days=-1), at(days=1, minutes=-1)),
-        *periods(rng),
-    ]
-
-
-async def assert_rollups_match_raw(db, shop: Shop, rng: random.Random, *, hours: bool = False) -> None:
-    for period in hour_periods(rng) if hours else periods(rng):
+async def assert_rollups_match_raw(db, shop: Shop, rng: random.Random) -> None:
+    for period in periods(rng):
         assert await figures(db, shop, period, use_rollups=True) == await figures(
             db, shop, period, use_rollups=False
         ), period
@@ -394,146 +374,3 @@ async def test_a_session_in_the_head_edge_and_on_the_rolled_up_days_counts_once(
     assert await figures(db, shop, period, use_rollups=True) == await figures(
         db, shop, period, use_rollups=False
     )
-
-
-# --- hour rollups (m0012) -------------------------------------------------------------------------------------
-
-
-async def roll_up_everything(
-    reports: SqlAnalyticsReports, now: datetime = NOW
-) -> tuple[list[str], list[str]]:
-    days = await reports.rollups.roll_up(now)
-    return days, await reports.rollups.roll_up_hours(now, max_hours=1000)
-
-
-@pytest.mark.parametrize("seed", [21, 22])
-async def test_reports_from_day_and_hour_rollups_equal_the_raw_reports(db, shop, seed):
-    rng = random.Random(seed)
-    await random_sessions(shop, rng, 60)
-    reports = SqlAnalyticsReports(db)
-    _, hours = await roll_up_everything(reports)
-    assert hours[0] == "2026-11-24 23"  # the newest closed hour
-    assert await count(db, "analytics_session_hours") > 0
-    assert await count(db, "analytics_search_hours") > 0
-    assert await count(db, "analytics_view_hours") > 0
-    split = await reports.rollups.split(Period(DAY0 + timedelta(days=1, hours=7, minutes=13), NOW))
-    assert (split.days, split.head_hours, split.tail_hours) == (
-        3,
-        ("2026-11-21 08", "2026-11-22 00"),
-        ("", ""),  # the hour after the last day is not closed yet
-    )
-    inside = await reports.rollups.split(
-        Period(DAY0 + timedelta(days=1, hours=1, minutes=5), DAY0 + timedelta(days=1, hours=9))
-    )
-    assert (inside.days, inside.head_hours, inside.hours) == (0, ("2026-11-21 02", "2026-11-21 09"), 7)
-    await assert_rollups_match_raw(db, shop, rng, hours=True)
-
-
-async def test_hours_alone_serve_a_period_whose_days_are_not_rolled_up(db, shop):
-    rng = random.Random(23)
-    await random_sessions(shop, rng, 40)
-    reports = SqlAnalyticsReports(db)
-    await reports.rollups.roll_up_hours(NOW, max_hours=1000)
-    split = await reports.rollups.split(
-        Period(DAY0 + timedelta(days=1, minutes=30), DAY0 + timedelta(days=3, hours=1))
-    )
-    assert (split.days, split.hours) == (0, 2 * 24)
-    await assert_rollups_match_raw(db, shop, rng, hours=True)
-
-
-async def test_late_events_are_read_raw_until_their_hour_is_rolled_up_again(db, shop):
-    rng = random.Random(24)
-    await random_sessions(shop, rng, 40)
-    reports = SqlAnalyticsReports(db)
-    await roll_up_everything(reports)
-    period = Period(
-        DAY0 + timedelta(days=1, hours=14, minutes=10), DAY0 + timedelta(days=3, hours=9, minutes=5)
-    )
-    before = await figures(db, shop, period, use_rollups=True)
-
-    # Written now into 15:00 of day 1 (a head hour), and just after 16:00 (engaging a search of 15:55).
-    item = shop.items[1]
-    late = DAY0 + timedelta(days=1, hours=15, minutes=55)
-    await record(db, "late", late, SearchPerformed("late query", 4))
-    await record(db, "late", late + timedelta(minutes=10), ItemViewed(item.id, item.seller_id))
-
-    assert await figures(db, shop, period, use_rollups=True) != before
-    await assert_rollups_match_raw(db, shop, rng, hours=True)
-    split = await reports.rollups.split(period)
-    assert split.head_hours == ("2026-11-21 17", "2026-11-22 00")  # 15:00 and 16:00 are read raw meanwhile
-
-    days, hours = await roll_up_everything(reports)
-    assert (days, sorted(hours)) == (["2026-11-21"], ["2026-11-21 15", "2026-11-21 16"])
-    assert (await reports.rollups.split(period)).head_hours == ("2026-11-21 15", "2026-11-22 00")
-    await assert_rollups_match_raw(db, shop, rng, hours=True)
-    assert await roll_up_everything(reports) == ([], [])  # nothing left to do
-
-
-async def test_an_open_hour_is_not_rolled_up(db, shop):
-    await random_sessions(shop, random.Random(25), 20)
-    rollups = SqlAnalyticsReports(db).rollups
-    closes = DAY0 + timedelta(days=2, hours=5) + HOUR_CLOSE_DELAY  # when 04:00 of day 2 closes
-    hours = await rollups.roll_up_hours(closes - timedelta(seconds=1), max_hours=3)
-    assert hours == ["2026-11-22 03", "2026-11-22 02", "2026-11-22 01"]  # newest first, a bounded pass
-    assert (await rollups.roll_up_hours(closes, max_hours=1)) == ["2026-11-22 04"]
-
-
-async def test_a_backfill_of_the_hours_writes_what_the_background_pass_writes(db, shop):
-    rng = random.Random(26)
-    await random_sessions(shop, rng, 60)
-    rollups = SqlAnalyticsReports(db).rollups
-    while await rollups.roll_up_hours(NOW, max_hours=50):
-        pass
-    by_pass = await hour_contents(db)
-    assert all(by_pass[table] for table in HOUR_TABLES)
-    with pytest.raises(ValueError):
-        await rollups.backfill_hours(NOW)
-    for table in (*HOUR_TABLES, "analytics_rollup_hours", "analytics_rollup_state"):
-        await db.fetch(f"DELETE FROM {table}")
-
-    hours = await rollups.backfill_hours(NOW, chunk_hours=7)  # chunks that cut the days
-
-    assert hours == sorted(hours, reverse=True) and len(hours) == len(by_pass["analytics_rollup_hours"])
-    assert await hour_contents(db) == by_pass
-    assert await rollups.roll_up_hours(NOW) == []
-    await assert_rollups_match_raw(db, shop, rng, hours=True)
-
-
-async def hour_contents(db) -> dict[str, list[tuple[str, ...]]]:
-    contents = {}
-    for table in (*HOUR_TABLES, "analytics_rollup_hours", "analytics_rollup_state"):
-        rows = await db.fetch(f"SELECT * FROM {table}")
-        contents[table] = sorted(
-            tuple(f"{key}={value}" for key, value in sorted(row.items()) if key not in ("id", "rolled_at"))
-            for row in rows
-        )
-    return contents
-
-
-async def test_retention_drops_the_hours_pruned_and_the_boundary_hour_is_redone(db, shop):
-    rng = random.Random(27)
-    await random_sessions(shop, rng, 40)
-    reports = SqlAnalyticsReports(db)
-    cut = DAY0 + timedelta(days=2, hours=12, minutes=20)
-    await record(db, "edge", cut + timedelta(minutes=5), SearchPerformed("mug", 3))  # the boundary hour's
-    await roll_up_everything(reports)
-    assert await reports.prune(cut) > 0
-    [oldest] = await db.fetch("SELECT min(hour) AS hour FROM analytics_rollup_hours")
-    assert oldest["hour"] == "2026-11-22 13"
-    await assert_rollups_match_raw(db, shop, rng, hours=True)
-    assert await reports.rollups.roll_up_hours(NOW, kept_from=cut) == []
-    assert await reports.rollups.roll_up_hours(NOW) == ["2026-11-22 12"]
-    await assert_rollups_match_raw(db, shop, rng, hours=True)
-
-
-def test_split_hours_are_whole_utc_hours():
-    split = Split(
-        "2026-11-21",
-        "2026-11-23",
-        DAY0 + timedelta(hours=20),
-        DAY0 + timedelta(days=3, hours=2),
-        head_hours=("2026-11-20 20", "2026-11-21 00"),
-        tail_hours=("2026-11-23 00", "2026-11-23 02"),
-    )
-    assert (split.days, split.hours, split.tail_hour) == (2, 6, "2026-11-23 00")
-    assert (Split.raw(Period(DAY0, NOW)).hours, Split.raw(Period(DAY0, NOW)).tail_hour) == (0, "~")

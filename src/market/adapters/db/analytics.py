@@ -394,33 +394,6 @@ def _edge_args(period: Period, split: Split) -> tuple[datetime, datetime, dateti
     return period.start, split.head_end, split.tail_start, period.end
 
 
-def _hour_ranges() -> str:
-    """The edge hours of a split period, its head and tail hours (arguments: _hour_args); an empty pair selects
-    nothing."""
-    return "((hour >= {} AND hour < {}) OR (hour >= {} AND hour < {}))"
-
-
-def _hour_args(split: Split) -> tuple[str, str, str, str]:
-    return (*split.head_hours, *split.tail_hours)
-
-
-def _edge_sessions(raw: str, hours: str, merged: str) -> str:
-    """The CTE `edge`: the sessions of the period's edges, from their raw events (columns `raw` of an event) and
-    their rows in the edge hours (columns `hours` of analytics_session_hours), grouped by session (`merged`),
-    with a `tail` flag: seen in the tail edge (arguments: _edge_sessions_args)."""
-    return (
-        f"edge AS (SELECT session_id, {merged}, max(tail) AS tail FROM ("
-        f"  SELECT session_id, {raw}, CASE WHEN occurred_at >= {{}} THEN 1 ELSE 0 END AS tail"
-        f"  FROM analytics_events WHERE {_edges()} AND session_id IS NOT NULL"
-        f"  UNION ALL SELECT session_id, {hours}, CASE WHEN hour >= {{}} THEN 1 ELSE 0 END"
-        f"  FROM analytics_session_hours WHERE {_hour_ranges()}) AS x GROUP BY session_id)"
-    )
-
-
-def _edge_sessions_args(period: Period, split: Split) -> tuple[object, ...]:
-    return (split.tail_start, *_edge_args(period, split), split.tail_hour, *_hour_args(split))
-
-
 def _coming_back(split: Split) -> str:
     """Which of the edge's sessions (CTE `edge`, with its `tail` flag) may have an `alone = 1` row on the rolled-up
     days: all of them, or those of the tail edge alone when the head edge's day is rolled up too (Split.head_rolled):
@@ -445,10 +418,8 @@ class SqlAnalyticsReports:
         return await self.rollups.split(period)
 
     async def roll_up(self, now: datetime, kept_from: datetime | None = None) -> int:
-        """One bounded pass of the rollups (rollups.py), the days' then the hours'; returns how many days and
-        hours it rolled up."""
-        days = await self.rollups.roll_up(now, kept_from=kept_from)
-        return len(days) + len(await self.rollups.roll_up_hours(now, kept_from=kept_from))
+        """One bounded pass of the rollups (rollups.py); returns how many days it rolled up."""
+        return len(await self.rollups.roll_up(now, kept_from=kept_from))
 
     @_planned_for_its_period
     async def funnel(self, period: Period) -> FunnelReport:
@@ -458,16 +429,14 @@ class SqlAnalyticsReports:
         # are grouped by session, from their day rows and edge events, and the latter's alone rows are taken
         # back out of the sums (`back`).
         split = await self._split(period)
-        edge = _edge_sessions(
-            "CASE WHEN kind IN ('item_viewed', 'search') THEN 1 ELSE 0 END AS b,"
-            " CASE WHEN kind = 'cart_add' THEN 1 ELSE 0 END AS c,"
-            " CASE WHEN kind = 'checkout_started' THEN 1 ELSE 0 END AS s,"
-            " CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END AS p",
-            "browsed, carted, started, paid",
-            "max(b) AS b, max(c) AS c, max(s) AS s, max(p) AS p",
-        )
         rows = await self._db.fetch(
-            f"WITH {edge},"
+            "WITH edge AS (SELECT session_id,"
+            "  max(CASE WHEN kind IN ('item_viewed', 'search') THEN 1 ELSE 0 END) AS b,"
+            "  max(CASE WHEN kind = 'cart_add' THEN 1 ELSE 0 END) AS c,"
+            "  max(CASE WHEN kind = 'checkout_started' THEN 1 ELSE 0 END) AS s,"
+            "  max(CASE WHEN kind = 'order_paid' THEN 1 ELSE 0 END) AS p,"
+            "  max(CASE WHEN occurred_at >= {} THEN 1 ELSE 0 END) AS tail"
+            f"  FROM analytics_events WHERE {_edges()} AND session_id IS NOT NULL GROUP BY session_id),"
             " back AS (SELECT session_id, browsed AS b, carted AS c, started AS s, paid AS p"
             "  FROM analytics_session_days WHERE day >= {} AND day < {} AND alone = 1"
             f"  AND session_id IN ({_coming_back(split)})),"
@@ -485,7 +454,8 @@ class SqlAnalyticsReports:
             "  coalesce(sum(c * s * p), 0) AS p FROM back WHERE b = 1)"
             " SELECT sums.b + g.b - r.b AS browsed, sums.c + g.c - r.c AS carted,"
             " sums.s + g.s - r.s AS started, sums.p + g.p - r.p AS paid FROM sums, g, r",
-            *_edge_sessions_args(period, split),
+            split.tail_start,
+            *_edge_args(period, split),
             *(split.first_day, split.after_day) * 3,
         )
         row = rows[0]
@@ -505,10 +475,7 @@ class SqlAnalyticsReports:
             "  UNION ALL"
             "  SELECT query, count(*), sum(CASE WHEN result_count = 0 THEN 1 ELSE 0 END)"
             f"  FROM analytics_events WHERE kind = 'search' AND {_edges()}"
-            "  GROUP BY query"
-            "  UNION ALL"
-            f"  SELECT query, searches, no_results FROM analytics_search_hours WHERE {_hour_ranges()}"
-            "  ) AS days GROUP BY query),"
+            "  GROUP BY query) AS days GROUP BY query),"
             " r AS (SELECT query, n, empty, sum(n) OVER () AS searches, sum(empty) OVER () AS no_results,"
             "  row_number() OVER (ORDER BY n DESC, query) AS top,"
             "  row_number() OVER (ORDER BY empty DESC, query) AS top_empty FROM q)"
@@ -517,7 +484,6 @@ class SqlAnalyticsReports:
             split.first_day,
             split.after_day,
             *_edge_args(period, split),
-            *_hour_args(split),
         )
         # A semi-join (EXISTS in WHERE), which PostgreSQL may run as one hash join, where a correlated EXISTS
         # in the select list probed the session index once per search (1.4 s at 1M events). The bounds on
@@ -528,9 +494,7 @@ class SqlAnalyticsReports:
         # the rolled-up days' successes add up.
         succeeded = await self._db.fetch(
             "SELECT (SELECT coalesce(sum(succeeded), 0) FROM analytics_search_days"
-            "  WHERE day >= {} AND day < {})"
-            f" + (SELECT coalesce(sum(succeeded), 0) FROM analytics_search_hours WHERE {_hour_ranges()})"
-            " + count(*) AS n FROM analytics_events s"
+            "  WHERE day >= {} AND day < {}) + count(*) AS n FROM analytics_events s"
             f" WHERE s.kind = 'search' AND {_edges('s.')}"
             " AND s.result_count > 0"  # a search with no results never succeeded, whatever followed
             " AND EXISTS (SELECT 1 FROM analytics_events e"
@@ -539,7 +503,6 @@ class SqlAnalyticsReports:
             "  AND e.occurred_at >= {} AND e.occurred_at <= {})",
             split.first_day,
             split.after_day,
-            *_hour_args(split),
             *_edge_args(period, split),
             period.start,
             period.end + SEARCH_SUCCESS_WINDOW + timedelta(seconds=1),
@@ -698,12 +661,9 @@ class SqlAnalyticsReports:
         # A rolled-up day's session seen on that day alone is taken as it is; the others (several days, or also
         # in the raw edges) are grouped by session.
         edge = (
-            _edge_sessions(
-                "1 AS events, occurred_at AS first_at, occurred_at AS last_at",
-                "events, first_at, last_at",
-                "sum(events) AS events, min(first_at) AS first_at, max(last_at) AS last_at",
-            )
-            + ", "
+            "edge AS (SELECT session_id, count(*) AS events, min(occurred_at) AS first_at,"
+            f" max(occurred_at) AS last_at FROM analytics_events WHERE {_edges()}"
+            " AND session_id IS NOT NULL GROUP BY session_id), "
         )
         days = "FROM analytics_session_days WHERE day >= {} AND day < {} AND "
         per_session = (
@@ -717,7 +677,7 @@ class SqlAnalyticsReports:
             "  UNION ALL SELECT session_id, events, first_at, last_at FROM edge) AS u GROUP BY session_id"
         )
         args = (
-            *_edge_sessions_args(period, split),
+            *_edge_args(period, split),
             split.first_day,
             split.after_day,
             split.first_day,
@@ -771,13 +731,10 @@ class SqlAnalyticsReports:
         rolled = ("day >= {} AND day < {}", split.first_day, split.after_day)
         duration = self._sql.seconds_between("first_at", "last_at")
         bucket = self.rollups.bucket_sql("first_at", "last_at")
-        edge = _edge_sessions(
-            "1 AS events, occurred_at AS first_at, occurred_at AS last_at",
-            "events, first_at, last_at",
-            "sum(events) AS events, min(first_at) AS first_at, max(last_at) AS last_at",
-        )
         rows = await self._db.fetch(
-            f"WITH {edge},"
+            "WITH edge AS (SELECT session_id, count(*) AS events, min(occurred_at) AS first_at,"
+            "  max(occurred_at) AS last_at, max(CASE WHEN occurred_at >= {} THEN 1 ELSE 0 END) AS tail"
+            f"  FROM analytics_events WHERE {_edges()} AND session_id IS NOT NULL GROUP BY session_id),"
             " back AS (SELECT session_id, events, first_at, last_at, bucket FROM analytics_session_days"
             f"  WHERE {rolled[0]} AND alone = 1 AND session_id IN ({_coming_back(split)})),"
             " grouped AS (SELECT session_id, sum(events) AS events, min(first_at) AS first_at,"
@@ -789,7 +746,8 @@ class SqlAnalyticsReports:
             f" SELECT 1 AS sign, NULL AS session_id, events, {duration} AS duration, {bucket} AS bucket"
             " FROM grouped"
             " UNION ALL SELECT -1, session_id, events, NULL, bucket FROM back",
-            *_edge_sessions_args(period, split),
+            split.tail_start,
+            *_edge_args(period, split),
             *rolled[1:],
             *rolled[1:],
         )
@@ -902,12 +860,9 @@ class SqlAnalyticsReports:
         # distinct from their view rows and edge events, and the latter's alone rows taken back out (`back`).
         split = await self._split(period)
         viewed = await self._db.fetch(
-            "WITH edge AS (SELECT item_id, session_id, sum(views) AS views, max(tail) AS tail FROM ("
-            "  SELECT item_id, session_id, 1 AS views, CASE WHEN occurred_at >= {} THEN 1 ELSE 0 END AS tail"
-            f"  FROM analytics_events WHERE kind = 'item_viewed' AND seller_id = {{}} AND {_edges()}"
-            "  UNION ALL SELECT item_id, session_id, views, CASE WHEN hour >= {} THEN 1 ELSE 0 END"
-            f"  FROM analytics_view_hours WHERE seller_id = {{}} AND {_hour_ranges()}"
-            "  ) AS x GROUP BY item_id, session_id),"
+            "WITH edge AS (SELECT item_id, session_id, count(*) AS views,"
+            " max(CASE WHEN occurred_at >= {} THEN 1 ELSE 0 END) AS tail FROM analytics_events"
+            f" WHERE kind = 'item_viewed' AND seller_id = {{}} AND {_edges()} GROUP BY item_id, session_id),"
             " back AS (SELECT v.item_id, v.session_id FROM analytics_view_days v"
             "  JOIN analytics_session_days s ON s.day = v.day AND s.session_id = v.session_id AND s.alone = 1"
             "  WHERE v.seller_id = {} AND v.day >= {} AND v.day < {}"
@@ -938,9 +893,6 @@ class SqlAnalyticsReports:
             split.tail_start,
             seller_id,
             *_edge_args(period, split),
-            split.tail_hour,
-            seller_id,
-            *_hour_args(split),
             seller_id,
             split.first_day,
             split.after_day,

@@ -22,18 +22,12 @@ A late event (a bulk load, a clock that was off) written into a day already roll
 `analytics_rollup_state` watermark: a report reads that day raw, and the next pass rolls it up again
 (delete and re-insert, in one transaction; idempotent). Retention (`SqlAnalyticsReports.prune`) deletes the
 rollups of the days it pruned, and the next pass rolls the boundary day up again from what is left.
-
-Hours (m0012): the same rows per UTC hour instead of per day (sessions, search queries, item views; no per-hour
-sums), rolled up HOUR_CLOSE_DELAY after the hour's end by their own pass (`roll_up_hours`, own watermark, late
-events and retention handled alike). A report reads the whole hours next to its whole days from them, so that its
-raw edges are part-hours (at most about an hour and a half) instead of up to a day: the sessions of the edges,
-hours and raw events together, are grouped by session as the raw edges' were, so the figures stay exact.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from market.domain.analytics import SEARCH_SUCCESS_WINDOW, Period
@@ -43,21 +37,12 @@ from .database import Database
 log = logging.getLogger(__name__)
 
 DAY = timedelta(days=1)
-HOUR = timedelta(hours=1)
 CLOSE_DELAY = SEARCH_SUCCESS_WINDOW + timedelta(minutes=30)
 """A day is rolled up this long after it ended: its last searches have had their success window."""
 ROLLUP_DAYS_PER_PASS = 31
 """At most this many days rolled up per background pass (a backfill takes several passes)."""
 BACKFILL_WORK_MEM = "256MB"
 """PostgreSQL memory each sort or hash of a backfill statement may use (run once, after a bulk load)."""
-HOUR_CLOSE_DELAY = SEARCH_SUCCESS_WINDOW + timedelta(minutes=5)
-"""An hour is rolled up this long after it ended (m0012): its searches have had their success window, and a few
-minutes more for the buffered events of its last requests (a later one is a late event: the hour is redone)."""
-ROLLUP_HOURS_PER_PASS = 48
-"""At most this many hours rolled up per background pass, newest first."""
-HOUR_TABLES = ("analytics_session_hours", "analytics_search_hours", "analytics_view_hours")
-_DAYS_STATE, _HOURS_STATE = 1, 2
-"""The rows of `analytics_rollup_state` holding the days' and the hours' watermarks."""
 _LOCK_KEY = 0x616E_726F_6C6C  # PostgreSQL advisory lock: one pass at a time across workers and replicas
 ROLLUP_TABLES = (
     "analytics_session_days",
@@ -90,26 +75,10 @@ def _midnight(moment: datetime) -> datetime:
     return day_start(day_of(moment))
 
 
-def hour_of(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H")
-
-
-def hour_start(hour: str) -> datetime:
-    return datetime.strptime(hour, "%Y-%m-%d %H").replace(tzinfo=UTC)
-
-
-def _hour_floor(moment: datetime) -> datetime:
-    return hour_start(hour_of(moment))
-
-
 @dataclass(frozen=True, slots=True)
 class Split:
-    """A period cut into the days the day rollups answer for (`first_day` <= day < `after_day`), the whole hours
-    around them the hour rollups answer for (`head_hours` and `tail_hours`, each a [first, after) pair of hour
-    keys, or empty), which together span the instants [`head_end`, `tail_start`), and the raw edges
-    [period.start, head_end) and [tail_start, period.end]. The hours and raw events at each end are the
-    report's "edge": its sessions are grouped by session, whatever piece they were seen in. A period of no
-    whole rolled-up day has its run of rolled-up hours in `head_hours`."""
+    """A period cut into the days the rollups answer for (`first_day` <= day < `after_day`, i.e. the instants
+    [`head_end`, `tail_start`)) and the raw edges [period.start, head_end) and [tail_start, period.end]."""
 
     first_day: str
     after_day: str
@@ -118,8 +87,6 @@ class Split:
     head_rolled: bool = False
     """The head edge lies in one day that is rolled up too (and has no late event): a session seen there and on
     the rolled-up days is already `alone = 0` on them, so only the tail edge's sessions need looking up."""
-    head_hours: tuple[str, str] = ("", "")
-    tail_hours: tuple[str, str] = ("", "")
 
     @staticmethod
     def raw(period: Period) -> Split:
@@ -128,22 +95,7 @@ class Split:
 
     @property
     def days(self) -> int:
-        if not self.first_day:
-            return 0
-        return round((day_start(self.after_day) - day_start(self.first_day)) / DAY)
-
-    @property
-    def hours(self) -> int:
-        return sum(
-            round((hour_start(after) - hour_start(first)) / HOUR)
-            for first, after in (self.head_hours, self.tail_hours)
-            if first
-        )
-
-    @property
-    def tail_hour(self) -> str:
-        """The first hour key of the tail edge (above every hour key when the tail has no rolled-up hour)."""
-        return self.tail_hours[0] or "~"
+        return round((self.tail_start - self.head_end) / DAY)
 
 
 class AnalyticsRollups:
@@ -156,28 +108,15 @@ class AnalyticsRollups:
             return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
         return f"substr({column}, 1, 10)"  # stored as UTC text by Piccolo's converter
 
-    def _hour_sql(self, column: str) -> str:
-        if self._postgres:
-            return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24')"
-        return f"strftime('%Y-%m-%d %H', {column})"
-
     def _days_touched_sql(self) -> str:
-        return self._touched_sql(hours=False)
-
-    def _touched_sql(self, *, hours: bool) -> str:
-        """The day (hour) of an event, and the day (hour) whose searches it may have made succeed (`before`:
-        the same one, or the one before for an event less than SEARCH_SUCCESS_WINDOW after its start), both
-        named `day`, `before`."""
+        """The day of an event, and the day whose searches it may have made succeed (`before`: the same
+        day, or the day before for an event less than SEARCH_SUCCESS_WINDOW after midnight)."""
         seconds = int(SEARCH_SUCCESS_WINDOW.total_seconds())
-        pg_format, lite_format = ("YYYY-MM-DD HH24", "%Y-%m-%d %H") if hours else ("YYYY-MM-DD", "%Y-%m-%d")
         if self._postgres:
-            before = (
-                f"to_char((occurred_at - INTERVAL '{seconds} seconds') AT TIME ZONE 'UTC', '{pg_format}')"
-            )
+            before = f"to_char((occurred_at - INTERVAL '{seconds} seconds') AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
         else:
-            before = f"strftime('{lite_format}', occurred_at, '-{seconds} seconds')"
-        key = self._hour_sql("occurred_at") if hours else self._day_sql("occurred_at")
-        return f"{key} AS day, {before} AS before"
+            before = f"strftime('%Y-%m-%d', occurred_at, '-{seconds} seconds')"
+        return f"{self._day_sql('occurred_at')} AS day, {before} AS before"
 
     def seconds_between(self, earlier: str, later: str) -> str:
         if self._postgres:
@@ -200,76 +139,6 @@ class AnalyticsRollups:
     # --- reading: which days of a period the rollups answer for -------------------------------------------
 
     async def split(self, period: Period) -> Split:
-        """The longest run of whole days of `period` that are rolled up and have no event written since, then
-        the whole hours next to it (or, with no such day, the longest run of whole hours) rolled up likewise."""
-        days = await self._split_days(period)
-        first = _hour_floor(period.start)
-        if first < period.start:
-            first += HOUR
-        last = (
-            _hour_floor(period.end + timedelta(microseconds=1)) - HOUR
-        )  # the last hour ending by period.end
-        if first > last:
-            return days
-        # With whole days, only the hours at their ends can be used.
-        ranges = [(first, days.head_end - HOUR), (days.tail_start, last)] if days.days else [(first, last)]
-        rolled: set[str] = set()
-        for low, high in ranges:
-            if low <= high:
-                rolled |= await self._rolled_hours(low, high)
-        if not rolled:
-            return days
-        if days.days:
-            head = days.head_end
-            while head - HOUR >= first and hour_of(head - HOUR) in rolled:
-                head -= HOUR
-            tail = days.tail_start
-            while tail <= last and hour_of(tail) in rolled:
-                tail += HOUR
-            return replace(
-                days,
-                head_end=head,
-                tail_start=tail,
-                head_hours=(hour_of(head), hour_of(days.head_end)) if head < days.head_end else ("", ""),
-                tail_hours=(hour_of(days.tail_start), hour_of(tail)) if tail > days.tail_start else ("", ""),
-            )
-        best: tuple[datetime, datetime] | None = None
-        run_start: datetime | None = None
-        hour = first
-        while hour <= last + HOUR:
-            if hour <= last and hour_of(hour) in rolled:
-                run_start = run_start or hour
-            elif run_start is not None:
-                if best is None or hour - run_start > best[1] - best[0]:
-                    best = (run_start, hour)
-                run_start = None
-            hour += HOUR
-        if best is None:
-            return days
-        return Split("", "", best[0], best[1], head_hours=(hour_of(best[0]), hour_of(best[1])))
-
-    async def _rolled_hours(self, first: datetime, last: datetime) -> set[str]:
-        """The hours from `first` to `last` (both included) that are rolled up and have no late event."""
-        rolled = {
-            str(row["hour"])
-            for row in await self._db.fetch(
-                "SELECT hour FROM analytics_rollup_hours WHERE hour >= {} AND hour <= {}",
-                hour_of(first),
-                hour_of(last),
-            )
-        }
-        if rolled:
-            rows = await self._db.fetch(
-                f"SELECT DISTINCT {self._touched_sql(hours=True)} FROM analytics_events"
-                f" WHERE id > coalesce((SELECT watermark FROM analytics_rollup_state WHERE id = {_HOURS_STATE}), 0)"
-                " AND occurred_at >= {} AND occurred_at < {}",
-                first,
-                last + HOUR + SEARCH_SUCCESS_WINDOW,
-            )
-            rolled -= {str(row[column]) for row in rows for column in ("day", "before")}
-        return rolled
-
-    async def _split_days(self, period: Period) -> Split:
         """The longest run of whole days of `period` that are rolled up and have no event written since."""
         first = _midnight(period.start)
         if first < period.start:
@@ -583,207 +452,6 @@ class AnalyticsRollups:
                 await self._db.fetch(f"ANALYZE {table}")
         return days
 
-    # --- writing: hours (m0012) ---------------------------------------------------------------------------
-
-    async def roll_up_hours(
-        self, now: datetime, max_hours: int = ROLLUP_HOURS_PER_PASS, kept_from: datetime | None = None
-    ) -> list[str]:
-        """One bounded pass of the hour rollups, as `roll_up` is of the days': the hours that received late
-        events again, then the closed hours not yet rolled up, newest first, `max_hours` at most. Returns the
-        hours rolled up."""
-        closed_before = _hour_floor(now - HOUR_CLOSE_DELAY)  # hours that began before this are closed
-        [state] = await self._db.fetch(
-            "SELECT coalesce((SELECT watermark FROM analytics_rollup_state WHERE id = {}), 0) AS watermark,"
-            " (SELECT max(id) FROM analytics_events) AS mark,"
-            " (SELECT min(occurred_at) FROM analytics_events) AS oldest",
-            _HOURS_STATE,
-        )
-        watermark, mark = int(state["watermark"]), int(state["mark"] or 0)
-        if state["oldest"] is None:
-            return []
-        rolled = {str(r["hour"]) for r in await self._db.fetch("SELECT hour FROM analytics_rollup_hours")}
-        late: set[str] = set()
-        if mark > watermark and rolled:
-            rows = await self._db.fetch(
-                f"SELECT DISTINCT {self._touched_sql(hours=True)} FROM analytics_events"
-                " WHERE id > {} AND id <= {} AND occurred_at < {}",
-                watermark,
-                mark,
-                closed_before + SEARCH_SUCCESS_WINDOW,
-            )
-            late = {str(row[column]) for row in rows for column in ("day", "before")} & rolled
-        oldest = _hour_floor(_as_datetime(state["oldest"]))
-        if kept_from is not None:  # the hour of the retention's cut-off is pruned a little at every pass
-            oldest = max(oldest, _hour_floor(kept_from) + HOUR)
-        missing = []
-        hour = closed_before - HOUR
-        while hour >= oldest and len(missing) < max_hours:
-            if hour_of(hour) not in rolled:
-                missing.append(hour_of(hour))
-            hour -= HOUR
-        todo = sorted(late, reverse=True)[:max_hours]
-        todo += [h for h in missing if h not in late][: max_hours - len(todo)]
-        done = []
-        for hour_text in todo:
-            if await self.roll_up_hour(hour_text, now, only_if_missing=hour_text not in late):
-                done.append(hour_text)
-        if late <= set(done) and mark > watermark:
-            await self._set_watermark(_HOURS_STATE, mark)
-        if done and self._postgres:
-            for table in HOUR_TABLES:
-                await self._db.fetch(f"ANALYZE {table}")
-        if done:
-            log.info(
-                "analytics hours rolled up", extra={"hours": len(done), "newest": done[0], "oldest": done[-1]}
-            )
-        return done
-
-    async def _set_watermark(self, row: int, mark: int) -> None:
-        await self._db.fetch(
-            "INSERT INTO analytics_rollup_state (id, watermark) VALUES ({}, {}) ON CONFLICT (id) DO UPDATE"
-            " SET watermark = excluded.watermark WHERE analytics_rollup_state.watermark < excluded.watermark",
-            row,
-            mark,
-        )
-
-    async def roll_up_hour(self, hour: str, now: datetime, *, only_if_missing: bool = False) -> bool:
-        """(Re)compute the rollups of one UTC hour from its events, in one transaction (as `roll_up_day`)."""
-        start = hour_start(hour)
-        end = start + HOUR
-        async with self._db.write_transaction(), self._db.long_statements():
-            if self._postgres:
-                [lock] = await self._db.fetch("SELECT pg_try_advisory_xact_lock({}) AS got", _LOCK_KEY)
-                if not lock["got"]:
-                    return False
-            if only_if_missing and await self._db.fetch(
-                "SELECT 1 AS done FROM analytics_rollup_hours WHERE hour = {}", hour
-            ):
-                return False
-            for table in HOUR_TABLES:
-                await self._db.fetch(f"DELETE FROM {table} WHERE hour = {{}}", hour)
-            await self._insert_hours("{}", (hour,), start, end, group_key="")
-            [row] = await self._db.fetch(
-                "SELECT count(*) AS n FROM analytics_events WHERE occurred_at >= {} AND occurred_at < {}",
-                start,
-                end,
-            )
-            await self._db.fetch("DELETE FROM analytics_rollup_hours WHERE hour = {}", hour)
-            await self._db.fetch(
-                "INSERT INTO analytics_rollup_hours (hour, events, rolled_at) VALUES ({}, {}, {})",
-                hour,
-                int(row["n"]),
-                now,
-            )
-        return True
-
-    async def _insert_hours(
-        self, key: str, key_args: tuple[object, ...], start: datetime, end: datetime, group_key: str
-    ) -> None:
-        """The hour rows of the events in [start, end): `key` is the hour (a parameter, or the expression of
-        `group_key` that several hours are grouped by)."""
-        s_key = key.replace("occurred_at", "s.occurred_at")
-        s_group = group_key.replace("occurred_at", "s.occurred_at")
-        await self._db.fetch(
-            "INSERT INTO analytics_session_hours"
-            " (hour, session_id, events, first_at, last_at, browsed, carted, started, paid)"
-            f" SELECT {key}, session_id, {_SESSION_STEPS.removesuffix(', 1')}"
-            " FROM analytics_events WHERE occurred_at >= {} AND occurred_at < {}"
-            f" AND session_id IS NOT NULL GROUP BY {group_key}session_id",
-            *key_args,
-            start,
-            end,
-        )
-        # A search succeeded when the same session engaged within the window after it (which may fall in the
-        # next hour: an hour waits HOUR_CLOSE_DELAY).
-        await self._db.fetch(
-            "INSERT INTO analytics_search_hours (hour, query, searches, no_results, succeeded)"
-            " SELECT hour, query, sum(n), sum(empty), sum(ok) FROM ("
-            f"  SELECT {key} AS hour, query, count(*) AS n,"
-            "   sum(CASE WHEN result_count = 0 THEN 1 ELSE 0 END) AS empty, 0 AS ok FROM analytics_events"
-            "   WHERE kind = 'search' AND occurred_at >= {} AND occurred_at < {}"
-            f"   GROUP BY {group_key}query"
-            "  UNION ALL"
-            f"  SELECT {s_key}, s.query, 0, 0, count(*) FROM analytics_events s"
-            "   WHERE s.kind = 'search' AND s.occurred_at >= {} AND s.occurred_at < {}"
-            "   AND s.result_count > 0 AND EXISTS (SELECT 1 FROM analytics_events e"
-            "    WHERE e.session_id = s.session_id AND e.kind IN ('item_viewed', 'cart_add')"
-            f"    AND e.occurred_at >= s.occurred_at AND {self._engaged()}"
-            "    AND e.occurred_at >= {} AND e.occurred_at <= {})"
-            f"   GROUP BY {s_group}s.query) AS q GROUP BY hour, query",
-            *key_args,
-            start,
-            end,
-            *key_args,
-            start,
-            end,
-            start,
-            end + SEARCH_SUCCESS_WINDOW + timedelta(seconds=1),
-        )
-        await self._db.fetch(
-            "INSERT INTO analytics_view_hours (hour, seller_id, item_id, session_id, views)"
-            f" SELECT {key}, seller_id, item_id, session_id, count(*)"
-            " FROM analytics_events WHERE kind = 'item_viewed' AND seller_id IS NOT NULL"
-            " AND occurred_at >= {} AND occurred_at < {}"
-            f" GROUP BY {group_key}seller_id, item_id, session_id",
-            *key_args,
-            start,
-            end,
-        )
-
-    async def backfill_hours(
-        self, now: datetime, chunk_hours: int = 24, since: datetime | None = None
-    ) -> list[str]:
-        """Roll up every closed hour at once, set-based (`chunk_hours` hours a statement and transaction), as
-        `backfill` does the days: only into empty hour rollups (ValueError otherwise); what it writes equals
-        what `roll_up_hours` run until it has nothing left writes. Returns the hours, newest first."""
-        if await self._db.fetch("SELECT hour FROM analytics_rollup_hours LIMIT 1"):
-            raise ValueError("backfill needs empty rollups: the background pass keeps them up to date")
-        closed_before = _hour_floor(now - HOUR_CLOSE_DELAY)
-        [state] = await self._db.fetch(
-            "SELECT (SELECT max(id) FROM analytics_events) AS mark,"
-            " (SELECT min(occurred_at) FROM analytics_events) AS oldest"
-        )
-        if state["oldest"] is None:
-            return []
-        oldest = _hour_floor(_as_datetime(state["oldest"]))
-        if since is not None:
-            oldest = max(oldest, _hour_floor(since))
-        hour_sql = self._hour_sql("occurred_at")
-        counts: dict[str, int] = {}
-        start = oldest
-        while start < closed_before:
-            end = min(start + chunk_hours * HOUR, closed_before)
-            async with self._db.write_transaction(), self._db.long_statements():
-                if self._postgres:
-                    await self._db.fetch(f"SET LOCAL work_mem = '{BACKFILL_WORK_MEM}'")
-                await self._insert_hours(hour_sql, (), start, end, group_key=f"{hour_sql}, ")
-                for row in await self._db.fetch(
-                    f"SELECT {hour_sql} AS hour, count(*) AS n FROM analytics_events"
-                    f" WHERE occurred_at >= {{}} AND occurred_at < {{}} GROUP BY {hour_sql}",
-                    start,
-                    end,
-                ):
-                    counts[str(row["hour"])] = int(row["n"])
-            start = end
-        hours = []
-        hour = closed_before - HOUR
-        while hour >= oldest:
-            hours.append(hour_of(hour))
-            hour -= HOUR
-        async with self._db.write_transaction():
-            for hour_text in hours:
-                await self._db.fetch(
-                    "INSERT INTO analytics_rollup_hours (hour, events, rolled_at) VALUES ({}, {}, {})",
-                    hour_text,
-                    counts.get(hour_text, 0),
-                    now,
-                )
-            await self._set_watermark(_HOURS_STATE, int(state["mark"]))
-        if self._postgres:
-            for table in HOUR_TABLES:
-                await self._db.fetch(f"ANALYZE {table}")
-        return hours
-
     async def _sum_day(self, day: str) -> None:
         """(Re)compute the per-day sums (m0011) of `day` from its session and view rows (caller's transaction)."""
         for table in ROLLUP_TABLES[3:]:
@@ -832,10 +500,6 @@ class AnalyticsRollups:
         op = "<=" if events_deleted and _midnight(older_than) < older_than else "<"
         for table in (*ROLLUP_TABLES, "analytics_rollup_days"):
             await self._db.fetch(f"DELETE FROM {table} WHERE day {op} {{}}", boundary)
-        hour = hour_of(older_than)
-        op = "<=" if events_deleted and _hour_floor(older_than) < older_than else "<"
-        for table in (*HOUR_TABLES, "analytics_rollup_hours"):
-            await self._db.fetch(f"DELETE FROM {table} WHERE hour {op} {{}}", hour)
 
 
 def _as_datetime(value: object) -> datetime:

@@ -320,45 +320,6 @@ class AnalyticsSellerViewDayRow(Table, tablename="analytics_seller_view_days"):
     viewers = BigInt()
 
 
-class AnalyticsSessionHourRow(Table, tablename="analytics_session_hours"):
-    """Hour rollups (m0012, rollups.py): a session's events of one UTC hour (`hour`: 'YYYY-MM-DD HH') and the
-    funnel steps it took in it."""
-
-    hour = Varchar(length=13, primary_key=True)
-    session_id = Varchar(length=64)
-    events = Integer()
-    first_at = Timestamptz()
-    last_at = Timestamptz()
-    browsed = Integer()
-    carted = Integer()
-    started = Integer()
-    paid = Integer()
-
-
-class AnalyticsSearchHourRow(Table, tablename="analytics_search_hours"):
-    id = BigSerial(primary_key=True)
-    hour = Varchar(length=13)
-    query = Text(null=True, default=None)
-    searches = Integer()
-    no_results = Integer()
-    succeeded = Integer()
-
-
-class AnalyticsViewHourRow(Table, tablename="analytics_view_hours"):
-    id = BigSerial(primary_key=True)
-    hour = Varchar(length=13)
-    seller_id = UUID()
-    item_id = UUID(null=True, default=None)
-    session_id = Varchar(length=64, null=True, default=None)
-    views = Integer()
-
-
-class AnalyticsRollupHourRow(Table, tablename="analytics_rollup_hours"):
-    hour = Varchar(length=13, primary_key=True)
-    events = BigInt()
-    rolled_at = Timestamptz()
-
-
 ALL_TABLES: tuple[type[Table], ...] = (
     UserRow,
     ItemRow,
@@ -387,10 +348,6 @@ ALL_TABLES: tuple[type[Table], ...] = (
     AnalyticsDurationDayRow,
     AnalyticsItemViewDayRow,
     AnalyticsSellerViewDayRow,
-    AnalyticsSessionHourRow,
-    AnalyticsSearchHourRow,
-    AnalyticsViewHourRow,
-    AnalyticsRollupHourRow,
 )
 
 COMPOSITE_KEYS: dict[type[Table], tuple[str, ...]] = {
@@ -401,7 +358,6 @@ COMPOSITE_KEYS: dict[type[Table], tuple[str, ...]] = {
     AnalyticsDurationDayRow: ("day", "bucket"),
     AnalyticsItemViewDayRow: ("seller_id", "day", "item_id"),
     AnalyticsSellerViewDayRow: ("seller_id", "day"),
-    AnalyticsSessionHourRow: ("hour", "session_id"),
 }
 
 

@@ -15,7 +15,6 @@ from . import (
     m0009_refunds,
     m0010_analytics_rollups,
     m0011_analytics_day_totals,
-    m0012_analytics_hour_rollups,
 )
 from .runner import Migration
 
@@ -31,7 +30,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0009_refunds.MIGRATION,
     m0010_analytics_rollups.MIGRATION,
     m0011_analytics_day_totals.MIGRATION,
-    m0012_analytics_hour_rollups.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
 
@@ -63,10 +61,6 @@ TABLES: tuple[str, ...] = (
     "analytics_duration_days",
     "analytics_item_view_days",
     "analytics_seller_view_days",
-    "analytics_session_hours",
-    "analytics_search_hours",
-    "analytics_view_hours",
-    "analytics_rollup_hours",
 )
 """The business tables the migrations up to HEAD create, on both engines (search indexes aside): readiness
 checks that every one exists. A test keeps this list equal to what the migrations make."""
