@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +100,9 @@ def market_env(database_url: str, var_dir: Path, **extra: str) -> dict[str, str]
 
 
 @contextmanager
-def seeded_database(args: argparse.Namespace, workdir: Path, python: str = sys.executable) -> Iterator[str]:
+def seeded_database(
+    args: argparse.Namespace, workdir: Path, python: str = sys.executable, prefix: str = "market_bench"
+) -> Iterator[str]:
     """A database URL: `--database-url` as is, or a fresh database seeded with `market db seed` (the seed
     time is printed) and dropped on the way out, whatever happens. `python` picks the build that migrates
     and seeds it (each build reads a schema of its own version)."""
@@ -107,7 +110,7 @@ def seeded_database(args: argparse.Namespace, workdir: Path, python: str = sys.e
         print(f"database: {args.database_url} (given; not seeded)")
         yield args.database_url
         return
-    name = f"market_bench_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     _admin(args.admin_url, f'CREATE DATABASE "{name}"')
     try:
         url = _database_url(args.admin_url, name)
@@ -269,3 +272,50 @@ def floor_server(database_url: str, cwd: Path) -> Server:
         cwd=cwd,
         ready_path="/api/v1/items?limit=1",
     )
+
+
+def valgrind_instructions(command: Sequence[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """`command` run under valgrind (cachegrind without cache simulation: instructions only, which other load on
+    the machine does not change): the instructions it executed, and its standard output."""
+    full = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", *command]
+    done = subprocess.run(full, env=env, cwd=cwd, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(full)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    match = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if match is None:
+        raise RuntimeError(f"no instruction count in:\n{done.stderr[-2000:]}")
+    return int(match[1].replace(",", "")), done.stdout
+
+
+HOUR_S = 3600.0
+
+
+def quiet_background_work() -> None:
+    """In-process counts: loops whose cost is per second of wall time (webhook polling, business gauges) run
+    once an hour, whatever the version has of them; under valgrind a second is a few requests."""
+    from market.adapters.webhooks.worker import WebhookDeliveryWorker
+
+    init = WebhookDeliveryWorker.__init__
+    if init.__kwdefaults__ and "poll_interval_s" in init.__kwdefaults__:
+        init.__kwdefaults__["poll_interval_s"] = HOUR_S
+    else:  # older versions: a positional default
+        names = init.__code__.co_varnames[1 : init.__code__.co_argcount]
+        defaults = list(init.__defaults__ or ())
+        at = names.index("poll_interval_s") - (len(names) - len(defaults))
+        defaults[at] = HOUR_S
+        init.__defaults__ = tuple(defaults)
+    from market.adapters.telemetry import business
+
+    business.refresh_business_gauges_forever.__defaults__ = (HOUR_S,)
+
+
+# What an in-process count sets in its environment: no rate limits, the same hash seed in every run, quiet logs,
+# and the periodic jobs (reconciliation, alert evaluation, the probe) out of the way.
+IN_PROCESS_ENV = {
+    "MARKET_RATE_LIMITS": "off",
+    "PYTHONHASHSEED": "0",
+    "MARKET_LOG_LEVEL": "WARNING",
+    "MARKET_RECONCILE_INTERVAL": "86400",
+    "MARKET_ALERT_EVAL_INTERVAL": "3600",
+    "MARKET_PROBE_INTERVAL": "0",
+}

@@ -23,41 +23,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from _harness import add_database_arguments, market_env, seeded_database, workdir
+from _harness import (
+    HOUR_S,
+    IN_PROCESS_ENV,
+    add_database_arguments,
+    market_env,
+    quiet_background_work,
+    seeded_database,
+    valgrind_instructions,
+    workdir,
+)
 from telemetry_cost import _start_sink
 
 CONCURRENCY = 8
-HOUR_S = 3600.0
-
-
-def _quiet_background_work() -> None:
-    """Loops whose cost is per second of wall time: once an hour here (whatever the version has of them)."""
-    from market.adapters.webhooks.worker import WebhookDeliveryWorker
-
-    init = WebhookDeliveryWorker.__init__
-    if init.__kwdefaults__ and "poll_interval_s" in init.__kwdefaults__:
-        init.__kwdefaults__["poll_interval_s"] = HOUR_S
-    else:  # older versions: a positional default
-        names = init.__code__.co_varnames[1 : init.__code__.co_argcount]
-        defaults = list(init.__defaults__ or ())
-        at = names.index("poll_interval_s") - (len(names) - len(defaults))
-        defaults[at] = HOUR_S
-        init.__defaults__ = tuple(defaults)
-    from market.adapters.telemetry import business
-
-    business.refresh_business_gauges_forever.__defaults__ = (HOUR_S,)
 
 
 async def serve(requests: int) -> None:
     from market.bootstrap import build_app
 
-    _quiet_background_work()
+    quiet_background_work()
     app = build_app(auto_migrate=False)
     inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
     outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
@@ -120,28 +108,10 @@ async def serve(requests: int) -> None:
 
 
 def count(url: str, cwd: Path, requests: int, src: str | None, telemetry: dict[str, str]) -> int:
-    env = market_env(
-        url,
-        cwd / "var",
-        MARKET_RATE_LIMITS="off",
-        PYTHONHASHSEED="0",
-        MARKET_LOG_LEVEL="WARNING",
-        MARKET_RECONCILE_INTERVAL="86400",
-        MARKET_ALERT_EVAL_INTERVAL="3600",
-        MARKET_PROBE_INTERVAL="0",
-        **telemetry,
-    )
+    env = market_env(url, cwd / "var", **IN_PROCESS_ENV, **telemetry)
     if src:
         env["PYTHONPATH"] = src
-    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-    command += [sys.executable, __file__, "--child", str(requests)]
-    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    match = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if match is None:
-        raise RuntimeError(f"no instruction count in:\n{done.stderr[-2000:]}")
-    return int(match[1].replace(",", ""))
+    return valgrind_instructions([sys.executable, __file__, "--child", str(requests)], env, cwd)[0]
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from market.application.ports import IdempotentReplay
 from market.domain.catalog import ItemStatus
 from market.domain.errors import InvalidCursor
 from market.domain.money import Money
-from market.domain.orders import Order, OrderStatus, PaymentStatus
+from market.domain.orders import Cart, Order, OrderStatus, PaymentStatus
 from market.domain.users import Role
 from tests.support.database import add_item, add_user, count
 from tests.support.factories import T0, TRACEPARENT, new_order
@@ -126,7 +126,7 @@ async def test_a_cart_reads_its_lines_at_current_prices_in_the_order_they_were_a
     assert cart.total.cents == 3 * 2100 + 500
     await carts.set_quantity(buyer.id, mug.id, 0, T0)
     assert [c.item_id for c in (await carts.get(buyer.id)).lines] == [hat.id]
-    await carts.remove_items(buyer.id, [hat.id])
+    await carts.remove_ordered_items(buyer.id, str(uuid.uuid4()), [hat.id])
     assert (await carts.get(buyer.id)).lines == ()
 
 
@@ -136,7 +136,7 @@ async def test_carts_are_per_buyer(db):
     ada, bob = await add_user(db, Role.BUYER), await add_user(db, Role.BUYER)
     await carts.set_quantity(ada.id, item.id, 1, T0)
     assert (await carts.get(bob.id)).lines == ()
-    await carts.remove_items(bob.id, [item.id])
+    await carts.remove_ordered_items(bob.id, str(uuid.uuid4()), [item.id])
     assert (await carts.get(ada.id)).quantity_of(item.id) == 1
 
 
@@ -144,14 +144,85 @@ async def test_one_checkout_at_a_time_holds_a_cart_until_released_or_expired(db)
     carts = SqlCartRepository(db)
     buyer = await add_user(db, Role.BUYER)
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    assert await carts.claim_for_checkout(buyer.id, first, T0) is True
-    assert await carts.claim_for_checkout(buyer.id, second, T0 + timedelta(seconds=1)) is False
+    empty = Cart(buyer.id)
+    assert await carts.claim_for_checkout(buyer.id, first, T0) == empty
+    assert await carts.claim_for_checkout(buyer.id, second, T0 + timedelta(seconds=1)) is None
     await carts.release_checkout(buyer.id, second)  # not its claim: no effect
-    assert await carts.claim_for_checkout(buyer.id, second, T0 + timedelta(seconds=2)) is False
+    assert await carts.claim_for_checkout(buyer.id, second, T0 + timedelta(seconds=2)) is None
     await carts.release_checkout(buyer.id, first)
-    assert await carts.claim_for_checkout(buyer.id, second, T0 + timedelta(seconds=3)) is True
+    assert await carts.claim_for_checkout(buyer.id, second, T0 + timedelta(seconds=3)) == empty
     later = T0 + timedelta(seconds=3) + CHECKOUT_CLAIM_TIMEOUT + timedelta(seconds=1)
-    assert await carts.claim_for_checkout(buyer.id, first, later) is True, "a stale claim is taken over"
+    assert await carts.claim_for_checkout(buyer.id, first, later) == empty, "a stale claim is taken over"
+
+
+async def test_a_claim_returns_the_cart_and_removing_the_ordered_items_releases_it(db):
+    carts = SqlCartRepository(db)
+    seller = await add_user(db)
+    buyer = await add_user(db, Role.BUYER)
+    mug = await add_item(db, seller, title="Mug", price_cents=1999, stock=5)
+    hat = await add_item(db, seller, title="Hat", price_cents=500, stock=2)
+    await carts.set_quantity(buyer.id, mug.id, 2, T0)
+    await carts.set_quantity(buyer.id, hat.id, 1, T0 + timedelta(seconds=1))
+    order_id = str(uuid.uuid4())
+    claimed = await carts.claim_for_checkout(buyer.id, order_id, T0 + timedelta(seconds=2))
+    assert claimed == await carts.get(buyer.id)
+    assert [(c.item_id, c.quantity, c.unit_price.cents, c.stock) for c in claimed.lines] == [
+        (mug.id, 2, 1999, 5),
+        (hat.id, 1, 500, 2),
+    ]
+    await carts.remove_ordered_items(buyer.id, order_id, [mug.id])
+    assert [c.item_id for c in (await carts.get(buyer.id)).lines] == [hat.id]
+    assert await carts.claim_for_checkout(buyer.id, str(uuid.uuid4()), T0 + timedelta(seconds=3)) is not None
+
+
+async def _claim_waiting(db) -> None:
+    """Until the claim waits for a lock: on PostgreSQL as pg_stat_activity shows it; SQLite's claim waits at
+    BEGIN IMMEDIATE for the one writer, which this cannot see (a pause lets it start)."""
+    if not db.is_postgres:
+        await asyncio.sleep(0.3)
+        return
+    for _ in range(500):
+        # Called inside the cart change's transaction, where PostgreSQL keeps the first snapshot of its
+        # activity statistics unless told to drop it.
+        await db.fetch("SELECT pg_stat_clear_snapshot()")
+        rows = await db.fetch(
+            "SELECT count(*) AS n FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        if rows[0]["n"]:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the claim never waited for the cart change's lock")
+
+
+async def test_a_claim_that_waited_for_a_cart_change_returns_the_cart_as_changed(db):
+    """The claim waits for the cart row's lock; the change it waited for is in the cart it returns (on
+    PostgreSQL the claim reads the lines in the same statement, whose snapshot predates the wait)."""
+    carts = SqlCartRepository(db)
+    seller = await add_user(db)
+    buyer = await add_user(db, Role.BUYER)
+    mug = await add_item(db, seller, title="Mug", stock=5)
+    hat = await add_item(db, seller, title="Hat", stock=5)
+    await carts.set_quantity(buyer.id, mug.id, 1, T0)
+    changing, changed = asyncio.Event(), asyncio.Event()
+
+    async def change() -> None:
+        async with db.write_transaction():
+            await carts.set_quantity(buyer.id, mug.id, 3, T0 + timedelta(seconds=1))
+            await carts.set_quantity(buyer.id, hat.id, 1, T0 + timedelta(seconds=1))
+            changing.set()
+            await _claim_waiting(db)
+        changed.set()
+
+    async def claim() -> Cart | None:
+        await changing.wait()
+        async with db.write_transaction():
+            return await carts.claim_for_checkout(buyer.id, str(uuid.uuid4()), T0 + timedelta(seconds=2))
+
+    _, claimed = await asyncio.gather(change(), claim())
+    assert changed.is_set()
+    assert claimed is not None
+    assert [(c.item_id, c.quantity) for c in claimed.lines] == [(mug.id, 3), (hat.id, 1)]
 
 
 # --- orders -----------------------------------------------------------------------------------------------

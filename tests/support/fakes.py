@@ -327,16 +327,17 @@ class FakeCartRepository:
         else:
             lines[item_id] = quantity
 
-    async def remove_items(self, buyer_id: str, item_ids: Sequence[str]) -> None:
+    async def remove_ordered_items(self, buyer_id: str, order_id: str, item_ids: Sequence[str]) -> None:
         for item_id in item_ids:
             self.state.cart_lines.get(buyer_id, {}).pop(item_id, None)
+        await self.release_checkout(buyer_id, order_id)
 
-    async def claim_for_checkout(self, buyer_id: str, order_id: str, now: datetime) -> bool:
+    async def claim_for_checkout(self, buyer_id: str, order_id: str, now: datetime) -> Cart | None:
         held = self.state.claims.get(buyer_id)
         if held is not None and held[1] >= now - CHECKOUT_CLAIM_TIMEOUT:
-            return False
+            return None
         self.state.claims[buyer_id] = (order_id, now)
-        return True
+        return await self.get(buyer_id)
 
     async def release_checkout(self, buyer_id: str, order_id: str) -> None:
         held = self.state.claims.get(buyer_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from market.adapters.security.tokens import JwtTokenService
 from market.application.accounts import (
     change_password,
     current_user,
@@ -13,6 +14,7 @@ from market.application.accounts import (
     list_users,
     set_password,
     sign_out_everywhere,
+    user_of_token,
 )
 from market.domain.errors import (
     EmailAlreadyRegistered,
@@ -188,6 +190,19 @@ async def test_signing_out_everywhere_revokes_every_token_issued_so_far_but_not_
 
     assert not world.accepted(phone) and not world.accepted(laptop)
     assert world.accepted(await world.token("ada@example.com", PASSWORD))
+
+
+async def test_signing_out_refuses_a_token_the_real_service_has_already_verified_and_remembers(world):
+    """JwtTokenService remembers tokens it verified: revocation must still come from the user row."""
+    world.tokens = JwtTokenService("k" * 48, ttl_seconds=600)
+    user = await world.register()
+    token = (await world.token("ada@example.com", PASSWORD)).token
+    signed_in = await user_of_token(token, tokens=world.tokens, repos=world.store.repos)
+    assert signed_in is not None and signed_in.id == user.id
+
+    await sign_out_everywhere(user.id, uow=world.store.uow)
+
+    assert await user_of_token(token, tokens=world.tokens, repos=world.store.repos) is None
 
 
 async def test_changing_the_password_revokes_old_tokens_and_only_the_new_password_signs_in(world):

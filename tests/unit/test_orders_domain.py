@@ -231,3 +231,22 @@ def test_a_seller_view_of_an_unpaid_order_keeps_only_their_lines_and_no_payment(
     assert seen.total == Money(500, "EUR") and seen.payment is None
     assert two_sellers.as_seen_by(user(Role.BUYER, "buyer-1")) == two_sellers
     assert two_sellers.as_seen_by(user(Role.ADMIN, "admin-1")) == two_sellers
+
+
+# --- Cart.with_line: the cart a change leaves, as reading it back would give it -------------------------------
+
+
+def test_a_new_item_comes_last_and_a_changed_one_keeps_its_place():
+    cart = Cart("buyer", (line("a"), line("b")))
+    added = cart.with_line(line("c", quantity=2))
+    assert [(kept.item_id, kept.quantity) for kept in added.lines] == [("a", 1), ("b", 1), ("c", 2)]
+    changed = added.with_line(line("a", quantity=5, price=700))
+    assert [(kept.item_id, kept.quantity) for kept in changed.lines] == [("a", 5), ("b", 1), ("c", 2)]
+    assert changed.lines[0].unit_price == Money(700, "EUR")  # the line as given: today's price
+
+
+def test_a_zero_quantity_removes_the_line_and_removing_a_missing_one_changes_nothing():
+    cart = Cart("buyer", (line("a"), line("b")))
+    assert [kept.item_id for kept in cart.with_line(line("a", quantity=0)).lines] == ["b"]
+    assert cart.with_line(line("z", quantity=0)) == cart
+    assert cart.lines == (line("a"), line("b"))  # the cart itself is left as it was

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from market.domain.catalog import ItemStatus
 from market.domain.errors import NotFound
 from market.domain.events import CartChanged
-from market.domain.orders import Cart, check_cart_quantity
+from market.domain.orders import Cart, CartLine, check_cart_quantity
 from market.domain.users import User
 
 from .ports import Clock, UnitOfWorkFactory
@@ -40,7 +40,11 @@ async def set_cart_quantity(
         if quantity != current:
             now = clock.now()
             await work.carts.set_quantity(buyer.id, item.id, quantity, now)
-            cart = await work.carts.get(buyer.id)
+            # What the cart now holds, without reading it back: the other lines were read in this
+            # transaction, and the new one is the item as read here.
+            cart = cart.with_line(
+                CartLine(item.id, item.title, quantity, item.price, item.seller_id, item.stock)
+            )
             changed = CartChanged(item.id, "add" if quantity > current else "remove", quantity - current)
             await work.collect([changed], now)
         await work.commit()

@@ -78,9 +78,9 @@ async def checkout(
     order_id = ids.new_id()
     now = clock.now()
     async with uow() as work:
-        if not await work.carts.claim_for_checkout(buyer.id, order_id, now):
+        cart = await work.carts.claim_for_checkout(buyer.id, order_id, now)
+        if cart is None:
             raise CheckoutInProgress()
-        cart = await work.carts.get(buyer.id)
         order = place_order(order_id=order_id, cart=cart, now=now, traceparent=traceparent)
         payment = Payment(
             id=ids.new_id(),
@@ -238,8 +238,9 @@ async def _settle(
     if target in (OrderStatus.PAID, OrderStatus.PROCESSING) and order.status is OrderStatus.PENDING_PAYMENT:
         # The order is placed: its lines leave the cart (an asynchronous payment that fails later releases
         # the stock; the buyer re-adds what they still want).
-        await work.carts.remove_items(order.buyer_id, [line.item_id for line in order.lines])
-        await work.carts.release_checkout(order.buyer_id, order.id)
+        await work.carts.remove_ordered_items(
+            order.buyer_id, order.id, [line.item_id for line in order.lines]
+        )
     if target is OrderStatus.PAID:
         await work.outbox.enqueue_order_paid(settled, now)
         published.append(OrderPaid(order.id, order.total))

@@ -215,10 +215,12 @@ class CartRepository(Protocol):
     async def set_quantity(self, buyer_id: str, item_id: str, quantity: int, now: datetime) -> None:
         """Upsert the line; 0 deletes it."""
 
-    async def remove_items(self, buyer_id: str, item_ids: Sequence[str]) -> None: ...
+    async def remove_ordered_items(self, buyer_id: str, order_id: str, item_ids: Sequence[str]) -> None:
+        """The placed order `order_id`'s items leave the cart, and its checkout releases the cart."""
 
-    async def claim_for_checkout(self, buyer_id: str, order_id: str, now: datetime) -> bool:
-        """Mark the cart as being checked out by `order_id`; False if another checkout holds it."""
+    async def claim_for_checkout(self, buyer_id: str, order_id: str, now: datetime) -> Cart | None:
+        """Mark the cart as being checked out by `order_id` and return it as it is once claimed (lines at
+        current prices and stock); None if another checkout holds it."""
 
     async def release_checkout(self, buyer_id: str, order_id: str) -> None: ...
 

@@ -122,6 +122,16 @@ class Cart:
     def quantity_of(self, item_id: str) -> int:
         return next((line.quantity for line in self.lines if line.item_id == item_id), 0)
 
+    def with_line(self, line: CartLine) -> Cart:
+        """The cart once `line` is set: it replaces the line of the same item where that stands (a line keeps
+        its place when its quantity changes), or comes last (lines are in the order they were added); a
+        quantity of 0 removes the item's line."""
+        lines = [kept for kept in self.lines if kept.item_id != line.item_id]
+        if line.quantity > 0:
+            at = next((i for i, kept in enumerate(self.lines) if kept.item_id == line.item_id), len(lines))
+            lines.insert(at, line)
+        return dataclasses.replace(self, lines=tuple(lines))
+
     @property
     def total(self) -> Money | None:
         """None for an empty cart, and for one whose items' prices no longer share a currency (a seller

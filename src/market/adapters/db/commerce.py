@@ -66,12 +66,25 @@ _SET_CART_LINE = insert_sql(
     CartLineRow, suffix="ON CONFLICT (buyer_id, item_id) DO UPDATE SET quantity = excluded.quantity"
 )
 # The cart row is created if missing and claimed in one statement: a cart held by another checkout (whose
-# claim has not timed out) is left as it is and nothing is returned (the caller rolls back).
+# claim has not timed out) is left as it is and nothing is returned (the caller rolls back). A claim leaves
+# `updated_at` as the last cart change set it: _CLAIM_AND_READ compares it with its own snapshot's.
 _CLAIM_CART = (
     "INSERT INTO carts (buyer_id, updated_at, checkout_order_id, checkout_started_at) VALUES ({}, {}, {}, {})"
-    " ON CONFLICT (buyer_id) DO UPDATE SET updated_at = excluded.updated_at,"
+    " ON CONFLICT (buyer_id) DO UPDATE SET"
     " checkout_order_id = excluded.checkout_order_id, checkout_started_at = excluded.checkout_started_at"
-    " WHERE carts.checkout_order_id IS NULL OR carts.checkout_started_at < {} RETURNING buyer_id"
+    " WHERE carts.checkout_order_id IS NULL OR carts.checkout_started_at < {} RETURNING updated_at"
+)
+# PostgreSQL: the claim and the cart's lines in one statement (one row with NULL item_id for an empty cart,
+# none when the claim failed). Every part of a statement reads the snapshot it started with, even after the
+# claim waited for the lock of a cart change that then committed (a cart change upserts the cart row first):
+# then the cart row's updated_at in the snapshot differs from the one the claim saw, and the lines are read
+# again (`fresh` false).
+_CLAIM_AND_READ = (
+    f"WITH c AS ({_CLAIM_CART})"
+    " SELECT c.updated_at IS NOT DISTINCT FROM (SELECT s.updated_at FROM carts s WHERE s.buyer_id = {})"
+    " AS fresh, cl.item_id, i.title, cl.quantity, i.price_cents, i.currency, i.seller_id, i.stock"
+    " FROM c LEFT JOIN cart_lines cl ON cl.buyer_id = {} LEFT JOIN items i ON i.id = cl.item_id"
+    " ORDER BY cl.added_at, cl.item_id"
 )
 _RELEASE_CART = (
     "UPDATE carts SET checkout_order_id = NULL, checkout_started_at = NULL"
@@ -81,6 +94,30 @@ _TOUCH_CART = (
     "INSERT INTO carts (buyer_id, updated_at) VALUES ({}, {})"
     " ON CONFLICT (buyer_id) DO UPDATE SET updated_at = excluded.updated_at"
 )
+# PostgreSQL: a cart line set in one statement. The line is inserted from the cart row's upsert, so the cart row
+# is locked first (sub-statements otherwise run in no set order), as the checkout's release locks it before
+# deleting lines (remove_ordered_items): the two take the same locks in the same order, and cannot deadlock.
+_TOUCH_CART_AND_SET_LINE = f"WITH c AS ({_TOUCH_CART} RETURNING buyer_id) " + _SET_CART_LINE.replace(
+    " VALUES ({}, ", " SELECT c.buyer_id, ", 1
+).replace(") ON CONFLICT", " FROM c ON CONFLICT", 1)
+
+
+def _cart(buyer_id: str, rows: Sequence[Mapping[str, Any]]) -> Cart:
+    return Cart(
+        buyer_id=buyer_id,
+        lines=tuple(
+            CartLine(
+                item_id=str(r["item_id"]),
+                title=r["title"],
+                quantity=r["quantity"],
+                unit_price=Money(r["price_cents"], r["currency"]),
+                seller_id=str(r["seller_id"]),
+                stock=r["stock"],
+            )
+            for r in rows
+            if r["item_id"] is not None
+        ),
+    )
 
 
 class SqlCartRepository:
@@ -88,41 +125,48 @@ class SqlCartRepository:
         self._db = db
 
     async def get(self, buyer_id: str) -> Cart:
-        rows = await self._db.fetch(_CART_LINES, buyer_id)
-        return Cart(
-            buyer_id=buyer_id,
-            lines=tuple(
-                CartLine(
-                    item_id=str(r["item_id"]),
-                    title=r["title"],
-                    quantity=r["quantity"],
-                    unit_price=Money(r["price_cents"], r["currency"]),
-                    seller_id=str(r["seller_id"]),
-                    stock=r["stock"],
-                )
-                for r in rows
-            ),
-        )
+        return _cart(buyer_id, await self._db.fetch(_CART_LINES, buyer_id))
 
     async def set_quantity(self, buyer_id: str, item_id: str, quantity: int, now: datetime) -> None:
         if quantity == 0:
             await self._db.fetch(_DELETE_CART_LINE, buyer_id, item_id)
             return
-        await self._ensure_cart(buyer_id, now)
-        line = {"buyer_id": buyer_id, "item_id": item_id, "quantity": quantity, "added_at": now}
-        await self._db.fetch(_SET_CART_LINE, *row_values(CartLineRow, line))
-
-    async def remove_items(self, buyer_id: str, item_ids: Sequence[str]) -> None:
-        if not item_ids:
-            return
-        marks = ", ".join("{}" for _ in item_ids)
-        await self._db.fetch(
-            f"DELETE FROM cart_lines WHERE buyer_id = {{}} AND item_id IN ({marks})", buyer_id, *item_ids
+        line = row_values(
+            CartLineRow, {"buyer_id": buyer_id, "item_id": item_id, "quantity": quantity, "added_at": now}
         )
+        if (
+            self._db.is_postgres
+        ):  # one statement: the cart row's upsert as a CTE (it also takes the row's lock)
+            await self._db.fetch(f"WITH c AS ({_TOUCH_CART}) {_SET_CART_LINE}", buyer_id, now, *line)
+            return
+        await self._ensure_cart(buyer_id, now)
+        await self._db.fetch(_SET_CART_LINE, *line)
 
-    async def claim_for_checkout(self, buyer_id: str, order_id: str, now: datetime) -> bool:
-        rows = await self._db.fetch(_CLAIM_CART, buyer_id, now, order_id, now, now - CHECKOUT_CLAIM_TIMEOUT)
-        return bool(rows)
+    async def remove_ordered_items(self, buyer_id: str, order_id: str, item_ids: Sequence[str]) -> None:
+        """One statement on PostgreSQL, two on SQLite."""
+        marks = ", ".join("{}" for _ in item_ids)
+        delete = f"DELETE FROM cart_lines WHERE buyer_id = {{}} AND item_id IN ({marks})"
+        if not item_ids:
+            await self.release_checkout(buyer_id, order_id)
+        elif self._db.is_postgres:
+            # The release first: the DELETE's condition reads it (an InitPlan, run before any line is
+            # deleted), and the cart row is locked before its lines, as a cart change locks them.
+            sql = f"WITH r AS ({_RELEASE_CART} RETURNING 1) {delete} AND (SELECT count(*) FROM r) >= 0"
+            await self._db.fetch(sql, buyer_id, order_id, buyer_id, *item_ids)
+        else:
+            await self._db.fetch(delete, buyer_id, *item_ids)
+            await self.release_checkout(buyer_id, order_id)
+
+    async def claim_for_checkout(self, buyer_id: str, order_id: str, now: datetime) -> Cart | None:
+        claim = (buyer_id, now, order_id, now, now - CHECKOUT_CLAIM_TIMEOUT)
+        if not self._db.is_postgres:  # one writer at a time: nothing can change the cart in between
+            return await self.get(buyer_id) if await self._db.fetch(_CLAIM_CART, *claim) else None
+        rows = await self._db.fetch(_CLAIM_AND_READ, *claim, buyer_id, buyer_id)
+        if not rows:
+            return None
+        if not rows[0]["fresh"]:
+            return await self.get(buyer_id)
+        return _cart(buyer_id, rows)
 
     async def release_checkout(self, buyer_id: str, order_id: str) -> None:
         await self._db.fetch(_RELEASE_CART, buyer_id, order_id)
@@ -484,8 +528,13 @@ class PiccoloPaymentEventLog:
         return bool(rows)
 
 
-_ENABLED_ENDPOINT = "SELECT seller_id FROM seller_webhooks WHERE seller_id = {} AND disabled_at IS NULL"
-_QUEUE_DELIVERY = insert_sql(WebhookDeliveryRow, without=("last_status_code", "last_error"))
+_DELIVERY_WITHOUT = ("last_status_code", "last_error")
+# A delivery is queued only for a seller with an enabled endpoint: INSERT ... SELECT from that endpoint's row,
+# one statement whether there is one or not (rather than a SELECT, then the INSERT).
+_QUEUE_DELIVERY = (
+    insert_sql(WebhookDeliveryRow, without=_DELIVERY_WITHOUT).replace(" VALUES (", " SELECT ", 1)[:-1]
+    + " FROM seller_webhooks w WHERE w.seller_id = {} AND w.disabled_at IS NULL RETURNING id"
+)
 
 
 class SqlWebhookOutbox:
@@ -514,9 +563,6 @@ class SqlWebhookOutbox:
     async def _enqueue(self, order: Order, event_type: str, now: datetime, extra: dict[str, Any]) -> int:
         queued = 0
         for seller_id in sorted(order.seller_ids):
-            endpoint = await self._db.fetch(_ENABLED_ENDPOINT, seller_id)
-            if not endpoint:
-                continue
             lines = [line for line in order.lines if line.seller_id == seller_id]
             payload = {
                 "type": event_type,
@@ -550,11 +596,12 @@ class SqlWebhookOutbox:
                 "created_at": now,
                 "updated_at": now,
             }
-            await self._db.fetch(
+            rows = await self._db.fetch(
                 _QUEUE_DELIVERY,
-                *row_values(WebhookDeliveryRow, delivery, without=("last_status_code", "last_error")),
+                *row_values(WebhookDeliveryRow, delivery, without=_DELIVERY_WITHOUT),
+                seller_id,
             )
-            queued += 1
+            queued += len(rows)
         return queued
 
 

@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jwt
@@ -20,12 +21,31 @@ _ALGORITHM = "HS256"
 _AUDIENCE = "market-api"
 # The user's token version at issue time; a token without it (issued before revocation existed) is refused.
 _VERSION_CLAIM = "ver"
+VERIFIED_TOKENS_KEPT = 10_000
+"""How many verified tokens `read` remembers (a few MB at most)."""
 
 
 class JwtTokenService:
-    def __init__(self, secret_key: str, ttl_seconds: int) -> None:
+    """Verifying a token (HMAC, JSON, claims) is a sizeable share of a short request's CPU, and a client sends
+    the same token request after request: a token verified once is remembered, by its whole text, until it
+    expires. That is safe because what `read` answers depends only on the token and the key: revocation is the
+    user row's to decide (its token version, read on every request), never the token's, so a remembered token
+    of a signed-out user is still refused."""
+
+    def __init__(
+        self,
+        secret_key: str,
+        ttl_seconds: int,
+        *,
+        kept: int = VERIFIED_TOKENS_KEPT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._key = secret_key
         self._ttl = ttl_seconds
+        self._kept = kept
+        self._clock = clock
+        # token -> (claims, expiry in epoch seconds); insertion-ordered, so the oldest entry goes first
+        self._verified: dict[str, tuple[TokenClaims, int]] = {}
 
     def issue(self, user: User) -> AccessToken:
         now = int(time.time())
@@ -40,6 +60,22 @@ class JwtTokenService:
         return AccessToken(token=jwt.encode(claims, self._key, algorithm=_ALGORITHM), expires_in=self._ttl)
 
     def read(self, token: str) -> TokenClaims | None:
+        known = self._verified.get(token)
+        if known is not None:
+            claims, expires = known
+            if self._clock() < expires:  # PyJWT's own rule: expired once `exp` is reached
+                return claims
+            del self._verified[token]
+            return None
+        claims = self._verify(token)
+        if claims is not None:
+            if len(self._verified) >= self._kept:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = claims
+            return claims[0]
+        return None
+
+    def _verify(self, token: str) -> tuple[TokenClaims, int] | None:
         try:
             claims = jwt.decode(
                 token,
@@ -53,7 +89,8 @@ class JwtTokenService:
         subject, version = claims.get("sub"), claims.get(_VERSION_CLAIM)
         if not isinstance(subject, str) or isinstance(version, bool) or not isinstance(version, int):
             return None
-        return TokenClaims(user_id=subject, token_version=version)
+        # PyJWT has checked `exp` as int(exp) against the clock, so this cannot fail.
+        return TokenClaims(user_id=subject, token_version=version), int(claims["exp"])
 
 
 def load_or_create_secret_key(var_dir: Path) -> str:
