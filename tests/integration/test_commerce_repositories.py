@@ -513,3 +513,29 @@ async def test_old_idempotency_keys_are_purged(db):
     assert await keys.purge(T0 + timedelta(days=1)) == 1
     assert await keys.begin(user, "old", "other", T0 + timedelta(days=2)) == "new"
     assert await keys.begin(user, "new", "other", T0 + timedelta(days=2)) == "mismatch"
+
+
+async def test_a_claim_that_waited_for_a_checkouts_release_does_not_see_the_ordered_lines(db):
+    """The race of two checkouts of one cart: the second claims as the first releases the cart, having
+    emptied it of what it ordered. The second must find the cart empty, not order the same lines again."""
+    carts = SqlCartRepository(db)
+    buyer = await add_user(db, Role.BUYER)
+    mug = await add_item(db, await add_user(db), title="Mug", stock=5)
+    await carts.set_quantity(buyer.id, mug.id, 1, T0)
+    first = str(uuid.uuid4())
+    assert (await carts.claim_for_checkout(buyer.id, first, T0)).quantity_of(mug.id) == 1
+    releasing = asyncio.Event()
+
+    async def release() -> None:
+        async with db.write_transaction():
+            await carts.remove_ordered_items(buyer.id, first, [mug.id])
+            releasing.set()
+            await _claim_waiting(db)
+
+    async def claim() -> Cart | None:
+        await releasing.wait()
+        async with db.write_transaction():
+            return await carts.claim_for_checkout(buyer.id, str(uuid.uuid4()), T0 + timedelta(seconds=1))
+
+    _, claimed = await asyncio.gather(release(), claim())
+    assert claimed == Cart(buyer.id)

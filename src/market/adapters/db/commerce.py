@@ -66,24 +66,27 @@ _SET_CART_LINE = insert_sql(
     CartLineRow, suffix="ON CONFLICT (buyer_id, item_id) DO UPDATE SET quantity = excluded.quantity"
 )
 # The cart row is created if missing and claimed in one statement: a cart held by another checkout (whose
-# claim has not timed out) is left as it is and nothing is returned (the caller rolls back). A claim leaves
-# `updated_at` as the last cart change set it: _CLAIM_AND_READ compares it with its own snapshot's.
+# claim has not timed out) is left as it is and nothing is returned (the caller rolls back).
 _CLAIM_CART = (
     "INSERT INTO carts (buyer_id, updated_at, checkout_order_id, checkout_started_at) VALUES ({}, {}, {}, {})"
-    " ON CONFLICT (buyer_id) DO UPDATE SET"
+    " ON CONFLICT (buyer_id) DO UPDATE SET updated_at = excluded.updated_at,"
     " checkout_order_id = excluded.checkout_order_id, checkout_started_at = excluded.checkout_started_at"
-    " WHERE carts.checkout_order_id IS NULL OR carts.checkout_started_at < {} RETURNING updated_at"
+    " WHERE carts.checkout_order_id IS NULL OR carts.checkout_started_at < {} RETURNING buyer_id"
 )
-# PostgreSQL: the claim and the cart's lines in one statement (one row with NULL item_id for an empty cart,
-# none when the claim failed). Every part of a statement reads the snapshot it started with, even after the
-# claim waited for the lock of a cart change that then committed (a cart change upserts the cart row first):
-# then the cart row's updated_at in the snapshot differs from the one the claim saw, and the lines are read
-# again (`fresh` false).
+# PostgreSQL: the claim and the cart's lines in one statement (one row with NULL item_id for an empty cart).
+# Every part of a statement reads the snapshot it started with, even after the claim waited for the lock of a
+# cart change or a checkout's release that then committed (both write the cart row): so the claim is made only
+# if the cart row is still the version of that snapshot (its xmin), when the lines read are the cart's. No row:
+# the cart is held, or it changed since the snapshot; the caller claims and reads apart (_CLAIM_CART).
 _CLAIM_AND_READ = (
-    f"WITH c AS ({_CLAIM_CART})"
-    " SELECT c.updated_at IS NOT DISTINCT FROM (SELECT s.updated_at FROM carts s WHERE s.buyer_id = {})"
-    " AS fresh, cl.item_id, i.title, cl.quantity, i.price_cents, i.currency, i.seller_id, i.stock"
-    " FROM c LEFT JOIN cart_lines cl ON cl.buyer_id = {} LEFT JOIN items i ON i.id = cl.item_id"
+    "WITH c AS ("
+    + _CLAIM_CART.replace(
+        " WHERE carts.checkout_order_id IS NULL OR carts.checkout_started_at < {}",
+        " WHERE (carts.checkout_order_id IS NULL OR carts.checkout_started_at < {})"
+        " AND carts.xmin = (SELECT s.xmin FROM carts s WHERE s.buyer_id = {})",
+    )
+    + ") SELECT cl.item_id, i.title, cl.quantity, i.price_cents, i.currency, i.seller_id, i.stock"
+    " FROM c LEFT JOIN cart_lines cl ON cl.buyer_id = c.buyer_id LEFT JOIN items i ON i.id = cl.item_id"
     " ORDER BY cl.added_at, cl.item_id"
 )
 _RELEASE_CART = (
@@ -159,14 +162,13 @@ class SqlCartRepository:
 
     async def claim_for_checkout(self, buyer_id: str, order_id: str, now: datetime) -> Cart | None:
         claim = (buyer_id, now, order_id, now, now - CHECKOUT_CLAIM_TIMEOUT)
-        if not self._db.is_postgres:  # one writer at a time: nothing can change the cart in between
-            return await self.get(buyer_id) if await self._db.fetch(_CLAIM_CART, *claim) else None
-        rows = await self._db.fetch(_CLAIM_AND_READ, *claim, buyer_id, buyer_id)
-        if not rows:
-            return None
-        if not rows[0]["fresh"]:
-            return await self.get(buyer_id)
-        return _cart(buyer_id, rows)
+        if self._db.is_postgres:
+            rows = await self._db.fetch(_CLAIM_AND_READ, *claim, buyer_id)
+            if rows:
+                return _cart(buyer_id, rows)
+        # SQLite (one writer at a time: nothing changes the cart in between), or PostgreSQL's claim above made
+        # nothing of a held or changed cart: claim, then read.
+        return await self.get(buyer_id) if await self._db.fetch(_CLAIM_CART, *claim) else None
 
     async def release_checkout(self, buyer_id: str, order_id: str) -> None:
         await self._db.fetch(_RELEASE_CART, buyer_id, order_id)
