@@ -515,6 +515,34 @@ async def test_old_idempotency_keys_are_purged(db):
     assert await keys.begin(user, "new", "other", T0 + timedelta(days=2)) == "mismatch"
 
 
+async def test_a_claim_that_waited_for_a_lines_removal_does_not_order_the_removed_line(db):
+    """A line removed while a checkout claims the cart is not in the cart the claim returns: the removal writes
+    the cart row, so the claim waits for it and reads the lines as they are after it."""
+    carts = SqlCartRepository(db)
+    seller = await add_user(db)
+    buyer = await add_user(db, Role.BUYER)
+    mug = await add_item(db, seller, title="Mug", stock=5)
+    hat = await add_item(db, seller, title="Hat", stock=5)
+    await carts.set_quantity(buyer.id, mug.id, 1, T0)
+    await carts.set_quantity(buyer.id, hat.id, 1, T0)
+    removing = asyncio.Event()
+
+    async def remove() -> None:
+        async with db.write_transaction():
+            await carts.set_quantity(buyer.id, mug.id, 0, T0 + timedelta(seconds=1))
+            removing.set()
+            await _claim_waiting(db)
+
+    async def claim() -> Cart | None:
+        await removing.wait()
+        async with db.write_transaction():
+            return await carts.claim_for_checkout(buyer.id, str(uuid.uuid4()), T0 + timedelta(seconds=2))
+
+    _, claimed = await asyncio.gather(remove(), claim())
+    assert claimed is not None
+    assert [(c.item_id, c.quantity) for c in claimed.lines] == [(hat.id, 1)]
+
+
 async def test_a_claim_that_waited_for_a_checkouts_release_does_not_see_the_ordered_lines(db):
     """The race of two checkouts of one cart: the second claims as the first releases the cart, having
     emptied it of what it ordered. The second must find the cart empty, not order the same lines again."""

@@ -103,6 +103,10 @@ _TOUCH_CART = (
 _TOUCH_CART_AND_SET_LINE = f"WITH c AS ({_TOUCH_CART} RETURNING buyer_id) " + _SET_CART_LINE.replace(
     " VALUES ({}, ", " SELECT c.buyer_id, ", 1
 ).replace(") ON CONFLICT", " FROM c ON CONFLICT", 1)
+_TOUCH_CART_AND_DELETE_LINE = (
+    f"WITH c AS ({_TOUCH_CART} RETURNING buyer_id) "
+    "DELETE FROM cart_lines WHERE buyer_id = (SELECT buyer_id FROM c) AND item_id = {}"
+)
 
 
 def _cart(buyer_id: str, rows: Sequence[Mapping[str, Any]]) -> Cart:
@@ -132,15 +136,19 @@ class SqlCartRepository:
 
     async def set_quantity(self, buyer_id: str, item_id: str, quantity: int, now: datetime) -> None:
         if quantity == 0:
+            # A removal writes the cart row too (on PostgreSQL first, in the same statement): a checkout's claim
+            # waiting for it then sees the cart changed and reads the lines again, without the removed one.
+            if self._db.is_postgres:
+                await self._db.fetch(_TOUCH_CART_AND_DELETE_LINE, buyer_id, now, item_id)
+                return
+            await self._ensure_cart(buyer_id, now)
             await self._db.fetch(_DELETE_CART_LINE, buyer_id, item_id)
             return
         line = row_values(
             CartLineRow, {"buyer_id": buyer_id, "item_id": item_id, "quantity": quantity, "added_at": now}
         )
-        if (
-            self._db.is_postgres
-        ):  # one statement: the cart row's upsert as a CTE (it also takes the row's lock)
-            await self._db.fetch(f"WITH c AS ({_TOUCH_CART}) {_SET_CART_LINE}", buyer_id, now, *line)
+        if self._db.is_postgres:  # one statement, the cart row locked before the line (see the SQL's comment)
+            await self._db.fetch(_TOUCH_CART_AND_SET_LINE, buyer_id, now, *line[1:])
             return
         await self._ensure_cart(buyer_id, now)
         await self._db.fetch(_SET_CART_LINE, *line)
