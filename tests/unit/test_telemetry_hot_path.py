@@ -6,6 +6,9 @@ reader and exporter), no server."""
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 from opentelemetry import context as otel_context
@@ -21,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from market.adapters.telemetry.db import DbSpans
 from market.telemetry import names
 from market.telemetry.asgi import DurationSeries, ExemplarPacer, ServerSpanMiddleware
-from market.telemetry.logs import AccessLog
+from market.telemetry.logs import AccessLog, encode_line
 from market.telemetry.metrics import DURATION_BUCKETS_S, NO_EXEMPLAR
 
 
@@ -278,3 +281,50 @@ def test_an_unsampled_statement_is_measured_as_the_untraced_path_measures_it(db_
     }
     assert names.ERROR_TYPE not in spans.described(sql).metric_attributes
     assert _exemplars(reader) == []
+
+
+def test_with_the_sdk_disabled_a_request_still_gets_a_reference_and_starts_no_span(capsys, caplog):
+    """OTEL_SDK_DISABLED: the tracer is a no-op, so the middleware starts no span and puts nothing in the
+    context, yet the client, the handler and the access line all get the same fresh reference."""
+    caplog.set_level("INFO", logger="market.access")
+    seen: dict[str, object] = {}
+
+    async def app(scope, receive, send):
+        seen["context"] = dict(otel_context.get_current())
+        seen["state"] = dict(scope["state"])
+        scope["path_template"] = "/api/v1/items"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    responses: list[dict] = []
+
+    async def keep(message):
+        responses.append(message)
+
+    middleware = ServerSpanMiddleware(app, trace.NoOpTracer(), access_log=AccessLog())
+    scope = {"type": "http", "method": "GET", "path": "/api/v1/items", "headers": []}
+    asyncio.run(middleware(scope, None, keep))
+    headers = dict(responses[0]["headers"])
+    version, trace_id, span_id, flags = headers[b"traceresponse"].decode().split("-")
+    assert (version, flags) == ("00", "00")
+    assert len(trace_id) == 32 and len(span_id) == 16 and int(trace_id, 16) and int(span_id, 16)
+    assert seen["state"]["trace_id"] == trace_id and seen["state"]["span_id"] == span_id
+    assert seen["context"] == {}  # no span put in the context
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert (line["trace_id"], line["span_id"], line["http.route"]) == (trace_id, span_id, "/api/v1/items")
+    asyncio.run(middleware(dict(scope, headers=[]), None, keep))
+    assert (
+        dict(responses[2]["headers"])[b"traceresponse"].decode().split("-")[1] != trace_id
+    )  # fresh each time
+
+
+def test_a_log_line_is_one_json_object_whatever_its_fields_hold():
+    """The JSON lines' encoder: text as UTF-8, times and ids as text, and what msgspec will not encode (a
+    dict keyed by tuples, an integer past 64 bits) still a line rather than an error."""
+    when = datetime(2026, 12, 4, 17, 0, tzinfo=UTC)
+    line = encode_line({"m": "café", "at": when, "id": uuid.UUID(int=1), "odd": {(1, 2): 3}, "big": 2**70})
+    assert "\n" not in line
+    decoded = json.loads(line)
+    assert decoded["m"] == "café" and decoded["at"].startswith("2026-12-04T17:00:00")
+    assert decoded["id"] == str(uuid.UUID(int=1)) and decoded["big"] == 2**70
+    assert list(decoded["odd"].values()) == [3]

@@ -186,14 +186,30 @@ class Database:
 
     async def fetch(self, sql: str, *args: Any) -> list[Mapping[str, Any]]:
         """Run raw SQL with `{}` placeholders, in the current transaction if there is one. Rows are read by
-        column name (asyncpg Records on PostgreSQL, dicts on SQLite). The statement runs through the Piccolo
-        engine like any Piccolo query (the traced engine gives it its span); Piccolo's compiler turns the
+        column name (asyncpg Records on PostgreSQL, dicts on SQLite). On SQLite the statement runs through the
+        Piccolo engine like any Piccolo query (the traced engine gives it its span); Piccolo's compiler turns the
         template into $n or ? once per template and engine rather than on every call, which cost 40-150 µs of
         CPU a statement, 1.5 ms a checkout (benchmarks/README.md, "Figures behind choices in the code")."""
         if any(isinstance(arg, QueryString | Column) for arg in args):  # nested SQL: compiled as a whole
             return await self.engine.run_querystring(QueryString(sql, *args))
         text = _compiled_template(sql, len(args), self.engine.engine_type)
+        if self.is_postgres and self.engine.pool is not None:
+            # Straight to asyncpg, measured and traced as the traced engine does (the span shows the compiled
+            # text, the histogram point is keyed by the template): Piccolo's run_querystring adds a QueryString,
+            # a query id, a compile and two calls to every statement (benchmarks/README.md, browse_vs_floor.py).
+            if DbSpans.wanted():
+                with self.spans.statement(text):
+                    return await self._fetch_postgres(text, args)
+            return await self.spans.measured(sql, self._fetch_postgres(text, args))
         return await self.engine.run_querystring(_CompiledQuery(sql, text, args))
+
+    async def _fetch_postgres(self, text: str, args: Sequence[Any]) -> list[Any]:
+        """In the current transaction's connection if there is one, else on a connection of the pool."""
+        transaction = self.engine.current_transaction.get()
+        if transaction is not None:
+            return await transaction.connection.fetch(text, *args)
+        async with self.engine.pool.acquire() as connection:
+            return await connection.fetch(text, *args)
 
 
 class _BoundedPool:
