@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from market.adapters.db.repositories import PiccoloItemRepository, PiccoloUnitOfWork, PiccoloUserRepository
-from market.domain.catalog import ItemStatus
+from market.domain.catalog import ItemFilter, ItemStatus
 from market.domain.errors import EmailAlreadyRegistered
 from market.domain.money import Money
 from market.domain.users import Role, UserStatus
@@ -150,6 +150,10 @@ async def test_an_item_is_read_back_exactly_as_stored(db):
     )
     await PiccoloItemRepository(db).add(item)
     assert await PiccoloItemRepository(db).get(item.id) == item
+    # Browsing and searching read the same columns by position on PostgreSQL (rows.item_from_row).
+    browsed = await PiccoloItemRepository(db).browse(ItemFilter(), 10, None)
+    searched = await PiccoloItemRepository(db).browse(ItemFilter(query="ceramic"), 10, None)
+    assert browsed.items == [item] and searched.items == [item]
 
 
 async def test_an_update_changes_that_item_only(db):

@@ -60,21 +60,32 @@ def item_from_row(row: Mapping[str, Any]) -> Item:
     """An `Item` read back from our own table, its fields filled directly (see `_ItemSlots`): the row was valid
     when written, and `Item` checks nothing in its constructor. Its status and price still go through
     `ItemStatus` and `Money` (an unknown status raises). Objects built from user input go through `new_item`
-    and its checks. A unit test keeps this equal to the constructor's object, field for field."""
+    and its checks. A unit test keeps this equal to the constructor's object, field for field.
+
+    The row starts with ITEM_COLUMNS, in their order (every item query selects them so): an asyncpg record is
+    read by position (one slice instead of eleven look-ups by name, a third of the cost of each item); a
+    mapping (SQLite's rows) by name."""
+    if isinstance(row, dict):
+        values: Any = [row[column] for column in ITEM_COLUMNS]
+    else:
+        values = row[:_ITEM_WIDTH]
+    id_, seller_id, title, description, cents, currency, stock, category, status, created, updated = values
     item: Any = _ItemSlots()
-    item.id = str(row["id"])
-    item.seller_id = str(row["seller_id"])
-    item.title = row["title"]
-    item.description = row["description"]
-    item.price = stored_money(row["price_cents"], row["currency"])
-    item.stock = row["stock"]
-    item.category = row["category"]
-    status = row["status"]
+    item.id = str(id_)
+    item.seller_id = str(seller_id)
+    item.title = title
+    item.description = description
+    item.price = stored_money(cents, currency)
+    item.stock = stock
+    item.category = category
     item.status = _ITEM_STATUSES.get(status) or ItemStatus(status)
-    item.created_at = row["created_at"]
-    item.updated_at = row["updated_at"]
+    item.created_at = created
+    item.updated_at = updated
     item.__class__ = Item
     return item
+
+
+_ITEM_WIDTH = len(ITEM_COLUMNS)
 
 
 _MONEY: dict[tuple[int, str], Money] = {}
