@@ -328,3 +328,38 @@ def test_a_log_line_is_one_json_object_whatever_its_fields_hold():
     assert decoded["m"] == "café" and decoded["at"].startswith("2026-12-04T17:00:00")
     assert decoded["id"] == str(uuid.UUID(int=1)) and decoded["big"] == 2**70
     assert list(decoded["odd"].values()) == [3]
+
+
+def test_access_lines_written_in_one_turn_of_the_loop_are_flushed_once_at_its_end(monkeypatch, caplog):
+    """The flush (a system call) is per turn of the event loop, not per line; no line waits longer than that."""
+    caplog.set_level("INFO", logger="market.access")
+
+    class Stream:
+        def __init__(self) -> None:
+            self.written: list[str] = []
+            self.flushed: list[int] = []  # how many lines had been written at each flush
+
+        def write(self, text: str) -> None:
+            self.written.append(text)
+
+        def flush(self) -> None:
+            self.flushed.append(len(self.written))
+
+    stream = Stream()
+    monkeypatch.setattr("sys.stdout", stream)
+    log = AccessLog()
+
+    async def requests() -> list[int]:
+        log.write("GET / 200", None, None, {})
+        log.write("GET / 200", None, None, {})
+        log.write("GET / 200", None, None, {})
+        before = list(stream.flushed)
+        await asyncio.sleep(0)  # the loop's next turn
+        log.write("GET / 404", None, None, {})
+        await asyncio.sleep(0)
+        return before
+
+    assert asyncio.run(requests()) == []  # nothing flushed line by line
+    assert stream.flushed[:2] == [3, 4]
+    log.write("outside a loop", None, None, {})
+    assert stream.flushed[-1] == 5  # at once

@@ -6,6 +6,8 @@ by the edge middleware (telemetry/asgi.py), inside each request's span.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -76,6 +78,7 @@ class AccessLog:
         self._via_logging = via_logging
         self._second = -1
         self._prefix = ""
+        self._flush_pending = False
 
     def enabled(self) -> bool:
         return self._logger.isEnabledFor(logging.INFO)
@@ -97,9 +100,27 @@ class AccessLog:
             "span_id": span_id,
             **fields,
         }
-        stream = sys.stdout
-        stream.write(encode_line(entry) + "\n")
-        stream.flush()
+        sys.stdout.write(encode_line(entry) + "\n")
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """One flush (one write(2)) per turn of the event loop, for every line written in it, instead of one per
+        line. A line waits at most until the loop's next turn; other log lines flush the same stream, in order.
+        Outside a running loop, at once."""
+        if self._flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            sys.stdout.flush()
+            return
+        self._flush_pending = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        with contextlib.suppress(ValueError, OSError):  # stdout closed or gone at shutdown: nothing to do
+            sys.stdout.flush()
 
 
 _ENCODER = msgspec.json.Encoder(enc_hook=str)
