@@ -2,7 +2,8 @@
 time on a shared machine): `GET /api/v1/items?limit=20` served in process through the whole ASGI app (edge
 middleware, Litestar, PostgreSQL through the pool), counted by valgrind (`cachegrind`, no cache simulation),
 with telemetry off and at 100 % sampling (spans over OTLP/HTTP to a local receiver, Sentry on to a local
-receiver, metrics), as telemetry_cost.py runs them.
+receiver, metrics), as telemetry_cost.py runs them; `--only disabled` counts `OTEL_SDK_DISABLED=true` (the
+issue's "telemetry off"), and `--floor` counts floor_app.py the same way, for the ratio market/floor.
 
 Each count is one process: start, warm up, serve N requests (8 at a time), exit. Two values of N per setting;
 the difference divided by the difference in N is the instructions per request, without start-up and shutdown.
@@ -42,11 +43,16 @@ from telemetry_cost import _start_sink
 CONCURRENCY = 8
 
 
-async def serve(requests: int) -> None:
-    from market.bootstrap import build_app
+async def serve(requests: int, floor: bool = False) -> None:
+    if floor:  # the bare Litestar + asyncpg app of browse_vs_floor.py (FLOOR_DATABASE_URL)
+        from floor_app import create_app
 
-    quiet_background_work()
-    app = build_app(auto_migrate=False)
+        app = create_app()
+    else:
+        from market.bootstrap import build_app
+
+        quiet_background_work()
+        app = build_app(auto_migrate=False)
     inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
     outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
     await inbox.put({"type": "lifespan.startup"})
@@ -109,16 +115,23 @@ async def serve(requests: int) -> None:
 
 def count(url: str, cwd: Path, requests: int, src: str | None, telemetry: dict[str, str]) -> int:
     env = market_env(url, cwd / "var", **IN_PROCESS_ENV, **telemetry)
-    if src:
+    child = "--child"
+    if src == FLOOR:
+        env["FLOOR_DATABASE_URL"] = url
+        child = "--child-floor"
+    elif src:
         env["PYTHONPATH"] = src
-    return valgrind_instructions([sys.executable, __file__, "--child", str(requests)], env, cwd)[0]
+    return valgrind_instructions([sys.executable, __file__, child, str(requests)], env, cwd)[0]
+
+
+FLOOR = "floor"
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+    if len(sys.argv) == 3 and sys.argv[1] in ("--child", "--child-floor"):
         import uvloop
 
-        uvloop.run(serve(int(sys.argv[2])))
+        uvloop.run(serve(int(sys.argv[2]), floor=sys.argv[1] == "--child-floor"))
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -130,7 +143,10 @@ def main() -> None:
         "--src", action="append", default=[], metavar="NAME=DIR", help="another version's src"
     )
     parser.add_argument("--no-this", action="store_true", help="count only the --src versions")
-    parser.add_argument("--only", choices=["off", "full"], help="count one setting only")
+    parser.add_argument(
+        "--only", choices=["off", "full", "disabled"], nargs="+", help="count these settings only"
+    )
+    parser.add_argument("--floor", action="store_true", help="count floor_app.py too (no telemetry)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is needed (Debian: apt-get install -y valgrind)")
@@ -138,6 +154,7 @@ def main() -> None:
     collector, sentry = _start_sink(), _start_sink()
     settings = {
         "off": {},
+        "disabled": {"OTEL_SDK_DISABLED": "true"},
         "full": {
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector}",
             "SENTRY_DSN": f"http://publickey@127.0.0.1:{sentry}/1",
@@ -150,11 +167,14 @@ def main() -> None:
     }
     versions = [] if args.no_this else [("this", None)]
     versions += [(name, src) for name, _, src in (spec.partition("=") for spec in args.src)]
+    if args.floor:
+        versions.append((FLOOR, FLOOR))
     print(f"GET /api/v1/items?limit=20, in process, {CONCURRENCY} at a time; {few} and {many} requests")
     with workdir() as cwd, seeded_database(args, cwd) as url:
         for name, src in versions:
             per_request = {}
-            for setting in ("off", "full") if args.only is None else (args.only,):
+            chosen = ("off", "full") if args.only is None else args.only
+            for setting in chosen if src != FLOOR else ("off",):
                 low, high = (count(url, cwd, n, src, settings[setting]) for n in (few, many))
                 per_request[setting] = (high - low) / (many - few)
                 print(
@@ -162,7 +182,7 @@ def main() -> None:
                     f" {per_request[setting]:,.0f} per request",
                     flush=True,
                 )
-            if len(per_request) == 2:
+            if {"off", "full"} <= set(per_request):
                 off, full = per_request["off"], per_request["full"]
                 print(f"  {name:<12} 100 % costs {full - off:+,.0f} per request ({(full - off) / off:+.1%})")
 
