@@ -700,7 +700,7 @@ def assert_near_bucket(measured: float | None, buckets: dict[float, float]) -> N
     neighbouring buckets, never further apart. Over fewer than FEW_REQUESTS requests, one bucket further: there
     the p95 is decided by a single request, and Prometheus extrapolates each series (status code) over its own
     first and last samples, so one series' slow request weighs more there than in the plain counts (seen: 12
-    checkouts all under 5 ms in /metrics, Prometheus' p95 15 ms)."""
+    requests of one route, all under 5 ms in /metrics, Prometheus' p95 15 ms)."""
     expected = histogram_quantile(0.95, buckets)
     assert measured is not None and expected is not None
     bounds = [0.0, *sorted(b for b in buckets if not math.isinf(b)), math.inf]
