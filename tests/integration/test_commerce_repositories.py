@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -193,6 +195,28 @@ async def _claim_waiting(db) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the claim never waited for the cart change's lock")
+
+
+async def _claim_behind(
+    db: Any, carts: SqlCartRepository, buyer_id: str, write: Callable[[], Awaitable[None]], at: datetime
+) -> Cart | None:
+    """A checkout's claim of the buyer's cart that starts while `write` runs in an open transaction, and so waits
+    for it to commit."""
+    writing = asyncio.Event()
+
+    async def writer() -> None:
+        async with db.write_transaction():
+            await write()
+            writing.set()
+            await _claim_waiting(db)
+
+    async def claim() -> Cart | None:
+        await writing.wait()
+        async with db.write_transaction():
+            return await carts.claim_for_checkout(buyer_id, str(uuid.uuid4()), at)
+
+    _, claimed = await asyncio.gather(writer(), claim())
+    return claimed
 
 
 async def test_a_claim_that_waited_for_a_cart_change_returns_the_cart_as_changed(db):
@@ -525,20 +549,11 @@ async def test_a_claim_that_waited_for_a_lines_removal_does_not_order_the_remove
     hat = await add_item(db, seller, title="Hat", stock=5)
     await carts.set_quantity(buyer.id, mug.id, 1, T0)
     await carts.set_quantity(buyer.id, hat.id, 1, T0)
-    removing = asyncio.Event()
 
     async def remove() -> None:
-        async with db.write_transaction():
-            await carts.set_quantity(buyer.id, mug.id, 0, T0 + timedelta(seconds=1))
-            removing.set()
-            await _claim_waiting(db)
+        await carts.set_quantity(buyer.id, mug.id, 0, T0 + timedelta(seconds=1))
 
-    async def claim() -> Cart | None:
-        await removing.wait()
-        async with db.write_transaction():
-            return await carts.claim_for_checkout(buyer.id, str(uuid.uuid4()), T0 + timedelta(seconds=2))
-
-    _, claimed = await asyncio.gather(remove(), claim())
+    claimed = await _claim_behind(db, carts, buyer.id, remove, T0 + timedelta(seconds=2))
     assert claimed is not None
     assert [(c.item_id, c.quantity) for c in claimed.lines] == [(hat.id, 1)]
 
@@ -552,18 +567,9 @@ async def test_a_claim_that_waited_for_a_checkouts_release_does_not_see_the_orde
     await carts.set_quantity(buyer.id, mug.id, 1, T0)
     first = str(uuid.uuid4())
     assert (await carts.claim_for_checkout(buyer.id, first, T0)).quantity_of(mug.id) == 1
-    releasing = asyncio.Event()
 
     async def release() -> None:
-        async with db.write_transaction():
-            await carts.remove_ordered_items(buyer.id, first, [mug.id])
-            releasing.set()
-            await _claim_waiting(db)
+        await carts.remove_ordered_items(buyer.id, first, [mug.id])
 
-    async def claim() -> Cart | None:
-        await releasing.wait()
-        async with db.write_transaction():
-            return await carts.claim_for_checkout(buyer.id, str(uuid.uuid4()), T0 + timedelta(seconds=1))
-
-    _, claimed = await asyncio.gather(release(), claim())
+    claimed = await _claim_behind(db, carts, buyer.id, release, T0 + timedelta(seconds=1))
     assert claimed == Cart(buyer.id)
