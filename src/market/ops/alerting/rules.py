@@ -181,10 +181,12 @@ class Rule(Protocol):
     """How far back the rule reads (zero for a rule about the newest reading only)."""
     hold: timedelta
     """How long the condition must hold before the rule fires, and its clearing before it resolves (`for:`)."""
-    recover_at: float
-    """A firing rule resolves once its value stays at or below this (or has nothing to measure) for `hold`."""
     unit: Unit
     description: str
+
+    @property
+    def recover_at(self) -> float:
+        """A firing rule resolves once its value stays at or below this (or has nothing to measure) for `hold`."""
 
     def measure(self, history: History, now: datetime) -> float | None:
         """The rule's value now; None when there is nothing to measure (then it does not fire)."""
@@ -212,8 +214,11 @@ class RatioRule:
     min_events: int
     min_bad: int
     hold: timedelta
-    recover_at: float
     unit: Unit = "ratio"
+
+    @property
+    def recover_at(self) -> float:
+        return self.threshold * RECOVERY
 
     def measure(self, history: History, now: datetime) -> float | None:
         whole = history.increase(_counter(self.whole), self.window, now)
@@ -238,8 +243,11 @@ class QuantileRule:
     description: str
     min_events: int
     hold: timedelta
-    recover_at: float
     unit: Unit = "s"
+
+    @property
+    def recover_at(self) -> float:
+        return self.threshold * RECOVERY
 
     def per_route(self, history: History, now: datetime) -> dict[str, float]:
         out = {}
@@ -265,9 +273,13 @@ class StalenessRule:
     scheduled: bool
     description: str
     hold: timedelta
-    recover_at: float
     window: timedelta = timedelta(0)
     unit: Unit = "s"
+
+    @property
+    def recover_at(self) -> float:
+        """A fresh backup clears it at once: staleness has no flapping to damp."""
+        return self.threshold
 
     def measure(self, history: History, now: datetime) -> float | None:
         latest = history.latest
@@ -310,7 +322,6 @@ def default_rules(*, backups_scheduled: bool, hold: timedelta | None = None) -> 
             min_events=20,
             min_bad=3,
             hold=hold_of("high_error_rate"),
-            recover_at=0.05 * RECOVERY,
             description="Share of HTTP responses that were 5xx over the last 5 min (/health/* and /metrics "
             "excluded; at least 20 requests and 3 errors).",
         ),
@@ -324,7 +335,6 @@ def default_rules(*, backups_scheduled: bool, hold: timedelta | None = None) -> 
             min_events=10,
             min_bad=3,
             hold=hold_of("payment_failures"),
-            recover_at=0.10 * RECOVERY,
             description="Share of payment attempts that failed on the payment system's side (gateway error or "
             "timeout; declines do not count) over the last 5 min (at least 10 attempts and 3 failures).",
         ),
@@ -336,7 +346,6 @@ def default_rules(*, backups_scheduled: bool, hold: timedelta | None = None) -> 
             quantile=0.95,
             min_events=20,
             hold=hold_of("slow_api"),
-            recover_at=2.0 * RECOVERY,
             description="95th percentile of the HTTP request duration in seconds of the slowest route "
             "(routes with at least 20 requests) over the last 5 min.",
         ),
@@ -350,7 +359,6 @@ def default_rules(*, backups_scheduled: bool, hold: timedelta | None = None) -> 
             min_events=20,
             min_bad=3,
             hold=hold_of("webhook_failures"),
-            recover_at=0.01 * RECOVERY,
             description="Share of webhook deliveries (outbound to sellers, and authentic inbound events from "
             "the payment provider) that failed over the last 15 min (at least 20 deliveries and 3 failures); "
             "unauthenticated posts are not counted.",
@@ -361,7 +369,6 @@ def default_rules(*, backups_scheduled: bool, hold: timedelta | None = None) -> 
             threshold=26 * 3600.0,
             scheduled=backups_scheduled,
             hold=hold_of("backup_stale"),
-            recover_at=26 * 3600.0,
             description="Seconds since the last successful backup; checked when MARKET_BACKUP_SCHEDULE is "
             "set or a backup has ever succeeded.",
         ),
