@@ -17,10 +17,11 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -319,3 +320,66 @@ IN_PROCESS_ENV = {
     "MARKET_ALERT_EVAL_INTERVAL": "3600",
     "MARKET_PROBE_INTERVAL": "0",
 }
+
+
+# --- the ASGI app in this process (the valgrind counts) --------------------------------------------------------
+
+
+@asynccontextmanager
+async def running(app: Any) -> AsyncIterator[Any]:
+    """`app` between its ASGI lifespan's startup and shutdown, as a server would run it."""
+    inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    lifespan = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+    )
+    started = await outbox.get()
+    assert started["type"] == "lifespan.startup.complete", started
+    try:
+        yield app
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await lifespan
+
+
+async def request(
+    app: Any,
+    method: str,
+    path: str,
+    query: bytes = b"",
+    body: bytes = b"",
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> int:
+    """One HTTP request through `app`, as uvicorn would pass it from 127.0.0.1: the response's status."""
+    status: list[int] = []
+    message = {"type": "http.request", "body": body, "more_body": False}
+
+    async def receive() -> dict[str, object]:
+        return message
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])  # type: ignore[arg-type]
+
+    sent = [(b"host", b"127.0.0.1"), (b"user-agent", b"bench")]
+    if body:
+        sent += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [*sent, *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    await app(scope, receive, send)
+    return status[0]

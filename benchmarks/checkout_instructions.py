@@ -7,9 +7,9 @@ app on PostgreSQL, counted by valgrind (cachegrind, no cache simulation). Each f
 
 Each count is one process: start, warm up, run N flows (8 buyers at a time, each client on an item of its own:
 no row lock waits), exit. Two values of N; the difference divided by the difference in N is the cost per flow,
-without start-up and shutdown. Statements are what reaches the Piccolo engine (`run_querystring`: written SQL
-and the query builder's alike; BEGIN and COMMIT are not among them), per flow, split into the cart add and the
-checkout. Background loops are slowed to once an hour (their cost is per second of wall time).
+without start-up and shutdown. Statements are what reaches the Piccolo engine (`run_querystring`: the query
+builder's, and written SQL on SQLite) or asyncpg straight from `Database.fetch` (written SQL on PostgreSQL, since
+fa74441); BEGIN and COMMIT are not among them. Per flow, split into the cart add and the checkout. Background loops are slowed to once an hour (their cost is per second of wall time).
 
 `--telemetry 10`: OTLP spans and metrics at 10 % head sampling plus Sentry, to local sinks (the issue 16
 target's setting); default off. `--src NAME=DIR` counts another version's `src` too (e.g. `git worktree add
@@ -31,6 +31,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import jwt
@@ -39,6 +40,8 @@ from _harness import (
     add_database_arguments,
     market_env,
     quiet_background_work,
+    request,
+    running,
     seeded_database,
     valgrind_instructions,
     workdir,
@@ -87,8 +90,9 @@ async def _items(url: str) -> list[str]:
 
 
 class _StatementCounter:
-    """Counts what reaches the engine's `run_querystring`, by phase of the flow. The phase is a context
-    variable: each client is a task of its own, so interleaved flows count under their own phase."""
+    """Counts what reaches the engine's `run_querystring` or, for written SQL on PostgreSQL, asyncpg through
+    `Database._fetch_postgres`, by phase of the flow. The phase is a context variable: each client is a task of
+    its own, so interleaved flows count under their own phase."""
 
     def __init__(self) -> None:
         self.phase: contextvars.ContextVar[str | None] = contextvars.ContextVar("phase", default=None)
@@ -100,17 +104,20 @@ class _StatementCounter:
         original = Database.start
         counter = self
 
-        async def start(db: Database) -> None:
-            await original(db)
-            run = db.engine.run_querystring
-
+        def counting(run: Any) -> Any:
             async def counted(*args: object, **kwargs: object) -> object:
                 phase = counter.phase.get()
                 if phase is not None:
                     counter.counts[phase] += 1
                 return await run(*args, **kwargs)
 
-            db.engine.run_querystring = counted  # type: ignore[method-assign]
+            return counted
+
+        async def start(db: Database) -> None:
+            await original(db)
+            db.engine.run_querystring = counting(db.engine.run_querystring)  # type: ignore[method-assign]
+            if hasattr(db, "_fetch_postgres"):  # versions since fa74441
+                db._fetch_postgres = counting(db._fetch_postgres)  # type: ignore[method-assign]
 
         Database.start = start  # type: ignore[method-assign]
 
@@ -122,49 +129,9 @@ async def serve(flows: int, buyers: list[str], items: list[str], secret: str) ->
     statements = _StatementCounter()
     statements.install()
     app = build_app(auto_migrate=False)
-    inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
-    await inbox.put({"type": "lifespan.startup"})
-    lifespan = asyncio.create_task(
-        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
-    )
-    started = await outbox.get()
-    assert started["type"] == "lifespan.startup.complete", started
 
     async def call(method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
-        status: list[int] = []
-        message = {"type": "http.request", "body": body, "more_body": False}
-
-        async def receive() -> dict[str, object]:
-            return message
-
-        async def send(message: dict[str, object]) -> None:
-            if message["type"] == "http.response.start":
-                status.append(message["status"])  # type: ignore[arg-type]
-
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [
-                (b"host", b"127.0.0.1"),
-                (b"user-agent", b"bench"),
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-            "state": {},
-        }
-        await app(scope, receive, send)
-        return status[0]
+        return await request(app, method, path, body=body, headers=headers)
 
     async def flow(buyer: str, item: str, counted: bool) -> None:
         auth = (b"authorization", b"Bearer " + _token(buyer, secret).encode())
@@ -184,15 +151,13 @@ async def serve(flows: int, buyers: list[str], items: list[str], secret: str) ->
 
     per_client = flows // CONCURRENCY
     warm, rest = buyers[: WARM_UP * CONCURRENCY], buyers[WARM_UP * CONCURRENCY :]
-    await asyncio.gather(
-        *(client(i, warm[i * WARM_UP : (i + 1) * WARM_UP], False) for i in range(CONCURRENCY))
-    )
-    await asyncio.gather(
-        *(client(i, rest[i * per_client : (i + 1) * per_client], True) for i in range(CONCURRENCY))
-    )
-    await inbox.put({"type": "lifespan.shutdown"})
-    await outbox.get()
-    await lifespan
+    async with running(app):
+        await asyncio.gather(
+            *(client(i, warm[i * WARM_UP : (i + 1) * WARM_UP], False) for i in range(CONCURRENCY))
+        )
+        await asyncio.gather(
+            *(client(i, rest[i * per_client : (i + 1) * per_client], True) for i in range(CONCURRENCY))
+        )
     return statements.counts
 
 

@@ -16,114 +16,61 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from _harness import add_database_arguments, market_env, seeded_database, workdir
+from _harness import (
+    HOUR_S,
+    IN_PROCESS_ENV,
+    add_database_arguments,
+    market_env,
+    quiet_background_work,
+    request,
+    running,
+    seeded_database,
+    valgrind_instructions,
+    workdir,
+)
 
 SESSION = b"bench-session-0123456789abcdef"
 CONCURRENCY = 8
 
 
-def _quiet_background_work() -> None:
-    """The service's periodic tasks (webhook polling every second, business gauges every minute) cost
-    instructions per second of wall time, and under valgrind a second is a few requests: they would count as
-    much as the requests, and vary with the machine's load. Here they sleep; the recorder's writer is counted."""
-    from market.adapters.telemetry import business
-    from market.adapters.webhooks.worker import WebhookDeliveryWorker
-
-    WebhookDeliveryWorker.__init__.__kwdefaults__["poll_interval_s"] = 3600.0
-    business.refresh_business_gauges_forever.__defaults__ = (3600.0,)
-
-
 async def serve(requests: int, recording: bool) -> None:
     from market.bootstrap import build_app
 
-    _quiet_background_work()
+    quiet_background_work()  # the recorder's writer is counted
     app = build_app(auto_migrate=True)
-    inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
-    await inbox.put({"type": "lifespan.startup"})
-    lifespan = asyncio.create_task(
-        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
-    )
-    started = await outbox.get()
-    assert started["type"] == "lifespan.startup.complete", started
-    edge = app.asgi_handler
-    recorder = edge.sessions
-    if recorder is not None:
-        # Batches as at production rates: the writer's second is a few requests under valgrind, and a batch
-        # of a few entries costs its transaction's round trips per entry. Written when full, or at the end.
-        recorder.buffer._interval_s = 3600.0
-        recorder.buffer._wake.set()  # the writer takes the new interval on its next turn
-    if not recording:
-        edge.sessions = None
-    body = {"type": "http.request", "body": b"", "more_body": False}
+    async with running(app):
+        edge = app.asgi_handler
+        recorder = edge.sessions
+        if recorder is not None:
+            # Batches as at production rates: the writer's second is a few requests under valgrind, and a batch
+            # of a few entries costs its transaction's round trips per entry. Written when full, or at the end.
+            recorder.buffer._interval_s = HOUR_S
+            recorder.buffer._wake.set()  # the writer takes the new interval on its next turn
+        if not recording:
+            edge.sessions = None
 
-    async def receive() -> dict[str, object]:
-        return body
+        async def client(n: int) -> None:
+            for _ in range(n):
+                status = await request(
+                    app, "GET", "/api/v1/items", b"limit=20", headers=[(b"x-session-id", SESSION)]
+                )
+                if status != 200:
+                    raise RuntimeError(f"GET /api/v1/items answered {status}")
 
-    async def one() -> None:
-        status: list[int] = []
-
-        async def send(message: dict[str, object]) -> None:
-            if message["type"] == "http.response.start":
-                status.append(message["status"])  # type: ignore[arg-type]
-
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/api/v1/items",
-            "raw_path": b"/api/v1/items",
-            "query_string": b"limit=20",
-            "root_path": "",
-            "headers": [(b"host", b"127.0.0.1"), (b"x-session-id", SESSION), (b"user-agent", b"bench")],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-            "state": {},
-        }
-        await app(scope, receive, send)
-        if status != [200]:
-            raise RuntimeError(f"GET /api/v1/items answered {status}")
-
-    async def client(n: int) -> None:
-        for _ in range(n):
-            await one()
-
-    await asyncio.gather(*(client(20 // CONCURRENCY + 1) for _ in range(CONCURRENCY)))  # warm-up
-    await asyncio.gather(*(client(requests // CONCURRENCY) for _ in range(CONCURRENCY)))
-    if recording and recorder is not None:
-        await recorder.flush()  # what was recorded is written inside the count
-    await inbox.put({"type": "lifespan.shutdown"})
-    await outbox.get()
-    await lifespan
+        await asyncio.gather(*(client(20 // CONCURRENCY + 1) for _ in range(CONCURRENCY)))  # warm-up
+        await asyncio.gather(*(client(requests // CONCURRENCY) for _ in range(CONCURRENCY)))
+        if recording and recorder is not None:
+            await recorder.flush()  # what was recorded is written inside the count
 
 
 def count(python: str, url: str, cwd: Path, requests: int, recording: bool) -> int:
-    env = market_env(
-        url,
-        cwd / "var",
-        MARKET_RATE_LIMITS="off",
-        PYTHONHASHSEED="0",
-        MARKET_LOG_LEVEL="WARNING",
-        MARKET_RECONCILE_INTERVAL="86400",
-        MARKET_ALERT_EVAL_INTERVAL="3600",
-    )
-    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-    command += [python, __file__, "--child", str(requests), "on" if recording else "off"]
-    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    match = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if match is None:
-        raise RuntimeError(f"no instruction count in:\n{done.stderr[-2000:]}")
-    return int(match[1].replace(",", ""))
+    env = market_env(url, cwd / "var", **IN_PROCESS_ENV)
+    command = [python, __file__, "--child", str(requests), "on" if recording else "off"]
+    return valgrind_instructions(command, env, cwd)[0]
 
 
 def main() -> None:

@@ -34,6 +34,8 @@ from _harness import (
     add_database_arguments,
     market_env,
     quiet_background_work,
+    request,
+    running,
     seeded_database,
     valgrind_instructions,
     workdir,
@@ -53,64 +55,28 @@ async def serve(requests: int, floor: bool = False) -> None:
 
         quiet_background_work()
         app = build_app(auto_migrate=False)
-    inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
-    await inbox.put({"type": "lifespan.startup"})
-    lifespan = asyncio.create_task(
-        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
-    )
-    started = await outbox.get()
-    assert started["type"] == "lifespan.startup.complete", started
-    recorder = getattr(app.asgi_handler, "sessions", None)
-    if recorder is not None:  # session recording (newer versions): batches as at production rates
-        buffer = getattr(recorder, "buffer", recorder)  # its BatchBuffer (since e4c4da6), else the recorder
-        if hasattr(buffer, "_interval_s"):
-            buffer._interval_s = HOUR_S
-        else:
-            buffer._flush_interval_s = HOUR_S
-        buffer._wake.set()
-    body = {"type": "http.request", "body": b"", "more_body": False}
+    async with running(app):
+        recorder = getattr(app.asgi_handler, "sessions", None)
+        if recorder is not None:  # session recording (newer versions): batches as at production rates
+            buffer = getattr(
+                recorder, "buffer", recorder
+            )  # its BatchBuffer (since e4c4da6), else the recorder
+            if hasattr(buffer, "_interval_s"):
+                buffer._interval_s = HOUR_S
+            else:
+                buffer._flush_interval_s = HOUR_S
+            buffer._wake.set()
 
-    async def receive() -> dict[str, object]:
-        return body
+        async def client(n: int) -> None:
+            for _ in range(n):
+                status = await request(app, "GET", "/api/v1/items", b"limit=20")
+                if status != 200:
+                    raise RuntimeError(f"GET /api/v1/items answered {status}")
 
-    async def one() -> None:
-        status: list[int] = []
-
-        async def send(message: dict[str, object]) -> None:
-            if message["type"] == "http.response.start":
-                status.append(message["status"])  # type: ignore[arg-type]
-
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/api/v1/items",
-            "raw_path": b"/api/v1/items",
-            "query_string": b"limit=20",
-            "root_path": "",
-            "headers": [(b"host", b"127.0.0.1"), (b"user-agent", b"bench")],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-            "state": {},
-        }
-        await app(scope, receive, send)
-        if status != [200]:
-            raise RuntimeError(f"GET /api/v1/items answered {status}")
-
-    async def client(n: int) -> None:
-        for _ in range(n):
-            await one()
-
-    await asyncio.gather(*(client(20 // CONCURRENCY + 1) for _ in range(CONCURRENCY)))  # warm-up
-    await asyncio.gather(*(client(requests // CONCURRENCY) for _ in range(CONCURRENCY)))
-    if recorder is not None:
-        await recorder.flush()  # what was recorded is written inside the count
-    await inbox.put({"type": "lifespan.shutdown"})
-    await outbox.get()
-    await lifespan
+        await asyncio.gather(*(client(20 // CONCURRENCY + 1) for _ in range(CONCURRENCY)))  # warm-up
+        await asyncio.gather(*(client(requests // CONCURRENCY) for _ in range(CONCURRENCY)))
+        if recorder is not None:
+            await recorder.flush()  # what was recorded is written inside the count
 
 
 def count(url: str, cwd: Path, requests: int, src: str | None, telemetry: dict[str, str]) -> int:
