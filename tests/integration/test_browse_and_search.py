@@ -197,6 +197,69 @@ async def test_a_title_match_ranks_above_a_description_only_match(db):
     assert [i.id for i in page.items] == [in_title.id, in_description.id]
 
 
+# Where the word is: in the title (tier 0), in the category only (1), in the description only (2), nowhere.
+_PLACES = ("title", "category", "description", None)
+
+
+def _placed(n: int, place: str | None) -> dict[str, str]:
+    return {
+        "title": f"Blue mug {n}" if place == "title" else f"Teapot {n}",
+        "category": "mugs and cups" if place == "category" else "kitchen",
+        "description": "A mug for tea." if place == "description" else "For tea.",
+    }
+
+
+@pytest.mark.parametrize("walk", [1, 5, 2000])
+async def test_search_orders_title_then_category_then_description_matches_newest_first_in_each(
+    db, monkeypatch, walk
+):
+    """On PostgreSQL a search classifies the newest WALK items and reads a tier whole only where they hold less
+    than a page of it: 1 (almost every tier read whole), 5 (some tiers walked, some read), 2000 (all walked)
+    must give the same order. SQLite orders in one statement."""
+    monkeypatch.setattr("market.adapters.db.search.WALK", walk)
+    seller = await add_user(db)
+    rng = random.Random(7)
+    added = []
+    for n in range(40):
+        place = rng.choice(_PLACES)
+        item = await add_item(db, seller, created_at=T0 + timedelta(minutes=n), **_placed(n, place))
+        if place is not None:
+            added.append((_PLACES.index(place), item))
+    expected = [
+        item.id for _, item in sorted(added, key=lambda pair: (pair[0], -pair[1].created_at.timestamp()))
+    ]
+
+    pages = await _walk(PiccoloItemRepository(db), _search("mugs"), limit=3)
+
+    assert [item_id for page in pages for item_id in page] == expected
+    assert {tier for tier, _ in added} == {0, 1, 2}  # every tier is there to be ordered
+
+
+async def test_a_query_of_several_words_ranks_by_where_all_of_them_are(db):
+    seller = await add_user(db)
+    # Oldest first in the catalog (and ids in the same order), so that only the tiers can put them in this order.
+    title = await add_item(db, seller, id="00000000-0000-4000-8000-000000000001", title="Blue mug")
+    head = await add_item(
+        db,
+        seller,
+        id="00000000-0000-4000-8000-000000000002",
+        title="Blue teapot",
+        category="mug",
+        created_at=T0 + timedelta(days=1),
+    )
+    spread = await add_item(
+        db,
+        seller,
+        id="00000000-0000-4000-8000-000000000003",
+        title="Blue teapot",
+        description="Goes with a mug.",
+        created_at=T0 + timedelta(days=2),
+    )
+    await add_item(db, seller, title="Red mug", created_at=T0 + timedelta(days=3))
+    page = await PiccoloItemRepository(db).browse(_search("blue mug"), 20, None)
+    assert [i.id for i in page.items] == [title.id, head.id, spread.id]
+
+
 @pytest.mark.parametrize("query", ["mugs", "MUGS", "mug"])
 async def test_search_stems_words_so_mugs_finds_mug(db, query):
     seller = await add_user(db)

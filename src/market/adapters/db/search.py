@@ -1,8 +1,16 @@
 """Browsing and full-text search over active items, on both engines, with opaque cursors.
 
-Browse pages use keyset pagination on (created_at, id), newest first. Search pages are ordered by relevance
-(PostgreSQL `ts_rank` over a weighted tsvector; SQLite FTS5 `bm25`) and page by offset: relevance has no
-stable key to seek on, and nobody pages deep into search results.
+Browse pages use keyset pagination on (created_at, id), newest first. Search pages are in relevance order, the
+same on both engines: by tier, items with every word of the query in their title first, then those with every
+word in their title or category, then the rest (words in the description too); newest first within a tier.
+They page by offset (nobody pages deep into search results).
+
+Why tiers and not a score such as `ts_rank`: a score is known only after every match has been read, and a word in
+a quarter of a million-item catalog is 250 000 rows to visit for every first page (0.4 s; benchmarks/README.md,
+search_latency.py). Tiers in recency order need not read every match: on PostgreSQL a search first sorts the
+newest WALK items into tiers (one index scan in recency order), which holds a page of any word that is not rare;
+a tier with less than a page there is rare, and is read whole through its own GIN index (m0012). SQLite orders
+in one statement (FTS5 column filters name the tiers).
 """
 
 from __future__ import annotations
@@ -83,32 +91,86 @@ async def browse_items(db: Database, item_filter: ItemFilter, limit: int, cursor
     return Page(items=items, next_cursor=next_cursor)
 
 
+WALK = 2000
+"""Newest items (with the other filters) a search classifies by tier before it reads any tier's whole match set:
+a tier with a page of matches among them is served from them; a tier with fewer is rare enough to read whole
+through its own GIN index (m0012)."""
+
+# Each tier's condition on an item `i` (`q`: the query), excluding the tiers before it.
+_TIERS = (
+    "i.search_title @@ q",
+    "i.search_head @@ q AND NOT i.search_title @@ q",
+    "i.search @@ q AND NOT i.search_head @@ q",
+)
+
+
 async def _search(
     db: Database, query: str, where: list[str], args: list[Any], limit: int, offset: int
 ) -> list[Any] | None:
+    """The items at [offset, offset + limit) of the search's order."""
     terms = search_terms(query)
     if not terms:
         return None
-    if db.is_postgres:
-        # plainto_tsquery over bare words: no operator syntax reaches PostgreSQL's parser. (websearch_to_tsquery
-        # raised "tsquery stack too small" for 33 dashes: each one was a NOT.) Every match is ranked, so the per-match cost decides the latency of broad queries (a word in a
-        # quarter of the catalog): the inner query ranks narrow (id, rank) rows with `ts_rank`, about half
-        # the cost of `ts_rank_cd`, and only the page's rows are then read in full.
+    if not db.is_postgres:
         sql = (
-            f"SELECT {_COLUMNS} FROM ("
-            " SELECT i.id, ts_rank(i.search, q) AS rank"
-            " FROM items i, plainto_tsquery('english', {}) q"
-            f" WHERE i.search @@ q AND {' AND '.join(where)}"
-            " ORDER BY rank DESC, i.id LIMIT {} OFFSET {}"
-            ") AS ranked JOIN items i ON i.id = ranked.id ORDER BY ranked.rank DESC, ranked.id"
+            f"SELECT {_COLUMNS} FROM items_fts f JOIN items i ON i.rowid = f.rowid"
+            f" WHERE items_fts MATCH {{}} AND {' AND '.join(where)}"
+            " ORDER BY CASE"
+            " WHEN i.rowid IN (SELECT rowid FROM items_fts WHERE items_fts MATCH {}) THEN 0"
+            " WHEN i.rowid IN (SELECT rowid FROM items_fts WHERE items_fts MATCH {}) THEN 1 ELSE 2 END,"
+            " i.created_at DESC, i.id DESC LIMIT {} OFFSET {}"
         )
-        return await db.fetch(sql, " ".join(terms), *args, limit, offset)
-    sql = (
-        f"SELECT {_COLUMNS} FROM items_fts f JOIN items i ON i.rowid = f.rowid"
-        f" WHERE items_fts MATCH {{}} AND {' AND '.join(where)}"
-        " ORDER BY bm25(items_fts, 10.0, 5.0, 2.0), i.id LIMIT {} OFFSET {}"
+        everywhere = fts5_match_expression(terms)
+        title, head = (f"{{{columns}}} : ({everywhere})" for columns in ("title", "title category"))
+        return await db.fetch(sql, everywhere, *args, title, head, limit, offset)
+    # plainto_tsquery over bare words: no operator syntax reaches PostgreSQL's parser. (websearch_to_tsquery
+    # raised "tsquery stack too small" for 33 dashes: each one was a NOT.)
+    text = " ".join(terms)
+    filters = " AND ".join(where)
+    wanted = offset + limit
+    walked = await db.fetch(_walk_sql(filters), *args, WALK, text, wanted)
+    newest: list[list[Any]] = [[] for _ in _TIERS]
+    in_walk = [0 for _ in _TIERS]  # each tier's matches among the newest WALK items
+    for row in walked:
+        newest[row["tier"]].append(row)
+        in_walk[row["tier"]] = row["in_walk"]
+    rows: list[Any] = []
+    for tier, condition in enumerate(_TIERS):
+        needed = wanted - len(rows)
+        if needed <= 0:
+            break
+        if in_walk[tier] >= needed:  # the tier's newest `needed` are all among the newest WALK items
+            rows += newest[tier][:needed]
+        else:
+            rows += await db.fetch(_tier_sql(condition, filters), text, *args, needed)
+    return rows[offset:wanted]
+
+
+def _walk_sql(filters: str) -> str:
+    """The newest WALK items that pass the filters, by an index scan in recency order: each match's tier, the
+    first N of each tier (N: the last parameter) and how many each tier has there (`in_walk`)."""
+    return (
+        f"SELECT {_COLUMNS}, w.tier, w.in_walk FROM ("
+        " SELECT m.id, m.tier, count(*) OVER (PARTITION BY m.tier) AS in_walk,"
+        "  row_number() OVER (PARTITION BY m.tier ORDER BY m.created_at DESC, m.id DESC) AS place"
+        " FROM (SELECT i.id, i.created_at,"
+        f"  CASE WHEN {_TIERS[0]} THEN 0 WHEN i.search_head @@ q THEN 1 ELSE 2 END AS tier"
+        "  FROM (SELECT i.id, i.created_at, i.search, i.search_head, i.search_title FROM items i"
+        f"   WHERE {filters} ORDER BY i.created_at DESC, i.id DESC LIMIT {{}}) i,"
+        "   plainto_tsquery('english', {}) q WHERE i.search @@ q) m"
+        ") w JOIN items i ON i.id = w.id WHERE w.place <= {} ORDER BY w.tier, i.created_at DESC, i.id DESC"
     )
-    return await db.fetch(sql, fts5_match_expression(terms), *args, limit, offset)
+
+
+def _tier_sql(condition: str, filters: str) -> str:
+    """A tier's first N items (N: the last parameter), newest first, from all of its matches. `OFFSET 0` keeps the
+    matches a set of their own: planned with the ORDER BY and LIMIT, they were read by walking the recency index
+    with a filter (the planner takes a word missing from the statistics for 0.5 % of rows), every row of the
+    catalog for a word in no title: 71-155 ms at 100 000 items."""
+    return (
+        f"SELECT * FROM (SELECT {_COLUMNS} FROM items i, plainto_tsquery('english', {{}}) q"
+        f" WHERE {condition} AND {filters} OFFSET 0) i ORDER BY i.created_at DESC, i.id DESC LIMIT {{}}"
+    )
 
 
 def search_terms(query: str) -> list[str]:

@@ -118,6 +118,8 @@ async def seed_demo_data(
         return Seeded(emails, 0)
 
     categories = list(_THINGS)
+    oldest = now - timedelta(days=180)
+    spacing = timedelta(days=180) / items if items else timedelta(0)
     seller_ids = [row.id for row in seller_rows]
     loads = _Loads(database)
     try:
@@ -126,7 +128,9 @@ async def seed_demo_data(
             category = rng.choice(categories)
             thing = rng.choice(_THINGS[category]).replace("-", " ")
             colour, material = rng.choice(_COLOURS), rng.choice(_MATERIALS)
-            created = now - timedelta(seconds=rng.randrange(0, 180 * 86400), microseconds=n)
+            # Listed one after another over the last 180 days, in the order they are inserted, as a live
+            # catalog grows: the newest items are the table's last rows, as they are in production.
+            created = oldest + n * spacing
             batch.append(
                 (
                     uuid.uuid4(),

@@ -15,6 +15,7 @@ from . import (
     m0009_refunds,
     m0010_analytics_rollups,
     m0011_analytics_day_totals,
+    m0012_search_tiers,
 )
 from .runner import Migration
 
@@ -30,6 +31,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0009_refunds.MIGRATION,
     m0010_analytics_rollups.MIGRATION,
     m0011_analytics_day_totals.MIGRATION,
+    m0012_search_tiers.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
 
