@@ -210,26 +210,32 @@ def _placed(n: int, place: str | None) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("walk", [1, 5, 2000])
+@pytest.mark.parametrize("max_price_cents", [None, 2_000])
 async def test_search_orders_title_then_category_then_description_matches_newest_first_in_each(
-    db, monkeypatch, walk
+    db, monkeypatch, walk, max_price_cents
 ):
     """On PostgreSQL a search classifies the newest WALK items and reads a tier whole only where they hold less
     than a page of it: 1 (almost every tier read whole), 5 (some tiers walked, some read), 2000 (all walked)
-    must give the same order. SQLite orders in one statement."""
+    must give the same order, with a price bound too (applied to what the walk found, not in the walk). SQLite
+    orders in one statement."""
     monkeypatch.setattr("market.adapters.db.search.WALK", walk)
+    monkeypatch.setattr("market.adapters.db.search.SCAN", 2 * walk)  # a price bound narrows the walk
     seller = await add_user(db)
     rng = random.Random(7)
     added = []
     for n in range(40):
         place = rng.choice(_PLACES)
-        item = await add_item(db, seller, created_at=T0 + timedelta(minutes=n), **_placed(n, place))
-        if place is not None:
+        price = rng.randrange(100, 4_000)
+        item = await add_item(
+            db, seller, created_at=T0 + timedelta(minutes=n), price_cents=price, **_placed(n, place)
+        )
+        if place is not None and (max_price_cents is None or price <= max_price_cents):
             added.append((_PLACES.index(place), item))
     expected = [
         item.id for _, item in sorted(added, key=lambda pair: (pair[0], -pair[1].created_at.timestamp()))
     ]
 
-    pages = await _walk(PiccoloItemRepository(db), _search("mugs"), limit=3)
+    pages = await _walk(PiccoloItemRepository(db), _search("mugs", max_price_cents=max_price_cents), limit=3)
 
     assert [item_id for page in pages for item_id in page] == expected
     assert {tier for tier, _ in added} == {0, 1, 2}  # every tier is there to be ordered

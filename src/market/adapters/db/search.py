@@ -44,25 +44,31 @@ MAX_SEARCH_OFFSET = 10_000  # deeper than any person pages; bounds the work one 
 
 async def browse_items(db: Database, item_filter: ItemFilter, limit: int, cursor: str | None) -> Page[Item]:
     scope = _cursor_scope(item_filter)
+    # Filters a recency index serves (status; category or seller: items_*_recent_idx), then the price bounds,
+    # which none does: a search's walk of the newest items takes the first kind only (see `_walk_sql`).
     where = [_STATUS_WHERE[item_filter.status]]
     args: list[Any] = []
     if item_filter.category is not None:
         where.append("i.category = {}")
         args.append(item_filter.category)
-    if item_filter.min_price_cents is not None:
-        where.append("i.price_cents >= {}")
-        args.append(item_filter.min_price_cents)
-    if item_filter.max_price_cents is not None:
-        where.append("i.price_cents <= {}")
-        args.append(item_filter.max_price_cents)
     if item_filter.seller_id is not None:
         seller_id = parse_id(item_filter.seller_id)
         if seller_id is None:  # not an id at all: no seller has it
             return Page(items=[], next_cursor=None)
         where.append("i.seller_id = {}")
         args.append(seller_id)
+    prices: list[str] = []
+    price_args: list[Any] = []
+    if item_filter.min_price_cents is not None:
+        prices.append("i.price_cents >= {}")
+        price_args.append(item_filter.min_price_cents)
+    if item_filter.max_price_cents is not None:
+        prices.append("i.price_cents <= {}")
+        price_args.append(item_filter.max_price_cents)
 
     if item_filter.query is None:
+        where += prices
+        args += price_args
         position = decode_keyset_cursor(cursor, scope)
         if position is not None:
             where.append("(i.created_at, i.id) < ({}, {})")
@@ -74,7 +80,8 @@ async def browse_items(db: Database, item_filter: ItemFilter, limit: int, cursor
         rows = await db.fetch(sql, *args, limit + 1)
     else:
         offset = _search_offset(cursor, scope)
-        rows = await _search(db, item_filter.query, where, args, limit + 1, offset)
+        filters = _Filters(where, args, prices, price_args)
+        rows = await _search(db, item_filter.query, filters, limit + 1, offset)
         if rows is None:
             return Page(items=[], next_cursor=None)
 
@@ -95,6 +102,9 @@ WALK = 2000
 """Newest items (with the other filters) a search classifies by tier before it reads any tier's whole match set:
 a tier with a page of matches among them is served from them; a tier with fewer is rare enough to read whole
 through its own GIN index (m0012)."""
+SCAN = 10 * WALK
+"""With a price bound (no index orders by price and recency) the walk reads at most this many of the newest items
+to find WALK within the bounds: a narrow bound would otherwise make it read the whole catalog."""
 
 # Each tier's condition on an item `i` (`q`: the query), excluding the tiers before it.
 _TIERS = (
@@ -104,9 +114,24 @@ _TIERS = (
 )
 
 
-async def _search(
-    db: Database, query: str, where: list[str], args: list[Any], limit: int, offset: int
-) -> list[Any] | None:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Filters:
+    """A search's other filters as SQL over `i` with `{}` placeholders, and their arguments: those a recency
+    index serves, and the price bounds."""
+
+    indexed: list[str]
+    indexed_args: list[Any]
+    prices: list[str]
+    price_args: list[Any]
+
+    def sql(self) -> str:
+        return " AND ".join(self.indexed + self.prices)
+
+    def args(self) -> list[Any]:
+        return self.indexed_args + self.price_args
+
+
+async def _search(db: Database, query: str, filters: _Filters, limit: int, offset: int) -> list[Any] | None:
     """The items at [offset, offset + limit) of the search's order."""
     terms = search_terms(query)
     if not terms:
@@ -114,7 +139,7 @@ async def _search(
     if not db.is_postgres:
         sql = (
             f"SELECT {_COLUMNS} FROM items_fts f JOIN items i ON i.rowid = f.rowid"
-            f" WHERE items_fts MATCH {{}} AND {' AND '.join(where)}"
+            f" WHERE items_fts MATCH {{}} AND {filters.sql()}"
             " ORDER BY CASE"
             " WHEN i.rowid IN (SELECT rowid FROM items_fts WHERE items_fts MATCH {}) THEN 0"
             " WHEN i.rowid IN (SELECT rowid FROM items_fts WHERE items_fts MATCH {}) THEN 1 ELSE 2 END,"
@@ -122,13 +147,13 @@ async def _search(
         )
         everywhere = fts5_match_expression(terms)
         title, head = (f"{{{columns}}} : ({everywhere})" for columns in ("title", "title category"))
-        return await db.fetch(sql, everywhere, *args, title, head, limit, offset)
+        return await db.fetch(sql, everywhere, *filters.args(), title, head, limit, offset)
     # plainto_tsquery over bare words: no operator syntax reaches PostgreSQL's parser. (websearch_to_tsquery
     # raised "tsquery stack too small" for 33 dashes: each one was a NOT.)
     text = " ".join(terms)
-    filters = " AND ".join(where)
     wanted = offset + limit
-    walked = await db.fetch(_walk_sql(filters), *args, WALK, text, wanted)
+    bounded = [SCAN, *filters.price_args] if filters.prices else []
+    walked = await db.fetch(_walk_sql(filters), *filters.indexed_args, *bounded, WALK, text, wanted)
     newest: list[list[Any]] = [[] for _ in _TIERS]
     in_walk = [0 for _ in _TIERS]  # each tier's matches among the newest WALK items
     for row in walked:
@@ -142,34 +167,41 @@ async def _search(
         if in_walk[tier] >= needed:  # the tier's newest `needed` are all among the newest WALK items
             rows += newest[tier][:needed]
         else:
-            rows += await db.fetch(_tier_sql(condition, filters), text, *args, needed)
+            rows += await db.fetch(_tier_sql(condition, filters), text, *filters.args(), needed)
     return rows[offset:wanted]
 
 
-def _walk_sql(filters: str) -> str:
-    """The newest WALK items that pass the filters, by an index scan in recency order: each match's tier, the
-    first N of each tier (N: the last parameter) and how many each tier has there (`in_walk`)."""
+def _walk_sql(filters: _Filters) -> str:
+    """The newest WALK items that pass the filters (an index scan in recency order; with a price bound, among the
+    newest SCAN that pass the others), each match's tier, the first N of each tier (N: the last parameter) and how
+    many each tier has there (`in_walk`). Parameters: the indexed filters', [SCAN, the price bounds'], WALK, the
+    query, N."""
+    columns = "i.id, i.created_at, i.price_cents, i.search, i.search_head, i.search_title"
+    newest = f"SELECT {columns} FROM items i WHERE {' AND '.join(filters.indexed)} ORDER BY i.created_at DESC, i.id DESC"
+    if filters.prices:
+        newest = (
+            f"SELECT {columns} FROM ({newest} LIMIT {{}}) i WHERE {' AND '.join(filters.prices)}"
+            " ORDER BY i.created_at DESC, i.id DESC"
+        )
     return (
         f"SELECT {_COLUMNS}, w.tier, w.in_walk FROM ("
         " SELECT m.id, m.tier, count(*) OVER (PARTITION BY m.tier) AS in_walk,"
         "  row_number() OVER (PARTITION BY m.tier ORDER BY m.created_at DESC, m.id DESC) AS place"
         " FROM (SELECT i.id, i.created_at,"
         f"  CASE WHEN {_TIERS[0]} THEN 0 WHEN i.search_head @@ q THEN 1 ELSE 2 END AS tier"
-        "  FROM (SELECT i.id, i.created_at, i.search, i.search_head, i.search_title FROM items i"
-        f"   WHERE {filters} ORDER BY i.created_at DESC, i.id DESC LIMIT {{}}) i,"
-        "   plainto_tsquery('english', {}) q WHERE i.search @@ q) m"
+        f"  FROM ({newest} LIMIT {{}}) i, plainto_tsquery('english', {{}}) q WHERE i.search @@ q) m"
         ") w JOIN items i ON i.id = w.id WHERE w.place <= {} ORDER BY w.tier, i.created_at DESC, i.id DESC"
     )
 
 
-def _tier_sql(condition: str, filters: str) -> str:
+def _tier_sql(condition: str, filters: _Filters) -> str:
     """A tier's first N items (N: the last parameter), newest first, from all of its matches. `OFFSET 0` keeps the
     matches a set of their own: planned with the ORDER BY and LIMIT, they were read by walking the recency index
     with a filter (the planner takes a word missing from the statistics for 0.5 % of rows), every row of the
     catalog for a word in no title: 71-155 ms at 100 000 items."""
     return (
         f"SELECT * FROM (SELECT {_COLUMNS} FROM items i, plainto_tsquery('english', {{}}) q"
-        f" WHERE {condition} AND {filters} OFFSET 0) i ORDER BY i.created_at DESC, i.id DESC LIMIT {{}}"
+        f" WHERE {condition} AND {filters.sql()} OFFSET 0) i ORDER BY i.created_at DESC, i.id DESC LIMIT {{}}"
     )
 
 
