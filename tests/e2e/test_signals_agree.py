@@ -587,7 +587,14 @@ def run_and_compare(server: LiveServer, prometheus: Prometheus, refusing_seller:
         busiest = max(db_rate, key=lambda r: float(r["value"][1]))
         labels = {k: v for k, v in busiest["metric"].items() if k.startswith("db_")}
         db_count = total(metrics, "db_client_operation_duration_seconds_count", **labels)
-        assert close(float(busiest["value"][1]) * 300, db_count, rel=0.25), (busiest, db_count)
+        # Less what the series held at their first scrape, as for the requests: the busiest operation can be one
+        # that runs in a burst at start-up (a report's SET LOCAL, run by the business gauges' first refresh).
+        selector = ",".join(f'{name}="{value}"' for name, value in labels.items())
+        db_unseen = prometheus.scalar(
+            f"sum(min_over_time(db_client_operation_duration_seconds_count{{{selector}}}[5m]))", at
+        )
+        visible_db = db_count - (db_unseen or 0.0)
+        assert close(float(busiest["value"][1]) * 300, visible_db, rel=0.25), (busiest, db_count, db_unseen)
 
         # availability from outside: the stop counted as down, traffic or not
         # Every evaluation while the process was stopped reads 0 (no scrape answers: nothing vouches for the
