@@ -17,11 +17,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from opentelemetry.metrics import Counter, Histogram
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from market.telemetry import names
-from market.telemetry.metrics import Instruments, build_meter_provider
+from market.telemetry.metrics import Instruments, SharedMetricReader, build_meter_provider
 from market.telemetry.prometheus import prometheus_name, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,8 +146,8 @@ def test_every_metric_spec_has_a_known_kind() -> None:
 
 def test_derived_names_match_what_the_request_path_really_exports() -> None:
     """Record one value on every instrument the service builds; /metrics must name them as derived here."""
-    reader = InMemoryMetricReader()
-    provider = build_meter_provider(Resource.create({}), [reader], environ={})
+    reader = SharedMetricReader()
+    provider = build_meter_provider(Resource.create({}), reader, environ={})
     try:
         instruments = Instruments.create(provider.get_meter("test"))
         for field in instruments.__dataclass_fields__:

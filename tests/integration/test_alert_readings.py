@@ -10,7 +10,6 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from market.adapters.telemetry.events import OtelEventPublisher
@@ -19,7 +18,7 @@ from market.domain.money import Money
 from market.ops.alerting.readings import ExpositionReadings
 from market.ops.backups.manifest import newest_archive_time
 from market.telemetry import names
-from market.telemetry.metrics import Instruments, build_meter_provider
+from market.telemetry.metrics import Instruments, SharedMetricReader, build_meter_provider
 from market.telemetry.prometheus import MetricsExposition, SnapshotDirectory
 
 
@@ -27,8 +26,8 @@ class Process:
     """One process's metrics: the meter provider, its instruments and the exposition over them."""
 
     def __init__(self, metrics_dir: Path) -> None:
-        self.reader = InMemoryMetricReader()
-        provider = build_meter_provider(Resource.create({}), [self.reader], environ={})
+        self.reader = SharedMetricReader()
+        provider = build_meter_provider(Resource.create({}), self.reader, environ={})
         self.meter = provider.get_meter(names.INSTRUMENTATION_SCOPE)
         self.instruments = Instruments.create(self.meter)
         self.exposition = MetricsExposition(self.reader, SnapshotDirectory(metrics_dir))

@@ -7,20 +7,19 @@ import asyncio
 
 import httpx
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 
 from market.adapters.telemetry.probe import AvailabilityProbe, probe_timeout
 from market.config import ConfigError, Settings
-from market.telemetry.metrics import Instruments, build_meter_provider
+from market.telemetry.metrics import Instruments, SharedMetricReader, build_meter_provider
 from market.telemetry.prometheus import render, snapshot
 
 URL = "http://market.test/health/ready"
 
 
-def instruments() -> tuple[Instruments, InMemoryMetricReader]:
-    reader = InMemoryMetricReader()
-    provider = build_meter_provider(Resource.create({}), [reader])
+def instruments() -> tuple[Instruments, SharedMetricReader]:
+    reader = SharedMetricReader()
+    provider = build_meter_provider(Resource.create({}), reader)
     return Instruments.create(provider.get_meter("test")), reader
 
 
@@ -30,7 +29,7 @@ def probe_with(answer, recorded: Instruments) -> AvailabilityProbe:
     return AvailabilityProbe(URL, 15, recorded, client=client, timer=lambda: next(ticks))
 
 
-def exposition(reader: InMemoryMetricReader) -> str:
+def exposition(reader: SharedMetricReader) -> str:
     return render(snapshot(reader.get_metrics_data()))
 
 

@@ -4,7 +4,6 @@ the provider did not answer) and the `market.refunds` counter by reason, counted
 from __future__ import annotations
 
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -18,7 +17,7 @@ from market.domain.events import OrderRefunded
 from market.domain.money import Money
 from market.domain.refunds import RefundExceedsBalance, RefundPending, RefundReason
 from market.telemetry import names
-from market.telemetry.metrics import Instruments, build_meter_provider
+from market.telemetry.metrics import Instruments, SharedMetricReader, build_meter_provider
 from tests.support.world import ADMIN, World
 
 
@@ -84,8 +83,8 @@ async def test_a_refusal_is_an_outcome_and_a_silent_provider_an_error(world_and_
 
 
 def test_each_refund_counts_once_by_reason_and_every_reason_starts_at_zero():
-    reader = InMemoryMetricReader()
-    provider = build_meter_provider(Resource.create({}), [reader], {})
+    reader = SharedMetricReader()
+    provider = build_meter_provider(Resource.create({}), reader, {})
     try:
         publisher = OtelEventPublisher(Instruments.create(provider.get_meter("t")))
         publisher.publish([OrderRefunded("o-1", Money(500, "EUR"), "damaged", "r-1")])

@@ -7,7 +7,6 @@ import copy
 import math
 
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from prometheus_client.exposition import generate_latest as generate_text
 from prometheus_client.openmetrics import parser as openmetrics_parser
@@ -19,7 +18,7 @@ from market.adapters.telemetry.db import summarize
 from market.build import release
 from market.config import Settings
 from market.telemetry import names
-from market.telemetry.metrics import DURATION_BUCKETS_S, Instruments, build_meter_provider
+from market.telemetry.metrics import DURATION_BUCKETS_S, Instruments, SharedMetricReader, build_meter_provider
 from market.telemetry.prometheus import (
     _Families,
     merge,
@@ -104,7 +103,9 @@ def test_the_console_span_exporter_writes_to_stderr_never_stdout(capsys):
 
 
 def test_the_console_metric_exporter_writes_to_stderr_never_stdout(capsys):
-    provider = build_meter_provider(Resource.create({}), [], {"OTEL_METRICS_EXPORTER": "console"})
+    provider = build_meter_provider(
+        Resource.create({}), SharedMetricReader(), {"OTEL_METRICS_EXPORTER": "console"}
+    )
     try:
         provider.get_meter("t").create_counter("console.check").add(1)
     finally:
@@ -142,8 +143,8 @@ def test_the_release_is_the_version_and_the_build_commit():
 
 
 def _worker_snapshot(succeeded: int, started_at: list[float]) -> dict:
-    reader = InMemoryMetricReader()
-    provider = build_meter_provider(Resource.create({}), [reader], {})
+    reader = SharedMetricReader()
+    provider = build_meter_provider(Resource.create({}), reader, {})
     try:
         instruments = Instruments.create(provider.get_meter("t"))
         attributes = {names.PAYMENT_OUTCOME: "succeeded", names.PAYMENT_METHOD: "card"}
@@ -246,8 +247,8 @@ def _counts(text: str) -> dict[tuple[tuple[str, str], ...], float]:
 
 def test_zero_5xx_series_exist_before_any_request_at_all_and_never_hide_a_real_count():
     routes = [("/api/v1/checkout", "POST")]
-    reader = InMemoryMetricReader()
-    provider = build_meter_provider(Resource.create({}), [reader], {})
+    reader = SharedMetricReader()
+    provider = build_meter_provider(Resource.create({}), reader, {})
     try:
         instruments = Instruments.create(provider.get_meter("t"))
         fresh = _counts(render(snapshot(reader.get_metrics_data()), routes=routes))

@@ -7,17 +7,26 @@ Instruments are declared in names.py; this module only builds them. Attribute va
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackT, Counter, Histogram, Meter, ObservableCounter, _Gauge
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import Exemplar, MeterProvider
 from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
     ConsoleMetricExporter,
+    InMemoryMetricReader,
+    MetricExporter,
     MetricReader,
+    MetricsData,
     PeriodicExportingMetricReader,
 )
+from opentelemetry.sdk.metrics.export import Metric as MetricData
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
@@ -161,8 +170,8 @@ def zero_known_series(m: Instruments) -> None:
     m.checkout_started.add(0)
 
 
-def otlp_metric_reader(environ: Mapping[str, str], *, required: bool = False) -> MetricReader | None:
-    """A periodic OTLP exporter when an endpoint is configured (same variables as traces), or when
+def otlp_metric_exporter(environ: Mapping[str, str], *, required: bool = False) -> MetricExporter | None:
+    """An OTLP exporter when an endpoint is configured (same variables as traces), or when
     OTEL_METRICS_EXPORTER=otlp asks for one (`required`: the SDK's default endpoint then)."""
     if not required and not (
         environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
@@ -174,24 +183,136 @@ def otlp_metric_reader(environ: Mapping[str, str], *, required: bool = False) ->
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
 
-        return PeriodicExportingMetricReader(GrpcExporter())
+        return GrpcExporter()
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
-    return PeriodicExportingMetricReader(HttpExporter())
+    return HttpExporter()
+
+
+PointKey = tuple[str, str, frozenset[tuple[str, Any]]]
+"""(instrumentation scope, metric name, point attributes): one series."""
+
+
+def _map_points(data: MetricsData, change: Callable[[PointKey, Any], Any]) -> MetricsData:
+    """`data` with each point replaced by `change(its series, point)` (the SDK's data classes are frozen)."""
+
+    def metric(scope: str, m: MetricData) -> MetricData:
+        points = [change((scope, m.name, frozenset(p.attributes.items())), p) for p in m.data.data_points]
+        return replace(m, data=replace(m.data, data_points=points))
+
+    return replace(
+        data,
+        resource_metrics=[
+            replace(
+                r,
+                scope_metrics=[
+                    replace(s, metrics=[metric(s.scope.name, m) for m in s.metrics]) for s in r.scope_metrics
+                ],
+            )
+            for r in data.resource_metrics
+        ],
+    )
+
+
+class _Push(PeriodicExportingMetricReader):
+    """Exports what the shared reader collects, on the SDK's own timer, timeout, export lock and shutdown. Never
+    registered with the meter provider, so it aggregates nothing itself."""
+
+    def __init__(self, exporter: MetricExporter, source: SharedMetricReader) -> None:
+        self._source = source
+        self._lock = threading.Lock()
+        self._sent_up_to = 0
+        """The newest exemplar exported so far (ns): each is exported once, as the SDK's own readers do."""
+        super().__init__(exporter)
+
+    def collect(self, timeout_millis: float = 10_000) -> None:
+        with self._lock:  # the timer's thread, force_flush and shutdown may call at once
+            data = self._source.get_metrics_data()
+            if data is None:
+                return
+            sent_up_to = self._sent_up_to
+
+            def unsent(_: PointKey, point: Any) -> Any:
+                nonlocal sent_up_to
+                fresh = [e for e in point.exemplars if e.time_unix_nano > self._sent_up_to]
+                sent_up_to = max([sent_up_to, *(e.time_unix_nano for e in fresh)])
+                return replace(point, exemplars=fresh)
+
+            self._receive_metrics(_map_points(data, unsent), timeout_millis=timeout_millis)
+            self._sent_up_to = sent_up_to
+
+
+class SharedMetricReader(InMemoryMetricReader):
+    """This process's one aggregation of its measurements: `/metrics` reads it (`get_metrics_data`) and each
+    exporter (OTLP, console) is pushed what it collects, on the exporter's interval. The usual set-up, one reader
+    per exporter, aggregates every measurement once per reader: with OTLP on, the second reader doubled the SDK's
+    work for each measurement on the request path (benchmarks/README.md). Exports are cumulative, as the exporters
+    prefer by default; one that asks for delta temporality gets a reader of its own (build_meter_provider).
+
+    The SDK hands out each exemplar once (its reservoirs reset at every collection), and /metrics and the
+    exporters each collect on their own schedule: every collection here carries the latest exemplar per series
+    and bucket seen by any of them, until a newer one replaces it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pushes: list[_Push] = []
+        self._exemplars_lock = threading.Lock()
+        self._latest: dict[PointKey, dict[int, Exemplar]] = {}
+
+    def push_to(self, exporter: MetricExporter) -> None:
+        self._pushes.append(_Push(exporter, self))
+
+    def get_metrics_data(self) -> MetricsData | None:
+        data = super().get_metrics_data()
+        if data is None:
+            return None
+        with self._exemplars_lock:
+            return _map_points(data, self._with_latest_exemplars)
+
+    def _with_latest_exemplars(self, key: PointKey, point: Any) -> Any:
+        kept = self._latest.get(key)
+        if point.exemplars:
+            if kept is None:
+                kept = self._latest[key] = {}
+            bounds = getattr(point, "explicit_bounds", None)  # histograms: one per bucket
+            for at, exemplar in enumerate(point.exemplars):
+                kept[bisect_left(bounds, exemplar.value) if bounds is not None else at] = exemplar
+        return point if kept is None else replace(point, exemplars=[e for _, e in sorted(kept.items())])
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return all(push.force_flush(timeout_millis) for push in self._pushes)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+        deadline = time.monotonic() + timeout_millis / 1000
+        for push in self._pushes:  # each exports once more, then stops its exporter
+            push.shutdown(timeout_millis=max(0.0, deadline - time.monotonic()) * 1000)
+
+
+def _cumulative(exporter: MetricExporter) -> bool:
+    preferred = exporter._preferred_temporality or {}  # the SDK keeps an exporter's preference there
+    return all(t is AggregationTemporality.CUMULATIVE for t in preferred.values())
 
 
 def build_meter_provider(
-    resource: Resource, readers: Sequence[MetricReader], environ: Mapping[str, str] | None = None
+    resource: Resource, reader: SharedMetricReader, environ: Mapping[str, str] | None = None
 ) -> MeterProvider:
+    """`reader`: what /metrics reads, whatever OTEL_METRICS_EXPORTER says; the chosen exporters are pushed
+    what it collects."""
     environ = {} if environ is None else environ  # the OTEL_* settings (TelemetrySettings.otel_environ)
-    all_readers = list(readers)  # /metrics reads these whatever OTEL_METRICS_EXPORTER says
     chosen = chosen_exporters(environ, "OTEL_METRICS_EXPORTER")
+    exporters: list[MetricExporter] = []
     if "otlp" in chosen:
-        otlp = otlp_metric_reader(environ, required=True)
+        otlp = otlp_metric_exporter(environ, required=True)
         if otlp is not None:
-            all_readers.append(otlp)
+            exporters.append(otlp)
     if "console" in chosen:  # stderr: stdout carries the JSON log lines only
-        all_readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr)))
+        exporters.append(ConsoleMetricExporter(out=sys.stderr))
+    all_readers: list[MetricReader] = [reader]
+    for exporter in exporters:
+        if _cumulative(exporter):
+            reader.push_to(exporter)
+        else:
+            all_readers.append(PeriodicExportingMetricReader(exporter))
     views = [
         View(
             instrument_name=names.HTTP_SERVER_REQUEST_DURATION[0],

@@ -27,7 +27,6 @@ import math
 import os
 import shutil
 import socket
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -476,13 +475,9 @@ class MetricsExposition:
     """What `/metrics` serves: this worker's live metrics plus the other workers' snapshots."""
 
     def __init__(self, reader: Any, directory: SnapshotDirectory, resource: Resource | None = None) -> None:
-        self.reader = reader  # an InMemoryMetricReader registered with the meter provider
+        self.reader = reader  # the SharedMetricReader: its collections keep the latest exemplars
         self.directory = directory
         self.resource = resource
-        # The SDK hands out each exemplar once (its reservoirs reset at every collection, and snapshots are
-        # collected every few seconds): the latest per sample is kept here until a newer one replaces it.
-        self._exemplars: dict[str, dict[str, list[Any]]] = {}
-        self._lock = threading.Lock()
         self.routes: tuple[Route, ...] = ()
 
     def expect_routes(self, routes: Iterable[Route]) -> None:
@@ -491,18 +486,7 @@ class MetricsExposition:
         self.routes = tuple(sorted(set(routes)))
 
     def collect(self) -> Snapshot:
-        snap = snapshot(self.reader.get_metrics_data())
-        with self._lock:
-            for name, family in snap.items():
-                fresh = family.get("exemplars")
-                kept = self._exemplars.setdefault(name, {}) if fresh is not None else None
-                if kept is None:
-                    continue
-                for key, exemplar in fresh.items():
-                    if key not in kept or kept[key][3] <= exemplar[3]:
-                        kept[key] = exemplar
-                family["exemplars"] = {k: v for k, v in kept.items() if k in family["samples"]}
-        return snap
+        return snapshot(self.reader.get_metrics_data())
 
     def render(self, *, openmetrics: bool = False) -> str:
         own = {**self.collect(), **process_snapshot()}

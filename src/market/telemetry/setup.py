@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from opentelemetry import metrics, trace
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 
 from market.config import Settings
 
 from .log_export import install_log_export
-from .metrics import Instruments, build_meter_provider
+from .metrics import Instruments, SharedMetricReader, build_meter_provider
 from .names import INSTRUMENTATION_SCOPE
 from .prometheus import MetricsExposition, SnapshotDirectory
 from .tracing import build_resource, build_tracer_provider
@@ -75,9 +74,9 @@ def install_telemetry(settings: Settings) -> Telemetry:
     with _lock:
         if _installed is None:
             resource = build_resource(settings)
-            reader = InMemoryMetricReader()
+            reader = SharedMetricReader()
             tracer_provider = build_tracer_provider(settings, resource=resource)
-            meter_provider = build_meter_provider(resource, [reader], settings.telemetry.otel_environ())
+            meter_provider = build_meter_provider(resource, reader, settings.telemetry.otel_environ())
             trace.set_tracer_provider(tracer_provider)
             metrics.set_meter_provider(meter_provider)
             _installed = Telemetry(

@@ -262,9 +262,12 @@ class _OtlpReceiverBase:
         return [span for request in requests for span in spans_of(request)]
 
     def points(self) -> list[ReceivedPoint]:
+        return [point for request in self.metric_requests() for point in points_of(request)]
+
+    def metric_requests(self) -> list[metrics_service_pb2.ExportMetricsServiceRequest]:
+        """Each export as received, for what `points` leaves out (exemplars, temporality)."""
         with self._lock:
-            requests = list(self._recorded.metrics)
-        return [point for request in requests for point in points_of(request)]
+            return list(self._recorded.metrics)
 
     def log_records(self) -> list[dict[str, Any]]:
         with self._lock:
