@@ -147,6 +147,20 @@ def test_archiving_answers_204_then_the_item_is_gone(client, seller):
     assert client.delete(f"{ITEMS}/{item['id']}", headers=auth(seller)).status_code == 204  # idempotent
 
 
+def test_an_edit_refused_half_way_changes_nothing(client, seller):
+    item = create_item(client, seller)
+    url = f"{ITEMS}/{item['id']}"
+    # Archive and rename in one request: an archived item's fields are not edited, so neither happens.
+    refused = client.patch(url, json={"status": "archived", "title": "Renamed"}, headers=auth(seller))
+    assert_problem(refused, 404)
+    assert client.get(url).json()["title"] == item["title"]
+    assert client.delete(url, headers=auth(seller)).status_code == 204
+    # Restore with a title the domain refuses: the item stays archived.
+    refused = client.patch(url, json={"status": "active", "title": "   "}, headers=auth(seller))
+    assert_problem(refused, 422)
+    assert_problem(client.get(url), 404)
+
+
 @pytest.mark.parametrize(
     ("bad", "fields"),
     [

@@ -22,7 +22,7 @@ from market.domain.admin import (
     check_account_change,
 )
 from market.domain.catalog import ItemStatus
-from market.domain.errors import NotFound, PermissionDenied
+from market.domain.errors import NotFound, PermissionDenied, ValidationFailed
 from market.domain.users import Role, UserStatus
 from market.domain.webhooks import DeliveryRecord, DeliveryStatus
 from market.ops.selftest import MonitoringTestError, produce_monitoring_signal, run_monitoring_self_test
@@ -274,12 +274,24 @@ async def test_a_seller_restores_and_changes_their_archived_item_in_one_edit():
     item = await _listed(world)
     await world.archive(SELLER, item.id)
 
-    edited = await edit_item(
-        SELLER, item.id, ItemStatus.ACTIVE, {"stock": 7}, ports=world.admin, uow=world.store.uow
-    )
+    edited = await edit_item(SELLER, item.id, ItemStatus.ACTIVE, {"stock": 7}, ports=world.admin)
 
     assert (edited.status, edited.stock) == (ItemStatus.ACTIVE, 7)
     assert world.store.items[item.id].stock == 7
+
+
+async def test_an_edit_refused_half_way_changes_nothing():
+    world = World()
+    item = await _listed(world)
+    with pytest.raises(NotFound):  # archived, then its fields: only an active item's fields are edited
+        await edit_item(SELLER, item.id, ItemStatus.ARCHIVED, {"stock": 7}, ports=world.admin)
+    assert world.store.items[item.id] == item
+
+    await world.archive(SELLER, item.id)
+    archived = world.store.items[item.id]
+    with pytest.raises(ValidationFailed):  # restored, then a title the domain refuses
+        await edit_item(SELLER, item.id, ItemStatus.ACTIVE, {"title": "   "}, ports=world.admin)
+    assert world.store.items[item.id] == archived
 
 
 async def test_an_edit_of_an_archived_item_without_its_status_is_a_404():
@@ -287,7 +299,7 @@ async def test_an_edit_of_an_archived_item_without_its_status_is_a_404():
     item = await _listed(world)
     await world.archive(SELLER, item.id)
     with pytest.raises(NotFound):
-        await edit_item(SELLER, item.id, None, {"stock": 7}, ports=world.admin, uow=world.store.uow)
+        await edit_item(SELLER, item.id, None, {"stock": 7}, ports=world.admin)
 
 
 async def test_the_self_test_of_kind_error_is_audited_before_it_fails_on_purpose():

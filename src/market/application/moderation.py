@@ -12,8 +12,7 @@ from market.domain.errors import NotFound
 from market.domain.users import Role, User
 
 from .admin import AdminPorts, append_audit
-from .catalog import change_item
-from .ports import Page, ReadRepositories, UnitOfWorkFactory
+from .ports import AdminUnitOfWork, Page, ReadRepositories
 
 _NO_SUCH_ITEM = "There is no such item."
 
@@ -24,25 +23,7 @@ async def set_item_status(
     """Put the item in `status`. An admin's change appends an audit entry (with the reason) in the same
     transaction. Raises NotFound or PermissionDenied (a seller and a suspended item, or another's item)."""
     async with ports.uow() as work:
-        item = await work.items.get(item_id)
-        if item is None:
-            raise NotFound(_NO_SUCH_ITEM)
-        changed = item.with_status(user, status, ports.clock.now())
-        if changed.status is item.status and user.role is not Role.ADMIN:
-            return item  # a seller repeating themselves: nothing changes
-        await work.items.update(changed)
-        if user.role is Role.ADMIN:
-            suspended_at = changed.updated_at if status is ItemStatus.SUSPENDED else None
-            await work.moderation.record(item.id, suspended_at, reason)
-            await append_audit(
-                work,
-                ports,
-                user,
-                AuditAction.ITEM_MODERATED,
-                AuditTarget.ITEM,
-                item.id,
-                {"status_from": item.status.value, "status_to": status.value, "reason": reason},
-            )
+        changed = await _with_status(work, ports, user, await _found(work, item_id), status, reason)
         await work.commit()
     return changed
 
@@ -54,17 +35,55 @@ async def edit_item(
     fields: Mapping[str, Any],
     *,
     ports: AdminPorts,
-    uow: UnitOfWorkFactory,
 ) -> Item:
     """`PATCH /items/{id}`: the status first (a seller restores their archived item, or archives it; an admin's
-    change is audited, with no reason), then the other fields. Nothing sent: the item as it is, if the caller
-    may change it. Raises NotFound or PermissionDenied."""
-    item = None
-    if status is not None:
-        item = await set_item_status(user, item_id, status, None, ports=ports)
-    if fields or item is None:
-        item = await change_item(user, item_id, dict(fields), uow=uow, clock=ports.clock)
+    change is audited, with no reason), then the other fields, in one transaction: a request refused half-way
+    (fields sent for an item left archived, a change the domain rejects) changes nothing. Nothing sent: the
+    item as it is, if the caller may change it. Raises NotFound or PermissionDenied."""
+    async with ports.uow() as work:
+        item = await _found(work, item_id)
+        if status is not None:
+            item = await _with_status(work, ports, user, item, status, None)
+        if fields or status is None:
+            if item.status is not ItemStatus.ACTIVE:  # only an active item's fields are edited
+                raise NotFound(_NO_SUCH_ITEM)
+            item.ensure_editable_by(user)
+        if fields:
+            item = item.with_changes(dict(fields), ports.clock.now())
+            await work.items.update(item)
+        await work.commit()
     return item
+
+
+async def _found(work: AdminUnitOfWork, item_id: str) -> Item:
+    item = await work.items.get(item_id)
+    if item is None:
+        raise NotFound(_NO_SUCH_ITEM)
+    return item
+
+
+async def _with_status(
+    work: AdminUnitOfWork, ports: AdminPorts, user: User, item: Item, status: ItemStatus, reason: str | None
+) -> Item:
+    """The item in `status`, written in `work` (an admin's change audited); the item as it was when a seller
+    repeats themselves."""
+    changed = item.with_status(user, status, ports.clock.now())
+    if changed.status is item.status and user.role is not Role.ADMIN:
+        return item  # a seller repeating themselves: nothing changes
+    await work.items.update(changed)
+    if user.role is Role.ADMIN:
+        suspended_at = changed.updated_at if status is ItemStatus.SUSPENDED else None
+        await work.moderation.record(item.id, suspended_at, reason)
+        await append_audit(
+            work,
+            ports,
+            user,
+            AuditAction.ITEM_MODERATED,
+            AuditTarget.ITEM,
+            item.id,
+            {"status_from": item.status.value, "status_to": status.value, "reason": reason},
+        )
+    return changed
 
 
 async def find_items(

@@ -101,7 +101,7 @@ def bind_use_cases(
         "browse_items": BoundUseCase(catalog.browse_items, repos=s.repos, clock=s.clock, events=s.events),
         "view_item": BoundUseCase(catalog.view_item, repos=s.repos, clock=s.clock, events=s.events),
         "list_item": BoundUseCase(catalog.list_item, uow=s.uow, ids=s.ids, clock=s.clock),
-        "edit_item": BoundUseCase(moderation.edit_item, ports=admin_ports, uow=s.uow),
+        "edit_item": BoundUseCase(moderation.edit_item, ports=admin_ports),
         "archive_item": BoundUseCase(catalog.archive_item, uow=s.uow, clock=s.clock),
         # cart and orders
         "view_cart": BoundUseCase(cart.view_cart, uow=s.uow),
