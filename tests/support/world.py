@@ -9,7 +9,7 @@ from typing import Any
 from market.application.accounts import Register, issue_token, register_user
 from market.application.admin import AdminPorts
 from market.application.cart import set_cart_quantity, view_cart
-from market.application.catalog import archive_item, browse_items, change_item, list_item, view_item
+from market.application.catalog import archive_item, browse_items, list_item, view_item
 from market.application.checkout import (
     PaymentMethodInput,
     ProviderEvent,
@@ -17,6 +17,7 @@ from market.application.checkout import (
     checkout,
     reconcile_payments,
 )
+from market.application.moderation import edit_item
 from market.application.refunds import refund_order
 from market.domain.catalog import ItemFilter
 from market.domain.refunds import RefundReason
@@ -127,8 +128,8 @@ class World:
         )
 
     async def change(self, who, item_id, changes):
-        """`change_item`."""
-        return await change_item(who, item_id, changes, uow=self.store.uow, clock=self.clock)
+        """`edit_item` with fields only (`PATCH /items/{id}` without a status)."""
+        return await edit_item(who, item_id, None, changes, ports=self.admin)
 
     async def archive(self, who, item_id):
         """`archive_item`."""

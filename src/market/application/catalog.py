@@ -31,21 +31,6 @@ async def list_item(
     return item
 
 
-async def change_item(
-    user: User, item_id: str, changes: dict[str, Any], *, uow: UnitOfWorkFactory, clock: Clock
-) -> Item:
-    """Partial update of the seller-writable fields by the owning seller or an admin."""
-    async with uow() as work:
-        item = await work.items.get(item_id)
-        if item is None or item.status is not ItemStatus.ACTIVE:
-            raise NotFound(_NO_SUCH_ITEM)
-        item.ensure_editable_by(user)
-        changed = item.with_changes(changes, clock.now())
-        await work.items.update(changed)
-        await work.commit()
-    return changed
-
-
 async def archive_item(user: User, item_id: str, *, uow: UnitOfWorkFactory, clock: Clock) -> None:
     """Archive (never delete: orders keep pointing at items). Archiving twice is a no-op, and so is archiving a
     suspended item (it stays suspended: only an admin brings it back)."""
@@ -96,6 +81,4 @@ BrowseItems = Callable[[ItemFilter, int, str | None], Awaitable[Page[Item]]]
 """(filter, limit, cursor)"""
 ViewItem = Callable[[str], Awaitable[Item]]
 ListItem = Callable[[User, dict[str, Any]], Awaitable[Item]]
-ChangeItem = Callable[[User, str, dict[str, Any]], Awaitable[Item]]
-"""(user, item id, fields)"""
 ArchiveItem = Callable[[User, str], Awaitable[None]]
