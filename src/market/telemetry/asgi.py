@@ -121,8 +121,8 @@ class DurationSeries:
 class ExemplarPacer:
     """Whether a measurement should offer its trace as an exemplar: the first of each (series, bucket), then
     at most one per `interval_s`. Prometheus keeps one exemplar per bucket and scrapes every 15 s or so; the
-    SDK's reservoir keeps the last offer per bucket; offering every sampled request (two readers, each
-    building an exemplar) cost every request a few µs of CPU for links nobody could see."""
+    SDK's reservoir keeps the last offer per bucket; offering every sampled request (each offer builds an
+    exemplar; there were two readers then) cost every request a few µs of CPU for links nobody could see."""
 
     MAX_KEYS = 16384
 
