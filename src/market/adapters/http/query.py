@@ -8,7 +8,9 @@ from typing import Any
 
 from litestar import Request
 from litestar.constants import RESERVED_KWARGS
+from litestar.enums import ParamType
 from litestar.exceptions import ValidationException
+from litestar.params import ParameterKwarg
 
 from market.domain.analytics import parse_bounds
 from market.domain.errors import ValidationFailed
@@ -29,7 +31,10 @@ def _accepted(request: Request[Any, Any, Any]) -> frozenset[str]:
     for name, parameter in handler.parsed_fn_signature.parameters.items():
         if name in not_query:
             continue
-        names.add(getattr(parameter.kwarg_definition, "query", None) or name)
+        kwarg = parameter.kwarg_definition
+        # `QueryParameter(name="from")`: the query name is the alias, not the Python name (`from_`).
+        is_aliased = isinstance(kwarg, ParameterKwarg) and kwarg.param_type is ParamType.QUERY and kwarg.name
+        names.add(kwarg.name if is_aliased else name)
     return frozenset(names)
 
 
