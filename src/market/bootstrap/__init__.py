@@ -13,9 +13,12 @@ How a controller gets a use case (follow this when adding a route):
    wrappers that add business spans or other telemetry are applied here too (adapters/telemetry/use_cases.py),
    so the use case never imports OpenTelemetry.
 3. `create_app` registers every bound use case as a Litestar dependency of the same name
-   (`Provide`, one per use case), so a handler asks for it by parameter name and alias:
-   `async def get_cart(self, user: User, view_cart: ViewCart) -> CartOut: return CartOut.of(await view_cart(user))`.
-   The controller parses, calls one use case and shapes the response; it never sees a port.
+   (`Provide`, one per use case), so a handler asks for it by parameter name and alias, marked explicitly
+   (`litestar.di.NamedDependency`; Litestar 3 drops inferred dependencies, and the tests turn Litestar's
+   deprecation warnings into errors):
+   `async def get_cart(self, user: NamedDependency[User], view_cart: NamedDependency[ViewCart]) -> CartOut:`.
+   Path parameters, query aliases and bodies are marked too (`FromPath[str]`, `QueryParameter(name="from")`,
+   `JSONBody[...]`). The controller parses, calls one use case and shapes the response; it never sees a port.
 A test (tests/unit/test_use_case_wiring.py) fails when a handler asks for a use case that is not bound, or one
 is bound that no handler asks for. Inside a use case, domain events go through the unit of work
 (`await work.collect(events, now)`): recorded with the work, published only after it commits.

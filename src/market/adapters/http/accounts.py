@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from market.application.accounts import (
     ChangePassword,
@@ -86,7 +88,9 @@ class AccountController(Controller):
         guards=[rate_limited("register")],
         responses=problems(400, 409, 422, 429, 503),
     )
-    async def register(self, data: RegisterBody, register_user: RegisterUser) -> UserOut:
+    async def register(
+        self, data: JSONBody[RegisterBody], register_user: NamedDependency[RegisterUser]
+    ) -> UserOut:
         """Create a buyer or seller account. Passwords need at least 10 characters."""
         user = await register_user(Register(data.email, data.password, data.display_name, data.role))
         return UserOut.of(user)
@@ -99,7 +103,10 @@ class AccountController(Controller):
         responses=problems(400, 401, 422, 429, 503),
     )
     async def token(
-        self, request: Request[Any, Any, Any], data: TokenBody, issue_token: IssueToken
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[TokenBody],
+        issue_token: NamedDependency[IssueToken],
     ) -> Response[TokenOut]:
         """Exchange e-mail and password for a bearer token. The response also sets `market_device`, a signed
         known-device cookie: sent back with later sign-ins to the same account, it keeps them served promptly
@@ -112,7 +119,7 @@ class AccountController(Controller):
         )
 
     @get("/me", operation_id="me", guards=[requires()], security=BEARER, responses=problems(401))
-    async def me(self, user: User) -> UserOut:
+    async def me(self, user: NamedDependency[User]) -> UserOut:
         """The signed-in user."""
         return UserOut.of(user)
 
@@ -124,7 +131,9 @@ class AccountController(Controller):
         security=BEARER,
         responses=problems(401),
     )
-    async def logout(self, user: User, sign_out_everywhere: SignOutEverywhere) -> None:
+    async def logout(
+        self, user: NamedDependency[User], sign_out_everywhere: NamedDependency[SignOutEverywhere]
+    ) -> None:
         """Sign out everywhere: every token issued to the caller so far, this one included, stops working."""
         await sign_out_everywhere(user.id)
 
@@ -139,9 +148,9 @@ class AccountController(Controller):
     async def change_password(
         self,
         request: Request[Any, Any, Any],
-        data: PasswordChangeBody,
-        user: User,
-        change_password: ChangePassword,
+        data: JSONBody[PasswordChangeBody],
+        user: NamedDependency[User],
+        change_password: NamedDependency[ChangePassword],
     ) -> None:
         """Change the caller's password. Every token issued before, this one included, stops working: sign in
         again with the new password. A wrong current password is a 401 `wrong-password` problem."""

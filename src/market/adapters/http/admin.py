@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from market.domain.users import Role, User
 from market.ops.selftest import MonitoringKind, RunMonitoringSelfTest
@@ -38,9 +40,9 @@ class AdminController(Controller):
     async def test_monitoring(
         self,
         request: Request[Any, Any, Any],
-        data: MonitoringTestBody,
-        user: User,
-        run_monitoring_self_test: RunMonitoringSelfTest,
+        data: JSONBody[MonitoringTestBody],
+        user: NamedDependency[User],
+        run_monitoring_self_test: NamedDependency[RunMonitoringSelfTest],
     ) -> MonitoringTestOut:
         """Produce exactly one monitoring signal, to check a deployment end to end:
         `error` raises a real unhandled exception (the 500 problem carries `trace_id` and `sentry_event_id`);

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, patch
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
 from market.application.moderation import SetItemStatus
 from market.domain.admin import MAX_REASON
@@ -36,7 +38,11 @@ class AdminItemsController(Controller):
 
     @patch("/{item_id:str}", operation_id="adminModerateItem", responses=problems(400, 401, 403, 404, 422))
     async def moderate(
-        self, item_id: str, data: Moderation, user: User, set_item_status: SetItemStatus
+        self,
+        item_id: FromPath[str],
+        data: JSONBody[Moderation],
+        user: NamedDependency[User],
+        set_item_status: NamedDependency[SetItemStatus],
     ) -> ItemOut:
         """Set any item's `status` (`active`, `archived`, `suspended`) with a `reason`; appends an audit entry
         in the same transaction."""

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import HeaderParameter, JSONBody, Parameter, PathParameter
 
 from market.application.checkout import ListOrders
 from market.application.ports import IdempotentReplay
@@ -84,8 +85,8 @@ class AdminOrdersController(Controller):
     @get(operation_id="adminListOrders", responses=problems(400, 401, 403))
     async def list_orders(
         self,
-        user: User,
-        list_orders: ListOrders,
+        user: NamedDependency[User],
+        list_orders: NamedDependency[ListOrders],
         status: OrderStatusName | None = Parameter(default=None),
         buyer_id: str | None = Parameter(default=None, max_length=64, schema_extra=UUID_FORMAT),
         seller_id: str | None = Parameter(
@@ -112,21 +113,23 @@ class AdminOrdersController(Controller):
     async def refund_order(
         self,
         request: Request[Any, Any, Any],
-        order_id: Annotated[str, Parameter(max_length=64, schema_extra=UUID_FORMAT)],
-        data: RefundBody,
-        user: User,
-        idempotent_refund: IdempotentRefund,
+        order_id: Annotated[str, PathParameter(max_length=64, schema_extra=UUID_FORMAT)],
+        data: JSONBody[RefundBody],
+        user: NamedDependency[User],
+        idempotent_refund: NamedDependency[IdempotentRefund],
         # Documented as required; a missing key still reaches the handler (default None), which answers with
         # the specific `idempotency-key-required` problem, as checkout does.
-        idempotency_key: str | None = Parameter(
-            header="Idempotency-Key",
-            default=None,
-            required=True,
-            min_length=1,
-            max_length=MAX_IDEMPOTENCY_KEY,
-            description="Required. A retry with the same key and body replays the first response; keys are "
-            "scoped per admin.",
-        ),
+        idempotency_key: Annotated[
+            str | None,
+            HeaderParameter(
+                name="Idempotency-Key",
+                required=True,
+                min_length=1,
+                max_length=MAX_IDEMPOTENCY_KEY,
+                description="Required. A retry with the same key and body replays the first response; keys "
+                "are scoped per admin.",
+            ),
+        ] = None,
     ) -> Response[Any]:
         """Give money of a paid order back to its buyer, through the payment provider: `amount_cents` (omitted:
         all that is left) of the order's currency. 201 with the refund (`succeeded`, or `pending` while the

@@ -17,7 +17,9 @@ from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import FormMultiDict
+from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
+from litestar.params import FromPath
 
 from market.application.admin import ChangeAccount, FindAudit, FindUsers
 from market.application.checkout import GetOrder, ListOrders
@@ -194,7 +196,9 @@ async def _users(
 
 
 @get("/users")
-async def users_page(request: Request[Any, Any, Any], find_users: FindUsers) -> Response[Any]:
+async def users_page(
+    request: Request[Any, Any, Any], find_users: NamedDependency[FindUsers]
+) -> Response[Any]:
     """Accounts, newest first, by text, role and status; a form per account to change its role or status."""
     session, refusal = await _admin(request)
     if refusal is not None:
@@ -205,7 +209,10 @@ async def users_page(request: Request[Any, Any, Any], find_users: FindUsers) -> 
 
 @post("/users/{user_id:str}")
 async def update_user(
-    request: Request[Any, Any, Any], user_id: str, find_users: FindUsers, change_account: ChangeAccount
+    request: Request[Any, Any, Any],
+    user_id: FromPath[str],
+    find_users: NamedDependency[FindUsers],
+    change_account: NamedDependency[ChangeAccount],
 ) -> Response[Any]:
     """`PATCH /api/v1/admin/users/{user_id}` as a form: role and status."""
     session, refusal = await _admin(request)
@@ -243,7 +250,9 @@ ORDER_FILTERS = ("status", "buyer_id", "seller_id", "from", "to", "cursor")
 
 
 @get("/orders")
-async def orders_page(request: Request[Any, Any, Any], list_orders: ListOrders) -> Response[Any]:
+async def orders_page(
+    request: Request[Any, Any, Any], list_orders: NamedDependency[ListOrders]
+) -> Response[Any]:
     """Every order, newest first, by status, buyer, seller and creation time (`from` included, `to` not)."""
     session, refusal = await _admin(request)
     if refusal is not None:
@@ -309,7 +318,9 @@ async def order_page_response(
 
 
 @get("/orders/{order_id:str}")
-async def order_page(request: Request[Any, Any, Any], order_id: str, get_order: GetOrder) -> Response[Any]:
+async def order_page(
+    request: Request[Any, Any, Any], order_id: FromPath[str], get_order: NamedDependency[GetOrder]
+) -> Response[Any]:
     """One order: its lines, total and payment, and a refund form."""
     return await order_page_response(request, order_id, get_order)
 
@@ -360,7 +371,9 @@ async def _deliveries(
 
 
 @get("/deliveries")
-async def deliveries_page(request: Request[Any, Any, Any], find_deliveries: FindDeliveries) -> Response[Any]:
+async def deliveries_page(
+    request: Request[Any, Any, Any], find_deliveries: NamedDependency[FindDeliveries]
+) -> Response[Any]:
     """Every seller webhook delivery, newest first, by seller and status, with a Retry button."""
     session, refusal = await _admin(request)
     if refusal is not None:
@@ -374,9 +387,9 @@ async def deliveries_page(request: Request[Any, Any, Any], find_deliveries: Find
 @post("/deliveries/{delivery_id:str}/retry")
 async def retry_delivery_form(
     request: Request[Any, Any, Any],
-    delivery_id: str,
-    find_deliveries: FindDeliveries,
-    retry_delivery: RetryDelivery,
+    delivery_id: FromPath[str],
+    find_deliveries: NamedDependency[FindDeliveries],
+    retry_delivery: NamedDependency[RetryDelivery],
 ) -> Response[Any]:
     """`POST /api/v1/admin/webhooks/deliveries/{delivery_id}/retry` as a button (audited)."""
     session, refusal = await _admin(request)
@@ -443,7 +456,9 @@ async def _items(
 
 
 @get("/items")
-async def items_page(request: Request[Any, Any, Any], find_items: FindItems) -> Response[Any]:
+async def items_page(
+    request: Request[Any, Any, Any], find_items: NamedDependency[FindItems]
+) -> Response[Any]:
     """Items by status (active by default), text and seller, with a form to set each one's status."""
     session, refusal = await _admin(request)
     if refusal is not None:
@@ -454,7 +469,10 @@ async def items_page(request: Request[Any, Any, Any], find_items: FindItems) -> 
 
 @post("/items/{item_id:str}/status")
 async def moderate_item(
-    request: Request[Any, Any, Any], item_id: str, find_items: FindItems, set_item_status: SetItemStatus
+    request: Request[Any, Any, Any],
+    item_id: FromPath[str],
+    find_items: NamedDependency[FindItems],
+    set_item_status: NamedDependency[SetItemStatus],
 ) -> Response[Any]:
     """`PATCH /api/v1/admin/items/{item_id}` as a form: a status and a reason (audited)."""
     session, refusal = await _admin(request)
@@ -486,7 +504,9 @@ AUDIT_FILTERS = ("actor_id", "action", "target_id", "from", "to", "cursor")
 
 
 @get("/audit")
-async def audit_page(request: Request[Any, Any, Any], find_audit: FindAudit) -> Response[Any]:
+async def audit_page(
+    request: Request[Any, Any, Any], find_audit: NamedDependency[FindAudit]
+) -> Response[Any]:
     """Every admin write, newest first, by actor, action, target and time (`from` included, `to` not)."""
     session, refusal = await _admin(request)
     if refusal is not None:

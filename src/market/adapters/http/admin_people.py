@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, get, patch
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
 from market.application.admin import ChangeAccount, FindAudit, FindUsers
 from market.domain.admin import MAX_QUERY, AuditAction, AuditEntry, AuditFilter, UserFilter
@@ -97,7 +98,7 @@ class AdminPeopleController(Controller):
     @get("/users", operation_id="adminListUsers", responses=problems(400, 401, 403))
     async def list_users(
         self,
-        find_users: FindUsers,
+        find_users: NamedDependency[FindUsers],
         q: str | None = Parameter(
             default=None,
             max_length=MAX_QUERY,
@@ -124,7 +125,11 @@ class AdminPeopleController(Controller):
         responses=problems(400, 401, 403, 404, 409, 422),
     )
     async def update_user(
-        self, user_id: str, data: AccountChanges, user: User, change_account: ChangeAccount
+        self,
+        user_id: FromPath[str],
+        data: JSONBody[AccountChanges],
+        user: NamedDependency[User],
+        change_account: NamedDependency[ChangeAccount],
     ) -> AdminUserOut:
         """Set an account's `role` and/or `status`. Disabling ends its tokens at once (enabling does not bring
         them back). An admin cannot disable or demote themselves, nor remove the last active admin (409).
@@ -140,11 +145,13 @@ class AdminPeopleController(Controller):
     @get("/audit", operation_id="adminListAudit", responses=problems(400, 401, 403))
     async def list_audit(
         self,
-        find_audit: FindAudit,
+        find_audit: NamedDependency[FindAudit],
         actor_id: str | None = Parameter(default=None, max_length=64, pattern=NO_NUL),
         action: ActionName | None = Parameter(default=None),
         target_id: str | None = Parameter(default=None, max_length=64, pattern=NO_NUL),
-        from_: Annotated[str | None, Parameter(query="from", max_length=64, description=_BOUND_HELP)] = None,
+        from_: Annotated[
+            str | None, QueryParameter(name="from", max_length=64, description=_BOUND_HELP)
+        ] = None,
         to: Annotated[str | None, Parameter(max_length=64, description=_BOUND_HELP + " Excluded.")] = None,
         limit: int = Parameter(default=20, ge=1, le=100),
         cursor: str | None = Parameter(default=None, description="`next_cursor` of the previous page."),

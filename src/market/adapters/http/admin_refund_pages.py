@@ -15,6 +15,8 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 
 from market.application.checkout import GetOrder
 from market.application.refunds import IdempotentRefund
@@ -56,7 +58,10 @@ def _amount(raw: str) -> int | None:
 
 @post("/orders/{order_id:str}/refunds")
 async def refund_form(
-    request: Request[Any, Any, Any], order_id: str, get_order: GetOrder, idempotent_refund: IdempotentRefund
+    request: Request[Any, Any, Any],
+    order_id: FromPath[str],
+    get_order: NamedDependency[GetOrder],
+    idempotent_refund: NamedDependency[IdempotentRefund],
 ) -> Response[Any]:
     """Refund `amount_cents` (empty: all that is left) of the order, with a reason; the order's page again,
     saying what was refunded or why not (the problem's detail and status)."""

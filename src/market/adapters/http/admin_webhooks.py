@@ -7,7 +7,8 @@ from typing import Literal
 
 import msgspec
 from litestar import Controller, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, Parameter
 
 from market.application.deliveries import FindDeliveries, RetryDelivery
 from market.domain.users import Role, User
@@ -55,7 +56,7 @@ class AdminWebhooksController(Controller):
     @get(operation_id="adminListWebhookDeliveries", responses=problems(400, 401, 403))
     async def list_deliveries(
         self,
-        find_deliveries: FindDeliveries,
+        find_deliveries: NamedDependency[FindDeliveries],
         seller_id: str | None = Parameter(default=None, max_length=64, schema_extra=UUID_FORMAT),
         status: DeliveryStatusName | None = Parameter(default=None),
         limit: int = Parameter(default=20, ge=1, le=100),
@@ -77,7 +78,12 @@ class AdminWebhooksController(Controller):
         responses=problems(400, 401, 403, 404, 409),
         description=_RETRY_DOC + " Appends an audit entry in the same transaction.",
     )
-    async def retry(self, delivery_id: str, user: User, retry_delivery: RetryDelivery) -> AdminDeliveryOut:
+    async def retry(
+        self,
+        delivery_id: FromPath[str],
+        user: NamedDependency[User],
+        retry_delivery: NamedDependency[RetryDelivery],
+    ) -> AdminDeliveryOut:
         return AdminDeliveryOut.of_record(await retry_delivery(user, delivery_id))
 
 
@@ -95,5 +101,10 @@ class SellerDeliveryRetryController(Controller):
         responses=problems(400, 401, 403, 404, 409),
         description=_RETRY_DOC + " Another seller's delivery is a 404.",
     )
-    async def retry(self, delivery_id: str, user: User, retry_delivery: RetryDelivery) -> DeliveryOut:
+    async def retry(
+        self,
+        delivery_id: FromPath[str],
+        user: NamedDependency[User],
+        retry_delivery: NamedDependency[RetryDelivery],
+    ) -> DeliveryOut:
         return DeliveryOut.of(await retry_delivery(user, delivery_id))

@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from litestar import Controller, get
+from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
-from litestar.params import Parameter
+from litestar.params import PathParameter, QueryParameter
 
 from market.application.analytics import RunReport, SellerDashboardOf
 from market.domain import analytics as reports
@@ -28,8 +29,8 @@ _PERIOD_HELP = (
     "in UTC). Both ends are included; `to` defaults to now, `from` to 30 days before `to`; at most 366 days, "
     "from 1970-01-01T00:00:00Z and before 9999-01-01T00:00:00Z."
 )
-FromParam = Annotated[str | None, Parameter(query="from", description=_PERIOD_HELP, max_length=64)]
-ToParam = Annotated[str | None, Parameter(query="to", description=_PERIOD_HELP, max_length=64)]
+FromParam = Annotated[str | None, QueryParameter(name="from", description=_PERIOD_HELP, max_length=64)]
+ToParam = Annotated[str | None, QueryParameter(name="to", description=_PERIOD_HELP, max_length=64)]
 
 
 def period_of(raw_from: str | None, raw_to: str | None, now: datetime) -> reports.Period:
@@ -51,11 +52,11 @@ class AnalyticsController(Controller):
     @get("/{report:str}", operation_id="analyticsReport", responses=problems(400, 401, 403, 404))
     async def report(
         self,
-        run_report: RunReport,
-        now: Callable[[], datetime],
+        run_report: NamedDependency[RunReport],
+        now: NamedDependency[Callable[[], datetime]],
         report: Annotated[
             ReportNameParam,
-            Parameter(description="Which report."),
+            PathParameter(description="Which report."),
         ],
         from_: FromParam = None,
         to: ToParam = None,
@@ -80,9 +81,9 @@ class SellerDashboardController(Controller):
     @get(operation_id="sellerDashboard", responses=problems(400, 401, 403))
     async def dashboard(
         self,
-        seller_dashboard: SellerDashboardOf,
-        now: Callable[[], datetime],
-        user: User,
+        seller_dashboard: NamedDependency[SellerDashboardOf],
+        now: NamedDependency[Callable[[], datetime]],
+        user: NamedDependency[User],
         from_: FromParam = None,
         to: ToParam = None,
     ) -> SellerDashboardOut:

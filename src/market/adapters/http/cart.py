@@ -6,6 +6,8 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, delete, get, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
 from market.application.cart import SetCartQuantity, ViewCart
 from market.domain.orders import MAX_LINE_QUANTITY, Cart
@@ -54,7 +56,7 @@ class CartController(Controller):
     guards = [requires(Role.BUYER)]
 
     @get(operation_id="getCart", responses=problems(401, 403))
-    async def get_cart(self, user: User, view_cart: ViewCart) -> CartOut:
+    async def get_cart(self, user: NamedDependency[User], view_cart: NamedDependency[ViewCart]) -> CartOut:
         """The buyer's cart at current prices."""
         return CartOut.of(await view_cart(user))
 
@@ -64,7 +66,11 @@ class CartController(Controller):
         responses=problems(400, 401, 403, 404, 409, 422),
     )
     async def set_quantity(
-        self, item_id: str, data: QuantityBody, user: User, set_cart_quantity: SetCartQuantity
+        self,
+        item_id: FromPath[str],
+        data: JSONBody[QuantityBody],
+        user: NamedDependency[User],
+        set_cart_quantity: NamedDependency[SetCartQuantity],
     ) -> CartOut:
         """Set how many of an item the cart holds (0 removes it). More than the stock is a 409."""
         return CartOut.of(await set_cart_quantity(user, item_id, data.quantity))
@@ -75,6 +81,11 @@ class CartController(Controller):
         status_code=200,
         responses=problems(401, 403, 404),
     )
-    async def remove(self, item_id: str, user: User, set_cart_quantity: SetCartQuantity) -> CartOut:
+    async def remove(
+        self,
+        item_id: FromPath[str],
+        user: NamedDependency[User],
+        set_cart_quantity: NamedDependency[SetCartQuantity],
+    ) -> CartOut:
         """Remove the item's line from the cart."""
         return CartOut.of(await set_cart_quantity(user, item_id, 0))

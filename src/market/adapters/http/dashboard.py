@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from litestar import Request, Response, Router, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
@@ -124,7 +125,7 @@ async def login_page() -> Template:
 
 
 @post("/login", guards=[rate_limited("sign-in")])
-async def login(request: Request[Any, Any, Any], issue_token: IssueToken) -> Response[Any]:
+async def login(request: Request[Any, Any, Any], issue_token: NamedDependency[IssueToken]) -> Response[Any]:
     """Check the credentials as `POST /api/v1/auth/token` does; an admin gets the session cookie and the
     dashboard, a seller the seller area's cookie and their dashboard (seller_pages.py)."""
     form = await request.form()
@@ -159,7 +160,9 @@ async def login(request: Request[Any, Any, Any], issue_token: IssueToken) -> Res
 
 
 @post("/logout")
-async def logout(request: Request[Any, Any, Any], sign_out_everywhere: SignOutEverywhere) -> Redirect:
+async def logout(
+    request: Request[Any, Any, Any], sign_out_everywhere: NamedDependency[SignOutEverywhere]
+) -> Redirect:
     """Sign out everywhere (the session's token is revoked, not only its cookie cleared: a copied cookie must
     not outlive the sign-out). No CSRF check: the worst a forged sign-out does is sign someone out."""
     session = await _session(request)
@@ -171,9 +174,9 @@ async def logout(request: Request[Any, Any, Any], sign_out_everywhere: SignOutEv
 @get("/dashboard")
 async def dashboard(
     request: Request[Any, Any, Any],
-    figures: DashboardFigures,
-    now: Callable[[], datetime],
-    find_sessions: FindSessions,
+    figures: NamedDependency[DashboardFigures],
+    now: NamedDependency[Callable[[], datetime]],
+    find_sessions: NamedDependency[FindSessions],
 ) -> Response[Any]:
     """The dashboard over `from`/`to` (dates, or RFC 3339 timestamps; the last 30 days by default)."""
     session = await _session(request)
@@ -192,10 +195,10 @@ async def dashboard(
 @post("/dashboard/test-monitoring")
 async def test_monitoring(
     request: Request[Any, Any, Any],
-    run_monitoring_self_test: RunMonitoringSelfTest,
-    figures: DashboardFigures,
-    now: Callable[[], datetime],
-    find_sessions: FindSessions,
+    run_monitoring_self_test: NamedDependency[RunMonitoringSelfTest],
+    figures: NamedDependency[DashboardFigures],
+    now: NamedDependency[Callable[[], datetime]],
+    find_sessions: NamedDependency[FindSessions],
 ) -> Response[Any]:
     """The monitoring self-test's buttons: the very signal of `POST /api/v1/admin/test-monitoring`, then the
     dashboard with what was produced, its trace id and Sentry event id."""

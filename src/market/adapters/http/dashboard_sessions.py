@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 
 from market.application.sessions import FindSessions, SessionTimeline
 from market.domain.analytics import Period, parse_period
@@ -122,7 +124,9 @@ async def _admin(request: Request[Any, Any, Any]) -> tuple[Any, Response[Any] | 
 
 @get("/sessions")
 async def sessions_page(
-    request: Request[Any, Any, Any], find_sessions: FindSessions, now: Callable[[], datetime]
+    request: Request[Any, Any, Any],
+    find_sessions: NamedDependency[FindSessions],
+    now: NamedDependency[Callable[[], datetime]],
 ) -> Response[Any]:
     """Search sessions by trace id, order id, e-mail or user id; the list, most recently active first."""
     from .dashboard import _page, csrf_token
@@ -181,9 +185,9 @@ async def sessions_page(
 @get("/sessions/{session_id:str}")
 async def session_page(
     request: Request[Any, Any, Any],
-    session_id: str,
-    session_timeline: SessionTimeline,
-    session_links: SessionLinks,
+    session_id: FromPath[str],
+    session_timeline: NamedDependency[SessionTimeline],
+    session_links: NamedDependency[SessionLinks],
 ) -> Response[Any]:
     """One session's timeline."""
     from .dashboard import _page, csrf_token

@@ -15,6 +15,7 @@ from typing import Any
 from litestar import Request, Response, Router, get
 from litestar.exceptions import NotFoundException
 from litestar.openapi.plugins import OpenAPIRenderPlugin
+from litestar.params import FromPath
 from swagger_ui_bundle import swagger_ui_path
 
 from .templating import template_engine
@@ -65,7 +66,7 @@ async def docs_page() -> Response[bytes]:
 
 
 @get("/assets/{name:str}", include_in_schema=False)
-async def docs_asset(name: str) -> Response[bytes]:
+async def docs_asset(name: FromPath[str]) -> Response[bytes]:
     """One of Swagger UI's files; anything else is a 404."""
     if name not in ASSETS:
         raise NotFoundException()

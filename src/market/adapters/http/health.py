@@ -7,6 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.di import NamedDependency
 
 from .openapi import problems
 from .problems import RETRY_AFTER_S, UNAVAILABLE, problem_response
@@ -36,7 +37,7 @@ async def live() -> Health:
 
 
 @get("/health/ready", operation_id="ready", tags=["operations"], responses=problems(503))
-async def ready(request: Request[Any, Any, Any], database: Readiness) -> Response[Any]:
+async def ready(request: Request[Any, Any, Any], database: NamedDependency[Readiness]) -> Response[Any]:
     """Ready to serve: within 2 s the database answers, its schema is at this code's migration head and
     every table the code needs exists. Otherwise a 503 problem saying which."""
     try:

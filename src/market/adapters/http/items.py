@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, delete, get, patch, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, Parameter
 
 from market.application.catalog import ArchiveItem, BrowseItems, ListItem, ViewItem
 from market.application.moderation import EditItem
@@ -117,7 +118,7 @@ class ItemController(Controller):
     @get(operation_id="browseItems", responses=problems(400))
     async def browse(
         self,
-        browse_items: BrowseItems,
+        browse_items: NamedDependency[BrowseItems],
         q: str | None = Parameter(
             default=None, pattern=NO_NUL, description="Full-text search; results in relevance order."
         ),
@@ -143,7 +144,7 @@ class ItemController(Controller):
         return ItemPage(items=[ItemOut.of(i) for i in page.items], next_cursor=page.next_cursor)
 
     @get("/{item_id:str}", operation_id="getItem", responses=problems(404))
-    async def get_item(self, item_id: str, view_item: ViewItem) -> ItemOut:
+    async def get_item(self, item_id: FromPath[str], view_item: NamedDependency[ViewItem]) -> ItemOut:
         """One active item."""
         return ItemOut.of(await view_item(item_id))
 
@@ -154,7 +155,9 @@ class ItemController(Controller):
         security=BEARER,
         responses=problems(400, 401, 403, 422),
     )
-    async def create(self, data: NewItem, user: User, list_item: ListItem) -> ItemOut:
+    async def create(
+        self, data: JSONBody[NewItem], user: NamedDependency[User], list_item: NamedDependency[ListItem]
+    ) -> ItemOut:
         """List a new item (sellers)."""
         return ItemOut.of(await list_item(user, _fields(data)))
 
@@ -165,7 +168,13 @@ class ItemController(Controller):
         security=BEARER,
         responses=problems(400, 401, 403, 404, 422),
     )
-    async def update(self, item_id: str, data: ItemChanges, user: User, edit_item: EditItem) -> ItemOut:
+    async def update(
+        self,
+        item_id: FromPath[str],
+        data: JSONBody[ItemChanges],
+        user: NamedDependency[User],
+        edit_item: NamedDependency[EditItem],
+    ) -> ItemOut:
         """Change some of an item's fields (its seller, or an admin). `status` first: an archived item can be
         restored (`active`) and changed in one request; a suspended one only by an admin
         (`PATCH /admin/items/{item_id}`)."""
@@ -179,6 +188,11 @@ class ItemController(Controller):
         security=BEARER,
         responses=problems(401, 403, 404),
     )
-    async def archive(self, item_id: str, user: User, archive_item: ArchiveItem) -> None:
+    async def archive(
+        self,
+        item_id: FromPath[str],
+        user: NamedDependency[User],
+        archive_item: NamedDependency[ArchiveItem],
+    ) -> None:
         """Archive an item (its seller, or an admin). It disappears from browsing; orders keep it."""
         await archive_item(user, item_id)

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter, QueryParameter
 
 from market.application.checkout import GetOrder, IdempotentCheckout, ListOrders, PaymentMethodInput
 from market.application.ports import IdempotentReplay
@@ -60,7 +61,7 @@ OrderStatusName = Literal[
 ]
 _BOUND_HELP = "RFC 3339 timestamp with a time zone, or a date (its first instant in UTC), on `created_at`."
 FromBound = Annotated[
-    str | None, Parameter(query="from", max_length=64, description=_BOUND_HELP + " Included.")
+    str | None, QueryParameter(name="from", max_length=64, description=_BOUND_HELP + " Included.")
 ]
 ToBound = Annotated[str | None, Parameter(max_length=64, description=_BOUND_HELP + " Excluded.")]
 SELLER_FILTER_HELP = "Orders holding at least one line of this seller."
@@ -116,19 +117,21 @@ class CheckoutController(Controller):
     async def checkout(
         self,
         request: Request[Any, Any, Any],
-        data: CheckoutBody,
-        user: User,
-        idempotent_checkout: IdempotentCheckout,
+        data: JSONBody[CheckoutBody],
+        user: NamedDependency[User],
+        idempotent_checkout: NamedDependency[IdempotentCheckout],
         # Documented as required; a missing key still reaches the handler (default None), which answers with
         # the specific `idempotency-key-required` problem rather than a generic invalid-parameter one.
-        idempotency_key: str | None = Parameter(
-            header="Idempotency-Key",
-            default=None,
-            required=True,
-            min_length=1,
-            max_length=MAX_IDEMPOTENCY_KEY,
-            description="Required. A retry with the same key and body replays the first response.",
-        ),
+        idempotency_key: Annotated[
+            str | None,
+            HeaderParameter(
+                name="Idempotency-Key",
+                required=True,
+                min_length=1,
+                max_length=MAX_IDEMPOTENCY_KEY,
+                description="Required. A retry with the same key and body replays the first response.",
+            ),
+        ] = None,
     ) -> Response[Any]:
         """Place an order from the cart and pay for it: 201 `paid` (or `processing`), 402 declined (order
         kept as payment_failed, stock released), 503 provider unavailable (order kept as pending_payment)."""
@@ -154,8 +157,8 @@ class CheckoutController(Controller):
     )
     async def list_orders(
         self,
-        user: User,
-        list_orders: ListOrders,
+        user: NamedDependency[User],
+        list_orders: NamedDependency[ListOrders],
         status: OrderStatusName | None = Parameter(default=None),
         buyer_id: str | None = Parameter(default=None, max_length=64, schema_extra=UUID_FORMAT),
         seller_id: str | None = Parameter(
@@ -177,7 +180,9 @@ class CheckoutController(Controller):
         return OrderPage(items=[OrderOut.of(o) for o in page.items], next_cursor=page.next_cursor)
 
     @get("/orders/{order_id:str}", operation_id="getOrder", guards=[requires()], responses=problems(401, 404))
-    async def get_order(self, order_id: str, user: User, get_order: GetOrder) -> OrderOut:
+    async def get_order(
+        self, order_id: FromPath[str], user: NamedDependency[User], get_order: NamedDependency[GetOrder]
+    ) -> OrderOut:
         """One order the caller may see; any other is a 404.
 
         The buyer and admins see the whole order. A seller sees only their own lines, and `total_cents` and

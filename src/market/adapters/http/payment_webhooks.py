@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import msgspec
 from litestar import Request, post
+from litestar.di import NamedDependency
 
 from market.application.provider_events import ReceiveProviderEvent
 
@@ -28,7 +29,7 @@ class WebhookAck(msgspec.Struct):
     request_max_body_size=256 * 1024,
 )
 async def payment_webhook(
-    request: Request[Any, Any, Any], receive_provider_event: ReceiveProviderEvent
+    request: Request[Any, Any, Any], receive_provider_event: NamedDependency[ReceiveProviderEvent]
 ) -> WebhookAck:
     """Signed provider events (`Market-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`,
     300 s tolerance). A missing, malformed, bad or stale signature is a 400 and changes nothing; a duplicate

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, get, put
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, Parameter
 
 from market.application.seller_webhooks import GetSellerWebhook, ListWebhookDeliveries, SetSellerWebhook
 from market.domain.users import Role, User
@@ -137,7 +138,10 @@ class SellerWebhookController(Controller):
 
     @put(operation_id="setSellerWebhook", status_code=200, responses=problems(400, 401, 403, 422))
     async def set_webhook(
-        self, data: WebhookBody, user: User, set_seller_webhook: SetSellerWebhook
+        self,
+        data: JSONBody[WebhookBody],
+        user: NamedDependency[User],
+        set_seller_webhook: NamedDependency[SetSellerWebhook],
     ) -> WebhookOut:
         """Send the seller's `order.paid` events to `url`, signed per Standard Webhooks with `secret`.
 
@@ -148,15 +152,17 @@ class SellerWebhookController(Controller):
         return WebhookOut.of(await set_seller_webhook(user, data.url, rotate_secret=data.rotate_secret))
 
     @get(operation_id="getSellerWebhook", responses=problems(401, 403, 404))
-    async def get_webhook(self, user: User, get_seller_webhook: GetSellerWebhook) -> WebhookOut:
+    async def get_webhook(
+        self, user: NamedDependency[User], get_seller_webhook: NamedDependency[GetSellerWebhook]
+    ) -> WebhookOut:
         """The seller's endpoint; 404 when none is set."""
         return WebhookOut.of(await get_seller_webhook(user))
 
     @get("/deliveries", operation_id="listSellerWebhookDeliveries", responses=problems(400, 401, 403))
     async def list_deliveries(
         self,
-        user: User,
-        list_webhook_deliveries: ListWebhookDeliveries,
+        user: NamedDependency[User],
+        list_webhook_deliveries: NamedDependency[ListWebhookDeliveries],
         limit: int = Parameter(default=20, ge=1, le=100),
         cursor: str | None = Parameter(default=None, description="`next_cursor` of the previous page."),
     ) -> DeliveryPage:

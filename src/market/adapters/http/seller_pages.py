@@ -16,7 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from litestar import Request, Response, Router, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
+from litestar.params import FromPath
 
 from market.application.accounts import SignOutEverywhere
 from market.application.analytics import SellerDashboardOf
@@ -74,7 +76,9 @@ async def seller_home() -> Response[Any]:
 
 @get("/dashboard")
 async def seller_dashboard_page(
-    request: Request[Any, Any, Any], seller_dashboard: SellerDashboardOf, now: Callable[[], datetime]
+    request: Request[Any, Any, Any],
+    seller_dashboard: NamedDependency[SellerDashboardOf],
+    now: NamedDependency[Callable[[], datetime]],
 ) -> Response[Any]:
     """The seller's figures over `from`/`to` (dates, or RFC 3339 timestamps; the last 30 days by default)."""
     session, refusal = await _seller(request)
@@ -141,7 +145,7 @@ async def _deliveries(
 
 @get("/deliveries")
 async def seller_deliveries_page(
-    request: Request[Any, Any, Any], list_webhook_deliveries: ListWebhookDeliveries
+    request: Request[Any, Any, Any], list_webhook_deliveries: NamedDependency[ListWebhookDeliveries]
 ) -> Response[Any]:
     """The seller's own webhook deliveries, newest first, with a Retry button for pending or failed ones."""
     session, refusal = await _seller(request)
@@ -155,9 +159,9 @@ async def seller_deliveries_page(
 @post("/deliveries/{delivery_id:str}/retry")
 async def seller_retry_delivery(
     request: Request[Any, Any, Any],
-    delivery_id: str,
-    list_webhook_deliveries: ListWebhookDeliveries,
-    retry_delivery: RetryDelivery,
+    delivery_id: FromPath[str],
+    list_webhook_deliveries: NamedDependency[ListWebhookDeliveries],
+    retry_delivery: NamedDependency[RetryDelivery],
 ) -> Response[Any]:
     """`POST /api/v1/seller/webhook/deliveries/{delivery_id}/retry` as a button: their own deliveries only
     (another seller's is a 404, as in the API)."""
@@ -187,7 +191,7 @@ async def seller_retry_delivery(
 
 @post("/logout")
 async def seller_logout(
-    request: Request[Any, Any, Any], sign_out_everywhere: SignOutEverywhere
+    request: Request[Any, Any, Any], sign_out_everywhere: NamedDependency[SignOutEverywhere]
 ) -> Response[Any]:
     """Sign out everywhere, as the admin pages' sign-out does (the token is revoked, not only the cookie)."""
     token = request.cookies.get(SELLER_COOKIE, "")

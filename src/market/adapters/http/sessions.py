@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 
 from market.application.sessions import AddClientEvents, FindSessions, SessionTimeline
 from market.domain.sessions import (
@@ -140,15 +141,15 @@ class SessionController(Controller):
     @get("/", operation_id="listSessions", responses=problems(400, 401, 403))
     async def list_sessions(
         self,
-        find_sessions: FindSessions,
-        now: Callable[[], datetime],
+        find_sessions: NamedDependency[FindSessions],
+        now: NamedDependency[Callable[[], datetime]],
         raw_from: FromParam = None,
         raw_to: ToParam = None,
         user_id: Annotated[str | None, Parameter(max_length=64, pattern=r"^[^\x00]*$")] = None,
         email: Annotated[str | None, Parameter(max_length=254, pattern=EMAIL)] = None,
         order_id: Annotated[str | None, Parameter(max_length=64, pattern=r"^[^\x00]*$")] = None,
         trace_id: Annotated[str | None, Parameter(pattern=TRACE_ID_PATTERN)] = None,
-        has_errors: bool | None = None,
+        has_errors: FromQuery[bool | None] = None,
         limit: int = Parameter(default=20, ge=1, le=100),
         cursor: str | None = Parameter(default=None, description="`next_cursor` of the previous page."),
     ) -> SessionPage:
@@ -169,7 +170,9 @@ class SessionController(Controller):
         return page_out(page)
 
     @get("/{session_id:str}", operation_id="getSession", responses=problems(401, 403, 404))
-    async def get_session(self, session_id: str, session_timeline: SessionTimeline) -> TimelineOut:
+    async def get_session(
+        self, session_id: FromPath[str], session_timeline: NamedDependency[SessionTimeline]
+    ) -> TimelineOut:
         """The session's whole story in time order: its requests and its business events (views, searches
         with their result count, cart changes, checkout, payment outcomes), and what its client reported.
         Unknown session → 404."""
@@ -187,13 +190,13 @@ class SessionController(Controller):
 )
 async def add_session_events(
     request: Request[Any, Any, Any],
-    session_id: str,
-    data: ClientEventsIn,
-    add_client_events: AddClientEvents,
+    session_id: FromPath[str],
+    data: JSONBody[ClientEventsIn],
+    add_client_events: NamedDependency[AddClientEvents],
     x_session_id: Annotated[
         str | None,
-        Parameter(
-            header="X-Session-Id",
+        HeaderParameter(
+            name="X-Session-Id",
             # Not validated here: the contract replaces an invalid id with a new one (the edge middleware does),
             # so a malformed header means "another session" (403), never a 400.
             description="The caller's own session (1–64 chars of `[A-Za-z0-9._-]`): events are taken only for "
