@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 from litestar import Litestar, get
+from litestar.params import FromQuery
 
 SQL = (
     "SELECT i.id, i.seller_id, i.title, i.description, i.price_cents, i.currency, i.stock, i.category,"
@@ -32,7 +33,7 @@ _pool: asyncpg.Pool | None = None
 
 
 @get("/api/v1/items")
-async def browse(limit: int = 20) -> dict[str, Any]:
+async def browse(limit: FromQuery[int] = 20) -> dict[str, Any]:
     assert _pool is not None
     rows = await _pool.fetch(SQL, limit + 1)
     items = [
