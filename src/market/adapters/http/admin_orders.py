@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import HeaderParameter, JSONBody, Parameter, PathParameter
+from litestar.params import JSONBody, Parameter, PathParameter
 
 from market.application.checkout import ListOrders
 from market.application.ports import IdempotentReplay
@@ -23,13 +23,13 @@ from market.domain.users import Role, User
 from .auth import requires
 from .openapi import BEARER, problems
 from .orders import (
-    MAX_IDEMPOTENCY_KEY,
     SELLER_FILTER_HELP,
     FromBound,
     OrderOut,
     OrderPage,
     OrderStatusName,
     ToBound,
+    idempotency_key_header,
 )
 from .problems import PROBLEM_JSON, domain_error_handler
 from .query import UUID_FORMAT, order_filter_of, strict_request
@@ -117,17 +117,11 @@ class AdminOrdersController(Controller):
         data: JSONBody[RefundBody],
         user: NamedDependency[User],
         idempotent_refund: NamedDependency[IdempotentRefund],
-        # Documented as required; a missing key still reaches the handler (default None), which answers with
-        # the specific `idempotency-key-required` problem, as checkout does.
         idempotency_key: Annotated[
             str | None,
-            HeaderParameter(
-                name="Idempotency-Key",
-                required=True,
-                min_length=1,
-                max_length=MAX_IDEMPOTENCY_KEY,
-                description="Required. A retry with the same key and body replays the first response; keys "
-                "are scoped per admin.",
+            idempotency_key_header(
+                "Required. A retry with the same key and body replays the first response; keys are scoped per"
+                " admin."
             ),
         ] = None,
     ) -> Response[Any]:

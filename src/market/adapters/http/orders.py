@@ -28,6 +28,19 @@ from .redacted import RedactedStruct
 MAX_IDEMPOTENCY_KEY = 255
 
 
+def idempotency_key_header(description: str) -> HeaderParameter:
+    """The `Idempotency-Key` header of a handler that charges or refunds. Documented as required, yet declared
+    with a default of None: a missing key still reaches the handler, which answers with the specific
+    `idempotency-key-required` problem rather than a generic invalid-parameter one."""
+    return HeaderParameter(
+        name="Idempotency-Key",
+        required=True,
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY,
+        description=description,
+    )
+
+
 class PaymentMethodBody(RedactedStruct, forbid_unknown_fields=True):
     secret_fields = frozenset({"token"})
 
@@ -120,16 +133,10 @@ class CheckoutController(Controller):
         data: JSONBody[CheckoutBody],
         user: NamedDependency[User],
         idempotent_checkout: NamedDependency[IdempotentCheckout],
-        # Documented as required; a missing key still reaches the handler (default None), which answers with
-        # the specific `idempotency-key-required` problem rather than a generic invalid-parameter one.
         idempotency_key: Annotated[
             str | None,
-            HeaderParameter(
-                name="Idempotency-Key",
-                required=True,
-                min_length=1,
-                max_length=MAX_IDEMPOTENCY_KEY,
-                description="Required. A retry with the same key and body replays the first response.",
+            idempotency_key_header(
+                "Required. A retry with the same key and body replays the first response."
             ),
         ] = None,
     ) -> Response[Any]:
