@@ -9,6 +9,7 @@ import pytest
 
 from market.adapters.db.errors import (
     BUSY,
+    CONTENDED,
     LOCK_TIMEOUT,
     NO_SCHEMA,
     STATEMENT_TIMEOUT,
@@ -23,6 +24,8 @@ from market.adapters.db.errors import (
     [
         (asyncpg.LockNotAvailableError("canceling statement due to lock timeout"), LOCK_TIMEOUT),
         (asyncpg.QueryCanceledError("canceling statement due to statement timeout"), STATEMENT_TIMEOUT),
+        (asyncpg.DeadlockDetectedError("deadlock detected"), CONTENDED),
+        (asyncpg.SerializationError("could not serialize access due to concurrent update"), CONTENDED),
         (asyncpg.InvalidCatalogNameError('database "x" does not exist'), UNREACHABLE),
         (asyncpg.AdminShutdownError("terminating connection due to administrator command"), UNREACHABLE),
         (
@@ -35,7 +38,7 @@ from market.adapters.db.errors import (
         (asyncpg.UndefinedTableError('relation "items" does not exist'), NO_SCHEMA),
     ],
 )
-def test_timeouts_locks_and_a_lost_database_are_unavailability(error, detail):
+def test_timeouts_locks_lost_races_and_a_lost_database_are_unavailability(error, detail):
     found = database_unavailable(error)
     assert found is not None and found.detail == detail
 

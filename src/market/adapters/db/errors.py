@@ -1,7 +1,8 @@
 """The one infrastructure error of the database adapters: the database cannot serve a request right now.
 
 Driver errors that mean "not now" rather than "this is a bug" (a statement or lock timeout, no pooled
-connection free in time, SQLite busy, the database or its schema gone) are recognised here, in one place,
+connection free in time, SQLite busy, a transaction PostgreSQL aborted to break a deadlock or a serialization
+conflict, the database or its schema gone) are recognised here, in one place,
 and answered as a 503 with Retry-After by the HTTP adapter (adapters/http/problems.py)."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ POOL_EXHAUSTED = "No database connection became free in time; the service is ove
 STATEMENT_TIMEOUT = "A database query took too long and was cancelled."
 LOCK_TIMEOUT = "The data this request needs is locked by other work (a migration, a backup or a long query)."
 BUSY = "The database is busy with another write."
+CONTENDED = "Another request was changing the same data at the same moment."
 UNREACHABLE = "The database cannot be reached."
 NO_SCHEMA = "The database has lost its tables (deleted, replaced or not migrated)."
 
@@ -54,6 +56,11 @@ def _classify(exc: BaseException) -> DatabaseUnavailable | None:
         return DatabaseUnavailable(LOCK_TIMEOUT)
     if isinstance(exc, asyncpg.QueryCanceledError):  # statement_timeout (57014)
         return DatabaseUnavailable(STATEMENT_TIMEOUT)
+    # PostgreSQL rolled the transaction back to break a deadlock (40P01) or a serialization conflict (40001):
+    # the same request again is expected to pass. Lock ordering should make these rare (adapters/db/commerce.py);
+    # when one happens it is still reported as a 5xx, so a lock-order bug gets seen.
+    if isinstance(exc, asyncpg.DeadlockDetectedError | asyncpg.SerializationError):
+        return DatabaseUnavailable(CONTENDED)
     if isinstance(
         exc,
         asyncpg.PostgresConnectionError  # class 08, ConnectionDoesNotExistError included
