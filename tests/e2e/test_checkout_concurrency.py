@@ -222,3 +222,46 @@ async def test_buyers_carting_two_items_in_opposite_orders_all_check_out(server,
         r.text for r in responses if r.status_code != 201
     ]
     assert stocks == [70, 70]
+
+
+async def test_buyers_changing_their_carts_while_their_checkouts_are_declined_meet_no_server_error(
+    server, seller, password_hash
+):
+    # A declined checkout releases its cart claim and its stock while the buyer edits the same cart: the cart
+    # row is locked before its lines on both sides (adapters/db/commerce.py), so neither deadlocks the other.
+    live, database_url = server
+    with live.client() as c:
+        mug, hat = create_item(c, seller, stock=100), create_item(c, seller, title="Hat", stock=100)
+    buyers = await new_buyers(database_url, 10, password_hash)
+    declined = {"payment_method": {"type": "card", "token": "tok_chargeDeclined"}}
+    checkouts, edits = Counter(), Counter()
+    async with async_client(live) as client:
+        await fill_carts(client, buyers, mug["id"])
+        for round_ in range(5):
+            quantity = round_ % 2  # the hat line comes and goes
+            responses = await asyncio.gather(
+                *(
+                    request
+                    for b in buyers
+                    for request in (
+                        client.post(
+                            CHECKOUT, json=declined, headers={**auth(b), "Idempotency-Key": f"r{round_}"}
+                        ),
+                        client.put(
+                            f"/api/v1/cart/items/{hat['id']}", json={"quantity": quantity}, headers=auth(b)
+                        ),
+                    )
+                )
+            )
+            checkouts.update(r.status_code for r in responses[0::2])
+            edits.update(r.status_code for r in responses[1::2])
+        stocks = [(await client.get(f"/api/v1/items/{i['id']}")).json()["stock"] for i in (mug, hat)]
+    assert set(checkouts) <= {402, 409} and checkouts[402] > 0, checkouts
+    assert set(edits) <= {200, 409} and edits[200] > 0, edits
+    assert stocks == [100, 100]  # every declined checkout gave its stock back
+    failed = await query(
+        database_url,
+        "SELECT status, count(*) AS n FROM orders WHERE buyer_id = ANY($1::uuid[]) GROUP BY status",
+        [uuid.UUID(b["id"]) for b in buyers],
+    )
+    assert {row["status"] for row in failed} == {"payment_failed"}
