@@ -10,13 +10,11 @@ renders the list again (with the filters it was sent from) and says what was don
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import FormMultiDict
 from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath
@@ -32,8 +30,8 @@ from market.domain.orders import OrderStatus
 from market.domain.users import Role, User, UserStatus
 from market.domain.webhooks import DeliveryStatus
 
-from .dashboard import CSRF_FIELD, FORM_REFUSED, _page, csrf_token
-from .dashboard_sessions import _admin
+from .dashboard import _page, checked_form, csrf_token
+from .dashboard_sessions import admin_session
 from .problems import PROBLEM_TYPES
 from .query import bounds_of, order_filter_of, uuid_or_400
 
@@ -95,18 +93,6 @@ def page_url(path: str, filters: Mapping[str, str], cursor: str | None = None) -
     if cursor:
         query["cursor"] = cursor
     return f"{path}?{urlencode(query)}" if query else path
-
-
-async def checked_form(request: Request[Any, Any, Any], token: str) -> FormMultiDict | None:
-    """The posted form when its CSRF token is this session's, else None."""
-    form = await request.form()
-    if not hmac.compare_digest(str(form.get(CSRF_FIELD) or ""), csrf_token(token)):
-        return None
-    return form
-
-
-def form_refused() -> Response[Any]:
-    return _page("message.html", 403, title="Form refused", message=FORM_REFUSED, signed_in=True)
 
 
 class Outcome:
@@ -200,10 +186,7 @@ async def users_page(
     request: Request[Any, Any, Any], find_users: NamedDependency[FindUsers]
 ) -> Response[Any]:
     """Accounts, newest first, by text, role and status; a form per account to change its role or status."""
-    session, refusal = await _admin(request)
-    if refusal is not None:
-        return refusal
-    user, token = session
+    user, token = await admin_session(request)
     return await _users(user, token, read_fields(request.query_params, USER_FILTERS), find_users)
 
 
@@ -215,13 +198,8 @@ async def update_user(
     change_account: NamedDependency[ChangeAccount],
 ) -> Response[Any]:
     """`PATCH /api/v1/admin/users/{user_id}` as a form: role and status."""
-    session, refusal = await _admin(request)
-    if refusal is not None:
-        return refusal
-    user, token = session
+    user, token = await admin_session(request)
     form = await checked_form(request, token)
-    if form is None:
-        return form_refused()
     filters = read_fields(form, USER_FILTERS)
     values = read_fields(
         form, ("new_role", "new_status")
@@ -254,10 +232,7 @@ async def orders_page(
     request: Request[Any, Any, Any], list_orders: NamedDependency[ListOrders]
 ) -> Response[Any]:
     """Every order, newest first, by status, buyer, seller and creation time (`from` included, `to` not)."""
-    session, refusal = await _admin(request)
-    if refusal is not None:
-        return refusal
-    user, token = session
+    user, token = await admin_session(request)
     filters = read_fields(request.query_params, ORDER_FILTERS)
     errors: FieldErrors = []
     items: list[Any] = []
@@ -304,10 +279,7 @@ async def order_page_response(
     """An order's page (with its refund form: admin_refund_pages.py), saying what a form did."""
     from .admin_refund_pages import refund_form_context  # it builds on this module
 
-    session, refusal = await _admin(request)
-    if refusal is not None:
-        return refusal
-    user, token = session
+    user, token = await admin_session(request)
     try:
         order = await get_order(order_id, user)
     except DomainError as exc:
@@ -375,10 +347,7 @@ async def deliveries_page(
     request: Request[Any, Any, Any], find_deliveries: NamedDependency[FindDeliveries]
 ) -> Response[Any]:
     """Every seller webhook delivery, newest first, by seller and status, with a Retry button."""
-    session, refusal = await _admin(request)
-    if refusal is not None:
-        return refusal
-    user, token = session
+    user, token = await admin_session(request)
     return await _deliveries(
         user, token, read_fields(request.query_params, DELIVERY_FILTERS), find_deliveries
     )
@@ -392,13 +361,8 @@ async def retry_delivery_form(
     retry_delivery: NamedDependency[RetryDelivery],
 ) -> Response[Any]:
     """`POST /api/v1/admin/webhooks/deliveries/{delivery_id}/retry` as a button (audited)."""
-    session, refusal = await _admin(request)
-    if refusal is not None:
-        return refusal
-    user, token = session
+    user, token = await admin_session(request)
     form = await checked_form(request, token)
-    if form is None:
-        return form_refused()
     try:
         record = await retry_delivery(user, delivery_id)
     except DomainError as exc:
@@ -460,10 +424,7 @@ async def items_page(
     request: Request[Any, Any, Any], find_items: NamedDependency[FindItems]
 ) -> Response[Any]:
     """Items by status (active by default), text and seller, with a form to set each one's status."""
-    session, refusal = await _admin(request)
-    if refusal is not None:
-        return refusal
-    user, token = session
+    user, token = await admin_session(request)
     return await _items(user, token, read_fields(request.query_params, ITEM_FILTERS), find_items)
 
 
@@ -475,13 +436,8 @@ async def moderate_item(
     set_item_status: NamedDependency[SetItemStatus],
 ) -> Response[Any]:
     """`PATCH /api/v1/admin/items/{item_id}` as a form: a status and a reason (audited)."""
-    session, refusal = await _admin(request)
-    if refusal is not None:
-        return refusal
-    user, token = session
+    user, token = await admin_session(request)
     form = await checked_form(request, token)
-    if form is None:
-        return form_refused()
     new_status = str(form.get("new_status") or "")
     reason = str(form.get("reason") or "").strip()
     if new_status not in ITEM_STATUSES:
@@ -508,10 +464,7 @@ async def audit_page(
     request: Request[Any, Any, Any], find_audit: NamedDependency[FindAudit]
 ) -> Response[Any]:
     """Every admin write, newest first, by actor, action, target and time (`from` included, `to` not)."""
-    session, refusal = await _admin(request)
-    if refusal is not None:
-        return refusal
-    user, token = session
+    user, token = await admin_session(request)
     filters = read_fields(request.query_params, AUDIT_FILTERS)
     errors: FieldErrors = []
     items: list[Any] = []

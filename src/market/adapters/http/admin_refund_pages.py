@@ -26,8 +26,9 @@ from market.domain.orders import PAID_STATES, OrderStatus
 from market.domain.refunds import ADMIN_REASONS, RefundReason
 
 from .admin_orders import RefundBody, _respond
-from .admin_pages import Outcome, checked_form, form_refused, order_page_response
-from .dashboard_sessions import _admin
+from .admin_pages import Outcome, order_page_response
+from .dashboard import checked_form
+from .dashboard_sessions import admin_session
 from .orders import MAX_IDEMPOTENCY_KEY
 
 REASONS = tuple(reason.value for reason in ADMIN_REASONS)
@@ -65,13 +66,8 @@ async def refund_form(
 ) -> Response[Any]:
     """Refund `amount_cents` (empty: all that is left) of the order, with a reason; the order's page again,
     saying what was refunded or why not (the problem's detail and status)."""
-    session, refusal = await _admin(request)
-    if refusal is not None:
-        return refusal
-    user, token = session
+    user, token = await admin_session(request)
     form = await checked_form(request, token)
-    if form is None:
-        return form_refused()
     key = str(form.get("idempotency_key") or "").strip()
     reason = str(form.get("reason") or "")
     raw_amount = str(form.get("amount_cents") or "").strip()[:64]

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from litestar import Request, Response, Router, get, post
+from litestar.datastructures import FormMultiDict
 from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
 from litestar.response import Redirect, Template
@@ -39,7 +40,13 @@ from .accounts import sign_in
 from .alerts import AlertBoard
 from .analytics import period_of
 from .auth import user_of_token
-from .dashboard_sessions import recent_failures, session_page, sessions_page
+from .dashboard_sessions import (
+    PageRefused,
+    admin_session,
+    recent_failures,
+    session_page,
+    sessions_page,
+)
 from .limits import rate_limited
 from .problems import record_server_error
 from .templating import STATIC_DIR, STATIC_PATH
@@ -79,6 +86,17 @@ def _redirect(url: str, set_cookie: str | None = None) -> Redirect:
     return Redirect(url, status_code=303, headers={"Set-Cookie": set_cookie} if set_cookie else None)
 
 
+async def checked_form(request: Request[Any, Any, Any], token: str, **page: Any) -> FormMultiDict:
+    """The posted form when its CSRF token is this session's; otherwise PageRefused with the refused-form page
+    (`page`: more of its context, e.g. the seller area's `logout_url`)."""
+    form = await request.form()
+    if not hmac.compare_digest(str(form.get(CSRF_FIELD) or ""), csrf_token(token)):
+        raise PageRefused(
+            _page("message.html", 403, title="Form refused", message=FORM_REFUSED, signed_in=True, **page)
+        )
+    return form
+
+
 def _session_cookie(token: str, max_age: int, name: str = COOKIE, path: str = COOKIE_PATH) -> str:
     # Written by hand: Litestar spells the attribute `SameSite=strict`; this is the spelling of RFC 6265bis.
     return f"{name}={token}; Max-Age={max_age}; Path={path}; Secure; HttpOnly; SameSite=Strict"
@@ -99,6 +117,12 @@ def csrf_token(session_token: str) -> str:
 def _add_security_headers(response: Response[Any]) -> Response[Any]:
     response.headers.update(SECURITY_HEADERS)
     return response
+
+
+def page_refused(_: Request[Any, Any, Any], exc: PageRefused) -> Response[Any]:
+    """The pages' routers' answer to PageRefused: its response, with the pages' headers (a response made by an
+    exception handler does not pass through the router's `after_request`)."""
+    return _add_security_headers(exc.response)
 
 
 async def _session(request: Request[Any, Any, Any]) -> tuple[User, str] | None:
@@ -179,12 +203,7 @@ async def dashboard(
     find_sessions: NamedDependency[FindSessions],
 ) -> Response[Any]:
     """The dashboard over `from`/`to` (dates, or RFC 3339 timestamps; the last 30 days by default)."""
-    session = await _session(request)
-    if session is None:
-        return _redirect(LOGIN_URL, CLEARED_COOKIE if COOKIE in request.cookies else None)
-    user, token = session
-    if user.role is not Role.ADMIN:
-        return _forbidden()
+    user, token = await admin_session(request)
     raw_from = request.query_params.get("from") or ""
     raw_to = request.query_params.get("to") or ""
     context, status = await _render(request, figures, now(), user, token, raw_from, raw_to)
@@ -202,15 +221,8 @@ async def test_monitoring(
 ) -> Response[Any]:
     """The monitoring self-test's buttons: the very signal of `POST /api/v1/admin/test-monitoring`, then the
     dashboard with what was produced, its trace id and Sentry event id."""
-    session = await _session(request)
-    if session is None:
-        return _redirect(LOGIN_URL, CLEARED_COOKIE if COOKIE in request.cookies else None)
-    user, token = session
-    if user.role is not Role.ADMIN:
-        return _forbidden()
-    form = await request.form()
-    if not hmac.compare_digest(str(form.get(CSRF_FIELD) or ""), csrf_token(token)):
-        return _page("message.html", 403, title="Form refused", message=FORM_REFUSED, signed_in=True)
+    user, token = await admin_session(request)
+    form = await checked_form(request, token)
     trace_id = request.scope["state"]["trace_id"]
     kind = str(form.get("kind") or "")
     status = 200
@@ -308,4 +320,5 @@ def dashboard_router() -> Router:
         ],
         include_in_schema=False,
         after_request=_add_security_headers,
+        exception_handlers={PageRefused: page_refused},
     )

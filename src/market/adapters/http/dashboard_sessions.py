@@ -19,7 +19,7 @@ from market.application.sessions import FindSessions, SessionTimeline
 from market.domain.analytics import Period, parse_period
 from market.domain.errors import InvalidCursor, NotFound, ValidationFailed
 from market.domain.sessions import SessionFilter, Timeline
-from market.domain.users import Role
+from market.domain.users import Role, User
 
 from .sessions import SessionLinks
 
@@ -111,15 +111,26 @@ async def recent_failures(find_sessions: FindSessions, now: datetime) -> list[An
     return list(page.items)
 
 
-async def _admin(request: Request[Any, Any, Any]) -> tuple[Any, Response[Any] | None]:
+class PageRefused(Exception):
+    """A page request answered by `response` instead of its page: the sign-in redirect, a 403, a refused form.
+    Raised by the checks every page starts with (`admin_session`, `checked_form`, the seller pages' session) and
+    answered by the pages' routers (dashboard.page_refused)."""
+
+    def __init__(self, response: Response[Any]) -> None:
+        super().__init__("page refused")
+        self.response = response
+
+
+async def admin_session(request: Request[Any, Any, Any]) -> tuple[User, str]:
+    """(admin, token) of the admin cookie; otherwise PageRefused: to sign-in (no or a dead session), or 403."""
     from .dashboard import CLEARED_COOKIE, COOKIE, LOGIN_URL, _forbidden, _redirect, _session
 
     session = await _session(request)
     if session is None:
-        return None, _redirect(LOGIN_URL, CLEARED_COOKIE if COOKIE in request.cookies else None)
+        raise PageRefused(_redirect(LOGIN_URL, CLEARED_COOKIE if COOKIE in request.cookies else None))
     if session[0].role is not Role.ADMIN:
-        return None, _forbidden()
-    return session, None
+        raise PageRefused(_forbidden())
+    return session
 
 
 @get("/sessions")
@@ -131,10 +142,7 @@ async def sessions_page(
     """Search sessions by trace id, order id, e-mail or user id; the list, most recently active first."""
     from .dashboard import _page, csrf_token
 
-    session, refusal = await _admin(request)
-    if refusal is not None:
-        return refusal
-    user, token = session
+    user, token = await admin_session(request)
     query = request.query_params
     form = {
         name: str(query.get(name) or "").strip()[:_MAX_INPUT]
@@ -192,10 +200,7 @@ async def session_page(
     """One session's timeline."""
     from .dashboard import _page, csrf_token
 
-    session, refusal = await _admin(request)
-    if refusal is not None:
-        return refusal
-    user, token = session
+    user, token = await admin_session(request)
     try:
         timeline = await session_timeline(session_id)
     except NotFound as exc:

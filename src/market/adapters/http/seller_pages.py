@@ -27,11 +27,10 @@ from market.application.seller_webhooks import ListWebhookDeliveries
 from market.domain.errors import DomainError
 from market.domain.users import Role, User
 
-from .admin_pages import NOTHING, PAGE_SIZE, RETRYABLE, Outcome, checked_form, page_url, read_fields
+from .admin_pages import NOTHING, PAGE_SIZE, RETRYABLE, Outcome, page_url, read_fields
 from .analytics import period_of
 from .auth import user_of_token
 from .dashboard import (
-    FORM_REFUSED,
     LOGIN_URL,
     MAX_PERIOD_INPUT,
     SELLER_COOKIE,
@@ -41,8 +40,11 @@ from .dashboard import (
     _page,
     _redirect,
     _session_cookie,
+    checked_form,
     csrf_token,
+    page_refused,
 )
+from .dashboard_sessions import PageRefused
 
 NOT_A_SELLER = "This page is for sellers only: sign in with a seller account."
 SELLER_LOGOUT = "/seller/logout"
@@ -50,23 +52,27 @@ CLEARED_SELLER_COOKIE = _session_cookie("", 0, SELLER_COOKIE, SELLER_COOKIE_PATH
 _BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-async def _seller(request: Request[Any, Any, Any]) -> tuple[Any, Response[Any] | None]:
-    """(seller, token) of the seller cookie, or the response instead: to sign-in (no or a dead session), or 403
+async def _seller(request: Request[Any, Any, Any]) -> tuple[User, str]:
+    """(seller, token) of the seller cookie; otherwise PageRefused: to sign-in (no or a dead session), or 403
     (not a seller)."""
     token = request.cookies.get(SELLER_COOKIE, "")
     user = await user_of_token(request, token) if token else None
     if user is None:
-        return None, _redirect(LOGIN_URL, CLEARED_SELLER_COOKIE if SELLER_COOKIE in request.cookies else None)
-    if user.role is not Role.SELLER:
-        return None, _page(
-            "message.html",
-            403,
-            title="Not allowed",
-            message=NOT_A_SELLER,
-            signed_in=True,
-            logout_url=SELLER_LOGOUT,
+        raise PageRefused(
+            _redirect(LOGIN_URL, CLEARED_SELLER_COOKIE if SELLER_COOKIE in request.cookies else None)
         )
-    return (user, token), None
+    if user.role is not Role.SELLER:
+        raise PageRefused(
+            _page(
+                "message.html",
+                403,
+                title="Not allowed",
+                message=NOT_A_SELLER,
+                signed_in=True,
+                logout_url=SELLER_LOGOUT,
+            )
+        )
+    return user, token
 
 
 @get("/")
@@ -81,10 +87,7 @@ async def seller_dashboard_page(
     now: NamedDependency[Callable[[], datetime]],
 ) -> Response[Any]:
     """The seller's figures over `from`/`to` (dates, or RFC 3339 timestamps; the last 30 days by default)."""
-    session, refusal = await _seller(request)
-    if refusal is not None:
-        return refusal
-    user, token = session
+    user, token = await _seller(request)
     raw_from = str(request.query_params.get("from") or "").strip()[:MAX_PERIOD_INPUT]
     raw_to = str(request.query_params.get("to") or "").strip()[:MAX_PERIOD_INPUT]
     errors: list[tuple[str, str]] = []
@@ -148,10 +151,7 @@ async def seller_deliveries_page(
     request: Request[Any, Any, Any], list_webhook_deliveries: NamedDependency[ListWebhookDeliveries]
 ) -> Response[Any]:
     """The seller's own webhook deliveries, newest first, with a Retry button for pending or failed ones."""
-    session, refusal = await _seller(request)
-    if refusal is not None:
-        return refusal
-    user, token = session
+    user, token = await _seller(request)
     cursor = read_fields(request.query_params, ("cursor",))["cursor"]
     return await _deliveries(user, token, cursor, list_webhook_deliveries)
 
@@ -165,20 +165,8 @@ async def seller_retry_delivery(
 ) -> Response[Any]:
     """`POST /api/v1/seller/webhook/deliveries/{delivery_id}/retry` as a button: their own deliveries only
     (another seller's is a 404, as in the API)."""
-    session, refusal = await _seller(request)
-    if refusal is not None:
-        return refusal
-    user, token = session
-    form = await checked_form(request, token)
-    if form is None:
-        return _page(
-            "message.html",
-            403,
-            title="Form refused",
-            message=FORM_REFUSED,
-            signed_in=True,
-            logout_url=SELLER_LOGOUT,
-        )
+    user, token = await _seller(request)
+    form = await checked_form(request, token, logout_url=SELLER_LOGOUT)
     try:
         record = await retry_delivery(user, delivery_id)
     except DomainError as exc:
@@ -214,4 +202,5 @@ def seller_pages_router() -> Router:
         ],
         include_in_schema=False,
         after_request=_add_security_headers,
+        exception_handlers={PageRefused: page_refused},
     )
