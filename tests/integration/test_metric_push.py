@@ -104,3 +104,26 @@ def test_an_exporter_that_prefers_delta_gets_a_reader_of_its_own(receiver, monke
         assert point.value == 2
     finally:
         provider.shutdown()
+
+
+def test_the_histograms_aggregated_by_the_service_are_exported_with_their_exemplars_once(receiver):
+    reader = SharedMetricReader(Resource.create({}))
+    provider = build_meter_provider(
+        Resource.create({}), reader, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
+    )
+    duration = reader.histogram(("t.local", "s", "A local histogram."), (0.1, 1.0))
+    span = TracerProvider().get_tracer("t").start_span("sampled")
+    try:
+        duration.record(0.3, {"route": "/items"}, context=trace.set_span_in_context(span))
+        assert provider.force_flush()
+        duration.record(0.05, {"route": "/items"}, context=NO_EXEMPLAR)
+        assert provider.force_flush()
+        first, second = _histogram_points(receiver, "t.local")
+        assert (first.count, list(first.bucket_counts)) == (1, [0, 1, 0])
+        assert (second.count, list(second.bucket_counts)) == (2, [1, 1, 0])  # cumulative
+        assert [e.span_id.hex() for e in first.exemplars] == [format(span.get_span_context().span_id, "016x")]
+        assert list(second.exemplars) == []  # sent once
+        assert first.start_time_unix_nano == second.start_time_unix_nano
+    finally:
+        span.end()
+        provider.shutdown()

@@ -66,7 +66,7 @@ def build_app(
     telemetry = install_telemetry(settings)
     links = session_links(settings)
     init_sentry(settings.sentry, session_page=settings.public_url + links.session_page)
-    database = Database(settings.database)
+    database = Database(settings.database, telemetry.instruments.db_duration)
     session_store = SqlSessionStore(database)
     recording = SessionRecording(session_store, retention=timedelta(days=settings.sessions.retention_days))
     limiter = (

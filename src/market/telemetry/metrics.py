@@ -15,25 +15,31 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.metrics import CallbackT, Counter, Histogram, Meter, ObservableCounter, _Gauge
+from opentelemetry.metrics import CallbackT, Counter, Histogram, Meter, NoOpMeter, ObservableCounter, _Gauge
 from opentelemetry.sdk.metrics import Exemplar, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     ConsoleMetricExporter,
+    HistogramDataPoint,
     InMemoryMetricReader,
     MetricExporter,
     MetricReader,
     MetricsData,
     PeriodicExportingMetricReader,
+    ResourceMetrics,
+    ScopeMetrics,
 )
+from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 from opentelemetry.sdk.metrics.export import Metric as MetricData
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from market.domain.refunds import RefundReason
 
 from . import names
 from .drops import DROPS
+from .histograms import LocalHistogram
 from .tracing import chosen_exporters
 
 # Seconds: exactly the explicit bucket boundaries the HTTP and DB semantic conventions advise for
@@ -79,6 +85,7 @@ def observable_counter(meter: Meter, spec: MetricSpec, callbacks: Sequence[Callb
 @dataclass(frozen=True, slots=True)
 class Instruments:
     http_duration: Histogram
+    db_duration: Histogram
     item_views: Counter
     search_queries: Counter
     cart_changes: Counter
@@ -100,15 +107,22 @@ class Instruments:
     probe_success: _Gauge
 
     @classmethod
-    def create(cls, meter: Meter) -> Instruments:
-        instruments = cls._build(meter)
+    def create(cls, meter: Meter, reader: SharedMetricReader | None = None) -> Instruments:
+        """`reader`: the process's; it aggregates the histograms itself (LocalHistogram) when it is the only
+        reader and the SDK is on (a disabled SDK's meter records nothing); else they are the SDK's."""
+        local = reader if reader and reader.aggregates_alone and not isinstance(meter, NoOpMeter) else None
+        instruments = cls._build(meter, local)
         zero_known_series(instruments)
         return instruments
 
     @classmethod
-    def _build(cls, meter: Meter) -> Instruments:
+    def _build(cls, meter: Meter, local: SharedMetricReader | None) -> Instruments:
+        def histogram_of(spec: MetricSpec, bounds: Sequence[float]) -> Histogram:
+            return histogram(meter, spec) if local is None else local.histogram(spec, bounds)
+
         return cls(
-            http_duration=histogram(meter, names.HTTP_SERVER_REQUEST_DURATION),
+            http_duration=histogram_of(names.HTTP_SERVER_REQUEST_DURATION, DURATION_BUCKETS_S),
+            db_duration=histogram_of(names.DB_CLIENT_OPERATION_DURATION, DURATION_BUCKETS_S),
             item_views=counter(meter, names.ITEM_VIEWS),
             search_queries=counter(meter, names.SEARCH_QUERIES),
             cart_changes=counter(meter, names.CART_CHANGES),
@@ -116,7 +130,7 @@ class Instruments:
             orders_completed=counter(meter, names.ORDERS_COMPLETED),
             refunds=counter(meter, names.REFUNDS),
             payment_attempts=counter(meter, names.PAYMENT_ATTEMPTS),
-            payment_amount=histogram(meter, names.PAYMENT_AMOUNT),
+            payment_amount=histogram_of(names.PAYMENT_AMOUNT, AMOUNT_BUCKETS_CENTS),
             webhook_deliveries=counter(meter, names.WEBHOOK_DELIVERIES),
             webhook_rejected=counter(meter, names.WEBHOOK_REJECTED),
             rate_limit_refused=counter(meter, names.RATE_LIMIT_REFUSED),
@@ -126,7 +140,7 @@ class Instruments:
             search_success_rate=gauge(meter, names.SEARCH_SUCCESS_RATE),
             session_duration=gauge(meter, names.SESSION_DURATION),
             probe_checks=counter(meter, names.PROBE_CHECKS),
-            probe_duration=histogram(meter, names.PROBE_DURATION),
+            probe_duration=histogram_of(names.PROBE_DURATION, DURATION_BUCKETS_S),
             probe_success=gauge(meter, names.PROBE_SUCCESS),
         )
 
@@ -214,6 +228,58 @@ def _map_points(data: MetricsData, change: Callable[[PointKey, Any], Any]) -> Me
     )
 
 
+def _with_local(data: MetricsData | None, local: list[MetricData], resource: Resource) -> MetricsData:
+    """`data` with the local histograms in the service's scope. One the SDK aggregated too under the same name
+    (an instrument made through the global meter, e.g. by a `Database` built before telemetry was installed)
+    is merged into them: a metric appears once."""
+    ours = ScopeMetrics(InstrumentationScope(names.INSTRUMENTATION_SCOPE), local, "")
+    if data is None or not data.resource_metrics:
+        return MetricsData([ResourceMetrics(resource, [ours], "")])
+    first, *rest = data.resource_metrics
+    scopes = list(first.scope_metrics)
+    at = next((i for i, s in enumerate(scopes) if s.scope.name == names.INSTRUMENTATION_SCOPE), None)
+    if at is None:
+        scopes.append(ours)
+    else:
+        metrics = list(scopes[at].metrics)
+        index = {m.name: i for i, m in enumerate(metrics)}
+        for metric in local:
+            i = index.get(metric.name)
+            if i is None:
+                metrics.append(metric)
+            else:
+                metrics[i] = _merged(metrics[i], metric)
+        scopes[at] = replace(scopes[at], metrics=metrics)
+    return replace(data, resource_metrics=[replace(first, scope_metrics=scopes), *rest])
+
+
+def _merged(theirs: MetricData, ours: MetricData) -> MetricData:
+    if not isinstance(theirs.data, HistogramData):
+        return ours
+    points = {frozenset(p.attributes.items()): p for p in theirs.data.data_points}
+    for point in ours.data.data_points:
+        key = frozenset(point.attributes.items())
+        other = points.get(key)
+        points[key] = point if other is None else _sum(other, point)
+    return replace(ours, data=replace(ours.data, data_points=list(points.values())))
+
+
+def _sum(a: HistogramDataPoint, b: HistogramDataPoint) -> HistogramDataPoint:
+    if tuple(a.explicit_bounds) != tuple(b.explicit_bounds):
+        return b
+    return replace(
+        b,
+        start_time_unix_nano=min(a.start_time_unix_nano, b.start_time_unix_nano),
+        count=a.count + b.count,
+        sum=a.sum + b.sum,
+        bucket_counts=[x + y for x, y in zip(a.bucket_counts, b.bucket_counts, strict=True)],
+        min=min(a.min, b.min),
+        max=max(a.max, b.max),
+        # oldest first: the shared reader keeps the last one per bucket
+        exemplars=sorted([*a.exemplars, *b.exemplars], key=lambda e: e.time_unix_nano),
+    )
+
+
 class _Push(PeriodicExportingMetricReader):
     """Exports what the shared reader collects, on the SDK's own timer, timeout, export lock and shutdown. Never
     registered with the meter provider, so it aggregates nothing itself."""
@@ -253,17 +319,32 @@ class SharedMetricReader(InMemoryMetricReader):
     exporters each collect on their own schedule: every collection here carries the latest exemplar per series
     and bucket seen by any of them, until a newer one replaces it."""
 
-    def __init__(self) -> None:
+    def __init__(self, resource: Resource | None = None) -> None:
         super().__init__()
+        self._resource = resource or Resource.get_empty()
         self._pushes: list[_Push] = []
         self._exemplars_lock = threading.Lock()
         self._latest: dict[PointKey, dict[int, Exemplar]] = {}
+        self._local: list[LocalHistogram] = []
+        self.aggregates_alone = True
+        """No other reader collects from the meter provider (build_meter_provider clears it when an exporter
+        gets a reader of its own): then the histograms may be aggregated here (`histogram`)."""
 
     def push_to(self, exporter: MetricExporter) -> None:
         self._pushes.append(_Push(exporter, self))
 
+    def histogram(self, spec: MetricSpec, bounds: Sequence[float]) -> LocalHistogram:
+        """A histogram aggregated by the service itself, in every collection of this reader."""
+        name, unit, description = spec
+        made = LocalHistogram(name, unit, description, bounds)
+        self._local.append(made)
+        return made
+
     def get_metrics_data(self) -> MetricsData | None:
         data = super().get_metrics_data()
+        local = [metric for metric in (h.collect() for h in self._local) if metric is not None]
+        if local:
+            data = _with_local(data, local, self._resource)
         if data is None:
             return None
         with self._exemplars_lock:
@@ -313,6 +394,7 @@ def build_meter_provider(
             reader.push_to(exporter)
         else:
             all_readers.append(PeriodicExportingMetricReader(exporter))
+            reader.aggregates_alone = False
     views = [
         View(
             instrument_name=names.HTTP_SERVER_REQUEST_DURATION[0],

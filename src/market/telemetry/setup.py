@@ -74,7 +74,7 @@ def install_telemetry(settings: Settings) -> Telemetry:
     with _lock:
         if _installed is None:
             resource = build_resource(settings)
-            reader = SharedMetricReader()
+            reader = SharedMetricReader(resource)
             tracer_provider = build_tracer_provider(settings, resource=resource)
             meter_provider = build_meter_provider(resource, reader, settings.telemetry.otel_environ())
             trace.set_tracer_provider(tracer_provider)
@@ -82,7 +82,7 @@ def install_telemetry(settings: Settings) -> Telemetry:
             _installed = Telemetry(
                 tracer_provider=tracer_provider,
                 meter_provider=meter_provider,
-                instruments=Instruments.create(meter_provider.get_meter(INSTRUMENTATION_SCOPE)),
+                instruments=Instruments.create(meter_provider.get_meter(INSTRUMENTATION_SCOPE), reader),
                 exposition=MetricsExposition(reader, metrics_directory(settings), resource),
                 logger_provider=install_log_export(resource, settings.telemetry.otel_environ()),
             )

@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.metrics import Histogram
 from piccolo.columns import Column
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
@@ -47,12 +48,13 @@ async def _keep_session_state(connection: Any) -> None:
 class Database:
     """One per process. `start()` opens the pool, `close()` closes it."""
 
-    def __init__(self, settings: DatabaseSettings) -> None:
+    def __init__(self, settings: DatabaseSettings, duration: Histogram | None = None) -> None:
+        """`duration`: the statements' histogram (DbSpans)."""
         self.settings = settings
         url = settings.url
         self.engine_name = url.engine  # "postgresql" or "sqlite": the OTel db.system.name
         self.name = url.name
-        self.spans = DbSpans(url.engine, url.name)
+        self.spans = DbSpans(url.engine, url.name, duration)
         if url.engine == "sqlite":
             assert url.path is not None
             private_sqlite_file(Path(url.path))  # before the engine: -wal and -shm inherit its mode

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import Histogram
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
@@ -134,12 +135,13 @@ class DbSpans:
     MAX_STATEMENTS = 1024
     """Statements are templates written in code (a small set); past this many the cache starts over."""
 
-    def __init__(self, system: str, namespace: str) -> None:
+    def __init__(self, system: str, namespace: str, duration: Histogram | None = None) -> None:
+        """`duration`: the service's `db.client.operation.duration` (Instruments); by default one made through
+        the global meter (the proxy until telemetry is installed, then the worker's provider)."""
         self.system = system  # "postgresql" or "sqlite"
         self.namespace = namespace
         self._tracer = trace.get_tracer(names.INSTRUMENTATION_SCOPE)
-        # The global meter: the proxy until telemetry is installed, then the worker's provider.
-        self._duration = histogram(
+        self._duration = duration or histogram(
             metrics.get_meter(names.INSTRUMENTATION_SCOPE), names.DB_CLIENT_OPERATION_DURATION
         )
         self._statements: dict[str, _Statement] = {}
