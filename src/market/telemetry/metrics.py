@@ -29,7 +29,6 @@ from opentelemetry.sdk.metrics.export import (
     ResourceMetrics,
     ScopeMetrics,
 )
-from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 from opentelemetry.sdk.metrics.export import Metric as MetricData
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
@@ -39,7 +38,7 @@ from market.domain.refunds import RefundReason
 
 from . import names
 from .drops import DROPS
-from .histograms import LocalHistogram
+from .local_metrics import LocalCounter, LocalHistogram
 from .tracing import chosen_exporters
 
 # Seconds: exactly the explicit bucket boundaries the HTTP and DB semantic conventions advise for
@@ -108,8 +107,8 @@ class Instruments:
 
     @classmethod
     def create(cls, meter: Meter, reader: SharedMetricReader | None = None) -> Instruments:
-        """`reader`: the process's; it aggregates the histograms itself (LocalHistogram) when it is the only
-        reader and the SDK is on (a disabled SDK's meter records nothing); else they are the SDK's."""
+        """`reader`: the process's; it aggregates the counters and histograms itself (local_metrics.py) when it is
+        the only reader and the SDK is on (a disabled SDK's meter records nothing); else they are the SDK's."""
         local = reader if reader and reader.aggregates_alone and not isinstance(meter, NoOpMeter) else None
         instruments = cls._build(meter, local)
         zero_known_series(instruments)
@@ -120,26 +119,29 @@ class Instruments:
         def histogram_of(spec: MetricSpec, bounds: Sequence[float]) -> Histogram:
             return histogram(meter, spec) if local is None else local.histogram(spec, bounds)
 
+        def counter_of(spec: MetricSpec) -> Counter:
+            return counter(meter, spec) if local is None else local.counter(spec)
+
         return cls(
             http_duration=histogram_of(names.HTTP_SERVER_REQUEST_DURATION, DURATION_BUCKETS_S),
             db_duration=histogram_of(names.DB_CLIENT_OPERATION_DURATION, DURATION_BUCKETS_S),
-            item_views=counter(meter, names.ITEM_VIEWS),
-            search_queries=counter(meter, names.SEARCH_QUERIES),
-            cart_changes=counter(meter, names.CART_CHANGES),
-            checkout_started=counter(meter, names.CHECKOUT_STARTED),
-            orders_completed=counter(meter, names.ORDERS_COMPLETED),
-            refunds=counter(meter, names.REFUNDS),
-            payment_attempts=counter(meter, names.PAYMENT_ATTEMPTS),
+            item_views=counter_of(names.ITEM_VIEWS),
+            search_queries=counter_of(names.SEARCH_QUERIES),
+            cart_changes=counter_of(names.CART_CHANGES),
+            checkout_started=counter_of(names.CHECKOUT_STARTED),
+            orders_completed=counter_of(names.ORDERS_COMPLETED),
+            refunds=counter_of(names.REFUNDS),
+            payment_attempts=counter_of(names.PAYMENT_ATTEMPTS),
             payment_amount=histogram_of(names.PAYMENT_AMOUNT, AMOUNT_BUCKETS_CENTS),
-            webhook_deliveries=counter(meter, names.WEBHOOK_DELIVERIES),
-            webhook_rejected=counter(meter, names.WEBHOOK_REJECTED),
-            rate_limit_refused=counter(meter, names.RATE_LIMIT_REFUSED),
+            webhook_deliveries=counter_of(names.WEBHOOK_DELIVERIES),
+            webhook_rejected=counter_of(names.WEBHOOK_REJECTED),
+            rate_limit_refused=counter_of(names.RATE_LIMIT_REFUSED),
             telemetry_dropped=observable_counter(meter, names.TELEMETRY_DROPPED, [DROPS.observe]),
             funnel_sessions=gauge(meter, names.FUNNEL_SESSIONS),
             cart_abandonment_rate=gauge(meter, names.CART_ABANDONMENT_RATE),
             search_success_rate=gauge(meter, names.SEARCH_SUCCESS_RATE),
             session_duration=gauge(meter, names.SESSION_DURATION),
-            probe_checks=counter(meter, names.PROBE_CHECKS),
+            probe_checks=counter_of(names.PROBE_CHECKS),
             probe_duration=histogram_of(names.PROBE_DURATION, DURATION_BUCKETS_S),
             probe_success=gauge(meter, names.PROBE_SUCCESS),
         )
@@ -229,7 +231,7 @@ def _map_points(data: MetricsData, change: Callable[[PointKey, Any], Any]) -> Me
 
 
 def _with_local(data: MetricsData | None, local: list[MetricData], resource: Resource) -> MetricsData:
-    """`data` with the local histograms in the service's scope. One the SDK aggregated too under the same name
+    """`data` with the local metrics in the service's scope. One the SDK aggregated too under the same name
     (an instrument made through the global meter, e.g. by a `Database` built before telemetry was installed)
     is merged into them: a metric appears once."""
     ours = ScopeMetrics(InstrumentationScope(names.INSTRUMENTATION_SCOPE), local, "")
@@ -254,7 +256,7 @@ def _with_local(data: MetricsData | None, local: list[MetricData], resource: Res
 
 
 def _merged(theirs: MetricData, ours: MetricData) -> MetricData:
-    if not isinstance(theirs.data, HistogramData):
+    if type(theirs.data) is not type(ours.data):
         return ours
     points = {frozenset(p.attributes.items()): p for p in theirs.data.data_points}
     for point in ours.data.data_points:
@@ -264,19 +266,24 @@ def _merged(theirs: MetricData, ours: MetricData) -> MetricData:
     return replace(ours, data=replace(ours.data, data_points=list(points.values())))
 
 
-def _sum(a: HistogramDataPoint, b: HistogramDataPoint) -> HistogramDataPoint:
+def _sum(a: Any, b: Any) -> Any:
+    """Two points of one series, summed (`b`: the service's own)."""
+    start = min(a.start_time_unix_nano, b.start_time_unix_nano)
+    # oldest first: the shared reader keeps the last one per bucket
+    exemplars = sorted([*a.exemplars, *b.exemplars], key=lambda e: e.time_unix_nano)
+    if not isinstance(b, HistogramDataPoint):  # a counter's
+        return replace(b, start_time_unix_nano=start, value=a.value + b.value, exemplars=exemplars)
     if tuple(a.explicit_bounds) != tuple(b.explicit_bounds):
         return b
     return replace(
         b,
-        start_time_unix_nano=min(a.start_time_unix_nano, b.start_time_unix_nano),
+        start_time_unix_nano=start,
         count=a.count + b.count,
         sum=a.sum + b.sum,
         bucket_counts=[x + y for x, y in zip(a.bucket_counts, b.bucket_counts, strict=True)],
         min=min(a.min, b.min),
         max=max(a.max, b.max),
-        # oldest first: the shared reader keeps the last one per bucket
-        exemplars=sorted([*a.exemplars, *b.exemplars], key=lambda e: e.time_unix_nano),
+        exemplars=exemplars,
     )
 
 
@@ -325,18 +332,23 @@ class SharedMetricReader(InMemoryMetricReader):
         self._pushes: list[_Push] = []
         self._exemplars_lock = threading.Lock()
         self._latest: dict[PointKey, dict[int, Exemplar]] = {}
-        self._local: list[LocalHistogram] = []
+        self._local: list[LocalCounter | LocalHistogram] = []
         self.aggregates_alone = True
         """No other reader collects from the meter provider (build_meter_provider clears it when an exporter
-        gets a reader of its own): then the histograms may be aggregated here (`histogram`)."""
+        gets a reader of its own): then counters and histograms may be aggregated here (`counter`, `histogram`)."""
 
     def push_to(self, exporter: MetricExporter) -> None:
         self._pushes.append(_Push(exporter, self))
 
     def histogram(self, spec: MetricSpec, bounds: Sequence[float]) -> LocalHistogram:
         """A histogram aggregated by the service itself, in every collection of this reader."""
-        name, unit, description = spec
-        made = LocalHistogram(name, unit, description, bounds)
+        made = LocalHistogram(*spec, bounds)
+        self._local.append(made)
+        return made
+
+    def counter(self, spec: MetricSpec) -> LocalCounter:
+        """A counter aggregated by the service itself, in every collection of this reader."""
+        made = LocalCounter(*spec)
         self._local.append(made)
         return made
 

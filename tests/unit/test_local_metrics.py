@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from market.telemetry import names
-from market.telemetry.histograms import OVERFLOW, LocalHistogram
+from market.telemetry.local_metrics import OVERFLOW, LocalCounter, LocalHistogram
 from market.telemetry.metrics import (
     DURATION_BUCKETS_S,
     NO_EXEMPLAR,
@@ -160,3 +160,36 @@ def test_an_exporter_with_a_reader_of_its_own_keeps_the_histograms_in_the_sdk(mo
     alone = SharedMetricReader()
     build_meter_provider(Resource.create({}), alone, {})
     assert alone.aggregates_alone
+
+
+def test_a_counter_sums_per_series_refuses_negative_amounts_and_keeps_the_latest_sampled_exemplar():
+    local = LocalCounter("c", "{order}", "")
+    span = TracerProvider().get_tracer("t").start_span("sampled")
+    eur, usd = {"currency": "EUR"}, {"currency": "USD"}
+    local.add(0, usd)  # exists at zero from the start
+    local.add(2, eur, context=NO_EXEMPLAR)
+    local.add(1, dict(eur), context=trace.set_span_in_context(span))
+    local.add(-5, eur)
+    points = _points(local.collect())
+    assert {key: p.value for key, p in points.items()} == {
+        frozenset(eur.items()): 3,
+        frozenset(usd.items()): 0,
+    }
+    (exemplar,) = points[frozenset(eur.items())].exemplars
+    assert (exemplar.trace_id, exemplar.value) == (span.get_span_context().trace_id, 1)
+    assert points[frozenset(usd.items())].exemplars == []
+    metric = local.collect()
+    assert metric.data.is_monotonic and metric.data.aggregation_temporality.name == "CUMULATIVE"
+
+
+def test_a_counter_made_through_the_sdk_too_is_merged_into_the_service_one():
+    reader = SharedMetricReader(Resource.create({}))
+    meter = build_meter_provider(Resource.create({}), reader, {}).get_meter(names.INSTRUMENTATION_SCOPE)
+    instruments = Instruments.create(meter, reader)
+    assert isinstance(instruments.orders_completed, LocalCounter)
+    name = names.ORDERS_COMPLETED[0]
+    attributes = {names.ORDER_CURRENCY: "EUR"}
+    instruments.orders_completed.add(2, attributes)
+    meter.create_counter(name).add(1, dict(attributes))
+    (point,) = _metric(reader, name).data.data_points
+    assert point.value == 3
