@@ -92,8 +92,22 @@ class _Local:
             return None
         return Exemplar(None, amount, time.time_ns(), span_context.span_id, span_context.trace_id)
 
-    def _metric(self, data: Any) -> MetricData:
-        return MetricData(name=self.name, description=self.description, unit=self.unit, data=data)
+    def _point(self, series: Any, now: int) -> Any:
+        raise NotImplementedError
+
+    def _data(self, points: list[Any]) -> Any:
+        raise NotImplementedError
+
+    def collect(self) -> MetricData | None:
+        """Every series so far (cumulative), or None before the first measurement."""
+        now = time.time_ns()
+        with self._lock:
+            points = [self._point(series, now) for series in self._series.values()]
+        if not points:
+            return None
+        return MetricData(
+            name=self.name, description=self.description, unit=self.unit, data=self._data(points)
+        )
 
 
 class _Buckets:
@@ -132,28 +146,22 @@ class LocalHistogram(_Local, Histogram):
             with self._lock:
                 series.exemplars[index] = exemplar
 
-    def collect(self) -> MetricData | None:
-        """Every series so far (cumulative), or None before the first measurement."""
-        now = time.time_ns()
-        with self._lock:
-            points = [
-                HistogramDataPoint(
-                    attributes=series.attributes,
-                    start_time_unix_nano=self._start_ns,
-                    time_unix_nano=now,
-                    count=sum(series.counts),
-                    sum=series.sum,
-                    bucket_counts=list(series.counts),
-                    explicit_bounds=self.bounds,
-                    min=series.min,
-                    max=series.max,
-                    exemplars=[exemplar for _, exemplar in sorted(series.exemplars.items())],
-                )
-                for series in self._series.values()
-            ]
-        if not points:
-            return None
-        return self._metric(HistogramData(points, AggregationTemporality.CUMULATIVE))
+    def _point(self, series: _Buckets, now: int) -> HistogramDataPoint:
+        return HistogramDataPoint(
+            attributes=series.attributes,
+            start_time_unix_nano=self._start_ns,
+            time_unix_nano=now,
+            count=sum(series.counts),
+            sum=series.sum,
+            bucket_counts=list(series.counts),
+            explicit_bounds=self.bounds,
+            min=series.min,
+            max=series.max,
+            exemplars=[exemplar for _, exemplar in sorted(series.exemplars.items())],
+        )
+
+    def _data(self, points: list[Any]) -> HistogramData:
+        return HistogramData(points, AggregationTemporality.CUMULATIVE)
 
 
 class _Total:
@@ -185,20 +193,14 @@ class LocalCounter(_Local, Counter):
         if exemplar is not None:
             series.exemplar = exemplar
 
-    def collect(self) -> MetricData | None:
-        """Every series so far (cumulative), or None before the first measurement."""
-        now = time.time_ns()
-        with self._lock:
-            points = [
-                NumberDataPoint(
-                    attributes=series.attributes,
-                    start_time_unix_nano=self._start_ns,
-                    time_unix_nano=now,
-                    value=series.value,
-                    exemplars=[] if series.exemplar is None else [series.exemplar],
-                )
-                for series in self._series.values()
-            ]
-        if not points:
-            return None
-        return self._metric(Sum(points, AggregationTemporality.CUMULATIVE, is_monotonic=True))
+    def _point(self, series: _Total, now: int) -> NumberDataPoint:
+        return NumberDataPoint(
+            attributes=series.attributes,
+            start_time_unix_nano=self._start_ns,
+            time_unix_nano=now,
+            value=series.value,
+            exemplars=[] if series.exemplar is None else [series.exemplar],
+        )
+
+    def _data(self, points: list[Any]) -> Sum:
+        return Sum(points, AggregationTemporality.CUMULATIVE, is_monotonic=True)
