@@ -155,7 +155,10 @@ def test_without_the_reader_the_instruments_are_the_sdks():
 def test_an_exporter_with_a_reader_of_its_own_keeps_the_histograms_in_the_sdk(monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
     reader = SharedMetricReader()
-    build_meter_provider(Resource.create({}), reader, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    provider = build_meter_provider(Resource.create({}), reader, endpoint)
+    # Its own periodic reader: shut down, so that no thread is left exporting to nobody.
+    provider.shutdown(timeout_millis=100)
     assert not reader.aggregates_alone
     alone = SharedMetricReader()
     build_meter_provider(Resource.create({}), alone, {})
