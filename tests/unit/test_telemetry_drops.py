@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 
@@ -76,3 +77,28 @@ def test_spans_of_a_failed_export_are_counted(raises):
     processor.force_flush()
     processor.shutdown()
     assert tally.totals() == {SPANS: 20, "sentry_events": 0, "session": 0}
+
+
+def test_a_full_queue_keeps_the_newest_spans_and_warns_once(caplog: pytest.LogCaptureFixture):
+    tally, exporter = DropTally(), HungExporter()
+    names: list[str] = []
+    exporter_export = exporter.export
+
+    def export(spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        names.extend(span.name for span in spans)
+        return exporter_export(spans)
+
+    exporter.export = export  # type: ignore[method-assign]
+    processor = CountingBatchSpanProcessor(exporter, tally)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    _spans(provider, 1)
+    assert exporter.entered.wait(5), "the worker never called the exporter"
+    with caplog.at_level(logging.INFO):
+        _spans(provider, 100)
+    exporter.release.set()
+    processor.shutdown()
+    assert names == ["span 0", *(f"span {i}" for i in range(100 - QUEUE, 100))]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "span queue full" in warnings[0].getMessage()

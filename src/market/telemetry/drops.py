@@ -14,7 +14,10 @@ collection time, so counting costs a lock and an add, and works before the meter
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
+import time
 from collections.abc import Iterable, Sequence
 
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -22,6 +25,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from . import names
+
+log = logging.getLogger(__name__)
 
 SPANS = "spans"
 SENTRY_EVENTS = "sentry_events"
@@ -80,13 +85,22 @@ class CountingSpanExporter(SpanExporter):
 
 class CountingBatchSpanProcessor(BatchSpanProcessor):
     """The SDK's batch processor, counting the spans it pushes out of its full queue (the SDK only logs
-    them, or reports them through its opt-in internal metrics)."""
+    them, or reports them through its opt-in internal metrics).
+
+    A full queue (the collector down or slower than the traffic) takes a span here, as the SDK would (the oldest
+    one is pushed out), without the SDK's warning per span: each one built a log record only for a duplicate
+    filter to throw it away, ≈ 4 µs per span on the request path for as long as the outage lasts. This warns at
+    most once a minute instead, and the counter has every drop."""
+
+    WARN_EVERY_S = 60.0
 
     def __init__(self, exporter: SpanExporter, tally: DropTally = DROPS) -> None:
         super().__init__(CountingSpanExporter(exporter, tally))
         self._tally = tally
         # A bounded deque (opentelemetry-sdk 1.45): appending to it when full drops the oldest span.
         self._queue = getattr(self._batch_processor, "_queue", None)
+        self._pid = os.getpid()
+        self._warned_at = -self.WARN_EVERY_S
 
     def on_end(self, span: ReadableSpan) -> None:
         queue = self._queue
@@ -97,4 +111,18 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
             and len(queue) == queue.maxlen
         ):
             self._tally.add(SPANS)
+            if not self._batch_processor._shutdown and self._pid == os.getpid():
+                queue.appendleft(span)  # pushes the oldest out; the worker is already awake
+                self._warn_full()
+                return
         super().on_end(span)
+
+    def _warn_full(self) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= self.WARN_EVERY_S:
+            self._warned_at = now
+            log.warning(
+                "span queue full (%d): the collector is down or slower than the traffic; the oldest spans are "
+                "dropped and counted in market.telemetry.dropped",
+                self._queue.maxlen if self._queue is not None else 0,
+            )
