@@ -30,7 +30,9 @@ def install_log_export(resource: Resource, environ: Mapping[str, str]) -> Logger
     else:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpExporter
 
-        exporter = HttpExporter()
+        from .otlp_http import without_retained_failures
+
+        exporter = without_retained_failures(HttpExporter())
     provider = LoggerProvider(resource=resource)
     provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
     logging.getLogger().addHandler(LoggingHandler(level=logging.INFO, logger_provider=provider))

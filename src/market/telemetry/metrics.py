@@ -202,7 +202,9 @@ def otlp_metric_exporter(environ: Mapping[str, str], *, required: bool = False) 
         return GrpcExporter()
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
-    return HttpExporter()
+    from .otlp_http import without_retained_failures
+
+    return without_retained_failures(HttpExporter())
 
 
 PointKey = tuple[str, str, frozenset[tuple[str, Any]]]

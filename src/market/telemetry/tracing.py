@@ -108,9 +108,10 @@ def otlp_span_exporter(environ: Mapping[str, str], *, required: bool = False) ->
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         return GrpcExporter()
+    from .otlp_http import without_retained_failures
     from .otlp_spans import OtlpHttpSpanExporter  # the SDK's, writing the protobuf bytes directly
 
-    return OtlpHttpSpanExporter()
+    return without_retained_failures(OtlpHttpSpanExporter())
 
 
 def build_tracer_provider(
