@@ -15,8 +15,8 @@ no worse than up). Nothing is asserted.
 
 Side by side with another version of the code (`--before-src DIR`, a `src` folder, e.g. from
 `git archive main src | tar -x -C /tmp/before`): adds `before 100%`, the same 100 % setup run from DIR, so the
-cost of a change to the telemetry is `full 100%` / `before 100%` in one interleaved run (and `before 10%`, unless
-`--only-full`).
+cost of a change to the telemetry is `full 100%` / `before 100%` in one interleaved run (and `before 10%` and
+`before down`, unless `--only-full`).
 `--only-full` leaves out the 10 % and collector-down variants.
 """
 
@@ -82,6 +82,7 @@ def main() -> None:
         )
         if len(variants) > 2:  # not --only-full
             variants.append(f"before 10%:PYTHONPATH={before},{variants[1].partition(':')[2]}")
+            variants.append(f"before down:PYTHONPATH={before},{variants[2].partition(':')[2]}")
     sys.argv = [sys.argv[0], *argv, "--baseline", "market"]
     for variant in variants:
         sys.argv += ["--variant", variant]
