@@ -23,14 +23,14 @@ def install_log_export(resource: Resource, environ: Mapping[str, str]) -> Logger
     protocol = environ.get("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL") or environ.get(
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
     )
+    from .otlp_failures import without_retained_failures
+
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
 
-        exporter = GrpcExporter()
+        exporter = without_retained_failures(GrpcExporter())
     else:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpExporter
-
-        from .otlp_http import without_retained_failures
 
         exporter = without_retained_failures(HttpExporter())
     provider = LoggerProvider(resource=resource)

@@ -196,13 +196,13 @@ def otlp_metric_exporter(environ: Mapping[str, str], *, required: bool = False) 
     protocol = environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or environ.get(
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
     )
+    from .otlp_failures import without_retained_failures
+
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
 
-        return GrpcExporter()
+        return without_retained_failures(GrpcExporter())
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
-
-    from .otlp_http import without_retained_failures
 
     return without_retained_failures(HttpExporter())
 

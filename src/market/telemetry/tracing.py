@@ -104,11 +104,12 @@ def otlp_span_exporter(environ: Mapping[str, str], *, required: bool = False) ->
     protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
     )
+    from .otlp_failures import without_retained_failures
+
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        return GrpcExporter()
-    from .otlp_http import without_retained_failures
+        return without_retained_failures(GrpcExporter())
     from .otlp_spans import OtlpHttpSpanExporter  # the SDK's, writing the protobuf bytes directly
 
     return without_retained_failures(OtlpHttpSpanExporter())

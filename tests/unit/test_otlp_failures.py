@@ -1,5 +1,5 @@
-"""A failed OTLP/HTTP export leaves nothing behind for the garbage collector: the batch it failed to send is freed
-as soon as the export returns, not at the next full collection."""
+"""A failed OTLP export (HTTP or gRPC) leaves nothing behind for the garbage collector: the batch it failed to send
+is freed as soon as the export returns, not at the next full collection."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from market.telemetry.otlp_http import TracebackFreeTransport, without_retained_failures
+from market.telemetry.otlp_failures import TracebackFreeTransport, without_retained_failures
 from market.telemetry.otlp_spans import OtlpHttpSpanExporter
 
 
@@ -35,7 +36,7 @@ def collector_off() -> Iterator[None]:
         gc.enable()
 
 
-def _garbage_after(exporter: OtlpHttpSpanExporter) -> list[object]:
+def _garbage_after(exporter: SpanExporter) -> list[object]:
     provider = TracerProvider()
     tracer = provider.get_tracer("test")
     spans = []
@@ -66,12 +67,32 @@ def test_the_sdk_transport_alone_keeps_the_batch_in_a_cycle():
     assert [o for o in garbage if isinstance(o, ReadableSpan)]
 
 
-def test_every_http_exporter_is_wrapped_once():
+def _refused_grpc() -> GrpcSpanExporter:
+    return GrpcSpanExporter(endpoint=_refused_url().removesuffix("/v1/traces"), insecure=True, timeout=1)
+
+
+@pytest.mark.usefixtures("collector_off")
+def test_a_refused_grpc_export_frees_its_batch_at_once():
+    garbage = _garbage_after(without_retained_failures(_refused_grpc()))
+    assert not [o for o in garbage if isinstance(o, ReadableSpan)]
+
+
+@pytest.mark.usefixtures("collector_off")
+def test_the_sdk_grpc_exporter_alone_keeps_the_batch_in_a_cycle():
+    """As above, for opentelemetry-exporter-otlp-proto-grpc 1.45."""
+    garbage = _garbage_after(_refused_grpc())
+    assert [o for o in garbage if isinstance(o, ReadableSpan)]
+
+
+def test_every_exporter_is_wrapped_once():
     metric_exporter = without_retained_failures(OTLPMetricExporter(endpoint=_refused_url()))
     assert isinstance(metric_exporter._client._transport, TracebackFreeTransport)
     span_exporter = without_retained_failures(OtlpHttpSpanExporter(endpoint=_refused_url()))
     wrapped = span_exporter._client._transport
     assert without_retained_failures(span_exporter)._client._transport is wrapped
+    grpc = without_retained_failures(_refused_grpc())
+    results = grpc._metrics
+    assert without_retained_failures(grpc)._metrics is results
 
 
 def test_the_error_keeps_its_type_and_message():
