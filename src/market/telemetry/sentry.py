@@ -211,19 +211,42 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         for secret in _known_secrets:
             value = value.replace(secret, FILTERED)
-        value = _URL_USERINFO.sub(rf"\1{FILTERED}@", value)
-        value = _URL_QUERY.sub(rf"\1?{FILTERED}", value)
-        value = _WEBHOOK_SECRET.sub(FILTERED, value)
-        value = _SECRET_HEADER.sub(lambda m: f"{m[1]}{m[2]}{FILTERED}{m[2]}", value)
-        value = _PASSWORD_VALUE.sub(lambda m: f"{m[1]}{m[2]}{FILTERED}{m[2]}", value)
-        value = _EMAIL.sub(FILTERED, value)
-        value = _BEARER.sub("Bearer " + FILTERED, value)
-        return _CARD_TOKEN.sub(FILTERED, value)
+        return _scrub_patterns(value) if _may_match_a_pattern(value) else value
     if isinstance(value, dict):
         return {k: _scrub(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_scrub(v) for v in value]
     return value
+
+
+def _scrub_patterns(value: str) -> str:
+    value = _URL_USERINFO.sub(rf"\1{FILTERED}@", value)
+    value = _URL_QUERY.sub(rf"\1?{FILTERED}", value)
+    value = _WEBHOOK_SECRET.sub(FILTERED, value)
+    value = _SECRET_HEADER.sub(lambda m: f"{m[1]}{m[2]}{FILTERED}{m[2]}", value)
+    value = _PASSWORD_VALUE.sub(lambda m: f"{m[1]}{m[2]}{FILTERED}{m[2]}", value)
+    value = _EMAIL.sub(FILTERED, value)
+    value = _BEARER.sub("Bearer " + FILTERED, value)
+    return _CARD_TOKEN.sub(FILTERED, value)
+
+
+def _may_match_a_pattern(value: str) -> bool:
+    """False when no pattern of `_scrub_patterns` can match: each needs one of these substrings (case aside).
+    An event holds hundreds of strings (the source lines around each frame, paths, names), and few hold any:
+    eight regular-expression scans of each took ~5 ms per event, the most of an unexpected error's cost
+    (benchmarks/README.md); this check is ~1 µs a string."""
+    low = value.lower()
+    return (
+        "@" in low  # e-mail addresses, URL credentials
+        or "://" in low  # URL credentials and queries
+        or "passw" in low
+        or "bearer" in low
+        or "cookie" in low
+        or "authorization" in low
+        or "tok_" in low
+        or "pm_" in low
+        or "whsec_" in low
+    )
 
 
 # Why Sentry's transport gave up on an event; client-side filters (`before_send`, sampling) are choices.
