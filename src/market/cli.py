@@ -77,16 +77,9 @@ def serve(host: str | None, port: int | None, workers: int, reload: bool) -> Non
         access_log=False,  # the edge middleware writes them, inside each request's span
         **server_stack(),
         proxy_headers=False,
-        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_keep_alive=settings.server.keep_alive_s,
         timeout_graceful_shutdown=5,
     )
-
-
-KEEP_ALIVE_S = 75
-"""How long an idle keep-alive connection stays open. Longer than a balancer keeps idle connections to reuse them
-(HAProxy purges its pool within seconds, nginx's upstream keepalive_timeout is 60 s, a cloud balancer's idle timeout
-60 s): the balancer must be the one that closes. With uvicorn's default of 5 s, a balancer reusing a connection
-just as the server closed it gets no response, and answers its client with an error (a POST is not retried)."""
 
 
 def server_stack() -> dict[str, str]:

@@ -173,6 +173,12 @@ class ServerSettings:
     """Where this service is reachable from outside (MARKET_PUBLIC_URL); defaults to http://host:port."""
     max_body_bytes: int = setting("MARKET_MAX_BODY_BYTES", _whole(1, 1 << 30), 1_048_576)
     """Largest request body accepted (MARKET_MAX_BODY_BYTES, bytes); bigger ones get 413."""
+    keep_alive_s: int = setting("MARKET_KEEP_ALIVE_S", _whole(1, 3600), 75)
+    """How long an idle keep-alive connection stays open (MARKET_KEEP_ALIVE_S). Longer than a balancer in front
+    keeps idle connections to reuse them (HAProxy purges its pool within seconds; nginx's upstream
+    keepalive_timeout and AWS's load balancers default to 60 s), so that the balancer is the side that closes
+    them: with uvicorn's default of 5 s, a balancer reusing a connection just as the server closed it got no
+    response, and its client an error (a POST is not retried)."""
 
 
 def _secret_key(env: _Env, name: str, _default: None) -> str | None:

@@ -322,3 +322,11 @@ def test_max_body_bytes_is_read_from_its_variable_with_a_one_mib_default():
     with pytest.raises(ConfigError) as error:
         _from_env(MARKET_MAX_BODY_BYTES="0")
     _assert_one_line_naming(error.value, "MARKET_MAX_BODY_BYTES")
+
+
+def test_keep_alive_is_read_from_its_variable_with_a_75_second_default():
+    assert _from_env().server.keep_alive_s == 75
+    assert _from_env(MARKET_KEEP_ALIVE_S="620").server.keep_alive_s == 620
+    with pytest.raises(ConfigError) as error:
+        _from_env(MARKET_KEEP_ALIVE_S="0")
+    _assert_one_line_naming(error.value, "MARKET_KEEP_ALIVE_S")
