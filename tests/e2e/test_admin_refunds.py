@@ -5,6 +5,7 @@ service, which recognises its own refund in it: nothing is refunded twice."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.support.live_server import auth, register
+from tests.support.backups import postgres_sql
+from tests.support.live_server import auth, register, serving
 
 from .helpers import assert_problem, create_admin, create_item, problem_type
 
@@ -207,3 +209,53 @@ def test_twenty_refunds_of_one_order_at_once_never_exceed_its_total(live_server,
         while order_status(client, admin, order["id"]) != "refunded":
             assert time.monotonic() < deadline, order_status(client, admin, order["id"])
             time.sleep(0.5)
+
+
+STUCK = re.compile(r"^market_refunds_stuck(?:\{[^}]*\})? (\S+)$", re.M)
+
+
+def stuck_refunds(client: httpx.Client) -> float | None:
+    found = STUCK.search(client.get("/metrics").text)
+    return None if found is None else float(found[1])
+
+
+def wait_for_stuck_refunds(client: httpx.Client, expected: float) -> None:
+    deadline = time.monotonic() + 30
+    while stuck_refunds(client) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stuck_refunds(client) == expected
+
+
+def test_a_refund_pending_past_a_day_is_counted_in_metrics_for_an_admin_to_look_into(tmp_path):
+    """The reconciler stops asking the provider about a refund pending for 24 h and counts it in
+    `market_refunds_stuck` (what MarketRefundsStuck alerts on). A refund the provider never answered about is
+    made here by ageing one in the database: the sandbox always answers."""
+    with (
+        serving("postgresql", tmp_path, {"MARKET_RECONCILE_INTERVAL": "1"}) as server,
+        server.client() as client,
+    ):
+        seller, buyer = register(client, "seller"), register(client)
+        admin = create_admin(server, client)
+        order = buy(client, buyer, create_item(client, seller, price_cents=PRICE, stock=10))
+        made = refund(client, admin, order["id"], amount_cents=100)
+        assert made.status_code == 201, made.text
+        # The sandbox's own `payment.refunded` event follows the answer: let it land first, or it would settle
+        # the refund aged below.
+        deadline = time.monotonic() + 30
+        while "POST /api/v1/webhooks/payments 200" not in server.log.read_text():
+            assert time.monotonic() < deadline, "the sandbox's payment.refunded event never arrived"
+            time.sleep(0.1)
+        wait_for_stuck_refunds(client, 0)
+
+        url = server.env["MARKET_DATABASE_URL"]
+        postgres_sql(
+            url,
+            "UPDATE refunds SET status = 'pending', created_at = created_at - interval '25 hours' WHERE id = $1",
+            uuid.UUID(made.json()["id"]),
+        )
+        wait_for_stuck_refunds(client, 1)
+
+        postgres_sql(
+            url, "UPDATE refunds SET status = 'succeeded' WHERE id = $1", uuid.UUID(made.json()["id"])
+        )
+        wait_for_stuck_refunds(client, 0)

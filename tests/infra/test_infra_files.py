@@ -70,6 +70,7 @@ GAUGES = {
     names.CART_ABANDONMENT_RATE[0],
     names.SEARCH_SUCCESS_RATE[0],
     names.SESSION_DURATION[0],
+    names.REFUNDS_STUCK[0],
 }
 
 

@@ -228,3 +228,19 @@ async def test_pending_refunds_are_found_by_age_oldest_first(db):
     found = await refunds.pending(T0 - timedelta(hours=24), T0 - timedelta(minutes=1), 10)
     assert found == [earlier, waiting]
     assert await refunds.pending(T0 - timedelta(hours=24), T0 - timedelta(minutes=1), 1) == [earlier]
+
+
+async def test_pending_refunds_past_a_moment_are_counted(db):
+    order = await paid_order(db)
+    refunds = SqlRefundRepository(db)
+    for refund in (
+        new_refund(order, 100, created_at=T0 - timedelta(hours=30)),
+        new_refund(order, 150, created_at=T0 - timedelta(hours=24)),  # at the moment: counted
+        new_refund(order, 200, created_at=T0 - timedelta(hours=2)),
+        new_refund(order, 400, status=RefundStatus.SUCCEEDED, created_at=T0 - timedelta(hours=40)),
+        new_refund(order, 450, status=RefundStatus.FAILED, created_at=T0 - timedelta(hours=40)),
+    ):
+        await refunds.add(refund)
+    assert await refunds.count_pending(T0 - timedelta(hours=24)) == 2
+    assert await refunds.count_pending(T0) == 3
+    assert await refunds.count_pending(T0 - timedelta(hours=48)) == 0

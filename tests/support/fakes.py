@@ -448,6 +448,12 @@ class FakeRefundRepository:
         ]
         return sorted(waiting, key=lambda r: (r.created_at, r.id))[:limit]
 
+    async def count_pending(self, created_until: datetime) -> int:
+        return sum(
+            r.status is RefundStatus.PENDING and r.created_at <= created_until
+            for r in self.state.refunds.values()
+        )
+
     async def save(self, refund: Refund) -> None:
         stored = self.state.refunds[refund.id]
         self.state.refunds[refund.id] = dataclasses.replace(

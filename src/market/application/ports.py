@@ -282,6 +282,10 @@ class RefundRepository(Protocol):
         """Refunds still pending, created after `created_after` and last changed before `updated_before`,
         oldest first."""
 
+    async def count_pending(self, created_until: datetime) -> int:
+        """How many refunds are still pending that were created at or before `created_until` (the sweep asks
+        about those created after it)."""
+
 
 class PaymentEventLog(Protocol):
     async def record(

@@ -105,11 +105,14 @@ async def settle_pending_refunds(
     """The background sweep of refunds left pending: ask the provider again about each (our refund id is its
     idempotency key, so asking again never refunds twice) and apply its answer as the admin's request would
     have. Only refunds last changed more than `grace` ago (not one still in flight) and younger than the
-    provider's idempotency window. Returns counts: `succeeded`, `failed`, `pending` (no answer yet)."""
-    counts = {"succeeded": 0, "failed": 0, "pending": 0}
+    provider's idempotency window. Returns counts: `succeeded`, `failed`, `pending` (no answer yet), and `stuck`:
+    the refunds still pending past that window, which the sweep no longer asks about and an admin must look into
+    (`market.refunds.stuck`, the MarketRefundsStuck alert)."""
+    counts = {"succeeded": 0, "failed": 0, "pending": 0, "stuck": 0}
     now = clock.now()
     async with uow() as work:
         waiting = list(await work.refunds.pending(now - PROVIDER_IDEMPOTENCY_WINDOW, now - grace, limit))
+        counts["stuck"] = await work.refunds.count_pending(now - PROVIDER_IDEMPOTENCY_WINDOW)
         orders = {r.order_id: await work.orders.get(r.order_id) for r in waiting}
     for refund in waiting:
         order = orders[refund.order_id]

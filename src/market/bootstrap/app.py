@@ -110,7 +110,8 @@ def build_app(
                 stack.push_async_callback(ports.analytics_writer.stop)  # idem: buffered views and searches
             background = [
                 asyncio.create_task(
-                    reconcile_forever(ports, settings.payments.reconcile_interval_s), name="reconciler"
+                    reconcile_forever(ports, settings.payments.reconcile_interval_s, telemetry.instruments),
+                    name="reconciler",
                 ),
                 asyncio.create_task(
                     refresh_business_gauges_forever(

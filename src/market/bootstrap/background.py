@@ -10,6 +10,7 @@ from datetime import timedelta
 from market.application.analytics import prune_events, roll_up_events
 from market.application.checkout import reconcile_payments
 from market.application.refund_settlement import settle_pending_refunds
+from market.telemetry.metrics import Instruments
 from market.telemetry.sentry import close_sentry
 from market.telemetry.setup import Telemetry
 
@@ -22,11 +23,12 @@ METRICS_SHARE_INTERVAL_S = 5.0
 log = logging.getLogger(__name__)
 
 
-async def reconcile_forever(ports: Ports, interval_s: float) -> None:
-    """The background reconciler: settles orders whose payment outcome was unknown and refunds left pending, forgets
-    idempotency keys and analytics events past their retention, and rolls up the analytics of closed days
-    (a bounded pass: adapters/db/rollups.py). Safe in every worker at once (settling is
-    idempotent; deleting what is past retention twice deletes nothing the second time)."""
+async def reconcile_forever(ports: Ports, interval_s: float, instruments: Instruments) -> None:
+    """The background reconciler: settles orders whose payment outcome was unknown and refunds left pending
+    (and sets `market.refunds.stuck` to those too old to ask about again), forgets idempotency keys and
+    analytics events past their retention, and rolls up the analytics of closed days (a bounded pass:
+    adapters/db/rollups.py). Safe in every worker at once (settling is idempotent; deleting what is past
+    retention twice deletes nothing the second time)."""
     while True:
         await asyncio.sleep(interval_s)
         try:
@@ -36,6 +38,7 @@ async def reconcile_forever(ports: Ports, interval_s: float) -> None:
             refunds = await settle_pending_refunds(uow=ports.uow, gateway=ports.gateway, clock=ports.clock)
             if refunds["succeeded"] or refunds["failed"]:
                 log.info("settled pending refunds", extra=refunds)
+            instruments.refunds_stuck.set(refunds["stuck"])
             await ports.idempotency.purge(ports.clock.now() - IDEMPOTENCY_RETENTION)
             await prune_events(ports.analytics_retention, reports=ports.reports, clock=ports.clock)
             await roll_up_events(ports.analytics_retention, reports=ports.reports, clock=ports.clock)

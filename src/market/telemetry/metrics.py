@@ -104,6 +104,7 @@ class Instruments:
     probe_checks: Counter
     probe_duration: Histogram
     probe_success: _Gauge
+    refunds_stuck: _Gauge
 
     @classmethod
     def create(cls, meter: Meter, reader: SharedMetricReader | None = None) -> Instruments:
@@ -144,6 +145,7 @@ class Instruments:
             probe_checks=counter_of(names.PROBE_CHECKS),
             probe_duration=histogram_of(names.PROBE_DURATION, DURATION_BUCKETS_S),
             probe_success=gauge(meter, names.PROBE_SUCCESS),
+            refunds_stuck=gauge(meter, names.REFUNDS_STUCK),
         )
 
 

@@ -143,6 +143,12 @@ CART_CHANGES = ("market.cart.changes", "{change}", "Cart lines added or removed.
 CHECKOUT_STARTED = ("market.checkout.started", "{checkout}", "Checkouts started.")
 ORDERS_COMPLETED = ("market.orders.completed", "{order}", "Orders paid.")
 REFUNDS = ("market.refunds", "{refund}", "Refunds that went through (partial or full), by reason.")
+REFUNDS_STUCK = (
+    "market.refunds.stuck",
+    "{refund}",
+    "Refunds still pending past the provider's idempotency window (24 h): the background sweep no longer asks the "
+    "provider about them (asking again could refund twice), so an admin must. Set by each reconciliation pass.",
+)
 PAYMENT_ATTEMPTS = ("market.payment.attempts", "{attempt}", "Payment attempts, by outcome and method.")
 PAYMENT_AMOUNT = ("market.payment.amount", "{cent}", "Amounts of payment attempts, in minor units.")
 WEBHOOK_DELIVERIES = (

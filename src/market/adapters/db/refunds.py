@@ -19,6 +19,7 @@ _PENDING = (
     f"SELECT {select_list(RefundRow)} FROM refunds WHERE status = 'pending' AND created_at > {{}}"
     " AND updated_at < {} ORDER BY created_at, id LIMIT {}"
 )
+_COUNT_PENDING = "SELECT count(*) AS n FROM refunds WHERE status = 'pending' AND created_at <= {}"
 _SAVE_REFUND = "UPDATE refunds SET status = {}, provider_refund_id = {}, updated_at = {} WHERE id = {}"
 
 
@@ -78,3 +79,7 @@ class SqlRefundRepository:
     ) -> Sequence[Refund]:
         rows = await self._db.fetch(_PENDING, created_after, updated_before, limit)
         return [refund_from_row(row) for row in rows]
+
+    async def count_pending(self, created_until: datetime) -> int:
+        [row] = await self._db.fetch(_COUNT_PENDING, created_until)
+        return int(row["n"])
