@@ -17,14 +17,26 @@ IDLE_S = 6.5
 
 
 def read_response(sock: socket.socket) -> bytes:
-    """One response's status line and headers (b"" when the server closed the connection instead)."""
+    """One whole response, its body read to its Content-Length (b"" when the server closed the connection
+    instead): a body left unread would be taken for the start of the next response."""
     answer = b""
     while b"\r\n\r\n" not in answer:
         chunk = sock.recv(65536)
         if not chunk:
-            break
+            return answer
         answer += chunk
-    return answer
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def second_request_after(server: LiveServer, idle_s: float) -> bytes:
