@@ -30,6 +30,9 @@ FRAGMENTS = [
     'passwd: "x"',
     "PASSWORD=",
     "def handler(self, request):",
+    "pa\u017f\u017fword='hunter2'",  # ſ: the patterns' case-insensitive match takes it for s
+    "'author\u0131zation': 'Basic x'",  # ı for i
+    "'coo\u212aie': 'session=x'",  # the Kelvin sign for k
     "    return await self._inner(request)",
 ]
 TEXT = st.lists(
