@@ -11,23 +11,16 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-from pathlib import Path
 
 from _harness import (
     add_database_arguments,
     free_port,
     market_server,
     print_environment,
+    rss_mib,
     seeded_database,
     workdir,
 )
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:
@@ -62,7 +55,7 @@ def main() -> None:
                     rate = next((line.split()[1] for line in out.splitlines() if "Requests/sec" in line), "?")
                     assert server.process is not None
                     print(
-                        f"minute {minute} {server.name}: {rate} req/s, RSS {_rss_mib(server.process.pid):.1f} MiB"
+                        f"minute {minute} {server.name}: {rate} req/s, RSS {rss_mib(server.process.pid):.1f} MiB"
                     )
         finally:
             for server in servers:

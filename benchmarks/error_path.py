@@ -31,6 +31,7 @@ from _harness import (
     market_env,
     market_server,
     print_environment,
+    rss_mib,
     workdir,
 )
 from browse_vs_floor import Run, _ms
@@ -39,13 +40,6 @@ from telemetry_cost import _start_sink
 PATH = "/api/v1/admin/test-monitoring"
 ADMIN_EMAIL = "bench-admin@example.com"
 ADMIN_PASSWORD = "bench-" + secrets.token_hex(12)
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _wrk(server, script: Path, args: argparse.Namespace) -> Run:
@@ -146,7 +140,7 @@ def main() -> None:
                     assert server.process is not None
                     print(
                         f"round {round_} {server.name:<12} {run.rps:8.1f} errors/s  p50 {run.p50_ms:7.1f} ms"
-                        f"  CPU {run.cpu_us_per_request or 0:7.0f} µs per error  RSS {_rss_mib(server.process.pid):.1f} MiB",
+                        f"  CPU {run.cpu_us_per_request or 0:7.0f} µs per error  RSS {rss_mib(server.process.pid):.1f} MiB",
                         flush=True,
                     )
             print("medians:")
