@@ -235,8 +235,8 @@ def _may_match_a_pattern(value: str) -> bool:
     An event holds hundreds of strings (the source lines around each frame, paths, names), and few hold any:
     eight regular-expression scans of each took ~5 ms per event, the most of an unexpected error's cost
     (benchmarks/README.md); this check is ~1 µs a string. Only for ASCII text: the patterns' case-insensitive
-    matching also takes some other letters for ASCII ones (`ſ` for `s`, `ı` for `i`, `K` for `k`), which
-    lowering does not turn into them."""
+    matching also takes some other letters for ASCII ones (`ſ` for `s`, `ı` for `i`), which lowering leaves
+    as they are."""
     if not value.isascii():
         return True
     low = value.lower()
