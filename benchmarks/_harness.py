@@ -165,6 +165,61 @@ def workdir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+@dataclass
+class WrkRun:
+    """One wrk run against one server: throughput, latency, failures (socket errors and non-2xx answers) and the
+    server's CPU per request."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    cpu_us_per_request: float | None
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if match is None:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def run_wrk(
+    server: Server,
+    target: str,
+    duration_s: int,
+    *,
+    wrk: str = "wrk",
+    threads: int = 1,
+    connections: int = 32,
+    extra: Sequence[str] = (),
+) -> WrkRun:
+    """`wrk --latency` on `server.base_url + target` (`extra`: more wrk arguments, e.g. a header or a script),
+    parsed, with the server's CPU over the run."""
+    before = server.cpu_seconds()
+    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency", "--timeout", "5s"]
+    command += [*extra, server.base_url + target]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 30, check=True).stdout
+    after = server.cpu_seconds()
+    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors += int(non_2xx[1]) if non_2xx else 0
+    cpu = (after - before) / requests * 1e6 if before is not None and after is not None and requests else None
+    return WrkRun(
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
+        p50_ms=_ms(re.search(r"\s50%\s+(\S+)", out)[1]),  # type: ignore[index]
+        p99_ms=_ms(re.search(r"\s99%\s+(\S+)", out)[1]),  # type: ignore[index]
+        requests=requests,
+        errors=errors,
+        cpu_us_per_request=cpu,
+    )
+
+
 def rss_mib(pid: int) -> float:
     """The resident memory of process `pid` (Linux /proc), MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -26,15 +26,17 @@ from pathlib import Path
 import httpx
 from _harness import (
     DEFAULT_ADMIN_URL,
+    Server,
+    WrkRun,
     empty_database,
     free_port,
     market_env,
     market_server,
     print_environment,
     rss_mib,
+    run_wrk,
     workdir,
 )
-from browse_vs_floor import Run, _ms
 from telemetry_cost import _start_sink
 
 PATH = "/api/v1/admin/test-monitoring"
@@ -42,40 +44,13 @@ ADMIN_EMAIL = "bench-admin@example.com"
 ADMIN_PASSWORD = "bench-" + secrets.token_hex(12)
 
 
-def _wrk(server, script: Path, args: argparse.Namespace) -> Run:
-    before = server.cpu_seconds()
-    command = [
-        args.wrk,
-        "-t1",
-        f"-c{args.connections}",
-        f"-d{args.duration}s",
-        "--latency",
-        "-s",
-        str(script),
-    ]
-    out = subprocess.run(
-        [*command, server.base_url + PATH],
-        capture_output=True,
-        text=True,
-        timeout=args.duration + 60,
-        check=True,
-    ).stdout
-    after = server.cpu_seconds()
-    requests = int(out.split(" requests in")[0].split()[-1])
-    answered_500 = out.count("Non-2xx") and int(out.split("Non-2xx or 3xx responses:")[1].split()[0])
-    if answered_500 != requests:
-        raise RuntimeError(
-            f"{server.name}: {requests} requests, {answered_500} answered with an error:\n{out}"
-        )
-    return Run(
-        rps=float(out.split("Requests/sec:")[1].split()[0]),
-        p50_ms=_ms(out.split(" 50%")[1].split()[0]),
-        p99_ms=_ms(out.split(" 99%")[1].split()[0]),
-        errors=0,
-        cpu_us_per_request=(after - before) / requests * 1e6
-        if before is not None and after is not None
-        else None,
+def _wrk(server: Server, script: Path, args: argparse.Namespace) -> WrkRun:
+    run = run_wrk(
+        server, PATH, args.duration, wrk=args.wrk, connections=args.connections, extra=["-s", str(script)]
     )
+    if run.errors != run.requests:  # every request should be the 500 of the error raised on purpose
+        raise RuntimeError(f"{server.name}: {run.requests} requests, {run.errors} answered with an error")
+    return run
 
 
 def main() -> None:
@@ -132,7 +107,7 @@ def main() -> None:
                 'wrk.headers["Content-Type"] = "application/json"\n'
                 f'wrk.headers["Authorization"] = "Bearer {token}"\n'
             )
-            runs: dict[str, list[Run]] = {server.name: [] for server in servers}
+            runs: dict[str, list[WrkRun]] = {server.name: [] for server in servers}
             for round_ in range(1, args.rounds + 1):
                 for server in servers:
                     run = _wrk(server, script, args)

@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,54 +27,30 @@ from dataclasses import dataclass
 import asyncpg
 from _harness import (
     Server,
+    WrkRun,
     add_database_arguments,
     empty_database,
     market_server,
     print_environment,
+    run_wrk,
     seeded_database,
     workdir,
 )
 
 PATH = "/api/v1/items?limit=20"
 SESSION = "bench-session-0123456789abcdef"  # 30 characters: a typical client-made id
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-
-
-@dataclass
-class Run:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    errors: int
-    cpu_us_per_request: float | None
-
-
-def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if match is None:
-        raise ValueError(f"unexpected wrk latency {text!r}")
-    return float(match[1]) * _UNITS[match[2]]
+Run = WrkRun
 
 
 def wrk(server: Server, args: argparse.Namespace, duration_s: int) -> Run:
-    before = server.cpu_seconds()
-    command = [args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{duration_s}s", "--latency"]
-    command += ["--timeout", "5s", "-H", f"X-Session-Id: {SESSION}", server.base_url + PATH]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 30, check=True).stdout
-    after = server.cpu_seconds()
-    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors += int(non_2xx[1]) if non_2xx else 0
-    cpu = (after - before) / requests * 1e6 if before is not None and after is not None and requests else None
-    return Run(
-        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
-        p50_ms=_ms(re.search(r"\s50%\s+(\S+)", out)[1]),  # type: ignore[index]
-        p99_ms=_ms(re.search(r"\s99%\s+(\S+)", out)[1]),  # type: ignore[index]
-        requests=requests,
-        errors=errors,
-        cpu_us_per_request=cpu,
+    return run_wrk(
+        server,
+        PATH,
+        duration_s,
+        wrk=args.wrk,
+        threads=args.threads,
+        connections=args.connections,
+        extra=["-H", f"X-Session-Id: {SESSION}"],
     )
 
 
