@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 
+from market.adapters.db import refunds as refunds_sql
 from market.adapters.db.admin import PiccoloAdminUnitOfWork, SqlAuditLog, SqlUserDirectory
 from market.adapters.db.commerce import SqlOrderRepository, SqlWebhookOutbox
 from market.adapters.db.migrations import MIGRATIONS, m0009_refunds
@@ -244,3 +245,23 @@ async def test_pending_refunds_past_a_moment_are_counted(db):
     assert await refunds.count_pending(T0 - timedelta(hours=24)) == 2
     assert await refunds.count_pending(T0) == 3
     assert await refunds.count_pending(T0 - timedelta(hours=48)) == 0
+
+
+@pytest.mark.parametrize(
+    ("sql", "args"),
+    [
+        (refunds_sql._COUNT_PENDING, (T0,)),
+        (refunds_sql._PENDING, (T0 - timedelta(hours=24), T0, 10)),
+    ],
+    ids=["count_pending", "pending"],
+)
+async def test_pending_refunds_are_read_through_their_own_index(db, sql, args):
+    """The reconciler's two queries reach the pending refunds through the partial index of pending refunds
+    (m0013), not by walking every refund's `created_at`. The tables here are tiny, so PostgreSQL is told not to
+    scan them whole, as it would not with many refunds."""
+    async with db.write_transaction():
+        if db.is_postgres:
+            await db.fetch("SET LOCAL enable_seqscan = off")
+        plan = await db.fetch(f"EXPLAIN {'' if db.is_postgres else 'QUERY PLAN '}{sql}", *args)
+    text = " ".join(str(value) for row in plan for value in row.values())
+    assert "refunds_pending_idx" in text, text

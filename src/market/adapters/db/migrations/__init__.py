@@ -16,6 +16,7 @@ from . import (
     m0010_analytics_rollups,
     m0011_analytics_day_totals,
     m0012_search_tiers,
+    m0013_pending_refunds_index,
 )
 from .runner import Migration
 
@@ -32,6 +33,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0010_analytics_rollups.MIGRATION,
     m0011_analytics_day_totals.MIGRATION,
     m0012_search_tiers.MIGRATION,
+    m0013_pending_refunds_index.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
 
