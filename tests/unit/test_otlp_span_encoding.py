@@ -193,11 +193,11 @@ def test_the_exporter_posts_the_direct_encoding_with_the_sdks_http_settings() ->
 def test_only_otlp_http_uses_the_direct_encoder() -> None:
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-    from market.telemetry.tracing import otlp_span_exporter
+    from market.telemetry.otlp_exporters import otlp_exporter
 
     endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}
-    http = otlp_span_exporter(endpoint)
-    grpc = otlp_span_exporter({**endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    http = otlp_exporter(endpoint, "TRACES")
+    grpc = otlp_exporter({**endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "TRACES")
     assert isinstance(http, OtlpHttpSpanExporter)
     assert isinstance(grpc, GrpcExporter) and not isinstance(grpc, OtlpHttpSpanExporter)
     for exporter in (http, grpc):

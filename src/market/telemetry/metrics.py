@@ -39,6 +39,7 @@ from market.domain.refunds import RefundReason
 from . import names
 from .drops import DROPS
 from .local_metrics import LocalCounter, LocalHistogram
+from .otlp_exporters import otlp_exporter
 from .tracing import chosen_exporters
 
 # Seconds: exactly the explicit bucket boundaries the HTTP and DB semantic conventions advise for
@@ -186,27 +187,6 @@ def zero_known_series(m: Instruments) -> None:
         m.refunds.add(0, {names.REFUND_REASON: reason})
     m.item_views.add(0)
     m.checkout_started.add(0)
-
-
-def otlp_metric_exporter(environ: Mapping[str, str], *, required: bool = False) -> MetricExporter | None:
-    """An OTLP exporter when an endpoint is configured (same variables as traces), or when
-    OTEL_METRICS_EXPORTER=otlp asks for one (`required`: the SDK's default endpoint then)."""
-    if not required and not (
-        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-    ):
-        return None
-    protocol = environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or environ.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
-    )
-    from .otlp_failures import without_retained_failures
-
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
-
-        return without_retained_failures(GrpcExporter())
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
-
-    return without_retained_failures(HttpExporter())
 
 
 PointKey = tuple[str, str, frozenset[tuple[str, Any]]]
@@ -399,9 +379,7 @@ def build_meter_provider(
     chosen = chosen_exporters(environ, "OTEL_METRICS_EXPORTER")
     exporters: list[MetricExporter] = []
     if "otlp" in chosen:
-        otlp = otlp_metric_exporter(environ, required=True)
-        if otlp is not None:
-            exporters.append(otlp)
+        exporters.append(otlp_exporter(environ, "METRICS"))
     if "console" in chosen:  # stderr: stdout carries the JSON log lines only
         exporters.append(ConsoleMetricExporter(out=sys.stderr))
     all_readers: list[MetricReader] = [reader]

@@ -29,6 +29,7 @@ from market.config import Settings
 
 from . import names
 from .drops import CountingBatchSpanProcessor
+from .otlp_exporters import endpoint_configured, otlp_exporter
 
 
 def build_resource(settings: Settings, environ: Mapping[str, str] | None = None) -> Resource:
@@ -85,7 +86,7 @@ def chosen_exporters(environ: Mapping[str, str], variable: str, *, console: bool
     if value is None or not value.strip():
         chosen = set()
         signal = variable.removeprefix("OTEL_").removesuffix("_EXPORTER")  # TRACES, METRICS
-        if environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"):
+        if endpoint_configured(environ, signal):
             chosen.add("otlp")
         if console:
             chosen.add("console")
@@ -94,33 +95,12 @@ def chosen_exporters(environ: Mapping[str, str], variable: str, *, console: bool
     return set() if "none" in chosen else chosen
 
 
-def otlp_span_exporter(environ: Mapping[str, str], *, required: bool = False) -> SpanExporter | None:
-    """The OTLP exporter the environment asks for, or None when no endpoint is configured (unless
-    `required`: OTEL_TRACES_EXPORTER=otlp with no endpoint uses the SDK's default, localhost:4318)."""
-    if not required and not (
-        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    ):
-        return None
-    protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
-    )
-    from .otlp_failures import without_retained_failures
-
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-
-        return without_retained_failures(GrpcExporter())
-    from .otlp_spans import OtlpHttpSpanExporter  # the SDK's, writing the protobuf bytes directly
-
-    return without_retained_failures(OtlpHttpSpanExporter())
-
-
 def build_tracer_provider(
     settings: Settings, environ: Mapping[str, str] | None = None, resource: Resource | None = None
 ) -> TracerProvider:
     environ = settings.telemetry.otel_environ() if environ is None else environ
     chosen = chosen_exporters(environ, "OTEL_TRACES_EXPORTER", console=settings.telemetry.console)
-    exporter = otlp_span_exporter(environ, required=True) if "otlp" in chosen else None
+    exporter: SpanExporter | None = otlp_exporter(environ, "TRACES") if "otlp" in chosen else None
     console = "console" in chosen
     sampler = None  # the SDK's: OTEL_TRACES_SAMPLER(_ARG), default parent-based always-on
     if exporter is None and not console and not environ.get("OTEL_TRACES_SAMPLER"):
