@@ -41,7 +41,6 @@ def test_a_failed_password_change_sends_no_password_nor_hash_to_sentry():
         dsn="https://public@sentry.invalid/1",
         transport=transport,
         default_integrations=False,
-        send_default_pii=False,
         include_local_variables=True,
         event_scrubber=EventScrubber(denylist=DENYLIST, recursive=True),
         before_send=scrub_event,

@@ -90,7 +90,9 @@ def init_sentry(settings: SentrySettings, session_page: str | None = None) -> bo
         dsn=settings.dsn,
         environment=settings.environment,
         release=release(settings.release, settings.build_sha),
-        send_default_pii=False,
+        # No default PII (user IPs, cookies, request bodies): sentry-sdk's default, left unset because setting
+        # `send_default_pii` is deprecated (2.75, a warning at every start) and its successor, `data_collection`,
+        # turns the event scrubber below off.
         # No local variables: the scrubber matches key names, never what a repr prints, and every frame
         # holds something secret under an innocent name (the services with the payment webhook secret, a
         # command with the password in flight, a framework's raw headers). The stack trace with file, line
