@@ -512,7 +512,8 @@ def _milliseconds(minimum: int, maximum: int) -> Parse:
 @dataclass(frozen=True, slots=True)
 class RateLimitSettings:
     enabled: bool = setting("MARKET_RATE_LIMITS", _flag, True)
-    """MARKET_RATE_LIMITS=off turns every rate limit off (test suites, load tests); the hashing cap stays."""
+    """MARKET_RATE_LIMITS=off turns every rate limit off (test suites, load tests). The cap on password hashes at
+    once stays (64 MiB and a core each), but callers queue for a slot instead of being refused with a 503."""
     redis_url: str | None = setting("MARKET_REDIS_URL", _redis_url, None, secret=True)
     """MARKET_REDIS_URL: counters live in Redis, shared by every worker and replica. None: in this process's
     memory (right for one process; with N processes each allows the full limit)."""
@@ -542,7 +543,8 @@ class RateLimitSettings:
     """MARKET_PASSWORD_HASH_RESERVED: of those, the slots kept for sign-ins from known devices (default: half
     the CPUs, at least 1; the others always keep one). 0: one lane for all, as with MARKET_RATE_LIMITS=off."""
     hash_wait_s: float = setting("MARKET_PASSWORD_HASH_WAIT_MS", _milliseconds(0, 30000), 2.0)
-    """MARKET_PASSWORD_HASH_WAIT_MS: how long a request waits for a hashing slot before a 503 (set in ms)."""
+    """MARKET_PASSWORD_HASH_WAIT_MS: how long a request waits for a hashing slot before a 503 (set in ms); with
+    MARKET_RATE_LIMITS=off, as long as it takes."""
 
 
 def _section(section: type, *, required: bool = False) -> Any:

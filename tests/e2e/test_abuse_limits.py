@@ -213,3 +213,24 @@ def test_the_sign_in_limit_holds_across_two_replicas_sharing_redis(tmp_path: Pat
     # Admitted: 401 (wrong password), or 503 when the hashing cap shed it on this busy machine.
     assert statuses.count(429) == 25, statuses
     assert all(status in (401, 503) for status in statuses if status != 429), statuses
+
+
+def test_with_limits_off_parallel_registrations_queue_for_hashing_and_none_is_refused(tmp_path):
+    """MARKET_RATE_LIMITS=off turns every limit off: registrations beyond the hashing cap wait for a slot
+    rather than getting the 503 the cap sheds with limits on (a one-slot cap and a 1 ms wait made five of
+    twelve parallel registrations 503 before)."""
+    env = {"MARKET_PASSWORD_HASH_CONCURRENCY": "1", "MARKET_PASSWORD_HASH_WAIT_MS": "1"}
+    with serving("sqlite", tmp_path, env) as server, server.client() as client:
+
+        def sign_up(n: int) -> int:
+            body = {
+                "email": f"parallel-{n}-{uuid.uuid4().hex[:8]}@example.com",
+                "password": "correct horse battery",
+                "display_name": f"Parallel {n}",
+                "role": "buyer",
+            }
+            return client.post("/api/v1/auth/register", json=body).status_code
+
+        with ThreadPoolExecutor(12) as pool:
+            statuses = list(pool.map(sign_up, range(12)))
+    assert statuses == [201] * 12, statuses

@@ -57,8 +57,8 @@ def start_server(
     stderr_log: Path | None = None,
 ) -> LiveServer:
     """`market serve` (plus `serve_args`, e.g. `--workers 2`), ready. Rate limits are off unless `extra_env`
-    turns them on: suites sign in and check out far more often than any one client should. Password hashes
-    queue for up to 30 s instead of 2 s: suites register accounts in parallel on a shared, busy machine."""
+    turns them on: suites sign in and check out far more often than any one client should (and with them off,
+    registrations in parallel queue for a password-hashing slot instead of being refused)."""
     port = free_port()
     log = workdir / f"server-{port}.log"
     env = {
@@ -67,7 +67,6 @@ def start_server(
         "MARKET_VAR_DIR": str(workdir / "var"),
         "MARKET_PORT": str(port),
         "MARKET_RATE_LIMITS": "off",
-        "MARKET_PASSWORD_HASH_WAIT_MS": "30000",
     }
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)  # the developer's collector; a test may name its own
     env.update(extra_env or {})

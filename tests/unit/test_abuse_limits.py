@@ -189,6 +189,20 @@ async def test_a_hash_that_gets_no_slot_within_the_wait_is_refused_as_busy():
     assert await hasher.hash("third password") == "hash"  # the slot was given back
 
 
+async def test_without_a_wait_limit_a_hash_waits_for_its_slot_however_long_it_takes():
+    """Rate limits off (wait_s None): nobody is refused, the cap still holds."""
+    argon2 = _BlockingArgon2()
+    hasher = Argon2PasswordHasher(argon2, concurrency=1, wait_s=None)
+    holder = asyncio.create_task(hasher.hash("first password"))
+    await asyncio.to_thread(argon2.started.acquire)
+    waiting = [asyncio.create_task(hasher.hash(f"password {n}")) for n in range(3)]
+    await asyncio.sleep(0.2)
+    assert not any(task.done() for task in waiting)  # queued, neither refused nor started
+    assert not argon2.started.acquire(blocking=False)
+    argon2.release.set()
+    assert await asyncio.gather(holder, *waiting) == ["hash"] * 4
+
+
 async def test_no_more_hashes_run_at_once_than_the_cap():
     argon2 = _BlockingArgon2()
     hasher = Argon2PasswordHasher(argon2, concurrency=2, wait_s=5)

@@ -55,13 +55,14 @@ class Argon2PasswordHasher:
         hasher: PasswordHasher | None = None,
         *,
         concurrency: int = 2,
-        wait_s: float = 2.0,
+        wait_s: float | None = 2.0,
         reserved: int = 0,
         on_refused: Callable[[], None] | None = None,
     ) -> None:
         """`concurrency` hashes at once, `reserved` of them for known credentials only (the shared lane keeps
         at least one slot); with `reserved`, unknown callers' hashes run in low-priority threads and a caller
-        of the shared lane that finds it full and queued is refused at once. `on_refused` counts refusals."""
+        of the shared lane that finds it full and queued is refused at once. `wait_s` None: callers wait for a
+        slot as long as it takes, never refused (rate limits off). `on_refused` counts refusals."""
         self._hasher = hasher or PasswordHasher()
         self._shared_size = max(1, concurrency - reserved)
         self._shared = asyncio.Semaphore(self._shared_size)
