@@ -160,3 +160,22 @@ def test_moderating_an_unknown_item_is_404(client, people, item_id):
         f"{ADMIN_ITEMS}/{item_id}", json={"status": "active", "reason": "x"}, headers=auth(people["admin"])
     )
     assert_problem(r, 404)
+
+
+def test_an_admins_edit_and_delete_through_the_items_api_are_audited(client, people, item):
+    """Every admin write appends an audit entry, also through `PATCH` and `DELETE /items/{id}`; a seller's
+    own do not."""
+    admin, seller = people["admin"], people["seller"]
+    assert client.patch(f"{ITEMS}/{item['id']}", json={"stock": 99}, headers=auth(seller)).status_code == 200
+    edited = client.patch(f"{ITEMS}/{item['id']}", json={"price_cents": 1}, headers=auth(admin))
+    assert edited.status_code == 200, edited.text
+    assert client.delete(f"{ITEMS}/{item['id']}", headers=auth(admin)).status_code == 204
+
+    trail = client.get("/api/v1/admin/audit", params={"target_id": item["id"]}, headers=auth(admin)).json()
+    entries = sorted(trail["items"], key=lambda entry: entry["at"])
+    assert [(entry["action"], entry["actor_id"]) for entry in entries] == [
+        ("item.updated", admin["id"]),
+        ("item.moderated", admin["id"]),
+    ]
+    assert entries[0]["details"] == {"price_cents_from": item["price_cents"], "price_cents_to": 1}
+    assert entries[1]["details"] == {"status_from": "active", "status_to": "archived", "reason": None}

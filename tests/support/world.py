@@ -9,7 +9,7 @@ from typing import Any
 from market.application.accounts import Register, issue_token, register_user
 from market.application.admin import AdminPorts
 from market.application.cart import set_cart_quantity, view_cart
-from market.application.catalog import archive_item, browse_items, list_item, view_item
+from market.application.catalog import browse_items, list_item, view_item
 from market.application.checkout import (
     PaymentMethodInput,
     ProviderEvent,
@@ -17,7 +17,7 @@ from market.application.checkout import (
     checkout,
     reconcile_payments,
 )
-from market.application.moderation import edit_item
+from market.application.moderation import archive_item, edit_item
 from market.application.refunds import refund_order
 from market.domain.catalog import ItemFilter
 from market.domain.refunds import RefundReason
@@ -133,7 +133,7 @@ class World:
 
     async def archive(self, who, item_id):
         """`archive_item`."""
-        await archive_item(who, item_id, uow=self.store.uow, clock=self.clock)
+        await archive_item(who, item_id, ports=self.admin)
 
     async def view(self, item_id):
         """`view_item`."""

@@ -218,6 +218,50 @@ async def test_sellers_cannot_suspend_nor_touch_another_sellers_item():
     assert world.store.items[item.id].status is ItemStatus.ACTIVE
 
 
+async def test_an_admins_edit_of_an_items_fields_is_audited_with_what_changed():
+    world = World()
+    item = await _listed(world)
+
+    await edit_item(
+        ADMIN, item.id, None, {"title": "Renamed", "price_cents": 1, "stock": item.stock}, ports=world.admin
+    )
+
+    [entry] = world.audit
+    assert (entry.actor_id, entry.action, entry.target_type, entry.target_id) == (
+        ADMIN.id,
+        AuditAction.ITEM_UPDATED,
+        AuditTarget.ITEM,
+        item.id,
+    )
+    assert entry.details == {  # the stock sent as it was is not a change
+        "title_from": item.title,
+        "title_to": "Renamed",
+        "price_cents_from": item.price.cents,
+        "price_cents_to": 1,
+    }
+
+
+async def test_a_sellers_edit_of_their_own_item_writes_no_audit_entry():
+    world = World()
+    item = await _listed(world)
+    await edit_item(SELLER, item.id, None, {"title": "Renamed"}, ports=world.admin)
+    await world.archive(SELLER, item.id)
+    assert world.audit == []
+
+
+async def test_an_admin_archiving_an_item_is_audited_once():
+    world = World()
+    item = await _listed(world)
+
+    await world.archive(ADMIN, item.id)
+    await world.archive(ADMIN, item.id)  # already archived: nothing changes, nothing to audit
+
+    assert world.store.items[item.id].status is ItemStatus.ARCHIVED
+    [entry] = world.audit
+    assert (entry.action, entry.target_id) == (AuditAction.ITEM_MODERATED, item.id)
+    assert entry.details == {"status_from": "active", "status_to": "archived", "reason": None}
+
+
 # --- webhook deliveries ------------------------------------------------------------------------------------
 
 

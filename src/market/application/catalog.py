@@ -1,4 +1,4 @@
-"""Catalog use cases: list, change, archive, view and browse items."""
+"""Catalog use cases: list, view and browse items (changing and archiving one: moderation.py)."""
 
 from __future__ import annotations
 
@@ -29,19 +29,6 @@ async def list_item(
         await work.collect([ItemListed(item.id, item.seller_id)], item.created_at)
         await work.commit()
     return item
-
-
-async def archive_item(user: User, item_id: str, *, uow: UnitOfWorkFactory, clock: Clock) -> None:
-    """Archive (never delete: orders keep pointing at items). Archiving twice is a no-op, and so is archiving a
-    suspended item (it stays suspended: only an admin brings it back)."""
-    async with uow() as work:
-        item = await work.items.get(item_id)
-        if item is None:
-            raise NotFound(_NO_SUCH_ITEM)
-        item.ensure_editable_by(user)
-        if item.status is ItemStatus.ACTIVE:
-            await work.items.update(item.archived(clock.now()))
-            await work.commit()
 
 
 async def view_item(item_id: str, *, repos: ReadRepositories, clock: Clock, events: EventPublisher) -> Item:
@@ -81,4 +68,3 @@ BrowseItems = Callable[[ItemFilter, int, str | None], Awaitable[Page[Item]]]
 """(filter, limit, cursor)"""
 ViewItem = Callable[[str], Awaitable[Item]]
 ListItem = Callable[[User, dict[str, Any]], Awaitable[Item]]
-ArchiveItem = Callable[[User, str], Awaitable[None]]

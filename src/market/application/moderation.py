@@ -1,12 +1,13 @@
 """Item moderation: admins set any item's status (active, archived, suspended) with a reason, audited; a seller
-archives and restores their own items but cannot touch a suspended one."""
+archives and restores their own items but cannot touch a suspended one. Every write an admin makes to an item
+(status, fields, archiving) appends an audit entry in its transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from market.domain.admin import AuditAction, AuditTarget
+from market.domain.admin import AuditAction, AuditTarget, AuditValue
 from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import NotFound
 from market.domain.users import Role, User
@@ -49,10 +50,43 @@ async def edit_item(
                 raise NotFound(_NO_SUCH_ITEM)
             item.ensure_editable_by(user)
         if fields:
-            item = item.with_changes(dict(fields), ports.clock.now())
-            await work.items.update(item)
+            changed = item.with_changes(dict(fields), ports.clock.now())
+            await work.items.update(changed)
+            if user.role is Role.ADMIN:
+                details = _changes(item, changed)
+                await append_audit(
+                    work, ports, user, AuditAction.ITEM_UPDATED, AuditTarget.ITEM, item.id, details
+                )
+            item = changed
         await work.commit()
     return item
+
+
+async def archive_item(user: User, item_id: str, *, ports: AdminPorts) -> None:
+    """`DELETE /items/{id}`: archive (never delete: orders keep pointing at items). Archiving twice is a no-op,
+    and so is archiving a suspended item (it stays suspended: only an admin brings it back). An admin's archive
+    is audited as any status change of theirs. Raises NotFound or PermissionDenied."""
+    async with ports.uow() as work:
+        item = await _found(work, item_id)
+        item.ensure_editable_by(user)
+        if item.status is ItemStatus.ACTIVE:
+            await _with_status(work, ports, user, item, ItemStatus.ARCHIVED, None)
+            await work.commit()
+
+
+def _changes(before: Item, after: Item) -> dict[str, AuditValue]:
+    """`<field>_from` / `<field>_to` for each field the edit changed, as the API names them."""
+    values = {
+        name: (getattr(before, name), getattr(after, name))
+        for name in ("title", "description", "stock", "category")
+    }
+    values["price_cents"] = (before.price.cents, after.price.cents)
+    values["currency"] = (before.price.currency, after.price.currency)
+    details: dict[str, AuditValue] = {}
+    for name, (old, new) in values.items():
+        if old != new:
+            details[f"{name}_from"], details[f"{name}_to"] = old, new
+    return details
 
 
 async def _found(work: AdminUnitOfWork, item_id: str) -> Item:
@@ -100,5 +134,7 @@ SetItemStatus = Callable[[User, str, ItemStatus, str | None], Awaitable[Item]]
 """(user, item id, status, reason)"""
 EditItem = Callable[[User, str, ItemStatus | None, Mapping[str, Any]], Awaitable[Item]]
 """(user, item id, status or None, other fields)"""
+ArchiveItem = Callable[[User, str], Awaitable[None]]
+"""(user, item id)"""
 FindItems = Callable[[ItemFilter, int, str | None], Awaitable[Page[Item]]]
 """(filter with a status, limit, cursor)"""

@@ -102,7 +102,7 @@ def bind_use_cases(
         "view_item": BoundUseCase(catalog.view_item, repos=s.repos, clock=s.clock, events=s.events),
         "list_item": BoundUseCase(catalog.list_item, uow=s.uow, ids=s.ids, clock=s.clock),
         "edit_item": BoundUseCase(moderation.edit_item, ports=admin_ports),
-        "archive_item": BoundUseCase(catalog.archive_item, uow=s.uow, clock=s.clock),
+        "archive_item": BoundUseCase(moderation.archive_item, ports=admin_ports),
         # cart and orders
         "view_cart": BoundUseCase(cart.view_cart, uow=s.uow),
         "set_cart_quantity": BoundUseCase(cart.set_cart_quantity, uow=s.uow, clock=s.clock),

@@ -26,6 +26,7 @@ class AuditAction(StrEnum):
 
     USER_UPDATED = "user.updated"
     ITEM_MODERATED = "item.moderated"
+    ITEM_UPDATED = "item.updated"
     WEBHOOK_RETRIED = "webhook.retried"
     MONITORING_TESTED = "monitoring.tested"
     ORDER_REFUNDED = "order.refunded"

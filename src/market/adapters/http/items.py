@@ -10,8 +10,8 @@ from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter
 
-from market.application.catalog import ArchiveItem, BrowseItems, ListItem, ViewItem
-from market.application.moderation import EditItem
+from market.application.catalog import BrowseItems, ListItem, ViewItem
+from market.application.moderation import ArchiveItem, EditItem
 from market.domain.catalog import (
     MAX_CATEGORY,
     MAX_DESCRIPTION,
