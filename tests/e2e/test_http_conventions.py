@@ -143,3 +143,32 @@ def test_problems_carry_the_session_and_trace_headers_too(client):
     r = client.get("/api/v1/items", params={"limit": 1000}, headers={"X-Session-Id": "sess-42"})
     assert_problem(r, 400)
     assert r.headers["x-session-id"] == "sess-42"
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/health/live", 200),
+        ("/api/v1/items?limit=2", 200),
+        ("/schema/openapi.json", 200),
+        ("/api/v1/nope", 404),
+    ],
+)
+def test_head_is_answered_wherever_get_is_with_the_gets_headers_and_no_body(client, path, status):
+    """RFC 9110: a general-purpose server supports HEAD wherever it supports GET (uptime checks use it)."""
+    get, head = client.get(path), client.head(path)
+    assert (get.status_code, head.status_code) == (status, status)
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["content-length"] == get.headers["content-length"] == str(len(get.content))
+    assert TRACERESPONSE.match(head.headers["traceresponse"])
+
+
+def test_allow_lists_head_beside_get(client):
+    allowed = {m.strip() for m in client.options("/api/v1/items").headers["allow"].split(",")}
+    assert {"GET", "HEAD"} <= allowed
+    refused = client.put("/health/live")
+    assert_problem(refused, 405)
+    assert {m.strip() for m in refused.headers["allow"].split(",")} >= {"GET", "HEAD"}
+    post_only = client.get("/api/v1/auth/token")
+    assert "HEAD" not in {m.strip() for m in post_only.headers["allow"].split(",")}

@@ -144,6 +144,17 @@ class ExemplarPacer:
         return True
 
 
+def _with_head(header: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
+    """An `Allow` header listing GET also lists HEAD, which this middleware answers wherever GET is."""
+    name, value = header
+    if name.lower() != b"allow":
+        return header
+    methods = [method.strip() for method in value.split(b",")]
+    if b"GET" in methods and b"HEAD" not in methods:
+        methods.insert(methods.index(b"GET") + 1, b"HEAD")
+    return name, b", ".join(methods)
+
+
 class ServerSpanMiddleware:
     """Wraps the whole Litestar ASGI handler (outside its exception handling), so that every response,
     including 404s of unknown routes and 500s, is inside the span and carries `traceresponse`."""
@@ -225,24 +236,34 @@ class ServerSpanMiddleware:
         ]
         status_code = 500
 
+        head = original_method == "HEAD"
+
         async def send_with_headers(message: dict[str, Any]) -> None:
             nonlocal status_code
             if message["type"] == "http.response.start":
                 status_code = message["status"]
-                message["headers"] = [*message.get("headers", ()), *extra_headers]
+                headers = [*message.get("headers", ()), *extra_headers]
+                if status_code == 405 or original_method == "OPTIONS":
+                    headers = [_with_head(header) for header in headers]
+                message["headers"] = headers
+            elif head and message.get("body"):
+                message = {**message, "body": b""}  # Content-Length stays the GET's, as HEAD wants
             await send(message)
 
         span_context = token = None
         if self._tracing:
             span_context = trace.set_span_in_context(span)
             token = otel_context.attach(span_context)
+        # HEAD is GET without the body (RFC 9110 9.3.2: every general-purpose server supports both): the app
+        # answers a GET, its body is not sent (above), and telemetry and logs record HEAD.
+        app_scope = {**scope, "method": "GET"} if head else scope
         request = request_context.begin(session, trace_id)
         context = request_context.current()
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(app_scope, receive, send_with_headers)
         finally:
             elapsed = time.perf_counter() - started
-            template = scope.get("path_template")
+            template = app_scope.get("path_template")
             if self.access_log.enabled():
                 fields = {
                     names.HTTP_REQUEST_METHOD: method,
