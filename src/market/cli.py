@@ -82,22 +82,19 @@ def serve(host: str | None, port: int | None, workers: int, reload: bool) -> Non
     )
 
 
-def server_stack() -> dict[str, str]:
+def server_stack() -> dict[str, Any]:
     """The production stack: uvicorn on uvloop with the httptools parser (installed with market; asyncio and
-    h11 only where they are missing, e.g. uvloop on Windows)."""
+    h11 only where they are missing, e.g. uvloop on Windows), each parser answering a request it cannot parse
+    with the malformed-request problem (adapters/http/protocols.py)."""
     try:
         import uvloop  # noqa: F401
 
         loop = "uvloop"
     except ImportError:
         loop = "asyncio"
-    try:
-        import httptools  # noqa: F401
+    from market.adapters.http.protocols import http_protocol
 
-        http = "httptools"
-    except ImportError:
-        http = "h11"
-    return {"loop": loop, "http": http}
+    return {"loop": loop, "http": http_protocol()}
 
 
 @main.group()

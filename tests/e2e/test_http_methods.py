@@ -1,6 +1,6 @@
 """A method outside the standard set that reaches the app is recorded as `_OTHER` in metrics and logs, so 100
 made-up methods cannot grow `/metrics` or add label values. Under httptools (the production stack) only methods
-its parser knows reach the app; any other token (`get`, `BREW`) is a 400 from the server itself. Requests are
+its parser knows reach the app; any other token (`get`, `BREW`) is a 400 problem from the server itself. Requests are
 written on a raw socket, because HTTP clients upper-case methods."""
 
 from __future__ import annotations
@@ -102,3 +102,51 @@ def test_made_up_methods_are_other_in_the_access_log_with_the_original_beside_it
     purge = [line for line in access if line.get(names.HTTP_REQUEST_METHOD_ORIGINAL) == "PURGE"]
     assert purge and purge[-1]["message"] == "_OTHER /no/such/thing 404"
     assert any(line.get(names.HTTP_REQUEST_METHOD_ORIGINAL) == "PROPFIND" for line in access)
+
+
+def raw_answer(server: LiveServer, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-case names) and body of the answer to `request`, sent as bytes on a socket."""
+    url = urlsplit(server.base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {
+        name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)
+    }
+    return int(status_line.split(" ", 2)[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /api/v1/items HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\x01b\r\n\r\n",
+        b"BREW /api/v1/items HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"get /health/live HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /health/live HTTP/9.9 extra\r\n\r\n",
+        b"\x00\x01\x02 not http at all\r\n\r\n",
+    ],
+    ids=[
+        "control character in a header",
+        "unknown method",
+        "lower-case method",
+        "bad request line",
+        "binary",
+    ],
+)
+def test_a_request_the_parser_refuses_gets_the_malformed_request_problem(live_server, request_bytes):
+    """Such requests never reach the app; the server's own answer is still the contract's problem+json, with a
+    trace id to quote in both the body and `traceresponse`, and a session id."""
+    status, headers, body = raw_answer(live_server, request_bytes)
+    assert status == 400
+    assert headers["content-type"] == "application/problem+json"
+    assert int(headers["content-length"]) == len(body)
+    problem = json.loads(body)
+    assert problem["type"] == "https://market.dev/problems/malformed-request"
+    assert (problem["status"], bool(problem["title"]), bool(problem["detail"])) == (400, True, True)
+    assert re.fullmatch(r"[0-9a-f]{32}", problem["trace_id"])
+    assert headers["traceresponse"].split("-")[1] == problem["trace_id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["x-session-id"])
