@@ -494,6 +494,71 @@ def test_an_event_for_an_unknown_order_is_acknowledged(client):
     assert r.status_code == 200 and r.json() == {"received": True, "outcome": "unknown_order"}
 
 
+def _signed_event(event_type: str, order: dict[str, Any], **overrides: Any) -> tuple[bytes, str]:
+    event = json.loads(provider_event(event_type, order))
+    event["data"].update(overrides.pop("data", {}))
+    event.update(overrides)
+    body = json.dumps(event).encode()
+    return body, sign(WEBHOOK_SECRET, body)
+
+
+@pytest.fixture(scope="module")
+def unsettled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server on PostgreSQL (whose columns refuse NULs and overlong text) where `tok_processing` orders stay
+    processing: the sandbox's own webhook goes nowhere and the reconciler waits an hour."""
+    env = {
+        "MARKET_PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "MARKET_PUBLIC_URL": "http://127.0.0.1:9",
+        "MARKET_RECONCILE_INTERVAL": "3600",
+    }
+    with serving("postgresql", tmp_path_factory.mktemp("unsettled"), env) as server:
+        yield server
+
+
+def _processing_order(client: httpx.Client) -> tuple[dict[str, str], dict[str, Any]]:
+    seller, buyer = register(client, "seller"), register(client)
+    item = create_item(client, seller, stock=2)
+    assert put_cart(client, buyer, item["id"], 1).status_code == 200
+    r = checkout(client, buyer, "tok_processing")
+    assert r.status_code == 201 and r.json()["status"] == "processing", r.text
+    return buyer, r.json()
+
+
+def test_provider_values_no_column_could_hold_are_a_400_and_a_long_decline_reason_is_cut(unsettled):
+    with unsettled.client() as client:
+        buyer, order = _processing_order(client)
+        for name, overrides in {
+            "event id of 256": {"id": "evt_" + "x" * 252},
+            "NUL in the event id": {"id": "evt_\u0000x"},
+            "payment id of 300": {"data": {"payment_id": "p" * 300}},
+            "NUL in the payment id": {"data": {"payment_id": "ch_\u0000"}},
+            "amount past int64": {"data": {"amount_cents": 2**63}},
+            "not a currency": {"data": {"currency": "E" * 1000}},
+        }.items():
+            r = deliver(client, *_signed_event("payment.failed", order, **overrides))
+            assert_problem(r, 400, type_uri=problem_type("invalid-provider-event"))
+            assert order_of(client, buyer, order["id"]) == order, name
+        reason = "card_declined: " + "x" * 100 + "\u0000"
+        r = deliver(client, *_signed_event("payment.failed", order, data={"reason": reason}))
+        assert r.status_code == 200 and r.json()["outcome"] == "applied", r.text
+        assert order_of(client, buyer, order["id"])["status"] == "payment_failed"
+
+
+def test_an_authentic_event_for_another_amount_or_currency_changes_nothing(unsettled):
+    with unsettled.client() as client:
+        buyer, order = _processing_order(client)
+        for overrides in ({"amount_cents": 1}, {"currency": "USD"}):
+            body, signature = _signed_event("payment.succeeded", order, data=overrides)
+            r = deliver(client, body, signature)
+            assert r.status_code == 200 and r.json() == {"received": True, "outcome": "mismatched"}, r.text
+            assert order_of(client, buyer, order["id"]) == order
+            again = deliver(client, body, signature)
+            assert again.json()["outcome"] == "duplicate"
+        body, signature = _signed_event("payment.succeeded", order)  # the order's own amount and currency
+        assert deliver(client, body, signature).json()["outcome"] == "applied"
+        assert order_of(client, buyer, order["id"])["status"] == "paid"
+
+
 def test_the_background_reconciler_pays_an_order_whose_gateway_timed_out(
     live_server, client, buyer, carted, tmp_path
 ):

@@ -144,3 +144,13 @@ def test_a_correct_signature_with_a_non_hex_candidate_beside_it_still_verifies()
     t = int(time.time())
     ours = sign(SECRET, BODY, timestamp=t).split(",")[1]
     assert we_verify(BODY, f"t={t},v1=ünïcode,{ours}")
+
+
+def test_a_header_with_two_timestamps_is_malformed_whichever_one_is_signed() -> None:
+    """Which `t` was signed is ambiguous: neither is taken (the MAC still binds one, so this forges nothing)."""
+    now = int(time.time())
+    signed = sign(SECRET, BODY, timestamp=now)  # t=<now>,v1=<mac>
+    for header in (f"t=1,{signed}", f"{signed},t=1", f"t={now},{signed}"):
+        with pytest.raises(InvalidSignature) as refused:
+            verify(SECRET, BODY, header)
+        assert refused.value.reason == "malformed"

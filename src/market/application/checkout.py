@@ -267,13 +267,19 @@ async def apply_provider_event(
 ) -> str:
     """Apply a provider event once. The event id is recorded in the same transaction as the change, so a
     redelivery is recognised however it races. Returns `applied`, `ignored` (the order's state does not
-    admit it, e.g. `payment.failed` after `paid`), `duplicate` or `unknown_order`."""
+    admit it, e.g. `payment.failed` after `paid`), `duplicate`, `unknown_order` or `mismatched` (the event's
+    amount or currency is not the order's payment's: nothing changes)."""
     now = clock.now()
     published: list[Event] = []
     async with uow() as work:
         order = await work.orders.get(event.order_id, for_update=True)
         if order is None or order.payment is None:
             outcome = "unknown_order"
+        elif _contradicts(event, order.payment):
+            # Authentic, yet not about this order's payment: applying it would mark an order paid for
+            # another amount, or refund it in another currency. Recorded (a redelivery is a duplicate) and
+            # left for a person: the provider's account and ours disagree.
+            outcome = "mismatched"
         elif event.type == "payment.refunded":
             # Partial or full, ours or made at the provider: never more than what is left, and a refund
             # already applied (by the admin's own request or an earlier event) changes nothing.
@@ -290,6 +296,18 @@ async def apply_provider_event(
         await work.collect(published, now)
         await work.commit()
     return outcome
+
+
+def _contradicts(event: ProviderEvent, payment: Payment) -> bool:
+    """Whether the event says another currency than the payment's, or (about the payment itself, not a
+    refund) another amount. What it does not say is not held against it."""
+    if event.currency is not None and event.currency != payment.amount.currency:
+        return True
+    return (
+        event.type != "payment.refunded"
+        and event.amount_cents is not None
+        and event.amount_cents != payment.amount.cents
+    )
 
 
 async def reconcile_payments(

@@ -376,7 +376,10 @@ class ProviderEvent:
     """payment.refunded: our refund's id when the refund was ours (the provider echoes it)."""
     provider_refund_id: str | None = None
     amount_cents: int | None = None
-    """payment.refunded: the amount of this refund; None: the payment is refunded in full."""
+    """payment.refunded: the amount of this refund (None: the payment is refunded in full); otherwise the
+    payment's amount, when the event says it (checked against the order's)."""
+    currency: str | None = None
+    """The currency of `amount_cents`, when the event says it (checked against the order's)."""
 
 
 class InvalidProviderSignature(Exception):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Callable
 from typing import Literal
 
@@ -43,9 +45,49 @@ def parse_sandbox_event(body: bytes) -> ProviderEvent:
         reason=event.data.reason,
         refund_id=event.data.refund_id if event.type == "payment.refunded" else None,
         provider_refund_id=event.data.provider_refund_id if event.type == "payment.refunded" else None,
-        # payment.refunded with an amount: a refund of that much; without one: of the whole payment
-        amount_cents=event.data.amount_cents if event.type == "payment.refunded" else None,
+        # payment.refunded with an amount: a refund of that much; without one: of the whole payment. Otherwise
+        # the payment's amount, checked against the order's.
+        amount_cents=event.data.amount_cents,
+        currency=event.data.currency,
     )
+
+
+MAX_ID = 255
+"""The longest id an event may carry (the stored event, payment and refund ids are VARCHAR(255))."""
+MAX_REASON = 64
+"""A decline reason is kept to this (payments.failure_reason); longer ones are cut, not refused."""
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+def storable(event: ProviderEvent | None) -> ProviderEvent | None:
+    """`event` as it can be stored, whatever the provider's format: an id that no column could hold (empty,
+    longer than MAX_ID, a NUL, a lone surrogate) or an amount outside 0..2^63-1 makes the event not understood
+    (InvalidProviderEvent: a 400, the provider hears of it) rather than a failed insert (a 500 it would retry
+    for days); a decline reason, only ever shown, is cut to MAX_REASON and loses its NULs."""
+    if event is None:
+        return None
+    for name in ("id", "order_id", "provider_payment_id", "refund_id", "provider_refund_id"):
+        value = getattr(event, name)
+        if value is not None and not _storable_id(value):
+            raise InvalidProviderEvent(f"The event's {name} is not an id this endpoint understands.")
+    if event.amount_cents is not None and not 0 <= event.amount_cents < 2**63:
+        raise InvalidProviderEvent("The event's amount is out of range.")
+    if event.currency is not None and not _CURRENCY.fullmatch(event.currency):
+        raise InvalidProviderEvent("The event's currency is not an ISO 4217 code.")
+    if event.reason is not None:
+        reason = event.reason.replace("\x00", "")[:MAX_REASON].encode("utf-8", "replace").decode("utf-8")
+        event = dataclasses.replace(event, reason=reason or None)
+    return event
+
+
+def _storable_id(value: str) -> bool:
+    if not 0 < len(value) <= MAX_ID or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" is valid JSON)
+        return False
+    return True
 
 
 class SignedProviderEvents:
@@ -68,6 +110,6 @@ class SignedProviderEvents:
 
     def parse(self, body: bytes) -> ProviderEvent | None:
         try:
-            return self._parse(body)
+            return storable(self._parse(body))
         except (InvalidStripeEvent, msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise InvalidProviderEvent(f"The event is not one this endpoint understands: {exc}.") from None

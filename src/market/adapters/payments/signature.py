@@ -42,6 +42,8 @@ def verify(secret: str, body: bytes, header: str | None, *, now: float | None = 
     for part in header.split(",")[:MAX_HEADER_PARTS]:
         key, _, value = part.strip().partition("=")
         if key == "t":
+            if timestamp is not None:  # which one was signed? Neither is taken.
+                raise InvalidSignature("two timestamps", "malformed")
             # ASCII digits only, and few: int() also reads "١٢", "1_000" and 400-digit numbers (which then
             # overflow the float arithmetic below).
             if not (value.isascii() and value.isdigit() and len(value) <= 12):
