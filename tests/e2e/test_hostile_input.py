@@ -114,3 +114,12 @@ def test_seller_dashboard_dates_near_year_1_or_9999_are_a_400_naming_the_field(c
     seller = register(client, role="seller")
     body = assert_problem(client.get("/api/v1/seller/dashboard", params=period, headers=auth(seller)), 400)
     assert field in {error["field"] for error in body["errors"]}, body
+
+
+@pytest.mark.parametrize(
+    "path", ["/admin/static/%00", "/admin/static/a%00b", "/admin/static/%00.css", "/admin/static/%0a"]
+)
+def test_a_control_character_in_a_static_file_path_is_a_404_not_a_500(client, path):
+    assert_problem(client.get(path), 404)
+    assert client.head(path).status_code == 404
+    assert client.get(path, headers={"Accept": "text/html"}).status_code == 404  # the browser's 404 page

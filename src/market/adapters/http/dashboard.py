@@ -24,7 +24,7 @@ from typing import Any, cast
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import FormMultiDict
 from litestar.di import NamedDependency
-from litestar.exceptions import ValidationException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
@@ -298,6 +298,16 @@ def _date_or_empty(raw: str) -> str:
     return raw if _BARE_DATE.match(raw) else ""
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+async def _plain_file_name(request: Request[Any, Any, Any]) -> None:
+    """`before_request` of the stylesheet's route: a path with a control character names no file of ours, and
+    a NUL in it would make the file system lookup raise (a 500), so it is a 404 before the lookup."""
+    if _CONTROL.search(request.url.path):
+        raise NotFoundException()
+
+
 def dashboard_router() -> Router:
     """The pages under /admin: HTML for people, not part of the API (nor of its schema)."""
     # They build on this module's helpers.
@@ -316,7 +326,11 @@ def dashboard_router() -> Router:
             session_page,
             *ADMIN_PAGES,
             refund_form,
-            create_static_files_router(path=STATIC_PATH.removeprefix("/admin"), directories=[STATIC_DIR]),
+            create_static_files_router(
+                path=STATIC_PATH.removeprefix("/admin"),
+                directories=[STATIC_DIR],
+                before_request=_plain_file_name,
+            ),
         ],
         include_in_schema=False,
         after_request=_add_security_headers,
