@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import time
+import uuid
+from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from tests.support.live_server import auth, register
@@ -123,3 +127,34 @@ def test_a_control_character_in_a_static_file_path_is_a_404_not_a_500(client, pa
     assert_problem(client.get(path), 404)
     assert client.head(path).status_code == 404
     assert client.get(path, headers={"Accept": "text/html"}).status_code == 404  # the browser's 404 page
+
+
+def test_a_nul_in_a_session_event_is_a_422_and_the_valid_events_beside_it_are_still_recorded(
+    live_server, client
+):
+    admin = create_admin(live_server, client)
+    now = datetime.now(UTC).isoformat()
+    refused, kept = f"nul-{uuid.uuid4().hex[:8]}", f"kept-{uuid.uuid4().hex[:8]}"
+
+    def post(session_id: str, *events: dict) -> httpx.Response:
+        return client.post(
+            f"/api/v1/sessions/{session_id}/events",
+            json={"events": list(events)},
+            headers={"X-Session-Id": session_id},
+        )
+
+    r = post(refused, {"at": now, "name": "page_view", "path": "\x00z"}, {"at": now, "name": "page_view\n"})
+    assert_problem(r, 422, fields={"events[0].path", "events[1].name"})
+    assert post(kept, {"at": now, "name": "page_view", "path": "/cart"}).status_code == 202
+
+    def timeline(session_id: str) -> list[dict]:
+        r = client.get(f"/api/v1/admin/sessions/{session_id}", headers=auth(admin))
+        return r.json()["timeline"] if r.status_code == 200 else []
+
+    deadline = time.monotonic() + 15  # the recorder writes every second
+    while not (any(e["kind"] == "event" for e in timeline(kept)) and timeline(refused)):
+        assert time.monotonic() < deadline, (timeline(kept), timeline(refused))
+        time.sleep(0.2)
+    (event,) = [e for e in timeline(kept) if e["kind"] == "event"]
+    assert event["path"] == "/cart"
+    assert [e["kind"] for e in timeline(refused)] == ["request"]  # the 422 itself, nothing it carried

@@ -51,6 +51,7 @@ def test_any_body_gives_events_or_a_validation_error(body):
     for event in events:
         assert not any(EMAIL.search(v) for v in event.fields.values() if isinstance(v, str)), event.fields
         assert json.dumps(dict(event.fields))  # storable as it is
+        assert not any("\x00" in v for v in event.fields.values() if isinstance(v, str)), event.fields
 
 
 @given(JSON)

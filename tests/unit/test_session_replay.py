@@ -73,12 +73,22 @@ def test_a_valid_batch_keeps_flat_fields_and_filters_emails_and_tokens():
         ({"at": "2026-11-28T11:59:00Z", "name": "x", "long": "y" * 201}, "events[0].long"),
         ({"at": "2026-11-28T11:59:00Z", "name": "x", "kind": "request"}, "events[0].kind"),
         ({"at": "2026-11-28T11:59:00Z", "name": "x", **{f"f{n}": n for n in range(11)}}, "events[0].fields"),
+        ({"at": "2026-11-28T11:59:00Z", "name": "x", "page": "\x00z"}, "events[0].page"),
+        ({"at": "2026-11-28T11:59:00Z", "name": "x", "page": "a\x00"}, "events[0].page"),
+        ({"at": "2026-11-28T11:59:00Z", "name": "x\n"}, "events[0].name"),  # `$` matches before a final \n
+        ({"at": "2026-11-28T11:59:00Z", "name": "x", "page\n": "cart"}, "events[0].page\n"),
     ],
 )
 def test_each_bad_event_field_is_named(event, field):
     with pytest.raises(ValidationFailed) as raised:
         parse(event)
     assert fields_of(raised.value) == {field}
+
+
+def test_every_bad_field_of_an_event_is_named_not_only_the_first():
+    with pytest.raises(ValidationFailed) as raised:
+        parse({"at": "2026-11-28T11:59:00Z", "name": "x", "a": "\x00", "b": "fine", "c": [1], "d": "y" * 201})
+    assert fields_of(raised.value) == {"events[0].a", "events[0].c", "events[0].d"}
 
 
 def test_batches_are_small_and_never_empty():

@@ -134,15 +134,14 @@ def parse_client_events(
             errors.append(FieldError(where, "must be an object"))
             continue
         name = event.get("name")
-        if not isinstance(name, str) or not EVENT_NAME.match(name):
+        if not isinstance(name, str) or not EVENT_NAME.fullmatch(name):
             errors.append(FieldError(f"{where}.name", "must be 1-64 letters, digits, '.', '_', ':' or '-'"))
         at = _client_time(event.get("at"), now)
         if at is None:
             errors.append(FieldError(f"{where}.at", "must be an RFC 3339 time within the last 24 hours"))
         extra = {k: v for k, v in event.items() if k not in ("at", "name")}
-        fields, problem = _client_fields(extra)
-        if problem:
-            errors.append(FieldError(f"{where}.{problem[0]}", problem[1]))
+        fields, problems = _client_fields(extra)
+        errors += [FieldError(f"{where}.{key}", message) for key, message in problems]
         if not errors and at is not None and isinstance(name, str):
             parsed.append(ClientEvent(session_id, at, name, fields, trace_id, user_id))
     if errors:
@@ -162,23 +161,32 @@ def _client_time(raw: Any, now: datetime) -> datetime | None:
     return at
 
 
-def _client_fields(extra: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, str] | None]:
+def _client_fields(extra: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The event's own fields, and a (field, message) for each bad one."""
     if len(extra) > MAX_EVENT_FIELDS:
-        return {}, ("fields", f"at most {MAX_EVENT_FIELDS} fields besides `at` and `name`")
+        return {}, [("fields", f"at most {MAX_EVENT_FIELDS} fields besides `at` and `name`")]
     fields: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
     for key, value in extra.items():
-        if not EVENT_NAME.match(key) or len(key) > MAX_FIELD_NAME or key in RESERVED_FIELDS:
-            return {}, (key[:MAX_FIELD_NAME], "field names are 1-32 letters, digits, '.', '_', ':' or '-'")
-        if isinstance(value, str):
+        # fullmatch: `$` would also let a final newline through, which the schema's (ECMA) pattern refuses.
+        if not EVENT_NAME.fullmatch(key) or len(key) > MAX_FIELD_NAME or key in RESERVED_FIELDS:
+            problems.append(
+                (key[:MAX_FIELD_NAME], "field names are 1-32 letters, digits, '.', '_', ':' or '-'")
+            )
+        elif isinstance(value, str):
             if len(value) > MAX_FIELD_TEXT:
-                return {}, (key, f"text fields hold at most {MAX_FIELD_TEXT} characters")
-            fields[key] = _TOKENISH.sub(FILTERED, _EMAIL.sub(FILTERED, value))
+                problems.append((key, f"text fields hold at most {MAX_FIELD_TEXT} characters"))
+            elif "\x00" in value:  # refused like NUL in any other text the service keeps
+                problems.append((key, "must not contain NUL characters"))
+            else:
+                fields[key] = _TOKENISH.sub(FILTERED, _EMAIL.sub(FILTERED, value))
         elif value is None or isinstance(value, bool | int | float):
             if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
-                return {}, (key, "numbers must be within ±2^53")
-            if isinstance(value, float) and value != value:  # NaN cannot come from JSON, but be sure
-                return {}, (key, "must be a number")
-            fields[key] = value
+                problems.append((key, "numbers must be within ±2^53"))
+            elif isinstance(value, float) and value != value:  # NaN cannot come from JSON, but be sure
+                problems.append((key, "must be a number"))
+            else:
+                fields[key] = value
         else:
-            return {}, (key, "must be text, a number, a boolean or null")
-    return fields, None
+            problems.append((key, "must be text, a number, a boolean or null"))
+    return fields, problems

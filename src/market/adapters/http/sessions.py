@@ -31,7 +31,7 @@ from .analytics import FromParam, ToParam, period_of
 from .auth import requires
 from .limits import rate_limited
 from .openapi import problems
-from .validation import EMAIL
+from .validation import EMAIL, NO_NUL
 
 TRACE_ID_PATTERN = r"^[0-9a-fA-F]{32}$"
 
@@ -110,7 +110,11 @@ _EVENT = {
         "at": {"type": "string", "format": "date-time", "description": "Within the last 24 hours."},
         "name": {"type": "string", "pattern": EVENT_NAME.pattern, "maxLength": 64},
     },
-    "additionalProperties": {"type": ["string", "number", "boolean", "null"], "maxLength": MAX_FIELD_TEXT},
+    "additionalProperties": {
+        "type": ["string", "number", "boolean", "null"],
+        "maxLength": MAX_FIELD_TEXT,
+        "pattern": NO_NUL,
+    },
     "maxProperties": MAX_EVENT_FIELDS + 2,
 }
 """An event as the schema can describe it (the 24-hour window and the field names are checked beyond it)."""
