@@ -158,3 +158,20 @@ def test_a_nul_in_a_session_event_is_a_422_and_the_valid_events_beside_it_are_st
     (event,) = [e for e in timeline(kept) if e["kind"] == "event"]
     assert event["path"] == "/cart"
     assert [e["kind"] for e in timeline(refused)] == ["request"]  # the 422 itself, nothing it carried
+
+
+def test_a_nul_after_a_from_or_to_date_is_a_400_on_every_list_and_report(live_server, client):
+    admin, seller = create_admin(live_server, client), register(client, role="seller")
+    paths = {
+        "/api/v1/admin/orders": admin,
+        "/api/v1/orders": seller,
+        "/api/v1/admin/audit": admin,
+        "/api/v1/admin/sessions": admin,
+        "/api/v1/seller/dashboard": seller,
+        **{f"/api/v1/admin/analytics/{name}": admin for name in ("funnel", "search", "payments", "carts")},
+    }
+    for path, account in paths.items():
+        for field, other in (("from", "to"), ("to", "from")):
+            period = {field: "2026-12-01T00:00:00Z\x00", other: "2026-12-01T00:00:00Z"}
+            body = assert_problem(client.get(path, params=period, headers=auth(account)), 400)
+            assert [e["field"] for e in body["errors"]] == [field], (path, body)

@@ -62,6 +62,10 @@ def test_a_bare_date_is_its_first_instant_in_utc() -> None:
         ("2026-11-02T00:00:00Z", "2026-11-01T00:00:00Z", ["from"]),
         ("2025-01-01T00:00:00Z", "2026-11-01T00:00:00Z", ["to"]),
         ("\x00", None, ["from"]),
+        # CPython's fromisoformat reads only up to a NUL: what follows it went unseen.
+        ("2026-11-01T00:00:00Z\x00", None, ["from"]),
+        (None, "2026-11-01T00:00:00\x00+05:00", ["to"]),
+        ("2026-11-01T00:00:00Z\x00garbage", "2026-11-02T00:00:00Z\x01", ["to", "from"]),
         # Near datetime.min and .max: once OverflowErrors (in the offset's conversion to UTC, or later sums).
         ("0001-01-01T00:00:00+01:00", None, ["from"]),
         ("0001-01-01", "0001-01-02", ["to", "from"]),

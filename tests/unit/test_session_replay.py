@@ -77,6 +77,7 @@ def test_a_valid_batch_keeps_flat_fields_and_filters_emails_and_tokens():
         ({"at": "2026-11-28T11:59:00Z", "name": "x", "page": "a\x00"}, "events[0].page"),
         ({"at": "2026-11-28T11:59:00Z", "name": "x\n"}, "events[0].name"),  # `$` matches before a final \n
         ({"at": "2026-11-28T11:59:00Z", "name": "x", "page\n": "cart"}, "events[0].page\n"),
+        ({"at": "2026-11-28T11:59:00Z\x00", "name": "x"}, "events[0].at"),  # fromisoformat stops at NUL
     ],
 )
 def test_each_bad_event_field_is_named(event, field):

@@ -11,7 +11,7 @@ from enum import StrEnum
 from fractions import Fraction
 
 from .money import Money
-from .validation import FieldErrors
+from .validation import FieldErrors, iso_datetime
 
 _URL_DECODED_OFFSET = re.compile(r"(?<=\d) (\d{2}:\d{2})$")
 MAX_PERIOD = timedelta(days=366)
@@ -92,7 +92,7 @@ def _timestamp(raw: str, field: str, errors: FieldErrors) -> datetime | None:
     # decoded as a space.
     raw = _URL_DECODED_OFFSET.sub(r"+\1", raw.strip()).upper()
     try:
-        value = datetime.fromisoformat(raw)
+        value = iso_datetime(raw)
         if len(raw) == 10:  # a bare date: its first instant, in UTC
             value = value.replace(tzinfo=UTC)
     except ValueError:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .errors import FieldError, ValidationFailed
+from .validation import iso_datetime
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 """What a session id is (the contract's `X-Session-Id`)."""
@@ -153,7 +154,7 @@ def _client_time(raw: Any, now: datetime) -> datetime | None:
     if not isinstance(raw, str) or len(raw) > 40:
         return None
     try:
-        at = datetime.fromisoformat(raw.strip().upper().replace("Z", "+00:00"))
+        at = iso_datetime(raw.strip().upper().replace("Z", "+00:00"))
     except ValueError:
         return None
     if at.tzinfo is None or not now - CLIENT_EVENT_PAST <= at <= now + CLIENT_EVENT_FUTURE:

@@ -1,8 +1,20 @@
-"""Collects field errors so a client learns about every bad field at once, not one per round trip."""
+"""Checks of input: field errors collected so a client learns about every bad field at once, not one per
+round trip, and the one strict reading of ISO timestamps."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from .errors import FieldError, ValidationFailed
+
+
+def iso_datetime(raw: str) -> datetime:
+    """`datetime.fromisoformat` of the whole of `raw`: CPython's reads a string only up to its first NUL, so
+    `2026-12-01T00:00:00Z\\x00` (or `...T00:00:00\\x00+05:00`) would pass. Timestamps are printable ASCII;
+    anything else is refused first. Raises ValueError."""
+    if not (raw.isascii() and raw.isprintable()):
+        raise ValueError("a timestamp holds printable ASCII only")
+    return datetime.fromisoformat(raw)
 
 
 class FieldErrors:
