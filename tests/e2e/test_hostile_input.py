@@ -175,3 +175,22 @@ def test_a_nul_after_a_from_or_to_date_is_a_400_on_every_list_and_report(live_se
             period = {field: "2026-12-01T00:00:00Z\x00", other: "2026-12-01T00:00:00Z"}
             body = assert_problem(client.get(path, params=period, headers=auth(account)), 400)
             assert [e["field"] for e in body["errors"]] == [field], (path, body)
+
+
+def test_a_bad_from_or_to_is_named_as_the_client_sent_it_not_by_its_python_name(live_server, client):
+    admin, seller = create_admin(live_server, client), register(client, role="seller")
+    paths = {
+        "/api/v1/admin/orders": admin,
+        "/api/v1/orders": seller,
+        "/api/v1/admin/audit": admin,
+        "/api/v1/admin/sessions": admin,
+        "/api/v1/admin/analytics/funnel": admin,
+        "/api/v1/seller/dashboard": seller,
+    }
+    for path, account in paths.items():
+        for field in ("from", "to"):
+            r = client.get(path, params={field: "a" * 100}, headers=auth(account))  # over max_length
+            assert_problem(r, 400, fields={field})
+    for path in ("/api/v1/admin/orders", "/api/v1/orders", "/api/v1/admin/audit"):  # refuse unknown filters
+        r = client.get(path, params={"from_": "2026-12-01"}, headers=auth(admin))
+        assert_problem(r, 400, fields={"from_"})  # the name the client sent, which is not a filter

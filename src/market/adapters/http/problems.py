@@ -28,7 +28,7 @@ from market.telemetry import request_context
 from market.telemetry.sentry import report_exception
 
 from .html import not_found_page, wants_html
-from .validation import MalformedBody, body_field_errors, plain
+from .validation import MalformedBody, body_field_errors, plain, public_name
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,10 @@ def validation_error_handler(request: Request[Any, Any, Any], exc: ValidationExc
             field_errors=field_errors,
         )
     field_errors = [
-        {"field": str(e.get("key") or "request"), "message": plain(str(e.get("message", "is not valid")))}
+        {
+            "field": public_name(request, str(e["key"])) if e.get("key") else "request",
+            "message": plain(str(e.get("message", "is not valid"))),
+        }
         for e in extra
     ]
     return problem_response(

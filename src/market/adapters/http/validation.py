@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from litestar import Request
 from litestar.exceptions import ClientException, ValidationException
+from litestar.params import ParameterKwarg
 from litestar.types import Empty
 from litestar.utils.scope.state import ScopeState
 
@@ -196,6 +197,20 @@ def _body_type(request: Request[Any, Any, Any]) -> type[msgspec.Struct] | None:
     except (KeyError, AttributeError):
         return None
     return annotation if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct) else None
+
+
+def public_name(request: Request[Any, Any, Any], key: str) -> str:
+    """The name a client sent a parameter by: Litestar names a bad parameter by its Python name (`from_` of
+    `QueryParameter(name="from")`), which the client never saw. A name the client did send stays as it is
+    (`?from_=` is an unknown parameter named `from_`)."""
+    if key in request.query_params:
+        return key
+    try:
+        parameter = request.route_handler.parsed_fn_signature.parameters.get(key)
+    except AttributeError:
+        return key
+    kwarg = parameter.kwarg_definition if parameter is not None else None
+    return kwarg.name if isinstance(kwarg, ParameterKwarg) and kwarg.name else key
 
 
 def plain(message: str) -> str:
