@@ -61,7 +61,16 @@ def test_a_json_body_nested_a_few_levels_is_still_validated_field_by_field(clien
 def test_a_cursor_holding_deep_nesting_is_a_400_invalid_cursor(client, payload, query):
     cursor = base64.urlsafe_b64encode(payload).decode().rstrip("=")
     r = client.get("/api/v1/items", params={**query, "cursor": cursor})
-    assert_problem(r, 400, type_uri=problem_type("invalid-cursor"))
+    assert_problem(r, 400, type_uri=problem_type("invalid-cursor"), fields={"cursor"})
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "%%%", "e30"])  # e30: `{}`, JSON but no position
+def test_a_bad_cursor_is_a_400_naming_the_cursor_on_every_list(live_server, client, cursor):
+    admin = create_admin(live_server, client)
+    for path in ("/api/v1/items", "/api/v1/admin/users", "/api/v1/admin/orders", "/api/v1/admin/sessions"):
+        r = client.get(path, params={"cursor": cursor}, headers=auth(admin))
+        body = assert_problem(r, 400, type_uri=problem_type("invalid-cursor"), fields={"cursor"})
+        assert body["errors"][0]["message"], body
 
 
 @pytest.mark.parametrize(

@@ -172,6 +172,10 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: errors.DomainErro
     field_errors = None
     if isinstance(exc, errors.ValidationFailed):
         field_errors = [{"field": e.field, "message": e.message} for e in exc.errors]
+    elif isinstance(exc, errors.InvalidCursor):  # a bad query parameter, named like any other
+        field_errors = [
+            {"field": "cursor", "message": "is not a cursor of this list; start again without it"}
+        ]
     headers = {"WWW-Authenticate": "Bearer"} if kind.status == 401 else None
     if isinstance(exc, errors.RateLimited | errors.ServerBusy):
         headers = {"Retry-After": str(exc.retry_after_s)}
