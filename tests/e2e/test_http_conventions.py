@@ -60,6 +60,22 @@ def test_a_browser_gets_a_friendly_html_404_linking_to_the_docs(client):
     trace_id_of(r)
 
 
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/no/such/page", "text/html; charset=utf-8"),  # the browser's 404
+        ("/docs", "text/html; charset=utf-8"),
+        ("/docs/assets/swagger-ui.css", "text/css; charset=utf-8"),
+        ("/docs/assets/docs.js", "text/javascript; charset=utf-8"),
+        ("/admin/login", "text/html; charset=utf-8"),  # as every admin and seller page
+        ("/admin/static/dashboard.css", "text/css; charset=utf-8"),
+    ],
+)
+def test_text_responses_name_their_charset_once(client, path, content_type):
+    r = client.get(path, headers={"Accept": BROWSER_ACCEPT})
+    assert r.headers["content-type"] == content_type, (r.status_code, r.headers)
+
+
 def test_html_404_escapes_the_path(client):
     r = client.get("/%3Cscript%3Ealert(1)%3C/script%3E", headers={"Accept": BROWSER_ACCEPT})
     assert r.status_code == 404

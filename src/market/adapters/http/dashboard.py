@@ -47,6 +47,7 @@ from .dashboard_sessions import (
     session_page,
     sessions_page,
 )
+from .html import HTML
 from .limits import rate_limited
 from .problems import record_server_error
 from .templating import STATIC_DIR, STATIC_PATH
@@ -79,7 +80,7 @@ _BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def _page(name: str, status: int = 200, **context: Any) -> Template:
-    return Template(name, context=context, status_code=status, media_type="text/html; charset=utf-8")
+    return Template(name, context=context, status_code=status, media_type=HTML)
 
 
 def _redirect(url: str, set_cookie: str | None = None) -> Redirect:

@@ -18,6 +18,7 @@ from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.params import FromPath
 from swagger_ui_bundle import swagger_ui_path
 
+from .html import HTML
 from .templating import template_engine
 
 ASSETS_PATH = "/docs/assets"
@@ -32,9 +33,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-_JS = "text/javascript; charset=utf-8"
+_JS = "text/javascript"  # Litestar adds `; charset=utf-8` to text/ types
 ASSETS: dict[str, tuple[Traversable, str]] = {
-    "swagger-ui.css": (swagger_ui_path / "swagger-ui.css", "text/css; charset=utf-8"),
+    "swagger-ui.css": (swagger_ui_path / "swagger-ui.css", "text/css"),
     "swagger-ui-bundle.js": (swagger_ui_path / "swagger-ui-bundle.js", _JS),
     "favicon-32x32.png": (swagger_ui_path / "favicon-32x32.png", "image/png"),
     "docs.js": (resources.files(__package__).joinpath("static/docs.js"), _JS),
@@ -59,10 +60,10 @@ def _asset(name: str) -> bytes:
     return ASSETS[name][0].read_bytes()
 
 
-@get("/", include_in_schema=False, media_type="text/html")
+@get("/", include_in_schema=False, media_type=HTML)
 async def docs_page() -> Response[bytes]:
     """Interactive API documentation (Swagger UI over /schema/openapi.json)."""
-    return Response(page(), media_type="text/html; charset=utf-8")
+    return Response(page(), media_type=HTML)
 
 
 @get("/assets/{name:str}", include_in_schema=False)

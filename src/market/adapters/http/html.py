@@ -7,6 +7,10 @@ from typing import Any
 from litestar import Request
 from litestar.response import Template
 
+HTML = "text/html"
+"""The media type of every page, without a charset: Litestar adds `; charset=utf-8` to every `text/` type
+itself (one that already named it was sent as `text/html; charset=utf-8; charset=utf-8`)."""
+
 
 def wants_html(request: Request[Any, Any, Any]) -> bool:
     """True when the Accept header ranks text/html above application/json, as browsers' defaults do."""
@@ -25,5 +29,5 @@ def not_found_page(request: Request[Any, Any, Any]) -> Template:
         "not_found.html",
         context={"path": request.url.path, "trace_id": trace_id},
         status_code=404,
-        media_type="text/html; charset=utf-8",
+        media_type=HTML,
     )
