@@ -60,6 +60,29 @@ def test_a_valid_batch_keeps_flat_fields_and_filters_emails_and_tokens():
     assert event.session_id == "s-1" and event.trace_id == "t" * 32
 
 
+def test_a_field_whose_name_names_a_secret_keeps_no_value_whatever_it_holds():
+    (event,) = parse(
+        {
+            "at": "2026-11-28T11:59:00Z",
+            "name": "sign_in_attempt",
+            "password": "hunter2-secret",
+            "Card_Number": 4242424242424242,
+            "cvc": "123",
+            "api_key": "plain text",
+            "session_token": None,
+            "page": "login",
+        }
+    )
+    assert event.fields == {
+        "password": "[Filtered]",
+        "Card_Number": "[Filtered]",
+        "cvc": "[Filtered]",
+        "api_key": "[Filtered]",
+        "session_token": None,  # nothing to hide
+        "page": "login",
+    }
+
+
 @pytest.mark.parametrize(
     ("event", "field"),
     [

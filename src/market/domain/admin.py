@@ -9,13 +9,12 @@ from datetime import datetime
 from enum import StrEnum
 
 from .errors import DomainError
+from .redaction import names_a_secret
 from .users import Role, User, UserStatus
 
 AuditValue = str | int | bool | None
 """What an audit entry's details may hold: plain values, never objects."""
 
-SECRET_WORDS = ("password", "secret", "token", "hash", "card", "authorization", "cookie", "key")
-"""Details whose key contains one of these are never written to the audit trail."""
 
 MAX_QUERY = 100
 """Longest free-text filter of the people list (`q`)."""
@@ -65,8 +64,7 @@ def audit_details(details: Mapping[str, AuditValue]) -> dict[str, AuditValue]:
     return {
         key: value
         for key, value in details.items()
-        if not any(word in key.lower() for word in SECRET_WORDS)
-        and (value is None or isinstance(value, str | int | bool))
+        if not names_a_secret(key) and (value is None or isinstance(value, str | int | bool))
     }
 
 

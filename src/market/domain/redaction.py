@@ -12,6 +12,26 @@ from urllib.parse import urlsplit
 
 INVALID_URL = "<invalid URL>"
 
+SECRET_WORDS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "hash",
+    "card",
+    "cvc",
+    "authorization",
+    "cookie",
+    "key",
+)
+"""A field whose name contains one of these (in any case) holds a secret: its value is never kept where others
+read it (the audit trail, a session's timeline)."""
+
+
+def names_a_secret(field_name: str) -> bool:
+    lowered = field_name.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
 
 def safe_url(url: str) -> str:
     """`url` as it may appear in a log line, a span attribute (`url.full`) or an error message: scheme, host,
