@@ -4,6 +4,8 @@ disable / enable / set-password / list against the running server."""
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -126,6 +128,37 @@ def test_bad_password_change_bodies_are_4xx_problems(client):
     )
     assert_problem(r, 400)
     assert client.get(ME, headers=auth(account)).status_code == 200
+
+
+def test_of_concurrent_password_changes_with_one_token_only_the_first_succeeds(client, live_server):
+    """The first change revokes the token the others were sent with (and their current password is no longer
+    the account's): they are 401 like any dead token, and only the winner's new password signs in."""
+    account = register(client)
+    racers = 6
+    start = threading.Barrier(racers)
+
+    def change(i: int) -> httpx.Response:
+        with live_server.client() as own:  # a connection each, so that the server runs them side by side
+            start.wait()
+            return own.post(
+                PASSWORD,
+                json={"current_password": account["password"], "new_password": f"{NEW_PASSWORD} {i}"},
+                headers=auth(account),
+            )
+
+    with ThreadPoolExecutor(racers) as pool:
+        answers = list(pool.map(change, range(racers)))
+
+    statuses = [r.status_code for r in answers]
+    assert sorted(statuses) == [204] + [401] * (racers - 1), statuses
+    for loser in (r for r in answers if r.status_code == 401):
+        assert_problem(loser, 401, type_uri=problem_type("unauthenticated"))
+    winner = statuses.index(204)
+    for i in range(racers):
+        signed_in = _sign_in(client, account["email"], f"{NEW_PASSWORD} {i}")
+        assert signed_in.status_code == (200 if i == winner else 401), (i, winner, signed_in.text)
+    assert_problem(_sign_in(client, account["email"], account["password"]), 401)
+    _rejected_like_an_expired_token(client, auth(account))
 
 
 def test_changing_the_password_needs_a_token(client):

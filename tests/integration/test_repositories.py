@@ -100,13 +100,13 @@ async def test_account_changes_touch_only_that_user_and_only_their_column(db):
     user, other = await add_user(db), await add_user(db)
     at = T0 + timedelta(days=3, microseconds=5)
 
-    await _in_unit_of_work(db, lambda repo: repo.set_password_hash(user.id, "$argon2id$new"))
+    await _in_unit_of_work(db, lambda repo: repo.replace_password(user.id, "$argon2id$new"))
     await _in_unit_of_work(db, lambda repo: repo.revoke_tokens(user.id))
     await _in_unit_of_work(db, lambda repo: repo.set_status(user.id, UserStatus.DISABLED))
     await _in_unit_of_work(db, lambda repo: repo.record_login(user.id, at))
 
     assert await users.get(user.id) == dataclasses.replace(
-        user, password_hash="$argon2id$new", token_version=1, status=UserStatus.DISABLED, last_login_at=at
+        user, password_hash="$argon2id$new", token_version=2, status=UserStatus.DISABLED, last_login_at=at
     )
     assert await users.get(other.id) == other
     await _in_unit_of_work(db, lambda repo: repo.set_status(user.id, UserStatus.ACTIVE))
@@ -117,6 +117,39 @@ async def test_concurrent_revocations_each_bump_the_token_version(db):
     user = await add_user(db)
     await asyncio.gather(*(_in_unit_of_work(db, lambda repo: repo.revoke_tokens(user.id)) for _ in range(10)))
     assert (await PiccoloUserRepository(db).get(user.id)).token_version == 10
+
+
+async def test_of_concurrent_password_replacements_under_one_token_version_only_one_is_written(db):
+    user = await add_user(db)
+    users = PiccoloUserRepository(db)
+
+    async def replace(n: int) -> bool:
+        async with PiccoloUnitOfWork(db) as work:
+            written = await work.users.replace_password(user.id, f"$argon2id${n}", token_version=0)
+            await work.commit()
+        return written
+
+    written = await asyncio.gather(*(replace(n) for n in range(10)))
+
+    assert written.count(True) == 1
+    assert await users.get(user.id) == dataclasses.replace(
+        user, password_hash=f"$argon2id${written.index(True)}", token_version=1
+    )
+
+
+async def test_a_conditional_revocation_under_a_stale_token_version_changes_nothing(db):
+    user = await add_user(db)
+    users = PiccoloUserRepository(db)
+    await _in_unit_of_work(db, lambda repo: repo.revoke_tokens(user.id))
+
+    async with PiccoloUnitOfWork(db) as work:
+        stale = await work.users.revoke_tokens(user.id, token_version=0)
+        stale_password = await work.users.replace_password(user.id, "$argon2id$late", token_version=0)
+        current = await work.users.revoke_tokens(user.id, token_version=1)
+        await work.commit()
+
+    assert (stale, stale_password, current) == (False, False, True)
+    assert await users.get(user.id) == dataclasses.replace(user, token_version=2)
 
 
 async def test_account_changes_left_uncommitted_are_rolled_back(db):

@@ -50,12 +50,20 @@ class FakeUserRepository:
     async def list_all(self) -> Sequence[User]:
         return sorted(self.store.values(), key=lambda u: (u.created_at, u.id))
 
-    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
-        self._change(user_id, password_hash=password_hash)
+    async def replace_password(
+        self, user_id: str, password_hash: str, *, token_version: int | None = None
+    ) -> bool:
+        return self._bump_token_version(user_id, token_version, password_hash=password_hash)
 
-    async def revoke_tokens(self, user_id: str) -> None:
-        if user_id in self.store:
-            self._change(user_id, token_version=self.store[user_id].token_version + 1)
+    async def revoke_tokens(self, user_id: str, *, token_version: int | None = None) -> bool:
+        return self._bump_token_version(user_id, token_version)
+
+    def _bump_token_version(self, user_id: str, token_version: int | None, **changes: Any) -> bool:
+        user = self.store.get(user_id)
+        if user is None or token_version not in (None, user.token_version):
+            return False
+        self._change(user_id, token_version=user.token_version + 1, **changes)
+        return True
 
     async def set_status(self, user_id: str, status: UserStatus) -> None:
         self._change(user_id, status=status)

@@ -20,6 +20,7 @@ from market.domain.errors import (
     EmailAlreadyRegistered,
     InvalidCredentials,
     NotFound,
+    TokenRevoked,
     ValidationFailed,
     WrongPassword,
 )
@@ -186,7 +187,7 @@ async def test_signing_out_everywhere_revokes_every_token_issued_so_far_but_not_
     laptop = await world.token("ada@example.com", PASSWORD)
     assert world.accepted(phone) and world.accepted(laptop)
 
-    await sign_out_everywhere(user.id, uow=world.store.uow)
+    await sign_out_everywhere(user, uow=world.store.uow)
 
     assert not world.accepted(phone) and not world.accepted(laptop)
     assert world.accepted(await world.token("ada@example.com", PASSWORD))
@@ -200,7 +201,7 @@ async def test_signing_out_refuses_a_token_the_real_service_has_already_verified
     signed_in = await user_of_token(token, tokens=world.tokens, repos=world.store.repos)
     assert signed_in is not None and signed_in.id == user.id
 
-    await sign_out_everywhere(user.id, uow=world.store.uow)
+    await sign_out_everywhere(user, uow=world.store.uow)
 
     assert await user_of_token(token, tokens=world.tokens, repos=world.store.repos) is None
 
@@ -229,6 +230,38 @@ async def test_a_wrong_current_password_changes_nothing(world):
         )
     assert world.store.users[user.id] == before
     assert world.accepted(token)
+
+
+async def test_a_password_change_under_a_token_revoked_meanwhile_changes_nothing(world):
+    user = await world.register()
+    as_read_with_the_token = world.store.users[user.id]
+    await change_password(
+        as_read_with_the_token, PASSWORD, "the first new password", uow=world.store.uow, hasher=world.hasher
+    )
+    after_first = world.store.users[user.id]
+
+    with pytest.raises(TokenRevoked):
+        await change_password(
+            as_read_with_the_token,
+            PASSWORD,
+            "a second new password",
+            uow=world.store.uow,
+            hasher=world.hasher,
+        )
+
+    assert world.store.users[user.id] == after_first
+    assert world.accepted(await world.token("ada@example.com", "the first new password"))
+
+
+async def test_signing_out_under_a_token_revoked_meanwhile_leaves_later_tokens_working(world):
+    user = await world.register()
+    await sign_out_everywhere(user, uow=world.store.uow)
+    later = await world.token("ada@example.com", PASSWORD)
+
+    with pytest.raises(TokenRevoked):
+        await sign_out_everywhere(user, uow=world.store.uow)
+
+    assert world.accepted(later)
 
 
 async def test_a_new_password_breaking_the_rules_is_refused_naming_new_password(world):

@@ -229,5 +229,5 @@ async def test_a_token_names_its_user_until_the_user_signs_out_everywhere():
     of_token = partial(user_of_token, tokens=world.tokens, repos=world.store.repos)
     assert (await of_token(token.token)).id == user.id
     assert await of_token("forged") is None
-    await sign_out_everywhere(user.id, uow=world.store.uow)
+    await sign_out_everywhere(user, uow=world.store.uow)
     assert await of_token(token.token) is None

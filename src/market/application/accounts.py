@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from market.domain.errors import InvalidCredentials, NotFound, ServerBusy, WrongPassword
+from market.domain.errors import InvalidCredentials, NotFound, ServerBusy, TokenRevoked, WrongPassword
 from market.domain.events import UserRegistered
 from market.domain.users import (
     Role,
@@ -132,21 +132,28 @@ async def current_user(user_id: str, *, repos: ReadRepositories) -> User:
 async def change_password(
     user: User, current_password: str, new_password: str, *, uow: UnitOfWorkFactory, hasher: PasswordHasher
 ) -> None:
-    """Replace the signed-in user's password and revoke every token issued so far. Raises ValidationFailed
-    (naming `new_password`) or WrongPassword."""
+    """Replace the signed-in user's password and revoke every token issued so far. `user` is as read when the
+    request's token was accepted. Raises ValidationFailed (naming `new_password`), WrongPassword, or
+    TokenRevoked when that token was revoked meanwhile (of concurrent changes, only the first happens)."""
     validate_new_password(new_password, field="new_password")
     if not await hasher.verify(user.password_hash, current_password):
         raise WrongPassword()
     password_hash = await hasher.hash(new_password)  # outside the transaction: hashing is slow on purpose
     async with uow() as work:
-        await _store_password(work, user.id, password_hash)
+        # Written only if the token version is still the one read with the hash just verified: every password
+        # change bumps it, so an unchanged version means that hash is still the user's and the token still live.
+        if not await work.users.replace_password(user.id, password_hash, token_version=user.token_version):
+            raise TokenRevoked()
         await work.commit()
 
 
-async def sign_out_everywhere(user_id: str, *, uow: UnitOfWorkFactory) -> None:
-    """Revoke every token issued to the user so far, on every device."""
+async def sign_out_everywhere(user: User, *, uow: UnitOfWorkFactory) -> None:
+    """Revoke every token issued to the user so far, on every device. `user` is as read when the request's
+    token was accepted; TokenRevoked when that token was revoked meanwhile (nothing more is revoked: a dead
+    token must not end sessions begun since)."""
     async with uow() as work:
-        await work.users.revoke_tokens(user_id)
+        if not await work.users.revoke_tokens(user.id, token_version=user.token_version):
+            raise TokenRevoked()
         await work.commit()
 
 
@@ -159,7 +166,7 @@ async def set_password(
     password_hash = await hasher.hash(new_password)
     async with uow() as work:
         user = await _account(work, email)
-        await _store_password(work, user.id, password_hash)
+        await work.users.replace_password(user.id, password_hash)
         await work.commit()
     return user
 
@@ -191,12 +198,6 @@ async def list_users(*, repos: ReadRepositories) -> Sequence[User]:
     return await repos.users.list_all()
 
 
-async def _store_password(work: UnitOfWork, user_id: str, password_hash: str) -> None:
-    """A new password revokes every token issued under the old one."""
-    await work.users.set_password_hash(user_id, password_hash)
-    await work.users.revoke_tokens(user_id)
-
-
 async def _account(work: UnitOfWork, email: str) -> User:
     user = await work.users.get_by_email(normalise_email(email))
     if user is None:
@@ -212,5 +213,5 @@ IssueToken = Callable[[str, str], Awaitable[AccessToken]]
 UserOfToken = Callable[[str], Awaitable[User | None]]
 ChangePassword = Callable[[User, str, str], Awaitable[None]]
 """(user, current password, new password)"""
-SignOutEverywhere = Callable[[str], Awaitable[None]]
-"""(user id)"""
+SignOutEverywhere = Callable[[User], Awaitable[None]]
+"""(the signed-in user)"""

@@ -50,11 +50,17 @@ class UserRepository(Protocol):
     async def list_all(self) -> Sequence[User]:
         """Every account, oldest first (the operators' `market users list`)."""
 
-    async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
+    async def replace_password(
+        self, user_id: str, password_hash: str, *, token_version: int | None = None
+    ) -> bool:
+        """Store a new password hash and bump the token version in one statement, so that every token issued
+        under the old password stops working. With `token_version`, only while the user's version is still
+        that one: False, and nothing written, when a password change, a sign-out or a disabling came first."""
 
-    async def revoke_tokens(self, user_id: str) -> None:
+    async def revoke_tokens(self, user_id: str, *, token_version: int | None = None) -> bool:
         """Bump the user's token version in one statement (never read-modify-write: two concurrent revocations
-        must both count), so every token issued so far stops working."""
+        must both count), so every token issued so far stops working. With `token_version`, only while the
+        user's version is still that one (False, and nothing written, otherwise)."""
 
     async def set_status(self, user_id: str, status: UserStatus) -> None: ...
 

@@ -59,6 +59,18 @@ class WrongPassword(DomainError):
         super().__init__("The current password is not correct.")
 
 
+class TokenRevoked(DomainError):
+    """The token a request was made with was revoked while the request ran (a password change, a sign-out or a
+    disabling got there first): answered as any dead token is."""
+
+    def __init__(self) -> None:
+        super().__init__(DEAD_TOKEN)
+
+
+DEAD_TOKEN = "The token is not valid or has expired; sign in again."
+"""What a request with a forged, malformed, expired or revoked token is told (no more than that)."""
+
+
 class CurrencyMismatch(DomainError):
     """Amounts in different currencies were combined."""
 

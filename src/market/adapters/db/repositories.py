@@ -74,13 +74,28 @@ class PiccoloUserRepository:
         rows = await UserRow.select().order_by(UserRow.created_at).order_by(UserRow.id)
         return [user_from_row(row) for row in rows]
 
-    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
-        await UserRow.update({UserRow.password_hash: password_hash}).where(UserRow.id == uuid.UUID(user_id))
+    async def replace_password(
+        self, user_id: str, password_hash: str, *, token_version: int | None = None
+    ) -> bool:
+        return await self._bump_token_version(user_id, token_version, {UserRow.password_hash: password_hash})
 
-    async def revoke_tokens(self, user_id: str) -> None:
-        await UserRow.update({UserRow.token_version: UserRow.token_version + 1}).where(
-            UserRow.id == uuid.UUID(user_id)
+    async def revoke_tokens(self, user_id: str, *, token_version: int | None = None) -> bool:
+        return await self._bump_token_version(user_id, token_version, {})
+
+    async def _bump_token_version(
+        self, user_id: str, token_version: int | None, values: dict[Any, Any]
+    ) -> bool:
+        # One conditional UPDATE: the row lock (PostgreSQL re-reads the version once a concurrent writer has
+        # committed) or SQLite's single writer decides which of two racing changes finds the version unchanged.
+        where = UserRow.id == uuid.UUID(user_id)
+        if token_version is not None:
+            where &= UserRow.token_version == token_version
+        rows = await (
+            UserRow.update({**values, UserRow.token_version: UserRow.token_version + 1})
+            .where(where)
+            .returning(UserRow.id)
         )
+        return bool(rows)
 
     async def set_status(self, user_id: str, status: UserStatus) -> None:
         await UserRow.update({UserRow.status: status.value}).where(UserRow.id == uuid.UUID(user_id))

@@ -135,7 +135,7 @@ class AccountController(Controller):
         self, user: NamedDependency[User], sign_out_everywhere: NamedDependency[SignOutEverywhere]
     ) -> None:
         """Sign out everywhere: every token issued to the caller so far, this one included, stops working."""
-        await sign_out_everywhere(user.id)
+        await sign_out_everywhere(user)
 
     @post(
         "/me/password",

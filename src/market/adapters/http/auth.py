@@ -15,6 +15,7 @@ from litestar.handlers.base import BaseRouteHandler
 from opentelemetry import trace
 
 from market.application.accounts import UserOfToken
+from market.domain.errors import DEAD_TOKEN
 from market.domain.users import Role, User
 from market.telemetry import names, request_context
 
@@ -28,7 +29,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> User:
         raise NotAuthorizedException("Send a bearer token in the Authorization header.")
     user = await user_of_token(connection, token.strip())
     if user is None:
-        raise NotAuthorizedException("The token is not valid or has expired; sign in again.")
+        raise NotAuthorizedException(DEAD_TOKEN)
     return user
 
 

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime
 from typing import Any, cast
 
@@ -30,7 +31,7 @@ from litestar.static_files import create_static_files_router
 
 from market.application.accounts import IssueToken, SignOutEverywhere
 from market.application.sessions import FindSessions
-from market.domain.errors import InvalidCredentials
+from market.domain.errors import InvalidCredentials, TokenRevoked
 from market.domain.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, Role, User
 from market.ops import dashboard as pages
 from market.ops.dashboard import DashboardFigures
@@ -192,7 +193,8 @@ async def logout(
     not outlive the sign-out). No CSRF check: the worst a forged sign-out does is sign someone out."""
     session = await _session(request)
     if session is not None:
-        await sign_out_everywhere(session[0].id)
+        with suppress(TokenRevoked):  # revoked meanwhile: signed out already
+            await sign_out_everywhere(session[0])
     return _redirect(LOGIN_URL, CLEARED_COOKIE)
 
 

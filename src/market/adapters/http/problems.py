@@ -72,6 +72,7 @@ PROBLEM_TYPES: dict[type[errors.DomainError], ProblemType] = {
     errors.EmailAlreadyRegistered: ProblemType("email-taken", "E-mail address already registered", 409),
     errors.InvalidCredentials: ProblemType("invalid-credentials", "Wrong e-mail or password", 401),
     errors.WrongPassword: ProblemType("wrong-password", "Wrong current password", 401),
+    errors.TokenRevoked: UNAUTHENTICATED,
     errors.CurrencyMismatch: ProblemType("currency-mismatch", "Currencies cannot be mixed", 409),
     errors.InvalidCursor: ProblemType("invalid-cursor", "The page cursor is not valid", 400),
     orders.InsufficientStock: ProblemType("insufficient-stock", "Not enough stock", 409),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from market.application.accounts import SignOutEverywhere
 from market.application.analytics import SellerDashboardOf
 from market.application.deliveries import RetryDelivery
 from market.application.seller_webhooks import ListWebhookDeliveries
-from market.domain.errors import DomainError
+from market.domain.errors import DomainError, TokenRevoked
 from market.domain.users import Role, User
 
 from .admin_pages import NOTHING, PAGE_SIZE, RETRYABLE, Outcome, page_url, read_fields
@@ -185,7 +186,8 @@ async def seller_logout(
     token = request.cookies.get(SELLER_COOKIE, "")
     user = await user_of_token(request, token) if token else None
     if user is not None:
-        await sign_out_everywhere(user.id)
+        with suppress(TokenRevoked):  # revoked meanwhile: signed out already
+            await sign_out_everywhere(user)
     return _redirect(LOGIN_URL, CLEARED_SELLER_COOKIE)
 
 
