@@ -108,6 +108,54 @@ def test_every_admin_form_is_for_admins_only_and_needs_its_csrf_token(client, se
     assert client.get("/api/v1/me", headers=auth(target)).json()["role"] == "seller"
 
 
+def _sign_out_form_token(text: str, action: str = "/admin/logout") -> str:
+    """The CSRF token the page's sign-out form sends (the form must be there and carry one)."""
+    match = re.search(
+        rf'<form method="post" action="{action}"><input type="hidden" name="csrf_token" value="([^"]*)"', text
+    )
+    assert match, text
+    return match.group(1)
+
+
+def test_signing_out_needs_the_sessions_csrf_token_and_every_sign_out_button_sends_it(client, live_server):
+    admin = create_admin(live_server, client)  # of its own: signing out revokes every token of that admin
+    session = admin_session(client, admin)
+    someone_else = admin_session(client, create_admin(live_server, client))
+
+    for token in (None, "", "0" * 64, csrf_of(someone_else)):
+        data = {} if token is None else {"csrf_token": token}
+        refused = assert_html_page(client.post("/admin/logout", data=data, headers=session), 403)
+        assert "nothing was done" in refused
+        # Not signed out: the page and the API still take this session's token.
+        assert client.get("/admin/users", headers=session).status_code == 200
+        assert client.get("/api/v1/me", headers=auth(admin)).status_code == 200
+    # The refused page's own button, like every page's, signs out with the session's token.
+    assert _sign_out_form_token(refused) == csrf_of(session)
+    assert _sign_out_form_token(
+        assert_html_page(client.get("/admin/users", headers=session), 200)
+    ) == csrf_of(session)
+
+    r = client.post("/admin/logout", data={"csrf_token": csrf_of(session)}, headers=session)
+
+    assert r.status_code == 303 and r.headers["location"] == LOGIN
+    assert client.get("/api/v1/me", headers=auth(admin)).status_code == 401
+    # Without a live session there is nothing to protect: the cookie is cleared, the token is not needed.
+    again = client.post("/admin/logout", headers=session)
+    assert again.status_code == 303 and again.headers["location"] == LOGIN
+
+
+def test_a_non_admins_refusal_page_signs_out_with_the_sessions_csrf_token(client):
+    buyer = register(client)
+    planted = cookie_of_token(buyer["Authorization"])
+    refused = assert_html_page(client.get("/admin/users", headers=planted), 403)
+    assert _sign_out_form_token(refused) == csrf_of(planted)
+    assert client.post("/admin/logout", headers=planted).status_code == 403
+    assert client.get("/api/v1/me", headers=auth(buyer)).status_code == 200
+    r = client.post("/admin/logout", data={"csrf_token": csrf_of(planted)}, headers=planted)
+    assert r.status_code == 303 and r.headers["location"] == LOGIN
+    assert client.get("/api/v1/me", headers=auth(buyer)).status_code == 401
+
+
 def test_a_seller_and_a_buyer_signing_in_get_their_own_place(client):
     seller, buyer = register(client, "seller"), register(client)
     r = sign_in(client, seller["email"], seller["password"])

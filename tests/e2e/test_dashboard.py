@@ -290,7 +290,7 @@ def test_sign_out_clears_the_cookie_and_revokes_the_session_token(client, live_s
     session = session_of(sign_in(client, admin["email"], admin["password"]))
     assert client.get(DASHBOARD, headers=session).status_code == 200
 
-    r = client.post("/admin/logout", headers=session)
+    r = client.post("/admin/logout", data={"csrf_token": csrf_token(token_of(session))}, headers=session)
 
     assert r.status_code == 303
     assert r.headers["location"] == LOGIN

@@ -30,7 +30,7 @@ from market.domain.orders import OrderStatus
 from market.domain.users import Role, User, UserStatus
 from market.domain.webhooks import DeliveryStatus
 
-from .dashboard import _page, checked_form, csrf_token
+from .dashboard import _page, checked_form, csrf_token, signed_in_message
 from .dashboard_sessions import admin_session
 from .problems import PROBLEM_TYPES
 from .query import bounds_of, order_filter_of, uuid_or_400
@@ -283,9 +283,7 @@ async def order_page_response(
     try:
         order = await get_order(order_id, user)
     except DomainError as exc:
-        return _page(
-            "message.html", problem_status(exc), title="No such order", message=exc.detail, signed_in=True
-        )
+        return signed_in_message(token, problem_status(exc), title="No such order", message=exc.detail)
     return _render("admin/order.html", user, token, outcome, {}, [], order=order, **refund_form_context())
 
 

@@ -93,10 +93,14 @@ async def checked_form(request: Request[Any, Any, Any], token: str, **page: Any)
     (`page`: more of its context, e.g. the seller area's `logout_url`)."""
     form = await request.form()
     if not hmac.compare_digest(str(form.get(CSRF_FIELD) or ""), csrf_token(token)):
-        raise PageRefused(
-            _page("message.html", 403, title="Form refused", message=FORM_REFUSED, signed_in=True, **page)
-        )
+        raise PageRefused(signed_in_message(token, 403, title="Form refused", message=FORM_REFUSED, **page))
     return form
+
+
+def signed_in_message(token: str, status: int, **context: Any) -> Template:
+    """message.html for a signed-in session (`token`): its sign-out button carries the session's CSRF token,
+    as every form does."""
+    return _page("message.html", status, signed_in=True, csrf_token=csrf_token(token), **context)
 
 
 def _session_cookie(token: str, max_age: int, name: str = COOKIE, path: str = COOKIE_PATH) -> str:
@@ -136,8 +140,8 @@ async def _session(request: Request[Any, Any, Any]) -> tuple[User, str] | None:
     return None if user is None else (user, token)
 
 
-def _forbidden() -> Template:
-    return _page("message.html", 403, title="Not allowed", message=NOT_ALLOWED, signed_in=True)
+def _forbidden(token: str) -> Template:
+    return signed_in_message(token, 403, title="Not allowed", message=NOT_ALLOWED)
 
 
 def _login_page(status: int = 200, *, email: str = "", message: str | None = None) -> Template:
@@ -190,9 +194,11 @@ async def logout(
     request: Request[Any, Any, Any], sign_out_everywhere: NamedDependency[SignOutEverywhere]
 ) -> Redirect:
     """Sign out everywhere (the session's token is revoked, not only its cookie cleared: a copied cookie must
-    not outlive the sign-out). No CSRF check: the worst a forged sign-out does is sign someone out."""
+    not outlive the sign-out). A form like any other, it needs the session's CSRF token: a forged one would
+    revoke every token the user has, the API's included. A dead session is only cleared."""
     session = await _session(request)
     if session is not None:
+        await checked_form(request, session[1])
         with suppress(TokenRevoked):  # revoked meanwhile: signed out already
             await sign_out_everywhere(session[0])
     return _redirect(LOGIN_URL, CLEARED_COOKIE)

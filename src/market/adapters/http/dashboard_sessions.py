@@ -129,7 +129,7 @@ async def admin_session(request: Request[Any, Any, Any]) -> tuple[User, str]:
     if session is None:
         raise PageRefused(_redirect(LOGIN_URL, CLEARED_COOKIE if COOKIE in request.cookies else None))
     if session[0].role is not Role.ADMIN:
-        raise PageRefused(_forbidden())
+        raise PageRefused(_forbidden(session[1]))
     return session
 
 
@@ -198,13 +198,13 @@ async def session_page(
     session_links: NamedDependency[SessionLinks],
 ) -> Response[Any]:
     """One session's timeline."""
-    from .dashboard import _page, csrf_token
+    from .dashboard import _page, csrf_token, signed_in_message
 
     user, token = await admin_session(request)
     try:
         timeline = await session_timeline(session_id)
     except NotFound as exc:
-        return _page("message.html", 404, title="No such session", message=exc.detail, signed_in=True)
+        return signed_in_message(token, 404, title="No such session", message=exc.detail)
     rows = timeline_rows(timeline, session_links)
     return _page(
         "session.html",
