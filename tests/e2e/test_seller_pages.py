@@ -124,11 +124,31 @@ def test_the_seller_pages_are_for_the_signed_in_seller_only(client, admin, path)
 def test_a_seller_signs_out_and_the_cookie_no_longer_opens_anything(client):
     seller = register(client, "seller")
     session = seller_session(client, seller)
-    r = client.post("/seller/logout", headers=session)
+    r = client.post("/seller/logout", data={"csrf_token": csrf_of(session)}, headers=session)
     assert r.status_code == 303 and r.headers["location"] == LOGIN
     assert r.headers["set-cookie"].startswith(f"{SELLER_COOKIE}=;")
     assert client.get("/seller/dashboard", headers=session).headers["location"] == LOGIN
     assert client.get("/api/v1/me", headers=auth(seller)).status_code == 401
+
+
+def test_signing_out_of_the_seller_area_needs_the_sessions_csrf_token(client):
+    seller = register(client, "seller")
+    session = seller_session(client, seller)
+    other = seller_session(client, register(client, "seller"))
+    for token in (None, "", "0" * 64, csrf_of(other)):
+        data = {} if token is None else {"csrf_token": token}
+        refused = assert_html_page(client.post("/seller/logout", data=data, headers=session), 403)
+        assert "nothing was done" in refused
+        assert client.get("/api/v1/me", headers=auth(seller)).status_code == 200
+    # The refused page's button signs out of the seller area with the session's token.
+    assert (
+        f'action="/seller/logout"><input type="hidden" name="csrf_token" value="{csrf_of(session)}"'
+        in refused
+    )
+    # A non-seller's refusal page too (a buyer's token planted as the seller cookie).
+    planted = cookie_of_token(register(client)["Authorization"], SELLER_COOKIE)
+    not_allowed = assert_html_page(client.get("/seller/dashboard", headers=planted), 403)
+    assert f'name="csrf_token" value="{csrf_of(planted)}"' in not_allowed
 
 
 # --- the dashboard -----------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from .dashboard import (
     checked_form,
     csrf_token,
     page_refused,
+    signed_in_message,
 )
 from .dashboard_sessions import PageRefused
 
@@ -64,14 +65,7 @@ async def _seller(request: Request[Any, Any, Any]) -> tuple[User, str]:
         )
     if user.role is not Role.SELLER:
         raise PageRefused(
-            _page(
-                "message.html",
-                403,
-                title="Not allowed",
-                message=NOT_A_SELLER,
-                signed_in=True,
-                logout_url=SELLER_LOGOUT,
-            )
+            signed_in_message(token, 403, title="Not allowed", message=NOT_A_SELLER, logout_url=SELLER_LOGOUT)
         )
     return user, token
 
@@ -182,10 +176,12 @@ async def seller_retry_delivery(
 async def seller_logout(
     request: Request[Any, Any, Any], sign_out_everywhere: NamedDependency[SignOutEverywhere]
 ) -> Response[Any]:
-    """Sign out everywhere, as the admin pages' sign-out does (the token is revoked, not only the cookie)."""
+    """Sign out everywhere, as the admin pages' sign-out does (the token is revoked, not only the cookie; the
+    session's CSRF token is needed; a dead session is only cleared)."""
     token = request.cookies.get(SELLER_COOKIE, "")
     user = await user_of_token(request, token) if token else None
     if user is not None:
+        await checked_form(request, token, logout_url=SELLER_LOGOUT)
         with suppress(TokenRevoked):  # revoked meanwhile: signed out already
             await sign_out_everywhere(user)
     return _redirect(LOGIN_URL, CLEARED_SELLER_COOKIE)
