@@ -30,6 +30,18 @@ from tests.support.factories import user
 from tests.support.world import ADMIN, OTHER_SELLER, SELLER, World
 
 
+def the_audit_entry(world: World, actor, action: AuditAction, target_type: AuditTarget, target_id: str):
+    """The one audit entry the world holds, checked to be `actor`'s `action` on the target."""
+    [entry] = world.audit
+    assert (entry.actor_id, entry.action, entry.target_type, entry.target_id) == (
+        actor.id,
+        action,
+        target_type,
+        target_id,
+    )
+    return entry
+
+
 async def _world_with(*people):
     world = World()
     for person in people:
@@ -47,13 +59,7 @@ async def test_disabling_a_user_ends_their_tokens_at_once_and_is_audited():
 
     assert changed.status is UserStatus.DISABLED
     assert not world.accepted(token)
-    [entry] = world.audit
-    assert (entry.actor_id, entry.action, entry.target_type, entry.target_id) == (
-        ADMIN.id,
-        AuditAction.USER_UPDATED,
-        AuditTarget.USER,
-        buyer.id,
-    )
+    entry = the_audit_entry(world, ADMIN, AuditAction.USER_UPDATED, AuditTarget.USER, buyer.id)
     assert entry.details == {"status_from": "active", "status_to": "disabled"}
 
 
@@ -226,13 +232,7 @@ async def test_an_admins_edit_of_an_items_fields_is_audited_with_what_changed():
         ADMIN, item.id, None, {"title": "Renamed", "price_cents": 1, "stock": item.stock}, ports=world.admin
     )
 
-    [entry] = world.audit
-    assert (entry.actor_id, entry.action, entry.target_type, entry.target_id) == (
-        ADMIN.id,
-        AuditAction.ITEM_UPDATED,
-        AuditTarget.ITEM,
-        item.id,
-    )
+    entry = the_audit_entry(world, ADMIN, AuditAction.ITEM_UPDATED, AuditTarget.ITEM, item.id)
     assert entry.details == {  # the stock sent as it was is not a change
         "title_from": item.title,
         "title_to": "Renamed",
