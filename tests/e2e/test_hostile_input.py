@@ -201,3 +201,23 @@ def test_a_bad_from_or_to_is_named_as_the_client_sent_it_not_by_its_python_name(
     for path in ("/api/v1/admin/orders", "/api/v1/orders", "/api/v1/admin/audit"):  # refuse unknown filters
         r = client.get(path, params={"from_": "2026-12-01"}, headers=auth(admin))
         assert_problem(r, 400, fields={"from_"})  # the name the client sent, which is not a filter
+
+
+def test_a_filter_sent_as_null_is_a_400_naming_it_not_a_list_of_everything(live_server, client):
+    """Litestar reads `?status=null` as no status at all: the list would answer with everything. A filter of a
+    kind (a status, a role, an action, a number, a time) sent as `null` is refused; free text may say it."""
+    admin, seller = create_admin(live_server, client), register(client, role="seller")
+    cases = [
+        ("/api/v1/admin/orders", "status", admin),
+        ("/api/v1/orders", "status", seller),
+        ("/api/v1/admin/users", "role", admin),
+        ("/api/v1/admin/users", "status", admin),
+        ("/api/v1/admin/audit", "action", admin),
+        ("/api/v1/admin/webhooks/deliveries", "status", admin),
+        ("/api/v1/admin/orders", "from", admin),
+        ("/api/v1/admin/orders", "limit", admin),
+    ]
+    for path, name, account in cases:
+        r = client.get(path, params={name: "null"}, headers=auth(account))
+        assert_problem(r, 400, fields={name})
+    assert client.get("/api/v1/admin/users", params={"q": "null"}, headers=auth(admin)).status_code == 200

@@ -3,6 +3,7 @@ since a misspelt filter would otherwise answer with everything."""
 
 from __future__ import annotations
 
+import typing
 import uuid
 from typing import Any
 
@@ -22,33 +23,47 @@ UUID_FORMAT = {"format": "uuid"}
 """`schema_extra` of an id filter: the schema says what the 400 enforces."""
 
 
-def _accepted(request: Request[Any, Any, Any]) -> frozenset[str]:
-    """The query parameters the handler declares (by their query names): not its dependencies, path
-    parameters or Litestar's reserved names (`?user=...` must not pass as a filter)."""
+def _query_parameters(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The query parameters the handler declares, by their query names, with their annotations: not its
+    dependencies, path parameters or Litestar's reserved names (`?user=...` must not pass as a filter)."""
     handler = request.route_handler
     not_query = set(handler.resolve_dependencies()) | set(request.path_params) | RESERVED_KWARGS
-    names: set[str] = set()
+    declared: dict[str, Any] = {}
     for name, parameter in handler.parsed_fn_signature.parameters.items():
         if name in not_query:
             continue
         kwarg = parameter.kwarg_definition
         # `QueryParameter(name="from")`: the query name is the alias, not the Python name (`from_`).
         is_aliased = isinstance(kwarg, ParameterKwarg) and kwarg.param_type is ParamType.QUERY and kwarg.name
-        names.add(kwarg.name if is_aliased else name)
-    return frozenset(names)
+        declared[kwarg.name if is_aliased else name] = parameter.annotation
+    return declared
+
+
+def _takes_text(annotation: Any) -> bool:
+    """Whether a parameter annotated so takes any text (`str`, `str | None`), as opposed to a value of a kind
+    (a status, a number, a time)."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation is str or str in typing.get_args(annotation)
 
 
 async def known_query_only(request: Request[Any, Any, Any]) -> None:
     """`before_request` hook: a 400 `invalid-parameter` problem naming every query parameter the handler
-    does not take."""
-    unknown = sorted(set(request.query_params) - _accepted(request))
-    if unknown:
+    does not take, and every one sent as the text `null` that does not take text: Litestar reads
+    `?status=null` as None for an optional status (msgspec's lax conversion), so the filter would silently be
+    dropped and the list answer with everything."""
+    declared = _query_parameters(request)
+    unknown = sorted(set(request.query_params) - set(declared))
+    nulls = sorted(
+        name
+        for name, value in request.query_params.items()
+        if value == "null" and name in declared and not _takes_text(declared[name])
+    )
+    bad = [{"key": name, "message": "is not a parameter of this list", "source": "query"} for name in unknown]
+    bad += [{"key": name, "message": "is not a valid value", "source": "query"} for name in nulls]
+    if bad:
         raise ValidationException(
-            "Unknown query parameters.",
-            extra=[
-                {"key": name, "message": "is not a parameter of this list", "source": "query"}
-                for name in unknown
-            ],
+            "Unknown query parameters." if unknown else "Some filters are not valid.", extra=bad
         )
 
 
