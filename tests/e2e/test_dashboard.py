@@ -284,6 +284,20 @@ def test_an_unknown_monitoring_kind_is_a_400_and_produces_nothing(client, admin_
     assert "Nothing was produced" in text and "<b>boom</b>" not in text
 
 
+def test_a_button_that_did_its_work_answers_200_even_with_a_bad_period_carried_along(client, admin_session):
+    """The period fields only ride along with the button: the signal was produced, so the answer says so (the
+    bad period is shown on the page, as when viewing it)."""
+    declined_before = _declined(client)
+    fields = {
+        "kind": "payment_failure",
+        "from": "notadate",
+        "csrf_token": csrf_token(token_of(admin_session)),
+    }
+    text = assert_html_page(client.post(MONITORING, data=fields, headers=admin_session), 200)
+    assert 'data-testid="monitoring-result"' in text
+    assert _declined(client) == declined_before + 1
+
+
 def test_sign_out_clears_the_cookie_and_revokes_the_session_token(client, live_server):
     # An admin of its own: signing out revokes every token of that admin, the module's shared one included.
     admin = create_admin(live_server, client)
