@@ -317,6 +317,19 @@ def test_openmetrics_is_valid_with_created_and_eof_and_the_text_format_has_neith
         (None, False),
         ("text/plain;version=0.0.4", False),
         ("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", True),
+        # Prometheus 2.x/3.x
+        (
+            "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,"
+            "text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+            True,
+        ),
+        ("application/openmetrics-text", True),
+        ("Application/OpenMetrics-Text; Version=1.0.0", True),
+        ("text/plain;q=1, application/openmetrics-text;q=0.1", False),  # ranked below the text format
+        ("application/openmetrics-text;q=0", False),  # not acceptable
+        ("*/*;q=0.9, application/openmetrics-text;q=0.5", False),
+        ("text/plain, application/openmetrics-text", True),  # a tie: the richer format
+        ("application/openmetrics-text;q=oops", False),
     ],
 )
 def test_content_negotiation(accept, expected):

@@ -300,8 +300,26 @@ def process_snapshot() -> Snapshot:
 
 # --- Rendering ---------------------------------------------------------------------------------------------
 def wants_openmetrics(accept: str | None) -> bool:
-    """Content negotiation: OpenMetrics when the Accept header names it (Prometheus sends it first)."""
-    return "application/openmetrics-text" in (accept or "").lower()
+    """Content negotiation: OpenMetrics when the Accept header ranks it at least as high as the text format
+    (`text/plain`, or `*/*` and `text/*` standing for it), by the quality values (RFC 9110 12.5.1). Prometheus
+    sends OpenMetrics at q=0.5 and the text format at q=0.3; a bare `application/openmetrics-text` wins; `q=0`
+    means not acceptable."""
+    openmetrics = text = 0.0
+    for entry in (accept or "").lower().split(","):
+        media_range, *parameters = (part.strip() for part in entry.split(";"))
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    quality = 0.0
+        if media_range == "application/openmetrics-text":
+            openmetrics = max(openmetrics, quality)
+        elif media_range in ("text/plain", "text/*", "*/*"):
+            text = max(text, quality)
+    return openmetrics > 0 and openmetrics >= text
 
 
 class _Families:
