@@ -9,7 +9,8 @@ import re
 
 import httpx
 
-from market.adapters.http.dashboard import COOKIE, CSP, SELLER_COOKIE, csrf_token
+from market.adapters.http.dashboard import COOKIE, SELLER_COOKIE, csrf_token
+from market.adapters.http.html import CSP
 
 from .helpers import trace_id_of
 

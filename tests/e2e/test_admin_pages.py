@@ -13,8 +13,9 @@ import pytest
 
 from tests.support.live_server import auth, register
 
-from .helpers import create_admin, create_item
+from .helpers import assert_problem, create_admin, create_item
 from .pages import (
+    BROWSER,
     LOGIN,
     admin_session,
     assert_html_page,
@@ -443,3 +444,24 @@ def test_hostile_filters_and_ids_are_never_a_500(client, session, value):
         assert r.status_code in (400, 404, 409), (url, r.status_code, r.text[:300])
     r = client.get(f"/admin/orders/{quote(value, safe='')}", headers=session)
     assert r.status_code in (400, 404), r.text[:300]
+
+
+@pytest.mark.parametrize(
+    ("path", "sign_in_at"),
+    [
+        ("/admin/logout", "/admin/login"),
+        ("/admin/dashboard/test-monitoring", "/admin/login"),
+        ("/seller/logout", "/seller/login"),
+    ],
+)
+def test_a_browser_in_the_peoples_areas_gets_its_errors_as_pages(client, path, sign_in_at):
+    """A GET of a form's address (a 405) is a page for a browser, with the pages' headers and a way back in;
+    an API client still gets the problem JSON."""
+    text = assert_html_page(client.get(path, headers=BROWSER), 405)
+    assert f'href="{sign_in_at}"' in text
+    assert_problem(client.get(path, headers={"Accept": "application/json"}), 405)
+
+
+def test_the_browsers_404_page_has_the_pages_headers(client):
+    text = assert_html_page(client.get("/admin/DASHBOARD", headers=BROWSER), 404)
+    assert "Page not found" in text

@@ -15,7 +15,8 @@ import httpx
 import jwt
 import pytest
 
-from market.adapters.http.dashboard import COOKIE, CSP, csrf_token
+from market.adapters.http.dashboard import COOKIE, csrf_token
+from market.adapters.http.html import CSP
 from tests.support.live_server import LiveServer, auth, register
 
 from .helpers import HEX32, create_admin, trace_id_of

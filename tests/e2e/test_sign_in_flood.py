@@ -18,6 +18,7 @@ import pytest
 from tests.support.live_server import LiveServer, register, serving
 
 from .helpers import assert_problem
+from .pages import BROWSER, assert_html_page
 
 TOKEN = "/api/v1/auth/token"
 BUSY = "https://market.dev/problems/busy"
@@ -155,6 +156,18 @@ def test_an_address_gets_a_small_burst_then_429_with_retry_after(tmp_path):
         assert_problem(refused, 429, type_uri=RATE_LIMITED)
         assert 1 <= int(refused.headers["retry-after"]) <= 10
         assert _refused(client).get("sign-in-burst") == 1
+
+
+def test_a_browser_refused_at_the_admin_sign_in_gets_a_page_not_problem_json(tmp_path):
+    env = {"MARKET_RATE_LIMITS": "on", "MARKET_RATE_LIMIT_SIGN_IN_BURST": "2/10s"}
+    with serving("sqlite", tmp_path, env) as server, server.client() as client:
+        bad = {"email": "nobody@example.com", "password": "not the password"}
+        for _ in range(2):
+            client.post("/admin/login", data=bad, headers=BROWSER)
+        refused = client.post("/admin/login", data=bad, headers=BROWSER)
+        text = assert_html_page(refused, 429)
+        assert 1 <= int(refused.headers["retry-after"]) <= 10
+        assert "Too many" in text
 
 
 def test_with_rate_limits_off_nothing_is_limited_and_no_device_cookie_is_set(tmp_path):

@@ -48,7 +48,7 @@ from .dashboard_sessions import (
     session_page,
     sessions_page,
 )
-from .html import HTML
+from .html import HTML, SECURITY_HEADERS
 from .limits import rate_limited
 from .problems import record_server_error
 from .templating import STATIC_DIR, STATIC_PATH
@@ -59,14 +59,6 @@ CSRF_FIELD = "csrf_token"
 LOGIN_URL = "/admin/login"
 DASHBOARD_URL = "/admin/dashboard"
 MAX_PERIOD_INPUT = 64
-CSP = "default-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'"
-SECURITY_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
 WRONG_CREDENTIALS = "Wrong e-mail or password."
 NOT_ALLOWED = "This account may not use the admin dashboard: it is for administrators only."
 NOT_A_SELLER_OR_ADMIN = (

@@ -27,7 +27,7 @@ from market.domain import admin, errors, orders, refunds
 from market.telemetry import request_context
 from market.telemetry.sentry import report_exception
 
-from .html import not_found_page, wants_html
+from .html import error_page, error_page_wanted, not_found_page, wants_html
 from .validation import MalformedBody, body_field_errors, plain, public_name
 
 log = logging.getLogger(__name__)
@@ -362,8 +362,27 @@ def record_server_error(request: Request[Any, Any, Any], exc: BaseException) -> 
 
 def exception_handlers() -> dict[Any, Any]:
     return {
-        errors.DomainError: domain_error_handler,
-        ValidationException: validation_error_handler,
-        HTTPException: http_exception_handler,
-        Exception: internal_error_handler,
+        errors.DomainError: _for_people(domain_error_handler),
+        ValidationException: _for_people(validation_error_handler),
+        HTTPException: _for_people(http_exception_handler),
+        Exception: _for_people(internal_error_handler),
     }
+
+
+_Handler = Callable[[Request[Any, Any, Any], Any], Response[Any]]
+
+
+def _for_people(handler: _Handler) -> _Handler:
+    """`handler` answering a browser in the admin pages or the seller area with a page saying the same (title,
+    detail, status, headers such as Retry-After) instead of the problem JSON. Only here, where an error becomes
+    the response: the handlers also build problems that are stored and replayed (idempotent refunds)."""
+
+    def answer(request: Request[Any, Any, Any], exc: Any) -> Response[Any]:
+        response = handler(request, exc)
+        if response.media_type != PROBLEM_JSON or not error_page_wanted(request):
+            return response
+        problem = response.content
+        headers = {name: value for name, value in response.headers.items() if name.lower() == "retry-after"}
+        return error_page(request, response.status_code, problem["title"], problem["detail"], headers)
+
+    return answer
