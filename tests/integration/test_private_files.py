@@ -11,6 +11,7 @@ from contextlib import closing
 from pathlib import Path
 
 from market.config import DatabaseURL
+from market.ops.backups.archive import verified_marker
 from market.ops.backups.schedule import LOCK_FILE, leadership
 from market.ops.backups.service import BackupInfo, BackupService
 from tests.support.backups import seed
@@ -48,7 +49,7 @@ def test_an_existing_world_readable_database_and_its_wal_files_are_made_private_
         }
 
 
-def test_backups_their_folder_and_the_schedule_lock_are_private(fresh_sqlite_url, tmp_path):
+def test_backups_their_verified_markers_folder_and_the_schedule_lock_are_private(fresh_sqlite_url, tmp_path):
     seed(fresh_sqlite_url, sellers=1, items=5)
     service = BackupService(DatabaseURL.parse(fresh_sqlite_url), tmp_path / "var" / "backups")
 
@@ -61,3 +62,5 @@ def test_backups_their_folder_and_the_schedule_lock_are_private(fresh_sqlite_url
     assert _mode(service.directory) == _mode(service.directory.parent) == 0o700
     assert _mode(info.path) == 0o600
     assert _mode(service.directory / LOCK_FILE) == 0o600
+    asyncio.run(service.verify(info.path))
+    assert _mode(verified_marker(info.path)) == 0o600

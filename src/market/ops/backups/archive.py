@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from market.private_files import open_private
+
 from .errors import BackupError
 from .manifest import MANIFEST_NAME, Manifest
 
@@ -55,8 +57,7 @@ def write_archive(final: Path, manifest: Manifest, payload_dir: Path, *, compres
     tmp = partial_path(final.parent, final.name)
     mtime = int(manifest.created_at.timestamp())
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # backups hold password hashes
-        with os.fdopen(fd, "wb") as raw:
+        with os.fdopen(_create_private(tmp), "wb") as raw:
             with (
                 gzip.GzipFile(
                     filename="", fileobj=raw, mode="wb", compresslevel=compresslevel, mtime=mtime
@@ -176,7 +177,7 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write a small JSON file so that readers see the old file or the whole new one."""
     tmp = partial_path(path.parent, path.name)
     try:
-        with tmp.open("x", encoding="utf-8") as f:
+        with os.fdopen(_create_private(tmp), "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
             f.flush()
@@ -185,6 +186,12 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         fsync_directory(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _create_private(path: Path) -> int:
+    """A new file only the service's user may read: backups and what is written beside them describe a
+    database holding password hashes."""
+    return open_private(path, os.O_WRONLY | os.O_EXCL)
 
 
 def verified_marker(archive: Path) -> Path:
