@@ -1,13 +1,17 @@
-"""Fixtures of the backup tests: `market backup` and the engine, on a fresh database of each engine."""
+"""Fixtures of the backup tests: `market backup` and the engine, on a fresh database of each engine; sample
+archives of each engine."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from market.config import DatabaseURL
-from tests.support.backups import Market
+from market.ops.backups.service import BackupService
+from tests.support.backups import Market, other_postgres_url, seed
 
 
 @pytest.fixture
@@ -20,3 +24,25 @@ def market(database_url: str, tmp_path: Path) -> Market:
 def engine(database_url: str) -> str:
     """The engine of this run of the test: `sqlite` or `postgresql`."""
     return DatabaseURL.parse(database_url).engine
+
+
+def _archive_per_engine(directory: Path, prepare: Callable[[str], None]) -> dict[str, Path]:
+    """One archive per engine, made by `market backup create`'s service from a new database `prepare` filled."""
+    archives = {}
+    for engine in ("sqlite", "postgresql"):
+        source = (
+            iter([f"sqlite:///{directory / 'source.db'}"]) if engine == "sqlite" else other_postgres_url()
+        )
+        url = next(source)
+        prepare(url)
+        archives[engine] = asyncio.run(
+            BackupService(DatabaseURL.parse(url), directory / engine).create()
+        ).path
+        next(source, None)  # drops a PostgreSQL source database
+    return archives
+
+
+@pytest.fixture(scope="module")
+def good_archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One sound backup per engine (300 items), made once for the module."""
+    return _archive_per_engine(tmp_path_factory.mktemp("good"), lambda url: seed(url, items=300))

@@ -3,9 +3,7 @@ untouched; a failing or missing pg_dump, a full disk or a crash never leave anyt
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import io
 import json
 import os
 import resource
@@ -14,9 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tarfile
 import time
-from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,47 +25,16 @@ from market.ops.backups.manifest import FORMAT_VERSION
 from market.ops.backups.service import BackupService
 from tests.support.backups import (
     Market,
+    archive_members,
     fingerprint,
     one_line_failure,
-    other_postgres_url,
+    pack_archive,
     scratch_databases,
     seed,
+    with_manifest_edited,
 )
 
 PAYLOAD = {"postgresql": "database.dump", "sqlite": "database.sqlite3"}
-
-
-@pytest.fixture(scope="module")
-def good_archives(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """One sound backup per engine (300 items), made once for the module."""
-    directory = tmp_path_factory.mktemp("good")
-    sqlite_url = f"sqlite:///{directory / 'source.db'}"
-    archives = {}
-    for name, url in (("sqlite", sqlite_url), ("postgresql", None)):
-        if url is None:
-            source = other_postgres_url()
-            url = next(source)
-        seed(url, items=300)
-        service = BackupService(DatabaseURL.parse(url), directory / name)
-        archives[name] = asyncio.run(service.create()).path
-        if name == "postgresql":
-            next(source, None)  # drops the source database
-    yield archives
-
-
-def _members(archive: Path) -> dict[str, bytes]:
-    with tarfile.open(archive) as tar:
-        return {m.name: tar.extractfile(m).read() for m in tar}
-
-
-def _pack(path: Path, members: dict[str, bytes]) -> None:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    path.write_bytes(buffer.getvalue())
 
 
 def _truncated(good: Path, other: Path, path: Path, engine: str) -> None:
@@ -84,17 +49,13 @@ def _flipped_byte(good: Path, other: Path, path: Path, engine: str) -> None:
 
 
 def _missing_manifest(good: Path, other: Path, path: Path, engine: str) -> None:
-    members = _members(good)
+    members = archive_members(good)
     del members["manifest.json"]
-    _pack(path, members)
+    pack_archive(path, members)
 
 
 def _newer_format(good: Path, other: Path, path: Path, engine: str) -> None:
-    members = _members(good)
-    manifest = json.loads(members["manifest.json"])
-    manifest["format_version"] = FORMAT_VERSION + 1
-    members["manifest.json"] = json.dumps(manifest).encode()
-    _pack(path, members)
+    with_manifest_edited(good, path, lambda manifest: manifest.update(format_version=FORMAT_VERSION + 1))
 
 
 def _other_engine(good: Path, other: Path, path: Path, engine: str) -> None:
@@ -103,11 +64,11 @@ def _other_engine(good: Path, other: Path, path: Path, engine: str) -> None:
 
 def _other_engine_payload_mislabelled(good: Path, other: Path, path: Path, engine: str) -> None:
     # A manifest for this engine, with valid checksums, over the other engine's dump.
-    members, foreign = _members(good), _members(other)
+    members, foreign = archive_members(good), archive_members(other)
     (foreign_payload,) = (data for name, data in foreign.items() if name != "manifest.json")
     manifest = json.loads(members["manifest.json"])
     manifest["files"] = {PAYLOAD[engine]: hashlib.sha256(foreign_payload).hexdigest()}
-    _pack(path, {"manifest.json": json.dumps(manifest).encode(), PAYLOAD[engine]: foreign_payload})
+    pack_archive(path, {"manifest.json": json.dumps(manifest).encode(), PAYLOAD[engine]: foreign_payload})
 
 
 FAULTS = {
@@ -154,11 +115,11 @@ def test_restore_refuses_an_archive_of_a_schema_this_market_does_not_know(
     before = fingerprint(market.url)
     market.directory.mkdir()
     archive = market.directory / good_archives[engine].name
-    members = _members(good_archives[engine])
-    manifest = json.loads(members["manifest.json"])
-    manifest["migration_head"] = "9999_from_the_future"
-    members["manifest.json"] = json.dumps(manifest).encode()
-    _pack(archive, members)
+    with_manifest_edited(
+        good_archives[engine],
+        archive,
+        lambda manifest: manifest.update(migration_head="9999_from_the_future"),
+    )
 
     line = one_line_failure(market("restore", str(archive), "--force", "--yes"))
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
+import json
 import sqlite3
+import tarfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,3 +165,28 @@ def other_postgres_url() -> Iterator[str]:
         yield postgres_url(name)
     finally:
         admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def archive_members(archive: Path) -> dict[str, bytes]:
+    with tarfile.open(archive) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
+
+
+def pack_archive(path: Path, members: dict[str, bytes]) -> None:
+    """An archive as a forger would make it: any members, in the order given, no checks."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(buffer.getvalue())
+
+
+def with_manifest_edited(good: Path, path: Path, edit: Callable[[dict], None]) -> None:
+    """A copy of `good` at `path` whose manifest `edit` changed; payload and checksums untouched."""
+    members = archive_members(good)
+    manifest = json.loads(members["manifest.json"])
+    edit(manifest)
+    members["manifest.json"] = json.dumps(manifest).encode()
+    pack_archive(path, members)
