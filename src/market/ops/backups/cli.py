@@ -103,8 +103,9 @@ def verify(archive: Path | None, latest: bool) -> None:
 @click.option("--force", is_flag=True, help="Replace a database that holds rows.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def restore(archive: Path, force: bool, yes: bool) -> None:
-    """Restore a backup into the configured database. The archive is checked completely first; a database
-    with rows is refused unless --force; the restore is all or nothing."""
+    """Restore a backup into the configured database. The archive is checked as `verify` checks it first (a
+    test restore into a scratch database); a database with rows is refused unless --force; the restore is all
+    or nothing, and a refused or failed one leaves the database as it was."""
     settings = _settings()
     service = _service(settings)
     target = settings.database.url.redacted()

@@ -116,7 +116,8 @@ class PostgresBackend:
             await conn.execute(f"CREATE DATABASE {quote_identifier(name)} TEMPLATE template0")
         except asyncpg.InsufficientPrivilegeError:
             raise BackupError(
-                "verify needs to create a scratch database: grant CREATEDB to the role in MARKET_DATABASE_URL"
+                "verify and restore test-restore into a scratch database: grant CREATEDB to the role in "
+                "MARKET_DATABASE_URL"
             ) from None
         finally:
             await conn.close()
