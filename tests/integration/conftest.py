@@ -4,14 +4,16 @@ archives of each engine."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from market.config import DatabaseURL
 from market.ops.backups.service import BackupService
-from tests.support.backups import Market, other_postgres_url, seed
+from tests.support.backups import Market, other_postgres_url, postgres_sql, seed
 
 
 @pytest.fixture
@@ -46,3 +48,21 @@ def _archive_per_engine(directory: Path, prepare: Callable[[str], None]) -> dict
 def good_archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One sound backup per engine (300 items), made once for the module."""
     return _archive_per_engine(tmp_path_factory.mktemp("good"), lambda url: seed(url, items=300))
+
+
+def _foreign(url: str) -> None:
+    statements = ["CREATE TABLE users (x integer)", "INSERT INTO users VALUES (1)"]
+    if url.startswith("sqlite"):
+        with closing(sqlite3.connect(DatabaseURL.parse(url).path)) as db:
+            for statement in statements:
+                db.execute(statement)
+            db.commit()
+    else:
+        for statement in statements:
+            postgres_sql(url, statement)
+
+
+@pytest.fixture(scope="module")
+def foreign_archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Per engine, a sound backup of a database that is not market's: one table `users (x)`, one row."""
+    return _archive_per_engine(tmp_path_factory.mktemp("foreign"), _foreign)

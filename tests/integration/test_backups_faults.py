@@ -107,26 +107,6 @@ def test_a_damaged_or_foreign_archive_is_refused_and_the_target_is_untouched(
         assert not any(name.startswith(market.url.rpartition("/")[2]) for name in scratch_databases())
 
 
-def test_restore_refuses_an_archive_of_a_schema_this_market_does_not_know(
-    market: Market, engine: str, good_archives: dict[str, Path]
-):
-    # The `market` command tells the backup wing which schema versions exist (it does not import them).
-    seed(market.url, sellers=1, items=20)
-    before = fingerprint(market.url)
-    market.directory.mkdir()
-    archive = market.directory / good_archives[engine].name
-    with_manifest_edited(
-        good_archives[engine],
-        archive,
-        lambda manifest: manifest.update(migration_head="9999_from_the_future"),
-    )
-
-    line = one_line_failure(market("restore", str(archive), "--force", "--yes"))
-
-    assert "its schema (9999_from_the_future) is newer than this market knows" in line, line
-    assert fingerprint(market.url) == before
-
-
 def _fake_failing_pg_dump(directory: Path) -> Path:
     """A pg_dump that starts writing its output file, then fails like the real one does."""
     directory.mkdir()

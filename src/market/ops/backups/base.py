@@ -80,6 +80,10 @@ class Backend(Protocol):
 
     async def count_rows(self, target: DatabaseURL) -> dict[str, int]: ...
 
+    async def migrations(self, target: DatabaseURL) -> list[str] | None:
+        """The versions recorded in the migrations ledger; None if the database has no ledger."""
+        ...
+
     async def business_rows(self, target: DatabaseURL) -> dict[str, int]:
         """Tables other than the migrations ledger that hold rows, and how many (empty: {})."""
         ...

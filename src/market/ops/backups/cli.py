@@ -83,8 +83,9 @@ def list_() -> None:
 @click.argument("archive", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--latest", is_flag=True, help="Verify the newest backup in MARKET_BACKUP_DIR.")
 def verify(archive: Path | None, latest: bool) -> None:
-    """Test a backup: checksums, a real restore into a scratch database (created and dropped), row counts
-    against the manifest (and PRAGMA integrity_check on SQLite). Success is recorded beside the archive."""
+    """Test a backup: checksums, a real restore into a scratch database (created and dropped), then: a market
+    database at the manifest's schema version, row counts as in the manifest (and PRAGMA integrity_check on
+    SQLite). Success is recorded beside the archive. `restore` runs the same checks."""
     if (archive is None) == (not latest):
         raise click.UsageError("give a backup FILE or --latest (not both)")
     settings = _settings()

@@ -141,6 +141,15 @@ class PostgresBackend:
         finally:
             await conn.close()
 
+    async def migrations(self, target: DatabaseURL) -> list[str] | None:
+        conn = await _connect(target)
+        try:
+            if MIGRATIONS_TABLE not in await _tables(conn):
+                return None
+            return sorted(row[0] for row in await conn.fetch(f"SELECT version FROM {MIGRATIONS_TABLE}"))
+        finally:
+            await conn.close()
+
     async def business_rows(self, target: DatabaseURL) -> dict[str, int]:
         conn = await _connect(target)
         try:

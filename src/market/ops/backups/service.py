@@ -33,7 +33,7 @@ from .archive import (
     write_archive,
     write_json_atomic,
 )
-from .base import Backend, NoProgress, Progress
+from .base import MIGRATIONS_TABLE, Backend, NoProgress, Progress
 from .errors import BackupError
 from .manifest import FORMAT_VERSION, Manifest, archive_name, format_time, is_archive_name
 from .postgres import PostgresBackend
@@ -112,8 +112,9 @@ class BackupService:
         known_migrations: Sequence[str] | None = None,
     ) -> None:
         """`known_migrations`: the schema versions this market knows, oldest first, given by the composition
-        root (the wing does not import the database adapter); `restore` refuses an archive whose schema is
-        not among them. None skips that check."""
+        root (the wing does not import the database adapter); `verify` and `restore` refuse an archive whose
+        schema is not among them, or whose database's migrations ledger is not exactly this market's up to
+        that schema. None: only the ledger's latest version is checked against the manifest."""
         self.database = database
         self.known_migrations = None if known_migrations is None else tuple(known_migrations)
         self.directory = directory
@@ -237,13 +238,16 @@ class BackupService:
         self, archive: Path, manifest: Manifest, payload: Path, work: Path, progress: Progress
     ) -> dict[str, int]:
         """Restore the payload into a scratch database (dropped afterwards) and check the result: the engine's
-        integrity check (PRAGMA integrity_check on SQLite), then the row counts against the manifest. Returns
-        the rows per table. Verify is this; restore does it before touching its target."""
+        integrity check (PRAGMA integrity_check on SQLite), that it is a market database at the manifest's
+        schema version (`_check_ledger`), then the row counts against the manifest. Returns the rows per
+        table. Verify is this; restore does it before touching its target."""
         async with self.backend.scratch(work) as scratch:
             await self.backend.restore(payload, scratch, progress)
             await self.backend.check(scratch)
             progress.step("integrity ok")
+            ledger = await self.backend.migrations(scratch)
             restored = await self.backend.count_rows(scratch)
+        _check_ledger(archive, manifest, ledger, self.known_migrations)
         _compare(archive, manifest.tables, restored)
         progress.step("row counts match")
         return restored
@@ -279,24 +283,11 @@ class BackupService:
         progress = progress or NoProgress()
         started = time.perf_counter()
         progress.expect(3)
-        unchanged = f"{self.database.redacted()} was not changed"
         with self._workdir(f"restore-{archive.name}") as work:
-            manifest, payload = await self._unpack(archive, work, restoring=True)
-            progress.step("checksums ok")
-            if not force:
-                rows = await self.backend.business_rows(self.database)
-                if rows:
-                    tables = ", ".join(f"{name} ({n})" for name, n in sorted(rows.items()))
-                    raise BackupError(
-                        f"the database {self.database.redacted()} is not empty (rows in {tables}); "
-                        "use --force to replace its contents"
-                    )
             try:
-                await self._test_restore(archive, manifest, payload, work, progress)
+                manifest, payload = await self._ready_to_restore(archive, work, force, confirm, progress)
             except BackupError as exc:
-                raise BackupError(f"{exc.detail}; {unchanged}") from None
-            if confirm is not None and not confirm(manifest):
-                raise BackupError(f"restore cancelled; {unchanged}")
+                raise BackupError(f"{exc.detail}; {self.database.redacted()} was not changed") from None
             log.info("restoring backup", extra={"archive": str(archive)})
             # The engine's restore is all or nothing, and its payload is the one just tested.
             await self.backend.restore(payload, self.database, progress)
@@ -312,7 +303,31 @@ class BackupService:
         log.info("backup restored", extra={"archive": str(archive)})
         return RestoreResult(archive, manifest, restored, time.perf_counter() - started)
 
-    async def _unpack(self, archive: Path, work: Path, *, restoring: bool = False) -> tuple[Manifest, Path]:
+    async def _ready_to_restore(
+        self,
+        archive: Path,
+        work: Path,
+        force: bool,
+        confirm: Callable[[Manifest], bool] | None,
+        progress: Progress,
+    ) -> tuple[Manifest, Path]:
+        """Every check of a restore, none of which touches the target; the payload that passed them."""
+        manifest, payload = await self._unpack(archive, work)
+        progress.step("checksums ok")
+        if not force:
+            rows = await self.backend.business_rows(self.database)
+            if rows:
+                tables = ", ".join(f"{name} ({n})" for name, n in sorted(rows.items()))
+                raise BackupError(
+                    f"the database {self.database.redacted()} is not empty (rows in {tables}); "
+                    "use --force to replace its contents"
+                )
+        await self._test_restore(archive, manifest, payload, work, progress)
+        if confirm is not None and not confirm(manifest):
+            raise BackupError("restore cancelled")
+        return manifest, payload
+
+    async def _unpack(self, archive: Path, work: Path) -> tuple[Manifest, Path]:
         """Extract and check everything that can be checked without touching any database."""
 
         def accept(manifest: Manifest) -> None:
@@ -325,8 +340,7 @@ class BackupService:
                 raise BackupError(
                     f"{archive.name}: unexpected files {sorted(manifest.files)} for {manifest.engine}"
                 )
-            if restoring and self.known_migrations is not None:
-                _check_schema_is_known(archive, manifest, self.known_migrations)
+            _check_schema_is_known(archive, manifest, self.known_migrations)
 
         manifest = await asyncio.to_thread(extract_archive, archive, work, accept)
         payload = work / self.backend.payload_name
@@ -399,11 +413,38 @@ class BackupService:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _check_schema_is_known(archive: Path, manifest: Manifest, known: Sequence[str]) -> None:
-    if manifest.migration_head is not None and manifest.migration_head not in known:
+def _check_schema_is_known(archive: Path, manifest: Manifest, known: Sequence[str] | None) -> None:
+    """What the manifest alone tells (before any restore): `_check_ledger` checks the database agrees."""
+    if manifest.migration_head is None:
+        raise BackupError(f"{archive.name}: its manifest names no schema version; not a market database")
+    if known is not None and manifest.migration_head not in known:
         raise BackupError(
             f"{archive.name}: its schema ({manifest.migration_head}) is newer than this market knows "
             f"({known[-1]}); restore it with market {manifest.app_version} or newer"
+        )
+
+
+def _check_ledger(
+    archive: Path, manifest: Manifest, ledger: list[str] | None, known: Sequence[str] | None
+) -> None:
+    """The restored database is a market database at the manifest's schema version: its migrations ledger
+    ends at that version and, when this market's migrations are known, holds exactly those up to it (what
+    `market db migrate` expects to find afterwards)."""
+    if ledger is None:
+        raise BackupError(
+            f"{archive.name}: its database has no {MIGRATIONS_TABLE} table; not a market database"
+        )
+    head = manifest.migration_head
+    assert head is not None  # _check_schema_is_known
+    if known is None:
+        matches = max(ledger, default=None) == head
+    else:
+        matches = set(ledger) == set(known[: known.index(head) + 1])
+    if not matches:
+        raise BackupError(
+            f"{archive.name}: its database's {MIGRATIONS_TABLE} ({len(ledger)} versions, latest "
+            f"{max(ledger, default='none')}) is not that of schema version {head} the manifest names; "
+            "not a market database as described"
         )
 
 

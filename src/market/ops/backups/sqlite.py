@@ -88,6 +88,15 @@ class SqliteBackend:
 
         return await asyncio.to_thread(count)
 
+    async def migrations(self, target: DatabaseURL) -> list[str] | None:
+        def versions() -> list[str] | None:
+            with closing(_open(_path(target), read_only=True)) as db:
+                if MIGRATIONS_TABLE not in _tables(db):
+                    return None
+                return sorted(row[0] for row in db.execute(f"SELECT version FROM {MIGRATIONS_TABLE}"))
+
+        return await asyncio.to_thread(versions)
+
     async def business_rows(self, target: DatabaseURL) -> dict[str, int]:
         def rows() -> dict[str, int]:
             path = _path(target)
