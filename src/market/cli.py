@@ -296,12 +296,9 @@ def list_accounts(as_json: bool) -> None:
             ).decode()
         )
         return
-    from rich.console import Console
+    from market.adapters.terminal import console, users_table
 
-    from market.adapters.terminal import users_table
-
-    # Piped (`| grep`), rows keep their full width instead of being cut to 80 columns with ellipses.
-    Console(width=None if sys.stdout.isatty() else 1000).print(users_table(accounts))
+    console().print(users_table(accounts))
 
 
 @main.command(help=f"Print a business report: {report_names_in_words()}.")
@@ -335,11 +332,9 @@ def report(name: str, from_: str | None, to: str | None, as_json: bool) -> None:
 
         click.echo(msgspec.json.encode(report_out(result)).decode())
         return
-    from rich.console import Console
+    from market.adapters.terminal import console, render
 
-    from market.adapters.terminal import render
-
-    Console().print(render(result))
+    console().print(render(result))
 
 
 @main.group()

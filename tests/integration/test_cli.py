@@ -275,3 +275,74 @@ def test_users_list_json_is_only_json_on_stdout_and_carries_no_secret(workspace)
         None,
     )
     assert "argon2" not in result.stdout + result.stderr
+
+
+# What anyone can store (a search, an e-mail at sign-up, a field of a client event) and an operator's terminal
+# then shows: rich markup that would not parse, markup that would blink and link, and a raw ANSI escape.
+HOSTILE = (
+    "[/x]",
+    "[reverse blink]FAKE[/reverse blink] [link=https://evil.example]click[/link]",
+    "\x1b[31mred\x1b[0m :warning:",
+)
+SHOWN = ("[/x]", HOSTILE[1], "\\x1b[31mred\\x1b[0m :warning:")
+
+
+async def _store_hostile_text(workspace: Workspace, session_id: str) -> None:
+    from datetime import UTC, datetime
+
+    from market.adapters.db.analytics import SqlAnalyticsLog
+    from market.adapters.db.sessions import SqlSessionStore
+    from market.domain.events import SearchPerformed
+    from market.domain.sessions import ClientEvent
+    from tests.support.database import add_user
+
+    db = open_database(workspace.database_url)
+    await db.start()
+    try:
+        await db.migrate()
+        now = datetime.now(UTC)
+        await add_user(db, email="[/x]@x.com")
+        await add_user(db, email="\x1b[31m[bold]@x.com")
+        await SqlAnalyticsLog(db, lambda: (session_id, None, None)).record(
+            [SearchPerformed(text, 0) for text in HOSTILE], now
+        )
+        await SqlSessionStore(db).write(
+            [],
+            [
+                ClientEvent(session_id, now, "note_shown", {"note": "[/bold] closing", "esc": HOSTILE[2]}),
+            ],
+        )
+    finally:
+        await db.close()
+
+
+async def test_stored_text_is_printed_literally_never_as_markup_or_terminal_escapes(workspace):
+    await _store_hostile_text(workspace, "shopper-1")
+    outputs = {}
+    for command in (
+        ("report", "search"),
+        ("users", "list"),
+        ("sessions", "show", "shopper-1"),
+        ("sessions", "find"),
+    ):
+        result = workspace.run(*command)
+        assert result.returncode == 0, result.stderr
+        assert "\x1b" not in result.stdout + result.stderr
+        outputs[" ".join(command[:2])] = result.stdout
+    for shown in SHOWN:
+        assert shown in outputs["report search"]
+        assert shown in outputs["sessions show"]
+    assert "[/bold] closing" in outputs["sessions show"]
+    assert "[/x]@x.com" in outputs["users list"]
+    assert "\\x1b[31m[bold]@x.com" in outputs["users list"]
+    assert "shopper-1" in outputs["sessions find"]
+
+
+async def test_json_output_keeps_stored_text_as_it_was_stored(workspace):
+    await _store_hostile_text(workspace, "shopper-1")
+    report = json.loads(workspace.run("report", "search", "--json").stdout)
+    assert {entry["query"] for entry in report["top_queries"]} == set(HOSTILE)
+    emails = {user["email"] for user in json.loads(workspace.run("users", "list", "--json").stdout)}
+    assert {"[/x]@x.com", "\x1b[31m[bold]@x.com"} <= emails
+    timeline = json.loads(workspace.run("sessions", "show", "shopper-1", "--json").stdout)
+    assert any(entry.get("esc") == HOSTILE[2] for entry in timeline["timeline"])

@@ -111,13 +111,13 @@ def find(
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from market.adapters.terminal import console
 
-    # Piped (`| grep`), rows keep their full width instead of being cut to 80 columns with ellipses.
-    return Console(width=None if sys.stdout.isatty() else 1000)
+    return console()
 
 
 def sessions_table(items: Any) -> Any:
+    from rich.styled import Styled
     from rich.table import Table
 
     table = Table(title="Sessions (most recently active first)", title_justify="left")
@@ -130,24 +130,24 @@ def sessions_table(items: Any) -> Any:
             f"{s.started_at:%Y-%m-%d %H:%M:%S}",
             f"{s.ended_at:%Y-%m-%d %H:%M:%S}",
             str(s.requests),
-            f"[bold red]{s.errors}[/]" if s.errors else "0",
+            Styled(str(s.errors), "bold red") if s.errors else "0",
             s.last_route or "—",
         )
     return table
 
 
 def timeline_table(timeline: Any, links: Any) -> Any:
-    from rich.console import Group
+    from rich.styled import Styled
     from rich.table import Table
-    from rich.text import Text
 
-    header = Text.assemble(
-        ("Session ", "bold"),
-        timeline.session_id,
-        f" · user {timeline.user_id or '—'} · {timeline.started_at:%Y-%m-%d %H:%M:%S}"
-        f" – {timeline.ended_at:%H:%M:%S} UTC",
+    # Stored text (the session id, client events' names and fields) is given as str, styled around it: the
+    # console prints every str literally (adapters/terminal.py).
+    table = Table(
+        title=f"Session {timeline.session_id} · user {timeline.user_id or '—'}"
+        f" · {timeline.started_at:%Y-%m-%d %H:%M:%S} – {timeline.ended_at:%H:%M:%S} UTC",
+        title_justify="left",
+        title_style="bold",
     )
-    table = Table(title_justify="left")
     for column in ("at (UTC)", "what", "status", "ms", "trace id", "details"):
         table.add_column(column, justify="right" if column in ("status", "ms") else "left")
     for entry in timeline.entries:
@@ -178,10 +178,10 @@ def timeline_table(timeline: Any, links: Any) -> Any:
             shown = {k: v for k, v in f.items() if k not in ("name", "source", "trace_id") and v is not None}
             table.add_row(
                 at,
-                Text(f"  · {f.get('name')} ({f.get('source')})", style="cyan"),
+                Styled(f"  · {f.get('name')} ({f.get('source')})", "cyan"),
                 "",
                 "",
                 f.get("trace_id") or "",
                 " ".join(f"{k}={v}" for k, v in shown.items()),
             )
-    return Group(header, table)
+    return table

@@ -1,16 +1,57 @@
 """Tables for a terminal: reports (`market report NAME`; the figures are the API's, field for field) and
-accounts (`market users list`)."""
+accounts (`market users list`), and the one console every table of the `market` command is printed with."""
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Group
+from rich.console import Console, Group
+from rich.style import Style
 from rich.table import Table
+from rich.text import Text
 
 from market.domain import analytics as reports
 from market.domain.users import User
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def literal(value: str) -> str:
+    """`value` with each control character (C0, DEL, C1; ESC among them) written as `\\xNN`: it reaches the
+    terminal as text, never as a command to it."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
+
+
+class LiteralConsole(Console):
+    """A console that prints every string as the characters it holds. What the tables show is stored text that
+    anyone can write (a search, an e-mail, a client event's fields): read as rich markup, `[/x]` would end the
+    command in a MarkupError and `[link=...]` would print a hyperlink; `:name:` would become an emoji, and a raw
+    ESC would reach the terminal. Every str a renderable holds (cells, titles, headers, lines) is turned into
+    text here, in `render_str`; styles are given around it (column, row or title styles, `Styled`), never as
+    markup or a `Text` built from stored values."""
+
+    def render_str(
+        self,
+        text: str,
+        *,
+        style: str | Style = "",
+        justify: Any = None,
+        overflow: Any = None,
+        emoji: bool | None = None,
+        markup: bool | None = None,
+        highlight: bool | None = None,
+        highlighter: Any = None,
+    ) -> Text:
+        return Text(literal(text), style=style, justify=justify, overflow=overflow)
+
+
+def console() -> Console:
+    """The console the `market` command prints its tables with. Piped (`| grep`), rows keep their full width
+    instead of being cut to 80 columns with ellipses."""
+    return LiteralConsole(width=None if sys.stdout.isatty() else 1000)
 
 
 def _percent(fraction: float) -> str:
