@@ -204,9 +204,7 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-def _run_account_command(
-    work: Callable[[CommandUseCases], Awaitable[T]], log_stream: str = "ext://sys.stdout"
-) -> T:
+def _run_account_command(work: Callable[[CommandUseCases], Awaitable[T]]) -> T:
     """Run `work(use_cases)` on a migrated database; a refused change is one line on stderr, no traceback."""
     from market.bootstrap import command_use_cases
     from market.domain.errors import DomainError, ValidationFailed
@@ -219,7 +217,7 @@ def _run_account_command(
             return await work(use_cases)
 
     try:
-        return _with_database(settings, with_use_cases, log_stream)
+        return _with_database(settings, with_use_cases)
     except ValidationFailed as exc:
         click.echo("market: " + "; ".join(f"{e.field} {e.message}" for e in exc.errors), err=True)
         sys.exit(2)
@@ -274,8 +272,7 @@ def enable(email: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_accounts(as_json: bool) -> None:
     """List every account, oldest first."""
-    # Logs go to stderr: stdout is the list (`--json | jq` must read JSON only).
-    accounts = _run_account_command(lambda use_cases: use_cases.list_users(), log_stream="ext://sys.stderr")
+    accounts = _run_account_command(lambda use_cases: use_cases.list_users())
     if as_json:
         import msgspec
 
@@ -320,8 +317,7 @@ def report(name: str, from_: str | None, to: str | None, as_json: bool) -> None:
             return await use_cases.run_report(name, parse_period(from_, to, use_cases.now()))
 
     try:
-        # Logs go to stderr: stdout is the report (`--json | jq` must read JSON only).
-        result = _with_database(settings, work, log_stream="ext://sys.stderr")
+        result = _with_database(settings, work)
     except ValidationFailed as exc:
         click.echo("market: " + "; ".join(f"--{e.field} {e.message}" for e in exc.errors), err=True)
         sys.exit(2)

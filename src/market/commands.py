@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -26,15 +25,14 @@ def settings_or_exit() -> Settings:
         sys.exit(2)
 
 
-def with_database(
-    settings: Settings, work: Callable[[Any], Awaitable[T]], log_stream: str = "ext://sys.stdout"
-) -> T:
-    """Run `work(database)` on a started `Database`, logging to `log_stream`; an unreachable database is one
-    line on stderr and exit status 1."""
+def with_database(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work(database)` on a started `Database`; an unreachable database is one line on stderr and exit
+    status 1. Logs go to stderr (as JSON lines, as the server's): a command's stdout is its result alone
+    (`--json | jq`, `$(market ...)`)."""
     from market.adapters.db.database import Database
     from market.bootstrap import configure_logging
 
-    configure_logging(settings, log_stream)
+    configure_logging(settings, "ext://sys.stderr")
 
     async def run() -> T:
         database = Database(settings.database)
@@ -47,12 +45,7 @@ def with_database(
     from asyncpg.exceptions import InvalidAuthorizationSpecificationError, InvalidCatalogNameError
 
     try:
-        with warnings.catch_warnings():
-            # Piccolo warns (several lines, to stderr) when its version probe cannot connect; we say it once.
-            warnings.filterwarnings(
-                "ignore", message=r".*Unable to (connect to database|fetch server version)"
-            )
-            return asyncio.run(run())
+        return asyncio.run(run())
     except (OSError, ConnectionError, InvalidCatalogNameError, InvalidAuthorizationSpecificationError) as exc:
         click.echo(f"market: cannot reach the database {settings.database.url.redacted()}: {exc}", err=True)
         sys.exit(1)

@@ -75,9 +75,17 @@ def _last_line(output: str) -> str:
     return output.strip().splitlines()[-1]
 
 
+def _is_log_line(line: str) -> bool:
+    try:
+        return "logger" in json.loads(line)
+    except ValueError:
+        return False
+
+
 def _assert_one_clean_error_line(result: subprocess.CompletedProcess[str], *mentions: str) -> None:
+    """One line for people on stderr (beside the JSON log lines a command writes there), no traceback."""
     assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
+    lines = [line for line in result.stderr.strip().splitlines() if not _is_log_line(line)]
     assert len(lines) == 1, result.stderr
     for mention in mentions:
         assert mention in lines[0]
@@ -129,6 +137,28 @@ async def test_create_admin_takes_the_password_from_stdin_and_the_admin_can_get_
             await issue_token("a@b.co", ADMIN_PASSWORD + "x", **sign_in)
     finally:
         await database.close()
+
+
+def test_commands_print_only_their_result_on_stdout_and_log_to_stderr(workspace):
+    runs = {
+        "db migrate": workspace.run("db", "migrate"),
+        "create-admin": workspace.run("users", "create-admin", "--email", "a@b.co", stdin=ADMIN_PASSWORD),
+        "set-password": workspace.run(
+            "users", "set-password", "--email", "a@b.co", stdin=ADMIN_PASSWORD + "!"
+        ),
+        "disable": workspace.run("users", "disable", "--email", "a@b.co"),
+        "enable": workspace.run("users", "enable", "--email", "a@b.co"),
+        "reconcile": workspace.run("payments", "reconcile"),
+        "prune": workspace.run("analytics", "prune"),
+    }
+    for command, result in runs.items():
+        assert result.returncode == 0, (command, result.stderr)
+        [line] = result.stdout.splitlines()
+        assert not line.startswith("{"), (command, line)
+        for logged in result.stderr.splitlines():
+            assert json.loads(logged)["message"], (command, logged)
+    assert runs["create-admin"].stdout.startswith("created admin a@b.co")
+    assert runs["enable"].stdout == "enabled a@b.co\n"
 
 
 def test_create_admin_refuses_a_short_password_in_one_line_and_creates_nobody(workspace):

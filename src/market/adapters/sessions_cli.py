@@ -27,8 +27,7 @@ def _run(work: Any) -> Any:
         await database.migrate()
         return await work(SqlSessionStore(database), PiccoloReadRepositories(database), settings)
 
-    # Logs go to stderr: stdout is the answer (`--json | jq` must read JSON only).
-    return with_database(settings, with_store, log_stream="ext://sys.stderr")
+    return with_database(settings, with_store)
 
 
 @sessions.command()

@@ -100,14 +100,26 @@ class ReleasingSQLiteTransaction(_ReleasingTransaction, SQLiteTransaction):
             log.warning("SQLite connection could not be closed cleanly", exc_info=True)
 
 
-class MarketPostgresEngine(TracedPostgresEngine):
+class _NoVersionProbe:
+    """Piccolo's engine constructor probes the server's version on a connection of its own: one more connection,
+    made before `Database.start()`; when nothing answers, a coloured `Warning` on stderr (not a log line); and
+    otherwise an INFO line, "Running Sqlite version 3.4", on every start, which landed on the stdout of commands
+    whose stdout is their result. All it checks is Piccolo's minimum (PostgreSQL 10, SQLite 3.25): the first
+    real statement says soon enough whether the database answers, and `unusable_database` (errors.py) says so in
+    one line."""
+
+    async def check_version(self) -> None:
+        return None
+
+
+class MarketPostgresEngine(_NoVersionProbe, TracedPostgresEngine):
     """PostgreSQL: traced statements, transactions that always release their pooled connection."""
 
     def transaction(self, allow_nested: bool = True) -> ReleasingPostgresTransaction:  # type: ignore[override]
         return ReleasingPostgresTransaction(engine=self, allow_nested=allow_nested)
 
 
-class MarketSQLiteEngine(TracedSQLiteEngine):
+class MarketSQLiteEngine(_NoVersionProbe, TracedSQLiteEngine):
     """SQLite: traced statements, transactions that always close their connection."""
 
     def transaction(  # type: ignore[override]
