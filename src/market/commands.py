@@ -26,9 +26,9 @@ def settings_or_exit() -> Settings:
 
 
 def with_database(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run `work(database)` on a started `Database`; an unreachable database is one line on stderr and exit
-    status 1. Logs go to stderr (as JSON lines, as the server's): a command's stdout is its result alone
-    (`--json | jq`, `$(market ...)`)."""
+    """Run `work(database)` on a started `Database`; a database that cannot be used (unreachable, or a file
+    that is no sound SQLite database: `unusable_database`) is one line on stderr and exit status 1. Logs go to
+    stderr (as JSON lines, as the server's): a command's stdout is its result alone (`--json | jq`)."""
     from market.adapters.db.database import Database
     from market.bootstrap import configure_logging
 
@@ -42,10 +42,13 @@ def with_database(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
         finally:
             await database.close()
 
-    from asyncpg.exceptions import InvalidAuthorizationSpecificationError, InvalidCatalogNameError
+    from market.adapters.db.errors import unusable_database
 
     try:
         return asyncio.run(run())
-    except (OSError, ConnectionError, InvalidCatalogNameError, InvalidAuthorizationSpecificationError) as exc:
-        click.echo(f"market: cannot reach the database {settings.database.url.redacted()}: {exc}", err=True)
+    except Exception as exc:
+        problem = unusable_database(exc, settings.database.url.redacted())
+        if problem is None:
+            raise
+        click.echo(f"market: {problem}", err=True)
         sys.exit(1)

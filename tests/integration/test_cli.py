@@ -214,6 +214,29 @@ def test_an_unreachable_database_is_one_line_without_a_traceback(workspace, url)
     _assert_one_clean_error_line(result, "cannot reach the database")
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("db", "migrate"),
+        ("db", "seed", "--items", "1"),
+        ("users", "list"),
+        ("users", "disable", "--email", "a@b.co"),
+        ("payments", "reconcile"),
+        ("report", "search"),
+        ("sessions", "find"),
+        ("analytics", "prune"),
+        ("backup", "create"),
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_a_file_that_is_not_a_database_is_one_line_without_a_traceback(workspace, command):
+    workspace.db_path.parent.mkdir(parents=True)
+    workspace.db_path.write_bytes(bytes(range(256)) * 32)
+    result = workspace.run(*command)
+    _assert_one_clean_error_line(result, "file is not a database", str(workspace.db_path))
+    assert result.stdout == ""
+
+
 async def test_db_seed_inserts_searchable_sellers_and_items(workspace):
     result = await asyncio.to_thread(workspace.run, "db", "seed", "--sellers", "2", "--items", "50")
     assert result.returncode == 0, result.stderr

@@ -16,6 +16,7 @@ from market.adapters.db.errors import (
     UNREACHABLE,
     DatabaseUnavailable,
     database_unavailable,
+    unusable_database,
 )
 
 
@@ -70,3 +71,54 @@ def test_an_unavailability_raised_as_such_is_kept():
 )
 def test_bugs_and_other_errors_are_not_unavailability(error):
     assert database_unavailable(error) is None
+
+
+def _sqlite_error(message: str, code: int) -> sqlite3.DatabaseError:
+    error = sqlite3.DatabaseError(message)
+    error.sqlite_errorcode = code
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), "cannot reach the database DB: [Errno 111]"),
+        (
+            asyncpg.InvalidPasswordError("password authentication failed"),
+            "cannot reach the database DB: pass",
+        ),
+        (sqlite3.OperationalError("unable to open database file"), "cannot reach the database DB: unable"),
+        (_sqlite_error("file is not a database", sqlite3.SQLITE_NOTADB), "cannot use the database DB: file"),
+        (_sqlite_error("database disk image is malformed", 779), "cannot use the database DB: database disk"),
+        (
+            ExceptionGroup("lifespan", [ValueError("x"), OSError("no route")]),
+            "cannot reach the database DB: no",
+        ),
+    ],
+)
+def test_a_database_that_cannot_be_used_at_all_is_said_in_one_line(error, line):
+    assert (unusable_database(error, "DB") or "").startswith(line)
+
+
+def test_the_cause_of_a_wrapping_error_says_the_database_cannot_be_used():
+    try:
+        try:
+            raise _sqlite_error("file is not a database", sqlite3.SQLITE_NOTADB)
+        except sqlite3.DatabaseError as exc:
+            raise RuntimeError("migration failed") from exc
+    except RuntimeError as wrapped:
+        assert unusable_database(wrapped, "DB") == "cannot use the database DB: file is not a database"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValueError("bug"),
+        sqlite3.OperationalError("no such table: items"),
+        sqlite3.IntegrityError("UNIQUE constraint failed: users.email"),
+        asyncpg.UniqueViolationError("duplicate key"),
+        ExceptionGroup("lifespan", [ValueError("bug")]),
+    ],
+)
+def test_other_errors_keep_their_traceback(error):
+    assert unusable_database(error, "DB") is None

@@ -3,7 +3,9 @@
 Driver errors that mean "not now" rather than "this is a bug" (a statement or lock timeout, no pooled
 connection free in time, SQLite busy, a transaction PostgreSQL aborted to break a deadlock or a serialization
 conflict, the database or its schema gone) are recognised here, in one place,
-and answered as a 503 with Retry-After by the HTTP adapter (adapters/http/problems.py)."""
+and answered as a 503 with Retry-After by the HTTP adapter (adapters/http/problems.py). So are the errors that
+mean the configured database cannot be used at all, which a command or the server's start-up reports in one
+line (`unusable_database`)."""
 
 from __future__ import annotations
 
@@ -80,3 +82,32 @@ def _classify(exc: BaseException) -> DatabaseUnavailable | None:
         if "unable to open" in message or "disk i/o" in message:
             return DatabaseUnavailable(UNREACHABLE)
     return None
+
+
+def unusable_database(exc: BaseException, database: str) -> str | None:
+    """One line saying why the database named `database` (its URL, password masked) cannot be used at all, when
+    `exc`, its cause or an error it groups says so: nothing answers at its address, it refuses our role or
+    database name, or its file is no SQLite database or a damaged one. None for anything else (a bug keeps its
+    traceback)."""
+    if isinstance(exc, BaseExceptionGroup):
+        found = (unusable_database(inner, database) for inner in exc.exceptions)
+        return next((line for line in found if line is not None), None)
+    if isinstance(
+        exc,
+        OSError  # refused, timed out, no such host; a SQLite file that cannot be created or opened
+        | asyncpg.InvalidCatalogNameError
+        | asyncpg.InvalidAuthorizationSpecificationError,  # no such role, wrong password
+    ) or (isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc).lower()):
+        return f"cannot reach the database {database}: {exc}"
+    if isinstance(exc, sqlite3.DatabaseError) and _sqlite_code(exc) in (
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_CORRUPT,
+    ):
+        return f"cannot use the database {database}: {exc}"
+    return None if exc.__cause__ is None else unusable_database(exc.__cause__, database)
+
+
+def _sqlite_code(exc: sqlite3.Error) -> int | None:
+    """The primary result code (SQLITE_CORRUPT for SQLITE_CORRUPT_INDEX, ...)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
