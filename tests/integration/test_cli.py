@@ -237,6 +237,35 @@ def test_a_file_that_is_not_a_database_is_one_line_without_a_traceback(workspace
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (
+            "postgresql://nobody:s3cret@127.0.0.1:1/market",
+            "cannot reach the database postgresql://nobody:***@",
+        ),
+        ("junk", "cannot use the database sqlite:///"),
+    ],
+    ids=["nothing listening", "not a database"],
+)
+def test_serve_on_a_database_it_cannot_use_fails_in_one_json_line_without_a_traceback(
+    workspace, url, problem
+):
+    if url == "junk":
+        workspace.db_path.parent.mkdir(parents=True)
+        workspace.db_path.write_bytes(bytes(range(256)) * 32)
+        url = workspace.database_url
+    result = workspace.run("serve", "--port", "0", MARKET_DATABASE_URL=url)
+    assert result.returncode != 0
+    assert result.stderr == ""  # no Python warning (Piccolo's, in colour) beside the JSON lines
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    [error] = [line for line in lines if line["level"] == "ERROR" and line["logger"].startswith("market")]
+    assert error["message"].startswith(problem)
+    assert "s3cret" not in result.stdout
+    assert "Traceback" not in result.stdout and all("exception" not in line for line in lines)
+    assert max(len(line["message"]) for line in lines) < 300
+
+
 async def test_db_seed_inserts_searchable_sellers_and_items(workspace):
     result = await asyncio.to_thread(workspace.run, "db", "seed", "--sellers", "2", "--items", "50")
     assert result.returncode == 0, result.stderr

@@ -17,7 +17,7 @@ from litestar.di import Provide
 from litestar.routes import HTTPRoute
 
 from market.adapters.db.database import Database
-from market.adapters.db.errors import unavailable_reason
+from market.adapters.db.errors import unavailable_reason, unusable_database
 from market.adapters.db.sessions import SqlSessionStore
 from market.adapters.http.app import create_app
 from market.adapters.http.limits import RouteLimits
@@ -54,6 +54,9 @@ from .use_cases import bind_use_cases
 
 log = logging.getLogger(__name__)
 
+STARTUP_PROBLEM = "market.startup_problem"
+"""Key in the app's state: the one line the lifespan logged when the database could not be used at start-up."""
+
 
 def build_app(
     settings: Settings | None = None, *, auto_migrate: bool = True, worker: bool = False
@@ -87,7 +90,7 @@ def build_app(
     )
 
     @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
         # Every step that started something registers how to stop it at once, so that a start that fails
         # half-way (database gone, locked, migration refused) still closes what it had opened; each stop is
         # bounded, so a shutdown ends whatever the background work is awaiting.
@@ -99,10 +102,19 @@ def build_app(
             stack.push_async_callback(close_gateways, ports)
             if isinstance(ports.hasher, Argon2PasswordHasher):
                 stack.callback(ports.hasher.close)
-            await database.start()
-            stack.push_async_callback(database.close)
-            if auto_migrate:
-                await database.migrate()
+            try:
+                await database.start()
+                stack.push_async_callback(database.close)
+                if auto_migrate:
+                    await database.migrate()
+            except Exception as exc:
+                # Unreachable, or no sound SQLite file: one line an operator can act on, not a traceback (the
+                # start still fails; app_factory keeps uvicorn from logging the traceback as well).
+                problem = unusable_database(exc, settings.database.url.redacted())
+                if problem is not None:
+                    log.error(problem, extra={"database": settings.database.url.redacted()})
+                    app.state[STARTUP_PROBLEM] = problem
+                raise
             recording.start()
             stack.push_async_callback(recording.stop)  # before the pool closes: the last batch is written
             if ports.analytics_writer is not None:
@@ -208,4 +220,26 @@ def app_factory() -> Any:
     # collector several times per request. Measured on GET /items?limit=20: 398 -> 364 us of CPU per request.
     gc.set_threshold(20_000, 50, 100)
     gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
-    return app
+    return OneLineStartupFailure(app)
+
+
+class OneLineStartupFailure:
+    """The app as uvicorn serves it. A start that failed for a reason the lifespan already logged in one line
+    (STARTUP_PROBLEM) is reported to the server without text: Litestar sends the whole traceback (an exception
+    group, kilobytes), which uvicorn would log again as one more ERROR line."""
+
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            send = self._quiet_when_said(send)
+        await self.app(scope, receive, send)
+
+    def _quiet_when_said(self, send: Any) -> Any:
+        async def quiet(message: Any) -> None:
+            if message["type"] == "lifespan.startup.failed" and STARTUP_PROBLEM in self.app.state:
+                message = {**message, "message": ""}
+            await send(message)
+
+        return quiet
