@@ -17,6 +17,14 @@ def test_every_control_character_is_written_out_and_printable_text_is_kept():
     assert literal("[bold]é ✓ :smile:[/bold]") == "[bold]é ✓ :smile:[/bold]"
 
 
+def test_bidirectional_controls_are_written_out_so_text_shows_in_the_order_it_is_stored():
+    spoofed = "\u202emoc.elpmaxe@ecila"  # on screen, read right to left: alice@example.com
+    assert literal(spoofed) == "\\u202emoc.elpmaxe@ecila"
+    for control in "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069":
+        assert literal(f"a{control}b") == f"a\\u{ord(control):04x}b"
+    assert literal("שלום عربي ✓") == "שלום عربي ✓"  # right-to-left scripts themselves are text
+
+
 def test_strings_in_titles_cells_and_styled_cells_print_literally_with_our_styles_kept():
     out = io.StringIO()
     console = LiteralConsole(file=out, width=200, force_terminal=True, color_system="standard")

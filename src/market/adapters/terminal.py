@@ -16,13 +16,20 @@ from rich.text import Text
 from market.domain import analytics as reports
 from market.domain.users import User
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""C0, DEL and C1 (ESC among them), and Unicode's bidirectional controls, which reorder what follows them on
+screen (after U+202E, `moc.elpmaxe@ecila` reads as `alice@example.com`)."""
 
 
 def literal(value: str) -> str:
-    """`value` with each control character (C0, DEL, C1; ESC among them) written as `\\xNN`: it reaches the
-    terminal as text, never as a command to it."""
-    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
+    """`value` with each control character written out (`\\xNN`, `\\uNNNN`): it reaches the terminal as text,
+    never as a command to it nor as a reordering of what it shows."""
+    return _CONTROL.sub(_written_out, value)
+
+
+def _written_out(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class LiteralConsole(Console):
