@@ -122,8 +122,8 @@ def parse_client_events(
     Bounded: at most MAX_CLIENT_EVENTS events of at most MAX_EVENT_FIELDS flat fields (text, numbers,
     booleans, null); `at` within the last day (and not in the future beyond a little clock skew). E-mail
     addresses and token-like strings in text fields, and the value of any field whose name names a secret
-    (`password`, `card_number`, `api_key`: redaction.SECRET_WORDS), are replaced by `[Filtered]`: the timeline keeps no
-    personal data or secrets, whatever a client sends."""
+    (redaction.SECRET_WORDS), are replaced by `[Filtered]`: the timeline keeps no personal data or secrets,
+    whatever a client sends."""
     errors: list[FieldError] = []
     events = raw.get("events") if isinstance(raw, dict) else None
     if not isinstance(events, list) or not events:
@@ -192,8 +192,7 @@ def _client_fields(extra: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple
                 fields[key] = value
         else:
             problems.append((key, "must be text, a number, a boolean or null"))
-        if fields.get(key) is not None and names_a_secret(
-            key
-        ):  # `password`, `card_number`: whatever it holds
+        # `password`, `card_number`, `api_key`: whatever such a field holds, its value is not kept.
+        if fields.get(key) is not None and names_a_secret(key):
             fields[key] = FILTERED
     return fields, problems
