@@ -18,6 +18,8 @@ from market.domain.analytics import ReportName, report_names_in_words
 from market.ops.backups.cli import SCHEMA_VERSIONS, backup
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from market.bootstrap import CommandUseCases
 
 T = TypeVar("T")
@@ -66,8 +68,8 @@ def serve(host: str | None, port: int | None, workers: int, reload: bool) -> Non
     if port is not None:
         os.environ["MARKET_PORT"] = str(port)
     metrics_directory(settings).clear()  # last run's worker snapshots must not be added to this run's
-    uvicorn.run(
-        "market.bootstrap:app_factory",
+    server = dict(
+        app="market.bootstrap:app_factory",
         factory=True,
         host=bind,
         port=port if port is not None else settings.server.port,
@@ -80,6 +82,24 @@ def serve(host: str | None, port: int | None, workers: int, reload: bool) -> Non
         timeout_keep_alive=settings.server.keep_alive_s,
         timeout_graceful_shutdown=5,
     )
+    if workers > 1 and not reload:
+        _serve_workers(uvicorn.Config(**server))
+    else:
+        uvicorn.run(**server)
+
+
+def _serve_workers(config: uvicorn.Config) -> None:
+    """uvicorn.run's path for several workers, keeping what it drops: when a worker fails to start (the
+    database unreachable, say), uvicorn stops every worker and exits 0, so a process manager would take the
+    failure for a clean stop and not restart it. Here it exits 3, uvicorn's own status for a failed start, as
+    it does with one worker."""
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        sys.exit(STARTUP_FAILURE)
 
 
 def server_stack() -> dict[str, Any]:

@@ -256,7 +256,7 @@ def test_serve_on_a_database_it_cannot_use_fails_in_one_json_line_without_a_trac
         workspace.db_path.write_bytes(bytes(range(256)) * 32)
         url = workspace.database_url
     result = workspace.run("serve", "--port", "0", MARKET_DATABASE_URL=url)
-    assert result.returncode != 0
+    assert result.returncode == 3  # uvicorn's status for a failed start
     assert result.stderr == ""  # no Python warning (Piccolo's, in colour) beside the JSON lines
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     [error] = [line for line in lines if line["level"] == "ERROR" and line["logger"].startswith("market")]
@@ -264,6 +264,18 @@ def test_serve_on_a_database_it_cannot_use_fails_in_one_json_line_without_a_trac
     assert "s3cret" not in result.stdout
     assert "Traceback" not in result.stdout and all("exception" not in line for line in lines)
     assert max(len(line["message"]) for line in lines) < 300
+
+
+def test_serve_with_workers_exits_with_the_failed_start_status_when_a_worker_cannot_start(workspace):
+    """uvicorn's supervisor stops the other workers and exits 0 on its own: a process manager would read that as
+    a clean stop and not restart the service."""
+    result = workspace.run(
+        "serve", "--port", "0", "--workers", "2", MARKET_DATABASE_URL="postgresql://nobody@127.0.0.1:1/market"
+    )
+    assert result.returncode == 3, result.stdout[-2000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    errors = [line for line in lines if line["level"] == "ERROR" and line["logger"].startswith("market")]
+    assert errors and all(e["message"].startswith("cannot reach the database") for e in errors)
 
 
 async def test_db_seed_inserts_searchable_sellers_and_items(workspace):
