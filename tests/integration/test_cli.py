@@ -266,6 +266,23 @@ def test_serve_on_a_database_it_cannot_use_fails_in_one_json_line_without_a_trac
     assert max(len(line["message"]) for line in lines) < 300
 
 
+def test_serve_on_a_sqlite_file_another_process_keeps_locked_fails_in_one_json_line(workspace):
+    assert workspace.run("db", "migrate").returncode == 0
+    holder = sqlite3.connect(workspace.db_path, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        result = workspace.run("serve", "--port", "0")
+    finally:
+        holder.close()
+    assert result.returncode == 3
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    [error] = [line for line in lines if line["level"] == "ERROR" and line["logger"].startswith("market")]
+    assert error["message"] == (
+        f"cannot use the database {workspace.database_url}: database is locked (another process is holding it)"
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_serve_with_workers_exits_with_the_failed_start_status_when_a_worker_cannot_start(workspace):
     """uvicorn's supervisor stops the other workers and exits 0 on its own: a process manager would read that as
     a clean stop and not restart the service."""

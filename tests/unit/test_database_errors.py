@@ -73,8 +73,10 @@ def test_bugs_and_other_errors_are_not_unavailability(error):
     assert database_unavailable(error) is None
 
 
-def _sqlite_error(message: str, code: int) -> sqlite3.DatabaseError:
-    error = sqlite3.DatabaseError(message)
+def _sqlite_error(
+    message: str, code: int, kind: type[sqlite3.DatabaseError] = sqlite3.DatabaseError
+) -> sqlite3.DatabaseError:
+    error = kind(message)
     error.sqlite_errorcode = code
     return error
 
@@ -90,6 +92,10 @@ def _sqlite_error(message: str, code: int) -> sqlite3.DatabaseError:
         (sqlite3.OperationalError("unable to open database file"), "cannot reach the database DB: unable"),
         (_sqlite_error("file is not a database", sqlite3.SQLITE_NOTADB), "cannot use the database DB: file"),
         (_sqlite_error("database disk image is malformed", 779), "cannot use the database DB: database disk"),
+        (
+            _sqlite_error("database is locked", sqlite3.SQLITE_BUSY, sqlite3.OperationalError),
+            "cannot use the database DB: database is locked (another process is holding it)",
+        ),
         (
             ExceptionGroup("lifespan", [ValueError("x"), OSError("no route")]),
             "cannot reach the database DB: no",

@@ -87,8 +87,8 @@ def _classify(exc: BaseException) -> DatabaseUnavailable | None:
 def unusable_database(exc: BaseException, database: str) -> str | None:
     """One line saying why the database named `database` (its URL, password masked) cannot be used at all, when
     `exc`, its cause or an error it groups says so: nothing answers at its address, it refuses our role or
-    database name, or its file is no SQLite database or a damaged one. None for anything else (a bug keeps its
-    traceback)."""
+    database name, its file is no SQLite database or a damaged one, or another process keeps the file locked.
+    None for anything else (a bug keeps its traceback)."""
     if isinstance(exc, BaseExceptionGroup):
         found = (unusable_database(inner, database) for inner in exc.exceptions)
         return next((line for line in found if line is not None), None)
@@ -104,6 +104,11 @@ def unusable_database(exc: BaseException, database: str) -> str | None:
         sqlite3.SQLITE_CORRUPT,
     ):
         return f"cannot use the database {database}: {exc}"
+    if isinstance(exc, sqlite3.OperationalError) and _sqlite_code(exc) in (
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+    ):  # still locked when the busy timeout ran out: another process holds the file's write lock
+        return f"cannot use the database {database}: {exc} (another process is holding it)"
     return None if exc.__cause__ is None else unusable_database(exc.__cause__, database)
 
 
