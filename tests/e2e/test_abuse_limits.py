@@ -143,6 +143,16 @@ def test_an_account_is_locked_after_failed_sign_ins_from_any_address(tmp_path):
             assert other.status_code == 200, other.text
 
 
+def test_with_redis_down_the_sign_in_limit_still_holds_in_the_process(tmp_path):
+    """An outage of the shared store neither fails sign-ins nor lifts the limit: this process counts alone."""
+    env = {**LIMITS_ON, "MARKET_REDIS_URL": "redis://127.0.0.1:1/0", "MARKET_RATE_LIMIT_SIGN_IN": "3/1m"}
+    with serving("sqlite", tmp_path, env) as server, _from(server, "127.0.0.5") as client:
+        statuses = [_bad_login(client).status_code for _ in range(5)]
+        logged = server.log.read_text()
+    assert statuses == [401, 401, 401, 429, 429], statuses
+    assert logged.count("rate limit store unavailable") == 1
+
+
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
     """A Redis key prefix of the test's own, its keys deleted afterwards."""

@@ -12,7 +12,12 @@ import pytest
 from argon2 import PasswordHasher
 
 from market.adapters.http.limits import InFlight, client_ip
-from market.adapters.security.limits import CountingMemoryStore, Limiter, StoreSignInThrottle
+from market.adapters.security.limits import (
+    CountingMemoryStore,
+    CountingRedisStore,
+    Limiter,
+    StoreSignInThrottle,
+)
 from market.adapters.security.passwords import Argon2PasswordHasher
 from market.application.accounts import Register, issue_token, register_user
 from market.config import ConfigError, Rate, Settings
@@ -136,14 +141,52 @@ async def test_the_account_throttle_keeps_no_email_in_its_keys():
     assert len(keys) == 1 and "ada" not in keys[0]
 
 
-class _BrokenStore(CountingMemoryStore):
+class _FlakyStore(CountingRedisStore):
+    """A shared store whose server is down while `down` is set (each call that reached it is counted)."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.calls = 0
+        self.counts: dict[str, int] = {}
+
     async def increment(self, key: str, window_s: int) -> tuple[int, float]:
-        raise ConnectionError("redis is down")
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return self.counts[key], float(window_s)
 
 
-async def test_a_store_outage_lets_requests_through_instead_of_failing_them():
-    await Limiter(_BrokenStore()).hit("k", Rate(1, 60), "Too many.")
-    await Limiter(_BrokenStore()).hit("k", Rate(1, 60), "Too many.")
+async def test_a_store_outage_neither_fails_requests_nor_lifts_the_limit():
+    limiter = Limiter(_FlakyStore())
+    await limiter.hit("k", Rate(2, 60), "Too many.")
+    await limiter.hit("k", Rate(2, 60), "Too many.")
+    with pytest.raises(RateLimited):  # counted in this process meanwhile
+        await limiter.hit("k", Rate(2, 60), "Too many.")
+
+
+async def test_during_an_outage_the_store_is_tried_again_only_every_few_seconds(monkeypatch, caplog):
+    now = [100.0]
+    monkeypatch.setattr("market.adapters.security.limits.time.monotonic", lambda: now[0])
+    store = _FlakyStore()
+    limiter = Limiter(store)
+    for client in range(20):
+        await limiter.hit(f"ip:{client}", Rate(5, 60), "Too many.")
+    assert store.calls == 1  # not a connection timeout per request
+    now[0] += Limiter.STORE_RETRY_S
+    await limiter.hit("k", Rate(5, 60), "Too many.")
+    assert store.calls == 2
+    store.down = False
+    now[0] += Limiter.STORE_RETRY_S
+    await limiter.hit("k", Rate(5, 60), "Too many.")
+    await limiter.hit("k", Rate(5, 60), "Too many.")
+    assert store.calls == 4 and store.counts == {"k": 2}  # shared counting again once it answers
+    said = [r.getMessage() for r in caplog.records if r.name == "market.adapters.security.limits"]
+    assert said == [
+        "rate limit store unavailable (ConnectionError: Error 111 connecting to 127.0.0.1:6379. Connection "
+        "refused.); limits are counted in this process until it answers",
+        "rate limit store answers again; limits are shared again",
+    ]  # once per outage, no traceback per request
 
 
 def _connection(peer: str, forwarded: str | None = None) -> SimpleNamespace:

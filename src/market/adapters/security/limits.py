@@ -14,7 +14,8 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
@@ -24,6 +25,8 @@ from market.config import Rate, RateLimitSettings
 from market.domain.errors import RateLimited
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class CountingMemoryStore(MemoryStore):
@@ -123,22 +126,48 @@ def build_store(settings: RateLimitSettings) -> CountingStore:
 
 
 class Limiter:
-    """Fixed-window limits on a counting store. A store that cannot be reached lets requests through (logged):
-    an outage of Redis must not stop every sign-in and checkout."""
+    """Fixed-window limits on a counting store. While the store cannot be reached (a Redis outage), the limits
+    are counted in this process's memory, and the store is tried again every STORE_RETRY_S: an outage neither
+    stops sign-ins and checkouts nor lifts the limits (each process then allows the rate on its own, as without
+    MARKET_REDIS_URL), and requests do not each wait out the store's timeout. Said once per outage in the log."""
+
+    STORE_RETRY_S = 5.0
 
     def __init__(self, store: CountingStore, on_refused: Callable[[str], None] | None = None) -> None:
         """`on_refused(bucket)` counts each refusal (the `market.rate_limit.refused` metric)."""
         self.store = store
         self.on_refused = on_refused
+        self._local = store if isinstance(store, CountingMemoryStore) else CountingMemoryStore()
+        self._store_down_until: float | None = None
+        """time.monotonic() until which the store is not asked; None while it answers."""
+
+    async def _counting(self, operation: Callable[[CountingStore], Awaitable[_T]]) -> _T:
+        """`operation` on the store, or on this process's memory while the store is out."""
+        down_until = self._store_down_until
+        if down_until is not None and time.monotonic() < down_until:
+            return await operation(self._local)
+        try:
+            result = await operation(self.store)
+        except Exception as exc:  # any failure of the store (the memory store raises none of its own)
+            if self.store is self._local:
+                raise
+            if self._store_down_until is None:
+                log.warning(
+                    "rate limit store unavailable (%s: %s); limits are counted in this process until it answers",
+                    type(exc).__name__,
+                    exc,
+                )
+            self._store_down_until = time.monotonic() + self.STORE_RETRY_S
+            return await operation(self._local)
+        if self._store_down_until is not None:
+            self._store_down_until = None
+            log.warning("rate limit store answers again; limits are shared again")
+        return result
 
     async def hit(self, key: str, rate: Rate, detail: str, *, bucket: str = "other") -> None:
         """Count one hit on `key`; raises RateLimited when it is over `rate` (counted as a refusal in
         `bucket`)."""
-        try:
-            count, remaining_s = await self.store.increment(key, rate.window_s)
-        except Exception:  # any failure of the store: fail open, but say so
-            log.warning("rate limit store unavailable; request allowed", exc_info=True)
-            return
+        count, remaining_s = await self._counting(lambda store: store.increment(key, rate.window_s))
         if count > rate.count:
             self.refused(bucket)
             raise RateLimited(max(1, math.ceil(remaining_s)), detail)
@@ -150,16 +179,10 @@ class Limiter:
 
     async def take_back(self, key: str) -> None:
         """Uncount one hit on `key` (a request that was not decided)."""
-        try:
-            await self.store.decrement(key)
-        except Exception:  # as in hit(): a store outage must not fail the request
-            log.warning("rate limit store unavailable; hit not taken back", exc_info=True)
+        await self._counting(lambda store: store.decrement(key))
 
     async def clear(self, key: str) -> None:
-        try:
-            await self.store.delete(key)
-        except Exception:  # as in hit(): a store outage must not fail the request
-            log.warning("rate limit store unavailable; counter not cleared", exc_info=True)
+        await self._counting(lambda store: store.delete(key))
 
     async def close(self) -> None:
         await self.store.close()
