@@ -653,7 +653,7 @@ class _Env:
             return True
         if raw in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{name}: expected 1/0 or true/false, got {raw!r}")
+        raise ConfigError(f"{name}: expected on/off (or 1/0, true/false, yes/no), got {raw!r}")
 
     def duration(self, name: str, default: int, *, minimum: int = 0) -> int:
         """Seconds, written as a whole number of seconds or with a unit: 90s, 30m, 24h, 2d."""

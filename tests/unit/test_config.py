@@ -101,6 +101,12 @@ def test_other_bad_values_also_name_their_variable(variable, value):
     _assert_one_line_naming(raised.value, variable)
 
 
+def test_a_bad_switch_says_the_words_it_takes():
+    with pytest.raises(ConfigError) as raised:
+        _from_env(MARKET_RATE_LIMITS="maybe")
+    assert str(raised.value) == "MARKET_RATE_LIMITS: expected on/off (or 1/0, true/false, yes/no), got 'maybe'"
+
+
 def test_blank_numbers_fall_back_to_their_defaults():
     assert _from_env(MARKET_PORT="  ").server.port == 8000
 
