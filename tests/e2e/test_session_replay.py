@@ -284,6 +284,24 @@ def test_a_client_adds_events_only_to_its_own_session_in_small_valid_batches(sho
         assert r.status_code == 202 and r.json() == {"accepted": 1}
 
 
+def test_an_operator_sees_a_request_at_once_not_a_flush_interval_later(shopper: Shopper):
+    """One process: what it answered is written before an admin reads sessions (recording buffers ~1 s)."""
+    session_id = f"at-once-{uuid.uuid4().hex[:8]}"
+    with shopper.server.client() as client:
+        r = client.get("/api/v1/items", headers={"X-Session-Id": session_id})
+        assert r.status_code == 200
+        event = {"at": _now(), "name": "page_view"}
+        r = client.post(
+            f"/api/v1/sessions/{session_id}/events",
+            json={"events": [event]},
+            headers={"X-Session-Id": session_id},
+        )
+        assert r.status_code == 202
+        r = client.get(f"/api/v1/admin/sessions/{session_id}", headers=auth(shopper.admin))
+        assert r.status_code == 200, r.text
+        assert [entry["kind"] for entry in r.json()["timeline"]] == ["request", "event", "request"]
+
+
 def test_probes_and_metrics_scrapes_are_not_part_of_any_session(shopper: Shopper):
     session_id = f"probe-{uuid.uuid4().hex[:8]}"
     with shopper.server.client() as client:

@@ -104,7 +104,9 @@ def test_other_bad_values_also_name_their_variable(variable, value):
 def test_a_bad_switch_says_the_words_it_takes():
     with pytest.raises(ConfigError) as raised:
         _from_env(MARKET_RATE_LIMITS="maybe")
-    assert str(raised.value) == "MARKET_RATE_LIMITS: expected on/off (or 1/0, true/false, yes/no), got 'maybe'"
+    assert (
+        str(raised.value) == "MARKET_RATE_LIMITS: expected on/off (or 1/0, true/false, yes/no), got 'maybe'"
+    )
 
 
 def test_blank_numbers_fall_back_to_their_defaults():

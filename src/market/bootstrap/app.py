@@ -77,15 +77,19 @@ def build_app(
     )
     ports = build_ports(settings, database, telemetry, limiter)
     alerts = build_alert_monitor(settings, telemetry)
+
+    async def write_buffered() -> None:
+        """What this process buffered for session replay (its requests and client events) and the analytics
+        events its timelines show: written before an operator reads sessions, so that they see every request
+        this process answered before (other processes' follow within their flush interval)."""
+        await recording.flush()
+        if ports.analytics_writer is not None:
+            await ports.analytics_writer.flush()
+
     use_cases = bind_use_cases(
         ports,
         admin_ports=build_admin_ports(database, ports),
-        # Session timelines show the analytics events too: what this process buffered is written first.
-        session_store=(
-            flushed_first(session_store, ports.analytics_writer.flush)
-            if ports.analytics_writer is not None
-            else session_store
-        ),
+        session_store=flushed_first(session_store, write_buffered),
         session_recorder=recording,
     )
 
