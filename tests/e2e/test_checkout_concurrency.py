@@ -265,3 +265,34 @@ async def test_buyers_changing_their_carts_while_their_checkouts_are_declined_me
         [uuid.UUID(b["id"]) for b in buyers],
     )
     assert {row["status"] for row in failed} == {"payment_failed"}
+
+
+async def test_a_seller_editing_an_item_while_buyers_check_out_never_brings_reserved_stock_back(
+    server, seller, password_hash
+):
+    # An edit stores the whole item, its stock included: read without its row locked, a reservation
+    # committed in between was overwritten by the stock read before it, and the units were sold again.
+    live, database_url = server
+    with live.client() as c:
+        item = create_item(c, seller, title="Edited mug", stock=10)
+    buyers = await new_buyers(database_url, 30, password_hash)
+    async with async_client(live) as client:
+        await fill_carts(client, buyers, item["id"])
+        checkouts = [
+            client.post(CHECKOUT, json=BODY, headers={**auth(b), "Idempotency-Key": "edit-race"})
+            for b in buyers
+        ]
+        edits = [
+            client.patch(f"/api/v1/items/{item['id']}", json={"price_cents": 2000 + n}, headers=auth(seller))
+            for n in range(30)
+        ]
+        responses = await asyncio.gather(*(r for pair in zip(checkouts, edits, strict=True) for r in pair))
+    assert Counter(r.status_code for r in responses[1::2]) == {200: 30}
+    assert Counter(r.status_code for r in responses[0::2]) == {201: 10, 409: 20}
+    rows = await query(
+        database_url,
+        "SELECT (SELECT stock FROM items WHERE id = $1) AS stock,"
+        " (SELECT coalesce(sum(ol.quantity), 0) FROM order_lines ol WHERE ol.item_id = $1) AS units",
+        uuid.UUID(item["id"]),
+    )
+    assert (rows[0]["stock"], rows[0]["units"]) == (0, 10)

@@ -83,7 +83,7 @@ class FakeItemRepository:
     async def add(self, item: Item) -> None:
         self.store[item.id] = item
 
-    async def get(self, item_id: str) -> Item | None:
+    async def get(self, item_id: str, *, for_update: bool = False) -> Item | None:
         return self.store.get(item_id)
 
     async def update(self, item: Item) -> None:

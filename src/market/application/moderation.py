@@ -90,7 +90,9 @@ def _changes(before: Item, after: Item) -> dict[str, AuditValue]:
 
 
 async def _found(work: AdminUnitOfWork, item_id: str) -> Item:
-    item = await work.items.get(item_id)
+    """The item, its row locked: every write here stores the whole item, its stock included, so a checkout
+    reserving meanwhile would otherwise have its reservation overwritten (oversold)."""
+    item = await work.items.get(item_id, for_update=True)
     if item is None:
         raise NotFound(_NO_SUCH_ITEM)
     return item

@@ -71,8 +71,10 @@ class UserRepository(Protocol):
 class ItemRepository(Protocol):
     async def add(self, item: Item) -> None: ...
 
-    async def get(self, item_id: str) -> Item | None:
-        """Any item, archived included (sellers and admins manage archived items)."""
+    async def get(self, item_id: str, *, for_update: bool = False) -> Item | None:
+        """Any item, archived included (sellers and admins manage archived items). With `for_update`, the row
+        stays locked until the transaction ends (PostgreSQL): an edit read this way writes back no stale
+        stock over a checkout's reservation."""
 
     async def update(self, item: Item) -> None: ...
 

@@ -113,11 +113,13 @@ class PiccoloItemRepository:
     async def add(self, item: Item) -> None:
         await ItemRow.insert(ItemRow(id=uuid.UUID(item.id), **item_values(item)))
 
-    async def get(self, item_id: str) -> Item | None:
+    async def get(self, item_id: str, *, for_update: bool = False) -> Item | None:
         canonical = parse_id(item_id)
         if canonical is None:
             return None
-        rows = await self._db.fetch(_ITEM, canonical)
+        # NO KEY UPDATE: the lock `update` takes anyway, which lets checkouts' order lines (KEY SHARE) through.
+        lock = " FOR NO KEY UPDATE" if for_update and self._db.is_postgres else ""
+        rows = await self._db.fetch(_ITEM + lock, canonical)
         if not rows:
             return None
         row = rows[0]
