@@ -123,6 +123,7 @@ def test_bad_input_is_a_4xx_problem(client, shop):
         client.post(refunds_path(order["id"]), json={"reason": "other"}, headers=auth(admin)),
         400,
         type_uri=problem_type("idempotency-key-required"),
+        fields={"Idempotency-Key"},
     )
     for body in (
         {"reason": "because"},
@@ -153,6 +154,7 @@ def test_the_idempotency_key_replays_refuses_another_body_and_is_scoped_per_admi
         refund(client, admin, order["id"], key=key, amount_cents=200),
         422,
         type_uri=problem_type("idempotency-key-reused"),
+        fields={"Idempotency-Key"},
     )
     other_admin = create_admin(live_server, client)
     theirs = refund(client, other_admin, order["id"], key=key, amount_cents=100)

@@ -241,8 +241,8 @@ def test_checkout_without_an_idempotency_key_or_with_one_too_long_is_a_400_and_c
     client, buyer, carted
 ):
     r = client.post(CHECKOUT, json=card("tok_visa"), headers=auth(buyer))
-    assert_problem(r, 400, type_uri=problem_type("idempotency-key-required"))
-    assert_problem(checkout(client, buyer, key="k" * 256), 400)
+    assert_problem(r, 400, type_uri=problem_type("idempotency-key-required"), fields={"Idempotency-Key"})
+    assert_problem(checkout(client, buyer, key="k" * 256), 400, fields={"Idempotency-Key"})
     assert stock_of(client, carted["id"]) == 5
     assert visible_order_ids(client, buyer) == []
     assert cart_quantities(client, buyer) == {carted["id"]: 2}
@@ -260,7 +260,9 @@ def test_a_retry_with_the_same_key_replays_the_first_response_and_another_body_i
     assert again.content == first.content
     assert again.headers["content-type"].startswith("application/json")
     other_body = checkout(client, buyer, "tok_mastercard", key=key)
-    assert_problem(other_body, 422, type_uri=problem_type("idempotency-key-reused"))
+    assert_problem(
+        other_body, 422, type_uri=problem_type("idempotency-key-reused"), fields={"Idempotency-Key"}
+    )
     assert "idempotent-replayed" not in other_body.headers
     assert visible_order_ids(client, buyer) == [first.json()["id"]]
     assert stock_of(client, carted["id"]) == 3

@@ -177,6 +177,8 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: errors.DomainErro
         field_errors = [
             {"field": "cursor", "message": "is not a cursor of this list; start again without it"}
         ]
+    elif isinstance(exc, errors.IdempotencyKeyRequired | errors.IdempotencyKeyReused):  # a bad header, named
+        field_errors = [{"field": "Idempotency-Key", "message": exc.detail}]
     headers = {"WWW-Authenticate": "Bearer"} if kind.status == 401 else None
     if isinstance(exc, errors.RateLimited | errors.ServerBusy):
         headers = {"Retry-After": str(exc.retry_after_s)}
