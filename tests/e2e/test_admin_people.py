@@ -3,6 +3,7 @@ trail every admin write appends to."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -213,6 +214,29 @@ def test_each_admin_write_appends_one_audit_entry_with_its_trace(client, admin):
     }
     assert entry["trace_id"] == trace_id_of(r)
     assert target["password"] not in str(trail)
+
+
+async def test_the_same_change_sent_twenty_times_at_once_is_made_and_audited_once(
+    live_server, client, admin, fresh_admin
+):
+    # Each request read the account before any of them had written it: every one saw the change still to be
+    # made, made it again and appended its entry ("active -> disabled" four times for one disabling).
+    target = register(client)
+    async with httpx.AsyncClient(base_url=live_server.base_url, timeout=60) as concurrent:
+        responses = await asyncio.gather(
+            *(
+                concurrent.patch(
+                    f"{USERS}/{target['id']}",
+                    json={"status": "disabled"},
+                    headers=auth(admin if n % 2 else fresh_admin),
+                )
+                for n in range(20)
+            )
+        )
+    assert {r.status_code for r in responses} == {200}
+    assert {r.json()["status"] for r in responses} == {"disabled"}
+    trail = client.get(AUDIT, params={"target_id": target["id"]}, headers=auth(admin)).json()
+    assert [e["details"] for e in trail["items"]] == [{"status_from": "active", "status_to": "disabled"}]
 
 
 def test_a_refused_change_leaves_no_audit_entry(client, admin):

@@ -41,7 +41,7 @@ class FakeUserRepository:
             raise EmailAlreadyRegistered()
         self.store[user.id] = user
 
-    async def get(self, user_id: str) -> User | None:
+    async def get(self, user_id: str, *, for_update: bool = False) -> User | None:
         return self.store.get(user_id)
 
     async def get_by_email(self, email: str) -> User | None:

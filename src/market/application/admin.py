@@ -100,14 +100,17 @@ async def change_account(
     role). An admin may not disable or demote themselves, and the last active admin stays (409).
     Raises NotFound, SelfLockout, LastActiveAdmin."""
     async with ports.uow() as work:
-        target = await work.users.get(user_id)
+        # The active admins' rows first, then the target's (one order for every account change, so two cannot
+        # deadlock): the target is read as it is once the changes racing this one have committed, so a change
+        # already made is not made (and audited) again, and the count is what the change would leave.
+        active_admins = await work.directory.count_active_admins()
+        target = await work.users.get(user_id, for_update=True)
         if target is None:
             raise NotFound("No such user.")
         new_role = role if role is not None and role is not target.role else None
         new_status = status if status is not None and status is not target.status else None
         if new_role is None and new_status is None:
             return target  # nothing changes: nothing to audit
-        active_admins = await work.directory.count_active_admins() if target.role is Role.ADMIN else 0
         check_account_change(actor, target, new_role, new_status, active_admins)
         details: dict[str, AuditValue] = {}
         if new_role is not None:

@@ -43,7 +43,8 @@ class UserRepository(Protocol):
     async def add(self, user: User) -> None:
         """Insert a new user; raise EmailAlreadyRegistered if the e-mail is taken."""
 
-    async def get(self, user_id: str) -> User | None: ...
+    async def get(self, user_id: str, *, for_update: bool = False) -> User | None:
+        """With `for_update`, the row stays locked until the transaction ends (PostgreSQL)."""
 
     async def get_by_email(self, email: str) -> User | None: ...
 
@@ -479,8 +480,9 @@ class UserDirectory(Protocol):
     async def set_role(self, user_id: str, role: Role) -> None: ...
 
     async def count_active_admins(self) -> int:
-        """Inside a unit of work: the active admins, with their rows locked until it ends (PostgreSQL; SQLite's
-        write transaction holds the whole database), so that two concurrent removals cannot both pass."""
+        """Inside a unit of work: the active admins, with their rows locked (in id order) until it ends
+        (PostgreSQL; SQLite's write transaction holds the whole database), so that two concurrent removals
+        cannot both pass."""
 
 
 class ItemModeration(Protocol):

@@ -22,7 +22,7 @@ from .webhooks import SqlWebhookDeliveryRepository
 
 _USER_COLUMNS = select_list(UserRow)
 _SET_ROLE = "UPDATE users SET role = {} WHERE id = {}"
-_ACTIVE_ADMINS = "SELECT id FROM users WHERE role = 'admin' AND status = 'active'"
+_ACTIVE_ADMINS = "SELECT id FROM users WHERE role = 'admin' AND status = 'active' ORDER BY id"
 _APPEND_AUDIT = insert_sql(AuditRow)
 _AUDIT_COLUMNS = select_list(AuditRow)
 _MODERATE_ITEM = "UPDATE items SET suspended_at = {}, moderation_reason = {} WHERE id = {}"

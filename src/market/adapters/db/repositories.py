@@ -59,11 +59,12 @@ class PiccoloUserRepository:
         if not rows:
             raise EmailAlreadyRegistered()
 
-    async def get(self, user_id: str) -> User | None:
+    async def get(self, user_id: str, *, for_update: bool = False) -> User | None:
         canonical = parse_id(user_id)
         if canonical is None:
             return None
-        rows = await self._db.fetch(_USER, canonical)
+        lock = " FOR UPDATE" if for_update and self._db.is_postgres else ""
+        rows = await self._db.fetch(_USER + lock, canonical)
         return user_from_row(rows[0]) if rows else None
 
     async def get_by_email(self, email: str) -> User | None:
