@@ -162,6 +162,30 @@ def test_moderating_an_unknown_item_is_404(client, people, item_id):
     assert_problem(r, 404)
 
 
+def test_an_admins_status_and_fields_in_one_edit_are_one_audit_entry(client, people, item):
+    """One write, one entry: the status change with the fields changed alongside it."""
+    admin, seller = people["admin"], people["seller"]
+    archived = client.patch(f"{ITEMS}/{item['id']}", json={"status": "archived"}, headers=auth(seller))
+    assert archived.status_code == 200, archived.text  # the seller's own write: not audited
+    r = client.patch(
+        f"{ITEMS}/{item['id']}", json={"status": "active", "price_cents": 1}, headers=auth(admin)
+    )
+    assert r.status_code == 200, r.text
+    trail = client.get("/api/v1/admin/audit", params={"target_id": item["id"]}, headers=auth(admin)).json()
+    assert [(e["action"], e["details"]) for e in trail["items"]] == [
+        (
+            "item.moderated",
+            {
+                "status_from": "archived",
+                "status_to": "active",
+                "reason": None,
+                "price_cents_from": item["price_cents"],
+                "price_cents_to": 1,
+            },
+        )
+    ]
+
+
 def test_an_admins_edit_and_delete_through_the_items_api_are_audited(client, people, item):
     """Every admin write appends an audit entry, also through `PATCH` and `DELETE /items/{id}`; a seller's
     own do not."""

@@ -42,9 +42,9 @@ async def edit_item(
     (fields sent for an item left archived, a change the domain rejects) changes nothing. Nothing sent: the
     item as it is, if the caller may change it. Raises NotFound or PermissionDenied."""
     async with ports.uow() as work:
-        item = await _found(work, item_id)
-        if status is not None:
-            item = await _with_status(work, ports, user, item, status, None)
+        before = item = await _found(work, item_id)
+        if status is not None:  # audited below, with the fields, when there are some: one write, one entry
+            item = await _with_status(work, ports, user, item, status, None, audited=not fields)
         if fields or status is None:
             if item.status is not ItemStatus.ACTIVE:  # only an active item's fields are edited
                 raise NotFound(_NO_SUCH_ITEM)
@@ -53,10 +53,11 @@ async def edit_item(
             changed = item.with_changes(dict(fields), ports.clock.now())
             await work.items.update(changed)
             if user.role is Role.ADMIN:
-                details = _changes(item, changed)
-                await append_audit(
-                    work, ports, user, AuditAction.ITEM_UPDATED, AuditTarget.ITEM, item.id, details
-                )
+                action, details = AuditAction.ITEM_UPDATED, _changes(item, changed)
+                if status is not None:
+                    action = AuditAction.ITEM_MODERATED
+                    details = {**_status_change(before, status, None), **details}
+                await append_audit(work, ports, user, action, AuditTarget.ITEM, item.id, details)
             item = changed
         await work.commit()
     return item
@@ -98,11 +99,22 @@ async def _found(work: AdminUnitOfWork, item_id: str) -> Item:
     return item
 
 
+def _status_change(item: Item, status: ItemStatus, reason: str | None) -> dict[str, AuditValue]:
+    return {"status_from": item.status.value, "status_to": status.value, "reason": reason}
+
+
 async def _with_status(
-    work: AdminUnitOfWork, ports: AdminPorts, user: User, item: Item, status: ItemStatus, reason: str | None
+    work: AdminUnitOfWork,
+    ports: AdminPorts,
+    user: User,
+    item: Item,
+    status: ItemStatus,
+    reason: str | None,
+    *,
+    audited: bool = True,
 ) -> Item:
-    """The item in `status`, written in `work` (an admin's change audited); the item as it was when a seller
-    repeats themselves."""
+    """The item in `status`, written in `work` (an admin's change audited, unless the caller audits it with
+    more in one entry); the item as it was when a seller repeats themselves."""
     changed = item.with_status(user, status, ports.clock.now())
     if changed.status is item.status and user.role is not Role.ADMIN:
         return item  # a seller repeating themselves: nothing changes
@@ -110,15 +122,11 @@ async def _with_status(
     if user.role is Role.ADMIN:
         suspended_at = changed.updated_at if status is ItemStatus.SUSPENDED else None
         await work.moderation.record(item.id, suspended_at, reason)
-        await append_audit(
-            work,
-            ports,
-            user,
-            AuditAction.ITEM_MODERATED,
-            AuditTarget.ITEM,
-            item.id,
-            {"status_from": item.status.value, "status_to": status.value, "reason": reason},
-        )
+        if audited:
+            details = _status_change(item, status, reason)
+            await append_audit(
+                work, ports, user, AuditAction.ITEM_MODERATED, AuditTarget.ITEM, item.id, details
+            )
     return changed
 
 
