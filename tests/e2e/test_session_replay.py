@@ -258,6 +258,12 @@ def test_the_admin_api_is_for_admins_and_unknown_sessions_are_404(shopper: Shopp
         assert_problem(r, 400)
         r = client.get("/api/v1/admin/sessions", params={"cursor": "nonsense"}, headers=auth(shopper.admin))
         assert_problem(r, 400)
+        for params, field in (
+            ({"usr_id": shopper.buyer["id"]}, "usr_id"),
+            ({"has_errors": "null"}, "has_errors"),
+        ):
+            r = client.get("/api/v1/admin/sessions", params=params, headers=auth(shopper.admin))
+            assert_problem(r, 400, fields={field})
 
 
 def test_a_client_adds_events_only_to_its_own_session_in_small_valid_batches(shopper: Shopper):

@@ -31,6 +31,7 @@ from .analytics import FromParam, ToParam, period_of
 from .auth import requires
 from .limits import rate_limited
 from .openapi import problems
+from .query import strict_request
 from .validation import EMAIL, NO_NUL
 
 TRACE_ID_PATTERN = r"^[0-9a-fA-F]{32}$"
@@ -141,6 +142,7 @@ class SessionController(Controller):
     path = "/admin/sessions"
     tags = ["admin"]
     guards = [requires(Role.ADMIN)]
+    before_request = strict_request  # as every admin list: a misspelt filter must not answer with everything
 
     @get("/", operation_id="listSessions", responses=problems(400, 401, 403))
     async def list_sessions(
