@@ -296,3 +296,24 @@ async def test_a_seller_editing_an_item_while_buyers_check_out_never_brings_rese
         uuid.UUID(item["id"]),
     )
     assert (rows[0]["stock"], rows[0]["units"]) == (0, 10)
+
+
+async def test_items_in_two_currencies_put_into_one_cart_at_once_never_mix(server, seller, password_hash):
+    # Each change checked the cart as it was before the others committed: together they mixed currencies.
+    live, database_url = server
+    with live.client() as c:
+        items = [create_item(c, seller, title=f"Mug {n}", currency=("EUR", "USD")[n % 2]) for n in range(6)]
+    buyers = await new_buyers(database_url, 10, password_hash)
+    async with async_client(live) as client:
+        responses = await asyncio.gather(
+            *(
+                client.put(f"/api/v1/cart/items/{item['id']}", json={"quantity": 1}, headers=auth(b))
+                for b in buyers
+                for item in items
+            )
+        )
+        carts = [(await client.get("/api/v1/cart", headers=auth(b))).json() for b in buyers]
+    assert set(Counter(r.status_code for r in responses)) <= {200, 409}
+    refused = {r.json()["type"] for r in responses if r.status_code == 409}
+    assert refused <= {problem_type("currency-mismatch")}, refused
+    assert all(cart["currency"] in ("EUR", "USD") and len(cart["lines"]) == 3 for cart in carts), carts

@@ -328,6 +328,9 @@ class FakeCartRepository:
             lines.append(CartLine(i.id, i.title, quantity, i.price, i.seller_id, i.stock))
         return Cart(buyer_id, tuple(lines))
 
+    async def hold(self, buyer_id: str, now: datetime) -> None:
+        pass  # one task at a time: nothing to lock
+
     async def set_quantity(self, buyer_id: str, item_id: str, quantity: int, now: datetime) -> None:
         lines = self.state.cart_lines.setdefault(buyer_id, {})
         if quantity == 0:

@@ -27,6 +27,9 @@ async def set_cart_quantity(
         item = await work.items.get(item_id)
         if item is None or (quantity > 0 and item.status is not ItemStatus.ACTIVE):
             raise NotFound("There is no such item.")
+        # Changes of one cart one at a time: two at once each checked the cart without the other's line, and
+        # together put items in two currencies into it.
+        await work.carts.hold(buyer.id, clock.now())
         cart = await work.carts.get(buyer.id)
         current = cart.quantity_of(item.id)
         check_cart_quantity(

@@ -221,6 +221,11 @@ class CartRepository(Protocol):
     async def get(self, buyer_id: str) -> Cart:
         """The buyer's cart, lines priced at the items' current prices (empty cart if none)."""
 
+    async def hold(self, buyer_id: str, now: datetime) -> None:
+        """Lock the buyer's cart (created if missing) until the transaction ends (PostgreSQL; SQLite's write
+        transaction holds the whole database): a change that reads the cart after this is checked against
+        what the changes before it committed."""
+
     async def set_quantity(self, buyer_id: str, item_id: str, quantity: int, now: datetime) -> None:
         """Upsert the line; 0 deletes it."""
 

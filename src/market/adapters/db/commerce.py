@@ -134,6 +134,10 @@ class SqlCartRepository:
     async def get(self, buyer_id: str) -> Cart:
         return _cart(buyer_id, await self._db.fetch(_CART_LINES, buyer_id))
 
+    async def hold(self, buyer_id: str, now: datetime) -> None:
+        if self._db.is_postgres:  # the cart row is the lock; a new cart has no row to lock otherwise
+            await self._ensure_cart(buyer_id, now)
+
     async def set_quantity(self, buyer_id: str, item_id: str, quantity: int, now: datetime) -> None:
         if quantity == 0:
             # A removal writes the cart row too (on PostgreSQL first, in the same statement): a checkout's claim
