@@ -450,6 +450,22 @@ async def test_the_sender_connects_to_the_checked_address_keeping_the_host_name(
     assert (await deliveries_of(db, seller))[0]["status"] == "delivered"
 
 
+async def test_a_host_name_the_http_client_cannot_encode_is_a_failed_attempt_not_a_failed_pass(db, clock):
+    # The system resolver reads "💩.la" the IDNA 2003 way (a real, public name), httpx refuses it (IDNA 2008):
+    # it passed the guard when it was set, and must not make every worker pass raise without recording it.
+    pinned = HttpxWebhookSender(_PinnedGuard())
+    try:
+        seller, _ = await seller_with_endpoint(db, "https://\U0001f4a9.la/hooks")
+        await queue_order_paid(db, seller, now=clock.now())
+        (report,) = await run(db, pinned, clock)
+    finally:
+        await pinned.close()
+    assert report.result is not None and report.result.status_code is None
+    (row,) = await deliveries_of(db, seller)
+    assert row["status"] == "pending" and row["attempts"] == 1
+    assert row["last_error"].startswith("not sent:")
+
+
 async def test_a_delivery_whose_endpoint_is_disabled_is_stopped_without_an_attempt(db, clock, sender):
     with running_receiver(200) as receiver:
         seller, endpoint = await seller_with_endpoint(db, receiver.url)

@@ -139,6 +139,8 @@ class HttpxWebhookSender:
             return None, f"not sent: {reason}", "address_not_allowed"
         except InvalidSecret as exc:
             return None, f"not sent: {exc}", "invalid_secret"
+        except httpx.InvalidURL:  # a host the resolver read (IDNA 2003) but httpx cannot encode (IDNA 2008)
+            return None, "not sent: the URL's host name is not valid", "invalid_url"
         except httpx.HTTPError as exc:
             return None, _describe(exc), type(exc).__name__
         if 300 <= status < 400:
