@@ -184,6 +184,19 @@ def test_malformed_webhook_urls_are_refused_naming_the_url(client, url):
     )
 
 
+@pytest.mark.parametrize(
+    "url", ["https://\U0001f4a9.la/hooks", "http://ex\u00adample.com/hooks", "http://93.184.215.014/hooks"]
+)
+def test_a_host_name_no_request_can_be_sent_to_is_refused_when_set(dev_client, url):
+    # The resolver reads these hosts (IDNA 2003 names that resolve publicly; a leading zero read as octal), the
+    # HTTP client refuses them: no delivery could ever go out, so the seller hears it now, whatever the rules.
+    seller = register(dev_client, "seller")
+    assert_problem(
+        set_webhook(dev_client, seller, url), 422, type_uri=problem_type("validation-error"), fields={"url"}
+    )
+    assert_problem(dev_client.get("/api/v1/seller/webhook", headers=auth(seller)), 404)
+
+
 def test_a_webhook_gets_a_whsec_secret_that_survives_url_changes_until_rotated(client):
     seller = register(client, "seller")
     assert_problem(client.get("/api/v1/seller/webhook", headers=auth(seller)), 404)

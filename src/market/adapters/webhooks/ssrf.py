@@ -14,7 +14,9 @@ import socket
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-from market.domain.errors import WebhookUrlNotAllowed
+import httpx
+
+from market.domain.errors import FieldError, ValidationFailed, WebhookUrlNotAllowed
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -87,7 +89,17 @@ class SsrfGuard:
         self._resolve = resolver
 
     async def check(self, url: str) -> None:
-        """The WebhookUrlGuard port: refuse the URL when it is set (see `addresses`)."""
+        """The WebhookUrlGuard port: refuse the URL when it is set (see `addresses`), and one the sender could
+        never send to, whatever the address rules: a host the system resolver reads but the HTTP client refuses
+        (a name valid in IDNA 2003 only, "💩.la" or one with a soft hyphen; an IPv4 address with a leading zero,
+        "1.2.3.04", which the resolver reads as octal)."""
+        try:
+            httpx.URL(url)
+        except httpx.InvalidURL:
+            raise ValidationFailed(
+                [FieldError("url", "has a host that is not a valid host name or address")],
+                "The webhook URL is not valid.",
+            ) from None
         await self.addresses(url)
 
     async def addresses(self, url: str) -> list[str] | None:
