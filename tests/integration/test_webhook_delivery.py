@@ -380,6 +380,30 @@ async def test_410_disables_the_endpoint_and_stops_the_sellers_other_deliveries(
     assert len(receiver.received()) == 2
 
 
+async def test_concurrent_first_settings_all_answer_with_the_secret_that_is_stored(db, clock):
+    # A client that retries a slow PUT, or sends two at once: each answer's secret is the one deliveries are
+    # signed with, never one that another request overwrote meanwhile (the seller would configure it and
+    # reject every event).
+    seller = await add_user(db)
+    endpoints = PiccoloSellerWebhookRepository(db)
+
+    async def put(n: int) -> WebhookEndpoint:
+        return await set_seller_webhook(
+            seller,
+            f"https://93.184.215.14/hooks/{n}",
+            endpoints=endpoints,
+            guard=SsrfGuard(allow_private=True),
+            new_secret=new_secret,
+            clock=clock,
+        )
+
+    answers = await asyncio.gather(*(put(n) for n in range(10)))
+    stored = await endpoints.get(seller.id)
+    assert stored is not None
+    assert {a.secret for a in answers} == {stored.secret}
+    assert stored.url in {a.url for a in answers}
+
+
 async def test_a_410_from_a_url_the_seller_has_since_replaced_leaves_the_new_one_enabled(db, clock):
     seller, endpoint = await seller_with_endpoint(db, "https://93.184.215.14/old")
     await queue_order_paid(db, seller, now=clock.now())

@@ -34,8 +34,10 @@ from .ports import Clock, Page
 class SellerWebhookRepository(Protocol):
     async def get(self, seller_id: str) -> WebhookEndpoint | None: ...
 
-    async def save(self, endpoint: WebhookEndpoint) -> None:
-        """Insert or replace the seller's endpoint (one per seller)."""
+    async def save(self, endpoint: WebhookEndpoint, *, keep_secret: bool = False) -> WebhookEndpoint:
+        """Insert or replace the seller's endpoint (one per seller), atomically; with `keep_secret`, a stored
+        endpoint keeps its secret (and `endpoint.secret` is used only when there is none). Returns what is
+        stored, so that concurrent calls never answer with a secret another one overwrote."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,17 +120,15 @@ async def set_seller_webhook(
     url = check_webhook_url(url)
     await guard.check(url)
     now = clock.now()
-    current = await endpoints.get(seller.id)
     endpoint = WebhookEndpoint(
         seller_id=seller.id,
         url=url,
-        secret=current.secret if current and not rotate_secret else new_secret(),
-        created_at=current.created_at if current else now,
+        secret=new_secret(),
+        created_at=now,
         updated_at=now,
         disabled_at=None,
     )
-    await endpoints.save(endpoint)
-    return endpoint
+    return await endpoints.save(endpoint, keep_secret=not rotate_secret)
 
 
 async def get_seller_webhook(seller: User, *, endpoints: SellerWebhookRepository) -> WebhookEndpoint:

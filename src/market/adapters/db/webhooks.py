@@ -66,7 +66,7 @@ class PiccoloSellerWebhookRepository:
         row = await SellerWebhookRow.select().where(SellerWebhookRow.seller_id == seller_id).first()
         return _endpoint(row) if row else None
 
-    async def save(self, endpoint: WebhookEndpoint) -> None:
+    async def save(self, endpoint: WebhookEndpoint, *, keep_secret: bool = False) -> WebhookEndpoint:
         row = SellerWebhookRow(
             seller_id=endpoint.seller_id,
             url=endpoint.url,
@@ -75,16 +75,23 @@ class PiccoloSellerWebhookRepository:
             created_at=endpoint.created_at,
             updated_at=endpoint.updated_at,
         )
-        await SellerWebhookRow.insert(row).on_conflict(
-            target=SellerWebhookRow.seller_id,
-            action="DO UPDATE",
-            values=[
-                SellerWebhookRow.url,
-                SellerWebhookRow.secret,
-                SellerWebhookRow.disabled_at,
-                SellerWebhookRow.updated_at,
-            ],
+        # One statement (the conflict's row lock orders concurrent ones): what it returns is what is stored.
+        kept = [] if keep_secret else [SellerWebhookRow.secret]
+        (stored,) = (
+            await SellerWebhookRow.insert(row)
+            .on_conflict(
+                target=SellerWebhookRow.seller_id,
+                action="DO UPDATE",
+                values=[
+                    SellerWebhookRow.url,
+                    *kept,
+                    SellerWebhookRow.disabled_at,
+                    SellerWebhookRow.updated_at,
+                ],
+            )
+            .returning(*SellerWebhookRow.all_columns())
         )
+        return _endpoint(stored)
 
 
 _ENDPOINT_COLUMNS = select_list(SellerWebhookRow)
