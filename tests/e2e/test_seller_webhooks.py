@@ -218,6 +218,14 @@ def test_a_webhook_gets_a_whsec_secret_that_survives_url_changes_until_rotated(c
     assert other["secret"] not in (body["secret"], rotated["secret"])
 
 
+def test_the_deliveries_list_refuses_a_filter_it_does_not_take_naming_it(client):
+    # The admin's list filters by status; the seller's does not: silently answering with every delivery
+    # would look like a filtered list.
+    seller = register(client, "seller")
+    r = client.get("/api/v1/seller/webhook/deliveries?status=failed", headers=auth(seller))
+    assert_problem(r, 400, type_uri=problem_type("invalid-parameter"), fields={"status"})
+
+
 def test_the_deliveries_list_pages_like_every_list(client):
     seller = register(client, "seller")
     assert deliveries(client, seller) == {"items": [], "next_cursor": None}

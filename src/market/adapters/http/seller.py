@@ -16,6 +16,7 @@ from market.domain.webhooks import MAX_WEBHOOK_URL, DeliveryRecord, WebhookEndpo
 
 from .auth import requires
 from .openapi import problems
+from .query import strict_request
 from .redacted import RedactedStruct
 from .validation import SPACE
 
@@ -158,7 +159,12 @@ class SellerWebhookController(Controller):
         """The seller's endpoint; 404 when none is set."""
         return WebhookOut.of(await get_seller_webhook(user))
 
-    @get("/deliveries", operation_id="listSellerWebhookDeliveries", responses=problems(400, 401, 403))
+    @get(
+        "/deliveries",
+        operation_id="listSellerWebhookDeliveries",
+        before_request=strict_request,
+        responses=problems(400, 401, 403),
+    )
     async def list_deliveries(
         self,
         user: NamedDependency[User],
