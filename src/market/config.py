@@ -459,9 +459,9 @@ class Rate:
     @classmethod
     def parse(cls, raw: str, variable: str) -> Rate:
         count, sep, window = raw.strip().lower().partition("/")
-        unit = _DURATION.get(window[-1:], 0) if window and not window.isdigit() else 1
-        number = window if window.isdigit() else window[:-1]
-        if not sep or not count.isdigit() or int(count) < 1 or not unit or not number.isdigit():
+        unit = _DURATION.get(window[-1:], 0) if window and not _digits(window) else 1
+        number = window if _digits(window) else window[:-1]
+        if not sep or not _digits(count) or int(count) < 1 or not unit or not _digits(number):
             raise ConfigError(f"{variable}: expected a rate like 20/1m (hits per window), got {raw!r}")
         window_s = int(number) * unit
         if not 1 <= window_s <= 86400:
@@ -660,9 +660,9 @@ class _Env:
         raw = self._values.get(name, "").strip().lower()
         if raw == "":
             return default
-        unit = _DURATION.get(raw[-1], 0) if not raw.isdigit() else 1
-        number = raw if raw.isdigit() else raw[:-1]
-        if not unit or not number.isdigit() or int(number) * unit > 10 * 365 * 86400:
+        unit = _DURATION.get(raw[-1], 0) if not _digits(raw) else 1
+        number = raw if _digits(raw) else raw[:-1]
+        if not unit or not _digits(number) or int(number) * unit > MAX_DURATION_S:
             raise ConfigError(f"{name}: expected a duration like 86400, 30m, 24h or 2d, got {raw!r}")
         if int(number) * unit < minimum:
             raise ConfigError(f"{name}: must be at least {minimum} s, got {raw!r}")
@@ -728,6 +728,14 @@ def read_dotenv(path: Path) -> dict[str, str]:
 
 
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_S = 10 * 365 * 86400
+"""The longest duration a setting takes: ten years (a retry delay past year 9999 overflows every timestamp)."""
+
+
+def _digits(text: str) -> bool:
+    """Whether `text` is a whole number in ASCII digits: `str.isdigit` also takes "²" (which `int` refuses)
+    and "٥" (which it reads as 5)."""
+    return text.isascii() and text.isdigit()
 
 
 def parse_durations(raw: str, variable: str) -> tuple[int, ...]:
@@ -736,7 +744,7 @@ def parse_durations(raw: str, variable: str) -> tuple[int, ...]:
     for part in raw.split(","):
         part = part.strip().lower()
         unit = _DURATION.get(part[-1:]) if part else None
-        if unit is None or not part[:-1].isdigit() or int(part[:-1]) == 0:
-            raise ConfigError(f"{variable}: expected durations like 5s,5m,2h, got {raw!r}")
+        if unit is None or not _digits(part[:-1]) or not 0 < int(part[:-1]) * unit <= MAX_DURATION_S:
+            raise ConfigError(f"{variable}: expected durations like 5s,5m,2h (up to 10 years), got {raw!r}")
         delays.append(int(part[:-1]) * unit)
     return tuple(delays)

@@ -109,6 +109,25 @@ def test_a_bad_switch_says_the_words_it_takes():
     )
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        # str.isdigit() takes these, int() refuses them: a traceback at start instead of one line.
+        ("MARKET_WEBHOOK_RETRY_SCHEDULE", "5s,\u00b2m"),
+        ("MARKET_RATE_LIMIT_SIGN_IN", "20/\u00b2m"),
+        ("MARKET_CART_ABANDON_AFTER", "\u00b2h"),
+        # Read as 5 by int(): not a number anyone meant to write.
+        ("MARKET_WEBHOOK_RETRY_SCHEDULE", "\u0665s"),
+        # A delay no timestamp can hold: every failed delivery's next attempt overflowed in the worker.
+        ("MARKET_WEBHOOK_RETRY_SCHEDULE", "5s,3000000d"),
+    ],
+)
+def test_numbers_in_durations_and_rates_are_ascii_digits_within_bounds(variable, value):
+    with pytest.raises(ConfigError) as raised:
+        _from_env(**{variable: value})
+    _assert_one_line_naming(raised.value, variable)
+
+
 def test_blank_numbers_fall_back_to_their_defaults():
     assert _from_env(MARKET_PORT="  ").server.port == 8000
 
