@@ -81,7 +81,8 @@ def test_only_an_admin_refunds_and_an_unknown_order_is_not_found(client, shop):
     )
     assert (refund_out["status"], refund_out["reason"]) == ("succeeded", "duplicate")
 
-    for unknown in (str(uuid.uuid4()), "not-an-id"):
+    # A malformed id is a 404 however long it is, as on every other path with an id (API.md).
+    for unknown in (str(uuid.uuid4()), "not-an-id", "x" * 65, order["id"] + "-" + "0" * 40):
         assert_problem(refund(client, shop["admin"], unknown), 404, type_uri=problem_type("not-found"))
 
 

@@ -113,7 +113,7 @@ class AdminOrdersController(Controller):
     async def refund_order(
         self,
         request: Request[Any, Any, Any],
-        order_id: Annotated[str, PathParameter(max_length=64, schema_extra=UUID_FORMAT)],
+        order_id: Annotated[str, PathParameter(schema_extra=UUID_FORMAT)],
         data: JSONBody[RefundBody],
         user: NamedDependency[User],
         idempotent_refund: NamedDependency[IdempotentRefund],
