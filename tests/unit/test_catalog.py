@@ -188,6 +188,11 @@ def test_control_characters_such_as_nul_separate_words_like_spaces():
     assert normalise_query("Blue\x00MUG\x1f\x7f\x85teapot") == "blue mug teapot"
 
 
+def test_canonically_equivalent_queries_normalise_to_the_same_text():
+    # "Café" typed precomposed (U+00E9) or decomposed (e + U+0301) is the same query: one line in the report.
+    assert normalise_query("Cafe\u0301") == normalise_query("CAF\u00c9") == "caf\u00e9"
+
+
 @pytest.mark.parametrize("raw", [None, "", "   ", "\t\n", "\x00", "\x00\x01 \x9f"])
 def test_an_empty_query_normalises_to_none(raw):
     assert normalise_query(raw) is None

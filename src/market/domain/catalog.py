@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -135,9 +136,11 @@ _CONTROLS_TO_SPACES = {code: " " for code in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 def normalise_query(raw: str | None) -> str | None:
-    """Lower-case words separated by single spaces, at most MAX_QUERY_TERMS of them; None when empty.
+    """Lower-case words (Unicode NFC: "é" typed as one code point or as "e" and an accent is one query)
+    separated by single spaces, at most MAX_QUERY_TERMS of them; None when empty.
     This is the form that is searched, counted and reported."""
     if raw is None:
         return None
-    words = raw.translate(_CONTROLS_TO_SPACES).lower().split()[:MAX_QUERY_TERMS]
+    text = unicodedata.normalize("NFC", raw.translate(_CONTROLS_TO_SPACES).lower())
+    words = text.split()[:MAX_QUERY_TERMS]
     return " ".join(words) or None
