@@ -107,9 +107,10 @@ class SearchOut(msgspec.Struct):
 
 
 class PaymentsOut(msgspec.Struct):
-    """Charge attempts by their outcome when made (`errored`: the provider could not be reached); `amounts`
+    """Charge attempts by their final known outcome (`errored`: the provider could not be reached, and
+    reconciliation has not found the charge taken; once it has, the attempt counts as `succeeded`); `amounts`
     are over succeeded payments, per currency: every order paid, including those that reconciliation found
-    charged after a call that timed out (whose attempt stays `errored`)."""
+    charged after a call that timed out."""
 
     from_: datetime = msgspec.field(name="from")
     to: datetime
