@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
 from tests.support.live_server import auth, register, serving
 
-from .helpers import HEX32, TRACERESPONSE, assert_problem, item_body, problem_type, trace_id_of
+from .helpers import (
+    HEX32,
+    TRACERESPONSE,
+    assert_problem,
+    create_admin,
+    create_item,
+    item_body,
+    problem_type,
+    trace_id_of,
+    unique_word,
+)
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 SESSION = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -178,6 +189,42 @@ def test_head_is_answered_wherever_get_is_with_the_gets_headers_and_no_body(clie
     assert head.headers["content-type"] == get.headers["content-type"]
     assert head.headers["content-length"] == get.headers["content-length"] == str(len(get.content))
     assert TRACERESPONSE.match(head.headers["traceresponse"])
+
+
+def _counts(client) -> dict[str, float]:
+    """The view and search counters of /metrics, summed over their labels."""
+    totals = {"market_item_views_total": 0.0, "market_search_queries_total": 0.0}
+    for line in client.get("/metrics").text.splitlines():
+        name = line.split("{")[0].split(" ")[0]
+        if name in totals:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def test_a_head_is_neither_an_item_view_nor_a_search(live_server, client):
+    """An uptime check or a link checker sending HEAD is not a shopper: the reports and /metrics count no view
+    and no search for it (and no session that browsed); the same GETs are counted."""
+    admin = create_admin(live_server, client)
+    seller = register(client, role="seller")
+    word = unique_word()
+    item = create_item(client, seller, title=f"Probe {word} jug")
+    session = {"X-Session-Id": f"head-{uuid.uuid4().hex[:12]}"}
+
+    def figures(start: datetime) -> tuple[int, int, dict[str, float]]:
+        period = {"from": start.isoformat(), "to": datetime.now(UTC).isoformat()}
+        searches = client.get("/api/v1/admin/analytics/search", params=period, headers=auth(admin)).json()
+        views = client.get("/api/v1/seller/dashboard", params=period, headers=auth(seller)).json()
+        return searches["searches"], views["views"], _counts(client)
+
+    start, before = datetime.now(UTC), _counts(client)
+    assert client.head(f"/api/v1/items/{item['id']}", headers=session).status_code == 200
+    assert client.head("/api/v1/items", params={"q": word}, headers=session).status_code == 200
+    assert figures(start) == (0, 0, before)
+
+    assert client.get(f"/api/v1/items/{item['id']}", headers=session).status_code == 200
+    assert client.get("/api/v1/items", params={"q": word}, headers=session).status_code == 200
+    after = {name: value + 1 for name, value in before.items()}
+    assert figures(start) == (1, 1, after)
 
 
 def test_allow_lists_head_beside_get(client):

@@ -31,11 +31,15 @@ async def list_item(
     return item
 
 
-async def view_item(item_id: str, *, repos: ReadRepositories, clock: Clock, events: EventPublisher) -> Item:
-    """One active item, counted as a view."""
+async def view_item(
+    item_id: str, *, counted: bool = True, repos: ReadRepositories, clock: Clock, events: EventPublisher
+) -> Item:
+    """One active item, counted as a view unless `counted` is false (a HEAD: an uptime or link check)."""
     item = await repos.items.get(item_id)
     if item is None or item.status is not ItemStatus.ACTIVE:
         raise NotFound(_NO_SUCH_ITEM)
+    if not counted:
+        return item
     viewed = [ItemViewed(item.id, item.seller_id)]
     await repos.analytics.record(viewed, clock.now())
     events.publish(viewed)
@@ -47,15 +51,16 @@ async def browse_items(
     limit: int,
     cursor: str | None,
     *,
+    counted: bool = True,
     repos: ReadRepositories,
     clock: Clock,
     events: EventPublisher,
 ) -> Page[Item]:
     """Active items matching the filter. A filter with a query is a search and is counted as one
-    (first page only: paging through results is not a new search). Its result count is the first page's,
-    which is what decides between "results" and "no results"."""
+    (first page only: paging through results is not a new search; nor when `counted` is false: a HEAD).
+    Its result count is the first page's, which is what decides between "results" and "no results"."""
     page = await repos.items.browse(item_filter, limit, cursor)
-    if item_filter.query is not None and not cursor:
+    if counted and item_filter.query is not None and not cursor:
         searched = [SearchPerformed(item_filter.query, len(page.items))]
         await repos.analytics.record(searched, clock.now())
         events.publish(searched)
@@ -64,7 +69,8 @@ async def browse_items(
 
 # --- Bound: what controllers receive (ports bound in bootstrap.bind_use_cases) ---------------------------------
 
-BrowseItems = Callable[[ItemFilter, int, str | None], Awaitable[Page[Item]]]
-"""(filter, limit, cursor)"""
-ViewItem = Callable[[str], Awaitable[Item]]
+BrowseItems = Callable[..., Awaitable[Page[Item]]]
+"""(filter, limit, cursor, *, counted=True)"""
+ViewItem = Callable[..., Awaitable[Item]]
+"""(item_id, *, counted=True)"""
 ListItem = Callable[[User, dict[str, Any]], Awaitable[Item]]

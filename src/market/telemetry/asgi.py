@@ -230,6 +230,7 @@ class ServerSpanMiddleware:
         state["trace_id"] = trace_id
         state["span_id"] = span_id
         state["session_id"] = session
+        state["head"] = original_method == "HEAD"  # answered as a GET (below); the app may tell them apart
         extra_headers = [
             (b"traceresponse", f"00-{trace_id}-{span_id}-{flags}".encode()),
             (b"x-session-id", session.encode()),

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter
 
@@ -111,6 +111,12 @@ def _fields(struct: msgspec.Struct) -> dict[str, Any]:
 _CENTS_BOUNDS = {"minimum": 0, "maximum": MAX_CENTS}
 
 
+def _counted(request: Request[Any, Any, Any]) -> bool:
+    """Whether the request counts as a view or a search: not a HEAD (answered as a GET by the server span
+    middleware), which is an uptime check or a link checker, not a shopper."""
+    return not request.scope.get("state", {}).get("head", False)
+
+
 class ItemController(Controller):
     path = "/items"
     tags = ["catalog"]
@@ -118,6 +124,7 @@ class ItemController(Controller):
     @get(operation_id="browseItems", responses=problems(400))
     async def browse(
         self,
+        request: Request[Any, Any, Any],
         browse_items: NamedDependency[BrowseItems],
         q: str | None = Parameter(
             default=None, pattern=NO_NUL, description="Full-text search; results in relevance order."
@@ -140,13 +147,15 @@ class ItemController(Controller):
             max_price_cents=max_price_cents,
             seller_id=seller_id,
         )
-        page = await browse_items(item_filter, limit, cursor or None)
+        page = await browse_items(item_filter, limit, cursor or None, counted=_counted(request))
         return ItemPage(items=[ItemOut.of(i) for i in page.items], next_cursor=page.next_cursor)
 
     @get("/{item_id:str}", operation_id="getItem", responses=problems(404))
-    async def get_item(self, item_id: FromPath[str], view_item: NamedDependency[ViewItem]) -> ItemOut:
+    async def get_item(
+        self, request: Request[Any, Any, Any], item_id: FromPath[str], view_item: NamedDependency[ViewItem]
+    ) -> ItemOut:
         """One active item."""
-        return ItemOut.of(await view_item(item_id))
+        return ItemOut.of(await view_item(item_id, counted=_counted(request)))
 
     @post(
         operation_id="createItem",
