@@ -113,3 +113,36 @@ def test_a_refund_reaches_the_seller_and_every_figure(dev_server):
         assert any(
             'market_refund_reason="damaged"' in line and float(line.split()[-1]) == 1 for line in damaged
         ), damaged
+
+
+def test_the_sellers_shares_of_a_refund_add_up_to_it(dev_server):
+    """A refund of an order holding three sellers' lines (1001 each) is shared in proportion to their subtotals
+    in whole cents that add up to what went back: refunds of 1, 1, 1 and 2 cents leave the sellers' books 5
+    cents lighter in all, not 3 (each third rounded down)."""
+    with dev_server.client() as client:
+        admin, buyer = create_admin(dev_server, client), register(client)
+        sellers = [register(client, "seller") for _ in range(3)]
+        for seller in sellers:
+            item = create_item(client, seller, price_cents=1001, currency="USD", stock=5)
+            r = client.put(f"/api/v1/cart/items/{item['id']}", json={"quantity": 1}, headers=auth(buyer))
+            assert r.status_code == 200, r.text
+        r = client.post(
+            "/api/v1/checkout",
+            json={"payment_method": {"type": "card", "token": "tok_visa"}},
+            headers={**auth(buyer), "Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert r.status_code == 201 and r.json()["total_cents"] == 3003, r.text
+        order_id = r.json()["id"]
+        for cents in (1, 1, 1, 2):
+            r = client.post(
+                f"/api/v1/admin/orders/{order_id}/refunds",
+                json={"amount_cents": cents, "reason": "requested_by_customer"},
+                headers={**auth(admin), "Idempotency-Key": uuid.uuid4().hex},
+            )
+            assert r.status_code == 201, r.text
+
+        books = [client.get("/api/v1/seller/dashboard", headers=auth(s)).json()["revenue"] for s in sellers]
+        assert all(len(b) == 1 and b[0]["revenue_cents"] == 1001 for b in books), books
+        assert sum(b[0]["refunded_cents"] for b in books) == 5, books
+        assert sorted(b[0]["refunded_cents"] for b in books) == [1, 2, 2], books
+        assert all(b[0]["net_revenue_cents"] == 1001 - b[0]["refunded_cents"] for b in books), books

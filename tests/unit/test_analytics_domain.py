@@ -12,6 +12,7 @@ from market.domain.analytics import (
     funnel_report,
     parse_period,
     percentile,
+    proportional_shares,
     rate,
     round_half_up,
 )
@@ -138,3 +139,22 @@ def test_an_empty_funnel_is_all_zeros() -> None:
     report = funnel_report(parse_period(None, None, NOW), (0, 0, 0, 0))
     assert [s.conversion for s in report.steps] == [0.0] * 4
     assert report.overall_conversion == 0.0
+
+
+@pytest.mark.parametrize(
+    ("amount", "weights", "expected"),
+    [
+        (5, {"a": 1001, "b": 1001, "c": 1001}, {"a": 2, "b": 2, "c": 1}),
+        (1, {"a": 1001, "b": 1001, "c": 1001}, {"a": 1, "b": 0, "c": 0}),
+        (1734, {"a": 1000, "b": 2468}, {"a": 500, "b": 1234}),
+        (3003, {"a": 1001, "b": 1001, "c": 1001}, {"a": 1001, "b": 1001, "c": 1001}),
+        (10, {"a": 1, "b": 99}, {"a": 0, "b": 10}),
+        (0, {"a": 5}, {"a": 0}),
+        (0, {"a": 0}, {"a": 0}),
+    ],
+)
+def test_proportional_shares_add_up_to_the_amount_and_never_exceed_a_weight(amount, weights, expected):
+    shares = proportional_shares(amount, weights)
+    assert shares == expected
+    assert sum(shares.values()) == amount
+    assert all(shares[key] <= weight for key, weight in weights.items())

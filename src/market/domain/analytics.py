@@ -128,6 +128,20 @@ def percentile(count: int, percent: int, value_at: Mapping[int, float]) -> Fract
     return low_value + (high_value - low_value) * (position - low)
 
 
+def proportional_shares(amount: int, weights: Mapping[str, int]) -> dict[str, int]:
+    """`amount` (cents, at most the weights' sum) split in proportion to `weights` in whole cents that add up
+    to it: each key gets its share rounded down, then the cents left over go one each to the largest
+    remainders (ties by key). No share exceeds its weight."""
+    whole = sum(weights.values())
+    if whole <= 0:
+        return dict.fromkeys(weights, 0)
+    shares = {key: amount * weight // whole for key, weight in weights.items()}
+    left = amount - sum(shares.values())
+    for key in sorted(weights, key=lambda k: (-(amount * weights[k] % whole), k))[:left]:
+        shares[key] += 1
+    return shares
+
+
 def round_half_up(value: Fraction) -> int:
     """Whole cents: money never becomes a float."""
     return int(value + Fraction(1, 2)) if value >= 0 else -int(-value + Fraction(1, 2))

@@ -41,6 +41,7 @@ from market.domain.analytics import (
     SessionsReport,
     funnel_report,
     percentile,
+    proportional_shares,
     rate,
     round_half_up,
 )
@@ -988,26 +989,36 @@ class SqlAnalyticsReports:
 
     async def _seller_refunds(self, seller_id: str, period: Period) -> tuple[int, dict[str, int]]:
         """(how many refunds went through on the period's orders holding the seller's lines, the seller's share
-        of them per currency). A refund is of the whole order: each seller bears the part of it that their
-        subtotal is of the order's total (rounded down, never more than their subtotal)."""
+        of them per currency). A refund is of the whole order: its sellers share what went back in proportion
+        to their subtotals, in whole cents that add up to it (`proportional_shares`), never more than their
+        subtotal."""
         rows = await self._db.fetch(
-            "SELECT o.currency, o.total_cents, s.subtotal, count(r.id) AS n, sum(r.amount_cents) AS refunded"
-            " FROM orders o"
-            " JOIN (SELECT order_id, sum(quantity * unit_price_cents) AS subtotal FROM order_lines"
-            "  WHERE seller_id = {} GROUP BY order_id) s ON s.order_id = o.id"
-            " JOIN refunds r ON r.order_id = o.id AND r.status = 'succeeded'"
+            "SELECT o.id, o.currency, l.seller_id, sum(l.quantity * l.unit_price_cents) AS subtotal,"
+            " (SELECT count(*) FROM refunds r WHERE r.order_id = o.id AND r.status = 'succeeded') AS n,"
+            " (SELECT coalesce(sum(r.amount_cents), 0) FROM refunds r"
+            "  WHERE r.order_id = o.id AND r.status = 'succeeded') AS refunded"
+            " FROM orders o JOIN order_lines l ON l.order_id = o.id"
             " WHERE o.status IN ('partially_refunded', 'refunded') AND o.created_at >= {} AND o.created_at <= {}"
-            " GROUP BY o.id, o.currency, o.total_cents, s.subtotal",
-            seller_id,
+            " AND EXISTS (SELECT 1 FROM order_lines m WHERE m.order_id = o.id AND m.seller_id = {})"
+            " GROUP BY o.id, o.currency, l.seller_id",
             period.start,
             period.end,
+            seller_id,
         )
-        shares: dict[str, int] = defaultdict(int)
+        orders: dict[str, dict[str, Any]] = {}
         for row in rows:
-            total, subtotal, refunded = int(row["total_cents"]), int(row["subtotal"]), int(row["refunded"])
-            share = subtotal if refunded >= total else refunded * subtotal // max(total, 1)
-            shares[row["currency"]] += min(share, subtotal)
-        return sum(int(row["n"]) for row in rows), dict(shares)
+            order = orders.setdefault(
+                str(row["id"]),
+                {"currency": row["currency"], "n": int(row["n"]), "refunded": 0, "subtotals": {}},
+            )
+            order["refunded"] = int(row["refunded"])
+            order["subtotals"][str(row["seller_id"])] = int(row["subtotal"])
+        shares: dict[str, int] = defaultdict(int)
+        for order in orders.values():
+            subtotals = order["subtotals"]
+            refunded = min(order["refunded"], sum(subtotals.values()))
+            shares[order["currency"]] += proportional_shares(refunded, subtotals)[str(seller_id)]
+        return sum(order["n"] for order in orders.values()), dict(shares)
 
     async def prune(self, older_than: datetime) -> int:
         """Forget the events before `older_than`. On PostgreSQL (monthly partitions, m0006) the months that
