@@ -104,12 +104,17 @@ def _flag(env: _Env, name: str, default: bool) -> bool:
     return env.bool(name, default)
 
 
+MAX_DURATION_S = 10 * 365 * 86400
+"""The longest duration a setting takes: ten years (a retry delay past year 9999 overflows every timestamp)."""
+
+
 def _whole(minimum: int, maximum: int) -> Parse:
     return lambda env, name, default: env.int(name, default, minimum=minimum, maximum=maximum)
 
 
-def _seconds(minimum: int = 0) -> Parse:
-    return lambda env, name, default: env.duration(name, default, minimum=minimum)
+def _seconds(minimum: int = 0, maximum: int = MAX_DURATION_S) -> Parse:
+    """Seconds, as a whole number (`15`) or with a unit (`15s`, `30m`, `24h`, `2d`)."""
+    return lambda env, name, default: env.duration(name, default, minimum=minimum, maximum=maximum)
 
 
 def _optional_seconds(env: _Env, name: str, _default: None) -> int | None:
@@ -276,8 +281,9 @@ class PaymentSettings:
     key, which suits the sandbox (it signs its own events)."""
     stripe_api_key: str | None = setting("STRIPE_API_KEY", _optional, None, secret=True)
     """Stripe secret key (STRIPE_API_KEY), needed when the gateway is `stripe`."""
-    reconcile_interval_s: int = setting("MARKET_RECONCILE_INTERVAL", _whole(1, 86400), 60)
-    """How often unsettled orders are reconciled with the provider (MARKET_RECONCILE_INTERVAL, seconds)."""
+    reconcile_interval_s: int = setting("MARKET_RECONCILE_INTERVAL", _seconds(1, 86400), 60)
+    """How often unsettled orders are reconciled with the provider (MARKET_RECONCILE_INTERVAL: seconds, or
+    with a unit like the other durations, 10s or 1m)."""
 
 
 def _durations(env: _Env, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -423,8 +429,9 @@ def _addresses(env: _Env, name: str, _default: tuple[str, ...]) -> tuple[str, ..
 
 @dataclass(frozen=True, slots=True)
 class AlertSettings:
-    eval_interval_s: int = setting("MARKET_ALERT_EVAL_INTERVAL", _whole(1, 3600), 15)
-    """How often the in-process alert rules are evaluated (MARKET_ALERT_EVAL_INTERVAL, seconds)."""
+    eval_interval_s: int = setting("MARKET_ALERT_EVAL_INTERVAL", _seconds(1, 3600), 15)
+    """How often the in-process alert rules are evaluated (MARKET_ALERT_EVAL_INTERVAL: seconds, or with a unit
+    as MARKET_ALERT_FOR takes them, 1s or 1m)."""
     hold_s: int | None = setting("MARKET_ALERT_FOR", _optional_seconds, None)
     """How long every in-app rule's condition must hold before it fires or resolves (MARKET_ALERT_FOR, a
     duration such as `10s`); None: each rule's own `for:`, the same as its Prometheus rule's."""
@@ -655,7 +662,7 @@ class _Env:
             return False
         raise ConfigError(f"{name}: expected on/off (or 1/0, true/false, yes/no), got {raw!r}")
 
-    def duration(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def duration(self, name: str, default: int, *, minimum: int = 0, maximum: int = MAX_DURATION_S) -> int:
         """Seconds, written as a whole number of seconds or with a unit: 90s, 30m, 24h, 2d."""
         raw = self._values.get(name, "").strip().lower()
         if raw == "":
@@ -666,6 +673,8 @@ class _Env:
             raise ConfigError(f"{name}: expected a duration like 86400, 30m, 24h or 2d, got {raw!r}")
         if int(number) * unit < minimum:
             raise ConfigError(f"{name}: must be at least {minimum} s, got {raw!r}")
+        if int(number) * unit > maximum:
+            raise ConfigError(f"{name}: must be at most {maximum} s, got {raw!r}")
         return int(number) * unit
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -728,8 +737,6 @@ def read_dotenv(path: Path) -> dict[str, str]:
 
 
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MAX_DURATION_S = 10 * 365 * 86400
-"""The longest duration a setting takes: ten years (a retry delay past year 9999 overflows every timestamp)."""
 
 
 def _digits(text: str) -> bool:

@@ -33,6 +33,11 @@ def test_slack_and_email_settings_are_read():
     assert alerts.email_from == "market@example.com"
 
 
+@pytest.mark.parametrize(("raw", "seconds"), [("1", 1), ("1s", 1), ("15s", 15), ("1m", 60)])
+def test_the_evaluation_interval_takes_seconds_or_a_duration_as_alert_for_does(raw, seconds):
+    assert _alerts(MARKET_ALERT_EVAL_INTERVAL=raw).eval_interval_s == seconds
+
+
 def test_secrets_stay_out_of_the_settings_repr():
     alerts = _alerts(
         MARKET_ALERT_SLACK_WEBHOOK_URL="https://hooks.slack.com/services/T0/B0/slack-secret",
@@ -59,7 +64,8 @@ def test_smtp_urls_have_default_ports_per_scheme(url, expected):
     ("environ", "variable"),
     [
         ({"MARKET_ALERT_EVAL_INTERVAL": "0"}, "MARKET_ALERT_EVAL_INTERVAL"),
-        ({"MARKET_ALERT_EVAL_INTERVAL": "15s"}, "MARKET_ALERT_EVAL_INTERVAL"),
+        ({"MARKET_ALERT_EVAL_INTERVAL": "2h"}, "MARKET_ALERT_EVAL_INTERVAL"),  # over an hour
+        ({"MARKET_ALERT_EVAL_INTERVAL": "15 s"}, "MARKET_ALERT_EVAL_INTERVAL"),
         ({"MARKET_ALERT_SLACK_WEBHOOK_URL": "hooks.slack.com/x"}, "MARKET_ALERT_SLACK_WEBHOOK_URL"),
         ({"MARKET_ALERT_SLACK_WEBHOOK_URL": "ftp://example.com/x"}, "MARKET_ALERT_SLACK_WEBHOOK_URL"),
         ({"MARKET_ALERT_SMTP_URL": "smtp://mail.example.com"}, "MARKET_ALERT_EMAIL_TO"),

@@ -128,6 +128,11 @@ def test_numbers_in_durations_and_rates_are_ascii_digits_within_bounds(variable,
     _assert_one_line_naming(raised.value, variable)
 
 
+@pytest.mark.parametrize(("raw", "seconds"), [("60", 60), ("10s", 10), ("2m", 120)])
+def test_the_reconcile_interval_takes_seconds_or_a_duration(raw, seconds):
+    assert _from_env(MARKET_RECONCILE_INTERVAL=raw).payments.reconcile_interval_s == seconds
+
+
 def test_blank_numbers_fall_back_to_their_defaults():
     assert _from_env(MARKET_PORT="  ").server.port == 8000
 
