@@ -573,3 +573,18 @@ def test_log_lines_are_exported_over_otlp_when_asked_with_the_request_trace(tmp_
             wait_until(access_line_arrived, what="the access log record over OTLP")
     finally:
         receiver.stop()
+
+
+def test_with_no_collector_openmetrics_exemplars_still_name_the_requests_trace_ids(tmp_path):
+    """The embedded default records no span (nothing would receive it), yet each request has a trace id, in
+    its `traceresponse`, log line and problem body: the duration histogram's exemplars name those."""
+    # The suites sample every request (tests/conftest.py); this is the embedded default's no sampler at all.
+    with serving("sqlite", tmp_path, {"OTEL_TRACES_SAMPLER": ""}) as server, server.client() as c:
+        traced = {trace_id_of(c.get("/api/v1/items")) for _ in range(3)}
+        traced.add(trace_id_of(c.get("/api/v1/no-such-route")))
+        response = c.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    families = {f.name: f for f in openmetrics_parser.text_string_to_metric_families(response.text)}
+    duration = families["http_server_request_duration_seconds"]
+    linked = {s.exemplar.labels["trace_id"] for s in duration.samples if s.exemplar is not None}
+    assert linked & traced, (linked, traced)  # the others: the readiness checks of the start
+    assert all(re.fullmatch(r"[0-9a-f]{32}", trace_id) for trace_id in linked), linked

@@ -194,6 +194,7 @@ def build_app(
         telemetry.instruments.http_duration,
         AccessLog(via_logging=telemetry.logger_provider is not None),  # exported lines go through logging
         sessions=recording if settings.sessions.recording else None,
+        exemplars_without_spans=not telemetry.spans_recorded,
     )
     telemetry.exposition.expect_routes(served_routes(app))  # their 5xx series exist at zero from the start
     return app

@@ -144,6 +144,16 @@ class ExemplarPacer:
         return True
 
 
+def _exemplar_of(trace_id: str, span_id: str) -> otel_context.Context:
+    """A context whose span offers (`trace_id`, `span_id`) as an exemplar: the histograms offer the ids of a
+    sampled span only."""
+    ids = SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=False, trace_flags=_SAMPLED)
+    return trace.set_span_in_context(trace.NonRecordingSpan(ids))
+
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
 def _with_head(header: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
     """An `Allow` header listing GET also lists HEAD, which this middleware answers wherever GET is."""
     name, value = header
@@ -166,8 +176,13 @@ class ServerSpanMiddleware:
         duration: Histogram | None = None,
         access_log: AccessLog | None = None,
         sessions: SessionRecording | None = None,
+        *,
+        exemplars_without_spans: bool = False,
     ) -> None:
         self.app = app
+        self._exemplars_without_spans = exemplars_without_spans
+        """No span is recorded anywhere (no exporter): a request's trace id still names it in its log line,
+        problem body, session replay and Sentry event, so unsampled requests offer it as the exemplar too."""
         self.sessions = sessions
         """Session replay: each API request's compact entry goes to this buffer (None: not recorded)."""
         self.tracer = tracer
@@ -315,7 +330,10 @@ class ServerSpanMiddleware:
                 # In the request's context, so that a sampled request leaves its trace id as an exemplar, at
                 # most once a second per series and bucket (the exposition shows the latest one per bucket).
                 # Sampled first: an unsampled request offers none, so it must not use up the bucket's turn.
-                exemplar = span.get_span_context().trace_flags.sampled and self._exemplars.due(
+                sampled = span.get_span_context().trace_flags.sampled
+                offer = NO_EXEMPLAR
+                if (sampled or self._exemplars_without_spans) and self._exemplars.due(
                     series, elapsed, started + elapsed
-                )
-                self.duration.record(elapsed, series, context=span_context if exemplar else NO_EXEMPLAR)
+                ):
+                    offer = span_context if sampled else _exemplar_of(trace_id, span_id)
+                self.duration.record(elapsed, series, context=offer)

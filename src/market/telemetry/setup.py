@@ -15,7 +15,8 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Tracer
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import NoOpTracer, Tracer
 
 from market.config import Settings
 
@@ -42,6 +43,12 @@ class Telemetry:
     @property
     def tracer(self) -> Tracer:
         return self.tracer_provider.get_tracer(INSTRUMENTATION_SCOPE)
+
+    @property
+    def spans_recorded(self) -> bool:
+        """Whether any span is recorded: not with the SDK disabled, nor when nothing would receive them
+        (no exporter: build_tracer_provider's ALWAYS_OFF sampler)."""
+        return self.tracer_provider.sampler is not ALWAYS_OFF and not isinstance(self.tracer, NoOpTracer)
 
     def shutdown(self, timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
         """Flush and stop exporters, giving up after `timeout_s`: an unreachable collector must not hold a
