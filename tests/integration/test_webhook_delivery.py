@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import socket
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -551,6 +553,34 @@ async def test_the_worker_loop_delivers_in_the_background_and_stops_promptly(db,
         finally:
             await asyncio.wait_for(worker.stop(), timeout=5)
     assert len(receiver.received()) == 1
+
+
+async def test_an_endpoint_that_hangs_does_not_hold_up_deliveries_that_fall_due_meanwhile(db, sender):
+    """A tarpit (a port that accepts connections and never answers) keeps its attempt in flight up to the
+    sender's timeout (5 s here): another seller's delivery queued meanwhile goes out on the next poll."""
+    tarpit = socket.socket()
+    tarpit.bind(("127.0.0.1", 0))
+    tarpit.listen(16)  # never accepted: the kernel completes the handshake, nobody reads or answers
+    try:
+        with running_receiver(200) as receiver:
+            slow, _ = await seller_with_endpoint(db, f"http://127.0.0.1:{tarpit.getsockname()[1]}/hook")
+            quick, _ = await seller_with_endpoint(db, receiver.url)
+            real_clock = FakeClock(datetime.now(UTC), step=timedelta(0))
+            worker = WebhookDeliveryWorker(
+                SqlWebhookDeliveryRepository(db), sender, real_clock, SCHEDULE, poll_interval_s=0.05
+            )
+            worker.start()
+            try:
+                await queue_order_paid(db, slow, now=real_clock.now())
+                await asyncio.sleep(0.5)  # its pass is waiting on the tarpit now
+                queued = time.monotonic()
+                await queue_order_paid(db, quick, now=real_clock.now())
+                (received,) = await asyncio.to_thread(receiver.wait_for, 1, 4.0)
+            finally:
+                await asyncio.wait_for(worker.stop(grace_s=0.1), timeout=5)
+    finally:
+        tarpit.close()
+    assert received.at - queued < 2.0  # not after the tarpit's 5 s timeout
 
 
 # --- the seller's list ----------------------------------------------------------------------------------------

@@ -7,10 +7,10 @@ a restart loses nothing: a row claimed by a process that died is taken again whe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Literal
 
 from market.application.ports import Clock
 from market.application.seller_webhooks import (
@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 1.0
 BATCH_SIZE = 10
+MAX_PASSES = 4
+"""Passes in flight at once. A pass ends when its slowest attempt does (up to the sender's timeout, against a
+receiver that hangs), so the next pass starts on its poll interval all the same: deliveries that fall due
+meanwhile, other sellers' included, do not wait behind one slow endpoint."""
 # Every claimed row of a batch is attempted at once, so one attempt's timeout bounds a batch; the rest is
 # room to record the outcomes.
 LEASE = timedelta(seconds=6 * ATTEMPT_TIMEOUT_S)
@@ -45,6 +49,7 @@ class WebhookDeliveryWorker:
         poll_interval_s: float = POLL_INTERVAL_S,
         batch_size: int = BATCH_SIZE,
         lease: timedelta = LEASE,
+        max_passes: int = MAX_PASSES,
     ) -> None:
         self._deliveries = deliveries
         self._sender = sender
@@ -53,6 +58,7 @@ class WebhookDeliveryWorker:
         self._poll_interval_s = poll_interval_s
         self._batch_size = batch_size
         self._lease = lease
+        self._max_passes = max_passes
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -87,17 +93,46 @@ class WebhookDeliveryWorker:
             await cancel_and_wait([task])
 
     async def _run(self) -> None:
-        while not self._stopping.is_set():
-            pause = self._poll_interval_s
-            try:
-                if len(await self.run_once()) == self._batch_size:
-                    pause = 0  # more may be due
-            except Exception:
-                log.exception("webhook delivery pass failed; will retry")
-                pause = ERROR_BACKOFF_S
-            if pause:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), pause)
+        """A pass every poll interval (at once after a full batch: more may be due), up to `max_passes` in
+        flight; on stop, the passes in flight are awaited (stop() bounds the wait)."""
+        loop = asyncio.get_running_loop()
+        passes: set[asyncio.Task[_Outcome]] = set()
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        next_pass_at = loop.time()
+        try:
+            while not self._stopping.is_set():
+                if len(passes) < self._max_passes and loop.time() >= next_pass_at:
+                    passes.add(asyncio.create_task(self._pass(), name="webhook-delivery-pass"))
+                    next_pass_at = loop.time() + self._poll_interval_s
+                timeout = None if len(passes) >= self._max_passes else max(0.0, next_pass_at - loop.time())
+                done, _ = await asyncio.wait(
+                    {stopping, *passes}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                for finished in done - {stopping}:
+                    passes.discard(finished)
+                    if finished.result() == "full":  # more may be due
+                        next_pass_at = loop.time()
+                    elif finished.result() == "failed":
+                        next_pass_at = max(next_pass_at, loop.time() + ERROR_BACKOFF_S)
+        except asyncio.CancelledError:  # stop()'s grace ran out: the rows in flight are taken again later
+            for running in passes:
+                running.cancel()
+            raise
+        finally:
+            stopping.cancel()
+        if passes:  # stopping: the attempts in flight finish (cancelled with this task past stop()'s grace)
+            await asyncio.gather(*passes, return_exceptions=True)
+
+    async def _pass(self) -> _Outcome:
+        try:
+            reports = await self.run_once()
+        except Exception:
+            log.exception("webhook delivery pass failed; will retry")
+            return "failed"
+        return "full" if len(reports) == self._batch_size else "done"
+
+
+_Outcome = Literal["full", "done", "failed"]
 
 
 def _log_verdict(report: DeliveryReport) -> None:
