@@ -131,6 +131,7 @@ def test_the_same_filters_apply_to_get_orders_within_the_callers_visibility(clie
         ({"from": "last week"}, "from"),
         ({"to": "2026-13-01"}, "to"),
         ({"limit": "0"}, "limit"),
+        ([("status", "paid"), ("status", "refunded")], "status"),  # not read as the last one alone
     ],
 )
 def test_an_unknown_filter_or_a_bad_value_is_a_400_naming_it(client, shop, path, params, field):

@@ -39,6 +39,14 @@ def _query_parameters(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return declared
 
 
+def _takes_many(annotation: Any) -> bool:
+    """Whether a parameter annotated so takes several values (`list[str] | None`)."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    kinds = {typing.get_origin(arg) or arg for arg in (annotation, *typing.get_args(annotation))}
+    return bool(kinds & {list, tuple, set, frozenset})
+
+
 def _takes_text(annotation: Any) -> bool:
     """Whether a parameter annotated so takes any text (`str`, `str | None`), as opposed to a value of a kind
     (a status, a number, a time)."""
@@ -49,9 +57,10 @@ def _takes_text(annotation: Any) -> bool:
 
 async def known_query_only(request: Request[Any, Any, Any]) -> None:
     """`before_request` hook: a 400 `invalid-parameter` problem naming every query parameter the handler
-    does not take, and every one sent as the text `null` that does not take text: Litestar reads
-    `?status=null` as None for an optional status (msgspec's lax conversion), so the filter would silently be
-    dropped and the list answer with everything."""
+    does not take, every one sent as the text `null` that does not take text (Litestar reads `?status=null`
+    as None for an optional status, msgspec's lax conversion, so the filter would silently be dropped and the
+    list answer with everything), and every one-valued parameter sent more than once (`?status=a&status=b`
+    would be read as the last one alone)."""
     declared = _query_parameters(request)
     unknown = sorted(set(request.query_params) - set(declared))
     nulls = sorted(
@@ -59,8 +68,14 @@ async def known_query_only(request: Request[Any, Any, Any]) -> None:
         for name, value in request.query_params.items()
         if value == "null" and name in declared and not _takes_text(declared[name])
     )
+    repeated = sorted(
+        name
+        for name in set(request.query_params) & set(declared)
+        if len(request.query_params.getall(name)) > 1 and not _takes_many(declared[name])
+    )
     bad = [{"key": name, "message": "is not a parameter of this list", "source": "query"} for name in unknown]
     bad += [{"key": name, "message": "is not a valid value", "source": "query"} for name in nulls]
+    bad += [{"key": name, "message": "must be given once", "source": "query"} for name in repeated]
     if bad:
         raise ValidationException(
             "Unknown query parameters." if unknown else "Some filters are not valid.", extra=bad
