@@ -152,6 +152,38 @@ def test_cached_encodings_are_reused_without_changing_the_bytes() -> None:
     assert encode_spans(spans) == first
 
 
+def test_a_string_attribute_shared_by_a_span_its_events_and_links_keeps_each_ones_field() -> None:
+    """The cache of encoded string pairs once ignored which message a pair went into: `market.order.id` set on
+    a span and then on its `market.payment.attempted` event was written into the event with the span's field
+    number, which the collector skips, so the event arrived with no attributes (seen from outside)."""
+    otlp_spans._kv_cache.clear()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=_resource())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    shared = {"market.order.id": "order-1", "market.payment.outcome": "succeeded"}
+    tracer = provider.get_tracer("market")
+    with tracer.start_as_current_span("payment charge", attributes=shared) as first:
+        first.add_event("market.payment.attempted", shared)
+    linked = first.get_span_context()
+    with tracer.start_as_current_span("after", links=[Link(linked, shared)]) as second:
+        second.add_event("market.order.paid", shared)
+    with tracer.start_as_current_span("event first") as third:
+        third.add_event("market.cart.item_added", {"market.item.id": "item-1"})
+        third.set_attribute("market.item.id", "item-1")
+    spans = list(exporter.get_finished_spans())
+    _assert_same(spans)
+    decoded = ExportTraceServiceRequest.FromString(encode_spans(spans))
+    received = decoded.resource_spans[0].scope_spans[0].spans
+    assert all(
+        len(event.attributes) == len(event_of.attributes)
+        for event, event_of in [
+            (span.events[0], original.events[0]) for span, original in zip(received, spans, strict=True)
+        ]
+    )
+    assert len(received[1].links[0].attributes) == 2
+    assert received[2].trace_state == ""
+
+
 def test_a_value_protobuf_cannot_hold_is_left_out_and_logged_as_the_sdk_does(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

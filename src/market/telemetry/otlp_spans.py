@@ -48,7 +48,8 @@ _pack_double = struct.Struct("<d").pack
 _CACHE_LIMIT = 4096
 """Encoded key-value pairs kept (statement texts, routes, methods: a small set); past this the cache starts
 over."""
-_kv_cache: dict[tuple[str, Any], bytes] = {}
+_kv_cache: dict[tuple[bytes, str, Any], bytes] = {}
+"""Keyed by the field tag too: the same pair is a span's, an event's or a link's attribute under another field."""
 _float_cache: dict[float, bytes] = {}
 _header_cache: dict[tuple[Any, Any], tuple[bytes, bytes]] = {}
 
@@ -119,7 +120,7 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     cache = _kv_cache
     for key, value in attributes.items():
         if value.__class__ is str:  # the common case, and repeated: statement texts, routes, names
-            found = cache.get((key, value))
+            found = cache.get((tag, key, value))
             if found is None:
                 try:
                     found = _field(tag, _key_value(key, value))
@@ -128,7 +129,7 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
                     continue
                 if len(cache) >= _CACHE_LIMIT:
                     cache.clear()
-                cache[key, value] = found
+                cache[tag, key, value] = found
             parts.append(found)
             continue
         try:
