@@ -316,6 +316,19 @@ def test_business_span_events_arrive_with_their_attributes(journey):
     assert place.event(names.EVENT_ORDER_PAID) == {names.ORDER_ID: order["id"]}
 
 
+def test_a_declined_checkouts_span_carries_the_orders_figures_too(journey):
+    declined = journey.trace_of("declined")
+    spans = journey.otlp.wait_for_spans(
+        lambda spans: any(s.name == "checkout.place_order" and s.trace_id == declined for s in spans),
+        what="the declined checkout.place_order",
+    )
+    (place,) = [s for s in spans if s.name == "checkout.place_order" and s.trace_id == declined]
+    order_id = journey.responses["declined"].json()["order_id"]
+    assert place.attributes[names.ORDER_ID] == order_id
+    assert place.attributes[names.ORDER_CURRENCY] == "EUR"
+    assert place.attributes[names.ORDER_TOTAL_CENTS] > 0 and place.attributes[names.CART_LINE_COUNT] == 1
+
+
 def test_business_events_are_span_events_on_the_request(journey):
     assert journey.server_span("view").event(names.EVENT_ITEM_VIEWED) is not None
     search = journey.server_span("search").event(names.EVENT_SEARCH_PERFORMED)

@@ -24,6 +24,10 @@ class OtelEventPublisher:
             name, attributes = self._record(event)
             if recording and name:
                 span.add_event(name, attributes)
+                if isinstance(event, events.CheckoutStarted):
+                    # The checkout's span (current here) carries the order's figures whatever its outcome: a
+                    # declined or timed-out checkout ends in an error that has only the order's id.
+                    span.set_attributes(attributes)
 
     def _record(self, event: events.Event) -> tuple[str | None, dict[str, Any]]:
         """Update the metrics for one event; return its span event (name and attributes)."""
