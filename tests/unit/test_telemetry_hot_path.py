@@ -20,6 +20,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NoOpTracer
 
 from market.adapters.telemetry.db import DbSpans
 from market.telemetry import names
@@ -363,3 +364,26 @@ def test_access_lines_written_in_one_turn_of_the_loop_are_flushed_once_at_its_en
     assert stream.flushed[:2] == [3, 4]
     log.write("outside a loop", None, None, {})
     assert stream.flushed[-1] == 5  # at once
+
+
+def test_with_the_sdk_disabled_an_incoming_traceparent_still_names_the_trace():
+    """No span is made (OTEL_SDK_DISABLED), but `traceresponse`, logs and problem bodies keep the caller's
+    trace id, as the contract's "incoming traceparent is honoured" asks; the span id is the server's own."""
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent: list[dict] = []
+
+    async def keep(message):
+        sent.append(message)
+
+    middleware = ServerSpanMiddleware(app, NoOpTracer(), access_log=AccessLog())
+    incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = [(b"traceparent", incoming.encode())]
+    asyncio.run(middleware({"type": "http", "method": "GET", "path": "/x", "headers": headers}, None, keep))
+    asyncio.run(middleware({"type": "http", "method": "GET", "path": "/x", "headers": []}, None, keep))
+    first, second = [dict(m["headers"])[b"traceresponse"].decode().split("-") for m in sent[::2]]
+    assert first[1] == "4bf92f3577b34da6a3ce929d0e0e4736" and first[2] != "00f067aa0ba902b7"
+    assert second[1] != first[1] and len(second[1]) == 32

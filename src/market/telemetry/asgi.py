@@ -238,9 +238,12 @@ class ServerSpanMiddleware:
             span = INVALID_SPAN
         if span.get_span_context().is_valid:
             trace_id, span_id, flags = trace_ids(span)
-        else:  # SDK disabled: still give clients a reference to quote (one draw for both ids)
+        else:  # SDK disabled: still give clients a reference to quote, in their own trace if they sent one
             ids = secrets.token_hex(24)
             trace_id, span_id, flags = ids[:32], ids[32:], "00"
+            incoming = span_context_from_traceparent(carrier.get("traceparent")) if carrier else None
+            if incoming is not None:
+                trace_id = format(incoming.trace_id, "032x")
         state = scope.setdefault("state", {})
         state["trace_id"] = trace_id
         state["span_id"] = span_id
