@@ -29,6 +29,7 @@ from market.domain.errors import InvalidCursor
 from market.domain.money import Money
 from market.domain.orders import Cart, Order, OrderStatus, PaymentStatus
 from market.domain.users import Role
+from tests.integration.blocking import locked
 from tests.support.database import add_item, add_user, count
 from tests.support.factories import T0, TRACEPARENT, new_order
 
@@ -520,6 +521,20 @@ async def test_an_in_progress_claim_whose_request_died_is_taken_over_once(db):
     assert await keys.begin(user, "k1", "hash-a", later) == "new"
     assert await keys.begin(user, "k1", "hash-a", later) == "in_progress", "only one request takes it over"
     assert await keys.begin(user, "k1", "hash-a", later + timedelta(seconds=1)) == "in_progress"
+
+
+async def test_a_checkouts_answer_is_stored_once_the_database_is_free_again(db, database_url):
+    """The order is placed by then: a busy database must not turn its answer into a 503 and leave the key in
+    progress (its retries would get 409, and the takeover would run the checkout again)."""
+    keys = SqlIdempotencyStore(db)
+    user = str(uuid.uuid4())
+    assert await keys.begin(user, "k1", "hash-a", T0) == "new"
+    with locked(database_url, "idempotency_keys"):
+        storing = asyncio.create_task(keys.complete(user, "k1", 201, b'{"id":"o1"}', T0))
+        await asyncio.sleep(3.0)  # past the lock timeout (2 s): the first try has given up
+        assert not storing.done()
+    await asyncio.wait_for(storing, 10)
+    assert await keys.begin(user, "k1", "hash-a", T0) == IdempotentReplay(201, b'{"id":"o1"}')
 
 
 async def test_concurrent_claims_of_one_key_let_exactly_one_request_through(db):

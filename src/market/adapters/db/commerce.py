@@ -10,6 +10,7 @@ Statements off the hot path use the query builder.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import hashlib
@@ -37,6 +38,7 @@ from market.domain.users import Role, User
 
 from .cursors import decode_keyset_cursor, encode_keyset_cursor
 from .database import Database
+from .errors import database_unavailable
 from .rows import parse_id
 from .tables import (
     CartLineRow,
@@ -54,6 +56,9 @@ from .tables import (
 
 CHECKOUT_CLAIM_TIMEOUT = timedelta(minutes=15)  # a crashed checkout must not lock a cart forever
 IDEMPOTENCY_TAKEOVER_AFTER = timedelta(minutes=5)  # an in-progress key whose request died may be reused
+_COMPLETE_RETRY_PAUSES_S = (0.05, 0.2, 0.5, 1.0, 2.0)
+"""Pauses between tries to store a checkout's answer while the database is busy (about 4 s, beside each try's
+own wait for the lock)."""
 
 
 _CART_LINES = (
@@ -675,7 +680,17 @@ class SqlIdempotencyStore:
         return "in_progress"
 
     async def complete(self, user_id: str, key: str, status: int, body: bytes, now: datetime) -> None:
-        await self._db.fetch(_COMPLETE_KEY, status, body.decode(), now, user_id, key)
+        """Store the answer. Tried again while the database is busy or briefly unreachable: by now the order
+        is placed (and may be charged), and a failure here would answer the buyer 503 and leave the key in
+        progress, so that its retries got 409 until the takeover ran the checkout a second time."""
+        for pause_s in (*_COMPLETE_RETRY_PAUSES_S, None):
+            try:
+                await self._db.fetch(_COMPLETE_KEY, status, body.decode(), now, user_id, key)
+                return
+            except Exception as exc:
+                if pause_s is None or database_unavailable(exc) is None:
+                    raise
+            await asyncio.sleep(pause_s)
 
     async def abandon(self, user_id: str, key: str) -> None:
         await IdempotencyKeyRow.delete().where(
