@@ -11,6 +11,8 @@ import socket
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -536,22 +538,32 @@ async def test_two_workers_deliver_every_event_exactly_once(db, database_url, cl
     assert {(d["status"], d["attempts"]) for d in rows} == {("delivered", 1)}
 
 
+@asynccontextmanager
+async def worker_running(
+    db: Database, sender: HttpxWebhookSender, grace_s: float = 3.0
+) -> AsyncIterator[FakeClock]:
+    """The delivery worker's loop in the background, polling every 50 ms, stopped (within 5 s) on the way out;
+    its clock, stopped at the start (deliveries are due by it)."""
+    clock = FakeClock(datetime.now(UTC), step=timedelta(0))
+    worker = WebhookDeliveryWorker(
+        SqlWebhookDeliveryRepository(db), sender, clock, SCHEDULE, poll_interval_s=0.05
+    )
+    worker.start()
+    try:
+        yield clock
+    finally:
+        await asyncio.wait_for(worker.stop(grace_s), timeout=5)
+
+
 async def test_the_worker_loop_delivers_in_the_background_and_stops_promptly(db, sender):
     with running_receiver(200) as receiver:
         seller, _ = await seller_with_endpoint(db, receiver.url)
-        real_clock = FakeClock(datetime.now(UTC), step=timedelta(0))
-        worker = WebhookDeliveryWorker(
-            SqlWebhookDeliveryRepository(db), sender, real_clock, SCHEDULE, poll_interval_s=0.05
-        )
-        worker.start()
-        try:
-            await queue_order_paid(db, seller, now=real_clock.now())
+        async with worker_running(db, sender) as clock:
+            await queue_order_paid(db, seller, now=clock.now())
             for _ in range(100):
                 if receiver.received():
                     break
                 await asyncio.sleep(0.05)
-        finally:
-            await asyncio.wait_for(worker.stop(), timeout=5)
     assert len(receiver.received()) == 1
 
 
@@ -565,19 +577,12 @@ async def test_an_endpoint_that_hangs_does_not_hold_up_deliveries_that_fall_due_
         with running_receiver(200) as receiver:
             slow, _ = await seller_with_endpoint(db, f"http://127.0.0.1:{tarpit.getsockname()[1]}/hook")
             quick, _ = await seller_with_endpoint(db, receiver.url)
-            real_clock = FakeClock(datetime.now(UTC), step=timedelta(0))
-            worker = WebhookDeliveryWorker(
-                SqlWebhookDeliveryRepository(db), sender, real_clock, SCHEDULE, poll_interval_s=0.05
-            )
-            worker.start()
-            try:
-                await queue_order_paid(db, slow, now=real_clock.now())
+            async with worker_running(db, sender, grace_s=0.1) as clock:
+                await queue_order_paid(db, slow, now=clock.now())
                 await asyncio.sleep(0.5)  # its pass is waiting on the tarpit now
                 queued = time.monotonic()
-                await queue_order_paid(db, quick, now=real_clock.now())
+                await queue_order_paid(db, quick, now=clock.now())
                 (received,) = await asyncio.to_thread(receiver.wait_for, 1, 4.0)
-            finally:
-                await asyncio.wait_for(worker.stop(grace_s=0.1), timeout=5)
     finally:
         tarpit.close()
     assert received.at - queued < 2.0  # not after the tarpit's 5 s timeout
