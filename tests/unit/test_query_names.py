@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from litestar import Litestar
+from litestar.datastructures import MultiDict
 from litestar.exceptions import ValidationException
 from litestar.handlers import HTTPRouteHandler
 
@@ -40,7 +41,7 @@ def _list_handler(app: Litestar, path: str) -> HTTPRouteHandler:
 
 
 def _request(handler: HTTPRouteHandler, **query: str) -> SimpleNamespace:
-    return SimpleNamespace(route_handler=handler, path_params={}, query_params=query)
+    return SimpleNamespace(route_handler=handler, path_params={}, query_params=MultiDict(query))
 
 
 @pytest.mark.parametrize("path", LISTS_WITH_BOUNDS)
