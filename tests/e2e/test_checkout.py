@@ -586,6 +586,9 @@ def test_a_gateway_timeout_is_a_503_pending_order_that_market_payments_reconcile
 ):
     r = checkout(client, buyer, "tok_gatewayTimeout")
     problem = assert_problem(r, 503, type_uri=problem_type("payment-gateway-unavailable"))
+    # The safe retry is the same key: a new one is a new purchase, charged again for the cart it finds (the
+    # cart is kept until reconciliation settles this order, at most MARKET_RECONCILE_INTERVAL later).
+    assert "same Idempotency-Key" in problem["detail"] and "charged twice" not in problem["detail"]
     order = order_of(client, buyer, problem["order_id"])
     assert order["status"] == "pending_payment" and order["payment"]["status"] == "pending"
     assert stock_of(client, carted["id"]) == 3, "stock stays reserved while the outcome is unknown"

@@ -52,7 +52,8 @@ class PaymentGatewayUnavailable(DomainError):
     def __init__(self, order_id: str | None = None) -> None:
         super().__init__(
             "The payment provider is not answering right now. Your order is saved as pending and will be "
-            "settled automatically; you will not be charged twice."
+            "settled automatically. To try again, send the same Idempotency-Key: it never charges twice, while "
+            "a new key places a new order."
         )
         self.order_id = order_id
 
