@@ -60,6 +60,27 @@ def test_a_valid_batch_keeps_flat_fields_and_filters_emails_and_tokens():
     assert event.session_id == "s-1" and event.trace_id == "t" * 32
 
 
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("card 4242424242424242 declined", "card [Filtered] declined"),
+        ("4242 4242 4242 4242", "[Filtered]"),
+        ("4242-4242-4242-4242", "[Filtered]"),
+        ("amex 378282246310005", "amex [Filtered]"),
+        ("pm_card_visa", "[Filtered]"),  # the whole token, not `[Filtered]_visa`
+        ("tok_visa_debit failed", "[Filtered] failed"),
+        ("key sk_live_51HabcdEFGHijklmnop", "key [Filtered]"),
+        ("rk_test_abcdefghijklmnop", "[Filtered]"),
+        # Not card numbers (no Luhn checksum, or too short): order numbers and counts stay readable.
+        ("order 1234567890123456", "order 1234567890123456"),
+        ("qty 12345", "qty 12345"),
+    ],
+)
+def test_card_numbers_and_provider_keys_in_client_text_are_filtered(text, kept):
+    (event,) = parse({"at": "2026-11-28T11:59:00Z", "name": "checkout_error", "note": text})
+    assert event.fields == {"note": kept}
+
+
 def test_a_field_whose_name_names_a_secret_keeps_no_value_whatever_it_holds():
     (event,) = parse(
         {
