@@ -275,6 +275,24 @@ async def test_search_stems_words_so_mugs_finds_mug(db, query):
     assert [i.id for i in page.items] == [mug.id]
 
 
+@pytest.mark.parametrize(
+    ("query", "titles"),
+    [
+        ("a blue mug", ["Blue mug"]),  # "a" is no word to look for: the item without it is found
+        ("blue mug and", ["Blue mug"]),
+        ("mug OR teapot", []),  # no operator: "or" is a common word, and both others are required
+        ("the teapot", ["The teapot"]),
+        ("the", []),  # only common words: nothing to look for, on either engine
+    ],
+)
+async def test_common_words_are_not_searched_for_on_either_engine(db, query, titles):
+    seller = await add_user(db)
+    await add_item(db, seller, title="Blue mug", category="kitchen")
+    await add_item(db, seller, title="The teapot", category="kitchen")
+    page = await PiccoloItemRepository(db).browse(_search(query), 20, None)
+    assert [i.title for i in page.items] == titles
+
+
 async def test_every_word_of_a_query_must_match(db):
     seller = await add_user(db)
     blue = await add_item(db, seller, title="Blue mug")

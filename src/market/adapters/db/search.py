@@ -205,10 +205,28 @@ def _tier_sql(condition: str, filters: _Filters) -> str:
     )
 
 
+COMMON_WORDS = frozenset(
+    (
+        "i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her "
+        "hers herself it its itself they them their theirs themselves what which who whom this that these "
+        "those am is are was were be been being have has had having do does did doing a an the and but if or "
+        "because as until while of at by for with about against between into through during before after "
+        "above below to from up down in out on off over under again further then once here there when where "
+        "why how all any both each few more most other some such no nor not only own same so than too very s "
+        "t can will just don should now "
+    ).split()
+)
+"""PostgreSQL's English stop words (tsearch_data/english.stop), which its `english` configuration leaves out of
+both documents and queries. They are left out of every query here so that SQLite, whose FTS5 index keeps them,
+gives the same answers: `a blue mug` finds "Blue mug" on both engines, and `the` alone finds nothing on either."""
+
+
 def search_terms(query: str) -> list[str]:
-    """The distinct words of a query (letters, digits, underscore), in order, at most MAX_QUERY_TERMS: the only
-    part of user text that reaches either engine's query parser, so no input is syntax to it."""
-    return list(dict.fromkeys(_WORD.findall(query)))[:MAX_QUERY_TERMS]
+    """The distinct words of a query (letters, digits, underscore) but COMMON_WORDS, in order, at most
+    MAX_QUERY_TERMS: the only part of user text that reaches either engine's query parser, so no input is syntax
+    to it."""
+    words = dict.fromkeys(w for w in _WORD.findall(query) if w.lower() not in COMMON_WORDS)
+    return list(words)[:MAX_QUERY_TERMS]
 
 
 def fts5_match_expression(terms: list[str]) -> str:
