@@ -168,6 +168,23 @@ async def test_a_search_with_no_results_is_published_with_zero(world):
     assert world.events.published == [SearchPerformed("kettle", 0)]
 
 
+@pytest.mark.parametrize(
+    ("query", "recorded"),
+    [
+        ("bob@example.com", "[Filtered]"),
+        ("order for bob@example.com", "order for [Filtered]"),
+        ("4242 4242 4242 4242", "[Filtered]"),
+        ("tok_visa", "[Filtered]"),
+        ("blue mug 2024", "blue mug 2024"),
+    ],
+)
+async def test_a_search_is_recorded_without_the_personal_data_typed_into_it(world, query, recorded):
+    # The query reaches the analytics log, the search report and the session timeline: a shopper who pastes
+    # their e-mail or card number into the search box must not leave it there.
+    await world.browse(ItemFilter(query=normalise_query(query)))
+    assert world.events.published == [SearchPerformed(recorded, 0)]
+
+
 async def test_only_the_first_page_of_a_search_counts_as_a_search(world):
     for n in range(3):
         await world.list(title=f"Mug {n}")

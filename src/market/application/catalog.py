@@ -8,6 +8,7 @@ from typing import Any
 from market.domain.catalog import Item, ItemFilter, ItemStatus, new_item
 from market.domain.errors import NotFound
 from market.domain.events import ItemListed, ItemViewed, SearchPerformed
+from market.domain.redaction import filtered_text
 from market.domain.users import User
 
 from .ports import Clock, EventPublisher, IdGenerator, Page, ReadRepositories, UnitOfWorkFactory
@@ -61,7 +62,8 @@ async def browse_items(
     Its result count is the first page's, which is what decides between "results" and "no results"."""
     page = await repos.items.browse(item_filter, limit, cursor)
     if counted and item_filter.query is not None and not cursor:
-        searched = [SearchPerformed(item_filter.query, len(page.items))]
+        # The query is kept (analytics, reports, the session timeline) without what a person should not leave there.
+        searched = [SearchPerformed(filtered_text(item_filter.query), len(page.items))]
         await repos.analytics.record(searched, clock.now())
         events.publish(searched)
     return page

@@ -8,9 +8,16 @@ fit to show.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 INVALID_URL = "<invalid URL>"
+FILTERED = "[Filtered]"
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# Provider tokens and keys run to the end of the word, underscores included (`pm_card_visa`, `sk_live_…`).
+_TOKENISH = re.compile(r"(?i)\b(?:bearer\s+\S+|(?:tok|pm|whsec|sk|rk)_\w+|eyJ[A-Za-z0-9_-]{10,}\S*)")
+_CARD_NUMBER = re.compile(r"(?<!\w)\d(?:[ -]?\d){12,18}(?!\w)")
+"""13-19 digits, perhaps grouped by spaces or dashes: a card number when its Luhn checksum holds."""
 
 SECRET_WORDS = (
     "password",
@@ -51,3 +58,20 @@ def safe_url(url: str) -> str:
     # Built by hand: urlunsplit drops an empty authority (`sqlite:///var/x.db` would become `sqlite:/var/x.db`).
     authority = f"//{netloc}" if url[len(scheme) :].startswith("//") else netloc
     return f"{scheme}{authority}{parts.path}"
+
+
+def filtered_text(value: str) -> str:
+    """`value` with e-mail addresses, token-like strings and card numbers replaced by FILTERED: text a person
+    typed (a client-reported event, a search) as it may be kept where others read it."""
+    value = _TOKENISH.sub(FILTERED, _EMAIL.sub(FILTERED, value))
+    return _CARD_NUMBER.sub(lambda m: FILTERED if _luhn_valid(m.group()) else m.group(), value)
+
+
+def _luhn_valid(text: str) -> bool:
+    digits = [int(c) for c in text if c.isdigit()]
+    total = 0
+    for place, digit in enumerate(reversed(digits)):
+        if place % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0

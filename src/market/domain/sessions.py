@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .errors import FieldError, ValidationFailed
-from .redaction import names_a_secret
+from .redaction import FILTERED, filtered_text, names_a_secret
 from .validation import iso_datetime
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -27,12 +27,6 @@ MAX_FIELD_NAME = 32
 MAX_FIELD_TEXT = 200
 CLIENT_EVENT_PAST = timedelta(hours=24)
 CLIENT_EVENT_FUTURE = timedelta(minutes=5)
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-# Provider tokens and keys run to the end of the word, underscores included (`pm_card_visa`, `sk_live_…`).
-_TOKENISH = re.compile(r"(?i)\b(?:bearer\s+\S+|(?:tok|pm|whsec|sk|rk)_\w+|eyJ[A-Za-z0-9_-]{10,}\S*)")
-_CARD_NUMBER = re.compile(r"(?<!\w)\d(?:[ -]?\d){12,18}(?!\w)")
-"""13-19 digits, perhaps grouped by spaces or dashes: a card number when its Luhn checksum holds."""
-FILTERED = "[Filtered]"
 RESERVED_FIELDS = frozenset({"at", "kind", "name"})
 
 
@@ -167,22 +161,6 @@ def _client_time(raw: Any, now: datetime) -> datetime | None:
     return at
 
 
-def _filtered_text(value: str) -> str:
-    """`value` without e-mail addresses, token-like strings and card numbers."""
-    value = _TOKENISH.sub(FILTERED, _EMAIL.sub(FILTERED, value))
-    return _CARD_NUMBER.sub(lambda m: FILTERED if _luhn_valid(m.group()) else m.group(), value)
-
-
-def _luhn_valid(text: str) -> bool:
-    digits = [int(c) for c in text if c.isdigit()]
-    total = 0
-    for place, digit in enumerate(reversed(digits)):
-        if place % 2:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return total % 10 == 0
-
-
 def _client_fields(extra: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """The event's own fields, and a (field, message) for each bad one."""
     if len(extra) > MAX_EVENT_FIELDS:
@@ -201,7 +179,7 @@ def _client_fields(extra: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple
             elif "\x00" in value:  # refused like NUL in any other text the service keeps
                 problems.append((key, "must not contain NUL characters"))
             else:
-                fields[key] = _filtered_text(value)
+                fields[key] = filtered_text(value)
         elif value is None or isinstance(value, bool | int | float):
             if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
                 problems.append((key, "numbers must be within ±2^53"))
