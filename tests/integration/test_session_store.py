@@ -112,6 +112,42 @@ async def test_a_batch_reads_back_as_one_timeline_with_the_business_events_in_or
     assert await store.timeline("nobody") is None
 
 
+async def test_a_timeline_too_long_to_show_whole_shows_its_latest_part_with_requests_and_events_together(
+    db, monkeypatch
+):
+    # A long-lived session (an app that keeps its X-Session-Id for weeks) has more entries than a timeline
+    # shows: what was looked for, its latest failure, is at the end. Each kind was cut to its *first* entries
+    # and then merged, so the 5xx at the end was missing and the events outran the requests shown.
+    monkeypatch.setattr("market.adapters.db.sessions.MAX_TIMELINE_ENTRIES", 3)
+    store = SqlSessionStore(db)
+    for second in range(1, 7):
+        token = request_context.begin("long-1", f"{second:032x}")
+        try:
+            await SqlAnalyticsLog(db, request_context.identity).record(
+                [SearchPerformed("mug", second)], at(second + 0.001)
+            )
+        finally:
+            request_context.end(token)
+    await store.write(
+        [hit("long-1", second, "/api/v1/items", 500 if second == 6 else 200) for second in range(1, 7)], []
+    )
+
+    timeline = await store.timeline("long-1")
+
+    assert timeline is not None
+    # The newest three of each kind, from the later of the two first instants kept (4.001 s): the request of
+    # 4 s goes too, as an event between it and 4.001 s might not be shown.
+    assert [(e.kind, e.at) for e in timeline.entries] == [
+        ("event", at(4.001)),
+        ("request", at(5)),
+        ("event", at(5.001)),
+        ("request", at(6)),
+        ("event", at(6.001)),
+    ]
+    assert timeline.entries[-2].fields["status"] == 500
+    assert timeline.started_at == at(1) and timeline.ended_at == at(6.001)  # the session's, not the part's
+
+
 async def test_sessions_are_found_by_trace_order_user_and_errors(db):
     store = SqlSessionStore(db)
     user = str(uuid.uuid4())

@@ -215,31 +215,53 @@ class SqlSessionStore:
         return Page(items, next_cursor)
 
     async def timeline(self, session_id: str) -> Timeline | None:
+        """The session's timeline: whole, or, when one kind has more than MAX_TIMELINE_ENTRIES, its latest part
+        (where the failure being looked into is), cut at the same instant for requests and events alike."""
+        limit = MAX_TIMELINE_ENTRIES
+        # Newest first, so that a long session keeps its end; put back in time order below.
         recorded = await self._db.fetch(
             f"SELECT at, kind, method, route, status, duration_us, trace_id, problem_type, sentry_event_id,"
-            f" user_id, name, fields FROM {TABLE} WHERE session_id = {{}} ORDER BY at, id"
-            f" LIMIT {MAX_TIMELINE_ENTRIES}",
+            f" user_id, name, fields FROM {TABLE} WHERE session_id = {{}} ORDER BY at DESC, id DESC"
+            f" LIMIT {limit}",
             session_id,
         )
         business = await self._db.fetch(
             f"SELECT occurred_at, kind, trace_id, user_id, {', '.join(_EVENT_COLUMNS)} FROM analytics_events"
-            f" WHERE session_id = {{}} ORDER BY occurred_at, id LIMIT {MAX_TIMELINE_ENTRIES}",
+            f" WHERE session_id = {{}} ORDER BY occurred_at DESC, id DESC LIMIT {limit}",
             session_id,
         )
         if not recorded and not business:
             return None
-        entries = [_recorded_entry(row) for row in recorded] + [_business_entry(row) for row in business]
-        entries.sort(key=timeline_order)
+        recorded.reverse()
+        business.reverse()
+        requests = [_recorded_entry(row) for row in recorded]
+        events = [_business_entry(row) for row in business]
+        cut = [kind[0].at for kind in (requests, events) if len(kind) >= limit]
+        entries = sorted(requests + events, key=timeline_order)
+        started_at = entries[0].at
+        if cut:  # what is older than the first entry kept of a kind that was cut is left out of every kind
+            started_at = await self._started_at(session_id)
+            entries = [entry for entry in entries if entry.at >= max(cut)]
         users = [row["user_id"] for row in recorded if row["user_id"]] or [
             str(row["user_id"]) for row in business if row["user_id"]
         ]
         return Timeline(
             session_id=session_id,
             user_id=users[0] if users else None,
-            started_at=entries[0].at,
+            started_at=min(started_at, entries[0].at),
             ended_at=entries[-1].at,
             entries=entries,
         )
+
+    async def _started_at(self, session_id: str) -> datetime:
+        """The first instant of a session, of its requests and business events alike."""
+        rows = await self._db.fetch(
+            f"SELECT min(at) AS first FROM {TABLE} WHERE session_id = {{}}"
+            " UNION ALL SELECT min(occurred_at) AS first FROM analytics_events WHERE session_id = {}",
+            session_id,
+            session_id,
+        )
+        return min(_moment(row["first"]) for row in rows if row["first"] is not None)
 
     async def prune(self, older_than: datetime) -> int:
         async with self._db.write_transaction(), self._db.long_statements():
