@@ -120,6 +120,15 @@ def test_an_item_in_another_currency_cannot_join_the_cart():
     assert "EUR" in raised.value.detail and "USD" in raised.value.detail
 
 
+def test_a_cart_already_in_two_currencies_says_so_instead_of_naming_one_currency_twice():
+    # A seller repriced an item in the cart in another currency: changing the other line was answered
+    # "Your cart is in EUR; 'Mug' is priced in EUR."
+    cart = Cart("buyer-1", (line("a", currency="EUR", title="Mug"), line("b", currency="USD")))
+    with pytest.raises(CurrencyMismatch) as raised:
+        check_cart_quantity(cart, item_id="a", title="Mug", currency="EUR", stock=5, quantity=2)
+    assert "no longer priced in one currency" in raised.value.detail
+
+
 def test_an_item_in_the_carts_currency_may_join_it():
     cart = Cart("buyer-1", (line("a", currency="EUR"),))
     check_cart_quantity(cart, item_id="b", title="Hat", currency="EUR", stock=5, quantity=5)

@@ -227,6 +227,9 @@ class Order:
 MAX_LINE_QUANTITY = 1000
 
 
+MIXED_CART = "The items in your cart are no longer priced in one currency; remove the ones you do not want."
+
+
 def check_cart_quantity(
     cart: Cart, *, item_id: str, title: str, currency: str, stock: int, quantity: int
 ) -> None:
@@ -239,6 +242,8 @@ def check_cart_quantity(
         return
     other_currencies = {line.currency for line in cart.lines if line.item_id != item_id}
     if other_currencies and currency not in other_currencies:
+        if len({line.currency for line in cart.lines}) > 1:  # an item of it was repriced in another currency
+            raise CurrencyMismatch(MIXED_CART)
         raise CurrencyMismatch(
             f"Your cart is in {cart.currency}; '{title}' is priced in {currency}. "
             "Check out or empty the cart first."
@@ -253,9 +258,7 @@ def place_order(*, order_id: str, cart: Cart, now: datetime, traceparent: str | 
         raise EmptyCart()
     total = cart.total
     if total is None:
-        raise CurrencyMismatch(
-            "The items in your cart are no longer priced in one currency; remove the ones you do not want."
-        )
+        raise CurrencyMismatch(MIXED_CART)
     for line in cart.lines:
         if line.quantity > line.stock:
             raise InsufficientStock(line.title, line.stock)
