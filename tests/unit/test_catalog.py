@@ -188,6 +188,19 @@ def test_control_characters_such_as_nul_separate_words_like_spaces():
     assert normalise_query("Blue\x00MUG\x1f\x7f\x85teapot") == "blue mug teapot"
 
 
+def test_a_query_is_at_most_200_characters_cut_between_words():
+    # 32 words of 2 000 characters each were searched, stored in the analytics log and its rollups, and shown
+    # in the search report and the session timeline: 64 KB a request, for anyone, unthrottled.
+    long_words = " ".join(f"{n}" + "x" * 1_999 for n in range(32))
+    assert len(normalise_query(long_words)) == 200
+    many = " ".join(["teapot"] * 20 + ["mug"] * 12)  # 32 words, 191 characters: kept whole
+    assert normalise_query(many) == many
+    cut = normalise_query(
+        " ".join(["porcelain"] * 20) + " ceramics"
+    )  # 208: the last word would be cut; it goes
+    assert cut == " ".join(["porcelain"] * 20)
+
+
 def test_canonically_equivalent_queries_normalise_to_the_same_text():
     # "Café" typed precomposed (U+00E9) or decomposed (e + U+0301) is the same query: one line in the report.
     assert normalise_query("Cafe\u0301") == normalise_query("CAF\u00c9") == "caf\u00e9"

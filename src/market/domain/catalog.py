@@ -19,6 +19,9 @@ MAX_DESCRIPTION = 5000
 MAX_CATEGORY = 64
 MAX_STOCK = 1_000_000_000
 MAX_QUERY_TERMS = 32  # longer queries are cut: relevance does not improve and cost grows per term
+MAX_QUERY_LENGTH = 200
+"""Characters of a normalised query, cut between words: no title is longer, and the query is also what the
+analytics log, its rollups, the search report and the session timeline keep of every search."""
 
 SELLER_WRITABLE = ("title", "description", "price_cents", "currency", "stock", "category")
 """The fields a seller sends (as the API names them); `price_cents` and `currency` make the item's `price`."""
@@ -137,10 +140,15 @@ _CONTROLS_TO_SPACES = {code: " " for code in (*range(0x20), *range(0x7F, 0xA0))}
 
 def normalise_query(raw: str | None) -> str | None:
     """Lower-case words (Unicode NFC: "é" typed as one code point or as "e" and an accent is one query)
-    separated by single spaces, at most MAX_QUERY_TERMS of them; None when empty.
+    separated by single spaces, at most MAX_QUERY_TERMS of them and MAX_QUERY_LENGTH characters; None when
+    empty.
     This is the form that is searched, counted and reported."""
     if raw is None:
         return None
     text = unicodedata.normalize("NFC", raw.translate(_CONTROLS_TO_SPACES).lower())
-    words = text.split()[:MAX_QUERY_TERMS]
-    return " ".join(words) or None
+    query = " ".join(text.split()[:MAX_QUERY_TERMS])
+    if len(query) > MAX_QUERY_LENGTH:
+        cut = query[:MAX_QUERY_LENGTH]
+        # A word cut in two would be searched as another word: it goes, unless it is the only one.
+        query = cut[: cut.rindex(" ")] if query[MAX_QUERY_LENGTH] != " " and " " in cut else cut.rstrip()
+    return query or None
