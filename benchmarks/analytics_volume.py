@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import shutil
 import statistics
@@ -299,6 +300,46 @@ async def time_reports(
                 )
 
 
+def period_end(last: datetime, clock: str) -> datetime:
+    """The last instant at `clock` (HH:MM, UTC) not after `last`."""
+    hours, minutes = (int(part) for part in clock.split(":"))
+    end = last.astimezone(UTC).replace(hour=hours, minute=minutes, second=0, microsecond=0)
+    return end if end <= last else end - timedelta(days=1)
+
+
+async def time_ends(
+    db: Database, last: datetime, ends: list[str], runs: int, warmup: int, sellers: tuple[str, str]
+) -> None:
+    """The 30-day reports with the rollups, for periods ending at each `ends` clock time: the raw tail edge grows
+    through the UTC day (≈ a whole day's events at 23:30). Median of `runs` after `warmup` untimed; the load
+    average (1 min) after each report."""
+    reports = SqlAnalyticsReports(db)
+    calls: dict[str, Callable[[Period], Awaitable[Any]]] = {
+        "funnel": reports.funnel,
+        "search": reports.search,
+        "sessions": reports.sessions,
+        "seller top": partial(reports.seller_dashboard, sellers[0]),
+    }
+    for clock in ends:
+        end = period_end(last, clock)
+        period = Period(end - timedelta(days=30), end)
+        split = await reports.rollups.split(period)
+        print(f"  30 days to {end:%Y-%m-%d %H:%M} UTC: {split.days} days rolled up")
+        for name, call in calls.items():
+            for _ in range(warmup):
+                await call(period)
+            seconds = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                await call(period)
+                seconds.append(time.perf_counter() - started)
+            print(
+                f"  {clock} {name:<10} median {statistics.median(seconds):6.3f} s  max {max(seconds):6.3f} s"
+                f"  load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+
+
 async def record_cost(db: Database, now: datetime, n: int = 500) -> None:
     log, took = SqlAnalyticsLog(db), []
     for i in range(n):
@@ -352,6 +393,10 @@ async def run(args: argparse.Namespace, url: str) -> None:
         if args.load_only:
             return
         await roll_up_all(db, now, args.rollup_days)
+        if args.end:
+            print("reports over 30 days, with rollups, by period end:")
+            await time_ends(db, row["last"] or now, args.end, args.runs, args.warmup, sellers)
+            return
         print(
             "reports (median / max of the timed runs, after 2 untimed; raw events alone, then with rollups):"
         )
@@ -381,6 +426,14 @@ def main() -> None:
         action="store_true",
         help="no 30-day report from the raw events alone (minutes at 100 M)",
     )
+    parser.add_argument(
+        "--end",
+        action="append",
+        metavar="HH:MM",
+        help="only the 30-day reports with rollups, ending at this UTC time (the last one before the newest"
+        " event); repeatable",
+    )
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones (--end)")
     parser.add_argument("--load-only", action="store_true", help="load (and --keep), no rollups nor reports")
     parser.add_argument("--keep", action="store_true", help="keep the database (its URL is printed)")
     args = parser.parse_args()
