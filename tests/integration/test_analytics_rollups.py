@@ -374,3 +374,43 @@ async def test_a_session_in_the_head_edge_and_on_the_rolled_up_days_counts_once(
     assert await figures(db, shop, period, use_rollups=True) == await figures(
         db, shop, period, use_rollups=False
     )
+
+
+async def test_session_percentiles_in_buckets_of_grouped_sessions_and_with_no_session(db, shop):
+    # The percentiles are found in the database (a histogram, then the wanted buckets' durations ranked): a rank
+    # in a bucket that only grouped sessions hold (crossing midnight or coming back in the raw tail edge), and
+    # rolled-up days with events but no session at all, read as the raw events do.
+    item = shop.items[2]
+    reports, raw = SqlAnalyticsReports(db), SqlAnalyticsReports(db, use_rollups=False)
+    for day in range(DAYS):
+        await record(db, None, DAY0 + timedelta(days=day, hours=6), SearchPerformed("mug", 3))
+    await reports.rollups.roll_up(NOW)
+    nobody = Period(DAY0 + timedelta(hours=3), NOW)
+    assert (await reports.rollups.split(nobody)).days >= 3
+    assert await reports.sessions(nobody) == await raw.sessions(nobody)
+    assert (await reports.sessions(nobody)).sessions == 0
+
+    for n in range(9):  # across the midnight between days 1 and 2: 600 s and more, each its own bucket
+        start = DAY0 + timedelta(days=2, seconds=-300 - n)
+        await record(db, f"night{n}", start, SearchPerformed("mug", 3))
+        await record(
+            db,
+            f"night{n}",
+            start + timedelta(seconds=600 + 2 * n + 0.25),
+            ItemViewed(item.id, item.seller_id),
+        )
+    for n in range(4):  # alone on day 3, short
+        start = DAY0 + timedelta(days=3, hours=2 + n)
+        await record(db, f"short{n}", start, SearchPerformed("cup", 3))
+        await record(db, f"short{n}", start + timedelta(seconds=12.5), ItemViewed(item.id, item.seller_id))
+    await db.fetch("DELETE FROM analytics_rollup_days")  # rolled up again, with these sessions
+    for table in ROLLUP_TABLES:
+        await db.fetch(f"DELETE FROM {table}")
+    await reports.rollups.roll_up(NOW)
+    for n in range(3):  # alone on day 3 when rolled up, then back in the raw tail edge: 7 h and more
+        await record(db, f"short{n}", NOW - timedelta(minutes=5), CartChanged(item.id, "add", 1))
+    for period in (Period(DAY0 + timedelta(hours=3), NOW), Period(DAY0, DAY0 + timedelta(days=3, hours=12))):
+        rolled = await reports.sessions(period)
+        assert (await reports.rollups.split(period)).days >= 2
+        assert rolled == await raw.sessions(period), period
+    assert rolled.sessions == 13 and 600 < rolled.median_duration_s < 620

@@ -728,83 +728,79 @@ class SqlAnalyticsReports:
         """The sessions report from the per-day sums of the rolled-up days (sessions alone on their day: their
         count, events and a histogram of their durations by whole second), corrected as the funnel is for the
         sessions grouped across days or with the raw edges. The percentiles are exact: the histogram says which
-        buckets the ranks they lie between fall in, and only those buckets' durations are read (an index)."""
-        rolled = ("day >= {} AND day < {}", split.first_day, split.after_day)
+        buckets the ranks they lie between fall in, and only those buckets' durations are read (an index) and
+        ranked. All of it in one statement: the grouped sessions (≈ a day of them when the raw tail edge is
+        most of a day) stay in the database, only the few ranks wanted travel."""
+        rolled = "day >= {} AND day < {}"
         duration = self._sql.seconds_between("first_at", "last_at")
         bucket = self.rollups.bucket_sql("first_at", "last_at")
+        # The two ranks each percentile lies between (and the one below: PostgreSQL's 0.95 * (count - 1) is a
+        # float, which may fall just under the exact position).
+        steps = " UNION ALL ".join(
+            f"SELECT {p} AS p, {step} AS step" for p in (50, 95) for step in (-1, 0, 1)
+        )
+        # The durations of the alone sessions in the wanted buckets (a few thousand rows each), through the bucket
+        # index. On PostgreSQL a lateral subquery per bucket: joined to `wanted`, whose size the planner cannot
+        # know, it scanned all the period's rows (0.3 s at 10 M events).
+        alone_in_bucket = (
+            f"SELECT {duration} AS duration FROM analytics_session_days WHERE {rolled} AND alone = 1"
+            " AND session_id NOT IN (SELECT session_id FROM back)"
+        )
+        if self._db.is_postgres:
+            bucket_values = (
+                "SELECT wanted.bucket, d.duration FROM wanted CROSS JOIN LATERAL"
+                f" ({alone_in_bucket} AND bucket = wanted.bucket OFFSET 0) AS d"  # OFFSET 0: not flattened
+            )
+        else:
+            bucket_values = (
+                f"SELECT bucket, {duration} AS duration FROM analytics_session_days"
+                f" WHERE bucket IN (SELECT bucket FROM wanted) AND {rolled} AND alone = 1"
+                " AND session_id NOT IN (SELECT session_id FROM back)"
+            )
         rows = await self._db.fetch(
             "WITH edge AS (SELECT session_id, count(*) AS events, min(occurred_at) AS first_at,"
             "  max(occurred_at) AS last_at, max(CASE WHEN occurred_at >= {} THEN 1 ELSE 0 END) AS tail"
             f"  FROM analytics_events WHERE {_edges()} AND session_id IS NOT NULL GROUP BY session_id),"
             " back AS (SELECT session_id, events, first_at, last_at, bucket FROM analytics_session_days"
-            f"  WHERE {rolled[0]} AND alone = 1 AND session_id IN ({_coming_back(split)})),"
-            " grouped AS (SELECT session_id, sum(events) AS events, min(first_at) AS first_at,"
-            "  max(last_at) AS last_at FROM ("
-            "  SELECT session_id, events, first_at, last_at FROM analytics_session_days"
-            f"  WHERE {rolled[0]} AND alone = 0"
-            "  UNION ALL SELECT session_id, events, first_at, last_at FROM back"
-            "  UNION ALL SELECT session_id, events, first_at, last_at FROM edge) AS u GROUP BY session_id)"
-            f" SELECT 1 AS sign, NULL AS session_id, events, {duration} AS duration, {bucket} AS bucket"
-            " FROM grouped"
-            " UNION ALL SELECT -1, session_id, events, NULL, bucket FROM back",
+            f"  WHERE {rolled} AND alone = 1 AND session_id IN ({_coming_back(split)})),"
+            f" grouped AS (SELECT events, {duration} AS duration, {bucket} AS bucket FROM ("
+            "  SELECT session_id, sum(events) AS events, min(first_at) AS first_at, max(last_at) AS last_at"
+            "  FROM (SELECT session_id, events, first_at, last_at FROM analytics_session_days"
+            f"   WHERE {rolled} AND alone = 0"
+            "   UNION ALL SELECT session_id, events, first_at, last_at FROM back"
+            "   UNION ALL SELECT session_id, events, first_at, last_at FROM edge) AS u"
+            "  GROUP BY session_id) AS g),"
+            # The histogram of the period's durations: the rolled-up days', plus the grouped sessions, less the
+            # alone rows of those coming back in the edges (they are among the grouped).
+            " hist AS (SELECT bucket, sum(n) AS n FROM ("
+            f"  SELECT bucket, sessions AS n FROM analytics_duration_days WHERE {rolled}"
+            "  UNION ALL SELECT bucket, count(*) FROM grouped GROUP BY bucket"
+            "  UNION ALL SELECT bucket, -count(*) FROM back GROUP BY bucket) AS h GROUP BY bucket),"
+            " total AS (SELECT CAST((SELECT coalesce(sum(sessions), 0) FROM analytics_day_totals"
+            f"   WHERE {rolled}) + (SELECT count(*) FROM grouped) - (SELECT count(*) FROM back) AS BIGINT) AS n,"
+            "  CAST((SELECT coalesce(sum(events), 0) FROM analytics_day_totals"
+            f"   WHERE {rolled}) + (SELECT coalesce(sum(events), 0) FROM grouped)"
+            "   - (SELECT coalesce(sum(events), 0) FROM back) AS BIGINT) AS events),"
+            " cum AS (SELECT bucket, n, sum(n) OVER (ORDER BY bucket) - n AS seen FROM hist WHERE n > 0),"
+            f" ranks AS (SELECT DISTINCT (total.n - 1) * k.p / 100 + k.step AS rank FROM total, ({steps}) AS k"
+            "  WHERE (total.n - 1) * k.p / 100 + k.step >= 0 AND (total.n - 1) * k.p / 100 + k.step < total.n),"
+            # The buckets those ranks fall in, with how many shorter sessions come before each.
+            " wanted AS (SELECT DISTINCT cum.bucket, cum.seen FROM cum JOIN ranks"
+            "  ON ranks.rank >= cum.seen AND ranks.rank < cum.seen + cum.n),"
+            f" vals AS ({bucket_values}"
+            "  UNION ALL SELECT bucket, duration FROM grouped WHERE bucket IN (SELECT bucket FROM wanted)),"
+            " ordered AS (SELECT wanted.seen + row_number() OVER (PARTITION BY vals.bucket ORDER BY vals.duration)"
+            "  - 1 AS rank, vals.duration FROM vals JOIN wanted ON wanted.bucket = vals.bucket)"
+            " SELECT total.n, total.events, ordered.rank, ordered.duration FROM total"
+            " LEFT JOIN ordered ON ordered.rank IN (SELECT rank FROM ranks)",
             split.tail_start,
             *_edge_args(period, split),
-            *rolled[1:],
-            *rolled[1:],
+            *(split.first_day, split.after_day) * 6,
         )
-        [sums] = await self._db.fetch(
-            "SELECT coalesce(sum(sessions), 0) AS n, coalesce(sum(events), 0) AS events"
-            f" FROM analytics_day_totals WHERE {rolled[0]}",
-            *rolled[1:],
-        )
-        histogram: dict[int, int] = defaultdict(int)
-        for row in await self._db.fetch(
-            f"SELECT bucket, sum(sessions) AS n FROM analytics_duration_days WHERE {rolled[0]} GROUP BY bucket",
-            *rolled[1:],
-        ):
-            histogram[int(row["bucket"])] += int(row["n"])
-        count, total_events = int(sums["n"]), int(sums["events"])
-        back: set[str] = set()
-        grouped: dict[int, list[float]] = defaultdict(list)
-        for row in rows:
-            sign, b = int(row["sign"]), int(row["bucket"])
-            count += sign
-            total_events += sign * int(row["events"])
-            histogram[b] += sign
-            if sign < 0:
-                back.add(row["session_id"])
-            else:
-                grouped[b].append(float(row["duration"]))
+        count, total_events = int(rows[0]["n"]), int(rows[0]["events"])
         if not count:
             return SessionsReport(period.start, period.end, 0, 0.0, 0.0, 0.0)
-        # The two ranks each percentile lies between (and the one below: PostgreSQL's 0.95 * (count - 1) is a
-        # float, which may fall just under the exact position).
-        ranks = {((count - 1) * p) // 100 + step for p in (50, 95) for step in (-1, 0, 1)} & set(range(count))
-        # The bucket of each rank wanted, and the rank's place in it.
-        wanted: dict[int, list[tuple[int, int]]] = defaultdict(list)
-        seen = 0
-        for b in sorted(histogram):
-            n = histogram[b]
-            for rank in ranks:
-                if seen <= rank < seen + n:
-                    wanted[b].append((rank, rank - seen))
-            seen += n
-        values_in: dict[int, list[float]] = {b: list(grouped.get(b, ())) for b in wanted}
-        if wanted:
-            marks = ", ".join("{}" for _ in wanted)
-            for row in await self._db.fetch(
-                f"SELECT session_id, bucket, {duration} AS duration FROM analytics_session_days"
-                f" WHERE bucket IN ({marks}) AND {rolled[0]} AND alone = 1",
-                *wanted,
-                *rolled[1:],
-            ):
-                if row["session_id"] not in back:
-                    values_in[int(row["bucket"])].append(float(row["duration"]))
-        value_at: dict[int, float] = {}
-        for b, places in wanted.items():
-            ordered = sorted(values_in[b])
-            for rank, place in places:
-                value_at[rank] = ordered[place]
+        value_at = {int(row["rank"]): float(row["duration"]) for row in rows if row["rank"] is not None}
         if self._db.is_postgres:
             median, p95 = (_percentile_cont(count, fraction, value_at) for fraction in (0.5, 0.95))
         else:
