@@ -300,6 +300,19 @@ async def time_reports(
                 )
 
 
+async def open_from(db: Database, day: str, now: datetime) -> None:
+    """The rollups as the service has them before `day` is rolled up: that day's and the later ones' deleted (the
+    sessions they shared with the day before stay not alone there: as many more grouped, still exact), and the
+    open days' sessions recorded again by the pass's `mark_open` (the days from yesterday on: run it the day
+    after `day`)."""
+    for table in (*ROLLUP_TABLES, "analytics_rollup_days", "analytics_open_sessions"):
+        await db.fetch(f"DELETE FROM {table} WHERE day >= {{}}", day)
+    await db.fetch("DELETE FROM analytics_rollup_state WHERE id = 2")
+    started = time.perf_counter()
+    recorded = await SqlAnalyticsReports(db).rollups.mark_open(now)
+    print(f"days from {day} open: {recorded} sessions recorded in {time.perf_counter() - started:.1f} s")
+
+
 def period_end(last: datetime, clock: str) -> datetime:
     """The last instant at `clock` (HH:MM, UTC) not after `last`."""
     hours, minutes = (int(part) for part in clock.split(":"))
@@ -392,7 +405,10 @@ async def run(args: argparse.Namespace, url: str) -> None:
         await sizes(db)
         if args.load_only:
             return
-        await roll_up_all(db, now, args.rollup_days)
+        if not args.no_pass:
+            await roll_up_all(db, now, args.rollup_days)
+        if args.open_from:
+            await open_from(db, args.open_from, now)
         if args.end:
             print("reports over 30 days, with rollups, by period end:")
             await time_ends(db, row["last"] or now, args.end, args.runs, args.warmup, sellers)
@@ -432,6 +448,14 @@ def main() -> None:
         metavar="HH:MM",
         help="only the 30-day reports with rollups, ending at this UTC time (the last one before the newest"
         " event); repeatable",
+    )
+    parser.add_argument(
+        "--open-from",
+        metavar="YYYY-MM-DD",
+        help="delete the rollups of this day and later, and record the open days' sessions (as the pass does)",
+    )
+    parser.add_argument(
+        "--no-pass", action="store_true", help="no rollups backfill nor background pass before the reports"
     )
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs before the timed ones (--end)")
     parser.add_argument("--load-only", action="store_true", help="load (and --keep), no rollups nor reports")

@@ -13,7 +13,7 @@ import pytest
 
 from market.adapters.db.analytics import SqlAnalyticsLog, SqlAnalyticsReports
 from market.adapters.db.commerce import SqlOrderRepository
-from market.adapters.db.rollups import CLOSE_DELAY, ROLLUP_TABLES, Split
+from market.adapters.db.rollups import CLOSE_DELAY, DAY, ROLLUP_TABLES, Split
 from market.domain.analytics import Period
 from market.domain.events import CartChanged, CheckoutStarted, ItemViewed, OrderPaid, SearchPerformed
 from market.domain.orders import OrderStatus
@@ -414,3 +414,67 @@ async def test_session_percentiles_in_buckets_of_grouped_sessions_and_with_no_se
         assert (await reports.rollups.split(period)).days >= 2
         assert rolled == await raw.sessions(period), period
     assert rolled.sessions == 13 and 600 < rolled.median_duration_s < 620
+
+
+async def open_sessions(db) -> set[tuple[str, str]]:
+    return {
+        (row["day"], row["session_id"]) for row in await db.fetch("SELECT * FROM analytics_open_sessions")
+    }
+
+
+async def alone(db, day: datetime, session: str) -> int:
+    [row] = await db.fetch(
+        "SELECT alone FROM analytics_session_days WHERE day = {} AND session_id = {}",
+        f"{day:%Y-%m-%d}",
+        session,
+    )
+    return int(row["alone"])
+
+
+async def test_the_pass_marks_the_sessions_of_the_open_days_and_reports_stay_exact(db, shop):
+    # The pass records the sessions seen on the days not rolled up yet and makes their rolled-up rows not alone,
+    # so that a report need not look its raw tail edge's sessions up: exact through the night (a day rolled up
+    # while its sessions are already recorded on the next one), and once the open day is rolled up in turn.
+    item, day1, day2, day3 = shop.items[0], *(DAY0 + timedelta(days=n) for n in (1, 2, 3))
+    view = ItemViewed(item.id, item.seller_id)
+    await record(db, "back", day1 + timedelta(hours=9), view)  # alone on day 1, back on day 3
+    await record(db, "night", day3 - timedelta(minutes=5), SearchPerformed("mug", 3))  # day 2 into day 3
+    await record(db, "night", day3 + timedelta(minutes=4), view)
+    await record(db, "once", day1 + timedelta(hours=3), view)
+    reports, raw = SqlAnalyticsReports(db), SqlAnalyticsReports(db, use_rollups=False)
+
+    async def exact(now: datetime) -> None:
+        for period in (Period(DAY0 + timedelta(hours=12), now), Period(day1, now)):
+            assert await figures(db, shop, period, use_rollups=True) == await figures(
+                db, shop, period, use_rollups=False
+            ), period
+
+    night = day3 + timedelta(minutes=10)  # day 2 is not closed yet
+    await record(db, "back", day3 + timedelta(minutes=5), CartChanged(item.id, "add", 1))
+    assert await reports.rollups.roll_up(night) == [f"{day1:%Y-%m-%d}"]
+    assert await open_sessions(db) == {
+        (f"{day2:%Y-%m-%d}", "night"),
+        (f"{day3:%Y-%m-%d}", "night"),
+        (f"{day3:%Y-%m-%d}", "back"),
+    }
+    assert await alone(db, day1, "back") == 0 and await alone(db, day1, "once") == 1
+    await exact(night)
+    assert (await raw.funnel(Period(day1, night))).steps[0].sessions == 3
+
+    after = day3 + CLOSE_DELAY + timedelta(minutes=1)  # day 2 rolled up: "night" is recorded on day 3
+    assert await reports.rollups.roll_up(after) == [f"{day2:%Y-%m-%d}"]
+    assert await alone(db, day2, "night") == 0
+    assert await open_sessions(db) == {(f"{day3:%Y-%m-%d}", "night"), (f"{day3:%Y-%m-%d}", "back")}
+    assert (await reports.rollups.split(Period(day1, after))).days == 2
+    await exact(after)
+
+    await record(db, "late", day3 + timedelta(hours=2), view)
+    await record(db, "back", day3 + timedelta(hours=3), view)
+    await exact(day3 + timedelta(hours=4))  # "late" not recorded yet: looked up, as before
+    assert await reports.rollups.mark_open(day3 + timedelta(hours=4)) == 1
+    await exact(day3 + timedelta(hours=4))
+
+    next_day = day3 + DAY + CLOSE_DELAY + timedelta(minutes=1)  # day 3 rolled up: its records go
+    assert await reports.rollups.roll_up(next_day) == [f"{day3:%Y-%m-%d}"]
+    assert await open_sessions(db) == set()
+    await exact(next_day)

@@ -397,9 +397,15 @@ def _edge_args(period: Period, split: Split) -> tuple[datetime, datetime, dateti
 
 def _coming_back(split: Split) -> str:
     """Which of the edge's sessions (CTE `edge`, with its `tail` flag) may have an `alone = 1` row on the rolled-up
-    days: all of them, or those of the tail edge alone when the head edge's day is rolled up too (Split.head_rolled):
-    the few looked up one by one in the session index."""
-    return "SELECT session_id FROM edge" + (" WHERE tail = 1" if split.head_rolled else "")
+    days: all of them, or those of the tail edge alone when the head edge's day is rolled up too (Split.head_rolled),
+    less those the background pass has seen on a day outside them (`analytics_open_sessions`: their rows on other
+    days are not alone; rollups.py, `mark_open`): the few looked up one by one in the session index. Arguments:
+    the split's first_day and after_day."""
+    return (
+        "SELECT session_id FROM edge WHERE "
+        + ("tail = 1 AND " if split.head_rolled else "")
+        + "session_id NOT IN (SELECT session_id FROM analytics_open_sessions WHERE day < {} OR day >= {})"
+    )
 
 
 class SqlAnalyticsReports:
@@ -457,7 +463,7 @@ class SqlAnalyticsReports:
             " sums.s + g.s - r.s AS started, sums.p + g.p - r.p AS paid FROM sums, g, r",
             split.tail_start,
             *_edge_args(period, split),
-            *(split.first_day, split.after_day) * 3,
+            *(split.first_day, split.after_day) * 4,
         )
         row = rows[0]
         return funnel_report(
@@ -795,7 +801,7 @@ class SqlAnalyticsReports:
             " LEFT JOIN ordered ON ordered.rank IN (SELECT rank FROM ranks)",
             split.tail_start,
             *_edge_args(period, split),
-            *(split.first_day, split.after_day) * 6,
+            *(split.first_day, split.after_day) * 7,
         )
         count, total_events = int(rows[0]["n"]), int(rows[0]["events"])
         if not count:
@@ -891,10 +897,7 @@ class SqlAnalyticsReports:
             seller_id,
             *_edge_args(period, split),
             seller_id,
-            split.first_day,
-            split.after_day,
-            split.first_day,
-            split.after_day,
+            *(split.first_day, split.after_day) * 3,
             seller_id,
             seller_id,
             split.first_day,

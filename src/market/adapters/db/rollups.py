@@ -18,6 +18,15 @@ request that began in it is still writing). Reports read the rollups for the who
 and the raw events for the rest (the partial days at its ends, today, yesterday until its rollup), so their
 figures are exact and as fresh as the events.
 
+The days not rolled up yet (today, and yesterday until CLOSE_DELAY after midnight) are the raw edges of most
+reports, and late in the UTC day the tail edge holds ≈ a day of sessions. Those that also have an `alone` row on
+the rolled-up days must be taken back out of the sums, and looking each edge session up in the session index was
+most of a 30-day report's time. So the pass also records the sessions it sees on the open days
+(`analytics_open_sessions`, m0014; `mark_open`, from the events since its own id watermark) and makes their rows
+on the other days not alone (summing those days again): a report looks up only the edge sessions not recorded
+there, those of the last minutes. Rolling up a day treats the sessions recorded on other days as it treats those
+rolled up there, and drops that day's records.
+
 A late event (a bulk load, a clock that was off) written into a day already rolled up has an id above the
 `analytics_rollup_state` watermark: a report reads that day raw, and the next pass rolls it up again
 (delete and re-insert, in one transaction; idempotent). Retention (`SqlAnalyticsReports.prune`) deletes the
@@ -44,6 +53,8 @@ ROLLUP_DAYS_PER_PASS = 31
 BACKFILL_WORK_MEM = "256MB"
 """PostgreSQL memory each sort or hash of a backfill statement may use (run once, after a bulk load)."""
 _LOCK_KEY = 0x616E_726F_6C6C  # PostgreSQL advisory lock: one pass at a time across workers and replicas
+_OPEN_STATE = 2
+"""The `analytics_rollup_state` row of `mark_open`'s watermark (row 1 is the day rollups')."""
 ROLLUP_TABLES = (
     "analytics_session_days",
     "analytics_search_days",
@@ -236,6 +247,7 @@ class AnalyticsRollups:
                 " SET watermark = excluded.watermark WHERE analytics_rollup_state.watermark < excluded.watermark",
                 mark,
             )
+        await self.mark_open(now)
         if done and self._postgres:
             for table in ROLLUP_TABLES:  # fresh statistics: the reports' plans depend on these tables' sizes
                 await self._db.fetch(f"ANALYZE {table}")
@@ -281,6 +293,15 @@ class AnalyticsRollups:
                 day,
                 day,
             )
+            # Nor is a session the pass has seen on a day not rolled up yet (mark_open); this day's own sessions
+            # are rows now.
+            await self._db.fetch(
+                "UPDATE analytics_session_days SET alone = 0 WHERE day = {} AND alone = 1 AND session_id IN"
+                " (SELECT session_id FROM analytics_open_sessions WHERE day <> {})",
+                day,
+                day,
+            )
+            await self._db.fetch("DELETE FROM analytics_open_sessions WHERE day = {}", day)
             await self._db.fetch(
                 "UPDATE analytics_session_days SET alone = 0 WHERE alone = 1 AND day <> {} AND session_id IN"
                 " (SELECT session_id FROM analytics_session_days WHERE day = {} AND alone = 0)",
@@ -343,6 +364,63 @@ class AnalyticsRollups:
                 now,
             )
         return True
+
+    async def mark_open(self, now: datetime) -> int:
+        """The sessions of the events written since the last call, on the days not rolled up yet (from yesterday
+        on: a day is rolled up CLOSE_DELAY after it ends): recorded in `analytics_open_sessions`, and their rows on
+        the rolled-up days made not `alone` (those days' sums computed again: rare, a session back on another
+        day). A report need not look up in the rollups the raw edge's sessions recorded there, only those seen
+        since: late in the UTC day, ≈ a day of sessions fewer to look up. Part of the background pass; bounded
+        (the events since the last pass; at most two days' on the first). Returns the sessions recorded.
+
+        The watermark is an event id, as the day rollups' is: an event whose transaction commits after a higher
+        id was seen is never recorded here, so its session is looked up, as before."""
+        since = _midnight(now - CLOSE_DELAY) - DAY
+        async with self._db.write_transaction(), self._db.long_statements():
+            if self._postgres:
+                [lock] = await self._db.fetch("SELECT pg_try_advisory_xact_lock({}) AS got", _LOCK_KEY)
+                if not lock["got"]:
+                    return 0
+            [state] = await self._db.fetch(
+                "SELECT coalesce((SELECT watermark FROM analytics_rollup_state WHERE id = {}), 0) AS watermark,"
+                " (SELECT max(id) FROM analytics_events) AS mark",
+                _OPEN_STATE,
+            )
+            watermark, mark = int(state["watermark"]), int(state["mark"] or 0)
+            if mark <= watermark:
+                return 0
+            new = (
+                f"SELECT DISTINCT {self._day_sql('occurred_at')} AS day, session_id FROM analytics_events"
+                " WHERE id > {} AND id <= {} AND occurred_at >= {} AND session_id IS NOT NULL"
+            )
+            seen = (watermark, mark, since)
+            days = await self._db.fetch(
+                f"SELECT DISTINCT d.day FROM analytics_session_days d JOIN ({new}) AS n"
+                " ON n.session_id = d.session_id AND n.day <> d.day WHERE d.alone = 1",
+                *seen,
+            )
+            for day in sorted(str(row["day"]) for row in days):
+                await self._db.fetch(
+                    "UPDATE analytics_session_days SET alone = 0 WHERE day = {} AND alone = 1 AND session_id IN"
+                    f" (SELECT session_id FROM ({new}) AS n WHERE n.day <> {{}})",
+                    day,
+                    *seen,
+                    day,
+                )
+                await self._sum_day(day)
+            recorded = await self._db.fetch(
+                f"INSERT INTO analytics_open_sessions (day, session_id) SELECT day, session_id FROM ({new}) AS n"
+                " WHERE day NOT IN (SELECT day FROM analytics_rollup_days) ON CONFLICT DO NOTHING"
+                " RETURNING session_id",
+                *seen,
+            )
+            await self._db.fetch(
+                "INSERT INTO analytics_rollup_state (id, watermark) VALUES ({}, {}) ON CONFLICT (id) DO UPDATE"
+                " SET watermark = excluded.watermark",
+                _OPEN_STATE,
+                mark,
+            )
+        return len(recorded)
 
     async def backfill(self, now: datetime, chunk_days: int = 31, since: datetime | None = None) -> list[str]:
         """Roll up every closed day at once, set-based (one `INSERT ... SELECT ... GROUP BY day` per table and
@@ -434,6 +512,9 @@ class AnalyticsRollups:
                 "UPDATE analytics_session_days SET alone = 0 WHERE session_id IN (SELECT session_id"
                 " FROM analytics_session_days GROUP BY session_id HAVING count(*) > 1)"
             )
+            # The open days' sessions seen so far were marked against no rollup: the next pass marks them again.
+            await self._db.fetch("DELETE FROM analytics_open_sessions")
+            await self._db.fetch("DELETE FROM analytics_rollup_state WHERE id = {}", _OPEN_STATE)
             await self._sum_days("day >= {}", ("",))
             for day_text in days:
                 await self._db.fetch(
@@ -447,6 +528,7 @@ class AnalyticsRollups:
                 " SET watermark = excluded.watermark",
                 int(state["mark"]),
             )
+        await self.mark_open(now)
         if self._postgres:
             for table in ROLLUP_TABLES:
                 await self._db.fetch(f"ANALYZE {table}")
@@ -498,7 +580,7 @@ class AnalyticsRollups:
         some of its events were deleted: it is rolled up again from the rest). In the caller's transaction."""
         boundary = day_of(older_than)
         op = "<=" if events_deleted and _midnight(older_than) < older_than else "<"
-        for table in (*ROLLUP_TABLES, "analytics_rollup_days"):
+        for table in (*ROLLUP_TABLES, "analytics_rollup_days", "analytics_open_sessions"):
             await self._db.fetch(f"DELETE FROM {table} WHERE day {op} {{}}", boundary)
 
 

@@ -320,6 +320,14 @@ class AnalyticsSellerViewDayRow(Table, tablename="analytics_seller_view_days"):
     viewers = BigInt()
 
 
+class AnalyticsOpenSessionRow(Table, tablename="analytics_open_sessions"):
+    """Rollups (m0014): a session the background pass has seen on a day not rolled up yet; its rows on the other
+    days are not `alone` (AnalyticsRollups.mark_open)."""
+
+    day = Varchar(length=10, primary_key=True)
+    session_id = Varchar(length=64)
+
+
 ALL_TABLES: tuple[type[Table], ...] = (
     UserRow,
     ItemRow,
@@ -348,6 +356,7 @@ ALL_TABLES: tuple[type[Table], ...] = (
     AnalyticsDurationDayRow,
     AnalyticsItemViewDayRow,
     AnalyticsSellerViewDayRow,
+    AnalyticsOpenSessionRow,
 )
 
 COMPOSITE_KEYS: dict[type[Table], tuple[str, ...]] = {
@@ -358,6 +367,7 @@ COMPOSITE_KEYS: dict[type[Table], tuple[str, ...]] = {
     AnalyticsDurationDayRow: ("day", "bucket"),
     AnalyticsItemViewDayRow: ("seller_id", "day", "item_id"),
     AnalyticsSellerViewDayRow: ("seller_id", "day"),
+    AnalyticsOpenSessionRow: ("day", "session_id"),
 }
 
 

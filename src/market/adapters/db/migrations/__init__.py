@@ -17,6 +17,7 @@ from . import (
     m0011_analytics_day_totals,
     m0012_search_tiers,
     m0013_pending_refunds_index,
+    m0014_analytics_open_sessions,
 )
 from .runner import Migration
 
@@ -34,6 +35,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0011_analytics_day_totals.MIGRATION,
     m0012_search_tiers.MIGRATION,
     m0013_pending_refunds_index.MIGRATION,
+    m0014_analytics_open_sessions.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
 
@@ -65,6 +67,7 @@ TABLES: tuple[str, ...] = (
     "analytics_duration_days",
     "analytics_item_view_days",
     "analytics_seller_view_days",
+    "analytics_open_sessions",
 )
 """The business tables the migrations up to HEAD create, on both engines (search indexes aside): readiness
 checks that every one exists. A test keeps this list equal to what the migrations make."""
