@@ -416,9 +416,10 @@ async def test_session_percentiles_in_buckets_of_grouped_sessions_and_with_no_se
     assert rolled.sessions == 13 and 600 < rolled.median_duration_s < 620
 
 
-async def open_sessions(db) -> set[tuple[str, str]]:
+async def open_sessions(db) -> set[tuple[str, str, str | None]]:
     return {
-        (row["day"], row["session_id"]) for row in await db.fetch("SELECT * FROM analytics_open_sessions")
+        (row["day"], row["session_id"], row["alone_day"])
+        for row in await db.fetch("SELECT * FROM analytics_open_sessions")
     }
 
 
@@ -432,9 +433,10 @@ async def alone(db, day: datetime, session: str) -> int:
 
 
 async def test_the_pass_marks_the_sessions_of_the_open_days_and_reports_stay_exact(db, shop):
-    # The pass records the sessions seen on the days not rolled up yet and makes their rolled-up rows not alone,
-    # so that a report need not look its raw tail edge's sessions up: exact through the night (a day rolled up
-    # while its sessions are already recorded on the next one), and once the open day is rolled up in turn.
+    # The pass records the sessions seen on the days not rolled up yet (and the rolled-up day a session coming
+    # back is alone on), so that a report need not look its raw tail edge's sessions up: exact through the night
+    # (a day rolled up while its sessions are already recorded on the next one makes them not alone on it), and
+    # once the open day is rolled up in turn.
     item, day1, day2, day3 = shop.items[0], *(DAY0 + timedelta(days=n) for n in (1, 2, 3))
     view = ItemViewed(item.id, item.seller_id)
     await record(db, "back", day1 + timedelta(hours=9), view)  # alone on day 1, back on day 3
@@ -453,18 +455,21 @@ async def test_the_pass_marks_the_sessions_of_the_open_days_and_reports_stay_exa
     await record(db, "back", day3 + timedelta(minutes=5), CartChanged(item.id, "add", 1))
     assert await reports.rollups.roll_up(night) == [f"{day1:%Y-%m-%d}"]
     assert await open_sessions(db) == {
-        (f"{day2:%Y-%m-%d}", "night"),
-        (f"{day3:%Y-%m-%d}", "night"),
-        (f"{day3:%Y-%m-%d}", "back"),
+        (f"{day2:%Y-%m-%d}", "night", None),
+        (f"{day3:%Y-%m-%d}", "night", None),
+        (f"{day3:%Y-%m-%d}", "back", f"{day1:%Y-%m-%d}"),  # looked up: alone on day 1
     }
-    assert await alone(db, day1, "back") == 0 and await alone(db, day1, "once") == 1
+    assert await alone(db, day1, "back") == 1
     await exact(night)
     assert (await raw.funnel(Period(day1, night))).steps[0].sessions == 3
 
     after = day3 + CLOSE_DELAY + timedelta(minutes=1)  # day 2 rolled up: "night" is recorded on day 3
     assert await reports.rollups.roll_up(after) == [f"{day2:%Y-%m-%d}"]
     assert await alone(db, day2, "night") == 0
-    assert await open_sessions(db) == {(f"{day3:%Y-%m-%d}", "night"), (f"{day3:%Y-%m-%d}", "back")}
+    assert await open_sessions(db) == {
+        (f"{day3:%Y-%m-%d}", "night", None),
+        (f"{day3:%Y-%m-%d}", "back", f"{day1:%Y-%m-%d}"),
+    }
     assert (await reports.rollups.split(Period(day1, after))).days == 2
     await exact(after)
 

@@ -398,13 +398,14 @@ def _edge_args(period: Period, split: Split) -> tuple[datetime, datetime, dateti
 def _coming_back(split: Split) -> str:
     """Which of the edge's sessions (CTE `edge`, with its `tail` flag) may have an `alone = 1` row on the rolled-up
     days: all of them, or those of the tail edge alone when the head edge's day is rolled up too (Split.head_rolled),
-    less those the background pass has seen on a day outside them (`analytics_open_sessions`: their rows on other
-    days are not alone; rollups.py, `mark_open`): the few looked up one by one in the session index. Arguments:
-    the split's first_day and after_day."""
+    less those the background pass has seen on a day outside them and alone on no rolled-up day
+    (`analytics_open_sessions`; rollups.py, `mark_open`): the few looked up one by one in the session index.
+    Arguments: the split's first_day and after_day."""
     return (
         "SELECT session_id FROM edge WHERE "
         + ("tail = 1 AND " if split.head_rolled else "")
-        + "session_id NOT IN (SELECT session_id FROM analytics_open_sessions WHERE day < {} OR day >= {})"
+        + "session_id NOT IN (SELECT session_id FROM analytics_open_sessions"
+        " WHERE (day < {} OR day >= {}) AND alone_day IS NULL)"
     )
 
 

@@ -22,10 +22,10 @@ The days not rolled up yet (today, and yesterday until CLOSE_DELAY after midnigh
 reports, and late in the UTC day the tail edge holds ≈ a day of sessions. Those that also have an `alone` row on
 the rolled-up days must be taken back out of the sums, and looking each edge session up in the session index was
 most of a 30-day report's time. So the pass also records the sessions it sees on the open days
-(`analytics_open_sessions`, m0014; `mark_open`, from the events since its own id watermark) and makes their rows
-on the other days not alone (summing those days again): a report looks up only the edge sessions not recorded
-there, those of the last minutes. Rolling up a day treats the sessions recorded on other days as it treats those
-rolled up there, and drops that day's records.
+(`analytics_open_sessions`, m0014; `mark_open`, from the events since its own id watermark), with the rolled-up day
+each is alone on, if any: a report looks up only the edge sessions not recorded there (those of the last minutes)
+or recorded with such a day (a session back from an earlier day). Rolling up a day treats the sessions recorded on
+other days as it treats those rolled up there (not alone), and drops that day's records.
 
 A late event (a bulk load, a clock that was off) written into a day already rolled up has an id above the
 `analytics_rollup_state` watermark: a report reads that day raw, and the next pass rolls it up again
@@ -367,11 +367,13 @@ class AnalyticsRollups:
 
     async def mark_open(self, now: datetime) -> int:
         """The sessions of the events written since the last call, on the days not rolled up yet (from yesterday
-        on: a day is rolled up CLOSE_DELAY after it ends): recorded in `analytics_open_sessions`, and their rows on
-        the rolled-up days made not `alone` (those days' sums computed again: rare, a session back on another
-        day). A report need not look up in the rollups the raw edge's sessions recorded there, only those seen
-        since: late in the UTC day, ≈ a day of sessions fewer to look up. Part of the background pass; bounded
-        (the events since the last pass; at most two days' on the first). Returns the sessions recorded.
+        on: a day is rolled up CLOSE_DELAY after it ends), recorded in `analytics_open_sessions` with the rolled-up
+        day they are alone on, if any (`alone_day`: a session back from an earlier day; rare). A report need not
+        look up in the rollups the raw edge's sessions recorded there without one, only those seen since: late
+        in the UTC day, ≈ a day of sessions fewer to look up. Nothing else changes here (no day's sums: a day
+        rolled up later makes the sessions recorded on other days not alone on it, as `roll_up_day` does with
+        those rolled up there). Part of the background pass; bounded (the events since the last pass; at most two
+        days' on the first). Returns the sessions recorded.
 
         The watermark is an event id, as the day rollups' is: an event whose transaction commits after a higher
         id was seen is never recorded here, so its session is looked up, as before."""
@@ -389,30 +391,17 @@ class AnalyticsRollups:
             watermark, mark = int(state["watermark"]), int(state["mark"] or 0)
             if mark <= watermark:
                 return 0
-            new = (
-                f"SELECT DISTINCT {self._day_sql('occurred_at')} AS day, session_id FROM analytics_events"
-                " WHERE id > {} AND id <= {} AND occurred_at >= {} AND session_id IS NOT NULL"
-            )
-            seen = (watermark, mark, since)
-            days = await self._db.fetch(
-                f"SELECT DISTINCT d.day FROM analytics_session_days d JOIN ({new}) AS n"
-                " ON n.session_id = d.session_id AND n.day <> d.day WHERE d.alone = 1",
-                *seen,
-            )
-            for day in sorted(str(row["day"]) for row in days):
-                await self._db.fetch(
-                    "UPDATE analytics_session_days SET alone = 0 WHERE day = {} AND alone = 1 AND session_id IN"
-                    f" (SELECT session_id FROM ({new}) AS n WHERE n.day <> {{}})",
-                    day,
-                    *seen,
-                    day,
-                )
-                await self._sum_day(day)
             recorded = await self._db.fetch(
-                f"INSERT INTO analytics_open_sessions (day, session_id) SELECT day, session_id FROM ({new}) AS n"
-                " WHERE day NOT IN (SELECT day FROM analytics_rollup_days) ON CONFLICT DO NOTHING"
+                "INSERT INTO analytics_open_sessions (day, session_id, alone_day)"
+                " SELECT n.day, n.session_id, (SELECT min(d.day) FROM analytics_session_days d"
+                "  WHERE d.session_id = n.session_id AND d.alone = 1)"
+                f" FROM (SELECT DISTINCT {self._day_sql('occurred_at')} AS day, session_id FROM analytics_events"
+                "  WHERE id > {} AND id <= {} AND occurred_at >= {} AND session_id IS NOT NULL) AS n"
+                " WHERE n.day NOT IN (SELECT day FROM analytics_rollup_days) ON CONFLICT DO NOTHING"
                 " RETURNING session_id",
-                *seen,
+                watermark,
+                mark,
+                since,
             )
             await self._db.fetch(
                 "INSERT INTO analytics_rollup_state (id, watermark) VALUES ({}, {}) ON CONFLICT (id) DO UPDATE"

@@ -321,11 +321,12 @@ class AnalyticsSellerViewDayRow(Table, tablename="analytics_seller_view_days"):
 
 
 class AnalyticsOpenSessionRow(Table, tablename="analytics_open_sessions"):
-    """Rollups (m0014): a session the background pass has seen on a day not rolled up yet; its rows on the other
-    days are not `alone` (AnalyticsRollups.mark_open)."""
+    """Rollups (m0014): a session the background pass has seen on a day not rolled up yet (AnalyticsRollups.mark_open)."""
 
     day = Varchar(length=10, primary_key=True)
     session_id = Varchar(length=64)
+    alone_day = Varchar(length=10, null=True, default=None)
+    """The rolled-up day the session was alone on when recorded (a report looks it up), NULL if none."""
 
 
 ALL_TABLES: tuple[type[Table], ...] = (
