@@ -501,7 +501,8 @@ class AnalyticsRollups:
                 "UPDATE analytics_session_days SET alone = 0 WHERE session_id IN (SELECT session_id"
                 " FROM analytics_session_days GROUP BY session_id HAVING count(*) > 1)"
             )
-            # The open days' sessions seen so far were marked against no rollup: the next pass marks them again.
+            # The open days' sessions recorded so far (mark_open) were recorded before these rows existed (their
+            # `alone_day`): recorded again below.
             await self._db.fetch("DELETE FROM analytics_open_sessions")
             await self._db.fetch("DELETE FROM analytics_rollup_state WHERE id = {}", _OPEN_STATE)
             await self._sum_days("day >= {}", ("",))
