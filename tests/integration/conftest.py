@@ -4,7 +4,10 @@ archives of each engine."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import sqlite3
+import subprocess
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -13,7 +16,14 @@ import pytest
 
 from market.config import DatabaseURL
 from market.ops.backups.service import BackupService
-from tests.support.backups import Market, other_postgres_url, postgres_sql, seed
+from tests.support.backups import (
+    Market,
+    archive_members,
+    other_postgres_url,
+    pack_archive,
+    postgres_sql,
+    seed,
+)
 
 
 @pytest.fixture
@@ -66,3 +76,46 @@ def _foreign(url: str) -> None:
 def foreign_archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Per engine, a sound backup of a database that is not market's: one table `users (x)`, one row."""
     return _archive_per_engine(tmp_path_factory.mktemp("foreign"), _foreign)
+
+
+@pytest.fixture(scope="module")
+def foreign_ledger_archives(
+    tmp_path_factory: pytest.TempPathFactory, foreign_archives: dict[str, Path]
+) -> dict[str, Path]:
+    """Per engine, the foreign archive with a `market_migrations` table of another shape (no `version`
+    column) added to its database, checksums and row counts updated: `create` itself would refuse to read it."""
+    directory = tmp_path_factory.mktemp("foreign-ledger")
+    statements = [
+        "CREATE TABLE market_migrations (name text)",
+        "INSERT INTO market_migrations VALUES ('0001_initial')",
+    ]
+    archives = {}
+    for engine, good in foreign_archives.items():
+        members = archive_members(good)
+        if engine == "sqlite":
+            path = directory / "foreign.db"
+            path.write_bytes(members["database.sqlite3"])
+            with closing(sqlite3.connect(path)) as db:
+                for statement in statements:
+                    db.execute(statement)
+                db.commit()
+            payload = "database.sqlite3"
+            members[payload] = path.read_bytes()
+        else:
+            source = other_postgres_url()
+            url = next(source)
+            postgres_sql(url, "CREATE TABLE users (x integer)")
+            postgres_sql(url, "INSERT INTO users VALUES (1)")
+            for statement in statements:
+                postgres_sql(url, statement)
+            payload = "database.dump"
+            members[payload] = subprocess.run(["pg_dump", "-Fc", url], check=True, capture_output=True).stdout
+            next(source, None)
+        manifest = json.loads(members["manifest.json"])
+        manifest["files"] = {payload: hashlib.sha256(members[payload]).hexdigest()}
+        manifest["tables"]["market_migrations"] = 1
+        members["manifest.json"] = json.dumps(manifest).encode()
+        archives[engine] = directory / engine / good.name
+        archives[engine].parent.mkdir(exist_ok=True)
+        pack_archive(archives[engine], members)
+    return archives

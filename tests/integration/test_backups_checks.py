@@ -88,6 +88,21 @@ def test_an_archive_of_a_database_that_is_not_market_s_is_refused_by_verify_and_
 
 
 @pytest.mark.parametrize("target", TARGETS)
+def test_an_archive_whose_migrations_table_is_not_market_s_is_refused_in_one_plain_line(
+    market: Market, engine: str, foreign_ledger_archives: dict[str, Path], target: str
+):
+    # Its market_migrations has no `version` column: reading the ledger fails in the database driver, which
+    # must be a verdict on the archive, not the driver's exception class.
+    market.directory.mkdir()
+    archive = market.directory / foreign_ledger_archives[engine].name
+    with_manifest_edited(foreign_ledger_archives[engine], archive, lambda m: m.update(migration_head=HEAD))
+
+    for line in _refused_by_verify_and_restore(market, archive, target):
+        assert f"market: {archive.name}: " in line and "not a market database" in line, line
+        assert "Error" not in line, line
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_an_archive_whose_manifest_names_another_schema_version_than_its_database_is_refused(
     market: Market, engine: str, good_archives: dict[str, Path], target: str
 ):

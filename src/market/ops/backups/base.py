@@ -81,7 +81,8 @@ class Backend(Protocol):
     async def count_rows(self, target: DatabaseURL) -> dict[str, int]: ...
 
     async def migrations(self, target: DatabaseURL) -> list[str] | None:
-        """The versions recorded in the migrations ledger; None if the database has no ledger."""
+        """The versions recorded in the migrations ledger; None if the database has no ledger; BackupError if
+        its ledger cannot be read as market's."""
         ...
 
     async def business_rows(self, target: DatabaseURL) -> dict[str, int]:

@@ -146,7 +146,11 @@ class PostgresBackend:
         try:
             if MIGRATIONS_TABLE not in await _tables(conn):
                 return None
-            return sorted(row[0] for row in await conn.fetch(f"SELECT version FROM {MIGRATIONS_TABLE}"))
+            try:
+                rows = await conn.fetch(f"SELECT version FROM {MIGRATIONS_TABLE}")
+            except asyncpg.PostgresError as exc:
+                raise BackupError(f"its {MIGRATIONS_TABLE} table is not market's ({exc})") from None
+            return sorted(row[0] for row in rows)
         finally:
             await conn.close()
 

@@ -245,7 +245,10 @@ class BackupService:
             await self.backend.restore(payload, scratch, progress)
             await self.backend.check(scratch)
             progress.step("integrity ok")
-            ledger = await self.backend.migrations(scratch)
+            try:
+                ledger = await self.backend.migrations(scratch)
+            except BackupError as exc:
+                raise BackupError(f"{archive.name}: {exc.detail}; not a market database") from None
             restored = await self.backend.count_rows(scratch)
         _check_ledger(archive, manifest, ledger, self.known_migrations)
         _compare(archive, manifest.tables, restored)

@@ -93,7 +93,11 @@ class SqliteBackend:
             with closing(_open(_path(target), read_only=True)) as db:
                 if MIGRATIONS_TABLE not in _tables(db):
                     return None
-                return sorted(row[0] for row in db.execute(f"SELECT version FROM {MIGRATIONS_TABLE}"))
+                try:
+                    rows = db.execute(f"SELECT version FROM {MIGRATIONS_TABLE}").fetchall()
+                except sqlite3.Error as exc:
+                    raise BackupError(f"its {MIGRATIONS_TABLE} table is not market's ({exc})") from None
+                return sorted(row[0] for row in rows)
 
         return await asyncio.to_thread(versions)
 
