@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,18 @@ def test_verify_needs_a_file_or_latest(market: Market):
 @pytest.mark.parametrize("command", [["list"], ["prune", "--dry-run"]])
 def test_list_and_prune_on_an_empty_directory_say_so(market: Market, command: list[str]):
     assert market.ok(*command).stdout.strip()
+
+
+@pytest.mark.parametrize("options", [["--yes"], ["--force", "--yes"]])
+def test_restore_into_a_file_that_is_no_sqlite_database_fails_in_one_plain_line_and_leaves_it(
+    good_archives: dict[str, Path], tmp_path: Path, options: list[str]
+):
+    target = tmp_path / "notes.db"
+    target.write_bytes(b"not a database, an operator's notes\n" * 200)
+    market = Market(f"sqlite:///{target}", tmp_path / "backups")
+
+    line = one_line_failure(market("restore", str(good_archives["sqlite"]), *options))
+
+    assert line.startswith("market: ") and "Error" not in line, line
+    assert "file is not a database" in line and "was not changed" in line, line
+    assert target.read_bytes() == b"not a database, an operator's notes\n" * 200

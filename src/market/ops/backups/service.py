@@ -317,14 +317,14 @@ class BackupService:
         """Every check of a restore, none of which touches the target; the payload that passed them."""
         manifest, payload = await self._unpack(archive, work)
         progress.step("checksums ok")
-        if not force:
-            rows = await self.backend.business_rows(self.database)
-            if rows:
-                tables = ", ".join(f"{name} ({n})" for name, n in sorted(rows.items()))
-                raise BackupError(
-                    f"the database {self.database.redacted()} is not empty (rows in {tables}); "
-                    "use --force to replace its contents"
-                )
+        # Read even when forced: a target that cannot be used is refused before anything is restored.
+        rows = await self.backend.business_rows(self.database)
+        if not force and rows:
+            tables = ", ".join(f"{name} ({n})" for name, n in sorted(rows.items()))
+            raise BackupError(
+                f"the database {self.database.redacted()} is not empty (rows in {tables}); "
+                "use --force to replace its contents"
+            )
         await self._test_restore(archive, manifest, payload, work, progress)
         if confirm is not None and not confirm(manifest):
             raise BackupError("restore cancelled")

@@ -106,10 +106,15 @@ class SqliteBackend:
             path = _path(target)
             if not path.is_file() or path.stat().st_size == 0:
                 return {}
-            with closing(_open(path, read_only=True)) as db:
-                return {
-                    name: n for name in _tables(db) if name != MIGRATIONS_TABLE and (n := _count(db, name))
-                }
+            try:
+                with closing(_open(path, read_only=True)) as db:
+                    return {
+                        name: n
+                        for name in _tables(db)
+                        if name != MIGRATIONS_TABLE and (n := _count(db, name))
+                    }
+            except sqlite3.Error as exc:
+                raise BackupError(f"cannot use the database {target.redacted()}: {exc}") from None
 
         return await asyncio.to_thread(rows)
 
