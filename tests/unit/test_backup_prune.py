@@ -4,7 +4,9 @@ injected clock), never the newest verified one."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,10 +45,16 @@ def _make_backup(directory: Path, created_at: datetime, *, verified: bool = Fals
     payload.unlink()
     work.rmdir()
     if verified:
-        verified_marker(path).write_text("{}")
+        _mark_verified(path, manifest)
     # The file times say "new" for all: only the manifest's created_at may decide.
     os.utime(path, (NOW.timestamp(), NOW.timestamp()))
     return path
+
+
+def _mark_verified(path: Path, manifest: Manifest) -> None:
+    """The marker `verify` writes (the fields that tie it to its archive)."""
+    marker = {"archive": path.name, "archive_bytes": path.stat().st_size, "files": manifest.files}
+    verified_marker(path).write_text(json.dumps(marker))
 
 
 def _service(directory: Path, now: datetime = NOW) -> BackupService:
@@ -157,3 +165,26 @@ def test_the_prune_command_reports_what_it_deletes(tmp_path, dry_run):
     assert f"{'would delete' if dry_run else 'deleted'} {old}" in result.stdout
     assert old.exists() is dry_run
     assert new.exists()
+
+
+def test_a_marker_that_is_not_its_archive_s_does_not_make_it_verified(tmp_path):
+    # day60 is the only backup a restore was tested of. day40's marker is day60's, copied beside it (or day40
+    # was replaced by another file after its verify): neither may make day40 "the newest verified one" and
+    # let prune delete day60, the last backup known to restore.
+    backups = _ages({"day40": 40, "day60": 60}, tmp_path, verified={"day60"})
+    verified_marker(backups["day40"]).write_bytes(verified_marker(backups["day60"]).read_bytes())
+    (tmp_path / "other").mkdir()
+    replaced = _make_backup(tmp_path / "other", NOW - timedelta(days=50), verified=True)
+    backups["day50"] = tmp_path / replaced.name
+    backups["day50"].write_bytes(replaced.read_bytes() + b"tampered")
+    verified_marker(backups["day50"]).write_bytes(verified_marker(replaced).read_bytes())
+    shutil.rmtree(tmp_path / "other")
+    service = _service(tmp_path)
+
+    assert {info.path.name: info.verified for info in service.backups()} == {
+        backups["day60"].name: True,
+        backups["day50"].name: False,
+        backups["day40"].name: False,
+    }
+    result = service.prune()
+    assert _names([i.path for i in result.kept]) == {backups["day60"].name}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -59,7 +60,7 @@ class BackupInfo:
     path: Path
     size: int
     verified: bool
-    """`<archive>.verified.json` exists: a restore of it was tested."""
+    """`<archive>.verified.json` is this archive's: a restore of it was tested (`_is_verified`)."""
     manifest: Manifest | None
     error: str | None = None
     """Why the manifest could not be read (then `manifest` is None)."""
@@ -205,9 +206,8 @@ class BackupService:
                 manifest, error = read_manifest(path), None
             except BackupError as exc:
                 manifest, error = None, exc.detail
-            found.append(
-                BackupInfo(path, path.stat().st_size, verified_marker(path).exists(), manifest, error)
-            )
+            size = path.stat().st_size
+            found.append(BackupInfo(path, size, _is_verified(path, size, manifest), manifest, error))
         epoch = datetime.min.replace(tzinfo=UTC)
         return sorted(found, key=lambda info: (info.created_at or epoch, info.path.name))
 
@@ -262,6 +262,7 @@ class BackupService:
                 "archive": result.archive.name,
                 "verified_at": format_time(self.clock()),
                 "archive_bytes": result.archive.stat().st_size,
+                "files": result.manifest.files,
                 "engine": result.manifest.engine,
                 "tables": result.tables,
                 "duration_s": round(result.duration_s, 3),
@@ -414,6 +415,21 @@ class BackupService:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _is_verified(archive: Path, size: int, manifest: Manifest | None) -> bool:
+    """The marker beside `archive` was written by a verify of this very file: same name, same size and (in
+    markers that record them) the same checksums in its manifest. A marker copied beside another archive, or
+    left behind when the archive was replaced, does not count: prune keeps the newest verified backup."""
+    try:
+        marker = json.loads(verified_marker(archive).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(marker, dict) or manifest is None:
+        return False
+    if marker.get("archive") != archive.name or marker.get("archive_bytes") != size:
+        return False
+    return "files" not in marker or marker["files"] == manifest.files
 
 
 def _check_schema_is_known(archive: Path, manifest: Manifest, known: Sequence[str] | None) -> None:
