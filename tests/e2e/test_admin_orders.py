@@ -119,6 +119,15 @@ def test_the_same_filters_apply_to_get_orders_within_the_callers_visibility(clie
     assert len(both["lines"]) == 1
 
 
+def test_a_seller_cannot_learn_which_of_their_orders_hold_another_seller_s_items(client, shop):
+    # A seller's view of an order holds only their own lines: filtering it by another seller finds nothing,
+    # or seller A would learn which of their buyers' orders also hold seller B's items.
+    s = shop
+    assert _ids(client, ORDERS, s["seller_a"], seller_id=s["seller_b"]["id"]) == []
+    assert _ids(client, ORDERS, s["seller_b"], seller_id=s["seller_a"]["id"]) == []
+    assert _ids(client, ORDERS, s["seller_a"], seller_id=s["seller_a"]["id"]) == [s["both"], s["first"]]
+
+
 @pytest.mark.parametrize("path", [ADMIN_ORDERS, ORDERS])
 @pytest.mark.parametrize(
     ("params", "field"),

@@ -446,6 +446,9 @@ class SqlOrderRepository:
         canonical = {who: parse_id(value) for who, value in wanted.items() if value is not None}
         if None in canonical.values():  # not an id at all: nobody's orders
             return Page(items=[], next_cursor=None)
+        if user.role is Role.SELLER and canonical.get("seller", user.id) != user.id:
+            # A seller's view of an order holds only their own lines: no other seller's are in sight.
+            return Page(items=[], next_cursor=None)
         if "buyer" in canonical:
             where.append("o.buyer_id = {}")
             args.append(canonical["buyer"])
