@@ -81,6 +81,21 @@ def test_ready_is_503_when_a_table_the_code_needs_is_gone(database_url, tmp_path
     assert "tables" in _problem_503(response)["detail"]
 
 
+def test_a_database_closed_to_new_connections_makes_requests_answer_503_not_500(fresh_postgres_url, tmp_path):
+    # What an operator does before maintenance or a restore: ALLOW_CONNECTIONS false, then end the sessions.
+    # Connecting then fails with SQLSTATE 55000 "database … is not currently accepting connections".
+    name = fresh_postgres_url.rsplit("/", 1)[1]
+    with TestClient(build_app(_settings(fresh_postgres_url, tmp_path))) as client:
+        assert client.get("/api/v1/items").status_code == 200
+        admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            admin_execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+            response = client.get("/api/v1/items")
+        finally:
+            admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    assert "cannot be reached" in _problem_503(response)["detail"]
+
+
 @pytest.mark.timeout(60)  # before the fix the request waited for the lock as long as it was held
 def test_a_table_locked_by_another_connection_answers_503_with_retry_after(fresh_postgres_url, tmp_path):
     with (

@@ -34,6 +34,11 @@ from market.adapters.db.errors import (
             UNREACHABLE,
         ),
         (ConnectionRefusedError(111, "Connection refused"), UNREACHABLE),
+        (
+            asyncpg.ObjectNotInPrerequisiteStateError('database "m" is not currently accepting connections'),
+            UNREACHABLE,
+        ),
+        (asyncpg.TooManyConnectionsError("sorry, too many clients already"), UNREACHABLE),
         (sqlite3.OperationalError("database is locked"), BUSY),
         (sqlite3.OperationalError("no such table: items"), NO_SCHEMA),
         (asyncpg.UndefinedTableError('relation "items" does not exist'), NO_SCHEMA),
@@ -66,6 +71,7 @@ def test_an_unavailability_raised_as_such_is_kept():
         ValueError("bug"),
         sqlite3.OperationalError('near "SELEC": syntax error'),
         asyncpg.UniqueViolationError("duplicate key"),
+        asyncpg.ObjectNotInPrerequisiteStateError("lastval is not yet defined in this session"),
         TimeoutError(),
     ],
 )

@@ -71,6 +71,12 @@ def _classify(exc: BaseException) -> DatabaseUnavailable | None:
         | ConnectionRefusedError,
     ):
         return DatabaseUnavailable(UNREACHABLE)
+    if isinstance(exc, asyncpg.TooManyConnectionsError):  # max_connections reached (53300)
+        return DatabaseUnavailable(UNREACHABLE)
+    # ALLOW_CONNECTIONS false (before maintenance or a restore) refuses each new connection with 55000, a code
+    # shared with bugs ("lastval is not yet defined"): only that refusal means "not now".
+    if isinstance(exc, asyncpg.ObjectNotInPrerequisiteStateError) and "accepting connections" in str(exc):
+        return DatabaseUnavailable(UNREACHABLE)
     if isinstance(exc, asyncpg.UndefinedTableError):
         return DatabaseUnavailable(NO_SCHEMA)
     if isinstance(exc, sqlite3.OperationalError):
