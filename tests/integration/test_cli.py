@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,7 +24,7 @@ from market.domain.catalog import ItemFilter
 from market.domain.errors import InvalidCredentials
 from market.domain.users import Role
 from tests.support.database import open_database
-from tests.support.postgres import postgres_url
+from tests.support.postgres import admin_execute, postgres_url
 
 ADMIN_PASSWORD = "correct horse battery staple"
 
@@ -172,6 +173,31 @@ def test_create_admin_with_a_taken_email_fails_and_keeps_the_first_admin(workspa
     again = workspace.run("users", "create-admin", "--email", "a@b.co", stdin="another password 123")
     _assert_one_clean_error_line(again, "already exists")
     assert workspace.query("SELECT count(*) FROM users") == [(1,)]
+
+
+@pytest.fixture
+def closed_postgres_url():
+    """A PostgreSQL database closed to new connections (ALLOW_CONNECTIONS false: before maintenance or a
+    restore), which refuses each with SQLSTATE 55000."""
+    name = f"market_test_closed_{uuid.uuid4().hex[:12]}"
+    admin_execute(f'CREATE DATABASE "{name}"')
+    admin_execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    try:
+        yield postgres_url(name)
+    finally:
+        admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("db", "migrate"), ("users", "list"), ("payments", "reconcile"), ("report", "funnel")],
+    ids=lambda c: " ".join(c),
+)
+def test_a_database_closed_to_connections_is_one_line_without_a_traceback(
+    workspace, closed_postgres_url, command
+):
+    result = workspace.run(*command, MARKET_DATABASE_URL=closed_postgres_url)
+    _assert_one_clean_error_line(result, "cannot reach the database", "not currently accepting connections")
 
 
 @pytest.mark.parametrize(

@@ -71,11 +71,7 @@ def _classify(exc: BaseException) -> DatabaseUnavailable | None:
         | ConnectionRefusedError,
     ):
         return DatabaseUnavailable(UNREACHABLE)
-    if isinstance(exc, asyncpg.TooManyConnectionsError):  # max_connections reached (53300)
-        return DatabaseUnavailable(UNREACHABLE)
-    # ALLOW_CONNECTIONS false (before maintenance or a restore) refuses each new connection with 55000, a code
-    # shared with bugs ("lastval is not yet defined"): only that refusal means "not now".
-    if isinstance(exc, asyncpg.ObjectNotInPrerequisiteStateError) and "accepting connections" in str(exc):
+    if _refuses_connections(exc):
         return DatabaseUnavailable(UNREACHABLE)
     if isinstance(exc, asyncpg.UndefinedTableError):
         return DatabaseUnavailable(NO_SCHEMA)
@@ -88,6 +84,15 @@ def _classify(exc: BaseException) -> DatabaseUnavailable | None:
         if "unable to open" in message or "disk i/o" in message:
             return DatabaseUnavailable(UNREACHABLE)
     return None
+
+
+def _refuses_connections(exc: BaseException) -> bool:
+    """PostgreSQL takes no new connection now: max_connections reached (53300), or the database closed to
+    connections (ALLOW_CONNECTIONS false, before maintenance or a restore: 55000, a code shared with bugs such
+    as "lastval is not yet defined", so only that refusal counts)."""
+    return isinstance(exc, asyncpg.TooManyConnectionsError) or (
+        isinstance(exc, asyncpg.ObjectNotInPrerequisiteStateError) and "accepting connections" in str(exc)
+    )
 
 
 def unusable_database(exc: BaseException, database: str) -> str | None:
@@ -104,6 +109,8 @@ def unusable_database(exc: BaseException, database: str) -> str | None:
         | asyncpg.InvalidCatalogNameError
         | asyncpg.InvalidAuthorizationSpecificationError,  # no such role, wrong password
     ) or (isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc).lower()):
+        return f"cannot reach the database {database}: {exc}"
+    if _refuses_connections(exc):
         return f"cannot reach the database {database}: {exc}"
     if isinstance(exc, sqlite3.DatabaseError) and _sqlite_code(exc) in (
         sqlite3.SQLITE_NOTADB,
