@@ -247,10 +247,10 @@ class AnalyticsRollups:
                 " SET watermark = excluded.watermark WHERE analytics_rollup_state.watermark < excluded.watermark",
                 mark,
             )
-        await self.mark_open(now)
         if done and self._postgres:
             for table in ROLLUP_TABLES:  # fresh statistics: the reports' plans depend on these tables' sizes
                 await self._db.fetch(f"ANALYZE {table}")
+        await self.mark_open(now)  # after ANALYZE: its per-session look-up is planned from the statistics
         if done:
             log.info("analytics rolled up", extra={"days": len(done), "newest": done[0], "oldest": done[-1]})
         return done
@@ -518,10 +518,12 @@ class AnalyticsRollups:
                 " SET watermark = excluded.watermark",
                 int(state["mark"]),
             )
-        await self.mark_open(now)
         if self._postgres:
             for table in ROLLUP_TABLES:
                 await self._db.fetch(f"ANALYZE {table}")
+        # After ANALYZE: planned on an empty table's statistics, its per-session look-up in the session rollups
+        # ANDed the whole `alone` index into every probe (> 10 min at 100 M events, 1.76 M session rows).
+        await self.mark_open(now)
         return days
 
     async def _sum_day(self, day: str) -> None:
