@@ -287,17 +287,25 @@ async def time_reports(
                 calls["payments"] = reports.payments
                 calls["carts"] = lambda p, reports=reports: reports.carts(p, timedelta(days=1), now)
             for name, call in calls.items():
-                for _ in range(2):
-                    await call(period)
-                seconds = []
-                for _ in range(runs):
-                    started = time.perf_counter()
-                    await call(period)
-                    seconds.append(time.perf_counter() - started)
+                seconds = await timed(call, period, warmup=2, runs=runs)
                 print(
                     f"  {name:<10} {label:<7} {source:<7} median {statistics.median(seconds):7.3f} s"
                     f"  max {max(seconds):7.3f} s"
                 )
+
+
+async def timed(
+    call: Callable[[Period], Awaitable[Any]], period: Period, *, warmup: int, runs: int
+) -> list[float]:
+    """Seconds of each of `runs` calls of `call(period)`, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        await call(period)
+    seconds = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await call(period)
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 async def open_from(db: Database, day: str, now: datetime) -> None:
@@ -339,13 +347,7 @@ async def time_ends(
         split = await reports.rollups.split(period)
         print(f"  30 days to {end:%Y-%m-%d %H:%M} UTC: {split.days} days rolled up")
         for name, call in calls.items():
-            for _ in range(warmup):
-                await call(period)
-            seconds = []
-            for _ in range(runs):
-                started = time.perf_counter()
-                await call(period)
-                seconds.append(time.perf_counter() - started)
+            seconds = await timed(call, period, warmup=warmup, runs=runs)
             print(
                 f"  {clock} {name:<10} median {statistics.median(seconds):6.3f} s  max {max(seconds):6.3f} s"
                 f"  load {os.getloadavg()[0]:.1f}",
