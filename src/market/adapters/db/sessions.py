@@ -248,7 +248,7 @@ class SqlSessionStore:
         return Timeline(
             session_id=session_id,
             user_id=users[0] if users else None,
-            started_at=min(started_at, entries[0].at),
+            started_at=started_at,
             ended_at=entries[-1].at,
             entries=entries,
         )
