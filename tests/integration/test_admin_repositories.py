@@ -111,6 +111,21 @@ async def test_the_people_list_matches_text_literally_and_filters(db):
     assert await ids(status=UserStatus.DISABLED) == set()
 
 
+async def test_the_people_list_matches_accented_and_non_latin_names_whatever_their_case(db):
+    # The API and the pages lower the query before it gets here; the stored names keep their capitals.
+    emile = await add_user(db, Role.BUYER, email="emile@example.com", display_name="ÉMILE Ünïcode")
+    boris = await add_user(db, Role.SELLER, email="boris@example.com", display_name="Борис Петров")
+    directory = SqlUserDirectory(db)
+
+    async def ids(query: str) -> set[str]:
+        return {u.id for u in (await directory.find(UserFilter(query=query), 10, None)).items}
+
+    assert await ids("émile") == {emile.id}
+    assert await ids("ünïcode") == {emile.id}
+    assert await ids("борис") == {boris.id}
+    assert await ids("петров") == {boris.id}
+
+
 async def test_the_people_list_pages_newest_first(db):
     made = [await add_user(db, Role.BUYER, created_at=T0 + timedelta(minutes=n)) for n in range(5)]
     directory = SqlUserDirectory(db)

@@ -15,6 +15,7 @@ from market.domain.users import Role, User
 from .analytics import Identity, anonymous
 from .cursors import decode_keyset_cursor, encode_keyset_cursor
 from .database import Database
+from .engines import SQLITE_LOWER
 from .repositories import PiccoloUnitOfWork
 from .rows import parse_id, user_from_row
 from .tables import AuditRow, UserRow, insert_sql, row_values, select_list
@@ -50,7 +51,12 @@ class SqlUserDirectory:
         where: list[str] = []
         args: list[Any] = []
         if user_filter.query:
-            where.append("(lower(email) LIKE {} ESCAPE '\\' OR lower(display_name) LIKE {} ESCAPE '\\')")
+            # The pattern is lowered by Python (_like): SQLite lowers the columns alike (its own lower() folds
+            # ASCII only); PostgreSQL's lower() folds every letter.
+            lower = "lower" if self._db.is_postgres else SQLITE_LOWER
+            where.append(
+                f"({lower}(email) LIKE {{}} ESCAPE '\\' OR {lower}(display_name) LIKE {{}} ESCAPE '\\')"
+            )
             args += [_like(user_filter.query)] * 2
         if user_filter.role is not None:
             where.append("role = {}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from typing import Any
 
 from piccolo.engine.postgres import PostgresTransaction
@@ -119,8 +120,31 @@ class MarketPostgresEngine(_NoVersionProbe, TracedPostgresEngine):
         return ReleasingPostgresTransaction(engine=self, allow_nested=allow_nested)
 
 
+SQLITE_LOWER = "market_lower"
+"""SQLite's Unicode-aware lower(): Python's, registered on every connection (UnicodeSQLiteConnection)."""
+
+
+def _lower(text: object) -> object:
+    return text.lower() if isinstance(text, str) else text
+
+
+class UnicodeSQLiteConnection(sqlite3.Connection):
+    """A SQLite connection with `market_lower(text)`, Python's lower-casing: SQLite's own lower() and LIKE fold
+    ASCII letters only, so a case-insensitive match of 'ÉMILE' or 'Борис' (PostgreSQL's lower() folds them)
+    found nothing, not even when typed as stored."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.create_function(SQLITE_LOWER, 1, _lower, deterministic=True)
+
+
 class MarketSQLiteEngine(_NoVersionProbe, TracedSQLiteEngine):
-    """SQLite: traced statements, transactions that always close their connection."""
+    """SQLite: traced statements, transactions that always close their connection, `market_lower()`."""
+
+    def __init__(self, path: str, **connection_kwargs: Any) -> None:
+        # Piccolo opens its connections with aiosqlite.connect(**connection_kwargs), which hands them to
+        # sqlite3.connect: the factory reaches every connection, in a transaction or not.
+        super().__init__(path=path, factory=UnicodeSQLiteConnection, **connection_kwargs)
 
     def transaction(  # type: ignore[override]
         self, transaction_type: TransactionType = TransactionType.deferred, allow_nested: bool = True
