@@ -178,6 +178,11 @@ async def test_sessions_are_found_by_trace_order_user_and_errors(db):
     assert ids(await store.find(SessionFilter(order_id=order_id), 10, None)) == ["buyer-a"]
     assert ids(await store.find(SessionFilter(order_id="not-an-id"), 10, None)) == []
     assert ids(await store.find(SessionFilter(user_id=user), 10, None)) == ["buyer-a"]
+    # The same id as `GET /orders?buyer_id=` and the audit trail take it: in capitals, or braced.
+    assert ids(await store.find(SessionFilter(user_id=user.upper()), 10, None)) == ["buyer-a"]
+    assert ids(await store.find(SessionFilter(user_id="{" + user + "}"), 10, None)) == ["buyer-a"]
+    assert ids(await store.find(SessionFilter(user_id="not-an-id"), 10, None)) == []
+    assert ids(await store.find(SessionFilter(order_id=order_id.upper()), 10, None)) == ["buyer-a"]
     assert ids(await store.find(SessionFilter(has_errors=True), 10, None)) == ["buyer-b"]
     assert ids(await store.find(SessionFilter(has_errors=False), 10, None)) == ["buyer-c", "buyer-a"]
     failing_in = SessionFilter(has_errors=True, start=at(15), end=at(25))

@@ -142,8 +142,12 @@ class SqlSessionStore:
             where.append("at <= {}")
             args.append(criteria.end)
         if criteria.user_id is not None:
+            # Stored in canonical form (lower case): an id in capitals or braces is the same user.
+            user_id = parse_id(criteria.user_id)
+            if user_id is None:
+                return Page([], None)
             where.append(f"session_id IN (SELECT session_id FROM {TABLE} WHERE user_id = {{}})")
-            args.append(criteria.user_id)
+            args.append(user_id)
         if criteria.trace_id is not None:
             where.append(
                 f"session_id IN (SELECT session_id FROM {TABLE} WHERE trace_id = {{}}"
