@@ -164,6 +164,20 @@ def test_the_idempotency_key_replays_refuses_another_body_and_is_scoped_per_admi
     assert rest.json()["amount_cents"] == 2 * PRICE - 200  # two refunds of 100, not three
 
 
+def test_a_retry_naming_the_order_in_another_spelling_replays_the_refund(client, shop):
+    # The order's id in capitals is the same order (GET /orders/{ID} finds it): a retry with the same key and
+    # body, naming it as the first answer does, is the first answer again, not a key "used for another order".
+    admin = shop["admin"]
+    order = buy(client, shop["buyer"], shop["item"])
+    key = uuid.uuid4().hex
+    first = refund(client, admin, order["id"].upper(), key=key, amount_cents=100)
+    assert first.status_code == 201, first.text
+    again = refund(client, admin, first.json()["order_id"], key=key, amount_cents=100)
+    assert again.status_code == 201, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+
+
 def test_twenty_refunds_of_one_order_at_once_never_exceed_its_total(live_server, shop):
     admin = shop["admin"]
     with live_server.client() as client:
