@@ -210,6 +210,10 @@ async def test_an_email_search_looks_for_its_users_id_and_an_unknown_email_finds
     assert not (
         await use_cases.find_sessions(other_user, 20, None, email=buyer.email, store=store, users=users)
     ).items
+    # the same user, their id typed in capitals: the e-mail agrees with it
+    same_user = SessionFilter(user_id=buyer.id.upper())
+    found = await use_cases.find_sessions(same_user, 20, None, email=buyer.email, store=store, users=users)
+    assert [s.session_id for s in found.items] == ["theirs"]
 
 
 async def test_an_unknown_or_malformed_session_is_not_found():

@@ -33,6 +33,7 @@ from market.domain.refunds import (
     decide_refund,
 )
 from market.domain.users import User
+from market.domain.validation import parse_id
 
 from .admin import AdminPorts, append_audit
 from .checkout import CheckoutAnswer
@@ -149,15 +150,6 @@ async def refund_order(
     return current
 
 
-def _canonical_id(order_id: str) -> str:
-    """The order's id as stored (a UUID in lower case), so that a retry naming the same order in capitals or
-    braces is the same request; anything that is no UUID as it came (the refund answers 404 for it)."""
-    try:
-        return str(uuid.UUID(order_id))
-    except ValueError:
-        return order_id
-
-
 def _audited(refund: Refund) -> tuple[AuditAction, AuditTarget, str, dict[str, str | int | None]]:
     return (
         AuditAction.ORDER_REFUNDED,
@@ -194,7 +186,7 @@ async def idempotent_refund(
     if not key:
         raise IdempotencyKeyRequired()
     scope = idempotency_scope(admin)
-    scoped_hash = hashlib.sha256(f"{_canonical_id(order_id)}\n{request_hash}".encode()).hexdigest()
+    scoped_hash = hashlib.sha256(f"{parse_id(order_id) or order_id}\n{request_hash}".encode()).hexdigest()
     claim = await idempotency.begin(scope, key, scoped_hash, clock.now())
     if isinstance(claim, IdempotentReplay):
         return CheckoutAnswer(claim.status, claim.body, replayed=True)

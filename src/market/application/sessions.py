@@ -16,6 +16,7 @@ from market.domain.sessions import (
     valid_session_id,
 )
 from market.domain.users import normalise_email
+from market.domain.validation import parse_id
 
 from .ports import Clock, Page, SessionRecorder, SessionStore, UserRepository
 
@@ -35,7 +36,7 @@ async def find_sessions(
     ids, never e-mails); an unknown e-mail matches nothing."""
     if email is not None:
         user = await users.get_by_email(normalise_email(email))
-        if user is None or (criteria.user_id is not None and criteria.user_id != user.id):
+        if user is None or (criteria.user_id is not None and parse_id(criteria.user_id) != user.id):
             return Page([], None)
         criteria = SessionFilter(
             user_id=user.id,

@@ -3,9 +3,19 @@ round trip, and the one strict reading of ISO timestamps."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from .errors import FieldError, ValidationFailed
+
+
+def parse_id(value: str) -> str | None:
+    """The canonical form of a UUID (as stored: lower case, hyphens), or None for anything that is not one (a
+    malformed id is a 404). Ids typed in capitals or braces are the same id."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def iso_datetime(raw: str) -> datetime:

@@ -11,13 +11,14 @@ from typing import Any
 from market.application.ports import EventPublisher, Page
 from market.domain.admin import AuditAction, AuditEntry, AuditFilter, AuditTarget, UserFilter
 from market.domain.users import Role, User
+from market.domain.validation import parse_id
 
 from .analytics import Identity, anonymous
 from .cursors import decode_keyset_cursor, encode_keyset_cursor
 from .database import Database
 from .engines import SQLITE_LOWER
 from .repositories import PiccoloUnitOfWork
-from .rows import parse_id, user_from_row
+from .rows import user_from_row
 from .tables import AuditRow, UserRow, insert_sql, row_values, select_list
 from .webhooks import SqlWebhookDeliveryRepository
 

@@ -35,11 +35,11 @@ from market.domain.orders import (
 )
 from market.domain.refunds import Refund
 from market.domain.users import Role, User
+from market.domain.validation import parse_id
 
 from .cursors import decode_keyset_cursor, encode_keyset_cursor
 from .database import Database
 from .errors import database_unavailable
-from .rows import parse_id
 from .tables import (
     CartLineRow,
     IdempotencyKeyRow,

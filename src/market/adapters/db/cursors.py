@@ -12,8 +12,7 @@ from typing import Any
 import msgspec
 
 from market.domain.errors import InvalidCursor
-
-from .rows import parse_id
+from market.domain.validation import parse_id
 
 MAX_CURSOR_LENGTH = 512
 """Longer than any cursor we issue (a scope, a timestamp and an id: about 150 characters). Longer strings are

@@ -8,9 +8,9 @@ from typing import Any
 
 from market.domain.money import Money
 from market.domain.refunds import Refund, RefundReason, RefundStatus
+from market.domain.validation import parse_id
 
 from .database import Database
-from .rows import parse_id
 from .tables import RefundRow, insert_sql, row_values, select_list
 
 _INSERT_REFUND = insert_sql(RefundRow)

@@ -16,6 +16,7 @@ from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import EmailAlreadyRegistered
 from market.domain.events import Event
 from market.domain.users import User, UserStatus
+from market.domain.validation import parse_id
 
 from .analytics import BufferedAnalyticsLog, Identity, SqlAnalyticsLog, anonymous
 from .commerce import (
@@ -27,7 +28,7 @@ from .commerce import (
 )
 from .database import Database
 from .refunds import SqlRefundRepository
-from .rows import item_from_row, item_values, parse_id, user_from_row
+from .rows import item_from_row, item_values, user_from_row
 from .search import browse_items
 from .tables import ItemRow, UserRow, select_list
 

@@ -13,14 +13,6 @@ from market.domain.users import Role, User, UserStatus
 from .tables import ItemRow, columns
 
 
-def parse_id(value: str) -> str | None:
-    """The canonical form of a UUID, or None for anything that is not one (a malformed id is a 404)."""
-    try:
-        return str(uuid.UUID(value))
-    except (ValueError, TypeError, AttributeError):
-        return None
-
-
 def user_from_row(row: Mapping[str, Any]) -> User:
     return User(
         id=str(row["id"]),

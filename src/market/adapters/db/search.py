@@ -24,10 +24,11 @@ from typing import Any
 from market.application.ports import Page
 from market.domain.catalog import MAX_QUERY_TERMS, Item, ItemFilter, ItemStatus
 from market.domain.errors import InvalidCursor
+from market.domain.validation import parse_id
 
 from .cursors import decode_cursor, decode_keyset_cursor, encode_cursor, encode_keyset_cursor
 from .database import Database
-from .rows import MODERATION_COLUMNS, item_from_row, parse_id
+from .rows import MODERATION_COLUMNS, item_from_row
 from .tables import ItemRow, select_list
 
 _COLUMNS = select_list(ItemRow, "i", without=MODERATION_COLUMNS)

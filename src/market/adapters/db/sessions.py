@@ -25,10 +25,10 @@ from market.domain.sessions import (
     TimelineEntry,
     timeline_order,
 )
+from market.domain.validation import parse_id
 
 from .cursors import decode_cursor, encode_cursor
 from .database import Database
-from .rows import parse_id
 
 TABLE = "session_entries"
 COLUMNS = (

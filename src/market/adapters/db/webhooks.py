@@ -19,6 +19,7 @@ from typing import Any
 
 from market.application.ports import Page
 from market.application.seller_webhooks import ClaimedDelivery
+from market.domain.validation import parse_id
 from market.domain.webhooks import (
     AttemptRecord,
     AttemptResult,
@@ -30,7 +31,6 @@ from market.domain.webhooks import (
 
 from .cursors import decode_keyset_cursor, encode_keyset_cursor
 from .database import Database
-from .rows import parse_id
 from .tables import (
     SellerWebhookRow,
     WebhookAttemptRow,
