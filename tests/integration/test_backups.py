@@ -131,6 +131,18 @@ def test_list_and_prune_on_an_empty_directory_say_so(market: Market, command: li
     assert market.ok(*command).stdout.strip()
 
 
+@pytest.mark.parametrize("command", [["list"], ["prune", "--dry-run"], ["prune"], ["verify", "--latest"]])
+def test_a_backup_directory_that_is_a_file_fails_in_one_line_instead_of_saying_no_backups(
+    market: Market, command: list[str]
+):
+    market.directory.write_bytes(b"a file where the backups should be\n")
+
+    line = one_line_failure(market(*command))
+
+    assert line == f"market: the backup directory {market.directory} is not a directory", line
+    assert market.directory.read_bytes() == b"a file where the backups should be\n"
+
+
 @pytest.mark.parametrize("options", [["--yes"], ["--force", "--yes"]])
 def test_restore_into_a_file_that_is_no_sqlite_database_fails_in_one_plain_line_and_leaves_it(
     good_archives: dict[str, Path], tmp_path: Path, options: list[str]

@@ -65,7 +65,7 @@ def list_() -> None:
     """The backups in MARKET_BACKUP_DIR, oldest first, with age, size and whether a restore was tested."""
     settings = _settings()
     service = _service(settings)
-    backups = service.backups()
+    backups = _call(service.backups)
     if not backups:
         click.echo(f"no backups in {service.directory}")
         return

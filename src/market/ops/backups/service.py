@@ -195,11 +195,17 @@ class BackupService:
     # --- list -----------------------------------------------------------------------------------------
 
     def backups(self) -> list[BackupInfo]:
-        """Every archive in the directory, oldest first (by manifest created_at; unreadable ones first)."""
-        if not self.directory.is_dir():
-            return []
+        """Every archive in the directory, oldest first (by manifest created_at; unreadable ones first). None
+        while the directory does not exist yet; BackupError if it is not a directory."""
+        try:
+            entries = list(self.directory.iterdir())
+        except FileNotFoundError:
+            return []  # no backup taken yet: the first create makes the directory
+        except NotADirectoryError:
+            # A misconfigured MARKET_BACKUP_DIR, not an empty one: "no backups" would hide it.
+            raise BackupError(f"the backup directory {self.directory} is not a directory") from None
         found = []
-        for path in self.directory.iterdir():
+        for path in entries:
             if not (is_archive_name(path.name) and path.is_file()):
                 continue
             try:
