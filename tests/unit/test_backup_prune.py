@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from market.cli import main
 from market.config import DatabaseURL
 from market.ops.backups.archive import verified_marker, write_archive
+from market.ops.backups.errors import BackupError
 from market.ops.backups.manifest import FORMAT_VERSION, Manifest, archive_name
 from market.ops.backups.service import BackupService
 
@@ -188,3 +189,50 @@ def test_a_marker_that_is_not_its_archive_s_does_not_make_it_verified(tmp_path):
     }
     result = service.prune()
     assert _names([i.path for i in result.kept]) == {backups["day60"].name}
+
+
+def test_a_backup_dated_in_the_future_neither_outranks_newer_ones_nor_escapes_retention_unreported(tmp_path):
+    # "future" was taken by a host whose clock was a year ahead. Taken at its word it would be the latest
+    # backup and the newest verified one for a year: verify --latest would keep checking it, and prune would
+    # delete day40, the newest verified backup with a real date. Its age is unknown: kept, and said so.
+    backups = _ages({"future": -365, "day40": 40, "day60": 60}, tmp_path, verified={"future", "day40"})
+    service = _service(tmp_path)
+
+    assert service.latest() == backups["day40"]
+    result = service.prune()
+
+    assert [(i.path, i.error) for i in result.skipped] == [
+        (backups["future"], "its created_at 2027-11-28T12:00:00Z is in the future")
+    ]
+    assert _names([i.path for i in result.kept]) == {backups["day40"].name}
+    assert _names([i.path for i in result.deleted]) == {backups["day60"].name}
+    assert backups["future"].exists() and verified_marker(backups["future"]).exists()
+
+
+def test_a_backup_a_few_minutes_ahead_of_our_clock_is_still_the_latest(tmp_path):
+    # Hosts sharing the directory disagree by seconds: the backup another one just took is the latest.
+    backups = _ages({"ahead": -10 / 1440, "yesterday": 1}, tmp_path)
+    service = _service(tmp_path)
+
+    assert service.latest() == backups["ahead"]
+    assert _names([i.path for i in service.prune().kept]) == {p.name for p in backups.values()}
+
+
+def test_with_only_backups_dated_in_the_future_verify_latest_asks_for_a_name(tmp_path):
+    _ages({"future": -2}, tmp_path)
+    with pytest.raises(BackupError, match=r"1 dated in the future .*; name the one to verify"):
+        _service(tmp_path).latest()
+
+
+def test_the_prune_command_reports_a_backup_dated_in_the_future_and_keeps_it(tmp_path):
+    future = _make_backup(tmp_path, datetime.now(UTC).replace(microsecond=0) + timedelta(days=400))
+    env = {
+        "MARKET_DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}",
+        "MARKET_BACKUP_DIR": str(tmp_path),
+        "MARKET_BACKUP_RETENTION_DAYS": "7",
+    }
+    result = CliRunner().invoke(main, ["backup", "prune"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"kept {future}: age unknown (its created_at " in result.stderr
+    assert "is in the future" in result.stderr
+    assert future.exists()

@@ -136,7 +136,7 @@ def restore(archive: Path, force: bool, yes: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
 def prune(dry_run: bool) -> None:
     """Delete backups older than MARKET_BACKUP_RETENTION_DAYS (by their manifest's created_at), never the
-    newest verified one."""
+    newest verified one; those of unknown age (unreadable, or dated in the future) are kept and reported."""
     settings = _settings()
     service = _service(settings)
     result = _call(lambda: service.prune(dry_run=dry_run))

@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,6 +47,9 @@ SUCCESS, FAILURE = "success", "failure"
 """Values of market.backup.outcome."""
 STALE_PARTIAL_AGE = timedelta(days=1)
 """Leftovers of an interrupted run (hidden `*.partial`) older than this are removed by prune."""
+CLOCK_SKEW = timedelta(hours=1)
+"""A manifest's created_at up to this far in the future is taken at its word (hosts sharing a backup directory
+disagree by seconds); beyond it, the archive's age is unknown (`_dated_in_the_future`)."""
 
 
 def utcnow() -> datetime:
@@ -92,7 +95,8 @@ class PruneResult:
     deleted: list[BackupInfo] = field(default_factory=list)
     kept: list[BackupInfo] = field(default_factory=list)
     skipped: list[BackupInfo] = field(default_factory=list)
-    """Archives whose age is unknown (unreadable manifest): never deleted automatically."""
+    """Archives whose age is unknown (unreadable manifest, or dated in the future): never deleted automatically,
+    reported instead."""
     leftovers: list[Path] = field(default_factory=list)
     """Stale work files of interrupted runs, removed."""
 
@@ -218,10 +222,18 @@ class BackupService:
         return sorted(found, key=lambda info: (info.created_at or epoch, info.path.name))
 
     def latest(self) -> Path:
+        """The newest readable archive, passing over those dated in the future (`_dated_in_the_future`)."""
+        now = self.clock()
         readable = [info for info in self.backups() if info.manifest is not None]
         if not readable:
             raise BackupError(f"no backups in {self.directory}")
-        return readable[-1].path
+        dated = [info for info in readable if not _dated_in_the_future(info, now)]
+        if not dated:
+            raise BackupError(
+                f"no backups in {self.directory} dated up to now, {len(readable)} dated in the future (taken "
+                "with a clock ahead?); name the one to verify"
+            )
+        return dated[-1].path
 
     # --- verify ---------------------------------------------------------------------------------------
 
@@ -367,16 +379,24 @@ class BackupService:
 
     def prune(self, *, dry_run: bool = False) -> PruneResult:
         """Delete archives whose manifest `created_at` is more than `retention_days` old, except the newest
-        verified archive. Also removes stale work files of interrupted runs."""
+        verified archive; those of unknown age (unreadable, or dated in the future) are kept and reported.
+        Also removes stale work files of interrupted runs."""
         now = self.clock()
         cutoff = now - timedelta(days=self.retention_days)
         backups = self.backups()
-        verified = [info for info in backups if info.verified and info.manifest is not None]
+        verified = [
+            info
+            for info in backups
+            if info.verified and info.manifest is not None and not _dated_in_the_future(info, now)
+        ]
         newest_verified = verified[-1] if verified else None
         result = PruneResult()
         for info in backups:
             if info.created_at is None:
                 result.skipped.append(info)
+            elif _dated_in_the_future(info, now):
+                when = format_time(info.created_at)
+                result.skipped.append(replace(info, error=f"its created_at {when} is in the future"))
             elif info.created_at >= cutoff or info is newest_verified:
                 result.kept.append(info)
             else:
@@ -421,6 +441,16 @@ class BackupService:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _dated_in_the_future(info: BackupInfo, now: datetime) -> bool:
+    """The manifest's created_at is later than `now` (beyond CLOCK_SKEW): the clock of the host that took the
+    backup was ahead, or ours is behind. Either way the archive's real age is unknown. Taken at its word it
+    would outrank every genuinely newer backup for `verify --latest` (and as prune's newest verified one) and
+    escape retention until the clock caught up, maybe for years; so it is treated as an unreadable archive
+    is: never the latest, never deleted automatically (it may be the one good copy), reported by prune so
+    that an operator decides."""
+    return info.created_at is not None and info.created_at > now + CLOCK_SKEW
 
 
 def _is_verified(archive: Path, size: int, manifest: Manifest | None) -> bool:
