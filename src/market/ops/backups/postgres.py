@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -22,7 +22,7 @@ LOCK_WAIT_TIMEOUT = "5min"
 """pg_dump gives up (cleanly) if it cannot lock a table for this long, e.g. behind a migration."""
 
 _TABLES = """
-    SELECT n.nspname AS schema, c.relname AS name
+    SELECT n.nspname AS schema, c.relname AS name, c.relkind = 'p' AS partitioned
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p')
       AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
@@ -134,10 +134,15 @@ class PostgresBackend:
     async def check(self, target: DatabaseURL) -> None:
         """pg_restore's own checks (constraints, indexes rebuilt) are the check."""
 
-    async def count_rows(self, target: DatabaseURL) -> dict[str, int]:
+    async def count_rows(self, target: DatabaseURL, *, also: Collection[str] = ()) -> dict[str, int]:
         conn = await _connect(target)
         try:
-            return {name: await _count(conn, name) for name in await _tables(conn)}
+            relations = await _relations(conn)
+            return {
+                name: await _count(conn, name)
+                for name, partitioned in relations.items()
+                if not partitioned or name in also
+            }
         finally:
             await conn.close()
 
@@ -197,9 +202,19 @@ async def _connect(url: DatabaseURL) -> asyncpg.Connection:
         raise BackupError(f"cannot connect to {url.redacted()}: {exc}") from None
 
 
-async def _tables(conn: asyncpg.Connection) -> list[str]:
+async def _relations(conn: asyncpg.Connection) -> dict[str, bool]:
+    """Every table, and whether it is partitioned (a parent holding no rows of its own)."""
     rows = await conn.fetch(_TABLES)
-    return [row["name"] if row["schema"] == "public" else f"{row['schema']}.{row['name']}" for row in rows]
+    return {
+        row["name"] if row["schema"] == "public" else f"{row['schema']}.{row['name']}": row["partitioned"]
+        for row in rows
+    }
+
+
+async def _tables(conn: asyncpg.Connection) -> list[str]:
+    """The tables holding rows: a partitioned table's rows are its partitions', and counting both counted
+    them twice (analytics_events)."""
+    return [name for name, partitioned in (await _relations(conn)).items() if not partitioned]
 
 
 def _sql(name: str) -> str:
