@@ -159,3 +159,15 @@ def test_only_complete_archives_count_as_backups(tmp_path):
     assert newest_archive_time(tmp_path) is None
     (tmp_path / "market-20261101T000000Z.tar.gz").write_bytes(b"")
     assert newest_archive_time(tmp_path) == datetime(2026, 11, 1, tzinfo=UTC).timestamp()
+
+
+def test_an_archive_dated_in_the_future_does_not_keep_the_stale_backup_alert_quiet(tmp_path):
+    """Taken by a host whose clock was a year ahead: its age is unknown, so the newest believable one counts."""
+    now = datetime(2026, 12, 5, 12, tzinfo=UTC).timestamp()
+    (tmp_path / "market-20261101T000000Z.tar.gz").write_bytes(b"")
+    (tmp_path / "market-20271205T000000Z.tar.gz").write_bytes(b"")
+    assert newest_archive_time(tmp_path, now) == datetime(2026, 11, 1, tzinfo=UTC).timestamp()
+    (tmp_path / "market-20261205T123000Z.tar.gz").write_bytes(
+        b""
+    )  # half an hour ahead: clocks disagree a little
+    assert newest_archive_time(tmp_path, now) == datetime(2026, 12, 5, 12, 30, tzinfo=UTC).timestamp()

@@ -10,8 +10,9 @@ import json
 import math
 import os
 import re
+import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ ENGINES = ("postgresql", "sqlite")
 
 _ARCHIVE_NAME = re.compile(r"market-(\d{8}T\d{6}Z)\.tar\.gz")
 _STAMP = "%Y%m%dT%H%M%SZ"
+CLOCK_SKEW = timedelta(hours=1)
+"""A backup's time up to this far in the future is taken at its word (hosts sharing a backup directory disagree by
+seconds); beyond it, the archive's age is unknown (the clock of the host that took it was ahead)."""
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -43,17 +47,19 @@ def archive_time(name: str) -> datetime | None:
     return datetime.strptime(match[1], _STAMP).replace(tzinfo=UTC) if match else None
 
 
-def newest_archive_time(directory: Path) -> float | None:
+def newest_archive_time(directory: Path, now: float | None = None) -> float | None:
     """Unix time of the newest backup archive in `directory`, from its name (`market-YYYYMMDDTHHMMSSZ.tar.gz`,
     the manifest's `created_at`). An archive only appears there once it is complete, so its presence is a
-    success — also one made by `market backup create` or a CronJob in another process."""
+    success — also one made by `market backup create` or a CronJob in another process. One dated beyond
+    CLOCK_SKEW after `now` is passed over: taken at its word, it would keep the stale-backup alert quiet until
+    the clock caught up with it, whatever became of the backups since."""
+    latest_believable = (time.time() if now is None else now) + CLOCK_SKEW.total_seconds()
     newest: float | None = None
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
                 created = archive_time(entry.name)
-                if created is not None:
-                    moment = created.timestamp()
+                if created is not None and (moment := created.timestamp()) <= latest_believable:
                     newest = moment if newest is None else max(newest, moment)
     except OSError:
         return None  # no backup directory (yet): no archive

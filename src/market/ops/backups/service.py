@@ -36,7 +36,7 @@ from .archive import (
 )
 from .base import MIGRATIONS_TABLE, Backend, NoProgress, Progress
 from .errors import BackupError
-from .manifest import FORMAT_VERSION, Manifest, archive_name, format_time, is_archive_name
+from .manifest import CLOCK_SKEW, FORMAT_VERSION, Manifest, archive_name, format_time, is_archive_name
 from .postgres import PostgresBackend
 from .sqlite import SqliteBackend
 
@@ -47,9 +47,6 @@ SUCCESS, FAILURE = "success", "failure"
 """Values of market.backup.outcome."""
 STALE_PARTIAL_AGE = timedelta(days=1)
 """Leftovers of an interrupted run (hidden `*.partial`) older than this are removed by prune."""
-CLOCK_SKEW = timedelta(hours=1)
-"""A manifest's created_at up to this far in the future is taken at its word (hosts sharing a backup directory
-disagree by seconds); beyond it, the archive's age is unknown (`_dated_in_the_future`)."""
 
 
 def utcnow() -> datetime:
@@ -199,7 +196,7 @@ class BackupService:
     # --- list -----------------------------------------------------------------------------------------
 
     def backups(self) -> list[BackupInfo]:
-        """Every archive in the directory, oldest first (by manifest created_at; unreadable ones first). None
+        """Every archive in the directory, oldest first (by manifest created_at; unreadable ones first). Empty
         while the directory does not exist yet; BackupError if it is not a directory."""
         try:
             entries = list(self.directory.iterdir())
