@@ -39,6 +39,16 @@ from market.adapters.db.errors import (
             UNREACHABLE,
         ),
         (asyncpg.TooManyConnectionsError("sorry, too many clients already"), UNREACHABLE),
+        # the server ended a pooled connection and a request began on it before the driver noticed
+        (
+            asyncpg.InternalClientError("cannot switch to state 11; another operation (2) is in progress"),
+            UNREACHABLE,
+        ),
+        (
+            asyncpg.InterfaceError("cannot call Transaction.rollback(): the underlying connection is closed"),
+            UNREACHABLE,
+        ),
+        (asyncpg.InterfaceError("connection is closed"), UNREACHABLE),
         (sqlite3.OperationalError("database is locked"), BUSY),
         (sqlite3.OperationalError("no such table: items"), NO_SCHEMA),
         (asyncpg.UndefinedTableError('relation "items" does not exist'), NO_SCHEMA),
@@ -73,6 +83,10 @@ def test_an_unavailability_raised_as_such_is_kept():
         asyncpg.UniqueViolationError("duplicate key"),
         asyncpg.ObjectNotInPrerequisiteStateError("lastval is not yet defined in this session"),
         TimeoutError(),
+        asyncpg.InterfaceError(
+            "cannot perform operation: another operation is in progress"
+        ),  # two tasks, one conn
+        asyncpg.InternalClientError("cannot switch to state 12; another operation (11) is in progress"),
     ],
 )
 def test_bugs_and_other_errors_are_not_unavailability(error):

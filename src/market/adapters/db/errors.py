@@ -71,7 +71,7 @@ def _classify(exc: BaseException) -> DatabaseUnavailable | None:
         | ConnectionRefusedError,
     ):
         return DatabaseUnavailable(UNREACHABLE)
-    if _refuses_connections(exc):
+    if _refuses_connections(exc) or _lost_under_the_driver(exc):
         return DatabaseUnavailable(UNREACHABLE)
     if isinstance(exc, asyncpg.UndefinedTableError):
         return DatabaseUnavailable(NO_SCHEMA)
@@ -93,6 +93,17 @@ def _refuses_connections(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.TooManyConnectionsError) or (
         isinstance(exc, asyncpg.ObjectNotInPrerequisiteStateError) and "accepting connections" in str(exc)
     )
+
+
+def _lost_under_the_driver(exc: BaseException) -> bool:
+    """asyncpg's words for a connection the server ended (pg_terminate_backend, a restart) when the loss shows
+    mid-call rather than as ConnectionDoesNotExistError: a pooled connection still reading the server's farewell
+    error (protocol state 2, "error consume") when a request began on it, or a call on a connection already
+    closed. Other InternalClientErrors and InterfaceErrors (using one connection from two tasks, say) are bugs."""
+    message = str(exc)
+    return (
+        isinstance(exc, asyncpg.InternalClientError) and "another operation (2) is in progress" in message
+    ) or (isinstance(exc, asyncpg.InterfaceError) and message.endswith("connection is closed"))
 
 
 def unusable_database(exc: BaseException, database: str) -> str | None:
