@@ -236,3 +236,12 @@ def test_the_prune_command_reports_a_backup_dated_in_the_future_and_keeps_it(tmp
     assert f"kept {future}: age unknown (its created_at " in result.stderr
     assert "is in the future" in result.stderr
     assert future.exists()
+
+
+def test_the_list_command_says_a_backup_dated_in_the_future_is_so_not_zero_minutes_old(tmp_path):
+    future = _make_backup(tmp_path, datetime.now(UTC).replace(microsecond=0) + timedelta(days=400))
+    env = {"MARKET_DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}", "MARKET_BACKUP_DIR": str(tmp_path)}
+    result = CliRunner().invoke(main, ["backup", "list"], env=env)
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith(future.name))
+    assert "in the future" in row and "0m 0s" not in row
