@@ -62,6 +62,9 @@ def logging_config(level: str = "INFO", stream: str = "ext://sys.stdout") -> dic
             # tokens in their webhook URLs' queries. Our own lines name URLs through `safe_url`.
             "httpx": {"level": "WARNING"},
             "httpcore": {"level": "WARNING"},
+            # aiosqlite logs every statement with its parameters at DEBUG: e-mail addresses, password hashes,
+            # webhook secrets. MARKET_LOG_LEVEL=DEBUG is for our own lines, not for a dump of the database.
+            "aiosqlite": {"level": "INFO"},
         },
     }
 
