@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from market.domain.errors import CurrencyMismatch, ValidationFailed
-from market.domain.money import Money
+from market.domain.money import MAX_CENTS, Money
 from market.domain.orders import (
     MAX_LINE_QUANTITY,
     Cart,
@@ -259,3 +259,18 @@ def test_a_zero_quantity_removes_the_line_and_removing_a_missing_one_changes_not
     assert [kept.item_id for kept in cart.with_line(line("a", quantity=0)).lines] == ["b"]
     assert cart.with_line(line("z", quantity=0)) == cart
     assert cart.lines == (line("a"), line("b"))  # the cart itself is left as it was
+
+
+def test_a_cart_whose_total_exceeds_a_64_bit_order_total_is_refused_not_placed():
+    # Every line within bounds (the highest price, the most per line), but enough of them to pass 2**63 - 1:
+    # the order insert failed in the database, a 500.
+    count = (2**63 - 1) // (MAX_CENTS * MAX_LINE_QUANTITY) + 1
+    lines = tuple(
+        line(f"i{n}", quantity=MAX_LINE_QUANTITY, price=MAX_CENTS, stock=MAX_LINE_QUANTITY)
+        for n in range(count)
+    )
+    with pytest.raises(ValidationFailed) as raised:
+        place_order(order_id="o-1", cart=Cart("buyer-1", lines), now=T0)
+    assert [e.field for e in raised.value.errors] == ["cart"]
+    below = lines[:-1]
+    assert place_order(order_id="o-2", cart=Cart("buyer-1", below), now=T0).total.cents <= 2**63 - 1

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from .errors import CurrencyMismatch, DomainError
+from .errors import CurrencyMismatch, DomainError, FieldError, ValidationFailed
 from .money import Money
 from .users import Role, User
 from .validation import FieldErrors
@@ -225,6 +225,9 @@ class Order:
 
 
 MAX_LINE_QUANTITY = 1000
+MAX_ORDER_CENTS = 2**63 - 1
+"""The largest order total the database's 64-bit integer columns hold. Prices and quantities are bounded, the
+number of cart lines is not: thousands of lines at the highest price would add up past it."""
 
 
 MIXED_CART = "The items in your cart are no longer priced in one currency; remove the ones you do not want."
@@ -259,6 +262,9 @@ def place_order(*, order_id: str, cart: Cart, now: datetime, traceparent: str | 
     total = cart.total
     if total is None:
         raise CurrencyMismatch(MIXED_CART)
+    if total.cents > MAX_ORDER_CENTS:
+        message = f"the total must be at most {MAX_ORDER_CENTS} minor units; remove some lines"
+        raise ValidationFailed([FieldError("cart", message)], "The cart's total is too large for one order.")
     for line in cart.lines:
         if line.quantity > line.stock:
             raise InsufficientStock(line.title, line.stock)
