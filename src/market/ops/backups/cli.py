@@ -232,15 +232,17 @@ def _call(work: Callable[[], T]) -> T:
 
 
 def _row(info: BackupInfo, now: datetime) -> tuple[str, ...]:
-    from .manifest import CLOCK_SKEW, format_time
+    from .manifest import format_time
+    from .service import dated_in_the_future
 
     if info.created_at is None:
         return (info.path.name, "?", "?", _size(info.size), f"unreadable: {info.error}")
     return (
         info.path.name,
         format_time(info.created_at),
-        # Dated ahead of the clock: its age is unknown (see service._dated_in_the_future), not zero.
-        "in the future" if info.created_at > now + CLOCK_SKEW else _age(now - info.created_at),
+        "in the future"
+        if dated_in_the_future(info, now)
+        else _age(now - info.created_at),  # age unknown, not 0
         _size(info.size),
         "yes" if info.verified else "no",
     )

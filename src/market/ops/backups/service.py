@@ -219,12 +219,12 @@ class BackupService:
         return sorted(found, key=lambda info: (info.created_at or epoch, info.path.name))
 
     def latest(self) -> Path:
-        """The newest readable archive, passing over those dated in the future (`_dated_in_the_future`)."""
+        """The newest readable archive, passing over those dated in the future (`dated_in_the_future`)."""
         now = self.clock()
         readable = [info for info in self.backups() if info.manifest is not None]
         if not readable:
             raise BackupError(f"no backups in {self.directory}")
-        dated = [info for info in readable if not _dated_in_the_future(info, now)]
+        dated = [info for info in readable if not dated_in_the_future(info, now)]
         if not dated:
             raise BackupError(
                 f"no backups in {self.directory} dated up to now, {len(readable)} dated in the future (taken "
@@ -386,14 +386,14 @@ class BackupService:
         verified = [
             info
             for info in backups
-            if info.verified and info.manifest is not None and not _dated_in_the_future(info, now)
+            if info.verified and info.manifest is not None and not dated_in_the_future(info, now)
         ]
         newest_verified = verified[-1] if verified else None
         result = PruneResult()
         for info in backups:
             if info.created_at is None:
                 result.skipped.append(info)
-            elif _dated_in_the_future(info, now):
+            elif dated_in_the_future(info, now):
                 when = format_time(info.created_at)
                 result.skipped.append(replace(info, error=f"its created_at {when} is in the future"))
             elif info.created_at >= cutoff or info is newest_verified:
@@ -442,7 +442,7 @@ class BackupService:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _dated_in_the_future(info: BackupInfo, now: datetime) -> bool:
+def dated_in_the_future(info: BackupInfo, now: datetime) -> bool:
     """The manifest's created_at is later than `now` (beyond CLOCK_SKEW): the clock of the host that took the
     backup was ahead, or ours is behind. Either way the archive's real age is unknown. Taken at its word it
     would outrank every genuinely newer backup for `verify --latest` (and as prune's newest verified one) and
