@@ -24,6 +24,7 @@ from .log_export import install_log_export
 from .metrics import Instruments, SharedMetricReader, build_meter_provider
 from .names import INSTRUMENTATION_SCOPE
 from .prometheus import MetricsExposition, SnapshotDirectory
+from .span_attributes import install as install_span_attributes_fast_path
 from .tracing import build_resource, build_tracer_provider
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def install_telemetry(settings: Settings) -> Telemetry:
     global _installed
     with _lock:
         if _installed is None:
+            install_span_attributes_fast_path()
             resource = build_resource(settings)
             reader = SharedMetricReader(resource)
             tracer_provider = build_tracer_provider(settings, resource=resource)
