@@ -132,6 +132,19 @@ def test_the_projects_resource_and_several_resources_in_one_batch() -> None:
     assert len(ExportTraceServiceRequest.FromString(encode_spans(mixed)).resource_spans) == 2
 
 
+def test_equal_values_of_other_types_keep_their_own_encoding() -> None:
+    # Strings and integers are cached by (field, key, value): 1 == True == 1.0 as dict keys, so a cache that held
+    # one of them would write the others' bytes.
+    provider = TracerProvider(resource=_resource())
+    spans = []
+    for value in (1, True, 1.0, "1", 1, True, 0, False, 0.0):
+        span = provider.get_tracer("market").start_span("s", attributes={"n": value})
+        span.end()
+        spans.append(span)
+    _assert_same(spans)
+    _assert_same(list(reversed(spans)))
+
+
 def test_dropped_attributes_events_and_links_are_counted() -> None:
     spans = _spans(
         _resource(), limits=SpanLimits(max_span_attributes=2, max_events=2, max_event_attributes=1)

@@ -23,7 +23,7 @@ from typing import Any
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from . import names
 
@@ -39,6 +39,8 @@ _KIND = {  # opentelemetry.proto.trace.v1.Span.SpanKind: the API's value + 1
     SpanKind.PRODUCER: 4,
     SpanKind.CONSUMER: 5,
 }
+_SERVER_FIELD = b"\x30" + bytes((_KIND[SpanKind.SERVER],))
+_CLIENT_FIELD = b"\x30" + bytes((_KIND[SpanKind.CLIENT],))
 # Span.flags / Link.flags (fixed32): SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK, | CONTEXT_IS_REMOTE_MASK.
 _FLAGS_LOCAL = b"\x00\x01\x00\x00"
 _FLAGS_REMOTE = b"\x00\x03\x00\x00"
@@ -51,6 +53,8 @@ over."""
 _kv_cache: dict[tuple[bytes, str, Any], bytes] = {}
 """Keyed by the field tag too: the same pair is a span's, an event's or a link's attribute under another field."""
 _float_cache: dict[float, bytes] = {}
+_name_cache: dict[str, bytes] = {}
+"""Span names: routes and statements (a small set), as complete fields."""
 _header_cache: dict[tuple[Any, Any], tuple[bytes, bytes]] = {}
 
 
@@ -116,10 +120,15 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     """Each attribute as a repeated KeyValue field; one the SDK's encoder would fail on is logged and left out."""
     if not attributes:
         return b""
+    # The SDK's BoundedAttributes is a MutableMapping written in Python (each item an `__iter__` step and a
+    # `__getitem__` call); the dict inside it iterates in C.
+    attributes = getattr(attributes, "_dict", attributes)
     parts = []
     cache = _kv_cache
     for key, value in attributes.items():
-        if value.__class__ is str:  # the common case, and repeated: statement texts, routes, names
+        if (
+            value.__class__ is str or value.__class__ is int
+        ):  # the common cases, and repeated: statements, routes, names, statuses
             found = cache.get((tag, key, value))
             if found is None:
                 try:
@@ -163,8 +172,10 @@ def _scope_header(resource: Any, scope: Any) -> tuple[bytes, bytes]:
 
 
 def _span(span: ReadableSpan) -> bytes:
-    context = span.get_span_context()
-    parent = span.parent
+    # The span's own fields rather than its properties: each property is a Python call, and some copy what they
+    # return (a read-only view of the attributes, tuples of the events and links), for every span exported.
+    context = span._context
+    parent = span._parent
     parts = [
         b"\x0a\x10",
         context.trace_id.to_bytes(16, "big"),
@@ -178,17 +189,26 @@ def _span(span: ReadableSpan) -> bytes:
             parts.append(_string(b"\x1a", state))
     if parent:
         parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
-    if span.name:
-        parts.append(_string(b"\x2a", span.name))
-    parts += (b"\x30", bytes((_KIND[span.kind],)))
-    if span.start_time:
-        parts += (b"\x39", _pack_fixed64(span.start_time))
-    if span.end_time:
-        parts += (b"\x41", _pack_fixed64(span.end_time))
-    parts.append(_attributes(b"\x4a", span.attributes))
-    if span.dropped_attributes:
-        parts += (b"\x50", _varint(span.dropped_attributes))
-    for event in span.events:
+    name = span._name
+    if name:
+        found = _name_cache.get(name)
+        if found is None:
+            if len(_name_cache) >= _CACHE_LIMIT:
+                _name_cache.clear()
+            found = _name_cache[name] = _string(b"\x2a", name)
+        parts.append(found)
+    parts.append(_kind_field(span._kind))
+    if span._start_time:
+        parts += (b"\x39", _pack_fixed64(span._start_time))
+    if span._end_time:
+        parts += (b"\x41", _pack_fixed64(span._end_time))
+    attributes = span._attributes
+    parts.append(_attributes(b"\x4a", attributes))
+    dropped = getattr(attributes, "dropped", 0)  # ReadableSpan.dropped_attributes: a BoundedAttributes' count
+    if dropped:
+        parts += (b"\x50", _varint(dropped))
+    events = span._events
+    for event in events or ():
         event_parts = []
         if event.timestamp:
             event_parts += (b"\x09", _pack_fixed64(event.timestamp))
@@ -198,9 +218,11 @@ def _span(span: ReadableSpan) -> bytes:
         if event.dropped_attributes:
             event_parts += (b"\x20", _varint(event.dropped_attributes))
         parts.append(_field(b"\x5a", b"".join(event_parts)))
-    if span.dropped_events:
-        parts += (b"\x60", _varint(span.dropped_events))
-    for link in span.links:
+    dropped = getattr(events, "dropped", 0)  # a BoundedList's count, as ReadableSpan.dropped_events
+    if dropped:
+        parts += (b"\x60", _varint(dropped))
+    links = span._links
+    for link in links or ():
         linked = link.context
         link_parts = [
             b"\x0a\x10",
@@ -213,20 +235,35 @@ def _span(span: ReadableSpan) -> bytes:
             link_parts += (b"\x28", _varint(link.dropped_attributes))
         link_parts += (b"\x35", _FLAGS_REMOTE if linked.is_remote else _FLAGS_LOCAL)
         parts.append(_field(b"\x6a", b"".join(link_parts)))
-    if span.dropped_links:
-        parts += (b"\x70", _varint(span.dropped_links))
-    status = span.status
+    dropped = getattr(links, "dropped", 0)
+    if dropped:
+        parts += (b"\x70", _varint(dropped))
+    status = span._status
     if status is not None:
-        code = status.status_code.value
-        parts.append(
-            _field(
-                b"\x7a",
-                (_string(b"\x12", status.description) if status.description else b"")
-                + (b"\x18" + bytes((code,)) if code else b""),
+        code = status.status_code
+        description = status.description
+        if code is StatusCode.UNSET and not description:
+            parts.append(b"\x7a\x00")  # the common case: an empty Status message
+        else:
+            value = 0 if code is StatusCode.UNSET else 1 if code is StatusCode.OK else code.value
+            parts.append(
+                _field(
+                    b"\x7a",
+                    (_string(b"\x12", description) if description else b"")
+                    + (b"\x18" + bytes((value,)) if value else b""),
+                )
             )
-        )
     parts += (b"\x85\x01", _FLAGS_REMOTE if parent and parent.is_remote else _FLAGS_LOCAL)
     return b"".join(parts)
+
+
+def _kind_field(kind: SpanKind) -> bytes:
+    """Compared by identity first: an Enum member's hash is a Python call."""
+    if kind is SpanKind.SERVER:
+        return _SERVER_FIELD
+    if kind is SpanKind.CLIENT:
+        return _CLIENT_FIELD
+    return b"\x30" + bytes((_KIND[kind],))
 
 
 def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
