@@ -373,6 +373,22 @@ def quiet_background_work() -> None:
     business.refresh_business_gauges_forever.__defaults__ = (HOUR_S,)
 
 
+def production_gc() -> None:
+    """In-process counts: the garbage collector as `market serve`'s workers run it (a high generation-0
+    threshold, start-up frozen), called once the app is built. Without it the counts took the interpreter's
+    defaults, and at 100 % sampling charged every request 40-120 us of collections over the spans waiting for
+    export that production never runs."""
+    try:
+        from market.bootstrap.app import tune_gc
+    except ImportError:  # versions before tune_gc: what their app_factory set
+        import gc
+
+        gc.set_threshold(20_000, 50, 100)
+        gc.freeze()
+        return
+    tune_gc()
+
+
 # What an in-process count sets in its environment: no rate limits, the same hash seed in every run, quiet logs,
 # and the periodic jobs (reconciliation, alert evaluation, the probe) out of the way.
 IN_PROCESS_ENV = {

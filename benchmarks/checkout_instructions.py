@@ -39,6 +39,7 @@ from _harness import (
     IN_PROCESS_ENV,
     add_database_arguments,
     market_env,
+    production_gc,
     quiet_background_work,
     request,
     running,
@@ -129,6 +130,7 @@ async def serve(flows: int, buyers: list[str], items: list[str], secret: str) ->
     statements = _StatementCounter()
     statements.install()
     app = build_app(auto_migrate=False)
+    production_gc()
 
     async def call(method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
         return await request(app, method, path, body=body, headers=headers)

@@ -25,6 +25,7 @@ from _harness import (
     IN_PROCESS_ENV,
     add_database_arguments,
     market_env,
+    production_gc,
     quiet_background_work,
     request,
     running,
@@ -42,6 +43,7 @@ async def serve(requests: int, recording: bool) -> None:
 
     quiet_background_work()  # the recorder's writer is counted
     app = build_app(auto_migrate=True)
+    production_gc()
     async with running(app):
         edge = app.asgi_handler
         recorder = edge.sessions

@@ -35,6 +35,7 @@ from _harness import (
     IN_PROCESS_ENV,
     add_database_arguments,
     market_env,
+    production_gc,
     quiet_background_work,
     request,
     running,
@@ -57,6 +58,7 @@ async def serve(requests: int, floor: bool = False) -> None:
 
         quiet_background_work()
         app = build_app(auto_migrate=False)
+        production_gc()
     async with running(app):
         recorder = getattr(app.asgi_handler, "sessions", None)
         if recorder is not None:  # session recording (newer versions): batches as at production rates
