@@ -72,7 +72,11 @@ def _varint(value: int) -> bytes:
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field: its tag, the length, the payload."""
     size = len(payload)
-    return tag + (bytes((size,)) if size < 0x80 else _varint(size)) + payload
+    if size < 0x80:
+        return tag + bytes((size,)) + payload
+    if size < 0x4000:  # a span, most attribute lists: two bytes of varint, without _varint's loop
+        return tag + bytes(((size & 0x7F) | 0x80, size >> 7)) + payload
+    return tag + _varint(size) + payload
 
 
 def _string(tag: bytes, value: str) -> bytes:
@@ -118,11 +122,11 @@ def _key_value(key: str, value: Any) -> bytes:
 
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     """Each attribute as a repeated KeyValue field; one the SDK's encoder would fail on is logged and left out."""
+    # The SDK's BoundedAttributes is a MutableMapping written in Python (its length, each item an `__iter__`
+    # step and a `__getitem__` call); the dict inside it answers in C.
+    attributes = getattr(attributes, "_dict", attributes)
     if not attributes:
         return b""
-    # The SDK's BoundedAttributes is a MutableMapping written in Python (each item an `__iter__` step and a
-    # `__getitem__` call); the dict inside it iterates in C.
-    attributes = getattr(attributes, "_dict", attributes)
     parts = []
     cache = _kv_cache
     for key, value in attributes.items():
@@ -183,7 +187,7 @@ def _span(span: ReadableSpan) -> bytes:
         context.span_id.to_bytes(8, "big"),
     ]
     trace_state = context.trace_state
-    if trace_state is not None:
+    if trace_state:  # usually empty
         state = ",".join([f"{key}={value}" for key, value in trace_state.items()])
         if state:
             parts.append(_string(b"\x1a", state))
@@ -208,7 +212,7 @@ def _span(span: ReadableSpan) -> bytes:
     if dropped:
         parts += (b"\x50", _varint(dropped))
     events = span._events
-    for event in events or ():
+    for event in getattr(events, "_dq", events) or ():  # a BoundedList's deque: its length without a call
         event_parts = []
         if event.timestamp:
             event_parts += (b"\x09", _pack_fixed64(event.timestamp))
@@ -222,7 +226,7 @@ def _span(span: ReadableSpan) -> bytes:
     if dropped:
         parts += (b"\x60", _varint(dropped))
     links = span._links
-    for link in links or ():
+    for link in getattr(links, "_dq", links) or ():
         linked = link.context
         link_parts = [
             b"\x0a\x10",
@@ -271,8 +275,8 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     `encode_spans(spans).SerializePartialToString()` would write it."""
     grouped: dict[Any, dict[Any, list[bytes]]] = {}
     for span in spans:
-        resource = span.resource
-        scope = span.instrumentation_scope or None
+        resource = span._resource
+        scope = span._instrumentation_scope or None
         by_scope = grouped.get(resource)
         if by_scope is None:
             by_scope = grouped[resource] = {}
