@@ -146,3 +146,57 @@ def test_the_sellers_shares_of_a_refund_add_up_to_it(dev_server):
         assert sum(b[0]["refunded_cents"] for b in books) == 5, books
         assert sorted(b[0]["refunded_cents"] for b in books) == [1, 2, 2], books
         assert all(b[0]["net_revenue_cents"] == 1001 - b[0]["refunded_cents"] for b in books), books
+
+
+def _numbers(value: object) -> set[int]:
+    if isinstance(value, dict):
+        return set().union(*(_numbers(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_numbers(v) for v in value))
+    return {value} if isinstance(value, int) and not isinstance(value, bool) else set()
+
+
+def test_each_seller_hears_of_only_their_own_share_of_a_refund_of_a_shared_order(dev_server):
+    """An order of 3 x 1300 from one seller and 1 x 1100 from another (5000), refunded 2000: the first seller's
+    `order.refunded` says 1560 (2000 * 3900 / 5000), the second's 440; neither carries the refund's whole
+    amount, the order's total or the other seller's figures."""
+    with dev_server.client() as client, running_receiver() as first_hook, running_receiver() as second_hook:
+        admin, buyer = create_admin(dev_server, client), register(client)
+        first, second = register(client, "seller"), register(client, "seller")
+        secrets = [
+            set_webhook(client, seller, hook.url).json()["secret"]
+            for seller, hook in ((first, first_hook), (second, second_hook))
+        ]
+        for seller, price, quantity in ((first, 1300, 3), (second, 1100, 1)):
+            item = create_item(client, seller, price_cents=price, stock=10)
+            r = client.put(
+                f"/api/v1/cart/items/{item['id']}", json={"quantity": quantity}, headers=auth(buyer)
+            )
+            assert r.status_code == 200, r.text
+        r = client.post(
+            "/api/v1/checkout",
+            json={"payment_method": {"type": "card", "token": "tok_visa"}},
+            headers={**auth(buyer), "Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert r.status_code == 201 and r.json()["total_cents"] == 5000, r.text
+        order_id = r.json()["id"]
+        r = client.post(
+            f"/api/v1/admin/orders/{order_id}/refunds",
+            json={"amount_cents": 2000, "reason": "damaged"},
+            headers={**auth(admin), "Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert r.status_code == 201, r.text
+
+        for hook, secret, share, own, others in (
+            (first_hook, secrets[0], 1560, {3900, 1300, 3}, {1100, 440}),
+            (second_hook, secrets[1], 440, {1100, 1}, {3900, 1300, 1560}),
+        ):
+            _paid, refunded = hook.wait_for(2)
+            event = Webhook(secret).verify(refunded.body, refunded.headers)
+            assert event["type"] == "order.refunded"
+            assert event["data"]["status"] == "partially_refunded"
+            assert event["data"]["refund"]["amount_cents"] == share
+            assert event["data"]["refund"]["currency"] == "EUR"
+            numbers = _numbers(event["data"])
+            assert own <= numbers and share in numbers, numbers
+            assert not numbers & ({2000, 5000} | others), numbers

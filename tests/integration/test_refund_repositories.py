@@ -109,7 +109,8 @@ async def test_order_refunded_is_queued_for_each_seller_with_an_enabled_endpoint
     )
     refund = new_refund(order, 300, status=RefundStatus.SUCCEEDED)
     changed = order.transition(OrderStatus.PARTIALLY_REFUNDED, T0)
-    assert await SqlWebhookOutbox(db).enqueue_order_refunded(changed, refund, T0) == 1
+    shares = {seller_id: Money(300, "EUR")}
+    assert await SqlWebhookOutbox(db).enqueue_order_refunded(changed, refund, shares, T0) == 1
     rows = await db.fetch("SELECT seller_id, event_type, payload FROM webhook_deliveries")
     assert (str(rows[0]["seller_id"]), rows[0]["event_type"]) == (seller_id, "order.refunded")
     payload = json.loads(rows[0]["payload"])

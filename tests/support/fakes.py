@@ -7,7 +7,7 @@ import copy
 import dataclasses
 import heapq
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
@@ -25,6 +25,7 @@ from market.domain.admin import AuditEntry, AuditFilter, UserFilter
 from market.domain.catalog import Item, ItemFilter, ItemStatus
 from market.domain.errors import EmailAlreadyRegistered, InvalidCursor, RateLimited
 from market.domain.events import Event
+from market.domain.money import Money
 from market.domain.orders import RESERVING, Cart, CartLine, Order, OrderFilter, PaymentGatewayUnavailable
 from market.domain.refunds import Refund, RefundStatus
 from market.domain.sessions import ClientEvent, RequestEntry, SessionFilter, SessionSummary, Timeline
@@ -309,8 +310,9 @@ class FakeCommerceState:
     """Every event handed to the analytics log, committed ones only."""
     refunds: dict[str, Refund] = dataclasses.field(default_factory=dict)
     """Every refund by id, in the order they were added."""
-    refund_deliveries: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
-    """(seller id, order id, refund id) of every queued `order.refunded` delivery."""
+    refund_deliveries: list[tuple[str, str, str, int]] = dataclasses.field(default_factory=list)
+    """(seller id, order id, refund id, the seller's share in cents) of every queued `order.refunded`
+    delivery."""
 
     def replace_with(self, other: FakeCommerceState) -> None:
         for f in dataclasses.fields(self):
@@ -497,9 +499,13 @@ class FakeWebhookOutbox:
         self.state.webhook_deliveries.extend((seller_id, order.id) for seller_id in sellers)
         return len(sellers)
 
-    async def enqueue_order_refunded(self, order: Order, refund: Refund, now: datetime) -> int:
+    async def enqueue_order_refunded(
+        self, order: Order, refund: Refund, shares: Mapping[str, Money], now: datetime
+    ) -> int:
         sellers = sorted(order.seller_ids & self.state.webhook_sellers)
-        self.state.refund_deliveries.extend((seller_id, order.id, refund.id) for seller_id in sellers)
+        self.state.refund_deliveries.extend(
+            (seller_id, order.id, refund.id, shares[seller_id].cents) for seller_id in sellers
+        )
         return len(sellers)
 
 

@@ -37,7 +37,7 @@ from market.domain.refunds import (
     left_to_refund,
 )
 from tests.support.fakes import FakeIdempotencyStore
-from tests.support.world import ADMIN, SELLER, World
+from tests.support.world import ADMIN, OTHER_SELLER, SELLER, World
 
 MUG = 1999
 
@@ -86,6 +86,25 @@ async def test_an_amount_that_is_not_a_positive_integer_in_bounds_is_invalid(wor
         decide_refund(order, [], amount, refund_id="r1", reason=RefundReason.OTHER, now=order.created_at)
 
 
+async def test_each_seller_is_told_only_their_own_share_of_a_refund_of_a_shared_order(world):
+    """mug (SELLER, 1999) and hat (OTHER_SELLER, 500): each seller's `order.refunded` carries their part of
+    the refund, never its whole amount, and a seller's parts never add up to more than their subtotal."""
+    await world.put("mug", 1)
+    await world.put("hat", 1)
+    order = await world.checkout("tok_visa")
+    world.state.webhook_sellers.update({SELLER.id, OTHER_SELLER.id})
+
+    first = await world.refund(order.id, 1000, RefundReason.DAMAGED)
+    rest = await world.refund(order.id)
+
+    assert world.state.refund_deliveries == [
+        (SELLER.id, order.id, first.id, 800),  # 1000 * 1999 / 2499 = 799.9
+        (OTHER_SELLER.id, order.id, first.id, 200),
+        (SELLER.id, order.id, rest.id, 1999 - 800),
+        (OTHER_SELLER.id, order.id, rest.id, 500 - 200),
+    ]
+
+
 # --- the use case ------------------------------------------------------------------------------------------
 
 
@@ -111,7 +130,10 @@ async def test_a_partial_then_the_rest_moves_the_order_to_partially_refunded_the
         OrderRefunded(order.id, Money(500, "EUR"), "damaged", first.id),
         OrderRefunded(order.id, Money(2 * MUG - 500, "EUR"), "requested_by_customer", rest.id),
     ]
-    assert world.state.refund_deliveries == [(SELLER.id, order.id, first.id), (SELLER.id, order.id, rest.id)]
+    assert world.state.refund_deliveries == [
+        (SELLER.id, order.id, first.id, 500),
+        (SELLER.id, order.id, rest.id, 2 * MUG - 500),
+    ]
     assert [r.provider_refund_id for r in world.refunds(order.id)] == ["fake_re_1", "fake_re_2"]
     entries = [(e.action, e.target_type, e.target_id, e.details["amount_cents"]) for e in world.audit]
     assert entries == [

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, Protocol, Self, TypeVar, runtime_checkable
@@ -313,9 +313,12 @@ class WebhookOutbox(Protocol):
         """Queue an `order.paid` delivery for each of the order's sellers with an enabled endpoint, in the
         current transaction. Returns how many were queued."""
 
-    async def enqueue_order_refunded(self, order: Order, refund: Refund, now: datetime) -> int:
+    async def enqueue_order_refunded(
+        self, order: Order, refund: Refund, shares: Mapping[str, Money], now: datetime
+    ) -> int:
         """Queue an `order.refunded` delivery for each of the order's sellers with an enabled endpoint, in the
-        current transaction. Returns how many were queued."""
+        current transaction, each telling its seller their own share of the refund (`shares`, by seller id)
+        and nothing of the other sellers'. Returns how many were queued."""
 
 
 @dataclass(frozen=True, slots=True)

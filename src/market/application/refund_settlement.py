@@ -15,6 +15,7 @@ from market.domain.refunds import (
     decide_refund,
     left_to_refund,
     order_after_refunds,
+    seller_shares_of_refund,
 )
 
 from .ports import (
@@ -50,7 +51,8 @@ async def complete_refund(
     changed = order_after_refunds(order, after, now)
     if changed is not order:
         await work.orders.save_status(changed)
-    await work.outbox.enqueue_order_refunded(changed, done, now)
+    shares = seller_shares_of_refund(order, refunds, done)
+    await work.outbox.enqueue_order_refunded(changed, done, shares, now)
     return done, [OrderRefunded(order.id, done.amount, done.reason.value, done.id)]
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from .analytics import proportional_shares
 from .errors import DomainError, FieldError, ValidationFailed
 from .money import MAX_CENTS, Money
 from .orders import PAID_STATES, Order, OrderStatus, PaymentStatus
@@ -127,6 +128,21 @@ def refunded_so_far(order: Order, refunds: Iterable[Refund]) -> Money:
         if refund.status is RefundStatus.SUCCEEDED:
             total = total + refund.amount
     return total
+
+
+def seller_shares_of_refund(order: Order, refunds: Iterable[Refund], refund: Refund) -> dict[str, Money]:
+    """Each of the order's sellers' share of `refund`, in whole cents that add up to it: what it takes from
+    the sellers' subtotals in proportion to what is left of each once the other succeeded refunds among
+    `refunds` are shared out (`proportional_shares`, as the seller dashboard shares them). No seller's shares
+    ever add up to more than their subtotal; a single seller's share is the whole refund. A seller is told
+    their own share only: the refund's amount would reveal the other sellers' part of the order."""
+    subtotals = {seller_id: order.seller_view(seller_id).total.cents for seller_id in order.seller_ids}
+    whole = sum(subtotals.values())
+    before = sum(r.amount.cents for r in refunds if r.status is RefundStatus.SUCCEEDED and r.id != refund.id)
+    taken = proportional_shares(min(before, whole), subtotals)
+    left = {seller_id: subtotals[seller_id] - taken[seller_id] for seller_id in subtotals}
+    shares = proportional_shares(min(refund.amount.cents, sum(left.values())), left)
+    return {seller_id: Money(cents, refund.amount.currency) for seller_id, cents in shares.items()}
 
 
 def check_refund_amount(amount_cents: object) -> None:

@@ -16,7 +16,7 @@ import functools
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -566,23 +566,30 @@ class SqlWebhookOutbox:
         self._db = db
 
     async def enqueue_order_paid(self, order: Order, now: datetime) -> int:
-        return await self._enqueue(order, "order.paid", now, {})
+        return await self._enqueue(order, "order.paid", now, lambda _seller_id: {})
 
-    async def enqueue_order_refunded(self, order: Order, refund: Refund, now: datetime) -> int:
-        """Each seller hears of the refund and of the order's status; the amount is the order's (a refund is
-        of the payment, not of one seller's lines)."""
-        extra = {
-            "refund": {
-                "id": refund.id,
-                "amount_cents": refund.amount.cents,
-                "currency": refund.amount.currency,
-                "reason": refund.reason.value,
-                "created_at": refund.created_at.isoformat().replace("+00:00", "Z"),
+    async def enqueue_order_refunded(
+        self, order: Order, refund: Refund, shares: Mapping[str, Money], now: datetime
+    ) -> int:
+        """Each seller hears of the refund, of their own share of it (`amount_cents`) and of the order's
+        status: never of the refund's whole amount, which would reveal the other sellers' part."""
+
+        def extra(seller_id: str) -> dict[str, Any]:
+            return {
+                "refund": {
+                    "id": refund.id,
+                    "amount_cents": shares[seller_id].cents,
+                    "currency": refund.amount.currency,
+                    "reason": refund.reason.value,
+                    "created_at": refund.created_at.isoformat().replace("+00:00", "Z"),
+                }
             }
-        }
+
         return await self._enqueue(order, "order.refunded", now, extra)
 
-    async def _enqueue(self, order: Order, event_type: str, now: datetime, extra: dict[str, Any]) -> int:
+    async def _enqueue(
+        self, order: Order, event_type: str, now: datetime, extra: Callable[[str], dict[str, Any]]
+    ) -> int:
         queued = 0
         for seller_id in sorted(order.seller_ids):
             lines = [line for line in order.lines if line.seller_id == seller_id]
@@ -603,7 +610,7 @@ class SqlWebhookOutbox:
                         }
                         for line in lines
                     ],
-                    **extra,
+                    **extra(seller_id),
                 },
             }
             delivery = {
