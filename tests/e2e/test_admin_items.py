@@ -130,7 +130,7 @@ def test_a_seller_archives_and_restores_their_own_item_and_may_change_it_in_the_
         client.patch(
             f"{ITEMS}/{item['id']}", json={"status": "active"}, headers=auth(people["other_seller"])
         ),
-        403,
+        404,  # another seller's archived item is hidden: a 403 would reveal it
     )
 
 

@@ -92,6 +92,28 @@ def test_another_seller_may_not_change_or_archive_an_item(client, item):
     assert still.status_code == 200 and still.json()["price_cents"] == item["price_cents"]
 
 
+@pytest.mark.parametrize("status", ["archived", "suspended"])
+def test_another_sellers_hidden_item_is_not_found_whatever_the_method(client, live_server, seller, status):
+    """A hidden item does not exist for another seller: DELETE answers 404 like PATCH, never a 403 that
+    would reveal it, and nothing changes."""
+    item = create_item(client, seller)
+    admin = create_admin(live_server, client)
+    r = client.patch(
+        f"/api/v1/admin/items/{item['id']}", json={"status": status, "reason": "x"}, headers=auth(admin)
+    )
+    assert r.status_code == 200, r.text
+    other, url = register(client, role="seller"), f"{ITEMS}/{item['id']}"
+
+    assert_problem(client.delete(url, headers=auth(other)), 404, type_uri=problem_type("not-found"))
+    assert_problem(client.patch(url, json={"stock": 1}, headers=auth(other)), 404)
+    assert_problem(client.patch(url, json={"status": "active"}, headers=auth(other)), 404)
+    assert_problem(client.get(url), 404)  # still hidden
+    restored = client.patch(
+        f"/api/v1/admin/items/{item['id']}", json={"status": "active", "reason": "x"}, headers=auth(admin)
+    )
+    assert restored.json()["stock"] == item["stock"] != 1
+
+
 def test_a_buyer_may_not_change_or_archive_an_item(client, item):
     buyer = register(client, role="buyer")
     assert_problem(client.patch(f"{ITEMS}/{item['id']}", json={"stock": 1}, headers=auth(buyer)), 403)

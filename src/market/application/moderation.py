@@ -24,7 +24,7 @@ async def set_item_status(
     """Put the item in `status`. An admin's change appends an audit entry (with the reason) in the same
     transaction. Raises NotFound or PermissionDenied (a seller and a suspended item, or another's item)."""
     async with ports.uow() as work:
-        changed = await _with_status(work, ports, user, await _found(work, item_id), status, reason)
+        changed = await _with_status(work, ports, user, await _found(work, item_id, user), status, reason)
         await work.commit()
     return changed
 
@@ -42,7 +42,7 @@ async def edit_item(
     (fields sent for an item left archived, a change the domain rejects) changes nothing. Nothing sent: the
     item as it is, if the caller may change it. Raises NotFound or PermissionDenied."""
     async with ports.uow() as work:
-        before = item = await _found(work, item_id)
+        before = item = await _found(work, item_id, user)
         if status is not None:  # audited below, with the fields, when there are some: one write, one entry
             item = await _with_status(work, ports, user, item, status, None, audited=not fields)
         if fields or status is None:
@@ -68,7 +68,7 @@ async def archive_item(user: User, item_id: str, *, ports: AdminPorts) -> None:
     and so is archiving a suspended item (it stays suspended: only an admin brings it back). An admin's archive
     is audited as any status change of theirs. Raises NotFound or PermissionDenied."""
     async with ports.uow() as work:
-        item = await _found(work, item_id)
+        item = await _found(work, item_id, user)
         item.ensure_editable_by(user)
         if item.status is ItemStatus.ACTIVE:
             await _with_status(work, ports, user, item, ItemStatus.ARCHIVED, None)
@@ -90,11 +90,12 @@ def _changes(before: Item, after: Item) -> dict[str, AuditValue]:
     return details
 
 
-async def _found(work: AdminUnitOfWork, item_id: str) -> Item:
+async def _found(work: AdminUnitOfWork, item_id: str, user: User) -> Item:
     """The item, its row locked: every write here stores the whole item, its stock included, so a checkout
-    reserving meanwhile would otherwise have its reservation overwritten (oversold)."""
+    reserving meanwhile would otherwise have its reservation overwritten (oversold). NotFound also for an
+    item hidden from `user` (another seller's archived or suspended item): a 403 would reveal it."""
     item = await work.items.get(item_id, for_update=True)
-    if item is None:
+    if item is None or item.hidden_from(user):
         raise NotFound(_NO_SUCH_ITEM)
     return item
 

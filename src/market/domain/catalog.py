@@ -47,11 +47,19 @@ class Item:
     created_at: datetime
     updated_at: datetime
 
+    def editable_by(self, user: User) -> bool:
+        """Sellers edit their own items; admins edit any."""
+        return user.role is Role.ADMIN or (user.role is Role.SELLER and user.id == self.seller_id)
+
     def ensure_editable_by(self, user: User) -> None:
-        """Sellers edit their own items; admins edit any. Items are public, so this is a 403, not a 404."""
-        if user.role is Role.ADMIN or (user.role is Role.SELLER and user.id == self.seller_id):
-            return
-        raise PermissionDenied("Only the seller who listed this item can change it.")
+        """Items are public, so another's item is a 403, not a 404 (a hidden one is a 404: `hidden_from`)."""
+        if not self.editable_by(user):
+            raise PermissionDenied("Only the seller who listed this item can change it.")
+
+    def hidden_from(self, user: User) -> bool:
+        """An archived or suspended item is not public: to anyone who may not edit it, it does not exist (a
+        404, never a 403 that would reveal it)."""
+        return self.status is not ItemStatus.ACTIVE and not self.editable_by(user)
 
     def with_changes(self, changes: dict[str, Any], now: datetime) -> Item:
         """A copy with seller-writable fields changed; anything else in `changes` is ignored by design."""
