@@ -126,6 +126,22 @@ async def test_the_people_list_matches_accented_and_non_latin_names_whatever_the
     assert await ids("петров") == {boris.id}
 
 
+async def test_the_people_list_matches_greek_names_ending_in_capital_sigma_whatever_the_sigma(db):
+    # Python lowers a word-final Σ to ς (and the API lowers `q` so), PostgreSQL's lower() to σ: both sides fold
+    # alike on both engines, for the whole name and for a query ending in Σ inside a longer word.
+    nikos = await add_user(db, Role.BUYER, email="nikos@example.com", display_name="ΝΙΚΟΣ")
+    kassandra = await add_user(db, Role.SELLER, email="k@example.com", display_name="ΚΑΣΣΑΝΔΡΑ Παπαδοπούλου")
+    directory = SqlUserDirectory(db)
+
+    async def ids(query: str) -> set[str]:
+        return {u.id for u in (await directory.find(UserFilter(query=query), 10, None)).items}
+
+    for query in ("ΝΙΚΟΣ".lower(), "νικος", "νικοσ"):
+        assert await ids(query) == {nikos.id}, query
+    for query in ("ΚΑΣ".lower(), "κασσ", "κασσανδρα"):
+        assert await ids(query) == {kassandra.id}, query
+
+
 async def test_the_people_list_pages_newest_first(db):
     made = [await add_user(db, Role.BUYER, created_at=T0 + timedelta(minutes=n)) for n in range(5)]
     directory = SqlUserDirectory(db)

@@ -16,7 +16,7 @@ from market.domain.validation import parse_id
 from .analytics import Identity, anonymous
 from .cursors import decode_keyset_cursor, encode_keyset_cursor
 from .database import Database
-from .engines import SQLITE_LOWER
+from .engines import fold_case, folded_sql
 from .repositories import PiccoloUnitOfWork
 from .rows import user_from_row
 from .tables import AuditRow, UserRow, insert_sql, row_values, select_list
@@ -38,7 +38,7 @@ def _scope(kind: str, *parts: object) -> str:
 
 def _like(text: str) -> str:
     """A LIKE pattern matching `text` anywhere, its wildcards taken literally."""
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = fold_case(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
@@ -52,12 +52,9 @@ class SqlUserDirectory:
         where: list[str] = []
         args: list[Any] = []
         if user_filter.query:
-            # The pattern is lowered by Python (_like): SQLite lowers the columns alike (its own lower() folds
-            # ASCII only); PostgreSQL's lower() folds every letter.
-            lower = "lower" if self._db.is_postgres else SQLITE_LOWER
-            where.append(
-                f"({lower}(email) LIKE {{}} ESCAPE '\\' OR {lower}(display_name) LIKE {{}} ESCAPE '\\')"
-            )
+            # The pattern is folded by Python (_like) and the columns alike on both engines (fold_case).
+            email, name = (folded_sql(c, is_postgres=self._db.is_postgres) for c in ("email", "display_name"))
+            where.append(f"({email} LIKE {{}} ESCAPE '\\' OR {name} LIKE {{}} ESCAPE '\\')")
             args += [_like(user_filter.query)] * 2
         if user_filter.role is not None:
             where.append("role = {}")

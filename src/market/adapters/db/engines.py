@@ -121,15 +121,27 @@ class MarketPostgresEngine(_NoVersionProbe, TracedPostgresEngine):
 
 
 SQLITE_LOWER = "market_lower"
-"""SQLite's Unicode-aware lower(): Python's, registered on every connection (UnicodeSQLiteConnection)."""
+"""SQLite's Unicode-aware lower(): `fold_case`, registered on every connection (UnicodeSQLiteConnection)."""
+
+
+def fold_case(text: str) -> str:
+    """`text` lower-cased for a case-insensitive match, alike on both engines (`folded_sql`): Python's lower()
+    with every sigma as σ. Python lowers a capital Σ to ς at the end of a word and to σ elsewhere, PostgreSQL's
+    lower() always to σ, so 'ΝΙΚΟΣ' never matched 'νικος' there, nor a query ending in Σ a longer word."""
+    return text.lower().replace("ς", "σ")
+
+
+def folded_sql(column: str, *, is_postgres: bool) -> str:
+    """The SQL expression of `column` folded as `fold_case` folds a pattern."""
+    return f"translate(lower({column}), 'ς', 'σ')" if is_postgres else f"{SQLITE_LOWER}({column})"
 
 
 def _lower(text: object) -> object:
-    return text.lower() if isinstance(text, str) else text
+    return fold_case(text) if isinstance(text, str) else text
 
 
 class UnicodeSQLiteConnection(sqlite3.Connection):
-    """A SQLite connection with `market_lower(text)`, Python's lower-casing: SQLite's own lower() and LIKE fold
+    """A SQLite connection with `market_lower(text)`, `fold_case`: SQLite's own lower() and LIKE fold
     ASCII letters only, so a case-insensitive match of 'ÉMILE' or 'Борис' (PostgreSQL's lower() folds them)
     found nothing, not even when typed as stored."""
 
