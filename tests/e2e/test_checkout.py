@@ -324,6 +324,24 @@ def test_items_in_two_currencies_cannot_share_a_cart(client, seller, buyer, cart
     assert cart_quantities(client, buyer) == {carted["id"]: 2}
 
 
+def test_a_201st_distinct_item_is_a_422_naming_the_cart_and_a_line_still_changes_at_the_cap(
+    client, seller, buyer
+):
+    cap = 200  # MAX_CART_LINES, as docs/API.md states it
+    items = [create_item(client, seller, price_cents=100, stock=5) for _ in range(cap + 1)]
+    for item in items[:cap]:
+        assert put_cart(client, buyer, item["id"], 1).status_code == 200
+    full = cart_quantities(client, buyer)
+
+    r = put_cart(client, buyer, items[cap]["id"], 1)
+    assert_problem(r, 422, type_uri=problem_type("validation-error"), fields={"cart"})
+    assert cart_quantities(client, buyer) == full
+
+    r = put_cart(client, buyer, items[0]["id"], 4)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["lines"]) == cap and cart_quantities(client, buyer)[items[0]["id"]] == 4
+
+
 def test_only_buyers_check_out(client, seller):
     assert_problem(client.post(CHECKOUT, json=card("tok_visa"), headers={"Idempotency-Key": "k"}), 401)
     assert_problem(checkout(client, seller), 403)

@@ -16,10 +16,11 @@ from market.application.checkout import (
 )
 from market.application.ports import IdempotentReplay
 from market.domain.catalog import ItemStatus
-from market.domain.errors import CurrencyMismatch, NotFound
+from market.domain.errors import CurrencyMismatch, NotFound, ValidationFailed
 from market.domain.events import CartChanged, CheckoutStarted, OrderPaid, OrderRefunded, PaymentAttempted
 from market.domain.money import Money
 from market.domain.orders import (
+    MAX_CART_LINES,
     CheckoutInProgress,
     EmptyCart,
     InsufficientStock,
@@ -29,6 +30,7 @@ from market.domain.orders import (
     PaymentStatus,
 )
 from tests.support import fakes
+from tests.support.factories import item
 from tests.support.fakes import (
     FakeClock,
     FakeStockRepository,
@@ -69,6 +71,23 @@ async def test_more_than_the_stock_is_refused_and_the_cart_unchanged(world):
     with pytest.raises(InsufficientStock):
         await world.put("mug", 6)
     assert (await world.cart()).quantity_of("mug") == 2
+
+
+async def test_a_new_line_past_the_cap_is_refused_naming_the_cart_and_existing_lines_still_change(world):
+    for n in range(MAX_CART_LINES + 1):
+        world.store.items[f"i{n}"] = item(id=f"i{n}", title=f"Item {n}", price_cents=100, stock=5)
+    for n in range(MAX_CART_LINES):
+        await world.put(f"i{n}", 1)
+    full = await world.cart()
+
+    with pytest.raises(ValidationFailed) as refused:
+        await world.put(f"i{MAX_CART_LINES}", 1)
+    assert [e.field for e in refused.value.errors] == ["cart"]
+    assert await world.cart() == full
+
+    assert (await world.put("i0", 3)).quantity_of("i0") == 3  # a line's quantity still changes at the cap
+    await world.put("i1", 0)
+    assert len((await world.put(f"i{MAX_CART_LINES}", 1)).lines) == MAX_CART_LINES  # room again
 
 
 async def test_an_item_in_another_currency_is_refused(world):

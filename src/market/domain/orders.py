@@ -225,9 +225,13 @@ class Order:
 
 
 MAX_LINE_QUANTITY = 1000
+MAX_CART_LINES = 200
+"""The most distinct items one cart holds: each change reads the whole cart, so an unbounded one grew slower
+to change and, with thousands of lines, reached overflow paths. Changing a line's quantity is always allowed."""
 MAX_ORDER_CENTS = 2**63 - 1
-"""The largest order total the database's 64-bit integer columns hold. Prices and quantities are bounded, the
-number of cart lines is not: thousands of lines at the highest price would add up past it."""
+"""The largest order total the database's 64-bit integer columns hold. Prices, quantities and the number of
+lines are bounded now (MAX_CART_LINES), but carts filled before that bound may hold thousands of lines at the
+highest price, which would add up past it."""
 
 
 MIXED_CART = "The items in your cart are no longer priced in one currency; remove the ones you do not want."
@@ -236,13 +240,16 @@ MIXED_CART = "The items in your cart are no longer priced in one currency; remov
 def check_cart_quantity(
     cart: Cart, *, item_id: str, title: str, currency: str, stock: int, quantity: int
 ) -> None:
-    """May the cart hold this item `quantity` times? Raises ValidationFailed, CurrencyMismatch or
-    InsufficientStock. Zero removes the line and is always allowed."""
+    """May the cart hold this item `quantity` times? Raises ValidationFailed (a bad quantity, or a new line
+    past MAX_CART_LINES), CurrencyMismatch or InsufficientStock. Zero removes the line and is always allowed."""
     errors = FieldErrors()
     errors.check_count("quantity", quantity, minimum=0, maximum=MAX_LINE_QUANTITY)
     errors.raise_if_any()
     if quantity == 0:
         return
+    if cart.quantity_of(item_id) == 0 and len(cart.lines) >= MAX_CART_LINES:
+        message = f"must hold at most {MAX_CART_LINES} distinct items; remove a line first"
+        raise ValidationFailed([FieldError("cart", message)], "The cart holds as many items as it may.")
     other_currencies = {line.currency for line in cart.lines if line.item_id != item_id}
     if other_currencies and currency not in other_currencies:
         if len({line.currency for line in cart.lines}) > 1:  # an item of it was repriced in another currency

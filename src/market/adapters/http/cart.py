@@ -72,7 +72,8 @@ class CartController(Controller):
         user: NamedDependency[User],
         set_cart_quantity: NamedDependency[SetCartQuantity],
     ) -> CartOut:
-        """Set how many of an item the cart holds (0 removes it). More than the stock is a 409."""
+        """Set how many of an item the cart holds (0 removes it). More than the stock is a 409; a new line in a
+        cart that holds MAX_CART_LINES (200) distinct items already is a 422 naming `cart`."""
         return CartOut.of(await set_cart_quantity(user, item_id, data.quantity))
 
     @delete(
