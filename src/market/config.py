@@ -317,6 +317,10 @@ class BackupSettings:
     retention_days: int = setting("MARKET_BACKUP_RETENTION_DAYS", _whole(1, 36500), 30)
     """`market backup prune` deletes backups older than this, never the newest verified one
     (MARKET_BACKUP_RETENTION_DAYS)."""
+    lock_timeout_s: int = setting("MARKET_BACKUP_LOCK_TIMEOUT", _seconds(1, 86400), 30)
+    """How long `market backup restore` (PostgreSQL) waits behind another session's lock on the database's
+    tables before it gives up, naming that session, with nothing changed (MARKET_BACKUP_LOCK_TIMEOUT: seconds,
+    or 30s, 5m)."""
     schedule: time | None = setting("MARKET_BACKUP_SCHEDULE", _utc_time, None)
     """UTC time of day at which a service worker takes the daily backup (MARKET_BACKUP_SCHEDULE, HH:MM).
     None: no in-process schedule (use `market backup schedule` or a CronJob instead)."""

@@ -31,9 +31,12 @@ def execute(url: str, sql: str) -> None:
 
 
 @contextmanager
-def locked(url: str, *tables: str) -> Iterator[None]:
-    """Hold `LOCK TABLE <tables> IN ACCESS EXCLUSIVE MODE` (PostgreSQL) or the write lock (SQLite, whatever
-    the tables) from another connection until the block ends."""
+def locked(
+    url: str, *tables: str, mode: str = "ACCESS EXCLUSIVE", at_most: float | None = None
+) -> Iterator[None]:
+    """Hold `LOCK TABLE <tables> IN <mode> MODE` (PostgreSQL; ACCESS SHARE is what any open transaction that
+    read the tables holds) or the write lock (SQLite, whatever the tables) from another connection until the
+    block ends, or for `at_most` seconds (PostgreSQL): a test of code that would wait for ever fails, not hangs."""
     taken, release = threading.Event(), threading.Event()
     failure: list[BaseException] = []
 
@@ -43,9 +46,9 @@ def locked(url: str, *tables: str) -> Iterator[None]:
             try:
                 async with conn.transaction():
                     names = ", ".join(f'"{table}"' for table in tables)
-                    await conn.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
+                    await conn.execute(f"LOCK TABLE {names} IN {mode} MODE")
                     taken.set()
-                    await asyncio.to_thread(release.wait)
+                    await asyncio.to_thread(release.wait, at_most)
             finally:
                 await conn.close()
 

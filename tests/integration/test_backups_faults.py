@@ -23,6 +23,7 @@ from market.config import DatabaseURL
 from market.ops.backups.archive import verified_marker
 from market.ops.backups.manifest import FORMAT_VERSION
 from market.ops.backups.service import BackupService
+from tests.integration.blocking import locked
 from tests.support.backups import (
     Market,
     archive_members,
@@ -214,3 +215,35 @@ def test_a_create_killed_midway_leaves_nothing_that_looks_like_a_backup(fresh_sq
     )
     assert sorted(day_later.prune().leftovers) == sorted(leftovers)
     assert list(market.directory.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "ACCESS SHARE",  # a transaction left open after reading: pg_restore's DROP TABLE waits for it
+        "ACCESS EXCLUSIVE",  # a migration, a LOCK TABLE: the restore's own check of the target waits
+    ],
+)
+def test_a_forced_restore_behind_another_sessions_lock_gives_up_in_one_line_naming_it_and_changes_nothing(
+    fresh_postgres_url: str, tmp_path: Path, mode: str
+):
+    """pg_restore sets lock_timeout = 0 itself: behind another session's lock on a table it waited for ever,
+    without a word. It gives up after MARKET_BACKUP_LOCK_TIMEOUT instead, naming the session, all undone."""
+    market = Market(fresh_postgres_url, tmp_path / "backups")
+    seed(market.url, sellers=1, items=30)
+    archive = market.create()
+    seed(market.url, sellers=1, items=7)  # later writes a restore would undo
+    current = fingerprint(market.url)
+
+    started = time.monotonic()
+    # Let go after 30 s, so that a restore that waits fails the test rather than hangs.
+    with locked(market.url, "items", mode=mode, at_most=30):
+        result = market("restore", str(archive), "--force", "--yes", env={"MARKET_BACKUP_LOCK_TIMEOUT": "1"})
+    line = one_line_failure(result)
+
+    assert time.monotonic() - started < 25
+    assert "gave up after waiting 1 s for a lock on items held by session " in line, line
+    assert (
+        "idle in transaction" in line and "was not changed" in line and "MARKET_BACKUP_LOCK_TIMEOUT" in line
+    )
+    assert fingerprint(market.url) == current

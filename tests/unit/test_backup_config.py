@@ -1,4 +1,5 @@
-"""The backup section of the settings: MARKET_BACKUP_DIR, MARKET_BACKUP_RETENTION_DAYS, MARKET_BACKUP_SCHEDULE."""
+"""The backup section of the settings: MARKET_BACKUP_DIR, MARKET_BACKUP_RETENTION_DAYS, MARKET_BACKUP_SCHEDULE,
+MARKET_BACKUP_LOCK_TIMEOUT."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ def _backup(**environ: str):
 def test_defaults_keep_30_days_in_var_backups_without_in_process_schedule():
     settings = _backup()
     assert (settings.directory, settings.retention_days, settings.schedule) == (Path("var/backups"), 30, None)
+
+
+def test_a_restore_waits_30_s_behind_a_lock_unless_told_otherwise():
+    assert _backup().lock_timeout_s == 30
+    assert _backup(MARKET_BACKUP_LOCK_TIMEOUT="2m").lock_timeout_s == 120
 
 
 def test_values_are_read():
@@ -38,6 +44,8 @@ def test_values_are_read():
         ("MARKET_BACKUP_SCHEDULE", "03:00:00"),
         ("MARKET_BACKUP_RETENTION_DAYS", "0"),
         ("MARKET_BACKUP_RETENTION_DAYS", "a month"),
+        ("MARKET_BACKUP_LOCK_TIMEOUT", "0"),
+        ("MARKET_BACKUP_LOCK_TIMEOUT", "soon"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(variable: str, value: str):

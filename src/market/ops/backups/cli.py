@@ -106,7 +106,8 @@ def verify(archive: Path | None, latest: bool) -> None:
 def restore(archive: Path, force: bool, yes: bool) -> None:
     """Restore a backup into the configured database. The archive is checked as `verify` checks it first (a
     test restore into a scratch database); a database with rows is refused unless --force; the restore is all
-    or nothing, and a refused or failed one leaves the database as it was."""
+    or nothing, and a refused or failed one leaves the database as it was. On PostgreSQL, behind another
+    session's lock on a table it gives up after MARKET_BACKUP_LOCK_TIMEOUT (30 s), naming that session."""
     settings = _settings()
     service = _service(settings)
     target = settings.database.url.redacted()

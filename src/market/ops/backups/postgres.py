@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager, suppress
+from datetime import UTC
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
@@ -20,6 +21,31 @@ from .errors import BackupError
 
 LOCK_WAIT_TIMEOUT = "5min"
 """pg_dump gives up (cleanly) if it cannot lock a table for this long, e.g. behind a migration."""
+
+RESTORE_LOCK_TIMEOUT_S = 30
+"""How long a restore waits behind another session's lock before it gives up, all undone (the default of
+MARKET_BACKUP_LOCK_TIMEOUT)."""
+
+LOCK_POLL_S = 0.2
+"""How often a running restore is checked for waiting on a lock."""
+
+# pg_restore's session waiting on a lock, the relation it waits for, and the sessions in its way.
+_WAITING = """
+    SELECT a.pid, pg_blocking_pids(a.pid) AS blockers,
+           (SELECT l.relation::regclass::text FROM pg_locks l
+            WHERE l.pid = a.pid AND NOT l.granted AND l.relation IS NOT NULL LIMIT 1) AS relation
+    FROM pg_stat_activity a
+    WHERE a.application_name = $1 AND a.wait_event_type = 'Lock'
+"""
+_LOCKERS = """
+    SELECT DISTINCT a.pid, a.application_name, a.usename, a.state, a.xact_start
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.relation = to_regclass($1) AND l.granted AND l.pid <> pg_backend_pid() ORDER BY a.pid
+"""
+_HOLDERS = """
+    SELECT pid, application_name, usename, state, xact_start FROM pg_stat_activity
+    WHERE pid = ANY($1::int[]) ORDER BY pid
+"""
 
 _TABLES = """
     SELECT n.nspname AS schema, c.relname AS name, c.relkind = 'p' AS partitioned
@@ -36,9 +62,12 @@ class PostgresBackend:
     magic = b"PGDMP"
     compresslevel = 0  # the payload is compressed already: gzip only frames it (and checks its CRC)
 
-    def __init__(self, url: DatabaseURL, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, url: DatabaseURL, environ: Mapping[str, str], *, lock_timeout_s: float = RESTORE_LOCK_TIMEOUT_S
+    ) -> None:
         self.url = url
         self.environ = environ
+        self.lock_timeout_s = lock_timeout_s
 
     async def dump(self, directory: Path, progress: Progress) -> Snapshot:
         pg_dump = find_tool("pg_dump", self.environ)
@@ -106,7 +135,51 @@ class PostgresBackend:
             f"--dbname={self._tool_uri(target)}",
             str(payload),
         ]
-        await run_tool(argv, self._tool_env(target), _steps(progress, "processing data for table "))
+        # pg_restore sets lock_timeout = 0 itself (PGOPTIONS cannot bound it), and its --clean drops every table:
+        # behind another session's lock (a transaction left open, a long query) it would wait without a word.
+        # A watchdog cancels it after lock_timeout_s; its single transaction is then undone.
+        env = self._tool_env(target)
+        env["PGAPPNAME"] = f"market-restore-{uuid.uuid4().hex[:12]}"
+        blocked: list[str] = []
+        stop = asyncio.Event()
+        watchdog = asyncio.ensure_future(self._cancel_when_blocked(target, env["PGAPPNAME"], blocked, stop))
+        try:
+            await run_tool(argv, env, _steps(progress, "processing data for table "))
+        except BackupError:
+            if not blocked:
+                raise
+            raise BackupError(f"{blocked[0]}; {target.redacted()} was not changed") from None
+        finally:
+            stop.set()  # it closes its connection itself; cancelled only if it does not within a few polls
+            # A watchdog that failed (it could not connect) left the restore to finish as it would without one.
+            with suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(watchdog, 10 * LOCK_POLL_S)
+
+    async def _cancel_when_blocked(
+        self, target: DatabaseURL, application_name: str, blocked: list[str], stop: asyncio.Event
+    ) -> None:
+        """Watch the restore's session (by its application name); once it has waited for a lock for
+        lock_timeout_s, put what it waited for, in words, in `blocked` and cancel its statement. Runs until
+        `stop` is set otherwise."""
+        conn = await _connect(target)
+        try:
+            waiting_since: float | None = None
+            loop = asyncio.get_running_loop()
+            while not stop.is_set():
+                row = await conn.fetchrow(_WAITING, application_name)
+                if row is None or not row["blockers"]:
+                    waiting_since = None
+                elif waiting_since is None:
+                    waiting_since = loop.time()
+                elif loop.time() - waiting_since >= self.lock_timeout_s:
+                    holders = await conn.fetch(_HOLDERS, list(row["blockers"]))
+                    blocked.append(self._gave_up(row["relation"] or "the database", holders))
+                    await conn.fetchval("SELECT pg_cancel_backend($1)", row["pid"])
+                    return
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), LOCK_POLL_S)
+        finally:
+            await conn.close()
 
     @asynccontextmanager
     async def scratch(self, workdir: Path) -> AsyncIterator[DatabaseURL]:
@@ -160,17 +233,29 @@ class PostgresBackend:
             await conn.close()
 
     async def business_rows(self, target: DatabaseURL) -> dict[str, int]:
-        conn = await _connect(target)
+        """Read before a restore (forced or not): behind another session's exclusive lock (a migration, a LOCK
+        TABLE) it gives up after lock_timeout_s, naming that session, rather than wait without a word."""
+        conn = await _connect(target, lock_timeout_s=self.lock_timeout_s)
         try:
             found = {}
             for name in await _tables(conn):
-                if name != MIGRATIONS_TABLE and await conn.fetchval(
-                    f"SELECT EXISTS (SELECT FROM {_sql(name)})"
-                ):
-                    found[name] = await _count(conn, name)
+                try:
+                    if name != MIGRATIONS_TABLE and await conn.fetchval(
+                        f"SELECT EXISTS (SELECT FROM {_sql(name)})"
+                    ):
+                        found[name] = await _count(conn, name)
+                except asyncpg.LockNotAvailableError:
+                    holders = await conn.fetch(_LOCKERS, _sql(name))
+                    raise BackupError(self._gave_up(name, holders)) from None
             return found
         finally:
             await conn.close()
+
+    def _gave_up(self, relation: str, holders: Collection[asyncpg.Record]) -> str:
+        return (
+            f"gave up after waiting {self.lock_timeout_s:g} s for a lock on {relation} held by "
+            f"{_sessions(holders)} (end that session, or raise MARKET_BACKUP_LOCK_TIMEOUT)"
+        )
 
     def _tool_uri(self, url: DatabaseURL) -> str:
         """The URL for libpq without its password (which goes in PGPASSWORD, not on a command line)."""
@@ -191,9 +276,20 @@ class PostgresBackend:
         return env
 
 
-async def _connect(url: DatabaseURL) -> asyncpg.Connection:
+def _sessions(rows: Collection[asyncpg.Record]) -> str:
+    """'session 4242 (market-serve, user market, idle in transaction since 12:00:03Z)', and so on."""
+    described = []
+    for row in rows:
+        since = row["xact_start"].astimezone(UTC).strftime(" since %H:%M:%SZ") if row["xact_start"] else ""
+        app = f"{row['application_name']}, " if row["application_name"] else ""
+        described.append(f"session {row['pid']} ({app}user {row['usename']}, {row['state']}{since})")
+    return ", ".join(described) or "another session"
+
+
+async def _connect(url: DatabaseURL, *, lock_timeout_s: float | None = None) -> asyncpg.Connection:
+    settings = {} if lock_timeout_s is None else {"lock_timeout": f"{round(lock_timeout_s * 1000)}ms"}
     try:
-        return await asyncpg.connect(url.dsn)
+        return await asyncpg.connect(url.dsn, server_settings=settings)
     except asyncpg.InvalidCatalogNameError:
         raise BackupError(
             f"the database {url.name!r} does not exist on the server; create it first"

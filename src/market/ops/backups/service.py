@@ -37,7 +37,7 @@ from .archive import (
 from .base import MIGRATIONS_TABLE, Backend, NoProgress, Progress
 from .errors import BackupError
 from .manifest import CLOCK_SKEW, FORMAT_VERSION, Manifest, archive_name, format_time, is_archive_name
-from .postgres import PostgresBackend
+from .postgres import RESTORE_LOCK_TIMEOUT_S, PostgresBackend
 from .sqlite import SqliteBackend
 
 log = logging.getLogger(__name__)
@@ -107,13 +107,15 @@ class BackupService:
         directory: Path,
         *,
         retention_days: int = 30,
+        lock_timeout_s: float = RESTORE_LOCK_TIMEOUT_S,
         clock: Clock = utcnow,
         environ: Mapping[str, str] | None = None,
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         known_migrations: Sequence[str] | None = None,
     ) -> None:
-        """`known_migrations`: the schema versions this market knows, oldest first, given by the composition
+        """`lock_timeout_s`: how long a PostgreSQL restore waits behind another session's lock before it gives
+        up, undone (MARKET_BACKUP_LOCK_TIMEOUT). `known_migrations`: the schema versions this market knows, oldest first, given by the composition
         root (the wing does not import the database adapter); `verify` and `restore` refuse an archive whose
         schema is not among them, or whose database's migrations ledger is not exactly this market's up to
         that schema. None: only the ledger's latest version is checked against the manifest."""
@@ -124,7 +126,9 @@ class BackupService:
         self.clock = clock
         environ = os.environ if environ is None else environ
         self.backend: Backend = (
-            PostgresBackend(database, environ) if database.engine == "postgresql" else SqliteBackend(database)
+            PostgresBackend(database, environ, lock_timeout_s=lock_timeout_s)
+            if database.engine == "postgresql"
+            else SqliteBackend(database)
         )
         self._tracer = trace.get_tracer(names.INSTRUMENTATION_SCOPE, tracer_provider=tracer_provider)
         meter = metrics.get_meter(names.INSTRUMENTATION_SCOPE, meter_provider=meter_provider)
@@ -139,6 +143,7 @@ class BackupService:
             settings.database.url,
             settings.backup.directory,
             retention_days=settings.backup.retention_days,
+            lock_timeout_s=settings.backup.lock_timeout_s,
             **kwargs,  # type: ignore[arg-type]
         )
 
