@@ -508,6 +508,31 @@ def test_a_late_failure_event_for_a_paid_order_is_ignored(client, payer, paid_or
     assert order_of(client, payer, paid_order["id"]) == paid_order
 
 
+def test_a_refund_event_that_overtakes_the_payments_success_settles_the_order_paid_then_refunds_it(
+    client, buyer, carted
+):
+    """Providers do not deliver events in order: a refund made at the provider may arrive while our order is
+    still pending_payment (its charge timed out) or processing. Only a taken charge can be refunded, so the
+    order is paid, then refunded; the payment's own success arriving later changes nothing."""
+    problem = assert_problem(checkout(client, buyer, "tok_gatewayTimeout"), 503)
+    pending = order_of(client, buyer, problem["order_id"])
+    assert pending["status"] == "pending_payment"
+    refund = json.loads(provider_event("payment.refunded", pending))
+    refund["data"]["amount_cents"] = 1000
+    body = json.dumps(refund).encode()
+    r = deliver(client, body, sign(WEBHOOK_SECRET, body))
+    assert r.status_code == 200 and r.json() == {"received": True, "outcome": "applied"}, r.text
+    refunded = order_of(client, buyer, pending["id"])
+    assert refunded["status"] == "partially_refunded", refunded
+    assert stock_of(client, carted["id"]) == 3, "the order is placed: its stock stays sold"
+    assert cart_quantities(client, buyer) == {}, "the order is placed: its lines leave the cart"
+
+    late = provider_event("payment.succeeded", pending)
+    r = deliver(client, late, sign(WEBHOOK_SECRET, late))
+    assert r.status_code == 200 and r.json() == {"received": True, "outcome": "ignored"}
+    assert order_of(client, buyer, pending["id"]) == refunded
+
+
 def test_an_event_for_an_unknown_order_is_acknowledged(client):
     body = provider_event("payment.succeeded", {"id": str(uuid.uuid4()), "total_cents": 1, "currency": "EUR"})
     r = deliver(client, body, sign(WEBHOOK_SECRET, body))

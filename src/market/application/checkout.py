@@ -19,6 +19,7 @@ from market.domain.errors import (
 from market.domain.events import CheckoutStarted, Event, OrderPaid, PaymentAttempted
 from market.domain.orders import (
     GATEWAY_UNAVAILABLE,
+    RESERVING,
     CheckoutInProgress,
     InsufficientStock,
     Order,
@@ -281,9 +282,19 @@ async def apply_provider_event(
             # left for a person: the provider's account and ours disagree.
             outcome = "mismatched"
         elif event.type == "payment.refunded":
+            settled_first = order.status in RESERVING
+            if settled_first:
+                # Providers do not promise to deliver events in order: a refund may come before the payment's
+                # own success (or before reconciliation learns of it). Only a taken charge can be refunded, so
+                # the payment succeeded: settle it first, or the refund would be ignored for good (its event id
+                # recorded) while the money went back to the buyer.
+                charged = ChargeResult(SUCCEEDED, event.provider_payment_id, None)
+                order, published = await _settle(work, order, charged, now)
             # Partial or full, ours or made at the provider: never more than what is left, and a refund
             # already applied (by the admin's own request or an earlier event) changes nothing.
-            outcome, published = await apply_refund_event(work, order, event, now, ids)
+            outcome, refunded = await apply_refund_event(work, order, event, now, ids)
+            outcome = "applied" if settled_first else outcome
+            published += refunded
         else:
             status = SUCCEEDED if event.type == "payment.succeeded" else DECLINED
             settled, published = await _settle(
