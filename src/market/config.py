@@ -589,7 +589,14 @@ class Settings:
 
     @property
     def public_url(self) -> str:
-        return self.server.public_url or f"http://{self.server.host}:{self.server.port}"
+        """MARKET_PUBLIC_URL, or http://<host>:<port> of the bind address (an IPv6 one in brackets: `::` as
+        `http://[::]:8000`, never the unparseable `http://:::8000` the sandbox could not deliver its webhooks to)."""
+        if self.server.public_url:
+            return self.server.public_url
+        host = self.server.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.server.port}"
 
     @property
     def probe_url(self) -> str:

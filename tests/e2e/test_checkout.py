@@ -624,6 +624,29 @@ def test_the_background_reconciler_pays_an_order_whose_gateway_timed_out(
     assert cart_quantities(client, buyer) == {}
 
 
+def test_on_an_ipv6_address_the_sandbox_still_delivers_its_webhook_to_the_service(tmp_path):
+    """Bound to an IPv6 address without MARKET_PUBLIC_URL, the service's own URL is `http://[::1]:<port>`:
+    the sandbox posts the `payment.succeeded` of a `tok_processing` charge there, and the order is paid at once
+    (the reconciler, an hour away, has nothing to do with it)."""
+    env = {
+        "MARKET_HOST": "::1",
+        "MARKET_PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "MARKET_RECONCILE_INTERVAL": "3600",
+    }
+    server = start_server(f"sqlite:///{tmp_path / 'market.db'}", tmp_path, "sqlite", env)
+    try:
+        with server.client() as client:
+            seller, buyer = register(client, "seller"), register(client)
+            item = create_item(client, seller, stock=2)
+            assert put_cart(client, buyer, item["id"], 1).status_code == 200
+            r = checkout(client, buyer, "tok_processing")
+            assert r.status_code == 201 and r.json()["status"] == "processing", r.text
+            wait_for_status(client, buyer, r.json()["id"], "paid", within_s=20)
+    finally:
+        stop_server(server)
+    assert "Task exception was never retrieved" not in server.log.read_text()
+
+
 def test_a_gateway_timeout_is_a_503_pending_order_that_market_payments_reconcile_pays(
     live_server, client, buyer, carted
 ):

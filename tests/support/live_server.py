@@ -78,7 +78,10 @@ def start_server(
             stdout=out,
             stderr=err if stderr_log is not None else subprocess.STDOUT,  # apart: stdout must be JSON only
         )
-    base = f"http://127.0.0.1:{port}"
+    # Reached on the address it binds (MARKET_HOST): loopback for an unspecified one, an IPv6 one in brackets.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(env.get("MARKET_HOST", ""), env.get("MARKET_HOST", ""))
+    host = host or "127.0.0.1"
+    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     deadline = time.monotonic() + ready_timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -32,6 +32,11 @@ def test_without_any_variables_the_embedded_sqlite_default_is_used():
     assert settings.public_url == "http://127.0.0.1:8000"
 
 
+@pytest.mark.parametrize(("host", "url"), [("::", "http://[::]:8000"), ("::1", "http://[::1]:8000")])
+def test_the_default_public_url_of_an_ipv6_bind_address_has_it_in_brackets(host, url):
+    assert _from_env(MARKET_HOST=host).public_url == url
+
+
 def test_variables_are_read_into_their_sections(tmp_path):
     settings = _from_env(
         MARKET_DATABASE_URL="postgresql://market@db.internal:6543/shop",
