@@ -165,7 +165,20 @@ class DatabaseSettings:
 
 
 def _public_url(env: _Env, name: str, _default: str) -> str:
-    return env.str(name, "").rstrip("/")
+    """An http(s) URL with a host (and, if any, a numeric port): the sandbox posts its webhooks there, and a
+    value it cannot parse would leave asynchronous payments to reconciliation."""
+    raw = env.str(name, "").rstrip("/")
+    if not raw:
+        return raw
+    try:
+        parts = urlsplit(raw)
+        valid = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError(f"{name}: expected an http(s) URL, as in https://market.example.com")
+    return raw
 
 
 @dataclass(frozen=True, slots=True)

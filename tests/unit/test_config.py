@@ -106,6 +106,23 @@ def test_other_bad_values_also_name_their_variable(variable, value):
     _assert_one_line_naming(raised.value, variable)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["shop.example.com", "ftp://shop.example.com", "http://shop.example.com:abc", "http://[::1", "http://"],
+)
+def test_a_public_url_the_sandbox_could_not_post_to_names_the_variable(url):
+    with pytest.raises(ConfigError) as raised:
+        _from_env(MARKET_PUBLIC_URL=url)
+    _assert_one_line_naming(raised.value, "MARKET_PUBLIC_URL")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://market:8000", "https://shop.example.com/market", "http://[::1]:8000"]
+)
+def test_a_public_url_with_a_host_and_port_is_taken(url):
+    assert _from_env(MARKET_PUBLIC_URL=url).public_url == url
+
+
 def test_a_bad_switch_says_the_words_it_takes():
     with pytest.raises(ConfigError) as raised:
         _from_env(MARKET_RATE_LIMITS="maybe")
