@@ -145,6 +145,19 @@ def test_equal_values_of_other_types_keep_their_own_encoding() -> None:
     _assert_same(list(reversed(spans)))
 
 
+def test_a_mapping_value_is_encoded_as_the_sdk_does() -> None:
+    # Unhashable: it cannot be looked up among the cached pairs, and is encoded every time.
+    provider = TracerProvider(resource=_resource())
+    spans = []
+    for _ in range(2):
+        span = provider.get_tracer("market").start_span(
+            "s", attributes={"nested": {"a": 1, "b": "c"}, "k": "v"}
+        )
+        span.end()
+        spans.append(span)
+    _assert_same(spans)
+
+
 def test_dropped_attributes_events_and_links_are_counted() -> None:
     spans = _spans(
         _resource(), limits=SpanLimits(max_span_attributes=2, max_events=2, max_event_attributes=1)
@@ -157,9 +170,11 @@ def test_dropped_attributes_events_and_links_are_counted() -> None:
 def test_cached_encodings_are_reused_without_changing_the_bytes() -> None:
     spans = _spans(_resource())
     first = encode_spans(spans)
-    assert otlp_spans._kv_cache and otlp_spans._header_cache
+    assert otlp_spans._str_pairs and otlp_spans._int_pairs and otlp_spans._header_cache
     assert encode_spans(spans) == first
-    otlp_spans._kv_cache.clear()
+    otlp_spans._str_pairs.clear()
+    otlp_spans._int_pairs.clear()
+    otlp_spans._name_cache.clear()
     otlp_spans._float_cache.clear()
     otlp_spans._header_cache.clear()
     assert encode_spans(spans) == first
@@ -169,7 +184,7 @@ def test_a_string_attribute_shared_by_a_span_its_events_and_links_keeps_each_one
     """The cache of encoded string pairs once ignored which message a pair went into: `market.order.id` set on
     a span and then on its `market.payment.attempted` event was written into the event with the span's field
     number, which the collector skips, so the event arrived with no attributes (seen from outside)."""
-    otlp_spans._kv_cache.clear()
+    otlp_spans._str_pairs.clear()
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=_resource())
     provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -50,8 +50,10 @@ _pack_double = struct.Struct("<d").pack
 _CACHE_LIMIT = 4096
 """Encoded key-value pairs kept (statement texts, routes, methods: a small set); past this the cache starts
 over."""
-_kv_cache: dict[tuple[bytes, str, Any], bytes] = {}
-"""Keyed by the field tag too: the same pair is a span's, an event's or a link's attribute under another field."""
+_str_pairs: dict[bytes, dict[tuple[str, Any], bytes]] = {}
+"""Per field tag (the same pair is a span's, an event's or a link's attribute under another field), encoded
+key-value pairs with a `str` value, keyed by the pair."""
+_int_pairs: dict[tuple[bytes, str, int], bytes] = {}
 _float_cache: dict[float, bytes] = {}
 _name_cache: dict[str, bytes] = {}
 """Span names: routes and statements (a small set), as complete fields."""
@@ -127,29 +129,49 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     attributes = getattr(attributes, "_dict", attributes)
     if not attributes:
         return b""
+    cache = _str_pairs.get(tag)
+    if cache is None:
+        cache = _str_pairs[tag] = {}
     parts = []
-    cache = _kv_cache
-    for key, value in attributes.items():
-        if (
-            value.__class__ is str or value.__class__ is int
-        ):  # the common cases, and repeated: statements, routes, names, statuses
-            found = cache.get((tag, key, value))
-            if found is None:
-                try:
-                    found = _field(tag, _key_value(key, value))
-                except Exception as error:
-                    _logger.exception("Failed to encode key %s: %s", key, error)
-                    continue
-                if len(cache) >= _CACHE_LIMIT:
-                    cache.clear()
-                cache[tag, key, value] = found
-            parts.append(found)
-            continue
+    for item in attributes.items():
+        # Looked up by the (key, value) pair the dict hands out, without a tuple of our own. Only pairs with a
+        # `str` value are kept, so another value equal to a kept one (1 == True == 1.0) cannot match any: a
+        # string equals only a string (a `str` subclass is encoded as one too).
         try:
-            parts.append(_field(tag, _key_value(key, value)))
-        except Exception as error:
-            _logger.exception("Failed to encode key %s: %s", key, error)
+            found = cache.get(item)
+        except TypeError:  # an unhashable value (a mapping)
+            found = None
+        if found is None:
+            found = _pair(tag, item, cache)
+            if found is None:
+                continue
+        parts.append(found)
     return b"".join(parts)
+
+
+def _pair(tag: bytes, item: tuple[str, Any], strings: dict[tuple[str, Any], bytes]) -> bytes | None:
+    """One KeyValue field, kept in `strings` when its value is a `str` (statement texts, routes, names: a
+    small set) or in `_int_pairs` when an `int` (statuses); None when the SDK's encoder would fail on it."""
+    key, value = item
+    kind = value.__class__
+    if kind is int:
+        found = _int_pairs.get((tag, key, value))
+        if found is not None:
+            return found
+    try:
+        found = _field(tag, _key_value(key, value))
+    except Exception as error:
+        _logger.exception("Failed to encode key %s: %s", key, error)
+        return None
+    if kind is str:
+        if len(strings) >= _CACHE_LIMIT:
+            strings.clear()
+        strings[item] = found
+    elif kind is int:  # keyed by type-checked value only: True and 1.0 never reach this cache
+        if len(_int_pairs) >= _CACHE_LIMIT:
+            _int_pairs.clear()
+        _int_pairs[tag, key, value] = found
+    return found
 
 
 def _scope_header(resource: Any, scope: Any) -> tuple[bytes, bytes]:
