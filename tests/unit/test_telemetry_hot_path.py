@@ -119,6 +119,14 @@ def db_spans(monkeypatch: pytest.MonkeyPatch):
     return spans, tracer_provider, exporter, reader
 
 
+async def _returns(value: object) -> object:
+    return value
+
+
+async def _raises(error: Exception) -> None:
+    raise error
+
+
 def _points(reader: InMemoryMetricReader) -> dict[frozenset, int]:
     data = reader.get_metrics_data()
     return {
@@ -136,8 +144,7 @@ def test_each_statement_is_measured_and_spanned_by_its_own_operation_and_table(d
     insert = "INSERT INTO orders (id) VALUES ($1)"
     with tracer_provider.get_tracer("test").start_as_current_span("request"):
         for sql in (select, insert, select, "BEGIN"):
-            with spans.statement(sql):
-                pass
+            assert asyncio.run(spans.traced(sql, _returns(sql))) == sql
     assert spans.described(select) is spans.described(select)  # built once per text
     base = {names.DB_SYSTEM_NAME: "postgresql", names.DB_NAMESPACE: "market"}
     assert _points(reader) == {
@@ -161,10 +168,9 @@ def test_a_failed_statement_adds_error_type_without_changing_the_cached_attribut
     spans, tracer_provider, exporter, reader = db_spans
     sql = "UPDATE items SET stock = stock - $1 WHERE id = $2"
     with tracer_provider.get_tracer("test").start_as_current_span("request"):
-        with pytest.raises(LookupError), spans.statement(sql):
-            raise LookupError("gone")
-        with spans.statement(sql):
-            pass
+        with pytest.raises(LookupError):
+            asyncio.run(spans.traced(sql, _raises(LookupError("gone"))))
+        asyncio.run(spans.traced(sql, _returns(None)))
     assert names.ERROR_TYPE not in spans.described(sql).metric_attributes
     base = {
         names.DB_SYSTEM_NAME: "postgresql",
@@ -184,22 +190,17 @@ def test_a_failed_statement_adds_error_type_without_changing_the_cached_attribut
 def test_a_statements_span_is_a_child_of_the_current_span_but_not_made_current(db_spans):
     """No context attached and detached per statement: during it, the current span stays the request's."""
     spans, tracer_provider, exporter, _ = db_spans
+    during = []
+
+    async def statement() -> None:
+        during.append(trace.get_current_span())
+
     with tracer_provider.get_tracer("test").start_as_current_span("request") as request:
-        with spans.statement("SELECT id FROM items WHERE id = $1") as span:
-            assert span is not None and span.is_recording()
-            assert trace.get_current_span() is request
-        assert not span.is_recording()  # ended on leaving the statement
+        asyncio.run(spans.traced("SELECT id FROM items WHERE id = $1", statement()))
+        assert during == [request]
     statement, parent = exporter.get_finished_spans()
     assert statement.parent.span_id == parent.context.span_id
     assert statement.context.trace_id == parent.context.trace_id
-
-
-def test_untraced_statements_are_measured_without_a_span(db_spans):
-    spans, _, exporter, reader = db_spans
-    with spans.statement("DELETE FROM carts WHERE buyer_id = $1") as span:
-        assert span is None
-    assert exporter.get_finished_spans() == ()
-    assert list(_points(reader).values()) == [1]
 
 
 def test_the_resource_is_hashed_once_and_equals_what_the_sdk_would_build():
@@ -253,7 +254,7 @@ def test_unsampled_requests_do_not_use_up_the_exemplar_turn_of_a_sampled_one():
 
 def test_an_unsampled_statement_is_measured_as_the_untraced_path_measures_it(db_spans):
     """`measured`, the path of every statement outside a sampled span: the statement's result, the same
-    points as `statement` would record (error.type added on failure), no span."""
+    points as `traced` would record (error.type added on failure), no span."""
     spans, _, exporter, reader = db_spans
     sql = "SELECT id FROM items WHERE id = $1"
 

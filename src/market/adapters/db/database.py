@@ -200,8 +200,7 @@ class Database:
             # text, the histogram point is keyed by the template): Piccolo's run_querystring adds a QueryString,
             # a query id, a compile and two calls to every statement (benchmarks/README.md, browse_vs_floor.py).
             if DbSpans.wanted():
-                with self.spans.statement(text):
-                    return await self._fetch_postgres(text, args)
+                return await self.spans.traced(text, self._fetch_postgres(text, args))
             return await self.spans.measured(sql, self._fetch_postgres(text, args))
         return await self.engine.run_querystring(_CompiledQuery(sql, text, args))
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -160,46 +159,39 @@ class DbSpans:
             self._statements[sql] = found
         return found
 
-    @contextmanager
-    def statement(self, sql: str) -> Iterator[Span | None]:
-        """Measures the statement; spans it when the current operation is traced."""
+    async def traced(self, sql: str, operation: Awaitable[_T]) -> _T:
+        """`operation` (the statement `sql` running) awaited, measured and spanned, for a statement inside a
+        traced operation (`wanted()`): a coroutine rather than a context manager, whose generator and enter and
+        exit calls every statement of every sampled request paid."""
         described = self.described(sql)
         attributes = described.metric_attributes
         started = time.perf_counter()
+        # A child of the current span, not made current itself: a statement starts no spans of its own, so
+        # attaching and detaching a context per statement would be pure cost. (A log line written during the
+        # statement carries the enclosing span's id.)
+        span = self._tracer.start_span(
+            described.span_name,
+            kind=SpanKind.CLIENT,
+            attributes=described.span_attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
         try:
-            if not trace.get_current_span().is_recording():
-                yield None
-            else:
-                # A child of the current span, not made current itself: a statement starts no spans of its
-                # own, so attaching and detaching a context per statement would be pure cost. (A log line
-                # written during the statement carries the enclosing span's id.)
-                span = self._tracer.start_span(
-                    described.span_name,
-                    kind=SpanKind.CLIENT,
-                    attributes=described.span_attributes,
-                    record_exception=False,
-                    set_status_on_exception=False,
-                )
-                try:
-                    yield span
-                except Exception as exc:
-                    _failed(span, exc)
-                    raise
-                finally:
-                    span.end()
+            return await operation
         except Exception as exc:
+            _failed(span, exc)
             attributes = {**attributes, names.ERROR_TYPE: type(exc).__qualname__}
             raise
         finally:
+            span.end()
             # Without the trace in the context: no exemplar offered per statement (a cost every request would
             # pay); the request-duration histogram carries the exemplars that lead to traces.
             self._duration.record(time.perf_counter() - started, attributes, context=NO_EXEMPLAR)
 
     async def measured(self, sql: str, operation: Awaitable[_T]) -> _T:
         """`operation` (the statement `sql` running) awaited and measured, for a statement outside any traced
-        operation (telemetry off, or the request not sampled): what `statement` does when it yields None, the
-        same measurement with the same attributes, without a span to look for again, a context manager and
-        its generator (a cost every statement of every unsampled request paid)."""
+        operation (telemetry off, or the request not sampled): the same measurement as `traced`, with the same
+        attributes, and no span."""
         attributes = self.described(sql).metric_attributes
         started = time.perf_counter()
         try:
@@ -232,16 +224,14 @@ class _TracedQueries:
         sql = querystring.template
         if DbSpans.wanted():
             sql, _ = querystring.compile_string(engine_type=self.engine_type)
-            with self.db_spans.statement(sql):
-                return await super().run_querystring(querystring, in_pool)  # type: ignore[misc]
+            return await self.db_spans.traced(sql, super().run_querystring(querystring, in_pool))  # type: ignore[misc]
         if sql.lstrip().startswith("{"):
             sql, _ = querystring.compile_string(engine_type=self.engine_type)
         return await self.db_spans.measured(sql, super().run_querystring(querystring, in_pool))  # type: ignore[misc]
 
     async def run_ddl(self, ddl: str, in_pool: bool = True) -> Any:
         if DbSpans.wanted():
-            with self.db_spans.statement(ddl):
-                return await super().run_ddl(ddl, in_pool)  # type: ignore[misc]
+            return await self.db_spans.traced(ddl, super().run_ddl(ddl, in_pool))  # type: ignore[misc]
         return await self.db_spans.measured(ddl, super().run_ddl(ddl, in_pool))  # type: ignore[misc]
 
 
