@@ -102,3 +102,44 @@ def test_a_full_queue_keeps_the_newest_spans_and_warns_once(caplog: pytest.LogCa
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert "span queue full" in warnings[0].getMessage()
+
+
+class RecordingExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.exported = threading.Event()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.batches.append([span.name for span in spans])
+        self.exported.set()
+        return SpanExportResult.SUCCESS
+
+
+def test_a_full_batch_wakes_the_exporter_and_goes_out_oldest_first(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")  # only a full batch (or shutdown) sends
+    exporter = RecordingExporter()
+    tally = DropTally()
+    processor = CountingBatchSpanProcessor(exporter, tally)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    _spans(provider, BATCH - 1)
+    assert not exporter.exported.wait(0.3)  # one short of a batch: the worker sleeps on
+    tracer = provider.get_tracer("test")
+    tracer.start_span("last").end()  # the batch's last span
+    assert exporter.exported.wait(5)
+    assert exporter.batches[0] == [f"span {i}" for i in range(BATCH - 1)] + ["last"]
+    provider.shutdown()
+    assert tally.totals()[SPANS] == 0
+
+
+def test_unsampled_spans_are_not_queued():
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    exporter = RecordingExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    processor = CountingBatchSpanProcessor(exporter, DropTally())
+    provider.add_span_processor(processor)
+    _spans(provider, BATCH * 2)
+    assert len(processor._queue) == 0
+    provider.shutdown()
+    assert exporter.batches == []

@@ -104,18 +104,27 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         queue = self._queue
+        context = span.context
+        batch = self._batch_processor
         if (
-            queue is not None
-            and span.context is not None
-            and span.context.trace_flags.sampled
-            and len(queue) == queue.maxlen
+            queue is None
+            or context is None
+            or not context.trace_flags.sampled
+            or batch._shutdown
+            or self._pid != os.getpid()
         ):
+            super().on_end(span)  # the SDK's path: nothing to export, shut down, or a forked child
+            return
+        if len(queue) == queue.maxlen:
             self._tally.add(SPANS)
-            if not self._batch_processor._shutdown and self._pid == os.getpid():
-                queue.appendleft(span)  # pushes the oldest out; the worker is already awake
-                self._warn_full()
-                return
-        super().on_end(span)
+            queue.appendleft(span)  # pushes the oldest out; the worker is already awake
+            self._warn_full()
+            return
+        # What the SDK's BatchSpanProcessor.on_end and its BatchProcessor.emit do from here, without their two
+        # calls and second look at the span's context: every sampled span ends here.
+        queue.appendleft(span)
+        if len(queue) >= batch._max_export_batch_size and not batch._worker_awaken.is_set():
+            batch._worker_awaken.set()
 
     def _warn_full(self) -> None:
         now = time.monotonic()
