@@ -317,6 +317,7 @@ class ServerSpanMiddleware:
             request_context.end(request)
             if token is not None:
                 otel_context.detach(token)
+            if token is not None and span.is_recording():  # an unsampled span would ignore all of this
                 finish: dict[str, Any] = {names.HTTP_RESPONSE_STATUS_CODE: status_code}
                 if template:
                     span.update_name(f"{method} {template}")
