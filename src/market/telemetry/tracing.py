@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SimpleSpanProcessor,
@@ -27,7 +27,10 @@ from opentelemetry.sdk.trace.sampling import (
     ALWAYS_ON,
     Decision,
     ParentBased,
+    ParentBasedTraceIdRatio,
+    Sampler,
     SamplingResult,
+    TraceIdRatioBased,
 )
 from opentelemetry.trace import get_current_span
 
@@ -102,13 +105,11 @@ def chosen_exporters(environ: Mapping[str, str], variable: str, *, console: bool
     return set() if "none" in chosen else chosen
 
 
-class ParentBasedAlwaysOn(ParentBased):
-    """The SDK's default sampler (`parentbased_always_on`), deciding alike with one look at the parent span
-    instead of three (the SDK's `ParentBased` looks it up, then its `ALWAYS_ON` delegate twice more for the
-    parent's trace state): every span of every sampled request asks."""
-
-    def __init__(self) -> None:
-        super().__init__(ALWAYS_ON)
+class OneLookParentBased(ParentBased):
+    """The SDK's parent-based sampler with its default delegates (the parent's decision stands; a root span asks
+    `root`), deciding alike in fewer steps: one look at the parent span instead of three (the SDK's
+    `ParentBased` looks it up, then its delegate once more for the parent's trace state), and the SDK's
+    `ALWAYS_ON` and `TraceIdRatioBased` roots decided in place. Every span of every request asks."""
 
     def should_sample(
         self,
@@ -122,10 +123,31 @@ class ParentBasedAlwaysOn(ParentBased):
     ) -> SamplingResult:
         parent = get_current_span(parent_context).get_span_context()
         if parent is None or not parent.is_valid:
-            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, None)
+            root = self._root
+            if root is ALWAYS_ON:
+                return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, None)
+            if type(root) is TraceIdRatioBased:  # its decision, on the trace id's low 64 bits
+                if trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < root.bound:
+                    return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, None)
+                return SamplingResult(Decision.DROP, None, None)
+            return root.should_sample(parent_context, trace_id, name, kind, attributes, links)
         if parent.trace_flags.sampled:  # remote or local alike: the parent's decision stands
             return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, parent.trace_state)
         return SamplingResult(Decision.DROP, None, parent.trace_state)
+
+
+def in_fewer_steps(sampler: Sampler) -> Sampler:
+    """`sampler` as a OneLookParentBased when it is one of the SDK's parent-based samplers with the default
+    delegates (`parentbased_always_on`, the default, and `parentbased_traceidratio`); any other as it is."""
+    if (
+        type(sampler) in (ParentBased, ParentBasedTraceIdRatio)
+        and sampler._remote_parent_sampled is ALWAYS_ON
+        and sampler._local_parent_sampled is ALWAYS_ON
+        and sampler._remote_parent_not_sampled is ALWAYS_OFF
+        and sampler._local_parent_not_sampled is ALWAYS_OFF
+    ):
+        return OneLookParentBased(sampler._root)
+    return sampler
 
 
 def build_tracer_provider(
@@ -135,12 +157,12 @@ def build_tracer_provider(
     chosen = chosen_exporters(environ, "OTEL_TRACES_EXPORTER", console=settings.telemetry.console)
     exporter: SpanExporter | None = otlp_exporter(environ, "TRACES") if "otlp" in chosen else None
     console = "console" in chosen
-    sampler = None  # the SDK's: OTEL_TRACES_SAMPLER(_ARG)
-    if not environ.get("OTEL_TRACES_SAMPLER"):
+    if exporter is None and not console and not environ.get("OTEL_TRACES_SAMPLER"):
         # Nothing would receive the spans: do not record them (~100 us of CPU per request). Trace ids are
         # still issued, so `traceresponse`, problem bodies, logs and Sentry keep their references.
-        # Otherwise the SDK's default, parent-based always-on, in fewer steps.
-        sampler = ALWAYS_OFF if exporter is None and not console else ParentBasedAlwaysOn()
+        sampler = ALWAYS_OFF
+    else:  # the SDK's, as it reads OTEL_TRACES_SAMPLER(_ARG) itself (default parent-based always-on)
+        sampler = in_fewer_steps(sampling._get_from_env_or_default())
     provider = TracerProvider(resource=resource or build_resource(settings), sampler=sampler)
     if exporter is not None:
         provider.add_span_processor(CountingBatchSpanProcessor(exporter))  # drops are counted
