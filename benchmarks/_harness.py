@@ -288,11 +288,35 @@ class Server:
         """User + system CPU of the server process so far (Linux /proc), None elsewhere."""
         if self.process is None:
             return None
+        times = process_cpu(self.process.pid)
+        return None if times is None else sum(times)
+
+
+def process_cpu(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds of a process so far (Linux /proc), None if it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def postgres_cpu_seconds() -> float:
+    """User + system CPU so far of every process on this machine named `postgres` (the server and its
+    backends; Linux /proc, 0 elsewhere). Meaningful only for a PostgreSQL on this machine, and it counts
+    whatever else uses that PostgreSQL meanwhile; backends that exit in between take their time with them."""
+    total = 0.0
+    for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+            if not comm.read_text().startswith("postgres"):
+                continue
         except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            continue
+        times = process_cpu(int(comm.parent.name))
+        if times is not None:
+            total += sum(times)
+    return total
 
 
 def market_server(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 import uuid
@@ -28,7 +29,15 @@ from collections import Counter
 import asyncpg
 import httpx
 import jwt
-from _harness import add_database_arguments, market_server, print_environment, seeded_database, workdir
+from _harness import (
+    add_database_arguments,
+    market_server,
+    postgres_cpu_seconds,
+    print_environment,
+    process_cpu,
+    seeded_database,
+    workdir,
+)
 
 SECRET = "bench-" + uuid.uuid4().hex
 
@@ -39,14 +48,16 @@ def _token(user_id: str) -> str:
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
-async def _prepare(url: str, base: str, buyers: int) -> tuple[list[str], str]:
-    """Buyers (id, token) and an item with stock for all of them."""
+async def _prepare(url: str, base: str, buyers: int, spread: int) -> list[str]:
+    """Buyers, each with one item in the cart: `spread` items, round robin, with stock for all of them."""
     connection = await asyncpg.connect(url)
     try:
-        item = await connection.fetchrow(
-            "SELECT id FROM items WHERE status = 'active' AND currency = 'EUR' ORDER BY created_at DESC LIMIT 1"
+        rows = await connection.fetch(
+            "SELECT id FROM items WHERE status = 'active' AND currency = 'EUR' ORDER BY created_at DESC LIMIT $1",
+            spread,
         )
-        await connection.execute("UPDATE items SET stock = $1 WHERE id = $2", buyers * 2, item["id"])
+        items = [str(row["id"]) for row in rows]
+        await connection.execute("UPDATE items SET stock = $1 WHERE id = ANY($2::uuid[])", buyers * 2, items)
         ids = [str(uuid.uuid4()) for _ in range(buyers)]
         await connection.executemany(
             "INSERT INTO users (id, email, display_name, role, password_hash, created_at)"
@@ -55,11 +66,10 @@ async def _prepare(url: str, base: str, buyers: int) -> tuple[list[str], str]:
         )
     finally:
         await connection.close()
-    item_id = str(item["id"])
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         semaphore = asyncio.Semaphore(16)
 
-        async def fill(buyer: str) -> None:
+        async def fill(buyer: str, item_id: str) -> None:
             async with semaphore:
                 r = await client.put(
                     f"/api/v1/cart/items/{item_id}",
@@ -68,8 +78,8 @@ async def _prepare(url: str, base: str, buyers: int) -> tuple[list[str], str]:
                 )
                 r.raise_for_status()
 
-        await asyncio.gather(*(fill(b) for b in ids))
-    return ids, item_id
+        await asyncio.gather(*(fill(b, items[n % len(items)]) for n, b in enumerate(ids)))
+    return ids
 
 
 async def _checkouts(
@@ -103,6 +113,14 @@ async def _checkouts(
         return time.perf_counter() - started, latencies, statuses
 
 
+def _cpu(server_pid: int) -> tuple[float, float, float, float]:
+    """CPU seconds so far: the server's user and system time, this process's (the clients, and the
+    telemetry sinks when telemetry is on) and every PostgreSQL process's on this machine."""
+    user, system = process_cpu(server_pid) or (0.0, 0.0)
+    mine = os.times()
+    return user, system, mine.user + mine.system, postgres_cpu_seconds()
+
+
 def _telemetry_env(mode: str) -> dict[str, str]:
     """`off`: no exporter, no Sentry. `10`/`100`: spans and metrics over OTLP/HTTP to a local sink and Sentry
     to another (telemetry_cost.py's sinks), with 10 % (parent-based trace-id ratio) or 100 % head sampling."""
@@ -129,6 +147,13 @@ def main() -> None:
     parser.add_argument("--buyers", type=int, default=1000, help="checkouts per run (one per buyer)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
+        "--items-bought",
+        type=int,
+        default=1,
+        help="how many items the buyers share, round robin (default %(default)s: every checkout takes the"
+        " same item's row lock, a flash sale)",
+    )
+    parser.add_argument(
         "--telemetry",
         choices=("off", "10", "100"),
         default="10",
@@ -144,11 +169,11 @@ def main() -> None:
     args = parser.parse_args()
     print_environment()
     telemetry = _telemetry_env(args.telemetry)
-    print(f"telemetry: {args.telemetry}")
+    print(f"telemetry: {args.telemetry}; items bought: {args.items_bought}")
     builds: dict[str, dict[str, str]] = {"market": {}}
     if args.before_src:
         builds["before"] = {"PYTHONPATH": args.before_src}
-    results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in builds}
+    results: dict[str, list[tuple[float, ...]]] = {name: [] for name in builds}
     with workdir() as cwd, seeded_database(args, cwd) as url:
         for round_no in range(args.rounds):
             order = list(builds) if round_no % 2 == 0 else list(reversed(builds))
@@ -167,36 +192,51 @@ def main() -> None:
                 )
                 server.start()
                 try:
-                    buyers, _ = asyncio.run(_prepare(url, server.base_url, args.buyers))
-                    before = server.cpu_seconds()
+                    buyers = asyncio.run(_prepare(url, server.base_url, args.buyers, args.items_bought))
+                    assert server.process is not None
+                    before = _cpu(server.process.pid)
                     elapsed, latencies, statuses = asyncio.run(
                         _checkouts(server.base_url, buyers, args.concurrency)
                     )
-                    after = server.cpu_seconds()
+                    after = _cpu(server.process.pid)
                 finally:
                     server.stop()
                 quantiles = statistics.quantiles(latencies, n=100)
                 paid = statuses.get(201, 0)
-                cpu_ms = (
-                    (after - before) / len(latencies) * 1e3
-                    if before is not None and after is not None
-                    else 0.0
+                user, system, clients, postgres = (
+                    (b - a) / len(latencies) * 1e3 for a, b in zip(before, after, strict=True)
                 )
-                results[name].append((paid / elapsed, quantiles[49] * 1000, quantiles[94] * 1000, cpu_ms))
+                results[name].append(
+                    (
+                        paid / elapsed,
+                        quantiles[49] * 1000,
+                        quantiles[94] * 1000,
+                        user + system,
+                        clients,
+                        postgres,
+                    )
+                )
                 print(
                     f"round {round_no + 1} {name:<7} {len(latencies)} checkouts from {args.concurrency} clients"
                     f" in {elapsed:.1f} s, outcomes {dict(sorted(statuses.items()))}:"
                     f" {paid / elapsed:.0f} paid orders/s, p50 {quantiles[49] * 1000:.1f} ms,"
-                    f" p95 {quantiles[94] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms,"
-                    f" server CPU {cpu_ms:.2f} ms per checkout",
+                    f" p95 {quantiles[94] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms;"
+                    f" CPU per checkout: server {user + system:.2f} ms (user {user:.2f}, system {system:.2f}),"
+                    f" clients {clients:.2f} ms, PostgreSQL {postgres:.2f} ms;"
+                    f" wall {elapsed / len(latencies) * 1e3:.2f} ms per checkout on {os.cpu_count()} cores",
                     flush=True,
                 )
     print("medians over rounds:")
     for name, rows in results.items():
-        rate, p50, p95, cpu = (statistics.median(column) for column in zip(*rows, strict=True))
+        rate, p50, p95, server, clients, postgres = (
+            statistics.median(column) for column in zip(*rows, strict=True)
+        )
+        total = server + clients + postgres
         print(
-            f"  {name:<7} {rate:.0f} paid orders/s (one worker), p50 {p50:.1f} ms, p95 {p95:.1f} ms,"
-            f" server CPU {cpu:.2f} ms per checkout"
+            f"  {name:<7} {rate:.0f} paid orders/s (one worker), p50 {p50:.1f} ms, p95 {p95:.1f} ms;"
+            f" CPU per checkout: server {server:.2f} ms, clients {clients:.2f} ms, PostgreSQL {postgres:.2f} ms,"
+            f" together {total:.2f} ms: {os.cpu_count()} cores busy with nothing else would top out at"
+            f" {(os.cpu_count() or 1) / total * 1e3:.0f} checkouts/s"
         )
 
 
