@@ -302,21 +302,30 @@ def process_cpu(pid: int) -> tuple[float, float] | None:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def postgres_cpu_seconds() -> float:
-    """User + system CPU so far of every process on this machine named `postgres` (the server and its
-    backends; Linux /proc, 0 elsewhere). Meaningful only for a PostgreSQL on this machine, and it counts
-    whatever else uses that PostgreSQL meanwhile; backends that exit in between take their time with them."""
-    total = 0.0
-    for comm in Path("/proc").glob("[0-9]*/comm"):
-        try:
-            if not comm.read_text().startswith("postgres"):
-                continue
-        except OSError:
-            continue
-        times = process_cpu(int(comm.parent.name))
+async def postgres_cpu(database_url: str) -> dict[int, float]:
+    """User + system CPU seconds so far of the PostgreSQL processes that work for `database_url`'s database:
+    its backends, and the server's own processes (WAL writer, checkpointer, ...: shared with any other
+    database's work). By process id, from /proc: meaningful only for a PostgreSQL on this machine (Linux).
+    Subtract two readings with `cpu_between`."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR datname IS NULL"
+        )
+    finally:
+        await connection.close()
+    readings = {}
+    for row in rows:
+        times = process_cpu(row["pid"])
         if times is not None:
-            total += sum(times)
-    return total
+            readings[row["pid"]] = sum(times)
+    return readings
+
+
+def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two `postgres_cpu` readings; a process started meanwhile counts whole (one
+    that exited meanwhile is missed)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def market_server(
