@@ -317,18 +317,18 @@ class ServerSpanMiddleware:
             request_context.end(request)
             if token is not None:
                 otel_context.detach(token)
-            if token is not None and span.is_recording():  # an unsampled span would ignore all of this
-                finish: dict[str, Any] = {names.HTTP_RESPONSE_STATUS_CODE: status_code}
-                if template:
-                    span.update_name(f"{method} {template}")
-                    finish[names.HTTP_ROUTE] = template
-                # error.type: for a server, a 5xx is the error (the status code as a string, per the HTTP
-                # semantic conventions); a 4xx is the client's.
-                if status_code >= 500:
-                    finish[names.ERROR_TYPE] = str(status_code)
-                    span.set_status(Status(StatusCode.ERROR))
-                span.set_attributes(finish)  # one call, one lock
-                span.end()
+                if span.is_recording():  # an unsampled span would ignore all of this
+                    finish: dict[str, Any] = {names.HTTP_RESPONSE_STATUS_CODE: status_code}
+                    if template:
+                        span.update_name(f"{method} {template}")
+                        finish[names.HTTP_ROUTE] = template
+                    # error.type: for a server, a 5xx is the error (the status code as a string, per the HTTP
+                    # semantic conventions); a 4xx is the client's.
+                    if status_code >= 500:
+                        finish[names.ERROR_TYPE] = str(status_code)
+                        span.set_status(Status(StatusCode.ERROR))
+                    span.set_attributes(finish)  # one call, one lock
+                    span.end()
             if self.duration is not None:
                 series = self._series.attributes(method, status_code, attributes[names.URL_SCHEME], template)
                 # In the request's context, so that a sampled request leaves its trace id as an exemplar, at

@@ -271,7 +271,7 @@ def _span(span: ReadableSpan) -> bytes:
         if code is StatusCode.UNSET and not description:
             parts.append(b"\x7a\x00")  # the common case: an empty Status message
         else:
-            value = 0 if code is StatusCode.UNSET else 1 if code is StatusCode.OK else code.value
+            value = code.value  # UNSET 0, OK 1, ERROR 2: the protobuf's numbers
             parts.append(
                 _field(
                     b"\x7a",
