@@ -158,3 +158,23 @@ def test_proportional_shares_add_up_to_the_amount_and_never_exceed_a_weight(amou
     assert shares == expected
     assert sum(shares.values()) == amount
     assert all(shares[key] <= weight for key, weight in weights.items())
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [{"a": 5, "b": 7, "c": 9}, {"a": 1999, "b": 500}, {"a": 1, "b": 1, "c": 1}, {"a": 3, "b": 0, "c": 8}],
+)
+def test_a_larger_amount_never_gives_a_key_less(weights):
+    # So refunds shared out one after another (the differences of their running totals' shares) add up to the
+    # shares of their sum. The largest remainders gave "a" 3 cents of 10 and 2 of 11 with the first weights.
+    whole = sum(weights.values())
+    previous = proportional_shares(0, weights)
+    for amount in range(1, whole + 1):
+        shares = proportional_shares(amount, weights)
+        assert sum(shares.values()) == amount
+        assert all(previous[key] <= shares[key] <= weights[key] for key in weights), (
+            amount,
+            previous,
+            shares,
+        )
+        previous = shares

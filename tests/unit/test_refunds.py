@@ -14,6 +14,7 @@ from market.application.ports import IdempotentReplay
 from market.application.refund_settlement import settle_pending_refunds
 from market.application.refunds import idempotency_scope, idempotent_refund
 from market.domain.admin import AuditAction, AuditTarget
+from market.domain.analytics import proportional_shares
 from market.domain.errors import (
     DomainError,
     IdempotencyKeyRequired,
@@ -103,6 +104,28 @@ async def test_each_seller_is_told_only_their_own_share_of_a_refund_of_a_shared_
         (SELLER.id, order.id, rest.id, 1999 - 800),
         (OTHER_SELLER.id, order.id, rest.id, 500 - 200),
     ]
+
+
+async def test_a_sellers_shares_of_several_refunds_add_up_to_the_dashboards_share_of_their_sum(world):
+    """The seller dashboard shares an order's refunded money among its sellers in one go
+    (`proportional_shares` of the sum); the `order.refunded` webhooks share each refund as it happens. A seller
+    adding up their webhooks must find the dashboard's figure after every refund (it was a cent off: 1 then 2
+    cents gave the mug's seller 3 and the hat's 0 by webhook, 2 and 1 on the dashboard)."""
+    await world.put("mug", 1)
+    await world.put("hat", 1)
+    order = await world.checkout("tok_visa")
+    world.state.webhook_sellers.update({SELLER.id, OTHER_SELLER.id})
+    subtotals = {SELLER.id: MUG, OTHER_SELLER.id: 500}
+
+    refunded = 0
+    for amount in (1, 2, 7, 1000, None):
+        refund = await world.refund(order.id, amount)
+        refunded += refund.amount.cents
+        told = {seller: 0 for seller in subtotals}
+        for seller, _, _, cents in world.state.refund_deliveries:
+            told[seller] += cents
+        assert told == proportional_shares(refunded, subtotals), refunded
+    assert told == subtotals
 
 
 # --- the use case ------------------------------------------------------------------------------------------

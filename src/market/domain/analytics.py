@@ -130,15 +130,24 @@ def percentile(count: int, percent: int, value_at: Mapping[int, float]) -> Fract
 
 def proportional_shares(amount: int, weights: Mapping[str, int]) -> dict[str, int]:
     """`amount` (cents, at most the weights' sum) split in proportion to `weights` in whole cents that add up
-    to it: each key gets its share rounded down, then the cents left over go one each to the largest
-    remainders (ties by key). No share exceeds its weight."""
+    to it: each key gets its share rounded down, then each cent left over goes to the key with the most weight
+    per cent it would then hold (`weight / (share + 1)`, ties by key: D'Hondt's rule). No share exceeds its
+    weight, and a larger amount never gives any key less, so amounts shared out one after another as the
+    differences of their running totals' shares add up, key by key, to the shares of the whole (the largest
+    remainders, the rule before, can give a key less of a larger amount: a seller's refund webhooks then
+    disagreed with the dashboard by a cent)."""
     whole = sum(weights.values())
     if whole <= 0:
         return dict.fromkeys(weights, 0)
     shares = {key: amount * weight // whole for key, weight in weights.items()}
-    left = amount - sum(shares.values())
-    for key in sorted(weights, key=lambda k: (-(amount * weights[k] % whole), k))[:left]:
-        shares[key] += 1
+    for _ in range(amount - sum(shares.values())):  # fewer than len(weights)
+        best = None
+        for key in sorted(weights):
+            # weight / (share + 1) compared without division: a over b beats c over d when a * d > c * b.
+            if best is None or weights[key] * (shares[best] + 1) > weights[best] * (shares[key] + 1):
+                best = key
+        assert best is not None
+        shares[best] += 1
     return shares
 
 

@@ -131,18 +131,20 @@ def refunded_so_far(order: Order, refunds: Iterable[Refund]) -> Money:
 
 
 def seller_shares_of_refund(order: Order, refunds: Iterable[Refund], refund: Refund) -> dict[str, Money]:
-    """Each of the order's sellers' share of `refund`, in whole cents that add up to it: what it takes from
-    the sellers' subtotals in proportion to what is left of each once the other succeeded refunds among
-    `refunds` are shared out (`proportional_shares`, as the seller dashboard shares them). No seller's shares
-    ever add up to more than their subtotal; a single seller's share is the whole refund. A seller is told
-    their own share only: the refund's amount would reveal the other sellers' part of the order."""
+    """Each of the order's sellers' share of `refund`, in whole cents that add up to it: what the sellers'
+    subtotals share of the money refunded so far once `refund` is counted, less what they shared of it before
+    (the other succeeded refunds among `refunds`), both by `proportional_shares` as the seller dashboard shares
+    an order's refunds. So a seller's shares of an order's refunds add up to the dashboard's figure, and never
+    to more than their subtotal; a single seller's share is the whole refund. A seller is told their own share
+    only: the refund's amount would reveal the other sellers' part of the order."""
     subtotals = {seller_id: order.seller_view(seller_id).total.cents for seller_id in order.seller_ids}
     whole = sum(subtotals.values())
     before = sum(r.amount.cents for r in refunds if r.status is RefundStatus.SUCCEEDED and r.id != refund.id)
     taken = proportional_shares(min(before, whole), subtotals)
-    left = {seller_id: subtotals[seller_id] - taken[seller_id] for seller_id in subtotals}
-    shares = proportional_shares(min(refund.amount.cents, sum(left.values())), left)
-    return {seller_id: Money(cents, refund.amount.currency) for seller_id, cents in shares.items()}
+    now = proportional_shares(min(before + refund.amount.cents, whole), subtotals)
+    return {
+        seller_id: Money(now[seller_id] - taken[seller_id], refund.amount.currency) for seller_id in subtotals
+    }
 
 
 def check_refund_amount(amount_cents: object) -> None:
