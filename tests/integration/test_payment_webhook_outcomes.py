@@ -103,3 +103,59 @@ def test_an_unsigned_post_is_a_rejection_and_an_authentic_event_a_success(client
     assert client.post(WEBHOOK, content=body, headers={"Content-Type": "application/json"}).status_code == 400
     assert client.post(WEBHOOK, content=body, headers=headers).status_code == 200
     assert growth(before, inbound(client)) == {"success": 1.0, "rejected": 1.0}
+
+
+def _signed_in(client: TestClient, role: str) -> dict[str, str]:
+    email, password = f"{role}-{uuid.uuid4().hex[:8]}@example.com", "a-long-password-" + uuid.uuid4().hex
+    account = {"email": email, "password": password, "display_name": role, "role": role}
+    assert client.post("/api/v1/auth/register", json=account).status_code == 201
+    token = client.post("/api/v1/auth/token", json={"email": email, "password": password}).json()
+    return {"Authorization": f"Bearer {token['access_token']}"}
+
+
+def captured_after_failure(client: TestClient) -> float:
+    [value] = re.findall(
+        r"^market_payment_captured_after_failure_total(?:\{[^}]*\})? (\S+)$",
+        client.get("/metrics").text,
+        re.M,
+    )
+    return float(value)
+
+
+def test_a_success_event_for_a_failed_order_is_counted_and_logged_not_silently_ignored(client, caplog):
+    seller, buyer = _signed_in(client, "seller"), _signed_in(client, "buyer")
+    item = {"title": "Mug", "description": "A mug", "price_cents": 1999, "currency": "EUR", "stock": 3}
+    item_id = client.post("/api/v1/items", json=item | {"category": "kitchen"}, headers=seller).json()["id"]
+    assert client.put(f"/api/v1/cart/items/{item_id}", json={"quantity": 1}, headers=buyer).status_code == 200
+    pay = {"payment_method": {"type": "card", "token": "tok_chargeDeclined"}}
+    checkout = client.post(
+        "/api/v1/checkout", json=pay, headers=buyer | {"Idempotency-Key": uuid.uuid4().hex}
+    )
+    assert checkout.status_code == 402
+    [order] = client.get("/api/v1/orders", headers=buyer).json()["items"]
+    assert order["status"] == "payment_failed"
+    body = json.dumps(
+        {
+            "id": "evt_" + uuid.uuid4().hex,
+            "type": "payment.succeeded",
+            "created": int(time.time()),
+            "data": {
+                "order_id": order["id"],
+                "payment_id": "ch_late",
+                "amount_cents": 1999,
+                "currency": "EUR",
+            },
+        }
+    ).encode()
+    headers = {"Market-Signature": sign(SECRET, body), "Content-Type": "application/json"}
+    before = captured_after_failure(client)
+    with caplog.at_level("WARNING"):
+        answer = client.post(WEBHOOK, content=body, headers=headers)
+        again = client.post(WEBHOOK, content=body, headers=headers)
+    assert answer.json() == {"received": True, "outcome": "ignored"}
+    assert again.json()["outcome"] == "duplicate"
+    assert captured_after_failure(client) - before == 1.0, "a redelivery is not a second capture"
+    assert client.get(f"/api/v1/orders/{order['id']}", headers=buyer).json()["status"] == "payment_failed"
+    [warning] = [r for r in caplog.records if getattr(r, "provider_event_id", None) == json.loads(body)["id"]]
+    assert warning.levelname == "WARNING" and warning.order_id == order["id"]
+    assert "example.com" not in warning.getMessage() + str(vars(warning))

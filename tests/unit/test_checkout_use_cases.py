@@ -17,7 +17,14 @@ from market.application.checkout import (
 from market.application.ports import IdempotentReplay
 from market.domain.catalog import ItemStatus
 from market.domain.errors import CurrencyMismatch, NotFound, ValidationFailed
-from market.domain.events import CartChanged, CheckoutStarted, OrderPaid, OrderRefunded, PaymentAttempted
+from market.domain.events import (
+    CartChanged,
+    CheckoutStarted,
+    OrderPaid,
+    OrderRefunded,
+    PaymentAttempted,
+    PaymentCapturedAfterFailure,
+)
 from market.domain.money import Money
 from market.domain.orders import (
     MAX_CART_LINES,
@@ -343,6 +350,26 @@ async def test_a_failure_event_after_payment_changes_nothing_and_is_recorded_as_
     assert world.stock("mug") == 3, "a late decline must not hand the stock back"
     assert world.events.published == events_before
     assert world.state.payment_events["evt_late"] == ("payment.failed", order.id, "ignored")
+
+
+async def test_a_success_event_for_a_failed_order_is_ignored_but_published_as_money_captured(world):
+    await world.put("mug", 2)
+    with pytest.raises(PaymentDeclined):
+        await world.checkout("tok_chargeDeclined")
+    order = world.only_order()
+    assert await world.event("evt_late", "payment.succeeded", order.id) == "ignored"
+    failed = world.order(order.id)
+    assert failed.status is OrderStatus.PAYMENT_FAILED, (
+        "the released stock may be sold: it cannot become paid"
+    )
+    assert world.stock("mug") == 5
+    assert world.published(OrderPaid) == []
+    assert world.published(PaymentCapturedAfterFailure) == [
+        PaymentCapturedAfterFailure(order.id, failed.payment.id, "evt_late", order.total)
+    ]
+    assert world.state.payment_events["evt_late"] == ("payment.succeeded", order.id, "ignored")
+    assert await world.event("evt_late", "payment.succeeded", order.id) == "duplicate"
+    assert len(world.published(PaymentCapturedAfterFailure)) == 1, "a redelivery is not a second capture"
 
 
 async def test_a_second_success_event_is_ignored(world):

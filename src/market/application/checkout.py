@@ -16,7 +16,13 @@ from market.domain.errors import (
     IdempotentRequestInProgress,
     NotFound,
 )
-from market.domain.events import CheckoutStarted, Event, OrderPaid, PaymentAttempted
+from market.domain.events import (
+    CheckoutStarted,
+    Event,
+    OrderPaid,
+    PaymentAttempted,
+    PaymentCapturedAfterFailure,
+)
 from market.domain.orders import (
     GATEWAY_UNAVAILABLE,
     RESERVING,
@@ -269,7 +275,8 @@ async def apply_provider_event(
     """Apply a provider event once. The event id is recorded in the same transaction as the change, so a
     redelivery is recognised however it races. Returns `applied`, `ignored` (the order's state does not
     admit it, e.g. `payment.failed` after `paid`), `duplicate`, `unknown_order` or `mismatched` (the event's
-    amount or currency is not the order's payment's: nothing changes)."""
+    amount or currency is not the order's payment's: nothing changes). A `payment.succeeded` for an order
+    already `payment_failed` is `ignored` too, but publishes PaymentCapturedAfterFailure: the money was taken."""
     now = clock.now()
     published: list[Event] = []
     async with uow() as work:
@@ -301,6 +308,12 @@ async def apply_provider_event(
                 work, order, ChargeResult(status, event.provider_payment_id, event.reason), now
             )
             outcome = "applied" if settled is not order else "ignored"
+            if status == SUCCEEDED and order.status is OrderStatus.PAYMENT_FAILED:
+                # Money taken for an order we consider failed: still `ignored` (a failed order cannot become
+                # paid: its stock is released), but never silently: counted and logged for a person to settle.
+                published.append(
+                    PaymentCapturedAfterFailure(order.id, order.payment.id, event.id, order.payment.amount)
+                )
         order_ref = order.id if order is not None else None
         if not await work.payment_events.record(event.id, event.type, order_ref, outcome, now):
             return "duplicate"  # leaving without commit rolls back whatever this delivery did

@@ -74,6 +74,18 @@ class OrderPaid(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class PaymentCapturedAfterFailure(Event):
+    """The provider says it took the money (`payment.succeeded`) for an order we already settled as
+    `payment_failed` (its stock released, its buyer told the card was declined). Nothing changes by itself: the
+    buyer was charged for an order we will not fulfil, so a person must refund or fulfil it."""
+
+    order_id: str
+    payment_id: str
+    event_id: str
+    amount: Money
+
+
+@dataclass(frozen=True, slots=True)
 class OrderRefunded(Event):
     """One refund went through: `amount` of the order's money went back to the buyer, for `reason` (a
     bounded RefundReason value)."""

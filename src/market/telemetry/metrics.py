@@ -94,6 +94,7 @@ class Instruments:
     refunds: Counter
     payment_attempts: Counter
     payment_amount: Histogram
+    payment_captured_after_failure: Counter
     webhook_deliveries: Counter
     webhook_rejected: Counter
     rate_limit_refused: Counter
@@ -135,6 +136,7 @@ class Instruments:
             refunds=counter_of(names.REFUNDS),
             payment_attempts=counter_of(names.PAYMENT_ATTEMPTS),
             payment_amount=histogram_of(names.PAYMENT_AMOUNT, AMOUNT_BUCKETS_CENTS),
+            payment_captured_after_failure=counter_of(names.PAYMENT_CAPTURED_AFTER_FAILURE),
             webhook_deliveries=counter_of(names.WEBHOOK_DELIVERIES),
             webhook_rejected=counter_of(names.WEBHOOK_REJECTED),
             rate_limit_refused=counter_of(names.RATE_LIMIT_REFUSED),
@@ -187,6 +189,7 @@ def zero_known_series(m: Instruments) -> None:
         m.refunds.add(0, {names.REFUND_REASON: reason})
     m.item_views.add(0)
     m.checkout_started.add(0)
+    m.payment_captured_after_failure.add(0)
 
 
 PointKey = tuple[str, str, frozenset[tuple[str, Any]]]

@@ -124,6 +124,7 @@ EVENT_CHECKOUT_STARTED = "market.checkout.started"
 EVENT_PAYMENT_ATTEMPTED = "market.payment.attempted"
 EVENT_ORDER_PAID = "market.order.paid"
 EVENT_ORDER_REFUNDED = "market.order.refunded"
+EVENT_PAYMENT_CAPTURED_AFTER_FAILURE = "market.payment.captured_after_failure"
 EVENT_WEBHOOK_REJECTED = "market.webhook.rejected"
 
 # --- Metrics: (name, unit, description) ------------------------------------------------------------------
@@ -151,6 +152,12 @@ REFUNDS_STUCK = (
 )
 PAYMENT_ATTEMPTS = ("market.payment.attempts", "{attempt}", "Payment attempts, by outcome and method.")
 PAYMENT_AMOUNT = ("market.payment.amount", "{cent}", "Amounts of payment attempts, in minor units.")
+PAYMENT_CAPTURED_AFTER_FAILURE = (
+    "market.payment.captured_after_failure",
+    "{event}",
+    "Provider payment.succeeded events for orders already payment_failed: money taken for an order we will not "
+    "fulfil (its stock released). Each needs a person to refund or fulfil it; alert on any increase.",
+)
 WEBHOOK_DELIVERIES = (
     "market.webhook.deliveries",
     "{delivery}",

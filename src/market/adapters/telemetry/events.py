@@ -3,6 +3,7 @@ what the business saw happen. Attributes are bounded and free of personal data."
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,8 @@ from opentelemetry import trace
 from market.domain import events
 from market.telemetry import names
 from market.telemetry.metrics import Instruments
+
+log = logging.getLogger(__name__)
 
 
 class OtelEventPublisher:
@@ -81,6 +84,25 @@ class OtelEventPublisher:
                 if m:
                     m.orders_completed.add(1, {names.ORDER_CURRENCY: event.total.currency})
                 return names.EVENT_ORDER_PAID, {names.ORDER_ID: event.order_id}
+            case events.PaymentCapturedAfterFailure():
+                if m:
+                    m.payment_captured_after_failure.add(1)
+                # Ids only: the buyer is found from the order. Not a Sentry event: like a mismatched provider
+                # event, it is an authentic outcome we handled (nothing of ours failed), left for a person through
+                # its metric and this line.
+                log.warning(
+                    "the provider took the money for an order already payment_failed: refund or fulfil it",
+                    extra={
+                        "order_id": event.order_id,
+                        "payment_id": event.payment_id,
+                        "provider_event_id": event.event_id,
+                    },
+                )
+                return names.EVENT_PAYMENT_CAPTURED_AFTER_FAILURE, {
+                    names.ORDER_ID: event.order_id,
+                    names.ORDER_TOTAL_CENTS: event.amount.cents,
+                    names.ORDER_CURRENCY: event.amount.currency,
+                }
             case events.OrderRefunded():
                 if m:
                     m.refunds.add(1, {names.REFUND_REASON: event.reason})
