@@ -26,7 +26,12 @@ from market.domain.events import (
     SearchPerformed,
 )
 from market.domain.money import Money
-from market.domain.orders import OrderStatus
+from market.domain.orders import (
+    GATEWAY_UNAVAILABLE,
+    NOT_RECEIVED_BY_PROVIDER,
+    OrderStatus,
+    PaymentStatus,
+)
 from market.domain.users import Role
 from market.telemetry import request_context
 from tests.support.database import add_item, add_user, count
@@ -308,6 +313,40 @@ async def test_the_payments_report_with_percentiles_per_currency(db):
     assert (dollars.sum, dollars.mean, dollars.p50, dollars.p95) == tuple(
         Money(n, "USD") for n in (1001, 501, 501, 680)
     )
+
+
+async def test_a_timed_out_charge_the_provider_later_failed_counts_as_declined_not_errored(db):
+    seller, buyer = await add_user(db, Role.SELLER), await add_user(db, Role.BUYER)
+    mug = await add_item(db, seller, price_cents=800)
+    orders = SqlOrderRepository(db)
+
+    async def timed_out(minutes, status, reason):
+        """A checkout whose charge call timed out (an errored attempt), its order then settled as `status`."""
+        order = new_order(buyer, [(mug, 1)], created_at=at(minutes))
+        await orders.add(order)
+        payment = dataclasses.replace(order.payment, status=status, failure_reason=reason)
+        await orders.save_status(
+            dataclasses.replace(order, status=OrderStatus.PAYMENT_FAILED, payment=payment)
+        )
+        attempt = PaymentAttempted(order.id, "error", "card", order.total, GATEWAY_UNAVAILABLE)
+        await record(db, f"s{minutes}", minutes, attempt)
+
+    # The provider's payment.failed event (or reconciliation reading its declined charge) settled it: declined.
+    await timed_out(1, PaymentStatus.DECLINED, "card_declined")
+    await timed_out(2, PaymentStatus.DECLINED, None)  # a payment.failed event without a reason
+    # Reconciliation found no charge at the provider: the call never reached it, no card was declined.
+    await timed_out(3, PaymentStatus.DECLINED, NOT_RECEIVED_BY_PROVIDER)
+    # Still unknown (pending, reconciliation has not heard yet).
+    pending = new_order(buyer, [(mug, 1)], created_at=at(4))
+    await orders.add(pending)
+    await record(
+        db, "s4", 4, PaymentAttempted(pending.id, "error", "card", pending.total, GATEWAY_UNAVAILABLE)
+    )
+
+    report = await SqlAnalyticsReports(db).payments(PERIOD)
+    assert (report.attempts, report.succeeded, report.declined, report.errored) == (4, 0, 2, 2)
+    days = await SqlAnalyticsReports(db).payments_by_day(PERIOD)
+    assert [(d.succeeded, d.failed) for d in days] == [(0, 4)]
 
 
 async def test_the_carts_report_with_the_abandon_window(db):

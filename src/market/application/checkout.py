@@ -25,6 +25,7 @@ from market.domain.events import (
 )
 from market.domain.orders import (
     GATEWAY_UNAVAILABLE,
+    NOT_RECEIVED_BY_PROVIDER,
     RESERVING,
     CheckoutInProgress,
     InsufficientStock,
@@ -357,7 +358,7 @@ async def reconcile_payments(
             counts["unchanged"] += 1
             continue
         if record is None:
-            record = ChargeResult(DECLINED, reason="not_received_by_provider")
+            record = ChargeResult(DECLINED, reason=NOT_RECEIVED_BY_PROVIDER)
         settled = await settle_payment(order.id, record, uow=uow, clock=clock)
         outcome = settled.status.value
         counts[outcome if outcome in counts else "unchanged"] += 1

@@ -161,6 +161,9 @@ class OrderLine:
 GATEWAY_UNAVAILABLE = "gateway_unavailable"
 """Payment failure_reason of a pending order whose charge call failed: its outcome is unknown, not in flight
 (reconciliation asks the provider about these first)."""
+NOT_RECEIVED_BY_PROVIDER = "not_received_by_provider"
+"""Payment failure_reason of an order reconciliation failed because the provider holds no charge for it: the
+charge call never reached the provider (an error, not a decline)."""
 
 
 @dataclass(frozen=True, slots=True)

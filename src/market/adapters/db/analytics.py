@@ -46,6 +46,7 @@ from market.domain.analytics import (
     round_half_up,
 )
 from market.domain.money import Money
+from market.domain.orders import NOT_RECEIVED_BY_PROVIDER
 
 from .database import Database
 from .rollups import AnalyticsRollups, Split
@@ -376,11 +377,19 @@ def _planned_for_its_period(
 
 
 FINAL_PAYMENT_KIND = (
-    "CASE WHEN a.kind = 'payment_errored' AND EXISTS (SELECT 1 FROM analytics_events p"
-    " WHERE p.kind = 'order_paid' AND p.order_id = a.order_id) THEN 'payment_succeeded' ELSE a.kind END"
+    "CASE WHEN a.kind <> 'payment_errored' THEN a.kind"
+    " WHEN EXISTS (SELECT 1 FROM analytics_events p"
+    " WHERE p.kind = 'order_paid' AND p.order_id = a.order_id) THEN 'payment_succeeded'"
+    " WHEN EXISTS (SELECT 1 FROM payments d WHERE d.order_id = a.order_id AND d.status = 'declined'"
+    f" AND (d.failure_reason IS NULL OR d.failure_reason <> '{NOT_RECEIVED_BY_PROVIDER}'))"
+    " THEN 'payment_declined' ELSE a.kind END"
 )
 """A payment attempt's final known outcome (SQL over `analytics_events a`): an errored attempt whose order was
-paid after all counts as succeeded. The payment success SLI (docs/MONITORING-SETUP.md, SLI catalogue)."""
+paid after all counts as succeeded; one the provider reported failed afterwards (its `payment.failed` event, or
+reconciliation reading a declined charge: the order's payment is `declined`) counts as declined. One the provider
+never received (reconciliation found no charge) stays errored: the call failed, no card was declined. Failures
+leave no analytics event, so the order's payment row says it. The payment success SLI (docs/MONITORING-SETUP.md,
+SLI catalogue)."""
 
 
 def _edges(prefix: str = "") -> str:
