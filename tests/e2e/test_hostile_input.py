@@ -221,3 +221,19 @@ def test_a_filter_sent_as_null_is_a_400_naming_it_not_a_list_of_everything(live_
         r = client.get(path, params={name: "null"}, headers=auth(account))
         assert_problem(r, 400, fields={name})
     assert client.get("/api/v1/admin/users", params={"q": "null"}, headers=auth(admin)).status_code == 200
+
+
+def test_the_seller_dashboard_and_the_alerts_refuse_a_query_parameter_they_do_not_take(live_server, client):
+    """As every admin and seller list: a misspelt `from` must not answer the default period as if it were asked."""
+    admin, seller = create_admin(live_server, client), register(client, role="seller")
+    invalid = problem_type("invalid-parameter")
+    for path, account in (("/api/v1/seller/dashboard", seller), ("/api/v1/admin/alerts", admin)):
+        r = client.get(path, params={"foo": "1"}, headers=auth(account))
+        assert_problem(r, 400, type_uri=invalid, fields={"foo"})
+    dashboard = "/api/v1/seller/dashboard"
+    misspelt = client.get(dashboard, params={"form": "2026-01-01"}, headers=auth(seller))
+    assert_problem(misspelt, 400, type_uri=invalid, fields={"form"})
+    twice = client.get(dashboard + "?from=2026-01-01&from=2026-02-01", headers=auth(seller))
+    assert_problem(twice, 400, type_uri=invalid, fields={"from"})
+    assert client.get(dashboard, params={"from": "2026-01-01"}, headers=auth(seller)).status_code == 200
+    assert client.get("/api/v1/admin/alerts", headers=auth(admin)).status_code == 200

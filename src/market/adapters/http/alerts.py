@@ -14,6 +14,7 @@ from market.ops.alerting.rules import AlertStatus
 
 from .auth import requires
 from .openapi import problems
+from .query import strict_request
 
 
 class AlertBoard(Protocol):
@@ -61,8 +62,9 @@ class AlertController(Controller):
     path = "/admin/alerts"
     tags = ["admin"]
     guards = [requires(Role.ADMIN)]
+    before_request = strict_request  # as every admin list: it takes no query parameter, and says so
 
-    @get(operation_id="listAlerts", responses=problems(401, 403), sync_to_thread=False)
+    @get(operation_id="listAlerts", responses=problems(400, 401, 403), sync_to_thread=False)
     def list_alerts(self, request: Request[Any, Any, Any]) -> AlertsOut:
         """The alert rules, evaluated in-process every `MARKET_ALERT_EVAL_INTERVAL` (default 15 s) over the
         service's own metrics — the same conditions as the Prometheus alerting rules:
@@ -84,7 +86,7 @@ class AlertController(Controller):
         80 % of its threshold (or had nothing to measure) for its hold time.
         A window without enough traffic does not fire. Each change of state is notified once (firing, then
         resolved) to `MARKET_ALERT_SLACK_WEBHOOK_URL` and/or by e-mail (`MARKET_ALERT_SMTP_URL`,
-        `MARKET_ALERT_EMAIL_TO`)."""
+        `MARKET_ALERT_EMAIL_TO`). It takes no query parameter: any is a 400 `invalid-parameter` naming it."""
         board: AlertBoard | None = request.app.state.get("alerts")
         if board is None:
             return AlertsOut(alerts=[], evaluated_at=None)

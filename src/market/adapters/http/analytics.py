@@ -20,6 +20,7 @@ from market.serializers.reports import ReportOut, SellerDashboardOut, dashboard_
 
 from .auth import requires
 from .openapi import problems
+from .query import strict_request
 
 # The schema lists the names as an inline enum of strings, as it always has (a StrEnum would add a component).
 ReportNameParam = Literal[tuple(name.value for name in reports.ReportName)]  # type: ignore[valid-type]
@@ -77,6 +78,9 @@ class SellerDashboardController(Controller):
     path = "/seller/dashboard"
     tags = ["seller"]
     guards = [requires(Role.SELLER)]
+    before_request = (
+        strict_request  # as the seller's lists: a misspelt `from` must not answer the default period
+    )
 
     @get(operation_id="sellerDashboard", responses=problems(400, 401, 403))
     async def dashboard(
@@ -88,5 +92,6 @@ class SellerDashboardController(Controller):
         to: ToParam = None,
     ) -> SellerDashboardOut:
         """The signed-in seller's sales over a period: revenue per currency, orders, units, top items, and
-        the views and conversion of their own items."""
+        the views and conversion of their own items. A query parameter other than `from` and `to`, or either
+        given twice, is a 400 `invalid-parameter` naming it."""
         return dashboard_out(await seller_dashboard(user, period_of(from_, to, now())))
