@@ -142,6 +142,26 @@ async def test_the_people_list_matches_greek_names_ending_in_capital_sigma_whate
         assert await ids(query) == {kassandra.id}, query
 
 
+async def test_the_people_list_matches_the_turkish_dotted_capital_i_whatever_its_form(db):
+    # Python lowers İ (U+0130) to i + a combining dot (U+0307), and the API lowers `q` so; PostgreSQL's lower()
+    # to a plain i (ICU collations to i + the dot): both sides fold it to a plain i, on both engines.
+    ipek = await add_user(db, Role.BUYER, email="p1@example.com", display_name="İPEK Yılmaz")
+    istanbul = await add_user(db, Role.SELLER, email="p2@example.com", display_name="Kebap İSTANBUL")
+    # Typed as I + a combining dot above: the same letter, decomposed.
+    izmir = await add_user(db, Role.SELLER, email="p3@example.com", display_name="I\u0307ZMI\u0307R Çarşı")
+    directory = SqlUserDirectory(db)
+
+    async def ids(query: str) -> set[str]:
+        return {u.id for u in (await directory.find(UserFilter(query=query), 10, None)).items}
+
+    for query in ("İpek".lower(), "ipek", "İPEK", "i\u0307pek"):
+        assert await ids(query) == {ipek.id}, query
+    for query in ("İSTANBUL".lower(), "istanbul", "kebap i"):
+        assert await ids(query) == {istanbul.id}, query
+    for query in ("İZMİR".lower(), "izmir"):
+        assert await ids(query) == {izmir.id}, query
+
+
 async def test_the_people_list_pages_newest_first(db):
     made = [await add_user(db, Role.BUYER, created_at=T0 + timedelta(minutes=n)) for n in range(5)]
     directory = SqlUserDirectory(db)

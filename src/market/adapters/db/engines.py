@@ -124,16 +124,25 @@ SQLITE_LOWER = "market_lower"
 """SQLite's Unicode-aware lower(): `fold_case`, registered on every connection (UnicodeSQLiteConnection)."""
 
 
+DOTTED_I = "i\u0307"
+"""How Python lowers the Turkish dotted capital İ (U+0130): i and a combining dot above (U+0307)."""
+
+
 def fold_case(text: str) -> str:
     """`text` lower-cased for a case-insensitive match, alike on both engines (`folded_sql`): Python's lower()
-    with every sigma as σ. Python lowers a capital Σ to ς at the end of a word and to σ elsewhere, PostgreSQL's
-    lower() always to σ, so 'ΝΙΚΟΣ' never matched 'νικος' there, nor a query ending in Σ a longer word."""
-    return text.lower().replace("ς", "σ")
+    with every sigma as σ and a dotted i as a plain i. Python lowers a capital Σ to ς at the end of a word and
+    to σ elsewhere, PostgreSQL's lower() always to σ, so 'ΝΙΚΟΣ' never matched 'νικος' there, nor a query ending
+    in Σ a longer word. Python lowers İ to i + U+0307, PostgreSQL's lower() (libc) to a plain i, so 'İSTANBUL'
+    matched 'istanbul' on one engine and 'İstanbul'.lower() on the other; the dot folded away, both match."""
+    return text.lower().replace("ς", "σ").replace(DOTTED_I, "i")
 
 
 def folded_sql(column: str, *, is_postgres: bool) -> str:
-    """The SQL expression of `column` folded as `fold_case` folds a pattern."""
-    return f"translate(lower({column}), 'ς', 'σ')" if is_postgres else f"{SQLITE_LOWER}({column})"
+    """The SQL expression of `column` folded as `fold_case` folds a pattern (on PostgreSQL also when its lower()
+    keeps the dot of İ, as ICU collations do, or the text holds I + U+0307 already)."""
+    if is_postgres:
+        return f"replace(translate(lower({column}), 'ς', 'σ'), '{DOTTED_I}', 'i')"
+    return f"{SQLITE_LOWER}({column})"
 
 
 def _lower(text: object) -> object:
