@@ -206,6 +206,12 @@ def test_canonically_equivalent_queries_normalise_to_the_same_text():
     assert normalise_query("Cafe\u0301") == normalise_query("CAF\u00c9") == "caf\u00e9"
 
 
+def test_normalise_query_folds_the_dotted_capital_i_to_a_plain_i_whatever_its_form():
+    # Python lowers İ to i + U+0307, which neither engine's search finds (PostgreSQL lowers a stored İ to i).
+    assert normalise_query("İstanbul") == normalise_query("I\u0307STANBUL") == "istanbul"
+    assert normalise_query("İSTANBUL İZMİR") == "istanbul izmir"
+
+
 @pytest.mark.parametrize("raw", [None, "", "   ", "\t\n", "\x00", "\x00\x01 \x9f"])
 def test_an_empty_query_normalises_to_none(raw):
     assert normalise_query(raw) is None
