@@ -125,6 +125,23 @@ def test_the_console_metric_exporter_writes_to_stderr_never_stdout(capsys):
         ("DELETE FROM carts WHERE buyer_id = $1", ("DELETE", "carts")),
         ("WITH recent AS (SELECT * FROM orders) SELECT count(*) FROM order_lines", ("SELECT", "order_lines")),
         ("SELECT x FROM (SELECT y FROM z) AS sub", ("SELECT", None)),
+        # A common table expression is no table: its name resolves to the first table its own body reads or
+        # writes (the CTE names `c`, `r`, `outcome` were the tables of spans and of the per-table DB metric).
+        (
+            "WITH c AS (INSERT INTO carts (buyer_id) VALUES ($1) RETURNING buyer_id) SELECT buyer_id FROM c",
+            ("SELECT", "carts"),
+        ),
+        (
+            "WITH v AS (SELECT a FROM analytics_events), r AS (SELECT v.* FROM v) SELECT * FROM r WHERE n > 1",
+            ("SELECT", "analytics_events"),
+        ),
+        (
+            "WITH carts AS (SELECT user_id FROM analytics_events), outcome AS (SELECT * FROM carts) "
+            "SELECT count(*) FROM outcome",
+            ("SELECT", "analytics_events"),
+        ),
+        ("WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT n FROM t", ("SELECT", None)),
+        ("WITH p AS (UPDATE payments SET status = $1) UPDATE orders SET status = $2", ("UPDATE", "orders")),
         ("CREATE INDEX IF NOT EXISTS items_seller_idx ON items (seller_id)", ("CREATE", "items")),
         ("CREATE TABLE IF NOT EXISTS sessions (id text)", ("CREATE", "sessions")),
         ("SELECT 1", ("SELECT", None)),

@@ -41,22 +41,44 @@ def summarize(sql: str) -> tuple[str, str | None]:
     """(db.operation.name, db.collection.name or None) of one statement, from its text with placeholders.
 
     The operation is the statement's verb (for `WITH ...` the main statement's); the table is the first one
-    the statement reads or writes (`FROM`, `INTO`, `UPDATE` at the top level, not inside a subquery). A bounded
-    cache: statements are templates written in code, so the set is small."""
+    the statement reads or writes (`FROM`, `INTO`, `UPDATE` at the top level, not inside a subquery). A name
+    the statement's `WITH` defines is no table: it stands for the first table that common table expression's
+    own body reads or writes (none for a recursive one). A bounded cache: statements are templates written in
+    code, so the set is small."""
     tokens = _WORD.findall(sql)
     if not tokens:
         return "QUERY", None
+    return _summarize(tokens, {})
+
+
+_CTE_BEFORE_BODY = frozenset({"AS", "MATERIALIZED"})  # `name AS [NOT] [MATERIALIZED] (body)`
+_NOT_A_CTE_NAME = frozenset({"WITH", "RECURSIVE", "AS", "NOT", "MATERIALIZED"})
+
+
+def _summarize(tokens: list[str], ctes: dict[str, list[str] | None]) -> tuple[str, str | None]:
+    """`summarize` of a token list; `ctes` maps the lower-cased names of the common table expressions in scope
+    to their bodies' tokens (None: being resolved, so a recursive reference names no table)."""
+    ctes = dict(ctes)
     first = tokens[0].upper()
     depth = 0
     operation = first
     expect: str | None = None
     seen_verb = first != "WITH"
+    name: str | None = None  # the last top-level word of the WITH clause, a CTE's name once AS follows
+    body_of: str | None = None  # the CTE whose `AS (` was just read
+    body_start = 0
+    previous = ""
     for index, token in enumerate(tokens):
         if token == "(":
+            if not depth and not seen_verb and body_of is None and previous in _CTE_BEFORE_BODY and name:
+                body_of, body_start = name.lower(), index + 1
             depth += 1
             continue
         if token == ")":
             depth -= 1
+            if not depth and body_of is not None:
+                ctes[body_of] = tokens[body_start:index]
+                body_of = name = None
             continue
         if depth:
             continue
@@ -66,20 +88,33 @@ def summarize(sql: str) -> tuple[str, str | None]:
                 operation, seen_verb = word, True
                 expect = _TABLE_AFTER[word]
                 if expect is None:
-                    return operation, _table(tokens, index + 1)
+                    return operation, _resolve(_table(tokens, index + 1), ctes)
+            elif word not in _NOT_A_CTE_NAME:
+                name = token.replace('"', "")
+            previous = word
             continue
         if index == 0:
             if word in _DML:
                 expect = _TABLE_AFTER[word]
                 if expect is None:
-                    return operation, _table(tokens, 1)
+                    return operation, _resolve(_table(tokens, 1), ctes)
                 continue
             if word in {"CREATE", "DROP", "ALTER", "TRUNCATE"}:
                 return operation, _ddl_table(tokens)
             return operation, None  # BEGIN, COMMIT, SET, PRAGMA, SAVEPOINT, ...
         if expect is not None and word == expect:
-            return operation, _table(tokens, index + 1)
+            return operation, _resolve(_table(tokens, index + 1), ctes)
     return operation, None
+
+
+def _resolve(table: str | None, ctes: dict[str, list[str] | None]) -> str | None:
+    """The table itself, or for the name of a common table expression the table its body is about."""
+    if table is None or table.lower() not in ctes:
+        return table
+    body = ctes[table.lower()]
+    if not body:
+        return None
+    return _summarize(body, {**ctes, table.lower(): None})[1]
 
 
 def _table(tokens: list[str], index: int) -> str | None:
