@@ -171,3 +171,16 @@ CONTRACT = {
 def test_the_names_taken_from_semconv_are_the_ones_the_contract_spells() -> None:
     assert {constant: getattr(names, constant) for constant in CONTRACT} == CONTRACT
     assert names.HTTP_SERVER_REQUEST_DURATION[0] == "http.server.request.duration"
+
+
+def test_every_metric_the_service_declares_is_in_the_contract() -> None:
+    """Operators learn the metric names from docs/TELEMETRY.md: an instrument declared in names.py (hence on
+    /metrics and over OTLP) but missing there is a series nobody knows to chart or alert on."""
+    contract = (SRC.parents[1] / "docs" / "TELEMETRY.md").read_text()
+    declared = [
+        value[0]
+        for value in vars(names).values()
+        if isinstance(value, tuple) and len(value) == 3 and all(isinstance(part, str) for part in value)
+    ]
+    assert len(declared) > 20  # the scan found the (name, unit, description) triples
+    assert [name for name in declared if f"`{name}`" not in contract] == []
