@@ -223,11 +223,16 @@ def test_a_filter_sent_as_null_is_a_400_naming_it_not_a_list_of_everything(live_
     assert client.get("/api/v1/admin/users", params={"q": "null"}, headers=auth(admin)).status_code == 200
 
 
-def test_the_seller_dashboard_and_the_alerts_refuse_a_query_parameter_they_do_not_take(live_server, client):
+def test_the_dashboards_reports_and_alerts_refuse_a_query_parameter_they_do_not_take(live_server, client):
     """As every admin and seller list: a misspelt `from` must not answer the default period as if it were asked."""
     admin, seller = create_admin(live_server, client), register(client, role="seller")
     invalid = problem_type("invalid-parameter")
-    for path, account in (("/api/v1/seller/dashboard", seller), ("/api/v1/admin/alerts", admin)):
+    for path, account in (
+        ("/api/v1/seller/dashboard", seller),
+        ("/api/v1/admin/alerts", admin),
+        ("/api/v1/admin/analytics/funnel", admin),
+        ("/api/v1/admin/analytics/payments", admin),
+    ):
         r = client.get(path, params={"foo": "1"}, headers=auth(account))
         assert_problem(r, 400, type_uri=invalid, fields={"foo"})
     dashboard = "/api/v1/seller/dashboard"
@@ -237,3 +242,8 @@ def test_the_seller_dashboard_and_the_alerts_refuse_a_query_parameter_they_do_no
     assert_problem(twice, 400, type_uri=invalid, fields={"from"})
     assert client.get(dashboard, params={"from": "2026-01-01"}, headers=auth(seller)).status_code == 200
     assert client.get("/api/v1/admin/alerts", headers=auth(admin)).status_code == 200
+    report = "/api/v1/admin/analytics/search"
+    assert_problem(
+        client.get(report, params={"form": "2026-01-01"}, headers=auth(admin)), 400, fields={"form"}
+    )
+    assert client.get(report, params={"from": "2026-01-01"}, headers=auth(admin)).status_code == 200

@@ -49,6 +49,9 @@ class AnalyticsController(Controller):
     path = "/admin/analytics"
     tags = ["admin"]
     guards = [requires(Role.ADMIN)]
+    before_request = (
+        strict_request  # as every admin tool: a misspelt `from` must not answer the default period
+    )
 
     @get("/{report:str}", operation_id="analyticsReport", responses=problems(400, 401, 403, 404))
     async def report(
@@ -70,7 +73,8 @@ class AnalyticsController(Controller):
         - `carts`: carts with items, checked out, abandoned (`MARKET_CART_ABANDON_AFTER`, default 24 h);
         - `sessions`: count, median and p95 duration, events per session.
 
-        Rates are fractions in [0, 1]; an empty period gives zeros."""
+        Rates are fractions in [0, 1]; an empty period gives zeros. A query parameter other than `from` and
+        `to`, or either given twice, is a 400 `invalid-parameter` naming it."""
         return report_out(await run_report(report, period_of(from_, to, now())))
 
 
