@@ -431,6 +431,8 @@ def test_hostile_filters_and_ids_are_never_a_500(client, session, value):
         ("/admin/deliveries", ("seller_id", "status", "cursor")),
         ("/admin/items", ("status", "q", "seller_id", "cursor")),
         ("/admin/audit", ("actor_id", "action", "target_id", "from", "to", "cursor")),
+        ("/admin/sessions", ("trace_id", "order_id", "email", "user_id", "cursor")),
+        ("/admin/dashboard", ("from", "to")),
         ("/seller/deliveries", ("cursor",)),
     ):
         for name in names:
@@ -442,8 +444,9 @@ def test_hostile_filters_and_ids_are_never_a_500(client, session, value):
         fields = {"csrf_token": csrf, "new_role": value, "new_status": "active", "reason": value}
         r = client.post(url, data=fields, headers=session)
         assert r.status_code in (400, 404, 409), (url, r.status_code, r.text[:300])
-    r = client.get(f"/admin/orders/{quote(value, safe='')}", headers=session)
-    assert r.status_code in (400, 404), r.text[:300]
+    for path in ("/admin/orders/{}", "/admin/sessions/{}"):
+        r = client.get(path.format(quote(value, safe="")), headers=session)
+        assert r.status_code in (400, 404), (path, r.status_code, r.text[:300])
 
 
 @pytest.mark.parametrize(

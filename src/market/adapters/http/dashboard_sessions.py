@@ -155,6 +155,9 @@ async def sessions_page(
     next_cursor = None
     if form["trace_id"] and not _TRACE_ID.match(form["trace_id"]):
         error = "A trace id is 32 hexadecimal characters."
+    elif any("\x00" in value for value in form.values()):
+        # The e-mail reaches the users table as typed: PostgreSQL text cannot hold a NUL (bad input, not a 500).
+        error = "A search field must not contain a NUL character."
     else:
         period = parse_period(None, None, now())
         if not any(form[name] for name in ("trace_id", "order_id", "email", "user_id")) and not errors_only:
