@@ -325,3 +325,39 @@ def test_probes_and_metrics_scrapes_are_not_part_of_any_session(shopper: Shopper
             time.sleep(0.2)
         r = client.get(f"/api/v1/admin/sessions/{session_id}", headers=auth(shopper.admin))
         assert_problem(r, 404)
+
+
+def test_e_mail_addresses_beyond_ascii_are_filtered_from_client_events_and_searches(shopper: Shopper):
+    """The addresses this service accepts for accounts, accented or not Latin, are e-mail addresses too: kept
+    out of what a client reports and what is searched, as ASCII ones are."""
+    session_id = f"unicode-mail-{uuid.uuid4().hex[:12]}"
+    addresses = [f"zoé-{uuid.uuid4().hex[:6]}@example.com", "anna@exämple.de", "пётр@почта.рф"]
+    own = {"X-Session-Id": session_id}
+    with shopper.server.client() as client:
+        r = client.post(
+            "/api/v1/auth/register",
+            json={
+                "email": addresses[0],
+                "password": "correct horse battery",
+                "display_name": "Zoé",
+                "role": "buyer",
+            },
+        )
+        assert r.status_code == 201, r.text  # an account's e-mail address
+        notes = {f"note{n}": f"write to {address}" for n, address in enumerate(addresses)}
+        r = client.post(
+            f"/api/v1/sessions/{session_id}/events",
+            json={"events": [{"at": _now(), "name": "contact", **notes}]},
+            headers=own,
+        )
+        assert r.status_code == 202, r.text
+        for address in addresses:
+            assert client.get("/api/v1/items", params={"q": address}, headers=own).status_code == 200
+        r = client.get(f"/api/v1/admin/sessions/{session_id}", headers=auth(shopper.admin))
+    assert r.status_code == 200, r.text
+    events = [e for e in r.json()["timeline"] if e["kind"] == "event"]
+    contact = next(e for e in events if e["name"] == "contact")
+    assert [contact[name] for name in notes] == ["write to [Filtered]"] * len(addresses)
+    assert [e["query"] for e in events if e["name"] == "search"] == ["[Filtered]"] * len(addresses)
+    for address in addresses:
+        assert address.split("@")[0] not in r.text and address.split("@")[1] not in r.text

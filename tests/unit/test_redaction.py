@@ -236,6 +236,14 @@ def test_url_credentials_queries_and_webhook_secrets_are_filtered_from_event_str
     assert scrubbed.startswith("GET https://[Filtered]@api.example/v1?[Filtered] failed")
 
 
+@pytest.mark.parametrize(
+    "address", ["ada@example.com", "zoé.n@example.com", "anna@exämple.de", "пётр@почта.рф"]
+)
+def test_e_mail_addresses_of_any_script_are_filtered_from_event_strings(known_secrets, address):
+    scrubbed = sentry.scrub_event({"message": f"no account for {address}, sorry"})["message"]
+    assert scrubbed == "no account for [Filtered], sorry"
+
+
 # --- logs ---------------------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,9 @@ from urllib.parse import urlsplit
 
 INVALID_URL = "<invalid URL>"
 FILTERED = "[Filtered]"
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# Letters and digits of any script (\w): the addresses accounts are registered with include "zoé@example.com"
+# and "пётр@почта.рф", which an ASCII-only pattern kept whole or cut after "zoé".
+_EMAIL = re.compile(r"[\w.%+-]+@[\w.-]+\.[^\W\d_]{2,}")
 # Provider tokens and keys run to the end of the word, underscores included (`pm_card_visa`, `sk_live_…`).
 _TOKENISH = re.compile(r"(?i)\b(?:bearer\s+\S+|(?:tok|pm|whsec|sk|rk)_\w+|eyJ[A-Za-z0-9_-]{10,}\S*)")
 _CARD_NUMBER = re.compile(r"(?<!\w)\d(?:[ -]?\d){12,18}(?!\w)")

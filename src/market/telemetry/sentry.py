@@ -53,7 +53,7 @@ DENYLIST = [
     "new_password",
     "password_hash",
 ]
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_EMAIL = re.compile(r"[\w.%+-]+@[\w.-]+\.[^\W\d_]{2,}")  # any script, as domain.redaction's
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
 _CARD_TOKEN = re.compile(r"\b(?:tok|pm)_[A-Za-z0-9]+")
 _WEBHOOK_SECRET = re.compile(r"\bwhsec_[A-Za-z0-9+/=]+")
