@@ -15,7 +15,7 @@ INVALID_URL = "<invalid URL>"
 FILTERED = "[Filtered]"
 # Letters and digits of any script (\w): the addresses accounts are registered with include "zoé@example.com"
 # and "пётр@почта.рф", which an ASCII-only pattern kept whole or cut after "zoé".
-_EMAIL = re.compile(r"[\w.%+-]+@[\w.-]+\.[^\W\d_]{2,}")
+EMAIL = re.compile(r"[\w.%+-]+@[\w.-]+\.[^\W\d_]{2,}")
 # Provider tokens and keys run to the end of the word, underscores included (`pm_card_visa`, `sk_live_…`).
 _TOKENISH = re.compile(r"(?i)\b(?:bearer\s+\S+|(?:tok|pm|whsec|sk|rk)_\w+|eyJ[A-Za-z0-9_-]{10,}\S*)")
 _CARD_NUMBER = re.compile(r"(?<!\w)\d(?:[ -]?\d){12,18}(?!\w)")
@@ -65,7 +65,7 @@ def safe_url(url: str) -> str:
 def filtered_text(value: str) -> str:
     """`value` with e-mail addresses, token-like strings and card numbers replaced by FILTERED: text a person
     typed (a client-reported event, a search) as it may be kept where others read it."""
-    value = _TOKENISH.sub(FILTERED, _EMAIL.sub(FILTERED, value))
+    value = _TOKENISH.sub(FILTERED, EMAIL.sub(FILTERED, value))
     return _CARD_NUMBER.sub(lambda m: FILTERED if _luhn_valid(m.group()) else m.group(), value)
 
 

@@ -24,6 +24,7 @@ from sentry_sdk.transport import HttpTransport
 
 from market.build import release
 from market.config import SentrySettings
+from market.domain.redaction import EMAIL
 
 from . import names, request_context
 from .asgi import known_method
@@ -53,7 +54,6 @@ DENYLIST = [
     "new_password",
     "password_hash",
 ]
-_EMAIL = re.compile(r"[\w.%+-]+@[\w.-]+\.[^\W\d_]{2,}")  # any script, as domain.redaction's
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
 _CARD_TOKEN = re.compile(r"\b(?:tok|pm)_[A-Za-z0-9]+")
 _WEBHOOK_SECRET = re.compile(r"\bwhsec_[A-Za-z0-9+/=]+")
@@ -227,7 +227,7 @@ def _scrub_patterns(value: str) -> str:
     value = _WEBHOOK_SECRET.sub(FILTERED, value)
     value = _SECRET_HEADER.sub(lambda m: f"{m[1]}{m[2]}{FILTERED}{m[2]}", value)
     value = _PASSWORD_VALUE.sub(lambda m: f"{m[1]}{m[2]}{FILTERED}{m[2]}", value)
-    value = _EMAIL.sub(FILTERED, value)
+    value = EMAIL.sub(FILTERED, value)
     value = _BEARER.sub("Bearer " + FILTERED, value)
     return _CARD_TOKEN.sub(FILTERED, value)
 
