@@ -18,6 +18,7 @@ from . import (
     m0012_search_tiers,
     m0013_pending_refunds_index,
     m0014_analytics_open_sessions,
+    m0015_search_unaccent,
 )
 from .runner import Migration
 
@@ -36,6 +37,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0012_search_tiers.MIGRATION,
     m0013_pending_refunds_index.MIGRATION,
     m0014_analytics_open_sessions.MIGRATION,
+    m0015_search_unaccent.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
 
