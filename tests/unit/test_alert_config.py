@@ -85,6 +85,38 @@ def test_smtp_urls_have_default_ports_per_scheme(url, expected):
             {"MARKET_ALERT_SMTP_URL": "smtp://mail.example.com", "MARKET_ALERT_EMAIL_TO": "oncall"},
             "MARKET_ALERT_EMAIL_TO",
         ),
+        # Lists separated otherwise than by commas would be one recipient the SMTP server refuses at every alert.
+        (
+            {
+                "MARKET_ALERT_SMTP_URL": "smtp://mail.example.com",
+                "MARKET_ALERT_EMAIL_TO": "oncall@example.com sre@example.com",
+            },
+            "MARKET_ALERT_EMAIL_TO",
+        ),
+        (
+            {
+                "MARKET_ALERT_SMTP_URL": "smtp://mail.example.com",
+                "MARKET_ALERT_EMAIL_TO": "oncall@example.com;sre@example.com",
+            },
+            "MARKET_ALERT_EMAIL_TO",
+        ),
+        # A line break cannot go into a mail header: every alert e-mail would fail to be built.
+        (
+            {
+                "MARKET_ALERT_SMTP_URL": "smtp://mail.example.com",
+                "MARKET_ALERT_EMAIL_TO": "oncall@example.com",
+                "MARKET_ALERT_EMAIL_FROM": "market@example.com\r\nBcc: someone@example.net",
+            },
+            "MARKET_ALERT_EMAIL_FROM",
+        ),
+        (
+            {
+                "MARKET_ALERT_SMTP_URL": "smtp://mail.example.com",
+                "MARKET_ALERT_EMAIL_TO": "oncall@example.com",
+                "MARKET_ALERT_EMAIL_FROM": "market",
+            },
+            "MARKET_ALERT_EMAIL_FROM",
+        ),
     ],
 )
 def test_bad_alert_settings_stop_the_start_with_one_line_naming_the_variable(environ, variable):
