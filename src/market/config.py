@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from market.domain.redaction import safe_url
-from market.domain.users import EMAIL_PATTERN
 
 DEFAULT_DATABASE_URL = "sqlite:///var/market.db"
 _S = TypeVar("_S")
@@ -472,11 +471,16 @@ class AlertSettings:
             raise ConfigError("MARKET_ALERT_SMTP_URL: required when MARKET_ALERT_EMAIL_TO is set")
         # One address each (a list separated by spaces or semicolons, or a line break, would make every alert
         # e-mail fail at 3 a.m., refused by the server or unbuildable as a header): refused at start instead.
-        if bad := [a for a in values["email_to"] if not re.fullmatch(EMAIL_PATTERN, a)]:
+        # A domain without a dot (`root@localhost`) is a mail server's own business.
+        if bad := [a for a in values["email_to"] if not _ONE_ADDRESS.fullmatch(a)]:
             raise ConfigError(f"MARKET_ALERT_EMAIL_TO: not an e-mail address: {bad[0]!r}")
         sender = values["email_from"]
-        if sender is not None and not re.fullmatch(EMAIL_PATTERN, sender):
+        if sender is not None and not _ONE_ADDRESS.fullmatch(sender):
             raise ConfigError(f"MARKET_ALERT_EMAIL_FROM: not an e-mail address: {sender!r}")
+
+
+_ONE_ADDRESS = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+")
+"""One e-mail address as alert settings take it: no space, separator or line break, one `@`."""
 
 
 @dataclass(frozen=True, slots=True)

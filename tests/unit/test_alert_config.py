@@ -125,3 +125,12 @@ def test_bad_alert_settings_stop_the_start_with_one_line_naming_the_variable(env
     message = str(error.value)
     assert message.startswith(variable + ":")
     assert "\n" not in message
+
+
+def test_an_address_on_a_mail_servers_own_domain_is_one_address():
+    alerts = _alerts(
+        MARKET_ALERT_SMTP_URL="smtp://127.0.0.1:25",
+        MARKET_ALERT_EMAIL_TO="root@localhost",
+        MARKET_ALERT_EMAIL_FROM="market@localhost",
+    )
+    assert (alerts.email_to, alerts.email_from) == (("root@localhost",), "market@localhost")
