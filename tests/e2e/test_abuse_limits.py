@@ -143,6 +143,27 @@ def test_an_account_is_locked_after_failed_sign_ins_from_any_address(tmp_path):
             assert other.status_code == 200, other.text
 
 
+def test_wrong_current_passwords_lock_the_account_like_failed_sign_ins(tmp_path):
+    """Whoever holds a token must not get unlimited guesses at the password through POST /me/password."""
+    env = {**LIMITS_ON, "MARKET_RATE_LIMIT_ACCOUNT": "3/15m", "MARKET_RATE_LIMIT_SIGN_IN": "100/1m"}
+    with serving("sqlite", tmp_path, env) as server, server.client() as client:
+        victim = register(client, "buyer")
+        guesses = [
+            client.post(
+                "/api/v1/me/password",
+                headers=auth(victim),
+                json={"current_password": f"guess number {n}", "new_password": "the thief's password"},
+            )
+            for n in range(4)
+        ]
+        assert [r.status_code for r in guesses[:3]] == [401, 401, 401]
+        assert_rate_limited(guesses[3], 900)
+        right = client.post(TOKEN, json={"email": victim["email"], "password": victim["password"]})
+        assert_rate_limited(right, 900)
+        paths = client.get("/schema/openapi.json").json()["paths"]
+    assert "application/problem+json" in paths["/api/v1/me/password"]["post"]["responses"]["429"]["content"]
+
+
 def test_with_redis_down_the_sign_in_limit_still_holds_in_the_process(tmp_path):
     """An outage of the shared store neither fails sign-ins nor lifts the limit: this process counts alone."""
     env = {**LIMITS_ON, "MARKET_REDIS_URL": "redis://127.0.0.1:1/0", "MARKET_RATE_LIMIT_SIGN_IN": "3/1m"}

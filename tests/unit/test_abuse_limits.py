@@ -19,9 +19,9 @@ from market.adapters.security.limits import (
     StoreSignInThrottle,
 )
 from market.adapters.security.passwords import Argon2PasswordHasher
-from market.application.accounts import Register, issue_token, register_user
+from market.application.accounts import Register, change_password, issue_token, register_user
 from market.config import ConfigError, Rate, Settings
-from market.domain.errors import InvalidCredentials, RateLimited, ServerBusy
+from market.domain.errors import InvalidCredentials, RateLimited, ServerBusy, WrongPassword
 from tests.support.fakes import (
     FakeClock,
     FakeIdGenerator,
@@ -101,6 +101,54 @@ async def test_a_successful_sign_in_clears_the_accounts_failed_attempts():
     for _ in range(2):
         with pytest.raises(InvalidCredentials):
             await _sign_in(store, hasher, throttle, "ada@example.com", "wrong password!")
+
+
+async def test_wrong_current_passwords_count_against_the_account_so_a_stolen_token_cannot_guess_it():
+    """POST /me/password checks the same password as a sign-in: without the account's limit, whoever holds a
+    token could guess the password there without end, then change it and lock the owner out."""
+    store, hasher = await _world_with_ada()
+    ada = next(iter(store.users.values()))
+    throttle = FakeSignInThrottle(limit=2)
+    for _ in range(2):
+        with pytest.raises(WrongPassword):
+            await change_password(
+                ada,
+                "a guessed password",
+                "a brand new password",
+                uow=store.uow,
+                hasher=hasher,
+                throttle=throttle,
+            )
+    with pytest.raises(RateLimited):  # even the right one, as for sign-ins
+        await change_password(
+            ada, PASSWORD, "a brand new password", uow=store.uow, hasher=hasher, throttle=throttle
+        )
+    with pytest.raises(RateLimited):  # and the sign-in of the same account
+        await _sign_in(store, hasher, throttle, "ada@example.com", PASSWORD)
+
+
+async def test_a_password_change_with_the_right_current_password_clears_the_accounts_failed_attempts():
+    store, hasher = await _world_with_ada()
+    ada = next(iter(store.users.values()))
+    throttle = FakeSignInThrottle(limit=2)
+    with pytest.raises(InvalidCredentials):
+        await _sign_in(store, hasher, throttle, "ada@example.com", "wrong password!")
+    await change_password(
+        ada, PASSWORD, "a brand new password", uow=store.uow, hasher=hasher, throttle=throttle
+    )
+    assert throttle.attempts.get("ada@example.com", 0) == 0
+
+
+async def test_password_changes_refused_as_busy_do_not_count_against_the_account():
+    store, _ = await _world_with_ada()
+    ada = next(iter(store.users.values()))
+    throttle = FakeSignInThrottle(limit=1)
+    for _ in range(3):
+        with pytest.raises(ServerBusy):
+            await change_password(
+                ada, PASSWORD, "a brand new password", uow=store.uow, hasher=_BusyHasher(), throttle=throttle
+            )
+    assert throttle.attempts["ada@example.com"] == 0
 
 
 async def test_the_limiter_allows_the_rate_then_refuses_with_the_seconds_left_in_the_window():

@@ -130,14 +130,34 @@ async def current_user(user_id: str, *, repos: ReadRepositories) -> User:
 
 
 async def change_password(
-    user: User, current_password: str, new_password: str, *, uow: UnitOfWorkFactory, hasher: PasswordHasher
+    user: User,
+    current_password: str,
+    new_password: str,
+    *,
+    uow: UnitOfWorkFactory,
+    hasher: PasswordHasher,
+    throttle: SignInThrottle | None = None,
 ) -> None:
     """Replace the signed-in user's password and revoke every token issued so far. `user` is as read when the
-    request's token was accepted. Raises ValidationFailed (naming `new_password`), WrongPassword, or
-    TokenRevoked when that token was revoked meanwhile (of concurrent changes, only the first happens)."""
+    request's token was accepted. The current password is checked as a sign-in checks it, against the same
+    per-account attempts: whoever holds a token must not guess the password here without limit. Raises
+    ValidationFailed (naming `new_password`), WrongPassword, RateLimited when the account has had too many
+    failed attempts, or TokenRevoked when that token was revoked meanwhile (of concurrent changes, only the
+    first happens)."""
     validate_new_password(new_password, field="new_password")
-    if not await hasher.verify(user.password_hash, current_password):
+    account = normalise_email(user.email)
+    if throttle is not None:
+        await throttle.attempt(account)
+    try:
+        right = await hasher.verify(user.password_hash, current_password)
+    except ServerBusy:
+        if throttle is not None:
+            await throttle.undecided(account)
+        raise
+    if not right:
         raise WrongPassword()
+    if throttle is not None:
+        await throttle.succeeded(account)
     password_hash = await hasher.hash(new_password)  # outside the transaction: hashing is slow on purpose
     async with uow() as work:
         # Written only if the token version is still the one read with the hash just verified: every password

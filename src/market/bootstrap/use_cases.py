@@ -95,7 +95,9 @@ def bind_use_cases(
             throttle=s.sign_in_throttle,
         ),
         "user_of_token": BoundUseCase(accounts.user_of_token, tokens=s.tokens, repos=s.repos),
-        "change_password": BoundUseCase(accounts.change_password, uow=s.uow, hasher=s.hasher),
+        "change_password": BoundUseCase(
+            accounts.change_password, uow=s.uow, hasher=s.hasher, throttle=s.sign_in_throttle
+        ),
         "sign_out_everywhere": BoundUseCase(accounts.sign_out_everywhere, uow=s.uow),
         # catalog
         "browse_items": BoundUseCase(catalog.browse_items, repos=s.repos, clock=s.clock, events=s.events),

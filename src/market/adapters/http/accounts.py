@@ -143,7 +143,7 @@ class AccountController(Controller):
         status_code=204,
         guards=[requires()],
         security=BEARER,
-        responses=problems(400, 401, 422),
+        responses=problems(400, 401, 422, 429),
     )
     async def change_password(
         self,
@@ -153,7 +153,8 @@ class AccountController(Controller):
         change_password: NamedDependency[ChangePassword],
     ) -> None:
         """Change the caller's password. Every token issued before, this one included, stops working: sign in
-        again with the new password. A wrong current password is a 401 `wrong-password` problem."""
+        again with the new password. A wrong current password is a 401 `wrong-password` problem, and counts
+        against the account's failed sign-ins (MARKET_RATE_LIMIT_ACCOUNT): past the limit, a 429."""
         with signed_in_lane(request):  # a signed-in user: the reserved hashing lane
             await change_password(user, data.current_password, data.new_password)
 
