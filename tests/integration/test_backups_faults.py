@@ -108,6 +108,34 @@ def test_a_damaged_or_foreign_archive_is_refused_and_the_target_is_untouched(
         assert not any(name.startswith(market.url.rpartition("/")[2]) for name in scratch_databases())
 
 
+@pytest.mark.parametrize("command", ["verify", "restore"])
+def test_a_payload_damaged_behind_valid_checksums_is_refused_naming_the_archive_not_the_database(
+    market: Market, engine: str, good_archives: dict[str, Path], command: str
+):
+    """The engine's own check of the payload (SQLite's integrity check, pg_restore's listing) failed with a
+    line naming neither the archive nor its payload: "the SQLite database is damaged" reads as the configured
+    database."""
+    seed(market.url, sellers=1, items=5)
+    before = fingerprint(market.url)
+    market.directory.mkdir()
+    archive = market.directory / good_archives[engine].name
+    members = archive_members(good_archives[engine])
+    payload = members[PAYLOAD[engine]]
+    magic = {"postgresql": b"PGDMP", "sqlite": b"SQLite format 3\x00"}[engine]
+    assert payload.startswith(magic)
+    damaged = magic + bytes(range(256)) * 16  # the engine's magic, then no dump at all
+    manifest = json.loads(members["manifest.json"])
+    manifest["files"] = {PAYLOAD[engine]: hashlib.sha256(damaged).hexdigest()}
+    pack_archive(archive, {"manifest.json": json.dumps(manifest).encode(), PAYLOAD[engine]: damaged})
+
+    args = [command, str(archive)] + (["--force", "--yes"] if command == "restore" else [])
+    line = one_line_failure(market(*args))
+
+    assert line.startswith(f"market: {archive.name}: {PAYLOAD[engine]}"), line
+    assert fingerprint(market.url) == before
+    assert not verified_marker(archive).exists()
+
+
 def _fake_failing_pg_dump(directory: Path) -> Path:
     """A pg_dump that starts writing its output file, then fails like the real one does."""
     directory.mkdir()

@@ -376,7 +376,13 @@ class BackupService:
                     f"{archive.name}: {payload.name} is not a {manifest.engine} dump; "
                     "the archive was not made by market backup for this engine"
                 )
-        await self.backend.validate(payload)
+        try:
+            await self.backend.validate(payload)
+        except BackupError as exc:
+            # The engine's message is about "the database": say it is the archive's, not the configured one.
+            raise BackupError(
+                f"{archive.name}: {payload.name} is damaged or unreadable: {exc.detail}"
+            ) from None
         return manifest, payload
 
     # --- prune ----------------------------------------------------------------------------------------

@@ -166,6 +166,6 @@ def _integrity_check(path: Path) -> None:
         with closing(_open(path, read_only=True)) as db:
             result = [row[0] for row in db.execute("PRAGMA integrity_check").fetchall()]
     except sqlite3.DatabaseError as exc:
-        raise BackupError(f"the SQLite database is damaged: {exc}") from None
+        raise BackupError(f"not a sound SQLite database ({exc})") from None
     if result != ["ok"]:
         raise BackupError(f"PRAGMA integrity_check failed: {result[0]}")
