@@ -516,8 +516,20 @@ def _cpu_count() -> int:
 
 def _redis_url(env: _Env, name: str, _default: None) -> str | None:
     redis_url = env.str(name, "") or None
-    if redis_url and urlsplit(redis_url).scheme.lower() not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"{name}: expected a URL like redis://127.0.0.1:6379/0")
+    if redis_url is None:
+        return None
+    expected = "expected a URL like redis://127.0.0.1:6379/0"
+    parts = urlsplit(redis_url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"{name}: {expected}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number or out of range
+    except ValueError:
+        raise ConfigError(f"{name}: the port must be a number up to 65535 ({expected})") from None
+    # redis-py reads "/abc" as database 0 and "/1/2" as 12, without a word: only "/N" names a database.
+    if scheme != "unix" and not re.fullmatch(r"/?\d*", parts.path):
+        raise ConfigError(f"{name}: the path must be a database number ({expected})")
     return redis_url
 
 

@@ -324,6 +324,10 @@ def test_rate_settings_read_hits_per_window():
         ("MARKET_RATE_LIMIT_CHECKOUT", "5/1w"),
         ("MARKET_RATE_LIMIT_REGISTER", "5/2d"),
         ("MARKET_REDIS_URL", "http://localhost:6379"),
+        ("MARKET_REDIS_URL", "redis://127.0.0.1:notaport/0"),  # was a traceback at start
+        ("MARKET_REDIS_URL", "redis://127.0.0.1:99999/0"),
+        ("MARKET_REDIS_URL", "redis://127.0.0.1:6379/abc"),  # was silently database 0
+        ("MARKET_REDIS_URL", "redis://127.0.0.1:6379/1/2"),  # was silently database 12
         ("MARKET_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local"),
         ("MARKET_PASSWORD_HASH_CONCURRENCY", "0"),
     ],
@@ -331,6 +335,27 @@ def test_rate_settings_read_hits_per_window():
 def test_a_bad_limit_setting_stops_the_start_naming_the_variable(variable, value):
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({variable: value}, dotenv=None)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "redis://127.0.0.1:6379",
+        "redis://127.0.0.1:6379/",
+        "rediss://:secret@redis.internal:6380/2",
+        "redis://[::1]:6379/1",
+        "unix:///run/redis.sock?db=2",
+    ],
+)
+def test_a_redis_url_redis_accepts_is_taken(url):
+    assert Settings.from_env({"MARKET_REDIS_URL": url}, dotenv=None).limits.redis_url == url
+
+
+def test_a_bad_redis_url_is_refused_without_showing_its_password():
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"MARKET_REDIS_URL": "redis://:hunter22@redis.internal:port/0"}, dotenv=None)
+    assert "MARKET_REDIS_URL" in str(refused.value) and "hunter22" not in str(refused.value)
 
 
 class _BusyHasher(FakePasswordHasher):
