@@ -217,3 +217,9 @@ def test_nul_characters_in_a_sign_in_email_are_refused_without_a_server_error(cl
     r = client.post(TOKEN, json={"email": "a\x00@example.com", "password": "whatever password"})
     assert r.status_code in (401, 422)
     assert_problem(r, r.status_code)
+
+
+def test_an_email_that_grows_past_254_characters_in_lower_case_is_a_422_on_both_engines(client):
+    email = "\u0130" * 60 + "@" + uuid.uuid4().hex[:8] + "a" * 178 + ".com"  # 251 typed, 311 lower-cased
+    r = client.post(REGISTER, json=_signup(email))
+    assert_problem(r, 422, fields={"email"})

@@ -108,6 +108,16 @@ def test_an_email_longer_than_254_characters_is_refused():
     assert _bad_fields(raised) == {"email"}
 
 
+def test_an_email_that_lower_case_makes_longer_than_254_characters_is_refused():
+    """What is stored is the lower-cased address: "İ" lower-cases to two characters, so 251 typed became 311
+    stored, past PostgreSQL's VARCHAR(254) (a 500 there, while SQLite stored it)."""
+    email = "\u0130" * 60 + "@" + "a" * 186 + ".com"
+    assert len(email) <= 254 < len(normalise_email(email))
+    with pytest.raises(ValidationFailed) as raised:
+        _validate(email=email)
+    assert _bad_fields(raised) == {"email"}
+
+
 @pytest.mark.parametrize("display_name", ["", "   ", "n" * 101, None])
 def test_a_display_name_must_be_1_to_100_characters(display_name):
     with pytest.raises(ValidationFailed) as raised:

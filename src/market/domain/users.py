@@ -72,7 +72,8 @@ def validate_registration(
     errors = FieldErrors()
     if (
         not isinstance(email, str)
-        or len(email) > MAX_EMAIL_LENGTH
+        # Measured as stored: lower case can lengthen it ("İ" is two characters in lower case).
+        or len(normalise_email(email)) > MAX_EMAIL_LENGTH
         or "\x00" in email
         or not _EMAIL.match(email.strip())
     ):
