@@ -144,7 +144,8 @@ class ItemFilter:
 
 # Control characters separate words like spaces do (PostgreSQL text cannot even hold NUL).
 _CONTROLS_TO_SPACES = {code: " " for code in (*range(0x20), *range(0x7F, 0xA0))}
-_DOTTED_I = "i\u0307"  # how Python lowers İ (U+0130)
+DOTTED_I = "i\u0307"
+"""How Python lowers the Turkish dotted capital İ (U+0130): i and a combining dot above (U+0307)."""
 
 
 def normalise_query(raw: str | None) -> str | None:
@@ -157,7 +158,7 @@ def normalise_query(raw: str | None) -> str | None:
     # Python lowers the dotted capital İ to i and a combining dot above (U+0307), which neither engine finds:
     # PostgreSQL's text search lowers a stored İ to a plain i, and the SQLite search's words (`\w+`) split at
     # the dot. So 'İstanbul' found no 'İSTANBUL' on either engine; the dot goes.
-    lowered = raw.translate(_CONTROLS_TO_SPACES).lower().replace(_DOTTED_I, "i")
+    lowered = raw.translate(_CONTROLS_TO_SPACES).lower().replace(DOTTED_I, "i")
     text = unicodedata.normalize("NFC", lowered)
     query = " ".join(text.split()[:MAX_QUERY_TERMS])
     if len(query) > MAX_QUERY_LENGTH:

@@ -19,6 +19,7 @@ from piccolo.engine.postgres import PostgresTransaction
 from piccolo.engine.sqlite import SQLiteTransaction, TransactionType
 
 from market.adapters.telemetry.db import TracedPostgresEngine, TracedSQLiteEngine
+from market.domain.catalog import DOTTED_I
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +123,6 @@ class MarketPostgresEngine(_NoVersionProbe, TracedPostgresEngine):
 
 SQLITE_LOWER = "market_lower"
 """SQLite's Unicode-aware lower(): `fold_case`, registered on every connection (UnicodeSQLiteConnection)."""
-
-
-DOTTED_I = "i\u0307"
-"""How Python lowers the Turkish dotted capital İ (U+0130): i and a combining dot above (U+0307)."""
 
 
 def fold_case(text: str) -> str:
