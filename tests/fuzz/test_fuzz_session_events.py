@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from market.adapters.db.sessions import _cursor_position
 from market.domain.errors import InvalidCursor, ValidationFailed
-from market.domain.redaction import _EMAIL as EMAIL
+from market.domain.redaction import EMAIL
 from market.domain.sessions import MAX_CLIENT_EVENTS, MAX_FIELD_TEXT, parse_client_events
 
 pytestmark = pytest.mark.fuzz
