@@ -122,7 +122,7 @@ def main() -> None:
         )
         server.start()
         try:
-            buyers, _ = asyncio.run(_prepare(url, server.base_url, args.buyers))
+            buyers = asyncio.run(_prepare(url, server.base_url, args.buyers, spread=1))
             time.sleep(FLUSH_WAIT_S)
             before = asyncio.run(_counters(url))
             statements_before = _statements(server.base_url)
