@@ -17,8 +17,10 @@ from .errors import FieldError, ValidationFailed
 from .redaction import FILTERED, filtered_text, names_a_secret
 from .validation import iso_datetime
 
-SESSION_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-"""What a session id is (the contract's `X-Session-Id`)."""
+SESSION_ID = re.compile(r"^(?!\.\.?\Z)[A-Za-z0-9._-]{1,64}\Z")
+"""What a session id is (the contract's `X-Session-Id`), short of `.` and `..`: those cannot be one segment of a
+path (clients and proxies resolve them away), so the session's admin page and event endpoint could not be named.
+Anything else (an id that is not this) is replaced by a new id at the edge, as the contract says."""
 EVENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._:-]{0,63}$")
 MAX_CLIENT_EVENTS = 20
 """Events in one `POST /sessions/{session_id}/events` batch."""

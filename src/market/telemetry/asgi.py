@@ -29,12 +29,14 @@ from opentelemetry.trace import (
     Tracer,
 )
 
+from market.domain.sessions import SESSION_ID
+
 from . import names, request_context
 from .logs import AccessLog
 from .metrics import DURATION_BUCKETS_S, NO_EXEMPLAR
 from .sessions import RECORDED_PREFIX, SessionRecording
 
-_VALID_SESSION = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+_VALID_SESSION = re.compile(SESSION_ID.pattern.encode())  # the domain's rule, on the header's raw bytes
 
 Scope = dict[str, Any]
 
