@@ -223,6 +223,29 @@ def test_a_filter_sent_as_null_is_a_400_naming_it_not_a_list_of_everything(live_
     assert client.get("/api/v1/admin/users", params={"q": "null"}, headers=auth(admin)).status_code == 200
 
 
+def test_a_whole_number_parameter_sent_with_a_fraction_or_exponent_is_a_400_naming_it(live_server, client):
+    """Query text is converted laxly: `limit=10.0` or `1e1` read as 10. A whole number is asked for: say so."""
+    admin, seller = create_admin(live_server, client), register(client, role="seller")
+    cases = [
+        ("/api/v1/items", "limit", None),
+        ("/api/v1/items", "min_price_cents", None),
+        ("/api/v1/items", "max_price_cents", None),
+        ("/api/v1/orders", "limit", seller),
+        ("/api/v1/admin/orders", "limit", admin),
+        ("/api/v1/admin/users", "limit", admin),
+        ("/api/v1/admin/audit", "limit", admin),
+        ("/api/v1/admin/sessions", "limit", admin),
+        ("/api/v1/admin/webhooks/deliveries", "limit", admin),
+        ("/api/v1/seller/webhook/deliveries", "limit", seller),
+    ]
+    for path, name, account in cases:
+        headers = auth(account) if account else {}
+        for value in ("10.0", "1e1", " 10"):
+            r = client.get(path, params={name: value}, headers=headers)
+            assert_problem(r, 400, type_uri=problem_type("invalid-parameter"), fields={name})
+        assert client.get(path, params={name: "10"}, headers=headers).status_code == 200, (path, name)
+
+
 def test_the_dashboards_reports_and_alerts_refuse_a_query_parameter_they_do_not_take(live_server, client):
     """As every admin and seller list: a misspelt `from` must not answer the default period as if it were asked."""
     admin, seller = create_admin(live_server, client), register(client, role="seller")

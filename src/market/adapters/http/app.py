@@ -36,11 +36,11 @@ from .openapi import StructSchemaPlugin, add_links, bearer_where_guarded, errors
 from .orders import CheckoutController
 from .payment_webhooks import payment_webhook
 from .problems import CATALOGUE, UnavailableReason, exception_handlers
+from .query import strict_input
 from .seller import SellerWebhookController
 from .seller_pages import seller_pages_router
 from .sessions import SessionController, add_session_events
 from .templating import template_config
-from .validation import strict_body
 
 
 def _openapi() -> OpenAPIConfig:
@@ -182,7 +182,7 @@ def create_app(
         debug=False,
         logging_config=None,  # logging is configured once, by bootstrap (JSON lines)
         plugins=[StructSchemaPlugin()],
-        before_request=strict_body,
+        before_request=strict_input,
     )
     _fix_options_allow(app)
     # Built now, once every route is registered (registering another route later rebuilds it without this).

@@ -3,8 +3,10 @@ since a misspelt filter would otherwise answer with everything."""
 
 from __future__ import annotations
 
+import re
 import typing
 import uuid
+import weakref
 from typing import Any
 
 from litestar import Request
@@ -82,10 +84,47 @@ async def known_query_only(request: Request[Any, Any, Any]) -> None:
         )
 
 
-async def strict_request(request: Request[Any, Any, Any]) -> None:
-    """`before_request` of the admin tools: the app's strict body check (a handler-level hook replaces the
-    app's), then `known_query_only`."""
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+_integer_queries: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+"""Per route handler: the query parameters it takes as integers (worked out on its first request)."""
+
+
+def _takes_int(annotation: Any) -> bool:
+    """Whether a parameter annotated so takes a whole number (`int`, `int | None`)."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation is int or int in typing.get_args(annotation)
+
+
+async def whole_numbers_only(request: Request[Any, Any, Any]) -> None:
+    """A 400 `invalid-parameter` problem naming every integer query parameter whose text is not a whole
+    number: Litestar converts query text with msgspec's lax rules, which read `limit=10.0` (and `1e1`) as 10."""
+    if not request.scope.get("query_string"):
+        return
+    handler = request.route_handler
+    names = _integer_queries.get(handler)
+    if names is None:
+        declared = _query_parameters(request)
+        names = _integer_queries[handler] = tuple(n for n, a in declared.items() if _takes_int(a))
+    bad = [
+        {"key": name, "message": "must be a whole number", "source": "query"}
+        for name in names
+        if any(not _WHOLE_NUMBER.fullmatch(value) for value in request.query_params.getall(name, ()))
+    ]
+    if bad:
+        raise ValidationException("Some parameters are not valid.", extra=bad)
+
+
+async def strict_input(request: Request[Any, Any, Any]) -> None:
+    """The app's `before_request`: the strict body check, then `whole_numbers_only`."""
     await strict_body(request)
+    await whole_numbers_only(request)
+
+
+async def strict_request(request: Request[Any, Any, Any]) -> None:
+    """`before_request` of the admin tools: the app's checks (a handler-level hook replaces the app's), then
+    `known_query_only`."""
+    await strict_input(request)
     await known_query_only(request)
 
 
