@@ -242,6 +242,9 @@ def test_checkout_without_an_idempotency_key_or_with_one_too_long_is_a_400_and_c
 ):
     r = client.post(CHECKOUT, json=card("tok_visa"), headers=auth(buyer))
     assert_problem(r, 400, type_uri=problem_type("idempotency-key-required"), fields={"Idempotency-Key"})
+    # An empty key is no key: the same problem, not a generic invalid parameter.
+    r = client.post(CHECKOUT, json=card("tok_visa"), headers={**auth(buyer), "Idempotency-Key": ""})
+    assert_problem(r, 400, type_uri=problem_type("idempotency-key-required"), fields={"Idempotency-Key"})
     assert_problem(checkout(client, buyer, key="k" * 256), 400, fields={"Idempotency-Key"})
     assert stock_of(client, carted["id"]) == 5
     assert visible_order_ids(client, buyer) == []
