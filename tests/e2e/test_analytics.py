@@ -911,10 +911,11 @@ def test_a_period_of_exactly_366_days_is_fine(scenario, client):
     assert_period_echoed(scenario.report(client, "funnel", **period), period)
 
 
-def test_an_unknown_report_is_a_problem(scenario, client):
-    r = client.get(f"{ANALYTICS}/revenue", params=scenario.period, headers=auth(scenario.admin))
-    assert 400 <= r.status_code < 500
-    assert_problem(r, r.status_code)
+def test_an_unknown_report_is_a_404_problem(scenario, client):
+    """A report is a resource: one that does not exist is not found, not a malformed request."""
+    for name in ("revenue", "Funnel", "funnel.json"):
+        r = client.get(f"{ANALYTICS}/{name}", params=scenario.period, headers=auth(scenario.admin))
+        assert_problem(r, 404, type_uri=problem_type("not-found"))
 
 
 def test_only_admins_read_reports_and_only_sellers_their_dashboard(scenario, client):
