@@ -87,6 +87,8 @@ def test_http_and_https_urls_are_accepted_trimmed(url):
         "https://user:secret@example.com/hook",
         "https://exa mple.com/",
         "https://example.com:99999/",
+        "https://example.com:0/hook",  # no service listens on port 0: a request there cannot be delivered
+        "http://93.184.215.14:00/x",
         "https://example.com/" + "a" * MAX_WEBHOOK_URL,
     ],
 )

@@ -102,9 +102,11 @@ def _url_problem(url: str) -> str | None:
         return "must not contain spaces or control characters"
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
+        port = parts.port  # raises ValueError on a port out of 0-65535
     except ValueError:
         return "is not a valid URL"
+    if port == 0:  # no service listens there: every delivery would fail
+        return "is not a valid URL (a port is 1-65535)"
     if parts.scheme.lower() not in WEBHOOK_SCHEMES:
         return "must be an http:// or https:// URL"
     if not parts.hostname:
