@@ -30,22 +30,6 @@ MAX_FIELD_TEXT = 200
 CLIENT_EVENT_PAST = timedelta(hours=24)
 CLIENT_EVENT_FUTURE = timedelta(minutes=5)
 RESERVED_FIELDS = frozenset({"at", "kind", "name"})
-SERVER_EVENTS = frozenset(
-    {
-        "item_viewed",
-        "search",
-        "cart_add",
-        "cart_remove",
-        "checkout_started",
-        "payment_succeeded",
-        "payment_declined",
-        "payment_errored",
-        "order_paid",
-        "order_refunded",
-    }
-)
-"""The business events the server records (the analytics log's kinds): a client may not report one, in any
-case, so that a replay never shows a payment or an order that only a client claimed."""
 
 
 def valid_session_id(value: str) -> bool:
@@ -154,10 +138,6 @@ def parse_client_events(
         name = event.get("name")
         if not isinstance(name, str) or not EVENT_NAME.fullmatch(name):
             errors.append(FieldError(f"{where}.name", "must be 1-64 letters, digits, '.', '_', ':' or '-'"))
-        elif name.lower() in SERVER_EVENTS:
-            errors.append(
-                FieldError(f"{where}.name", "is the name of a server event; name yours differently")
-            )
         at = _client_time(event.get("at"), now)
         if at is None:
             errors.append(FieldError(f"{where}.at", "must be an RFC 3339 time within the last 24 hours"))

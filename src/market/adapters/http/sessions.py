@@ -123,8 +123,7 @@ _EVENT = {
 
 class ClientEventsIn(msgspec.Struct, forbid_unknown_fields=True):
     """Up to 20 events, each `{at, name, ...}`: `at` an RFC 3339 time within the last 24 hours, `name` 1-64
-    letters, digits, `.`, `_`, `:` or `-` (not one of the server's events, such as `payment_succeeded`, in any
-    case), and at most 10 more flat fields (text up to 200 characters, numbers,
+    letters, digits, `.`, `_`, `:` or `-`, and at most 10 more flat fields (text up to 200 characters, numbers,
     booleans, null)."""
 
     events: Annotated[
