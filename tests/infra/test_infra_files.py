@@ -20,7 +20,7 @@ from opentelemetry.metrics import Counter, Histogram
 from opentelemetry.sdk.resources import Resource
 
 from market.telemetry import names
-from market.telemetry.metrics import Instruments, SharedMetricReader, build_meter_provider
+from market.telemetry.metrics import DURATION_BUCKETS_S, Instruments, SharedMetricReader, build_meter_provider
 from market.telemetry.prometheus import prometheus_name, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -321,6 +321,27 @@ def test_the_issue_s_alerts_exist_with_their_thresholds() -> None:
     assert ">= 10" in by_name["MarketPaymentFailures"]["expr"]
     assert ">= 20" in by_name["MarketWebhookFailures"]["expr"]
     assert ">= 20" in by_name["MarketSlowRoute"]["expr"]
+
+
+def test_every_latency_alert_threshold_is_a_bucket_bound() -> None:
+    """A quantile read from a histogram is interpolated inside the bucket that holds it: with no bound at the
+    threshold, "p95 > 2 s" fires while most requests took less than 2 s (p95 in (1, 2.5] reads 1 + 0.95 x 1.5).
+    So each threshold compared with a recorded quantile is one of the service's duration bounds."""
+    quantiles = {
+        rule["record"] for rule in rule_list() if "record" in rule and "histogram_quantile" in rule["expr"]
+    }
+    compared: dict[str, float] = {}
+    for rule in alerts():
+        for series, threshold in re.findall(
+            r"([A-Za-z_:][A-Za-z0-9_:]*)(?:\{[^}]*\})?\s*>\s*([0-9.]+)", rule["expr"]
+        ):
+            if series in quantiles:
+                compared[rule["alert"]] = float(threshold)
+    assert {"MarketSlowRoute", "MarketSlowDatabaseQueries"} <= compared.keys()
+    for alert, threshold in compared.items():
+        assert threshold in DURATION_BUCKETS_S, (
+            f"{alert}: {threshold} s is no bucket bound of {DURATION_BUCKETS_S}"
+        )
 
 
 def test_the_required_recording_rules_exist() -> None:

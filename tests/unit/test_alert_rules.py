@@ -16,12 +16,14 @@ from market.ops.alerting.rules import (
     HOLDS,
     AlertEvaluator,
     History,
+    QuantileRule,
     Reading,
     Transition,
     default_rules,
     histogram_quantile,
     rise,
 )
+from market.telemetry.metrics import DURATION_BUCKETS_S
 from tests.support.fakes import FakeClock
 
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -469,6 +471,17 @@ def test_rise_adds_up_increases_and_treats_drops_as_resets():
 def test_histogram_quantile_interpolates_like_prometheus(buckets, expected):
     result = histogram_quantile(0.95, buckets)
     assert result == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_latency_thresholds_are_bounds_of_the_request_duration_histogram():
+    """The in-app quantile interpolates inside a bucket as Prometheus does: its threshold must be a bound of the
+    histogram it reads, or slow_api fires while most requests were under the threshold."""
+    quantile_rules = [
+        rule for rule in default_rules(backups_scheduled=False) if isinstance(rule, QuantileRule)
+    ]
+    assert quantile_rules
+    for rule in quantile_rules:
+        assert rule.threshold in DURATION_BUCKETS_S, rule.name
 
 
 def test_rule_names_must_be_unique():

@@ -36,8 +36,12 @@ def _settings() -> Settings:
     return Settings.from_env({}, dotenv=None)
 
 
-def test_duration_buckets_are_exactly_the_semantic_conventions_advice():
-    assert DURATION_BUCKETS_S == SEMCONV_DURATION_BUCKETS
+def test_duration_buckets_are_the_semantic_conventions_advice_plus_the_alert_thresholds():
+    """Every advised bound stays (dashboards written against the conventions find their `le`), and 2 s, the
+    latency alerts' threshold, is added: histogram_quantile interpolates inside a bucket."""
+    assert set(SEMCONV_DURATION_BUCKETS) <= set(DURATION_BUCKETS_S)
+    assert sorted(set(DURATION_BUCKETS_S) - set(SEMCONV_DURATION_BUCKETS)) == [2]
+    assert list(DURATION_BUCKETS_S) == sorted(DURATION_BUCKETS_S)
 
 
 def test_otel_resource_attributes_win_over_the_code_defaults():

@@ -42,10 +42,12 @@ from .local_metrics import LocalCounter, LocalHistogram
 from .otlp_exporters import otlp_exporter
 from .tracing import chosen_exporters
 
-# Seconds: exactly the explicit bucket boundaries the HTTP and DB semantic conventions advise for
-# http.server.request.duration and db.client.operation.duration (no extra boundaries: dashboards and
-# recording rules written against the conventions must find these `le` values).
-DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+# Seconds: the explicit bucket boundaries the HTTP and DB semantic conventions advise for
+# http.server.request.duration and db.client.operation.duration (dashboards and recording rules written
+# against the conventions find these `le` values), plus 2: every latency alert threshold (MarketSlowRoute and
+# in-app slow_api at 2 s, MarketSlowDatabaseQueries at 0.25 s) must be a bound, since histogram_quantile
+# interpolates inside a bucket and a p95 in (1, 2.5] would read "over 2 s" while most requests took less.
+DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2, 2.5, 5, 7.5, 10)
 AMOUNT_BUCKETS_CENTS = (100, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000)
 
 NO_EXEMPLAR = Context({names.NO_EXEMPLAR_KEY: True})
