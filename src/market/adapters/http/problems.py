@@ -15,11 +15,13 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
+    MethodNotAllowedException,
     NotFoundException,
     SerializationException,
     ValidationException,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.utils import normalize_path
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
@@ -245,6 +247,8 @@ def validation_error_handler(request: Request[Any, Any, Any], exc: ValidationExc
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     """Plain HTTP errors (unknown route, wrong method, body too large, malformed JSON...)."""
     status = exc.status_code
+    if isinstance(exc, MethodNotAllowedException):
+        name_the_matched_route(request, exc)
     if status == 404 and isinstance(exc, NotFoundException) and wants_html(request):
         return not_found_page(request)
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail else ""
@@ -282,6 +286,22 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     return problem_response(
         request, status, type_uri="about:blank", title=title, detail=detail, headers=headers
     )
+
+
+def name_the_matched_route(request: Request[Any, Any, Any], exc: MethodNotAllowedException) -> None:
+    """A 405: the path matched a route, only the method did not. Litestar routes by path and method together,
+    so it left `path_template` unset; routing the path again with a method the route allows (its `Allow`)
+    gives the template, which the server span, the duration metric, the access line and Sentry then carry,
+    as for every other answer of that route (what SREs group by). An unknown path (404) keeps none."""
+    scope = request.scope
+    allowed = (exc.headers or {}).get("allow", "").split(",")[0].strip()
+    if scope.get("path_template") or not allowed:
+        return
+    try:
+        *_, template = request.app.asgi_router.handle_routing(normalize_path(scope["path"]), allowed)
+    except HTTPException:
+        return
+    scope["path_template"] = template
 
 
 _PLAIN_HTTP: dict[int, tuple[str, str]] = {
