@@ -150,3 +150,7 @@ def test_a_request_the_parser_refuses_gets_the_malformed_request_problem(live_se
     assert re.fullmatch(r"[0-9a-f]{32}", problem["trace_id"])
     assert headers["traceresponse"].split("-")[1] == problem["trace_id"]
     assert re.fullmatch(r"[0-9a-f]{32}", headers["x-session-id"])
+    # The reference is one support can look up: a log line of the server carries it.
+    lines = [json.loads(line) for line in live_server.log.read_text().splitlines() if line.startswith("{")]
+    (line,) = [line for line in lines if line["trace_id"] == problem["trace_id"]]
+    assert line[names.HTTP_RESPONSE_STATUS_CODE] == 400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +12,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from market.adapters.http.protocols import malformed_request_response
 from market.bootstrap import build_app
 from market.config import Settings
 from market.telemetry import names
@@ -170,3 +172,18 @@ def test_a_standard_method_is_recorded_as_is_without_an_original(traced, method)
     assert span.attributes[names.HTTP_REQUEST_METHOD] == method
     assert span.name.split()[0] == method
     assert names.HTTP_REQUEST_METHOD_ORIGINAL not in span.attributes
+
+
+def test_a_request_the_parser_refuses_has_a_server_span_with_the_trace_id_it_was_given(span_exporter):
+    """uvicorn answers such a request before any app code runs (adapters/http/protocols.py): the trace id of
+    its problem still names an exported span, as every other problem's does."""
+    response = malformed_request_response([], ("203.0.113.9", 40000))
+    head, _, body = response.partition(b"\r\n\r\n")
+    problem = json.loads(body)
+    (span,) = _server_spans(span_exporter)
+    assert format(span.context.trace_id, "032x") == problem["trace_id"]
+    traceresponse = next(line for line in head.split(b"\r\n") if line.startswith(b"traceresponse:"))
+    assert traceresponse.split(b"-")[2].decode() == format(span.context.span_id, "016x")
+    assert span.attributes[names.HTTP_RESPONSE_STATUS_CODE] == 400
+    assert span.attributes[names.CLIENT_ADDRESS] == "203.0.113.9"
+    assert span.status.status_code is StatusCode.UNSET  # the client's error

@@ -2,20 +2,29 @@
 
 A request line or header the parser refuses (a control character in a header, a method token it does not
 know, a broken request line) never reaches the app: uvicorn answers it itself with a plain-text 400 and no
-`traceresponse`. Here that answer is the contract's: a `malformed-request` problem+json with a `trace_id`
-(a fresh id, since no trace was started: one to quote, like every other error's), the same id in
-`traceresponse`, and an issued `X-Session-Id`. The connection is closed, as uvicorn does."""
+`traceresponse`. Here that answer is the contract's: a `malformed-request` problem+json with a `trace_id`,
+the same id in `traceresponse`, and an issued `X-Session-Id`. The edge middleware never sees the request, so the
+SERVER span and the access line that make that id findable are made here. The connection is closed, as uvicorn
+does."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from market.telemetry import names
+from market.telemetry.asgi import trace_ids
+
 from .problems import MALFORMED, PROBLEM_JSON
+
+access_log = logging.getLogger("market.access")
 
 _DETAIL = (
     "The request could not be read as HTTP: its request line or a header is malformed (for instance a control"
@@ -23,10 +32,36 @@ _DETAIL = (
 )
 
 
-def malformed_request_response(default_headers: list[tuple[bytes, bytes]]) -> bytes:
-    """The whole HTTP/1.1 response to a request that could not be parsed."""
-    ids = secrets.token_hex(40)
-    trace_id, span_id, session_id = ids[:32], ids[32:48], ids[48:]
+def malformed_request_response(
+    default_headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None = None
+) -> bytes:
+    """The whole HTTP/1.1 response to a request that could not be parsed, with its SERVER span (named `HTTP`, the
+    semantic conventions' name when no method is known) and its access line, both under the id it quotes."""
+    session_id = secrets.token_hex(16)
+    attributes: dict[str, Any] = {
+        names.HTTP_REQUEST_METHOD: names.HTTP_METHOD_OTHER,
+        names.HTTP_RESPONSE_STATUS_CODE: 400,
+        names.SESSION_ID: session_id,
+    }
+    if client:
+        attributes[names.CLIENT_ADDRESS] = client[0]
+    span = trace.get_tracer(names.INSTRUMENTATION_SCOPE).start_span(
+        "HTTP", kind=SpanKind.SERVER, attributes=attributes
+    )
+    if not span.get_span_context().is_valid:
+        # SDK disabled: still a reference to quote, and on the access line.
+        ids = secrets.token_hex(24)
+        span = NonRecordingSpan(SpanContext(int(ids[:32], 16), int(ids[32:], 16), is_remote=False))
+    with trace.use_span(span, end_on_exit=True):  # the log line takes its trace and span ids from here
+        access_log.info(
+            "malformed request 400",
+            extra={
+                names.HTTP_REQUEST_METHOD: names.HTTP_METHOD_OTHER,
+                names.HTTP_RESPONSE_STATUS_CODE: 400,
+                names.CLIENT_ADDRESS: client[0] if client else None,
+            },
+        )
+    trace_id, span_id, flags = trace_ids(span)
     body = json.dumps(
         {
             "type": MALFORMED.uri,
@@ -40,7 +75,7 @@ def malformed_request_response(default_headers: list[tuple[bytes, bytes]]) -> by
         *default_headers,
         (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(body)).encode()),
-        (b"traceresponse", f"00-{trace_id}-{span_id}-00".encode()),
+        (b"traceresponse", f"00-{trace_id}-{span_id}-{flags}".encode()),
         (b"x-session-id", session_id.encode()),
         (b"connection", b"close"),
     ]
@@ -53,9 +88,10 @@ class _MalformedRequestProblem:
 
     server_state: Any
     transport: Any
+    client: tuple[str, int] | None
 
     def send_400_response(self, msg: str) -> None:
-        self.transport.write(malformed_request_response(self.server_state.default_headers))
+        self.transport.write(malformed_request_response(self.server_state.default_headers, self.client))
         self.transport.close()
 
 
