@@ -320,6 +320,58 @@ def test_stock_sold_since_carting_is_a_409_at_checkout_and_the_cart_is_kept(clie
     assert visible_order_ids(client, buyer) == []
 
 
+def test_a_line_whose_item_left_the_catalog_is_shown_unavailable_and_blocks_checkout_naming_it(
+    client, seller, buyer, carted
+):
+    other = create_item(client, seller, title=f"{unique_word()} cap", price_cents=700, stock=5)
+    assert put_cart(client, buyer, other["id"], 1).status_code == 200
+    assert client.delete(f"/api/v1/items/{carted['id']}", headers=auth(seller)).status_code == 204
+    cart = client.get(CART, headers=auth(buyer)).json()
+    # Only a line that cannot be bought says so: the others keep the contract's shape exactly.
+    assert [(line["item_id"], line.get("available")) for line in cart["lines"]] == [
+        (carted["id"], False),
+        (other["id"], None),
+    ]
+    assert (cart["total_cents"], cart["currency"]) == (700, "EUR"), "only what can be bought"
+    problem = assert_problem(checkout(client, buyer), 409, type_uri=problem_type("item-unavailable"))
+    assert carted["title"] in problem["detail"]
+    assert visible_order_ids(client, buyer) == [] and stock_of(client, other["id"]) == 5
+    assert client.delete(f"{CART}/items/{carted['id']}", headers=auth(buyer)).status_code == 200
+    assert checkout(client, buyer).status_code == 201
+
+
+def test_a_disabled_sellers_items_leave_the_catalog_and_carts_until_they_are_enabled(
+    live_server, client, buyer
+):
+    admin = create_admin(live_server, client)
+    seller = register(client, role="seller")
+    item = create_item(client, seller, title=f"{unique_word()} mug", stock=5)
+    assert put_cart(client, buyer, item["id"], 1).status_code == 200
+
+    def set_status(status: str) -> None:
+        r = client.patch(f"/api/v1/admin/users/{seller['id']}", json={"status": status}, headers=auth(admin))
+        assert r.status_code == 200, r.text
+
+    def offered() -> tuple[int, list[str], list[str]]:
+        page = client.get("/api/v1/items", params={"seller_id": seller["id"]}).json()
+        found = client.get("/api/v1/items", params={"q": item["title"]}).json()
+        return (
+            client.get(f"/api/v1/items/{item['id']}").status_code,
+            [i["id"] for i in page["items"]],
+            [i["id"] for i in found["items"]],
+        )
+
+    set_status("disabled")
+    assert offered() == (404, [], [])
+    assert [line["available"] for line in client.get(CART, headers=auth(buyer)).json()["lines"]] == [False]
+    assert_problem(put_cart(client, buyer, item["id"], 2), 404)
+    assert_problem(checkout(client, buyer), 409, type_uri=problem_type("item-unavailable"))
+
+    set_status("active")
+    assert offered() == (200, [item["id"]], [item["id"]])
+    assert checkout(client, buyer).json()["status"] == "paid"
+
+
 def test_items_in_two_currencies_cannot_share_a_cart(client, seller, buyer, carted):
     dollars = create_item(client, seller, title="Yankee mug", currency="USD", stock=5)
     r = put_cart(client, buyer, dollars["id"], 1)

@@ -12,9 +12,10 @@ from datetime import timedelta
 import pytest
 
 from market.adapters.db.admin import SqlItemModeration
-from market.adapters.db.repositories import PiccoloItemRepository
+from market.adapters.db.repositories import PiccoloItemRepository, PiccoloUserRepository
 from market.domain.catalog import ItemFilter, ItemStatus, normalise_query
 from market.domain.errors import InvalidCursor
+from market.domain.users import UserStatus
 from tests.support.database import add_item, add_user, count
 from tests.support.factories import T0
 
@@ -147,6 +148,33 @@ async def test_archived_items_are_neither_browsed_nor_found_but_still_readable(d
     assert [i.id for i in (await items.browse(ItemFilter(), 20, None)).items] == [kept.id]
     assert [i.id for i in (await items.browse(_search("mug"), 20, None)).items] == [kept.id]
     assert (await items.get(gone.id)).status == "archived"
+
+
+async def test_a_disabled_sellers_items_are_neither_browsed_found_nor_on_sale_until_they_are_enabled(db):
+    items, users = PiccoloItemRepository(db), PiccoloUserRepository(db)
+    seller, other = await add_user(db), await add_user(db)
+    kept = await add_item(db, seller, title="Blue mug")
+    theirs = await add_item(db, other, title="Red mug", created_at=T0 + timedelta(hours=1))
+    assert (await items.get_on_sale(theirs.id)) == theirs
+    await users.set_status(other.id, UserStatus.DISABLED)
+
+    assert [i.id for i in (await items.browse(ItemFilter(), 20, None)).items] == [kept.id]
+    assert [i.id for i in (await items.browse(_search("mug"), 20, None)).items] == [kept.id]
+    assert (await items.browse(ItemFilter(seller_id=other.id), 20, None)).items == []
+    assert await items.get_on_sale(theirs.id) is None
+    assert await items.get(theirs.id) == theirs, "hidden, not changed"
+
+    await users.set_status(other.id, UserStatus.ACTIVE)
+    assert [i.id for i in (await items.browse(_search("mug"), 20, None)).items] == [theirs.id, kept.id]
+    assert await items.get_on_sale(theirs.id) == theirs
+
+
+async def test_an_archived_or_unknown_item_is_not_on_sale(db):
+    items = PiccoloItemRepository(db)
+    gone = await add_item(db, await add_user(db))
+    await items.update(gone.archived(T0 + timedelta(hours=1)))
+    assert await items.get_on_sale(gone.id) is None
+    assert await items.get_on_sale("not-an-id") is None
 
 
 async def test_the_moderation_list_browses_and_searches_archived_and_suspended_items_apart(db):

@@ -22,13 +22,13 @@ from market.adapters.db.commerce import (
     SqlStockRepository,
     SqlWebhookOutbox,
 )
-from market.adapters.db.repositories import PiccoloItemRepository, PiccoloUnitOfWork
+from market.adapters.db.repositories import PiccoloItemRepository, PiccoloUnitOfWork, PiccoloUserRepository
 from market.application.ports import IdempotentReplay
 from market.domain.catalog import ItemStatus
 from market.domain.errors import InvalidCursor
 from market.domain.money import Money
 from market.domain.orders import Cart, Order, OrderStatus, PaymentStatus
-from market.domain.users import Role
+from market.domain.users import Role, UserStatus
 from tests.integration.blocking import locked
 from tests.support.database import add_item, add_user, count
 from tests.support.factories import T0, TRACEPARENT, new_order
@@ -78,6 +78,17 @@ async def test_an_archived_item_cannot_be_reserved(db):
     item = await add_item(db, await add_user(db), stock=3, status=ItemStatus.ARCHIVED)
     assert await SqlStockRepository(db).reserve(item.id, 1) is False
     assert await stock_of(db, item.id) == 3
+
+
+async def test_a_disabled_sellers_item_cannot_be_reserved(db):
+    seller = await add_user(db)
+    items = [await add_item(db, seller, stock=3) for _ in range(2)]
+    await PiccoloUserRepository(db).set_status(seller.id, UserStatus.DISABLED)
+    stock = SqlStockRepository(db)
+    assert await stock.reserve(items[0].id, 1) is False
+    wanted = sorted((item.id, 1) for item in items)
+    assert await stock.reserve_all(wanted) == wanted[0][0]
+    assert [await stock_of(db, item.id) for item in items] == [3, 3]
 
 
 async def test_concurrent_reservations_never_take_the_stock_below_zero(db):
@@ -131,6 +142,28 @@ async def test_a_cart_reads_its_lines_at_current_prices_in_the_order_they_were_a
     assert [c.item_id for c in (await carts.get(buyer.id)).lines] == [hat.id]
     await carts.remove_ordered_items(buyer.id, str(uuid.uuid4()), [hat.id])
     assert (await carts.get(buyer.id)).lines == ()
+
+
+async def test_a_cart_line_whose_item_left_the_catalog_is_read_as_unavailable(db):
+    carts = SqlCartRepository(db)
+    seller, other = await add_user(db), await add_user(db)
+    buyer = await add_user(db, Role.BUYER)
+    mug = await add_item(db, seller, title="Mug", price_cents=1999)
+    hat = await add_item(db, other, title="Hat", price_cents=500)
+    cap = await add_item(db, seller, title="Cap", price_cents=700)
+    for at, item in enumerate((mug, hat, cap)):
+        await carts.set_quantity(buyer.id, item.id, 1, T0 + timedelta(seconds=at))
+    await PiccoloItemRepository(db).update(mug.archived(T0))
+    await PiccoloUserRepository(db).set_status(other.id, UserStatus.DISABLED)
+
+    cart = await carts.get(buyer.id)
+    assert [(c.item_id, c.available) for c in cart.lines] == [
+        (mug.id, False),
+        (hat.id, False),
+        (cap.id, True),
+    ]
+    assert cart.total == Money(700, "EUR")
+    assert await carts.claim_for_checkout(buyer.id, str(uuid.uuid4()), T0) == cart
 
 
 async def test_carts_are_per_buyer(db):

@@ -78,14 +78,24 @@ class FakeUserRepository:
 
 
 class FakeItemRepository:
-    def __init__(self, store: dict[str, Item]) -> None:
+    def __init__(self, store: dict[str, Item], sellers: Mapping[str, User] | None = None) -> None:
         self.store = store
+        self.sellers = sellers if sellers is not None else {}
 
     async def add(self, item: Item) -> None:
         self.store[item.id] = item
 
     async def get(self, item_id: str, *, for_update: bool = False) -> Item | None:
         return self.store.get(item_id)
+
+    async def get_on_sale(self, item_id: str) -> Item | None:
+        item = self.store.get(item_id)
+        return item if item is not None and self.on_sale(item) else None
+
+    def on_sale(self, item: Item) -> bool:
+        """Active, and its seller not disabled (a seller missing from `sellers` counts as enabled)."""
+        seller = self.sellers.get(item.seller_id)
+        return item.status is ItemStatus.ACTIVE and (seller is None or seller.status is UserStatus.ACTIVE)
 
     async def update(self, item: Item) -> None:
         self.store[item.id] = item
@@ -95,6 +105,7 @@ class FakeItemRepository:
             i
             for i in sorted(self.store.values(), key=lambda i: (i.created_at, i.id), reverse=True)
             if i.status is item_filter.status
+            and (item_filter.status is not ItemStatus.ACTIVE or self.on_sale(i))
             and (item_filter.query is None or item_filter.query in f"{i.title} {i.description}".lower())
             and (item_filter.category is None or i.category == item_filter.category)
             and (item_filter.seller_id is None or i.seller_id == item_filter.seller_id)
@@ -127,12 +138,12 @@ class FakeUnitOfWork:
 
     async def __aenter__(self) -> Self:
         self.users = FakeUserRepository(dict(self._users))
-        self.items = FakeItemRepository(dict(self._items))
+        self.items = FakeItemRepository(dict(self._items), self.users.store)
         # Commerce state is staged as a deep copy too: stock lives on the staged items, so a rolled-back
         # checkout leaves neither a reservation, an order nor a cart claim behind.
         self._staged = copy.deepcopy(self._commerce)
-        self.carts = FakeCartRepository(self._staged, self.items.store)
-        self.stock = FakeStockRepository(self.items.store)
+        self.carts = FakeCartRepository(self._staged, self.items)
+        self.stock = FakeStockRepository(self.items)
         self.orders = FakeOrderRepository(self._staged)
         self.refunds = FakeRefundRepository(self._staged)
         self.payment_events = FakePaymentEventLog(self._staged)
@@ -180,7 +191,7 @@ class FakeStore:
 
         class Repos:
             users = FakeUserRepository(store.users)
-            items = FakeItemRepository(store.items)
+            items = FakeItemRepository(store.items, store.users)
             analytics = FakeAnalyticsLog(store.commerce.analytics)
 
         return Repos()
@@ -320,14 +331,15 @@ class FakeCommerceState:
 
 
 class FakeCartRepository:
-    def __init__(self, state: FakeCommerceState, items: dict[str, Item]) -> None:
+    def __init__(self, state: FakeCommerceState, items: FakeItemRepository) -> None:
         self.state, self.items = state, items
 
     async def get(self, buyer_id: str) -> Cart:
         lines = []
         for item_id, quantity in self.state.cart_lines.get(buyer_id, {}).items():
-            i = self.items[item_id]
-            lines.append(CartLine(i.id, i.title, quantity, i.price, i.seller_id, i.stock))
+            i = self.items.store[item_id]
+            available = self.items.on_sale(i)
+            lines.append(CartLine(i.id, i.title, quantity, i.price, i.seller_id, i.stock, available))
         return Cart(buyer_id, tuple(lines))
 
     async def hold(self, buyer_id: str, now: datetime) -> None:
@@ -359,12 +371,13 @@ class FakeCartRepository:
 
 
 class FakeStockRepository:
-    def __init__(self, items: dict[str, Item]) -> None:
-        self.items = items
+    def __init__(self, items: FakeItemRepository) -> None:
+        self.catalog = items
+        self.items = items.store
 
     async def reserve(self, item_id: str, quantity: int) -> bool:
         item = self.items.get(item_id)
-        if item is None or item.status is not ItemStatus.ACTIVE or item.stock < quantity:
+        if item is None or not self.catalog.on_sale(item) or item.stock < quantity:
             return False
         self.items[item_id] = dataclasses.replace(item, stock=item.stock - quantity)
         return True

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from market.domain.catalog import ItemFilter, ItemStatus, normalise_query
 from market.domain.errors import NotFound, PermissionDenied, ValidationFailed
 from market.domain.events import ItemListed, ItemViewed, SearchPerformed
 from market.domain.money import Money
+from market.domain.users import UserStatus
 from tests.support.factories import item
 from tests.support.world import ADMIN, BUYER, OTHER_SELLER, SELLER, World
 
@@ -201,6 +204,20 @@ async def test_archived_items_are_not_browsed(world):
     await world.archive(SELLER, gone.id)
     page = await world.browse()
     assert [i.id for i in page.items] == [kept.id]
+
+
+async def test_a_disabled_sellers_items_leave_the_catalog_and_come_back_when_they_are_enabled(world):
+    theirs = await world.list(OTHER_SELLER, title="Their mug")
+    mine = await world.list(title="My mug")
+    world.store.users[OTHER_SELLER.id] = dataclasses.replace(OTHER_SELLER, status=UserStatus.DISABLED)
+    with pytest.raises(NotFound):
+        await world.view(theirs.id)
+    assert [i.id for i in (await world.browse()).items] == [mine.id]
+    assert [i.id for i in (await world.browse(ItemFilter(query="mug"))).items] == [mine.id]
+    assert world.store.items[theirs.id] == theirs, "hidden, not changed"
+    world.store.users[OTHER_SELLER.id] = OTHER_SELLER
+    assert await world.view(theirs.id) == theirs
+    assert {i.id for i in (await world.browse()).items} == {mine.id, theirs.id}
 
 
 # --- the unit of work -------------------------------------------------------------------------------------

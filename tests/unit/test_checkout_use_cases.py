@@ -31,11 +31,13 @@ from market.domain.orders import (
     CheckoutInProgress,
     EmptyCart,
     InsufficientStock,
+    ItemUnavailable,
     OrderStatus,
     PaymentDeclined,
     PaymentGatewayUnavailable,
     PaymentStatus,
 )
+from market.domain.users import UserStatus
 from tests.support import fakes
 from tests.support.factories import item
 from tests.support.fakes import (
@@ -110,6 +112,48 @@ async def test_an_archived_item_can_be_removed_but_not_added(world):
     with pytest.raises(NotFound):
         await world.put("mug", 2)
     assert (await world.put("mug", 0)).lines == ()
+
+
+def disable(world, seller):
+    world.store.users[seller.id] = dataclasses.replace(seller, status=UserStatus.DISABLED)
+
+
+async def test_a_line_whose_item_left_the_catalog_shows_as_unavailable_and_is_not_in_the_total(world):
+    await world.put("mug", 1)
+    await world.put("hat", 2)
+    world.store.items["mug"] = dataclasses.replace(world.store.items["mug"], status=ItemStatus.ARCHIVED)
+    cart = await world.cart()
+    assert [(line.item_id, line.available) for line in cart.lines] == [("mug", False), ("hat", True)]
+    assert cart.total == Money(1000, "EUR"), "only what can be bought"
+    disable(world, OTHER_SELLER)  # the hat's seller
+    cart = await world.cart()
+    assert [line.available for line in cart.lines] == [False, False]
+    assert cart.total is None
+
+
+async def test_checkout_of_a_cart_with_an_unavailable_line_names_the_item_and_changes_nothing(world):
+    await world.put("mug", 1)
+    await world.put("hat", 1)
+    world.store.items["hat"] = dataclasses.replace(world.store.items["hat"], status=ItemStatus.ARCHIVED)
+    with pytest.raises(ItemUnavailable) as raised:
+        await world.checkout()
+    assert "'Hat' is no longer available" in raised.value.detail
+    assert world.state.orders == {} and world.state.claims == {} and world.gateway.requests == []
+    assert world.stock("mug") == 5
+    await world.put("hat", 0)
+    assert (await world.checkout()).status is OrderStatus.PAID, "removing the line is all it takes"
+
+
+async def test_a_disabled_sellers_item_cannot_be_added_nor_checked_out_until_they_are_enabled(world):
+    await world.put("hat", 1)
+    disable(world, OTHER_SELLER)
+    with pytest.raises(NotFound):
+        await world.put("hat", 2)
+    with pytest.raises(ItemUnavailable):
+        await world.checkout()
+    assert world.stock("hat") == 3
+    world.store.users[OTHER_SELLER.id] = OTHER_SELLER  # enabled again
+    assert (await world.checkout()).status is OrderStatus.PAID
 
 
 async def test_an_unknown_item_is_not_found(world):
@@ -218,14 +262,20 @@ async def test_stock_gone_since_carting_refuses_the_checkout_and_charges_nothing
     assert (await world.cart()).quantity_of("mug") == 4
 
 
-async def test_a_failed_reservation_rolls_back_the_ones_before_it(world):
+async def test_a_failed_reservation_rolls_back_the_ones_before_it(world, monkeypatch):
     await world.put("mug", 2)
     await world.put("hat", 1)
-    # Archived after carting: the cart still shows stock, but reservation refuses it.
-    world.store.items["hat"] = dataclasses.replace(world.store.items["hat"], status=ItemStatus.ARCHIVED)
-    with pytest.raises(InsufficientStock) as raised:
+    reserve = FakeStockRepository.reserve
+
+    async def archived_just_before(self, item_id, quantity):
+        if item_id == "hat":  # archived between the cart's read and its reservation
+            self.items[item_id] = dataclasses.replace(self.items[item_id], status=ItemStatus.ARCHIVED)
+        return await reserve(self, item_id, quantity)
+
+    monkeypatch.setattr(FakeStockRepository, "reserve", archived_just_before)
+    with pytest.raises(ItemUnavailable) as raised:
         await world.checkout()
-    assert raised.value.detail == "'Hat' is out of stock."
+    assert raised.value.detail == "'Hat' is no longer available; remove it from your cart to check out."
     assert world.stock("mug") == 5, "the mug's reservation is rolled back with the rest"
     assert world.state.orders == {} and world.state.claims == {}
     assert world.gateway.requests == []

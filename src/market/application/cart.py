@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from market.domain.catalog import ItemStatus
 from market.domain.errors import NotFound
 from market.domain.events import CartChanged
 from market.domain.orders import Cart, CartLine, check_cart_quantity
@@ -22,10 +21,10 @@ async def set_cart_quantity(
     buyer: User, item_id: str, quantity: int, *, uow: UnitOfWorkFactory, clock: Clock
 ) -> Cart:
     """Put `quantity` of the item in the cart; 0 removes the line. Checked against stock and the cart's
-    currency. An archived item can still be removed, not added."""
+    currency. An item no longer on sale (archived, its seller disabled) can still be removed, not added."""
     async with uow() as work:
-        item = await work.items.get(item_id)
-        if item is None or (quantity > 0 and item.status is not ItemStatus.ACTIVE):
+        item = await (work.items.get_on_sale(item_id) if quantity > 0 else work.items.get(item_id))
+        if item is None:
             raise NotFound("There is no such item.")
         # Changes of one cart one at a time: two at once each checked the cart without the other's line, and
         # together put items in two currencies into it.

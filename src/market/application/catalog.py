@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from market.domain.catalog import Item, ItemFilter, ItemStatus, new_item
+from market.domain.catalog import Item, ItemFilter, new_item
 from market.domain.errors import NotFound
 from market.domain.events import ItemListed, ItemViewed, SearchPerformed
 from market.domain.redaction import filtered_text
@@ -35,9 +35,10 @@ async def list_item(
 async def view_item(
     item_id: str, *, counted: bool = True, repos: ReadRepositories, clock: Clock, events: EventPublisher
 ) -> Item:
-    """One active item, counted as a view unless `counted` is false (a HEAD: an uptime or link check)."""
-    item = await repos.items.get(item_id)
-    if item is None or item.status is not ItemStatus.ACTIVE:
+    """One item on sale (active, its seller not disabled), counted as a view unless `counted` is false (a HEAD:
+    an uptime or link check)."""
+    item = await repos.items.get_on_sale(item_id)
+    if item is None:
         raise NotFound(_NO_SUCH_ITEM)
     if not counted:
         return item

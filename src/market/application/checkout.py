@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from market.domain.catalog import ItemStatus
 from market.domain.errors import (
     DomainError,
     IdempotencyKeyRequired,
@@ -29,6 +28,7 @@ from market.domain.orders import (
     RESERVING,
     CheckoutInProgress,
     InsufficientStock,
+    ItemUnavailable,
     Order,
     OrderFilter,
     OrderLine,
@@ -78,7 +78,7 @@ async def checkout(
     """Turn the cart into an order, reserve its stock and charge for it.
 
     Returns the order (`paid`, or `processing` for asynchronous payments). Raises EmptyCart,
-    InsufficientStock, CheckoutInProgress; PaymentDeclined (order kept as payment_failed, stock released);
+    ItemUnavailable (a line no longer on sale), InsufficientStock, CheckoutInProgress; PaymentDeclined (order kept as payment_failed, stock released);
     PaymentGatewayUnavailable (order kept as pending_payment, settled later by reconciliation).
     The charge happens outside any database transaction: no lock is held while the provider thinks.
     `traceparent` is where the checkout runs; later provider events about the payment link back to it.
@@ -108,11 +108,13 @@ async def checkout(
         short = await work.stock.reserve_all([(line.item_id, line.quantity) for line in lines])
         if short is not None:
             line = next(line for line in lines if line.item_id == short)
-            # Tell what is left now: the cart's figure predates the checkouts that won the race.
-            item = await work.items.get(line.item_id)
-            left = item.stock if item is not None and item.status is ItemStatus.ACTIVE else 0
-            # Rolls back every reservation, the order and the claim.
-            raise InsufficientStock(line.title, left)
+            # Tell what is left now: the cart's figure predates the checkouts that won the race (and the
+            # item may have left the catalog since the cart was read). Either raise rolls back every
+            # reservation, the order and the claim.
+            item = await work.items.get_on_sale(line.item_id)
+            if item is None:
+                raise ItemUnavailable(line.title)
+            raise InsufficientStock(line.title, item.stock)
         await work.commit()
 
     request = ChargeRequest(order.id, payment.id, order.total, method.type, method.token)

@@ -77,10 +77,14 @@ class ItemRepository(Protocol):
         stays locked until the transaction ends (PostgreSQL): an edit read this way writes back no stale
         stock over a checkout's reservation."""
 
+    async def get_on_sale(self, item_id: str) -> Item | None:
+        """The item if buyers may see and buy it: active, and its seller not disabled; None otherwise."""
+
     async def update(self, item: Item) -> None: ...
 
     async def browse(self, item_filter: ItemFilter, limit: int, cursor: str | None) -> Page[Item]:
-        """Active items matching the filter: by relevance when it has a query, newest first otherwise.
+        """Items of the filter's status matching it (active ones: those on sale, see `get_on_sale`): by
+        relevance when it has a query, newest first otherwise.
         Raise InvalidCursor for a cursor this repository did not issue for the same ordering."""
 
 

@@ -23,6 +23,14 @@ class InsufficientStock(DomainError):
         self.available = available
 
 
+class ItemUnavailable(DomainError):
+    """An item in the cart is no longer for sale: archived, suspended, or its seller disabled."""
+
+    def __init__(self, title: str) -> None:
+        super().__init__(f"'{title}' is no longer available; remove it from your cart to check out.")
+        self.title = title
+
+
 class EmptyCart(DomainError):
     def __init__(self) -> None:
         super().__init__("The cart is empty; add an item before checking out.")
@@ -101,6 +109,9 @@ class CartLine:
     unit_price: Money
     seller_id: str
     stock: int
+    available: bool = True
+    """False once the item left the catalog after it was added (archived, suspended, its seller disabled): the
+    line stays for the buyer to see and remove, and keeps the cart from being checked out."""
 
     @property
     def currency(self) -> str:
@@ -135,12 +146,14 @@ class Cart:
 
     @property
     def total(self) -> Money | None:
-        """None for an empty cart, and for one whose items' prices no longer share a currency (a seller
-        changed one after it was added): such a cart cannot be summed, nor checked out."""
-        if not self.lines or len({line.currency for line in self.lines}) > 1:
+        """What the lines still for sale cost (an unavailable line cannot be bought, so it is not counted).
+        None when no line is for sale, and when their prices no longer share a currency (a seller changed one
+        after it was added): such a cart cannot be summed, nor checked out."""
+        lines = [line for line in self.lines if line.available]
+        if not lines or len({line.currency for line in lines}) > 1:
             return None
-        total = Money(0, self.lines[0].currency)
-        for line in self.lines:
+        total = Money(0, lines[0].currency)
+        for line in lines:
             total = total + line.line_total
         return total
 
@@ -269,6 +282,9 @@ def place_order(*, order_id: str, cart: Cart, now: datetime, traceparent: str | 
     """A new order from the cart's lines at their current prices, awaiting payment."""
     if not cart.lines:
         raise EmptyCart()
+    unavailable = next((line for line in cart.lines if not line.available), None)
+    if unavailable is not None:
+        raise ItemUnavailable(unavailable.title)
     total = cart.total
     if total is None:
         raise CurrencyMismatch(MIXED_CART)

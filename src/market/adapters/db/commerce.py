@@ -40,6 +40,7 @@ from market.domain.validation import parse_id
 from .cursors import decode_keyset_cursor, encode_keyset_cursor
 from .database import Database
 from .errors import database_unavailable
+from .rows import on_sale
 from .tables import (
     CartLineRow,
     IdempotencyKeyRow,
@@ -61,8 +62,12 @@ _COMPLETE_RETRY_PAUSES_S = (0.05, 0.2, 0.5, 1.0, 2.0)
 own wait for the lock)."""
 
 
+_CART_LINE_COLUMNS = (
+    "cl.item_id, i.title, cl.quantity, i.price_cents, i.currency, i.seller_id, i.stock,"
+    f" ({on_sale('i')}) AS available"
+)
 _CART_LINES = (
-    "SELECT cl.item_id, i.title, cl.quantity, i.price_cents, i.currency, i.seller_id, i.stock"
+    f"SELECT {_CART_LINE_COLUMNS}"
     " FROM cart_lines cl JOIN items i ON i.id = cl.item_id"
     " WHERE cl.buyer_id = {} ORDER BY cl.added_at, cl.item_id"
 )
@@ -90,7 +95,7 @@ _CLAIM_AND_READ = (
         " WHERE (carts.checkout_order_id IS NULL OR carts.checkout_started_at < {})"
         " AND carts.xmin = (SELECT s.xmin FROM carts s WHERE s.buyer_id = {})",
     )
-    + ") SELECT cl.item_id, i.title, cl.quantity, i.price_cents, i.currency, i.seller_id, i.stock"
+    + f") SELECT {_CART_LINE_COLUMNS}"
     " FROM c LEFT JOIN cart_lines cl ON cl.buyer_id = c.buyer_id LEFT JOIN items i ON i.id = cl.item_id"
     " ORDER BY cl.added_at, cl.item_id"
 )
@@ -125,6 +130,7 @@ def _cart(buyer_id: str, rows: Sequence[Mapping[str, Any]]) -> Cart:
                 unit_price=Money(r["price_cents"], r["currency"]),
                 seller_id=str(r["seller_id"]),
                 stock=r["stock"],
+                available=bool(r["available"]),  # SQLite answers 0 or 1
             )
             for r in rows
             if r["item_id"] is not None
@@ -194,9 +200,9 @@ class SqlCartRepository:
         await self._db.fetch(_TOUCH_CART, buyer_id, now)
 
 
-_RESERVE_STOCK = (
-    "UPDATE items SET stock = stock - {} WHERE id = {} AND status = 'active' AND stock >= {} RETURNING stock"
-)
+# Only an item on sale is reserved: the cart read at the claim says so too, but an item may leave the catalog
+# (archived, its seller disabled) between that read and this statement.
+_RESERVE_STOCK = f"UPDATE items SET stock = stock - {{}} WHERE id = {{}} AND {on_sale('items')} AND stock >= {{}} RETURNING stock"
 _RELEASE_STOCK = "UPDATE items SET stock = stock + {} WHERE id = {}"
 
 
@@ -237,7 +243,7 @@ def _reserve_all_postgres(count: int) -> str:
         f"WITH want (id, quantity) AS (VALUES {values}),"
         " locked AS MATERIALIZED (SELECT i.id FROM items i JOIN want w ON w.id = i.id ORDER BY i.id FOR NO KEY UPDATE OF i)"
         " UPDATE items SET stock = items.stock - want.quantity FROM want, locked"
-        " WHERE items.id = want.id AND locked.id = items.id AND items.status = 'active'"
+        f" WHERE items.id = want.id AND locked.id = items.id AND {on_sale('items')}"
         " AND items.stock >= want.quantity RETURNING items.id"
     )
 
@@ -247,7 +253,7 @@ def _reserve_all_sqlite(count: int) -> str:
     quantity = "CASE id " + " ".join(["WHEN {} THEN {}"] * count) + " END"
     marks = ", ".join(["{}"] * count)
     return (
-        f"UPDATE items SET stock = stock - {quantity} WHERE id IN ({marks}) AND status = 'active'"
+        f"UPDATE items SET stock = stock - {quantity} WHERE id IN ({marks}) AND {on_sale('items')}"
         f" AND stock >= {quantity} RETURNING id"
     )
 

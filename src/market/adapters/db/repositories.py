@@ -28,12 +28,13 @@ from .commerce import (
 )
 from .database import Database
 from .refunds import SqlRefundRepository
-from .rows import item_from_row, item_values, user_from_row
+from .rows import item_from_row, item_values, on_sale, user_from_row
 from .search import browse_items
 from .tables import ItemRow, UserRow, select_list
 
 _USER = f"SELECT {select_list(UserRow)} FROM users WHERE id = {{}}"
 _ITEM = f"SELECT {select_list(ItemRow)} FROM items WHERE id = {{}}"
+_ITEM_ON_SALE = f"{_ITEM} AND {on_sale('items')}"
 
 
 class PiccoloUserRepository:
@@ -129,6 +130,13 @@ class PiccoloItemRepository:
         if row["suspended_at"] is not None:
             return dataclasses.replace(item, status=ItemStatus.SUSPENDED)
         return item
+
+    async def get_on_sale(self, item_id: str) -> Item | None:
+        canonical = parse_id(item_id)
+        if canonical is None:
+            return None
+        rows = await self._db.fetch(_ITEM_ON_SALE, canonical)
+        return item_from_row(rows[0]) if rows else None
 
     async def update(self, item: Item) -> None:
         await ItemRow.update(item_values(item)).where(ItemRow.id == uuid.UUID(item.id))

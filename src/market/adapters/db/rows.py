@@ -13,6 +13,17 @@ from market.domain.users import Role, User, UserStatus
 from .tables import ItemRow, columns
 
 
+def on_sale(alias: str) -> str:
+    """SQL that is true when the item `alias` is offered to buyers: active, and its seller not disabled. A
+    disabled seller's items leave the catalog (browse, search, the item page, carts, checkout) without being
+    changed, so enabling the seller again brings them back as they were. The status is a literal: the partial
+    indexes on active items (items_active_*) are chosen only for `status = 'active'`."""
+    return (
+        f"{alias}.status = 'active' AND NOT EXISTS"
+        f" (SELECT 1 FROM users u WHERE u.id = {alias}.seller_id AND u.status = 'disabled')"
+    )
+
+
 def user_from_row(row: Mapping[str, Any]) -> User:
     return User(
         id=str(row["id"]),

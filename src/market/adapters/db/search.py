@@ -28,7 +28,7 @@ from market.domain.validation import parse_id
 
 from .cursors import decode_cursor, decode_keyset_cursor, encode_cursor, encode_keyset_cursor
 from .database import Database
-from .rows import MODERATION_COLUMNS, item_from_row
+from .rows import MODERATION_COLUMNS, item_from_row, on_sale
 from .tables import ItemRow, select_list
 
 _COLUMNS = select_list(ItemRow, "i", without=MODERATION_COLUMNS)
@@ -36,7 +36,7 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 # Literals, not parameters: the partial indexes (items_active_*) are chosen only for `status = 'active'`. A
 # suspended item is stored archived with `suspended_at` set (rows.item_values).
 _STATUS_WHERE = {
-    ItemStatus.ACTIVE: "i.status = 'active'",
+    ItemStatus.ACTIVE: on_sale("i"),
     ItemStatus.ARCHIVED: "i.status = 'archived' AND i.suspended_at IS NULL",
     ItemStatus.SUSPENDED: "i.status = 'archived' AND i.suspended_at IS NOT NULL",
 }

@@ -17,18 +17,23 @@ from .auth import requires
 from .openapi import problems
 
 
-class CartLineOut(msgspec.Struct):
+class CartLineOut(msgspec.Struct, omit_defaults=True):
     item_id: str
     title: str
     quantity: int
     unit_price_cents: int
     line_total_cents: int
+    available: bool = True
+    """Present, and false, only when the item left the catalog after it was added (archived, or its seller's
+    account disabled): the line cannot be bought, is not in the cart's total, and must be removed before
+    checking out. Absent on every line that can be bought, so those keep the documented shape exactly."""
 
 
 class CartOut(msgspec.Struct):
     lines: list[CartLineOut]
     total_cents: int | None
-    """Null only when the lines no longer share one currency (a seller changed an item's currency)."""
+    """What the available lines cost (0 when none is). Null only when those no longer share one currency (a
+    seller changed an item's currency)."""
     currency: str | None
 
     @classmethod
@@ -37,11 +42,16 @@ class CartOut(msgspec.Struct):
         return cls(
             lines=[
                 CartLineOut(
-                    line.item_id, line.title, line.quantity, line.unit_price.cents, line.line_total.cents
+                    line.item_id,
+                    line.title,
+                    line.quantity,
+                    line.unit_price.cents,
+                    line.line_total.cents,
+                    line.available,
                 )
                 for line in cart.lines
             ],
-            total_cents=total.cents if total else (None if cart.lines else 0),
+            total_cents=total.cents if total else (None if any(line.available for line in cart.lines) else 0),
             currency=total.currency if total else None,
         )
 

@@ -78,6 +78,7 @@ PROBLEM_TYPES: dict[type[errors.DomainError], ProblemType] = {
     errors.CurrencyMismatch: ProblemType("currency-mismatch", "Currencies cannot be mixed", 409),
     errors.InvalidCursor: ProblemType("invalid-cursor", "The page cursor is not valid", 400),
     orders.InsufficientStock: ProblemType("insufficient-stock", "Not enough stock", 409),
+    orders.ItemUnavailable: ProblemType("item-unavailable", "An item is no longer available", 409),
     orders.EmptyCart: ProblemType("empty-cart", "The cart is empty", 409),
     orders.CheckoutInProgress: ProblemType("checkout-in-progress", "A checkout is already running", 409),
     orders.IllegalTransition: ProblemType("order-state-conflict", "The order cannot change like that", 409),
