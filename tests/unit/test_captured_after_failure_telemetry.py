@@ -9,7 +9,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from market.adapters.telemetry.events import OtelEventPublisher
-from market.domain.events import PaymentCapturedAfterFailure
+from market.domain.events import PaymentCapturedAfterFailure, RefundOfFailedPayment
 from market.domain.money import Money
 from market.telemetry import names
 from market.telemetry.metrics import Instruments, SharedMetricReader, build_meter_provider
@@ -53,3 +53,18 @@ def test_money_captured_for_a_failed_order_is_a_span_event():
         names.ORDER_TOTAL_CENTS: 1999,
         names.ORDER_CURRENCY: "EUR",
     }
+
+
+def test_a_refund_of_a_failed_orders_payment_is_a_warning_with_ids_only_and_nothing_counted(caplog):
+    reader = SharedMetricReader()
+    provider = build_meter_provider(Resource.create({}), reader, {})
+    try:
+        publisher = OtelEventPublisher(Instruments.create(provider.get_meter("t")))
+        with caplog.at_level(logging.WARNING, logger="market.adapters.telemetry.events"):
+            publisher.publish([RefundOfFailedPayment("o-1", "p-1", "evt_2")])
+        assert _counted(reader) == [0], "not a capture"
+    finally:
+        provider.shutdown()
+    [record] = [r for r in caplog.records if r.name == "market.adapters.telemetry.events"]
+    assert record.levelno == logging.WARNING
+    assert (record.order_id, record.payment_id, record.provider_event_id) == ("o-1", "p-1", "evt_2")

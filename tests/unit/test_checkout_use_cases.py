@@ -24,6 +24,7 @@ from market.domain.events import (
     OrderRefunded,
     PaymentAttempted,
     PaymentCapturedAfterFailure,
+    RefundOfFailedPayment,
 )
 from market.domain.money import Money
 from market.domain.orders import (
@@ -450,6 +451,13 @@ async def test_a_failed_order_cannot_be_refunded(world):
     assert await world.event("evt_r", "payment.refunded", order.id) == "ignored"
     assert world.order(order.id).status is OrderStatus.PAYMENT_FAILED
     assert world.published(OrderRefunded) == []
+    # but never silently: the provider moved money for an order we consider failed
+    assert world.published(RefundOfFailedPayment) == [
+        RefundOfFailedPayment(order.id, order.payment.id, "evt_r")
+    ]
+    assert world.state.payment_events["evt_r"] == ("payment.refunded", order.id, "ignored")
+    assert await world.event("evt_r", "payment.refunded", order.id) == "duplicate"
+    assert len(world.published(RefundOfFailedPayment)) == 1, "a redelivery is not a second refund"
 
 
 async def test_an_event_for_an_unknown_order_is_recorded_and_changes_nothing(world):

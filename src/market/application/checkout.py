@@ -21,6 +21,7 @@ from market.domain.events import (
     OrderPaid,
     PaymentAttempted,
     PaymentCapturedAfterFailure,
+    RefundOfFailedPayment,
 )
 from market.domain.orders import (
     GATEWAY_UNAVAILABLE,
@@ -279,7 +280,8 @@ async def apply_provider_event(
     redelivery is recognised however it races. Returns `applied`, `ignored` (the order's state does not
     admit it, e.g. `payment.failed` after `paid`), `duplicate`, `unknown_order` or `mismatched` (the event's
     amount or currency is not the order's payment's: nothing changes). A `payment.succeeded` for an order
-    already `payment_failed` is `ignored` too, but publishes PaymentCapturedAfterFailure: the money was taken."""
+    already `payment_failed` is `ignored` too, but publishes PaymentCapturedAfterFailure: the money was taken;
+    a `payment.refunded` for such an order is `ignored` and publishes RefundOfFailedPayment."""
     now = clock.now()
     published: list[Event] = []
     async with uow() as work:
@@ -305,6 +307,9 @@ async def apply_provider_event(
             outcome, refunded = await apply_refund_event(work, order, event, now, ids)
             outcome = "applied" if settled_first else outcome
             published += refunded
+            if order.status is OrderStatus.PAYMENT_FAILED:
+                # `ignored` (nothing of ours to take back), but money moved at the provider: never silently.
+                published.append(RefundOfFailedPayment(order.id, order.payment.id, event.id))
         else:
             status = SUCCEEDED if event.type == "payment.succeeded" else DECLINED
             settled, published = await _settle(

@@ -86,6 +86,19 @@ class PaymentCapturedAfterFailure(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class RefundOfFailedPayment(Event):
+    """The provider says it refunded (`payment.refunded`) the payment of an order we settled as `payment_failed`.
+    Nothing to apply (no money of ours moved back; the order stays failed), but not silent: a refund follows a
+    capture, so either a person already refunded a PaymentCapturedAfterFailure (the expected end of that case)
+    or the provider took and returned money we never heard of. The buyer has their money back either way: a
+    line for a person to check against the provider, not an alert."""
+
+    order_id: str
+    payment_id: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class OrderRefunded(Event):
     """One refund went through: `amount` of the order's money went back to the buyer, for `reason` (a
     bounded RefundReason value)."""

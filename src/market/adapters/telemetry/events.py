@@ -103,6 +103,19 @@ class OtelEventPublisher:
                     names.ORDER_TOTAL_CENTS: event.amount.cents,
                     names.ORDER_CURRENCY: event.amount.currency,
                 }
+            case events.RefundOfFailedPayment():
+                # Ids only, as above. No counter nor alert: the buyer has the money back whichever way it
+                # happened (see the event), so a person checks it when they can.
+                log.warning(
+                    "the provider refunded the payment of an order already payment_failed: nothing applied;"
+                    " check the charge at the provider",
+                    extra={
+                        "order_id": event.order_id,
+                        "payment_id": event.payment_id,
+                        "provider_event_id": event.event_id,
+                    },
+                )
+                return None, {}
             case events.OrderRefunded():
                 if m:
                     m.refunds.add(1, {names.REFUND_REASON: event.reason})
