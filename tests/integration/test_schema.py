@@ -194,3 +194,14 @@ async def test_the_database_refuses_an_unknown_account_status_or_a_negative_toke
     with pytest.raises(CONSTRAINT_VIOLATIONS):
         await db.fetch(f"UPDATE users SET {column} = {{}} WHERE id = {{}}", value, uuid.UUID(user.id))
     assert await PiccoloUserRepository(db).get(user.id) == user
+
+
+async def test_disabled_users_have_a_partial_index_for_the_catalogs_seller_check(db):
+    # Every browse leaves out disabled sellers' items (rows.on_sale); without this index PostgreSQL read the
+    # whole users table for each page (m0016).
+    if db.is_postgres:
+        rows = await db.fetch("SELECT indexdef AS sql FROM pg_indexes WHERE indexname = 'users_disabled_idx'")
+    else:
+        rows = await db.fetch("SELECT sql FROM sqlite_master WHERE name = 'users_disabled_idx'")
+    [row] = rows
+    assert "(id)" in row["sql"] and "'disabled'" in row["sql"], row["sql"]

@@ -141,7 +141,8 @@ class CheckoutController(Controller):
         ] = None,
     ) -> Response[Any]:
         """Place an order from the cart and pay for it: 201 `paid` (or `processing`), 402 declined (order
-        kept as payment_failed, stock released), 503 provider unavailable (order kept as pending_payment)."""
+        kept as payment_failed, stock released), 503 provider unavailable (order kept as pending_payment). 409
+        for an empty cart, a line no longer on sale (`item-unavailable`) or short of stock, naming the item."""
         answer = await idempotent_checkout(
             user,
             idempotency_key,

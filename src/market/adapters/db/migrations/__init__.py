@@ -19,6 +19,7 @@ from . import (
     m0013_pending_refunds_index,
     m0014_analytics_open_sessions,
     m0015_search_unaccent,
+    m0016_disabled_users_index,
 )
 from .runner import Migration
 
@@ -38,6 +39,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m0013_pending_refunds_index.MIGRATION,
     m0014_analytics_open_sessions.MIGRATION,
     m0015_search_unaccent.MIGRATION,
+    m0016_disabled_users_index.MIGRATION,
 )
 HEAD = MIGRATIONS[-1].version
 
