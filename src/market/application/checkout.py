@@ -79,8 +79,9 @@ async def checkout(
     """Turn the cart into an order, reserve its stock and charge for it.
 
     Returns the order (`paid`, or `processing` for asynchronous payments). Raises EmptyCart,
-    ItemUnavailable (a line no longer on sale), InsufficientStock, CheckoutInProgress; PaymentDeclined (order kept as payment_failed, stock released);
-    PaymentGatewayUnavailable (order kept as pending_payment, settled later by reconciliation).
+    ItemUnavailable (a line no longer on sale), InsufficientStock, CheckoutInProgress; PaymentDeclined (order
+    kept as payment_failed, stock released); PaymentGatewayUnavailable (order kept as pending_payment, settled
+    later by reconciliation).
     The charge happens outside any database transaction: no lock is held while the provider thinks.
     `traceparent` is where the checkout runs; later provider events about the payment link back to it.
     """

@@ -202,7 +202,10 @@ class SqlCartRepository:
 
 # Only an item on sale is reserved: the cart read at the claim says so too, but an item may leave the catalog
 # (archived, its seller disabled) between that read and this statement.
-_RESERVE_STOCK = f"UPDATE items SET stock = stock - {{}} WHERE id = {{}} AND {on_sale('items')} AND stock >= {{}} RETURNING stock"
+_RESERVE_STOCK = (
+    "UPDATE items SET stock = stock - {} WHERE id = {}"
+    f" AND {on_sale('items')} AND stock >= {{}} RETURNING stock"
+)
 _RELEASE_STOCK = "UPDATE items SET stock = stock + {} WHERE id = {}"
 
 
