@@ -200,6 +200,11 @@ class ServerSettings:
 
 
 def _secret_key(env: _Env, name: str, _default: None) -> str | None:
+    raw = env.get(name)
+    if raw is not None and not raw.strip():
+        # Set but empty is a mistake (a secret store's missing entry, `KEY=` in .env): read as unset, it would
+        # sign tokens with a generated key that no other replica shares.
+        raise ConfigError(f"{name}: set but empty; give it a value (e.g. openssl rand -hex 32) or unset it")
     return secret_key(env.str(name, ""), name)
 
 

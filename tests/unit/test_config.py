@@ -281,6 +281,17 @@ def test_a_short_or_repetitive_secret_key_stops_the_start_naming_the_variable(ke
     assert key not in str(raised.value)  # the start-up line must not print the (bad) secret
 
 
+@pytest.mark.parametrize("key", ["", "   "])
+def test_a_secret_key_set_but_empty_stops_the_start_instead_of_generating_one(key):
+    with pytest.raises(ConfigError) as raised:
+        _from_env(MARKET_SECRET_KEY=key)
+    _assert_one_line_naming(raised.value, "MARKET_SECRET_KEY")
+
+
+def test_an_unset_secret_key_is_generated_later():
+    assert Settings.from_env({}, dotenv=None).auth.secret_key is None
+
+
 @pytest.mark.parametrize(
     "key",
     [
