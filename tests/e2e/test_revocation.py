@@ -117,6 +117,18 @@ def test_a_new_password_breaking_the_rules_is_422_naming_new_password_and_change
     assert client.get(ME, headers=auth(account)).status_code == 200
 
 
+def test_a_new_password_equal_to_the_current_one_is_422_naming_new_password_and_changes_nothing(client):
+    account = register(client)
+    r = client.post(
+        PASSWORD,
+        json={"current_password": account["password"], "new_password": account["password"]},
+        headers=auth(account),
+    )
+    body = assert_problem(r, 422, type_uri=problem_type("validation-error"), fields={"new_password"})
+    assert "differ" in body["errors"][0]["message"]
+    assert client.get(ME, headers=auth(account)).status_code == 200
+
+
 def test_bad_password_change_bodies_are_4xx_problems(client):
     account = register(client)
     for body in ({}, {"current_password": account["password"]}, {"current_password": 1, "new_password": 2}):

@@ -274,6 +274,19 @@ async def test_a_new_password_breaking_the_rules_is_refused_naming_new_password(
     assert world.store.users[user.id].password_hash == "hashed:" + PASSWORD
 
 
+async def test_a_new_password_equal_to_the_current_one_is_refused_naming_new_password(world):
+    user = await world.register()
+    token = await world.token("ada@example.com", PASSWORD)
+    with pytest.raises(ValidationFailed) as raised:
+        await change_password(
+            world.store.users[user.id], PASSWORD, PASSWORD, uow=world.store.uow, hasher=world.hasher
+        )
+    assert [(e.field, e.message) for e in raised.value.errors] == [
+        ("new_password", "must differ from the current password")
+    ]
+    assert world.accepted(token)  # nothing was revoked
+
+
 async def test_an_operator_setting_a_password_revokes_tokens_and_the_new_password_signs_in(world):
     await world.register()
     old_token = await world.token("ada@example.com", PASSWORD)

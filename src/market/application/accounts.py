@@ -141,10 +141,12 @@ async def change_password(
     """Replace the signed-in user's password and revoke every token issued so far. `user` is as read when the
     request's token was accepted. The current password is checked as a sign-in checks it, against the same
     per-account attempts: whoever holds a token must not guess the password here without limit. Raises
-    ValidationFailed (naming `new_password`), WrongPassword, RateLimited when the account has had too many
+    ValidationFailed (naming `new_password`; also when it is the current password), WrongPassword, RateLimited when the account has had too many
     failed attempts, or TokenRevoked when that token was revoked meanwhile (of concurrent changes, only the
     first happens)."""
-    validate_new_password(new_password, field="new_password")
+    # Compared with what was typed as the current password, before that is checked: it tells nothing about
+    # whether it is right, and costs no hash and no attempt.
+    validate_new_password(new_password, field="new_password", current=current_password)
     account = normalise_email(user.email)
     if throttle is not None:
         await throttle.attempt(account)

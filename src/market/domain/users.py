@@ -57,11 +57,14 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def validate_new_password(password: object, field: str = "password") -> None:
-    """Raise `ValidationFailed` naming `field` when `password` breaks the password rules."""
+def validate_new_password(password: object, field: str = "password", *, current: object = None) -> None:
+    """Raise `ValidationFailed` naming `field` when `password` breaks the password rules, or is `current` (the
+    password it replaces, as the user typed it): a "change" that keeps the old password protects nothing."""
     errors = FieldErrors()
     if (problem := password_problem(password)) is not None:
         errors.add(field, problem)
+    elif current is not None and password == current:
+        errors.add(field, "must differ from the current password")
     errors.raise_if_any()
 
 

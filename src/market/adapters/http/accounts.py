@@ -154,7 +154,8 @@ class AccountController(Controller):
     ) -> None:
         """Change the caller's password. Every token issued before, this one included, stops working: sign in
         again with the new password. A wrong current password is a 401 `wrong-password` problem, and counts
-        against the account's failed sign-ins (MARKET_RATE_LIMIT_ACCOUNT): past the limit, a 429."""
+        against the account's failed sign-ins (MARKET_RATE_LIMIT_ACCOUNT): past the limit, a 429. A new password
+        that breaks the password rules, or is the current one, is a 422 naming `new_password`."""
         with signed_in_lane(request):  # a signed-in user: the reserved hashing lane
             await change_password(user, data.current_password, data.new_password)
 
