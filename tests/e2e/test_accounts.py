@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 import uuid
 
 import jwt
@@ -124,6 +125,15 @@ def test_wrong_password_and_unknown_email_give_the_same_401(client):
     assert (a["type"], a["title"], a["detail"]) == (b["type"], b["title"], b["detail"])
     assert set(a) == set(b)
     assert wrong.headers.get("www-authenticate") == unknown.headers.get("www-authenticate")
+
+
+def test_a_password_with_an_accent_signs_in_typed_composed_or_decomposed(client):
+    composed = unicodedata.normalize("NFC", "mot de passe très secret")
+    decomposed = unicodedata.normalize("NFD", composed)
+    email = _email()
+    assert client.post(REGISTER, json=_signup(email, decomposed)).status_code == 201
+    for typed in (composed, decomposed):
+        assert client.post(TOKEN, json={"email": email, "password": typed}).status_code == 200
 
 
 def test_me_returns_the_signed_in_user(client):

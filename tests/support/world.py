@@ -84,8 +84,8 @@ class World:
             **kwargs,
         )
 
-    async def token(self, email: str, password: str):
-        """`issue_token`."""
+    async def token(self, email: str, password: str, throttle: Any = None):
+        """`issue_token` (with `throttle`, if given)."""
         return await issue_token(
             email,
             password,
@@ -95,6 +95,7 @@ class World:
             tokens=self.tokens,
             clock=self.clock,
             dummy_hash="hashed:nobody",
+            throttle=throttle,
         )
 
     def accepted(self, token) -> bool:

@@ -3,6 +3,9 @@ everywhere, and the operators' set-password, disable, enable and list."""
 
 from __future__ import annotations
 
+import dataclasses
+import unicodedata
+
 import pytest
 
 from market.adapters.security.tokens import JwtTokenService
@@ -26,7 +29,13 @@ from market.domain.errors import (
 )
 from market.domain.events import UserRegistered
 from market.domain.users import Role, UserStatus
+from tests.support.fakes import FakeSignInThrottle
 from tests.support.world import PASSWORD, World
+
+# The same password as typed on two keyboards: "é" composed (NFC, one code point) or decomposed (NFD, "e" and a
+# combining accent).
+COMPOSED = unicodedata.normalize("NFC", "mot de passe très secret")
+DECOMPOSED = unicodedata.normalize("NFD", COMPOSED)
 
 
 @pytest.fixture
@@ -332,3 +341,64 @@ async def test_listing_users_gives_every_account_oldest_first(world):
     first = await world.register(email="ada@example.com")
     second = await world.register(email="bob@example.com", role="seller")
     assert [u.id for u in await list_users(repos=world.store.repos)] == [first.id, second.id]
+
+
+# --- Unicode: one password, however it was typed -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("registered", "typed"), [(DECOMPOSED, COMPOSED), (COMPOSED, DECOMPOSED)])
+async def test_a_password_signs_in_whether_typed_composed_or_decomposed(world, registered, typed):
+    assert COMPOSED != DECOMPOSED
+    user = await world.register(password=registered)
+    assert world.store.users[user.id].password_hash == "hashed:" + COMPOSED  # hashed in NFC
+    assert world.accepted(await world.token("ada@example.com", typed))
+
+
+async def test_a_hash_made_from_a_decomposed_password_before_normalisation_still_signs_in(world):
+    user = await world.register()
+    # As stored before passwords were normalised: the hash of the form typed at the time.
+    world.store.users[user.id] = dataclasses.replace(
+        world.store.users[user.id], password_hash="hashed:" + DECOMPOSED
+    )
+    assert world.accepted(await world.token("ada@example.com", DECOMPOSED))
+    await change_password(
+        world.store.users[user.id],
+        DECOMPOSED,
+        "a brand new password",
+        uow=world.store.uow,
+        hasher=world.hasher,
+    )
+    assert world.accepted(await world.token("ada@example.com", "a brand new password"))
+
+
+async def test_a_wrong_decomposed_password_counts_as_one_failed_attempt(world):
+    await world.register()
+    throttle = FakeSignInThrottle(limit=5)
+    with pytest.raises(InvalidCredentials):
+        await world.token("ada@example.com", DECOMPOSED, throttle=throttle)
+    assert throttle.attempts == {"ada@example.com": 1}
+
+
+async def test_an_unknown_email_costs_as_many_hashes_as_a_wrong_decomposed_password(world):
+    await world.register()
+    calls = []
+    verify = world.hasher.verify
+
+    async def counting_verify(password_hash, password):
+        calls.append(password_hash)
+        return await verify(password_hash, password)
+
+    world.hasher.verify = counting_verify
+    for email in ("ada@example.com", "nobody@example.com"):
+        with pytest.raises(InvalidCredentials):
+            await world.token(email, DECOMPOSED)
+    assert len(calls) == 4
+
+
+async def test_a_password_change_to_the_same_password_typed_differently_is_refused(world):
+    user = await world.register(password=COMPOSED)
+    with pytest.raises(ValidationFailed) as raised:
+        await change_password(
+            world.store.users[user.id], COMPOSED, DECOMPOSED, uow=world.store.uow, hasher=world.hasher
+        )
+    assert [e.field for e in raised.value.errors] == ["new_password"]

@@ -13,6 +13,7 @@ from market.domain.users import (
     User,
     UserStatus,
     normalise_email,
+    normalise_password,
     validate_new_password,
     validate_registration,
 )
@@ -28,10 +29,6 @@ from .ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-
-# Verified against when the e-mail is unknown, so that a miss costs as much as a wrong password and response
-# times do not reveal which addresses have accounts.
-_DUMMY_PASSWORD = "not-a-real-password-just-equalising-time"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +55,7 @@ async def register_user(
         email=normalise_email(cmd.email),
         display_name=cmd.display_name.strip(),
         role=Role(cmd.role),
-        password_hash=await hasher.hash(cmd.password),
+        password_hash=await hasher.hash(normalise_password(cmd.password)),
         created_at=clock.now(),
     )
     async with uow() as work:
@@ -91,9 +88,14 @@ async def issue_token(
     try:
         user = await repos.users.get_by_email(account)
         if user is None:
-            await hasher.verify(dummy_hash, _DUMMY_PASSWORD)
+            # Verified when the e-mail is unknown, so that a miss costs as much as a wrong password and response
+            # times do not reveal which addresses have accounts: the password typed, so as many hashes, too.
+            await _password_matches(hasher, dummy_hash, password)
             raise InvalidCredentials()
-        if not await hasher.verify(user.password_hash, password) or user.status is not UserStatus.ACTIVE:
+        if (
+            not await _password_matches(hasher, user.password_hash, password)
+            or user.status is not UserStatus.ACTIVE
+        ):
             raise InvalidCredentials()
     except ServerBusy:
         # Not a failed guess: a flood that keeps the hasher busy must not lock its victims' accounts.
@@ -108,6 +110,16 @@ async def issue_token(
     # Issued with the version read before the password check: a revocation that lands meanwhile revokes
     # this token too.
     return tokens.issue(user)
+
+
+async def _password_matches(hasher: PasswordHasher, password_hash: str, password: str) -> bool:
+    """Whether `password` is the one `password_hash` was made from. Hashes are made from the NFC form
+    (`normalise_password`); those made before passwords were normalised hold the form as typed then, so a
+    password that NFC changes is also tried as typed (one attempt against the limits, two hashes)."""
+    typed = normalise_password(password)
+    if await hasher.verify(password_hash, typed):
+        return True
+    return typed != password and await hasher.verify(password_hash, password)
 
 
 async def user_of_token(token: str, *, tokens: TokenService, repos: ReadRepositories) -> User | None:
@@ -151,7 +163,7 @@ async def change_password(
     if throttle is not None:
         await throttle.attempt(account)
     try:
-        right = await hasher.verify(user.password_hash, current_password)
+        right = await _password_matches(hasher, user.password_hash, current_password)
     except ServerBusy:
         if throttle is not None:
             await throttle.undecided(account)
@@ -160,7 +172,8 @@ async def change_password(
         raise WrongPassword()
     if throttle is not None:
         await throttle.succeeded(account)
-    password_hash = await hasher.hash(new_password)  # outside the transaction: hashing is slow on purpose
+    # Outside the transaction: hashing is slow on purpose.
+    password_hash = await hasher.hash(normalise_password(new_password))
     async with uow() as work:
         # Written only if the token version is still the one read with the hash just verified: every password
         # change bumps it, so an unchanged version means that hash is still the user's and the token still live.
@@ -185,7 +198,7 @@ async def set_password(
     """An operator sets a user's password; every token issued so far is revoked. Raises ValidationFailed or
     NotFound."""
     validate_new_password(new_password)
-    password_hash = await hasher.hash(new_password)
+    password_hash = await hasher.hash(normalise_password(new_password))
     async with uow() as work:
         user = await _account(work, email)
         await work.users.replace_password(user.id, password_hash)

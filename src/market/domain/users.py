@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -57,13 +58,23 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+def normalise_password(password: str) -> str:
+    """The form a password is hashed and checked in: Unicode NFC. The same password typed on two keyboards (or
+    systems) can reach us composed ("é") or decomposed ("e" + combining accent); both must sign in."""
+    return unicodedata.normalize("NFC", password)
+
+
 def validate_new_password(password: object, field: str = "password", *, current: object = None) -> None:
     """Raise `ValidationFailed` naming `field` when `password` breaks the password rules, or is `current` (the
     password it replaces, as the user typed it): a "change" that keeps the old password protects nothing."""
     errors = FieldErrors()
     if (problem := password_problem(password)) is not None:
         errors.add(field, problem)
-    elif current is not None and password == current:
+    elif (
+        isinstance(password, str)
+        and isinstance(current, str)
+        and normalise_password(password) == normalise_password(current)
+    ):
         errors.add(field, "must differ from the current password")
     errors.raise_if_any()
 
@@ -94,7 +105,9 @@ def password_problem(password: object) -> str | None:
     """Why `password` is not acceptable for an account (in words for the person choosing it), or None.
 
     Length alone lets through what every guessing attack tries first: the most common passwords (whatever
-    their case) and one character repeated."""
+    their case) and one character repeated. Measured as hashed (`normalise_password`)."""
+    if isinstance(password, str):
+        password = normalise_password(password)
     if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
         return f"must be at least {MIN_PASSWORD_LENGTH} characters"
     if len(password) > MAX_PASSWORD_LENGTH:
