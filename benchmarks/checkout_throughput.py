@@ -23,15 +23,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
+import subprocess
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import httpx
 import jwt
 from _harness import (
+    BENCH_DIR,
     add_database_arguments,
     cpu_between,
     market_server,
@@ -85,9 +90,23 @@ async def _prepare(url: str, base: str, buyers: int, spread: int) -> list[str]:
     return ids
 
 
-async def _checkouts(
-    base: str, buyers: list[str], concurrency: int
-) -> tuple[float, list[float], Counter[int]]:
+@dataclass(frozen=True)
+class Run:
+    """What one client run saw: wall seconds, latency percentiles (ms), the answers' status counts."""
+
+    elapsed_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    statuses: Counter[int]
+
+    @property
+    def count(self) -> int:
+        return sum(self.statuses.values())
+
+
+async def _checkouts(base: str, buyers: list[str], concurrency: int) -> Run:
+    """The checkouts from `concurrency` httpx clients in this process."""
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     queue: asyncio.Queue[str] = asyncio.Queue()
@@ -113,15 +132,45 @@ async def _checkouts(
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - started, latencies, statuses
+        elapsed = time.perf_counter() - started
+    quantiles = [q * 1000 for q in statistics.quantiles(latencies, n=100)]
+    return Run(elapsed, quantiles[49], quantiles[94], quantiles[98], statuses)
+
+
+def _checkouts_wrk(base: str, buyers: list[str], concurrency: int, cwd: Path) -> Run:
+    """The checkouts from `wrk -t1 -c<concurrency>` running checkout.lua (C, with LuaJIT building each
+    request): the load generator of the issue's method, far cheaper per request than httpx. Its CPU is
+    counted with the clients (this process's children)."""
+    tokens = cwd / f"tokens-{uuid.uuid4().hex}.txt"
+    tokens.write_text("".join(_token(buyer) + "\n" for buyer in buyers))
+    marker = Path(f"{tokens}.done")
+    command = ["wrk", "-t1", f"-c{concurrency}", "-d600s", "-s", str(BENCH_DIR / "checkout.lua"), base]
+    started = time.perf_counter()
+    wrk = subprocess.Popen([*command, "--", str(tokens)], stdout=subprocess.PIPE, text=True)
+    while not marker.exists() and wrk.poll() is None:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    wrk.send_signal(signal.SIGINT)  # prints its summary and the script's done()
+    output, _ = wrk.communicate(timeout=30)
+    statuses: Counter[int] = Counter()
+    latency = [0.0, 0.0, 0.0]
+    for line in output.splitlines():
+        if line.startswith("status "):
+            _, code, count = line.split()
+            statuses[int(code)] += int(count)
+        elif line.startswith("latency_us "):
+            latency = [int(value) / 1000 for value in line.split()[1:]]
+    tokens.unlink()
+    marker.unlink(missing_ok=True)
+    return Run(elapsed, *latency, statuses)
 
 
 def _cpu(server_pid: int) -> tuple[float, float, float]:
-    """CPU seconds so far: the server's user and system time, and this process's (the clients, and the
-    telemetry sinks when telemetry is on)."""
+    """CPU seconds so far: the server's user and system time, and this process's with its ended children's
+    (the clients: httpx here or wrk; the telemetry sinks when telemetry is on)."""
     user, system = process_cpu(server_pid) or (0.0, 0.0)
     mine = os.times()
-    return user, system, mine.user + mine.system
+    return user, system, mine.user + mine.system + mine.children_user + mine.children_system
 
 
 def _telemetry_env(mode: str) -> dict[str, str]:
@@ -162,6 +211,13 @@ def main() -> None:
         default="10",
         help="off, or OTLP + Sentry to local sinks at 10 %% or 100 %% head sampling (default: %(default)s)",
     )
+    parser.add_argument(
+        "--client",
+        choices=("httpx", "wrk"),
+        default="httpx",
+        help="the load generator: httpx coroutines in this process, or wrk running checkout.lua"
+        " (default: %(default)s)",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (default: %(default)s)")
     parser.add_argument(
         "--before-src",
@@ -198,36 +254,36 @@ def main() -> None:
                     buyers = asyncio.run(_prepare(url, server.base_url, args.buyers, args.items_bought))
                     assert server.process is not None
                     before, pg_before = _cpu(server.process.pid), asyncio.run(postgres_cpu(url))
-                    elapsed, latencies, statuses = asyncio.run(
-                        _checkouts(server.base_url, buyers, args.concurrency)
-                    )
+                    if args.client == "wrk":
+                        run = _checkouts_wrk(server.base_url, buyers, args.concurrency, cwd)
+                    else:
+                        run = asyncio.run(_checkouts(server.base_url, buyers, args.concurrency))
                     after, pg_after = _cpu(server.process.pid), asyncio.run(postgres_cpu(url))
                 finally:
                     server.stop()
-                quantiles = statistics.quantiles(latencies, n=100)
-                paid = statuses.get(201, 0)
+                paid, elapsed = run.statuses.get(201, 0), run.elapsed_s
                 user, system, clients = (
-                    (b - a) / len(latencies) * 1e3 for a, b in zip(before, after, strict=True)
+                    (b - a) / run.count * 1e3 for a, b in zip(before, after, strict=True)
                 )
-                postgres = cpu_between(pg_before, pg_after) / len(latencies) * 1e3
+                postgres = cpu_between(pg_before, pg_after) / run.count * 1e3
                 results[name].append(
                     (
                         paid / elapsed,
-                        quantiles[49] * 1000,
-                        quantiles[94] * 1000,
+                        run.p50_ms,
+                        run.p95_ms,
                         user + system,
                         clients,
                         postgres,
                     )
                 )
                 print(
-                    f"round {round_no + 1} {name:<7} {len(latencies)} checkouts from {args.concurrency} clients"
-                    f" in {elapsed:.1f} s, outcomes {dict(sorted(statuses.items()))}:"
-                    f" {paid / elapsed:.0f} paid orders/s, p50 {quantiles[49] * 1000:.1f} ms,"
-                    f" p95 {quantiles[94] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms;"
+                    f"round {round_no + 1} {name:<7} {run.count} checkouts from {args.concurrency} {args.client} clients"
+                    f" in {elapsed:.1f} s, outcomes {dict(sorted(run.statuses.items()))}:"
+                    f" {paid / elapsed:.0f} paid orders/s, p50 {run.p50_ms:.1f} ms,"
+                    f" p95 {run.p95_ms:.1f} ms, p99 {run.p99_ms:.1f} ms;"
                     f" CPU per checkout: server {user + system:.2f} ms (user {user:.2f}, system {system:.2f}),"
                     f" clients {clients:.2f} ms, PostgreSQL {postgres:.2f} ms;"
-                    f" wall {elapsed / len(latencies) * 1e3:.2f} ms per checkout on {os.cpu_count()} cores",
+                    f" wall {elapsed / run.count * 1e3:.2f} ms per checkout on {os.cpu_count()} cores",
                     flush=True,
                 )
     print("medians over rounds:")

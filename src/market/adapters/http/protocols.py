@@ -35,8 +35,9 @@ _DETAIL = (
 def malformed_request_response(
     default_headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None = None
 ) -> bytes:
-    """The whole HTTP/1.1 response to a request that could not be parsed, with its SERVER span (named `HTTP`, the
-    semantic conventions' name when no method is known) and its access line, both under the id it quotes."""
+    """The whole HTTP/1.1 response to a request that could not be parsed, with its SERVER span (named `_OTHER`, as
+    the contract names every span of a method outside the standard set) and its access line, both under the id it
+    quotes."""
     session_id = secrets.token_hex(16)
     attributes: dict[str, Any] = {
         names.HTTP_REQUEST_METHOD: names.HTTP_METHOD_OTHER,
@@ -46,7 +47,7 @@ def malformed_request_response(
     if client:
         attributes[names.CLIENT_ADDRESS] = client[0]
     span = trace.get_tracer(names.INSTRUMENTATION_SCOPE).start_span(
-        "HTTP", kind=SpanKind.SERVER, attributes=attributes
+        names.HTTP_METHOD_OTHER, kind=SpanKind.SERVER, attributes=attributes
     )
     if not span.get_span_context().is_valid:
         # SDK disabled: still a reference to quote, and on the access line.
