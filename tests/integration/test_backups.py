@@ -14,14 +14,21 @@ from tests.support.backups import (
     ITEMS,
     SELLERS,
     Market,
+    accepted,
     business_fingerprint,
+    change_password_of,
     fingerprint,
     migrate,
     one_line_failure,
     scratch_databases,
     seed,
+    sign_in,
+    sign_out_everywhere_as,
+    user_ids,
     wipe,
 )
+
+CARRY_NOTICE = "held no accounts before the restore"
 
 
 def test_round_trip_create_lose_everything_restore_gives_back_every_row(market: Market, engine: str):
@@ -35,6 +42,8 @@ def test_round_trip_create_lose_everything_restore_gives_back_every_row(market: 
 
     assert "restored" in result.stdout
     assert fingerprint(market.url) == before
+    # Into a new database: no token versions to carry over, and the operator is told so.
+    assert CARRY_NOTICE in result.stdout
 
 
 def test_create_writes_a_manifest_describing_the_snapshot(market: Market, engine: str):
@@ -122,6 +131,30 @@ def test_restore_refuses_a_database_with_rows_unless_forced(market: Market, engi
 
     market.ok("restore", str(archive), "--force", input="y\n")
     assert business_fingerprint(market.url) == wanted
+
+
+def test_restore_keeps_tokens_revoked_after_the_backup_revoked_and_valid_tokens_valid(
+    market: Market, engine: str
+):
+    seed(market.url, sellers=4, items=10)
+    signed_out, changed_password, twice, untouched = user_ids(market.url)
+    before_backup = {user_id: sign_in(market.url, user_id) for user_id in user_ids(market.url)}
+    archive = market.create()
+    sign_out_everywhere_as(market.url, signed_out)
+    change_password_of(market.url, changed_password)
+    sign_out_everywhere_as(market.url, twice)
+    between = sign_in(market.url, twice)  # revoked by the second sign-out
+    sign_out_everywhere_as(market.url, twice)
+    after = {user_id: sign_in(market.url, user_id) for user_id in user_ids(market.url)}
+
+    result = market.ok("restore", str(archive), "--force", "--yes")
+
+    assert CARRY_NOTICE not in result.stdout
+    for user_id in (signed_out, changed_password, twice):
+        assert not accepted(market.url, before_backup[user_id])
+    assert not accepted(market.url, between)
+    assert accepted(market.url, before_backup[untouched])
+    assert all(accepted(market.url, token) for token in after.values())
 
 
 def test_verify_needs_a_file_or_latest(market: Market):

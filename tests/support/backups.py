@@ -12,15 +12,21 @@ import json
 import sqlite3
 import tarfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TypeVar
 
 import asyncpg
 from click.testing import CliRunner, Result
 
+from market.adapters.db.database import Database
+from market.adapters.db.repositories import PiccoloUnitOfWork, PiccoloUserRepository
 from market.adapters.db.seed import seed_demo_data
+from market.adapters.security.tokens import JwtTokenService
+from market.application.accounts import sign_out_everywhere, user_of_token
 from market.cli import main
 from market.config import DatabaseURL
 from tests.support.database import open_database
@@ -28,6 +34,8 @@ from tests.support.postgres import POSTGRES_ADMIN_URL, admin_execute, postgres_u
 
 SELLERS, ITEMS = 5, 2000
 PASSWORD_HASH = "$argon2id$not-a-real-hash"
+TOKENS = JwtTokenService("backup-tests-signing-key-" + "k" * 16, ttl_seconds=3600)
+T = TypeVar("T")
 
 
 def seed(url: str, *, sellers: int = SELLERS, items: int = ITEMS) -> None:
@@ -49,6 +57,72 @@ def seed(url: str, *, sellers: int = SELLERS, items: int = ITEMS) -> None:
 def migrate(url: str) -> None:
     """The schema only: an 'empty' database for restore."""
     seed(url, sellers=0, items=0)
+
+
+def _on(url: str, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def run() -> T:
+        database = open_database(url)
+        await database.start()
+        try:
+            return await work(database)
+        finally:
+            await database.close()
+
+    return asyncio.run(run())
+
+
+def user_ids(url: str) -> list[str]:
+    async def ids(db: Database) -> list[str]:
+        return [user.id for user in await PiccoloUserRepository(db).list_all()]
+
+    return _on(url, ids)
+
+
+def sign_in(url: str, user_id: str) -> str:
+    """An access token for the user as they are now (what signing in gives)."""
+
+    async def issue(db: Database) -> str:
+        user = await PiccoloUserRepository(db).get(user_id)
+        assert user is not None
+        return TOKENS.issue(user).token
+
+    return _on(url, issue)
+
+
+def accepted(url: str, token: str) -> bool:
+    """Whether a request with this token would be signed in (the API's check)."""
+
+    async def check(db: Database) -> bool:
+        repos = SimpleNamespace(users=PiccoloUserRepository(db))
+        return await user_of_token(token, tokens=TOKENS, repos=repos) is not None  # type: ignore[arg-type]
+
+    return _on(url, check)
+
+
+def sign_out_everywhere_as(url: str, user_id: str) -> None:
+    """`POST /auth/logout`'s use case: every token of the user issued so far is revoked."""
+
+    async def sign_out(db: Database) -> None:
+        user = await PiccoloUserRepository(db).get(user_id)
+        assert user is not None
+        await sign_out_everywhere(user, uow=lambda: PiccoloUnitOfWork(db))
+
+    _on(url, sign_out)
+
+
+def change_password_of(url: str, user_id: str) -> None:
+    """What a password change writes (`POST /me/password`): a new hash, every token issued so far revoked."""
+
+    async def change(db: Database) -> None:
+        user = await PiccoloUserRepository(db).get(user_id)
+        assert user is not None
+        async with PiccoloUnitOfWork(db) as work:
+            assert await work.users.replace_password(
+                user.id, "$argon2id$new", token_version=user.token_version
+            )
+            await work.commit()
+
+    _on(url, change)
 
 
 def fingerprint(url: str) -> dict[str, tuple[int, str]]:

@@ -19,6 +19,10 @@ from .errors import BackupError
 MIGRATIONS_TABLE = "market_migrations"
 """Bookkeeping, not business data: a database holding only it (and empty tables) counts as empty."""
 
+USERS_TABLE, TOKEN_VERSION_COLUMN = "users", "token_version"
+"""A user's tokens are accepted while they carry this counter's value (`User.accepts_token`); revoking them
+raises it. A restore carries it over (`BackupService.restore`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -66,8 +70,22 @@ class Backend(Protocol):
         """Raise BackupError unless the payload can be restored (before the target is touched)."""
         ...
 
-    async def restore(self, payload: Path, target: DatabaseURL, progress: Progress) -> None:
-        """Replace the objects in `target` with the payload's, stopping at (and undoing on) the first error."""
+    async def restore(
+        self,
+        payload: Path,
+        target: DatabaseURL,
+        progress: Progress,
+        *,
+        token_versions: Mapping[str, int] | None = None,
+    ) -> None:
+        """Replace the objects in `target` with the payload's, stopping at (and undoing on) the first error.
+        With `token_versions` (from `token_versions` of the target, read just before), each restored user's
+        token version is then raised to at least the one given for their id."""
+        ...
+
+    async def token_versions(self, target: DatabaseURL) -> dict[str, int]:
+        """Each user's token version in `target`, by id as stored: {} when it has no users (a new database, or
+        one without market's users table)."""
         ...
 
     def scratch(self, workdir: Path) -> AbstractAsyncContextManager[DatabaseURL]:

@@ -106,8 +106,10 @@ def verify(archive: Path | None, latest: bool) -> None:
 def restore(archive: Path, force: bool, yes: bool) -> None:
     """Restore a backup into the configured database. The archive is checked as `verify` checks it first (a
     test restore into a scratch database); a database with rows is refused unless --force; the restore is all
-    or nothing, and a refused or failed one leaves the database as it was. On PostgreSQL, behind another
-    session's lock on a table it gives up after MARKET_BACKUP_LOCK_TIMEOUT (30 s), naming that session."""
+    or nothing, and a refused or failed one leaves the database as it was. Each user keeps the higher of the
+    backup's token version and the database's before the restore: tokens revoked since the backup stay
+    revoked, valid ones stay valid. On PostgreSQL, behind another session's lock on a table it gives up after
+    MARKET_BACKUP_LOCK_TIMEOUT (30 s), naming that session."""
     settings = _settings()
     service = _service(settings)
     target = settings.database.url.redacted()
@@ -131,6 +133,11 @@ def restore(archive: Path, force: bool, yes: bool) -> None:
         f"restored {archive.name} into {target}: {sum(result.tables.values())} rows in "
         f"{len(result.tables)} tables ({result.duration_s:.1f} s)"
     )
+    if not result.token_versions_carried:
+        click.echo(
+            f"{target} held no accounts before the restore, so tokens revoked after the backup was taken "
+            "may work again: revoke any that matter (market users set-password or disable)"
+        )
 
 
 @backup.command()

@@ -16,7 +16,16 @@ import asyncpg
 
 from market.config import DatabaseURL
 
-from .base import MIGRATIONS_TABLE, Progress, Snapshot, find_tool, quote_identifier, run_tool
+from .base import (
+    MIGRATIONS_TABLE,
+    TOKEN_VERSION_COLUMN,
+    USERS_TABLE,
+    Progress,
+    Snapshot,
+    find_tool,
+    quote_identifier,
+    run_tool,
+)
 from .errors import BackupError
 
 LOCK_WAIT_TIMEOUT = "5min"
@@ -45,6 +54,17 @@ _LOCKERS = """
 _HOLDERS = """
     SELECT pid, application_name, usename, state, xact_start FROM pg_stat_activity
     WHERE pid = ANY($1::int[]) ORDER BY pid
+"""
+
+_HAS_TOKEN_VERSIONS = f"""
+    SELECT count(*) = 2 FROM information_schema.columns
+    WHERE table_schema = current_schema() AND table_name = '{USERS_TABLE}'
+      AND column_name IN ('id', '{TOKEN_VERSION_COLUMN}')
+"""
+_CARRY_TOKEN_VERSIONS = f"""
+    UPDATE {USERS_TABLE} u SET {TOKEN_VERSION_COLUMN} = v.version
+    FROM unnest($1::uuid[], $2::int[]) AS v(id, version)
+    WHERE u.id = v.id AND u.{TOKEN_VERSION_COLUMN} < v.version
 """
 
 _TABLES = """
@@ -118,7 +138,21 @@ class PostgresBackend:
         with listing.open(encoding="utf-8", errors="replace") as f:
             return sum(1 for line in f if not line.startswith(";") and " TABLE DATA " in line)
 
-    async def restore(self, payload: Path, target: DatabaseURL, progress: Progress) -> None:
+    async def restore(
+        self,
+        payload: Path,
+        target: DatabaseURL,
+        progress: Progress,
+        *,
+        token_versions: Mapping[str, int] | None = None,
+    ) -> None:
+        await self._pg_restore(payload, target, progress)
+        if token_versions:
+            # pg_restore commits its own transaction, which nothing can be added to: this follows at once,
+            # in a transaction of its own.
+            await self._carry_token_versions(target, token_versions)
+
+    async def _pg_restore(self, payload: Path, target: DatabaseURL, progress: Progress) -> None:
         progress.expect(await self._table_data_entries(payload))
         pg_restore = find_tool("pg_restore", self.environ)
         argv = [
@@ -178,6 +212,32 @@ class PostgresBackend:
                     return
                 with suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), LOCK_POLL_S)
+        finally:
+            await conn.close()
+
+    async def token_versions(self, target: DatabaseURL) -> dict[str, int]:
+        conn = await _connect(target, lock_timeout_s=self.lock_timeout_s)
+        try:
+            if not await conn.fetchval(_HAS_TOKEN_VERSIONS):
+                return {}
+            rows = await conn.fetch(f"SELECT id, {TOKEN_VERSION_COLUMN} FROM {USERS_TABLE}")
+        except asyncpg.PostgresError as exc:
+            raise BackupError(f"cannot read {USERS_TABLE} in {target.redacted()}: {exc}") from None
+        finally:
+            await conn.close()
+        return {str(row[0]): row[1] for row in rows}
+
+    async def _carry_token_versions(self, target: DatabaseURL, token_versions: Mapping[str, int]) -> None:
+        conn = await _connect(target, lock_timeout_s=self.lock_timeout_s)
+        try:
+            if await conn.fetchval(_HAS_TOKEN_VERSIONS):
+                await conn.execute(_CARRY_TOKEN_VERSIONS, list(token_versions), list(token_versions.values()))
+        except asyncpg.PostgresError as exc:
+            raise BackupError(
+                f"restored, but the token versions of before could not be carried over ({exc}): tokens "
+                "revoked since the backup was taken may work again; revoke them (market users set-password, "
+                "disable)"
+            ) from None
         finally:
             await conn.close()
 

@@ -85,6 +85,9 @@ class RestoreResult:
     manifest: Manifest
     tables: dict[str, int]
     duration_s: float
+    token_versions_carried: bool = True
+    """The users' token versions of before the restore were carried over (`BackupService.restore`); False when
+    the database held no users then (a new one): tokens revoked after the backup was taken may work again."""
 
 
 @dataclass(slots=True)
@@ -305,18 +308,27 @@ class BackupService:
         """Replace the configured database's contents with the archive's. Everything is checked before the
         target is touched, a test restore into a scratch database included (as `verify` does), so that a
         refused or failed restore leaves the target as it was; a target with rows in business tables is
-        refused unless `force`; `confirm` (if given) is asked last and may refuse."""
+        refused unless `force`; `confirm` (if given) is asked last and may refuse.
+
+        The backup holds each user's token version as it was when taken; one who signed out everywhere or
+        changed their password since had theirs raised, and the tokens they revoked would be accepted again.
+        So each restored user keeps the higher of the backup's version and the one the database held just
+        before the restore: tokens revoked before the restore stay revoked, tokens valid before it stay valid.
+        Only that counter is carried (status, password and the rest are the backup's). A new database holds
+        no versions to carry (`RestoreResult.token_versions_carried`)."""
         progress = progress or NoProgress()
         started = time.perf_counter()
         progress.expect(3)
         with self._workdir(f"restore-{archive.name}") as work:
             try:
                 manifest, payload = await self._ready_to_restore(archive, work, force, confirm, progress)
+                # After the confirmation, as late as can be: a revocation after this read is not carried.
+                token_versions = await self.backend.token_versions(self.database)
             except BackupError as exc:
                 raise BackupError(f"{exc.detail}; {self.database.redacted()} was not changed") from None
             log.info("restoring backup", extra={"archive": str(archive)})
             # The engine's restore is all or nothing, and its payload is the one just tested.
-            await self.backend.restore(payload, self.database, progress)
+            await self.backend.restore(payload, self.database, progress, token_versions=token_versions)
         found = await self.backend.count_rows(self.database, also=manifest.tables)
         restored = {name: n for name, n in found.items() if name in manifest.tables}
         if extra := sorted(set(found) - set(restored)):
@@ -327,7 +339,7 @@ class BackupService:
             # restore itself is done; failing now would not undo it.
             log.warning("rows changed since the restore; is something writing to the database?")
         log.info("backup restored", extra={"archive": str(archive)})
-        return RestoreResult(archive, manifest, restored, time.perf_counter() - started)
+        return RestoreResult(archive, manifest, restored, time.perf_counter() - started, bool(token_versions))
 
     async def _ready_to_restore(
         self,

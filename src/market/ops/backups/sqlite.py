@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
 
 from market.config import DatabaseURL
 from market.private_files import private_sqlite_file
 
-from .base import MIGRATIONS_TABLE, Progress, Snapshot, quote_identifier
+from .base import MIGRATIONS_TABLE, TOKEN_VERSION_COLUMN, USERS_TABLE, Progress, Snapshot, quote_identifier
 from .errors import BackupError
 
 BUSY_TIMEOUT_S = 30
@@ -55,12 +55,26 @@ class SqliteBackend:
     async def validate(self, payload: Path) -> None:
         await asyncio.to_thread(_integrity_check, payload)
 
-    async def restore(self, payload: Path, target: DatabaseURL, progress: Progress) -> None:
-        await asyncio.to_thread(self._restore, payload, _path(target), progress)
+    async def restore(
+        self,
+        payload: Path,
+        target: DatabaseURL,
+        progress: Progress,
+        *,
+        token_versions: Mapping[str, int] | None = None,
+    ) -> None:
+        await asyncio.to_thread(self._restore, payload, _path(target), progress, token_versions or {})
 
-    def _restore(self, payload: Path, target: Path, progress: Progress) -> None:
+    def _restore(
+        self, payload: Path, target: Path, progress: Progress, token_versions: Mapping[str, int]
+    ) -> None:
         progress.expect(1)
         try:
+            if token_versions:
+                # Into the payload (this restore's own extracted copy) before it is copied: the versions
+                # carried are part of the very copy that replaces the target, not a second write after it.
+                with closing(sqlite3.connect(payload)) as db, db:
+                    _carry_token_versions(db, token_versions)
             private_sqlite_file(target)
             with closing(_open(payload, read_only=True)) as source, closing(_open(target)) as destination:
                 # Page by page under the target's write lock, in one step: other connections see the old
@@ -69,6 +83,22 @@ class SqliteBackend:
         except (sqlite3.Error, OSError) as exc:
             raise BackupError(f"cannot restore into {target}: {exc}") from None
         progress.step("restored")
+
+    async def token_versions(self, target: DatabaseURL) -> dict[str, int]:
+        def versions() -> dict[str, int]:
+            path = _path(target)
+            if not path.is_file() or path.stat().st_size == 0:
+                return {}
+            try:
+                with closing(_open(path, read_only=True)) as db:
+                    if not _has_token_versions(db):
+                        return {}
+                    rows = db.execute(f"SELECT id, {TOKEN_VERSION_COLUMN} FROM {USERS_TABLE}").fetchall()
+            except sqlite3.Error as exc:
+                raise BackupError(f"cannot use the database {target.redacted()}: {exc}") from None
+            return dict(rows)
+
+        return await asyncio.to_thread(versions)
 
     @asynccontextmanager
     async def scratch(self, workdir: Path) -> AsyncIterator[DatabaseURL]:
@@ -118,6 +148,21 @@ class SqliteBackend:
                 raise BackupError(f"cannot use the database {target.redacted()}: {exc}") from None
 
         return await asyncio.to_thread(rows)
+
+
+def _has_token_versions(db: sqlite3.Connection) -> bool:
+    """The database has market's users table with token versions (not so: new, foreign, or older than them)."""
+    columns = {row[1] for row in db.execute(f"PRAGMA table_info({USERS_TABLE})")}
+    return {"id", TOKEN_VERSION_COLUMN} <= columns
+
+
+def _carry_token_versions(db: sqlite3.Connection, token_versions: Mapping[str, int]) -> None:
+    if _has_token_versions(db):
+        db.executemany(
+            f"UPDATE {USERS_TABLE} SET {TOKEN_VERSION_COLUMN} = :version "
+            f"WHERE id = :id AND {TOKEN_VERSION_COLUMN} < :version",
+            [{"id": user_id, "version": version} for user_id, version in token_versions.items()],
+        )
 
 
 def _path(url: DatabaseURL) -> Path:
