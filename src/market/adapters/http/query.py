@@ -99,7 +99,9 @@ def _takes_int(annotation: Any) -> bool:
 async def whole_numbers_only(request: Request[Any, Any, Any]) -> None:
     """A 400 `invalid-parameter` problem naming every integer query parameter whose text is not a whole
     number: Litestar converts query text with msgspec's lax rules, which read `limit=10.0` (and `1e1`) as 10."""
-    if not request.scope.get("query_string"):
+    # Litestar's automatic OPTIONS handler takes no query parameter, and (a plain HTTPRouteHandler, slotted) no
+    # weak reference either.
+    if not request.scope.get("query_string") or request.method == "OPTIONS":
         return
     handler = request.route_handler
     names = _integer_queries.get(handler)
