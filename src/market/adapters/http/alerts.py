@@ -76,8 +76,9 @@ class AlertController(Controller):
           3 failures, for 5 min;
         - `slow_api` (warning): p95 request duration of the slowest route over 5 min > 2 s, routes with at least
           20 requests, for 5 min;
-        - `webhook_failures` (warning): share of failed outbound webhook deliveries to sellers over 15 min
-          > 0.01, with at least 20 deliveries and 3 failures, for 5 min; inbound provider events are not counted;
+        - `webhook_failures` (warning): share of failed webhook deliveries (outbound, and authentic inbound
+          provider events) over 15 min > 0.01, with at least 20 deliveries and 3 failures, for 5 min; posts that
+          fail authentication are not deliveries;
         - `backup_stale` (warning): seconds since the last successful backup > 26 h, for 5 min, checked only when
           backups are expected (`MARKET_BACKUP_SCHEDULE` is set, or a backup has succeeded).
 

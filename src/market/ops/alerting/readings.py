@@ -33,11 +33,6 @@ PAYMENT_SYSTEM_FAILURE = "error"
 PAYMENT_DECLINED = "declined"
 PAYMENT_OUTCOME = _label(names.PAYMENT_OUTCOME)
 WEBHOOK_OUTCOME = _label(names.WEBHOOK_OUTCOME)
-WEBHOOK_DIRECTION = _label(names.WEBHOOK_DIRECTION)
-WEBHOOK_ALERTED_DIRECTION = "outbound"
-"""The webhook deliveries `webhook_failures` measures: ours to sellers. An inbound provider event we fail to handle
-is another signal (one we fail to apply is a 5xx: error rate, Sentry), and the reconciler settles its payment
-anyway."""
 
 
 def _samples(snap: Snapshot, family: str) -> list[tuple[str, dict[str, str], float]]:
@@ -74,8 +69,6 @@ def reading_from_snapshot(snap: Snapshot) -> Reading:
             declined_attempts += value
     deliveries = failed_deliveries = 0.0
     for _, labels, value in _samples(snap, WEBHOOK_DELIVERIES):
-        if labels.get(WEBHOOK_DIRECTION) != WEBHOOK_ALERTED_DIRECTION:
-            continue
         deliveries += value
         if labels.get(WEBHOOK_OUTCOME) == "failure":
             failed_deliveries += value

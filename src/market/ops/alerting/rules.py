@@ -31,17 +31,16 @@ The rules (strict thresholds; pages are the critical ones — users or money are
 | `high_error_rate` | critical (page) | share of HTTP responses that were 5xx, `/health/*` and `/metrics` excluded | 5 min | 20 requests, 3 of them 5xx | > 0.05 | 2 min | <= 0.04 |
 | `payment_failures` | critical (page) | share of payment attempts that failed on the payment system's side (outcome `error`: gateway error or timeout); declines are the card holder's answer and do not count | 5 min | 10 attempts, 3 failed | > 0.10 | 5 min | <= 0.08 |
 | `slow_api` | warning | p95 request duration in seconds of the slowest route (per `http.route`; `/health/*`, `/metrics` excluded) | 5 min | 20 requests on that route | > 2 | 5 min | <= 1.6 |
-| `webhook_failures` | warning | share of outbound webhook deliveries to sellers that failed | 15 min | 20 deliveries, 3 failed | > 0.01 | 5 min | <= 0.008 |
+| `webhook_failures` | warning | share of webhook deliveries that failed, both directions | 15 min | 20 deliveries, 3 failed | > 0.01 | 5 min | <= 0.008 |
 | `backup_stale` | warning | seconds since the last successful backup | — | — | > 26 h | 5 min | <= 26 h |
 
 Why only two page: a 5xx rate means users see errors now; payment-system failures mean money is not being
 taken now. Slow routes, webhooks (outbound deliveries retry for a day; inbound payment events are also
 reconciled on a schedule) and a stale backup need someone today, not at 3 a.m.
 
-`webhook_failures` counts outbound delivery attempts to sellers only. An inbound provider event we fail to
-handle is another signal: one we fail to apply is a 5xx (`high_error_rate`, a Sentry event), the reconciler
-settles its payment anyway, and inbound failures show on the webhooks dashboard. Posts that fail authentication
-(`market.webhook.rejected`) are not deliveries at all: anyone can send one, and one stranger must not page. `backup_stale` applies only when backups are expected — a daily
+`webhook_failures` counts outbound seller deliveries and authentic inbound provider events we failed to
+handle. Posts that fail authentication (`market.webhook.rejected`) are not deliveries at all: anyone can send
+one, and one stranger must not page on-call. `backup_stale` applies only when backups are expected — a daily
 schedule is configured, or a backup has succeeded at least once; with a schedule and no backup yet, the age
 counts from when evaluation began.
 """
@@ -83,9 +82,7 @@ class Reading:
     payment_declines: float = 0.0
     """Payment attempts the card holder's bank declined: not failures of ours, never alerted on."""
     webhook_deliveries: float = 0.0
-    """Outbound webhook delivery attempts to sellers (inbound provider events are not counted)."""
     webhook_failures: float = 0.0
-    """Of which failed (the seller's endpoint refused, timed out or could not be reached)."""
     backup_last_success: float | None = None
     """Unix time of the newest successful backup known; None when none is."""
 
@@ -362,8 +359,9 @@ def default_rules(*, backups_scheduled: bool, hold: timedelta | None = None) -> 
             min_events=20,
             min_bad=3,
             hold=hold_of("webhook_failures"),
-            description="Share of outbound webhook deliveries to sellers that failed over the last 15 min (at "
-            "least 20 deliveries and 3 failures); inbound provider events are not counted.",
+            description="Share of webhook deliveries (outbound to sellers, and authentic inbound events from "
+            "the payment provider) that failed over the last 15 min (at least 20 deliveries and 3 failures); "
+            "unauthenticated posts are not counted.",
         ),
         StalenessRule(
             name="backup_stale",
